@@ -1,0 +1,43 @@
+"""Keep TensorFlow's native start-up chatter off the user's terminal.
+
+TensorFlow's C++ runtime writes lines such as ``I0000 ... port.cc:153]
+oneDNN custom operations are on`` straight to file descriptor 2, and no
+environment variable silences them in TF 2.21 (``TF_CPP_MIN_LOG_LEVEL`` does
+not). :func:`filter_native_stderr` routes fd 2 through a small child process
+that drops those lines and forwards everything else. A child process, not a
+thread, so that if the native code aborts the process, the child still
+forwards its last words.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+# absl's log prefix: severity letter, MMDD, time, thread, file:line]
+_FILTER = r"""
+import os, re, sys
+noise = re.compile(rb"^([IW]\d{4} \d\d:\d\d:\d\d|E\d{4} .*(cuda|cuInit|node_def_util)"
+                   rb"|WARNING: All log messages before absl::InitializeLog"
+                   rb"|fully_quantize: \d, inference_type)")
+out = sys.stdout.buffer
+for line in sys.stdin.buffer:
+    if not noise.match(line):
+        out.write(line); out.flush()
+"""
+
+
+def filter_native_stderr() -> None:
+    """Route fd 2 through the filter; ``sys.stderr`` keeps writing to the terminal."""
+    try:
+        original = os.dup(2)
+        child = subprocess.Popen([sys.executable, "-c", _FILTER], stdin=subprocess.PIPE,
+                                 stdout=original, close_fds=True)
+    except OSError:
+        return
+    sys.stderr.flush()
+    os.dup2(child.stdin.fileno(), 2)
+    child.stdin.close()
+    sys.stderr = open(original, "w", buffering=1, encoding="utf-8",  # noqa: SIM115
+                      errors="replace", closefd=False)

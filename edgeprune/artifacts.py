@@ -1,0 +1,163 @@
+"""The run directory: artifact names, atomic writes, hashes and ``report.json``.
+
+Every artifact is written to a hidden temporary file in the same folder and
+renamed into place only when complete, so a crash never leaves a file under
+an artifact's name that looks finished. The report lists every artifact with
+its SHA-256 and carries a schema version; readers check it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgeprune.errors import BadInputError
+
+SCHEMA_VERSION = 1
+REPORT_NAME = "report.json"
+
+# Artifact names, by stage. Later stages (per-target firmware) extend this.
+BASELINE_KERAS = "baseline.keras"
+BASELINE_META = "baseline.json"
+BASELINE_TFLITE = "baseline_float32.tflite"
+PRUNED_KERAS = "pruned.keras"
+PRUNED_TFLITE = "pruned_float32.tflite"
+
+
+def final_tflite_name(mode: str) -> str:
+    """Name of the converted model for quantization ``mode``."""
+    return f"final_{mode}.tflite"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def check_out_dir(path: str | os.PathLike) -> None:
+    """Raise :class:`BadInputError` if ``path`` cannot become a run directory.
+
+    Nothing is created here: callers validate all input before writing.
+    """
+    p = os.fspath(path)
+    if os.path.exists(p) and not os.path.isdir(p):
+        raise BadInputError(f"output directory {p} is a file; choose a folder path "
+                            f"or remove the file")
+    parent = os.path.dirname(os.path.abspath(p))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise BadInputError(f"output directory {p} lies under {parent}, which is a file")
+    if not os.access(parent if not os.path.exists(p) else p, os.W_OK):
+        raise BadInputError(f"output directory {p} is not writable; choose another folder")
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[str]:
+    """Yield a temporary path beside ``final``; rename it to ``final`` on success.
+
+    The temporary name starts with a dot and keeps ``suffix`` (tf_keras insists
+    on ``.keras``). On error the temporary file or folder is removed.
+    """
+    final = os.fspath(final)
+    folder, base = os.path.split(final)
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=folder or ".")
+    os.close(fd)
+    os.unlink(tmp)  # writers such as tf_keras refuse to overwrite or want to create it
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if os.path.isdir(tmp):
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+@dataclass
+class RunDir:
+    """A run directory. Created lazily by the first write, never by construction."""
+
+    path: str
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    def _ensure(self) -> None:
+        os.makedirs(self.path, exist_ok=True)
+
+    def write_bytes(self, name: str, data: bytes, stage: str) -> str:
+        self._ensure()
+        path = self.file(name)
+        write_bytes_atomic(path, data)
+        return self.record(name, stage)
+
+    def write_with(self, name: str, writer: Callable[[str], None], stage: str,
+                   suffix: str = "") -> str:
+        """Write an artifact through ``writer(tmp_path)`` (for libraries that save to a path)."""
+        self._ensure()
+        path = self.file(name)
+        with atomic_path(path, suffix=suffix) as tmp:
+            writer(tmp)
+        return self.record(name, stage)
+
+    def record(self, name: str, stage: str) -> str:
+        path = self.file(name)
+        self.artifacts[name] = {"stage": stage, "path": name, "bytes": os.path.getsize(path),
+                                "sha256": sha256_file(path)}
+        return path
+
+    def load_report(self) -> dict[str, Any] | None:
+        """The existing ``report.json`` (its artifacts become this run's), or None.
+
+        A report of another schema version is ignored, not merged.
+        """
+        path = self.file(REPORT_NAME)
+        if not os.path.isfile(path):
+            return None
+        try:
+            report = read_report(path)
+        except (BadInputError, OSError, json.JSONDecodeError):
+            return None
+        self.artifacts = {**report.get("artifacts", {}), **self.artifacts}
+        return report
+
+    def write_report(self, report: dict[str, Any]) -> str:
+        """Write ``report.json`` with the schema version and every recorded artifact."""
+        self._ensure()
+        body = {"schema_version": SCHEMA_VERSION, **report, "artifacts": self.artifacts}
+        path = self.file(REPORT_NAME)
+        write_json_atomic(path, body)
+        return path
+
+
+def read_report(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a ``report.json``; raise :class:`BadInputError` on a schema it does not know."""
+    with open(path, encoding="utf-8") as fh:
+        report = json.load(fh)
+    version = report.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BadInputError(f"{path} has report schema {version}; this edgeprune reads "
+                            f"schema {SCHEMA_VERSION}; re-run the pipeline")
+    return report

@@ -1,0 +1,243 @@
+"""The ``edgeprune`` command line: parse options, call one library function, map errors.
+
+Nothing heavy is imported at start-up: TensorFlow loads only inside the
+commands that need it, so ``edgeprune --help`` and ``edgeprune inspect``
+answer quickly. Exit codes: 0 success, 1 bad input or tool error, 2 usage
+error (click's own), 3 budget check failed, 4 validation failed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import typing
+
+import click
+
+from edgeprune import __version__
+from edgeprune.errors import BadInputError, EdgepruneError
+from edgeprune.recipe import option_fields
+
+log = logging.getLogger("edgeprune")
+
+
+def _fail(message: str, code: int) -> typing.NoReturn:
+    click.echo(f"edgeprune: error: {message}", err=True)
+    sys.exit(code)
+
+
+def guarded(fn):
+    """Turn domain errors into one line on stderr and their exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EdgepruneError as exc:
+            _fail(str(exc), exc.exit_code)
+        except click.ClickException:
+            raise
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as exc:  # noqa: BLE001 - last line of defence
+            if os.environ.get("EDGEPRUNE_DEBUG"):
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+                  f" (set EDGEPRUNE_DEBUG=1 for the traceback)", 1)
+
+    return wrapper
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("edgeprune: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+    # TensorFlow's own Python loggers and warnings are noise at this level.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    if verbosity < 1:
+        import warnings
+
+        warnings.filterwarnings("ignore")
+
+
+# ------------------------------------------------------------ recipe options
+
+def _recipe_key(section, f) -> str:
+    return f"{section}.{f.name}" if section else f.name
+
+
+def _click_option(section, f):
+    meta = f.metadata
+    kwargs: dict = {"default": None, "help": meta["help"]}
+    dest = _recipe_key(section, f).replace(".", "__")
+    if meta.get("choices"):
+        kwargs["type"] = click.Choice(meta["choices"])
+    elif meta.get("kind") == "pair":
+        kwargs["type"] = str
+        kwargs["metavar"] = "A:B"
+    elif "tuple[str" in str(f.type):
+        kwargs["multiple"] = True
+        kwargs["default"] = ()
+        kwargs["metavar"] = "NAME"
+    elif str(f.type).startswith("int"):
+        kwargs["type"] = int
+    elif str(f.type).startswith("float"):
+        kwargs["type"] = float
+    kwargs["help"] += f"  [recipe: {_recipe_key(section, f)}]"
+    return click.option(meta["flag"], dest, **kwargs)
+
+
+def recipe_options(sections: tuple[str | None, ...]):
+    """Decorator adding one flag per recipe option of ``sections``."""
+
+    def decorate(fn):
+        for section, f in reversed(option_fields()):
+            if section in sections:
+                fn = _click_option(section, f)(fn)
+        return fn
+
+    return decorate
+
+
+def _overrides(kwargs: dict) -> dict:
+    out = {}
+    for key in list(kwargs):
+        if "__" in key or key in ("seed", "task"):
+            value = kwargs.pop(key)
+            if value is None or value == ():
+                continue
+            out[key.replace("__", ".")] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def _recipe(recipe_path, kwargs):
+    from edgeprune.recipe import load_recipe
+
+    return load_recipe(recipe_path, _overrides(kwargs))
+
+
+# ------------------------------------------------------------ commands
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgeprune")
+@click.option("-v", "--verbose", count=True, help="More detail (-vv: library warnings too).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the final summary.")
+def main(verbose: int, quiet: bool) -> None:
+    """Prune, strip and quantize a Keras model for an edge device, and prove it fits.
+
+    With no options, `edgeprune run` trains the built-in digits CNN on
+    scikit-learn's bundled 8x8 digits and takes it through every stage.
+    """
+    _setup_logging(-1 if quiet else verbose)
+
+
+_model_opt = click.option("--model", "model", default=None, metavar="PATH",
+                          help="Keras model: .keras, .h5 or SavedModel folder "
+                               "(default: the built-in digits CNN).")
+_data_opt = click.option("--data", "data", default=None, metavar="NPZ|NAME",
+                         help="An .npz with x_train, y_train, x_test, y_test (optional x_val, "
+                              "y_val, x_calib) or a built-in data set name (digits).")
+_recipe_opt = click.option("--recipe", "recipe_path", default=None,
+                           type=click.Path(dir_okay=False),
+                           help="TOML recipe; flags override its values.")
+_out_opt = click.option("--out", "out", default=None, metavar="DIR",
+                        help="Run directory (default: runs/<model name>).")
+
+
+@main.command()
+@_model_opt
+@_data_opt
+@_recipe_opt
+@_out_opt
+@recipe_options((None, "train", "prune", "quantize"))
+@guarded
+def run(model, data, recipe_path, out, **kwargs):
+    """Run every stage: baseline, prune, strip, quantize, evaluate."""
+    if model is not None and data is None:
+        raise click.UsageError("--data is required with --model: pruning fine-tunes on it "
+                               "(an .npz file or a built-in data set name)")
+    recipe = _recipe(recipe_path, kwargs)
+    from edgeprune import pipeline
+    from edgeprune.summary import format_run
+
+    result = pipeline.run(model=model, data=data, recipe=recipe, out=out)
+    click.echo(format_run(result))
+
+
+@main.command("prune")
+@click.argument("model_path", metavar="MODEL")
+@_data_opt
+@_recipe_opt
+@_out_opt
+@recipe_options((None, "prune"))
+@guarded
+def prune_cmd(model_path, data, recipe_path, out, **kwargs):
+    """Prune, strip and verify MODEL; writes pruned.keras and pruned_float32.tflite."""
+    if data is None:
+        raise click.UsageError("--data is required: pruning fine-tunes on it")
+    recipe = _recipe(recipe_path, kwargs)
+    from edgeprune import pipeline
+    from edgeprune.summary import format_stage
+
+    click.echo(format_stage(pipeline.prune_only(model_path, data, recipe, out)))
+
+
+@main.command("quantize")
+@click.argument("model_path", metavar="MODEL")
+@_data_opt
+@_recipe_opt
+@_out_opt
+@recipe_options((None, "quantize"))
+@guarded
+def quantize_cmd(model_path, data, recipe_path, out, **kwargs):
+    """Convert a (pruned, stripped) Keras MODEL to .tflite and evaluate it."""
+    if data is None:
+        raise click.UsageError("--data is required: calibration and evaluation use it")
+    recipe = _recipe(recipe_path, kwargs)
+    from edgeprune import pipeline
+    from edgeprune.summary import format_stage
+
+    click.echo(format_stage(pipeline.quantize_only(model_path, data, recipe, out)))
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL.tflite", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@guarded
+def inspect(model_path, as_json):
+    """Ops, tensors, sizes and parameter count of a .tflite file (no TensorFlow)."""
+    from edgeprune.tflite_inspect import format_model_info, inspect_model
+
+    try:
+        info = inspect_model(model_path)
+    except FileNotFoundError:
+        raise BadInputError(f"{model_path} does not exist; check the path") from None
+    except ValueError as exc:  # TFLiteFormatError
+        raise BadInputError(str(exc)) from None
+    if as_json:
+        import dataclasses
+        import json
+
+        click.echo(json.dumps(dataclasses.asdict(info), indent=2))
+    else:
+        click.echo(format_model_info(info))
+
+
+def entry() -> None:
+    """The console script: the click group, with TensorFlow's native log lines
+    filtered from the terminal (kept with ``-vv`` or ``EDGEPRUNE_DEBUG=1``)."""
+    argv = sys.argv[1:]
+    if not os.environ.get("EDGEPRUNE_DEBUG") and not any(
+            a in ("-vv", "-vvv") for a in argv) and argv.count("-v") + argv.count(
+            "--verbose") < 2:
+        from edgeprune._native_stderr import filter_native_stderr
+
+        filter_native_stderr()
+    main(prog_name="edgeprune")

@@ -1,0 +1,73 @@
+"""The one home of TFLite converter calls.
+
+Modes, spelled as the CLI spells them:
+
+* ``int8``: full-integer post-training quantization; int8 weights and
+  activations, int8 input and output tensors, calibrated on representative
+  samples. Post-training int8 keeps pruned zeros exactly.
+* ``dynamic``: int8 weights, float activations (dynamic-range quantization).
+* ``float16``: float16 weights, float32 compute.
+* ``float32``: no optimization.
+
+``EXPERIMENTAL_SPARSITY`` is never used: it emits DENSIFY ops that TFLite
+Micro lacks, breaks the XNNPACK delegate and gave wrong int8 outputs on one
+model (see the design notes).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from edgeprune import keras_adapter as ka
+from edgeprune.errors import EdgepruneError
+
+tf = ka.tf
+log = logging.getLogger(__name__)
+
+
+class ConversionError(EdgepruneError, RuntimeError):
+    """The TFLite converter refused the model."""
+
+
+def to_tflite(model, mode: str, calibration: np.ndarray | None = None) -> bytes:
+    """Convert a (stripped) tf_keras model to a ``.tflite`` flatbuffer.
+
+    ``calibration`` is required for ``int8``: the representative samples, fed
+    one at a time in order, so the result is deterministic.
+
+    Raises:
+        ValueError: unknown mode, or int8 without calibration samples.
+        ConversionError: the converter failed (unsupported op, ...).
+    """
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if mode == "float32":
+        pass
+    elif mode == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif mode == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode == "int8":
+        if calibration is None or len(calibration) == 0:
+            raise ValueError("int8 conversion needs representative samples")
+        samples = np.asarray(calibration, dtype=np.float32)
+
+        def representative():
+            for i in range(len(samples)):
+                yield [samples[i:i + 1]]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    else:
+        raise ValueError(f"unknown quantization mode {mode!r}")
+    try:
+        return bytes(converter.convert())
+    except Exception as exc:  # noqa: BLE001 - the converter raises many types
+        text = " ".join(str(exc).split())
+        raise ConversionError(f"the TFLite converter failed in {mode} mode: {text[:300]}"
+                              ) from None

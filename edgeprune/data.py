@@ -1,0 +1,227 @@
+"""Data sets: loading, task inference and the checks against a model's shapes.
+
+A data set is either an ``.npz`` file with ``x_train, y_train, x_test,
+y_test`` (optional ``x_val, y_val, x_calib``) or the name of a built-in data
+set (:data:`BUILTIN_DATASETS`). Nothing here imports TensorFlow: the model is
+described by its input shape and output width only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from edgeprune.errors import DataError
+
+REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
+OPTIONAL_KEYS = ("x_val", "y_val", "x_calib")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Arrays for one run. Classification labels are always integer class indices
+    here; ``one_hot`` records that the file held one-hot rows."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    x_calib: np.ndarray | None = None
+    sha256: str = ""
+    one_hot: bool = False
+
+    def describe(self) -> dict:
+        def shp(a):
+            return None if a is None else list(a.shape)
+
+        return {"name": self.name, "sha256": self.sha256, "one_hot_labels": self.one_hot,
+                "x_train": shp(self.x_train), "x_test": shp(self.x_test),
+                "x_val": shp(self.x_val), "x_calib": shp(self.x_calib)}
+
+
+def _digits() -> Dataset:
+    """scikit-learn's bundled 8x8 handwritten digits (1797 images, shipped with
+    the wheel): pixels scaled to [0, 1], a fixed stratified 80/20 split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[..., None]
+    y = d.target.astype(np.int64)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=0.2, random_state=0, stratify=y)
+    return Dataset("digits", x_train, y_train, x_test, y_test,
+                   sha256=_hash_arrays([x_train, y_train, x_test, y_test]))
+
+
+BUILTIN_DATASETS = {"digits": _digits}
+
+
+def _hash_arrays(arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str(a.dtype).encode() + str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def load_dataset(spec: str | os.PathLike) -> Dataset:
+    """Load a built-in data set by name or an ``.npz`` file by path.
+
+    Raises:
+        DataError: unknown name, unreadable file, missing keys, or arrays whose
+            lengths disagree.
+    """
+    text = os.fspath(spec)
+    if text in BUILTIN_DATASETS:
+        return BUILTIN_DATASETS[text]()
+    if not os.path.exists(text):
+        if not text.endswith(".npz") and os.sep not in text:
+            raise DataError(f"data '{text}' is neither a built-in data set ("
+                            f"{', '.join(BUILTIN_DATASETS)}) nor an existing .npz file")
+        raise DataError(f"data file {text} does not exist; check the path")
+    if os.path.isdir(text):
+        raise DataError(f"data {text} is a folder; pass an .npz file with "
+                        f"{', '.join(REQUIRED_KEYS)}")
+    try:
+        with np.load(text, allow_pickle=False) as npz:
+            keys = set(npz.files)
+            missing = [k for k in REQUIRED_KEYS if k not in keys]
+            if missing:
+                raise DataError(
+                    f"data file {text} lacks {', '.join(missing)}; it needs "
+                    f"{', '.join(REQUIRED_KEYS)} (optional: {', '.join(OPTIONAL_KEYS)})")
+            arrays = {k: npz[k] for k in REQUIRED_KEYS + OPTIONAL_KEYS if k in keys}
+    except DataError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"data file {text} is not a readable .npz archive ({exc}); "
+                        f"save it with numpy.savez") from None
+    if ("x_val" in arrays) != ("y_val" in arrays):
+        raise DataError(f"data file {text} has only one of x_val, y_val; give both or neither")
+    for xk, yk in (("x_train", "y_train"), ("x_test", "y_test"), ("x_val", "y_val")):
+        if xk in arrays and len(arrays[xk]) != len(arrays[yk]):
+            raise DataError(f"data file {text}: {xk} has {len(arrays[xk])} rows but {yk} has "
+                            f"{len(arrays[yk])}; they must match")
+    for k, a in arrays.items():
+        if a.dtype == object or a.dtype.kind not in "biuf":
+            raise DataError(f"data file {text}: {k} has dtype {a.dtype}; it must be numeric")
+        if len(a) == 0:
+            raise DataError(f"data file {text}: {k} is empty")
+    with open(text, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    xs = {k: arrays[k].astype(np.float32) if k.startswith("x_") else arrays[k] for k in arrays}
+    return Dataset(name=os.path.basename(text), sha256=digest, **xs)
+
+
+def infer_task(dataset: Dataset, output_units: int, requested: str = "auto") -> str:
+    """Return ``"classification"`` or ``"regression"``.
+
+    Classification when labels are integers (or one-hot rows matching the
+    output width) and the model has more than one output unit, or one unit
+    with 0/1 labels (binary). Anything else is regression (autoencoders:
+    the targets have the shape of the output). ``requested`` forces it.
+    """
+    if requested != "auto":
+        return requested
+    y = dataset.y_train
+    if _is_one_hot(y, output_units):
+        return "classification"
+    flat = y.reshape(len(y), -1)
+    if flat.shape[1] == 1 and np.all(np.equal(np.mod(flat, 1), 0)):
+        if output_units > 1 or set(np.unique(flat).tolist()) <= {0, 1}:
+            return "classification"
+    return "regression"
+
+
+def _is_one_hot(y: np.ndarray, output_units: int) -> bool:
+    return (y.ndim == 2 and y.shape[1] == output_units and output_units > 1
+            and bool(np.all((y == 0) | (y == 1))) and bool(np.all(y.sum(axis=1) == 1)))
+
+
+def prepare(dataset: Dataset, task: str, input_shape: tuple, output_shape: tuple) -> Dataset:
+    """Check ``dataset`` against a model's input and output shapes and normalise labels.
+
+    ``input_shape`` and ``output_shape`` include the batch dimension (``None``
+    for unknown dimensions). Classification labels become integer class
+    indices. Raises :class:`DataError` naming the array and the mismatch.
+    """
+    want = tuple(input_shape[1:])
+    for key in ("x_train", "x_test", "x_val", "x_calib"):
+        x = getattr(dataset, key)
+        if x is None:
+            continue
+        got = tuple(x.shape[1:])
+        if len(got) != len(want) or any(
+                w is not None and w != g for w, g in zip(want, got, strict=True)):
+            raise DataError(
+                f"{key} has samples of shape {got} but the model's input is "
+                f"{_shape_text(want)}; reshape the data or pass the matching model")
+    out_units = int(np.prod([d for d in output_shape[1:] if d is not None])) or 1
+    if task == "regression":
+        for key in ("y_train", "y_test", "y_val"):
+            y = getattr(dataset, key)
+            if y is None:
+                continue
+            if int(np.prod(y.shape[1:])) != out_units:
+                raise DataError(
+                    f"{key} has targets of shape {tuple(y.shape[1:])} but the model's output "
+                    f"is {_shape_text(tuple(output_shape[1:]))}; for regression the targets "
+                    f"must have the output's shape")
+        ys = {k: (None if getattr(dataset, k) is None else
+                  getattr(dataset, k).astype(np.float32)) for k in ("y_train", "y_test", "y_val")}
+        return replace(dataset, **ys)
+    n_classes = max(out_units, 2)
+    one_hot = _is_one_hot(dataset.y_train, out_units)
+    ys = {}
+    for key in ("y_train", "y_test", "y_val"):
+        y = getattr(dataset, key)
+        if y is None:
+            ys[key] = None
+            continue
+        if one_hot:
+            if not _is_one_hot(y, out_units):
+                raise DataError(f"{key} is not one-hot like y_train; encode all labels alike")
+            y = y.argmax(axis=1)
+        y = y.reshape(len(y), -1)
+        if y.shape[1] != 1:
+            raise DataError(
+                f"{key} has labels of shape {tuple(y.shape[1:])}; classification needs one "
+                f"integer label per sample or one-hot rows of width {out_units}")
+        y = y[:, 0]
+        if not np.all(np.equal(np.mod(y, 1), 0)):
+            raise DataError(f"{key} holds non-integer labels; classification needs class "
+                            f"indices (or pass task = \"regression\")")
+        y = y.astype(np.int64)
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= n_classes:
+            bad = hi if hi >= n_classes else lo
+            raise DataError(
+                f"{key} holds label {bad} but the model's output layer has {out_units} "
+                f"unit{'s' if out_units != 1 else ''} (labels 0..{n_classes - 1}); fix the "
+                f"labels or the output layer")
+        ys[key] = y
+    return replace(dataset, one_hot=one_hot, **ys)
+
+
+def _shape_text(shape: tuple) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+
+
+def calibration_sample(dataset: Dataset, count: int, seed: int) -> np.ndarray:
+    """The representative samples for int8 calibration: ``x_calib`` if the data
+    set has it (first ``count``), else a seeded sample of ``x_train``."""
+    if dataset.x_calib is not None:
+        return dataset.x_calib[:count]
+    rng = np.random.default_rng(seed)
+    n = min(count, len(dataset.x_train))
+    idx = np.sort(rng.choice(len(dataset.x_train), size=n, replace=False))
+    return dataset.x_train[idx]

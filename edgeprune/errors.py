@@ -1,0 +1,43 @@
+"""Domain errors. The library raises these; only the CLI maps them to exit codes.
+
+Each is also a builtin error (``ValueError``, ``RuntimeError``) so that callers
+who catch the builtin keep working. Messages are one line that names the
+problem and the fix; the library never names CLI flags (the recipe key is the
+common name for an option: ``prune.final_sparsity``).
+"""
+
+from __future__ import annotations
+
+
+class EdgepruneError(Exception):
+    """Base class of every error edgeprune raises on purpose."""
+
+    exit_code = 1
+
+
+class BadInputError(EdgepruneError, ValueError):
+    """A model, data set, recipe or path the user gave cannot be used as given."""
+
+
+class ModelLoadError(BadInputError):
+    """The model file is missing, unreadable or not a model edgeprune can load."""
+
+
+class UnsupportedModelError(BadInputError):
+    """The model loads but cannot go through the pipeline (Keras 3, subclassed, ...)."""
+
+
+class DataError(BadInputError):
+    """The data set is missing keys, has the wrong shape or labels out of range."""
+
+
+class RecipeError(BadInputError):
+    """The recipe has an unknown key, a wrong type or a value out of range."""
+
+
+class ScheduleError(RecipeError):
+    """A pruning schedule cannot reach its final sparsity within the training steps."""
+
+
+class VerificationError(EdgepruneError, RuntimeError):
+    """A stage that must keep the model's behaviour did not (strip changed outputs)."""

@@ -1,0 +1,231 @@
+"""The one home of TensorFlow and tf_keras: loading, saving, training, predicting.
+
+tfmot works only with tf_keras (Keras 2), and only if ``TF_USE_LEGACY_KERAS=1``
+is set before TensorFlow is first imported; this module sets it on import.
+Import it lazily (inside functions) from anywhere that must stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import zipfile
+from dataclasses import dataclass
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+from edgeprune.errors import ModelLoadError, UnsupportedModelError  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+GRAPH_MODEL_CLASSES = ("Sequential", "Functional", "Model")
+
+KERAS3_FIX = ("tfmot pruning needs a tf_keras (Keras 2) model: rebuild the same "
+              "architecture with `import tf_keras as keras`, copy the weights over "
+              "(layer.set_weights) and save with model.save('model.keras')")
+
+
+@dataclass(frozen=True)
+class ModelShapes:
+    """A Keras model's single input and output shapes, batch dimension first."""
+
+    input_shape: tuple
+    output_shape: tuple
+
+    @property
+    def output_units(self) -> int:
+        return int(np.prod([d for d in self.output_shape[1:] if d is not None]))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow and make TF ops deterministic."""
+    keras.utils.set_random_seed(seed)
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except Exception:  # noqa: BLE001 - older TF; determinism is best effort there
+        log.debug("op determinism unavailable")
+
+
+def _keras_zip_metadata(path: str) -> tuple[str | None, str | None]:
+    """(keras_version, top-level class name) of a ``.keras`` zip, without TensorFlow."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            if "config.json" not in names:
+                raise ModelLoadError(f"{path} is a zip file but not a Keras model (no "
+                                     f"config.json); pass a .keras, .h5 or SavedModel folder")
+            meta = json.loads(z.read("metadata.json")) if "metadata.json" in names else {}
+            config = json.loads(z.read("config.json"))
+    except zipfile.BadZipFile:
+        raise ModelLoadError(f"{path} is not a Keras model (not a .keras zip archive); "
+                             f"pass a .keras, .h5 or SavedModel folder") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ModelLoadError(f"{path} has a corrupt config.json; re-save the model") from None
+    return meta.get("keras_version"), config.get("class_name")
+
+
+def _h5_keras_version(path: str) -> str | None:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            version = f.attrs.get("keras_version")
+            if "model_config" not in f.attrs:
+                raise ModelLoadError(f"{path} is an HDF5 file without a model config (weights "
+                                     f"only?); save the whole model with model.save()")
+    except OSError:
+        raise ModelLoadError(f"{path} is not a Keras model (not an HDF5 file); pass a "
+                             f".keras, .h5 or SavedModel folder") from None
+    if isinstance(version, bytes):
+        version = version.decode()
+    return version
+
+
+def _reject_keras3(path: str, version: str | None) -> None:
+    if version and version.split(".")[0] not in ("2", "1"):
+        raise UnsupportedModelError(f"{path} was saved by Keras {version}; {KERAS3_FIX}")
+
+
+def load_model(path: str | os.PathLike) -> keras.Model:
+    """Load a tf_keras model from ``.keras``, ``.h5`` or a SavedModel folder.
+
+    The model is loaded without its optimizer state (``compile=False``).
+
+    Raises:
+        ModelLoadError: missing, unreadable or not a model.
+        UnsupportedModelError: saved by Keras 3, or a subclassed model.
+    """
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise ModelLoadError(f"model {p} does not exist; check the path")
+    if os.path.isdir(p):
+        if not os.path.exists(os.path.join(p, "saved_model.pb")):
+            raise ModelLoadError(f"model folder {p} is not a SavedModel (no saved_model.pb); "
+                                 f"pass a .keras, .h5 or SavedModel folder")
+    elif not os.access(p, os.R_OK):
+        raise ModelLoadError(f"model {p} is not readable; check its permissions")
+    else:
+        ext = os.path.splitext(p)[1].lower()
+        if ext == ".keras":
+            version, class_name = _keras_zip_metadata(p)
+            _reject_keras3(p, version)
+            if class_name not in GRAPH_MODEL_CLASSES:
+                raise UnsupportedModelError(_subclassed_message(p, class_name))
+        elif ext in (".h5", ".hdf5"):
+            _reject_keras3(p, _h5_keras_version(p))
+        else:
+            raise ModelLoadError(f"model {p} has extension '{ext}'; pass a .keras or .h5 "
+                                 f"file or a SavedModel folder")
+    try:
+        model = keras.models.load_model(p, compile=False)
+    except (ModelLoadError, UnsupportedModelError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - Keras raises anything here
+        text = " ".join(str(exc).split())
+        if "Could not locate class" in text or "Unknown layer" in text:
+            raise UnsupportedModelError(
+                f"{p} uses a custom class Keras cannot find ({text[:120]}); edgeprune "
+                f"handles models built from tf_keras layers only") from None
+        if "batch_shape" in text:
+            raise UnsupportedModelError(f"{p} looks saved by Keras 3; {KERAS3_FIX}") from None
+        raise ModelLoadError(f"model {p} could not be loaded: {text[:200]}") from None
+    check_model(model, p)
+    return model
+
+
+def _subclassed_message(where: str, class_name: str | None) -> str:
+    return (f"{where} is a subclassed model ({class_name}); tfmot can prune only Sequential "
+            f"or functional models: rebuild it with keras.Sequential or the functional API")
+
+
+def check_model(model, where: str = "model") -> None:
+    """Raise :class:`UnsupportedModelError` unless ``model`` is a single-input,
+    single-output Sequential or functional tf_keras model."""
+    if not isinstance(model, keras.Model):
+        raise UnsupportedModelError(
+            f"{where} is a {type(model).__module__}.{type(model).__name__}, not a tf_keras "
+            f"model; {KERAS3_FIX}")
+    if not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)):
+        raise UnsupportedModelError(_subclassed_message(where, type(model).__name__))
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise UnsupportedModelError(
+            f"{where} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
+            f"edgeprune handles single-input, single-output models")
+
+
+def shapes(model) -> ModelShapes:
+    return ModelShapes(tuple(model.inputs[0].shape.as_list()),
+                       tuple(model.outputs[0].shape.as_list()))
+
+
+def save_model(model, path: str) -> None:
+    """Save in the native tf_keras ``.keras`` format."""
+    model.save(path)
+
+
+def clone(model):
+    """A structural copy with the same weights and no shared layers."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def outputs_are_probabilities(model, x: np.ndarray) -> bool:
+    """True if the model's outputs on ``x`` are probability rows (softmax or sigmoid).
+
+    Measured, not read from the config: a final ``Activation`` layer or a fused
+    activation both count.
+    """
+    y = predict(model, x[:64])
+    y = y.reshape(len(y), -1)
+    if y.shape[1] == 1:
+        return bool(np.all((y >= 0) & (y <= 1)))
+    return bool(np.all(y >= 0) and np.allclose(y.sum(axis=1), 1.0, atol=1e-3))
+
+
+def loss_for(task: str, output_units: int, probabilities: bool):
+    if task == "regression":
+        return keras.losses.MeanSquaredError()
+    if output_units == 1:
+        return keras.losses.BinaryCrossentropy(from_logits=not probabilities)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
+
+
+def compile_for(model, task: str, learning_rate: float, probabilities: bool) -> None:
+    metrics = ["accuracy"] if task == "classification" else []
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss=loss_for(task, shapes(model).output_units, probabilities),
+                  metrics=metrics)
+
+
+def fit(model, x, y, *, epochs: int, batch_size: int, seed: int, callbacks=(),
+        validation=None) -> dict:
+    """Train ``model`` (compiled) and return the last epoch's logged metrics."""
+    seed_everything(seed)
+    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,
+                        callbacks=list(callbacks), validation_data=validation)
+    return {k: float(v[-1]) for k, v in history.history.items()}
+
+
+def predict(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Inference-mode outputs as float32 numpy."""
+    out = []
+    for i in range(0, len(x), batch_size):
+        out.append(np.asarray(model(x[i:i + batch_size], training=False)))
+    return np.concatenate(out).astype(np.float32)
+
+
+def layer_types() -> dict[str, type]:
+    """tf_keras layer classes by name (for include/exclude by type)."""
+    return {name: obj for name, obj in vars(keras.layers).items()
+            if isinstance(obj, type) and issubclass(obj, keras.layers.Layer)}
+
+
+def versions() -> dict[str, str]:
+    return {"tensorflow": tf.__version__, "tf_keras": keras.__version__}

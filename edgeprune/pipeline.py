@@ -1,0 +1,545 @@
+"""The pipeline driver: resolve inputs → baseline → prune → strip → quantize → evaluate.
+
+:func:`run` reads like the table of contents of a run. Every stage is a
+function from artifacts and options to a frozen result holding the paths it
+wrote and the figures it measured. All input is loaded and checked before
+the first byte is written, so bad input leaves the output folder untouched.
+
+TensorFlow is imported by the stage functions, not by this module's import.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+
+from edgeprune import __version__, artifacts
+from edgeprune.artifacts import RunDir
+from edgeprune.data import Dataset, calibration_sample, infer_task, load_dataset, prepare
+from edgeprune.errors import BadInputError
+from edgeprune.recipe import Recipe
+from edgeprune.schedule import SchedulePlan, plan_schedule
+
+log = logging.getLogger(__name__)
+
+STAGES = ("baseline", "prune", "quantize", "evaluate")
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a run needs, loaded and checked; nothing written yet."""
+
+    model: Any  # tf_keras model (untrained for a built-in)
+    model_source: str  # a path, or "builtin:<name>"
+    builtin: Any  # models.BuiltinModel or None
+    dataset: Dataset
+    task: str
+    n_classes: int
+    probabilities: bool
+    recipe: Recipe
+    out: RunDir
+    layer_plans: list
+    schedule: SchedulePlan | None
+
+
+@dataclass(frozen=True)
+class BaselineResult:
+    keras_path: str
+    tflite_path: str
+    trained: bool
+    cached: bool
+    train_metrics: dict
+    seconds: float
+    model: Any = field(repr=False, default=None)  # the baseline tf_keras model
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    keras_path: str
+    tflite_path: str
+    schedule: SchedulePlan
+    layers: list  # prune.LayerSparsity
+    overall_sparsity: float
+    strip_check: Any  # prune.StripCheck
+    fine_tune_metrics: dict
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """Sizes measured on a .tflite file. ``bytes`` is what flash holds: the
+    flatbuffer stores every weight, zero or not. ``gzip_bytes`` is what a
+    compressed over-the-air update would carry."""
+
+    path: str
+    mode: str
+    bytes: int
+    gzip_bytes: int
+    weight_elements: int
+    zero_weight_elements: int
+    zero_weight_fraction: float
+    parameter_count: int
+    ops: dict
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    tflite_path: str
+    mode: str
+    calibration_samples: int
+    calibration_source: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class StageEval:
+    stage: str
+    path: str
+    metrics: dict
+    agreement: dict
+
+
+@dataclass(frozen=True)
+class RunResult:
+    out_dir: str
+    report_path: str
+    task: str
+    baseline: BaselineResult
+    prune: PruneResult
+    quantize: QuantizeResult
+    sizes: dict  # stage -> ModelSize
+    evaluations: list  # StageEval, in stage order
+    seconds: float
+    report: dict = field(repr=False, default_factory=dict)
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def resolve_inputs(model: str | None, data: str | None, recipe: Recipe,
+                   out: str | None, plan_pruning: bool = True) -> Inputs:
+    """Load and check the model, data, recipe and output folder; write nothing.
+
+    ``model`` is a path or ``None`` for the built-in default; ``data`` is an
+    ``.npz`` path, a built-in data set name, or ``None`` for the built-in
+    model's own data set.
+
+    Raises:
+        BadInputError (and subclasses): anything that makes the run impossible.
+    """
+    from edgeprune.models import BUILTIN_MODELS, DEFAULT_MODEL
+
+    builtin = None
+    if model is None or model in BUILTIN_MODELS:
+        builtin = BUILTIN_MODELS[model or DEFAULT_MODEL]
+        data = data or builtin.dataset
+        source = f"builtin:{builtin.name}"
+        default_out = os.path.join("runs", builtin.name)
+    else:
+        if data is None:
+            raise BadInputError("a model needs data to prune and evaluate with; pass an .npz "
+                                "file or a built-in data set name")
+        source = os.path.abspath(model)
+        default_out = os.path.join("runs", _stem(model))
+    out_dir = out or default_out
+    artifacts.check_out_dir(out_dir)
+    dataset = load_dataset(data)
+
+    from edgeprune import keras_adapter as ka
+    from edgeprune import prune as pr
+
+    if builtin is not None:
+        ka.seed_everything(recipe.seed)
+        n_out = _classes_in(dataset)
+        keras_model = builtin.build(dataset.x_train.shape[1:], n_out)
+    else:
+        keras_model = ka.load_model(model)
+    shapes = ka.shapes(keras_model)
+    task = infer_task(dataset, shapes.output_units, recipe.task)
+    dataset = prepare(dataset, task, shapes.input_shape, shapes.output_shape)
+    n_classes = max(shapes.output_units, 2) if task == "classification" else 0
+    probabilities = ka.outputs_are_probabilities(keras_model, dataset.x_train)
+    layer_plans, schedule = [], None
+    if plan_pruning:
+        layer_plans = pr.plan_layers(keras_model, recipe.prune)
+        schedule = plan_schedule(recipe.prune, len(dataset.x_train))
+    return Inputs(keras_model, source, builtin, dataset, task, n_classes, probabilities,
+                  recipe, RunDir(out_dir), layer_plans, schedule)
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(os.path.normpath(path)))[0] or "model"
+
+
+def _classes_in(dataset: Dataset) -> int:
+    y = dataset.y_train
+    if y.ndim == 2 and y.shape[1] > 1:
+        return y.shape[1]
+    return int(np.max(y)) + 1
+
+
+# ---------------------------------------------------------------- stages
+
+
+def baseline_stage(inp: Inputs) -> BaselineResult:
+    """Train the built-in model (or reuse the cached one) or take the user's
+    model as it is; save it and its float32 ``.tflite``."""
+    from edgeprune import convert
+    from edgeprune import keras_adapter as ka
+
+    t0 = time.perf_counter()
+    out, model = inp.out, inp.model
+    trained = cached = False
+    train_metrics: dict = {}
+    if inp.builtin is not None:
+        key = _baseline_key(inp)
+        cached_model = _load_cached_baseline(out, key)
+        if cached_model is not None:
+            model, cached = cached_model, True
+            log.info("baseline: reusing cached %s", out.file(artifacts.BASELINE_KERAS))
+        else:
+            opts = inp.recipe.train
+            log.info("baseline: training %s for %d epochs", inp.builtin.name, opts.epochs)
+            ka.compile_for(model, inp.task, opts.learning_rate, inp.probabilities)
+            train_metrics = ka.fit(model, inp.dataset.x_train, inp.dataset.y_train,
+                                   epochs=opts.epochs, batch_size=opts.batch_size,
+                                   seed=inp.recipe.seed, validation=_validation(inp.dataset))
+            trained = True
+    keras_path = out.write_with(artifacts.BASELINE_KERAS, lambda p: ka.save_model(model, p),
+                                "baseline", suffix=".keras")
+    if trained:
+        artifacts.write_json_atomic(out.file(artifacts.BASELINE_META), {
+            "key": key, "keras_sha256": out.artifacts[artifacts.BASELINE_KERAS]["sha256"],
+            "train_metrics": train_metrics})
+        out.record(artifacts.BASELINE_META, "baseline")
+    elif cached:
+        out.record(artifacts.BASELINE_META, "baseline")
+        train_metrics = json.load(open(out.file(artifacts.BASELINE_META)))["train_metrics"]
+    tflite_path = out.write_bytes(artifacts.BASELINE_TFLITE,
+                                  convert.to_tflite(model, "float32"), "baseline")
+    return BaselineResult(keras_path, tflite_path, trained, cached, train_metrics,
+                          time.perf_counter() - t0, model)
+
+
+def _validation(dataset: Dataset):
+    return None if dataset.x_val is None else (dataset.x_val, dataset.y_val)
+
+
+def _baseline_key(inp: Inputs) -> dict:
+    from edgeprune import keras_adapter as ka
+
+    return {"model": inp.builtin.name, "model_version": inp.builtin.version,
+            "data_sha256": inp.dataset.sha256, "train": asdict(inp.recipe.train),
+            "seed": inp.recipe.seed, "task": inp.task, **ka.versions()}
+
+
+def _load_cached_baseline(out: RunDir, key: dict):
+    from edgeprune import keras_adapter as ka
+
+    meta_path, model_path = out.file(artifacts.BASELINE_META), out.file(artifacts.BASELINE_KERAS)
+    if not (os.path.isfile(meta_path) and os.path.isfile(model_path)):
+        return None
+    try:
+        with open(meta_path, encoding="utf-8") as fh:
+            meta = json.load(fh)
+    except (OSError, json.JSONDecodeError):
+        return None
+    if meta.get("key") != json.loads(json.dumps(key)):
+        log.info("baseline: cache key changed, retraining")
+        return None
+    if meta.get("keras_sha256") != artifacts.sha256_file(model_path):
+        log.info("baseline: cached model does not match its hash, retraining")
+        return None
+    return ka.load_model(model_path)
+
+
+def prune_stage(inp: Inputs, model) -> PruneResult:
+    """Wrap, fine-tune with the planned schedule, strip, and verify.
+
+    Raises:
+        VerificationError: a pruned layer missed its sparsity, or stripping
+            changed the outputs.
+    """
+    from edgeprune import convert
+    from edgeprune import keras_adapter as ka
+    from edgeprune import prune as pr
+
+    t0 = time.perf_counter()
+    opts, ds = inp.recipe.prune, inp.dataset
+    pruned_count = sum(p.pruned for p in inp.layer_plans)
+    log.info("prune: %s to %.2f on %d layer(s), %d steps", inp.schedule.kind,
+             pr.requested_sparsity(opts), pruned_count, inp.schedule.total_steps)
+    wrapped = pr.wrap(model, inp.layer_plans, inp.schedule, opts)
+    fit_metrics = pr.fine_tune(wrapped, ds.x_train, ds.y_train, task=inp.task,
+                               probabilities=inp.probabilities, opts=opts, seed=inp.recipe.seed,
+                               validation=_validation(ds))
+    stripped = pr.strip(wrapped)
+    log.info("strip: verifying outputs on %d test samples", len(ds.x_test))
+    strip_check = pr.verify_strip(wrapped, stripped, ds.x_test)
+    layers = pr.measure_sparsity(stripped, inp.layer_plans, opts)
+    pr.check_sparsity(layers)
+    keras_path = inp.out.write_with(artifacts.PRUNED_KERAS,
+                                    lambda p: ka.save_model(stripped, p), "prune",
+                                    suffix=".keras")
+    tflite_path = inp.out.write_bytes(artifacts.PRUNED_TFLITE,
+                                      convert.to_tflite(stripped, "float32"), "prune")
+    return PruneResult(keras_path, tflite_path, inp.schedule, layers,
+                       pr.overall_sparsity(layers), strip_check, fit_metrics,
+                       time.perf_counter() - t0)
+
+
+def quantize_stage(inp: Inputs, model, mode: str | None = None) -> QuantizeResult:
+    """Convert the stripped model in the recipe's quantization mode."""
+    from edgeprune import convert
+
+    t0 = time.perf_counter()
+    mode = mode or inp.recipe.quantize.mode
+    calib, n, source = None, 0, ""
+    if mode == "int8":
+        calib = calibration_sample(inp.dataset, inp.recipe.quantize.calibration_samples,
+                                   inp.recipe.seed)
+        n = len(calib)
+        source = "x_calib" if inp.dataset.x_calib is not None else "x_train (seeded sample)"
+    log.info("quantize: %s%s", mode, f" with {n} calibration samples from {source}" if n else "")
+    data = convert.to_tflite(model, mode, calib)
+    path = inp.out.write_bytes(artifacts.final_tflite_name(mode), data, "quantize")
+    return QuantizeResult(path, mode, n, source, time.perf_counter() - t0)
+
+
+def measure_size(path: str, mode: str) -> ModelSize:
+    """Sizes, op counts and the zero fraction of the weights inside a ``.tflite``."""
+    from edgeprune.tflite_inspect import inspect_model
+
+    with open(path, "rb") as fh:
+        data = fh.read()
+    info = inspect_model(data)
+    w = info.weights
+    return ModelSize(os.path.basename(path), mode, len(data),
+                     len(gzip.compress(data, compresslevel=9, mtime=0)), w.elements,
+                     w.zero_elements, w.zero_fraction, info.parameter_count,
+                     dict(info.op_counts))
+
+
+def evaluate_stage(inp: Inputs, paths: dict[str, str],
+                   reference: np.ndarray | None = None) -> list[StageEval]:
+    """Run each ``.tflite`` on the test set with LiteRT; metrics and agreement
+    with ``reference`` outputs, by default the first model's (the baseline's)."""
+    from edgeprune import metrics
+    from edgeprune.runners.host import HostRunner
+
+    ds = inp.dataset
+    results = []
+    for stage, path in paths.items():
+        with open(path, "rb") as fh:
+            outputs = HostRunner(fh.read()).predict(ds.x_test)
+        if reference is None:
+            reference = outputs
+        m = metrics.evaluate(inp.task, ds.y_test, outputs, inp.n_classes)
+        results.append(StageEval(stage, os.path.basename(path), m,
+                                 metrics.agreement(inp.task, outputs, reference)))
+        log.info("evaluate: %s %s", stage, _headline(inp.task, m))
+    return results
+
+
+def _headline(task: str, m: dict) -> str:
+    if task == "classification":
+        return f"accuracy {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f}"
+    return f"mse {m['mse']:.5g}"
+
+
+# ---------------------------------------------------------------- driver
+
+
+def run(model: str | None = None, data: str | None = None, recipe: Recipe | None = None,
+        out: str | None = None) -> RunResult:
+    """Run the whole pipeline and write the run directory.
+
+    Side effects: writes artifacts and ``report.json`` under ``out`` (default
+    ``runs/<model name>``). Raises :class:`~edgeprune.errors.BadInputError`
+    before writing anything when the input is unusable, and
+    :class:`~edgeprune.errors.VerificationError` when a check after a stage fails.
+    """
+    t0 = time.perf_counter()
+    recipe = recipe or Recipe()
+    inp = resolve_inputs(model, data, recipe, out)
+    base = baseline_stage(inp)
+    pruned = prune_stage(inp, base.model)
+    from edgeprune import keras_adapter as ka
+
+    stripped = ka.load_model(pruned.keras_path)
+    quant = quantize_stage(inp, stripped)
+    tflites = {"baseline": base.tflite_path, "pruned": pruned.tflite_path,
+               "final": quant.tflite_path}
+    modes = {"baseline": "float32", "pruned": "float32", "final": quant.mode}
+    sizes = {s: measure_size(p, modes[s]) for s, p in tflites.items()}
+    evals = evaluate_stage(inp, tflites)
+    seconds = time.perf_counter() - t0
+    report = build_report(inp, base, pruned, quant, sizes, evals, seconds)
+    report_path = inp.out.write_report(report)
+    return RunResult(inp.out.path, report_path, inp.task, base, pruned, quant, sizes, evals,
+                     seconds, report)
+
+
+# ---------------------------------------------------------------- report
+
+
+def library_versions() -> dict[str, str]:
+    names = ["tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert",
+             "tflite-micro", "numpy", "scikit-learn", "click"]
+    out = {"python": platform.python_version(), "edgeprune": __version__}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def describe_inputs(inp: Inputs) -> dict:
+    src = {"model": inp.model_source, "data": inp.dataset.describe(), "task": inp.task,
+           "n_classes": inp.n_classes, "outputs_are_probabilities": inp.probabilities}
+    if os.path.exists(inp.model_source) and os.path.isfile(inp.model_source):
+        src["model_sha256"] = artifacts.sha256_file(inp.model_source)
+    return src
+
+
+def build_report(inp: Inputs, base: BaselineResult, pruned: PruneResult,
+                 quant: QuantizeResult, sizes: dict, evals: list, seconds: float) -> dict:
+    from edgeprune import prune as pr
+
+    return {
+        "tool": {"name": "edgeprune", "version": __version__},
+        "versions": library_versions(),
+        "seed": inp.recipe.seed,
+        "recipe": inp.recipe.to_dict(),
+        "inputs": describe_inputs(inp),
+        "stages": {
+            "baseline": {"trained": base.trained, "cached": base.cached,
+                         "train_metrics": base.train_metrics, "seconds": base.seconds},
+            "prune": {
+                "schedule": pruned.schedule.to_dict(),
+                "requested_sparsity": pr.requested_sparsity(inp.recipe.prune),
+                "overall_sparsity": pruned.overall_sparsity,
+                "layers": pr.to_dicts(pruned.layers),
+                "skipped_layers": {s.name: s.reason for s in pruned.layers if not s.pruned},
+                "fine_tune_metrics": pruned.fine_tune_metrics,
+                "seconds": pruned.seconds,
+            },
+            "strip": asdict(pruned.strip_check),
+            "quantize": {"mode": quant.mode, "calibration_samples": quant.calibration_samples,
+                         "calibration_source": quant.calibration_source,
+                         "experimental_sparsity": False, "seconds": quant.seconds},
+            "evaluate": {e.stage: {"artifact": e.path, **e.metrics, **e.agreement}
+                         for e in evals},
+        },
+        "sizes": {s: asdict(v) for s, v in sizes.items()},
+        "notes": size_notes(sizes),
+        "seconds": seconds,
+    }
+
+
+def size_notes(sizes: dict) -> list[str]:
+    """Plain statements about what the sizes mean, computed from them."""
+    notes = []
+    b, p = sizes.get("baseline"), sizes.get("pruned")
+    if b and p:
+        notes.append(
+            f"Unstructured sparsity does not shrink the flatbuffer: pruned float32 is "
+            f"{p.bytes} bytes vs {b.bytes} baseline ({p.bytes - b.bytes:+d}); TFLite Micro "
+            f"stores and runs every weight. Only the gzip size changes "
+            f"({p.gzip_bytes} vs {b.gzip_bytes} bytes), which matters for over-the-air "
+            f"updates, not for flash or RAM.")
+    return notes
+
+
+# ---------------------------------------------------------------- single stages
+
+
+@dataclass(frozen=True)
+class StageRunResult:
+    """What a single-stage command (``prune``, ``quantize``) wrote and measured."""
+
+    out_dir: str
+    report_path: str
+    stage: str
+    task: str
+    figures: dict
+    sizes: dict
+    evaluations: list
+    seconds: float
+
+
+def _reference_outputs(inp: Inputs, model):
+    from edgeprune import keras_adapter as ka
+
+    return ka.predict(model, inp.dataset.x_test)
+
+
+def _finish_stage(inp: Inputs, stage: str, figures: dict, sizes: dict, evals: list,
+                  t0: float) -> StageRunResult:
+    existing = inp.out.load_report()
+    report = existing or {
+        "tool": {"name": "edgeprune", "version": __version__},
+        "versions": library_versions(), "seed": inp.recipe.seed,
+        "recipe": inp.recipe.to_dict(), "inputs": describe_inputs(inp),
+        "stages": {}, "sizes": {}, "notes": []}
+    report["stages"][stage] = figures
+    report["stages"].setdefault("evaluate", {}).update(
+        {e.stage: {"artifact": e.path, **e.metrics, **e.agreement} for e in evals})
+    report["sizes"].update({s: asdict(v) for s, v in sizes.items()})
+    report.pop("schema_version", None)
+    report.pop("artifacts", None)
+    path = inp.out.write_report(report)
+    return StageRunResult(inp.out.path, path, stage, inp.task, figures, sizes, evals,
+                          time.perf_counter() - t0)
+
+
+def prune_only(model: str, data: str, recipe: Recipe | None = None,
+               out: str | None = None) -> StageRunResult:
+    """Prune, strip and verify ``model``; write ``pruned.keras`` and its float32
+    ``.tflite``; evaluate it against the input model. Merges into an existing
+    ``report.json`` in ``out``."""
+    from edgeprune import prune as pr
+
+    t0 = time.perf_counter()
+    inp = resolve_inputs(model, data, recipe or Recipe(), out)
+    reference = _reference_outputs(inp, inp.model)
+    result = prune_stage(inp, inp.model)
+    sizes = {"pruned": measure_size(result.tflite_path, "float32")}
+    evals = evaluate_stage(inp, {"pruned": result.tflite_path}, reference)
+    figures = {"schedule": result.schedule.to_dict(),
+               "requested_sparsity": pr.requested_sparsity(inp.recipe.prune),
+               "overall_sparsity": result.overall_sparsity,
+               "layers": pr.to_dicts(result.layers),
+               "skipped_layers": {s.name: s.reason for s in result.layers if not s.pruned},
+               "strip": asdict(result.strip_check),
+               "fine_tune_metrics": result.fine_tune_metrics, "seconds": result.seconds}
+    return _finish_stage(inp, "prune", figures, sizes, evals, t0)
+
+
+def quantize_only(model: str, data: str, recipe: Recipe | None = None,
+                  out: str | None = None) -> StageRunResult:
+    """Convert ``model`` in the recipe's quantization mode; evaluate the
+    ``.tflite`` against the Keras model's own outputs."""
+    t0 = time.perf_counter()
+    inp = resolve_inputs(model, data, recipe or Recipe(), out, plan_pruning=False)
+    reference = _reference_outputs(inp, inp.model)
+    result = quantize_stage(inp, inp.model)
+    sizes = {"final": measure_size(result.tflite_path, result.mode)}
+    evals = evaluate_stage(inp, {"final": result.tflite_path}, reference)
+    figures = {"mode": result.mode, "calibration_samples": result.calibration_samples,
+               "calibration_source": result.calibration_source,
+               "experimental_sparsity": False, "seconds": result.seconds}
+    return _finish_stage(inp, "quantize", figures, sizes, evals, t0)

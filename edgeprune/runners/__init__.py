@@ -1,0 +1,1 @@
+"""Runners execute a .tflite model on some engine and return its outputs."""

@@ -1,0 +1,74 @@
+"""Run a ``.tflite`` model on this host with ai-edge-litert (LiteRT).
+
+The interpreter uses ``BUILTIN_WITHOUT_DEFAULT_DELEGATES``: the reference
+built-in kernels without XNNPACK, which is what TFLite Micro is closest to.
+Inputs are quantized and outputs dequantized with the model's own scales, so
+callers always pass and receive float32 arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+
+@dataclass(frozen=True)
+class HostRunner:
+    """Runs one model; ``batch_size`` samples per invoke when the model allows it."""
+
+    model: bytes
+    batch_size: int = 256
+    num_threads: int = 1
+
+    name = "host-litert"
+
+    def _interpreter(self) -> Interpreter:
+        return Interpreter(
+            model_content=self.model, num_threads=self.num_threads,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Float32 outputs for float32 inputs ``x`` (first axis is the batch)."""
+        it = self._interpreter()
+        inp = it.get_input_details()[0]
+        batch = self.batch_size
+        sig = inp.get("shape_signature")
+        if sig is None or len(sig) == 0 or sig[0] != -1:
+            batch = 1  # fixed batch dimension: one sample per invoke
+        outs = []
+        current = None
+        for start in range(0, len(x), batch):
+            chunk = x[start:start + batch]
+            if current != len(chunk):
+                it.resize_tensor_input(inp["index"], [len(chunk), *inp["shape"][1:]])
+                it.allocate_tensors()
+                current = len(chunk)
+                inp = it.get_input_details()[0]
+                out = it.get_output_details()[0]
+            it.set_tensor(inp["index"], quantize(chunk, inp))
+            it.invoke()
+            outs.append(dequantize(it.get_tensor(out["index"]), out))
+        return np.concatenate(outs).astype(np.float32)
+
+
+def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind == "f":
+        return x.astype(dtype)
+    scale, zero_point = detail["quantization"]
+    if scale == 0:
+        return x.astype(dtype)
+    info = np.iinfo(dtype)
+    q = np.round(x / scale + zero_point)
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    if np.dtype(detail["dtype"]).kind == "f":
+        return y.astype(np.float32)
+    scale, zero_point = detail["quantization"]
+    if scale == 0:
+        return y.astype(np.float32)
+    return (y.astype(np.float32) - zero_point) * scale

@@ -1,0 +1,106 @@
+"""Human-readable summaries of pipeline results (the CLI prints them)."""
+
+from __future__ import annotations
+
+import os
+
+
+def _table(rows: list[list[str]], right: set[int]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [c.rjust(w) if i in right else c.ljust(w)
+                 for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
+def _quality_cells(task: str, ev) -> list[str]:
+    if ev is None:
+        return ["-", "-", "-"]
+    m, a = ev.metrics, ev.agreement
+    if task == "classification":
+        return [f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", f"{a['agreement']:.4f}"]
+    return [f"{m['mse']:.5g}", f"{m['mae']:.5g}", f"{a['max_abs_diff_vs_baseline']:.3g}"]
+
+
+def _quality_header(task: str) -> list[str]:
+    if task == "classification":
+        return ["accuracy", "macro-F1", "agree"]
+    return ["mse", "mae", "max|d|"]
+
+
+def size_and_quality_table(task: str, sizes: dict, evaluations: list) -> list[str]:
+    evals = {e.stage: e for e in evaluations}
+    rows = [["stage", "artifact", "bytes", "gzip", "zero weights", *_quality_header(task)]]
+    for stage in [s for s in ("baseline", "pruned", "final") if s in sizes or s in evals]:
+        size = sizes.get(stage)
+        ev = evals.get(stage)
+        rows.append([stage, size.path if size else ev.path,
+                     f"{size.bytes:,}" if size else "-",
+                     f"{size.gzip_bytes:,}" if size else "-",
+                     f"{size.zero_weight_fraction:.1%}" if size else "-",
+                     *_quality_cells(task, ev)])
+    return _table(rows, right={2, 3, 4, 5, 6, 7})
+
+
+def layer_table(layers) -> list[str]:
+    rows = [["layer", "type", "weights", "requested", "achieved", "note"]]
+    for s in layers:
+        rows.append([s.name, s.type, f"{s.weights:,}", f"{s.requested:.3f}",
+                     f"{s.achieved:.3f}", s.reason or ("ok" if s.ok else "BELOW REQUESTED")])
+    return _table(rows, right={2, 3, 4})
+
+
+def schedule_line(plan) -> str:
+    if plan.kind == "m_by_n":
+        return (f"m_by_n {plan.final_sparsity:.2f}: mask set at step 1, then "
+                f"{plan.total_steps} fine-tuning steps")
+    end = "end of training" if plan.end_step < 0 else f"step {plan.end_step}"
+    return (f"{plan.kind} {plan.initial_sparsity:.2f} -> {plan.final_sparsity:.2f}, "
+            f"step {plan.begin_step} to {end} every {plan.frequency} "
+            f"({plan.mask_updates} mask updates, last at step {plan.last_update_step}) "
+            f"over {plan.total_steps} steps ({plan.epochs} epochs x {plan.steps_per_epoch})"
+            f"{', derived from the data' if plan.derived else ''}")
+
+
+def format_run(result) -> str:
+    """The summary ``edgeprune run`` prints."""
+    p = result.prune
+    lines = [f"edgeprune run -> {result.out_dir}  ({result.task}, "
+             f"{result.seconds:.1f} s)", ""]
+    lines += size_and_quality_table(result.task, result.sizes, result.evaluations)
+    lines += ["", f"pruning: {schedule_line(p.schedule)}"]
+    lines += layer_table(p.layers)
+    lines += [f"overall sparsity of the weighted layers: {p.overall_sparsity:.1%}",
+              f"strip: outputs {'identical' if p.strip_check.equal else 'DIFFERENT'} to the "
+              f"pruned model on {p.strip_check.samples} test samples "
+              f"(max |difference| {p.strip_check.max_abs_diff:.3g})"]
+    q = result.quantize
+    if q.calibration_samples:
+        lines.append(f"quantize: {q.mode}, calibrated on {q.calibration_samples} samples "
+                     f"from {q.calibration_source}")
+    else:
+        lines.append(f"quantize: {q.mode}")
+    for note in result.report.get("notes", []):
+        lines.append(f"note: {note}")
+    lines.append(f"report: {os.path.join(result.out_dir, 'report.json')}")
+    return "\n".join(lines)
+
+
+def format_stage(result) -> str:
+    """The summary a single-stage command prints."""
+    lines = [f"edgeprune {result.stage} -> {result.out_dir}  ({result.task}, "
+             f"{result.seconds:.1f} s)", ""]
+    lines += size_and_quality_table(result.task, result.sizes, result.evaluations)
+    lines.append("(agreement is against the input Keras model)")
+    f = result.figures
+    if result.stage == "prune":
+        lines.append(f"overall sparsity of the weighted layers: {f['overall_sparsity']:.1%}; "
+                     f"strip outputs identical on {f['strip']['samples']} test samples")
+        for name, reason in f["skipped_layers"].items():
+            lines.append(f"not pruned: {name}: {reason}")
+    lines.append(f"report: {result.report_path}")
+    return "\n".join(lines)

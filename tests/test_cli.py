@@ -1,0 +1,265 @@
+"""The command line end to end, and every bad-input case on its message and exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import build_tiny, train_tiny
+
+from edgeprune.artifacts import sha256_file
+from edgeprune.cli import main
+
+QUICK = ["--train-epochs", "4", "--epochs", "2", "--calibration-samples", "50"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+# ------------------------------------------------------------------ end to end
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "default"
+    result = invoke("run", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+def test_default_run_meets_the_accuracy_bar_at_75_percent(default_run):
+    out, result = default_run
+    report = json.loads((out / "report.json").read_text())
+    final = report["stages"]["evaluate"]["final"]
+    assert final["accuracy"] >= 0.95
+    assert report["stages"]["prune"]["overall_sparsity"] == pytest.approx(0.75, abs=0.002)
+    assert report["sizes"]["final"]["zero_weight_fraction"] == pytest.approx(0.75, abs=0.002)
+    assert report["stages"]["quantize"]["mode"] == "int8"
+    assert report["stages"]["strip"]["equal"] is True
+    assert "final_int8.tflite" in result.output and "accuracy" in result.output
+
+
+def test_report_hashes_every_artifact_and_records_versions(default_run):
+    out, _ = default_run
+    report = json.loads((out / "report.json").read_text())
+    assert report["schema_version"] == 1
+    assert report["seed"] == 0
+    assert report["recipe"]["prune"]["final_sparsity"] == 0.75
+    for lib in ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert"):
+        assert report["versions"][lib]
+    names = set(report["artifacts"])
+    assert {"baseline.keras", "baseline_float32.tflite", "pruned.keras",
+            "pruned_float32.tflite", "final_int8.tflite"} <= names
+    for name, entry in report["artifacts"].items():
+        assert entry["sha256"] == sha256_file(out / name)
+    assert not [p for p in os.listdir(out) if p.startswith(".")]  # no temporary leftovers
+
+
+def test_flatbuffer_size_is_reported_dense(default_run):
+    """Unstructured sparsity must not be reported as a flash saving."""
+    out, _ = default_run
+    report = json.loads((out / "report.json").read_text())
+    base, pruned = report["sizes"]["baseline"], report["sizes"]["pruned"]
+    assert pruned["bytes"] == os.path.getsize(out / "pruned_float32.tflite")
+    assert abs(pruned["bytes"] - base["bytes"]) < 0.01 * base["bytes"]
+    assert pruned["gzip_bytes"] < 0.6 * base["gzip_bytes"]
+    assert "does not shrink the flatbuffer" in report["notes"][0]
+
+
+def test_rerun_reuses_cached_baseline_with_identical_metrics(default_run, tmp_path):
+    out, _ = default_run
+    first = json.loads((out / "report.json").read_text())
+    result = invoke("run", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    second = json.loads((out / "report.json").read_text())
+    assert second["stages"]["baseline"]["cached"] is True
+    assert second["stages"]["evaluate"] == first["stages"]["evaluate"]
+
+
+def test_same_seed_same_metrics_from_scratch(tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        result = invoke("run", "--out", str(tmp_path / name), *QUICK)
+        assert result.exit_code == 0, result.output
+        runs.append(json.loads((tmp_path / name / "report.json").read_text()))
+    assert runs[0]["stages"]["evaluate"] == runs[1]["stages"]["evaluate"]
+    assert runs[0]["artifacts"]["final_int8.tflite"]["sha256"] == \
+        runs[1]["artifacts"]["final_int8.tflite"]["sha256"]
+
+
+# ------------------------------------------------------------------ user models
+
+
+@pytest.fixture(scope="module")
+def residual_model(tmp_path_factory, digits):
+    path = tmp_path_factory.mktemp("models") / "residual.keras"
+    train_tiny(build_tiny("residual"), digits).save(path)
+    return str(path)
+
+
+def test_subprocess_run_with_user_model_data_and_recipe(residual_model, digits_npz, tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[prune]\nfinal_sparsity = 0.5\nepochs = 2\nexclude = ["logits"]\n'
+                      '[quantize]\nmode = "dynamic"\n')
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeprune", "run", "--model", residual_model, "--data",
+         digits_npz, "--recipe", str(recipe), "--out", str(out), "--sparsity", "0.6"],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["recipe"]["prune"]["final_sparsity"] == 0.6  # the flag wins
+    assert report["recipe"]["quantize"]["mode"] == "dynamic"
+    layers = {s["name"]: s for s in report["stages"]["prune"]["layers"]}
+    assert layers["logits"]["reason"] == "excluded by prune.exclude"
+    assert layers["branch"]["achieved"] == pytest.approx(0.6, abs=0.01)
+    assert (out / "final_dynamic.tflite").exists()
+    assert "I0000" not in proc.stderr  # TensorFlow's native chatter is filtered
+
+
+def test_stage_commands_chain_prune_then_quantize(residual_model, digits_npz, tmp_path):
+    out = tmp_path / "staged"
+    r = invoke("prune", residual_model, "--data", digits_npz, "--out", str(out), "--epochs",
+               "2", "--sparsity", "0.5")
+    assert r.exit_code == 0, r.output
+    r = invoke("quantize", str(out / "pruned.keras"), "--data", digits_npz, "--out", str(out),
+               "--calibration-samples", "40")
+    assert r.exit_code == 0, r.output
+    report = json.loads((out / "report.json").read_text())
+    assert {"prune", "quantize"} <= set(report["stages"])
+    assert {"pruned.keras", "final_int8.tflite"} <= set(report["artifacts"])
+    assert report["sizes"]["final"]["zero_weight_fraction"] >= 0.45
+
+
+def test_inspect_prints_ops_without_tensorflow(default_run):
+    out, _ = default_run
+    code = ("import sys; from edgeprune.cli import main\n"
+            "try:\n main(['inspect', sys.argv[1]])\n"
+            "except SystemExit as e: assert e.code == 0\n"
+            "assert not [m for m in sys.modules if m.startswith(('tensorflow', 'tf_keras'))]\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(out / "final_int8.tflite")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "CONV_2D" in proc.stdout and "FULLY_CONNECTED" in proc.stdout
+
+
+def test_help_does_not_import_tensorflow():
+    code = ("import sys; from edgeprune.cli import main\n"
+            "try:\n main(['--help'])\n"
+            "except SystemExit as e: assert e.code == 0\n"
+            "assert 'tensorflow' not in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "run" in proc.stdout and "inspect" in proc.stdout
+
+
+# ------------------------------------------------------------------ bad input
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory, digits):
+    d = tmp_path_factory.mktemp("bad")
+    (d / "garbage.keras").write_bytes(b"this is not a zip file")
+    (d / "garbage.h5").write_bytes(b"\x00" * 64)
+    (d / "notes.txt").write_text("hello")
+    (d / "a_file").write_text("I am a file")
+    (d / "typo.toml").write_text("[prune]\nfinal_sparsty = 0.5\n")
+    (d / "dense.toml").write_text("[prune]\nfinal_sparsity = 1.0\n")
+    rng = np.random.default_rng(0)
+    np.savez(d / "missing.npz", x_train=digits.x_train, y_train=digits.y_train)
+    np.savez(d / "wrong_shape.npz", x_train=rng.random((20, 28, 28, 1)),
+             y_train=rng.integers(0, 10, 20), x_test=rng.random((20, 28, 28, 1)),
+             y_test=rng.integers(0, 10, 20))
+    y = digits.y_train.copy()
+    y[3] = 12
+    np.savez(d / "labels.npz", x_train=digits.x_train, y_train=y, x_test=digits.x_test,
+             y_test=digits.y_test)
+    good = build_tiny("sequential")
+    good.save(d / "good.keras")
+    # A Keras 3 model, saved by the keras 3 package that TensorFlow installs.
+    subprocess.run([sys.executable, "-c",
+                    "import keras; m = keras.Sequential([keras.Input((8, 8, 1)), "
+                    "keras.layers.Flatten(), keras.layers.Dense(10)]); "
+                    f"m.save({str(d / 'keras3.keras')!r})"], check=True, capture_output=True,
+                   env={**os.environ, "TF_USE_LEGACY_KERAS": "0"})
+    # A subclassed tf_keras model, as a SavedModel and as a .keras file.
+    from edgeprune.keras_adapter import keras
+
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.flat = keras.layers.Flatten()
+            self.dense = keras.layers.Dense(10)
+
+        def call(self, x):
+            return self.dense(self.flat(x))
+
+    sub = Sub()
+    sub(np.zeros((1, 8, 8, 1), np.float32))
+    sub.save(d / "sub_savedmodel")
+    sub.save(d / "sub.keras")
+    return d
+
+
+BAD = {
+    "missing model": (["--model", "{d}/nope.keras"], 1, "nope.keras does not exist"),
+    "model is a folder without saved_model.pb": (["--model", "{d}"], 1,
+                                                 r"is not a SavedModel \(no saved_model.pb\)"),
+    "garbage .keras": (["--model", "{d}/garbage.keras"], 1, r"is not a Keras model \(not a "
+                                                            r"\.keras zip archive\)"),
+    "garbage .h5": (["--model", "{d}/garbage.h5"], 1, r"is not a Keras model \(not an HDF5"),
+    "wrong extension": (["--model", "{d}/notes.txt"], 1, "has extension '.txt'; pass a .keras"),
+    "keras 3 file": (["--model", "{d}/keras3.keras"], 1,
+                     "was saved by Keras 3.* tfmot pruning needs a tf_keras \\(Keras 2\\) model"),
+    "subclassed savedmodel": (["--model", "{d}/sub_savedmodel"], 1,
+                              "is a subclassed model .*rebuild it with keras.Sequential"),
+    "subclassed .keras": (["--model", "{d}/sub.keras"], 1, "is a subclassed model \\(Sub\\)"),
+    "shape mismatch": (["--model", "{d}/good.keras", "--data", "{d}/wrong_shape.npz"], 1,
+                       "x_train has samples of shape \\(28, 28, 1\\) but the model's input is "
+                       "\\(8, 8, 1\\)"),
+    "labels out of range": (["--model", "{d}/good.keras", "--data", "{d}/labels.npz"], 1,
+                            "y_train holds label 12 but the model's output layer has 10 units"),
+    "npz missing keys": (["--model", "{d}/good.keras", "--data", "{d}/missing.npz"], 1,
+                         "lacks x_test, y_test"),
+    "recipe unknown key": (["--recipe", "{d}/typo.toml"], 1,
+                           "unknown key 'prune.final_sparsty'; did you mean 'final_sparsity'"),
+    "recipe sparsity 1.0": (["--recipe", "{d}/dense.toml"], 1,
+                            "prune.final_sparsity = 1.0 is outside \\[0.0, 1.0\\)"),
+    "flag sparsity -0.5": (["--sparsity", "-0.5"], 1, "prune.final_sparsity = -0.5 is below"),
+    "out is a file": (["--out", "{d}/a_file"], 1, "output directory .*a_file is a file"),
+    "schedule cannot finish": (["--frequency", "1000"], 1, "never updates its masks"),
+    "model without data": (["--model", "{d}/good.keras"], 2, "--data is required with --model"),
+    "bad choice": (["--quantize", "int3"], 2, "Invalid value for '--quantize'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_one_line_with_exit_code_and_no_artifact(case, bad_files, tmp_path):
+    args, code, message = BAD[case]
+    args = [a.format(d=bad_files) for a in args]
+    out = tmp_path / "out"
+    if "--out" not in args:
+        args += ["--out", str(out)]
+    if "--model" not in args and "--data" not in args:
+        args += ["--train-epochs", "1"]
+    elif "--data" not in args and case != "model without data":
+        args += ["--data", "digits"]
+    result = CliRunner().invoke(main, ["run", *args])
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    import re
+
+    if code == 1:
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("edgeprune: error: ")
+        assert re.search(message, lines[0]), lines[0]
+    else:
+        assert re.search(message, result.stderr), result.stderr
+    assert not out.exists() or not os.listdir(out)

@@ -1,0 +1,90 @@
+import pytest
+
+from edgeprune.errors import RecipeError
+from edgeprune.recipe import Recipe, build_recipe, flag_for, load_recipe, option_fields
+
+
+def write(tmp_path, text):
+    p = tmp_path / "r.toml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_are_the_documented_default_run():
+    r = Recipe()
+    assert r.prune.final_sparsity == 0.75
+    assert r.prune.schedule == "polynomial_decay"
+    assert r.quantize.mode == "int8"
+    assert r.seed == 0
+
+
+def test_toml_values_reach_the_dataclasses(tmp_path):
+    r = load_recipe(write(tmp_path, """
+seed = 7
+task = "regression"
+[prune]
+schedule = "constant"
+final_sparsity = 0.5
+pattern = "m_by_n"
+m_by_n = "2:4"
+exclude = ["Dense", "conv1"]
+[quantize]
+mode = "float16"
+"""))
+    assert r.seed == 7 and r.task == "regression"
+    assert r.prune.schedule == "constant" and r.prune.final_sparsity == 0.5
+    assert r.prune.m_by_n == (2, 4)
+    assert r.prune.exclude == ("Dense", "conv1")
+    assert r.quantize.mode == "float16"
+
+
+def test_overrides_win_over_the_file(tmp_path):
+    path = write(tmp_path, "[prune]\nfinal_sparsity = 0.5\nepochs = 3\n")
+    r = load_recipe(path, {"prune.final_sparsity": 0.9, "seed": 3})
+    assert r.prune.final_sparsity == 0.9
+    assert r.prune.epochs == 3
+    assert r.seed == 3
+
+
+def test_unknown_key_names_the_key_and_suggests(tmp_path):
+    with pytest.raises(RecipeError, match=r"unknown key 'prune.final_sparsty'; did you mean "
+                                          r"'final_sparsity'"):
+        load_recipe(write(tmp_path, "[prune]\nfinal_sparsty = 0.5\n"))
+
+
+def test_unknown_section_is_an_error(tmp_path):
+    with pytest.raises(RecipeError, match="unknown key 'prunning'"):
+        load_recipe(write(tmp_path, "[prunning]\nepochs = 1\n"))
+
+
+@pytest.mark.parametrize("value", [1.0, 1.5, -0.1])
+def test_sparsity_outside_unit_interval_is_rejected(value):
+    with pytest.raises(RecipeError, match=r"prune.final_sparsity = .* is (outside \[0.0, 1.0\)"
+                                          r"|below its minimum)"):
+        build_recipe({"prune": {"final_sparsity": value}})
+
+
+def test_wrong_types_and_choices_are_named():
+    with pytest.raises(RecipeError, match="prune.epochs = 'ten' must be a whole number"):
+        build_recipe({"prune": {"epochs": "ten"}})
+    with pytest.raises(RecipeError, match="quantize.mode = 'int4' is not one of: int8"):
+        build_recipe({"quantize": {"mode": "int4"}})
+    with pytest.raises(RecipeError, match="m < n"):
+        build_recipe({"prune": {"m_by_n": [4, 2]}})
+
+
+def test_malformed_toml_is_one_line(tmp_path):
+    with pytest.raises(RecipeError, match="not valid TOML") as info:
+        load_recipe(write(tmp_path, "[prune\n"))
+    assert "\n" not in str(info.value)
+
+
+def test_every_option_has_a_distinct_flag():
+    flags = [f.metadata["flag"] for _, f in option_fields()]
+    assert len(flags) == len(set(flags))
+    assert flag_for("prune.final_sparsity") == "--sparsity"
+
+
+def test_to_dict_round_trips():
+    r = build_recipe({"prune": {"exclude": ["fc1"], "block_size": "1x4"}})
+    assert build_recipe(r.to_dict()) == r
