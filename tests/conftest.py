@@ -35,8 +35,10 @@ def digits():
 
 
 def build_tiny(kind: str, n_classes: int = 10):
-    """Tiny models of each shape the pipeline must handle."""
-    from edgeprune.keras_adapter import keras
+    """Tiny models of each shape the pipeline must handle, seeded."""
+    from edgeprune.keras_adapter import keras, seed_everything
+
+    seed_everything(0)
 
     L = keras.layers
     inp = keras.Input((8, 8, 1))
@@ -78,7 +80,6 @@ def build_tiny(kind: str, n_classes: int = 10):
 def train_tiny(model, digits, epochs: int = 3, regression: bool = False):
     from edgeprune import keras_adapter as ka
 
-    ka.seed_everything(0)
     if regression:
         model.compile("adam", "mse")
         model.fit(digits.x_train, digits.x_train, epochs=epochs, batch_size=64, verbose=0)

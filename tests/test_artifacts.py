@@ -1,0 +1,54 @@
+import json
+import os
+
+import pytest
+
+from edgeprune import artifacts
+from edgeprune.errors import BadInputError
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "model.tflite"
+
+    def writer(tmp):
+        with open(tmp, "wb") as fh:
+            fh.write(b"half")
+        raise RuntimeError("crash mid-write")
+
+    run = artifacts.RunDir(str(tmp_path))
+    with pytest.raises(RuntimeError):
+        run.write_with("model.tflite", writer, "quantize")
+    assert not target.exists()
+    assert os.listdir(tmp_path) == []
+
+
+def test_atomic_write_replaces_complete_file(tmp_path):
+    run = artifacts.RunDir(str(tmp_path / "run"))
+    path = run.write_bytes("a.bin", b"12345", "stage")
+    assert open(path, "rb").read() == b"12345"
+    entry = run.artifacts["a.bin"]
+    assert entry["bytes"] == 5 and entry["sha256"] == artifacts.sha256_file(path)
+
+
+def test_run_dir_is_created_only_by_a_write(tmp_path):
+    run = artifacts.RunDir(str(tmp_path / "later"))
+    assert not os.path.exists(run.path)
+    run.write_report({"x": 1})
+    report = artifacts.read_report(run.file("report.json"))
+    assert report["schema_version"] == artifacts.SCHEMA_VERSION and report["x"] == 1
+
+
+def test_out_dir_that_is_a_file_is_refused(tmp_path):
+    f = tmp_path / "f"
+    f.write_text("x")
+    with pytest.raises(BadInputError, match="is a file; choose a folder path"):
+        artifacts.check_out_dir(f)
+    with pytest.raises(BadInputError, match="lies under .* which is a file"):
+        artifacts.check_out_dir(f / "sub")
+
+
+def test_unknown_report_schema_is_refused(tmp_path):
+    p = tmp_path / "report.json"
+    p.write_text(json.dumps({"schema_version": 99}))
+    with pytest.raises(BadInputError, match="schema 99"):
+        artifacts.read_report(p)

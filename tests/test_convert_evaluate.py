@@ -1,0 +1,106 @@
+"""Conversion modes, the host runner and the size figures, on tiny models."""
+
+import numpy as np
+import pytest
+
+from edgeprune import convert, metrics
+from edgeprune import keras_adapter as ka
+from edgeprune.pipeline import measure_size
+from edgeprune.runners.host import HostRunner
+from edgeprune.tflite_inspect import inspect_model
+
+
+@pytest.fixture(scope="module")
+def sparse_model(trained_models):
+    """The sequential tiny model with 70 % of its hidden kernel zeroed exactly."""
+    model = ka.clone(trained_models["sequential"])
+    layer = model.get_layer("hidden")
+    kernel, bias = layer.get_weights()
+    flat = np.abs(kernel).ravel()
+    kernel[np.abs(kernel) <= np.quantile(flat, 0.7)] = 0.0
+    layer.set_weights([kernel, bias])
+    return model
+
+
+@pytest.fixture(scope="module")
+def converted(sparse_model, digits):
+    calib = digits.x_train[:50]
+    return {mode: convert.to_tflite(sparse_model, mode, calib if mode == "int8" else None)
+            for mode in ("float32", "dynamic", "float16", "int8")}
+
+
+def test_int8_is_full_integer_with_int8_io(converted):
+    info = inspect_model(converted["int8"])
+    assert info.inputs[0].dtype == "int8" and info.outputs[0].dtype == "int8"
+    assert info.inputs[0].scales[0] > 0
+    float_tensors = [t for t in info.tensors if t.dtype == "float32"]
+    assert not float_tensors  # full integer: no float tensor anywhere
+    assert "DENSIFY" not in info.op_counts  # EXPERIMENTAL_SPARSITY is never used
+
+
+@pytest.mark.parametrize("mode", ["float32", "dynamic", "float16"])
+def test_float_io_modes_keep_float_io(converted, mode):
+    info = inspect_model(converted[mode])
+    assert info.inputs[0].dtype == "float32" and info.outputs[0].dtype == "float32"
+
+
+def test_sizes_order_as_expected(converted):
+    n = {m: len(b) for m, b in converted.items()}
+    assert n["int8"] < n["float16"] < n["float32"]
+    assert n["dynamic"] < n["float32"]
+
+
+@pytest.mark.parametrize("mode", ["float32", "dynamic", "float16", "int8"])
+def test_pruned_zeros_survive_conversion(converted, sparse_model, tmp_path, mode):
+    path = tmp_path / f"m_{mode}.tflite"
+    path.write_bytes(converted[mode])
+    size = measure_size(str(path), mode)
+    zeros = sum(int(np.sum(w.numpy() == 0)) for layer in sparse_model.layers
+                for w in [getattr(layer, "kernel", None)] if w is not None)
+    if mode in ("int8", "dynamic"):
+        # every pruned zero stays zero; rounding may add a few tiny weights to them
+        assert zeros <= size.zero_weight_elements <= zeros + 0.01 * size.weight_elements
+    else:
+        assert size.zero_weight_elements == zeros
+    assert size.bytes == len(converted[mode])
+    assert 0 < size.gzip_bytes < size.bytes
+
+
+def test_host_runner_matches_keras_in_float32(converted, sparse_model, digits):
+    x = digits.x_test[:100]
+    ref = ka.predict(sparse_model, x)
+    out = HostRunner(converted["float32"], batch_size=32).predict(x)
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
+def test_int8_outputs_agree_with_float(converted, sparse_model, digits):
+    x = digits.x_test
+    ref = ka.predict(sparse_model, x)
+    out = HostRunner(converted["int8"]).predict(x)
+    assert np.mean(np.abs(out - ref)) < 0.01  # dequantized probabilities, scale 1/256
+    assert metrics.agreement("classification", out, ref)["agreement"] >= 0.95
+
+
+def test_int8_without_calibration_is_refused(sparse_model):
+    with pytest.raises(ValueError, match="representative samples"):
+        convert.to_tflite(sparse_model, "int8")
+
+
+def test_classification_metrics_on_known_values():
+    y = np.array([0, 0, 1, 1, 2, 2])
+    probs = np.eye(3)[[0, 1, 1, 1, 2, 0]]
+    m = metrics.classification(y, probs, 3)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    # per-class F1: 0.5, 0.8, 2/3
+    assert m["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    binary = metrics.predicted_classes(np.array([[0.2], [0.7]]))
+    assert binary.tolist() == [0, 1]
+
+
+def test_regression_metrics_and_agreement():
+    y = np.zeros((2, 4))
+    out = np.ones((2, 4)) * 0.5
+    assert metrics.regression(y, out) == {"mse": 0.25, "mae": 0.5}
+    a = metrics.agreement("regression", out, y)
+    assert a["max_abs_diff_vs_baseline"] == 0.5

@@ -1,0 +1,64 @@
+"""The library API end to end on user models of each shape and format."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import small_recipe
+
+import edgeprune.pipeline as pipeline
+
+
+def save(model, path):
+    model.save(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def autoencoder_npz(tmp_path_factory, digits):
+    path = tmp_path_factory.mktemp("ae") / "ae.npz"
+    np.savez(path, x_train=digits.x_train, y_train=digits.x_train, x_test=digits.x_test,
+             y_test=digits.x_test, x_calib=digits.x_train[:32])
+    return str(path)
+
+
+def test_autoencoder_is_regression_with_mse(trained_models, autoencoder_npz, tmp_path):
+    model = save(trained_models["autoencoder"], tmp_path / "ae.keras")
+    result = pipeline.run(model, autoencoder_npz, small_recipe(final_sparsity=0.5),
+                          str(tmp_path / "run"))
+    assert result.task == "regression"
+    final = result.report["stages"]["evaluate"]["final"]
+    base = result.report["stages"]["evaluate"]["baseline"]
+    assert set(final) >= {"mse", "mae", "mse_vs_baseline", "max_abs_diff_vs_baseline"}
+    assert final["mse"] < 2 * base["mse"] + 0.01
+    assert result.quantize.calibration_source == "x_calib"
+    assert result.quantize.calibration_samples == 32
+
+
+def test_depthwise_h5_model_names_the_skipped_depthwise_kernel(trained_models, digits_npz,
+                                                               tmp_path):
+    model = save(trained_models["depthwise"], tmp_path / "dw.h5")
+    result = pipeline.run(model, digits_npz, small_recipe(final_sparsity=0.5),
+                          str(tmp_path / "run"))
+    skipped = result.report["stages"]["prune"]["skipped_layers"]
+    assert skipped == {"dw": "tfmot does not prune the depthwise_kernel of DepthwiseConv2D "
+                             "layers"}
+    layers = {s.name: s for s in result.prune.layers}
+    assert layers["dw"].requested == 0.0 and layers["pw"].achieved == pytest.approx(0.5, 0.02)
+    assert result.report["stages"]["evaluate"]["final"]["accuracy"] > 0.5
+
+
+@pytest.mark.parametrize("mode", ["float16", "float32"])
+def test_savedmodel_input_and_float_modes(trained_models, digits_npz, tmp_path, mode):
+    model = save(trained_models["sequential"], tmp_path / "seq_savedmodel")
+    recipe = small_recipe(schedule="constant", final_sparsity=0.5)
+    from dataclasses import replace
+
+    recipe = replace(recipe, quantize=replace(recipe.quantize, mode=mode))
+    result = pipeline.run(model, digits_npz, recipe, str(tmp_path / "run"))
+    assert result.sizes["final"].path == f"final_{mode}.tflite"
+    assert result.sizes["final"].zero_weight_fraction == pytest.approx(
+        result.prune.overall_sparsity, abs=0.01)
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["stages"]["quantize"]["calibration_samples"] == 0
+    assert report["inputs"]["model"].endswith("seq_savedmodel")
