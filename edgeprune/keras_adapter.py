@@ -108,9 +108,13 @@ def load_model(path: str | os.PathLike) -> keras.Model:
         if not os.path.exists(os.path.join(p, "saved_model.pb")):
             raise ModelLoadError(f"model folder {p} is not a SavedModel (no saved_model.pb); "
                                  f"pass a .keras, .h5 or SavedModel folder")
-    elif not os.access(p, os.R_OK):
-        raise ModelLoadError(f"model {p} is not readable; check its permissions")
     else:
+        try:
+            with open(p, "rb") as fh:
+                fh.read(1)
+        except OSError as exc:
+            raise ModelLoadError(f"model {p} cannot be read ({exc.strerror}); check its "
+                                 f"permissions") from None
         ext = os.path.splitext(p)[1].lower()
         if ext == ".keras":
             version, class_name = _keras_zip_metadata(p)
@@ -134,7 +138,8 @@ def load_model(path: str | os.PathLike) -> keras.Model:
                 f"handles models built from tf_keras layers only") from None
         if "batch_shape" in text:
             raise UnsupportedModelError(f"{p} looks saved by Keras 3; {KERAS3_FIX}") from None
-        raise ModelLoadError(f"model {p} could not be loaded: {text[:200]}") from None
+        raise ModelLoadError(f"model {p} could not be loaded ({text[:200]}); re-save it with "
+                             f"tf_keras model.save('model.keras')") from None
     check_model(model, p)
     return model
 

@@ -226,7 +226,8 @@ def baseline_stage(inp: Inputs) -> BaselineResult:
         out.record(artifacts.BASELINE_META, "baseline")
     elif cached:
         out.record(artifacts.BASELINE_META, "baseline")
-        train_metrics = json.load(open(out.file(artifacts.BASELINE_META)))["train_metrics"]
+        with open(out.file(artifacts.BASELINE_META), encoding="utf-8") as fh:
+            train_metrics = json.load(fh).get("train_metrics", {})
     tflite_path = out.write_bytes(artifacts.BASELINE_TFLITE,
                                   convert.to_tflite(model, "float32"), "baseline")
     return BaselineResult(keras_path, tflite_path, trained, cached, train_metrics,

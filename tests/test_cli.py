@@ -182,6 +182,8 @@ def bad_files(tmp_path_factory, digits):
              y_test=digits.y_test)
     good = build_tiny("sequential")
     good.save(d / "good.keras")
+    (d / "broken_savedmodel").mkdir()
+    (d / "broken_savedmodel" / "saved_model.pb").write_bytes(b"\x08\x01garbage")
     # A Keras 3 model, saved by the keras 3 package that TensorFlow installs.
     subprocess.run([sys.executable, "-c",
                     "import keras; m = keras.Sequential([keras.Input((8, 8, 1)), "
@@ -211,6 +213,8 @@ BAD = {
     "missing model": (["--model", "{d}/nope.keras"], 1, "nope.keras does not exist"),
     "model is a folder without saved_model.pb": (["--model", "{d}"], 1,
                                                  r"is not a SavedModel \(no saved_model.pb\)"),
+    "broken SavedModel": (["--model", "{d}/broken_savedmodel"], 1,
+                          r"could not be loaded \(.*\); re-save it"),
     "garbage .keras": (["--model", "{d}/garbage.keras"], 1, r"is not a Keras model \(not a "
                                                             r"\.keras zip archive\)"),
     "garbage .h5": (["--model", "{d}/garbage.h5"], 1, r"is not a Keras model \(not an HDF5"),
@@ -237,6 +241,18 @@ BAD = {
     "model without data": (["--model", "{d}/good.keras"], 2, "--data is required with --model"),
     "bad choice": (["--quantize", "int3"], 2, "Invalid value for '--quantize'"),
 }
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_model_file(bad_files, tmp_path):
+    path = tmp_path / "locked.keras"
+    path.write_bytes((bad_files / "good.keras").read_bytes())
+    path.chmod(0)
+    result = CliRunner().invoke(main, ["run", "--model", str(path), "--data", "digits",
+                                       "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "cannot be read (Permission denied); check its permissions" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("case", list(BAD))
