@@ -87,19 +87,26 @@ def _h5_keras_version(path: str) -> str | None:
     return version
 
 
-def _reject_keras3(path: str, version: str | None) -> None:
-    if version and version.split(".")[0] not in ("2", "1"):
-        raise UnsupportedModelError(f"{path} was saved by Keras {version}; {KERAS3_FIX}")
+def _is_keras3(version: str | None) -> bool:
+    return bool(version) and version.split(".")[0] not in ("2", "1")
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:
-    """Load a tf_keras model from ``.keras``, ``.h5`` or a SavedModel folder.
+    """Load a tf_keras model; see :func:`load_user_model` (this drops the conversion note)."""
+    return load_user_model(path)[0]
 
-    The model is loaded without its optimizer state (``compile=False``).
+
+def load_user_model(path: str | os.PathLike):
+    """Load a model from ``.keras``, ``.h5`` or a SavedModel folder as tf_keras.
+
+    A Keras 3 file is rebuilt as a tf_keras model and checked to give the same
+    outputs (:mod:`edgeprune.keras3`); the second item of the result then
+    describes that conversion, else it is ``None``. The model is loaded
+    without its optimizer state.
 
     Raises:
         ModelLoadError: missing, unreadable or not a model.
-        UnsupportedModelError: saved by Keras 3, or a subclassed model.
+        UnsupportedModelError: subclassed, or a Keras 3 model that cannot be rebuilt.
     """
     p = os.fspath(path)
     if not os.path.exists(p):
@@ -116,16 +123,22 @@ def load_model(path: str | os.PathLike) -> keras.Model:
             raise ModelLoadError(f"model {p} cannot be read ({exc.strerror}); check its "
                                  f"permissions") from None
         ext = os.path.splitext(p)[1].lower()
+        version = None
         if ext == ".keras":
             version, class_name = _keras_zip_metadata(p)
-            _reject_keras3(p, version)
             if class_name not in GRAPH_MODEL_CLASSES:
                 raise UnsupportedModelError(_subclassed_message(p, class_name))
         elif ext in (".h5", ".hdf5"):
-            _reject_keras3(p, _h5_keras_version(p))
+            version = _h5_keras_version(p)
         else:
             raise ModelLoadError(f"model {p} has extension '{ext}'; pass a .keras or .h5 "
                                  f"file or a SavedModel folder")
+        if _is_keras3(version):
+            from edgeprune import keras3
+
+            model, conversion = keras3.rebuild(p, keras)
+            check_model(model, p)
+            return model, conversion.to_dict()
     try:
         model = keras.models.load_model(p, compile=False)
     except (ModelLoadError, UnsupportedModelError):
@@ -141,7 +154,7 @@ def load_model(path: str | os.PathLike) -> keras.Model:
         raise ModelLoadError(f"model {p} could not be loaded ({text[:200]}); re-save it with "
                              f"tf_keras model.save('model.keras')") from None
     check_model(model, p)
-    return model
+    return model, None
 
 
 def _subclassed_message(where: str, class_name: str | None) -> str:

@@ -52,6 +52,7 @@ class Inputs:
     out: RunDir
     layer_plans: list
     schedule: SchedulePlan | None
+    conversion: dict | None = None  # set when a Keras 3 model was rebuilt as tf_keras
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def resolve_inputs(model: str | None, data: str | None, recipe: Recipe,
     """
     from edgeprune.models import BUILTIN_MODELS, DEFAULT_MODEL
 
-    builtin = None
+    builtin, conversion = None, None
     if model is None or model in BUILTIN_MODELS:
         builtin = BUILTIN_MODELS[model or DEFAULT_MODEL]
         data = data or builtin.dataset
@@ -165,7 +166,7 @@ def resolve_inputs(model: str | None, data: str | None, recipe: Recipe,
         n_out = _classes_in(dataset)
         keras_model = builtin.build(dataset.x_train.shape[1:], n_out)
     else:
-        keras_model = ka.load_model(model)
+        keras_model, conversion = ka.load_user_model(model)
     shapes = ka.shapes(keras_model)
     task = infer_task(dataset, shapes.output_units, recipe.task)
     dataset = prepare(dataset, task, shapes.input_shape, shapes.output_shape)
@@ -176,7 +177,7 @@ def resolve_inputs(model: str | None, data: str | None, recipe: Recipe,
         layer_plans = pr.plan_layers(keras_model, recipe.prune)
         schedule = plan_schedule(recipe.prune, len(dataset.x_train))
     return Inputs(keras_model, source, builtin, dataset, task, n_classes, probabilities,
-                  recipe, RunDir(out_dir), layer_plans, schedule)
+                  recipe, RunDir(out_dir), layer_plans, schedule, conversion)
 
 
 def _stem(path: str) -> str:
@@ -413,6 +414,8 @@ def describe_inputs(inp: Inputs) -> dict:
            "n_classes": inp.n_classes, "outputs_are_probabilities": inp.probabilities}
     if os.path.exists(inp.model_source) and os.path.isfile(inp.model_source):
         src["model_sha256"] = artifacts.sha256_file(inp.model_source)
+    if inp.conversion:
+        src["converted_from_keras3"] = inp.conversion
     return src
 
 

@@ -162,6 +162,41 @@ def test_help_does_not_import_tensorflow():
 # ------------------------------------------------------------------ bad input
 
 
+KERAS3_MODELS = """
+import sys, keras
+d = sys.argv[1]
+L = keras.layers
+inp = keras.Input((8, 8, 1))
+x = L.Conv2D(8, 3, padding="same", name="stem")(inp)
+x = L.BatchNormalization(name="bn")(x)
+x = L.ReLU()(x)
+y = L.DepthwiseConv2D(3, padding="same", name="dw")(x)
+x = L.Add()([x, y])
+x = L.GlobalAveragePooling2D()(x)
+keras.Model(inp, L.Dense(10, activation="softmax")(x)).save(d + "/keras3.keras")
+
+@keras.saving.register_keras_serializable()
+class Scale(L.Layer):
+    def call(self, x):
+        return 2.0 * x
+
+keras.Sequential([keras.Input((8, 8, 1)), Scale(), L.Flatten(), L.Dense(10)]).save(
+    d + "/keras3_custom.keras")
+
+class Sub(keras.Model):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.flat = L.Flatten()
+        self.dense = L.Dense(10)
+    def call(self, x):
+        return self.dense(self.flat(x))
+
+sub = Sub()
+sub(keras.ops.zeros((1, 8, 8, 1)))
+sub.save(d + "/keras3_sub.keras")
+"""
+
+
 @pytest.fixture(scope="module")
 def bad_files(tmp_path_factory, digits):
     d = tmp_path_factory.mktemp("bad")
@@ -184,12 +219,9 @@ def bad_files(tmp_path_factory, digits):
     good.save(d / "good.keras")
     (d / "broken_savedmodel").mkdir()
     (d / "broken_savedmodel" / "saved_model.pb").write_bytes(b"\x08\x01garbage")
-    # A Keras 3 model, saved by the keras 3 package that TensorFlow installs.
-    subprocess.run([sys.executable, "-c",
-                    "import keras; m = keras.Sequential([keras.Input((8, 8, 1)), "
-                    "keras.layers.Flatten(), keras.layers.Dense(10)]); "
-                    f"m.save({str(d / 'keras3.keras')!r})"], check=True, capture_output=True,
-                   env={**os.environ, "TF_USE_LEGACY_KERAS": "0"})
+    # Keras 3 models, saved by the keras 3 package that TensorFlow installs.
+    subprocess.run([sys.executable, "-c", KERAS3_MODELS, str(d)], check=True,
+                   capture_output=True, env={**os.environ, "TF_USE_LEGACY_KERAS": "0"})
     # A subclassed tf_keras model, as a SavedModel and as a .keras file.
     from edgeprune.keras_adapter import keras
 
@@ -219,8 +251,13 @@ BAD = {
                                                             r"\.keras zip archive\)"),
     "garbage .h5": (["--model", "{d}/garbage.h5"], 1, r"is not a Keras model \(not an HDF5"),
     "wrong extension": (["--model", "{d}/notes.txt"], 1, "has extension '.txt'; pass a .keras"),
-    "keras 3 file": (["--model", "{d}/keras3.keras"], 1,
-                     "was saved by Keras 3.* tfmot pruning needs a tf_keras \\(Keras 2\\) model"),
+    "keras 3 custom layer": (["--model", "{d}/keras3_custom.keras"], 1,
+                             "is a Keras 3 model that edgeprune cannot rebuild for tfmot "
+                             "\\(it uses the custom class Scale, which tf_keras does not "
+                             "have\\); "
+                             "rebuild it with `import tf_keras as keras`"),
+    "keras 3 subclassed": (["--model", "{d}/keras3_sub.keras"], 1,
+                           "is a subclassed model \\(Sub\\); tfmot can prune only"),
     "subclassed savedmodel": (["--model", "{d}/sub_savedmodel"], 1,
                               "is a subclassed model .*rebuild it with keras.Sequential"),
     "subclassed .keras": (["--model", "{d}/sub.keras"], 1, "is a subclassed model \\(Sub\\)"),
@@ -241,6 +278,20 @@ BAD = {
     "model without data": (["--model", "{d}/good.keras"], 2, "--data is required with --model"),
     "bad choice": (["--quantize", "int3"], 2, "Invalid value for '--quantize'"),
 }
+
+
+def test_keras3_model_is_rebuilt_as_tf_keras_and_checked(bad_files, tmp_path):
+    out = tmp_path / "k3"
+    result = CliRunner().invoke(main, ["run", "--model", str(bad_files / "keras3.keras"),
+                                       "--data", "digits", "--out", str(out), "--epochs", "1",
+                                       "--calibration-samples", "20"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    conversion = report["inputs"]["converted_from_keras3"]
+    assert conversion["keras_version"].startswith("3.")
+    assert conversion["max_abs_diff"] <= 1e-5 and conversion["samples"] > 0
+    layers = {s["name"]: s for s in report["stages"]["prune"]["layers"]}
+    assert layers["stem"]["pruned"] and not layers["dw"]["pruned"]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
