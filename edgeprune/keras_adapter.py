@@ -7,6 +7,7 @@ Import it lazily (inside functions) from anywhere that must stay fast.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -96,15 +97,21 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     return load_user_model(path)[0]
 
 
-def load_user_model(path: str | os.PathLike):
+class WrappedModelError(UnsupportedModelError):
+    """The file holds tfmot pruning wrappers: it was saved before ``strip_pruning``."""
+
+
+def load_user_model(path: str | os.PathLike, scope=None):
     """Load a model from ``.keras``, ``.h5`` or a SavedModel folder as tf_keras.
 
     A Keras 3 file is rebuilt as a tf_keras model and checked to give the same
     outputs (:mod:`edgeprune.keras3`); the second item of the result then
     describes that conversion, else it is ``None``. The model is loaded
-    without its optimizer state.
+    without its optimizer state, inside ``scope()`` if given (a context
+    manager that registers custom classes, such as tfmot's ``prune_scope``).
 
     Raises:
+        WrappedModelError: the model holds tfmot pruning wrappers.
         ModelLoadError: missing, unreadable or not a model.
         UnsupportedModelError: subclassed, or a Keras 3 model that cannot be rebuilt.
     """
@@ -140,11 +147,16 @@ def load_user_model(path: str | os.PathLike):
             check_model(model, p)
             return model, conversion.to_dict()
     try:
-        model = keras.models.load_model(p, compile=False)
+        with scope() if scope else contextlib.nullcontext():
+            model = keras.models.load_model(p, compile=False)
     except (ModelLoadError, UnsupportedModelError):
         raise
     except Exception as exc:  # noqa: BLE001 - Keras raises anything here
         text = " ".join(str(exc).split())
+        if "PruneLowMagnitude" in text:
+            raise WrappedModelError(
+                f"{p} holds tfmot pruning wrappers (saved before strip_pruning); strip them "
+                f"with tfmot.sparsity.keras.strip_pruning and save again") from None
         if "Could not locate class" in text or "Unknown layer" in text:
             raise UnsupportedModelError(
                 f"{p} uses a custom class Keras cannot find ({text[:120]}); edgeprune "

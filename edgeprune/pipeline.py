@@ -52,7 +52,7 @@ class Inputs:
     out: RunDir
     layer_plans: list
     schedule: SchedulePlan | None
-    conversion: dict | None = None  # set when a Keras 3 model was rebuilt as tf_keras
+    load_notes: dict = field(default_factory=dict)  # Keras 3 rebuild, wrappers stripped
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def resolve_inputs(model: str | None, data: str | None, recipe: Recipe,
     """
     from edgeprune.models import BUILTIN_MODELS, DEFAULT_MODEL
 
-    builtin, conversion = None, None
+    builtin, load_notes = None, {}
     if model is None or model in BUILTIN_MODELS:
         builtin = BUILTIN_MODELS[model or DEFAULT_MODEL]
         data = data or builtin.dataset
@@ -166,7 +166,13 @@ def resolve_inputs(model: str | None, data: str | None, recipe: Recipe,
         n_out = _classes_in(dataset)
         keras_model = builtin.build(dataset.x_train.shape[1:], n_out)
     else:
-        keras_model, conversion = ka.load_user_model(model)
+        try:
+            keras_model, conversion = ka.load_user_model(model)
+            if conversion:
+                load_notes["converted_from_keras3"] = conversion
+        except ka.WrappedModelError:
+            keras_model = pr.load_stripped(model)
+            load_notes["stripped_pruning_wrappers_on_load"] = True
     shapes = ka.shapes(keras_model)
     task = infer_task(dataset, shapes.output_units, recipe.task)
     dataset = prepare(dataset, task, shapes.input_shape, shapes.output_shape)
@@ -177,7 +183,7 @@ def resolve_inputs(model: str | None, data: str | None, recipe: Recipe,
         layer_plans = pr.plan_layers(keras_model, recipe.prune)
         schedule = plan_schedule(recipe.prune, len(dataset.x_train))
     return Inputs(keras_model, source, builtin, dataset, task, n_classes, probabilities,
-                  recipe, RunDir(out_dir), layer_plans, schedule, conversion)
+                  recipe, RunDir(out_dir), layer_plans, schedule, load_notes)
 
 
 def _stem(path: str) -> str:
@@ -345,7 +351,7 @@ def evaluate_stage(inp: Inputs, paths: dict[str, str],
     results = []
     for stage, path in paths.items():
         with open(path, "rb") as fh:
-            outputs = HostRunner(fh.read()).predict(ds.x_test)
+            outputs = _scores(inp, HostRunner(fh.read()).predict(ds.x_test))
         if reference is None:
             reference = outputs
         m = metrics.evaluate(inp.task, ds.y_test, outputs, inp.n_classes)
@@ -353,6 +359,13 @@ def evaluate_stage(inp: Inputs, paths: dict[str, str],
                                  metrics.agreement(inp.task, outputs, reference)))
         log.info("evaluate: %s %s", stage, _headline(inp.task, m))
     return results
+
+
+def _scores(inp: Inputs, outputs: np.ndarray) -> np.ndarray:
+    """One logit unit becomes a probability, so that 0.5 is the class threshold."""
+    if inp.task == "classification" and not inp.probabilities and outputs[0].size == 1:
+        return 1.0 / (1.0 + np.exp(-outputs))
+    return outputs
 
 
 def _headline(task: str, m: dict) -> str:
@@ -414,8 +427,7 @@ def describe_inputs(inp: Inputs) -> dict:
            "n_classes": inp.n_classes, "outputs_are_probabilities": inp.probabilities}
     if os.path.exists(inp.model_source) and os.path.isfile(inp.model_source):
         src["model_sha256"] = artifacts.sha256_file(inp.model_source)
-    if inp.conversion:
-        src["converted_from_keras3"] = inp.conversion
+    src.update(inp.load_notes)
     return src
 
 
@@ -488,7 +500,7 @@ class StageRunResult:
 def _reference_outputs(inp: Inputs, model):
     from edgeprune import keras_adapter as ka
 
-    return ka.predict(model, inp.dataset.x_test)
+    return _scores(inp, ka.predict(model, inp.dataset.x_test))
 
 
 def _finish_stage(inp: Inputs, stage: str, figures: dict, sizes: dict, evals: list,

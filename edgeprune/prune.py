@@ -170,6 +170,18 @@ def strip(pruned):
     return tfmot.sparsity.keras.strip_pruning(pruned)
 
 
+def load_stripped(path: str):
+    """Load a model saved with its pruning wrappers and strip them.
+
+    The converter would accept the wrapped model but emit a much larger file
+    full of variable ops, so a wrapped model is always stripped first.
+    """
+    wrapped, _ = ka.load_user_model(path, scope=tfmot.sparsity.keras.prune_scope)
+    stripped = strip(wrapped)
+    ka.check_model(stripped, path)
+    return stripped
+
+
 def requested_sparsity(opts: PruneOptions) -> float:
     if opts.pattern == "m_by_n":
         m, n = opts.m_by_n

@@ -62,3 +62,40 @@ def test_savedmodel_input_and_float_modes(trained_models, digits_npz, tmp_path, 
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["stages"]["quantize"]["calibration_samples"] == 0
     assert report["inputs"]["model"].endswith("seq_savedmodel")
+
+
+def test_binary_logit_model_uses_a_probability_threshold(digits, tmp_path):
+    from edgeprune import keras_adapter as ka
+
+    ka.seed_everything(0)
+    keras = ka.keras
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(1, name="logit")])
+    y_train, y_test = (digits.y_train >= 5).astype(int), (digits.y_test >= 5).astype(int)
+    model.compile("adam", keras.losses.BinaryCrossentropy(from_logits=True))
+    model.fit(digits.x_train, y_train, epochs=5, verbose=0)
+    data = tmp_path / "binary.npz"
+    np.savez(data, x_train=digits.x_train, y_train=y_train, x_test=digits.x_test, y_test=y_test)
+    result = pipeline.run(save(model, tmp_path / "binary.keras"), str(data),
+                          small_recipe(final_sparsity=0.5), str(tmp_path / "run"))
+    assert result.task == "classification" and result.report["inputs"]["n_classes"] == 2
+    logits = ka.predict(model, digits.x_test)[:, 0]
+    assert np.any((logits >= 0) & (logits < 0.5))  # where a 0.5 cut on logits would err
+    predicted = (logits >= 0).astype(int)
+    cm = [[int(np.sum((y_test == t) & (predicted == p))) for p in (0, 1)] for t in (0, 1)]
+    assert result.report["stages"]["evaluate"]["baseline"]["confusion_matrix"] == cm
+    assert result.report["stages"]["evaluate"]["final"]["accuracy"] > 0.8
+
+
+def test_quantize_strips_a_model_saved_with_pruning_wrappers(trained_models, digits_npz,
+                                                             tmp_path):
+    import tensorflow_model_optimization as tfmot
+
+    wrapped = tfmot.sparsity.keras.prune_low_magnitude(trained_models["sequential"])
+    path = save(wrapped, tmp_path / "wrapped.keras")
+    result = pipeline.quantize_only(path, digits_npz, small_recipe(), str(tmp_path / "q"))
+    report = json.loads((tmp_path / "q" / "report.json").read_text())
+    assert report["inputs"]["stripped_pruning_wrappers_on_load"] is True
+    assert "VAR_HANDLE" not in result.sizes["final"].ops  # no variable ops: it was stripped
+    assert result.evaluations[0].agreement["agreement"] >= 0.95
