@@ -15,12 +15,14 @@ import os
 import subprocess
 import sys
 
-# absl's log prefix: severity letter, MMDD, time, thread, file:line]
+# absl's log prefix: severity letter, MMDD, time, thread, file:line]. Info,
+# warning and error lines go; fatal (F) lines and everything else pass.
 _FILTER = r"""
 import os, re, sys
-noise = re.compile(rb"^([IW]\d{4} \d\d:\d\d:\d\d|E\d{4} .*(cuda|cuInit|node_def_util)"
+noise = re.compile(rb"^([IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d+\]"
                    rb"|WARNING: All log messages before absl::InitializeLog"
-                   rb"|fully_quantize: \d, inference_type)")
+                   rb"|fully_quantize: \d, inference_type"
+                   rb"|To enable the following instructions: .* rebuild TensorFlow)")
 out = sys.stdout.buffer
 for line in sys.stdin.buffer:
     if not noise.match(line):

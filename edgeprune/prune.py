@@ -118,6 +118,11 @@ def plan_layers(model, opts: PruneOptions) -> list[LayerPlan]:
                           f"this kernel has {shape[-2]}")
         elif opts.pattern == "block" and len(shape) != 2:
             reason = "block sparsity needs a 2-D kernel (Dense)"
+        elif opts.pattern == "block" and (shape[0] % opts.block_size[0]
+                                          or shape[1] % opts.block_size[1]):
+            bh, bw = opts.block_size
+            reason = (f"kernel {shape[0]}x{shape[1]} does not divide into {bh}x{bw} blocks; "
+                      f"partial blocks would miss the requested sparsity")
         plans.append(LayerPlan(layer.name, kind, shape, not reason, reason))
     return plans
 

@@ -93,6 +93,28 @@ def test_same_seed_same_metrics_from_scratch(tmp_path):
         runs[1]["artifacts"]["final_int8.tflite"]["sha256"]
 
 
+@pytest.mark.parametrize("args,sparsity", [
+    (["--pattern", "m_by_n", "--m-by-n", "2:4"], 0.5),
+    (["--pattern", "block", "--block-size", "1x4"], 0.75),
+    (["--schedule", "constant"], 0.75),
+])
+def test_default_model_other_patterns_keep_accuracy(args, sparsity, default_run, tmp_path):
+    import shutil
+
+    (tmp_path / "run").mkdir()
+    for name in ("baseline.keras", "baseline.json"):  # reuse the cached baseline
+        shutil.copy(default_run[0] / name, tmp_path / "run" / name)
+    result = invoke("run", "--out", str(tmp_path / "run"), *args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["stages"]["baseline"]["cached"] is True
+    assert report["stages"]["evaluate"]["final"]["accuracy"] >= 0.95
+    pruned = [s for s in report["stages"]["prune"]["layers"] if s["pruned"]]
+    assert pruned and all(s["achieved"] >= sparsity - 0.01 for s in pruned)
+    for s in report["stages"]["prune"]["layers"]:
+        assert s["pruned"] or s["reason"]  # every layer left dense says why
+
+
 # ------------------------------------------------------------------ user models
 
 

@@ -80,6 +80,7 @@ def test_block_sparsity_zeroes_whole_blocks_of_dense_kernels(trained_models, dig
     _, stripped, plans = run_prune(model, digits, opts)
     reasons = {p.name: p.reason for p in plans}
     assert reasons["conv"] == "block sparsity needs a 2-D kernel (Dense)"
+    assert reasons["out"].startswith("kernel 16x10 does not divide into 1x4 blocks")
     kernel = stripped.get_layer("hidden").kernel.numpy()
     blocks = (kernel.reshape(kernel.shape[0], -1, 4) == 0).sum(axis=-1)
     assert set(np.unique(blocks)) <= {0, 4}  # a block is all zero or not touched
