@@ -15,14 +15,17 @@ import os
 import subprocess
 import sys
 
-# absl's log prefix: severity letter, MMDD, time, thread, file:line]. Info,
+# absl's log prefix: severity letter, MMDD, time (TF 2.21 prints seconds since
+# the epoch: "I0000 00:00:1795292630.202176"), thread, file:line]. Info,
 # warning and error lines go; fatal (F) lines and everything else pass.
-_FILTER = r"""
-import os, re, sys
-noise = re.compile(rb"^([IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d+\]"
-                   rb"|WARNING: All log messages before absl::InitializeLog"
-                   rb"|fully_quantize: \d, inference_type"
-                   rb"|To enable the following instructions: .* rebuild TensorFlow)")
+NOISE = (rb"^([IWE]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\]"
+         rb"|WARNING: All log messages before absl::InitializeLog"
+         rb"|fully_quantize: \d, inference_type"
+         rb"|To enable the following instructions: .* rebuild TensorFlow)")
+
+_FILTER = f"""
+import re, sys
+noise = re.compile({NOISE!r})
 out = sys.stdout.buffer
 for line in sys.stdin.buffer:
     if not noise.match(line):

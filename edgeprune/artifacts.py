@@ -17,7 +17,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeprune.errors import BadInputError
+from edgeprune.errors import BadInputError, EdgepruneError
+
+
+class ArtifactWriteError(EdgepruneError, OSError):
+    """An artifact could not be written (disk full, permissions)."""
+
 
 SCHEMA_VERSION = 1
 REPORT_NAME = "report.json"
@@ -43,19 +48,39 @@ def sha256_file(path: str | os.PathLike) -> str:
 def check_out_dir(path: str | os.PathLike) -> None:
     """Raise :class:`BadInputError` if ``path`` cannot become a run directory.
 
-    Nothing is created here: callers validate all input before writing.
+    Writability is tried for real (``os.access`` says yes to root everywhere):
+    folders this creates for the probe are removed again, so nothing is left.
     """
-    p = os.fspath(path)
+    p = os.path.abspath(os.fspath(path))
     if os.path.exists(p) and not os.path.isdir(p):
-        raise BadInputError(f"output directory {p} is a file; choose a folder path "
-                            f"or remove the file")
-    parent = os.path.dirname(os.path.abspath(p))
+        raise BadInputError(f"output directory {os.fspath(path)} is a file; choose a folder "
+                            f"path or remove the file")
+    parent = os.path.dirname(p)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
-        raise BadInputError(f"output directory {p} lies under {parent}, which is a file")
-    if not os.access(parent if not os.path.exists(p) else p, os.W_OK):
-        raise BadInputError(f"output directory {p} is not writable; choose another folder")
+        raise BadInputError(f"output directory {os.fspath(path)} lies under {parent}, which "
+                            f"is a file")
+    created = []
+    try:
+        probe = p
+        missing = []
+        while not os.path.exists(probe):
+            missing.append(probe)
+            probe = os.path.dirname(probe)
+        for folder in reversed(missing):
+            os.mkdir(folder)
+            created.append(folder)
+        fd, tmp = tempfile.mkstemp(prefix=".edgeprune-probe-", dir=p)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise BadInputError(f"output directory {os.fspath(path)} cannot be written "
+                            f"({exc.strerror}); choose another folder") from None
+    finally:
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
 
 
 @contextlib.contextmanager
@@ -72,7 +97,13 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     os.unlink(tmp)  # writers such as tf_keras refuse to overwrite or want to create it
     try:
         yield tmp
+        if os.path.isfile(tmp):
+            with open(tmp, "rb+") as fh:  # on disk before it gets its real name
+                os.fsync(fh.fileno())
         os.replace(tmp, final)
+    except OSError as exc:
+        raise ArtifactWriteError(f"writing {final} failed ({exc.strerror or exc}); check free "
+                                 f"space and permissions of {folder or '.'}") from None
     finally:
         if os.path.isdir(tmp):
             import shutil
@@ -86,8 +117,6 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
@@ -127,6 +156,35 @@ class RunDir:
         self.artifacts[name] = {"stage": stage, "path": name, "bytes": os.path.getsize(path),
                                 "sha256": sha256_file(path)}
         return path
+
+    def begin_run(self) -> set[str]:
+        """Start a fresh run here: remove ``report.json`` (it would describe files
+        this run is about to replace) and return the artifact names it listed."""
+        path = self.file(REPORT_NAME)
+        old: set[str] = set()
+        if os.path.isfile(path):
+            with contextlib.suppress(BadInputError, OSError, json.JSONDecodeError):
+                old = set(read_report(path).get("artifacts", {}))
+            os.unlink(path)
+        return old
+
+    def remove_unlisted(self, names: set[str]) -> list[str]:
+        """Delete the artifacts among ``names`` this run did not write (stale)."""
+        removed = []
+        for name in sorted(names - set(self.artifacts)):
+            if os.path.basename(name) == name and os.path.isfile(self.file(name)):
+                os.unlink(self.file(name))
+                removed.append(name)
+        return removed
+
+    def forget(self, stage: str) -> list[str]:
+        """Delete and unlist the artifacts recorded for ``stage``."""
+        names = [n for n, a in self.artifacts.items() if a.get("stage") == stage]
+        for name in names:
+            del self.artifacts[name]
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.file(name))
+        return names
 
     def load_report(self) -> dict[str, Any] | None:
         """The existing ``report.json`` (its artifacts become this run's), or None.

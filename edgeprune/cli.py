@@ -17,7 +17,7 @@ import typing
 import click
 
 from edgeprune import __version__
-from edgeprune.errors import BadInputError, EdgepruneError
+from edgeprune.errors import BadInputError, EdgepruneError, QualityError
 from edgeprune.recipe import option_fields
 
 log = logging.getLogger("edgeprune")
@@ -167,7 +167,11 @@ def run(model, data, recipe_path, out, **kwargs):
     from edgeprune import pipeline
     from edgeprune.summary import format_run
 
-    result = pipeline.run(model=model, data=data, recipe=recipe, out=out)
+    try:
+        result = pipeline.run(model=model, data=data, recipe=recipe, out=out)
+    except QualityError as exc:
+        click.echo(format_run(exc.result))
+        raise
     click.echo(format_run(result))
 
 
@@ -204,7 +208,12 @@ def quantize_cmd(model_path, data, recipe_path, out, **kwargs):
     from edgeprune import pipeline
     from edgeprune.summary import format_stage
 
-    click.echo(format_stage(pipeline.quantize_only(model_path, data, recipe, out)))
+    try:
+        result = pipeline.quantize_only(model_path, data, recipe, out)
+    except QualityError as exc:
+        click.echo(format_stage(exc.result))
+        raise
+    click.echo(format_stage(result))
 
 
 @main.command()

@@ -116,18 +116,24 @@ def load_dataset(spec: str | os.PathLike) -> Dataset:
             raise DataError(f"data file {text}: {k} has dtype {a.dtype}; it must be numeric")
         if len(a) == 0:
             raise DataError(f"data file {text}: {k} is empty")
+        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+            bad = int(np.count_nonzero(~np.isfinite(a)))
+            raise DataError(f"data file {text}: {k} holds {bad} NaN or infinite value"
+                            f"{'s' if bad != 1 else ''}; clean or impute them first")
     with open(text, "rb") as fh:
         digest = hashlib.file_digest(fh, "sha256").hexdigest()
     xs = {k: arrays[k].astype(np.float32) if k.startswith("x_") else arrays[k] for k in arrays}
     return Dataset(name=os.path.basename(text), sha256=digest, **xs)
 
 
-def infer_task(dataset: Dataset, output_units: int, requested: str = "auto") -> str:
+def infer_task(dataset: Dataset, output_units: int, requested: str = "auto",
+               probabilities: bool = False) -> str:
     """Return ``"classification"`` or ``"regression"``.
 
     Classification when labels are integers (or one-hot rows matching the
     output width) and the model has more than one output unit, or one unit
-    with 0/1 labels (binary). Anything else is regression (autoencoders:
+    with 0/1 labels or a probability output (binary; other labels are then
+    reported as out of range). Anything else is regression (autoencoders:
     the targets have the shape of the output). ``requested`` forces it.
     """
     if requested != "auto":
@@ -137,9 +143,25 @@ def infer_task(dataset: Dataset, output_units: int, requested: str = "auto") -> 
         return "classification"
     flat = y.reshape(len(y), -1)
     if flat.shape[1] == 1 and np.all(np.equal(np.mod(flat, 1), 0)):
-        if output_units > 1 or set(np.unique(flat).tolist()) <= {0, 1}:
+        if output_units > 1 or probabilities or set(np.unique(flat).tolist()) <= {0, 1}:
             return "classification"
     return "regression"
+
+
+def check_input_shapes(dataset: Dataset, input_shape: tuple) -> None:
+    """Raise :class:`DataError` unless every ``x_*`` array fits ``input_shape``
+    (batch dimension first, ``None`` for unknown dimensions)."""
+    want = tuple(input_shape[1:])
+    for key in ("x_train", "x_test", "x_val", "x_calib"):
+        x = getattr(dataset, key)
+        if x is None:
+            continue
+        got = tuple(x.shape[1:])
+        if len(got) != len(want) or any(
+                w is not None and w != g for w, g in zip(want, got, strict=True)):
+            raise DataError(
+                f"{key} has samples of shape {got} but the model's input is "
+                f"{_shape_text(want)}; reshape the data or pass the matching model")
 
 
 def _is_one_hot(y: np.ndarray, output_units: int) -> bool:
@@ -154,17 +176,7 @@ def prepare(dataset: Dataset, task: str, input_shape: tuple, output_shape: tuple
     for unknown dimensions). Classification labels become integer class
     indices. Raises :class:`DataError` naming the array and the mismatch.
     """
-    want = tuple(input_shape[1:])
-    for key in ("x_train", "x_test", "x_val", "x_calib"):
-        x = getattr(dataset, key)
-        if x is None:
-            continue
-        got = tuple(x.shape[1:])
-        if len(got) != len(want) or any(
-                w is not None and w != g for w, g in zip(want, got, strict=True)):
-            raise DataError(
-                f"{key} has samples of shape {got} but the model's input is "
-                f"{_shape_text(want)}; reshape the data or pass the matching model")
+    check_input_shapes(dataset, input_shape)
     out_units = int(np.prod([d for d in output_shape[1:] if d is not None])) or 1
     if task == "regression":
         for key in ("y_train", "y_test", "y_val"):

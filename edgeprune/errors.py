@@ -41,3 +41,17 @@ class ScheduleError(RecipeError):
 
 class VerificationError(EdgepruneError, RuntimeError):
     """A stage that must keep the model's behaviour did not (strip changed outputs)."""
+
+
+class QualityError(EdgepruneError):
+    """A quality budget was missed (quantization cost too much accuracy).
+
+    Raised after the artifacts and the report are written, so they can be
+    inspected; the report names the rule, the figure and the budget.
+    """
+
+    exit_code = 4
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result  # what was written and measured, for the caller to show

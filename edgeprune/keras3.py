@@ -36,7 +36,8 @@ _BASE_KEYS = {"name", "trainable", "dtype"}
 # Initializers only matter before training; the weights are copied over.
 _INITIALIZER_SUFFIX = "_initializer"
 _TOLERANCE = 1e-5
-_MANUAL_FIX = "rebuild it with `import tf_keras as keras` and copy the weights"
+MANUAL_FIX = ("rebuild the same architecture with `import tf_keras as keras`, copy the "
+              "weights over (layer.set_weights) and save with model.save('model.keras')")
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def _layer_config(layer3, tf_cls, path: str) -> tuple[dict, list[str]]:
         else:
             raise _fail(path, f"layer {layer3.name} sets {key}={value!r}, which tf_keras "
                               f"{tf_cls.__name__} does not have",
-                        _MANUAL_FIX)
+                        MANUAL_FIX)
     return kept, dropped
 
 
@@ -134,7 +135,7 @@ def rebuild(path: str, tf_keras) -> tuple[object, Conversion]:
         custom = re.search(r"Could not locate class '([\w.>]+)'", text)
         if custom:
             raise _fail(path, f"it uses the custom class {custom.group(1)}, which tf_keras "
-                              f"does not have", _MANUAL_FIX) from None
+                              f"does not have", MANUAL_FIX) from None
         raise _fail(path, f"Keras 3 cannot load it: {text[:150]}", "check the file") from None
     kind = type(model3).__name__
     if kind == "Sequential":
@@ -163,7 +164,7 @@ def rebuild(path: str, tf_keras) -> tuple[object, Conversion]:
         if tf_cls is None or type(layer3).__module__.split(".")[0] != "keras":
             raise _fail(path, f"layer {layer3.name} is a {type(layer3).__name__}, which "
                               f"tf_keras does not have",
-                        _MANUAL_FIX)
+                        MANUAL_FIX)
         cfg, dropped = _layer_config(layer3, tf_cls, path)
         if dropped:
             dropped_all[layer3.name] = dropped
@@ -171,7 +172,7 @@ def rebuild(path: str, tf_keras) -> tuple[object, Conversion]:
             tf_layer = tf_cls.from_config(cfg)
         except Exception as exc:  # noqa: BLE001
             raise _fail(path, f"layer {layer3.name}: {' '.join(str(exc).split())[:150]}",
-                        _MANUAL_FIX) from None
+                        MANUAL_FIX) from None
         tf_layers[layer3.name] = tf_layer
         for node_index, node in enumerate(layer3._inbound_nodes):
             # training/mask are call-time switches tf_keras sets itself.
@@ -179,7 +180,7 @@ def rebuild(path: str, tf_keras) -> tuple[object, Conversion]:
                    if k not in ("training", "mask")):
                 raise _fail(path, f"layer {layer3.name} is called with keyword arguments "
                                   f"{sorted(node.arguments.kwargs)}",
-                            _MANUAL_FIX)
+                            MANUAL_FIX)
             args = node.arguments.args
             try:
                 mapped = [[tensors[_history(t)] for t in a] if isinstance(a, (list, tuple))
@@ -194,19 +195,19 @@ def rebuild(path: str, tf_keras) -> tuple[object, Conversion]:
         output = tensors[_history(model3.outputs[0])]
     except KeyError:
         raise _fail(path, "its output could not be traced back to its input",
-                    _MANUAL_FIX) from None
+                    MANUAL_FIX) from None
     model2 = tf_keras.Model(x, output, name=model3.name)
     for lname, tf_layer in tf_layers.items():
         weights = [np.asarray(w) for w in layers3[lname].get_weights()]
         if len(weights) != len(tf_layer.get_weights()):
             raise _fail(path, f"layer {lname} has {len(weights)} weights in Keras 3 but "
                               f"{len(tf_layer.get_weights())} in tf_keras",
-                        _MANUAL_FIX)
+                        MANUAL_FIX)
         tf_layer.set_weights(weights)
     diff, samples = _compare(model3, model2, tf_keras)
     if not diff <= _TOLERANCE:
         raise _fail(path, f"the rebuilt model's outputs differ by up to {diff:.3g}",
-                    _MANUAL_FIX)
+                    MANUAL_FIX)
     conversion = Conversion(keras3.__version__, len(tf_layers), dropped_all, diff, samples)
     log.info("rebuilt Keras %s model %s as tf_keras (%d layers, outputs equal within %.2g)",
              keras3.__version__, path, len(tf_layers), diff)

@@ -22,14 +22,13 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from edgeprune.errors import ModelLoadError, UnsupportedModelError  # noqa: E402
+from edgeprune.keras3 import MANUAL_FIX  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 GRAPH_MODEL_CLASSES = ("Sequential", "Functional", "Model")
 
-KERAS3_FIX = ("tfmot pruning needs a tf_keras (Keras 2) model: rebuild the same "
-              "architecture with `import tf_keras as keras`, copy the weights over "
-              "(layer.set_weights) and save with model.save('model.keras')")
+KERAS3_FIX = "tfmot pruning needs a tf_keras (Keras 2) model: " + MANUAL_FIX
 
 
 @dataclass(frozen=True)
@@ -206,12 +205,37 @@ def clone(model):
     return copy
 
 
-def outputs_are_probabilities(model, x: np.ndarray) -> bool:
-    """True if the model's outputs on ``x`` are probability rows (softmax or sigmoid).
+_SHAPE_ONLY = ("Reshape", "Flatten", "Dropout", "Permute", "Cropping1D", "Cropping2D")
 
-    Measured, not read from the config: a final ``Activation`` layer or a fused
-    activation both count.
+
+def final_activation(model) -> str | None:
+    """Name of the activation that produces the output, read from the layers
+    (through shape-only layers such as Reshape), or None if it cannot be read."""
+    layer = model.layers[-1]
+    while type(layer).__name__ in _SHAPE_ONLY:
+        inbound = layer._inbound_nodes[0].inbound_layers if layer._inbound_nodes else None
+        if not inbound or isinstance(inbound, list):
+            return None
+        layer = inbound
+    kind = type(layer).__name__
+    if kind == "Softmax":
+        return "softmax"
+    if kind == "Activation":
+        act = layer.get_config().get("activation")
+        return act if isinstance(act, str) else None
+    act = getattr(layer, "activation", None)
+    return getattr(act, "__name__", None) if act is not None else None
+
+
+def outputs_are_probabilities(model, x: np.ndarray) -> bool:
+    """True if the model outputs probabilities (softmax or sigmoid).
+
+    Read from the final activation when the layers say it; otherwise
+    measured on ``x``: rows in [0, 1] summing to 1, or one unit in [0, 1].
     """
+    act = final_activation(model)
+    if act is not None:
+        return act in ("softmax", "sigmoid")
     y = predict(model, x[:64])
     y = y.reshape(len(y), -1)
     if y.shape[1] == 1:
@@ -249,12 +273,6 @@ def predict(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     for i in range(0, len(x), batch_size):
         out.append(np.asarray(model(x[i:i + batch_size], training=False)))
     return np.concatenate(out).astype(np.float32)
-
-
-def layer_types() -> dict[str, type]:
-    """tf_keras layer classes by name (for include/exclude by type)."""
-    return {name: obj for name, obj in vars(keras.layers).items()
-            if isinstance(obj, type) and issubclass(obj, keras.layers.Layer)}
 
 
 def versions() -> dict[str, str]:

@@ -24,8 +24,15 @@ import numpy as np
 
 from edgeprune import __version__, artifacts
 from edgeprune.artifacts import RunDir
-from edgeprune.data import Dataset, calibration_sample, infer_task, load_dataset, prepare
-from edgeprune.errors import BadInputError
+from edgeprune.data import (
+    Dataset,
+    calibration_sample,
+    check_input_shapes,
+    infer_task,
+    load_dataset,
+    prepare,
+)
+from edgeprune.errors import BadInputError, QualityError
 from edgeprune.recipe import Recipe
 from edgeprune.schedule import SchedulePlan, plan_schedule
 
@@ -130,7 +137,8 @@ class RunResult:
 
 
 def resolve_inputs(model: str | None, data: str | None, recipe: Recipe,
-                   out: str | None, plan_pruning: bool = True) -> Inputs:
+                   out: str | None, plan_pruning: bool = True,
+                   require_file: bool = False) -> Inputs:
     """Load and check the model, data, recipe and output folder; write nothing.
 
     ``model`` is a path or ``None`` for the built-in default; ``data`` is an
@@ -143,6 +151,11 @@ def resolve_inputs(model: str | None, data: str | None, recipe: Recipe,
     from edgeprune.models import BUILTIN_MODELS, DEFAULT_MODEL
 
     builtin, load_notes = None, {}
+    if require_file and (model is None or (model in BUILTIN_MODELS
+                                           and not os.path.exists(model))):
+        raise BadInputError(f"'{model}' is a built-in model name, not a Keras model file; "
+                            f"use `edgeprune run` for the built-in default, or pass a "
+                            f".keras, .h5 or SavedModel path")
     if model is None or model in BUILTIN_MODELS:
         builtin = BUILTIN_MODELS[model or DEFAULT_MODEL]
         data = data or builtin.dataset
@@ -174,10 +187,11 @@ def resolve_inputs(model: str | None, data: str | None, recipe: Recipe,
             keras_model = pr.load_stripped(model)
             load_notes["stripped_pruning_wrappers_on_load"] = True
     shapes = ka.shapes(keras_model)
-    task = infer_task(dataset, shapes.output_units, recipe.task)
+    check_input_shapes(dataset, shapes.input_shape)
+    probabilities = ka.outputs_are_probabilities(keras_model, dataset.x_train)
+    task = infer_task(dataset, shapes.output_units, recipe.task, probabilities)
     dataset = prepare(dataset, task, shapes.input_shape, shapes.output_shape)
     n_classes = max(shapes.output_units, 2) if task == "classification" else 0
-    probabilities = ka.outputs_are_probabilities(keras_model, dataset.x_train)
     layer_plans, schedule = [], None
     if plan_pruning:
         layer_plans = pr.plan_layers(keras_model, recipe.prune)
@@ -224,8 +238,12 @@ def baseline_stage(inp: Inputs) -> BaselineResult:
                                    epochs=opts.epochs, batch_size=opts.batch_size,
                                    seed=inp.recipe.seed, validation=_validation(inp.dataset))
             trained = True
-    keras_path = out.write_with(artifacts.BASELINE_KERAS, lambda p: ka.save_model(model, p),
-                                "baseline", suffix=".keras")
+    if cached:  # the file is the cache: rewriting it would change its hash
+        keras_path = out.record(artifacts.BASELINE_KERAS, "baseline")
+    else:
+        keras_path = out.write_with(artifacts.BASELINE_KERAS,
+                                    lambda p: ka.save_model(model, p), "baseline",
+                                    suffix=".keras")
     if trained:
         artifacts.write_json_atomic(out.file(artifacts.BASELINE_META), {
             "key": key, "keras_sha256": out.artifacts[artifacts.BASELINE_KERAS]["sha256"],
@@ -389,6 +407,7 @@ def run(model: str | None = None, data: str | None = None, recipe: Recipe | None
     t0 = time.perf_counter()
     recipe = recipe or Recipe()
     inp = resolve_inputs(model, data, recipe, out)
+    previous = inp.out.begin_run()
     base = baseline_stage(inp)
     pruned = prune_stage(inp, base.model)
     from edgeprune import keras_adapter as ka
@@ -400,11 +419,44 @@ def run(model: str | None = None, data: str | None = None, recipe: Recipe | None
     modes = {"baseline": "float32", "pruned": "float32", "final": quant.mode}
     sizes = {s: measure_size(p, modes[s]) for s, p in tflites.items()}
     evals = evaluate_stage(inp, tflites)
+    check = quantization_check(inp, evals[1].metrics, evals[2].metrics, "pruned float32")
+    inp.out.remove_unlisted(previous)
     seconds = time.perf_counter() - t0
-    report = build_report(inp, base, pruned, quant, sizes, evals, seconds)
+    report = build_report(inp, base, pruned, quant, sizes, evals, check, seconds)
     report_path = inp.out.write_report(report)
-    return RunResult(inp.out.path, report_path, inp.task, base, pruned, quant, sizes, evals,
-                     seconds, report)
+    result = RunResult(inp.out.path, report_path, inp.task, base, pruned, quant, sizes, evals,
+                       seconds, report)
+    _raise_if_failed(check, result)
+    return result
+
+
+def quantization_check(inp: Inputs, before: dict, after: dict, reference: str) -> dict:
+    """The quantization budget: how much quality conversion may cost.
+
+    Classification: accuracy may drop by at most ``quantize.max_accuracy_drop``
+    (absolute). Regression: MSE may grow by at most ``quantize.max_mse_increase``
+    (relative). Compared with ``before``, the float model that was converted.
+    """
+    q = inp.recipe.quantize
+    if inp.task == "classification":
+        measured = before["accuracy"] - after["accuracy"]
+        return {"rule": "accuracy drop from quantization", "reference": reference,
+                "measured": measured, "budget": q.max_accuracy_drop,
+                "ok": bool(measured <= q.max_accuracy_drop + 1e-12)}
+    measured = (after["mse"] - before["mse"]) / max(before["mse"], 1e-12)
+    return {"rule": "relative MSE increase from quantization", "reference": reference,
+            "measured": measured, "budget": q.max_mse_increase,
+            "ok": bool(measured <= q.max_mse_increase + 1e-12)}
+
+
+def _raise_if_failed(check: dict, result=None) -> None:
+    if not check["ok"]:
+        key = ("quantize.max_accuracy_drop" if "accuracy" in check["rule"]
+               else "quantize.max_mse_increase")
+        raise QualityError(f"{check['rule']} is {check['measured']:.4f} against the "
+                           f"{check['reference']} model, over the budget {check['budget']} "
+                           f"({key}); the artifacts and report.json are written; calibrate "
+                           f"with more or better samples, or choose another mode", result)
 
 
 # ---------------------------------------------------------------- report
@@ -432,7 +484,8 @@ def describe_inputs(inp: Inputs) -> dict:
 
 
 def build_report(inp: Inputs, base: BaselineResult, pruned: PruneResult,
-                 quant: QuantizeResult, sizes: dict, evals: list, seconds: float) -> dict:
+                 quant: QuantizeResult, sizes: dict, evals: list, check: dict,
+                 seconds: float) -> dict:
     from edgeprune import prune as pr
 
     return {
@@ -456,26 +509,31 @@ def build_report(inp: Inputs, base: BaselineResult, pruned: PruneResult,
             "strip": asdict(pruned.strip_check),
             "quantize": {"mode": quant.mode, "calibration_samples": quant.calibration_samples,
                          "calibration_source": quant.calibration_source,
-                         "experimental_sparsity": False, "seconds": quant.seconds},
-            "evaluate": {e.stage: {"artifact": e.path, **e.metrics, **e.agreement}
-                         for e in evals},
+                         "experimental_sparsity": False, "check": check,
+                         "seconds": quant.seconds},
+            "evaluate": _eval_entries(evals, "baseline_float32.tflite"),
         },
         "sizes": {s: asdict(v) for s, v in sizes.items()},
-        "notes": size_notes(sizes),
+        "notes": size_notes({s: asdict(v) for s, v in sizes.items()}),
         "seconds": seconds,
     }
 
 
+def _eval_entries(evals: list, reference: str) -> dict:
+    return {e.stage: {"artifact": e.path, **e.metrics, **e.agreement,
+                      "agreement_reference": reference} for e in evals}
+
+
 def size_notes(sizes: dict) -> list[str]:
-    """Plain statements about what the sizes mean, computed from them."""
+    """Plain statements about what the sizes (``report.json`` dicts) mean."""
     notes = []
     b, p = sizes.get("baseline"), sizes.get("pruned")
     if b and p:
         notes.append(
             f"Unstructured sparsity does not shrink the flatbuffer: pruned float32 is "
-            f"{p.bytes} bytes vs {b.bytes} baseline ({p.bytes - b.bytes:+d}); TFLite Micro "
-            f"stores and runs every weight. Only the gzip size changes "
-            f"({p.gzip_bytes} vs {b.gzip_bytes} bytes), which matters for over-the-air "
+            f"{p['bytes']} bytes vs {b['bytes']} baseline ({p['bytes'] - b['bytes']:+d}); "
+            f"TFLite Micro stores and runs every weight. Only the gzip size changes "
+            f"({p['gzip_bytes']} vs {b['gzip_bytes']} bytes), which matters for over-the-air "
             f"updates, not for flash or RAM.")
     return notes
 
@@ -503,18 +561,55 @@ def _reference_outputs(inp: Inputs, model):
     return _scores(inp, ka.predict(model, inp.dataset.x_test))
 
 
+# Which stages a stage command's result makes stale in an existing report.
+_DOWNSTREAM = {"prune": ("quantize",), "quantize": ()}
+_SIZE_KEYS = {"baseline": "baseline", "prune": "pruned", "quantize": "final"}
+
+
+def _input_entry(inp: Inputs) -> dict:
+    entry = {"model": inp.model_source}
+    if os.path.isfile(inp.model_source):
+        entry["sha256"] = artifacts.sha256_file(inp.model_source)
+    return entry
+
+
 def _finish_stage(inp: Inputs, stage: str, figures: dict, sizes: dict, evals: list,
-                  t0: float) -> StageRunResult:
-    existing = inp.out.load_report()
-    report = existing or {
-        "tool": {"name": "edgeprune", "version": __version__},
-        "versions": library_versions(), "seed": inp.recipe.seed,
-        "recipe": inp.recipe.to_dict(), "inputs": describe_inputs(inp),
-        "stages": {}, "sizes": {}, "notes": []}
-    report["stages"][stage] = figures
-    report["stages"].setdefault("evaluate", {}).update(
-        {e.stage: {"artifact": e.path, **e.metrics, **e.agreement} for e in evals})
-    report["sizes"].update({s: asdict(v) for s, v in sizes.items()})
+                  reference: str, t0: float) -> StageRunResult:
+    """Merge one stage's results into ``report.json``.
+
+    Entries of other stages are kept only while they still describe the
+    files: a stage's downstream results are dropped (and their artifacts
+    deleted), and so are upstream results that did not produce this stage's
+    input. Every stage entry records its own input, seed and recipe.
+    """
+    report = inp.out.load_report() or {"stages": {}, "sizes": {}}
+    stages = report.setdefault("stages", {})
+    evaluate = stages.setdefault("evaluate", {})
+    sizes_all = report.setdefault("sizes", {})
+    my_input = _input_entry(inp)
+    keep = set()
+    if stage == "quantize" and my_input.get("sha256") == inp.out.artifacts.get(
+            artifacts.PRUNED_KERAS, {}).get("sha256"):
+        keep = {"baseline", "prune"}
+    if stage == "prune" and my_input.get("sha256") == inp.out.artifacts.get(
+            artifacts.BASELINE_KERAS, {}).get("sha256"):
+        keep = {"baseline"}
+    for other in ("baseline", "prune", "quantize"):
+        if other == stage or other in keep:
+            continue
+        stages.pop(other, None)
+        stages.pop("strip", None) if other == "prune" else None
+        evaluate.pop(_SIZE_KEYS[other], None)
+        sizes_all.pop(_SIZE_KEYS[other], None)
+        inp.out.forget(other)
+    stages[stage] = {"input": my_input, "seed": inp.recipe.seed,
+                     "recipe": inp.recipe.to_dict(), **figures}
+    evaluate.update(_eval_entries(evals, reference))
+    sizes_all.update({s: asdict(v) for s, v in sizes.items()})
+    report.update({"tool": {"name": "edgeprune", "version": __version__},
+                   "versions": library_versions(), "seed": inp.recipe.seed,
+                   "recipe": inp.recipe.to_dict(), "inputs": describe_inputs(inp),
+                   "notes": size_notes(sizes_all)})
     report.pop("schema_version", None)
     report.pop("artifacts", None)
     path = inp.out.write_report(report)
@@ -524,13 +619,13 @@ def _finish_stage(inp: Inputs, stage: str, figures: dict, sizes: dict, evals: li
 
 def prune_only(model: str, data: str, recipe: Recipe | None = None,
                out: str | None = None) -> StageRunResult:
-    """Prune, strip and verify ``model``; write ``pruned.keras`` and its float32
-    ``.tflite``; evaluate it against the input model. Merges into an existing
-    ``report.json`` in ``out``."""
+    """Prune, strip and verify the Keras model file ``model``; write
+    ``pruned.keras`` and its float32 ``.tflite``; evaluate it against the
+    input model. Merges into an existing ``report.json`` in ``out``."""
     from edgeprune import prune as pr
 
     t0 = time.perf_counter()
-    inp = resolve_inputs(model, data, recipe or Recipe(), out)
+    inp = resolve_inputs(model, data, recipe or Recipe(), out, require_file=True)
     reference = _reference_outputs(inp, inp.model)
     result = prune_stage(inp, inp.model)
     sizes = {"pruned": measure_size(result.tflite_path, "float32")}
@@ -542,20 +637,34 @@ def prune_only(model: str, data: str, recipe: Recipe | None = None,
                "skipped_layers": {s.name: s.reason for s in result.layers if not s.pruned},
                "strip": asdict(result.strip_check),
                "fine_tune_metrics": result.fine_tune_metrics, "seconds": result.seconds}
-    return _finish_stage(inp, "prune", figures, sizes, evals, t0)
+    return _finish_stage(inp, "prune", figures, sizes, evals,
+                         f"input model {os.path.basename(model)}", t0)
 
 
 def quantize_only(model: str, data: str, recipe: Recipe | None = None,
                   out: str | None = None) -> StageRunResult:
-    """Convert ``model`` in the recipe's quantization mode; evaluate the
-    ``.tflite`` against the Keras model's own outputs."""
+    """Convert the Keras model file ``model`` in the recipe's quantization mode;
+    evaluate the ``.tflite`` against the Keras model's own outputs and hold it
+    to the quantization budget.
+
+    Raises:
+        QualityError: (after writing) conversion cost more than the budget.
+    """
+    from edgeprune import metrics
+
     t0 = time.perf_counter()
-    inp = resolve_inputs(model, data, recipe or Recipe(), out, plan_pruning=False)
+    inp = resolve_inputs(model, data, recipe or Recipe(), out, plan_pruning=False,
+                         require_file=True)
     reference = _reference_outputs(inp, inp.model)
     result = quantize_stage(inp, inp.model)
     sizes = {"final": measure_size(result.tflite_path, result.mode)}
     evals = evaluate_stage(inp, {"final": result.tflite_path}, reference)
+    before = metrics.evaluate(inp.task, inp.dataset.y_test, reference, inp.n_classes)
+    check = quantization_check(inp, before, evals[0].metrics, "input Keras")
     figures = {"mode": result.mode, "calibration_samples": result.calibration_samples,
                "calibration_source": result.calibration_source,
-               "experimental_sparsity": False, "seconds": result.seconds}
-    return _finish_stage(inp, "quantize", figures, sizes, evals, t0)
+               "experimental_sparsity": False, "check": check, "seconds": result.seconds}
+    stage_result = _finish_stage(inp, "quantize", figures, sizes, evals,
+                                 f"input model {os.path.basename(model)}", t0)
+    _raise_if_failed(check, stage_result)
+    return stage_result

@@ -89,10 +89,11 @@ def plan_layers(model, opts: PruneOptions) -> list[LayerPlan]:
     known = {layer.name for layer in model.layers} | {type(layer).__name__
                                                       for layer in model.layers}
     for key, names in (("prune.include", opts.include), ("prune.exclude", opts.exclude)):
-        unknown = [n for n in names if n not in known and n not in ka.layer_types()]
+        unknown = [n for n in names if n not in known]
         if unknown:
             raise RecipeError(f"{key} names {', '.join(unknown)}, which is neither a layer "
-                              f"name nor a Keras layer type of this model")
+                              f"name nor a layer type of this model; the model has "
+                              f"{', '.join(sorted(known))}")
     plans = []
     for layer in model.layers:
         attr, w = _kernel(layer)
@@ -124,6 +125,10 @@ def plan_layers(model, opts: PruneOptions) -> list[LayerPlan]:
             reason = (f"kernel {shape[0]}x{shape[1]} does not divide into {bh}x{bw} blocks; "
                       f"partial blocks would miss the requested sparsity")
         plans.append(LayerPlan(layer.name, kind, shape, not reason, reason))
+    if requested_sparsity(opts) > 0 and not any(p.pruned for p in plans):
+        why = "; ".join(f"{p.name}: {p.reason}" for p in plans) or "the model has no kernels"
+        raise RecipeError(f"no layer would be pruned ({why}); change prune.include, "
+                          f"prune.exclude or prune.pattern")
     return plans
 
 
@@ -230,10 +235,14 @@ def verify_strip(pruned, stripped, x: np.ndarray) -> StripCheck:
     """Predict with the wrapped and the stripped model; they must agree exactly.
 
     Raises:
-        VerificationError: the outputs differ (strip changed the model).
+        VerificationError: the outputs differ (strip changed the model), or
+            are not finite (fine-tuning diverged).
     """
     a = ka.predict(pruned, x)
     b = ka.predict(stripped, x)
+    if not np.all(np.isfinite(a)):
+        raise VerificationError("fine-tuning diverged: the pruned model outputs NaN or "
+                                "infinity; lower prune.learning_rate or check the data")
     diff = float(np.max(np.abs(a - b))) if a.size else 0.0
     check = StripCheck(len(x), diff, bool(np.array_equal(a, b)))
     if not check.equal:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -42,9 +43,9 @@ QUANTIZE_MODES = ("int8", "dynamic", "float16", "float32")
 
 
 def _opt(default: Any, flag: str, help: str, *, choices=None, lo=None, hi=None, hi_open=False,
-         kind=None, factory=None):
+         lo_open=False, kind=None, factory=None):
     meta = {"flag": flag, "help": help, "choices": choices, "lo": lo, "hi": hi,
-            "hi_open": hi_open, "kind": kind}
+            "hi_open": hi_open, "lo_open": lo_open, "kind": kind}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -57,7 +58,8 @@ class TrainOptions:
     epochs: int = _opt(20, "--train-epochs", "Epochs to train a built-in baseline.", lo=1)
     batch_size: int = _opt(32, "--train-batch-size", "Batch size for baseline training.", lo=1)
     learning_rate: float = _opt(2e-3, "--train-learning-rate",
-                                "Adam learning rate for baseline training.", lo=0.0)
+                                "Adam learning rate for baseline training.", lo=0.0,
+                                lo_open=True)
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,8 @@ class PruneOptions:
     initial_sparsity: float = _opt(0.0, "--initial-sparsity",
                                    "Sparsity at the first step (polynomial_decay).",
                                    lo=0.0, hi=1.0, hi_open=True)
-    power: float = _opt(3.0, "--power", "Exponent of the polynomial_decay schedule.", lo=0.0)
+    power: float = _opt(3.0, "--power", "Exponent of the polynomial_decay schedule.", lo=0.0,
+                        lo_open=True)
     pattern: str = _opt("unstructured", "--pattern",
                         "Sparsity pattern: any weight, m zeros in every n, or whole blocks.",
                         choices=PATTERNS)
@@ -88,7 +91,7 @@ class PruneOptions:
     epochs: int = _opt(10, "--epochs", "Fine-tuning epochs while pruning.", lo=1)
     batch_size: int = _opt(32, "--batch-size", "Fine-tuning batch size.", lo=1)
     learning_rate: float = _opt(1e-3, "--learning-rate", "Adam learning rate for fine-tuning.",
-                                lo=0.0)
+                                lo=0.0, lo_open=True)
     begin_step: int | None = _opt(None, "--begin-step",
                                   "Step at which pruning starts (default 0).", lo=0)
     end_step: int | None = _opt(None, "--end-step",
@@ -118,6 +121,15 @@ class QuantizeOptions:
                                     "Representative samples for int8 calibration (from x_calib "
                                     "if the data has it, else a seeded sample of x_train).",
                                     lo=1)
+    max_accuracy_drop: float = _opt(0.02, "--max-accuracy-drop",
+                                    "Quantization budget (classification): accuracy the "
+                                    "converted model may lose against the float model it "
+                                    "came from; more fails the run with exit code 4.",
+                                    lo=0.0, hi=1.0)
+    max_mse_increase: float = _opt(0.25, "--max-mse-increase",
+                                   "Quantization budget (regression): relative MSE increase "
+                                   "allowed against the float model; more fails with exit "
+                                   "code 4.", lo=0.0)
 
 
 @dataclass(frozen=True)
@@ -180,12 +192,14 @@ def parse_pair(text: str, key: str) -> tuple[int, int]:
     if isinstance(text, (list, tuple)):
         parts = list(text)
     else:
-        parts = str(text).replace("x", ":").replace(",", ":").split(":")
+        parts = str(text).lower().replace("x", ":").replace(",", ":").split(":")
     try:
+        if len(parts) != 2 or any(isinstance(p, (bool, float)) for p in parts):
+            raise ValueError
         a, b = (int(p) for p in parts)
     except (TypeError, ValueError):
-        raise RecipeError(f"{key} = {text!r} is not a pair of integers; write it as "
-                          f"two whole numbers like 2:4") from None
+        raise RecipeError(f"{key} = {text!r} is not a pair of whole numbers; write it "
+                          f"like 2:4 (m_by_n) or 1x4 (block_size)") from None
     if a < 1 or b < 1:
         raise RecipeError(f"{key} = {text!r} must hold two positive integers")
     return a, b
@@ -214,13 +228,17 @@ def _coerce(f: dataclasses.Field, value: Any, key: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise RecipeError(f"{key} = {value!r} must be a number")
         value = float(value)
+        if not math.isfinite(value):
+            raise RecipeError(f"{key} = {value} must be a finite number")
     elif typ.startswith("str"):
         if not isinstance(value, str):
             raise RecipeError(f"{key} = {value!r} must be a string")
     choices, lo, hi = meta.get("choices"), meta.get("lo"), meta.get("hi")
     if choices and value not in choices:
         raise RecipeError(f"{key} = {value!r} is not one of: {', '.join(choices)}")
-    if lo is not None and value < lo:
+    if lo is not None and meta.get("lo_open") and not value > lo:
+        raise RecipeError(f"{key} = {value} must be above {lo}")
+    if lo is not None and not value >= lo:
         raise RecipeError(f"{key} = {value} is below its minimum {lo}")
     if hi is not None:
         if meta.get("hi_open") and value >= hi:

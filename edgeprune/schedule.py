@@ -58,6 +58,14 @@ def sparsity_at(kind: str, step: int, *, initial: float, final: float, power: fl
     return final + (initial - final) * (1.0 - p) ** power
 
 
+def _divisor_near(span: int, target: int) -> int:
+    """The largest divisor of ``span`` not above ``target`` (at least 1)."""
+    for d in range(max(1, min(target, span)), 0, -1):
+        if span % d == 0:
+            return d
+    return 1
+
+
 def _update_steps(begin: int, end: int, frequency: int, total: int) -> range:
     first = max(begin, 1)
     first += (-(first - begin)) % frequency  # next step on the frequency grid
@@ -100,7 +108,12 @@ def plan_schedule(opts: PruneOptions, n_train: int) -> SchedulePlan:
         else:
             span = max(1, int((total - begin) * opts.end_fraction))
             end = begin + span
-        frequency = opts.frequency or max(1, (end - begin) // TARGET_MASK_UPDATES)
+        if opts.frequency:
+            frequency = opts.frequency
+        elif opts.end_step is not None:
+            frequency = _divisor_near(end - begin, (end - begin) // TARGET_MASK_UPDATES)
+        else:
+            frequency = max(1, (end - begin) // TARGET_MASK_UPDATES)
         if opts.end_step is None:
             # Snap the derived end onto the frequency grid so that it is an update step.
             end = begin + max(frequency, (end - begin) // frequency * frequency)
@@ -120,11 +133,14 @@ def plan_schedule(opts: PruneOptions, n_train: int) -> SchedulePlan:
         if opts.schedule == "polynomial_decay" and end > total:
             why = f"it ends at step {end}"
             fix = "lower prune.end_step or raise prune.epochs"
-        else:
+        elif opts.schedule == "polynomial_decay" and (end - begin) % frequency:
             why = (f"its last mask update is at step {updates[-1]} and reaches "
-                   f"{reached:.3f}, not {opts.final_sparsity}; step {end} is not a multiple "
-                   f"of prune.frequency = {frequency} after prune.begin_step = {begin}")
+                   f"{reached:.4f}; step {end} is not a multiple of prune.frequency = "
+                   f"{frequency} after prune.begin_step = {begin}")
             fix = "make end_step - begin_step a multiple of prune.frequency"
+        else:
+            why = f"its last mask update, at step {updates[-1]}, asks for {reached:.4f}"
+            fix = "check the schedule's steps"
         raise ScheduleError(f"the {opts.schedule} schedule cannot reach final_sparsity "
                             f"{opts.final_sparsity}: {why}, but {where}; {fix}")
     return plan

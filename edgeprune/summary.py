@@ -66,6 +66,12 @@ def schedule_line(plan) -> str:
             f"{', derived from the data' if plan.derived else ''}")
 
 
+def check_line(check: dict) -> str:
+    return (f"quantization budget: {check['rule']} {check['measured']:.4f} against the "
+            f"{check['reference']} model, budget {check['budget']}: "
+            f"{'ok' if check['ok'] else 'FAILED'}")
+
+
 def format_run(result) -> str:
     """The summary ``edgeprune run`` prints."""
     p = result.prune
@@ -84,6 +90,7 @@ def format_run(result) -> str:
                      f"from {q.calibration_source}")
     else:
         lines.append(f"quantize: {q.mode}")
+    lines.append(check_line(result.report["stages"]["quantize"]["check"]))
     for note in result.report.get("notes", []):
         lines.append(f"note: {note}")
     lines.append(f"report: {os.path.join(result.out_dir, 'report.json')}")
@@ -97,6 +104,8 @@ def format_stage(result) -> str:
     lines += size_and_quality_table(result.task, result.sizes, result.evaluations)
     lines.append("(agreement is against the input Keras model)")
     f = result.figures
+    if "check" in f:
+        lines.append(check_line(f["check"]))
     if result.stage == "prune":
         lines.append(f"overall sparsity of the weighted layers: {f['overall_sparsity']:.1%}; "
                      f"strip outputs identical on {f['strip']['samples']} test samples")

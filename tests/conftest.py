@@ -56,7 +56,8 @@ def build_tiny(kind: str, n_classes: int = 10):
         x = L.ReLU(name="stem_relu")(x)
         y = L.Conv2D(8, 3, padding="same", activation="relu", name="branch")(x)
         x = L.Add(name="add")([x, y])
-        x = L.GlobalAveragePooling2D(name="gap")(x)
+        x = L.MaxPooling2D(name="pool")(x)
+        x = L.Flatten(name="flatten")(x)
         out = L.Dense(n_classes, name="logits")(x)  # logits: no softmax
         return keras.Model(inp, out, name="tiny_residual")
     if kind == "depthwise":
@@ -93,9 +94,20 @@ def train_tiny(model, digits, epochs: int = 3, regression: bool = False):
 
 @pytest.fixture(scope="module")
 def trained_models(digits):
-    """One trained tiny model of each kind (module-scoped: shared by a module's tests)."""
-    return {kind: train_tiny(build_tiny(kind), digits, regression=kind == "autoencoder")
-            for kind in ("sequential", "residual", "depthwise", "autoencoder")}
+    """One trained tiny model of each kind (module-scoped: shared by a module's tests).
+
+    The classifiers must really classify (over 80 % test accuracy), or tests
+    of agreement and accuracy through the pipeline would say nothing.
+    """
+    from edgeprune import keras_adapter as ka
+
+    models = {kind: train_tiny(build_tiny(kind), digits, epochs=6,
+                               regression=kind == "autoencoder")
+              for kind in ("sequential", "residual", "depthwise", "autoencoder")}
+    for kind in ("sequential", "residual", "depthwise"):
+        accuracy = np.mean(ka.predict(models[kind], digits.x_test).argmax(1) == digits.y_test)
+        assert accuracy > 0.8, f"tiny {kind} model only reached {accuracy:.2f}"
+    return models
 
 
 @pytest.fixture(scope="session")

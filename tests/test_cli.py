@@ -80,6 +80,8 @@ def test_rerun_reuses_cached_baseline_with_identical_metrics(default_run, tmp_pa
     second = json.loads((out / "report.json").read_text())
     assert second["stages"]["baseline"]["cached"] is True
     assert second["stages"]["evaluate"] == first["stages"]["evaluate"]
+    # the cached file is not rewritten, so it stays a valid cache for the next run
+    assert second["artifacts"]["baseline.keras"] == first["artifacts"]["baseline.keras"]
 
 
 def test_same_seed_same_metrics_from_scratch(tmp_path):
@@ -115,13 +117,13 @@ def test_default_model_other_patterns_keep_accuracy(args, sparsity, default_run,
         assert s["pruned"] or s["reason"]  # every layer left dense says why
 
 
-# ------------------------------------------------------------------ user models
+# ------------------------------------------------------------------ inspect and help
 
 
 @pytest.fixture(scope="module")
 def residual_model(tmp_path_factory, digits):
     path = tmp_path_factory.mktemp("models") / "residual.keras"
-    train_tiny(build_tiny("residual"), digits).save(path)
+    train_tiny(build_tiny("residual"), digits, epochs=6).save(path)
     return str(path)
 
 
@@ -157,6 +159,86 @@ def test_stage_commands_chain_prune_then_quantize(residual_model, digits_npz, tm
     assert {"prune", "quantize"} <= set(report["stages"])
     assert {"pruned.keras", "final_int8.tflite"} <= set(report["artifacts"])
     assert report["sizes"]["final"]["zero_weight_fraction"] >= 0.45
+    assert report["stages"]["quantize"]["input"]["sha256"] == \
+        report["artifacts"]["pruned.keras"]["sha256"]
+    assert report["stages"]["quantize"]["check"]["ok"] is True
+    assert report["stages"]["evaluate"]["final"]["agreement_reference"] == \
+        "input model pruned.keras"
+    # pruning again makes the quantized model stale: it is dropped, file and entries
+    r = invoke("prune", residual_model, "--data", digits_npz, "--out", str(out), "--epochs",
+               "2", "--sparsity", "0.8", "--seed", "5")
+    assert r.exit_code == 0, r.output
+    report = json.loads((out / "report.json").read_text())
+    assert "quantize" not in report["stages"] and "final" not in report["sizes"]
+    assert "final" not in report["stages"]["evaluate"]
+    assert not (out / "final_int8.tflite").exists()
+    assert report["seed"] == 5 and report["stages"]["prune"]["seed"] == 5
+    assert report["stages"]["prune"]["recipe"]["prune"]["final_sparsity"] == 0.8
+    assert set(report["artifacts"]) == {"pruned.keras", "pruned_float32.tflite"}
+
+
+def test_stage_commands_refuse_builtin_model_names(tmp_path):
+    r = CliRunner().invoke(main, ["quantize", "digits_cnn", "--data", "digits", "--out",
+                                  str(tmp_path / "q")])
+    assert r.exit_code == 1
+    assert "'digits_cnn' is a built-in model name, not a Keras model file" in r.stderr
+    assert not (tmp_path / "q").exists()
+
+
+@pytest.fixture(scope="module")
+def autoencoder_files(tmp_path_factory, digits):
+    d = tmp_path_factory.mktemp("ae")
+    train_tiny(build_tiny("autoencoder"), digits, regression=True).save(d / "ae.keras")
+    np.savez(d / "ae.npz", x_train=digits.x_train, y_train=digits.x_train,
+             x_test=digits.x_test, y_test=digits.x_test)
+    return d
+
+
+def test_quantization_over_budget_exits_4_after_writing(autoencoder_files, tmp_path):
+    d, out = autoencoder_files, tmp_path / "ae"
+    result = invoke("run", "--model", str(d / "ae.keras"), "--data", str(d / "ae.npz"),
+                    "--out", str(out), "--epochs", "1", "--max-mse-increase", "0")
+    assert result.exit_code == 4, result.output
+    assert "quantization budget: relative MSE increase from quantization" in result.stdout
+    assert "FAILED" in result.stdout
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("edgeprune: error:")]
+    assert len(errors) == 1 and "over the budget 0.0 (quantize.max_mse_increase)" in errors[0]
+    report = json.loads((out / "report.json").read_text())
+    check = report["stages"]["quantize"]["check"]
+    assert check["ok"] is False and check["measured"] > 0
+    assert (out / "final_int8.tflite").exists()
+
+
+def test_rerun_removes_stale_artifacts_and_a_failed_rerun_leaves_no_report(
+        default_run, tmp_path, monkeypatch):
+    import shutil
+
+    from edgeprune import pipeline
+    from edgeprune.errors import VerificationError
+
+    run = tmp_path / "run"
+    shutil.copytree(default_run[0], run)
+    report = json.loads((run / "report.json").read_text())
+    (run / "final_float16.tflite").write_bytes(b"from an earlier run")
+    report["artifacts"]["final_float16.tflite"] = {"stage": "quantize", "path":
+                                                   "final_float16.tflite"}
+    (run / "report.json").write_text(json.dumps(report))
+    result = invoke("run", "--out", str(run))
+    assert result.exit_code == 0, result.output
+    assert not (run / "final_float16.tflite").exists()
+    assert "final_float16.tflite" not in json.loads((run / "report.json").read_text())[
+        "artifacts"]
+
+    def broken(*args, **kwargs):
+        raise VerificationError("simulated failure after the baseline stage")
+
+    monkeypatch.setattr(pipeline, "prune_stage", broken)
+    result = CliRunner().invoke(main, ["run", "--out", str(run)])
+    assert result.exit_code == 1
+    assert not (run / "report.json").exists()  # it would describe files now replaced
+
+
+# ------------------------------------------------------------------ user models
 
 
 def test_inspect_prints_ops_without_tensorflow(default_run):
@@ -239,6 +321,16 @@ def bad_files(tmp_path_factory, digits):
              y_test=digits.y_test)
     good = build_tiny("sequential")
     good.save(d / "good.keras")
+    x_nan = digits.x_train.copy()
+    x_nan[5, 1, 1, 0] = np.nan
+    np.savez(d / "nan.npz", x_train=x_nan, y_train=digits.y_train, x_test=digits.x_test,
+             y_test=digits.y_test)
+    from edgeprune.keras_adapter import keras as k2
+
+    k2.Sequential([k2.Input((8, 8, 1)), k2.layers.Flatten(),
+                   k2.layers.Dense(1, activation="sigmoid")]).save(d / "sigmoid.keras")
+    np.savez(d / "tri.npz", x_train=digits.x_train, y_train=digits.y_train % 3,
+             x_test=digits.x_test, y_test=digits.y_test % 3)
     (d / "broken_savedmodel").mkdir()
     (d / "broken_savedmodel" / "saved_model.pb").write_bytes(b"\x08\x01garbage")
     # Keras 3 models, saved by the keras 3 package that TensorFlow installs.
@@ -276,8 +368,8 @@ BAD = {
     "keras 3 custom layer": (["--model", "{d}/keras3_custom.keras"], 1,
                              "is a Keras 3 model that edgeprune cannot rebuild for tfmot "
                              "\\(it uses the custom class Scale, which tf_keras does not "
-                             "have\\); "
-                             "rebuild it with `import tf_keras as keras`"),
+                             "have\\); rebuild the same architecture with `import "
+                             "tf_keras as keras`, copy the weights over"),
     "keras 3 subclassed": (["--model", "{d}/keras3_sub.keras"], 1,
                            "is a subclassed model \\(Sub\\); tfmot can prune only"),
     "subclassed savedmodel": (["--model", "{d}/sub_savedmodel"], 1,
@@ -296,6 +388,15 @@ BAD = {
                             "prune.final_sparsity = 1.0 is outside \\[0.0, 1.0\\)"),
     "flag sparsity -0.5": (["--sparsity", "-0.5"], 1, "prune.final_sparsity = -0.5 is below"),
     "out is a file": (["--out", "{d}/a_file"], 1, "output directory .*a_file is a file"),
+    "out not writable": (["--out", "/proc/edgeprune_out"], 1,
+                         "output directory /proc/edgeprune_out cannot be written"),
+    "sparsity nan": (["--sparsity", "nan"], 1, "prune.final_sparsity = nan must be a finite"),
+    "nan in data": (["--model", "{d}/good.keras", "--data", "{d}/nan.npz"], 1,
+                    "x_train holds 1 NaN or infinite value"),
+    "include names no layer": (["--include", "flatten"], 1, "no layer would be pruned"),
+    "sigmoid with labels 0..2": (["--model", "{d}/sigmoid.keras", "--data", "{d}/tri.npz"], 1,
+                                 "y_train holds label 2 but the model's output layer has 1 "
+                                 "unit"),
     "schedule cannot finish": (["--frequency", "1000"], 1, "never updates its masks"),
     "model without data": (["--model", "{d}/good.keras"], 2, "--data is required with --model"),
     "bad choice": (["--quantize", "int3"], 2, "Invalid value for '--quantize'"),
@@ -316,15 +417,15 @@ def test_keras3_model_is_rebuilt_as_tf_keras_and_checked(bad_files, tmp_path):
     assert layers["stem"]["pruned"] and not layers["dw"]["pruned"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_model_file(bad_files, tmp_path):
+def test_unreadable_model_file(tmp_path):
+    # /proc/self/mem refuses reads at offset 0 even to root: a real unreadable file
     path = tmp_path / "locked.keras"
-    path.write_bytes((bad_files / "good.keras").read_bytes())
-    path.chmod(0)
+    path.symlink_to("/proc/self/mem")
     result = CliRunner().invoke(main, ["run", "--model", str(path), "--data", "digits",
                                        "--out", str(tmp_path / "out")])
-    assert result.exit_code == 1
-    assert "cannot be read (Permission denied); check its permissions" in result.stderr
+    assert result.exit_code == 1, result.output
+    assert "locked.keras cannot be read (Input/output error); check its permissions" in \
+        result.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -339,8 +440,10 @@ def test_bad_input_is_one_line_with_exit_code_and_no_artifact(case, bad_files, t
         args += ["--train-epochs", "1"]
     elif "--data" not in args and case != "model without data":
         args += ["--data", "digits"]
+    before = (bad_files / "a_file").read_bytes()
     result = CliRunner().invoke(main, ["run", *args])
     assert result.exit_code == code, result.output
+    assert (bad_files / "a_file").read_bytes() == before  # "out is a file" left alone
     assert "Traceback" not in result.output
     import re
 

@@ -109,3 +109,11 @@ def test_calibration_prefers_x_calib_and_is_seeded(tmp_path):
     d = load_dataset("digits")
     np.testing.assert_array_equal(calibration_sample(d, 10, 1), calibration_sample(d, 10, 1))
     assert not np.array_equal(calibration_sample(d, 10, 1), calibration_sample(d, 10, 2))
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_values_are_named(tmp_path, value):
+    a = arrays()
+    a["x_train"][2, 0, 0, 0] = value
+    with pytest.raises(DataError, match="x_train holds 1 NaN or infinite value; clean"):
+        load_dataset(save(tmp_path, **a))

@@ -99,3 +99,19 @@ def test_quantize_strips_a_model_saved_with_pruning_wrappers(trained_models, dig
     assert report["inputs"]["stripped_pruning_wrappers_on_load"] is True
     assert "VAR_HANDLE" not in result.sizes["final"].ops  # no variable ops: it was stripped
     assert result.evaluations[0].agreement["agreement"] >= 0.95
+
+
+def test_model_with_dynamic_spatial_input_is_evaluated_at_the_data_shape(digits_npz,
+                                                                         tmp_path):
+    from edgeprune import keras_adapter as ka
+
+    ka.seed_everything(0)
+    keras = ka.keras
+    inp = keras.Input((None, None, 1))
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv")(inp)
+    x = keras.layers.GlobalMaxPooling2D()(x)
+    model = keras.Model(inp, keras.layers.Dense(10, activation="softmax", name="out")(x))
+    result = pipeline.run(save(model, tmp_path / "dyn.keras"), digits_npz,
+                          small_recipe(final_sparsity=0.5), str(tmp_path / "run"))
+    assert {e.stage for e in result.evaluations} == {"baseline", "pruned", "final"}
+    assert result.report["stages"]["quantize"]["check"]["ok"]

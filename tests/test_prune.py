@@ -58,6 +58,19 @@ def test_include_and_exclude_by_name_and_type(trained_models):
     assert {p.name for p in plans if p.pruned} == {"hidden"}
     with pytest.raises(RecipeError, match="prune.exclude names nosuch, which is neither"):
         pr.plan_layers(model, small_recipe(exclude=["nosuch"]).prune)
+    with pytest.raises(RecipeError, match="prune.include names Conv3D, which is neither a "
+                                          "layer name nor a layer type of this model"):
+        pr.plan_layers(model, small_recipe(include=["Conv3D"]).prune)
+
+
+def test_pruning_nothing_is_an_error_not_a_silent_no_op(trained_models):
+    model = trained_models["sequential"]
+    with pytest.raises(RecipeError, match=r"no layer would be pruned \(conv: not in "
+                                          r"prune.include; hidden: not in prune.include"):
+        pr.plan_layers(model, small_recipe(include=["flatten"]).prune)
+    # sparsity 0 asks for nothing, so nothing pruned is fine
+    plans = pr.plan_layers(model, small_recipe(final_sparsity=0.0, include=["flatten"]).prune)
+    assert not any(p.pruned for p in plans)
 
 
 def test_m_by_n_gives_two_zeros_in_every_four(trained_models, digits):

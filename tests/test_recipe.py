@@ -88,3 +88,36 @@ def test_every_option_has_a_distinct_flag():
 def test_to_dict_round_trips():
     r = build_recipe({"prune": {"exclude": ["fc1"], "block_size": "1x4"}})
     assert build_recipe(r.to_dict()) == r
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_numbers_are_rejected(value):
+    with pytest.raises(RecipeError, match="must be a finite number"):
+        build_recipe({"prune": {"final_sparsity": value}})
+    with pytest.raises(RecipeError, match="must be a finite number"):
+        build_recipe({"prune": {"learning_rate": value}})
+
+
+def test_nan_in_toml_is_rejected(tmp_path):
+    with pytest.raises(RecipeError, match="prune.final_sparsity = nan must be a finite"):
+        load_recipe(write(tmp_path, "[prune]\nfinal_sparsity = nan\n"))
+
+
+def test_zero_power_and_learning_rate_are_rejected():
+    with pytest.raises(RecipeError, match="prune.power = 0.0 must be above 0.0"):
+        build_recipe({"prune": {"power": 0}})
+    with pytest.raises(RecipeError, match="prune.learning_rate = 0.0 must be above 0.0"):
+        build_recipe({"prune": {"learning_rate": 0}})
+
+
+@pytest.mark.parametrize("text,pair", [("2:4", (2, 4)), ("1X4", (1, 4)), ("1x8", (1, 8)),
+                                       ([2, 4], (2, 4))])
+def test_pairs_parse(text, pair):
+    assert build_recipe({"prune": {"m_by_n": [1, 4], "block_size": text}}).prune.block_size \
+        == pair
+
+
+@pytest.mark.parametrize("text", [[2, 4.9], "2:4:8", "a:b", "0x4"])
+def test_bad_pairs_are_rejected(text):
+    with pytest.raises(RecipeError, match="prune.block_size"):
+        build_recipe({"prune": {"block_size": text}})

@@ -76,3 +76,9 @@ def test_step_model_matches_tfmot(total_steps):
     predicted = sparsity_at("polynomial_decay", updates[-1], initial=0.0, final=0.8, power=1,
                             begin=begin, end=end)
     assert achieved == pytest.approx(predicted, abs=1 / kernel.size)
+
+
+def test_end_step_without_frequency_gets_a_dividing_frequency():
+    plan = plan_schedule(opts(begin_step=0, end_step=100, epochs=4), 300)
+    assert 100 % plan.frequency == 0 and plan.frequency <= 100 // 16
+    assert plan.reached_sparsity == pytest.approx(0.75)

@@ -42,7 +42,8 @@ class HostRunner:
         for start in range(0, len(x), batch):
             chunk = x[start:start + batch]
             if current != len(chunk):
-                it.resize_tensor_input(inp["index"], [len(chunk), *inp["shape"][1:]])
+                # the data's own shape: dynamic dimensions (-1) take it as given
+                it.resize_tensor_input(inp["index"], [len(chunk), *chunk.shape[1:]])
                 it.allocate_tensors()
                 current = len(chunk)
                 inp = it.get_input_details()[0]
