@@ -243,7 +243,8 @@ def entry() -> None:
     """The console script: the click group, with TensorFlow's native log lines
     filtered from the terminal (kept with ``-vv`` or ``EDGEPRUNE_DEBUG=1``)."""
     argv = sys.argv[1:]
-    if not os.environ.get("EDGEPRUNE_DEBUG") and not any(
+    loads_tensorflow = any(a in ("run", "prune", "quantize") for a in argv)
+    if loads_tensorflow and not os.environ.get("EDGEPRUNE_DEBUG") and not any(
             a in ("-vv", "-vvv") for a in argv) and argv.count("-v") + argv.count(
             "--verbose") < 2:
         from edgeprune._native_stderr import filter_native_stderr
