@@ -216,6 +216,27 @@ def quantize_cmd(model_path, data, recipe_path, out, **kwargs):
     click.echo(format_stage(result))
 
 
+@main.group(invoke_without_command=True)
+@click.pass_context
+@guarded
+def targets(ctx):
+    """List the device profiles (targets/*.toml)."""
+    if ctx.invoked_subcommand is None:
+        from edgeprune.devices import format_targets, list_targets, load_target
+
+        click.echo(format_targets([load_target(t) for t in list_targets()]))
+
+
+@targets.command("show")
+@click.argument("name")
+@guarded
+def targets_show(name):
+    """Print one device profile: hardware, reserve, arena margin, budgets."""
+    from edgeprune.devices import format_target, load_target
+
+    click.echo(format_target(load_target(name)))
+
+
 @main.command()
 @click.argument("model_path", metavar="MODEL.tflite", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

@@ -1,0 +1,250 @@
+"""Device profiles: ``targets/*.toml`` parsed into validated dataclasses.
+
+A profile says what a device *is* (core, clock, flash, RAM, runtime, kernel
+library) and the default budgets a model must meet on it; it never carries
+pipeline options. Every hardware number in a profile cites its datasheet in a
+comment. Unknown keys, missing keys and impossible values raise
+:class:`TargetError` naming the file, the key, the value and what is allowed.
+
+Importing this module is cheap (no TensorFlow).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from edgeprune.errors import BadInputError
+
+KINDS = ("mcu", "linux")
+RUNTIMES = {"mcu": "tflm", "linux": "litert"}
+KERNELS = ("reference", "cmsis-nn", "esp-nn", "xnnpack")
+MODEL_DTYPES = ("int8", "float32", "any")
+CORES = ("cortex-m0plus", "cortex-m4f", "cortex-m7", "cortex-m33", "cortex-m55",
+         "xtensa-lx6", "xtensa-lx7", "cortex-a53", "cortex-a72", "cortex-a76")
+
+
+class TargetError(BadInputError):
+    """A device profile is unknown, unreadable or holds an impossible value."""
+
+
+@dataclass(frozen=True)
+class Reserve:
+    """What the application around the model keeps for itself."""
+
+    flash_bytes: int
+    ram_bytes: int
+
+
+@dataclass(frozen=True)
+class ArenaMargin:
+    """Added to the arena measured on this 64-bit host, and why."""
+
+    fraction: float
+    bytes: int
+    reason: str
+
+    def apply(self, arena_bytes: int) -> int:
+        return int(arena_bytes + arena_bytes * self.fraction + self.bytes + 0.999999)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Default budgets for a model on this device (overridable per run)."""
+
+    max_flash_bytes: int
+    max_ram_bytes: int
+    max_latency_ms: float
+
+
+@dataclass(frozen=True)
+class Target:
+    """One device profile."""
+
+    id: str  # the file's stem: what `--target` and `make <id>` take
+    name: str
+    kind: str
+    core: str
+    clock_hz: int
+    flash_bytes: int
+    ram_bytes: int
+    runtime: str
+    kernels: str
+    model_dtype: str
+    reserve: Reserve
+    arena_margin: ArenaMargin
+    budget: Budget
+    npu: str | None = None
+    path: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SCHEMA: dict[str, dict[str, tuple]] = {
+    # key: (type, required, allowed) where allowed is a tuple of choices or
+    # ("min", lo) meaning value >= lo, or ("gt", lo) meaning value > lo.
+    "": {"name": (str, True, None), "kind": (str, True, KINDS), "core": (str, True, CORES),
+         "clock_hz": (int, True, ("gt", 0)), "flash_bytes": (int, True, ("gt", 0)),
+         "ram_bytes": (int, True, ("gt", 0)), "runtime": (str, True, ("tflm", "litert")),
+         "kernels": (str, True, KERNELS), "model_dtype": (str, True, MODEL_DTYPES),
+         "npu": (str, False, None)},
+    "reserve": {"flash_bytes": (int, True, ("min", 0)), "ram_bytes": (int, True, ("min", 0))},
+    "arena_margin": {"fraction": (float, True, ("min", 0.0)), "bytes": (int, True, ("min", 0)),
+                     "reason": (str, True, None)},
+    "budget": {"max_flash_bytes": (int, True, ("gt", 0)), "max_ram_bytes": (int, True, ("gt", 0)),
+               "max_latency_ms": (float, True, ("gt", 0.0))},
+}
+
+
+def targets_dir() -> str:
+    """The folder of the profiles shipped with edgeprune."""
+    return str(resources.files("edgeprune.targets"))
+
+
+def list_targets() -> list[str]:
+    """Ids of every shipped profile, sorted."""
+    return sorted(f[:-5] for f in os.listdir(targets_dir()) if f.endswith(".toml"))
+
+
+def _check(where: str, key: str, value: Any, spec: tuple) -> Any:
+    typ, _, allowed = spec
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, typ) or isinstance(value, bool):
+        raise TargetError(f"{where}: {key} = {value!r} must be {typ.__name__}")
+    if typ is str and not value.strip():
+        raise TargetError(f"{where}: {key} is empty")
+    if isinstance(allowed, tuple) and allowed and allowed[0] in ("min", "gt"):
+        op, lo = allowed
+        if (op == "min" and not value >= lo) or (op == "gt" and not value > lo):
+            bound = f">= {lo}" if op == "min" else f"> {lo}"
+            raise TargetError(f"{where}: {key} = {value!r} is out of range; it must be {bound}")
+    elif allowed is not None and value not in allowed:
+        raise TargetError(f"{where}: {key} = {value!r} is not one of: {', '.join(allowed)}")
+    return value
+
+
+def _section(where: str, section: str, data: dict) -> dict:
+    schema = _SCHEMA[section]
+    out = {}
+    for key, value in data.items():
+        dotted = f"{section}.{key}" if section else key
+        if key not in schema:
+            if not section and key in _SCHEMA:
+                continue  # a table, handled by the caller
+            close = difflib.get_close_matches(key, list(schema), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else \
+                f"; allowed: {', '.join(schema)}"
+            raise TargetError(f"{where}: unknown key '{dotted}'{hint}")
+        out[key] = _check(where, dotted, value, schema[key])
+    for key, (_, required, _) in schema.items():
+        if required and key not in out:
+            dotted = f"{section}.{key}" if section else key
+            raise TargetError(f"{where}: missing key '{dotted}'")
+    return out
+
+
+def parse_target(data: dict, where: str, target_id: str) -> Target:
+    """Validate parsed TOML ``data`` and build a :class:`Target`.
+
+    Raises:
+        TargetError: unknown or missing keys, wrong types, impossible values.
+    """
+    top = _section(where, "", data)
+    tables = {}
+    for section in ("reserve", "arena_margin", "budget"):
+        if section not in data or not isinstance(data[section], dict):
+            raise TargetError(f"{where}: missing table [{section}]")
+        tables[section] = _section(where, section, data[section])
+    reserve, margin, budget = (Reserve(**tables["reserve"]), ArenaMargin(**tables["arena_margin"]),
+                               Budget(**tables["budget"]))
+    if RUNTIMES[top["kind"]] != top["runtime"]:
+        raise TargetError(f"{where}: runtime = {top['runtime']!r} does not run on kind = "
+                          f"{top['kind']!r}; use {RUNTIMES[top['kind']]!r}")
+    if margin.fraction >= 1:
+        raise TargetError(f"{where}: arena_margin.fraction = {margin.fraction} must be below 1")
+    for res, total in (("flash_bytes", top["flash_bytes"]), ("ram_bytes", top["ram_bytes"])):
+        if getattr(reserve, res) >= total:
+            raise TargetError(f"{where}: reserve.{res} = {getattr(reserve, res)} leaves nothing "
+                              f"of {res} = {total}")
+    for limit, res, total in (("max_flash_bytes", "flash_bytes", top["flash_bytes"]),
+                              ("max_ram_bytes", "ram_bytes", top["ram_bytes"])):
+        available = total - getattr(reserve, res)
+        if getattr(budget, limit) > available:
+            raise TargetError(f"{where}: budget.{limit} = {getattr(budget, limit)} is more than "
+                              f"{res} - reserve.{res} = {available}")
+    return Target(id=target_id, reserve=reserve, arena_margin=margin, budget=budget, path=where,
+                  **top)
+
+
+def load_target(name_or_path: str | os.PathLike) -> Target:
+    """Load a shipped profile by id (``nano33ble``) or any profile by path.
+
+    Raises:
+        TargetError: unknown id (the message lists the known ones), unreadable
+            file, or an invalid profile.
+    """
+    text = os.fspath(name_or_path)
+    if text.endswith(".toml") or os.sep in text:
+        path, target_id = text, os.path.splitext(os.path.basename(text))[0]
+    else:
+        path, target_id = os.path.join(targets_dir(), f"{text}.toml"), text
+        if not os.path.isfile(path):
+            close = difflib.get_close_matches(text, list_targets(), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise TargetError(f"unknown target '{text}'; {hint}known targets: "
+                              f"{', '.join(list_targets())}")
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise TargetError(f"target file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TargetError(f"target file {path} is not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise TargetError(f"target file {path} cannot be read ({exc.strerror})") from None
+    return parse_target(data, path, target_id)
+
+
+def format_targets(targets: list[Target]) -> str:
+    """The table ``edgeprune targets`` prints."""
+    rows = [["target", "device", "kind", "core", "clock", "flash", "RAM", "runtime", "kernels"]]
+    for t in targets:
+        rows.append([t.id, t.name, t.kind, t.core, f"{t.clock_hz / 1e6:g} MHz",
+                     _size(t.flash_bytes), _size(t.ram_bytes), t.runtime, t.kernels])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_target(t: Target) -> str:
+    """The text ``edgeprune targets show NAME`` prints."""
+    lines = [f"{t.id}: {t.name}", f"  file            {t.path}",
+             f"  kind            {t.kind} ({t.runtime}, kernels: {t.kernels})",
+             f"  core            {t.core} at {t.clock_hz / 1e6:g} MHz"
+             + (f", NPU {t.npu}" if t.npu else ""),
+             f"  flash           {t.flash_bytes:,} B ({_size(t.flash_bytes)})",
+             f"  RAM             {t.ram_bytes:,} B ({_size(t.ram_bytes)})",
+             f"  model dtype     {t.model_dtype}",
+             f"  reserved        flash {t.reserve.flash_bytes:,} B, RAM {t.reserve.ram_bytes:,} B"
+             f" (for the application)",
+             f"  arena margin    +{t.arena_margin.fraction:.0%} +{t.arena_margin.bytes} B: "
+             f"{t.arena_margin.reason}",
+             f"  budget          flash <= {t.budget.max_flash_bytes:,} B, RAM <= "
+             f"{t.budget.max_ram_bytes:,} B, latency <= {t.budget.max_latency_ms:g} ms"]
+    return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.4g} {unit}"
+    return f"{n} B"

@@ -1,0 +1,121 @@
+"""Device profiles: every shipped file loads, is covered, cites its sources; bad files fail."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from edgeprune.devices import TargetError, list_targets, load_target, parse_target
+
+# Every shipped profile, with facts the test pins. A profile added to targets/
+# without an entry here fails test_every_profile_is_covered.
+EXPECTED = {
+    "alif_e7": ("mcu", "cortex-m55"),
+    "esp32": ("mcu", "xtensa-lx6"),
+    "esp32s3": ("mcu", "xtensa-lx7"),
+    "nano33ble": ("mcu", "cortex-m4f"),
+    "nucleo_l4r5zi": ("mcu", "cortex-m4f"),
+    "pico": ("mcu", "cortex-m0plus"),
+    "pico2": ("mcu", "cortex-m33"),
+    "rpi4": ("linux", "cortex-a72"),
+    "rpi5": ("linux", "cortex-a76"),
+    "rpizero2w": ("linux", "cortex-a53"),
+    "stm32f746g_disco": ("mcu", "cortex-m7"),
+    "stm32h747i_disco": ("mcu", "cortex-m7"),
+}
+
+
+def test_every_profile_is_covered():
+    assert set(list_targets()) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("target_id", sorted(EXPECTED))
+def test_profile_loads_and_matches(target_id):
+    t = load_target(target_id)
+    assert (t.kind, t.core) == EXPECTED[target_id]
+    assert t.runtime == ("tflm" if t.kind == "mcu" else "litert")
+    assert t.budget.max_flash_bytes <= t.flash_bytes - t.reserve.flash_bytes
+    assert t.budget.max_ram_bytes <= t.ram_bytes - t.reserve.ram_bytes
+    assert t.arena_margin.reason
+
+
+@pytest.mark.parametrize("target_id", sorted(EXPECTED))
+def test_hardware_numbers_cite_a_source(target_id):
+    text = open(load_target(target_id).path, encoding="utf-8").read()
+    assert re.search(r"^# \[1\] .*", text, re.M), "no numbered source"
+    assert "https://" in text
+    for key in ("clock_hz", "flash_bytes", "ram_bytes"):
+        line = re.search(rf"^{key} = .*$", text, re.M).group(0)
+        assert "#" in line, f"{key} has no citation or note: {line}"
+
+
+GOOD = {
+    "name": "Test board", "kind": "mcu", "core": "cortex-m4f", "clock_hz": 64_000_000,
+    "flash_bytes": 1_000_000, "ram_bytes": 256_000, "runtime": "tflm", "kernels": "cmsis-nn",
+    "model_dtype": "int8",
+    "reserve": {"flash_bytes": 100_000, "ram_bytes": 50_000},
+    "arena_margin": {"fraction": 0.1, "bytes": 1024, "reason": "scratch buffers"},
+    "budget": {"max_flash_bytes": 900_000, "max_ram_bytes": 200_000, "max_latency_ms": 100},
+}
+
+
+def bad(**changes):
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in GOOD.items()}
+    for dotted, value in changes.items():
+        section, _, key = dotted.rpartition("__")
+        table = data[section] if section else data
+        if value is None:
+            table.pop(key)
+        else:
+            table[key] = value
+    return data
+
+
+def test_good_profile_parses():
+    assert parse_target(bad(), "t.toml", "t").budget.max_latency_ms == 100.0
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"clock_hz": -1}, "t.toml: clock_hz = -1 is out of range; it must be > 0"),
+    ({"budget__max_ram_bytes": -5}, "budget.max_ram_bytes = -5 is out of range"),
+    ({"flash_bytes": None}, "t.toml: missing key 'flash_bytes'"),
+    ({"budget__max_latency": 3}, "unknown key 'budget.max_latency'; did you mean "
+                                 "'max_latency_ms'"),
+    ({"kernels": "cmsis"}, "kernels = 'cmsis' is not one of: reference, cmsis-nn"),
+    ({"runtime": "litert"}, "runtime = 'litert' does not run on kind = 'mcu'"),
+    ({"reserve__ram_bytes": 256_000}, "reserve.ram_bytes = 256000 leaves nothing"),
+    ({"budget__max_flash_bytes": 950_000}, "budget.max_flash_bytes = 950000 is more than "
+                                           "flash_bytes - reserve.flash_bytes = 900000"),
+    ({"ram_bytes": "256 KB"}, "ram_bytes = '256 KB' must be int"),
+])
+def test_impossible_values_name_key_value_and_range(changes, message):
+    with pytest.raises(TargetError, match=re.escape(message)):
+        parse_target(bad(**changes), "t.toml", "t")
+
+
+def test_unknown_target_lists_the_known_ones():
+    with pytest.raises(TargetError, match="unknown target 'nano33'; did you mean 'nano33ble'"
+                                          r"\? known targets: alif_e7, esp32"):
+        load_target("nano33")
+
+
+def test_target_file_by_path(tmp_path):
+    p = tmp_path / "mine.toml"
+    p.write_text(open(load_target("pico").path).read().replace("max_latency_ms = 500.0",
+                                                               "max_latency_ms = -1.0"))
+    with pytest.raises(TargetError, match="budget.max_latency_ms = -1.0 is out of range"):
+        load_target(str(p))
+
+
+def test_targets_commands_do_not_import_tensorflow():
+    code = ("import sys\nfrom edgeprune.cli import main\n"
+            "for args in (['targets'], ['targets', 'show', 'nano33ble']):\n"
+            "    try:\n        main(args)\n    except SystemExit as e:\n"
+            "        assert e.code == 0, e.code\n"
+            "assert 'tensorflow' not in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "nano33ble" in proc.stdout and "Arduino Nano 33 BLE Sense" in proc.stdout
+    assert "budget          flash <= 720,896 B" in proc.stdout
