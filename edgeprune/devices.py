@@ -14,11 +14,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from edgeprune._toml import read_toml
 from edgeprune.errors import BadInputError
 
 KINDS = ("mcu", "linux")
@@ -200,16 +200,7 @@ def load_target(name_or_path: str | os.PathLike) -> Target:
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise TargetError(f"unknown target '{text}'; {hint}known targets: "
                               f"{', '.join(list_targets())}")
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise TargetError(f"target file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise TargetError(f"target file {path} is not valid TOML ({exc})") from None
-    except OSError as exc:
-        raise TargetError(f"target file {path} cannot be read ({exc.strerror})") from None
-    return parse_target(data, path, target_id)
+    return parse_target(read_toml(path, TargetError, "target file"), path, target_id)
 
 
 def format_targets(targets: list[Target]) -> str:

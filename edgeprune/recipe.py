@@ -30,10 +30,10 @@ import dataclasses
 import difflib
 import math
 import os
-import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgeprune._toml import read_toml
 from edgeprune.errors import RecipeError
 
 TASKS = ("auto", "classification", "regression")
@@ -308,17 +308,7 @@ def load_recipe(path: str | os.PathLike | None, overrides: dict[str, Any] | None
     where = "recipe"
     if path is not None:
         where = f"recipe {os.fspath(path)}"
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise RecipeError(f"{where}: no such file; check the path") from None
-        except IsADirectoryError:
-            raise RecipeError(f"{where}: is a folder, not a TOML file") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise RecipeError(f"{where}: not valid TOML ({exc}); fix the syntax") from None
-        except OSError as exc:
-            raise RecipeError(f"{where}: cannot be read ({exc.strerror})") from None
+        data = read_toml(path, RecipeError, "recipe")
     for dotted, value in (overrides or {}).items():
         section, _, name = dotted.rpartition(".")
         if section:
