@@ -1,0 +1,157 @@
+"""Budget rules: does a model fit a device?
+
+Each rule is one function taking the measured :class:`Evidence`, the device
+and the budgets in force, and returning a :class:`RuleResult`. The first line
+of a rule's docstring is the rule as the user reads it. A rule never measures
+anything itself; it only compares figures measured elsewhere and says where
+each came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from edgeprune.devices import Budget, Target
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Figures measured for one model on one target, with where each came from."""
+
+    model_path: str
+    model_bytes: int
+    model_dtype: str  # "int8", "float32", "mixed": of the input, output and weights
+    ops: dict[str, int]
+    # TFLite Micro targets
+    ops_supported: bool | None = None
+    unsupported_ops: tuple[str, ...] = ()  # "OPCODE at operator N (layer)"
+    arena_min_bytes: int | None = None  # smallest arena that allocated and ran here
+    arena_recorded_bytes: int | None = None  # what print_allocations() reported
+    arena_bytes: int | None = None  # max of the two plus the target's margin
+    runtime_flash_bytes: int | None = None
+    runtime_flash_basis: str = ""
+    runtime_ram_bytes: int | None = None
+    # Linux targets
+    peak_memory_bytes: int | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    name: str
+    rule: str
+    ok: bool
+    figure: float | None
+    budget: float | None
+    unit: str
+    evidence: str
+
+    @property
+    def headroom(self) -> float | None:
+        if self.figure is None or self.budget is None:
+            return None
+        return self.budget - self.figure
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    target: str
+    ok: bool
+    rules: tuple[RuleResult, ...]
+    budget: Budget
+    evidence: Evidence
+
+    def to_dict(self) -> dict:
+        return {"target": self.target, "ok": self.ok, "budget": asdict(self.budget),
+                "rules": [{**asdict(r), "headroom": r.headroom} for r in self.rules],
+                "evidence": asdict(self.evidence)}
+
+
+def _rule_text(fn) -> str:
+    return fn.__doc__.strip().splitlines()[0]
+
+
+def flash_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
+    """The model plus the runtime fit the flash budget."""
+    if target.kind == "linux":
+        figure = ev.model_bytes
+        evidence = f"model file {ev.model_bytes:,} B (the LiteRT library is part of the OS image)"
+    else:
+        figure = ev.model_bytes + (ev.runtime_flash_bytes or 0)
+        evidence = (f"model {ev.model_bytes:,} B (dense flatbuffer: pruned zeros are stored) + "
+                    f"TFLite Micro runtime {ev.runtime_flash_bytes:,} B ({ev.runtime_flash_basis})")
+    return RuleResult("flash", _rule_text(flash_rule), figure <= budget.max_flash_bytes, figure,
+                      budget.max_flash_bytes, "B", evidence)
+
+
+def ram_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
+    """The arena (with the target's margin) plus the runtime's static RAM fit the RAM budget."""
+    if target.kind == "linux":
+        figure = ev.peak_memory_bytes
+        evidence = "peak interpreter memory measured with ai-edge-litert on this host"
+    else:
+        if ev.arena_bytes is None:
+            return RuleResult("ram", _rule_text(ram_rule), False, None, budget.max_ram_bytes, "B",
+                              "no arena: TFLite Micro could not allocate the model")
+        figure = ev.arena_bytes + (ev.runtime_ram_bytes or 0)
+        m = target.arena_margin
+        evidence = (f"arena {ev.arena_bytes:,} B = max(smallest working {ev.arena_min_bytes:,} B, "
+                    f"print_allocations {ev.arena_recorded_bytes or 0:,} B) + {m.fraction:.0%} + "
+                    f"{m.bytes} B margin; + {ev.runtime_ram_bytes or 0:,} B static runtime RAM")
+    if figure is None:
+        return RuleResult("ram", _rule_text(ram_rule), False, None, budget.max_ram_bytes, "B",
+                          "not measured")
+    return RuleResult("ram", _rule_text(ram_rule), figure <= budget.max_ram_bytes, figure,
+                      budget.max_ram_bytes, "B", evidence)
+
+
+def ops_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
+    """The runtime implements every operator and dtype in the model."""
+    if target.runtime != "tflm":
+        return RuleResult("ops", _rule_text(ops_rule), True, None, None, "",
+                          "LiteRT implements every builtin op the converter emits")
+    ok = bool(ev.ops_supported)
+    if ok:
+        evidence = "loaded in TFLite Micro: " + ", ".join(f"{k} x{v}" for k, v in ev.ops.items())
+    else:
+        evidence = "TFLite Micro lacks: " + "; ".join(ev.unsupported_ops or ("unknown",))
+    return RuleResult("ops", _rule_text(ops_rule), ok, None, None, "", evidence)
+
+
+def dtype_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
+    """The model's input, output and weights have the dtype the target requires."""
+    ok = target.model_dtype == "any" or ev.model_dtype == target.model_dtype
+    return RuleResult("dtype", _rule_text(dtype_rule), ok, None, None, "",
+                      f"model is {ev.model_dtype}; {target.id} needs {target.model_dtype}")
+
+
+RULES = (flash_rule, ram_rule, ops_rule, dtype_rule)
+
+
+def evaluate(ev: Evidence, target: Target, budget: Budget | None = None) -> CheckResult:
+    """Apply every rule; ``budget`` defaults to the target's own."""
+    budget = budget or target.budget
+    results = tuple(rule(ev, target, budget) for rule in RULES)
+    return CheckResult(target.id, all(r.ok for r in results), results, budget, ev)
+
+
+def format_check(result: CheckResult) -> str:
+    """One line per rule: figure, budget, headroom, pass/fail, evidence."""
+    rows = [["rule", "figure", "budget", "headroom", "result"]]
+    def num(v, unit):
+        return "-" if v is None else f"{v:,.0f} {unit}".strip()
+
+    for r in result.rules:
+        rows.append([r.name, num(r.figure, r.unit), num(r.budget, r.unit),
+                     num(r.headroom, r.unit), "pass" if r.ok else "FAIL"])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [f"check {result.evidence.model_path} on {result.target}: "
+             f"{'PASS' if result.ok else 'FAIL'}", ""]
+    for n, row in enumerate(rows):
+        lines.append("  ".join(c.rjust(w) if 0 < i < 4 else c.ljust(w)
+                               for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines.append("")
+    lines += [f"{r.name}: {r.rule} {r.evidence}" for r in result.rules]
+    return "\n".join(lines)

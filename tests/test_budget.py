@@ -1,0 +1,93 @@
+"""Budget rules on measured evidence, and the runtime flash estimate."""
+
+from dataclasses import replace
+
+import pytest
+
+from edgeprune import budget as b
+from edgeprune import footprint
+from edgeprune.devices import Budget, load_target
+
+
+def evidence(**kw):
+    base = dict(model_path="m.tflite", model_bytes=45_336, model_dtype="int8",
+                ops={"CONV_2D": 2, "FULLY_CONNECTED": 2}, ops_supported=True,
+                arena_min_bytes=10_000, arena_recorded_bytes=9_500, arena_bytes=12_000,
+                runtime_flash_bytes=40_000, runtime_flash_basis="estimate: test",
+                runtime_ram_bytes=716)
+    base.update(kw)
+    return b.Evidence(**base)
+
+
+def test_rules_have_their_docstring_as_text():
+    result = b.evaluate(evidence(), load_target("nano33ble"))
+    assert [r.name for r in result.rules] == ["flash", "ram", "ops", "dtype"]
+    assert result.rules[0].rule == "The model plus the runtime fit the flash budget."
+    assert result.ok
+
+
+def test_flash_counts_dense_model_plus_runtime_and_headroom():
+    t = load_target("nano33ble")
+    r = b.flash_rule(evidence(), t, t.budget)
+    assert r.figure == 45_336 + 40_000
+    assert r.headroom == t.budget.max_flash_bytes - r.figure
+    assert "dense flatbuffer" in r.evidence and "estimate: test" in r.evidence
+
+
+def test_ram_over_budget_fails_with_the_arena_breakdown():
+    t = load_target("pico")
+    tight = Budget(t.budget.max_flash_bytes, 12_000, t.budget.max_latency_ms)
+    r = b.ram_rule(evidence(), t, tight)
+    assert not r.ok and r.figure == 12_716 and r.headroom == -716
+    assert "smallest working 10,000 B" in r.evidence and "print_allocations 9,500 B" in r.evidence
+
+
+def test_unsupported_op_and_wrong_dtype_fail():
+    t = load_target("esp32")
+    result = b.evaluate(evidence(ops_supported=False, unsupported_ops=("TOPK_V2 at operator 3 "
+                                                                       "(layer topk)",),
+                                 model_dtype="float32"), t)
+    by = {r.name: r for r in result.rules}
+    assert not result.ok and not by["ops"].ok and not by["dtype"].ok
+    assert "TOPK_V2 at operator 3" in by["ops"].evidence
+    assert "model is float32; esp32 needs int8" in by["dtype"].evidence
+
+
+def test_linux_targets_use_file_size_and_peak_memory():
+    t = load_target("rpi4")
+    ev = evidence(model_dtype="float32", peak_memory_bytes=5_000_000, arena_bytes=None)
+    result = b.evaluate(ev, t)
+    by = {r.name: r for r in result.rules}
+    assert by["flash"].figure == 45_336 and by["ram"].figure == 5_000_000
+    assert by["dtype"].ok and by["ops"].ok and result.ok
+
+
+def test_no_arena_is_a_ram_failure_not_a_crash():
+    t = load_target("nano33ble")
+    r = b.ram_rule(evidence(arena_bytes=None, ops_supported=False), t, t.budget)
+    assert not r.ok and r.figure is None and "could not allocate" in r.evidence
+
+
+def test_format_check_prints_one_line_per_rule():
+    text = b.format_check(b.evaluate(evidence(), load_target("nano33ble")))
+    assert text.splitlines()[0] == "check m.tflite on nano33ble: PASS"
+    for name in ("flash", "ram", "ops", "dtype"):
+        assert any(line.startswith(name) for line in text.splitlines())
+
+
+@pytest.mark.parametrize("core,kernels,total_kb", [
+    ("cortex-m4f", "cmsis-nn", 53.4), ("cortex-m7", "cmsis-nn", 51.7),
+    ("cortex-m33", "cmsis-nn", 53.7), ("cortex-m55", "cmsis-nn", 44.7),
+    ("cortex-m4f", "reference", 41.3)])
+def test_runtime_flash_reproduces_the_measured_kws_builds(core, kernels, total_kb):
+    est = footprint.runtime_flash(core, kernels, 6)
+    assert est.total_bytes == pytest.approx(total_kb * 1024, abs=2)
+    assert est.basis.startswith("estimate:")
+
+
+def test_runtime_flash_for_unmeasured_core_says_so():
+    est = footprint.runtime_flash("xtensa-lx7", "esp-nn", 4)
+    assert "no measurement for xtensa-lx7 with esp-nn" in est.basis
+    generic = footprint.runtime_flash("cortex-m4f", "cmsis-nn", 6, int8_only=False)
+    assert generic.total_bytes == pytest.approx(84 * 1024, abs=2)
+    assert replace(est, ops=5).ops == 5
