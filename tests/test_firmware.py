@@ -1,0 +1,607 @@
+"""Tests for edgeprune.firmware: C array round trip, op resolver, config constants, atomic writes.
+
+The generated C++ is compiled with the system compiler. TFLite Micro's own
+headers are not available here, so ``model_ops.h`` is compiled against stub
+headers written by the test: a ``MicroMutableOpResolver<N>`` that, like the
+real one, refuses more than N ops or the same op twice, and counts and logs
+the calls it gets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+from ai_edge_litert import schema_py_generated as schema  # noqa: E402
+
+from edgeprune import firmware  # noqa: E402
+from edgeprune.artifacts import ArtifactWriteError  # noqa: E402
+from edgeprune.errors import BadInputError, UnsupportedModelError  # noqa: E402
+from edgeprune.firmware import (  # noqa: E402
+    MODEL_CONFIG_H,
+    MODEL_DATA_CC,
+    MODEL_DATA_H,
+    MODEL_OPS_H,
+    RESOLVER_METHODS,
+    c_identifier,
+    render,
+    resolver_calls,
+    write_firmware,
+)
+from edgeprune.tflite_inspect import inspect_model  # noqa: E402
+
+CXX = shutil.which("g++") or shutil.which("c++")
+needs_cxx = pytest.mark.skipif(CXX is None, reason="no C++ compiler (g++ or c++) on PATH")
+CXXFLAGS = ["-std=c++17", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+
+INT8_NAME = "final_int8.tflite"
+FLOAT_NAME = "final_float32.tflite"
+# Ops the Keras model becomes: Flatten is a RESHAPE.
+MODEL_OPS = {"CONV_2D", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"}
+
+
+# --- models built in code ----------------------------------------------------------------------
+
+
+def _keras_model() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [
+            keras.layers.Input((12, 12, 1)),
+            keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+            keras.layers.MaxPooling2D(2, name="pool"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(5, activation="softmax", name="dense"),
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def float_model() -> bytes:
+    converter = tf.lite.TFLiteConverter.from_keras_model(_keras_model())
+    return converter.convert()
+
+
+@pytest.fixture(scope="module")
+def int8_model() -> bytes:
+    rng = np.random.default_rng(0)
+    samples = rng.random((16, 1, 12, 12, 1), dtype=np.float32)
+    converter = tf.lite.TFLiteConverter.from_keras_model(_keras_model())
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([s] for s in samples)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+@pytest.fixture(scope="module")
+def int8_float_io_model() -> bytes:
+    """Int8 inside, float32 at the edges: the converter adds QUANTIZE and DEQUANTIZE."""
+    rng = np.random.default_rng(0)
+    samples = rng.random((16, 1, 12, 12, 1), dtype=np.float32)
+    converter = tf.lite.TFLiteConverter.from_keras_model(_keras_model())
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([s] for s in samples)
+    return converter.convert()
+
+
+@pytest.fixture(scope="module")
+def int8_files(int8_model) -> dict[str, str]:
+    return render(int8_model, INT8_NAME, 6144)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _compile_and_run(tmp: Path, sources: list[str], *args: str, include: Path | None = None) -> str:
+    exe = tmp / "prog"
+    cmd = [CXX, *CXXFLAGS, "-I", str(tmp)]
+    if include is not None:
+        cmd += ["-I", str(include)]
+    build = subprocess.run(
+        [*cmd, *(str(tmp / s) for s in sources), "-o", str(exe)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert build.returncode == 0, build.stderr
+    run = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
+
+
+def _save(tmp: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (tmp / name).write_text(text)
+
+
+def _camel(files: dict[str, str]) -> str:
+    return re.search(r"constexpr int k(\w+)OpCount", files[MODEL_OPS_H]).group(1)
+
+
+# --- identifiers -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("final_int8.tflite", "g_final_int8_model_data"),
+        ("runs/mcu/final_int8.tflite", "g_final_int8_model_data"),
+        ("My Model-v2.1.tflite", "g_my_model_v2_1_model_data"),
+        ("3layers.tflite", "g_3layers_model_data"),
+        ("int.tflite", "g_int_model_data"),
+        ("class", "g_class_model_data"),
+        ("__weird__name__.TFLITE", "g_weird_name_model_data"),
+        ("modèle_ü.tflite", "g_mod_le_model_data"),
+        ("", "g_model_data"),
+        ("...tflite", "g_model_data"),
+    ],
+)
+def test_c_identifier_sanitizes_file_names(name, expected):
+    ident = c_identifier(name)
+    assert ident == expected
+    assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", ident)
+    assert "__" not in ident  # reserved to the C++ implementation
+
+
+@needs_cxx
+@pytest.mark.parametrize("name", ["3net-v2_1.tflite", "int.tflite", "naïve model.tflite", ""])
+def test_awkward_names_give_compilable_headers(int8_model, tmp_path, name):
+    files = render(int8_model, name, 1024)
+    _stub_tflm(tmp_path / "stub", files)
+    _save(tmp_path, files)
+    camel = _camel(files)
+    (tmp_path / "main.cc").write_text(
+        f'#include "{MODEL_DATA_H}"\n#include "{MODEL_OPS_H}"\n#include "{MODEL_CONFIG_H}"\n'
+        f"int main() {{ {camel}OpResolver r; return Register{camel}Ops(r) == kTfLiteOk &&\n"
+        f"  k{camel}ArenaBytes == 1024 && {c_identifier(name)}_len > 0 ? 0 : 1; }}\n"
+    )
+    _compile_and_run(tmp_path, ["main.cc", MODEL_DATA_CC], include=tmp_path / "stub")
+
+
+# --- model_data --------------------------------------------------------------------------------
+
+
+@needs_cxx
+@pytest.mark.parametrize("kind", ["int8", "float32"])
+def test_model_data_compiles_and_round_trips_byte_for_byte(
+    int8_model, float_model, tmp_path, kind
+):
+    model, name = (int8_model, INT8_NAME) if kind == "int8" else (float_model, FLOAT_NAME)
+    files = render(model, name, None)
+    _save(tmp_path, {MODEL_DATA_H: files[MODEL_DATA_H], MODEL_DATA_CC: files[MODEL_DATA_CC]})
+    ident = c_identifier(name)
+    (tmp_path / "main.cc").write_text(
+        f"""#include <cstdint>
+#include <cstdio>
+#include "{MODEL_DATA_H}"
+int main(int argc, char** argv) {{
+  if (argc != 2) return 2;
+  std::FILE* out = std::fopen(argv[1], "wb");
+  if (out == nullptr) return 3;
+  if (std::fwrite({ident}, 1, {ident}_len, out) != {ident}_len) return 4;
+  std::fclose(out);
+  std::printf("len=%u\\n", {ident}_len);
+  const std::uintptr_t address = reinterpret_cast<std::uintptr_t>({ident});
+  std::printf("aligned=%d\\n", static_cast<int>(address % 16 == 0));
+  return 0;
+}}
+"""
+    )
+    dumped = tmp_path / "dumped.tflite"
+    out = _compile_and_run(tmp_path, ["main.cc", MODEL_DATA_CC], str(dumped))
+    assert dumped.read_bytes() == model
+    assert f"len={len(model)}\n" in out
+    assert "aligned=1\n" in out
+
+
+def test_model_data_layout_and_header_comment(int8_model, int8_files):
+    import hashlib
+
+    cc = int8_files[MODEL_DATA_CC]
+    rows = re.findall(r"^    ((?:0x[0-9a-f]{2}, )*0x[0-9a-f]{2}),$", cc, re.M)
+    assert all(len(r.split(", ")) == 12 for r in rows[:-1])
+    assert 1 <= len(rows[-1].split(", ")) <= 12
+    assert sum(len(r.split(", ")) for r in rows) == len(int8_model)
+    assert "alignas(16) const unsigned char g_final_int8_model_data[] = {" in cc
+    assert f"const unsigned int g_final_int8_model_data_len = {len(int8_model)};" in cc
+    digest = hashlib.sha256(int8_model).hexdigest()
+    for text in int8_files.values():
+        assert f"// Generated by edgeprune from {INT8_NAME}: do not edit." in text
+        assert f"// Model: {len(int8_model)} bytes, SHA-256 {digest}" in text
+    header = int8_files[MODEL_DATA_H]
+    assert "#ifndef EDGEPRUNE_FINAL_INT8_MODEL_DATA_H_" in header
+    assert "extern const unsigned char g_final_int8_model_data[];" in header
+    assert "extern const unsigned int g_final_int8_model_data_len;" in header
+
+
+# --- model_ops ---------------------------------------------------------------------------------
+
+
+def _stub_tflm(root: Path, files: dict[str, str]) -> None:
+    """Stub TFLM headers: the resolver of the table's methods, and each kernel header used."""
+    micro = root / "tensorflow" / "lite" / "micro"
+    (micro / "kernels").mkdir(parents=True, exist_ok=True)
+    (root / "stub_common.h").write_text(
+        """#ifndef STUB_COMMON_H_
+#define STUB_COMMON_H_
+typedef enum { kTfLiteOk = 0, kTfLiteError = 1 } TfLiteStatus;
+namespace tflite {
+struct TFLMRegistration { const char* kernel; };
+}
+#endif
+"""
+    )
+    methods = []
+    for opcode, method in RESOLVER_METHODS.items():
+        methods.append(
+            f"  TfLiteStatus {method}(const TFLMRegistration& r = TFLMRegistration{{\"{opcode}\"}})"
+            f" {{ return Add(\"{method}\", r); }}"
+        )
+    (micro / "micro_mutable_op_resolver.h").write_text(
+        """#ifndef STUB_MICRO_MUTABLE_OP_RESOLVER_H_
+#define STUB_MICRO_MUTABLE_OP_RESOLVER_H_
+#include <cstdio>
+#include <cstring>
+#include "stub_common.h"
+namespace tflite {
+template <unsigned int tOpCount>
+class MicroMutableOpResolver {
+ public:
+  unsigned int count = 0;
+"""
+        + "\n".join(methods)
+        + """
+ private:
+  const char* added_[tOpCount > 0 ? tOpCount : 1] = {};
+  TfLiteStatus Add(const char* method, const TFLMRegistration& r) {
+    for (unsigned int i = 0; i < count; ++i) {
+      if (std::strcmp(added_[i], method) == 0) return kTfLiteError;  // added twice
+    }
+    if (count >= tOpCount) return kTfLiteError;  // resolver too small
+    added_[count++] = method;
+    std::printf("%s %s\\n", method, r.kernel);
+    return kTfLiteOk;
+  }
+};
+}  // namespace tflite
+#endif
+"""
+    )
+    # Each kernel header declares only its own registrations, so a missing
+    # #include in model_ops.h fails to compile.
+    by_header: dict[str, list[str]] = {}
+    for kernels in firmware._TYPED_KERNELS.values():
+        for k in kernels:
+            by_header.setdefault(k.header, []).append(k.registration)
+    for header, registrations in by_header.items():
+        guard = "STUB_" + re.sub(r"\W", "_", header).upper()
+        body = "\n".join(
+            f"inline TFLMRegistration {r}() "
+            f'{{ return TFLMRegistration{{"{r.removeprefix("Register_")}"}}; }}'
+            for r in registrations
+        )
+        path = root / header
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            f'#ifndef {guard}\n#define {guard}\n#include "stub_common.h"\nnamespace tflite {{\n'
+            f"{body}\n}}  // namespace tflite\n#endif\n"
+        )
+
+
+def _run_resolver(tmp_path: Path, files: dict[str, str]) -> tuple[int, list[str]]:
+    """Register the ops of model_ops.h in the stub resolver; (status, log lines)."""
+    _stub_tflm(tmp_path / "stub", files)
+    _save(tmp_path, {MODEL_OPS_H: files[MODEL_OPS_H]})
+    camel = _camel(files)
+    (tmp_path / "main.cc").write_text(
+        f"""#include <cstdio>
+#include "{MODEL_OPS_H}"
+int main() {{
+  {camel}OpResolver resolver;
+  const TfLiteStatus status = Register{camel}Ops(resolver);
+  std::printf("status=%d count=%u n=%d\\n", static_cast<int>(status), resolver.count,
+              k{camel}OpCount);
+  return 0;
+}}
+"""
+    )
+    out = _compile_and_run(tmp_path, ["main.cc"], include=tmp_path / "stub").splitlines()
+    status = re.fullmatch(r"status=(\d+) count=(\d+) n=(\d+)", out[-1])
+    assert status, out
+    assert int(status.group(2)) <= int(status.group(3))
+    return int(status.group(1)), out[:-1]
+
+
+def test_resolver_registers_exactly_the_distinct_ops(int8_model, float_model):
+    for model in (int8_model, float_model):
+        info = inspect_model(model)
+        assert set(info.op_counts) == MODEL_OPS
+        calls = resolver_calls(info)
+        assert len(calls) == len(info.op_counts)
+        methods = [c.split("(")[0] for c in calls]
+        assert methods == sorted(RESOLVER_METHODS[op] for op in info.op_counts)
+
+
+def test_int8_model_gets_int8_only_kernels(int8_model, int8_files):
+    assert resolver_calls(inspect_model(int8_model)) == [
+        "AddConv2D(tflite::Register_CONV_2D_INT8())",
+        "AddFullyConnected(tflite::Register_FULLY_CONNECTED_INT8())",
+        "AddMaxPool2D(tflite::Register_MAX_POOL_2D_INT8())",
+        "AddReshape()",
+        "AddSoftmax(tflite::Register_SOFTMAX_INT8())",
+    ]
+    ops_h = int8_files[MODEL_OPS_H]
+    assert "constexpr int kFinalInt8OpCount = 5;" in ops_h
+    assert "using FinalInt8OpResolver = tflite::MicroMutableOpResolver<kFinalInt8OpCount>;" in ops_h
+    for header in ("conv.h", "fully_connected.h", "pooling.h", "softmax.h"):
+        assert f'#include "tensorflow/lite/micro/kernels/{header}"' in ops_h
+    assert (
+        "  if (resolver.AddConv2D(tflite::Register_CONV_2D_INT8()) != kTfLiteOk) {\n"
+        "    return kTfLiteError;\n"
+        "  }\n"
+    ) in ops_h
+
+
+def test_float_model_gets_generic_kernels(float_model):
+    files = render(float_model, FLOAT_NAME, None)
+    calls = resolver_calls(inspect_model(float_model))
+    assert calls == [
+        "AddConv2D()",
+        "AddFullyConnected()",
+        "AddMaxPool2D()",
+        "AddReshape()",
+        "AddSoftmax()",
+    ]
+    assert "Register_" not in files[MODEL_OPS_H].split("inline TfLiteStatus")[1]
+    assert "kernels/" not in files[MODEL_OPS_H]
+
+
+def test_float_io_int8_model_gets_int8_kernels_inside(int8_float_io_model):
+    info = inspect_model(int8_float_io_model)
+    assert set(info.op_counts) == MODEL_OPS | {"QUANTIZE", "DEQUANTIZE"}
+    assert resolver_calls(info) == [
+        "AddConv2D(tflite::Register_CONV_2D_INT8())",
+        "AddDequantize()",
+        "AddFullyConnected(tflite::Register_FULLY_CONNECTED_INT8())",
+        "AddMaxPool2D(tflite::Register_MAX_POOL_2D_INT8())",
+        "AddQuantize()",
+        "AddReshape()",
+        "AddSoftmax(tflite::Register_SOFTMAX_INT8())",
+    ]
+
+
+def test_mixed_types_fall_back_to_the_generic_kernel(int8_model):
+    # One float FULLY_CONNECTED beside an int8 one: a single registration
+    # serves both, so it must be the generic kernel.
+    info = inspect_model(int8_model)
+    fc = next(op for op in info.operators if op.opcode == "FULLY_CONNECTED")
+    tensors = list(info.tensors)
+    tensors[fc.inputs[1]] = dataclasses.replace(tensors[fc.inputs[1]], dtype="int4")
+    changed = dataclasses.replace(info, tensors=tuple(tensors))
+    assert "AddFullyConnected()" in resolver_calls(changed)
+    assert "AddConv2D(tflite::Register_CONV_2D_INT8())" in resolver_calls(changed)
+
+
+@needs_cxx
+@pytest.mark.parametrize("kind", ["int8", "int8_float_io", "float32"])
+def test_model_ops_compiles_and_registers_n_ops(
+    int8_model, int8_float_io_model, float_model, tmp_path, kind
+):
+    model = {"int8": int8_model, "int8_float_io": int8_float_io_model, "float32": float_model}[kind]
+    name = f"final_{kind}.tflite"
+    files = render(model, name, None)
+    status, log = _run_resolver(tmp_path, files)
+    assert status == 0
+    expected = resolver_calls(inspect_model(model))
+    assert len(log) == len(expected) == len(inspect_model(model).op_counts)
+    for line, call in zip(log, expected, strict=True):
+        method, kernel = line.split()
+        assert call.startswith(method + "(")
+        if "Register_" in call:
+            assert call == f"{method}(tflite::Register_{kernel}())"
+        else:
+            assert kernel in RESOLVER_METHODS  # the method's default (generic) kernel
+
+
+@needs_cxx
+def test_stub_resolver_catches_a_wrong_op_count(int8_files, tmp_path):
+    # Guards the test itself: a resolver one op too small must fail.
+    files = dict(int8_files)
+    files[MODEL_OPS_H] = files[MODEL_OPS_H].replace(
+        "kFinalInt8OpCount = 5;", "kFinalInt8OpCount = 4;"
+    )
+    status, log = _run_resolver(tmp_path, files)
+    assert status == 1
+    assert len(log) == 4
+
+
+def test_custom_and_unknown_ops_are_refused_by_name(int8_model):
+    info = inspect_model(int8_model)
+    counts = {**info.op_counts, "CUSTOM:MyFancyOp": 1, "DENSIFY": 1}
+    with pytest.raises(UnsupportedModelError) as err:
+        resolver_calls(dataclasses.replace(info, op_counts=counts))
+    message = str(err.value)
+    assert "custom op 'MyFancyOp'" in message
+    assert "DENSIFY (no MicroMutableOpResolver method)" in message
+    assert "\n" not in message
+
+
+def test_resolver_table_names_real_builtin_ops():
+    builtins = {k for k in vars(schema.BuiltinOperator) if k.isupper()}
+    assert set(RESOLVER_METHODS) <= builtins
+    assert all(re.fullmatch(r"Add[A-Z][A-Za-z0-9]*", m) for m in RESOLVER_METHODS.values())
+    assert len(set(RESOLVER_METHODS.values())) == len(RESOLVER_METHODS)
+    assert set(firmware._TYPED_KERNELS) <= set(RESOLVER_METHODS)
+
+
+# --- model_config ------------------------------------------------------------------------------
+
+
+@needs_cxx
+@pytest.mark.parametrize("kind", ["int8", "float32"])
+def test_model_config_constants_match_the_model(int8_model, float_model, tmp_path, kind):
+    model, name, arena = (
+        (int8_model, INT8_NAME, 6144) if kind == "int8" else (float_model, FLOAT_NAME, None)
+    )
+    info = inspect_model(model)
+    files = render(model, name, arena)
+    _save(tmp_path, {MODEL_CONFIG_H: files[MODEL_CONFIG_H]})
+    camel = _camel(files)
+    prints = []
+    if arena is not None:
+        prints.append(f'std::printf("arena=%d\\n", k{camel}ArenaBytes);')
+    prints.append(f'std::printf("counts=%d %d\\n", k{camel}InputCount, k{camel}OutputCount);')
+    for kind_name, tensors in (("Input", info.inputs), ("Output", info.outputs)):
+        for i, t in enumerate(tensors):
+            p = f"k{camel}{kind_name}{i}"
+            prints += [
+                f'std::printf("{p} rank=%d elements=%d bytes=%d dims=", {p}Rank, {p}Elements, '
+                f"{p}Bytes);",
+                f'for (int d : {p}Dims) std::printf("%d,", d);',
+                'std::printf("\\n");',
+            ]
+            if t.scales:
+                prints.append(
+                    f'std::printf("{p} scale=%.9g zero_point=%d\\n", {p}Scale, {p}ZeroPoint);'
+                )
+    (tmp_path / "main.cc").write_text(
+        f'#include <cstdio>\n#include "{MODEL_CONFIG_H}"\nint main() {{\n'
+        + "\n".join(prints)
+        + "\nreturn 0;\n}\n"
+    )
+    out = _compile_and_run(tmp_path, ["main.cc"])
+    if arena is None:
+        assert "ArenaBytes =" not in files[MODEL_CONFIG_H]
+        assert "not measured" in files[MODEL_CONFIG_H]
+    else:
+        assert f"arena={arena}\n" in out
+    assert f"counts={len(info.inputs)} {len(info.outputs)}\n" in out
+    for kind_name, tensors in (("Input", info.inputs), ("Output", info.outputs)):
+        for i, t in enumerate(tensors):
+            p = f"k{camel}{kind_name}{i}"
+            dims = "".join(f"{d}," for d in t.shape)
+            assert (
+                f"{p} rank={len(t.shape)} elements={t.elements} bytes={t.nbytes} dims={dims}\n"
+                in out
+            )
+            line = re.search(rf"^{p} scale=(\S+) zero_point=(-?\d+)$", out, re.M)
+            if kind == "float32":
+                assert line is None and not t.scales
+                continue
+            assert t.dtype == "int8"
+            assert np.float32(float(line.group(1))) == np.float32(t.scales[0])
+            assert int(line.group(2)) == t.zero_points[0]
+
+
+def test_config_scale_literals_round_trip_float32(int8_model, int8_files):
+    info = inspect_model(int8_model)
+    text = int8_files[MODEL_CONFIG_H]
+    for kind_name, tensors in (("Input", info.inputs), ("Output", info.outputs)):
+        for i, t in enumerate(tensors):
+            literal = re.search(rf"kFinalInt8{kind_name}{i}Scale = (\S+)f;", text).group(1)
+            assert np.float32(literal) == np.float32(t.scales[0])
+            assert f"// {kind_name} {i} \"{t.name}\": int8, shape (" in text
+    assert firmware._float_literal(2.0, "x") == "2.0f"
+    assert firmware._float_literal(1e-20, "x") == "1e-20f"
+    assert firmware._float_literal(float(np.float32(0.1)), "x") == "0.100000001f"
+    with pytest.raises(UnsupportedModelError, match="must be finite"):
+        firmware._float_literal(float("nan"), "input 0 scale")
+
+
+@pytest.mark.parametrize("arena", [0, -5, 1.5, True, "1024", 2**31])
+def test_bad_arena_size_is_refused(int8_model, arena):
+    with pytest.raises(BadInputError, match="arena_bytes"):
+        render(int8_model, INT8_NAME, arena)
+
+
+# --- determinism and writing -------------------------------------------------------------------
+
+
+def test_render_is_deterministic(int8_model, float_model):
+    assert render(int8_model, INT8_NAME, 4096) == render(int8_model, INT8_NAME, 4096)
+    a = render(float_model, "/tmp/a/" + FLOAT_NAME, None)
+    b = render(float_model, "/elsewhere/" + FLOAT_NAME, None)
+    assert a == b  # folders never reach the output
+    assert set(a) == {MODEL_DATA_H, MODEL_DATA_CC, MODEL_OPS_H, MODEL_CONFIG_H}
+
+
+def test_write_firmware_writes_the_rendered_files(int8_model, int8_files, tmp_path):
+    folder = tmp_path / "out" / "firmware"
+    result = write_firmware(int8_model, INT8_NAME, str(folder), 6144)
+    assert result.folder == str(folder)
+    assert result.identifier == "g_final_int8_model_data"
+    assert result.op_count == 5
+    assert result.ops == tuple(resolver_calls(inspect_model(int8_model)))
+    assert set(result.files) == set(int8_files)
+    for name, path in result.files.items():
+        assert Path(path) == folder / name
+        assert Path(path).read_text() == int8_files[name]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["firmware"]
+
+
+def test_write_firmware_replaces_an_existing_folder(int8_model, tmp_path):
+    folder = tmp_path / "firmware"
+    folder.mkdir()
+    (folder / "stale.txt").write_text("old")
+    write_firmware(int8_model, INT8_NAME, folder, None)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [MODEL_CONFIG_H, MODEL_DATA_CC, MODEL_DATA_H, MODEL_OPS_H]
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["firmware"]
+
+
+def _fail_on_second_write(monkeypatch):
+    real = firmware._write_text
+    calls = []
+
+    def flaky(path, text):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real(path, text)
+
+    monkeypatch.setattr(firmware, "_write_text", flaky)
+
+
+def test_failed_write_leaves_no_folder_and_no_temp_folder(int8_model, tmp_path, monkeypatch):
+    _fail_on_second_write(monkeypatch)
+    with pytest.raises(ArtifactWriteError, match="No space left on device"):
+        write_firmware(int8_model, INT8_NAME, tmp_path / "firmware", None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_write_keeps_the_previous_folder(int8_model, tmp_path, monkeypatch):
+    folder = tmp_path / "firmware"
+    folder.mkdir()
+    (folder / MODEL_DATA_CC).write_text("previous")
+    _fail_on_second_write(monkeypatch)
+    with pytest.raises(ArtifactWriteError):
+        write_firmware(int8_model, INT8_NAME, folder, None)
+    assert [p.name for p in tmp_path.iterdir()] == ["firmware"]
+    assert [p.name for p in folder.iterdir()] == [MODEL_DATA_CC]
+    assert (folder / MODEL_DATA_CC).read_text() == "previous"
+
+
+def test_unsupported_model_writes_nothing(tmp_path):
+    with pytest.raises(ValueError, match="not a TFLite model"):
+        write_firmware(b"\0" * 64, "junk.tflite", tmp_path / "firmware", None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_folder_that_is_a_file_is_refused(int8_model, tmp_path):
+    (tmp_path / "firmware").write_text("")
+    with pytest.raises(BadInputError, match="is a file"):
+        write_firmware(int8_model, INT8_NAME, tmp_path / "firmware", None)
