@@ -1,0 +1,518 @@
+"""TFLite Micro on this host: which ops it runs, the smallest arena, and its outputs.
+
+This module is the one home of TFLite Micro, yet it never imports
+``tflite_micro``: TFLM can abort or segfault its whole process on a damaged
+model or a too-small arena (sizes just under the minimum do segfault), so
+every load runs in a worker process (``python -m edgeprune._micro_worker``)
+that is restarted when it dies. Models go to the worker as a temporary file,
+answers come back as JSON lines, and TFLM's own messages (which it writes to
+stderr from C++) are read from the worker's stderr and quoted in results and
+errors.
+
+What a host measurement does not prove: this is TFLM's Python interpreter on
+a 64-bit host with reference kernels and the recording allocator. Its
+bookkeeping structs hold 64-bit pointers and the recording allocator keeps a
+few hundred bytes more than the plain one, so a 32-bit microcontroller
+usually needs a little less arena than measured here (and optimized kernels,
+e.g. CMSIS-NN, may need scratch buffers these kernels do not). Outputs are
+not bit-exact with LiteRT (1-8 LSB apart on int8 models).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeprune.errors import DataError, EdgepruneError
+
+__all__ = [
+    "ArenaResult",
+    "MicroError",
+    "OpSupport",
+    "UnsupportedOp",
+    "check_ops",
+    "find_arena",
+    "run",
+]
+
+logger = logging.getLogger(__name__)
+
+# An arena big enough that only a missing or unsupported op can make loading
+# fail: the worker's malloc is lazy, so a large arena costs no time.
+_GENEROUS_ARENA_BYTES = 64 * 1024 * 1024
+_ARENA_PER_MODEL_BYTE = 50
+_ARENA_CAP_BYTES = 1024 * 1024 * 1024
+_REQUEST_TIMEOUT_S = 60.0
+# A probe of one arena size may take this many times the first probe's time
+# (at least _MIN_PROBE_TIMEOUT_S) before it counts as hung, i.e. too small.
+_PROBE_TIMEOUT_FACTOR = 20.0
+_MIN_PROBE_TIMEOUT_S = 10.0
+_MAX_ARENA_TRIES = 100
+_MESSAGE_CHARS = 500
+
+_RECORDED_TOTAL = re.compile(rb"\[RecordingMicroAllocator\] Arena allocation total (\d+) bytes")
+_FAILED_NODE = re.compile(r"Node (\S+) \(number (\d+)\) failed to (prepare|invoke)")
+_MISSING_OP = re.compile(r"Didn't find op for builtin opcode '([^']+)'")
+_WORKER_MODULE = "edgeprune._micro_worker"
+
+
+class MicroError(EdgepruneError, RuntimeError):
+    """TFLite Micro could not load or run the model; the message says what and the fix."""
+
+
+@dataclass(frozen=True)
+class UnsupportedOp:
+    """One operator TFLite Micro cannot run.
+
+    ``output_tensor`` is the name of the operator's first output; the
+    converter names it after the Keras layer (``"digits_cnn/fc1/MatMul"``).
+    ``layer`` is the top-level Keras layer read from it, best effort
+    (``"fc1"``; ``""`` when the name holds none, as the model's final output
+    is renamed ``"StatefulPartitionedCall:0"``). ``operator_index`` counts within ``subgraph``.
+    ``reason`` is TFLM's own message for this operator, one line.
+    """
+
+    opcode: str
+    operator_index: int
+    output_tensor: str
+    layer: str = ""
+    subgraph: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class OpSupport:
+    """Whether TFLite Micro loads and runs a model, and which operators it cannot.
+
+    ``ops`` maps each opcode to its count. ``message`` is TFLM's own message
+    for the whole model, one line (``""`` when supported). A model can be
+    unsupported with an empty ``unsupported`` when no single operator is to
+    blame (even the generous arena was too small, or a failure that needs the
+    model's real data flow); ``message`` then says why.
+    """
+
+    supported: bool
+    ops: dict[str, int]
+    unsupported: tuple[UnsupportedOp, ...] = ()
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ArenaResult:
+    """The smallest tensor arena TFLite Micro runs the model with, found by trying sizes.
+
+    ``min_arena_bytes`` is a multiple of ``step``: with it, allocation and one
+    invoke on seeded random inputs succeed; with ``min_arena_bytes - step``
+    they did not. ``recorded_bytes`` is what TFLM's recording allocator
+    reported as its total arena use at ``min_arena_bytes`` (None when it
+    printed nothing). ``tries`` counts the sizes tried, ``seconds`` the wall
+    time of the search.
+    """
+
+    min_arena_bytes: int
+    recorded_bytes: int | None
+    tries: int
+    step: int
+    seconds: float
+
+    def required_bytes(self) -> int:
+        """The arena to provision: the larger of what worked and what TFLM recorded."""
+        return max(self.min_arena_bytes, self.recorded_bytes or 0)
+
+
+def check_ops(model: bytes) -> OpSupport:
+    """Check that TFLite Micro can register, prepare and invoke every operator of ``model``.
+
+    Loads the model in a worker process with a generous arena (64 MiB, or 50
+    times the model size up to 1 GiB) and invokes it once on seeded random
+    inputs. If that fails, each operator is then loaded alone (cut out with
+    its own tensors, zero inputs) so that every missing op and every op whose
+    kernel rejects its tensor types is listed, not only the first one TFLM
+    stops at. Starts worker processes; writes and removes temporary files.
+
+    Raises:
+        MicroError: the model is not a valid TFLite flatbuffer.
+    """
+    info = _inspect(model)
+    ops = dict(info.op_counts)
+    arena_bytes = min(max(_GENEROUS_ARENA_BYTES, len(model) * _ARENA_PER_MODEL_BYTE),
+                      _ARENA_CAP_BYTES)
+    tensors = {(t.subgraph, t.index): t for t in info.tensors}
+    with _Worker(model) as worker:
+        whole = worker.request({"cmd": "probe", "arena_bytes": arena_bytes, "invoke": True,
+                                "inputs": "random", "seed": 0})
+        if whole.ok:
+            return OpSupport(supported=True, ops=ops)
+        message = whole.message
+        logger.info("TFLite Micro cannot run the model: %s", message)
+        found: dict[tuple[int, int], UnsupportedOp] = {}
+
+        def unsupported(op, reason: str) -> UnsupportedOp:
+            name = tensors[op.subgraph, op.outputs[0]].name if op.outputs else ""
+            return UnsupportedOp(opcode=op.opcode, operator_index=op.index, output_tensor=name,
+                                 layer=_layer_name(name), subgraph=op.subgraph, reason=reason)
+
+        for op in info.operators:
+            alone = worker.request({"cmd": "op", "subgraph": op.subgraph, "operator": op.index,
+                                    "arena_bytes": arena_bytes})
+            if not alone.ok and alone.stage != "model":
+                # Alone, the operator is node 0; name it by its index in the model.
+                reason = alone.message.replace(f"Node {op.opcode} (number 0)",
+                                               f"Node {op.opcode} (number {op.index})")
+                found[op.subgraph, op.index] = unsupported(op, reason)
+            elif alone.stage == "model":
+                logger.debug("operator %d could not be cut out: %s", op.index, alone.error)
+        # The whole model's own failure names one operator; keep it even if
+        # that operator runs alone (its failure may need the model's data).
+        node = _FAILED_NODE.search(message)
+        if node is not None:
+            index = int(node.group(2))
+            op = next((o for o in info.operators if o.subgraph == 0 and o.index == index), None)
+            if op is not None and op.opcode == node.group(1):
+                found.setdefault((0, index), unsupported(op, message))
+        missing = set(_MISSING_OP.findall(message))
+        for op in info.operators:
+            if op.opcode in missing:
+                found.setdefault((op.subgraph, op.index), unsupported(op, message))
+    listed = tuple(found[k] for k in sorted(found))
+    return OpSupport(supported=False, ops=ops, unsupported=listed, message=message)
+
+
+def find_arena(model: bytes, *, step: int = 16, max_bytes: int = 64 * 1024 * 1024) -> ArenaResult:
+    """Find the smallest tensor arena (a multiple of ``step``) TFLite Micro runs ``model`` with.
+
+    Each size is tried in a worker process: load (allocate tensors), one
+    invoke on seeded random inputs, then TFLM's ``print_allocations()``. The
+    first try is the largest multiple of ``step`` up to ``max_bytes``; the
+    total TFLM records there is the next guess, then the search moves in
+    doubling steps from it and bisects. A size at which TFLM fails, aborts,
+    crashes or hangs counts as too small (a crashed worker is restarted).
+    Three tries when TFLM's recorded total is the minimum, about a dozen when
+    it under-reports; well under a second for small models. Starts worker
+    processes; writes and removes temporary files.
+
+    Raises:
+        ValueError: ``step`` is not positive or ``max_bytes`` is below it.
+        MicroError: the model is not a valid TFLite flatbuffer, or TFLM fails
+            even with ``max_bytes`` (the message quotes TFLM), or the search
+            did not converge within its try limit.
+    """
+    if step < 1 or max_bytes < step:
+        raise ValueError(f"need 1 <= step <= max_bytes, got step={step}, max_bytes={max_bytes}")
+    _inspect(model)
+    start = time.monotonic()
+    top = max_bytes // step * step
+    recorded: dict[int, int | None] = {}
+    timeout_s = _REQUEST_TIMEOUT_S
+
+    with _Worker(model) as worker:
+
+        def works(size: int) -> bool:
+            if len(recorded) >= _MAX_ARENA_TRIES:
+                raise MicroError(f"the arena search did not converge in {_MAX_ARENA_TRIES} "
+                                 f"tries; TFLM's results depend on more than the arena size")
+            reply = worker.request({"cmd": "probe", "arena_bytes": size, "invoke": True,
+                                    "inputs": "random", "seed": 0, "record": True}, timeout_s)
+            recorded[size] = reply.recorded_bytes if reply.ok else None
+            logger.debug("arena %d bytes: %s", size, "ok" if reply.ok else reply.message)
+            if not reply.ok and size == top:
+                raise MicroError(f"TFLite Micro cannot run the model even with a {top:,}-byte "
+                                 f"arena: {reply.message}; check the ops with check_ops(), or "
+                                 f"allow a larger max_bytes")
+            return reply.ok
+
+        first = time.monotonic()
+        works(top)
+        timeout_s = max(_MIN_PROBE_TIMEOUT_S, _PROBE_TIMEOUT_FACTOR * (time.monotonic() - first))
+        lo, hi = 0, top  # lo fails (0 trivially), hi works
+        hint = recorded[top]
+        if hint:
+            guess = -(-hint // step) * step
+            if guess < hi:
+                if works(guess):
+                    hi = guess
+                    distance = step  # walk down in doubling steps until a size fails
+                    while hi - distance > lo:
+                        if not works(hi - distance):
+                            lo = hi - distance
+                            break
+                        hi -= distance
+                        distance *= 2
+                else:
+                    lo = guess
+                    distance = step  # walk up in doubling steps until a size works
+                    while lo + distance < hi:
+                        if works(lo + distance):
+                            hi = lo + distance
+                            break
+                        lo += distance
+                        distance *= 2
+        while hi - lo > step:
+            middle = lo + (hi - lo) // step // 2 * step
+            if works(middle):
+                hi = middle
+            else:
+                lo = middle
+    result = ArenaResult(min_arena_bytes=hi, recorded_bytes=recorded[hi], tries=len(recorded),
+                         step=step, seconds=time.monotonic() - start)
+    logger.info("smallest arena %d bytes (TFLM recorded %s) after %d tries in %.2f s", hi,
+                result.recorded_bytes, result.tries, result.seconds)
+    return result
+
+
+def run(model: bytes, x: np.ndarray, arena_bytes: int, *,
+        timeout_s: float | None = None) -> np.ndarray:
+    """Run float32 samples ``x`` (first axis is the batch) through TFLite Micro.
+
+    In one worker process: inputs are quantized with the input tensor's scale
+    and zero point (int8 models), each sample is one invoke (or one batch, if
+    the model's batch dimension is larger), outputs of output 0 are
+    dequantized. Returns float32 outputs, one row per sample. ``timeout_s``
+    defaults to 60 s plus 10 ms a sample. Starts a worker process; writes and
+    removes temporary files.
+
+    Raises:
+        DataError: ``x`` has no batch axis or its samples do not fit the
+            model's input shape.
+        MicroError: the model is not a valid TFLite flatbuffer, or TFLM could
+            not load or run it with ``arena_bytes`` (failed, crashed or timed
+            out; the message quotes TFLM).
+    """
+    info = _inspect(model)
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim < 1:
+        raise DataError("run() needs samples along a first (batch) axis, got a scalar")
+    if info.inputs:
+        shape = info.inputs[0].shape
+        batch = shape[0] if len(shape) > 1 else 1
+        want = int(np.prod(shape, dtype=np.int64))
+        if want != batch * int(np.prod(x.shape[1:], dtype=np.int64)):
+            raise DataError(f"samples of shape {x.shape[1:]} do not fit the model's input "
+                            f"of shape {shape}; reshape the data to the model's input")
+    if timeout_s is None:
+        timeout_s = _REQUEST_TIMEOUT_S + 0.01 * len(x)
+    with _Worker(model) as worker:
+        x_path, y_path = worker.directory / "x.npy", worker.directory / "y.npy"
+        np.save(x_path, x)
+        reply = worker.request({"cmd": "run", "arena_bytes": int(arena_bytes),
+                                "x": str(x_path), "y": str(y_path)}, timeout_s)
+        if not reply.ok:
+            raise MicroError(f"TFLite Micro could not run the model with a {arena_bytes:,}-byte "
+                             f"arena: {reply.message}; find the arena with find_arena() and "
+                             f"the ops with check_ops()")
+        return np.load(y_path).astype(np.float32)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _inspect(model: bytes):
+    from edgeprune.tflite_inspect import TFLiteFormatError, inspect_model
+
+    if not isinstance(model, bytes | bytearray | memoryview):
+        raise TypeError(f"model must be the .tflite file's bytes, not {type(model).__name__}")
+    try:
+        return inspect_model(bytes(model))
+    except TFLiteFormatError as exc:
+        raise MicroError(f"TFLite Micro cannot load {exc}; pass a complete .tflite file "
+                         f"(re-run the conversion)") from exc
+
+
+def _layer_name(tensor_name: str) -> str:
+    """The top-level Keras layer in a converter tensor name: "model/fc1/MatMul" -> "fc1"."""
+    first = tensor_name.split(";")[0].split(":")[0]
+    parts = [p for p in first.split("/") if p]
+    if len(parts) >= 3:
+        return parts[1]  # model name / layer name / ops inside the layer
+    if len(parts) == 2:
+        return parts[0]
+    return ""
+
+
+def _crash_text(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"TFLite Micro crashed ({name})"
+    return f"the TFLite Micro worker exited with code {returncode}"
+
+
+def _native_lines(stderr: str) -> list[str]:
+    """TFLM's message lines, without allocator dumps and Python traceback frames."""
+    lines = []
+    for raw in stderr.splitlines():
+        line = raw.strip()
+        if (not line or raw[:1].isspace() or line.startswith("Traceback (")
+                or line.startswith("[RecordingMicroAllocator]")):
+            continue
+        lines.append(line)
+    return lines
+
+
+@dataclass(frozen=True)
+class _Reply:
+    ok: bool
+    stage: str = ""
+    error: str = ""
+    stderr: bytes = b""
+    returncode: int | None = None  # set when the worker died
+    timed_out: bool = False
+    seconds: float = 0.0
+    details: dict = field(default_factory=dict)
+
+    @property
+    def recorded_bytes(self) -> int | None:
+        totals = _RECORDED_TOTAL.findall(self.stderr)
+        return int(totals[-1]) if totals else None
+
+    @property
+    def message(self) -> str:
+        """One line: what went wrong, in TFLM's words where it said any."""
+        text = "; ".join(_native_lines(self.stderr.decode("utf-8", "replace")))
+        if self.timed_out:
+            head = f"TFLite Micro did not answer within {self.seconds:.0f} s"
+        elif self.returncode is not None:
+            head = _crash_text(self.returncode)
+        else:
+            head = ""
+            text = text or self.error
+        line = f"{head}: {text}" if head and text else head or text or "unknown failure"
+        return line if len(line) <= _MESSAGE_CHARS else line[: _MESSAGE_CHARS - 3] + "..."
+
+
+class _Worker:
+    """One model's worker process, started on the first request and restarted after it dies."""
+
+    def __init__(self, model: bytes):
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgeprune-micro-")
+        self.directory = Path(self._tmp.name)
+        self._model_path = self.directory / "model.tflite"
+        self._model_path.write_bytes(bytes(model))
+        self._proc: subprocess.Popen | None = None
+        self._stderr_file = None
+        self._stderr_path: Path | None = None
+        self._stderr_offset = 0
+        self._pending = b""
+        self.starts = 0
+
+    def __enter__(self) -> _Worker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        self.starts += 1
+        self._stderr_path = self.directory / f"stderr-{self.starts}.txt"
+        self._stderr_file = open(self._stderr_path, "wb")  # noqa: SIM115 - closed in _reap
+        self._stderr_offset = 0
+        self._pending = b""
+        env = dict(os.environ)
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", _WORKER_MODULE, str(self._model_path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr_file,
+            cwd=self.directory, env=env, bufsize=0)
+        logger.debug("started TFLite Micro worker %d", self._proc.pid)
+
+    def _read_stderr(self) -> bytes:
+        if self._stderr_path is None:
+            return b""
+        with open(self._stderr_path, "rb") as f:
+            f.seek(self._stderr_offset)
+            data = f.read()
+        self._stderr_offset += len(data)
+        return data
+
+    def _read_line(self, deadline: float) -> bytes | None:
+        """The next answer line; b"" when the worker closed stdout, None on timeout."""
+        fd = self._proc.stdout.fileno()
+        while b"\n" not in self._pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return b""
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line
+
+    def _reap(self, kill: bool) -> int | None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        if kill and proc.poll() is None:
+            proc.kill()
+        try:
+            returncode = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            returncode = proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        if self._stderr_file is not None:
+            self._stderr_file.close()
+            self._stderr_file = None
+        return returncode
+
+    def request(self, request: dict, timeout_s: float | None = None) -> _Reply:
+        """Send one request and wait for its answer; a dead or hung worker is a failed reply."""
+        if timeout_s is None:
+            timeout_s = _REQUEST_TIMEOUT_S
+        if self._proc is None:
+            self._start()
+        start = time.monotonic()
+        try:
+            self._proc.stdin.write(json.dumps(request).encode() + b"\n")
+            line = self._read_line(start + timeout_s)
+        except (BrokenPipeError, ConnectionResetError):
+            line = b""
+        seconds = time.monotonic() - start
+        if line:
+            answer = json.loads(line)
+            return _Reply(ok=bool(answer.get("ok")), stage=answer.get("stage", ""),
+                          error=answer.get("error", ""), stderr=self._read_stderr(),
+                          seconds=seconds, details=answer)
+        timed_out = line is None
+        returncode = self._reap(kill=True)
+        stderr = self._read_stderr()
+        reply = _Reply(ok=False, stage="timeout" if timed_out else "crash", stderr=stderr,
+                       returncode=None if timed_out else returncode, timed_out=timed_out,
+                       seconds=seconds)
+        logger.debug("TFLite Micro worker lost on %s: %s", request.get("cmd"), reply.message)
+        return reply
+
+    def close(self) -> None:
+        if self._proc is not None:
+            try:
+                self._proc.stdin.close()  # the worker ends at end of input
+            except OSError:
+                pass
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            self._reap(kill=True)
+        self._tmp.cleanup()
