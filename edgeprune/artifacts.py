@@ -45,6 +45,20 @@ def sha256_file(path: str | os.PathLike) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
+def sha256_path(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, or of a folder (its files' relative paths and hashes, sorted)."""
+    if not os.path.isdir(path):
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            h.update(os.path.relpath(full, path).encode() + b"\0")
+            h.update(sha256_file(full).encode())
+    return h.hexdigest()
+
+
 def check_out_dir(path: str | os.PathLike) -> None:
     """Raise :class:`BadInputError` if ``path`` cannot become a run directory.
 
@@ -177,14 +191,11 @@ class RunDir:
                 removed.append(name)
         return removed
 
-    def forget(self, stage: str) -> list[str]:
-        """Delete and unlist the artifacts recorded for ``stage``."""
-        names = [n for n, a in self.artifacts.items() if a.get("stage") == stage]
-        for name in names:
-            del self.artifacts[name]
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.file(name))
-        return names
+    def forget_artifact(self, name: str) -> None:
+        """Unlist ``name`` and delete its file (only a plain name inside this folder)."""
+        self.artifacts.pop(name, None)
+        if os.path.basename(name) == name and os.path.isfile(self.file(name)):
+            os.unlink(self.file(name))
 
     def load_report(self) -> dict[str, Any] | None:
         """The existing ``report.json`` (its artifacts become this run's), or None.

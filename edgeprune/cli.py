@@ -250,12 +250,16 @@ def inspect(model_path, as_json):
     except FileNotFoundError:
         raise BadInputError(f"{model_path} does not exist; check the path") from None
     except ValueError as exc:  # TFLiteFormatError
-        raise BadInputError(str(exc)) from None
+        raise BadInputError(f"{exc}; pass a .tflite flatbuffer") from None
+    except OSError as exc:
+        raise BadInputError(f"{model_path} cannot be read ({exc.strerror})") from None
     if as_json:
         import dataclasses
         import json
 
-        click.echo(json.dumps(dataclasses.asdict(info), indent=2))
+        body = dataclasses.asdict(info)
+        body["weights"]["zero_fraction"] = info.weights.zero_fraction
+        click.echo(json.dumps(body, indent=2))
     else:
         click.echo(format_model_info(info))
 

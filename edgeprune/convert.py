@@ -16,7 +16,11 @@ model (see the design notes).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+import tempfile
 
 import numpy as np
 
@@ -65,9 +69,41 @@ def to_tflite(model, mode: str, calibration: np.ndarray | None = None) -> bytes:
         converter.inference_output_type = tf.int8
     else:
         raise ValueError(f"unknown quantization mode {mode!r}")
-    try:
-        return bytes(converter.convert())
-    except Exception as exc:  # noqa: BLE001 - the converter raises many types
-        text = " ".join(str(exc).split())
-        raise ConversionError(f"the TFLite converter failed in {mode} mode: {text[:300]}"
-                              ) from None
+    with _native_stderr_captured() as captured:
+        try:
+            return bytes(converter.convert())
+        except Exception as exc:  # noqa: BLE001 - the converter raises many types
+            text = " ".join(str(exc).split())
+    detail = _first_error(captured.text) or text
+    raise ConversionError(f"the TFLite converter failed in {mode} mode: {detail[:300]}")
+
+
+class _Captured:
+    text = ""
+
+
+@contextlib.contextmanager
+def _native_stderr_captured():
+    """Collect what the converter's native code writes to fd 2 (MLIR diagnostics
+    run to kilobytes) and log it at debug level instead of flooding the terminal."""
+    captured = _Captured()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.text = sink.read().decode(errors="replace")
+    if captured.text.strip():
+        log.debug("converter output:\n%s", captured.text)
+
+
+def _first_error(text: str) -> str:
+    for line in text.splitlines():
+        if "error:" in line:
+            return " ".join(line.split("error:", 1)[1].split())
+    return ""

@@ -114,8 +114,9 @@ def load_dataset(spec: str | os.PathLike) -> Dataset:
     for k, a in arrays.items():
         if a.dtype == object or a.dtype.kind not in "biuf":
             raise DataError(f"data file {text}: {k} has dtype {a.dtype}; it must be numeric")
-        if len(a) == 0:
-            raise DataError(f"data file {text}: {k} is empty")
+        if a.ndim == 0 or len(a) == 0:
+            raise DataError(f"data file {text}: {k} is empty or a scalar; it needs one row "
+                            f"per sample")
         if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
             bad = int(np.count_nonzero(~np.isfinite(a)))
             raise DataError(f"data file {text}: {k} holds {bad} NaN or infinite value"
@@ -139,7 +140,7 @@ def infer_task(dataset: Dataset, output_units: int, requested: str = "auto",
     if requested != "auto":
         return requested
     y = dataset.y_train
-    if _is_one_hot(y, output_units):
+    if _one_hot_rows(y):  # a width that does not match the output is reported by prepare()
         return "classification"
     flat = y.reshape(len(y), -1)
     if flat.shape[1] == 1 and np.all(np.equal(np.mod(flat, 1), 0)):
@@ -164,9 +165,13 @@ def check_input_shapes(dataset: Dataset, input_shape: tuple) -> None:
                 f"{_shape_text(want)}; reshape the data or pass the matching model")
 
 
+def _one_hot_rows(y: np.ndarray) -> bool:
+    return (y.ndim == 2 and y.shape[1] > 1 and bool(np.all((y == 0) | (y == 1)))
+            and bool(np.all(y.sum(axis=1) == 1)))
+
+
 def _is_one_hot(y: np.ndarray, output_units: int) -> bool:
-    return (y.ndim == 2 and y.shape[1] == output_units and output_units > 1
-            and bool(np.all((y == 0) | (y == 1))) and bool(np.all(y.sum(axis=1) == 1)))
+    return output_units > 1 and y.ndim == 2 and y.shape[1] == output_units and _one_hot_rows(y)
 
 
 def prepare(dataset: Dataset, task: str, input_shape: tuple, output_shape: tuple) -> Dataset:
@@ -193,6 +198,10 @@ def prepare(dataset: Dataset, task: str, input_shape: tuple, output_shape: tuple
         return replace(dataset, **ys)
     n_classes = max(out_units, 2)
     one_hot = _is_one_hot(dataset.y_train, out_units)
+    if not one_hot and _one_hot_rows(dataset.y_train):
+        raise DataError(f"y_train is one-hot with {dataset.y_train.shape[1]} classes but the "
+                        f"model's output layer has {out_units} unit"
+                        f"{'s' if out_units != 1 else ''}; fix the labels or the output layer")
     ys = {}
     for key in ("y_train", "y_test", "y_val"):
         y = getattr(dataset, key)

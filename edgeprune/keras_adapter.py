@@ -182,6 +182,13 @@ def check_model(model, where: str = "model") -> None:
             f"model; {KERAS3_FIX}")
     if not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)):
         raise UnsupportedModelError(_subclassed_message(where, type(model).__name__))
+    nested = [layer.name for layer in model.layers
+              if isinstance(layer, keras.Model) and layer.weights]
+    if nested:
+        raise UnsupportedModelError(
+            f"{where} contains the nested model(s) {', '.join(nested)}; tfmot and edgeprune "
+            f"do not prune inside nested models: rebuild the model with the nested model's "
+            f"layers inline (one functional graph)")
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise UnsupportedModelError(
             f"{where} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "

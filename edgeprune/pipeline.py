@@ -32,7 +32,7 @@ from edgeprune.data import (
     load_dataset,
     prepare,
 )
-from edgeprune.errors import BadInputError, QualityError
+from edgeprune.errors import BadInputError, DataError, QualityError
 from edgeprune.recipe import Recipe
 from edgeprune.schedule import SchedulePlan, plan_schedule
 
@@ -60,6 +60,7 @@ class Inputs:
     layer_plans: list
     schedule: SchedulePlan | None
     load_notes: dict = field(default_factory=dict)  # Keras 3 rebuild, wrappers stripped
+    input_sha256: str | None = None  # of the model file or SavedModel folder, before any write
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ class RunResult:
 
 def resolve_inputs(model: str | None, data: str | None, recipe: Recipe,
                    out: str | None, plan_pruning: bool = True,
-                   require_file: bool = False) -> Inputs:
+                   require_file: bool = False, writes: tuple[str, ...] = ()) -> Inputs:
     """Load and check the model, data, recipe and output folder; write nothing.
 
     ``model`` is a path or ``None`` for the built-in default; ``data`` is an
@@ -154,8 +155,8 @@ def resolve_inputs(model: str | None, data: str | None, recipe: Recipe,
     if require_file and (model is None or (model in BUILTIN_MODELS
                                            and not os.path.exists(model))):
         raise BadInputError(f"'{model}' is a built-in model name, not a Keras model file; "
-                            f"use `edgeprune run` for the built-in default, or pass a "
-                            f".keras, .h5 or SavedModel path")
+                            f"a single stage needs a .keras, .h5 or SavedModel path (the "
+                            f"whole pipeline runs the built-in default)")
     if model is None or model in BUILTIN_MODELS:
         builtin = BUILTIN_MODELS[model or DEFAULT_MODEL]
         data = data or builtin.dataset
@@ -167,8 +168,16 @@ def resolve_inputs(model: str | None, data: str | None, recipe: Recipe,
                                 "file or a built-in data set name")
         source = os.path.abspath(model)
         default_out = os.path.join("runs", _stem(model))
+        if require_file and os.path.isfile(os.path.join(os.path.dirname(source),
+                                                        artifacts.REPORT_NAME)):
+            default_out = os.path.dirname(source)  # a stage on a run folder's artifact
     out_dir = out or default_out
     artifacts.check_out_dir(out_dir)
+    for name in writes:
+        target = os.path.abspath(os.path.join(out_dir, name))
+        if model is not None and os.path.abspath(model) == target:
+            raise BadInputError(f"the input model {model} would be overwritten by this "
+                                f"stage's {name}; choose another output directory")
     dataset = load_dataset(data)
 
     from edgeprune import keras_adapter as ka
@@ -176,7 +185,7 @@ def resolve_inputs(model: str | None, data: str | None, recipe: Recipe,
 
     if builtin is not None:
         ka.seed_everything(recipe.seed)
-        n_out = _classes_in(dataset)
+        n_out = _builtin_classes(dataset, builtin.name)
         keras_model = builtin.build(dataset.x_train.shape[1:], n_out)
     else:
         try:
@@ -186,6 +195,8 @@ def resolve_inputs(model: str | None, data: str | None, recipe: Recipe,
         except ka.WrappedModelError:
             keras_model = pr.load_stripped(model)
             load_notes["stripped_pruning_wrappers_on_load"] = True
+    # hashed after loading (which proved it readable), before anything is written
+    input_sha256 = artifacts.sha256_path(source) if builtin is None else None
     shapes = ka.shapes(keras_model)
     check_input_shapes(dataset, shapes.input_shape)
     probabilities = ka.outputs_are_probabilities(keras_model, dataset.x_train)
@@ -197,18 +208,23 @@ def resolve_inputs(model: str | None, data: str | None, recipe: Recipe,
         layer_plans = pr.plan_layers(keras_model, recipe.prune)
         schedule = plan_schedule(recipe.prune, len(dataset.x_train))
     return Inputs(keras_model, source, builtin, dataset, task, n_classes, probabilities,
-                  recipe, RunDir(out_dir), layer_plans, schedule, load_notes)
+                  recipe, RunDir(out_dir), layer_plans, schedule, load_notes, input_sha256)
 
 
 def _stem(path: str) -> str:
     return os.path.splitext(os.path.basename(os.path.normpath(path)))[0] or "model"
 
 
-def _classes_in(dataset: Dataset) -> int:
+def _builtin_classes(dataset: Dataset, name: str) -> int:
+    """Classes for a built-in classifier's head, from integer or one-hot labels."""
     y = dataset.y_train
-    if y.ndim == 2 and y.shape[1] > 1:
+    if y.ndim == 2 and y.shape[1] > 1 and np.all((y == 0) | (y == 1)):
         return y.shape[1]
-    return int(np.max(y)) + 1
+    flat = y.reshape(len(y), -1)
+    if flat.shape[1] != 1 or not np.all(np.equal(np.mod(flat, 1), 0)) or flat.min() < 0:
+        raise DataError(f"the built-in {name} is a classifier: it needs integer class labels "
+                        f"(or one-hot rows) in y_train; pass your own model for other tasks")
+    return int(flat.max()) + 1
 
 
 # ---------------------------------------------------------------- stages
@@ -406,7 +422,8 @@ def run(model: str | None = None, data: str | None = None, recipe: Recipe | None
     """
     t0 = time.perf_counter()
     recipe = recipe or Recipe()
-    inp = resolve_inputs(model, data, recipe, out)
+    inp = resolve_inputs(model, data, recipe, out, writes=(
+        artifacts.BASELINE_KERAS, artifacts.PRUNED_KERAS))
     previous = inp.out.begin_run()
     base = baseline_stage(inp)
     pruned = prune_stage(inp, base.model)
@@ -477,8 +494,8 @@ def library_versions() -> dict[str, str]:
 def describe_inputs(inp: Inputs) -> dict:
     src = {"model": inp.model_source, "data": inp.dataset.describe(), "task": inp.task,
            "n_classes": inp.n_classes, "outputs_are_probabilities": inp.probabilities}
-    if os.path.exists(inp.model_source) and os.path.isfile(inp.model_source):
-        src["model_sha256"] = artifacts.sha256_file(inp.model_source)
+    if inp.input_sha256:
+        src["model_sha256"] = inp.input_sha256
     src.update(inp.load_notes)
     return src
 
@@ -561,57 +578,60 @@ def _reference_outputs(inp: Inputs, model):
     return _scores(inp, ka.predict(model, inp.dataset.x_test))
 
 
-# Which stages a stage command's result makes stale in an existing report.
-_DOWNSTREAM = {"prune": ("quantize",), "quantize": ()}
-_SIZE_KEYS = {"baseline": "baseline", "prune": "pruned", "quantize": "final"}
-
-
 def _input_entry(inp: Inputs) -> dict:
-    entry = {"model": inp.model_source}
-    if os.path.isfile(inp.model_source):
-        entry["sha256"] = artifacts.sha256_file(inp.model_source)
-    return entry
+    return {"model": inp.model_source, "sha256": inp.input_sha256,
+            "data": inp.dataset.name, "data_sha256": inp.dataset.sha256}
+
+
+# The artifact a stage produces that a later stage takes as its input.
+_STAGE_OUTPUT = {"baseline": artifacts.BASELINE_KERAS, "prune": artifacts.PRUNED_KERAS}
+_ORDER = ("baseline", "prune", "quantize")
 
 
 def _finish_stage(inp: Inputs, stage: str, figures: dict, sizes: dict, evals: list,
                   reference: str, t0: float) -> StageRunResult:
     """Merge one stage's results into ``report.json``.
 
-    Entries of other stages are kept only while they still describe the
-    files: a stage's downstream results are dropped (and their artifacts
-    deleted), and so are upstream results that did not produce this stage's
-    input. Every stage entry records its own input, seed and recipe.
+    Earlier stages are kept only while they produced this stage's input (same
+    model hash, same data); everything else in the old report, and this
+    stage's own older artifacts, is dropped and its files deleted, so the
+    report always describes the folder. The input file itself is never deleted.
+    Every stage entry records its own input, seed and recipe.
     """
-    report = inp.out.load_report() or {"stages": {}, "sizes": {}}
-    stages = report.setdefault("stages", {})
-    evaluate = stages.setdefault("evaluate", {})
-    sizes_all = report.setdefault("sizes", {})
-    my_input = _input_entry(inp)
-    keep = set()
-    if stage == "quantize" and my_input.get("sha256") == inp.out.artifacts.get(
-            artifacts.PRUNED_KERAS, {}).get("sha256"):
-        keep = {"baseline", "prune"}
-    if stage == "prune" and my_input.get("sha256") == inp.out.artifacts.get(
-            artifacts.BASELINE_KERAS, {}).get("sha256"):
-        keep = {"baseline"}
-    for other in ("baseline", "prune", "quantize"):
-        if other == stage or other in keep:
-            continue
-        stages.pop(other, None)
-        stages.pop("strip", None) if other == "prune" else None
-        evaluate.pop(_SIZE_KEYS[other], None)
-        sizes_all.pop(_SIZE_KEYS[other], None)
-        inp.out.forget(other)
-    stages[stage] = {"input": my_input, "seed": inp.recipe.seed,
+    fresh = set(inp.out.artifacts)
+    old = inp.out.load_report() or {}
+    stages = old.get("stages", {})
+    same_data = old.get("inputs", {}).get("data", {}).get("sha256") == inp.dataset.sha256
+    keep: set[str] = set()
+    for earlier in _ORDER[:_ORDER.index(stage)]:
+        produced = inp.out.artifacts.get(_STAGE_OUTPUT.get(earlier, ""), {}).get("sha256")
+        if same_data and produced and produced == inp.input_sha256:
+            keep = set(_ORDER[:_ORDER.index(earlier) + 1])
+    for entry in keep:  # a kept entry written by `run` gets its own input, seed and recipe
+        if entry in stages and "input" not in stages[entry]:
+            stages[entry].update({"input": old.get("inputs"), "seed": old.get("seed"),
+                                  "recipe": old.get("recipe")})
+    protected = {os.path.abspath(inp.model_source)}
+    for name, entry in list(inp.out.artifacts.items()):
+        stale_stage = entry.get("stage") not in keep and name not in fresh
+        if stale_stage and os.path.abspath(inp.out.file(name)) not in protected:
+            inp.out.forget_artifact(name)
+        elif stale_stage:
+            del inp.out.artifacts[name]
+    evaluate = {k: v for k, v in stages.get("evaluate", {}).items()
+                if {"baseline": "baseline", "pruned": "prune"}.get(k) in keep}
+    sizes_all = {k: v for k, v in old.get("sizes", {}).items()
+                 if {"baseline": "baseline", "pruned": "prune"}.get(k) in keep}
+    stages = {k: v for k, v in stages.items() if k in keep}
+    stages[stage] = {"input": _input_entry(inp), "seed": inp.recipe.seed,
                      "recipe": inp.recipe.to_dict(), **figures}
     evaluate.update(_eval_entries(evals, reference))
+    stages["evaluate"] = evaluate
     sizes_all.update({s: asdict(v) for s, v in sizes.items()})
-    report.update({"tool": {"name": "edgeprune", "version": __version__},
-                   "versions": library_versions(), "seed": inp.recipe.seed,
-                   "recipe": inp.recipe.to_dict(), "inputs": describe_inputs(inp),
-                   "notes": size_notes(sizes_all)})
-    report.pop("schema_version", None)
-    report.pop("artifacts", None)
+    report = {"tool": {"name": "edgeprune", "version": __version__},
+              "versions": library_versions(), "seed": inp.recipe.seed,
+              "recipe": inp.recipe.to_dict(), "inputs": describe_inputs(inp),
+              "stages": stages, "sizes": sizes_all, "notes": size_notes(sizes_all)}
     path = inp.out.write_report(report)
     return StageRunResult(inp.out.path, path, stage, inp.task, figures, sizes, evals,
                           time.perf_counter() - t0)
@@ -625,7 +645,8 @@ def prune_only(model: str, data: str, recipe: Recipe | None = None,
     from edgeprune import prune as pr
 
     t0 = time.perf_counter()
-    inp = resolve_inputs(model, data, recipe or Recipe(), out, require_file=True)
+    inp = resolve_inputs(model, data, recipe or Recipe(), out, require_file=True,
+                         writes=(artifacts.PRUNED_KERAS,))
     reference = _reference_outputs(inp, inp.model)
     result = prune_stage(inp, inp.model)
     sizes = {"pruned": measure_size(result.tflite_path, "float32")}

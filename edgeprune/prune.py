@@ -44,6 +44,7 @@ class LayerPlan:
     kernel_shape: tuple[int, ...]
     pruned: bool
     reason: str  # empty when pruned
+    weight: str = "kernel"  # the attribute measured: what tfmot prunes in this layer
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,13 @@ class StripCheck:
 
 
 def _kernel(layer):
-    for attr in ("kernel", "depthwise_kernel", "embeddings"):
+    """The weight tfmot prunes in ``layer`` (its registry's first weight name),
+    else the layer's main kernel (for layers tfmot leaves dense)."""
+    names = []
+    if _registry.supports(layer) and not _registry._is_rnn_layer(layer) and \
+            not _registry._is_mha_layer(layer):
+        names = list(_registry._weight_names(layer))
+    for attr in names + ["kernel", "depthwise_kernel", "pointwise_kernel", "embeddings"]:
         w = getattr(layer, attr, None)
         if w is not None:
             return attr, w
@@ -94,7 +101,7 @@ def plan_layers(model, opts: PruneOptions) -> list[LayerPlan]:
             raise RecipeError(f"{key} names {', '.join(unknown)}, which is neither a layer "
                               f"name nor a layer type of this model; the model has "
                               f"{', '.join(sorted(known))}")
-    plans = []
+    plans, notes = [], []
     for layer in model.layers:
         attr, w = _kernel(layer)
         if w is None:
@@ -102,6 +109,9 @@ def plan_layers(model, opts: PruneOptions) -> list[LayerPlan]:
         shape = tuple(int(d) for d in w.shape)
         kind = type(layer).__name__
         reason = ""
+        if kind.startswith("SeparableConv"):
+            notes.append(f"{layer.name}: tfmot prunes the pointwise kernel of {kind}; its "
+                         f"depthwise kernel stays dense")
         if _matches(layer, opts.exclude):
             reason = "excluded by prune.exclude"
         elif opts.include and not _matches(layer, opts.include):
@@ -124,7 +134,9 @@ def plan_layers(model, opts: PruneOptions) -> list[LayerPlan]:
             bh, bw = opts.block_size
             reason = (f"kernel {shape[0]}x{shape[1]} does not divide into {bh}x{bw} blocks; "
                       f"partial blocks would miss the requested sparsity")
-        plans.append(LayerPlan(layer.name, kind, shape, not reason, reason))
+        plans.append(LayerPlan(layer.name, kind, shape, not reason, reason, attr))
+    for note in notes:
+        log.info("prune: %s", note)
     if requested_sparsity(opts) > 0 and not any(p.pruned for p in plans):
         why = "; ".join(f"{p.name}: {p.reason}" for p in plans) or "the model has no kernels"
         raise RecipeError(f"no layer would be pruned ({why}); change prune.include, "
@@ -210,8 +222,7 @@ def measure_sparsity(stripped, layer_plans: list[LayerPlan], opts: PruneOptions
     by_name = {layer.name: layer for layer in stripped.layers}
     out = []
     for p in layer_plans:
-        _, w = _kernel(by_name[p.name])
-        w = np.asarray(w)
+        w = np.asarray(getattr(by_name[p.name], p.weight))
         zeros = int(np.count_nonzero(w == 0))
         achieved = zeros / w.size
         requested = requested_sparsity(opts) if p.pruned else 0.0

@@ -137,7 +137,7 @@ class Recipe:
     """Every pipeline option. Build with :func:`load_recipe` or ``Recipe()``."""
 
     seed: int = _opt(0, "--seed", "Seed for every random choice (same seed, same metrics).",
-                     lo=0)
+                     lo=0, hi=2**32 - 1)
     task: str = _opt("auto", "--task", "Task; auto infers it from the labels and the model.",
                      choices=TASKS)
     train: TrainOptions = field(default_factory=TrainOptions)

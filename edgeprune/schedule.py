@@ -101,7 +101,8 @@ def plan_schedule(opts: PruneOptions, n_train: int) -> SchedulePlan:
                             f"prune.begin_step or raise prune.epochs")
     if opts.schedule == "constant":
         end = opts.end_step if opts.end_step is not None else -1
-        frequency = opts.frequency or max(1, min(100, (total - begin) // TARGET_MASK_UPDATES))
+        span = (end if end > 0 else total) - begin
+        frequency = opts.frequency or max(1, min(100, span // TARGET_MASK_UPDATES))
     else:
         if opts.end_step is not None:
             end = opts.end_step
@@ -125,6 +126,12 @@ def plan_schedule(opts: PruneOptions, n_train: int) -> SchedulePlan:
                         begin, end, frequency, steps_per_epoch, opts.epochs, total,
                         len(updates), updates[-1] if len(updates) else -1, reached, derived)
     if opts.final_sparsity > 0 and not len(updates):
+        first = begin + frequency if begin == 0 else begin
+        if 0 < end < first:
+            raise ScheduleError(
+                f"the {opts.schedule} schedule never updates its masks: its first update "
+                f"(step {first}) comes after prune.end_step = {end}; lower prune.frequency or "
+                f"raise prune.end_step")
         raise ScheduleError(
             f"the {opts.schedule} schedule never updates its masks: the first update step "
             f"comes after the last training step ({where}, frequency {frequency}); lower "

@@ -177,6 +177,43 @@ def test_stage_commands_chain_prune_then_quantize(residual_model, digits_npz, tm
     assert set(report["artifacts"]) == {"pruned.keras", "pruned_float32.tflite"}
 
 
+def test_stage_commands_on_a_run_folder_keep_what_produced_their_input(default_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(default_run[0], run)
+    # quantizing the run's baseline: the baseline entries stay (they made the input),
+    # the run's prune and int8 results go, the input file is never deleted
+    for mode in ("float16", "dynamic"):
+        r = invoke("quantize", str(run / "baseline.keras"), "--data", "digits", "--quantize",
+                   mode)  # no --out: a run folder's artifact writes back into that folder
+        assert r.exit_code == 0, r.output
+    report = json.loads((run / "report.json").read_text())
+    assert set(report["artifacts"]) == {"baseline.keras", "baseline.json",
+                                        "baseline_float32.tflite", "final_dynamic.tflite"}
+    assert (run / "baseline.keras").exists() and not (run / "final_float16.tflite").exists()
+    assert not (run / "pruned.keras").exists() and not (run / "final_int8.tflite").exists()
+    assert set(report["stages"]) == {"baseline", "quantize", "evaluate"}
+    assert report["stages"]["quantize"]["input"]["sha256"] == \
+        report["artifacts"]["baseline.keras"]["sha256"]
+    assert report["stages"]["baseline"]["input"]["model"] == "builtin:digits_cnn"
+    assert report["sizes"].keys() == {"baseline", "final"}
+
+
+def test_a_stage_never_overwrites_its_input(default_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(default_run[0], run)
+    before = (run / "pruned.keras").read_bytes()
+    r = CliRunner().invoke(main, ["prune", str(run / "pruned.keras"), "--data", "digits",
+                                  "--out", str(run)])
+    assert r.exit_code == 1
+    assert "would be overwritten by this stage's pruned.keras; choose another output" in \
+        r.stderr
+    assert (run / "pruned.keras").read_bytes() == before
+
+
 def test_stage_commands_refuse_builtin_model_names(tmp_path):
     r = CliRunner().invoke(main, ["quantize", "digits_cnn", "--data", "digits", "--out",
                                   str(tmp_path / "q")])
@@ -254,6 +291,27 @@ def test_inspect_prints_ops_without_tensorflow(default_run):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "CONV_2D" in proc.stdout and "FULLY_CONNECTED" in proc.stdout
+
+
+def test_inspect_errors_are_one_line(tmp_path):
+    garbage = tmp_path / "g.tflite"
+    garbage.write_bytes(b"not a flatbuffer at all")
+    unreadable = tmp_path / "mem.tflite"
+    unreadable.symlink_to("/proc/self/mem")
+    for path, message in ((garbage, "not a TFLite model"),
+                          (unreadable, "cannot be read (Input/output error)"),
+                          (tmp_path / "missing.tflite", "does not exist")):
+        r = CliRunner().invoke(main, ["inspect", str(path)])
+        assert r.exit_code == 1, r.output
+        assert r.stderr.startswith("edgeprune: error: ") and message in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_inspect_json_has_the_weight_zero_fraction(default_run):
+    r = invoke("inspect", "--json", str(default_run[0] / "final_int8.tflite"))
+    body = json.loads(r.stdout)
+    assert body["weights"]["zero_fraction"] == pytest.approx(0.75, abs=0.002)
+    assert body["file_bytes"] == os.path.getsize(default_run[0] / "final_int8.tflite")
 
 
 def test_help_does_not_import_tensorflow():

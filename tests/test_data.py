@@ -117,3 +117,21 @@ def test_non_finite_values_are_named(tmp_path, value):
     a["x_train"][2, 0, 0, 0] = value
     with pytest.raises(DataError, match="x_train holds 1 NaN or infinite value; clean"):
         load_dataset(save(tmp_path, **a))
+
+
+def test_one_hot_of_the_wrong_width_names_both(tmp_path):
+    a = arrays(classes=12)
+    eye = np.eye(12)
+    a["y_train"], a["y_test"] = eye[a["y_train"]], eye[a["y_test"]]
+    d = load_dataset(save(tmp_path, **a))
+    assert infer_task(d, 10) == "classification"
+    with pytest.raises(DataError, match="y_train is one-hot with 12 classes but the model's "
+                                        "output layer has 10 units"):
+        prepare(d, "classification", (None, 8, 8, 1), (None, 10))
+
+
+def test_scalar_array_is_refused(tmp_path):
+    a = arrays()
+    a["x_calib"] = np.float32(3.0)
+    with pytest.raises(DataError, match="x_calib is empty or a scalar"):
+        load_dataset(save(tmp_path, **a))

@@ -115,3 +115,44 @@ def test_model_with_dynamic_spatial_input_is_evaluated_at_the_data_shape(digits_
                           small_recipe(final_sparsity=0.5), str(tmp_path / "run"))
     assert {e.stage for e in result.evaluations} == {"baseline", "pruned", "final"}
     assert result.report["stages"]["quantize"]["check"]["ok"]
+
+
+def test_separable_conv_prunes_its_pointwise_kernel(digits_npz, tmp_path):
+    from edgeprune import keras_adapter as ka
+
+    ka.seed_everything(0)
+    keras = ka.keras
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3, name="conv"),
+                              keras.layers.SeparableConv2D(16, 3, name="sep"),
+                              keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax", name="out")])
+    result = pipeline.run(save(model, tmp_path / "sep.keras"), digits_npz,
+                          small_recipe(final_sparsity=0.5), str(tmp_path / "run"))
+    layers = {s.name: s for s in result.prune.layers}
+    assert layers["sep"].pruned and layers["sep"].weights == 8 * 16
+    assert layers["sep"].achieved == pytest.approx(0.5, abs=1 / 128)
+
+
+def test_nested_model_is_refused_not_silently_skipped(tmp_path, digits_npz):
+    from edgeprune import keras_adapter as ka
+    from edgeprune.errors import UnsupportedModelError
+
+    keras = ka.keras
+    inp = keras.Input((8, 8, 1))
+    backbone = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                                 keras.layers.Dense(16)], name="backbone")
+    model = keras.Model(inp, keras.layers.Dense(10, name="head")(backbone(inp)))
+    with pytest.raises(UnsupportedModelError, match="contains the nested model.s. backbone"):
+        pipeline.run(save(model, tmp_path / "nested.keras"), digits_npz, small_recipe(),
+                     str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_builtin_model_on_float_targets_says_it_is_a_classifier(tmp_path, digits):
+    from edgeprune.errors import DataError
+
+    data = tmp_path / "ae.npz"
+    np.savez(data, x_train=digits.x_train, y_train=digits.x_train, x_test=digits.x_test,
+             y_test=digits.x_test)
+    with pytest.raises(DataError, match="the built-in digits_cnn is a classifier"):
+        pipeline.run(None, str(data), small_recipe(), str(tmp_path / "run"))

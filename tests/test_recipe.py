@@ -121,3 +121,8 @@ def test_pairs_parse(text, pair):
 def test_bad_pairs_are_rejected(text):
     with pytest.raises(RecipeError, match="prune.block_size"):
         build_recipe({"prune": {"block_size": text}})
+
+
+def test_seed_must_fit_32_bits():
+    with pytest.raises(RecipeError, match="seed = 4294967296 is outside"):
+        build_recipe({"seed": 2**32})

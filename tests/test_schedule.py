@@ -82,3 +82,11 @@ def test_end_step_without_frequency_gets_a_dividing_frequency():
     plan = plan_schedule(opts(begin_step=0, end_step=100, epochs=4), 300)
     assert 100 % plan.frequency == 0 and plan.frequency <= 100 // 16
     assert plan.reached_sparsity == pytest.approx(0.75)
+
+
+def test_constant_schedule_with_early_end_step_names_the_end_step():
+    with pytest.raises(ScheduleError, match=r"first update \(step 10\) comes after "
+                                            r"prune.end_step = 5"):
+        plan_schedule(opts(schedule="constant", end_step=5, frequency=10), 300)
+    plan = plan_schedule(opts(schedule="constant", end_step=32), 300)
+    assert plan.last_update_step <= 32 and plan.reached_sparsity == pytest.approx(0.75)
