@@ -6,7 +6,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench clean help
+# One make target per device profile, derived from the folder.
+TARGETS := $(sort $(basename $(notdir $(wildcard targets/*.toml))))
+
+.PHONY: demo test test-slow lint bench clean help targets all-targets $(TARGETS)
 
 help:
 	@echo "make demo      set up $(VENV) and run the built-in default (digits CNN) end to end"
@@ -14,6 +17,8 @@ help:
 	@echo "make test-slow run the test suite including slow tests"
 	@echo "make lint      ruff"
 	@echo "make bench     time edgeprune against a plain tfmot + converter script"
+	@echo "make targets   list the device targets; make <target> builds build/<target>/"
+	@echo "make all-targets  build every target and print a pass/fail table"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else \
@@ -38,6 +43,23 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_default.py
+
+targets:
+	@printf '%s\n' $(TARGETS)
+
+# The built-in default for one device: the pipeline, the budget check and, for
+# TFLite Micro devices, firmware/ in build/<target>/. Exit 3 if over budget.
+$(TARGETS): $(STAMP)
+	$(BIN)/edgeprune run --target $@ --out build/$@
+
+all-targets: $(STAMP)
+	@mkdir -p build
+	@for t in $(TARGETS); do \
+		echo "building $$t"; \
+		$(BIN)/edgeprune -q run --target $$t --out build/$$t > build/$$t.log 2>&1; \
+		echo $$? > build/$$t.exit; \
+	done
+	@$(BIN)/python -m edgeprune.fleet build $(TARGETS)
 
 clean:
 	rm -rf build runs .pytest_cache

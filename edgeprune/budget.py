@@ -88,7 +88,8 @@ def ram_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
     """The arena (with the target's margin) plus the runtime's static RAM fit the RAM budget."""
     if target.kind == "linux":
         figure = ev.peak_memory_bytes
-        evidence = "peak interpreter memory measured with ai-edge-litert on this host"
+        evidence = ("memory growth of a fresh process that loads the model in ai-edge-litert, "
+                    "allocates and invokes once, measured on this host")
     else:
         if ev.arena_bytes is None:
             return RuleResult("ram", _rule_text(ram_rule), False, None, budget.max_ram_bytes, "B",
@@ -121,8 +122,9 @@ def ops_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
 def dtype_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
     """The model's input, output and weights have the dtype the target requires."""
     ok = target.model_dtype == "any" or ev.model_dtype == target.model_dtype
+    needs = "runs any dtype" if target.model_dtype == "any" else f"needs {target.model_dtype}"
     return RuleResult("dtype", _rule_text(dtype_rule), ok, None, None, "",
-                      f"model is {ev.model_dtype}; {target.id} needs {target.model_dtype}")
+                      f"model is {ev.model_dtype}; {target.id} {needs}")
 
 
 RULES = (flash_rule, ram_rule, ops_rule, dtype_rule)

@@ -17,7 +17,7 @@ import typing
 import click
 
 from edgeprune import __version__
-from edgeprune.errors import BadInputError, EdgepruneError, QualityError
+from edgeprune.errors import BadInputError, BudgetError, EdgepruneError, QualityError
 from edgeprune.recipe import option_fields
 
 log = logging.getLogger("edgeprune")
@@ -156,10 +156,14 @@ _out_opt = click.option("--out", "out", default=None, metavar="DIR",
 @_data_opt
 @_recipe_opt
 @_out_opt
-@recipe_options((None, "train", "prune", "quantize"))
+@click.option("--target", "target", default=None, metavar="NAME",
+              help="Device profile (see `edgeprune targets`): check the final model against "
+                   "its budgets and write firmware/ for TFLite Micro devices. Default "
+                   "output: build/NAME.")
+@recipe_options((None, "train", "prune", "quantize", "budget"))
 @guarded
-def run(model, data, recipe_path, out, **kwargs):
-    """Run every stage: baseline, prune, strip, quantize, evaluate."""
+def run(model, data, recipe_path, out, target, **kwargs):
+    """Run every stage: baseline, prune, strip, quantize, evaluate (and check)."""
     if model is not None and data is None:
         raise click.UsageError("--data is required with --model: pruning fine-tunes on it "
                                "(an .npz file or a built-in data set name)")
@@ -168,9 +172,10 @@ def run(model, data, recipe_path, out, **kwargs):
     from edgeprune.summary import format_run
 
     try:
-        result = pipeline.run(model=model, data=data, recipe=recipe, out=out)
-    except QualityError as exc:
-        click.echo(format_run(exc.result))
+        result = pipeline.run(model=model, data=data, recipe=recipe, out=out, target=target)
+    except (QualityError, BudgetError) as exc:
+        if exc.result is not None:
+            click.echo(format_run(exc.result))
         raise
     click.echo(format_run(result))
 
@@ -214,6 +219,31 @@ def quantize_cmd(model_path, data, recipe_path, out, **kwargs):
         click.echo(format_stage(exc.result))
         raise
     click.echo(format_stage(result))
+
+
+@main.command("check")
+@click.argument("model_path", metavar="MODEL.tflite")
+@click.option("--target", "target", required=True, metavar="NAME",
+              help="Device profile id (see `edgeprune targets`) or a profile .toml path.")
+@_recipe_opt
+@recipe_options(("budget",))
+@guarded
+def check_cmd(model_path, target, recipe_path, **kwargs):
+    """Check MODEL.tflite against a device: flash, RAM, ops, dtype; exit 3 if over budget."""
+    from dataclasses import asdict
+
+    from edgeprune import check as device_check
+    from edgeprune.budget import format_check
+    from edgeprune.devices import load_target
+
+    recipe = _recipe(recipe_path, kwargs)
+    device = load_target(target)
+    budget = device_check.effective_budget(device, asdict(recipe.budget))
+    result = device_check.check(model_path, device, budget)
+    click.echo(format_check(result))
+    if not result.ok:
+        failed = ", ".join(r.name for r in result.rules if not r.ok)
+        raise BudgetError(f"{model_path} does not fit {device.id}: {failed} over budget")
 
 
 @main.group(invoke_without_command=True)
@@ -268,7 +298,7 @@ def entry() -> None:
     """The console script: the click group, with TensorFlow's native log lines
     filtered from the terminal (kept with ``-vv`` or ``EDGEPRUNE_DEBUG=1``)."""
     argv = sys.argv[1:]
-    loads_tensorflow = any(a in ("run", "prune", "quantize") for a in argv)
+    loads_tensorflow = any(a in ("run", "prune", "quantize", "check") for a in argv)
     if loads_tensorflow and not os.environ.get("EDGEPRUNE_DEBUG") and not any(
             a in ("-vv", "-vvv") for a in argv) and argv.count("-v") + argv.count(
             "--verbose") < 2:

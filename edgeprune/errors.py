@@ -55,3 +55,14 @@ class QualityError(EdgepruneError):
     def __init__(self, message: str, result=None):
         super().__init__(message)
         self.result = result  # what was written and measured, for the caller to show
+
+
+class BudgetError(EdgepruneError):
+    """A device budget rule failed (flash, RAM, latency). Raised after the
+    report is written; ``result`` holds what was measured."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result

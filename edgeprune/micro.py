@@ -156,7 +156,7 @@ def check_ops(model: bytes) -> OpSupport:
         if whole.ok:
             return OpSupport(supported=True, ops=ops)
         message = whole.message
-        logger.info("TFLite Micro cannot run the model: %s", message)
+        logger.debug("TFLite Micro cannot run the model: %s", message)
         found: dict[tuple[int, int], UnsupportedOp] = {}
 
         def unsupported(op, reason: str) -> UnsupportedOp:

@@ -32,7 +32,7 @@ from edgeprune.data import (
     load_dataset,
     prepare,
 )
-from edgeprune.errors import BadInputError, DataError, QualityError
+from edgeprune.errors import BadInputError, BudgetError, DataError, QualityError
 from edgeprune.recipe import Recipe
 from edgeprune.schedule import SchedulePlan, plan_schedule
 
@@ -132,6 +132,7 @@ class RunResult:
     evaluations: list  # StageEval, in stage order
     seconds: float
     report: dict = field(repr=False, default_factory=dict)
+    device_check: Any = None  # budget.CheckResult when run for a target
 
 
 # ---------------------------------------------------------------- inputs
@@ -412,16 +413,26 @@ def _headline(task: str, m: dict) -> str:
 
 
 def run(model: str | None = None, data: str | None = None, recipe: Recipe | None = None,
-        out: str | None = None) -> RunResult:
+        out: str | None = None, target: str | None = None) -> RunResult:
     """Run the whole pipeline and write the run directory.
 
+    With ``target`` (a device profile id or path), the final model is checked
+    against the device's budgets and, for a TFLite Micro device, the
+    ``firmware/`` folder is written.
+
     Side effects: writes artifacts and ``report.json`` under ``out`` (default
-    ``runs/<model name>``). Raises :class:`~edgeprune.errors.BadInputError`
-    before writing anything when the input is unusable, and
-    :class:`~edgeprune.errors.VerificationError` when a check after a stage fails.
+    ``runs/<model name>``, or ``build/<target>``). Raises
+    :class:`~edgeprune.errors.BadInputError` before writing anything when the
+    input is unusable, :class:`~edgeprune.errors.VerificationError` when a
+    check after a stage fails, and, after writing everything,
+    :class:`~edgeprune.errors.BudgetError` (a device budget failed) or
+    :class:`~edgeprune.errors.QualityError` (quantization cost too much).
     """
     t0 = time.perf_counter()
     recipe = recipe or Recipe()
+    device = _resolve_target(target, recipe)
+    if device is not None and out is None:
+        out = os.path.join("build", device.id)
     inp = resolve_inputs(model, data, recipe, out, writes=(
         artifacts.BASELINE_KERAS, artifacts.PRUNED_KERAS))
     previous = inp.out.begin_run()
@@ -437,13 +448,57 @@ def run(model: str | None = None, data: str | None = None, recipe: Recipe | None
     sizes = {s: measure_size(p, modes[s]) for s, p in tflites.items()}
     evals = evaluate_stage(inp, tflites)
     check = quantization_check(inp, evals[1].metrics, evals[2].metrics, "pruned float32")
+    device_check = None
+    if device is not None:
+        device_check = device_stage(inp, quant.tflite_path, device)
     inp.out.remove_unlisted(previous)
     seconds = time.perf_counter() - t0
     report = build_report(inp, base, pruned, quant, sizes, evals, check, seconds)
+    if device_check is not None:
+        report["stages"]["check"] = device_check.to_dict()
+        report["target"] = device.to_dict()
     report_path = inp.out.write_report(report)
     result = RunResult(inp.out.path, report_path, inp.task, base, pruned, quant, sizes, evals,
-                       seconds, report)
+                       seconds, report, device_check)
+    if device_check is not None and not device_check.ok:
+        failed = ", ".join(r.name for r in device_check.rules if not r.ok)
+        raise BudgetError(f"{os.path.basename(quant.tflite_path)} does not fit {device.id}: "
+                          f"{failed} over budget (see the table and report.json); prune "
+                          f"harder, remove filters, or raise the budget", result)
     _raise_if_failed(check, result)
+    return result
+
+
+def _resolve_target(target: str | None, recipe: Recipe):
+    """Load the device profile and check the recipe can serve it; write nothing."""
+    if target is None:
+        return None
+    from edgeprune.devices import load_target
+
+    device = load_target(target)
+    mode = recipe.quantize.mode
+    if device.model_dtype == "int8" and mode != "int8":
+        raise BadInputError(f"{device.id} runs int8 models only but quantize.mode = {mode!r}; "
+                            f"use quantize.mode = \"int8\"")
+    return device
+
+
+def device_stage(inp: Inputs, tflite_path: str, device):
+    """Check the final model against the device and, for TFLite Micro devices,
+    write the firmware folder with the measured arena."""
+    from edgeprune import check as device_check
+    from edgeprune import firmware
+
+    budget = device_check.effective_budget(device, asdict(inp.recipe.budget))
+    result = device_check.check(tflite_path, device, budget)
+    if device.runtime == "tflm":
+        with open(tflite_path, "rb") as fh:
+            data = fh.read()
+        files = firmware.write_firmware(data, os.path.basename(tflite_path),
+                                        inp.out.file("firmware"),
+                                        result.evidence.arena_bytes)
+        for path in files.files.values():
+            inp.out.record(os.path.relpath(path, inp.out.path), "firmware")
     return result
 
 

@@ -133,6 +133,19 @@ class QuantizeOptions:
 
 
 @dataclass(frozen=True)
+class BudgetOptions:
+    """Overrides of the target's default budgets (unset: the target's own)."""
+
+    max_flash_bytes: int | None = _opt(None, "--max-flash-bytes",
+                                       "Flash budget for model + runtime, bytes.", lo=1)
+    max_ram_bytes: int | None = _opt(None, "--max-ram-bytes",
+                                     "RAM budget for arena + runtime, bytes.", lo=1)
+    max_latency_ms: float | None = _opt(None, "--max-latency-ms",
+                                        "Latency budget per inference, milliseconds.",
+                                        lo=0.0, lo_open=True)
+
+
+@dataclass(frozen=True)
 class Recipe:
     """Every pipeline option. Build with :func:`load_recipe` or ``Recipe()``."""
 
@@ -143,6 +156,7 @@ class Recipe:
     train: TrainOptions = field(default_factory=TrainOptions)
     prune: PruneOptions = field(default_factory=PruneOptions)
     quantize: QuantizeOptions = field(default_factory=QuantizeOptions)
+    budget: BudgetOptions = field(default_factory=BudgetOptions)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved recipe as plain TOML-able data (tuples become lists)."""
@@ -163,7 +177,7 @@ class Recipe:
 
 
 SECTIONS: dict[str, type] = {"train": TrainOptions, "prune": PruneOptions,
-                             "quantize": QuantizeOptions}
+                             "quantize": QuantizeOptions, "budget": BudgetOptions}
 
 
 def option_fields() -> list[tuple[str | None, dataclasses.Field]]:

@@ -93,6 +93,12 @@ def format_run(result) -> str:
     lines.append(check_line(result.report["stages"]["quantize"]["check"]))
     for note in result.report.get("notes", []):
         lines.append(f"note: {note}")
+    if result.device_check is not None:
+        from edgeprune.budget import format_check
+
+        lines += ["", format_check(result.device_check)]
+        if any(name.startswith("firmware/") for name in result.report.get("artifacts", {})):
+            lines.append(f"firmware: {os.path.join(result.out_dir, 'firmware')}")
     lines.append(f"report: {os.path.join(result.out_dir, 'report.json')}")
     return "\n".join(lines)
 

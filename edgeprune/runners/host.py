@@ -73,3 +73,46 @@ def dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
     if scale == 0:
         return y.astype(np.float32)
     return (y.astype(np.float32) - zero_point) * scale
+
+
+_PEAK_SCRIPT = r"""
+import sys
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+def status():  # current and peak resident set, bytes (Linux)
+    fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return tuple(int(fields[k].split()[0]) * 1024 for k in ("VmRSS", "VmHWM"))
+
+data = open(sys.argv[1], "rb").read()
+rss0, hwm0 = status()
+it = Interpreter(model_content=data, num_threads=1,
+                 experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+it.allocate_tensors()
+for d in it.get_input_details():
+    it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+it.invoke()
+rss1, hwm1 = status()
+print(max(rss1 - rss0, hwm1 - hwm0))
+"""
+
+
+def peak_memory_bytes(model: bytes) -> int:
+    """Memory the LiteRT interpreter adds for ``model``: load, allocate and one invoke
+    in a fresh process, as the larger of the growth of its resident set and of its
+    peak resident set (Linux ``/proc/self/status``, KiB granularity). It counts the
+    model bytes, the tensors and the interpreter code pages first touched, as a
+    process on the device would."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".tflite") as fh:
+        fh.write(model)
+        fh.flush()
+        proc = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, fh.name],
+                              capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        raise RuntimeError(f"LiteRT could not run the model to measure its memory: {tail}")
+    return int(proc.stdout.strip().splitlines()[-1])

@@ -1,0 +1,119 @@
+"""Does a ``.tflite`` model fit a device? Measure the evidence, apply the rules.
+
+For a TFLite Micro target: the model is loaded in TFLite Micro (in a worker
+process) to prove every op and dtype is supported, the smallest working arena
+is searched, and the runtime's flash comes from the measured table in
+:mod:`edgeprune.footprint`. For a Linux target: the file size and the peak
+memory of the LiteRT interpreter measured on this host.
+
+A model whose dtype the target cannot run, or whose ops TFLite Micro lacks,
+is refused as bad input (exit 1, one line naming the ops) before anything is
+measured or emitted; the budget rules then decide pass or fail (exit 3).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import replace
+
+from edgeprune import budget as rules
+from edgeprune import footprint
+from edgeprune.devices import Budget, Target
+from edgeprune.errors import BadInputError
+from edgeprune.tflite_inspect import TFLiteFormatError, inspect_model
+
+log = logging.getLogger(__name__)
+
+
+class TargetMismatchError(BadInputError):
+    """The model cannot run on the target at all (dtype, missing ops)."""
+
+
+def model_dtype(info) -> str:
+    """``int8`` when the input, output and every weight tensor are int8;
+    ``float32`` when they are all float32; otherwise ``mixed``."""
+    kinds = {t.dtype for t in (*info.inputs, *info.outputs)}
+    kinds |= {w.dtype for w in info.weights.per_tensor}
+    if kinds == {"int8"}:
+        return "int8"
+    if kinds == {"float32"}:
+        return "float32"
+    return "mixed"
+
+
+def effective_budget(target: Target, overrides: dict | None) -> Budget:
+    """The target's budget with any non-None ``overrides`` (recipe or flags)."""
+    changes = {k: v for k, v in (overrides or {}).items() if v is not None}
+    return replace(target.budget, **changes)
+
+
+def load_model_bytes(path: str) -> tuple[bytes, object]:
+    """Read and parse a ``.tflite``; bad files are one-line :class:`BadInputError`."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise BadInputError(f"{path} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise BadInputError(f"{path} is a folder; pass a .tflite file") from None
+    except OSError as exc:
+        raise BadInputError(f"{path} cannot be read ({exc.strerror})") from None
+    try:
+        return data, inspect_model(path)
+    except TFLiteFormatError as exc:
+        raise BadInputError(f"{exc}; pass a complete .tflite flatbuffer") from None
+
+
+def gather_evidence(path: str, target: Target) -> rules.Evidence:
+    """Measure everything the rules need for the model at ``path`` on ``target``.
+
+    Raises:
+        BadInputError: unreadable or not a .tflite.
+        TargetMismatchError: the target cannot run the model's dtype, or
+            TFLite Micro lacks some of its ops or kernels.
+        MicroError: TFLite Micro could not allocate the model at any size.
+    """
+    data, info = load_model_bytes(path)
+    dtype = model_dtype(info)
+    name = os.path.basename(path)
+    if target.model_dtype != "any" and dtype != target.model_dtype:
+        raise TargetMismatchError(
+            f"{name} is a {dtype} model but {target.id} needs {target.model_dtype}; convert "
+            f"with quantize.mode = \"{target.model_dtype}\"")
+    ops = dict(info.op_counts)
+    if target.runtime == "litert":
+        from edgeprune.runners.host import peak_memory_bytes
+
+        return rules.Evidence(path, len(data), dtype, ops,
+                              peak_memory_bytes=peak_memory_bytes(data))
+    from edgeprune import micro
+
+    support = micro.check_ops(data)
+    if not support.supported:
+        where = "; ".join(
+            f"{u.opcode} at operator {u.operator_index}"
+            + (f" (layer {u.layer})" if u.layer else "") + (f": {u.reason}" if u.reason else "")
+            for u in support.unsupported)
+        raise TargetMismatchError(f"TFLite Micro cannot run {name} on {target.id}: {where}; "
+                                  f"replace those layers or choose a Linux target")
+    arena = micro.find_arena(data)
+    required = arena.required_bytes()
+    # The emitted op resolver registers int8-only kernels wherever TFLM has
+    # them when the whole model is int8 (edgeprune.firmware), as measured.
+    flash = footprint.runtime_flash(target.core, target.kernels, len(ops), dtype == "int8")
+    return rules.Evidence(
+        path, len(data), dtype, ops, ops_supported=True,
+        arena_min_bytes=arena.min_arena_bytes, arena_recorded_bytes=arena.recorded_bytes,
+        arena_bytes=target.arena_margin.apply(required),
+        runtime_flash_bytes=flash.total_bytes, runtime_flash_basis=flash.basis,
+        runtime_ram_bytes=footprint.STATIC_RAM_BYTES)
+
+
+def check(path: str, target: Target, budget: Budget | None = None) -> rules.CheckResult:
+    """Gather the evidence for ``path`` on ``target`` and apply every rule."""
+    evidence = gather_evidence(path, target)
+    result = rules.evaluate(evidence, target, budget)
+    log.info("check: %s on %s: %s", os.path.basename(path), target.id,
+             "pass" if result.ok else "FAIL")
+    return result

@@ -1,0 +1,62 @@
+"""The pass/fail table of `make all-targets`: one row per device build folder.
+
+Usage: ``python -m edgeprune.fleet BUILD_DIR TARGET...``. Reads each
+``BUILD_DIR/TARGET/report.json`` (and ``BUILD_DIR/TARGET.exit``, the exit code
+make recorded) and prints flash and RAM against budget and the verdict. Exits
+3 if any device failed its budget, 1 if any build failed otherwise, else 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def row(build_dir: str, target: str) -> tuple[list[str], int]:
+    exit_path = os.path.join(build_dir, f"{target}.exit")
+    code = int(open(exit_path).read().strip()) if os.path.exists(exit_path) else 0
+    report_path = os.path.join(build_dir, target, "report.json")
+    if not os.path.exists(report_path):
+        return [target, "-", "-", "-", f"ERROR (exit {code}, see {target}.log)"], code or 1
+    with open(report_path, encoding="utf-8") as fh:
+        report = json.load(fh)
+    check = report.get("stages", {}).get("check")
+    accuracy = report.get("stages", {}).get("evaluate", {}).get("final", {}).get("accuracy")
+    acc = "-" if accuracy is None else f"{accuracy:.4f}"
+    if check is None:
+        return [target, "-", "-", acc, f"ERROR (exit {code})"], code or 1
+    rules = {r["name"]: r for r in check["rules"]}
+
+    def cell(name):
+        r = rules[name]
+        if r["figure"] is None:
+            return "-"
+        return f"{r['figure']:,.0f} / {r['budget']:,.0f}"
+
+    verdict = "PASS" if check["ok"] and code == 0 else ("FAIL" if not check["ok"]
+                                                         else f"exit {code}")
+    return [target, cell("flash"), cell("ram"), acc, verdict], code
+
+
+def main(argv: list[str]) -> int:
+    build_dir, targets = argv[0], argv[1:]
+    rows = [["target", "flash B (used / budget)", "RAM B (used / budget)", "int8 accuracy",
+             "verdict"]]
+    codes = []
+    for target in targets:
+        r, code = row(build_dir, target)
+        rows.append(r)
+        codes.append(code)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for n, r in enumerate(rows):
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+    if any(c == 3 for c in codes):
+        return 3
+    return 1 if any(codes) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,158 @@
+"""`edgeprune check` and `run --target`: evidence, rules, exit codes, firmware."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgeprune import fleet
+from edgeprune.cli import main
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The default run, built for the Nano 33 BLE (trains once for this module)."""
+    out = tmp_path_factory.mktemp("build") / "nano33ble"
+    result = invoke("run", "--target", "nano33ble", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+@pytest.fixture(scope="module")
+def topk_model(tmp_path_factory):
+    """An int8 model with TOPK_V2, an op TFLite Micro does not implement."""
+    from edgeprune import keras_adapter as ka
+
+    tf, keras = ka.tf, ka.keras
+    inp = keras.Input((16,))
+    x = keras.layers.Dense(8, name="dense")(inp)
+    out = keras.layers.Lambda(lambda t: tf.math.top_k(t, k=2).values, name="topk")(x)
+    model = keras.Model(inp, out)
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    data = np.random.default_rng(0).random((20, 16), dtype=np.float32)
+    conv.representative_dataset = lambda: ([data[i:i + 1]] for i in range(20))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    path = tmp_path_factory.mktemp("topk") / "topk.tflite"
+    path.write_bytes(conv.convert())
+    return path
+
+
+def test_run_for_a_target_checks_and_writes_firmware(built):
+    out, result = built
+    report = json.loads((out / "report.json").read_text())
+    check = report["stages"]["check"]
+    assert check["ok"] and check["target"] == "nano33ble"
+    rules = {r["name"]: r for r in check["rules"]}
+    ev = check["evidence"]
+    assert rules["flash"]["figure"] == os.path.getsize(out / "final_int8.tflite") + \
+        ev["runtime_flash_bytes"]
+    assert ev["arena_bytes"] >= max(ev["arena_min_bytes"], ev["arena_recorded_bytes"] or 0)
+    assert rules["ram"]["figure"] == ev["arena_bytes"] + ev["runtime_ram_bytes"]
+    assert "estimate:" in ev["runtime_flash_basis"]
+    for name in ("model_data.h", "model_data.cc", "model_ops.h", "model_config.h"):
+        assert (out / "firmware" / name).exists()
+        assert f"firmware/{name}" in report["artifacts"]
+    config = (out / "firmware" / "model_config.h").read_text()
+    assert f"ArenaBytes = {ev['arena_bytes']};" in config
+    assert "check" in result.output and "PASS" in result.output
+
+
+def test_check_command_matches_the_run(built):
+    out, _ = built
+    r = invoke("check", str(out / "final_int8.tflite"), "--target", "nano33ble")
+    assert r.exit_code == 0, r.output
+    report = json.loads((out / "report.json").read_text())
+    arena = report["stages"]["check"]["evidence"]["arena_bytes"]
+    assert f"arena {arena:,} B" in r.stdout
+    assert r.stdout.splitlines()[0].endswith("on nano33ble: PASS")
+
+
+def test_over_budget_exits_3_with_the_failing_rule(built):
+    out, _ = built
+    r = invoke("check", str(out / "final_int8.tflite"), "--target", "pico",
+               "--max-ram-bytes", "5000")
+    assert r.exit_code == 3, r.output
+    assert any(line.startswith("ram ") and line.endswith("FAIL")
+               for line in r.stdout.splitlines())
+    assert "does not fit pico: ram over budget" in r.stderr
+
+
+def test_linux_target_uses_file_size_and_measured_memory(built):
+    out, _ = built
+    r = invoke("check", str(out / "baseline_float32.tflite"), "--target", "rpizero2w")
+    assert r.exit_code == 0, r.output
+    assert "model file 156," in r.output and "memory growth of a fresh process" in r.output
+
+
+@pytest.mark.parametrize("case", ["float on int8 target", "truncated", "not a flatbuffer",
+                                  "unknown target", "negative field", "missing op"])
+def test_check_bad_input_is_one_line_exit_1(case, built, topk_model, tmp_path):
+    out, _ = built
+    model, target = str(out / "final_int8.tflite"), "nano33ble"
+    if case == "float on int8 target":
+        model, message = str(out / "baseline_float32.tflite"), \
+            "is a float32 model but nano33ble needs int8"
+    elif case == "truncated":
+        data = (out / "final_int8.tflite").read_bytes()
+        (tmp_path / "cut.tflite").write_bytes(data[: len(data) // 2])
+        model, message = str(tmp_path / "cut.tflite"), "pass a complete .tflite flatbuffer"
+    elif case == "not a flatbuffer":
+        (tmp_path / "x.tflite").write_text("hello")
+        model, message = str(tmp_path / "x.tflite"), "x.tflite: 5 bytes, too short for a TFLite"
+    elif case == "unknown target":
+        target, message = "arduino", "unknown target 'arduino'; known targets: alif_e7"
+    elif case == "negative field":
+        from edgeprune.devices import load_target
+
+        text = open(load_target("nano33ble").path).read()
+        (tmp_path / "neg.toml").write_text(text.replace("max_ram_bytes = 196_608",
+                                                        "max_ram_bytes = -196_608"))
+        target, message = str(tmp_path / "neg.toml"), \
+            "budget.max_ram_bytes = -196608 is out of range; it must be > 0"
+    else:
+        model, message = str(topk_model), "TFLite Micro cannot run topk.tflite on nano33ble: " \
+                                          "TOPK_V2 at operator"
+    r = invoke("check", model, "--target", target)
+    assert r.exit_code == 1, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgeprune: error: "), r.stderr
+    assert message in lines[0]
+
+
+def test_run_refuses_a_float_mode_for_an_int8_target_before_writing(tmp_path):
+    r = invoke("run", "--target", "nano33ble", "--quantize", "float16", "--out",
+               str(tmp_path / "b"))
+    assert r.exit_code == 1
+    assert "nano33ble runs int8 models only but quantize.mode = 'float16'" in r.stderr
+    assert not (tmp_path / "b").exists()
+
+
+def test_fleet_table_reports_each_build(built, tmp_path):
+    out, _ = built
+    shutil.copytree(out, tmp_path / "nano33ble")
+    (tmp_path / "nano33ble.exit").write_text("0\n")
+    (tmp_path / "pico.exit").write_text("1\n")
+    code = fleet.main([str(tmp_path), "nano33ble", "pico"])
+    assert code == 1  # pico's build failed
+
+
+def test_fleet_exit_3_when_a_device_is_over_budget(built, tmp_path, capsys):
+    out, _ = built
+    shutil.copytree(out, tmp_path / "nano33ble")
+    report = json.loads((tmp_path / "nano33ble" / "report.json").read_text())
+    report["stages"]["check"]["ok"] = False
+    (tmp_path / "nano33ble" / "report.json").write_text(json.dumps(report))
+    (tmp_path / "nano33ble.exit").write_text("3\n")
+    assert fleet.main([str(tmp_path), "nano33ble"]) == 3
+    assert "FAIL" in capsys.readouterr().out
