@@ -31,13 +31,14 @@ class TargetMismatchError(BadInputError):
 
 
 def model_dtype(info) -> str:
-    """``int8`` when the input, output and every weight tensor are int8;
-    ``float32`` when they are all float32; otherwise ``mixed``."""
-    kinds = {t.dtype for t in (*info.inputs, *info.outputs)}
-    kinds |= {w.dtype for w in info.weights.per_tensor}
-    if kinds == {"int8"}:
+    """``int8`` for an integer-only model (no floating-point tensor anywhere;
+    int16 and int32 tensors, as in TFLM's audio front end, are integer too),
+    ``float32`` when no weight is int8, otherwise ``mixed`` (e.g. dynamic-range:
+    int8 weights with float activations)."""
+    floats = {"float32", "float16", "float64", "bfloat16"}
+    if not any(t.dtype in floats for t in info.tensors):
         return "int8"
-    if kinds == {"float32"}:
+    if not any(w.dtype == "int8" for w in info.weights.per_tensor):
         return "float32"
     return "mixed"
 
@@ -83,10 +84,14 @@ def gather_evidence(path: str, target: Target) -> rules.Evidence:
             f"with quantize.mode = \"{target.model_dtype}\"")
     ops = dict(info.op_counts)
     if target.runtime == "litert":
-        from edgeprune.runners.host import peak_memory_bytes
+        from edgeprune.runners.host import RunnerError, peak_memory_bytes
 
-        return rules.Evidence(path, len(data), dtype, ops,
-                              peak_memory_bytes=peak_memory_bytes(data))
+        try:
+            peak = peak_memory_bytes(data)
+        except RunnerError as exc:
+            raise TargetMismatchError(f"LiteRT cannot run {name} on {target.id}: {exc}"
+                                      ) from None
+        return rules.Evidence(path, len(data), dtype, ops, peak_memory_bytes=peak)
     from edgeprune import micro
 
     support = micro.check_ops(data)

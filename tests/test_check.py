@@ -156,3 +156,19 @@ def test_fleet_exit_3_when_a_device_is_over_budget(built, tmp_path, capsys):
     (tmp_path / "nano33ble.exit").write_text("3\n")
     assert fleet.main([str(tmp_path), "nano33ble"]) == 3
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_model_dtype_counts_integer_only_models_as_int8():
+    from types import SimpleNamespace as NS
+
+    from edgeprune.check import model_dtype
+
+    def info(tensors, weights):
+        return NS(tensors=[NS(dtype=d) for d in tensors],
+                  weights=NS(per_tensor=[NS(dtype=d) for d in weights]))
+
+    # TFLM's audio front end: int16 in, int32 inside, int8 out, no float anywhere
+    assert model_dtype(info(["int16", "int32", "int8"], [])) == "int8"
+    assert model_dtype(info(["int8", "int32"], ["int8"])) == "int8"
+    assert model_dtype(info(["float32"], ["float32"])) == "float32"
+    assert model_dtype(info(["float32", "int8"], ["int8"])) == "mixed"  # dynamic range

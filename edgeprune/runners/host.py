@@ -13,6 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+from edgeprune.errors import EdgepruneError
+
+
+class RunnerError(EdgepruneError, RuntimeError):
+    """A runner could not load or run the model."""
+
 
 @dataclass(frozen=True)
 class HostRunner:
@@ -113,6 +119,9 @@ def peak_memory_bytes(model: bytes) -> int:
         proc = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, fh.name],
                               capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-        raise RuntimeError(f"LiteRT could not run the model to measure its memory: {tail}")
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+        telling = [ln for ln in lines if any(k in ln for k in (
+            "unresolved", "Unresolved", "Failed", "failed", "Error", "error"))]
+        tail = (telling or lines or ["no message"])[0]
+        raise RunnerError(f"the model does not load and run in LiteRT ({tail[:200]})")
     return int(proc.stdout.strip().splitlines()[-1])
