@@ -35,11 +35,16 @@ class ConversionError(EdgepruneError, RuntimeError):
     """The TFLite converter refused the model."""
 
 
-def to_tflite(model, mode: str, calibration: np.ndarray | None = None) -> bytes:
+def to_tflite(model, mode: str, calibration: np.ndarray | None = None,
+              per_tensor_dense: bool = False) -> bytes:
     """Convert a (stripped) tf_keras model to a ``.tflite`` flatbuffer.
 
     ``calibration`` is required for ``int8``: the representative samples, fed
     one at a time in order, so the result is deterministic.
+    ``per_tensor_dense`` quantizes Dense (FULLY_CONNECTED) weights with one
+    scale per tensor instead of the converter's default one per output
+    channel; TFLite Micro then needs no per-channel scratch for them, which
+    cut one autoencoder's arena from 15 KB to 4 KB.
 
     Raises:
         ValueError: unknown mode, or int8 without calibration samples.
@@ -67,6 +72,9 @@ def to_tflite(model, mode: str, calibration: np.ndarray | None = None) -> bytes:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
+        # a private switch of the converter, the only way to reach this option
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = \
+            per_tensor_dense
     else:
         raise ValueError(f"unknown quantization mode {mode!r}")
     with _native_stderr_captured() as captured:

@@ -91,6 +91,11 @@ def format_run(result) -> str:
     else:
         lines.append(f"quantize: {q.mode}")
     lines.append(check_line(result.report["stages"]["quantize"]["check"]))
+    dense = result.report["stages"]["quantize"].get("dense_quantization")
+    if dense:
+        lines.append(f"Dense weights: {dense['picked'].replace('_', '-')} ({dense['why']}; arena "
+                     f"{dense['per_channel']['arena_bytes']:,} B per-channel vs "
+                     f"{dense['per_tensor']['arena_bytes']:,} B per-tensor)")
     for note in result.report.get("notes", []):
         lines.append(f"note: {note}")
     if result.device_check is not None:

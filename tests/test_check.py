@@ -172,3 +172,19 @@ def test_model_dtype_counts_integer_only_models_as_int8():
     assert model_dtype(info(["int8", "int32"], ["int8"])) == "int8"
     assert model_dtype(info(["float32"], ["float32"])) == "float32"
     assert model_dtype(info(["float32", "int8"], ["int8"])) == "mixed"  # dynamic range
+
+
+def test_run_for_a_target_picks_the_dense_quantization_with_the_smaller_arena(built):
+    out, result = built
+    report = json.loads((out / "report.json").read_text())
+    dense = report["stages"]["quantize"]["dense_quantization"]
+    pc, pt = dense["per_channel"], dense["per_tensor"]
+    ev = report["stages"]["check"]["evidence"]
+    chosen = dense[dense["picked"]]
+    assert chosen["arena_bytes"] == max(ev["arena_min_bytes"], ev["arena_recorded_bytes"] or 0)
+    assert chosen["bytes"] == os.path.getsize(out / "final_int8.tflite")
+    if dense["picked"] == "per_tensor":
+        assert pt["arena_bytes"] < pc["arena_bytes"] and pt["check"]["ok"]
+    else:
+        assert pt["arena_bytes"] >= pc["arena_bytes"] or not pt["check"]["ok"]
+    assert dense["why"] and "Dense weights:" in result.stdout
