@@ -225,10 +225,12 @@ def quantize_cmd(model_path, data, recipe_path, out, **kwargs):
 @click.argument("model_path", metavar="MODEL.tflite")
 @click.option("--target", "target", required=True, metavar="NAME",
               help="Device profile id (see `edgeprune targets`) or a profile .toml path.")
+@click.option("--report", "report_path", default=None, type=click.Path(dir_okay=False),
+              help="Also write the result as JSON (schema-versioned, written atomically).")
 @_recipe_opt
 @recipe_options(("budget",))
 @guarded
-def check_cmd(model_path, target, recipe_path, **kwargs):
+def check_cmd(model_path, target, report_path, recipe_path, **kwargs):
     """Check MODEL.tflite against a device: flash, RAM, ops, dtype; exit 3 if over budget."""
     from dataclasses import asdict
 
@@ -239,8 +241,21 @@ def check_cmd(model_path, target, recipe_path, **kwargs):
     recipe = _recipe(recipe_path, kwargs)
     device = load_target(target)
     budget = device_check.effective_budget(device, asdict(recipe.budget))
+    if report_path is not None:
+        from edgeprune.artifacts import check_out_dir
+
+        check_out_dir(os.path.dirname(os.path.abspath(report_path)))
     result = device_check.check(model_path, device, budget)
     click.echo(format_check(result))
+    if report_path is not None:
+        from edgeprune.artifacts import SCHEMA_VERSION, sha256_file, write_json_atomic
+        from edgeprune.pipeline import library_versions
+
+        write_json_atomic(report_path, {
+            "schema_version": SCHEMA_VERSION, "tool": {"name": "edgeprune"},
+            "versions": library_versions(), "model": os.path.abspath(model_path),
+            "model_sha256": sha256_file(model_path), "target": device.to_dict(),
+            "check": result.to_dict()})
     if not result.ok:
         failed = ", ".join(r.name for r in result.rules if not r.ok)
         raise BudgetError(f"{model_path} does not fit {device.id}: {failed} over budget")

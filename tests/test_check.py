@@ -188,3 +188,17 @@ def test_run_for_a_target_picks_the_dense_quantization_with_the_smaller_arena(bu
     else:
         assert pt["arena_bytes"] >= pc["arena_bytes"] or not pt["check"]["ok"]
     assert dense["why"] and "Dense weights:" in result.stdout
+
+
+def test_check_writes_the_same_result_as_json(built, tmp_path):
+    out, _ = built
+    path = tmp_path / "check.json"
+    r = invoke("check", str(out / "final_int8.tflite"), "--target", "nano33ble", "--report",
+               str(path))
+    assert r.exit_code == 0, r.output
+    body = json.loads(path.read_text())
+    run_check = json.loads((out / "report.json").read_text())["stages"]["check"]
+    assert body["schema_version"] == 1 and body["check"]["ok"] is True
+    assert body["check"]["rules"] == run_check["rules"]
+    assert body["model_sha256"] == json.loads((out / "report.json").read_text())[
+        "artifacts"]["final_int8.tflite"]["sha256"]
