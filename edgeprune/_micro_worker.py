@@ -76,10 +76,16 @@ def _fill(interpreter, count: int, how: str, seed: int) -> None:
             detail = interpreter.get_input_details(i)
             dtype = np.dtype(detail["dtype"])
             shape = tuple(int(d) for d in detail["shape"])
+            scales = (detail.get("quantization_parameters") or {}).get("scales")
+            quantized = scales is not None and len(scales) > 0
             if how == "zeros" or dtype.kind not in "fiu":
                 data = np.zeros(shape, dtype)
             elif dtype.kind == "f":
                 data = rng.uniform(-1.0, 1.0, shape).astype(dtype)
+            elif not quantized:
+                # An integer input without a scale is an index (Embedding, GATHER):
+                # random values would read out of bounds and blame the op.
+                data = np.zeros(shape, dtype)
             else:
                 info = np.iinfo(dtype)
                 data = rng.integers(info.min, info.max, shape, endpoint=True, dtype=dtype)

@@ -182,19 +182,28 @@ class RunDir:
             os.unlink(path)
         return old
 
+    def _inside(self, name: str) -> bool:
+        root = os.path.realpath(self.path)
+        return os.path.realpath(self.file(name)).startswith(root + os.sep)
+
     def remove_unlisted(self, names: set[str]) -> list[str]:
-        """Delete the artifacts among ``names`` this run did not write (stale)."""
+        """Delete the artifacts among ``names`` this run did not write (stale),
+        and folders they leave empty; never anything outside this folder."""
         removed = []
         for name in sorted(names - set(self.artifacts)):
-            if os.path.basename(name) == name and os.path.isfile(self.file(name)):
+            if self._inside(name) and os.path.isfile(self.file(name)):
                 os.unlink(self.file(name))
                 removed.append(name)
+                folder = os.path.dirname(self.file(name))
+                if os.path.realpath(folder) != os.path.realpath(self.path):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(folder)
         return removed
 
     def forget_artifact(self, name: str) -> None:
         """Unlist ``name`` and delete its file (only a plain name inside this folder)."""
         self.artifacts.pop(name, None)
-        if os.path.basename(name) == name and os.path.isfile(self.file(name)):
+        if self._inside(name) and os.path.isfile(self.file(name)):
             os.unlink(self.file(name))
 
     def load_report(self) -> dict[str, Any] | None:

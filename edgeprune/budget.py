@@ -72,45 +72,65 @@ def _rule_text(fn) -> str:
 
 
 def flash_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
-    """The model plus the runtime fit the flash budget."""
+    """The model, its runtime and the application's reserve fit the flash budget."""
+    reserve = target.reserve.flash_bytes
     if target.kind == "linux":
-        figure = ev.model_bytes
-        evidence = f"model file {ev.model_bytes:,} B (the LiteRT library is part of the OS image)"
+        figure = ev.model_bytes + reserve
+        evidence = (f"model file {ev.model_bytes:,} B (the LiteRT library is part of the OS "
+                    f"image) + reserve {reserve:,} B")
     else:
-        figure = ev.model_bytes + (ev.runtime_flash_bytes or 0)
+        figure = ev.model_bytes + (ev.runtime_flash_bytes or 0) + reserve
         evidence = (f"model {ev.model_bytes:,} B (dense flatbuffer: pruned zeros are stored) + "
-                    f"TFLite Micro runtime {ev.runtime_flash_bytes:,} B ({ev.runtime_flash_basis})")
+                    f"TFLite Micro runtime {ev.runtime_flash_bytes:,} B ({ev.runtime_flash_basis})"
+                    f" + application reserve {reserve:,} B")
     return RuleResult("flash", _rule_text(flash_rule), figure <= budget.max_flash_bytes, figure,
                       budget.max_flash_bytes, "B", evidence)
 
 
 def ram_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
-    """The arena (with the target's margin) plus the runtime's static RAM fit the RAM budget."""
+    """The model's working memory, its runtime and the application's reserve fit the RAM budget."""
+    reserve = target.reserve.ram_bytes
     if target.kind == "linux":
-        figure = ev.peak_memory_bytes
-        evidence = ("memory growth of a fresh process that loads the model in ai-edge-litert, "
-                    "allocates and invokes once, measured on this host")
+        if ev.peak_memory_bytes is None:
+            return RuleResult("ram", _rule_text(ram_rule), False, None, budget.max_ram_bytes,
+                              "B", "not measured")
+        figure = ev.peak_memory_bytes + reserve
+        evidence = (f"{ev.peak_memory_bytes:,} B: memory growth of a fresh process that loads "
+                    f"the model in ai-edge-litert ({target.kernels}), allocates and invokes "
+                    f"once, measured on this host; + reserve {reserve:,} B")
     else:
         if ev.arena_bytes is None:
             return RuleResult("ram", _rule_text(ram_rule), False, None, budget.max_ram_bytes, "B",
                               "no arena: TFLite Micro could not allocate the model")
-        figure = ev.arena_bytes + (ev.runtime_ram_bytes or 0)
+        figure = ev.arena_bytes + (ev.runtime_ram_bytes or 0) + reserve
         m = target.arena_margin
         evidence = (f"arena {ev.arena_bytes:,} B = max(smallest working {ev.arena_min_bytes:,} B, "
                     f"print_allocations {ev.arena_recorded_bytes or 0:,} B) + {m.fraction:.0%} + "
-                    f"{m.bytes} B margin; + {ev.runtime_ram_bytes or 0:,} B static runtime RAM")
-    if figure is None:
-        return RuleResult("ram", _rule_text(ram_rule), False, None, budget.max_ram_bytes, "B",
-                          "not measured")
+                    f"{m.bytes} B margin; + {ev.runtime_ram_bytes or 0:,} B static runtime RAM"
+                    f" + application reserve {reserve:,} B")
     return RuleResult("ram", _rule_text(ram_rule), figure <= budget.max_ram_bytes, figure,
                       budget.max_ram_bytes, "B", evidence)
+
+
+def arena_block_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
+    """The tensor arena fits the largest contiguous RAM block."""
+    block = target.largest_ram_block_bytes
+    if target.runtime != "tflm" or block is None:
+        return RuleResult("arena", _rule_text(arena_block_rule), True, None, None, "",
+                          "no bank limit recorded for this device")
+    ok = ev.arena_bytes is not None and ev.arena_bytes <= block
+    return RuleResult("arena", _rule_text(arena_block_rule), ok, ev.arena_bytes, block, "B",
+                      f"one static arena of {ev.arena_bytes or 0:,} B in the largest block of "
+                      f"{target.id} ({block:,} B)")
 
 
 def ops_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
     """The runtime implements every operator and dtype in the model."""
     if target.runtime != "tflm":
-        return RuleResult("ops", _rule_text(ops_rule), True, None, None, "",
-                          "LiteRT implements every builtin op the converter emits")
+        ok = ev.peak_memory_bytes is not None
+        return RuleResult("ops", _rule_text(ops_rule), ok, None, None, "",
+                          "loaded, allocated and invoked in ai-edge-litert" if ok else
+                          "not run in ai-edge-litert")
     ok = bool(ev.ops_supported)
     if ok:
         evidence = "loaded in TFLite Micro: " + ", ".join(f"{k} x{v}" for k, v in ev.ops.items())
@@ -127,7 +147,7 @@ def dtype_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
                       f"model is {ev.model_dtype}; {target.id} {needs}")
 
 
-RULES = (flash_rule, ram_rule, ops_rule, dtype_rule)
+RULES = (flash_rule, ram_rule, arena_block_rule, ops_rule, dtype_rule)
 
 
 def evaluate(ev: Evidence, target: Target, budget: Budget | None = None) -> CheckResult:

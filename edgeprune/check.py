@@ -79,6 +79,12 @@ def gather_evidence(path: str, target: Target) -> rules.Evidence:
     dtype = model_dtype(info)
     name = os.path.basename(path)
     if target.model_dtype != "any" and dtype != target.model_dtype:
+        io_float = any(t.dtype == "float32" for t in (*info.inputs, *info.outputs))
+        if dtype == "mixed" and io_float:
+            raise TargetMismatchError(
+                f"{name} has float32 input/output around int8 weights but {target.id} needs "
+                f"an integer-only model; convert with int8 input and output (the int8 mode "
+                f"of quantize.mode does)")
         raise TargetMismatchError(
             f"{name} is a {dtype} model but {target.id} needs {target.model_dtype}; convert "
             f"with quantize.mode = \"{target.model_dtype}\"")
@@ -87,21 +93,14 @@ def gather_evidence(path: str, target: Target) -> rules.Evidence:
         from edgeprune.runners.host import RunnerError, peak_memory_bytes
 
         try:
-            peak = peak_memory_bytes(data)
+            peak = peak_memory_bytes(data, target.kernels)
         except RunnerError as exc:
             raise TargetMismatchError(f"LiteRT cannot run {name} on {target.id}: {exc}"
                                       ) from None
         return rules.Evidence(path, len(data), dtype, ops, peak_memory_bytes=peak)
     from edgeprune import micro
 
-    support = micro.check_ops(data)
-    if not support.supported:
-        where = "; ".join(
-            f"{u.opcode} at operator {u.operator_index}"
-            + (f" (layer {u.layer})" if u.layer else "") + (f": {u.reason}" if u.reason else "")
-            for u in support.unsupported)
-        raise TargetMismatchError(f"TFLite Micro cannot run {name} on {target.id}: {where}; "
-                                  f"replace those layers or choose a Linux target")
+    ensure_runs_on_tflm(data, info, name, target)
     arena = micro.find_arena(data)
     required = arena.required_bytes()
     # The emitted op resolver registers int8-only kernels wherever TFLM has
@@ -113,6 +112,31 @@ def gather_evidence(path: str, target: Target) -> rules.Evidence:
         arena_bytes=target.arena_margin.apply(required),
         runtime_flash_bytes=flash.total_bytes, runtime_flash_basis=flash.basis,
         runtime_ram_bytes=footprint.STATIC_RAM_BYTES)
+
+
+def ensure_runs_on_tflm(data: bytes, info, name: str, target: Target) -> None:
+    """Load ``data`` in TFLite Micro and make sure firmware can register its ops.
+
+    Raises:
+        TargetMismatchError: TFLite Micro lacks an op or a kernel for its dtype
+            (every one named with its operator index and layer), or the op
+            resolver cannot register an op (custom ops).
+    """
+    from edgeprune import firmware, micro
+    from edgeprune.errors import UnsupportedModelError
+
+    support = micro.check_ops(data)
+    if not support.supported:
+        where = "; ".join(
+            f"{u.opcode} at operator {u.operator_index}"
+            + (f" (layer {u.layer})" if u.layer else "") + (f": {u.reason}" if u.reason else "")
+            for u in support.unsupported)
+        raise TargetMismatchError(f"TFLite Micro cannot run {name} on {target.id}: {where}; "
+                                  f"replace those layers or choose a Linux target")
+    try:
+        firmware.resolver_calls(info)
+    except UnsupportedModelError as exc:
+        raise TargetMismatchError(f"{name} on {target.id}: {exc}") from None
 
 
 def check(path: str, target: Target, budget: Budget | None = None) -> rules.CheckResult:

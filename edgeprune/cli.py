@@ -248,6 +248,7 @@ def check_cmd(model_path, target, report_path, recipe_path, **kwargs):
     result = device_check.check(model_path, device, budget)
     click.echo(format_check(result))
     if report_path is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(report_path)), exist_ok=True)
         from edgeprune.artifacts import SCHEMA_VERSION, sha256_file, write_json_atomic
         from edgeprune.pipeline import library_versions
 

@@ -80,6 +80,7 @@ class Target:
     arena_margin: ArenaMargin
     budget: Budget
     npu: str | None = None
+    largest_ram_block_bytes: int | None = None  # one arena must fit one contiguous block
     path: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,7 +94,7 @@ _SCHEMA: dict[str, dict[str, tuple]] = {
          "clock_hz": (int, True, ("gt", 0)), "flash_bytes": (int, True, ("gt", 0)),
          "ram_bytes": (int, True, ("gt", 0)), "runtime": (str, True, ("tflm", "litert")),
          "kernels": (str, True, KERNELS), "model_dtype": (str, True, MODEL_DTYPES),
-         "npu": (str, False, None)},
+         "npu": (str, False, None), "largest_ram_block_bytes": (int, False, ("gt", 0))},
     "reserve": {"flash_bytes": (int, True, ("min", 0)), "ram_bytes": (int, True, ("min", 0))},
     "arena_margin": {"fraction": (float, True, ("min", 0.0)), "bytes": (int, True, ("min", 0)),
                      "reason": (str, True, None)},
@@ -138,9 +139,10 @@ def _section(where: str, section: str, data: dict) -> dict:
         if key not in schema:
             if not section and key in _SCHEMA:
                 continue  # a table, handled by the caller
-            close = difflib.get_close_matches(key, list(schema), n=1)
+            known = list(schema) + ([f"[{t}]" for t in _SCHEMA if t] if not section else [])
+            close = difflib.get_close_matches(key, [k.strip("[]") for k in known], n=1)
             hint = f"; did you mean '{close[0]}'?" if close else \
-                f"; allowed: {', '.join(schema)}"
+                f"; allowed: {', '.join(known)}"
             raise TargetError(f"{where}: unknown key '{dotted}'{hint}")
         out[key] = _check(where, dotted, value, schema[key])
     for key, (_, required, _) in schema.items():
@@ -173,12 +175,14 @@ def parse_target(data: dict, where: str, target_id: str) -> Target:
         if getattr(reserve, res) >= total:
             raise TargetError(f"{where}: reserve.{res} = {getattr(reserve, res)} leaves nothing "
                               f"of {res} = {total}")
-    for limit, res, total in (("max_flash_bytes", "flash_bytes", top["flash_bytes"]),
-                              ("max_ram_bytes", "ram_bytes", top["ram_bytes"])):
-        available = total - getattr(reserve, res)
-        if getattr(budget, limit) > available:
+    for limit, res in (("max_flash_bytes", "flash_bytes"), ("max_ram_bytes", "ram_bytes")):
+        if getattr(budget, limit) > top[res]:
             raise TargetError(f"{where}: budget.{limit} = {getattr(budget, limit)} is more than "
-                              f"{res} - reserve.{res} = {available}")
+                              f"the device's {res} = {top[res]}")
+    block = top.get("largest_ram_block_bytes")
+    if block is not None and block > top["ram_bytes"]:
+        raise TargetError(f"{where}: largest_ram_block_bytes = {block} is more than ram_bytes = "
+                          f"{top['ram_bytes']}")
     return Target(id=target_id, reserve=reserve, arena_margin=margin, budget=budget, path=where,
                   **top)
 
@@ -223,10 +227,12 @@ def format_target(t: Target) -> str:
              f"  core            {t.core} at {t.clock_hz / 1e6:g} MHz"
              + (f", NPU {t.npu}" if t.npu else ""),
              f"  flash           {t.flash_bytes:,} B ({_size(t.flash_bytes)})",
-             f"  RAM             {t.ram_bytes:,} B ({_size(t.ram_bytes)})",
+             f"  RAM             {t.ram_bytes:,} B ({_size(t.ram_bytes)})"
+             + (f", largest block {t.largest_ram_block_bytes:,} B"
+                if t.largest_ram_block_bytes else ""),
              f"  model dtype     {t.model_dtype}",
              f"  reserved        flash {t.reserve.flash_bytes:,} B, RAM {t.reserve.ram_bytes:,} B"
-             f" (for the application)",
+             f" (for the application; counted in every check)",
              f"  arena margin    +{t.arena_margin.fraction:.0%} +{t.arena_margin.bytes} B: "
              f"{t.arena_margin.reason}",
              f"  budget          flash <= {t.budget.max_flash_bytes:,} B, RAM <= "

@@ -435,6 +435,8 @@ def run(model: str | None = None, data: str | None = None, recipe: Recipe | None
         out = os.path.join("build", device.id)
     inp = resolve_inputs(model, data, recipe, out, writes=(
         artifacts.BASELINE_KERAS, artifacts.PRUNED_KERAS))
+    if device is not None and device.runtime == "tflm":
+        _preflight_tflm(inp, device)
     previous = inp.out.begin_run()
     base = baseline_stage(inp)
     pruned = prune_stage(inp, base.model)
@@ -504,7 +506,12 @@ def dense_quantization_stage(inp: Inputs, stripped, pruned_tflite: str,
                          "check": quantization_check(inp, before, after, "pruned float32"),
                          **{k: v for k, v in after.items() if k != "confusion_matrix"}}
     pc, pt = figures["per_channel"], figures["per_tensor"]
-    if pt["arena_bytes"] < pc["arena_bytes"] and pt["check"]["ok"]:
+    if pt["check"]["ok"] and not pc["check"]["ok"]:
+        picked = "per_tensor"
+        why = "per-channel Dense weights miss the quantization budget; per-tensor stay within it"
+        inp.out.write_bytes(os.path.basename(quant.tflite_path), variants["per_tensor"],
+                            "quantize")
+    elif pt["arena_bytes"] < pc["arena_bytes"] and pt["check"]["ok"]:
         picked = "per_tensor"
         why = (f"per-tensor Dense weights need {pc['arena_bytes'] - pt['arena_bytes']:,} B less "
                f"arena and stay within the quantization budget")
@@ -519,6 +526,19 @@ def dense_quantization_stage(inp: Inputs, stripped, pruned_tflite: str,
         why = "per-tensor Dense weights save no arena"
     log.info("quantize: Dense weights %s: %s", picked.replace("_", "-"), why)
     return {"picked": picked, "why": why, **figures}
+
+
+def _preflight_tflm(inp: Inputs, device) -> None:
+    """Before any training or writing: convert the input model to int8 (a few
+    calibration samples) and prove TFLite Micro runs every op and the firmware
+    can register them. Pruning keeps the ops, so this answers for the final model."""
+    from edgeprune import check as device_check
+    from edgeprune import convert
+    from edgeprune.tflite_inspect import inspect_model
+
+    data = convert.to_tflite(inp.model, "int8", calibration_sample(inp.dataset, 16,
+                                                                   inp.recipe.seed))
+    device_check.ensure_runs_on_tflm(data, inspect_model(data), "the model", device)
 
 
 def _resolve_target(target: str | None, recipe: Recipe):

@@ -137,12 +137,10 @@ class BudgetOptions:
     """Overrides of the target's default budgets (unset: the target's own)."""
 
     max_flash_bytes: int | None = _opt(None, "--max-flash-bytes",
-                                       "Flash budget for model + runtime, bytes.", lo=1)
+                                       "Flash budget for model + runtime + reserve, bytes.",
+                                       lo=1)
     max_ram_bytes: int | None = _opt(None, "--max-ram-bytes",
-                                     "RAM budget for arena + runtime, bytes.", lo=1)
-    max_latency_ms: float | None = _opt(None, "--max-latency-ms",
-                                        "Latency budget per inference, milliseconds.",
-                                        lo=0.0, lo_open=True)
+                                     "RAM budget for arena + runtime + reserve, bytes.", lo=1)
 
 
 @dataclass(frozen=True)

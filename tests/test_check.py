@@ -35,7 +35,8 @@ def topk_model(tmp_path_factory):
     tf, keras = ka.tf, ka.keras
     inp = keras.Input((16,))
     x = keras.layers.Dense(8, name="dense")(inp)
-    out = keras.layers.Lambda(lambda t: tf.math.top_k(t, k=2).values, name="topk")(x)
+    x = keras.layers.Lambda(lambda t: tf.math.top_k(t, k=2).values, name="topk")(x)
+    out = keras.layers.Dense(2, name="head")(x)  # so TOPK's output keeps its layer name
     model = keras.Model(inp, out)
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -55,10 +56,12 @@ def test_run_for_a_target_checks_and_writes_firmware(built):
     assert check["ok"] and check["target"] == "nano33ble"
     rules = {r["name"]: r for r in check["rules"]}
     ev = check["evidence"]
+    target = report["target"]
     assert rules["flash"]["figure"] == os.path.getsize(out / "final_int8.tflite") + \
-        ev["runtime_flash_bytes"]
+        ev["runtime_flash_bytes"] + target["reserve"]["flash_bytes"]
     assert ev["arena_bytes"] >= max(ev["arena_min_bytes"], ev["arena_recorded_bytes"] or 0)
-    assert rules["ram"]["figure"] == ev["arena_bytes"] + ev["runtime_ram_bytes"]
+    assert rules["ram"]["figure"] == ev["arena_bytes"] + ev["runtime_ram_bytes"] + \
+        target["reserve"]["ram_bytes"]
     assert "estimate:" in ev["runtime_flash_basis"]
     for name in ("model_data.h", "model_data.cc", "model_ops.h", "model_config.h"):
         assert (out / "firmware" / name).exists()
@@ -81,7 +84,7 @@ def test_check_command_matches_the_run(built):
 def test_over_budget_exits_3_with_the_failing_rule(built):
     out, _ = built
     r = invoke("check", str(out / "final_int8.tflite"), "--target", "pico",
-               "--max-ram-bytes", "5000")
+               "--max-ram-bytes", "40000")  # pico keeps 32 KB for the application
     assert r.exit_code == 3, r.output
     assert any(line.startswith("ram ") and line.endswith("FAIL")
                for line in r.stdout.splitlines())
@@ -93,6 +96,7 @@ def test_linux_target_uses_file_size_and_measured_memory(built):
     r = invoke("check", str(out / "baseline_float32.tflite"), "--target", "rpizero2w")
     assert r.exit_code == 0, r.output
     assert "model file 156," in r.output and "memory growth of a fresh process" in r.output
+    assert "(xnnpack)" in r.output
 
 
 @pytest.mark.parametrize("case", ["float on int8 target", "truncated", "not a flatbuffer",
@@ -116,13 +120,15 @@ def test_check_bad_input_is_one_line_exit_1(case, built, topk_model, tmp_path):
         from edgeprune.devices import load_target
 
         text = open(load_target("nano33ble").path).read()
-        (tmp_path / "neg.toml").write_text(text.replace("max_ram_bytes = 196_608",
-                                                        "max_ram_bytes = -196_608"))
+        import re
+
+        (tmp_path / "neg.toml").write_text(re.sub(r"max_ram_bytes = [\d_]+",
+                                                  "max_ram_bytes = -196_608", text))
         target, message = str(tmp_path / "neg.toml"), \
             "budget.max_ram_bytes = -196608 is out of range; it must be > 0"
     else:
         model, message = str(topk_model), "TFLite Micro cannot run topk.tflite on nano33ble: " \
-                                          "TOPK_V2 at operator"
+                                          "TOPK_V2 at operator 1 (layer topk)"
     r = invoke("check", model, "--target", target)
     assert r.exit_code == 1, r.output
     lines = r.stderr.strip().splitlines()
@@ -138,13 +144,17 @@ def test_run_refuses_a_float_mode_for_an_int8_target_before_writing(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-def test_fleet_table_reports_each_build(built, tmp_path):
+def test_fleet_table_reports_each_build(built, tmp_path, capsys):
     out, _ = built
     shutil.copytree(out, tmp_path / "nano33ble")
     (tmp_path / "nano33ble.exit").write_text("0\n")
     (tmp_path / "pico.exit").write_text("1\n")
     code = fleet.main([str(tmp_path), "nano33ble", "pico"])
     assert code == 1  # pico's build failed
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:]}
+    flash = json.loads((out / "report.json").read_text())["stages"]["check"]["rules"][0]
+    assert rows["nano33ble"].endswith("PASS") and f"{flash['figure']:,.0f}" in rows["nano33ble"]
+    assert "ERROR (exit 1, see pico.log)" in rows["pico"]
 
 
 def test_fleet_exit_3_when_a_device_is_over_budget(built, tmp_path, capsys):
@@ -202,3 +212,21 @@ def test_check_writes_the_same_result_as_json(built, tmp_path):
     assert body["check"]["rules"] == run_check["rules"]
     assert body["model_sha256"] == json.loads((out / "report.json").read_text())[
         "artifacts"]["final_int8.tflite"]["sha256"]
+
+
+def test_run_for_a_target_refuses_missing_ops_before_writing(tmp_path):
+    from edgeprune import keras_adapter as ka
+
+    keras = ka.keras
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(16, name="hidden"),
+                              keras.layers.Activation("gelu", name="gelu_act"),
+                              keras.layers.Dense(10, activation="softmax", name="out")])
+    model.save(tmp_path / "gelu.keras")
+    out = tmp_path / "build"
+    r = invoke("run", "--model", str(tmp_path / "gelu.keras"), "--data", "digits", "--target",
+               "nano33ble", "--out", str(out), "--epochs", "1")
+    assert r.exit_code == 1, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "GELU at operator" in lines[0] and "(layer gelu_act)" in lines[0]
+    assert not out.exists()  # refused before training or writing anything

@@ -90,10 +90,11 @@ def status():  # current and peak resident set, bytes (Linux)
     fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
     return tuple(int(fields[k].split()[0]) * 1024 for k in ("VmRSS", "VmHWM"))
 
-data = open(sys.argv[1], "rb").read()
 rss0, hwm0 = status()
-it = Interpreter(model_content=data, num_threads=1,
-                 experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+data = open(sys.argv[1], "rb").read()
+resolver = (OpResolverType.BUILTIN if sys.argv[2] == "xnnpack"
+            else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+it = Interpreter(model_content=data, num_threads=1, experimental_op_resolver_type=resolver)
 it.allocate_tensors()
 for d in it.get_input_details():
     it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
@@ -103,12 +104,14 @@ print(max(rss1 - rss0, hwm1 - hwm0))
 """
 
 
-def peak_memory_bytes(model: bytes) -> int:
+def peak_memory_bytes(model: bytes, kernels: str = "xnnpack") -> int:
     """Memory the LiteRT interpreter adds for ``model``: load, allocate and one invoke
     in a fresh process, as the larger of the growth of its resident set and of its
     peak resident set (Linux ``/proc/self/status``, KiB granularity). It counts the
     model bytes, the tensors and the interpreter code pages first touched, as a
-    process on the device would."""
+    process on the device would. ``kernels="xnnpack"`` measures with LiteRT's default
+    XNNPACK delegate (what a Raspberry Pi runs), anything else with the built-in
+    reference kernels."""
     import subprocess
     import sys
     import tempfile
@@ -116,7 +119,7 @@ def peak_memory_bytes(model: bytes) -> int:
     with tempfile.NamedTemporaryFile(suffix=".tflite") as fh:
         fh.write(model)
         fh.flush()
-        proc = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, fh.name],
+        proc = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, fh.name, kernels],
                               capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
