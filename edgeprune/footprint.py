@@ -1,44 +1,201 @@
-"""Flash and static RAM that the TFLite Micro runtime adds to a model, per core family.
+"""Flash and static RAM that the TFLite Micro runtime adds to a model, per core.
 
-The figures are measurements, not from this machine: the table below was
-measured with GCC 12.2 ``-Os``, newlib-nano and ``--gc-sections`` against
-TFLite Micro at commit 90b983c, as the ELF's text+data minus an empty
-``main`` and minus the model bytes (source: the project's issue 3, which
-records the measurement). Only two kinds of build were measured:
+Measured by this project on this machine (method and raw figures:
+``docs/tflm-flash-measurement.md``): arm-none-eabi-gcc 12.2.1, ``-Os`` for the
+interpreter and the kernels, newlib-nano, ``--gc-sections``, TFLite Micro at
+90b983c with CMSIS-NN 4ab83cc, as ELF text+data of a program minus an empty
+``main`` and minus the model bytes. Per build:
 
-* the interpreter with no kernel registered (11.3-11.6 KB on Cortex-M0+, M4F,
-  M7, M33 and M55; we take the upper end);
-* the interpreter plus the six kernels of the MLPerf Tiny keyword-spotting
-  model (CONV_2D, DEPTHWISE_CONV_2D, AVERAGE_POOL_2D, RESHAPE,
-  FULLY_CONNECTED, SOFTMAX) registered int8-only.
+* the interpreter with an empty ``MicroMutableOpResolver<6>``;
+* the interpreter plus ONE kernel, int8-only registration and generic;
+* the six kernels of the MLPerf Tiny keyword-spotting (KWS) model together.
 
-Per-kernel sizes were not measured, so a model's kernel flash is estimated
-as the measured kernel share of the keyword-spotting build divided by its six
-kernels, times the model's number of distinct ops. Every figure derived here
-says it is an estimate and from what (:attr:`RuntimeFlash.basis`).
+One-kernel figures cannot simply be added: each carries helper code the
+kernels share (software double-precision and libm routines on the M4F,
+quantization helpers). A model's kernel flash is therefore estimated as the
+sum of its ops' one-kernel figures minus the shared code counted once per
+extra op, with the shared share calibrated so that the estimate reproduces the
+measured KWS build exactly. Every figure says it is an estimate and from what
+(:attr:`RuntimeFlash.basis`).
+
+Measured: Cortex-M4F with CMSIS-NN and with reference kernels, Cortex-M55
+with CMSIS-NN (MVE). Not measured: Cortex-M0+, M7, M33 and Xtensa; for those
+the Cortex-M4F CMSIS-NN measurement stands in, and the basis says so.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-KB = 1024
+# Static RAM outside the arena with the interpreter and a
+# MicroMutableOpResolver<6> as static objects (208 + 228 B), measured on the M4F.
+STATIC_RAM_BYTES = 444
+KWS_OPS = ("AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "RESHAPE",
+           "SOFTMAX")
 
-INTERPRETER_FLASH_BYTES = int(11.6 * KB)
-STATIC_RAM_BYTES = int(0.7 * KB)  # outside the arena: 0.6-0.7 KB measured, upper end
-KWS_KERNEL_COUNT = 6
 
-# Interpreter + the six keyword-spotting kernels registered int8-only.
-KWS_INT8_FLASH_BYTES = {
-    ("cortex-m4f", "cmsis-nn"): int(53.4 * KB),
-    ("cortex-m7", "cmsis-nn"): int(51.7 * KB),
-    ("cortex-m33", "cmsis-nn"): int(53.7 * KB),
-    ("cortex-m55", "cmsis-nn"): int(44.7 * KB),  # MVE
-    ("cortex-m4f", "reference"): int(41.3 * KB),
+@dataclass(frozen=True)
+class Measurement:
+    """One measured build configuration: bytes of text+data."""
+
+    interpreter_bytes: int
+    kws_int8_bytes: int  # interpreter + the six KWS kernels, int8-only where TFLM has it
+    kws_generic_bytes: int
+    ops: dict  # opcode -> (int8-only registration or None if TFLM has none, generic)
+
+    def one_op(self, opcode: str, int8_only: bool) -> int | None:
+        if opcode not in self.ops:
+            return None
+        int8, generic = self.ops[opcode]
+        return int8 if int8_only and int8 is not None else generic
+
+    def shared_bytes(self) -> float:
+        """Helper code one-kernel figures each include, from the KWS builds."""
+        singles = sum(self.one_op(op, True) for op in KWS_OPS)
+        kernels = self.kws_int8_bytes - self.interpreter_bytes
+        return (singles - kernels) / (len(KWS_OPS) - 1)
+
+
+MEASURED: dict[tuple[str, str], Measurement] = {
+    ('cortex-m4f', 'cmsis-nn'): Measurement(
+        interpreter_bytes=10552, kws_int8_bytes=44948, kws_generic_bytes=72564,
+        ops={
+            'ADD': (7616, 11552),
+            'AVERAGE_POOL_2D': (5640, 6152),
+            'BATCH_MATMUL': (8692, 10932),
+            'CONCATENATION': (None, 3104),
+            'CONV_2D': (13588, 29460),
+            'DEPTHWISE_CONV_2D': (12452, 20004),
+            'DEQUANTIZE': (None, 3040),
+            'EXPAND_DIMS': (None, 1312),
+            'FULLY_CONNECTED': (11280, 14448),
+            'GATHER': (None, 2304),
+            'HARD_SWISH': (None, 4520),
+            'LEAKY_RELU': (None, 4680),
+            'LOGISTIC': (None, 7688),
+            'MAXIMUM': (1888, 5312),
+            'MAX_POOL_2D': (5832, 6408),
+            'MEAN': (None, 7424),
+            'MINIMUM': (None, 5312),
+            'MUL': (7788, 10380),
+            'PACK': (None, 1408),
+            'PAD': (1952, 3552),
+            'PADV2': (None, 3584),
+            'QUANTIZE': (None, 5600),
+            'RELU': (None, 4648),
+            'RELU6': (None, 2568),
+            'RESHAPE': (None, 1408),
+            'RESIZE_NEAREST_NEIGHBOR': (None, 2400),
+            'SHAPE': (None, 736),
+            'SOFTMAX': (9468, 10716),
+            'SPLIT': (None, 1472),
+            'SQUEEZE': (None, 1376),
+            'STRIDED_SLICE': (None, 5184),
+            'SUB': (None, 9452),
+            'SUM': (None, 6656),
+            'SVDF': (9336, 11860),
+            'TANH': (None, 7880),
+            'TRANSPOSE': (1504, 2368),
+            'TRANSPOSE_CONV': (13312, 15264),
+            'UNIDIRECTIONAL_SEQUENCE_LSTM': (12960, 18328),
+            'UNPACK': (None, 1248),
+        }),
+    ('cortex-m4f', 'reference'): Measurement(
+        interpreter_bytes=10552, kws_int8_bytes=34540, kws_generic_bytes=34540,
+        ops={
+            'ADD': (None, 9388),
+            'AVERAGE_POOL_2D': (None, 5640),
+            'BATCH_MATMUL': (None, 8772),
+            'CONCATENATION': (None, 3104),
+            'CONV_2D': (None, 9680),
+            'DEPTHWISE_CONV_2D': (None, 9056),
+            'DEQUANTIZE': (None, 3040),
+            'EXPAND_DIMS': (None, 1312),
+            'FULLY_CONNECTED': (None, 7824),
+            'GATHER': (None, 2304),
+            'HARD_SWISH': (None, 4520),
+            'LEAKY_RELU': (None, 4680),
+            'LOGISTIC': (None, 7688),
+            'MAXIMUM': (None, 5184),
+            'MAX_POOL_2D': (None, 5736),
+            'MEAN': (None, 7424),
+            'MINIMUM': (None, 5184),
+            'MUL': (None, 9004),
+            'PACK': (None, 1408),
+            'PAD': (None, 3200),
+            'PADV2': (None, 3232),
+            'QUANTIZE': (None, 5600),
+            'RELU': (None, 4648),
+            'RELU6': (None, 2568),
+            'RESHAPE': (None, 1408),
+            'RESIZE_NEAREST_NEIGHBOR': (None, 2400),
+            'SHAPE': (None, 736),
+            'SOFTMAX': (None, 8924),
+            'SPLIT': (None, 1472),
+            'SQUEEZE': (None, 1376),
+            'STRIDED_SLICE': (None, 5184),
+            'SUB': (None, 9452),
+            'SUM': (None, 6656),
+            'SVDF': (None, 8564),
+            'TANH': (None, 7880),
+            'TRANSPOSE': (None, 1920),
+            'TRANSPOSE_CONV': (None, 9248),
+            'UNIDIRECTIONAL_SEQUENCE_LSTM': (None, 14424),
+            'UNPACK': (None, 1248),
+        }),
+    ('cortex-m55', 'cmsis-nn'): Measurement(
+        interpreter_bytes=10360, kws_int8_bytes=40024, kws_generic_bytes=64392,
+        ops={
+            'ADD': (4104, 7640),
+            'AVERAGE_POOL_2D': (4988, 5536),
+            'BATCH_MATMUL': (6852, 9252),
+            'CONCATENATION': (None, 3196),
+            'CONV_2D': (7512, 20364),
+            'DEPTHWISE_CONV_2D': (12532, 19436),
+            'DEQUANTIZE': (None, 1340),
+            'EXPAND_DIMS': (None, 1292),
+            'FULLY_CONNECTED': (7728, 11568),
+            'GATHER': (None, 2420),
+            'HARD_SWISH': (None, 2008),
+            'LEAKY_RELU': (None, 2168),
+            'LOGISTIC': (None, 5648),
+            'MAXIMUM': (1916, 5512),
+            'MAX_POOL_2D': (4416, 4992),
+            'MEAN': (None, 5008),
+            'MINIMUM': (None, 5516),
+            'MUL': (4756, 7404),
+            'PACK': (None, 1632),
+            'PAD': (1980, 3660),
+            'PADV2': (None, 3672),
+            'QUANTIZE': (None, 2848),
+            'RELU': (None, 2040),
+            'RELU6': (None, 1348),
+            'RESHAPE': (None, 1356),
+            'RESIZE_NEAREST_NEIGHBOR': (None, 2100),
+            'SHAPE': (None, 724),
+            'SOFTMAX': (7560, 8680),
+            'SPLIT': (None, 1596),
+            'SQUEEZE': (None, 1324),
+            'STRIDED_SLICE': (None, 5012),
+            'SUB': (None, 7012),
+            'SUM': (None, 4276),
+            'SVDF': (6792, 9352),
+            'TANH': (None, 5792),
+            'TRANSPOSE': (1668, 2612),
+            'TRANSPOSE_CONV': (8752, 10672),
+            'UNIDIRECTIONAL_SEQUENCE_LSTM': (10624, 15864),
+            'UNPACK': (None, 1428),
+        }),
 }
-# The same kernels registered with the generic Register_X() calls, which pull
-# in every dtype's kernel.
-KWS_GENERIC_FLASH_BYTES = int(84 * KB)
+
+# Cores without a measurement of their own, and the build that stands in.
+STAND_INS = {
+    ("cortex-m7", "cmsis-nn"): ("cortex-m4f", "cmsis-nn"),
+    ("cortex-m33", "cmsis-nn"): ("cortex-m4f", "cmsis-nn"),
+    ("cortex-m0plus", "cmsis-nn"): ("cortex-m4f", "cmsis-nn"),
+    ("xtensa-lx6", "esp-nn"): ("cortex-m4f", "cmsis-nn"),
+    ("xtensa-lx7", "esp-nn"): ("cortex-m4f", "cmsis-nn"),
+}
 
 
 @dataclass(frozen=True)
@@ -48,7 +205,6 @@ class RuntimeFlash:
     interpreter_bytes: int
     kernel_bytes: int
     ops: int
-    int8_only: bool
     basis: str  # what the estimate rests on, in words
 
     @property
@@ -56,29 +212,35 @@ class RuntimeFlash:
         return self.interpreter_bytes + self.kernel_bytes
 
 
-def runtime_flash(core: str, kernels: str, distinct_ops: int, int8_only: bool = True
-                  ) -> RuntimeFlash:
-    """Estimate the runtime flash for a model with ``distinct_ops`` kernels.
+def runtime_flash(core: str, kernels: str, ops: dict[str, bool]) -> RuntimeFlash:
+    """Estimate the runtime flash for a model registering ``ops``.
 
-    ``int8_only`` means the op resolver registers int8-only kernels (what the
-    emitted ``model_ops.h`` does where TFLite Micro offers them); otherwise
-    the generic registrations' measurement is used.
+    ``ops`` maps each distinct opcode to whether the op resolver registers its
+    int8-only kernel (what :func:`edgeprune.firmware.resolver_calls` emits).
     """
     key = (core, kernels)
-    if not int8_only:
-        per_op = (KWS_GENERIC_FLASH_BYTES - INTERPRETER_FLASH_BYTES) / KWS_KERNEL_COUNT
-        basis = ("estimate: interpreter 11.6 KB + the measured 84 KB keyword-spotting build "
-                 "with generic registrations, per kernel")
-    elif key in KWS_INT8_FLASH_BYTES:
-        per_op = (KWS_INT8_FLASH_BYTES[key] - INTERPRETER_FLASH_BYTES) / KWS_KERNEL_COUNT
-        basis = (f"estimate: interpreter 11.6 KB + the measured keyword-spotting int8 build on "
-                 f"{core} with {kernels} ({KWS_INT8_FLASH_BYTES[key] / KB:.1f} KB for 6 "
-                 f"kernels), per kernel")
+    if key in MEASURED:
+        used, note = key, f"measured on {core} with {kernels}"
     else:
-        worst = max(KWS_INT8_FLASH_BYTES.values())
-        per_op = (worst - INTERPRETER_FLASH_BYTES) / KWS_KERNEL_COUNT
-        basis = (f"estimate: no measurement for {core} with {kernels}; the largest measured "
-                 f"int8 keyword-spotting build ({worst / KB:.1f} KB for 6 kernels) per kernel, "
-                 f"an upper bound only as far as that core is comparable")
-    return RuntimeFlash(INTERPRETER_FLASH_BYTES, int(round(per_op * distinct_ops)),
-                        distinct_ops, int8_only, basis)
+        used = STAND_INS.get(key, ("cortex-m4f", "cmsis-nn"))
+        note = (f"no measurement for {core} with {kernels}: the {used[0]} {used[1]} "
+                f"measurement stands in")
+    m = MEASURED[used]
+    largest = max(max(v for v in pair if v is not None) for pair in m.ops.values())
+    sizes, unmeasured = [], []
+    for opcode, int8_only in sorted(ops.items()):
+        size = m.one_op(opcode, int8_only)
+        if size is None:
+            unmeasured.append(opcode)
+            size = largest
+        sizes.append(size)
+    kernels_bytes = 0
+    if sizes:
+        kernels_bytes = max(max(sizes), int(round(sum(sizes) - (len(sizes) - 1)
+                                                  * m.shared_bytes())))
+    basis = (f"estimate: {note}; one-kernel sizes less shared helper code counted once "
+             f"({m.shared_bytes():,.0f} B, calibrated on the measured keyword-spotting build)")
+    if unmeasured:
+        basis += (f"; {', '.join(unmeasured)} not measured, counted as the largest measured "
+                  f"kernel ({largest:,} B)")
+    return RuntimeFlash(m.interpreter_bytes, kernels_bytes, len(ops), basis)

@@ -85,19 +85,24 @@ def test_format_check_prints_one_line_per_rule():
         assert any(line.startswith(name) for line in text.splitlines())
 
 
-@pytest.mark.parametrize("core,kernels,total_kb", [
-    ("cortex-m4f", "cmsis-nn", 53.4), ("cortex-m7", "cmsis-nn", 51.7),
-    ("cortex-m33", "cmsis-nn", 53.7), ("cortex-m55", "cmsis-nn", 44.7),
-    ("cortex-m4f", "reference", 41.3)])
-def test_runtime_flash_reproduces_the_measured_kws_builds(core, kernels, total_kb):
-    est = footprint.runtime_flash(core, kernels, 6)
-    assert est.total_bytes == pytest.approx(total_kb * 1024, abs=2)
-    assert est.basis.startswith("estimate:")
+@pytest.mark.parametrize("key", sorted(footprint.MEASURED))
+def test_runtime_flash_reproduces_the_measured_kws_build(key):
+    m = footprint.MEASURED[key]
+    est = footprint.runtime_flash(*key, {op: True for op in footprint.KWS_OPS})
+    assert est.total_bytes == m.kws_int8_bytes
+    assert est.basis.startswith(f"estimate: measured on {key[0]} with {key[1]}")
 
 
-def test_runtime_flash_for_unmeasured_core_says_so():
-    est = footprint.runtime_flash("xtensa-lx7", "esp-nn", 4)
+def test_generic_registrations_cost_more_than_int8_only():
+    ops = {"CONV_2D": True, "FULLY_CONNECTED": True, "SOFTMAX": True}
+    int8 = footprint.runtime_flash("cortex-m4f", "cmsis-nn", ops)
+    generic = footprint.runtime_flash("cortex-m4f", "cmsis-nn", dict.fromkeys(ops, False))
+    assert generic.total_bytes > int8.total_bytes
+    one = footprint.runtime_flash("cortex-m4f", "cmsis-nn", {"CONV_2D": True})
+    assert one.kernel_bytes == footprint.MEASURED[("cortex-m4f", "cmsis-nn")].ops["CONV_2D"][0]
+
+
+def test_runtime_flash_for_unmeasured_core_and_op_says_so():
+    est = footprint.runtime_flash("xtensa-lx7", "esp-nn", {"CONV_2D": True, "GELU": False})
     assert "no measurement for xtensa-lx7 with esp-nn" in est.basis
-    generic = footprint.runtime_flash("cortex-m4f", "cmsis-nn", 6, int8_only=False)
-    assert generic.total_bytes == pytest.approx(84 * 1024, abs=2)
-    assert generic.total_bytes > footprint.runtime_flash("cortex-m4f", "cmsis-nn", 6).total_bytes
+    assert "GELU not measured, counted as the largest measured kernel" in est.basis
