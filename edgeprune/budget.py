@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from edgeprune.devices import Budget, Target
+from edgeprune.textable import table
 
 
 @dataclass(frozen=True)
@@ -166,14 +167,9 @@ def format_check(result: CheckResult) -> str:
     for r in result.rules:
         rows.append([r.name, num(r.figure, r.unit), num(r.budget, r.unit),
                      num(r.headroom, r.unit), "pass" if r.ok else "FAIL"])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [f"check {result.evidence.model_path} on {result.target}: "
              f"{'PASS' if result.ok else 'FAIL'}", ""]
-    for n, row in enumerate(rows):
-        lines.append("  ".join(c.rjust(w) if 0 < i < 4 else c.ljust(w)
-                               for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines += table(rows, right={1, 2, 3})
     lines.append("")
     lines += [f"{r.name}: {r.rule} {r.evidence}" for r in result.rules]
     return "\n".join(lines)

@@ -20,6 +20,7 @@ from typing import Any
 
 from edgeprune._toml import read_toml
 from edgeprune.errors import BadInputError
+from edgeprune.textable import table
 
 KINDS = ("mcu", "linux")
 RUNTIMES = {"mcu": "tflm", "linux": "litert"}
@@ -213,11 +214,7 @@ def format_targets(targets: list[Target]) -> str:
     for t in targets:
         rows.append([t.id, t.name, t.kind, t.core, f"{t.clock_hz / 1e6:g} MHz",
                      _size(t.flash_bytes), _size(t.ram_bytes), t.runtime, t.kernels])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-             for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join(table(rows))
 
 
 def format_target(t: Target) -> str:

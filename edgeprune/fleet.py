@@ -12,6 +12,8 @@ import json
 import os
 import sys
 
+from edgeprune.textable import table
+
 
 def row(build_dir: str, target: str) -> tuple[list[str], int]:
     exit_path = os.path.join(build_dir, f"{target}.exit")
@@ -48,11 +50,7 @@ def main(argv: list[str]) -> int:
         r, code = row(build_dir, target)
         rows.append(r)
         codes.append(code)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for n, r in enumerate(rows):
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
+    print("\n".join(table(rows)))
     if any(c == 3 for c in codes):
         return 3
     return 1 if any(codes) else 0

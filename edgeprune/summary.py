@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import os
 
-
-def _table(rows: list[list[str]], right: set[int]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for n, row in enumerate(rows):
-        cells = [c.rjust(w) if i in right else c.ljust(w)
-                 for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        lines.append("  ".join(cells).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return lines
+from edgeprune.textable import table
 
 
 def _quality_cells(task: str, ev) -> list[str]:
@@ -43,7 +33,7 @@ def size_and_quality_table(task: str, sizes: dict, evaluations: list) -> list[st
                      f"{size.gzip_bytes:,}" if size else "-",
                      f"{size.zero_weight_fraction:.1%}" if size else "-",
                      *_quality_cells(task, ev)])
-    return _table(rows, right={2, 3, 4, 5, 6, 7})
+    return table(rows, right={2, 3, 4, 5, 6, 7})
 
 
 def layer_table(layers) -> list[str]:
@@ -51,7 +41,7 @@ def layer_table(layers) -> list[str]:
     for s in layers:
         rows.append([s.name, s.type, f"{s.weights:,}", f"{s.requested:.3f}",
                      f"{s.achieved:.3f}", s.reason or ("ok" if s.ok else "BELOW REQUESTED")])
-    return _table(rows, right={2, 3, 4})
+    return table(rows, right={2, 3, 4})
 
 
 def schedule_line(plan) -> str:
