@@ -164,7 +164,10 @@ class OperatorInfo:
     """One operator: ``opcode`` is the builtin name (``"CONV_2D"``) or ``"CUSTOM:<code>"``.
 
     ``inputs`` and ``outputs`` are tensor indices in the operator's subgraph;
-    an absent optional input is -1.
+    an absent optional input is -1. ``options`` holds the scalar fields of the
+    builtin options table as ``(name, value)`` pairs, names as in the schema
+    (``strideW``, ``filterHeight``, ``fusedActivationFunction``...); read them
+    with :meth:`option`.
     """
 
     index: int
@@ -172,6 +175,11 @@ class OperatorInfo:
     opcode: str
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def option(self, name: str, default: Any = None) -> Any:
+        """The builtin option ``name``, or ``default`` when the op has none by that name."""
+        return next((v for k, v in self.options if k == name), default)
 
 
 @dataclass(frozen=True)
@@ -269,7 +277,7 @@ def _schema() -> ModuleType:
 @functools.cache
 def _enum_names(enum_name: str) -> dict[int, str]:
     enum = getattr(_schema(), enum_name)
-    return {v: k for k, v in vars(enum).items() if k.isupper() and isinstance(v, int)}
+    return {v: k for k, v in vars(enum).items() if not k.startswith("_") and isinstance(v, int)}
 
 
 def _dtype_name(code: int) -> str:
@@ -450,7 +458,19 @@ def _parse_operator(
                 f"operator {index} of subgraph {subgraph} refers to tensor {t} "
                 f"({tensor_count} tensors)"
             )
-    return OperatorInfo(index, subgraph, opcodes[opcode_index], inputs, outputs)
+    return OperatorInfo(index, subgraph, opcodes[opcode_index], inputs, outputs,
+                        _builtin_options(raw))
+
+
+def _builtin_options(raw: Any) -> tuple[tuple[str, Any], ...]:
+    """The scalar fields of an operator's builtin options table (empty when it has none)."""
+    kind = _enum_names("BuiltinOptions").get(raw.BuiltinOptionsType())
+    table = raw.BuiltinOptions()
+    cls = getattr(_schema(), f"{kind}T", None) if kind and kind != "NONE" else None
+    if table is None or cls is None:
+        return ()
+    fields = vars(cls.InitFromBuf(table.Bytes, table.Pos))
+    return tuple((k, v) for k, v in fields.items() if isinstance(v, int | float | bool))
 
 
 def _unpack_bits(packed: np.ndarray, bits: int, signed: bool, count: int) -> np.ndarray:

@@ -1,0 +1,231 @@
+"""What each operator of a ``.tflite`` model costs to run, from the file alone.
+
+For every operator: its cost class (what kind of kernel runs it), the dtype it
+computes in, its multiply-accumulates, the elements it touches, and the bytes
+of weights and activations it reads and writes. These counts are exact
+properties of the model; turning them into time is :mod:`edgeprune.latency`'s
+job. Imports neither TensorFlow nor the LiteRT interpreter.
+
+Counting rules (the unit tests check each against a hand count):
+
+- CONV_2D: ``N*OH*OW*OC * KH*KW * IC/groups`` MACs (the filter is
+  ``[OC, KH, KW, IC/groups]``); CONV_3D likewise with the depth.
+- DEPTHWISE_CONV_2D: ``N*OH*OW*OC * KH*KW``.
+- FULLY_CONNECTED: output elements x input features (the filter is
+  ``[units, features]``).
+- TRANSPOSE_CONV: every input element meets every filter tap of every output
+  channel: ``N*IH*IW*IC * KH*KW*OC``.
+- BATCH_MATMUL: output elements x the contracted dimension.
+- Pooling: output elements x window (``elements``, no MACs).
+- Reductions (MEAN, SUM, ...): input elements. Every other op: output
+  elements.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+from edgeprune.tflite_inspect import ModelInfo, OperatorInfo, TensorInfo, inspect_model
+
+#: Cost classes, in the order tables list them.
+CLASSES = ("conv_1x1", "conv", "depthwise", "fully_connected", "transpose_conv", "matmul",
+           "pooling", "elementwise", "activation", "softmax", "reduce", "quantize",
+           "data_movement", "other")
+#: Classes whose work is counted in MACs; the others count elements.
+MAC_CLASSES = frozenset({"conv_1x1", "conv", "depthwise", "fully_connected", "transpose_conv",
+                         "matmul"})
+
+_CLASS_OF = {
+    "DEPTHWISE_CONV_2D": "depthwise",
+    "FULLY_CONNECTED": "fully_connected",
+    "TRANSPOSE_CONV": "transpose_conv",
+    "BATCH_MATMUL": "matmul",
+    **dict.fromkeys(("AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D"), "pooling"),
+    **dict.fromkeys(("ADD", "SUB", "MUL", "DIV", "SQUARED_DIFFERENCE", "MAXIMUM", "MINIMUM",
+                     "ADD_N", "FLOOR_DIV", "FLOOR_MOD", "POW", "EQUAL", "NOT_EQUAL", "LESS",
+                     "LESS_EQUAL", "GREATER", "GREATER_EQUAL", "SELECT", "SELECT_V2",
+                     "LOGICAL_AND", "LOGICAL_OR", "BATCH_MATMUL_ADD"), "elementwise"),
+    **dict.fromkeys(("RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "LOGISTIC", "TANH",
+                     "HARD_SWISH", "LEAKY_RELU", "PRELU", "ELU", "GELU", "EXP", "LOG", "SQRT",
+                     "RSQRT", "SQUARE", "ABS", "NEG", "SIN", "COS", "FLOOR", "CEIL", "ROUND",
+                     "LOGICAL_NOT", "SIGN"), "activation"),
+    **dict.fromkeys(("SOFTMAX", "LOG_SOFTMAX", "L2_NORMALIZATION"), "softmax"),
+    **dict.fromkeys(("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "REDUCE_ANY",
+                     "REDUCE_ALL", "ARG_MAX", "ARG_MIN", "CUMSUM"), "reduce"),
+    **dict.fromkeys(("QUANTIZE", "DEQUANTIZE", "CAST"), "quantize"),
+    **dict.fromkeys(("RESHAPE", "SQUEEZE", "EXPAND_DIMS", "CONCATENATION", "PAD", "PADV2",
+                     "MIRROR_PAD", "TRANSPOSE", "STRIDED_SLICE", "SLICE", "SPLIT", "SPLIT_V",
+                     "PACK", "UNPACK", "GATHER", "GATHER_ND", "TILE", "BROADCAST_TO",
+                     "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "DEPTH_TO_SPACE",
+                     "SPACE_TO_DEPTH", "BATCH_TO_SPACE_ND", "SPACE_TO_BATCH_ND", "FILL",
+                     "ZEROS_LIKE", "REVERSE_V2", "SHAPE"), "data_movement"),
+}
+_REDUCE_INPUT = frozenset({"MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD",
+                           "REDUCE_ANY", "REDUCE_ALL", "ARG_MAX", "ARG_MIN", "CUMSUM"})
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """The work of one operator.
+
+    ``macs`` is zero outside the MAC classes; ``elements`` is the op's
+    element work (window reads for pooling, input elements for reductions,
+    output elements otherwise; output elements for MAC ops too).
+    ``weight_bytes`` are the constant inputs (weights, biases, lookup
+    tables), ``input_bytes`` the activations read and ``output_bytes`` those
+    written. ``kernel`` describes the shape in words (``"3x3 s2 8->16"``).
+    """
+
+    index: int
+    opcode: str
+    layer: str
+    op_class: str
+    dtype: str
+    weight_dtype: str
+    macs: int
+    elements: int
+    weight_bytes: int
+    input_bytes: int
+    output_bytes: int
+    kernel: str
+
+    @property
+    def work(self) -> int:
+        """MACs for MAC classes, elements for the rest: what throughput constants multiply."""
+        return self.macs if self.op_class in MAC_CLASSES else self.elements
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """Every operator's cost, in execution order, and the totals."""
+
+    path: str | None
+    ops: tuple[OpCost, ...]
+
+    @property
+    def macs(self) -> int:
+        return sum(o.macs for o in self.ops)
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(o.weight_bytes for o in self.ops)
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "macs": self.macs, "ops": [o.to_dict() for o in self.ops]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelCost:
+        """Inverse of :meth:`to_dict` (how calibration sets ship op counts without the model)."""
+        fields = OpCost.__dataclass_fields__
+        ops = []
+        for row in data["ops"]:
+            missing = set(fields) - set(row)
+            if missing:
+                raise ValueError(f"operator entry lacks {', '.join(sorted(missing))}")
+            ops.append(OpCost(**{k: row[k] for k in fields}))
+        return cls(data.get("path"), tuple(ops))
+
+
+def _dims(t: TensorInfo | None) -> tuple[int, ...]:
+    return tuple(max(d, 1) for d in t.shape) if t is not None else ()
+
+
+def _count(op: OperatorInfo, inputs: list[TensorInfo | None], outputs: list[TensorInfo]
+           ) -> tuple[str, int, int, str]:
+    """(class, macs, elements, kernel description) for one operator."""
+    out = outputs[0] if outputs else None
+    out_elems = out.elements if out is not None else 0
+    opcode = op.opcode
+    if opcode in ("CONV_2D", "CONV_3D"):
+        filt = _dims(inputs[1])
+        if opcode == "CONV_2D":
+            oc, kh, kw, ic = filt
+            taps, kernel = kh * kw, f"{kh}x{kw} s{op.option('strideH', 1)}"
+            if op.option("dilationHFactor", 1) > 1 or op.option("dilationWFactor", 1) > 1:
+                kernel += f" d{op.option('dilationHFactor', 1)}"
+        else:
+            kd, kh, kw, ic, oc = filt
+            taps, kernel = kd * kh * kw, f"{kd}x{kh}x{kw}"
+        in_c = _dims(inputs[0])[-1]
+        groups = in_c // ic if ic and in_c % ic == 0 else 1
+        kernel += f" {in_c}->{oc}" + (f" g{groups}" if groups > 1 else "")
+        cls = "conv_1x1" if taps == 1 and opcode == "CONV_2D" else "conv"
+        return cls, out_elems * taps * ic, out_elems, kernel
+    if opcode == "DEPTHWISE_CONV_2D":
+        _, kh, kw, oc = _dims(inputs[1])
+        kernel = f"{kh}x{kw} s{op.option('strideH', 1)} x{op.option('depthMultiplier', 1)} {oc}"
+        return "depthwise", out_elems * kh * kw, out_elems, kernel
+    if opcode == "FULLY_CONNECTED":
+        units, features = _dims(inputs[1])[-2:]
+        return "fully_connected", out_elems * features, out_elems, f"{features}->{units}"
+    if opcode == "TRANSPOSE_CONV":
+        oc, kh, kw, ic = _dims(inputs[1])
+        data = inputs[2]
+        macs = (data.elements if data is not None else 0) * kh * kw * oc
+        return "transpose_conv", macs, out_elems, f"{kh}x{kw} s{op.option('strideH', 1)} {ic}->{oc}"
+    if opcode == "BATCH_MATMUL":
+        lhs = _dims(inputs[0])
+        k = lhs[-2] if op.option("adjX", False) else lhs[-1]
+        return "matmul", out_elems * k, out_elems, f"k={k}"
+    cls = _CLASS_OF.get(opcode, "other")
+    if cls == "pooling":
+        fh, fw = op.option("filterHeight", 1), op.option("filterWidth", 1)
+        return cls, 0, out_elems * fh * fw, f"{fh}x{fw} s{op.option('strideH', 1)}"
+    if opcode in _REDUCE_INPUT:
+        data = inputs[0]
+        return cls, 0, data.elements if data is not None else 0, ""
+    return cls, 0, out_elems, ""
+
+
+def op_cost(info: ModelInfo, op: OperatorInfo,
+            tensors: dict[tuple[int, int], TensorInfo] | None = None) -> OpCost:
+    """The cost of one operator of ``info`` (``tensors``: ``info``'s tensors by
+    (subgraph, index), when the caller has built that map already)."""
+    if tensors is None:
+        tensors = {(t.subgraph, t.index): t for t in info.tensors}
+    inputs = [tensors[op.subgraph, i] if i >= 0 else None for i in op.inputs]
+    outputs = [tensors[op.subgraph, i] for i in op.outputs if i >= 0]
+    cls, macs, elements, kernel = _count(op, inputs, outputs)
+    present = [t for t in inputs if t is not None]
+    constants = [t for t in present if t.is_constant]
+    activations = [t for t in present if not t.is_constant]
+    weight = next((t for t in constants if t.elements > 1), None)
+    return OpCost(
+        index=op.index,
+        opcode=op.opcode,
+        layer=outputs[0].name if outputs else "",
+        op_class=cls,
+        dtype=activations[0].dtype if activations else (outputs[0].dtype if outputs else ""),
+        weight_dtype=weight.dtype if weight is not None else "",
+        macs=int(macs),
+        elements=int(elements),
+        weight_bytes=sum(t.nbytes for t in constants),
+        input_bytes=sum(t.nbytes for t in activations),
+        output_bytes=sum(t.nbytes for t in outputs),
+        kernel=kernel,
+    )
+
+
+def model_cost(source: str | os.PathLike | bytes | ModelInfo) -> ModelCost:
+    """Per-operator costs of subgraph 0 (the graph a TFLite Micro or LiteRT invoke runs).
+
+    Ops of other subgraphs (WHILE/IF bodies) are not counted: how often they
+    run depends on the data.
+    """
+    info = source if isinstance(source, ModelInfo) else inspect_model(source)
+    tensors = {(t.subgraph, t.index): t for t in info.tensors}
+    ops = tuple(op_cost(info, op, tensors) for op in info.operators if op.subgraph == 0)
+    return ModelCost(info.path, ops)
+
+
+def format_count(n: float) -> str:
+    """MACs or elements for a table: exact below 10,000, else ``12.35 M`` / ``412.0 k``."""
+    if n < 10_000:
+        return f"{n:,.0f}"
+    if n < 1_000_000:
+        return f"{n / 1e3:.1f} k"
+    return f"{n / 1e6:.2f} M"
