@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from edgeprune.devices import Budget, Target
+from edgeprune.latency import LatencyEstimate
 from edgeprune.textable import table
 
 
@@ -34,6 +35,8 @@ class Evidence:
     runtime_ram_bytes: int | None = None
     # Linux targets
     peak_memory_bytes: int | None = None
+    # every target: estimated from the op costs and the target's cost model
+    latency: LatencyEstimate | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -148,7 +151,22 @@ def dtype_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
                       f"model is {ev.model_dtype}; {target.id} {needs}")
 
 
-RULES = (flash_rule, ram_rule, arena_block_rule, ops_rule, dtype_rule)
+def latency_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
+    """One inference's estimated latency fits the latency budget."""
+    est = ev.latency
+    if est is None:
+        return RuleResult("latency", _rule_text(latency_rule), False, None,
+                          budget.max_latency_ms, "ms", "not estimated")
+    threads = f", {est.threads} threads" if est.threads > 1 else ""
+    evidence = (f"ESTIMATE {est.ms:,.4g} ms at {est.clock_hz / 1e6:g} MHz{threads}, "
+                f"{est.caveat}")
+    if est.energy_uj is not None:
+        evidence += f"; energy {est.energy_uj:.4g} uJ at {est.power_mw:g} mW (also an estimate)"
+    return RuleResult("latency", _rule_text(latency_rule), est.ms <= budget.max_latency_ms,
+                      est.ms, budget.max_latency_ms, "ms", evidence)
+
+
+RULES = (flash_rule, ram_rule, arena_block_rule, ops_rule, dtype_rule, latency_rule)
 
 
 def evaluate(ev: Evidence, target: Target, budget: Budget | None = None) -> CheckResult:
@@ -162,7 +180,9 @@ def format_check(result: CheckResult) -> str:
     """One line per rule: figure, budget, headroom, pass/fail, evidence."""
     rows = [["rule", "figure", "budget", "headroom", "result"]]
     def num(v, unit):
-        return "-" if v is None else f"{v:,.0f} {unit}".strip()
+        if v is None:
+            return "-"
+        return f"{v:,.4g} {unit}" if unit == "ms" else f"{v:,.0f} {unit}".strip()
 
     for r in result.rules:
         rows.append([r.name, num(r.figure, r.unit), num(r.budget, r.unit),
@@ -172,4 +192,19 @@ def format_check(result: CheckResult) -> str:
     lines += table(rows, right={1, 2, 3})
     lines.append("")
     lines += [f"{r.name}: {r.rule} {r.evidence}" for r in result.rules]
+    if result.evidence.latency is not None:
+        lines += ["", format_top_ops(result.evidence.latency)]
     return "\n".join(lines)
+
+
+def format_top_ops(est: LatencyEstimate, n: int = 5) -> str:
+    """The ``n`` most expensive operators of an estimate, with their share."""
+    from edgeprune.opcost import format_count
+
+    rows = [["op", "layer", "class", "kernel", "MACs", "est. ms", "share"]]
+    for o in est.top(n):
+        layer = o.layer if len(o.layer) <= 40 else "..." + o.layer[-37:]
+        rows.append([f"{o.index} {o.opcode}", layer, o.op_class, o.kernel, format_count(o.macs),
+                     f"{o.ms:.3g}", f"{o.ms / est.ms:.0%}" if est.ms else "-"])
+    return "\n".join([f"most expensive operators (estimated, {est.cost_model}):"]
+                     + table(rows, right={4, 5, 6}))

@@ -45,8 +45,25 @@ def model_dtype(info) -> str:
 
 def effective_budget(target: Target, overrides: dict | None) -> Budget:
     """The target's budget with any non-None ``overrides`` (recipe or flags)."""
-    changes = {k: v for k, v in (overrides or {}).items() if v is not None}
+    fields = set(Budget.__dataclass_fields__)
+    changes = {k: v for k, v in (overrides or {}).items() if v is not None and k in fields}
     return replace(target.budget, **changes)
+
+
+def estimate_latency(info, target: Target, cost_model: str | None = None):
+    """The latency (and energy) estimate of the parsed model ``info`` on ``target``.
+
+    ``cost_model`` (an id or a .toml path) replaces the target's own.
+
+    Raises:
+        CostModelError: the cost model is unknown or invalid.
+    """
+    from edgeprune.latency import estimate, load_cost_model
+    from edgeprune.opcost import model_cost
+
+    model = load_cost_model(cost_model or target.latency.cost_model_id(target))
+    return estimate(model_cost(info), model, target.clock_hz, target=target.id,
+                    threads=target.latency.threads, power_mw=target.latency.active_power_mw)
 
 
 def load_model_bytes(path: str) -> tuple[bytes, object]:
@@ -66,7 +83,7 @@ def load_model_bytes(path: str) -> tuple[bytes, object]:
         raise BadInputError(f"{exc}; pass a complete .tflite flatbuffer") from None
 
 
-def gather_evidence(path: str, target: Target) -> rules.Evidence:
+def gather_evidence(path: str, target: Target, cost_model: str | None = None) -> rules.Evidence:
     """Measure everything the rules need for the model at ``path`` on ``target``.
 
     Raises:
@@ -97,7 +114,8 @@ def gather_evidence(path: str, target: Target) -> rules.Evidence:
         except RunnerError as exc:
             raise TargetMismatchError(f"LiteRT cannot run {name} on {target.id}: {exc}"
                                       ) from None
-        return rules.Evidence(path, len(data), dtype, ops, peak_memory_bytes=peak)
+        return rules.Evidence(path, len(data), dtype, ops, peak_memory_bytes=peak,
+                              latency=estimate_latency(info, target, cost_model))
     from edgeprune import micro
 
     ensure_runs_on_tflm(data, info, name, target)
@@ -109,7 +127,8 @@ def gather_evidence(path: str, target: Target) -> rules.Evidence:
         arena_min_bytes=arena.min_arena_bytes, arena_recorded_bytes=arena.recorded_bytes,
         arena_bytes=target.arena_margin.apply(required),
         runtime_flash_bytes=flash.total_bytes, runtime_flash_basis=flash.basis,
-        runtime_ram_bytes=footprint.STATIC_RAM_BYTES)
+        runtime_ram_bytes=footprint.STATIC_RAM_BYTES,
+        latency=estimate_latency(info, target, cost_model))
 
 
 def registered_ops(info) -> dict[str, bool]:
@@ -151,9 +170,10 @@ def ensure_runs_on_tflm(data: bytes, info, name: str, target: Target) -> None:
         raise TargetMismatchError(f"{name} on {target.id}: {exc}") from None
 
 
-def check(path: str, target: Target, budget: Budget | None = None) -> rules.CheckResult:
+def check(path: str, target: Target, budget: Budget | None = None,
+          cost_model: str | None = None) -> rules.CheckResult:
     """Gather the evidence for ``path`` on ``target`` and apply every rule."""
-    evidence = gather_evidence(path, target)
+    evidence = gather_evidence(path, target, cost_model)
     result = rules.evaluate(evidence, target, budget)
     log.info("check: %s on %s: %s", os.path.basename(path), target.id,
              "pass" if result.ok else "FAIL")

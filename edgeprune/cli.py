@@ -8,6 +8,7 @@ error (click's own), 3 budget check failed, 4 validation failed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -231,7 +232,8 @@ def quantize_cmd(model_path, data, recipe_path, out, **kwargs):
 @recipe_options(("budget",))
 @guarded
 def check_cmd(model_path, target, report_path, recipe_path, **kwargs):
-    """Check MODEL.tflite against a device: flash, RAM, ops, dtype; exit 3 if over budget."""
+    """Check MODEL.tflite against a device: flash, RAM, ops, dtype, estimated latency;
+    exit 3 if over budget."""
     from dataclasses import asdict
 
     from edgeprune import check as device_check
@@ -245,7 +247,7 @@ def check_cmd(model_path, target, report_path, recipe_path, **kwargs):
         from edgeprune.artifacts import check_out_dir
 
         check_out_dir(os.path.dirname(os.path.abspath(report_path)))
-    result = device_check.check(model_path, device, budget)
+    result = device_check.check(model_path, device, budget, recipe.budget.cost_model)
     click.echo(format_check(result))
     if report_path is not None:
         os.makedirs(os.path.dirname(os.path.abspath(report_path)), exist_ok=True)
@@ -289,16 +291,9 @@ def targets_show(name):
 @guarded
 def inspect(model_path, as_json):
     """Ops, tensors, sizes and parameter count of a .tflite file (no TensorFlow)."""
-    from edgeprune.tflite_inspect import format_model_info, inspect_model
+    from edgeprune.tflite_inspect import format_model_info
 
-    try:
-        info = inspect_model(model_path)
-    except FileNotFoundError:
-        raise BadInputError(f"{model_path} does not exist; check the path") from None
-    except ValueError as exc:  # TFLiteFormatError
-        raise BadInputError(f"{exc}; pass a .tflite flatbuffer") from None
-    except OSError as exc:
-        raise BadInputError(f"{model_path} cannot be read ({exc.strerror})") from None
+    info = _model_info(model_path)
     if as_json:
         import dataclasses
         import json
@@ -308,6 +303,102 @@ def inspect(model_path, as_json):
         click.echo(json.dumps(body, indent=2))
     else:
         click.echo(format_model_info(info))
+
+
+def _model_info(model_path):
+    """Parse a .tflite, or raise a one-line BadInputError."""
+    from edgeprune.tflite_inspect import inspect_model
+
+    try:
+        return inspect_model(model_path)
+    except FileNotFoundError:
+        raise BadInputError(f"{model_path} does not exist; check the path") from None
+    except ValueError as exc:  # TFLiteFormatError
+        raise BadInputError(f"{exc}; pass a .tflite flatbuffer") from None
+    except OSError as exc:
+        raise BadInputError(f"{model_path} cannot be read ({exc.strerror})") from None
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL.tflite", type=click.Path(dir_okay=False))
+@click.option("--target", "target", default=None, metavar="NAME",
+              help="Also estimate each operator's latency on this device profile.")
+@click.option("--cost-model", "cost_model", default=None, metavar="ID|FILE",
+              help="Cost model for the estimate (default: the target's).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Machine-readable op costs (what calibration sets ship in place of a model).")
+@guarded
+def cost(model_path, target, cost_model, as_json):
+    """Per-operator cost of a .tflite: class, MACs, bytes; with --target, estimated latency."""
+    import json
+
+    from edgeprune.opcost import format_count, model_cost
+    from edgeprune.textable import table
+
+    info = _model_info(model_path)
+    costs = model_cost(info)
+    est = None
+    if target is not None:
+        from edgeprune.check import estimate_latency
+        from edgeprune.devices import load_target
+
+        est = estimate_latency(info, load_target(target), cost_model)
+    if as_json:
+        body = costs.to_dict()
+        if est is not None:
+            body["estimate"] = dataclasses.asdict(est)
+        click.echo(json.dumps(body, indent=1))
+        return
+    rows = [["op", "class", "dtype", "kernel", "MACs", "elements", "weights B", "act. B"]
+            + (["est. ms", "share"] if est else [])]
+    for i, o in enumerate(costs.ops):
+        row = [f"{o.index} {o.opcode}", o.op_class, o.dtype, o.kernel, format_count(o.macs),
+               format_count(o.elements), f"{o.weight_bytes:,}",
+               f"{o.input_bytes + o.output_bytes:,}"]
+        if est:
+            row += [f"{est.ops[i].ms:.4g}", f"{est.ops[i].ms / est.ms:.0%}" if est.ms else "-"]
+        rows.append(row)
+    click.echo("\n".join(table(rows, right=set(range(4, 10)))))
+    click.echo(f"total: {costs.macs:,} MACs, {costs.weight_bytes:,} B of constants, "
+               f"{len(costs.ops)} operators")
+    if est is not None:
+        from edgeprune.budget import format_top_ops
+
+        line = f"latency on {est.target}: ESTIMATE {est.ms:,.4g} ms"
+        if est.energy_uj is not None:
+            line += f", energy {est.energy_uj:,.4g} uJ at {est.power_mw:g} mW"
+        click.echo(f"{line}\n  {est.caveat}\n")
+        click.echo(format_top_ops(est))
+
+
+@main.command()
+@click.argument("measurements", metavar="MEASUREMENTS.csv", type=click.Path(dir_okay=False))
+@click.option("--fit", "fit", default="mac,activation", show_default=True,
+              help="Constants to fit, comma-separated: mac, classes, elements, activation, "
+                   "overhead.")
+@click.option("--base", "base", default=None, metavar="ID|FILE",
+              help="Cost model to start from (default: the one the rows name).")
+@click.option("--name", "set_name", default="", help="Name of the measurement set in reports.")
+@click.option("--out", "out", default=None, type=click.Path(dir_okay=False),
+              help="Write the fitted cost model here (.toml; use with check --cost-model).")
+@guarded
+def calibrate(measurements, fit, base, set_name, out):
+    """Fit a cost model to measured latencies; print each row's leave-one-out error."""
+    from edgeprune import calibrate as cal
+    from edgeprune.latency import load_cost_model
+
+    params = tuple(p.strip() for p in fit.split(",") if p.strip())
+    rows = cal.load_measurements(measurements)
+    result = cal.calibrate(rows, load_cost_model(base) if base else None, params, set_name)
+    click.echo(cal.format_calibration(result))
+    if out is not None:
+        from edgeprune.artifacts import check_out_dir, write_bytes_atomic
+
+        check_out_dir(os.path.dirname(os.path.abspath(out)))
+        model = dataclasses.replace(result.model, id=os.path.splitext(os.path.basename(out))[0])
+        write_bytes_atomic(out, cal.cost_model_toml(
+            model, f"Written by `edgeprune calibrate {os.path.basename(measurements)}`.").encode())
+        click.echo(f"wrote {out}")
 
 
 def entry() -> None:

@@ -64,6 +64,19 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class LatencyProfile:
+    """How latency and energy are estimated on this device (the ``[latency]`` table)."""
+
+    cost_model: str = ""  # id or path; default "<kernels>_<core>" (targets/latency/)
+    threads: int = 1
+    active_power_mw: float | None = None  # while the core runs inference
+    power_source: str = ""  # where that figure comes from
+
+    def cost_model_id(self, target: Target) -> str:
+        return self.cost_model or f"{target.kernels}_{target.core}"
+
+
+@dataclass(frozen=True)
 class Target:
     """One device profile."""
 
@@ -82,6 +95,7 @@ class Target:
     budget: Budget
     npu: str | None = None
     largest_ram_block_bytes: int | None = None  # one arena must fit one contiguous block
+    latency: LatencyProfile = LatencyProfile()
     path: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,6 +115,8 @@ _SCHEMA: dict[str, dict[str, tuple]] = {
                      "reason": (str, True, None)},
     "budget": {"max_flash_bytes": (int, True, ("gt", 0)), "max_ram_bytes": (int, True, ("gt", 0)),
                "max_latency_ms": (float, True, ("gt", 0.0))},
+    "latency": {"cost_model": (str, False, None), "threads": (int, False, ("gt", 0)),
+                "active_power_mw": (float, False, ("gt", 0.0)), "power_source": (str, False, None)},
 }
 
 
@@ -167,6 +183,13 @@ def parse_target(data: dict, where: str, target_id: str) -> Target:
         tables[section] = _section(where, section, data[section])
     reserve, margin, budget = (Reserve(**tables["reserve"]), ArenaMargin(**tables["arena_margin"]),
                                Budget(**tables["budget"]))
+    latency_table = data.get("latency", {})
+    if not isinstance(latency_table, dict):
+        raise TargetError(f"{where}: latency must be a table")
+    latency = LatencyProfile(**_section(where, "latency", latency_table))
+    if latency.active_power_mw is not None and not latency.power_source:
+        raise TargetError(f"{where}: latency.active_power_mw needs latency.power_source (the "
+                          f"datasheet or measurement it comes from)")
     if RUNTIMES[top["kind"]] != top["runtime"]:
         raise TargetError(f"{where}: runtime = {top['runtime']!r} does not run on kind = "
                           f"{top['kind']!r}; use {RUNTIMES[top['kind']]!r}")
@@ -184,8 +207,8 @@ def parse_target(data: dict, where: str, target_id: str) -> Target:
     if block is not None and block > top["ram_bytes"]:
         raise TargetError(f"{where}: largest_ram_block_bytes = {block} is more than ram_bytes = "
                           f"{top['ram_bytes']}")
-    return Target(id=target_id, reserve=reserve, arena_margin=margin, budget=budget, path=where,
-                  **top)
+    return Target(id=target_id, reserve=reserve, arena_margin=margin, budget=budget,
+                  latency=latency, path=where, **top)
 
 
 def load_target(name_or_path: str | os.PathLike) -> Target:
@@ -233,7 +256,12 @@ def format_target(t: Target) -> str:
              f"  arena margin    +{t.arena_margin.fraction:.0%} +{t.arena_margin.bytes} B: "
              f"{t.arena_margin.reason}",
              f"  budget          flash <= {t.budget.max_flash_bytes:,} B, RAM <= "
-             f"{t.budget.max_ram_bytes:,} B, latency <= {t.budget.max_latency_ms:g} ms"]
+             f"{t.budget.max_ram_bytes:,} B, latency <= {t.budget.max_latency_ms:g} ms",
+             f"  latency model   {t.latency.cost_model_id(t)}, {t.latency.threads} thread"
+             + ("s" if t.latency.threads > 1 else "")]
+    if t.latency.active_power_mw is not None:
+        lines.append(f"  active power    {t.latency.active_power_mw:g} mW "
+                     f"({t.latency.power_source})")
     return "\n".join(lines)
 
 

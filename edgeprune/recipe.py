@@ -141,6 +141,13 @@ class BudgetOptions:
                                        lo=1)
     max_ram_bytes: int | None = _opt(None, "--max-ram-bytes",
                                      "RAM budget for arena + runtime + reserve, bytes.", lo=1)
+    max_latency_ms: float | None = _opt(None, "--max-latency-ms",
+                                        "Latency budget for one inference (estimated), ms.",
+                                        lo=0.0, lo_open=True)
+    cost_model: str | None = _opt(None, "--cost-model",
+                                  "Cost model for the latency estimate: a shipped id or a .toml "
+                                  "written by `edgeprune calibrate --out` (default: the "
+                                  "target's).")
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,16 @@ from edgeprune import footprint
 from edgeprune.devices import Budget, load_target
 
 
+def _estimate(ms: float):
+    from edgeprune.latency import LatencyEstimate
+
+    return LatencyEstimate("nano33ble", "test-model", "fit", "a test fit", 64_000_000, 1, ms,
+                           None, None, ())
+
+
 def evidence(**kw):
-    base = dict(model_path="m.tflite", model_bytes=45_336, model_dtype="int8",
+    base = dict(latency=_estimate(12.5), model_path="m.tflite", model_bytes=45_336,
+                model_dtype="int8",
                 ops={"CONV_2D": 2, "FULLY_CONNECTED": 2}, ops_supported=True,
                 arena_min_bytes=10_000, arena_recorded_bytes=9_500, arena_bytes=12_000,
                 runtime_flash_bytes=40_000, runtime_flash_basis="estimate: test",
@@ -19,7 +27,7 @@ def evidence(**kw):
 
 def test_rules_have_their_docstring_as_text():
     result = b.evaluate(evidence(), load_target("nano33ble"))
-    assert [r.name for r in result.rules] == ["flash", "ram", "arena", "ops", "dtype"]
+    assert [r.name for r in result.rules] == ["flash", "ram", "arena", "ops", "dtype", "latency"]
     assert result.rules[0].rule == ("The model, its runtime and the application's reserve fit "
                                     "the flash budget.")
     assert result.ok
@@ -108,3 +116,14 @@ def test_runtime_flash_for_unmeasured_core_and_op_says_so():
     est = footprint.runtime_flash("xtensa-lx7", "esp-nn", {"CONV_2D": True, "GELU": False})
     assert "no measurement for xtensa-lx7 with esp-nn" in est.basis
     assert "GELU not measured, counted as the largest measured kernel" in est.basis
+
+
+def test_latency_rule_compares_the_estimate_and_says_it_is_one():
+    t = load_target("nano33ble")
+    ok = b.latency_rule(evidence(), t, t.budget)
+    assert (ok.ok, ok.figure, ok.budget, ok.unit) == (True, 12.5, t.budget.max_latency_ms, "ms")
+    assert "ESTIMATE" in ok.evidence and "test-model" in ok.evidence
+    over = b.latency_rule(evidence(latency=_estimate(t.budget.max_latency_ms + 1)), t, t.budget)
+    assert not over.ok and over.headroom == -1
+    missing = b.latency_rule(evidence(latency=None), t, t.budget)
+    assert not missing.ok and missing.evidence == "not estimated"

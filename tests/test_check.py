@@ -91,6 +91,53 @@ def test_over_budget_exits_3_with_the_failing_rule(built):
     assert "does not fit pico: ram over budget" in r.stderr
 
 
+def test_latency_over_budget_exits_3_and_names_the_estimate(built):
+    out, _ = built
+    model = str(out / "final_int8.tflite")
+    ok = invoke("check", model, "--target", "nano33ble")
+    est = json.loads((out / "report.json").read_text())["stages"]["check"]["evidence"]["latency"]
+    assert est["cost_model"] == "cmsis-nn_cortex-m4f" and est["ms"] > 0
+    assert "ESTIMATE" in ok.stdout and "leave-one-out error" in ok.stdout
+    assert "most expensive operators" in ok.stdout
+    r = invoke("check", model, "--target", "nano33ble", "--max-latency-ms", str(est["ms"] / 2))
+    assert r.exit_code == 3, r.output
+    assert any(line.startswith("latency ") and line.endswith("FAIL")
+               for line in r.stdout.splitlines())
+    assert "latency over budget" in r.stderr
+
+
+def test_cost_command_tables_and_json_match_the_estimate(built):
+    out, _ = built
+    model = str(out / "final_int8.tflite")
+    r = invoke("cost", model, "--target", "esp32s3", "--json")
+    assert r.exit_code == 0, r.output
+    body = json.loads(r.stdout)
+    assert body["macs"] == sum(o["macs"] for o in body["ops"]) > 0
+    est = body["estimate"]
+    assert est["ms"] == pytest.approx(sum(o["ms"] for o in est["ops"]))
+    assert est["energy_uj"] == pytest.approx(est["ms"] * est["power_mw"])
+    text = invoke("cost", model, "--target", "esp32s3")
+    assert text.exit_code == 0 and "ESTIMATE" in text.stdout and "uJ" in text.stdout
+
+
+def test_calibrate_command_writes_a_cost_model_check_can_use(built, tmp_path):
+    from edgeprune.latency import load_cost_model
+
+    out, _ = built
+    csv = os.path.join(os.path.dirname(__file__), "..", "targets", "calibration",
+                       "mlperf_tiny_v0.5", "measurements.csv")
+    fitted = tmp_path / "mine.toml"
+    r = invoke("calibrate", csv, "--out", str(fitted))
+    assert r.exit_code == 0, r.output
+    assert "leave-one-out error: median 14.2%, max 34.9%" in r.stdout
+    assert load_cost_model(str(fitted)).accuracy.n == 4
+    c = invoke("check", str(out / "final_int8.tflite"), "--target", "nano33ble",
+               "--cost-model", str(fitted))
+    assert c.exit_code == 0 and "cost model mine" in c.stdout
+    bad = invoke("calibrate", csv, "--fit", "mac,bogus")
+    assert bad.exit_code == 1 and "unknown fit parameter bogus" in bad.stderr
+
+
 def test_linux_target_uses_file_size_and_measured_memory(built):
     out, _ = built
     r = invoke("check", str(out / "baseline_float32.tflite"), "--target", "rpizero2w")

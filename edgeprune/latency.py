@@ -1,0 +1,246 @@
+"""Latency and energy estimates: per-operator costs turned into time on a device.
+
+A *cost model* holds the constants of one kernel library on one core
+(``targets/latency/<kernels>_<core>.toml``): per operator,
+
+    cycles = overhead + work x cycles_per_unit[class] (x float_factor for float ops)
+             + (input + output activation bytes) x cycles_per_activation_byte
+             + weight_bytes x cycles_per_weight_byte
+
+where work is MACs for the MAC classes and elements for the rest (see
+:mod:`edgeprune.opcost`). Time is cycles over the device's clock; on a
+multi-core Linux board the throughput term is divided by the effective
+parallelism of the profile's thread count. Energy is time x the profile's
+active power.
+
+Every figure here is an *estimate*: each result carries the cost model's
+id, what its constants come from (a fit to named measurements, or a
+derivation) and, for a fit, its leave-one-out error. Importing this module
+is cheap (no TensorFlow).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+
+from edgeprune._toml import read_toml
+from edgeprune.errors import BadInputError
+from edgeprune.opcost import CLASSES, MAC_CLASSES, ModelCost, OpCost
+
+BASES = ("fit", "derived", "measured")
+_FLOAT_DTYPES = frozenset({"float32", "float16"})
+
+
+class CostModelError(BadInputError):
+    """A cost-model file is missing, unreadable or holds an impossible value."""
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Leave-one-out error of a fitted cost model on its calibration set."""
+
+    n: int
+    median_abs_error: float  # fractions: 0.12 is 12 %
+    max_abs_error: float
+    set: str  # the calibration set's name
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Constants of one kernel library on one core, and where they come from."""
+
+    id: str  # "cmsis-nn_cortex-m4f": the file's stem
+    kernels: str
+    core: str
+    basis: str  # "fit" | "derived" | "measured"
+    source: str  # one line: what the constants come from
+    overhead_cycles: float
+    cycles_per_unit: dict[str, float]  # class -> cycles per MAC or per element
+    float_factor: float = 1.0
+    cycles_per_activation_byte: float = 0.0
+    cycles_per_weight_byte: float = 0.0
+    parallel_efficiency: float = 0.0  # per extra thread, for multi-core boards
+    accuracy: Accuracy | None = None
+    derivation: str = ""
+    path: str = ""
+
+    def op_cycles(self, op: OpCost, threads: int = 1) -> float:
+        """Estimated cycles of one operator."""
+        rate = self.cycles_per_unit[op.op_class]
+        if op.dtype in _FLOAT_DTYPES:
+            rate *= self.float_factor
+        throughput = (op.work * rate
+                      + (op.input_bytes + op.output_bytes) * self.cycles_per_activation_byte
+                      + op.weight_bytes * self.cycles_per_weight_byte)
+        return self.overhead_cycles + throughput / self.speedup(threads)
+
+    def speedup(self, threads: int) -> float:
+        """Throughput gain of ``threads`` threads over one."""
+        return 1.0 + max(threads - 1, 0) * self.parallel_efficiency
+
+
+def latency_dir() -> str:
+    """The folder of the cost models shipped with edgeprune."""
+    return str(resources.files("edgeprune.targets") / "latency")
+
+
+def list_cost_models() -> list[str]:
+    return sorted(f[:-5] for f in os.listdir(latency_dir()) if f.endswith(".toml"))
+
+
+def default_cost_model_id(kernels: str, core: str) -> str:
+    return f"{kernels}_{core}"
+
+
+def _number(where: str, key: str, value, lo: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CostModelError(f"{where}: {key} = {value!r} must be a number")
+    if not value >= lo:
+        raise CostModelError(f"{where}: {key} = {value!r} must be >= {lo}")
+    return float(value)
+
+
+def parse_cost_model(data: dict, where: str, model_id: str) -> CostModel:
+    """Validate parsed TOML ``data`` into a :class:`CostModel`.
+
+    Raises:
+        CostModelError: a missing or unknown key, a negative constant, or a
+            cost class without a constant.
+    """
+    allowed = {"kernels", "core", "basis", "source", "derivation", "overhead_cycles",
+               "float_factor", "cycles_per_activation_byte", "cycles_per_weight_byte",
+               "parallel_efficiency",
+               "cycles_per_unit", "accuracy"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise CostModelError(f"{where}: unknown key '{unknown[0]}'; allowed: "
+                             f"{', '.join(sorted(allowed))}")
+    for key in ("kernels", "core", "basis", "source", "overhead_cycles", "cycles_per_unit"):
+        if key not in data:
+            raise CostModelError(f"{where}: missing key '{key}'")
+    if data["basis"] not in BASES:
+        raise CostModelError(f"{where}: basis = {data['basis']!r} is not one of: "
+                             f"{', '.join(BASES)}")
+    units = data["cycles_per_unit"]
+    if not isinstance(units, dict):
+        raise CostModelError(f"{where}: cycles_per_unit must be a table")
+    extra = sorted(set(units) - set(CLASSES))
+    if extra:
+        raise CostModelError(f"{where}: cycles_per_unit.{extra[0]} is not a cost class; "
+                             f"classes: {', '.join(CLASSES)}")
+    missing = [c for c in CLASSES if c not in units]
+    if missing:
+        raise CostModelError(f"{where}: cycles_per_unit lacks {', '.join(missing)}")
+    accuracy = None
+    if "accuracy" in data:
+        acc = data["accuracy"]
+        try:
+            accuracy = Accuracy(int(acc["n"]), float(acc["median_abs_error"]),
+                                float(acc["max_abs_error"]), str(acc["set"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CostModelError(f"{where}: accuracy needs n, median_abs_error, max_abs_error "
+                                 f"and set ({exc})") from None
+    efficiency = _number(where, "parallel_efficiency", data.get("parallel_efficiency", 0.0))
+    if efficiency > 1:
+        raise CostModelError(f"{where}: parallel_efficiency = {efficiency} must be <= 1")
+    return CostModel(
+        id=model_id, kernels=str(data["kernels"]), core=str(data["core"]),
+        basis=data["basis"], source=str(data["source"]).strip(),
+        overhead_cycles=_number(where, "overhead_cycles", data["overhead_cycles"]),
+        cycles_per_unit={c: _number(where, f"cycles_per_unit.{c}", units[c]) for c in CLASSES},
+        float_factor=_number(where, "float_factor", data.get("float_factor", 1.0)),
+        cycles_per_activation_byte=_number(where, "cycles_per_activation_byte",
+                                           data.get("cycles_per_activation_byte", 0.0)),
+        cycles_per_weight_byte=_number(where, "cycles_per_weight_byte",
+                                       data.get("cycles_per_weight_byte", 0.0)),
+        parallel_efficiency=efficiency, accuracy=accuracy,
+        derivation=str(data.get("derivation", "")).strip(), path=where)
+
+
+def load_cost_model(name_or_path: str | os.PathLike) -> CostModel:
+    """A shipped cost model by id (``cmsis-nn_cortex-m4f``) or any by path.
+
+    Raises:
+        CostModelError: unknown id (listing the known ones), unreadable or invalid file.
+    """
+    text = os.fspath(name_or_path)
+    if text.endswith(".toml") or os.sep in text:
+        path, model_id = text, os.path.splitext(os.path.basename(text))[0]
+    else:
+        path, model_id = os.path.join(latency_dir(), f"{text}.toml"), text
+        if not os.path.isfile(path):
+            raise CostModelError(f"unknown cost model '{text}'; known: "
+                                 f"{', '.join(list_cost_models())}")
+    return parse_cost_model(read_toml(path, CostModelError, "cost model"), path, model_id)
+
+
+@dataclass(frozen=True)
+class OpEstimate:
+    index: int
+    opcode: str
+    layer: str
+    op_class: str
+    kernel: str
+    macs: int
+    cycles: float
+    ms: float
+
+
+@dataclass(frozen=True)
+class LatencyEstimate:
+    """Estimated time (and energy) of one inference of a model on a device."""
+
+    target: str
+    cost_model: str
+    basis: str
+    source: str
+    clock_hz: int
+    threads: int
+    ms: float
+    energy_uj: float | None
+    power_mw: float | None
+    ops: tuple[OpEstimate, ...]
+    accuracy: Accuracy | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def top(self, n: int = 5) -> list[OpEstimate]:
+        """The ``n`` most expensive operators, costliest first."""
+        return sorted(self.ops, key=lambda o: (-o.cycles, o.index))[:n]
+
+    @property
+    def caveat(self) -> str:
+        """What the figure is: an estimate, from which constants."""
+        text = f"estimated with cost model {self.cost_model} ({self.source})"
+        if self.accuracy is not None:
+            a = self.accuracy
+            text += (f"; leave-one-out error on {a.set}: median {a.median_abs_error:.0%}, "
+                     f"max {a.max_abs_error:.0%} over {a.n} models")
+        return text
+
+
+def estimate(cost: ModelCost, model: CostModel, clock_hz: int, *, target: str = "",
+             threads: int = 1, power_mw: float | None = None) -> LatencyEstimate:
+    """Per-operator and total latency of ``cost`` under ``model`` at ``clock_hz``."""
+    rows = []
+    for op in cost.ops:
+        cycles = model.op_cycles(op, threads)
+        rows.append(OpEstimate(op.index, op.opcode, op.layer, op.op_class, op.kernel, op.macs,
+                               cycles, cycles / clock_hz * 1e3))
+    ms = sum(r.ms for r in rows)
+    energy = ms * power_mw if power_mw is not None else None  # mW x ms = uJ
+    return LatencyEstimate(target, model.id, model.basis, model.source, clock_hz, threads, ms,
+                           energy, power_mw, tuple(rows), model.accuracy)
+
+
+def work_by_class(cost: ModelCost) -> dict[str, int]:
+    """Total MACs (MAC classes) or elements (the rest) per cost class."""
+    out: dict[str, int] = {}
+    for op in cost.ops:
+        out[op.op_class] = out.get(op.op_class, 0) + op.work
+    return out
+
+
+__all__ = ["MAC_CLASSES", "Accuracy", "CostModel", "LatencyEstimate", "OpEstimate",
+           "estimate", "load_cost_model", "parse_cost_model", "work_by_class"]
