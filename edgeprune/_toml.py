@@ -21,3 +21,12 @@ def read_toml(path: str | os.PathLike, error: type[Exception], what: str) -> dic
         raise error(f"{where}: not valid TOML ({exc}); fix the syntax") from None
     except OSError as exc:
         raise error(f"{where}: cannot be read ({exc.strerror})") from None
+
+
+def id_or_path(name_or_path: str | os.PathLike, folder: str) -> tuple[str, str, bool]:
+    """``(path, id, shipped)`` for a shipped file's id (``nano33ble``, looked up as
+    ``folder/<id>.toml``) or any ``.toml`` path; ``shipped`` is false for a path."""
+    text = os.fspath(name_or_path)
+    if text.endswith(".toml") or os.sep in text:
+        return text, os.path.splitext(os.path.basename(text))[0], False
+    return os.path.join(folder, f"{text}.toml"), text, True

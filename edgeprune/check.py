@@ -21,6 +21,7 @@ from edgeprune import budget as rules
 from edgeprune import footprint
 from edgeprune.devices import Budget, Target
 from edgeprune.errors import BadInputError
+from edgeprune.opcost import model_cost
 from edgeprune.tflite_inspect import TFLiteFormatError, inspect_model
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,9 @@ def effective_budget(target: Target, overrides: dict | None) -> Budget:
     return replace(target.budget, **changes)
 
 
-def estimate_latency(info, target: Target, cost_model: str | None = None):
-    """The latency (and energy) estimate of the parsed model ``info`` on ``target``.
+def estimate_latency(cost, target: Target, cost_model: str | None = None):
+    """The latency (and energy) estimate of a model's op costs (:func:`opcost.model_cost`)
+    on ``target``.
 
     ``cost_model`` (an id or a .toml path) replaces the target's own.
 
@@ -59,10 +61,9 @@ def estimate_latency(info, target: Target, cost_model: str | None = None):
         CostModelError: the cost model is unknown or invalid.
     """
     from edgeprune.latency import estimate, load_cost_model
-    from edgeprune.opcost import model_cost
 
     model = load_cost_model(cost_model or target.latency.cost_model_id(target))
-    return estimate(model_cost(info), model, target.clock_hz, target=target.id,
+    return estimate(cost, model, target.clock_hz, target=target.id,
                     threads=target.latency.threads, power_mw=target.latency.active_power_mw)
 
 
@@ -115,7 +116,7 @@ def gather_evidence(path: str, target: Target, cost_model: str | None = None) ->
             raise TargetMismatchError(f"LiteRT cannot run {name} on {target.id}: {exc}"
                                       ) from None
         return rules.Evidence(path, len(data), dtype, ops, peak_memory_bytes=peak,
-                              latency=estimate_latency(info, target, cost_model))
+                              latency=estimate_latency(model_cost(info), target, cost_model))
     from edgeprune import micro
 
     ensure_runs_on_tflm(data, info, name, target)
@@ -128,7 +129,7 @@ def gather_evidence(path: str, target: Target, cost_model: str | None = None) ->
         arena_bytes=target.arena_margin.apply(required),
         runtime_flash_bytes=flash.total_bytes, runtime_flash_basis=flash.basis,
         runtime_ram_bytes=footprint.STATIC_RAM_BYTES,
-        latency=estimate_latency(info, target, cost_model))
+        latency=estimate_latency(model_cost(info), target, cost_model))
 
 
 def registered_ops(info) -> dict[str, bool]:

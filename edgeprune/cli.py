@@ -342,7 +342,7 @@ def cost(model_path, target, cost_model, as_json):
         from edgeprune.check import estimate_latency
         from edgeprune.devices import load_target
 
-        est = estimate_latency(info, load_target(target), cost_model)
+        est = estimate_latency(costs, load_target(target), cost_model)
     if as_json:
         body = costs.to_dict()
         if est is not None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from edgeprune._toml import read_toml
+from edgeprune._toml import id_or_path, read_toml
 from edgeprune.errors import BadInputError
 from edgeprune.textable import table
 
@@ -218,16 +218,12 @@ def load_target(name_or_path: str | os.PathLike) -> Target:
         TargetError: unknown id (the message lists the known ones), unreadable
             file, or an invalid profile.
     """
-    text = os.fspath(name_or_path)
-    if text.endswith(".toml") or os.sep in text:
-        path, target_id = text, os.path.splitext(os.path.basename(text))[0]
-    else:
-        path, target_id = os.path.join(targets_dir(), f"{text}.toml"), text
-        if not os.path.isfile(path):
-            close = difflib.get_close_matches(text, list_targets(), n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise TargetError(f"unknown target '{text}'; {hint}known targets: "
-                              f"{', '.join(list_targets())}")
+    path, target_id, shipped = id_or_path(name_or_path, targets_dir())
+    if shipped and not os.path.isfile(path):
+        close = difflib.get_close_matches(target_id, list_targets(), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise TargetError(f"unknown target '{target_id}'; {hint}known targets: "
+                          f"{', '.join(list_targets())}")
     return parse_target(read_toml(path, TargetError, "target file"), path, target_id)
 
 

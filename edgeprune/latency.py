@@ -25,9 +25,9 @@ import os
 from dataclasses import dataclass, field
 from importlib import resources
 
-from edgeprune._toml import read_toml
+from edgeprune._toml import id_or_path, read_toml
 from edgeprune.errors import BadInputError
-from edgeprune.opcost import CLASSES, MAC_CLASSES, ModelCost, OpCost
+from edgeprune.opcost import CLASSES, ModelCost, OpCost
 
 BASES = ("fit", "derived", "measured")
 _FLOAT_DTYPES = frozenset({"float32", "float16"})
@@ -88,10 +88,6 @@ def latency_dir() -> str:
 
 def list_cost_models() -> list[str]:
     return sorted(f[:-5] for f in os.listdir(latency_dir()) if f.endswith(".toml"))
-
-
-def default_cost_model_id(kernels: str, core: str) -> str:
-    return f"{kernels}_{core}"
 
 
 def _number(where: str, key: str, value, lo: float = 0.0) -> float:
@@ -165,14 +161,10 @@ def load_cost_model(name_or_path: str | os.PathLike) -> CostModel:
     Raises:
         CostModelError: unknown id (listing the known ones), unreadable or invalid file.
     """
-    text = os.fspath(name_or_path)
-    if text.endswith(".toml") or os.sep in text:
-        path, model_id = text, os.path.splitext(os.path.basename(text))[0]
-    else:
-        path, model_id = os.path.join(latency_dir(), f"{text}.toml"), text
-        if not os.path.isfile(path):
-            raise CostModelError(f"unknown cost model '{text}'; known: "
-                                 f"{', '.join(list_cost_models())}")
+    path, model_id, shipped = id_or_path(name_or_path, latency_dir())
+    if shipped and not os.path.isfile(path):
+        raise CostModelError(f"unknown cost model '{model_id}'; known: "
+                             f"{', '.join(list_cost_models())}")
     return parse_cost_model(read_toml(path, CostModelError, "cost model"), path, model_id)
 
 
@@ -242,5 +234,5 @@ def work_by_class(cost: ModelCost) -> dict[str, int]:
     return out
 
 
-__all__ = ["MAC_CLASSES", "Accuracy", "CostModel", "LatencyEstimate", "OpEstimate",
+__all__ = ["Accuracy", "CostModel", "LatencyEstimate", "OpEstimate",
            "estimate", "load_cost_model", "parse_cost_model", "work_by_class"]
