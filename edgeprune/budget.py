@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from edgeprune.devices import Budget, Target
-from edgeprune.latency import LatencyEstimate
+from edgeprune.latency import LatencyEstimate, LatencyMeasurement
 from edgeprune.textable import table
 
 
@@ -37,6 +37,8 @@ class Evidence:
     peak_memory_bytes: int | None = None
     # every target: estimated from the op costs and the target's cost model
     latency: LatencyEstimate | None = None
+    # profiles that time the model on this machine (the host profile)
+    latency_measured: LatencyMeasurement | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -152,8 +154,20 @@ def dtype_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
 
 
 def latency_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
-    """One inference's estimated latency fits the latency budget."""
-    est = ev.latency
+    """One inference's latency fits the latency budget.
+
+    Measured on this machine where the profile says so (the host), estimated
+    from the op costs everywhere else."""
+    est, measured = ev.latency, ev.latency_measured
+    if measured is not None:
+        evidence = f"MEASURED {measured.p50_ms:,.4g} ms, {measured.text}"
+        if est is not None:
+            evidence += (f"; the cost model estimates {est.ms:,.4g} ms "
+                         f"({est.ms / max(measured.p50_ms, 1e-9) - 1:+.0%}), "
+                         f"{est.caveat}")
+        return RuleResult("latency", _rule_text(latency_rule),
+                          measured.p50_ms <= budget.max_latency_ms, measured.p50_ms,
+                          budget.max_latency_ms, "ms", evidence)
     if est is None:
         return RuleResult("latency", _rule_text(latency_rule), False, None,
                           budget.max_latency_ms, "ms", "not estimated")

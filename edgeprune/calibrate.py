@@ -139,6 +139,25 @@ def load_measurements(path: str) -> list[Measurement]:
     return out
 
 
+def measurements_csv(rows: list[dict], header: str = "", existing: str = "") -> str:
+    """CSV text of measurement ``rows`` (dicts with the :data:`COLUMNS`), after
+    ``existing`` text of the same format when appending; ``header`` becomes ``#`` lines."""
+    import io
+
+    buf = io.StringIO()
+    if existing:
+        buf.write(existing if existing.endswith("\n") else existing + "\n")
+    else:
+        for line in header.splitlines():
+            buf.write(f"# {line}\n" if line else "#\n")
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    if not existing:
+        writer.writeheader()
+    for row in rows:
+        writer.writerow({c: row.get(c, "") for c in COLUMNS})
+    return buf.getvalue()
+
+
 def _terms(cost: ModelCost, base: CostModel, params: tuple[str, ...], classes: list[str]
            ) -> tuple[np.ndarray, float]:
     """The fitted terms' features, and the cycles of the terms left at the base values."""

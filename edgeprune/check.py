@@ -115,8 +115,15 @@ def gather_evidence(path: str, target: Target, cost_model: str | None = None) ->
         except RunnerError as exc:
             raise TargetMismatchError(f"LiteRT cannot run {name} on {target.id}: {exc}"
                                       ) from None
+        measured = None
+        if target.latency.measure:
+            from edgeprune.runners.host import measure_latency
+
+            measured = measure_latency(data, target.kernels, target.latency.threads,
+                                       runs=target.latency.runs)
         return rules.Evidence(path, len(data), dtype, ops, peak_memory_bytes=peak,
-                              latency=estimate_latency(model_cost(info), target, cost_model))
+                              latency=estimate_latency(model_cost(info), target, cost_model),
+                              latency_measured=measured)
     from edgeprune import micro
 
     ensure_runs_on_tflm(data, info, name, target)

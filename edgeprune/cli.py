@@ -401,6 +401,68 @@ def calibrate(measurements, fit, base, set_name, out):
         click.echo(f"wrote {out}")
 
 
+@main.command()
+@click.argument("models", metavar="MODEL.tflite...", nargs=-1, required=True,
+                type=click.Path(dir_okay=False))
+@click.option("--target", "target", default="host", show_default=True, metavar="NAME|FILE",
+              help="Profile whose kernels, threads, clock and cost model the rows take; "
+                   "the timing is always on this machine.")
+@click.option("--runs", "runs", default=None, type=click.IntRange(min=1),
+              help="Timed invokes per model (default: the profile's, or 50).")
+@click.option("--out", "out", default=None, type=click.Path(dir_okay=False),
+              help="Write (or with --append, extend) a measurements CSV for `calibrate`.")
+@click.option("--append", is_flag=True, help="Add the rows to an existing --out file.")
+@guarded
+def measure(models, target, runs, out, append):
+    """Time models on this machine with ai-edge-litert; rows for `edgeprune calibrate`."""
+    import datetime
+
+    from edgeprune import calibrate as cal
+    from edgeprune.devices import load_target
+    from edgeprune.errors import BadInputError
+    from edgeprune.runners.host import measure_latency
+
+    t = load_target(target)
+    if t.runtime != "litert":
+        raise BadInputError(f"{t.id} runs TFLite Micro on a microcontroller; `measure` times "
+                            f"LiteRT on this machine: use --target host (or a Linux profile)")
+    if append and out is None:
+        raise BadInputError("--append needs --out, the measurements file to extend")
+    existing = ""
+    if out is not None:
+        from edgeprune.artifacts import check_out_dir
+
+        check_out_dir(os.path.dirname(os.path.abspath(out)))
+        if append and os.path.exists(out):
+            cal.load_measurements(out)  # refuse to extend a file that is not one
+            with open(out) as fh:
+                existing = fh.read()
+        elif os.path.exists(out) and not append:
+            raise BadInputError(f"{out} exists; pass --append to add rows or choose a new file")
+    folder = os.path.dirname(os.path.abspath(out)) if out else os.getcwd()
+    rows = []
+    today = datetime.date.today().isoformat()
+    for path in models:
+        from edgeprune.check import load_model_bytes
+
+        data, _ = load_model_bytes(path)
+        m = measure_latency(data, t.kernels, t.latency.threads, runs=runs or t.latency.runs)
+        click.echo(f"{path}: {m.p50_ms:.4g} ms ({m.text})")
+        rows.append({"model": os.path.relpath(os.path.abspath(path), folder), "op": "",
+                     "ms": f"{m.p50_ms:.6g}", "clock_hz": t.clock_hz,
+                     "cost_model": t.latency.cost_model_id(t), "board": m.where,
+                     "source": f"edgeprune measure --target {t.id}, {today}: {m.text}"})
+    text = cal.measurements_csv(rows, f"Measured with `edgeprune measure` on {today}; "
+                                      f"ms is the median invoke time.", existing)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    from edgeprune.artifacts import write_bytes_atomic
+
+    write_bytes_atomic(out, text.encode())
+    click.echo(f"wrote {len(rows)} row{'s' if len(rows) != 1 else ''} to {out}")
+
+
 def entry() -> None:
     """The console script: the click group, with TensorFlow's native log lines
     filtered from the terminal (kept with ``-vv`` or ``EDGEPRUNE_DEBUG=1``)."""

@@ -27,7 +27,7 @@ RUNTIMES = {"mcu": "tflm", "linux": "litert"}
 KERNELS = ("reference", "cmsis-nn", "esp-nn", "xnnpack")
 MODEL_DTYPES = ("int8", "float32", "any")
 CORES = ("cortex-m0plus", "cortex-m4f", "cortex-m7", "cortex-m33", "cortex-m55",
-         "xtensa-lx6", "xtensa-lx7", "cortex-a53", "cortex-a72", "cortex-a76")
+         "xtensa-lx6", "xtensa-lx7", "cortex-a53", "cortex-a72", "cortex-a76", "x86-64")
 
 
 class TargetError(BadInputError):
@@ -71,6 +71,8 @@ class LatencyProfile:
     threads: int = 1
     active_power_mw: float | None = None  # while the core runs inference
     power_source: str = ""  # where that figure comes from
+    measure: bool = False  # time the model on this machine instead (the host profile)
+    runs: int = 50  # timed invokes when measured
 
     def cost_model_id(self, target: Target) -> str:
         return self.cost_model or f"{target.kernels}_{target.core}"
@@ -116,7 +118,8 @@ _SCHEMA: dict[str, dict[str, tuple]] = {
     "budget": {"max_flash_bytes": (int, True, ("gt", 0)), "max_ram_bytes": (int, True, ("gt", 0)),
                "max_latency_ms": (float, True, ("gt", 0.0))},
     "latency": {"cost_model": (str, False, None), "threads": (int, False, ("gt", 0)),
-                "active_power_mw": (float, False, ("gt", 0.0)), "power_source": (str, False, None)},
+                "active_power_mw": (float, False, ("gt", 0.0)), "power_source": (str, False, None),
+                "measure": (bool, False, None), "runs": (int, False, ("gt", 0))},
 }
 
 
@@ -134,6 +137,10 @@ def _check(where: str, key: str, value: Any, spec: tuple) -> Any:
     typ, _, allowed = spec
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise TargetError(f"{where}: {key} = {value!r} must be true or false")
+        return value
     if not isinstance(value, typ) or isinstance(value, bool):
         raise TargetError(f"{where}: {key} = {value!r} must be {typ.__name__}")
     if typ is str and not value.strip():
@@ -253,12 +260,31 @@ def format_target(t: Target) -> str:
              f"{t.arena_margin.reason}",
              f"  budget          flash <= {t.budget.max_flash_bytes:,} B, RAM <= "
              f"{t.budget.max_ram_bytes:,} B, latency <= {t.budget.max_latency_ms:g} ms",
-             f"  latency model   {t.latency.cost_model_id(t)}, {t.latency.threads} thread"
+             f"  latency model   {_cost_model_text(t)}, {t.latency.threads} thread"
              + ("s" if t.latency.threads > 1 else "")]
+    if t.latency.measure:
+        lines.append(f"  latency         measured on this machine: median of {t.latency.runs} "
+                     f"invokes in ai-edge-litert; the model above gives the estimate beside it")
     if t.latency.active_power_mw is not None:
         lines.append(f"  active power    {t.latency.active_power_mw:g} mW "
                      f"({t.latency.power_source})")
     return "\n".join(lines)
+
+
+def _cost_model_text(t: Target) -> str:
+    """The cost model's id and how good it is (its basis, its leave-one-out error)."""
+    from edgeprune.latency import CostModelError, load_cost_model
+
+    ident = t.latency.cost_model_id(t)
+    try:
+        model = load_cost_model(ident)
+    except CostModelError as exc:
+        return f"{ident} (cannot be loaded: {exc})"
+    if model.accuracy is not None:
+        a = model.accuracy
+        return (f"{ident} (fitted; leave-one-out error median {a.median_abs_error:.0%}, max "
+                f"{a.max_abs_error:.0%} over {a.n} measurements on {a.set})")
+    return f"{ident} ({model.basis}: {model.source})"
 
 
 def _size(n: int) -> str:

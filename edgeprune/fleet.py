@@ -2,7 +2,8 @@
 
 Usage: ``python -m edgeprune.fleet BUILD_DIR TARGET...``. Reads each
 ``BUILD_DIR/TARGET/report.json`` (and ``BUILD_DIR/TARGET.exit``, the exit code
-make recorded) and prints flash and RAM against budget and the verdict. Exits
+make recorded) and prints flash, RAM and latency against budget and the verdict
+(latency is the estimate, or the measurement on a profile that measures). Exits
 3 if any device failed its budget, 1 if any build failed otherwise, else 0.
 """
 
@@ -20,31 +21,34 @@ def row(build_dir: str, target: str) -> tuple[list[str], int]:
     code = int(open(exit_path).read().strip()) if os.path.exists(exit_path) else 0
     report_path = os.path.join(build_dir, target, "report.json")
     if not os.path.exists(report_path):
-        return [target, "-", "-", "-", f"ERROR (exit {code}, see {target}.log)"], code or 1
+        return [target, "-", "-", "-", "-", f"ERROR (exit {code}, see {target}.log)"], code or 1
     with open(report_path, encoding="utf-8") as fh:
         report = json.load(fh)
     check = report.get("stages", {}).get("check")
     accuracy = report.get("stages", {}).get("evaluate", {}).get("final", {}).get("accuracy")
     acc = "-" if accuracy is None else f"{accuracy:.4f}"
     if check is None:
-        return [target, "-", "-", acc, f"ERROR (exit {code})"], code or 1
+        return [target, "-", "-", "-", acc, f"ERROR (exit {code})"], code or 1
     rules = {r["name"]: r for r in check["rules"]}
 
     def cell(name):
-        r = rules[name]
-        if r["figure"] is None:
+        r = rules.get(name)
+        if r is None or r["figure"] is None:
             return "-"
+        if name == "latency":
+            kind = "measured" if r["evidence"].startswith("MEASURED") else "est."
+            return f"{r['figure']:,.3g} / {r['budget']:,.4g} ({kind})"
         return f"{r['figure']:,.0f} / {r['budget']:,.0f}"
 
     verdict = "PASS" if check["ok"] and code == 0 else ("FAIL" if not check["ok"]
                                                          else f"exit {code}")
-    return [target, cell("flash"), cell("ram"), acc, verdict], code
+    return [target, cell("flash"), cell("ram"), cell("latency"), acc, verdict], code
 
 
 def main(argv: list[str]) -> int:
     build_dir, targets = argv[0], argv[1:]
-    rows = [["target", "flash B (used / budget)", "RAM B (used / budget)", "int8 accuracy",
-             "verdict"]]
+    rows = [["target", "flash B (used / budget)", "RAM B (used / budget)",
+             "latency ms (figure / budget)", "int8 accuracy", "verdict"]]
     codes = []
     for target in targets:
         r, code = row(build_dir, target)

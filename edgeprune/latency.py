@@ -169,6 +169,28 @@ def load_cost_model(name_or_path: str | os.PathLike) -> CostModel:
 
 
 @dataclass(frozen=True)
+class LatencyMeasurement:
+    """Wall-clock times of ``runs`` invokes after ``warmup`` untimed ones, in ms."""
+
+    runs: int
+    warmup: int
+    threads: int
+    kernels: str
+    p50_ms: float
+    p90_ms: float
+    min_ms: float
+    max_ms: float
+    where: str = ""  # the runtime and machine it was measured on
+
+    @property
+    def text(self) -> str:
+        threads = f"{self.threads} thread" + ("s" if self.threads > 1 else "")
+        return (f"median of {self.runs} invokes after {self.warmup} untimed ({self.kernels}, "
+                f"{threads}, {self.where}); p90 {self.p90_ms:.4g} ms, min {self.min_ms:.4g} "
+                f"ms, max {self.max_ms:.4g} ms")
+
+
+@dataclass(frozen=True)
 class OpEstimate:
     index: int
     opcode: str
@@ -234,5 +256,5 @@ def work_by_class(cost: ModelCost) -> dict[str, int]:
     return out
 
 
-__all__ = ["Accuracy", "CostModel", "LatencyEstimate", "OpEstimate",
+__all__ = ["Accuracy", "CostModel", "LatencyEstimate", "LatencyMeasurement", "OpEstimate",
            "estimate", "load_cost_model", "parse_cost_model", "work_by_class"]

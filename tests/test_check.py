@@ -201,6 +201,9 @@ def test_fleet_table_reports_each_build(built, tmp_path, capsys):
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:]}
     flash = json.loads((out / "report.json").read_text())["stages"]["check"]["rules"][0]
     assert rows["nano33ble"].endswith("PASS") and f"{flash['figure']:,.0f}" in rows["nano33ble"]
+    latency = json.loads((out / "report.json").read_text())["stages"]["check"]["rules"][-1]
+    assert latency["name"] == "latency"
+    assert f"{latency['figure']:,.3g} / {latency['budget']:,.4g} (est.)" in rows["nano33ble"]
     assert "ERROR (exit 1, see pico.log)" in rows["pico"]
 
 

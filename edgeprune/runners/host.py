@@ -14,6 +14,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from edgeprune.errors import EdgepruneError
+from edgeprune.latency import LatencyMeasurement
 
 
 class RunnerError(EdgepruneError, RuntimeError):
@@ -130,20 +131,6 @@ def peak_memory_bytes(model: bytes, kernels: str = "xnnpack") -> int:
     return int(proc.stdout.strip().splitlines()[-1])
 
 
-@dataclass(frozen=True)
-class LatencyMeasurement:
-    """Wall-clock times of ``runs`` invokes after ``warmup`` untimed ones, in ms."""
-
-    runs: int
-    warmup: int
-    threads: int
-    kernels: str
-    p50_ms: float
-    p90_ms: float
-    min_ms: float
-    max_ms: float
-
-
 def measure_latency(model: bytes, kernels: str = "xnnpack", threads: int = 1, runs: int = 50,
                     warmup: int = 5, seed: int = 0) -> LatencyMeasurement:
     """Time ``model`` on this host in ai-edge-litert, one sample per invoke.
@@ -184,4 +171,31 @@ def measure_latency(model: bytes, kernels: str = "xnnpack", threads: int = 1, ru
         raise RunnerError(f"the model does not load and run in LiteRT ({exc})") from None
     t = np.asarray(times)
     return LatencyMeasurement(runs, warmup, threads, kernels, float(np.median(t)),
-                              float(np.percentile(t, 90)), float(t.min()), float(t.max()))
+                              float(np.percentile(t, 90)), float(t.min()), float(t.max()),
+                              f"ai-edge-litert {_litert_version()} on {machine_name()}")
+
+
+def _litert_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ai-edge-litert")
+    except PackageNotFoundError:
+        return "(version unknown)"
+
+
+def machine_name() -> str:
+    """This machine's CPU model and core count, from /proc/cpuinfo where there is one."""
+    import os
+    import platform
+
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model or platform.processor() or platform.machine()}, {os.cpu_count()} cores"
