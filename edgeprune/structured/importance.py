@@ -1,0 +1,243 @@
+"""How much each channel matters, and which channels to cut.
+
+Criteria (``CRITERIA``), each a score per channel (a class of merged atoms, see
+:mod:`graph`): the sum over the producers that make the channel of
+
+``l1``        mean |w| of the producer's kernel slice for that channel
+``l2``        root mean square of that slice
+``bn_scale``  |gamma| of each BatchNormalization the channel passes through
+              (network slimming); refused where a group has none
+``taylor``    first-order Taylor (Molchanov et al. 2017): the mean over samples
+              of |sum over positions of activation x gradient of the loss| at
+              the producer's output, on training data
+``obd``       Optimal Brain Damage (LeCun et al. 1990): the saliency
+              1/2 sum F_ii w_i^2 over the channel's kernel slice and bias, the
+              diagonal Hessian F estimated by the empirical Fisher (the mean of
+              squared per-sample gradients) on training data
+
+Scores are compared across groups after dividing each group's scores by their
+mean, so that layers of different size and scale compete fairly under a
+global ranking.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from edgeprune.errors import BadInputError
+from edgeprune.structured.graph import ChannelGraph
+
+CRITERIA = ("l1", "l2", "bn_scale", "taylor", "obd")
+DATA_CRITERIA = ("taylor", "obd")
+
+
+class ImportanceError(BadInputError):
+    """A criterion cannot score this model (no BatchNormalization, no data)."""
+
+
+def _kernel_slices(layer) -> np.ndarray:
+    """The producer's kernel as (weights per channel, channels)."""
+    cls = layer.__class__.__name__
+    weights = layer.get_weights()
+    if cls in ("SeparableConv1D", "SeparableConv2D"):
+        kernel = weights[1]
+    elif cls == "Conv2DTranspose":
+        kernel = np.moveaxis(weights[0], -2, -1)
+    else:
+        kernel = weights[0]
+    return kernel.reshape(-1, kernel.shape[-1])
+
+
+def _weight_scores(model, graph: ChannelGraph, criterion: str) -> dict[str, np.ndarray]:
+    out = {}
+    for producer in graph.atoms:
+        k = _kernel_slices(model.get_layer(producer))
+        out[producer] = (np.abs(k).mean(axis=0) if criterion == "l1"
+                         else np.sqrt((k ** 2).mean(axis=0)))
+    return out
+
+
+def _bn_scores(model, graph: ChannelGraph) -> dict[int, float]:
+    scores: dict[int, float] = {}
+    for name, use in graph.uses.items():
+        if use.class_name != "BatchNormalization":
+            continue
+        layer = model.get_layer(name)
+        if not layer.get_config().get("scale", True):
+            continue
+        gamma = layer.get_weights()[0]
+        for atom, g in zip(use.output, gamma, strict=True):
+            if atom >= 0:
+                root = graph.root(atom)
+                scores[root] = scores.get(root, 0.0) + abs(float(g))
+    for group in graph.prunable_groups:
+        if not any(r in scores for r in group.channels):
+            raise ImportanceError(
+                f"importance bn_scale needs BatchNormalization after the layers it cuts; "
+                f"{', '.join(group.producers)} has none: choose l1, l2, taylor or obd")
+    return scores
+
+
+def _per_channel(layer, arrays: list[np.ndarray]) -> np.ndarray:
+    """Sum each of ``arrays`` (shaped like the layer's weights) per output channel."""
+    n = layer.output_shape[-1]
+    total = np.zeros(n)
+    for a in arrays:
+        if layer.__class__.__name__ == "Conv2DTranspose" and a.ndim == 4:
+            a = np.moveaxis(a, -2, -1)
+        if a.ndim >= 1 and a.shape[-1] == n:
+            total += a.reshape(-1, n).sum(axis=0)
+    return total
+
+
+def _gradient_scores(model, graph: ChannelGraph, x: np.ndarray, y: np.ndarray,
+                     loss: Callable, criterion: str) -> dict[str, np.ndarray]:
+    """Taylor or OBD scores from per-sample gradients of the producers' weights.
+
+    Taylor: scaling channel k's kernel slice and bias by a gate m scales its
+    activation a_k by m, so dL/dm = sum over positions of a_k * dL/da_k = sum
+    over the channel's weights of w * dL/dw; its absolute value is averaged
+    over samples. OBD: the empirical Fisher F = mean of squared per-sample
+    gradients, and the saliency 1/2 sum F w^2 over the channel's weights.
+    """
+    import tensorflow as tf
+
+    layers = [model.get_layer(p) for p in graph.atoms]
+    variables = [layer.trainable_weights for layer in layers]
+    flat = [v for vs in variables for v in vs]
+
+    @tf.function(reduce_retracing=True)
+    def sample_grads(xs, ys):
+        with tf.GradientTape() as tape:
+            value = tf.reduce_sum(loss(ys, model(xs, training=False)))
+        return tape.gradient(value, flat)
+
+    values = [[v.numpy() for v in vs] for vs in variables]
+    acc = [np.zeros(layer.output_shape[-1]) if criterion == "taylor"
+           else [np.zeros(w.shape) for w in ws] for layer, ws in zip(layers, values, strict=True)]
+    for i in range(len(x)):  # per sample: both criteria need them
+        grads = [g.numpy() if g is not None else 0.0 for g in sample_grads(x[i:i + 1],
+                                                                          y[i:i + 1])]
+        position = 0
+        for li, (layer, ws) in enumerate(zip(layers, values, strict=True)):
+            gs = grads[position:position + len(ws)]
+            position += len(ws)
+            if criterion == "taylor":
+                acc[li] += np.abs(_per_channel(layer, [w * g for w, g in zip(ws, gs,
+                                                                               strict=True)]))
+            else:
+                for a, g in zip(acc[li], gs, strict=True):
+                    a += np.square(g)
+    out = {}
+    for layer, ws, a in zip(layers, values, acc, strict=True):
+        if criterion == "taylor":
+            out[layer.name] = a / len(x)
+        else:
+            out[layer.name] = _per_channel(layer, [0.5 * (f / len(x)) * w ** 2
+                                                   for f, w in zip(a, ws, strict=True)])
+    return out
+
+
+def channel_scores(model, graph: ChannelGraph, criterion: str, x: np.ndarray | None = None,
+                   y: np.ndarray | None = None, loss: Callable | None = None,
+                   samples: int = 256) -> dict[int, float]:
+    """Score of every channel root of ``graph`` under ``criterion``.
+
+    ``taylor`` and ``obd`` need training samples ``x``, ``y`` and a per-sample
+    ``loss(y_true, y_pred)``; at most ``samples`` of them are used.
+
+    Raises:
+        ImportanceError: unknown criterion, no data for a data criterion, or
+            ``bn_scale`` on a group without BatchNormalization.
+    """
+    if criterion not in CRITERIA:
+        raise ImportanceError(f"unknown importance '{criterion}'; choose from "
+                              f"{', '.join(CRITERIA)}")
+    if criterion == "bn_scale":
+        return _bn_scores(model, graph)
+    if criterion in DATA_CRITERIA:
+        if x is None or y is None or loss is None or len(x) == 0:
+            raise ImportanceError(f"importance {criterion} needs training data and a loss")
+        x, y = np.asarray(x[:samples], np.float32), np.asarray(y[:samples])
+        per_producer = _gradient_scores(model, graph, x, y, loss, criterion)
+    else:
+        per_producer = _weight_scores(model, graph, criterion)
+    scores: dict[int, float] = {}
+    for producer, values in per_producer.items():
+        for atom, v in zip(graph.atoms[producer], values, strict=True):
+            root = graph.root(atom)
+            scores[root] = scores.get(root, 0.0) + float(v)
+    return scores
+
+
+def select(graph: ChannelGraph, scores: dict[int, float], amount: float,
+           ranking: str = "global", floor: float = 0.1) -> set[int]:
+    """The channel roots to remove: ``amount`` of all prunable channels.
+
+    ``global`` ranks every channel of every prunable group together (scores
+    divided by their group's mean) but leaves each group at least
+    ``max(1, ceil(floor x width))`` channels; ``uniform`` removes the same
+    fraction from each group.
+    """
+    if not 0 <= amount < 1:
+        raise ImportanceError(f"pruning amount {amount} must be in [0, 1)")
+    groups = graph.prunable_groups
+    removed: set[int] = set()
+    if ranking == "uniform":
+        for g in groups:
+            n = min(int(round(amount * g.size)), g.size - 1)
+            ranked = sorted(g.channels, key=lambda r: (scores.get(r, 0.0), r))
+            removed.update(ranked[:n])
+        return removed
+    if ranking != "global":
+        raise ImportanceError(f"unknown ranking '{ranking}'; choose global or uniform")
+    candidates = []
+    room = {}
+    for gi, g in enumerate(groups):
+        values = np.array([scores.get(r, 0.0) for r in g.channels])
+        mean = float(values.mean()) or 1.0
+        for r, v in zip(g.channels, values, strict=True):
+            candidates.append((v / mean, gi, r))
+        room[gi] = g.size - max(1, math.ceil(floor * g.size))
+    total = sum(g.size for g in groups)
+    target = int(round(amount * total))
+    for _, gi, r in sorted(candidates):
+        if len(removed) >= target:
+            break
+        if room[gi] > 0:
+            removed.add(r)
+            room[gi] -= 1
+    return removed
+
+
+def keras_macs(model) -> int:
+    """Multiply-accumulates of one inference, from the layers' shapes (what
+    ``edgeprune cost`` counts on the converted model for these layers)."""
+    total = 0
+    for layer in model.layers:
+        cls = layer.__class__.__name__
+        try:
+            in_shape, out_shape = layer.input_shape, layer.output_shape
+        except AttributeError:
+            continue
+        if isinstance(in_shape, list) or isinstance(out_shape, list):
+            continue
+        cfg = layer.get_config()
+        if cls in ("Conv1D", "Conv2D", "Conv3D"):
+            total += (math.prod(out_shape[1:-1]) * math.prod(cfg["kernel_size"])
+                      * in_shape[-1] * out_shape[-1] // cfg.get("groups", 1))
+        elif cls in ("DepthwiseConv1D", "DepthwiseConv2D"):
+            total += math.prod(out_shape[1:-1]) * math.prod(cfg["kernel_size"]) * out_shape[-1]
+        elif cls in ("SeparableConv1D", "SeparableConv2D"):
+            mid = in_shape[-1] * cfg["depth_multiplier"]
+            total += math.prod(out_shape[1:-1]) * (math.prod(cfg["kernel_size"]) * mid
+                                                   + mid * out_shape[-1])
+        elif cls == "Conv2DTranspose":
+            total += (math.prod(in_shape[1:-1]) * math.prod(cfg["kernel_size"])
+                      * in_shape[-1] * out_shape[-1])
+        elif cls == "Dense":
+            total += math.prod(in_shape[1:-1]) * in_shape[-1] * out_shape[-1]
+    return int(total)
