@@ -418,6 +418,7 @@ def measure(models, target, runs, out, append):
     import datetime
 
     from edgeprune import calibrate as cal
+    from edgeprune.check import load_model_bytes
     from edgeprune.devices import load_target
     from edgeprune.errors import BadInputError
     from edgeprune.runners.host import measure_latency
@@ -443,8 +444,6 @@ def measure(models, target, runs, out, append):
     rows = []
     today = datetime.date.today().isoformat()
     for path in models:
-        from edgeprune.check import load_model_bytes
-
         data, _ = load_model_bytes(path)
         m = measure_latency(data, t.kernels, t.latency.threads, runs=runs or t.latency.runs)
         click.echo(f"{path}: {m.p50_ms:.4g} ms ({m.text})")

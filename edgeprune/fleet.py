@@ -36,7 +36,7 @@ def row(build_dir: str, target: str) -> tuple[list[str], int]:
         if r is None or r["figure"] is None:
             return "-"
         if name == "latency":
-            kind = "measured" if r["evidence"].startswith("MEASURED") else "est."
+            kind = "measured" if check["evidence"].get("latency_measured") else "est."
             return f"{r['figure']:,.3g} / {r['budget']:,.4g} ({kind})"
         return f"{r['figure']:,.0f} / {r['budget']:,.0f}"
 

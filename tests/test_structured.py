@@ -187,6 +187,14 @@ def test_layers_that_cannot_be_cut_are_named():
     assert not graph.group_of("c1").prunable
     assert graph.group_of("c1").reason == "reaches ln (normalizes across the channels)"
     assert graph.group_of("c2").prunable
+    # a grouped convolution is left whole, named as such; the conv after it is free
+    inp = keras.Input((8, 8, 4))
+    x = L.Conv2D(8, 3, groups=2, name="grouped")(inp)
+    x = L.Conv2D(4, 1, name="after")(x)
+    out = L.Dense(2, name="out")(L.Flatten()(x))
+    graph = analyze(keras.Model(inp, out))
+    assert graph.blocked == {"grouped": "grouped convolution or depth multiplier"}
+    assert "grouped" not in graph.atoms and graph.group_of("after").prunable
 
 
 def test_keras_macs_equal_the_converted_models_counts(models):

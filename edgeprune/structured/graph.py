@@ -125,9 +125,8 @@ class ChannelGraph:
                 for name, use in self.uses.items()}
 
 
-def _nodes(model) -> list[tuple[object, list[tuple[str, int]]]]:
+def _nodes(model, config: dict) -> list[tuple[object, list[tuple[str, int]]]]:
     """(layer, [(inbound layer, tensor index), ...]) in execution order."""
-    config = model.get_config()
     if model.__class__.__name__ == "Sequential":
         out, previous = [], None
         for layer in model.layers:
@@ -138,8 +137,7 @@ def _nodes(model) -> list[tuple[object, list[tuple[str, int]]]]:
     out = []
     for entry in config["layers"]:
         nodes = entry.get("inbound_nodes") or []
-        layer = by_name[entry["config"]["name"]] if entry["config"]["name"] in by_name \
-            else by_name[entry["name"]]
+        layer = by_name[entry["config"]["name"]]
         if len(nodes) > 1:
             out.append((layer, None))  # shared layer: called more than once
             continue
@@ -165,6 +163,7 @@ def analyze(model) -> ChannelGraph:
     blocked: dict[str, str] = {}
     blocked_atoms: dict[int, str] = {}  # atom -> the layer that keeps it whole
     sequential = model.__class__.__name__ == "Sequential"
+    config = model.get_config()
 
     def block(name: str, why: str, *maps: np.ndarray) -> None:
         blocked.setdefault(name, why)
@@ -176,7 +175,7 @@ def analyze(model) -> ChannelGraph:
     if sequential:
         first = model.layers[0]
         tensors[("__input__", 0)] = np.full(_channels(first.input_shape), -1)
-    for layer, inbound in _nodes(model):
+    for layer, inbound in _nodes(model, config):
         cls = layer.__class__.__name__
         name = layer.name
         out_shape = layer.output_shape
@@ -208,6 +207,9 @@ def analyze(model) -> ChannelGraph:
                 "depth_multiplier", 1) == 1:
             out = uf.add(n_out)
             atoms[name] = out
+        elif cls in PRODUCERS:
+            block(name, "grouped convolution or depth multiplier", *ins)
+            out = np.full(n_out, -1)
         elif cls in ("DepthwiseConv2D", "DepthwiseConv1D") and cfg.get("depth_multiplier") != 1:
             block(name, f"depthwise with depth_multiplier={cfg.get('depth_multiplier')}", *ins)
             out = np.full(n_out, -1)
@@ -247,15 +249,12 @@ def analyze(model) -> ChannelGraph:
                    "Lambda": "arbitrary function"}.get(cls, f"{cls} is not understood")
             block(name, why, *ins)
             out = np.full(n_out, -1)
-        if cls in PRODUCERS and name not in atoms:
-            block(name, "grouped convolution or depth multiplier", *ins)
-            out = np.full(n_out, -1)
         tensors[(name, 0)] = out
         uses[name] = LayerUse(name, cls, ins, out)
 
     # the model's outputs keep their width
     outputs = [model.layers[-1].name] if sequential else [
-        o[0] for o in model.get_config()["output_layers"]]
+        o[0] for o in config["output_layers"]]
     for name in outputs:
         for a in tensors[(name, 0)]:
             if a >= 0:
@@ -286,16 +285,8 @@ def _groups(uf: _UnionFind, uses: dict[str, LayerUse], atoms: dict[str, np.ndarr
         members.setdefault(link.find(index[p]), []).append(p)
     groups = []
     for producers in members.values():
-        roots = []
-        for a in atoms[producers[0]]:
-            r = uf.find(int(a))
-            if r not in roots:
-                roots.append(r)
-        for p in producers[1:]:
-            for a in atoms[p]:
-                r = uf.find(int(a))
-                if r not in roots:
-                    roots.append(r)
+        # in the first producer's channel order, then any the others add
+        roots = list(dict.fromkeys(uf.find(int(a)) for p in producers for a in atoms[p]))
         root_set = set(roots)
         layers = [name for name, use in uses.items()
                   if any(a >= 0 and uf.find(int(a)) in root_set

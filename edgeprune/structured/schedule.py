@@ -89,12 +89,9 @@ def _measure(goal: str, model) -> float:
     return model.count_params() if goal == "params" else keras_macs(model)
 
 
-def _amount_for(model, graph, scores, opts: StructuredOptions, goal_value: float,
-                total: int) -> set[int]:
-    """The removal set that reaches ``goal_value`` on this round (bisection on the
-    fraction removed for params and MACs, which fall monotonically with it)."""
-    if opts.goal == "width":
-        return select(graph, scores, 1 - goal_value, opts.ranking, opts.floor)
+def _amount_for(model, graph, scores, opts: StructuredOptions, goal_value: float) -> set[int]:
+    """The removal set that brings params or MACs to ``goal_value`` on this round
+    (bisection on the fraction removed: both fall monotonically with it)."""
     lo, hi = 0.0, 0.999
     best = select(graph, scores, hi, opts.ranking, opts.floor)
     for _ in range(14):
@@ -136,14 +133,14 @@ def prune_structured(model, opts: StructuredOptions, *, x=None, y=None, loss=Non
         else:
             goal_value = start / opts.target ** share
         graph = analyze(current)
-        total = sum(g.size for g in graph.prunable_groups)
         scores = channel_scores(current, graph, opts.importance, x, y, loss, opts.samples)
         if opts.goal == "width":
             # this round keeps goal_value of the original: of the current, proportionally
+            total = sum(g.size for g in graph.prunable_groups)
             removed = select(graph, scores, max(0.0, 1 - goal_value * total0 / total),
                              opts.ranking, opts.floor)
         else:
-            removed = _amount_for(current, graph, scores, opts, goal_value, total)
+            removed = _amount_for(current, graph, scores, opts, goal_value)
         candidate = rebuild(current, graph, removed)
         if fine_tune is not None:
             fine_tune(candidate)
@@ -165,12 +162,9 @@ def prune_structured(model, opts: StructuredOptions, *, x=None, y=None, loss=Non
     notes = ()
     if not rounds:
         notes = ("no round met the accuracy floor: the model is unchanged",)
-    achieved_width = None
-    if rounds:
-        final_graph = analyze(current)
-        achieved_width = sum(g.size for g in final_graph.prunable_groups) / total0
-        if opts.goal == "width" and not stopped and not math.isclose(
-                achieved_width, opts.target, abs_tol=0.5 / total0 + 1e-9):
+    elif opts.goal == "width" and not stopped:
+        achieved_width = sum(g.size for g in analyze(current).prunable_groups) / total0
+        if not math.isclose(achieved_width, opts.target, abs_tol=0.5 / total0 + 1e-9):
             notes = (f"width {achieved_width:.3f} of the prunable channels, not {opts.target}: "
                      f"the per-group floor ({opts.floor}) kept the rest",)
     return StructuredResult(current, params0, macs0, tuple(rounds), kept_whole, stopped, notes)
