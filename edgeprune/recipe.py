@@ -8,6 +8,10 @@ A recipe is a TOML file whose tables mirror the dataclasses below::
     [train]            # only used when edgeprune trains the baseline itself
     epochs = 20
 
+    [structured]       # whole channels removed, the model rebuilt narrower
+    goal = "width"
+    width = 0.5
+
     [prune]
     schedule = "polynomial_decay"
     final_sparsity = 0.75
@@ -112,6 +116,55 @@ class PruneOptions:
                                     factory=tuple)
 
 
+STRUCTURED_GOALS = ("none", "width", "params", "macs", "fit")
+IMPORTANCE = ("l1", "l2", "bn_scale", "taylor", "obd")
+
+
+@dataclass(frozen=True)
+class StructuredPruning:
+    """Structured pruning: whole neurons, filters and channels removed and the
+    model rebuilt narrower, before the tfmot stage (``goal = "none"``: off)."""
+
+    goal: str = _opt("none", "--structured",
+                     "Structured pruning goal: none (off); width (keep a fraction of the "
+                     "channels); params or macs (divide them by a factor); fit (the largest "
+                     "model that passes the --target device's flash, RAM and latency budgets).",
+                     choices=STRUCTURED_GOALS)
+    width: float = _opt(0.5, "--width",
+                        "Goal width: fraction of the prunable channels kept.",
+                        lo=0.0, hi=1.0, lo_open=True)
+    reduction: float = _opt(2.0, "--reduction",
+                            "Goal params or macs: factor to divide them by (2.0 halves them).",
+                            lo=1.0)
+    importance: str = _opt("l1", "--importance",
+                           "Channel importance: L1 or L2 norm of the kernel, BatchNorm scale, "
+                           "first-order Taylor or Optimal Brain Damage (both on training data).",
+                           choices=IMPORTANCE)
+    ranking: str = _opt("global", "--ranking",
+                        "Rank channels across all layers (global, with a per-layer floor) or "
+                        "cut every layer by the same ratio (uniform).",
+                        choices=("global", "uniform"))
+    floor: float = _opt(0.1, "--layer-floor",
+                        "Global ranking: fraction of each layer's channels always kept.",
+                        lo=0.0, hi=1.0, hi_open=True)
+    rounds: int = _opt(1, "--structured-rounds",
+                       "Prune-and-fine-tune rounds that approach the goal geometrically "
+                       "(1: one-shot).", lo=1, hi=50)
+    epochs: int = _opt(5, "--structured-epochs",
+                       "Fine-tuning epochs after each round (0: none).", lo=0)
+    batch_size: int = _opt(32, "--structured-batch-size",
+                           "Fine-tuning batch size of the structured rounds.", lo=1)
+    learning_rate: float = _opt(1e-3, "--structured-learning-rate",
+                                "Adam learning rate of the structured rounds.", lo=0.0,
+                                lo_open=True)
+    min_accuracy: float | None = _opt(None, "--min-accuracy",
+                                      "Stop the rounds when validation accuracy falls below "
+                                      "this and keep the round before (classification).",
+                                      lo=0.0, hi=1.0)
+    samples: int = _opt(256, "--importance-samples",
+                        "Training samples the taylor and obd criteria use.", lo=1)
+
+
 @dataclass(frozen=True)
 class QuantizeOptions:
     """TFLite conversion."""
@@ -159,6 +212,7 @@ class Recipe:
     task: str = _opt("auto", "--task", "Task; auto infers it from the labels and the model.",
                      choices=TASKS)
     train: TrainOptions = field(default_factory=TrainOptions)
+    structured: StructuredPruning = field(default_factory=StructuredPruning)
     prune: PruneOptions = field(default_factory=PruneOptions)
     quantize: QuantizeOptions = field(default_factory=QuantizeOptions)
     budget: BudgetOptions = field(default_factory=BudgetOptions)
@@ -181,7 +235,8 @@ class Recipe:
         return out
 
 
-SECTIONS: dict[str, type] = {"train": TrainOptions, "prune": PruneOptions,
+SECTIONS: dict[str, type] = {"train": TrainOptions, "structured": StructuredPruning,
+                             "prune": PruneOptions,
                              "quantize": QuantizeOptions, "budget": BudgetOptions}
 
 

@@ -146,6 +146,30 @@ def test_cutting_dead_channels_changes_no_output(models, name):
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_rebuild_of_live_channels_matches_the_masked_original(models, name):
+    """Removing live channels equals zeroing every weight that reads them, which
+    is what the pipeline verifies each round; a rebuild that cut other channels
+    than the ones masked is caught."""
+    from edgeprune.structured.surgery import rebuild_tolerance, verify_rebuild
+
+    model, x = models[name]
+    graph = analyze(model)
+    removed = set()
+    for g in graph.prunable_groups:
+        removed.update(g.channels[::2])
+    new = rebuild(model, graph, removed)
+    diff, scale = verify_rebuild(model, graph, removed, new, x)
+    assert diff <= rebuild_tolerance(scale)
+    other = set()
+    for g in graph.prunable_groups:
+        other.update(g.channels[1::2][:len(g.channels[::2])])
+    wrong = rebuild(model, graph, other)
+    if wrong.count_params() == new.count_params():  # same shapes, other channels
+        diff, scale = verify_rebuild(model, graph, removed, wrong, x)
+        assert diff > rebuild_tolerance(scale)
+
+
 def test_groups_follow_residual_adds_and_stop_at_outputs(models):
     graph = analyze(models["resnet8"][0])
     groups = {tuple(sorted(g.producers)): g for g in graph.groups}

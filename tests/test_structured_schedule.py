@@ -93,3 +93,39 @@ def test_a_model_with_nothing_to_cut_says_why():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="only")])
     with pytest.raises(BadInputError, match="only: a model output"):
         prune_structured(model, StructuredOptions())
+
+
+def test_fit_goal_keeps_the_widest_model_that_fits(trained, digits):
+    """``fits`` stands in for the device check here (the pipeline test uses a
+    real profile): the result fits, and the search's narrowest failure is wider."""
+    limit = 12_000
+    res = prune_structured(trained, StructuredOptions(goal="fit", rounds=1),
+                           fits=lambda m: m.count_params() <= limit,
+                           verify_x=digits.x_test[:64], **_tools(digits))
+    (only,) = res.rounds
+    assert res.params <= limit
+    fitting = [w for w, ok in res.fit_trials if ok]
+    failing = [w for w, ok in res.fit_trials if not ok]
+    assert res.fit_trials[0] == (1.0, False)
+    assert only.width == max(fitting)
+    assert 0 < min(failing) - only.width < 0.05  # bisection got close to the boundary
+    assert only.rebuild_max_abs_diff is not None and only.verify_samples == 64
+
+
+def test_fit_goal_removes_nothing_from_a_model_that_already_fits(trained, digits):
+    res = prune_structured(trained, StructuredOptions(goal="fit"), fits=lambda m: True)
+    assert res.rounds == () and res.model is trained
+    assert "already fits" in res.notes[0]
+
+
+def test_fit_goal_in_rounds_ends_fitting(trained, digits):
+    limit = 12_000
+    res = prune_structured(trained, StructuredOptions(goal="fit", rounds=2),
+                           fits=lambda m: m.count_params() <= limit, **_tools(digits))
+    assert len(res.rounds) == 2
+    assert res.rounds[0].params > limit >= res.rounds[1].params
+
+
+def test_fit_goal_without_a_device_is_refused(trained):
+    with pytest.raises(BadInputError, match="needs a target device"):
+        prune_structured(trained, StructuredOptions(goal="fit"))

@@ -7,9 +7,18 @@ fine-tunes it. Goals:
 ``width``   keep this fraction of the prunable channels (0.5: half of them)
 ``params``  divide the parameter count by this factor (2.0: half the parameters)
 ``macs``    divide the multiply-accumulates by this factor
+``fit``     the widest model that ``fits(model)`` accepts: the pipeline passes
+            a check of the int8 model against a device's flash, RAM and
+            latency budgets, which depend on the architecture only
 
 With ``rounds`` > 1 the goal is approached geometrically (iterative pruning:
-each round removes the same share of what is left). When a round's
+each round removes the same share of what is left); for ``fit`` the rounds
+before the last head for the width that fits the original model, and the
+last round searches again on the fine-tuned model.
+
+Every round's rebuild is verified before fine-tuning: on ``verify_x`` the
+narrower model must compute what the original computes with every weight that
+reads a removed channel zeroed (:func:`surgery.verify_rebuild`). When a round's
 accuracy falls below ``min_accuracy`` the run stops and returns the model of
 the round before, saying so.
 """
@@ -22,12 +31,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgeprune.errors import BadInputError
+from edgeprune.errors import BadInputError, VerificationError
 from edgeprune.structured.graph import analyze
 from edgeprune.structured.importance import DATA_CRITERIA, channel_scores, keras_macs, select
-from edgeprune.structured.surgery import rebuild, width_report
+from edgeprune.structured.surgery import (
+    rebuild,
+    rebuild_tolerance,
+    verify_rebuild,
+    width_report,
+)
 
-GOALS = ("width", "params", "macs")
+GOALS = ("width", "params", "macs", "fit")
+MAX_AMOUNT = 0.999  # the most of the prunable channels a search may remove
 
 
 @dataclass(frozen=True)
@@ -49,7 +64,7 @@ class StructuredOptions:
         if self.goal == "width" and not 0 < self.target <= 1:
             raise BadInputError(f"structured width {self.target} must be in (0, 1]: the "
                                 f"fraction of channels kept")
-        if self.goal != "width" and self.target < 1:
+        if self.goal in ("params", "macs") and self.target < 1:
             raise BadInputError(f"structured {self.goal} reduction {self.target} must be >= 1 "
                                 f"(2.0 halves the {self.goal})")
         if self.rounds < 1:
@@ -64,6 +79,9 @@ class RoundResult:
     macs: int
     metric: float | None  # accuracy (classification) or -MSE after fine-tuning
     widths: tuple[tuple[str, int, int], ...]  # producer, width before any round, after
+    width: float = 1.0  # fraction of the original prunable channels kept
+    rebuild_max_abs_diff: float | None = None  # vs the masked original, before fine-tuning
+    verify_samples: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,6 +93,7 @@ class StructuredResult:
     kept_whole: tuple[tuple[str, str], ...]  # producers left whole, and why
     stopped: str = ""  # why the schedule stopped before its goal, if it did
     notes: tuple[str, ...] = field(default_factory=tuple)
+    fit_trials: tuple[tuple[float, bool], ...] = ()  # (width, fits) of each model checked
 
     @property
     def params(self) -> int:
@@ -89,33 +108,55 @@ def _measure(goal: str, model) -> float:
     return model.count_params() if goal == "params" else keras_macs(model)
 
 
-def _amount_for(model, graph, scores, opts: StructuredOptions, goal_value: float) -> set[int]:
-    """The removal set that brings params or MACs to ``goal_value`` on this round
-    (bisection on the fraction removed: both fall monotonically with it)."""
-    lo, hi = 0.0, 0.999
-    best = select(graph, scores, hi, opts.ranking, opts.floor)
-    for _ in range(14):
+def _smallest_removal(model, graph, scores, opts: StructuredOptions,
+                      accept: Callable[[object], bool], steps: int = 14
+                      ) -> tuple[set[int], bool]:
+    """The smallest removal set (by bisection on the fraction removed) whose
+    rebuild ``accept`` takes, and whether one was found; without one, the
+    largest removal the floor allows. ``accept`` must be monotone: what a
+    removal passes, every larger removal passes (params, MACs, flash, arena
+    and latency all fall with the channels removed)."""
+    hi_set = select(graph, scores, MAX_AMOUNT, opts.ranking, opts.floor)
+    if not accept(rebuild(model, graph, hi_set)):
+        return hi_set, False
+    lo, hi, best = 0.0, MAX_AMOUNT, hi_set
+    seen: dict[frozenset, bool] = {frozenset(hi_set): True}
+    for _ in range(steps):
         mid = (lo + hi) / 2
         removed = select(graph, scores, mid, opts.ranking, opts.floor)
-        if _measure(opts.goal, rebuild(model, graph, removed)) <= goal_value:
+        key = frozenset(removed)
+        if key not in seen:
+            seen[key] = accept(rebuild(model, graph, removed))
+        if seen[key]:
             best, hi = removed, mid
         else:
             lo = mid
-    return best
+    return best, True
 
 
 def prune_structured(model, opts: StructuredOptions, *, x=None, y=None, loss=None,
                      fine_tune: Callable | None = None, evaluate: Callable | None = None,
+                     fits: Callable | None = None, verify_x: np.ndarray | None = None,
                      log: Callable[[str], None] = lambda _: None) -> StructuredResult:
     """Prune ``model`` to ``opts``'s goal.
 
     ``x``, ``y`` and a per-sample ``loss`` feed the data criteria (Taylor,
     OBD). ``fine_tune(model)`` trains a rebuilt model in place (compile it
-    first); ``evaluate(model)`` returns the metric the floor is checked on.
+    first); ``evaluate(model)`` returns the metric the floor is checked on;
+    ``fits(model)`` says whether a candidate passes the device (goal ``fit``);
+    ``verify_x`` are the inputs each rebuild is verified on.
+
+    Raises:
+        BadInputError: no channel can be cut, or the goal lacks what it needs.
+        VerificationError: a rebuilt model does not compute what the original
+            computes without the removed channels.
     """
     opts.validate()
     if opts.importance in DATA_CRITERIA and (x is None or loss is None):
         raise BadInputError(f"importance {opts.importance} needs training data")
+    if opts.goal == "fit" and fits is None:
+        raise BadInputError("structured goal fit needs a target device whose budgets the "
+                            "model must pass; name one, or choose goal width, params or macs")
     graph0 = analyze(model)
     kept_whole = tuple((p, g.reason) for g in graph0.groups if not g.prunable
                        for p in g.producers)
@@ -124,32 +165,78 @@ def prune_structured(model, opts: StructuredOptions, *, x=None, y=None, loss=Non
         raise BadInputError(f"{model.name} has no channels that can be cut: "
                             + "; ".join(f"{p}: {why}" for p, why in kept_whole))
     params0, macs0 = model.count_params(), keras_macs(model)
-    start = {"width": 1.0, "params": params0, "macs": macs0}[opts.goal]
-    rounds, current, stopped = [], model, ""
+    trials: list[tuple[float, bool]] = []
+
+    def fits_logged(candidate, width: float) -> bool:
+        ok = bool(fits(candidate))
+        trials.append((width, ok))
+        log(f"structured fit: width {width:.3f} {'fits' if ok else 'does not fit'}")
+        return ok
+
+    if opts.goal == "fit" and fits_logged(model, 1.0):
+        return StructuredResult(model, params0, macs0, (), kept_whole, "",
+                                ("the unpruned model already fits the device: nothing removed",),
+                                tuple(trials))
+    start = {"width": 1.0, "params": params0, "macs": macs0, "fit": 1.0}[opts.goal]
+    rounds, current, stopped, notes = [], model, "", []
+    fit_width = None
     for r in range(1, opts.rounds + 1):
         share = r / opts.rounds
-        if opts.goal == "width":
-            goal_value = opts.target ** share  # fraction of the original kept
-        else:
-            goal_value = start / opts.target ** share
         graph = analyze(current)
         scores = channel_scores(current, graph, opts.importance, x, y, loss, opts.samples)
+        total = sum(g.size for g in graph.prunable_groups)
+
+        def width_of(removed: set[int], total=total) -> float:
+            return (total - len(removed)) / total0
+
+        def by_width(goal_width: float, graph=graph, scores=scores, total=total) -> set[int]:
+            # keep goal_width of the original: of the current model, proportionally
+            return select(graph, scores, max(0.0, 1 - goal_width * total0 / total),
+                          opts.ranking, opts.floor)
+
         if opts.goal == "width":
-            # this round keeps goal_value of the original: of the current, proportionally
-            total = sum(g.size for g in graph.prunable_groups)
-            removed = select(graph, scores, max(0.0, 1 - goal_value * total0 / total),
-                             opts.ranking, opts.floor)
-        else:
-            removed = _amount_for(current, graph, scores, opts, goal_value)
+            removed = by_width(opts.target ** share)
+        elif opts.goal in ("params", "macs"):
+            goal_value = start / opts.target ** share
+            removed, _ = _smallest_removal(
+                current, graph, scores, opts,
+                lambda m, g=goal_value: _measure(opts.goal, m) <= g)
+        elif r < opts.rounds and fit_width is not None:
+            removed = by_width(fit_width ** share)
+        else:  # fit: search on this model (round 1, and the last round)
+            found: dict[int, float] = {}
+
+            def accept(m, found=found) -> bool:
+                w = sum(g.size for g in analyze(m).prunable_groups) / total0
+                return fits_logged(m, w)
+
+            removed, ok = _smallest_removal(current, graph, scores, opts, accept, steps=8)
+            if not ok:
+                notes.append(f"even the narrowest model the per-layer floor ({opts.floor}) "
+                             f"allows does not fit the device; kept that one")
+            if fit_width is None:
+                fit_width = width_of(removed)
+            if r < opts.rounds:
+                removed = by_width(fit_width ** share)
         candidate = rebuild(current, graph, removed)
+        diff = None
+        if verify_x is not None:
+            diff, scale = verify_rebuild(current, graph, removed, candidate, verify_x)
+            if not diff <= rebuild_tolerance(scale):
+                raise VerificationError(
+                    f"structured round {r}: the rebuilt model differs from the original with "
+                    f"the removed channels zeroed by {diff:.3g} (outputs up to {scale:.3g}); "
+                    f"report this model's layers as a bug, or exclude them from pruning")
         if fine_tune is not None:
             fine_tune(candidate)
         metric = evaluate(candidate) if evaluate is not None else None
         widths = tuple(width_report(model, candidate))
         result = RoundResult(r, len(removed), candidate.count_params(), keras_macs(candidate),
-                             metric, widths)
-        log(f"structured round {r}/{opts.rounds}: removed {len(removed)} channels, "
-            f"{result.params:,} params, {result.macs:,} MACs"
+                             metric, widths, width_of(removed), diff,
+                             0 if verify_x is None else len(verify_x))
+        log(f"structured round {r}/{opts.rounds}: removed {len(removed)} channels (width "
+            f"{result.width:.3f}), {result.params:,} params, {result.macs:,} MACs"
+            + (f", rebuild verified (max |d| {diff:.2g})" if diff is not None else "")
             + (f", metric {metric:.4f}" if metric is not None else ""))
         if opts.min_accuracy is not None and metric is not None and metric < opts.min_accuracy:
             stopped = (f"round {r} reached {metric:.4f}, below the floor {opts.min_accuracy}; "
@@ -159,15 +246,15 @@ def prune_structured(model, opts: StructuredOptions, *, x=None, y=None, loss=Non
             break
         rounds.append(result)
         current = candidate
-    notes = ()
     if not rounds:
-        notes = ("no round met the accuracy floor: the model is unchanged",)
+        notes.append("no round met the accuracy floor: the model is unchanged")
     elif opts.goal == "width" and not stopped:
-        achieved_width = sum(g.size for g in analyze(current).prunable_groups) / total0
+        achieved_width = rounds[-1].width
         if not math.isclose(achieved_width, opts.target, abs_tol=0.5 / total0 + 1e-9):
-            notes = (f"width {achieved_width:.3f} of the prunable channels, not {opts.target}: "
-                     f"the per-group floor ({opts.floor}) kept the rest",)
-    return StructuredResult(current, params0, macs0, tuple(rounds), kept_whole, stopped, notes)
+            notes.append(f"width {achieved_width:.3f} of the prunable channels, not "
+                         f"{opts.target}: the per-group floor ({opts.floor}) kept the rest")
+    return StructuredResult(current, params0, macs0, tuple(rounds), kept_whole, stopped,
+                            tuple(notes), tuple(trials))
 
 
 def sample_loss(task: str, output_units: int, probabilities: bool) -> Callable:

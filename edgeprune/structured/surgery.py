@@ -100,3 +100,57 @@ def width_report(old, new) -> list[tuple[str, int, int]]:
         if after != cfg[key]:
             rows.append((layer.name, int(cfg[key]), int(after)))
     return rows
+
+
+def _zero_inputs(cls: str, weights: list[np.ndarray], cut: np.ndarray) -> list[np.ndarray]:
+    """``weights`` of a producer with the kernel rows that read ``cut`` inputs zeroed."""
+    weights = [w.copy() for w in weights]
+    if cls in ("Conv1D", "Conv2D", "Conv3D", "Dense"):
+        weights[0][..., cut, :] = 0
+    elif cls == "Conv2DTranspose":
+        weights[0][..., cut] = 0
+    elif cls in ("SeparableConv1D", "SeparableConv2D"):
+        weights[1][..., cut, :] = 0
+    else:
+        raise SurgeryError(f"cannot mask the inputs of a {cls} layer")
+    return weights
+
+
+def masked_copy(model, graph: ChannelGraph, removed: set[int]):
+    """The original architecture with every weight that reads a removed channel
+    zeroed: the function the rebuilt model must compute, channel for channel.
+
+    Cutting a channel is the same as its consumers ignoring it, whatever the
+    producer and the BatchNormalization between computed for it; the consumers
+    are the producers whose input rows the keep masks drop.
+    """
+    masks = graph.keep_masks(removed)
+    new = model.__class__.from_config(_strip_build_config(copy.deepcopy(model.get_config())))
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        ins = masks.get(layer.name, ((), None))[0]
+        if layer.name in graph.atoms and ins and not ins[0].all():
+            weights = _zero_inputs(layer.__class__.__name__, weights, ~ins[0])
+        new.get_layer(layer.name).set_weights(weights)
+    return new
+
+
+def verify_rebuild(model, graph: ChannelGraph, removed: set[int], rebuilt, x: np.ndarray
+                   ) -> tuple[float, float]:
+    """Run ``rebuilt`` and :func:`masked_copy` of ``model`` on ``x``.
+
+    Returns ``(max |difference|, max |output|)``: the rebuild is right when the
+    difference is float32 rounding of the output's scale.
+    """
+    from edgeprune.keras_adapter import predict
+
+    expected = predict(masked_copy(model, graph, removed), x)
+    got = predict(rebuilt, x)
+    return float(np.max(np.abs(expected - got))), float(np.max(np.abs(expected)))
+
+
+def rebuild_tolerance(scale: float) -> float:
+    """The largest difference :func:`verify_rebuild` accepts at an output scale."""
+    return 1e-4 * max(1.0, scale)
