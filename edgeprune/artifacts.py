@@ -31,6 +31,8 @@ REPORT_NAME = "report.json"
 BASELINE_KERAS = "baseline.keras"
 BASELINE_META = "baseline.json"
 BASELINE_TFLITE = "baseline_float32.tflite"
+STRUCTURED_KERAS = "structured.keras"
+STRUCTURED_TFLITE = "structured_float32.tflite"
 PRUNED_KERAS = "pruned.keras"
 PRUNED_TFLITE = "pruned_float32.tflite"
 

@@ -161,7 +161,7 @@ _out_opt = click.option("--out", "out", default=None, metavar="DIR",
               help="Device profile (see `edgeprune targets`): check the final model against "
                    "its budgets and write firmware/ for TFLite Micro devices. Default "
                    "output: build/NAME.")
-@recipe_options((None, "train", "prune", "quantize", "budget"))
+@recipe_options((None, "train", "structured", "prune", "quantize", "budget"))
 @guarded
 def run(model, data, recipe_path, out, target, **kwargs):
     """Run every stage: baseline, prune, strip, quantize, evaluate (and check)."""
@@ -186,17 +186,20 @@ def run(model, data, recipe_path, out, target, **kwargs):
 @_data_opt
 @_recipe_opt
 @_out_opt
-@recipe_options((None, "prune"))
+@click.option("--target", "target", default=None, metavar="NAME",
+              help="Device profile whose budgets the structured goal fit must pass.")
+@recipe_options((None, "structured", "prune", "budget"))
 @guarded
-def prune_cmd(model_path, data, recipe_path, out, **kwargs):
-    """Prune, strip and verify MODEL; writes pruned.keras and pruned_float32.tflite."""
+def prune_cmd(model_path, data, recipe_path, out, target, **kwargs):
+    """Prune, strip and verify MODEL; writes pruned.keras and pruned_float32.tflite
+    (and structured.keras first, with a structured goal)."""
     if data is None:
         raise click.UsageError("--data is required: pruning fine-tunes on it")
     recipe = _recipe(recipe_path, kwargs)
     from edgeprune import pipeline
     from edgeprune.summary import format_stage
 
-    click.echo(format_stage(pipeline.prune_only(model_path, data, recipe, out)))
+    click.echo(format_stage(pipeline.prune_only(model_path, data, recipe, out, target)))
 
 
 @main.command("quantize")

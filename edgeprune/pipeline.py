@@ -1,4 +1,5 @@
-"""The pipeline driver: resolve inputs → baseline → prune → strip → quantize → evaluate.
+"""The pipeline driver: resolve inputs → baseline → structured pruning → prune →
+strip → quantize → evaluate.
 
 :func:`run` reads like the table of contents of a run. Every stage is a
 function from artifacts and options to a frozen result holding the paths it
@@ -38,7 +39,7 @@ from edgeprune.schedule import SchedulePlan, plan_schedule
 
 log = logging.getLogger(__name__)
 
-STAGES = ("baseline", "prune", "quantize", "evaluate")
+STAGES = ("baseline", "structured", "prune", "quantize", "evaluate")
 
 
 # ---------------------------------------------------------------- results
@@ -72,6 +73,46 @@ class BaselineResult:
     train_metrics: dict
     seconds: float
     model: Any = field(repr=False, default=None)  # the baseline tf_keras model
+
+
+@dataclass(frozen=True)
+class StructuredStageResult:
+    """Whole channels removed and the model rebuilt (``structured`` recipe section)."""
+
+    keras_path: str
+    tflite_path: str
+    result: Any = field(repr=False)  # structured.schedule.StructuredResult
+    evaluated_on: str  # the split the accuracy floor was checked on
+    fit: dict | None  # goal fit: the device, and each candidate's check
+    seconds: float
+
+    @property
+    def model(self):
+        return self.result.model
+
+    def to_dict(self, recipe: Recipe) -> dict:
+        r = self.result
+        s = recipe.structured
+        goal = {"goal": s.goal}
+        if s.goal == "width":
+            goal["width"] = s.width
+        elif s.goal in ("params", "macs"):
+            goal["reduction"] = s.reduction
+        return {
+            **goal, "importance": s.importance, "ranking": s.ranking, "floor": s.floor,
+            "params_before": r.params_before, "params_after": r.params,
+            "macs_before": r.macs_before, "macs_after": r.macs,
+            "params_reduction": r.params_before / max(r.params, 1),
+            "macs_reduction": r.macs_before / max(r.macs, 1),
+            "rounds": [{"round": x.round, "removed_channels": x.removed_channels,
+                        "width": x.width, "params": x.params, "macs": x.macs,
+                        "metric": x.metric, "rebuild_max_abs_diff": x.rebuild_max_abs_diff,
+                        "verify_samples": x.verify_samples,
+                        "widths": {n: [a, b] for n, a, b in x.widths}} for x in r.rounds],
+            "metric_split": self.evaluated_on,
+            "kept_whole": dict(r.kept_whole), "stopped": r.stopped, "notes": list(r.notes),
+            "fit": self.fit, "seconds": self.seconds,
+        }
 
 
 @dataclass(frozen=True)
@@ -133,6 +174,7 @@ class RunResult:
     seconds: float
     report: dict = field(repr=False, default_factory=dict)
     device_check: Any = None  # budget.CheckResult when run for a target
+    structured: StructuredStageResult | None = None
 
 
 # ---------------------------------------------------------------- inputs
@@ -308,6 +350,98 @@ def _load_cached_baseline(out: RunDir, key: dict):
     return ka.load_model(model_path)
 
 
+def structured_stage(inp: Inputs, model, device=None) -> StructuredStageResult:
+    """Remove whole channels to the recipe's goal, fine-tuning after each round;
+    save the narrower model and its float32 ``.tflite``.
+
+    The accuracy floor is checked on ``x_val`` when the data has it, else on
+    the test set (the report says which). Each round's rebuild is verified on
+    up to 256 test samples before fine-tuning.
+
+    Raises:
+        BadInputError: no channel can be cut, or the goal cannot be served.
+        VerificationError: a rebuilt model does not compute what it must.
+    """
+    from edgeprune import convert, metrics
+    from edgeprune import keras_adapter as ka
+    from edgeprune.structured.schedule import StructuredOptions, prune_structured, sample_loss
+
+    t0 = time.perf_counter()
+    s, ds = inp.recipe.structured, inp.dataset
+    opts = StructuredOptions(importance=s.importance, ranking=s.ranking, floor=s.floor,
+                             goal=s.goal, target=s.width if s.goal == "width" else s.reduction,
+                             rounds=s.rounds, fine_tune_epochs=s.epochs,
+                             min_accuracy=s.min_accuracy, samples=s.samples)
+
+    def fine_tune(candidate) -> None:
+        if s.epochs:
+            ka.compile_for(candidate, inp.task, s.learning_rate, inp.probabilities)
+            ka.fit(candidate, ds.x_train, ds.y_train, epochs=s.epochs, batch_size=s.batch_size,
+                   seed=inp.recipe.seed, validation=_validation(ds))
+
+    split = "validation" if ds.x_val is not None else "test"
+    x_eval, y_eval = (ds.x_val, ds.y_val) if ds.x_val is not None else (ds.x_test, ds.y_test)
+
+    def evaluate(candidate) -> float:
+        m = metrics.evaluate(inp.task, y_eval, _scores(inp, ka.predict(candidate, x_eval)),
+                             inp.n_classes)
+        return m["accuracy"] if inp.task == "classification" else -m["mse"]
+
+    fit_log: list[dict] = []
+    fits = _fit_check(inp, device, fit_log) if s.goal == "fit" else None
+    log.info("structured: %s goal, %s importance, %s ranking, %d round(s)", s.goal,
+             s.importance, s.ranking, s.rounds)
+    result = prune_structured(
+        model, opts, x=ds.x_train, y=ds.y_train,
+        loss=sample_loss(inp.task, ka.shapes(model).output_units, inp.probabilities),
+        fine_tune=fine_tune, evaluate=evaluate, fits=fits, verify_x=ds.x_test[:256],
+        log=log.info)
+    fit = None
+    if device is not None and s.goal == "fit":
+        fit = {"target": device.id, "quantize_mode": inp.recipe.quantize.mode,
+               "candidates": [{"width": w, **entry} for (w, _), entry
+                              in zip(result.fit_trials, fit_log, strict=True)]}
+    out = inp.out
+    keras_path = out.write_with(artifacts.STRUCTURED_KERAS,
+                                lambda p: ka.save_model(result.model, p), "structured",
+                                suffix=".keras")
+    tflite_path = out.write_bytes(artifacts.STRUCTURED_TFLITE,
+                                  convert.to_tflite(result.model, "float32"), "structured")
+    return StructuredStageResult(keras_path, tflite_path, result, split, fit,
+                                 time.perf_counter() - t0)
+
+
+def _fit_check(inp: Inputs, device, trials: list):
+    """``fits(model)`` for the goal fit: convert a candidate as the quantize stage
+    will (16 calibration samples: sizes do not depend on them) and check it
+    against ``device``'s budgets. Each check is appended to ``trials``."""
+    import tempfile
+
+    from edgeprune import check as device_check
+    from edgeprune import convert
+
+    budget = device_check.effective_budget(device, asdict(inp.recipe.budget))
+    mode = inp.recipe.quantize.mode
+    calib = calibration_sample(inp.dataset, 16, inp.recipe.seed) if mode == "int8" else None
+
+    def fits(model) -> bool:
+        with tempfile.TemporaryDirectory(prefix="edgeprune-fit-") as tmp:
+            path = os.path.join(tmp, f"candidate_{mode}.tflite")
+            with open(path, "wb") as fh:
+                fh.write(convert.to_tflite(model, mode, calib))
+            result = device_check.check(path, device, budget, inp.recipe.budget.cost_model)
+        measured = result.evidence.latency_measured is not None
+        trials.append({"params": int(model.count_params()), "ok": result.ok,
+                       "rules": {r.name: {"figure": r.figure, "budget": r.budget,
+                                          "unit": r.unit, "ok": r.ok,
+                                          **({"basis": "measured" if measured else "estimate"}
+                                             if r.name == "latency" else {})}
+                                 for r in result.rules if r.figure is not None}})
+        return result.ok
+
+    return fits
+
+
 def prune_stage(inp: Inputs, model) -> PruneResult:
     """Wrap, fine-tune with the planned schedule, strip, and verify.
 
@@ -321,17 +455,19 @@ def prune_stage(inp: Inputs, model) -> PruneResult:
 
     t0 = time.perf_counter()
     opts, ds = inp.recipe.prune, inp.dataset
-    pruned_count = sum(p.pruned for p in inp.layer_plans)
+    # planned again on the model given: structured pruning may have narrowed it
+    layer_plans = inp.layer_plans if model is inp.model else pr.plan_layers(model, opts)
+    pruned_count = sum(p.pruned for p in layer_plans)
     log.info("prune: %s to %.2f on %d layer(s), %d steps", inp.schedule.kind,
              pr.requested_sparsity(opts), pruned_count, inp.schedule.total_steps)
-    wrapped = pr.wrap(model, inp.layer_plans, inp.schedule, opts)
+    wrapped = pr.wrap(model, layer_plans, inp.schedule, opts)
     fit_metrics = pr.fine_tune(wrapped, ds.x_train, ds.y_train, task=inp.task,
                                probabilities=inp.probabilities, opts=opts, seed=inp.recipe.seed,
                                validation=_validation(ds))
     stripped = pr.strip(wrapped)
     log.info("strip: verifying outputs on %d test samples", len(ds.x_test))
     strip_check = pr.verify_strip(wrapped, stripped, ds.x_test)
-    layers = pr.measure_sparsity(stripped, inp.layer_plans, opts)
+    layers = pr.measure_sparsity(stripped, layer_plans, opts)
     pr.check_sparsity(layers)
     keras_path = inp.out.write_with(artifacts.PRUNED_KERAS,
                                     lambda p: ka.save_model(stripped, p), "prune",
@@ -434,12 +570,16 @@ def run(model: str | None = None, data: str | None = None, recipe: Recipe | None
     if device is not None and out is None:
         out = os.path.join("build", device.id)
     inp = resolve_inputs(model, data, recipe, out, writes=(
-        artifacts.BASELINE_KERAS, artifacts.PRUNED_KERAS))
+        artifacts.BASELINE_KERAS, artifacts.STRUCTURED_KERAS, artifacts.PRUNED_KERAS))
+    _check_structured(inp, device)
     if device is not None and device.runtime == "tflm":
         _preflight_tflm(inp, device)
     previous = inp.out.begin_run()
     base = baseline_stage(inp)
-    pruned = prune_stage(inp, base.model)
+    structured = None
+    if recipe.structured.goal != "none":
+        structured = structured_stage(inp, base.model, device)
+    pruned = prune_stage(inp, structured.model if structured else base.model)
     from edgeprune import keras_adapter as ka
 
     stripped = ka.load_model(pruned.keras_path)
@@ -447,18 +587,22 @@ def run(model: str | None = None, data: str | None = None, recipe: Recipe | None
     dense_choice = None
     if device is not None and device.runtime == "tflm" and quant.mode == "int8":
         dense_choice = dense_quantization_stage(inp, stripped, pruned.tflite_path, quant)
-    tflites = {"baseline": base.tflite_path, "pruned": pruned.tflite_path,
-               "final": quant.tflite_path}
-    modes = {"baseline": "float32", "pruned": "float32", "final": quant.mode}
+    tflites = {"baseline": base.tflite_path}
+    if structured is not None:
+        tflites["structured"] = structured.tflite_path
+    tflites.update({"pruned": pruned.tflite_path, "final": quant.tflite_path})
+    modes = {s: "float32" for s in tflites} | {"final": quant.mode}
     sizes = {s: measure_size(p, modes[s]) for s, p in tflites.items()}
     evals = evaluate_stage(inp, tflites)
-    check = quantization_check(inp, evals[1].metrics, evals[2].metrics, "pruned float32")
+    by_stage = {e.stage: e for e in evals}
+    check = quantization_check(inp, by_stage["pruned"].metrics, by_stage["final"].metrics,
+                               "pruned float32")
     device_check = None
     if device is not None:
         device_check = device_stage(inp, quant.tflite_path, device)
     inp.out.remove_unlisted(previous)
     seconds = time.perf_counter() - t0
-    report = build_report(inp, base, pruned, quant, sizes, evals, check, seconds)
+    report = build_report(inp, base, pruned, quant, sizes, evals, check, seconds, structured)
     if device_check is not None:
         report["stages"]["check"] = device_check.to_dict()
         report["target"] = device.to_dict()
@@ -466,7 +610,7 @@ def run(model: str | None = None, data: str | None = None, recipe: Recipe | None
         report["stages"]["quantize"]["dense_quantization"] = dense_choice
     report_path = inp.out.write_report(report)
     result = RunResult(inp.out.path, report_path, inp.task, base, pruned, quant, sizes, evals,
-                       seconds, report, device_check)
+                       seconds, report, device_check, structured)
     if device_check is not None and not device_check.ok:
         failed = ", ".join(r.name for r in device_check.rules if not r.ok)
         raise BudgetError(f"{os.path.basename(quant.tflite_path)} does not fit {device.id}: "
@@ -474,6 +618,32 @@ def run(model: str | None = None, data: str | None = None, recipe: Recipe | None
                           f"harder, remove filters, or raise the budget", result)
     _raise_if_failed(check, result)
     return result
+
+
+def _check_structured(inp: Inputs, device) -> None:
+    """What the structured section asks for must be servable; before any write."""
+    s = inp.recipe.structured
+    if s.goal == "fit" and device is None:
+        raise BadInputError("structured.goal = \"fit\" needs a target device whose budgets the "
+                            "model must pass; run for a target, or choose goal width, params "
+                            "or macs")
+    if s.goal == "none":
+        return
+    if s.min_accuracy is not None and inp.task != "classification":
+        raise BadInputError(f"structured.min_accuracy applies to classification; this is a "
+                            f"{inp.task} task: remove it")
+    from edgeprune.structured.graph import analyze
+    from edgeprune.structured.importance import check_criterion
+
+    graph = analyze(inp.model)
+    if not graph.prunable_groups:
+        raise BadInputError(
+            f"structured pruning has no channels to cut in {inp.model.name} ("
+            + "; ".join(f"{layer}: {why}" for layer, why in
+                        [*graph.blocked.items(),
+                         *((g.producers[0], g.reason) for g in graph.groups)][:4])
+            + "); set structured.goal = \"none\"")
+    check_criterion(inp.model, graph, s.importance)
 
 
 def dense_quantization_stage(inp: Inputs, stripped, pruned_tflite: str,
@@ -629,10 +799,10 @@ def describe_inputs(inp: Inputs) -> dict:
 
 def build_report(inp: Inputs, base: BaselineResult, pruned: PruneResult,
                  quant: QuantizeResult, sizes: dict, evals: list, check: dict,
-                 seconds: float) -> dict:
+                 seconds: float, structured: StructuredStageResult | None = None) -> dict:
     from edgeprune import prune as pr
 
-    return {
+    report = {
         "tool": {"name": "edgeprune", "version": __version__},
         "versions": library_versions(),
         "seed": inp.recipe.seed,
@@ -661,6 +831,11 @@ def build_report(inp: Inputs, base: BaselineResult, pruned: PruneResult,
         "notes": size_notes({s: asdict(v) for s, v in sizes.items()}),
         "seconds": seconds,
     }
+    if structured is not None:
+        stages = report["stages"]
+        report["stages"] = {"baseline": stages.pop("baseline"),
+                            "structured": structured.to_dict(inp.recipe), **stages}
+    return report
 
 
 def _eval_entries(evals: list, reference: str) -> dict:
@@ -671,14 +846,21 @@ def _eval_entries(evals: list, reference: str) -> dict:
 def size_notes(sizes: dict) -> list[str]:
     """Plain statements about what the sizes (``report.json`` dicts) mean."""
     notes = []
-    b, p = sizes.get("baseline"), sizes.get("pruned")
-    if b and p:
+    b, st, p = sizes.get("baseline"), sizes.get("structured"), sizes.get("pruned")
+    if b and st:
+        notes.append(
+            f"Structured pruning removed whole channels: the structured float32 flatbuffer is "
+            f"{st['bytes']} bytes vs {b['bytes']} baseline ({b['bytes'] / st['bytes']:.2f}x "
+            f"smaller, {st['parameter_count']} vs {b['parameter_count']} parameters); this "
+            f"saving is real on every runtime.")
+    before, name = (st, "structured") if st else (b, "baseline")
+    if before and p:
         notes.append(
             f"Unstructured sparsity does not shrink the flatbuffer: pruned float32 is "
-            f"{p['bytes']} bytes vs {b['bytes']} baseline ({p['bytes'] - b['bytes']:+d}); "
-            f"TFLite Micro stores and runs every weight. Only the gzip size changes "
-            f"({p['gzip_bytes']} vs {b['gzip_bytes']} bytes), which matters for over-the-air "
-            f"updates, not for flash or RAM.")
+            f"{p['bytes']} bytes vs {before['bytes']} {name} "
+            f"({p['bytes'] - before['bytes']:+d}); TFLite Micro stores and runs every weight. "
+            f"Only the gzip size changes ({p['gzip_bytes']} vs {before['gzip_bytes']} bytes), "
+            f"which matters for over-the-air updates, not for flash or RAM.")
     return notes
 
 
@@ -765,19 +947,29 @@ def _finish_stage(inp: Inputs, stage: str, figures: dict, sizes: dict, evals: li
 
 
 def prune_only(model: str, data: str, recipe: Recipe | None = None,
-               out: str | None = None) -> StageRunResult:
+               out: str | None = None, target: str | None = None) -> StageRunResult:
     """Prune, strip and verify the Keras model file ``model``; write
     ``pruned.keras`` and its float32 ``.tflite``; evaluate it against the
-    input model. Merges into an existing ``report.json`` in ``out``."""
+    input model. With a ``structured`` goal, whole channels go first
+    (``structured.keras``); the goal fit checks candidates against ``target``.
+    Merges into an existing ``report.json`` in ``out``."""
     from edgeprune import prune as pr
 
     t0 = time.perf_counter()
-    inp = resolve_inputs(model, data, recipe or Recipe(), out, require_file=True,
-                         writes=(artifacts.PRUNED_KERAS,))
+    recipe = recipe or Recipe()
+    device = _resolve_target(target, recipe)
+    inp = resolve_inputs(model, data, recipe, out, require_file=True,
+                         writes=(artifacts.STRUCTURED_KERAS, artifacts.PRUNED_KERAS))
+    _check_structured(inp, device)
     reference = _reference_outputs(inp, inp.model)
-    result = prune_stage(inp, inp.model)
-    sizes = {"pruned": measure_size(result.tflite_path, "float32")}
-    evals = evaluate_stage(inp, {"pruned": result.tflite_path}, reference)
+    structured = None
+    if recipe.structured.goal != "none":
+        structured = structured_stage(inp, inp.model, device)
+    result = prune_stage(inp, structured.model if structured else inp.model)
+    paths = {"structured": structured.tflite_path} if structured else {}
+    paths["pruned"] = result.tflite_path
+    sizes = {stage: measure_size(path, "float32") for stage, path in paths.items()}
+    evals = evaluate_stage(inp, paths, reference)
     figures = {"schedule": result.schedule.to_dict(),
                "requested_sparsity": pr.requested_sparsity(inp.recipe.prune),
                "overall_sparsity": result.overall_sparsity,
@@ -785,6 +977,8 @@ def prune_only(model: str, data: str, recipe: Recipe | None = None,
                "skipped_layers": {s.name: s.reason for s in result.layers if not s.pruned},
                "strip": asdict(result.strip_check),
                "fine_tune_metrics": result.fine_tune_metrics, "seconds": result.seconds}
+    if structured is not None:
+        figures["structured"] = structured.to_dict(inp.recipe)
     return _finish_stage(inp, "prune", figures, sizes, evals,
                          f"input model {os.path.basename(model)}", t0)
 

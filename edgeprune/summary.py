@@ -25,7 +25,8 @@ def _quality_header(task: str) -> list[str]:
 def size_and_quality_table(task: str, sizes: dict, evaluations: list) -> list[str]:
     evals = {e.stage: e for e in evaluations}
     rows = [["stage", "artifact", "bytes", "gzip", "zero weights", *_quality_header(task)]]
-    for stage in [s for s in ("baseline", "pruned", "final") if s in sizes or s in evals]:
+    for stage in [s for s in ("baseline", "structured", "pruned", "final")
+                  if s in sizes or s in evals]:
         size = sizes.get(stage)
         ev = evals.get(stage)
         rows.append([stage, size.path if size else ev.path,
@@ -62,12 +63,68 @@ def check_line(check: dict) -> str:
             f"{'ok' if check['ok'] else 'FAILED'}")
 
 
+def structured_lines(entry: dict) -> list[str]:
+    """The structured stage of ``report.json``, in a few lines."""
+    goal = entry["goal"]
+    aim = {"width": f" {entry.get('width')}", "params": f" /{entry.get('reduction')}",
+           "macs": f" /{entry.get('reduction')}"}.get(goal, "")
+    if goal == "fit" and entry.get("fit"):
+        aim = f" {entry['fit']['target']}"
+    lines = [f"structured pruning: goal {goal}{aim}, {entry['importance']} importance, "
+             f"{entry['ranking']} ranking (layer floor {entry['floor']}), "
+             f"{len(entry['rounds'])} round(s)",
+             f"  params {entry['params_before']:,} -> {entry['params_after']:,} "
+             f"({entry['params_reduction']:.2f}x), MACs {entry['macs_before']:,} -> "
+             f"{entry['macs_after']:,} ({entry['macs_reduction']:.2f}x)"]
+    metric = "accuracy" if entry["metric_split"] else "metric"
+    for r in entry["rounds"]:
+        line = (f"  round {r['round']}: removed {r['removed_channels']} channels, width "
+                f"{r['width']:.3f}")
+        if r["rebuild_max_abs_diff"] is not None:
+            line += (f", rebuild verified on {r['verify_samples']} samples (max |d| "
+                     f"{r['rebuild_max_abs_diff']:.2g})")
+        if r["metric"] is not None:
+            line += f", {entry['metric_split']} {metric} {r['metric']:.4f}"
+        lines.append(line)
+    if entry["rounds"]:
+        widths = entry["rounds"][-1]["widths"]
+        lines.append("  widths: " + ", ".join(f"{n} {a}->{b}" for n, (a, b) in widths.items()))
+    fit = entry.get("fit")
+    if fit:
+        ok = [c for c in fit["candidates"] if c["ok"]]
+        bad = [c for c in fit["candidates"] if not c["ok"]]
+        for label, c in (("widest that fits", max(ok, key=lambda c: c["width"], default=None)),
+                         ("narrowest that does not",
+                          min(bad, key=lambda c: c["width"], default=None))):
+            if c is not None:
+                lines.append(f"  fit {fit['target']}: {label}: width {c['width']:.3f}: "
+                             + ", ".join(_rule_cell(k, v) for k, v in c["rules"].items()))
+    for name, why in entry["kept_whole"].items():
+        lines.append(f"  kept whole: {name}: {why}")
+    for text in ([entry["stopped"]] if entry["stopped"] else []) + entry["notes"]:
+        lines.append(f"  note: {text}")
+    return lines
+
+
+def _rule_cell(name: str, rule: dict) -> str:
+    unit = rule["unit"]
+    figure = f"{rule['figure']:,.0f}" if unit == "B" else f"{rule['figure']:.4g}"
+    budget = "" if rule["budget"] is None else (
+        f"{rule['budget']:,.0f}" if unit == "B" else f"{rule['budget']:.4g}")
+    label = f"{name} ({rule['basis']})" if "basis" in rule else name
+    return (f"{label} {figure}{'/' + budget if budget else ''} {unit}"
+            f"{'' if rule['ok'] else ' OVER'}")
+
+
 def format_run(result) -> str:
     """The summary ``edgeprune run`` prints."""
     p = result.prune
     lines = [f"edgeprune run -> {result.out_dir}  ({result.task}, "
              f"{result.seconds:.1f} s)", ""]
     lines += size_and_quality_table(result.task, result.sizes, result.evaluations)
+    structured = result.report["stages"].get("structured")
+    if structured:
+        lines += [""] + structured_lines(structured)
     lines += ["", f"pruning: {schedule_line(p.schedule)}"]
     lines += layer_table(p.layers)
     lines += [f"overall sparsity of the weighted layers: {p.overall_sparsity:.1%}",
@@ -107,6 +164,8 @@ def format_stage(result) -> str:
     f = result.figures
     if "check" in f:
         lines.append(check_line(f["check"]))
+    if result.stage == "prune" and "structured" in f:
+        lines += structured_lines(f["structured"])
     if result.stage == "prune":
         lines.append(f"overall sparsity of the weighted layers: {f['overall_sparsity']:.1%}; "
                      f"strip outputs identical on {f['strip']['samples']} test samples")

@@ -177,6 +177,30 @@ def test_stage_commands_chain_prune_then_quantize(residual_model, digits_npz, tm
     assert set(report["artifacts"]) == {"pruned.keras", "pruned_float32.tflite"}
 
 
+def test_prune_command_runs_structured_pruning_first(residual_model, digits_npz, tmp_path):
+    """A residual model (its Add ties both branches' channels) through the prune
+    command with a MAC goal: structured.keras, then tfmot on it; a later prune
+    without the goal drops the stale structured artifacts."""
+    out = tmp_path / "staged"
+    r = invoke("prune", residual_model, "--data", digits_npz, "--out", str(out), "--epochs",
+               "1", "--sparsity", "0.5", "--structured", "macs", "--reduction", "2",
+               "--structured-epochs", "1", "--importance", "taylor",
+               "--importance-samples", "32")
+    assert r.exit_code == 0, r.output
+    assert "structured pruning: goal macs /2.0, taylor importance" in r.output
+    report = json.loads((out / "report.json").read_text())
+    st = report["stages"]["prune"]["structured"]
+    assert st["macs_reduction"] >= 2.0 and st["rounds"][0]["rebuild_max_abs_diff"] < 1e-4
+    assert report["sizes"]["structured"]["bytes"] < report["sizes"]["pruned"]["bytes"] * 1.01
+    assert {"structured.keras", "structured_float32.tflite", "pruned.keras"} <= \
+        set(report["artifacts"])
+    r = invoke("prune", residual_model, "--data", digits_npz, "--out", str(out), "--epochs",
+               "1", "--sparsity", "0.5")
+    assert r.exit_code == 0, r.output
+    report = json.loads((out / "report.json").read_text())
+    assert "structured" not in report["sizes"] and not (out / "structured.keras").exists()
+
+
 def test_stage_commands_on_a_run_folder_keep_what_produced_their_input(default_run, tmp_path):
     import shutil
 
@@ -388,6 +412,9 @@ def bad_files(tmp_path_factory, digits):
              y_test=digits.y_test)
     good = build_tiny("sequential")
     good.save(d / "good.keras")
+    build_tiny("autoencoder").save(d / "good_ae.keras")
+    np.savez(d / "ae.npz", x_train=digits.x_train, y_train=digits.x_train,
+             x_test=digits.x_test, y_test=digits.x_test)
     x_nan = digits.x_train.copy()
     x_nan[5, 1, 1, 0] = np.nan
     np.savez(d / "nan.npz", x_train=x_nan, y_train=digits.y_train, x_test=digits.x_test,
@@ -465,6 +492,16 @@ BAD = {
                                  "y_train holds label 2 but the model's output layer has 1 "
                                  "unit"),
     "schedule cannot finish": (["--frequency", "1000"], 1, "never updates its masks"),
+    "structured fit without a target": (["--structured", "fit"], 1,
+                                        'structured.goal = "fit" needs a target device'),
+    "structured floor on regression": (["--model", "{d}/good_ae.keras", "--data",
+                                        "{d}/ae.npz", "--structured", "width",
+                                        "--min-accuracy", "0.9"], 1,
+                                       "structured.min_accuracy applies to classification"),
+    "structured width 0": (["--structured", "width", "--width", "0"], 1,
+                           "structured.width = 0.0 must be above 0.0"),
+    "bn_scale without batchnorm": (["--structured", "width", "--importance", "bn_scale"], 1,
+                                   "importance bn_scale needs BatchNormalization"),
     "model without data": (["--model", "{d}/good.keras"], 2, "--data is required with --model"),
     "bad choice": (["--quantize", "int3"], 2, "Invalid value for '--quantize'"),
 }

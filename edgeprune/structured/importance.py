@@ -81,6 +81,15 @@ def _bn_scores(model, graph: ChannelGraph) -> dict[int, float]:
     return scores
 
 
+def check_criterion(model, graph: ChannelGraph, criterion: str) -> None:
+    """Refuse, before any training, a criterion this model cannot be scored by."""
+    if criterion not in CRITERIA:
+        raise ImportanceError(f"importance '{criterion}' is unknown; choose from "
+                              f"{', '.join(CRITERIA)}")
+    if criterion == "bn_scale":
+        _bn_scores(model, graph)
+
+
 def _per_channel(layer, arrays: list[np.ndarray]) -> np.ndarray:
     """Sum each of ``arrays`` (shaped like the layer's weights) per output channel."""
     n = layer.output_shape[-1]

@@ -1,0 +1,91 @@
+"""Structured pruning inside the pipeline: the stage, its report, the fit goal
+against a real device profile, and its combination with the tfmot stage."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+import edgeprune.pipeline as pipeline
+from edgeprune.recipe import build_recipe
+
+
+def _recipe(**structured):
+    return build_recipe({"train": {"epochs": 6}, "prune": {"epochs": 2},
+                         "quantize": {"calibration_samples": 50},
+                         "structured": {"epochs": 2, **structured}})
+
+
+@pytest.fixture(scope="module")
+def width_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("structured") / "width"
+    return pipeline.run(recipe=_recipe(goal="width", width=0.5), out=str(out))
+
+
+def test_width_stage_shrinks_the_model_and_the_tfmot_stage_follows_it(width_run):
+    from edgeprune import keras_adapter as ka
+
+    r = width_run.report
+    st = r["stages"]["structured"]
+    assert list(r["stages"])[:3] == ["baseline", "structured", "prune"]
+    assert st["params_after"] < st["params_before"] / 3
+    (only,) = st["rounds"]
+    assert only["width"] == pytest.approx(0.5, abs=0.01)
+    assert only["rebuild_max_abs_diff"] < 1e-4 and only["verify_samples"] == 256
+    assert st["metric_split"] == "test"  # the digits split has no x_val
+    sizes = width_run.sizes
+    assert sizes["structured"].bytes < sizes["baseline"].bytes / 3
+    assert sizes["structured"].parameter_count == st["params_after"]
+    # the tfmot stage pruned the narrower model: its layers have the new widths
+    narrowed = ka.load_model(os.path.join(width_run.out_dir, "structured.keras"))
+    fc1 = next(lay for lay in width_run.prune.layers if lay.name == "fc1")
+    assert fc1.weights == narrowed.get_layer("fc1").get_weights()[0].size
+    assert sizes["pruned"].bytes == sizes["structured"].bytes  # zeros are stored
+    assert sizes["final"].bytes < sizes["baseline"].bytes / 8  # int8 of a 4x smaller model
+    assert any("Structured pruning removed whole channels" in n for n in r["notes"])
+    with open(width_run.report_path) as fh:
+        written = json.load(fh)
+    assert written["artifacts"]["structured.keras"]["stage"] == "structured"
+    assert written["artifacts"]["structured_float32.tflite"]["stage"] == "structured"
+    acc = r["stages"]["evaluate"]
+    assert acc["structured"]["accuracy"] > acc["baseline"]["accuracy"] - 0.05
+
+
+def test_summary_prints_the_structured_stage(width_run):
+    from edgeprune.summary import format_run
+
+    text = format_run(width_run)
+    assert "structured pruning: goal width 0.5, l1 importance" in text
+    assert "rebuild verified on 256 samples" in text
+    assert "structured_float32.tflite" in text
+
+
+def test_fit_goal_keeps_the_widest_model_that_passes_the_device(tmp_path):
+    """A latency budget the dense digits CNN misses on the nano33ble profile: the
+    stage keeps the widest candidate whose int8 model passes, and the final
+    check of the whole pipeline (after the tfmot stage) passes too."""
+    recipe = build_recipe({**_recipe(goal="fit").to_dict(), "budget": {"max_latency_ms": 15.0}})
+    result = pipeline.run(recipe=recipe, out=str(tmp_path / "fit"), target="nano33ble")
+    fit = result.report["stages"]["structured"]["fit"]
+    cands = fit["candidates"]
+    assert fit["target"] == "nano33ble" and cands[0]["width"] == 1.0 and not cands[0]["ok"]
+    assert cands[0]["rules"]["latency"]["figure"] > 15.0
+    assert cands[0]["rules"]["latency"]["basis"] == "estimate"
+    widest = max((c for c in cands if c["ok"]), key=lambda c: c["width"])
+    narrowest_bad = min((c for c in cands if not c["ok"]), key=lambda c: c["width"])
+    assert widest["width"] < narrowest_bad["width"] < widest["width"] + 0.05
+    assert result.report["stages"]["structured"]["rounds"][-1]["width"] == widest["width"]
+    assert result.device_check.ok
+    latency = next(r for r in result.device_check.rules if r.name == "latency")
+    assert latency.figure <= 15.0
+
+
+def test_fit_goal_on_a_model_that_already_fits_removes_nothing(tmp_path):
+    result = pipeline.run(recipe=_recipe(goal="fit"), out=str(tmp_path / "fits"),
+                          target="esp32s3")
+    st = result.report["stages"]["structured"]
+    assert st["rounds"] == [] and st["params_after"] == st["params_before"]
+    assert "already fits" in st["notes"][0]
+    assert [c["ok"] for c in st["fit"]["candidates"]] == [True]
