@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # One make target per device profile, derived from the folder.
 TARGETS := $(sort $(basename $(notdir $(wildcard targets/*.toml))))
 
-.PHONY: demo test test-slow lint bench clean help targets all-targets $(TARGETS)
+.PHONY: demo test test-slow lint bench bench-structured clean help targets all-targets $(TARGETS)
 
 help:
 	@echo "make demo      set up $(VENV) and run the built-in default (digits CNN) end to end"
@@ -17,6 +17,7 @@ help:
 	@echo "make test-slow run the test suite including slow tests"
 	@echo "make lint      ruff"
 	@echo "make bench     time edgeprune against a plain tfmot + converter script"
+	@echo "make bench-structured  structured pruning before/after on the reference models"
 	@echo "make targets   list the device targets; make <target> builds build/<target>/"
 	@echo "make all-targets  build every target and print a pass/fail table"
 
@@ -43,6 +44,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_default.py
+
+bench-structured: $(STAMP)
+	$(BIN)/python benchmarks/bench_structured.py
 
 targets:
 	@printf '%s\n' $(TARGETS)

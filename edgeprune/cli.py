@@ -141,10 +141,14 @@ def main(verbose: int, quiet: bool) -> None:
 
 _model_opt = click.option("--model", "model", default=None, metavar="PATH",
                           help="Keras model: .keras, .h5 or SavedModel folder "
-                               "(default: the built-in digits CNN).")
+                               "or a built-in name: digits_cnn (the default), or the MLPerf "
+                               "Tiny ds_cnn, mobilenet_v1, resnet8, autoencoder on generated "
+                               "data.")
 _data_opt = click.option("--data", "data", default=None, metavar="NPZ|NAME",
                          help="An .npz with x_train, y_train, x_test, y_test (optional x_val, "
-                              "y_val, x_calib) or a built-in data set name (digits).")
+                              "y_val, x_calib) or a built-in data set name (digits; "
+                              "kws_synthetic, vww_synthetic, ic_synthetic, ad_synthetic: "
+                              "generated).")
 _recipe_opt = click.option("--recipe", "recipe_path", default=None,
                            type=click.Path(dir_okay=False),
                            help="TOML recipe; flags override its values.")

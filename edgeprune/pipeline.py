@@ -228,7 +228,8 @@ def resolve_inputs(model: str | None, data: str | None, recipe: Recipe,
 
     if builtin is not None:
         ka.seed_everything(recipe.seed)
-        n_out = _builtin_classes(dataset, builtin.name)
+        n_out = (_builtin_classes(dataset, builtin.name) if builtin.task == "classification"
+                 else None)
         keras_model = builtin.build(dataset.x_train.shape[1:], n_out)
     else:
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edgeprune.models import digits_cnn
+from edgeprune.models import digits_cnn, mlperf_tiny
 
 
 @dataclass(frozen=True)
@@ -22,11 +22,27 @@ class BuiltinModel:
     # Bump when the architecture changes, so cached baselines are not reused.
     version: int
     description: str
+    task: str = "classification"  # "regression": the output reconstructs the input
+
+
+def _doc(fn) -> str:
+    return fn.__doc__.strip().splitlines()[0]
 
 
 BUILTIN_MODELS = {
     "digits_cnn": BuiltinModel("digits_cnn", digits_cnn.build, "digits", digits_cnn.VERSION,
                                digits_cnn.__doc__.strip().splitlines()[0]),
+    # The MLPerf Tiny reference architectures, on generated data of their shape:
+    # their sizes, arenas and latencies are real, their accuracies mean nothing.
+    "ds_cnn": BuiltinModel("ds_cnn", mlperf_tiny.ds_cnn, "kws_synthetic",
+                           mlperf_tiny.VERSION, _doc(mlperf_tiny.ds_cnn)),
+    "mobilenet_v1": BuiltinModel("mobilenet_v1", mlperf_tiny.mobilenet_v1, "vww_synthetic",
+                                 mlperf_tiny.VERSION, _doc(mlperf_tiny.mobilenet_v1)),
+    "resnet8": BuiltinModel("resnet8", mlperf_tiny.resnet8, "ic_synthetic",
+                            mlperf_tiny.VERSION, _doc(mlperf_tiny.resnet8)),
+    "autoencoder": BuiltinModel("autoencoder", mlperf_tiny.autoencoder, "ad_synthetic",
+                                mlperf_tiny.VERSION, _doc(mlperf_tiny.autoencoder),
+                                task="regression"),
 }
 
 DEFAULT_MODEL = "digits_cnn"

@@ -149,6 +149,28 @@ def synthetic_data(input_shape, n_classes: int | None, n: int = 512, seed: int =
     return x.astype(np.float32), y.astype(np.int64)
 
 
+def calibrate_batchnorm(model, x: np.ndarray) -> None:
+    """Set every BatchNormalization's moving mean and variance to the statistics
+    of its input on ``x``, layer by layer in graph order.
+
+    A few epochs on generated data leave the moving statistics near their
+    initial 0 and 1, and in inference mode the signal of a deep depthwise
+    stack then decays to nothing (MobileNetV1's output becomes constant). With
+    calibrated statistics every layer sees activations of a realistic spread,
+    so importance scores, rebuild checks and int8 calibration mean something.
+    """
+    from edgeprune.keras_adapter import keras
+
+    for layer in model.layers:
+        if layer.__class__.__name__ != "BatchNormalization":
+            continue
+        probe = keras.Model(model.inputs, layer.input)
+        a = probe.predict(x, verbose=0, batch_size=64)
+        axes = tuple(range(a.ndim - 1))
+        gamma, beta, _, _ = layer.get_weights()
+        layer.set_weights([gamma, beta, a.mean(axis=axes), a.var(axis=axes)])
+
+
 #: name -> (builder, input shape, classes or None for the autoencoder)
 REFERENCE = {
     "ds_cnn": (ds_cnn, (49, 10, 1), 12),
