@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -250,17 +251,25 @@ def run(model: bytes, request: dict) -> dict:
     count = len(x)
     if count % batch:
         x = np.concatenate([x, np.zeros((batch - count % batch, *x.shape[1:]), x.dtype)])
-    outputs = []
+    outputs, raws, times = [], [], []
     for start in range(0, len(x), batch):
         try:
             interpreter.set_input(_quantize(x[start:start + batch], inp).reshape(shape), 0)
         except Exception as exc:  # noqa: BLE001
             raise _Failure("input", exc) from None
+        began = time.perf_counter_ns()
         _invoke(interpreter)
-        y = _dequantize(interpreter.get_output(0), out)
+        times.append((time.perf_counter_ns() - began) / 1e6)
+        raw = interpreter.get_output(0)
+        y = _dequantize(raw, out)
         outputs.append(y.reshape(batch, *y.shape[1:]) if y.ndim else y.reshape(batch))
+        raws.append(raw.reshape(batch, *raw.shape[1:]) if raw.ndim else raw.reshape(batch))
     y = np.concatenate(outputs)[:count].astype(np.float32)
     np.save(request["y"], y)
+    if request.get("raw"):
+        np.save(request["raw"], np.concatenate(raws)[:count])
+    if request.get("times"):  # one time per invoke (a batch, when the model's batch is > 1)
+        np.save(request["times"], np.asarray(times))
     return {"ok": True, "shape": list(y.shape)}
 
 

@@ -3,7 +3,9 @@
 Nothing heavy is imported at start-up: TensorFlow loads only inside the
 commands that need it, so ``edgeprune --help`` and ``edgeprune inspect``
 answer quickly. Exit codes: 0 success, 1 bad input or tool error, 2 usage
-error (click's own), 3 budget check failed, 4 validation failed.
+error (click's own), 3 budget check failed, 4 a quality budget or a
+validation rule failed, 5 a device failed during validation (partial results
+written), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ import typing
 import click
 
 from edgeprune import __version__
-from edgeprune.errors import BadInputError, BudgetError, EdgepruneError, QualityError
+from edgeprune.errors import (
+    BadInputError,
+    BudgetError,
+    DeviceError,
+    EdgepruneError,
+    QualityError,
+)
 from edgeprune.recipe import option_fields
 
 log = logging.getLogger("edgeprune")
@@ -469,11 +477,84 @@ def measure(models, target, runs, out, append):
     click.echo(f"wrote {len(rows)} row{'s' if len(rows) != 1 else ''} to {out}")
 
 
+@main.command("validate")
+@click.argument("run_dir", metavar="RUN_DIR", required=False,
+                type=click.Path(file_okay=False))
+@click.option("--target", "target", default=None, metavar="NAME",
+              help="Device profile; picks the runner and, without RUN_DIR, the folder "
+                   "build/NAME that `make NAME` wrote.")
+@click.option("--runner", "runner", default="auto", show_default=True,
+              type=click.Choice(["auto", "host", "tflm", "serial"]),
+              help="Where the model runs: host (ai-edge-litert here), tflm (the TFLite Micro "
+                   "interpreter here), serial (a microcontroller flashed with this run's "
+                   "firmware/validation). auto: serial with --device on a TFLite Micro "
+                   "target, tflm without; host for other targets.")
+@click.option("--device", "device_address", default=None, metavar="ADDR",
+              help="The device: a serial port, optionally with its baud rate "
+                   "(/dev/ttyACM0@115200).")
+@_data_opt
+@_recipe_opt
+@recipe_options(("validate",))
+@guarded
+def validate_cmd(run_dir, target, runner, device_address, data, recipe_path, **kwargs):
+    """Run a run folder's final model on a runner; accuracy, F1, confusion matrix,
+    agreement with the host reference and latency; exit 4 if it fails the rules."""
+    from edgeprune import validate as val
+
+    if run_dir is None and target is None:
+        raise click.UsageError("give the run folder (RUN_DIR) or --target NAME for build/NAME")
+    recipe = _recipe(recipe_path, kwargs)
+    run_dir = run_dir or os.path.join("build", target)
+    device = None
+    if target is not None:
+        from edgeprune.devices import load_target
+
+        device = load_target(target)
+    tflm_target = device is not None and device.runtime == "tflm"
+    if runner == "auto":
+        runner = ("serial" if tflm_target and device_address else "tflm" if tflm_target
+                  else "host")
+    if runner == "serial" and not device_address:
+        raise BadInputError("the serial runner needs the device's port; pass it as --device, "
+                            "for example /dev/ttyACM0@115200")
+    if runner in ("host", "tflm") and device_address:
+        raise BadInputError(f"the {runner} runner runs on this machine; --device is for the "
+                            f"serial runner (drop it, or choose --runner serial)")
+    run = val.read_run(run_dir)
+    with open(run.model_path, "rb") as fh:
+        model = fh.read()
+    if runner == "serial":
+        from edgeprune.runners.serial import SerialRunner
+
+        engine = SerialRunner(model, device_address, recipe.validate.timeout_s)
+    elif runner == "tflm":
+        from edgeprune.runners.tflm import TflmRunner
+
+        engine = TflmRunner(model)
+    else:
+        from edgeprune.runners.host import HostRunner
+
+        engine = HostRunner(model)
+    result = val.validate(run, engine, data, recipe.validate)
+    path = val.write_result(run, result)
+    click.echo(val.format_result(result))
+    click.echo(f"report: {path}")
+    if result.partial and result.error.startswith("interrupted"):
+        _fail(f"{result.error}; the partial results are in report.json", 130)
+    if result.partial:
+        raise DeviceError(f"validation on {result.runner} is partial: {result.error}; the "
+                          f"partial results are in report.json")
+    if not result.ok:
+        failed = "; ".join(f"{r['name']} {r['measured']:.4f} against {r['budget']} ({r['key']})"
+                           for r in result.rules if not r["ok"])
+        raise QualityError(f"{result.model} fails validation on {result.runner}: {failed}")
+
+
 def entry() -> None:
     """The console script: the click group, with TensorFlow's native log lines
     filtered from the terminal (kept with ``-vv`` or ``EDGEPRUNE_DEBUG=1``)."""
     argv = sys.argv[1:]
-    loads_tensorflow = any(a in ("run", "prune", "quantize", "check") for a in argv)
+    loads_tensorflow = any(a in ("run", "prune", "quantize", "check", "validate") for a in argv)
     if loads_tensorflow and not os.environ.get("EDGEPRUNE_DEBUG") and not any(
             a in ("-vv", "-vvv") for a in argv) and argv.count("-v") + argv.count(
             "--verbose") < 2:

@@ -66,3 +66,13 @@ class BudgetError(EdgepruneError):
     def __init__(self, message: str, result=None):
         super().__init__(message)
         self.result = result
+
+
+class DeviceError(EdgepruneError, RuntimeError):
+    """A device stopped answering or answered wrongly during a validation run.
+
+    Raised after the partial results are written; the message says how far
+    the run got.
+    """
+
+    exit_code = 5

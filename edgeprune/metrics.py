@@ -46,6 +46,14 @@ def agreement(task: str, outputs: np.ndarray, reference: np.ndarray) -> dict:
             "max_abs_diff_vs_baseline": float(np.max(np.abs(diff))) if diff.size else 0.0}
 
 
+def scores(task: str, probabilities: bool, outputs: np.ndarray) -> np.ndarray:
+    """One logit unit becomes a probability, so that 0.5 is the class threshold."""
+    if task == "classification" and not probabilities and outputs.size and \
+            outputs[0].size == 1:
+        return 1.0 / (1.0 + np.exp(-outputs))
+    return outputs
+
+
 def evaluate(task: str, y_true: np.ndarray, outputs: np.ndarray, n_classes: int) -> dict:
     if task == "classification":
         return classification(y_true, outputs, n_classes)

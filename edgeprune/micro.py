@@ -290,6 +290,21 @@ def run(model: bytes, x: np.ndarray, arena_bytes: int, *,
             not load or run it with ``arena_bytes`` (failed, crashed or timed
             out; the message quotes TFLM).
     """
+    return run_detailed(model, x, arena_bytes, timeout_s=timeout_s).outputs
+
+
+@dataclass(frozen=True)
+class MicroRun:
+    """What :func:`run_detailed` brings back from TFLite Micro."""
+
+    outputs: np.ndarray  # float32, dequantized, one row per sample
+    raw: np.ndarray  # output 0 as TFLM left it (int8 for an integer model)
+    times_ms: np.ndarray  # host wall time of each invoke (reference kernels, this CPU)
+
+
+def run_detailed(model: bytes, x: np.ndarray, arena_bytes: int, *,
+                 timeout_s: float | None = None) -> MicroRun:
+    """:func:`run`, also returning the raw output tensor and each invoke's time."""
     info = _inspect(model)
     x = np.asarray(x, dtype=np.float32)
     if x.ndim < 1:
@@ -304,15 +319,16 @@ def run(model: bytes, x: np.ndarray, arena_bytes: int, *,
     if timeout_s is None:
         timeout_s = _REQUEST_TIMEOUT_S + 0.01 * len(x)
     with _Worker(model) as worker:
-        x_path, y_path = worker.directory / "x.npy", worker.directory / "y.npy"
-        np.save(x_path, x)
+        paths = {k: worker.directory / f"{k}.npy" for k in ("x", "y", "raw", "times")}
+        np.save(paths["x"], x)
         reply = worker.request({"cmd": "run", "arena_bytes": int(arena_bytes),
-                                "x": str(x_path), "y": str(y_path)}, timeout_s)
+                                **{k: str(p) for k, p in paths.items()}}, timeout_s)
         if not reply.ok:
             raise MicroError(f"TFLite Micro could not run the model with a {arena_bytes:,}-byte "
                              f"arena: {reply.message}; find the arena with find_arena() and "
                              f"the ops with check_ops()")
-        return np.load(y_path).astype(np.float32)
+        return MicroRun(np.load(paths["y"]).astype(np.float32), np.load(paths["raw"]),
+                        np.load(paths["times"]))
 
 
 # --- helpers -----------------------------------------------------------------------------------

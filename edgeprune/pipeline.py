@@ -85,6 +85,7 @@ class StructuredStageResult:
     evaluated_on: str  # the split the accuracy floor was checked on
     fit: dict | None  # goal fit: the device, and each candidate's check
     seconds: float
+    metric_name: str = "accuracy"  # of each round: accuracy, or mse (regression)
 
     @property
     def model(self):
@@ -106,10 +107,12 @@ class StructuredStageResult:
             "macs_reduction": r.macs_before / max(r.macs, 1),
             "rounds": [{"round": x.round, "removed_channels": x.removed_channels,
                         "width": x.width, "params": x.params, "macs": x.macs,
-                        "metric": x.metric, "rebuild_max_abs_diff": x.rebuild_max_abs_diff,
+                        "metric": (None if x.metric is None else
+                                   x.metric if self.metric_name == "accuracy" else -x.metric),
+                        "rebuild_max_abs_diff": x.rebuild_max_abs_diff,
                         "verify_samples": x.verify_samples,
                         "widths": {n: [a, b] for n, a, b in x.widths}} for x in r.rounds],
-            "metric_split": self.evaluated_on,
+            "metric_split": self.evaluated_on, "metric_name": self.metric_name,
             "kept_whole": dict(r.kept_whole), "stopped": r.stopped, "notes": list(r.notes),
             "fit": self.fit, "seconds": self.seconds,
         }
@@ -409,7 +412,8 @@ def structured_stage(inp: Inputs, model, device=None) -> StructuredStageResult:
     tflite_path = out.write_bytes(artifacts.STRUCTURED_TFLITE,
                                   convert.to_tflite(result.model, "float32"), "structured")
     return StructuredStageResult(keras_path, tflite_path, result, split, fit,
-                                 time.perf_counter() - t0)
+                                 time.perf_counter() - t0,
+                                 "accuracy" if inp.task == "classification" else "mse")
 
 
 def _fit_check(inp: Inputs, device, trials: list):
@@ -535,9 +539,9 @@ def evaluate_stage(inp: Inputs, paths: dict[str, str],
 
 def _scores(inp: Inputs, outputs: np.ndarray) -> np.ndarray:
     """One logit unit becomes a probability, so that 0.5 is the class threshold."""
-    if inp.task == "classification" and not inp.probabilities and outputs[0].size == 1:
-        return 1.0 / (1.0 + np.exp(-outputs))
-    return outputs
+    from edgeprune import metrics
+
+    return metrics.scores(inp.task, inp.probabilities, outputs)
 
 
 def _headline(task: str, m: dict) -> str:

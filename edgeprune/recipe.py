@@ -186,6 +186,29 @@ class QuantizeOptions:
 
 
 @dataclass(frozen=True)
+class ValidateOptions:
+    """On-device validation: what counts as the model still doing its job."""
+
+    max_accuracy_drop: float = _opt(0.03, "--max-validation-drop",
+                                    "Accuracy the model may lose on the runner against the "
+                                    "float baseline on the same samples; more exits 4.",
+                                    lo=0.0, hi=1.0)
+    max_mse_increase: float = _opt(0.5, "--max-validation-mse-increase",
+                                   "Regression: relative MSE increase allowed against the "
+                                   "float baseline; more exits 4.", lo=0.0)
+    min_agreement: float = _opt(0.95, "--min-agreement",
+                                "Fraction of samples whose result matches the host reference "
+                                "(same class; regression: every output within 1 LSB); less "
+                                "exits 4.", lo=0.0, hi=1.0)
+    samples: int | None = _opt(None, "--samples",
+                               "Validate on the first N samples of the split (default: all).",
+                               lo=1)
+    timeout_s: float = _opt(10.0, "--device-timeout",
+                            "Seconds any one device call may take before the device counts "
+                            "as silent.", lo=0.0, lo_open=True)
+
+
+@dataclass(frozen=True)
 class BudgetOptions:
     """Overrides of the target's default budgets (unset: the target's own)."""
 
@@ -215,6 +238,7 @@ class Recipe:
     structured: StructuredPruning = field(default_factory=StructuredPruning)
     prune: PruneOptions = field(default_factory=PruneOptions)
     quantize: QuantizeOptions = field(default_factory=QuantizeOptions)
+    validate: ValidateOptions = field(default_factory=ValidateOptions)
     budget: BudgetOptions = field(default_factory=BudgetOptions)
 
     def to_dict(self) -> dict[str, Any]:
@@ -236,7 +260,7 @@ class Recipe:
 
 
 SECTIONS: dict[str, type] = {"train": TrainOptions, "structured": StructuredPruning,
-                             "prune": PruneOptions,
+                             "prune": PruneOptions, "validate": ValidateOptions,
                              "quantize": QuantizeOptions, "budget": BudgetOptions}
 
 

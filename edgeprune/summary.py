@@ -76,7 +76,7 @@ def structured_lines(entry: dict) -> list[str]:
              f"  params {entry['params_before']:,} -> {entry['params_after']:,} "
              f"({entry['params_reduction']:.2f}x), MACs {entry['macs_before']:,} -> "
              f"{entry['macs_after']:,} ({entry['macs_reduction']:.2f}x)"]
-    metric = "accuracy" if entry["metric_split"] else "metric"
+    metric = entry.get("metric_name", "accuracy")
     for r in entry["rounds"]:
         line = (f"  round {r['round']}: removed {r['removed_channels']} channels, width "
                 f"{r['width']:.3f}")
@@ -84,7 +84,7 @@ def structured_lines(entry: dict) -> list[str]:
             line += (f", rebuild verified on {r['verify_samples']} samples (max |d| "
                      f"{r['rebuild_max_abs_diff']:.2g})")
         if r["metric"] is not None:
-            line += f", {entry['metric_split']} {metric} {r['metric']:.4f}"
+            line += f", {entry['metric_split']} {metric} {r['metric']:.4g}"
         lines.append(line)
     if entry["rounds"]:
         widths = entry["rounds"][-1]["widths"]

@@ -126,3 +126,20 @@ def test_builtin_reference_model_runs_with_a_mac_goal(tmp_path):
     assert st["rounds"][0]["rebuild_max_abs_diff"] < 1e-4
     final = model_cost(inspect_model(result.quantize.tflite_path)).macs
     assert final == st["macs_after"]
+
+
+def test_regression_rounds_report_mse_not_its_negative():
+    """The schedule maximises its metric, so regression rounds carry -MSE; the
+    report and the summary give the MSE itself."""
+    from edgeprune.structured.schedule import RoundResult, StructuredResult
+    from edgeprune.summary import structured_lines
+
+    rounds = (RoundResult(1, 10, 500, 900, -0.25, (("dense1", 64, 32),), 0.5, 1e-7, 64),)
+    stage = pipeline.StructuredStageResult(
+        "s.keras", "s.tflite", StructuredResult(None, 1000, 2000, rounds, ()), "test", None,
+        1.0, "mse")
+    entry = stage.to_dict(_recipe(goal="width", width=0.5))
+    assert entry["rounds"][0]["metric"] == 0.25 and entry["metric_name"] == "mse"
+    text = "\n".join(structured_lines(entry))
+    assert "test mse 0.25" in text and "widths: dense1 64->32" in text
+    assert "params 1,000 -> 500 (2.00x), MACs 2,000 -> 900 (2.22x)" in text

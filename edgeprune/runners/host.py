@@ -29,7 +29,7 @@ class HostRunner:
     batch_size: int = 256
     num_threads: int = 1
 
-    name = "host-litert"
+    name = "host"
 
     def _interpreter(self) -> Interpreter:
         return Interpreter(
@@ -59,6 +59,40 @@ class HostRunner:
             it.invoke()
             outs.append(dequantize(it.get_tensor(out["index"]), out))
         return np.concatenate(outs).astype(np.float32)
+
+
+    def run(self, x: np.ndarray):
+        """One invoke per sample, each timed: a :class:`~edgeprune.runners.RunOutput`.
+
+        Ctrl-C stops the loop and returns the samples done so far, marked partial.
+        """
+        import time
+
+        from edgeprune.runners import RunOutput
+
+        it = self._interpreter()
+        inp = it.get_input_details()[0]
+        shape = [1, *x.shape[1:]]
+        if list(inp["shape"]) != shape:
+            it.resize_tensor_input(inp["index"], shape)
+        it.allocate_tensors()
+        inp, out = it.get_input_details()[0], it.get_output_details()[0]
+        raws, times, error = [], [], ""
+        try:
+            for i in range(len(x)):
+                it.set_tensor(inp["index"], quantize(x[i:i + 1], inp))
+                began = time.perf_counter_ns()
+                it.invoke()
+                times.append((time.perf_counter_ns() - began) / 1e6)
+                raws.append(it.get_tensor(out["index"]).copy())
+        except KeyboardInterrupt:
+            error = f"interrupted after {len(raws)} of {len(x)} samples"
+        raw = np.concatenate(raws) if raws else np.zeros((0, *out["shape"][1:]), out["dtype"])
+        return RunOutput(dequantize(raw, out), raw, np.asarray(times),
+                         "host wall clock (time.perf_counter_ns) around invoke(), LiteRT "
+                         "reference kernels, 1 thread, one sample per invoke",
+                         f"ai-edge-litert {_litert_version()} on {machine_name()}",
+                         bool(error), error)
 
 
 def quantize(x: np.ndarray, detail: dict) -> np.ndarray:

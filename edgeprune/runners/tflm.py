@@ -1,0 +1,40 @@
+"""Run a ``.tflite`` model in the tflite-micro Python interpreter (reference kernels).
+
+The interpreter runs in a worker process (:mod:`edgeprune.micro`), so a crash
+in TFLite Micro is an error here, not the end of the caller. The arena is the
+smallest that works (:func:`micro.find_arena`) unless one is given: a model
+that validates here runs in exactly the memory the firmware reserves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeprune import micro
+
+
+@dataclass(frozen=True)
+class TflmRunner:
+    model: bytes
+    arena_bytes: int | None = None
+
+    name = "tflm"
+
+    def run(self, x: np.ndarray):
+        from importlib.metadata import PackageNotFoundError, version
+
+        from edgeprune.runners import RunOutput
+        from edgeprune.runners.host import machine_name
+
+        arena = self.arena_bytes or micro.find_arena(self.model).required_bytes()
+        result = micro.run_detailed(self.model, x, arena)
+        try:
+            tflm = version("tflite-micro")
+        except PackageNotFoundError:
+            tflm = "(version unknown)"
+        return RunOutput(result.outputs, result.raw, result.times_ms,
+                         "host wall clock around each TFLite Micro invoke (reference kernels "
+                         "on this CPU, not a device's time)",
+                         f"tflite-micro {tflm} with a {arena:,}-byte arena on {machine_name()}")

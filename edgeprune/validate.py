@@ -1,0 +1,275 @@
+"""On-device validation: run a run folder's final model where it will live, and judge it.
+
+:func:`validate` reads the run's ``report.json`` (which model, task, classes,
+data), takes the validation split of the data (``x_val``, else ``x_test``),
+computes two references on this host with LiteRT's reference kernels, the
+float baseline (``baseline_float32.tflite``) and the final model itself,
+then runs the final model on the chosen runner and measures:
+
+* quality: accuracy, macro-F1 and the confusion matrix (or MSE, MAE);
+* agreement with the host reference: the fraction of samples with the same
+  class (regression: every output within 1 LSB), and the max and mean
+  absolute difference of output 0 in LSB of its quantization (in float units
+  for a float model);
+* latency: p50, p90, p99 and max of the runner's per-inference times, with
+  what that clock measures.
+
+Two rules decide (``[validate]`` in the recipe): the accuracy drop against the
+float baseline on the same samples (regression: the relative MSE increase),
+and the agreement. The result goes into ``report.json`` under
+``validation.<runner>``, tied to the model's SHA-256; a partial run is
+written and marked partial.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from edgeprune import artifacts, metrics
+from edgeprune.errors import BadInputError
+from edgeprune.recipe import ValidateOptions
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What validation needs from a run folder's report."""
+
+    folder: str
+    model_path: str
+    model_sha256: str
+    baseline_path: str
+    task: str
+    n_classes: int
+    probabilities: bool
+    data_name: str
+    data_sha256: str
+
+
+def read_run(folder: str) -> RunInfo:
+    """The final model and its facts from ``folder/report.json``.
+
+    Raises:
+        BadInputError: no report, no final model, or the model changed since.
+    """
+    path = os.path.join(folder, artifacts.REPORT_NAME)
+    if not os.path.isfile(path):
+        raise BadInputError(f"{folder} has no {artifacts.REPORT_NAME}; validate a run folder "
+                            f"written by `edgeprune run` (make <target> writes build/<target>)")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            report = json.load(fh)
+        mode = report["stages"]["quantize"]["mode"]
+        inputs = report["inputs"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise BadInputError(f"{path} is not a complete edgeprune report ({exc}); rerun "
+                            f"`edgeprune run` for this folder") from None
+    name = artifacts.final_tflite_name(mode)
+    model_path = os.path.join(folder, name)
+    baseline = os.path.join(folder, artifacts.BASELINE_TFLITE)
+    for p in (model_path, baseline):
+        if not os.path.isfile(p):
+            raise BadInputError(f"{p} is missing from the run folder; rerun `edgeprune run`")
+    sha = artifacts.sha256_file(model_path)
+    recorded = report.get("artifacts", {}).get(name, {}).get("sha256")
+    if recorded is not None and recorded != sha:
+        raise BadInputError(f"{model_path} changed since report.json was written; rerun "
+                            f"`edgeprune run` so that the report describes the model")
+    return RunInfo(folder, model_path, sha, baseline, inputs["task"], inputs["n_classes"],
+                   bool(inputs.get("outputs_are_probabilities")), inputs["data"]["name"],
+                   inputs["data"].get("sha256", ""))
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    runner: str
+    where: str
+    timing: str
+    model: str
+    model_sha256: str
+    data: str
+    split: str
+    samples: int  # asked for
+    completed: int
+    partial: bool
+    error: str
+    metrics: dict
+    baseline_metrics: dict
+    agreement: dict
+    latency_ms: dict
+    rules: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.partial and all(r["ok"] for r in self.rules)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "ok": self.ok}
+
+
+def _split(dataset) -> tuple[np.ndarray, np.ndarray, str]:
+    if dataset.x_val is not None:
+        return dataset.x_val, dataset.y_val, "validation (x_val)"
+    return dataset.x_test, dataset.y_test, "test (x_test; the data has no x_val)"
+
+
+def agreement(task: str, out: np.ndarray, raw: np.ndarray, ref_out: np.ndarray,
+              ref_raw: np.ndarray) -> dict:
+    """Agreement of a runner's outputs with the host reference, sample by sample."""
+    n = len(out)
+    integer = np.asarray(raw).dtype.kind in "iu"
+    if integer:
+        diff = np.abs(raw.reshape(n, -1).astype(np.int64)
+                      - ref_raw[:n].reshape(n, -1).astype(np.int64)).astype(np.float64)
+        unit = f"LSB of the {np.asarray(raw).dtype} output"
+        within = diff.max(axis=1) <= 1 if n else np.zeros(0, bool)
+    else:
+        diff = np.abs(out.reshape(n, -1) - ref_out[:n].reshape(n, -1)).astype(np.float64)
+        unit = "float output units"
+        scale = np.maximum(1.0, np.abs(ref_out[:n].reshape(n, -1)))
+        within = (diff <= 1e-5 * scale).all(axis=1) if n else np.zeros(0, bool)
+    if task == "classification":
+        same = metrics.predicted_classes(out) == metrics.predicted_classes(ref_out[:n])
+        rate, basis = float(np.mean(same)) if n else 0.0, "same class as the host reference"
+    else:
+        rate = float(np.mean(within)) if n else 0.0
+        basis = ("every output within 1 LSB of the host reference" if integer else
+                 "every output within 1e-5 (relative) of the host reference")
+    return {"agreement": rate, "basis": basis, "unit": unit,
+            "max_abs_diff": float(diff.max()) if diff.size else 0.0,
+            "mean_abs_diff": float(diff.mean()) if diff.size else 0.0}
+
+
+def latency_stats(times_ms: np.ndarray) -> dict:
+    t = np.asarray(times_ms, dtype=np.float64)
+    if not t.size:
+        return {"n": 0}
+    return {"n": int(t.size), "p50": float(np.percentile(t, 50)),
+            "p90": float(np.percentile(t, 90)), "p99": float(np.percentile(t, 99)),
+            "max": float(t.max()), "mean": float(t.mean())}
+
+
+def rules(task: str, got: dict, base: dict, agree: dict, opts: ValidateOptions) -> list[dict]:
+    out = []
+    if task == "classification":
+        drop = base["accuracy"] - got["accuracy"]
+        out.append({"name": "accuracy", "rule": "accuracy drop against the float baseline "
+                    "on the same samples", "measured": drop, "budget": opts.max_accuracy_drop,
+                    "key": "validate.max_accuracy_drop",
+                    "ok": bool(drop <= opts.max_accuracy_drop + 1e-12)})
+    else:
+        rise = (got["mse"] - base["mse"]) / max(base["mse"], 1e-12)
+        out.append({"name": "mse", "rule": "relative MSE increase against the float baseline "
+                    "on the same samples", "measured": rise, "budget": opts.max_mse_increase,
+                    "key": "validate.max_mse_increase",
+                    "ok": bool(rise <= opts.max_mse_increase + 1e-12)})
+    out.append({"name": "agreement", "rule": f"fraction of samples with {agree['basis']}",
+                "measured": agree["agreement"], "budget": opts.min_agreement,
+                "key": "validate.min_agreement",
+                "ok": bool(agree["agreement"] >= opts.min_agreement - 1e-12)})
+    return out
+
+
+def load_split(run: RunInfo, data: str | None, samples: int | None):
+    """The samples to validate on, as the run prepared them, and notes about them."""
+    from edgeprune.data import BUILTIN_DATASETS, load_dataset, prepare
+    from edgeprune.tflite_inspect import inspect_model
+
+    notes = []
+    if data is None:
+        if run.data_name not in BUILTIN_DATASETS:
+            raise BadInputError(f"the run used the data file {run.data_name}; pass it (or new "
+                                f"validation data of the same shape) as the data to validate on")
+        data = run.data_name
+    dataset = load_dataset(data)
+    if run.data_sha256 and dataset.sha256 != run.data_sha256:
+        notes.append(f"validation data {dataset.name} is not the data the run used "
+                     f"({run.data_name})")
+    info = inspect_model(run.model_path)
+    in_shape = (None, *info.inputs[0].shape[1:])
+    out_shape = (None, *info.outputs[0].shape[1:])
+    dataset = prepare(dataset, run.task, in_shape, out_shape)
+    x, y, split = _split(dataset)
+    if samples is not None and samples < len(x):
+        x, y = x[:samples], y[:samples]
+        split += f", first {samples} samples"
+    return dataset.name, x.astype(np.float32), y, split, notes
+
+
+def validate(run: RunInfo, runner, data: str | None = None,
+             opts: ValidateOptions | None = None) -> ValidationResult:
+    """Validate ``run``'s final model on ``runner``; nothing is written here."""
+    from edgeprune.runners.host import HostRunner
+
+    opts = opts or ValidateOptions()
+    name, x, y, split, notes = load_split(run, data, opts.samples)
+    with open(run.model_path, "rb") as fh:
+        model = fh.read()
+    with open(run.baseline_path, "rb") as fh:
+        baseline = HostRunner(fh.read()).predict(x)
+    reference = HostRunner(model).run(x)
+    got = runner.run(x)
+    n = got.completed
+
+    def scores(outputs):
+        return metrics.scores(run.task, run.probabilities, outputs)
+
+    m = metrics.evaluate(run.task, y[:n], scores(got.outputs), run.n_classes) if n else {}
+    base = metrics.evaluate(run.task, y[:n], scores(baseline[:n]), run.n_classes) if n else {}
+    agree = agreement(run.task, scores(got.outputs), got.raw, scores(reference.outputs),
+                      reference.raw)
+    checks = rules(run.task, m, base, agree, opts) if n else []
+    return ValidationResult(runner.name, got.where, got.timing, os.path.basename(run.model_path),
+                            run.model_sha256, name, split, len(x), n, got.partial, got.error, m,
+                            base, agree, latency_stats(got.times_ms), checks, notes)
+
+
+def write_result(run: RunInfo, result: ValidationResult) -> str:
+    """Add ``result`` to the run's ``report.json`` under ``validation.<runner>``."""
+    path = os.path.join(run.folder, artifacts.REPORT_NAME)
+    with open(path, encoding="utf-8") as fh:
+        report = json.load(fh)
+    report.setdefault("validation", {})[result.runner] = result.to_dict()
+    artifacts.write_json_atomic(path, report)
+    return path
+
+
+def format_result(result: ValidationResult) -> str:
+    from edgeprune.textable import table
+
+    lines = [f"validate {result.model} on {result.runner}: "
+             f"{'PASS' if result.ok else 'PARTIAL' if result.partial else 'FAIL'}",
+             f"  where: {result.where}",
+             f"  data: {result.data}, {result.split}: {result.completed} of {result.samples} "
+             f"samples"]
+    if result.partial:
+        lines.append(f"  partial: {result.error}")
+    m, b = result.metrics, result.baseline_metrics
+    if "accuracy" in m:
+        lines.append(f"  accuracy {m['accuracy']:.4f} (float baseline {b['accuracy']:.4f}), "
+                     f"macro-F1 {m['macro_f1']:.4f}")
+    elif "mse" in m:
+        lines.append(f"  mse {m['mse']:.5g} (float baseline {b['mse']:.5g}), mae {m['mae']:.5g}")
+    a = result.agreement
+    lines.append(f"  agreement {a['agreement']:.4f} ({a['basis']}); output difference max "
+                 f"{a['max_abs_diff']:.4g}, mean {a['mean_abs_diff']:.4g} {a['unit']}")
+    lat = result.latency_ms
+    if lat.get("n"):
+        lines.append(f"  latency ms over {lat['n']} inferences: p50 {lat['p50']:.4g}, p90 "
+                     f"{lat['p90']:.4g}, p99 {lat['p99']:.4g}, max {lat['max']:.4g} "
+                     f"({result.timing})")
+    if "confusion_matrix" in m:
+        cm = m["confusion_matrix"]
+        rows = [["true\\pred", *map(str, range(len(cm)))]]
+        rows += [[str(i), *map(str, row)] for i, row in enumerate(cm)]
+        lines += ["  confusion matrix:"] + ["    " + r for r in table(rows, right=set(
+            range(1, len(cm) + 1)))]
+    for r in result.rules:
+        lines.append(f"  rule {r['name']}: {r['rule']} {r['measured']:.4f}, budget "
+                     f"{r['budget']} ({r['key']}): {'ok' if r['ok'] else 'FAILED'}")
+    lines += [f"  note: {n}" for n in result.notes]
+    return "\n".join(lines)

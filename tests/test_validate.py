@@ -1,0 +1,238 @@
+"""Validation runs on the host and TFLite Micro runners: metrics, agreement in LSB,
+latency, the rules and exit code 4, the report entry, bad run folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import small_recipe
+
+from edgeprune import validate as val
+from edgeprune.cli import main
+from edgeprune.runners import RunOutput
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    import edgeprune.pipeline as pipeline
+
+    out = tmp_path_factory.mktemp("validate") / "run"
+    pipeline.run(recipe=small_recipe(), out=str(out))
+    return out
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, ["validate", *map(str, args)])
+
+
+def _report(run_dir):
+    return json.loads((run_dir / "report.json").read_text())
+
+
+def test_host_runner_agrees_exactly_and_writes_the_report(run_dir):
+    r = invoke(run_dir, "--runner", "host")
+    assert r.exit_code == 0, r.output
+    assert "validate final_int8.tflite on host: PASS" in r.output
+    entry = _report(run_dir)["validation"]["host"]
+    assert entry["ok"] and not entry["partial"]
+    assert entry["completed"] == entry["samples"] == 360
+    assert entry["agreement"]["agreement"] == 1.0 and entry["agreement"]["max_abs_diff"] == 0
+    assert entry["agreement"]["unit"] == "LSB of the int8 output"
+    assert entry["latency_ms"]["n"] == 360
+    assert 0 < entry["latency_ms"]["p50"] <= entry["latency_ms"]["p99"] <= entry["latency_ms"][
+        "max"]
+    assert entry["model_sha256"] == _report(run_dir)["artifacts"]["final_int8.tflite"]["sha256"]
+    assert len(entry["metrics"]["confusion_matrix"]) == 10
+    assert entry["split"].startswith("test")  # digits has no x_val
+
+
+def test_tflm_runner_runs_in_the_smallest_arena_and_keeps_the_host_entry(run_dir):
+    r = invoke(run_dir, "--target", "nano33ble", "--samples", "120")  # auto: tflm
+    assert r.exit_code == 0, r.output
+    report = _report(run_dir)
+    entry = report["validation"]["tflm"]
+    assert entry["completed"] == 120 and "first 120 samples" in entry["split"]
+    assert "tflite-micro" in entry["where"] and "arena" in entry["where"]
+    assert entry["agreement"]["agreement"] >= 0.99
+    assert entry["agreement"]["max_abs_diff"] <= 2  # kernels may round one LSB apart
+    assert "host" in report["validation"]  # a second runner adds, it does not replace
+    assert entry["baseline_metrics"]["accuracy"] >= entry["metrics"]["accuracy"] - 0.05
+
+
+def test_a_model_that_lost_its_accuracy_exits_4_after_writing_the_result(run_dir, tmp_path):
+    """The run folder's final model swapped for an untrained one (its hash
+    recorded, as if the run had produced it): the accuracy rule fails."""
+    from edgeprune.models import digits_cnn
+
+    from edgeprune import convert
+    from edgeprune.artifacts import sha256_file
+    from edgeprune.data import load_dataset
+    from edgeprune.keras_adapter import seed_everything
+
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken)
+    seed_everything(3)
+    ds = load_dataset("digits")
+    (broken / "final_int8.tflite").write_bytes(
+        convert.to_tflite(digits_cnn.build(), "int8", ds.x_train[:32]))
+    report = _report(broken)
+    report["artifacts"]["final_int8.tflite"]["sha256"] = sha256_file(broken / "final_int8.tflite")
+    (broken / "report.json").write_text(json.dumps(report))
+    r = invoke(broken, "--runner", "host")
+    assert r.exit_code == 4, r.output
+    assert "fails validation on host: accuracy" in r.output
+    entry = _report(broken)["validation"]["host"]
+    assert entry["ok"] is False and entry["rules"][0]["measured"] > 0.5
+    r = invoke(broken, "--runner", "host", "--max-validation-drop", "-0.5")
+    assert r.exit_code == 1 and "validate.max_accuracy_drop = -0.5 is below" in r.output
+
+
+def test_bad_run_folders_are_one_line_errors(run_dir, tmp_path):
+    r = invoke(tmp_path)
+    assert r.exit_code == 1 and "has no report.json; validate a run folder" in r.output
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    with open(copy / "final_int8.tflite", "ab") as fh:
+        fh.write(b"\0")
+    r = invoke(copy, "--runner", "host")
+    assert r.exit_code == 1 and "changed since report.json was written" in r.output
+    r = CliRunner().invoke(main, ["validate"])
+    assert r.exit_code == 2 and "give the run folder" in r.output
+
+
+def test_agreement_counts_lsb_and_classes():
+    ref_raw = np.array([[10, -5], [3, 4], [0, 0]], np.int8)
+    raw = np.array([[11, -5], [6, 4], [0, 0]], np.int8)  # sample 1: class 1 -> 0, 3 LSB
+    ref, out = ref_raw.astype(np.float32), raw.astype(np.float32)
+    a = val.agreement("classification", out, raw, ref, ref_raw)
+    assert a["agreement"] == pytest.approx(2 / 3)
+    assert a["max_abs_diff"] == 3 and a["mean_abs_diff"] == pytest.approx(4 / 6)
+    r = val.agreement("regression", out, raw, ref, ref_raw)
+    assert r["agreement"] == pytest.approx(2 / 3)  # sample 1 is 3 LSB off
+    assert r["basis"].startswith("every output within 1 LSB")
+
+
+def test_a_partial_run_is_marked_and_never_passes(run_dir):
+    class Silent:
+        name = "fake"
+
+        def run(self, x):
+            n = 7
+            return RunOutput(np.zeros((n, 10), np.float32), np.zeros((n, 10), np.int8),
+                             np.ones(n), "test clock", "nowhere", True,
+                             f"device went silent after {n} of {len(x)} samples")
+
+    result = val.validate(val.read_run(str(run_dir)), Silent())
+    assert result.partial and not result.ok and result.completed == 7
+    assert result.latency_ms["n"] == 7
+    assert "went silent after 7 of 360" in val.format_result(result)
+
+
+def test_make_validate_target_calls_validate_on_the_build_folder():
+    out = subprocess.run(["make", "-n", "-C", ROOT, "validate-nano33ble", "RUNNER=tflm"],
+                         capture_output=True, text=True)
+    assert "edgeprune validate build/nano33ble --target nano33ble --runner tflm" in out.stdout
+
+
+# ------------------------------------------------------------------ serial
+
+
+def test_frames_round_trip_and_the_reader_resyncs_after_corruption():
+    from edgeprune import protocol as p
+
+    good = p.encode(p.SET_INPUT, p.OFFSET.pack(8) + b"\x01\x02")
+    bad = bytearray(p.encode(p.INVOKE))
+    bad[-1] ^= 1
+    reader = p.FrameReader()
+    reader.feed(b"noise" + bytes(bad) + good[:5])
+    with pytest.raises(p.FrameError, match="CRC mismatch on a INVOKE frame"):
+        reader.next()
+    assert reader.next() is None  # half a frame: wait for the rest
+    reader.feed(good[5:])
+    frame = reader.next()
+    assert (frame.kind, frame.payload) == (p.SET_INPUT, p.OFFSET.pack(8) + b"\x01\x02")
+    assert good[:2] == b"\xe9\x50" and len(good) == 2 + 3 + 6 + 4
+    too_long = p.SYNC + p.HEADER.pack(p.MAX_PAYLOAD + 1, p.HELLO)
+    reader.feed(too_long)
+    with pytest.raises(p.FrameError, match="over 1024"):
+        reader.next()
+    header = p.c_header()
+    assert "#define EP_SYNC0 233" in header
+    assert f"#define EP_IDENTITY_BYTES {p.IDENTITY_BODY.size}" in header
+
+
+@pytest.fixture
+def device(run_dir):
+    """Start the emulated device on a pseudo-terminal; yields a function of its flags."""
+    import sys
+
+    procs = []
+
+    def start(*flags):
+        proc = subprocess.Popen([sys.executable, "-m", "edgeprune.serial_device",
+                                 str(run_dir / "final_int8.tflite"), *flags],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        procs.append(proc)
+        return proc.stdout.readline().strip()
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def test_serial_runner_validates_against_the_emulated_device(run_dir, device):
+    port = device("--clock-hz", "80000000")
+    r = invoke(run_dir, "--target", "nano33ble", "--device", port, "--samples", "60")
+    assert r.exit_code == 0, r.output
+    entry = _report(run_dir)["validation"]["serial"]
+    assert entry["completed"] == 60 and not entry["partial"]
+    assert f"serial device {port}" in entry["where"] and "clock 80 MHz" in entry["where"]
+    assert entry["agreement"]["agreement"] >= 0.98 and entry["agreement"]["max_abs_diff"] <= 2
+    assert entry["latency_ms"]["n"] == 60 and entry["latency_ms"]["p50"] > 0
+    assert "cycle count" in entry["timing"]
+
+
+def test_corrupted_frames_are_resent_and_the_run_completes(run_dir, device):
+    port = device("--corrupt-every", "5")
+    r = invoke(run_dir, "--runner", "serial", "--device", port, "--samples", "30",
+               "--device-timeout", "2")
+    assert r.exit_code == 0, r.output
+    entry = _report(run_dir)["validation"]["serial"]
+    assert entry["completed"] == 30 and "resent after corrupted frames" in entry["where"]
+
+
+def test_a_device_that_goes_silent_leaves_partial_results_and_exits_5(run_dir, device):
+    port = device("--silent-after", "12")
+    r = invoke(run_dir, "--runner", "serial", "--device", port, "--samples", "40",
+               "--device-timeout", "0.3")
+    assert r.exit_code == 5, r.output
+    assert "stopped answering at GET_OUTPUT of sample 12 of 40 (11 completed)" in r.output
+    entry = _report(run_dir)["validation"]["serial"]
+    assert entry["partial"] and entry["completed"] == 11 and entry["ok"] is False
+    assert entry["latency_ms"]["n"] == 11
+
+
+def test_a_device_running_another_model_is_refused(run_dir, device):
+    port = device("--model-crc", "0x1234abcd")
+    r = invoke(run_dir, "--runner", "serial", "--device", port, "--device-timeout", "2")
+    assert r.exit_code == 5, r.output
+    assert "runs another model (CRC-32 0x1234abcd" in r.output
+    assert "flash the firmware/ folder of this run" in r.output
+
+
+def test_serial_runner_needs_a_port_and_host_runners_refuse_one(run_dir):
+    r = invoke(run_dir, "--runner", "serial")
+    assert r.exit_code == 1 and "needs the device's port" in r.output
+    r = invoke(run_dir, "--runner", "tflm", "--device", "/dev/ttyACM0")
+    assert r.exit_code == 1 and "--device is for the serial runner" in r.output
+    r = invoke(run_dir, "--runner", "serial", "--device", "/dev/nonexistent_tty")
+    assert r.exit_code == 1 and "cannot open serial device /dev/nonexistent_tty" in r.output
