@@ -607,7 +607,114 @@ def _render(
             info, arena_bytes, n, head("Tensor arena size and input/output tensors.")
         ),
     }
+    if arena_bytes is not None:
+        files.update(_validation_files(files, n, head("Serial validation for edgeprune validate.")))
     return files, calls
+
+
+PROTOCOL_H = "edgeprune_protocol.h"
+HARNESS_H = "validation_harness.h"
+HARNESS_CC = "validation_harness.cc"
+SKETCH = "edgeprune_validate"
+
+
+def _validation_files(files: dict[str, str], n: _Names, head: list[str]) -> dict[str, str]:
+    """The serial validation harness (protocol header, C++ harness) and an Arduino
+    sketch folder that holds everything it compiles (the Arduino IDE builds only
+    its sketch folder): ``edgeprune validate --runner serial`` talks to it."""
+    from importlib.resources import files as package_files
+
+    from edgeprune import protocol
+
+    src = package_files("edgeprune") / "firmware_src"
+    top = "\n".join(head) + "\n"
+    harness = {PROTOCOL_H: top + protocol.c_header(),
+               HARNESS_H: top + (src / HARNESS_H).read_text(encoding="utf-8"),
+               HARNESS_CC: top + (src / HARNESS_CC).read_text(encoding="utf-8")}
+    sketch = {f"{SKETCH}/{name}": text for name, text in {**files, **harness}.items()}
+    sketch[f"{SKETCH}/{SKETCH}.ino"] = _sketch(n, head)
+    return {**harness, **sketch}
+
+
+def _sketch(n: _Names, head: list[str]) -> str:
+    arena = f"k{n.camel}ArenaBytes"
+    return "\n".join([
+        *head,
+        "//",
+        "// Flash this sketch, then on the host:",
+        "//   edgeprune validate <run folder> --device /dev/ttyACM0   (the board's port)",
+        "// It needs the TensorFlow Lite Micro library for Arduino (Arduino_TensorFlowLite",
+        "// or Chirale_TensorFlowLite). The harness keeps two frame buffers of",
+        "// EP_MAX_PAYLOAD + 9 bytes and uses about 1 KB of stack while answering.",
+        "#include <Arduino.h>",
+        "#include <TensorFlowLite.h>",
+        "",
+        f'#include "{MODEL_CONFIG_H}"',
+        f'#include "{MODEL_DATA_H}"',
+        f'#include "{MODEL_OPS_H}"',
+        f'#include "{HARNESS_H}"',
+        '#include "tensorflow/lite/micro/micro_interpreter.h"',
+        "",
+        "namespace {",
+        "",
+        f"alignas(16) uint8_t g_arena[{arena}];",
+        f"{n.camel}OpResolver g_resolver;",
+        "edgeprune::ValidationHarness* g_harness = nullptr;",
+        "",
+        "void WriteSerial(void*, const uint8_t* data, size_t size) { Serial.write(data, size); }",
+        "",
+        "// Cycles: the DWT cycle counter where the core has one, else micros() x clock.",
+        "uint64_t Cycles(void*) {",
+        "  static uint32_t last = 0;",
+        "  static uint64_t high = 0;",
+        "#if defined(DWT_CTRL_CYCCNTENA_Msk)",
+        "  const uint32_t now = DWT->CYCCNT;",
+        "  if (now < last) high += 1ull << 32;",
+        "  last = now;",
+        "  return high | now;",
+        "#else",
+        "  const uint32_t now = micros();",
+        "  if (now < last) high += 1ull << 32;",
+        "  last = now;",
+        "  return (high | now) * (F_CPU / 1000000ull);",
+        "#endif",
+        "}",
+        "",
+        "void Halt(const char* why) {",
+        "  for (;;) {",
+        "    Serial.println(why);",
+        "    delay(1000);",
+        "  }",
+        "}",
+        "",
+        "}  // namespace",
+        "",
+        "void setup() {",
+        "  Serial.begin(115200);",
+        "  while (!Serial) {",
+        "  }",
+        "#if defined(DWT_CTRL_CYCCNTENA_Msk)",
+        "  CoreDebug->DEMCR |= CoreDebug_DEMCR_TRCENA_Msk;",
+        "  DWT->CYCCNT = 0;",
+        "  DWT->CTRL |= DWT_CTRL_CYCCNTENA_Msk;",
+        "#endif",
+        f"  if (Register{n.camel}Ops(g_resolver) != kTfLiteOk) Halt(\"op resolver too small\");",
+        "  static tflite::MicroInterpreter interpreter(",
+        f"      tflite::GetModel({n.array}), g_resolver, g_arena, {arena});",
+        "  if (interpreter.AllocateTensors() != kTfLiteOk) Halt(\"arena too small\");",
+        "  static edgeprune::ValidationHarness harness(",
+        f"      &interpreter, {n.array}, {n.array}_len, {arena}, F_CPU,",
+        "      edgeprune::Transport{WriteSerial, Cycles, nullptr});",
+        "  g_harness = &harness;",
+        "}",
+        "",
+        "void loop() {",
+        "  while (Serial.available() > 0) {",
+        "    g_harness->Receive(static_cast<uint8_t>(Serial.read()));",
+        "  }",
+        "}",
+        "",
+    ])
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -673,6 +780,7 @@ def write_firmware(
         os.makedirs(parent, exist_ok=True)
         tmp = _new_dir(parent, f".{base}.tmp-")
         for file_name, text in files.items():
+            os.makedirs(os.path.dirname(os.path.join(tmp, file_name)), exist_ok=True)
             _write_text(os.path.join(tmp, file_name), text)
         _fsync_dir(tmp)
         if os.path.isdir(target):

@@ -124,6 +124,7 @@ def _compile_and_run(tmp: Path, sources: list[str], *args: str, include: Path | 
 
 def _save(tmp: Path, files: dict[str, str]) -> None:
     for name, text in files.items():
+        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp / name).write_text(text)
 
 
