@@ -190,13 +190,18 @@ def evaluate(ev: Evidence, target: Target, budget: Budget | None = None) -> Chec
     return CheckResult(target.id, all(r.ok for r in results), results, budget, ev)
 
 
+def format_figure(value: float, unit: str) -> str:
+    """A rule's figure without its unit: milliseconds to 4 significant digits,
+    bytes (and counts) whole, with thousands separators."""
+    return f"{value:,.4g}" if unit == "ms" else f"{value:,.0f}"
+
+
 def format_check(result: CheckResult) -> str:
     """One line per rule: figure, budget, headroom, pass/fail, evidence."""
     rows = [["rule", "figure", "budget", "headroom", "result"]]
+
     def num(v, unit):
-        if v is None:
-            return "-"
-        return f"{v:,.4g} {unit}" if unit == "ms" else f"{v:,.0f} {unit}".strip()
+        return "-" if v is None else f"{format_figure(v, unit)} {unit}".strip()
 
     for r in result.rules:
         rows.append([r.name, num(r.figure, r.unit), num(r.budget, r.unit),

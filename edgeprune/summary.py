@@ -107,10 +107,11 @@ def structured_lines(entry: dict) -> list[str]:
 
 
 def _rule_cell(name: str, rule: dict) -> str:
+    from edgeprune.budget import format_figure
+
     unit = rule["unit"]
-    figure = f"{rule['figure']:,.0f}" if unit == "B" else f"{rule['figure']:.4g}"
-    budget = "" if rule["budget"] is None else (
-        f"{rule['budget']:,.0f}" if unit == "B" else f"{rule['budget']:.4g}")
+    figure = format_figure(rule["figure"], unit)
+    budget = "" if rule["budget"] is None else format_figure(rule["budget"], unit)
     label = f"{name} ({rule['basis']})" if "basis" in rule else name
     return (f"{label} {figure}{'/' + budget if budget else ''} {unit}"
             f"{'' if rule['ok'] else ' OVER'}")

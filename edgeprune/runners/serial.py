@@ -19,6 +19,7 @@ import numpy as np
 
 from edgeprune import protocol as p
 from edgeprune.errors import BadInputError, DeviceError
+from edgeprune.runners.host import dequantize, quantize
 
 
 class DeviceSilent(DeviceError):
@@ -38,10 +39,12 @@ def parse_address(address: str) -> tuple[str, int]:
                             f"write it like /dev/ttyACM0@115200") from None
 
 
-def _scale(tensor) -> tuple[float, int]:
-    if not tensor.scales:
-        return 0.0, 0
-    return float(tensor.scales[0]), int(tensor.zero_points[0]) if tensor.zero_points else 0
+def _detail(tensor) -> dict:
+    """A tensor of :func:`inspect_model` as the LiteRT detail the host's
+    quantize and dequantize take (per-tensor scale and zero point)."""
+    scale = float(tensor.scales[0]) if tensor.scales else 0.0
+    zero = int(tensor.zero_points[0]) if tensor.zero_points else 0
+    return {"dtype": np.dtype(tensor.dtype), "quantization": (scale, zero)}
 
 
 @dataclass
@@ -134,18 +137,10 @@ class SerialRunner:
         return ident
 
     def _quantize(self, x: np.ndarray) -> bytes:
-        dtype = np.dtype(self.inp.dtype)
-        scale, zero = _scale(self.inp)
-        if dtype.kind == "f" or not scale:
-            return x.astype(dtype).tobytes()
-        info = np.iinfo(dtype)
-        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype).tobytes()
+        return quantize(x, _detail(self.inp)).tobytes()
 
     def _dequantize(self, raw: np.ndarray) -> np.ndarray:
-        scale, zero = _scale(self.out)
-        if raw.dtype.kind == "f" or not scale:
-            return raw.astype(np.float32)
-        return (raw.astype(np.float32) - zero) * scale
+        return dequantize(raw, _detail(self.out))
 
     def run(self, x: np.ndarray):
         from edgeprune.runners import RunOutput

@@ -109,15 +109,15 @@ def _measure(goal: str, model) -> float:
 
 
 def _smallest_removal(model, graph, scores, opts: StructuredOptions,
-                      accept: Callable[[object], bool], steps: int = 14
+                      accept: Callable[[object, set[int]], bool], steps: int = 14
                       ) -> tuple[set[int], bool]:
     """The smallest removal set (by bisection on the fraction removed) whose
-    rebuild ``accept`` takes, and whether one was found; without one, the
+    rebuild ``accept(rebuilt, removed)`` takes, and whether one was found; without one, the
     largest removal the floor allows. ``accept`` must be monotone: what a
     removal passes, every larger removal passes (params, MACs, flash, arena
     and latency all fall with the channels removed)."""
     hi_set = select(graph, scores, MAX_AMOUNT, opts.ranking, opts.floor)
-    if not accept(rebuild(model, graph, hi_set)):
+    if not accept(rebuild(model, graph, hi_set), hi_set):
         return hi_set, False
     lo, hi, best = 0.0, MAX_AMOUNT, hi_set
     seen: dict[frozenset, bool] = {frozenset(hi_set): True}
@@ -126,7 +126,7 @@ def _smallest_removal(model, graph, scores, opts: StructuredOptions,
         removed = select(graph, scores, mid, opts.ranking, opts.floor)
         key = frozenset(removed)
         if key not in seen:
-            seen[key] = accept(rebuild(model, graph, removed))
+            seen[key] = accept(rebuild(model, graph, removed), removed)
         if seen[key]:
             best, hi = removed, mid
         else:
@@ -200,17 +200,13 @@ def prune_structured(model, opts: StructuredOptions, *, x=None, y=None, loss=Non
             goal_value = start / opts.target ** share
             removed, _ = _smallest_removal(
                 current, graph, scores, opts,
-                lambda m, g=goal_value: _measure(opts.goal, m) <= g)
+                lambda m, _, g=goal_value: _measure(opts.goal, m) <= g)
         elif r < opts.rounds and fit_width is not None:
             removed = by_width(fit_width ** share)
         else:  # fit: search on this model (round 1, and the last round)
-            found: dict[int, float] = {}
-
-            def accept(m, found=found) -> bool:
-                w = sum(g.size for g in analyze(m).prunable_groups) / total0
-                return fits_logged(m, w)
-
-            removed, ok = _smallest_removal(current, graph, scores, opts, accept, steps=8)
+            removed, ok = _smallest_removal(
+                current, graph, scores, opts,
+                lambda m, cut, width_of=width_of: fits_logged(m, width_of(cut)), steps=8)
             if not ok:
                 notes.append(f"even the narrowest model the per-layer floor ({opts.floor}) "
                              f"allows does not fit the device; kept that one")
@@ -278,10 +274,9 @@ def sample_loss(task: str, output_units: int, probabilities: bool) -> Callable:
 def evaluate_accuracy(x: np.ndarray, y: np.ndarray) -> Callable:
     """``evaluate`` for classification: argmax accuracy on ``x``, ``y``."""
     from edgeprune.keras_adapter import predict
+    from edgeprune.metrics import predicted_classes
 
     def run(model) -> float:
-        out = predict(model, x)
-        pred = out.argmax(1) if out.shape[-1] > 1 else (out[:, 0] > 0.5).astype(int)
-        return float(np.mean(pred == y))
+        return float(np.mean(predicted_classes(predict(model, x)) == y))
 
     return run
