@@ -20,7 +20,7 @@ help:
 	@echo "make bench-structured  structured pruning before/after on the reference models"
 	@echo "make targets   list the device targets; make <target> builds build/<target>/"
 	@echo "make all-targets  build every target and print a pass/fail table"
-	@echo "make validate-<target>  run build/<target>'s model on its runner (RUNNER=host|tflm)"
+	@echo "make validate-<target>  run build/<target>'s model on its device (DEVICE=port|board)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else \
@@ -58,10 +58,11 @@ $(TARGETS): $(STAMP)
 	$(BIN)/edgeprune run --target $@ --out build/$@
 
 # Validate what `make <target>` built: make validate-nano33ble [DEVICE=/dev/ttyACM0]
-# [RUNNER=host|tflm|serial]. Without DEVICE the model runs here.
+# (serial), make validate-rpi4 [DEVICE=pi@raspberrypi.local] (ssh), [RUNNER=...]
+# [RECIPE=recipe.toml]. Without DEVICE the model runs here.
 validate-%: $(STAMP)
 	$(BIN)/edgeprune validate build/$* --target $* $(if $(RUNNER),--runner $(RUNNER)) \
-		$(if $(DEVICE),--device $(DEVICE))
+		$(if $(DEVICE),--device $(DEVICE)) $(if $(RECIPE),--recipe $(RECIPE))
 
 all-targets: $(STAMP)
 	@mkdir -p build

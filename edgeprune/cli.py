@@ -484,14 +484,16 @@ def measure(models, target, runs, out, append):
               help="Device profile; picks the runner and, without RUN_DIR, the folder "
                    "build/NAME that `make NAME` wrote.")
 @click.option("--runner", "runner", default="auto", show_default=True,
-              type=click.Choice(["auto", "host", "tflm", "serial"]),
+              type=click.Choice(["auto", "host", "tflm", "serial", "ssh"]),
               help="Where the model runs: host (ai-edge-litert here), tflm (the TFLite Micro "
                    "interpreter here), serial (a microcontroller flashed with this run's "
-                   "firmware/validation). auto: serial with --device on a TFLite Micro "
-                   "target, tflm without; host for other targets.")
+                   "firmware/), ssh (a Linux board such as a Raspberry Pi). auto: with "
+                   "--device, serial on a TFLite Micro target and ssh on a Linux one; "
+                   "without, tflm on a TFLite Micro target and host otherwise.")
 @click.option("--device", "device_address", default=None, metavar="ADDR",
               help="The device: a serial port, optionally with its baud rate "
-                   "(/dev/ttyACM0@115200).")
+                   "(/dev/ttyACM0@115200), or a board for ssh (pi@raspberrypi.local, "
+                   "pi@10.0.0.7:2222, or an alias of your ssh config).")
 @_data_opt
 @_recipe_opt
 @recipe_options(("validate",))
@@ -512,21 +514,40 @@ def validate_cmd(run_dir, target, runner, device_address, data, recipe_path, **k
         device = load_target(target)
     tflm_target = device is not None and device.runtime == "tflm"
     if runner == "auto":
-        runner = ("serial" if tflm_target and device_address else "tflm" if tflm_target
-                  else "host")
+        if device_address:
+            if device is None:
+                raise BadInputError("with --device, name the runner (--runner serial or "
+                                    "--runner ssh) or the --target it belongs to")
+            runner = "serial" if tflm_target else "ssh"
+        else:
+            runner = "tflm" if tflm_target else "host"
     if runner == "serial" and not device_address:
         raise BadInputError("the serial runner needs the device's port; pass it as --device, "
                             "for example /dev/ttyACM0@115200")
+    if runner == "ssh" and not device_address:
+        raise BadInputError("the ssh runner needs the board's address; pass it as --device, "
+                            "for example pi@raspberrypi.local")
     if runner in ("host", "tflm") and device_address:
         raise BadInputError(f"the {runner} runner runs on this machine; --device is for the "
-                            f"serial runner (drop it, or choose --runner serial)")
+                            f"serial and ssh runners (drop it, or choose one of those)")
+    opts = recipe.validate
     run = val.read_run(run_dir)
     with open(run.model_path, "rb") as fh:
         model = fh.read()
     if runner == "serial":
         from edgeprune.runners.serial import SerialRunner
 
-        engine = SerialRunner(model, device_address, recipe.validate.timeout_s)
+        engine = SerialRunner(model, device_address, opts.timeout_s)
+    elif runner == "ssh":
+        from edgeprune.runners.ssh import SshRunner
+
+        linux = device is not None and device.runtime == "litert"
+        reference = linux and device.kernels == "reference"
+        engine = SshRunner(model, device_address, opts.timeout_s,
+                           kernels="reference" if reference else "xnnpack",
+                           threads=device.latency.threads if linux else 1,
+                           python=opts.remote_python, ssh_config=opts.ssh_config,
+                           identity=opts.ssh_key, model_name=os.path.basename(run.model_path))
     elif runner == "tflm":
         from edgeprune.runners.tflm import TflmRunner
 

@@ -206,6 +206,15 @@ class ValidateOptions:
     timeout_s: float = _opt(10.0, "--device-timeout",
                             "Seconds any one device call may take before the device counts "
                             "as silent.", lo=0.0, lo_open=True)
+    remote_python: str = _opt("python3", "--remote-python",
+                              "ssh runner: the board's Python, with numpy and tflite_runtime "
+                              "or ai_edge_litert (a path for a virtualenv's).")
+    ssh_config: str | None = _opt(None, "--ssh-config",
+                                  "ssh runner: an ssh config file to use instead of "
+                                  "~/.ssh/config (ssh -F).")
+    ssh_key: str | None = _opt(None, "--ssh-key",
+                               "ssh runner: the private key to log in with (ssh -i); default: "
+                               "the ssh config's and the agent's.")
 
 
 @dataclass(frozen=True)

@@ -125,3 +125,14 @@ def small_recipe(**prune):
 
     return build_recipe({"train": {"epochs": 3}, "prune": {"epochs": 2, **prune},
                          "quantize": {"calibration_samples": 50}})
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory):
+    """A finished run folder (digits CNN, int8) for the validation tests; tests that
+    change its files work on a copy."""
+    import edgeprune.pipeline as pipeline
+
+    out = tmp_path_factory.mktemp("validate") / "run"
+    pipeline.run(recipe=small_recipe(), out=str(out))
+    return out

@@ -11,22 +11,12 @@ import subprocess
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import small_recipe
 
 from edgeprune import validate as val
 from edgeprune.cli import main
 from edgeprune.runners import RunOutput
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    import edgeprune.pipeline as pipeline
-
-    out = tmp_path_factory.mktemp("validate") / "run"
-    pipeline.run(recipe=small_recipe(), out=str(out))
-    return out
 
 
 def invoke(*args):
@@ -233,7 +223,7 @@ def test_serial_runner_needs_a_port_and_host_runners_refuse_one(run_dir):
     r = invoke(run_dir, "--runner", "serial")
     assert r.exit_code == 1 and "needs the device's port" in r.output
     r = invoke(run_dir, "--runner", "tflm", "--device", "/dev/ttyACM0")
-    assert r.exit_code == 1 and "--device is for the serial runner" in r.output
+    assert r.exit_code == 1 and "--device is for the serial and ssh runners" in r.output
     r = invoke(run_dir, "--runner", "serial", "--device", "/dev/nonexistent_tty")
     assert r.exit_code == 1 and "cannot open serial device /dev/nonexistent_tty" in r.output
 

@@ -107,6 +107,15 @@ def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
     return np.clip(q, info.min, info.max).astype(dtype)
 
 
+def tensor_detail(tensor) -> dict:
+    """A tensor of :func:`~edgeprune.tflite_inspect.inspect_model` as the LiteRT
+    detail :func:`quantize` and :func:`dequantize` take (per-tensor scale and zero
+    point): for runners that talk to a device instead of holding an interpreter."""
+    scale = float(tensor.scales[0]) if tensor.scales else 0.0
+    zero = int(tensor.zero_points[0]) if tensor.zero_points else 0
+    return {"dtype": np.dtype(tensor.dtype), "quantization": (scale, zero)}
+
+
 def dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
     if np.dtype(detail["dtype"]).kind == "f":
         return y.astype(np.float32)

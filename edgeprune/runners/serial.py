@@ -19,7 +19,7 @@ import numpy as np
 
 from edgeprune import protocol as p
 from edgeprune.errors import BadInputError, DeviceError
-from edgeprune.runners.host import dequantize, quantize
+from edgeprune.runners.host import dequantize, quantize, tensor_detail
 
 
 class DeviceSilent(DeviceError):
@@ -37,14 +37,6 @@ def parse_address(address: str) -> tuple[str, int]:
     except ValueError:
         raise BadInputError(f"serial device '{address}': baud rate '{baud}' is not a number; "
                             f"write it like /dev/ttyACM0@115200") from None
-
-
-def _detail(tensor) -> dict:
-    """A tensor of :func:`inspect_model` as the LiteRT detail the host's
-    quantize and dequantize take (per-tensor scale and zero point)."""
-    scale = float(tensor.scales[0]) if tensor.scales else 0.0
-    zero = int(tensor.zero_points[0]) if tensor.zero_points else 0
-    return {"dtype": np.dtype(tensor.dtype), "quantization": (scale, zero)}
 
 
 @dataclass
@@ -137,10 +129,10 @@ class SerialRunner:
         return ident
 
     def _quantize(self, x: np.ndarray) -> bytes:
-        return quantize(x, _detail(self.inp)).tobytes()
+        return quantize(x, tensor_detail(self.inp)).tobytes()
 
     def _dequantize(self, raw: np.ndarray) -> np.ndarray:
-        return dequantize(raw, _detail(self.out))
+        return dequantize(raw, tensor_detail(self.out))
 
     def run(self, x: np.ndarray):
         from edgeprune.runners import RunOutput
