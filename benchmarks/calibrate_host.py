@@ -99,17 +99,15 @@ def main() -> int:
         m = next(m for m in rounds[name] if m.p50_ms == ms)
         print(f"{name:24s} {cost.macs:>12,} MACs {ms:9.4f} ms  (rounds: "
               f"{', '.join(f'{r.p50_ms:.4g}' for r in rounds[name])})", flush=True)
-        rows.append({"model": f"{name}.json", "op": "", "ms": f"{ms:.6g}",
-                     "clock_hz": host.clock_hz, "cost_model": "xnnpack_x86-64",
-                     "board": m.where, "source": f"benchmarks/calibrate_host.py, {today}: "
-                                                 f"median of {args.rounds} rounds, this one "
-                                                 f"{m.text}"})
+        rows.append(cal.measurement_row(
+            f"{name}.json", ms, host.clock_hz, "xnnpack_x86-64", m.where,
+            f"benchmarks/calibrate_host.py, {today}: median of {args.rounds} rounds, this one "
+            f"{m.text}"))
     csv_path = os.path.join(work, "measurements.csv")
-    with open(csv_path, "w") as fh:
-        fh.write(cal.measurements_csv(rows, (
-            f"The host's XNNPACK timings, measured by benchmarks/calibrate_host.py on {today}.\n"
-            f"Untrained int8 models built from models/ (MLPerf Tiny reference architectures,\n"
-            f"width variants, the digits CNN); the .json files are their op costs.")))
+    cal.write_measurements(csv_path, rows, (
+        f"The host's XNNPACK timings, measured by benchmarks/calibrate_host.py on {today}.\n"
+        f"Untrained int8 models built from models/ (MLPerf Tiny reference architectures,\n"
+        f"width variants, the digits CNN); the .json files are their op costs."), "")
     base = load_cost_model("xnnpack_cortex-a72")  # the shape of an XNNPACK model: one rate
     base = dataclasses.replace(base, id="xnnpack_x86-64", core="x86-64", derivation="")
     result = cal.calibrate(cal.load_measurements(csv_path), base, FIT,

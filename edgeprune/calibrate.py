@@ -139,6 +139,43 @@ def load_measurements(path: str) -> list[Measurement]:
     return out
 
 
+def measurement_row(model: str, ms: float, clock_hz: int, cost_model: str, board: str,
+                    source: str, folder: str | None = None, op: int | None = None) -> dict:
+    """One row of a measurements file. ``model`` is written relative to ``folder``
+    (the CSV's) when that is given, else as it is."""
+    if folder is not None:
+        model = os.path.relpath(os.path.abspath(model), folder)
+    return {"model": model, "op": "" if op is None else str(op), "ms": f"{ms:.6g}",
+            "clock_hz": int(clock_hz), "cost_model": cost_model, "board": board,
+            "source": source}
+
+
+def existing_measurements(out: str, append: bool) -> str:
+    """The text a measurements file ``out`` holds, to write after (``""`` for a new file).
+
+    Raises:
+        BadInputError: ``out`` exists and ``append`` is off, its folder cannot take
+            the file, or it is not a measurements file.
+    """
+    from edgeprune.artifacts import check_out_dir
+
+    check_out_dir(os.path.dirname(os.path.abspath(out)))
+    if not os.path.exists(out):
+        return ""
+    if not append:
+        raise BadInputError(f"{out} exists; pass --append to add rows or choose a new file")
+    load_measurements(out)  # refuse to extend a file that is not one
+    with open(out) as fh:
+        return fh.read()
+
+
+def write_measurements(out: str, rows: list[dict], header: str, existing: str) -> None:
+    """Write ``rows`` to ``out`` after its ``existing`` text, in one atomic replace."""
+    from edgeprune.artifacts import write_bytes_atomic
+
+    write_bytes_atomic(out, measurements_csv(rows, header, existing).encode())
+
+
 def measurements_csv(rows: list[dict], header: str = "", existing: str = "") -> str:
     """CSV text of measurement ``rows`` (dicts with the :data:`COLUMNS`), after
     ``existing`` text of the same format when appending; ``header`` becomes ``#`` lines."""

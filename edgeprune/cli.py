@@ -444,17 +444,7 @@ def measure(models, target, runs, out, append):
                             f"LiteRT on this machine: use --target host (or a Linux profile)")
     if append and out is None:
         raise BadInputError("--append needs --out, the measurements file to extend")
-    existing = ""
-    if out is not None:
-        from edgeprune.artifacts import check_out_dir
-
-        check_out_dir(os.path.dirname(os.path.abspath(out)))
-        if append and os.path.exists(out):
-            cal.load_measurements(out)  # refuse to extend a file that is not one
-            with open(out) as fh:
-                existing = fh.read()
-        elif os.path.exists(out) and not append:
-            raise BadInputError(f"{out} exists; pass --append to add rows or choose a new file")
+    existing = cal.existing_measurements(out, append) if out is not None else ""
     folder = os.path.dirname(os.path.abspath(out)) if out else os.getcwd()
     rows = []
     today = datetime.date.today().isoformat()
@@ -462,18 +452,14 @@ def measure(models, target, runs, out, append):
         data, _ = load_model_bytes(path)
         m = measure_latency(data, t.kernels, t.latency.threads, runs=runs or t.latency.runs)
         click.echo(f"{path}: {m.p50_ms:.4g} ms ({m.text})")
-        rows.append({"model": os.path.relpath(os.path.abspath(path), folder), "op": "",
-                     "ms": f"{m.p50_ms:.6g}", "clock_hz": t.clock_hz,
-                     "cost_model": t.latency.cost_model_id(t), "board": m.where,
-                     "source": f"edgeprune measure --target {t.id}, {today}: {m.text}"})
-    text = cal.measurements_csv(rows, f"Measured with `edgeprune measure` on {today}; "
-                                      f"ms is the median invoke time.", existing)
+        rows.append(cal.measurement_row(
+            path, m.p50_ms, t.clock_hz, t.latency.cost_model_id(t), m.where,
+            f"edgeprune measure --target {t.id}, {today}: {m.text}", folder))
+    header = f"Measured with `edgeprune measure` on {today}; ms is the median invoke time."
     if out is None:
-        click.echo(text, nl=False)
+        click.echo(cal.measurements_csv(rows, header), nl=False)
         return
-    from edgeprune.artifacts import write_bytes_atomic
-
-    write_bytes_atomic(out, text.encode())
+    cal.write_measurements(out, rows, header, existing)
     click.echo(f"wrote {len(rows)} row{'s' if len(rows) != 1 else ''} to {out}")
 
 
@@ -494,11 +480,17 @@ def measure(models, target, runs, out, append):
               help="The device: a serial port, optionally with its baud rate "
                    "(/dev/ttyACM0@115200), or a board for ssh (pi@raspberrypi.local, "
                    "pi@10.0.0.7:2222, or an alias of your ssh config).")
+@click.option("--measurements", "measurements", default=None, type=click.Path(dir_okay=False),
+              metavar="FILE.csv",
+              help="Add the device's median invoke time as a row of this measurements file "
+                   "for `edgeprune calibrate` (created if missing). ssh and serial runners, "
+                   "with --target (its clock and cost model).")
 @_data_opt
 @_recipe_opt
 @recipe_options(("validate",))
 @guarded
-def validate_cmd(run_dir, target, runner, device_address, data, recipe_path, **kwargs):
+def validate_cmd(run_dir, target, runner, device_address, measurements, data, recipe_path,
+                 **kwargs):
     """Run a run folder's final model on a runner; accuracy, F1, confusion matrix,
     agreement with the host reference and latency; exit 4 if it fails the rules."""
     from edgeprune import validate as val
@@ -530,6 +522,18 @@ def validate_cmd(run_dir, target, runner, device_address, data, recipe_path, **k
     if runner in ("host", "tflm") and device_address:
         raise BadInputError(f"the {runner} runner runs on this machine; --device is for the "
                             f"serial and ssh runners (drop it, or choose one of those)")
+    existing = None
+    if measurements is not None:
+        from edgeprune import calibrate as cal
+
+        if runner not in ("ssh", "serial"):
+            raise BadInputError(f"--measurements records a device's invoke time; the {runner} "
+                                f"runner times this machine (`edgeprune measure` times "
+                                f"LiteRT here)")
+        if device is None:
+            raise BadInputError("--measurements needs --target: the row takes the profile's "
+                                "cost model and clock")
+        existing = cal.existing_measurements(measurements, append=True)
     opts = recipe.validate
     run = val.read_run(run_dir)
     with open(run.model_path, "rb") as fh:
@@ -560,6 +564,14 @@ def validate_cmd(run_dir, target, runner, device_address, data, recipe_path, **k
     path = val.write_result(run, result)
     click.echo(val.format_result(result))
     click.echo(f"report: {path}")
+    if existing is not None and not result.partial and result.latency_ms.get("n"):
+        row = val.measurement_row(run, result, device, measurements)
+        cal.write_measurements(measurements, [row], (
+            "Measured on devices with `edgeprune validate --measurements`; ms is the median "
+            "(p50) invoke time on the device."), existing)
+        click.echo(f"measurements: added {row['model']} at {row['ms']} ms to {measurements}")
+    elif existing is not None:
+        click.echo(f"measurements: no row added to {measurements}: the run is partial")
     if result.partial and result.error.startswith("interrupted"):
         _fail(f"{result.error}; the partial results are in report.json", 130)
     if result.partial:

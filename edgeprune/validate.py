@@ -102,6 +102,7 @@ class ValidationResult:
     latency_ms: dict
     rules: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    clock_hz: int | None = None  # the clock the device reported, where it reports one
 
     @property
     def ok(self) -> bool:
@@ -225,7 +226,25 @@ def validate(run: RunInfo, runner, data: str | None = None,
     checks = rules(run.task, m, base, agree, opts) if n else []
     return ValidationResult(runner.name, got.where, got.timing, os.path.basename(run.model_path),
                             run.model_sha256, name, split, len(x), n, got.partial, got.error, m,
-                            base, agree, latency_stats(got.times_ms), checks, notes)
+                            base, agree, latency_stats(got.times_ms), checks, notes, got.clock_hz)
+
+
+def measurement_row(run: RunInfo, result: ValidationResult, target, csv_path: str) -> dict:
+    """The result's median invoke time as a row for ``edgeprune calibrate``: the
+    device's own clock where it reports one (serial), else the profile's."""
+    import datetime
+
+    from edgeprune import calibrate
+
+    clock = result.clock_hz or target.clock_hz
+    source = (f"edgeprune validate --runner {result.runner} --target {target.id}, "
+              f"{datetime.date.today().isoformat()}: p50 of {result.latency_ms['n']} invokes; "
+              f"{result.timing}")
+    if result.clock_hz is None:
+        source += f"; clock_hz is {target.id}'s profile clock, not read off the board"
+    return calibrate.measurement_row(
+        run.model_path, result.latency_ms["p50"], clock, target.latency.cost_model_id(target),
+        result.where, source, os.path.dirname(os.path.abspath(csv_path)))
 
 
 def write_result(run: RunInfo, result: ValidationResult) -> str:

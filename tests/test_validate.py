@@ -179,10 +179,22 @@ def device(run_dir):
         proc.wait()
 
 
-def test_serial_runner_validates_against_the_emulated_device(run_dir, device):
+def test_serial_runner_validates_against_the_emulated_device(run_dir, device, tmp_path):
+    from edgeprune import calibrate
+
     port = device("--clock-hz", "80000000")
-    r = invoke(run_dir, "--target", "nano33ble", "--device", port, "--samples", "60")
+    csv_path = tmp_path / "cal" / "measurements.csv"
+    csv_path.parent.mkdir()
+    r = invoke(run_dir, "--target", "nano33ble", "--device", port, "--samples", "60",
+               "--measurements", csv_path)
     assert r.exit_code == 0, r.output
+    # the median invoke as a calibration row, at the clock the device reported
+    (row,) = calibrate.load_measurements(str(csv_path))
+    assert row.clock_hz == 80_000_000 and row.cost_model == "cmsis-nn_cortex-m4f"
+    assert row.model == os.path.relpath(run_dir / "final_int8.tflite", csv_path.parent)
+    assert row.ms == pytest.approx(_report(run_dir)["validation"]["serial"]["latency_ms"]["p50"],
+                                   rel=1e-5)
+    assert "edgeprune validate --runner serial --target nano33ble" in row.source
     entry = _report(run_dir)["validation"]["serial"]
     assert entry["completed"] == 60 and not entry["partial"]
     assert f"serial device {port}" in entry["where"] and "clock 80 MHz" in entry["where"]
@@ -327,3 +339,19 @@ def test_the_generated_cpp_harness_speaks_the_protocol_byte_for_byte(run_dir, tm
     np.testing.assert_array_equal(got.raw.reshape(25, -1), sent[:, :out_bytes])
     np.testing.assert_allclose(got.times_ms, 1234 / 48e6 * 1e3)
     assert "clock 48 MHz" in got.where and "arena 5,555 B" in got.where
+
+
+def test_measurements_are_refused_where_they_would_mean_nothing(run_dir, tmp_path):
+    before = (run_dir / "report.json").read_bytes()
+    csv_path = tmp_path / "m.csv"
+    r = invoke(run_dir, "--target", "nano33ble", "--runner", "tflm", "--measurements", csv_path)
+    assert r.exit_code == 1 and "the tflm runner times this machine" in r.output
+    r = invoke(run_dir, "--runner", "serial", "--device", "/dev/null", "--measurements",
+               csv_path)
+    assert r.exit_code == 1 and "--measurements needs --target" in r.output
+    csv_path.write_text("not,a,measurements,file\n")
+    r = invoke(run_dir, "--target", "nano33ble", "--device", "/dev/null", "--measurements",
+               csv_path)
+    assert r.exit_code == 1 and "missing column" in r.output
+    assert (run_dir / "report.json").read_bytes() == before  # nothing ran, nothing written
+    assert csv_path.read_text() == "not,a,measurements,file\n"

@@ -148,15 +148,25 @@ def test_validate_over_ssh_from_the_cli_writes_the_report(board, run_dir, tmp_pa
     recipe = tmp_path / "recipe.toml"
     recipe.write_text(f'[validate]\nssh_config = "{board.config}"\n'
                       f'remote_python = "{sys.executable}"\n')
-    r = CliRunner().invoke(main, ["validate", str(run_dir), "--target", "rpi4", "--device",
-                                  "board", "--recipe", str(recipe), "--samples", "40"])
-    assert r.exit_code == 0, r.output
-    assert "on ssh: PASS" in r.output
+    from edgeprune import calibrate
+
+    csv_path = tmp_path / "measurements.csv"
+    for samples in ("40", "20"):  # the second run adds a row to the file
+        r = CliRunner().invoke(main, ["validate", str(run_dir), "--target", "rpi4", "--device",
+                                      "board", "--recipe", str(recipe), "--samples", samples,
+                                      "--measurements", str(csv_path)])
+        assert r.exit_code == 0, r.output
+        assert "on ssh: PASS" in r.output and "measurements: added" in r.output
     entry = json.loads((run_dir / "report.json").read_text())["validation"]["ssh"]
-    assert entry["completed"] == 40 and entry["ok"]
+    assert entry["completed"] == 20 and entry["ok"]
     # rpi4's profile: XNNPACK with 4 threads; the int8 model's classes still agree
     assert "XNNPACK" in entry["timing"] and "4 threads" in entry["timing"]
-    assert entry["agreement"]["agreement"] >= 0.95 and entry["latency_ms"]["n"] == 40
+    assert entry["agreement"]["agreement"] >= 0.95 and entry["latency_ms"]["n"] == 20
+    rows = calibrate.load_measurements(str(csv_path))
+    assert len(rows) == 2 and {r.cost_model for r in rows} == {"xnnpack_cortex-a72"}
+    assert rows[1].clock_hz == 1_500_000_000 and "not read off the board" in rows[1].source
+    assert rows[1].ms == pytest.approx(entry["latency_ms"]["p50"], rel=1e-5)
+    assert rows[1].board == entry["where"]
 
 
 def test_address_with_user_and_port_and_a_key(board, model, x, tmp_path):
@@ -308,3 +318,58 @@ def test_board_script_prefers_tflite_runtime(model, tmp_path, x):
         "message"]
     link.close()
     assert proc.wait(timeout=10) == 2
+
+
+def test_ctrl_c_mid_run_leaves_a_valid_partial_report_and_no_remote_folder(board, run_dir,
+                                                                            tmp_path):
+    """SIGINT to `edgeprune validate` while a slowed board answers: exit 130, the
+    samples done are in report.json marked partial, the board's folder is gone."""
+    import shutil as sh
+    import signal
+
+    run = tmp_path / "run"
+    sh.copytree(run_dir, run)
+    marker = tmp_path / "ten_results"
+    wrapper = tmp_path / "slow_python"
+    wrapper.write_text(f"""#!{sys.executable}
+import os, struct, subprocess, sys, time
+child = subprocess.Popen([{sys.executable!r}, *sys.argv[1:]], stdout=subprocess.PIPE)
+out = os.fdopen(1, "wb")
+frames = 0
+def read(n):
+    data = b""
+    while len(data) < n:
+        chunk = child.stdout.read(n - len(data))
+        if not chunk:
+            sys.exit(0)
+        data += chunk
+    return data
+while True:
+    a = read(4); h = read(struct.unpack(">I", a)[0]); b = read(8)
+    p = read(struct.unpack(">Q", b)[0])
+    time.sleep(0.05)
+    out.write(a + h + b + p); out.flush()
+    frames += 1
+    if frames == 11:
+        open({str(marker)!r}, "w").close()
+""")
+    wrapper.chmod(0o755)
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(f'[validate]\nssh_config = "{board.config}"\n'
+                      f'remote_python = "{wrapper}"\n')
+    before = set(board.leftovers())
+    proc = subprocess.Popen([sys.executable, "-m", "edgeprune", "validate", str(run),
+                             "--runner", "ssh", "--device", "board", "--recipe", str(recipe)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert "interrupted at sample" in output
+    entry = json.loads((run / "report.json").read_text())["validation"]["ssh"]
+    assert entry["partial"] and not entry["ok"] and 10 <= entry["completed"] < 360
+    assert entry["latency_ms"]["n"] == entry["completed"]
+    assert set(board.leftovers()) == before

@@ -28,6 +28,7 @@ class RunOutput:
     where: str  # runtime, version and machine or board
     partial: bool = False
     error: str = ""  # why the run stopped early, naming how far it got
+    clock_hz: int | None = None  # the clock the device reported (serial), else None
 
     @property
     def completed(self) -> int:
@@ -42,4 +43,4 @@ class Runner(Protocol):
         ...
 
 
-RUNNERS = ("host", "tflm")
+RUNNERS = ("host", "tflm", "serial", "ssh")

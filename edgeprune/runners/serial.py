@@ -178,4 +178,4 @@ class SerialRunner:
                     if self.retried else ""))
         return RunOutput(self._dequantize(raw), raw, np.asarray(times),
                          f"the device's cycle count of each invoke / its {ident.clock_hz / 1e6:g}"
-                         f" MHz clock", where, bool(error), error)
+                         f" MHz clock", where, bool(error), error, ident.clock_hz)
