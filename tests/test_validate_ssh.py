@@ -126,6 +126,33 @@ def x():
     return load_dataset("digits").x_test[:70].astype(np.float32)
 
 
+def _relaying_python(path, before: str = "", after: str = ""):
+    """A stand-in for the board's Python that runs the real one on the board script
+    and relays its frames to ssh, with ``before`` and ``after`` (indented code, with
+    ``frames`` relayed so far) around each: a board that stalls, dies or is slow."""
+    path.write_text(f"""#!{sys.executable}
+import os, struct, subprocess, sys, time
+child = subprocess.Popen([{sys.executable!r}, *sys.argv[1:]], stdout=subprocess.PIPE)
+out = os.fdopen(1, "wb")
+frames = 0
+def read(n):
+    data = b""
+    while len(data) < n:
+        chunk = child.stdout.read(n - len(data))
+        if not chunk:
+            sys.exit(0)
+        data += chunk
+    return data
+while True:
+    a = read(4); h = read(struct.unpack(">I", a)[0]); b = read(8)
+    p = read(struct.unpack(">Q", b)[0]){before}
+    out.write(a + h + b + p); out.flush()
+    frames += 1{after}
+""")
+    path.chmod(0o755)
+    return path
+
+
 def test_ssh_runner_matches_the_host_runner_bit_for_bit(board, model, x):
     """Same kernels (reference), same bytes out: the board script, the framing, the
     quantization on this side and the copy to the board all lose nothing."""
@@ -203,32 +230,10 @@ def test_a_board_without_the_python_is_a_clear_error(board, model, x):
 
 def test_a_board_that_dies_mid_run_leaves_partial_results(board, model, x, tmp_path):
     """The board's python is a wrapper that kills the runner after 25 results."""
-    wrapper = tmp_path / "dying_python"
-    wrapper.write_text(f"""#!{sys.executable}
-import os, subprocess, sys
-child = subprocess.Popen([{sys.executable!r}, *sys.argv[1:]], stdout=subprocess.PIPE)
-out = os.fdopen(1, "wb")
-head, body = {board_script.HEAD.format!r}, {board_script.BODY.format!r}
-import struct
-frames = 0
-def read(n):
-    data = b""
-    while len(data) < n:
-        chunk = child.stdout.read(n - len(data))
-        if not chunk:
-            sys.exit(0)
-        data += chunk
-    return data
-while True:
-    a = read(4); (size,) = struct.unpack(head, a); h = read(size)
-    b = read(8); (length,) = struct.unpack(body, b); p = read(length)
-    out.write(a + h + b + p); out.flush()
-    frames += 1
+    wrapper = _relaying_python(tmp_path / "dying_python", after="""
     if frames == 26:  # hello and 25 results
         child.kill()
-        os._exit(9)
-""")
-    wrapper.chmod(0o755)
+        os._exit(9)""")
     got = board.runner(model, python=str(wrapper), batch_size=10).run(x[:60])
     assert got.partial and got.completed == 25
     assert "stopped answering at sample 26 of 60 (25 completed)" in got.error
@@ -236,26 +241,9 @@ while True:
 
 
 def test_a_silent_board_times_out_with_partial_results(board, model, x, tmp_path):
-    wrapper = tmp_path / "stalling_python"
-    wrapper.write_text(f"""#!{sys.executable}
-import os, struct, subprocess, sys, time
-child = subprocess.Popen([{sys.executable!r}, *sys.argv[1:]], stdout=subprocess.PIPE)
-out = os.fdopen(1, "wb")
-frames = 0
-def read(n):
-    data = b""
-    while len(data) < n:
-        data += child.stdout.read(n - len(data))
-    return data
-while True:
-    a = read(4); h = read(struct.unpack(">I", a)[0]); b = read(8)
-    p = read(struct.unpack(">Q", b)[0])
+    wrapper = _relaying_python(tmp_path / "stalling_python", before="""
     if frames == 13:  # hello and 12 results, then silence
-        time.sleep(60)
-    out.write(a + h + b + p); out.flush()
-    frames += 1
-""")
-    wrapper.chmod(0o755)
+        time.sleep(60)""")
     began = time.monotonic()
     got = board.runner(model, python=str(wrapper), timeout_s=1.5).run(x[:30])
     assert time.monotonic() - began < 30
@@ -330,30 +318,10 @@ def test_ctrl_c_mid_run_leaves_a_valid_partial_report_and_no_remote_folder(board
     run = tmp_path / "run"
     sh.copytree(run_dir, run)
     marker = tmp_path / "ten_results"
-    wrapper = tmp_path / "slow_python"
-    wrapper.write_text(f"""#!{sys.executable}
-import os, struct, subprocess, sys, time
-child = subprocess.Popen([{sys.executable!r}, *sys.argv[1:]], stdout=subprocess.PIPE)
-out = os.fdopen(1, "wb")
-frames = 0
-def read(n):
-    data = b""
-    while len(data) < n:
-        chunk = child.stdout.read(n - len(data))
-        if not chunk:
-            sys.exit(0)
-        data += chunk
-    return data
-while True:
-    a = read(4); h = read(struct.unpack(">I", a)[0]); b = read(8)
-    p = read(struct.unpack(">Q", b)[0])
-    time.sleep(0.05)
-    out.write(a + h + b + p); out.flush()
-    frames += 1
+    wrapper = _relaying_python(tmp_path / "slow_python", before="""
+    time.sleep(0.05)""", after=f"""
     if frames == 11:
-        open({str(marker)!r}, "w").close()
-""")
-    wrapper.chmod(0o755)
+        open({str(marker)!r}, "w").close()""")
     recipe = tmp_path / "recipe.toml"
     recipe.write_text(f'[validate]\nssh_config = "{board.config}"\n'
                       f'remote_python = "{wrapper}"\n')
