@@ -11,6 +11,7 @@ import subprocess
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from test_firmware import _stub_tflm
 
 from edgeprune import validate as val
 from edgeprune.cli import main
@@ -240,30 +241,35 @@ def test_serial_runner_needs_a_port_and_host_runners_refuse_one(run_dir):
     assert r.exit_code == 1 and "cannot open serial device /dev/nonexistent_tty" in r.output
 
 
+# TFLite Micro's interpreter as far as the harness and the sketch use it (with
+# the stub_common.h and resolver stubs of test_firmware), and tensors whose
+# Invoke copies the first output bytes of the input, so the host can check
+# every byte that travelled.
 _STUB_INTERPRETER = """#pragma once
 #include <stddef.h>
 #include <stdint.h>
-typedef enum { kTfLiteOk = 0, kTfLiteError = 1 } TfLiteStatus;
+#include "stub_common.h"
 typedef union { char* raw; int8_t* int8; } TfLitePtrUnion;
 typedef struct { TfLitePtrUnion data; size_t bytes; } TfLiteTensor;
 namespace tflite {
+struct Model {};
+inline const Model* GetModel(const void* data) { return static_cast<const Model*>(data); }
 class MicroInterpreter {
  public:
+  template <typename Resolver>
+  MicroInterpreter(const Model*, const Resolver&, uint8_t*, size_t arena_bytes)
+      : arena_bytes_(arena_bytes) {}
+  TfLiteStatus AllocateTensors() { return arena_bytes_ > 0 ? kTfLiteOk : kTfLiteError; }
   TfLiteTensor* input(size_t index);
   TfLiteTensor* output(size_t index);
   TfLiteStatus Invoke();
+ private:
+  size_t arena_bytes_;
 };
 }  // namespace tflite
 """
 
-# A host "board" for the generated harness: the interpreter's Invoke copies the
-# first output bytes of the input (so the host can check every byte that
-# travelled), the cycle counter steps by 1234, the UART is stdin and stdout.
-_ECHO_BOARD = """#include <string.h>
-#include <unistd.h>
-#include "model_data.h"
-#include "validation_harness.h"
-static uint8_t in_mem[IN_BYTES], out_mem[OUT_BYTES];
+_ECHO_TENSORS = """static uint8_t in_mem[IN_BYTES], out_mem[OUT_BYTES];
 static TfLiteTensor in_t = {{(char*)in_mem}, IN_BYTES}, out_t = {{(char*)out_mem}, OUT_BYTES};
 TfLiteTensor* tflite::MicroInterpreter::input(size_t) { return &in_t; }
 TfLiteTensor* tflite::MicroInterpreter::output(size_t) { return &out_t; }
@@ -271,13 +277,22 @@ TfLiteStatus tflite::MicroInterpreter::Invoke() {
   memcpy(out_mem, in_mem, OUT_BYTES);
   return kTfLiteOk;
 }
-static uint64_t ticks = 0;
+"""
+
+# A host "board" for the generated harness: the echo tensors, a cycle counter
+# that steps by 1234, the UART on stdin and stdout.
+_ECHO_BOARD = """#include <string.h>
+#include <unistd.h>
+#include "model_data.h"
+#include "validation_harness.h"
+""" + _ECHO_TENSORS + """static uint64_t ticks = 0;
 static void Write(void*, const uint8_t* d, size_t n) {
   while (n) { ssize_t k = write(1, d, n); if (k <= 0) return; d += k; n -= (size_t)k; }
 }
 static uint64_t Cycles(void*) { return ticks += 1234; }
 int main() {
-  tflite::MicroInterpreter interpreter;
+  uint8_t arena[16];
+  tflite::MicroInterpreter interpreter(nullptr, 0, arena, sizeof arena);
   edgeprune::ValidationHarness harness(&interpreter, g_final_int8_model_data,
       g_final_int8_model_data_len, 5555, 48000000, edgeprune::Transport{Write, Cycles, nullptr});
   uint8_t buf[256];
@@ -296,11 +311,7 @@ def test_the_generated_cpp_harness_speaks_the_protocol_byte_for_byte(run_dir, tm
     program, put it behind a pseudo-terminal and validate against it with the
     serial runner: identity (its CRC-32 of the model array), chunked input,
     cycles and output all cross the C++ code as the firmware would run it."""
-    import tty
-
     from edgeprune import firmware
-    from edgeprune.data import load_dataset
-    from edgeprune.runners.serial import SerialRunner
 
     model = (run_dir / "final_int8.tflite").read_bytes()
     files = firmware.render(model, "final_int8.tflite", 5555)
@@ -309,34 +320,14 @@ def test_the_generated_cpp_harness_speaks_the_protocol_byte_for_byte(run_dir, tm
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    stub = tmp_path / "stub" / "tensorflow" / "lite" / "micro"
-    stub.mkdir(parents=True)
-    (stub / "micro_interpreter.h").write_text(_STUB_INTERPRETER)
+    _stub_tflm(tmp_path / "stub", files)
+    (tmp_path / "stub" / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").write_text(
+        _STUB_INTERPRETER)
     (tmp_path / "board.cc").write_text(_ECHO_BOARD)
-    runner = SerialRunner(model, "/dev/null")
-    in_bytes, out_bytes = int(np.prod(runner.inp.shape)), int(np.prod(runner.out.shape))
-    build = subprocess.run(
-        ["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-DIN_BYTES={in_bytes}",
-         f"-DOUT_BYTES={out_bytes}", "-I", str(tmp_path / "stub"), "-I", str(tmp_path),
-         str(tmp_path / "board.cc"), str(tmp_path / "validation_harness.cc"),
-         str(tmp_path / "model_data.cc"), "-o", str(tmp_path / "board")],
-        capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr
-    master, slave = os.openpty()
-    tty.setraw(master)
-    tty.setraw(slave)
-    board = subprocess.Popen([str(tmp_path / "board")], stdin=master, stdout=master)
-    try:
-        x = load_dataset("digits").x_test[:25]
-        got = SerialRunner(model, os.ttyname(slave), timeout_s=2.0).run(x)
-    finally:
-        board.kill()
-        board.wait()
-        os.close(master)
-        os.close(slave)
-    assert not got.partial and got.completed == 25, got.error
-    sent = np.stack([np.frombuffer(runner._quantize(x[i:i + 1]), np.int8) for i in range(25)])
-    np.testing.assert_array_equal(got.raw.reshape(25, -1), sent[:, :out_bytes])
+    got = _build_and_echo(model, tmp_path, ["-I", str(tmp_path / "stub"), "-I", str(tmp_path),
+                                            str(tmp_path / "board.cc"),
+                                            str(tmp_path / "validation_harness.cc"),
+                                            str(tmp_path / "model_data.cc")], 25)
     np.testing.assert_allclose(got.times_ms, 1234 / 48e6 * 1e3)
     assert "clock 48 MHz" in got.where and "arena 5,555 B" in got.where
 
@@ -355,3 +346,135 @@ def test_measurements_are_refused_where_they_would_mean_nothing(run_dir, tmp_pat
     assert r.exit_code == 1 and "missing column" in r.output
     assert (run_dir / "report.json").read_bytes() == before  # nothing ran, nothing written
     assert csv_path.read_text() == "not,a,measurements,file\n"
+
+
+def _build_and_echo(model: bytes, tmp_path, compile_args: list[str], n: int):
+    """Compile an echo board, validate ``n`` digits through it and check that each
+    output is the first bytes of the input the host sent."""
+    from edgeprune.data import load_dataset
+    from edgeprune.runners.serial import SerialRunner
+
+    runner = SerialRunner(model, "/dev/null")
+    in_bytes, out_bytes = int(np.prod(runner.inp.shape)), int(np.prod(runner.out.shape))
+    build = subprocess.run(
+        ["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-DIN_BYTES={in_bytes}",
+         f"-DOUT_BYTES={out_bytes}", *compile_args, "-o", str(tmp_path / "board")],
+        capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    x = load_dataset("digits").x_test[:n]
+    got = _through_pty([str(tmp_path / "board")], model, x)
+    assert not got.partial and got.completed == n, got.error
+    sent = np.stack([np.frombuffer(runner._quantize(x[i:i + 1]), np.int8) for i in range(n)])
+    np.testing.assert_array_equal(got.raw.reshape(n, -1), sent[:, :out_bytes])
+    return got
+
+
+def _through_pty(argv: list[str], model: bytes, x: np.ndarray):
+    """Start a host-compiled board with its UART on a pseudo-terminal and validate
+    ``x`` through it with the serial runner."""
+    import tty
+
+    from edgeprune.runners.serial import SerialRunner
+
+    master, slave = os.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    board = subprocess.Popen(argv, stdin=master, stdout=master)
+    try:
+        return SerialRunner(model, os.ttyname(slave), timeout_s=2.0).run(x)
+    finally:
+        board.kill()
+        board.wait()
+        os.close(master)
+        os.close(slave)
+
+
+# The Arduino core as far as the sketch uses it: Serial is the process's stdin
+# and stdout, micros() the monotonic clock.
+_STUB_ARDUINO_H = """#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#define F_CPU 64000000UL
+class HardwareSerial {
+ public:
+  void begin(unsigned long baud);
+  explicit operator bool() const { return true; }
+  int available();
+  int read();
+  size_t write(const uint8_t* data, size_t size);
+  size_t println(const char* text);
+};
+extern HardwareSerial Serial;
+unsigned long micros();
+void delay(unsigned long ms);
+void setup();
+void loop();
+"""
+
+
+_ARDUINO_BOARD = """#include <poll.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "Arduino.h"
+#include "tensorflow/lite/micro/micro_interpreter.h"
+""" + _ECHO_TENSORS + """HardwareSerial Serial;
+void HardwareSerial::begin(unsigned long) {}
+int HardwareSerial::available() {
+  struct pollfd p = {0, POLLIN, 0};
+  return poll(&p, 1, 1) > 0 ? 1 : 0;
+}
+int HardwareSerial::read() {
+  uint8_t b;
+  return ::read(0, &b, 1) == 1 ? b : -1;
+}
+size_t HardwareSerial::write(const uint8_t* d, size_t n) {
+  size_t done = 0;
+  while (done < n) { ssize_t k = ::write(1, d + done, n - done); if (k <= 0) break; done += k; }
+  return done;
+}
+size_t HardwareSerial::println(const char* text) {
+  return write((const uint8_t*)text, strlen(text));
+}
+unsigned long micros() {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (unsigned long)(t.tv_sec * 1000000ull + t.tv_nsec / 1000);
+}
+void delay(unsigned long ms) { usleep(ms * 1000); }
+int main() {
+  setup();
+  for (;;) loop();
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler on PATH")
+def test_the_arduino_sketch_compiles_and_answers_as_the_board_would(run_dir, tmp_path):
+    """The emitted sketch folder, compiled as it is (the .ino as C++) against stub
+    Arduino and TFLite Micro headers, with the resolver of model_ops.h: a change of
+    the sketch, the harness API or the op resolver breaks this build. Run behind a
+    pseudo-terminal, it reports the model's arena constant and F_CPU, and every
+    byte crosses it."""
+    from edgeprune import firmware
+
+    model = (run_dir / "final_int8.tflite").read_bytes()
+    files = firmware.render(model, "final_int8.tflite", 6016)
+    sketch = tmp_path / "edgeprune_validate"
+    for name, text in files.items():
+        if name.startswith("edgeprune_validate/"):
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_text(text)
+    stub = tmp_path / "stub"
+    _stub_tflm(stub, files)
+    (stub / "Arduino.h").write_text(_STUB_ARDUINO_H)
+    (stub / "TensorFlowLite.h").write_text("#pragma once\n")
+    (stub / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").write_text(
+        _STUB_INTERPRETER)
+    (tmp_path / "board.cc").write_text(_ARDUINO_BOARD)
+    got = _build_and_echo(model, tmp_path, [
+        "-I", str(stub), "-I", str(sketch), "-x", "c++", str(sketch / "edgeprune_validate.ino"),
+        "-x", "none", str(sketch / "validation_harness.cc"), str(sketch / "model_data.cc"),
+        str(tmp_path / "board.cc")], 10)
+    assert "arena 6,016 B" in got.where and "clock 64 MHz" in got.where
+    assert got.clock_hz == 64_000_000 and (got.times_ms >= 0).all()
