@@ -163,18 +163,21 @@ class SshRunner:
             raise DeviceError(f"{what} on {self.address} failed: {said}{hint}")
         return proc.stdout
 
-    def _upload(self, local: str) -> str:
-        """Make the board's folder and copy the script and the model into it."""
+    def _mkdir(self) -> str:
+        """A fresh folder in the board's temporary directory."""
         folder = self._call(self.ssh_command('mktemp -d "${TMPDIR:-/tmp}/edgeprune.XXXXXX"'),
                             "ssh (mktemp)", self.timeout_s + 5).strip()
         if not folder.startswith("/"):
             raise DeviceError(f"mktemp on {self.address} answered {folder[:80]!r}, not a "
                               f"folder; the board needs a POSIX shell and mktemp")
+        return folder
+
+    def _copy(self, local: str, folder: str) -> None:
+        """The script and the model into the board's ``folder`` (1 s per MB allowed)."""
         self._call(["scp", "-q", *self._options("-P"), os.path.join(local, SCRIPT_NAME),
                     os.path.join(local, self.model_name),
                     self.board.scp_target(folder + "/")], "scp",
                    self.timeout_s + 5 + len(self.model) / 1e6)
-        return folder
 
     def _remove(self, folder: str) -> None:
         try:
@@ -196,8 +199,9 @@ class SshRunner:
                 fh.write(script)
             with open(os.path.join(local, self.model_name), "wb") as fh:
                 fh.write(self.model)
-            folder = self._upload(local)
+            folder = self._mkdir()
             try:
+                self._copy(local, folder)
                 return self._session(folder, x)
             finally:
                 self._remove(folder)
@@ -227,12 +231,17 @@ class SshRunner:
                         header, payload = link.receive(self.timeout_s, f"sample {i + 1}")
                         if header.get("op") == "error":
                             raise DeviceError(f"the board's runner: {header.get('message')}")
+                        if header.get("op") != "result" or header.get("index") != i:
+                            raise DeviceError(f"the board's runner answered {header!r} for "
+                                              f"sample {i + 1}: out of step")
                         raws.append(np.frombuffer(payload, out_dtype).reshape(1, *out_shape))
                         times.append(float(header["ms"]))
                         i += 1
                 link.send({"op": "bye"}, b"", self.timeout_s)
             except DeviceError as exc:
-                error = (f"the board stopped answering at sample {i + 1} of {len(x)} "
+                what = ("stopped answering" if isinstance(exc, (BoardSilent, BoardGone))
+                        else "failed")
+                error = (f"the board {what} at sample {i + 1} of {len(x)} "
                          f"({len(raws)} completed): {exc}")
             except KeyboardInterrupt:
                 error = f"interrupted at sample {i + 1} of {len(x)} ({len(raws)} completed)"
