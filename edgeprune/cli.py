@@ -522,6 +522,12 @@ def validate_cmd(run_dir, target, runner, device_address, measurements, data, re
     if runner in ("host", "tflm") and device_address:
         raise BadInputError(f"the {runner} runner runs on this machine; --device is for the "
                             f"serial and ssh runners (drop it, or choose one of those)")
+    if device is not None and runner == "ssh" and tflm_target:
+        raise BadInputError(f"{device.id} runs TFLite Micro on a microcontroller; validate it "
+                            f"with --runner serial (or tflm here), not ssh")
+    if device is not None and runner == "serial" and not tflm_target:
+        raise BadInputError(f"{device.id} is a Linux machine running LiteRT; validate "
+                            f"it with --runner ssh (or host here), not serial")
     existing = None
     if measurements is not None:
         from edgeprune import calibrate as cal

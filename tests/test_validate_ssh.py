@@ -269,6 +269,14 @@ def test_validate_cli_picks_ssh_for_linux_targets_and_refuses_mixups(run_dir):
     r = CliRunner().invoke(main, ["validate", str(run_dir), "--target", "rpi4", "--device",
                                   "-oProxyCommand=x"])
     assert r.exit_code == 1 and "not a board address" in r.output
+    r = CliRunner().invoke(main, ["validate", str(run_dir), "--target", "nano33ble", "--runner",
+                                  "ssh", "--device", "pi@host"])
+    assert r.exit_code == 1 and "validate it with --runner serial" in r.output
+    r = CliRunner().invoke(main, ["validate", str(run_dir), "--target", "rpi4", "--runner",
+                                  "serial", "--device", "/dev/ttyACM0"])
+    assert r.exit_code == 1 and "validate it with --runner ssh" in r.output
+    r = CliRunner().invoke(main, ["validate", str(run_dir), "--device", "pi@host"])
+    assert r.exit_code == 1 and "name the runner" in r.output
 
 
 def test_board_script_runs_on_python_3_7_grammar_and_imports_nothing_of_edgeprune():
