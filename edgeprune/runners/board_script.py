@@ -147,7 +147,12 @@ def main(argv):
                 options["experimental_op_resolver_type"] = resolvers.BUILTIN
                 kernels = "built-in kernels with the default delegate (XNNPACK)"
         try:
-            it = interpreter_class(**options)
+            try:
+                it = interpreter_class(**options)
+            except TypeError:  # a runtime older than the op resolver choice (TF < 2.5)
+                options.pop("experimental_op_resolver_type", None)
+                kernels = "the runtime's default kernels (it offers no choice)"
+                it = interpreter_class(**options)
             inp = it.get_input_details()[0]
             if inp["shape"][0] != 1:
                 it.resize_tensor_input(inp["index"], [1] + list(inp["shape"][1:]))
@@ -190,9 +195,10 @@ def main(argv):
                 index += 1
     except EOFError:
         return 0  # the host went away (Ctrl-C on its side): nothing to say to anyone
-    except (Stop, OSError, KeyError, ValueError) as exc:
+    except Exception as exc:  # every failure reaches the host as one line
+        message = str(exc) if isinstance(exc, Stop) else f"{type(exc).__name__}: {exc}"
         try:
-            write_frame(out, {"op": "error", "message": str(exc)})
+            write_frame(out, {"op": "error", "message": message})
         except OSError:
             pass
         return 2
