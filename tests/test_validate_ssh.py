@@ -289,15 +289,26 @@ def test_board_script_runs_on_python_3_7_grammar_and_imports_nothing_of_edgeprun
     assert imported <= set(sys.stdlib_module_names) | {"numpy"}, imported
 
 
-def test_board_script_prefers_tflite_runtime(model, tmp_path, x):
+_OLD_RUNTIME = """from ai_edge_litert.interpreter import Interpreter as _New, OpResolverType  # noqa
+
+
+class Interpreter(_New):  # a runtime from before the op resolver choice
+    def __init__(self, model_content=None, num_threads=None):
+        super().__init__(model_content=model_content, num_threads=num_threads)
+"""
+
+
+@pytest.mark.parametrize("old", [False, True], ids=["current", "before-op-resolver-choice"])
+def test_board_script_prefers_tflite_runtime(model, tmp_path, x, old):
     """A board with tflite_runtime uses it (here a stand-in package that wraps
-    ai_edge_litert); the script is driven over pipes as ssh would drive it."""
+    ai_edge_litert; or one whose Interpreter takes no op resolver, as before TF
+    2.5); the script is driven over pipes as ssh would drive it."""
     from edgeprune.runners.ssh import _Link
 
     fake = tmp_path / "site" / "tflite_runtime"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text('__version__ = "2.14.0-standin"\n')
-    (fake / "interpreter.py").write_text(
+    (fake / "interpreter.py").write_text(_OLD_RUNTIME if old else
         "from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa\n")
     (tmp_path / "m.tflite").write_bytes(model)
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
@@ -308,6 +319,8 @@ def test_board_script_prefers_tflite_runtime(model, tmp_path, x):
     hello, _ = link.receive(60, "hello")
     assert hello["runtime"] == "tflite_runtime 2.14.0-standin"
     assert hello["input"]["dtype"] == "int8" and hello["warmup_ms"] > 0
+    assert hello["kernels"] == ("the runtime's default kernels (it offers no choice)" if old
+                                else "built-in kernels without delegates")
     link.send({"op": "batch", "n": 1}, b"\0" * 7, 5)  # the wrong number of bytes
     header, _ = link.receive(30, "error")
     assert header["op"] == "error" and "needs 64 bytes of int8 input, got 7" in header[
