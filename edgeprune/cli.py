@@ -435,7 +435,6 @@ def measure(models, target, runs, out, append):
     from edgeprune import calibrate as cal
     from edgeprune.check import load_model_bytes
     from edgeprune.devices import load_target
-    from edgeprune.errors import BadInputError
     from edgeprune.runners.host import measure_latency
 
     t = load_target(target)
@@ -566,7 +565,7 @@ def validate_cmd(run_dir, target, runner, device_address, measurements, data, re
         from edgeprune.runners.host import HostRunner
 
         engine = HostRunner(model)
-    result = val.validate(run, engine, data, recipe.validate)
+    result = val.validate(run, engine, data, opts)
     path = val.write_result(run, result)
     click.echo(val.format_result(result))
     click.echo(f"report: {path}")

@@ -42,5 +42,3 @@ class Runner(Protocol):
         """Run every sample of ``x`` (float32, first axis the batch)."""
         ...
 
-
-RUNNERS = ("host", "tflm", "serial", "ssh")

@@ -91,7 +91,7 @@ class HostRunner:
         return RunOutput(dequantize(raw, out), raw, np.asarray(times),
                          "host wall clock (time.perf_counter_ns) around invoke(), LiteRT "
                          "reference kernels, 1 thread, one sample per invoke",
-                         f"ai-edge-litert {_litert_version()} on {machine_name()}",
+                         _litert_where(),
                          bool(error), error)
 
 
@@ -215,14 +215,19 @@ def measure_latency(model: bytes, kernels: str = "xnnpack", threads: int = 1, ru
     t = np.asarray(times)
     return LatencyMeasurement(runs, warmup, threads, kernels, float(np.median(t)),
                               float(np.percentile(t, 90)), float(t.min()), float(t.max()),
-                              f"ai-edge-litert {_litert_version()} on {machine_name()}")
+                              _litert_where())
 
 
-def _litert_version() -> str:
+def _litert_where() -> str:
+    return f"ai-edge-litert {package_version('ai-edge-litert')} on {machine_name()}"
+
+
+def package_version(dist: str) -> str:
+    """The installed version of the distribution ``dist``, for "where" sentences."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("ai-edge-litert")
+        return version(dist)
     except PackageNotFoundError:
         return "(version unknown)"
 

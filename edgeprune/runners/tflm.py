@@ -23,17 +23,12 @@ class TflmRunner:
     name = "tflm"
 
     def run(self, x: np.ndarray):
-        from importlib.metadata import PackageNotFoundError, version
-
         from edgeprune.runners import RunOutput
-        from edgeprune.runners.host import machine_name
+        from edgeprune.runners.host import machine_name, package_version
 
         arena = self.arena_bytes or micro.find_arena(self.model).required_bytes()
         result = micro.run_detailed(self.model, x, arena)
-        try:
-            tflm = version("tflite-micro")
-        except PackageNotFoundError:
-            tflm = "(version unknown)"
+        tflm = package_version("tflite-micro")
         return RunOutput(result.outputs, result.raw, result.times_ms,
                          "host wall clock around each TFLite Micro invoke (reference kernels "
                          "on this CPU, not a device's time)",
