@@ -15,6 +15,7 @@ from test_firmware import _stub_tflm
 
 from edgeprune import validate as val
 from edgeprune.cli import main
+from edgeprune.recipe import ValidateOptions
 from edgeprune.runners import RunOutput
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -125,6 +126,40 @@ def test_a_partial_run_is_marked_and_never_passes(run_dir):
     assert result.partial and not result.ok and result.completed == 7
     assert result.latency_ms["n"] == 7
     assert "went silent after 7 of 360" in val.format_result(result)
+
+
+def test_host_runner_reuses_the_reference_run_and_ctrl_c_there_is_not_swallowed(
+        run_dir, monkeypatch):
+    """The host runner with the reference's settings is not run twice; Ctrl-C during
+    the reference run (before any runner) ends validation, it does not go on."""
+    from edgeprune.runners import host
+
+    calls = []
+    real = host.HostRunner.run
+
+    def counting(self, x):
+        calls.append(len(x))
+        return real(self, x)
+
+    monkeypatch.setattr(host.HostRunner, "run", counting)
+    run = val.read_run(str(run_dir))
+    model = (run_dir / "final_int8.tflite").read_bytes()
+    result = val.validate(run, host.HostRunner(model), opts=ValidateOptions(samples=30))
+    assert calls == [30] and result.completed == 30 and result.ok
+
+    class Never:
+        name = "never"
+
+        def run(self, x):
+            raise AssertionError("the runner ran after Ctrl-C")
+
+    def interrupted(self, x):
+        return RunOutput(np.zeros((0, 10), np.float32), np.zeros((0, 10), np.int8),
+                         np.zeros(0), "clock", "here", True, "interrupted after 0 of 30")
+
+    monkeypatch.setattr(host.HostRunner, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        val.validate(run, Never(), opts=ValidateOptions(samples=30))
 
 
 def test_make_validate_target_calls_validate_on_the_build_folder():
