@@ -186,3 +186,12 @@ def check(path: str, target: Target, budget: Budget | None = None,
     log.info("check: %s on %s: %s", os.path.basename(path), target.id,
              "pass" if result.ok else "FAIL")
     return result
+
+
+def check_options(path: str, target: Target, options) -> rules.CheckResult:
+    """:func:`check` under a recipe's ``[budget]`` (:class:`~edgeprune.recipe.BudgetOptions`):
+    its overrides of the target's budgets and its cost model together, so that no
+    caller applies one without the other."""
+    from dataclasses import asdict
+
+    return check(path, target, effective_budget(target, asdict(options)), options.cost_model)

@@ -249,7 +249,6 @@ def quantize_cmd(model_path, data, recipe_path, out, **kwargs):
 def check_cmd(model_path, target, report_path, recipe_path, **kwargs):
     """Check MODEL.tflite against a device: flash, RAM, ops, dtype, estimated latency;
     exit 3 if over budget."""
-    from dataclasses import asdict
 
     from edgeprune import check as device_check
     from edgeprune.budget import format_check
@@ -257,12 +256,11 @@ def check_cmd(model_path, target, report_path, recipe_path, **kwargs):
 
     recipe = _recipe(recipe_path, kwargs)
     device = load_target(target)
-    budget = device_check.effective_budget(device, asdict(recipe.budget))
     if report_path is not None:
         from edgeprune.artifacts import check_out_dir
 
         check_out_dir(os.path.dirname(os.path.abspath(report_path)))
-    result = device_check.check(model_path, device, budget, recipe.budget.cost_model)
+    result = device_check.check_options(model_path, device, recipe.budget)
     click.echo(format_check(result))
     if report_path is not None:
         os.makedirs(os.path.dirname(os.path.abspath(report_path)), exist_ok=True)

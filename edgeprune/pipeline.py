@@ -425,7 +425,6 @@ def _fit_check(inp: Inputs, device, trials: list):
     from edgeprune import check as device_check
     from edgeprune import convert
 
-    budget = device_check.effective_budget(device, asdict(inp.recipe.budget))
     mode = inp.recipe.quantize.mode
     calib = calibration_sample(inp.dataset, 16, inp.recipe.seed) if mode == "int8" else None
 
@@ -434,7 +433,7 @@ def _fit_check(inp: Inputs, device, trials: list):
             path = os.path.join(tmp, f"candidate_{mode}.tflite")
             with open(path, "wb") as fh:
                 fh.write(convert.to_tflite(model, mode, calib))
-            result = device_check.check(path, device, budget, inp.recipe.budget.cost_model)
+            result = device_check.check_options(path, device, inp.recipe.budget)
         measured = result.evidence.latency_measured is not None
         trials.append({"params": int(model.count_params()), "ok": result.ok,
                        "rules": {r.name: {"figure": r.figure, "budget": r.budget,
@@ -736,8 +735,7 @@ def device_stage(inp: Inputs, tflite_path: str, device):
     from edgeprune import check as device_check
     from edgeprune import firmware
 
-    budget = device_check.effective_budget(device, asdict(inp.recipe.budget))
-    result = device_check.check(tflite_path, device, budget)
+    result = device_check.check_options(tflite_path, device, inp.recipe.budget)
     if device.runtime == "tflm":
         with open(tflite_path, "rb") as fh:
             data = fh.read()

@@ -280,3 +280,23 @@ def test_run_for_a_target_refuses_missing_ops_before_writing(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "GELU at operator" in lines[0] and "(layer gelu_act)" in lines[0]
     assert not out.exists()  # refused before training or writing anything
+
+
+def test_check_options_applies_the_recipe_budget_and_its_cost_model_together(built):
+    """The one entry point for a recipe's [budget]: `check`, the fit search and the
+    pipeline's final check all go through it, so a --cost-model reaches each."""
+    from edgeprune.check import check_options
+    from edgeprune.devices import load_target
+    from edgeprune.recipe import BudgetOptions
+
+    out, _ = built
+    target = load_target("nano33ble")
+    path = str(out / "final_int8.tflite")
+    default = check_options(path, target, BudgetOptions())
+    other = check_options(path, target, BudgetOptions(cost_model="cmsis-nn_cortex-m7",
+                                                       max_latency_ms=0.001))
+    assert default.evidence.latency.cost_model == "cmsis-nn_cortex-m4f"
+    assert other.evidence.latency.cost_model == "cmsis-nn_cortex-m7"
+    assert other.evidence.latency.ms != default.evidence.latency.ms
+    rule = next(r for r in other.rules if r.name == "latency")
+    assert rule.budget == 0.001 and not rule.ok and not other.ok
