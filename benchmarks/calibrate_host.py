@@ -82,10 +82,7 @@ def main() -> int:
     models = []
     for name, model, samples in model_set():
         data = to_tflite(model, "int8", samples)
-        with tempfile.NamedTemporaryFile(suffix=".tflite") as fh:
-            fh.write(data)
-            fh.flush()
-            cost = model_cost(fh.name)
+        cost = model_cost(data)
         with open(os.path.join(work, f"{name}.json"), "w") as fh:
             json.dump(dataclasses.replace(cost, path=f"{name}.tflite").to_dict(), fh, indent=1)
         models.append((name, data, cost))
@@ -95,8 +92,8 @@ def main() -> int:
             rounds[name].append(measure_latency(data, host.kernels, host.latency.threads,
                                                 runs=args.runs))
     for name, _, cost in models:
-        ms = sorted(m.p50_ms for m in rounds[name])[len(rounds[name]) // 2]
-        m = next(m for m in rounds[name] if m.p50_ms == ms)
+        m = sorted(rounds[name], key=lambda r: r.p50_ms)[len(rounds[name]) // 2]
+        ms = m.p50_ms
         print(f"{name:24s} {cost.macs:>12,} MACs {ms:9.4f} ms  (rounds: "
               f"{', '.join(f'{r.p50_ms:.4g}' for r in rounds[name])})", flush=True)
         rows.append(cal.measurement_row(

@@ -30,3 +30,8 @@ def id_or_path(name_or_path: str | os.PathLike, folder: str) -> tuple[str, str, 
     if text.endswith(".toml") or os.sep in text:
         return text, os.path.splitext(os.path.basename(text))[0], False
     return os.path.join(folder, f"{text}.toml"), text, True
+
+
+def toml_ids(folder: str) -> list[str]:
+    """The ids (file names without ``.toml``) of the TOML files in ``folder``, sorted."""
+    return sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".toml"))

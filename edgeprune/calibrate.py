@@ -349,9 +349,9 @@ def calibrate(rows: list[Measurement], base: CostModel | None = None,
         others = fit(rows[:i] + rows[i + 1:], base, params)
         results.append(RowResult(row, predict_ms(fitted, row), predict_ms(others, row)))
     errors = np.abs([r.loo_error for r in results])
-    name = set_name or ", ".join(sorted({r.row.board for r in results}))
-    accuracy = Accuracy(len(rows), float(np.median(errors)), float(errors.max()), name)
     boards = sorted({r.board for r in rows})
+    name = set_name or ", ".join(boards)
+    accuracy = Accuracy(len(rows), float(np.median(errors)), float(errors.max()), name)
     source = (f"fitted: {', '.join(params)} to {len(rows)} measured latencies on "
               f"{', '.join(boards)} ({name})")
     model = replace(fitted, basis="fit", source=source, accuracy=accuracy)

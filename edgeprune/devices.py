@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from edgeprune._toml import id_or_path, read_toml
+from edgeprune._toml import id_or_path, read_toml, toml_ids
 from edgeprune.errors import BadInputError
 from edgeprune.textable import table
 
@@ -130,7 +130,7 @@ def targets_dir() -> str:
 
 def list_targets() -> list[str]:
     """Ids of every shipped profile, sorted."""
-    return sorted(f[:-5] for f in os.listdir(targets_dir()) if f.endswith(".toml"))
+    return toml_ids(targets_dir())
 
 
 def _check(where: str, key: str, value: Any, spec: tuple) -> Any:

@@ -367,12 +367,12 @@ def runtime_flash(core: str, kernels: str, ops: dict[str, bool]) -> RuntimeFlash
             unmeasured.append(opcode)
             size = largest
         sizes.append(size)
+    shared = m.shared_bytes()
     kernels_bytes = 0
     if sizes:
-        kernels_bytes = max(max(sizes), int(round(sum(sizes) - (len(sizes) - 1)
-                                                  * m.shared_bytes())))
+        kernels_bytes = max(max(sizes), int(round(sum(sizes) - (len(sizes) - 1) * shared)))
     basis = (f"estimate: {note}; one-kernel sizes less shared helper code counted once "
-             f"({m.shared_bytes():,.0f} B, calibrated on the measured keyword-spotting build)")
+             f"({shared:,.0f} B, calibrated on the measured keyword-spotting build)")
     if unmeasured:
         basis += (f"; {', '.join(unmeasured)} not measured, counted as the largest measured "
                   f"kernel ({largest:,} B)")

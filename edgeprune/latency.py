@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass, field
 from importlib import resources
 
-from edgeprune._toml import id_or_path, read_toml
+from edgeprune._toml import id_or_path, read_toml, toml_ids
 from edgeprune.errors import BadInputError
 from edgeprune.opcost import CLASSES, ModelCost, OpCost
 
@@ -87,7 +87,7 @@ def latency_dir() -> str:
 
 
 def list_cost_models() -> list[str]:
-    return sorted(f[:-5] for f in os.listdir(latency_dir()) if f.endswith(".toml"))
+    return toml_ids(latency_dir())
 
 
 def _number(where: str, key: str, value, lo: float = 0.0) -> float:
@@ -248,13 +248,5 @@ def estimate(cost: ModelCost, model: CostModel, clock_hz: int, *, target: str = 
                            energy, power_mw, tuple(rows), model.accuracy)
 
 
-def work_by_class(cost: ModelCost) -> dict[str, int]:
-    """Total MACs (MAC classes) or elements (the rest) per cost class."""
-    out: dict[str, int] = {}
-    for op in cost.ops:
-        out[op.op_class] = out.get(op.op_class, 0) + op.work
-    return out
-
-
 __all__ = ["Accuracy", "CostModel", "LatencyEstimate", "LatencyMeasurement", "OpEstimate",
-           "estimate", "load_cost_model", "parse_cost_model", "work_by_class"]
+           "estimate", "load_cost_model", "parse_cost_model"]

@@ -762,17 +762,13 @@ def _quant(tensor: TensorInfo) -> tuple[str, str]:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: str = "") -> list[str]:
-    """Aligned text columns; column k is right-aligned when ``right[k] == 'r'``."""
-    widths = [max([len(h)] + [len(r[k]) for r in rows]) for k, h in enumerate(headers)]
+    """Aligned text columns, indented two spaces; column k is right-aligned when
+    ``right[k] == 'r'``."""
+    from edgeprune.textable import table
 
-    def line(cells: Sequence[str]) -> str:
-        out = [
-            c.rjust(w) if right[k : k + 1] == "r" else c.ljust(w)
-            for k, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "  " + "  ".join(out).rstrip()
-
-    return [line(headers), "  " + "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
+    aligned = table([list(headers), *map(list, rows)],
+                    {k for k, c in enumerate(right) if c == "r"})
+    return ["  " + line for line in aligned]
 
 
 def _io_rows(tensors: Sequence[TensorInfo]) -> list[list[str]]:
