@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from edgeprune.errors import BadInputError
-from edgeprune.latency import Accuracy, CostModel, load_cost_model
+from edgeprune.latency import FLOAT_DTYPES, Accuracy, CostModel, load_cost_model
 from edgeprune.opcost import CLASSES, MAC_CLASSES, ModelCost, model_cost
 
 #: Parameters a fit may adjust:
@@ -202,22 +202,16 @@ def _terms(cost: ModelCost, base: CostModel, params: tuple[str, ...], classes: l
     fixed = 0.0
     for op in cost.ops:
         rate = base.cycles_per_unit[op.op_class]
-        if op.dtype in ("float32", "float16"):
-            scale = base.float_factor
-        else:
-            scale = 1.0
+        scale = base.float_factor if op.dtype in FLOAT_DTYPES else 1.0
         act = op.input_bytes + op.output_bytes
-        if op.op_class in MAC_CLASSES:
-            if "classes" in params:
-                feats[op.op_class] = feats.get(op.op_class, 0.0) + op.macs * scale
-            elif "mac" in params:
-                feats["mac"] = feats.get("mac", 0.0) + op.macs * rate * scale
-            else:
-                fixed += op.macs * rate * scale
-        elif "elements" in params:
-            feats["elements"] = feats.get("elements", 0.0) + op.elements * rate * scale
+        mac = op.op_class in MAC_CLASSES
+        throughput = "mac" if mac else "elements"  # the one scale fitted over the class
+        if mac and "classes" in params:
+            feats[op.op_class] = feats.get(op.op_class, 0.0) + op.work * scale
+        elif throughput in params:
+            feats[throughput] = feats.get(throughput, 0.0) + op.work * rate * scale
         else:
-            fixed += op.elements * rate * scale
+            fixed += op.work * rate * scale
         if "activation" in params:
             feats["activation"] = feats.get("activation", 0.0) + act
         else:

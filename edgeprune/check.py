@@ -124,12 +124,13 @@ def gather_evidence(path: str, target: Target, cost_model: str | None = None) ->
         return rules.Evidence(path, len(data), dtype, ops, peak_memory_bytes=peak,
                               latency=estimate_latency(model_cost(info), target, cost_model),
                               latency_measured=measured)
-    from edgeprune import micro
+    from edgeprune import firmware, micro
 
     ensure_runs_on_tflm(data, info, name, target)
     arena = micro.find_arena(data)
     required = arena.required_bytes()
-    flash = footprint.runtime_flash(target.core, target.kernels, registered_ops(info))
+    flash = footprint.runtime_flash(target.core, target.kernels,
+                                    firmware.int8_only_registrations(info))
     return rules.Evidence(
         path, len(data), dtype, ops, ops_supported=True,
         arena_min_bytes=arena.min_arena_bytes, arena_recorded_bytes=arena.recorded_bytes,
@@ -137,20 +138,6 @@ def gather_evidence(path: str, target: Target, cost_model: str | None = None) ->
         runtime_flash_bytes=flash.total_bytes, runtime_flash_basis=flash.basis,
         runtime_ram_bytes=footprint.STATIC_RAM_BYTES,
         latency=estimate_latency(model_cost(info), target, cost_model))
-
-
-def registered_ops(info) -> dict[str, bool]:
-    """Each builtin op of the model -> whether the emitted op resolver registers
-    its int8-only kernel (as ``firmware/model_ops.h`` does)."""
-    from edgeprune import firmware
-
-    calls = firmware.resolver_calls(info)
-    out = {}
-    for opcode in info.op_counts:
-        method = firmware.RESOLVER_METHODS[opcode]
-        call = next(c for c in calls if c.startswith(method + "("))
-        out[opcode] = "_INT8" in call
-    return out
 
 
 def ensure_runs_on_tflm(data: bytes, info, name: str, target: Target) -> None:

@@ -304,6 +304,7 @@ def c_identifier(name: str) -> str:
 
 @dataclass(frozen=True)
 class _ResolverCall:
+    opcode: str
     method: str
     kernel: _TypedKernel | None
 
@@ -342,7 +343,7 @@ def _resolver_plan(info: ModelInfo) -> list[_ResolverCall]:
     for opcode in info.op_counts:
         ops = [op for op in info.operators if op.opcode == opcode]
         kernel = next((k for k in _TYPED_KERNELS.get(opcode, ()) if _fits(k, ops, tensors)), None)
-        calls.append(_ResolverCall(RESOLVER_METHODS[opcode], kernel))
+        calls.append(_ResolverCall(opcode, RESOLVER_METHODS[opcode], kernel))
     return sorted(calls, key=lambda c: c.method)
 
 
@@ -360,6 +361,16 @@ def resolver_calls(info: ModelInfo) -> list[str]:
             that TFLM's resolver has no method for; the message names them all.
     """
     return [call.text() for call in _resolver_plan(info)]
+
+
+def int8_only_registrations(info: ModelInfo) -> dict[str, bool]:
+    """Each builtin op of ``info`` -> whether :func:`resolver_calls` registers its
+    int8-only kernel rather than the all-types default.
+
+    Raises:
+        UnsupportedModelError: as :func:`resolver_calls`.
+    """
+    return {call.opcode: call.kernel is not None for call in _resolver_plan(info)}
 
 
 # --- rendering ---------------------------------------------------------------------------------

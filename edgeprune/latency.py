@@ -30,7 +30,7 @@ from edgeprune.errors import BadInputError
 from edgeprune.opcost import CLASSES, ModelCost, OpCost
 
 BASES = ("fit", "derived", "measured")
-_FLOAT_DTYPES = frozenset({"float32", "float16"})
+FLOAT_DTYPES = frozenset({"float32", "float16"})
 
 
 class CostModelError(BadInputError):
@@ -69,7 +69,7 @@ class CostModel:
     def op_cycles(self, op: OpCost, threads: int = 1) -> float:
         """Estimated cycles of one operator."""
         rate = self.cycles_per_unit[op.op_class]
-        if op.dtype in _FLOAT_DTYPES:
+        if op.dtype in FLOAT_DTYPES:
             rate *= self.float_factor
         throughput = (op.work * rate
                       + (op.input_bytes + op.output_bytes) * self.cycles_per_activation_byte
