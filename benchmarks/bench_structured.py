@@ -38,7 +38,8 @@ from edgeprune.tflite_inspect import inspect_model
 # (goal, amount) per reference model: the 2x MAC goal of issue 5.
 REFERENCE_GOALS = {"ds_cnn": ("macs", 2.0), "mobilenet_v1": ("macs", 2.0),
                    "resnet8": ("macs", 2.0), "autoencoder": ("macs", 2.0)}
-DIGITS = dict(goal="width", target=0.4, rounds=2, fine_tune_epochs=10)
+DIGITS = dict(goal="width", target=0.4, rounds=2)
+DIGITS_EPOCHS = 10  # fine-tuning epochs after each round
 
 
 def int8_figures(model, calib: np.ndarray) -> dict:
@@ -57,11 +58,10 @@ def reference(name: str, quick: bool, log) -> dict:
     n = 128 if quick else (384 if name == "mobilenet_v1" else 768)
     x, y = mlperf_tiny.synthetic_data(shape, classes, n=n, seed=0)
     ka.seed_everything(0)
-    model = build(shape, classes) if classes else build(shape)
+    model = build(shape, classes)
     task = "regression" if classes is None else "classification"
-    target_y = x if classes is None else y
     ka.compile_for(model, task, 1e-3, classes is not None)
-    ka.fit(model, x, target_y, epochs=1 if quick else 3, batch_size=32, seed=0)
+    ka.fit(model, x, y, epochs=1 if quick else 3, batch_size=32, seed=0)
     mlperf_tiny.calibrate_batchnorm(model, x[:256])  # a few epochs leave them at 0 and 1
     goal, amount = REFERENCE_GOALS[name]
     t0 = time.perf_counter()
@@ -87,18 +87,17 @@ def digits(quick: bool, log) -> dict:
 
     def fine_tune(m):
         ka.compile_for(m, "classification", 1e-3, True)
-        ka.fit(m, ds.x_train, ds.y_train, epochs=2 if quick else DIGITS["fine_tune_epochs"],
+        ka.fit(m, ds.x_train, ds.y_train, epochs=2 if quick else DIGITS_EPOCHS,
                batch_size=32, seed=0)
 
-    opts = StructuredOptions(**{k: v for k, v in DIGITS.items() if k != "fine_tune_epochs"},
-                             fine_tune_epochs=DIGITS["fine_tune_epochs"])
+    opts = StructuredOptions(**DIGITS)
     res = prune_structured(model, opts, x=ds.x_train, y=ds.y_train,
                            loss=sample_loss("classification", 10, True), fine_tune=fine_tune,
                            verify_x=ds.x_test[:256], log=log)
     rng = np.random.default_rng(0)
     calib = ds.x_train[rng.choice(len(ds.x_train), 200, replace=False)]
     out = {"model": "digits_cnn", "goal": f"width {DIGITS['target']} in {DIGITS['rounds']} "
-                                          f"rounds, {DIGITS['fine_tune_epochs']} epochs each",
+                                          f"rounds, {DIGITS_EPOCHS} epochs each",
            "data": "sklearn digits (test split: 360 images)",
            "rebuild_max_abs_diff": max(r.rebuild_max_abs_diff for r in res.rounds),
            "verify_samples": res.rounds[0].verify_samples, "width": res.rounds[-1].width}

@@ -61,7 +61,7 @@ def _digits() -> Dataset:
                    sha256=_hash_arrays([x_train, y_train, x_test, y_test]))
 
 
-def _synthetic(model: str, n_train: int, n_test: int):
+def _synthetic(name: str, model: str, n_train: int, n_test: int):
     """Generated data of a reference model's input shape (no download, no
     accuracy meaning): see ``models.mlperf_tiny.synthetic_data``."""
 
@@ -71,21 +71,19 @@ def _synthetic(model: str, n_train: int, n_test: int):
         _, shape, classes = mlperf_tiny.REFERENCE[model]
         x, y = mlperf_tiny.synthetic_data(shape, classes, n=n_train + n_test, seed=0)
         parts = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
-        return Dataset(f"{_SYNTHETIC_NAMES[model]}", *parts, sha256=_hash_arrays(parts))
+        return Dataset(name, *parts, sha256=_hash_arrays(parts))
 
     return load
 
 
-# Generated stand-ins for the MLPerf Tiny data sets, named after their task.
-_SYNTHETIC_NAMES = {"ds_cnn": "kws_synthetic", "mobilenet_v1": "vww_synthetic",
-                    "resnet8": "ic_synthetic", "autoencoder": "ad_synthetic"}
-
 BUILTIN_DATASETS = {
     "digits": _digits,
-    "kws_synthetic": _synthetic("ds_cnn", 1024, 256),
-    "vww_synthetic": _synthetic("mobilenet_v1", 512, 128),
-    "ic_synthetic": _synthetic("resnet8", 1024, 256),
-    "ad_synthetic": _synthetic("autoencoder", 1024, 256),
+    # Generated stand-ins for the MLPerf Tiny data sets, named after their task.
+    **{name: _synthetic(name, model, n_train, n_test)
+       for name, model, n_train, n_test in (("kws_synthetic", "ds_cnn", 1024, 256),
+                                            ("vww_synthetic", "mobilenet_v1", 512, 128),
+                                            ("ic_synthetic", "resnet8", 1024, 256),
+                                            ("ad_synthetic", "autoencoder", 1024, 256))},
 }
 
 

@@ -374,8 +374,7 @@ def structured_stage(inp: Inputs, model, device=None) -> StructuredStageResult:
     s, ds = inp.recipe.structured, inp.dataset
     opts = StructuredOptions(importance=s.importance, ranking=s.ranking, floor=s.floor,
                              goal=s.goal, target=s.width if s.goal == "width" else s.reduction,
-                             rounds=s.rounds, fine_tune_epochs=s.epochs,
-                             min_accuracy=s.min_accuracy, samples=s.samples)
+                             rounds=s.rounds, min_accuracy=s.min_accuracy, samples=s.samples)
 
     def fine_tune(candidate) -> None:
         if s.epochs:
@@ -814,6 +813,7 @@ def build_report(inp: Inputs, base: BaselineResult, pruned: PruneResult,
         "stages": {
             "baseline": {"trained": base.trained, "cached": base.cached,
                          "train_metrics": base.train_metrics, "seconds": base.seconds},
+            **({"structured": structured.to_dict(inp.recipe)} if structured is not None else {}),
             "prune": {
                 "schedule": pruned.schedule.to_dict(),
                 "requested_sparsity": pr.requested_sparsity(inp.recipe.prune),
@@ -834,10 +834,6 @@ def build_report(inp: Inputs, base: BaselineResult, pruned: PruneResult,
         "notes": size_notes({s: asdict(v) for s, v in sizes.items()}),
         "seconds": seconds,
     }
-    if structured is not None:
-        stages = report["stages"]
-        report["stages"] = {"baseline": stages.pop("baseline"),
-                            "structured": structured.to_dict(inp.recipe), **stages}
     return report
 
 

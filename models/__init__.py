@@ -31,7 +31,7 @@ def _doc(fn) -> str:
 
 BUILTIN_MODELS = {
     "digits_cnn": BuiltinModel("digits_cnn", digits_cnn.build, "digits", digits_cnn.VERSION,
-                               digits_cnn.__doc__.strip().splitlines()[0]),
+                               _doc(digits_cnn)),
     # The MLPerf Tiny reference architectures, on generated data of their shape:
     # their sizes, arenas and latencies are real, their accuracies mean nothing.
     "ds_cnn": BuiltinModel("ds_cnn", mlperf_tiny.ds_cnn, "kws_synthetic",

@@ -28,9 +28,10 @@ from collections.abc import Callable
 import numpy as np
 
 from edgeprune.errors import BadInputError
+from edgeprune.recipe import IMPORTANCE
 from edgeprune.structured.graph import ChannelGraph
 
-CRITERIA = ("l1", "l2", "bn_scale", "taylor", "obd")
+CRITERIA = IMPORTANCE  # the recipe's choices: one list
 DATA_CRITERIA = ("taylor", "obd")
 
 
@@ -83,11 +84,15 @@ def _bn_scores(model, graph: ChannelGraph) -> dict[int, float]:
 
 def check_criterion(model, graph: ChannelGraph, criterion: str) -> None:
     """Refuse, before any training, a criterion this model cannot be scored by."""
-    if criterion not in CRITERIA:
-        raise ImportanceError(f"importance '{criterion}' is unknown; choose from "
-                              f"{', '.join(CRITERIA)}")
+    _require_known(criterion)
     if criterion == "bn_scale":
         _bn_scores(model, graph)
+
+
+def _require_known(criterion: str) -> None:
+    if criterion not in CRITERIA:
+        raise ImportanceError(f"unknown importance '{criterion}'; choose from "
+                              f"{', '.join(CRITERIA)}")
 
 
 def _per_channel(layer, arrays: list[np.ndarray]) -> np.ndarray:
@@ -162,9 +167,7 @@ def channel_scores(model, graph: ChannelGraph, criterion: str, x: np.ndarray | N
         ImportanceError: unknown criterion, no data for a data criterion, or
             ``bn_scale`` on a group without BatchNormalization.
     """
-    if criterion not in CRITERIA:
-        raise ImportanceError(f"unknown importance '{criterion}'; choose from "
-                              f"{', '.join(CRITERIA)}")
+    _require_known(criterion)
     if criterion == "bn_scale":
         return _bn_scores(model, graph)
     if criterion in DATA_CRITERIA:

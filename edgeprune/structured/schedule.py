@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgeprune.errors import BadInputError, VerificationError
+from edgeprune.recipe import STRUCTURED_GOALS
 from edgeprune.structured.graph import analyze
 from edgeprune.structured.importance import DATA_CRITERIA, channel_scores, keras_macs, select
 from edgeprune.structured.surgery import (
@@ -41,7 +42,7 @@ from edgeprune.structured.surgery import (
     width_report,
 )
 
-GOALS = ("width", "params", "macs", "fit")
+GOALS = tuple(g for g in STRUCTURED_GOALS if g != "none")  # "none": the stage is off
 MAX_AMOUNT = 0.999  # the most of the prunable channels a search may remove
 
 
@@ -52,8 +53,7 @@ class StructuredOptions:
     floor: float = 0.1  # each group keeps at least this fraction (global ranking)
     goal: str = "width"
     target: float = 0.5  # width: fraction kept; params/macs: reduction factor
-    rounds: int = 1
-    fine_tune_epochs: int = 5
+    rounds: int = 1  # fine-tuning between rounds is the caller's fine_tune callback
     min_accuracy: float | None = None  # stop when a round falls below it
     samples: int = 256  # training samples the data criteria use
 
@@ -182,7 +182,7 @@ def prune_structured(model, opts: StructuredOptions, *, x=None, y=None, loss=Non
     fit_width = None
     for r in range(1, opts.rounds + 1):
         share = r / opts.rounds
-        graph = analyze(current)
+        graph = graph0 if current is model else analyze(current)
         scores = channel_scores(current, graph, opts.importance, x, y, loss, opts.samples)
         total = sum(g.size for g in graph.prunable_groups)
 
