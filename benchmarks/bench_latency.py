@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import statistics
 
-from edgeprune import calibrate as cal
-from edgeprune.latency import load_cost_model
+from edgeprune.estimates import calibrate as cal
+from edgeprune.estimates.latency import load_cost_model
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "targets", "calibration")
 

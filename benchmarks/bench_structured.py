@@ -25,15 +25,16 @@ import time
 import numpy as np
 from edgeprune.models import digits_cnn, mlperf_tiny
 
-from edgeprune import convert, micro
-from edgeprune import keras_adapter as ka
-from edgeprune.check import estimate_latency
-from edgeprune.devices import list_targets, load_target
-from edgeprune.opcost import model_cost
+from edgeprune.adapters import converter as convert
+from edgeprune.adapters import keras as ka
+from edgeprune.estimates.opcost import model_cost
 from edgeprune.runners.host import HostRunner
+from edgeprune.stages.check import estimate_latency
 from edgeprune.structured.importance import keras_macs
-from edgeprune.structured.schedule import StructuredOptions, prune_structured, sample_loss
-from edgeprune.tflite_inspect import inspect_model
+from edgeprune.structured.rounds import StructuredOptions, prune_structured, sample_loss
+from edgeprune.target import list_targets, load_target
+from edgeprune.tflite import inspect_model
+from edgeprune.tflm import probe as micro
 
 # (goal, amount) per reference model: the 2x MAC goal of issue 5.
 REFERENCE_GOALS = {"ds_cnn": ("macs", 2.0), "mobilenet_v1": ("macs", 2.0),

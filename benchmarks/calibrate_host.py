@@ -67,12 +67,12 @@ def main() -> int:
     ap.add_argument("--write", action="store_true", help="update the shipped calibration files")
     args = ap.parse_args()
 
-    from edgeprune import calibrate as cal
-    from edgeprune.convert import to_tflite
-    from edgeprune.devices import load_target
-    from edgeprune.latency import load_cost_model
-    from edgeprune.opcost import model_cost
+    from edgeprune.adapters.converter import to_tflite
+    from edgeprune.estimates import calibrate as cal
+    from edgeprune.estimates.latency import load_cost_model
+    from edgeprune.estimates.opcost import model_cost
     from edgeprune.runners.host import measure_latency
+    from edgeprune.target import load_target
 
     host = load_target("host")
     today = datetime.date.today().isoformat()

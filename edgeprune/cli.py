@@ -182,7 +182,7 @@ def run(model, data, recipe_path, out, target, **kwargs):
                                "(an .npz file or a built-in data set name)")
     recipe = _recipe(recipe_path, kwargs)
     from edgeprune import pipeline
-    from edgeprune.summary import format_run
+    from edgeprune.presentation.summary import format_run
 
     try:
         result = pipeline.run(model=model, data=data, recipe=recipe, out=out, target=target)
@@ -209,7 +209,7 @@ def prune_cmd(model_path, data, recipe_path, out, target, **kwargs):
         raise click.UsageError("--data is required: pruning fine-tunes on it")
     recipe = _recipe(recipe_path, kwargs)
     from edgeprune import pipeline
-    from edgeprune.summary import format_stage
+    from edgeprune.presentation.summary import format_stage
 
     click.echo(format_stage(pipeline.prune_only(model_path, data, recipe, out, target)))
 
@@ -227,7 +227,7 @@ def quantize_cmd(model_path, data, recipe_path, out, **kwargs):
         raise click.UsageError("--data is required: calibration and evaluation use it")
     recipe = _recipe(recipe_path, kwargs)
     from edgeprune import pipeline
-    from edgeprune.summary import format_stage
+    from edgeprune.presentation.summary import format_stage
 
     try:
         result = pipeline.quantize_only(model_path, data, recipe, out)
@@ -250,9 +250,9 @@ def check_cmd(model_path, target, report_path, recipe_path, **kwargs):
     """Check MODEL.tflite against a device: flash, RAM, ops, dtype, estimated latency;
     exit 3 if over budget."""
 
-    from edgeprune import check as device_check
-    from edgeprune.budget import format_check
-    from edgeprune.devices import load_target
+    from edgeprune.rules.budget import format_check
+    from edgeprune.stages import check as device_check
+    from edgeprune.target import load_target
 
     recipe = _recipe(recipe_path, kwargs)
     device = load_target(target)
@@ -283,7 +283,7 @@ def check_cmd(model_path, target, report_path, recipe_path, **kwargs):
 def targets(ctx):
     """List the device profiles (targets/*.toml)."""
     if ctx.invoked_subcommand is None:
-        from edgeprune.devices import format_targets, list_targets, load_target
+        from edgeprune.target import format_targets, list_targets, load_target
 
         click.echo(format_targets([load_target(t) for t in list_targets()]))
 
@@ -293,7 +293,7 @@ def targets(ctx):
 @guarded
 def targets_show(name):
     """Print one device profile: hardware, reserve, arena margin, budgets."""
-    from edgeprune.devices import format_target, load_target
+    from edgeprune.target import format_target, load_target
 
     click.echo(format_target(load_target(name)))
 
@@ -304,7 +304,7 @@ def targets_show(name):
 @guarded
 def inspect(model_path, as_json):
     """Ops, tensors, sizes and parameter count of a .tflite file (no TensorFlow)."""
-    from edgeprune.tflite_inspect import format_model_info
+    from edgeprune.tflite import format_model_info
 
     info = _model_info(model_path)
     if as_json:
@@ -320,7 +320,7 @@ def inspect(model_path, as_json):
 
 def _model_info(model_path):
     """Parse a .tflite, or raise a one-line BadInputError."""
-    from edgeprune.tflite_inspect import inspect_model
+    from edgeprune.tflite import inspect_model
 
     try:
         return inspect_model(model_path)
@@ -345,15 +345,15 @@ def cost(model_path, target, cost_model, as_json):
     """Per-operator cost of a .tflite: class, MACs, bytes; with --target, estimated latency."""
     import json
 
-    from edgeprune.opcost import format_count, model_cost
-    from edgeprune.textable import table
+    from edgeprune.estimates.opcost import format_count, model_cost
+    from edgeprune.presentation.table import table
 
     info = _model_info(model_path)
     costs = model_cost(info)
     est = None
     if target is not None:
-        from edgeprune.check import estimate_latency
-        from edgeprune.devices import load_target
+        from edgeprune.stages.check import estimate_latency
+        from edgeprune.target import load_target
 
         est = estimate_latency(costs, load_target(target), cost_model)
     if as_json:
@@ -375,7 +375,7 @@ def cost(model_path, target, cost_model, as_json):
     click.echo(f"total: {costs.macs:,} MACs, {costs.weight_bytes:,} B of constants, "
                f"{len(costs.ops)} operators")
     if est is not None:
-        from edgeprune.budget import format_top_ops
+        from edgeprune.rules.budget import format_top_ops
 
         line = f"latency on {est.target}: ESTIMATE {est.ms:,.4g} ms"
         if est.energy_uj is not None:
@@ -397,8 +397,8 @@ def cost(model_path, target, cost_model, as_json):
 @guarded
 def calibrate(measurements, fit, base, set_name, out):
     """Fit a cost model to measured latencies; print each row's leave-one-out error."""
-    from edgeprune import calibrate as cal
-    from edgeprune.latency import load_cost_model
+    from edgeprune.estimates import calibrate as cal
+    from edgeprune.estimates.latency import load_cost_model
 
     params = tuple(p.strip() for p in fit.split(",") if p.strip())
     rows = cal.load_measurements(measurements)
@@ -430,10 +430,10 @@ def measure(models, target, runs, out, append):
     """Time models on this machine with ai-edge-litert; rows for `edgeprune calibrate`."""
     import datetime
 
-    from edgeprune import calibrate as cal
-    from edgeprune.check import load_model_bytes
-    from edgeprune.devices import load_target
+    from edgeprune.estimates import calibrate as cal
     from edgeprune.runners.host import measure_latency
+    from edgeprune.stages.check import load_model_bytes
+    from edgeprune.target import load_target
 
     t = load_target(target)
     if t.runtime != "litert":
@@ -490,7 +490,7 @@ def validate_cmd(run_dir, target, runner, device_address, measurements, data, re
                  **kwargs):
     """Run a run folder's final model on a runner; accuracy, F1, confusion matrix,
     agreement with the host reference and latency; exit 4 if it fails the rules."""
-    from edgeprune import validate as val
+    from edgeprune.stages import validate as val
 
     if run_dir is None and target is None:
         raise click.UsageError("give the run folder (RUN_DIR) or --target NAME for build/NAME")
@@ -498,7 +498,7 @@ def validate_cmd(run_dir, target, runner, device_address, measurements, data, re
     run_dir = run_dir or os.path.join("build", target)
     device = None
     if target is not None:
-        from edgeprune.devices import load_target
+        from edgeprune.target import load_target
 
         device = load_target(target)
     tflm_target = device is not None and device.runtime == "tflm"
@@ -527,7 +527,7 @@ def validate_cmd(run_dir, target, runner, device_address, measurements, data, re
                             f"it with --runner ssh (or host here), not serial")
     existing = None
     if measurements is not None:
-        from edgeprune import calibrate as cal
+        from edgeprune.estimates import calibrate as cal
 
         if runner not in ("ssh", "serial"):
             raise BadInputError(f"--measurements records a device's invoke time; the {runner} "

@@ -226,8 +226,8 @@ def resolve_inputs(model: str | None, data: str | None, recipe: Recipe,
                                 f"stage's {name}; choose another output directory")
     dataset = load_dataset(data)
 
-    from edgeprune import keras_adapter as ka
-    from edgeprune import prune as pr
+    from edgeprune.adapters import keras as ka
+    from edgeprune.adapters import tfmot as pr
 
     if builtin is not None:
         ka.seed_everything(recipe.seed)
@@ -280,8 +280,8 @@ def _builtin_classes(dataset: Dataset, name: str) -> int:
 def baseline_stage(inp: Inputs) -> BaselineResult:
     """Train the built-in model (or reuse the cached one) or take the user's
     model as it is; save it and its float32 ``.tflite``."""
-    from edgeprune import convert
-    from edgeprune import keras_adapter as ka
+    from edgeprune.adapters import converter as convert
+    from edgeprune.adapters import keras as ka
 
     t0 = time.perf_counter()
     out, model = inp.out, inp.model
@@ -327,7 +327,7 @@ def _validation(dataset: Dataset):
 
 
 def _baseline_key(inp: Inputs) -> dict:
-    from edgeprune import keras_adapter as ka
+    from edgeprune.adapters import keras as ka
 
     return {"model": inp.builtin.name, "model_version": inp.builtin.version,
             "data_sha256": inp.dataset.sha256, "train": asdict(inp.recipe.train),
@@ -335,7 +335,7 @@ def _baseline_key(inp: Inputs) -> dict:
 
 
 def _load_cached_baseline(out: RunDir, key: dict):
-    from edgeprune import keras_adapter as ka
+    from edgeprune.adapters import keras as ka
 
     meta_path, model_path = out.file(artifacts.BASELINE_META), out.file(artifacts.BASELINE_KERAS)
     if not (os.path.isfile(meta_path) and os.path.isfile(model_path)):
@@ -366,9 +366,10 @@ def structured_stage(inp: Inputs, model, device=None) -> StructuredStageResult:
         BadInputError: no channel can be cut, or the goal cannot be served.
         VerificationError: a rebuilt model does not compute what it must.
     """
-    from edgeprune import convert, metrics
-    from edgeprune import keras_adapter as ka
-    from edgeprune.structured.schedule import StructuredOptions, prune_structured, sample_loss
+    from edgeprune import metrics
+    from edgeprune.adapters import converter as convert
+    from edgeprune.adapters import keras as ka
+    from edgeprune.structured.rounds import StructuredOptions, prune_structured, sample_loss
 
     t0 = time.perf_counter()
     s, ds = inp.recipe.structured, inp.dataset
@@ -421,8 +422,8 @@ def _fit_check(inp: Inputs, device, trials: list):
     against ``device``'s budgets. Each check is appended to ``trials``."""
     import tempfile
 
-    from edgeprune import check as device_check
-    from edgeprune import convert
+    from edgeprune.adapters import converter as convert
+    from edgeprune.stages import check as device_check
 
     mode = inp.recipe.quantize.mode
     calib = calibration_sample(inp.dataset, 16, inp.recipe.seed) if mode == "int8" else None
@@ -452,9 +453,9 @@ def prune_stage(inp: Inputs, model) -> PruneResult:
         VerificationError: a pruned layer missed its sparsity, or stripping
             changed the outputs.
     """
-    from edgeprune import convert
-    from edgeprune import keras_adapter as ka
-    from edgeprune import prune as pr
+    from edgeprune.adapters import converter as convert
+    from edgeprune.adapters import keras as ka
+    from edgeprune.adapters import tfmot as pr
 
     t0 = time.perf_counter()
     opts, ds = inp.recipe.prune, inp.dataset
@@ -484,7 +485,7 @@ def prune_stage(inp: Inputs, model) -> PruneResult:
 
 def quantize_stage(inp: Inputs, model, mode: str | None = None) -> QuantizeResult:
     """Convert the stripped model in the recipe's quantization mode."""
-    from edgeprune import convert
+    from edgeprune.adapters import converter as convert
 
     t0 = time.perf_counter()
     mode = mode or inp.recipe.quantize.mode
@@ -502,7 +503,7 @@ def quantize_stage(inp: Inputs, model, mode: str | None = None) -> QuantizeResul
 
 def measure_size(path: str, mode: str) -> ModelSize:
     """Sizes, op counts and the zero fraction of the weights inside a ``.tflite``."""
-    from edgeprune.tflite_inspect import inspect_model
+    from edgeprune.tflite import inspect_model
 
     with open(path, "rb") as fh:
         data = fh.read()
@@ -583,7 +584,7 @@ def run(model: str | None = None, data: str | None = None, recipe: Recipe | None
     if recipe.structured.goal != "none":
         structured = structured_stage(inp, base.model, device)
     pruned = prune_stage(inp, structured.model if structured else base.model)
-    from edgeprune import keras_adapter as ka
+    from edgeprune.adapters import keras as ka
 
     stripped = ka.load_model(pruned.keras_path)
     quant = quantize_stage(inp, stripped)
@@ -658,8 +659,10 @@ def dense_quantization_stage(inp: Inputs, stripped, pruned_tflite: str,
     Micro then keeps per-channel multipliers and shifts in the arena, which
     cost one autoencoder 11 KB. Both variants are measured here.
     """
-    from edgeprune import convert, metrics, micro
+    from edgeprune import metrics
+    from edgeprune.adapters import converter as convert
     from edgeprune.runners.host import HostRunner
+    from edgeprune.tflm import probe as micro
 
     ds = inp.dataset
     with open(pruned_tflite, "rb") as fh:
@@ -705,9 +708,9 @@ def _preflight_tflm(inp: Inputs, device) -> None:
     """Before any training or writing: convert the input model to int8 (a few
     calibration samples) and prove TFLite Micro runs every op and the firmware
     can register them. Pruning keeps the ops, so this answers for the final model."""
-    from edgeprune import check as device_check
-    from edgeprune import convert
-    from edgeprune.tflite_inspect import inspect_model
+    from edgeprune.adapters import converter as convert
+    from edgeprune.stages import check as device_check
+    from edgeprune.tflite import inspect_model
 
     data = convert.to_tflite(inp.model, "int8", calibration_sample(inp.dataset, 16,
                                                                    inp.recipe.seed))
@@ -718,7 +721,7 @@ def _resolve_target(target: str | None, recipe: Recipe):
     """Load the device profile and check the recipe can serve it; write nothing."""
     if target is None:
         return None
-    from edgeprune.devices import load_target
+    from edgeprune.target import load_target
 
     device = load_target(target)
     mode = recipe.quantize.mode
@@ -731,8 +734,8 @@ def _resolve_target(target: str | None, recipe: Recipe):
 def device_stage(inp: Inputs, tflite_path: str, device):
     """Check the final model against the device and, for TFLite Micro devices,
     write the firmware folder with the measured arena."""
-    from edgeprune import check as device_check
-    from edgeprune import firmware
+    from edgeprune.firmware import emit as firmware
+    from edgeprune.stages import check as device_check
 
     result = device_check.check_options(tflite_path, device, inp.recipe.budget)
     if device.runtime == "tflm":
@@ -802,7 +805,7 @@ def describe_inputs(inp: Inputs) -> dict:
 def build_report(inp: Inputs, base: BaselineResult, pruned: PruneResult,
                  quant: QuantizeResult, sizes: dict, evals: list, check: dict,
                  seconds: float, structured: StructuredStageResult | None = None) -> dict:
-    from edgeprune import prune as pr
+    from edgeprune.adapters import tfmot as pr
 
     report = {
         "tool": {"name": "edgeprune", "version": __version__},
@@ -881,7 +884,7 @@ class StageRunResult:
 
 
 def _reference_outputs(inp: Inputs, model):
-    from edgeprune import keras_adapter as ka
+    from edgeprune.adapters import keras as ka
 
     return _scores(inp, ka.predict(model, inp.dataset.x_test))
 
@@ -952,7 +955,7 @@ def prune_only(model: str, data: str, recipe: Recipe | None = None,
     input model. With a ``structured`` goal, whole channels go first
     (``structured.keras``); the goal fit checks candidates against ``target``.
     Merges into an existing ``report.json`` in ``out``."""
-    from edgeprune import prune as pr
+    from edgeprune.adapters import tfmot as pr
 
     t0 = time.perf_counter()
     recipe = recipe or Recipe()

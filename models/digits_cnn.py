@@ -12,7 +12,7 @@ VERSION = 2
 
 
 def build(input_shape=(8, 8, 1), n_classes: int = 10):
-    from edgeprune.keras_adapter import keras
+    from edgeprune.adapters.keras import keras
 
     return keras.Sequential([
         keras.Input(shape=tuple(input_shape), name="image"),

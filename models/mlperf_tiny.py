@@ -34,7 +34,7 @@ VERSION = 1
 
 
 def _layers():
-    from edgeprune.keras_adapter import keras
+    from edgeprune.adapters.keras import keras
 
     return keras, keras.layers, keras.regularizers.l2(1e-4)
 
@@ -159,7 +159,7 @@ def calibrate_batchnorm(model, x: np.ndarray) -> None:
     calibrated statistics every layer sees activations of a realistic spread,
     so importance scores, rebuild checks and int8 calibration mean something.
     """
-    from edgeprune.keras_adapter import keras
+    from edgeprune.adapters.keras import keras
 
     for layer in model.layers:
         if layer.__class__.__name__ != "BatchNormalization":

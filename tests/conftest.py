@@ -36,7 +36,7 @@ def digits():
 
 def build_tiny(kind: str, n_classes: int = 10):
     """Tiny models of each shape the pipeline must handle, seeded."""
-    from edgeprune.keras_adapter import keras, seed_everything
+    from edgeprune.adapters.keras import keras, seed_everything
 
     seed_everything(0)
 
@@ -79,7 +79,7 @@ def build_tiny(kind: str, n_classes: int = 10):
 
 
 def train_tiny(model, digits, epochs: int = 3, regression: bool = False):
-    from edgeprune import keras_adapter as ka
+    from edgeprune.adapters import keras as ka
 
     if regression:
         model.compile("adam", "mse")
@@ -99,7 +99,7 @@ def trained_models(digits):
     The classifiers must really classify (over 80 % test accuracy), or tests
     of agreement and accuracy through the pipeline would say nothing.
     """
-    from edgeprune import keras_adapter as ka
+    from edgeprune.adapters import keras as ka
 
     models = {kind: train_tiny(build_tiny(kind), digits, epochs=6,
                                regression=kind == "autoencoder")

@@ -2,13 +2,13 @@
 
 import pytest
 
-from edgeprune import budget as b
-from edgeprune import footprint
-from edgeprune.devices import Budget, load_target
+from edgeprune.estimates import footprint
+from edgeprune.rules import budget as b
+from edgeprune.target import Budget, load_target
 
 
 def _estimate(ms: float):
-    from edgeprune.latency import LatencyEstimate
+    from edgeprune.estimates.latency import LatencyEstimate
 
     return LatencyEstimate("nano33ble", "test-model", "fit", "a test fit", 64_000_000, 1, ms,
                            None, None, ())

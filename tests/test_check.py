@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgeprune import fleet
 from edgeprune.cli import main
+from edgeprune.presentation import fleet
 
 
 def invoke(*args):
@@ -30,7 +30,7 @@ def built(tmp_path_factory):
 @pytest.fixture(scope="module")
 def topk_model(tmp_path_factory):
     """An int8 model with TOPK_V2, an op TFLite Micro does not implement."""
-    from edgeprune import keras_adapter as ka
+    from edgeprune.adapters import keras as ka
 
     tf, keras = ka.tf, ka.keras
     inp = keras.Input((16,))
@@ -121,7 +121,7 @@ def test_cost_command_tables_and_json_match_the_estimate(built):
 
 
 def test_calibrate_command_writes_a_cost_model_check_can_use(built, tmp_path):
-    from edgeprune.latency import load_cost_model
+    from edgeprune.estimates.latency import load_cost_model
 
     out, _ = built
     csv = os.path.join(os.path.dirname(__file__), "..", "targets", "calibration",
@@ -164,7 +164,7 @@ def test_check_bad_input_is_one_line_exit_1(case, built, topk_model, tmp_path):
     elif case == "unknown target":
         target, message = "arduino", "unknown target 'arduino'; known targets: alif_e7"
     elif case == "negative field":
-        from edgeprune.devices import load_target
+        from edgeprune.target import load_target
 
         text = open(load_target("nano33ble").path).read()
         import re
@@ -221,7 +221,7 @@ def test_fleet_exit_3_when_a_device_is_over_budget(built, tmp_path, capsys):
 def test_model_dtype_counts_integer_only_models_as_int8():
     from types import SimpleNamespace as NS
 
-    from edgeprune.check import model_dtype
+    from edgeprune.stages.check import model_dtype
 
     def info(tensors, weights):
         return NS(tensors=[NS(dtype=d) for d in tensors],
@@ -265,7 +265,7 @@ def test_check_writes_the_same_result_as_json(built, tmp_path):
 
 
 def test_run_for_a_target_refuses_missing_ops_before_writing(tmp_path):
-    from edgeprune import keras_adapter as ka
+    from edgeprune.adapters import keras as ka
 
     keras = ka.keras
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
@@ -285,9 +285,9 @@ def test_run_for_a_target_refuses_missing_ops_before_writing(tmp_path):
 def test_check_options_applies_the_recipe_budget_and_its_cost_model_together(built):
     """The one entry point for a recipe's [budget]: `check`, the fit search and the
     pipeline's final check all go through it, so a --cost-model reaches each."""
-    from edgeprune.check import check_options
-    from edgeprune.devices import load_target
     from edgeprune.recipe import BudgetOptions
+    from edgeprune.stages.check import check_options
+    from edgeprune.target import load_target
 
     out, _ = built
     target = load_target("nano33ble")

@@ -419,7 +419,7 @@ def bad_files(tmp_path_factory, digits):
     x_nan[5, 1, 1, 0] = np.nan
     np.savez(d / "nan.npz", x_train=x_nan, y_train=digits.y_train, x_test=digits.x_test,
              y_test=digits.y_test)
-    from edgeprune.keras_adapter import keras as k2
+    from edgeprune.adapters.keras import keras as k2
 
     k2.Sequential([k2.Input((8, 8, 1)), k2.layers.Flatten(),
                    k2.layers.Dense(1, activation="sigmoid")]).save(d / "sigmoid.keras")
@@ -431,7 +431,7 @@ def bad_files(tmp_path_factory, digits):
     subprocess.run([sys.executable, "-c", KERAS3_MODELS, str(d)], check=True,
                    capture_output=True, env={**os.environ, "TF_USE_LEGACY_KERAS": "0"})
     # A subclassed tf_keras model, as a SavedModel and as a .keras file.
-    from edgeprune.keras_adapter import keras
+    from edgeprune.adapters.keras import keras
 
     class Sub(keras.Model):
         def __init__(self):

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from edgeprune import convert, metrics
-from edgeprune import keras_adapter as ka
+from edgeprune import metrics
+from edgeprune.adapters import converter as convert
+from edgeprune.adapters import keras as ka
 from edgeprune.pipeline import measure_size
 from edgeprune.runners.host import HostRunner
-from edgeprune.tflite_inspect import inspect_model
+from edgeprune.tflite import inspect_model
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from edgeprune.devices import TargetError, list_targets, load_target, parse_target
+from edgeprune.target import TargetError, list_targets, load_target, parse_target
 
 # Every shipped profile, with facts the test pins. A profile added to targets/
 # without an entry here fails test_every_profile_is_covered.

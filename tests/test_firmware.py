@@ -25,10 +25,10 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 from ai_edge_litert import schema_py_generated as schema  # noqa: E402
 
-from edgeprune import firmware  # noqa: E402
 from edgeprune.artifacts import ArtifactWriteError  # noqa: E402
 from edgeprune.errors import BadInputError, UnsupportedModelError  # noqa: E402
-from edgeprune.firmware import (  # noqa: E402
+from edgeprune.firmware import emit as firmware  # noqa: E402
+from edgeprune.firmware.emit import (  # noqa: E402
     MODEL_CONFIG_H,
     MODEL_DATA_CC,
     MODEL_DATA_H,
@@ -39,7 +39,7 @@ from edgeprune.firmware import (  # noqa: E402
     resolver_calls,
     write_firmware,
 )
-from edgeprune.tflite_inspect import inspect_model  # noqa: E402
+from edgeprune.tflite import inspect_model  # noqa: E402
 
 CXX = shutil.which("g++") or shutil.which("c++")
 needs_cxx = pytest.mark.skipif(CXX is None, reason="no C++ compiler (g++ or c++) on PATH")

@@ -11,10 +11,10 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from edgeprune import calibrate as cal
 from edgeprune.cli import main
-from edgeprune.devices import load_target
-from edgeprune.latency import load_cost_model
+from edgeprune.estimates import calibrate as cal
+from edgeprune.estimates.latency import load_cost_model
+from edgeprune.target import load_target
 
 HOST_SET = os.path.join(os.path.dirname(__file__), "..", "targets", "calibration",
                         "host_x86-64", "measurements.csv")
@@ -29,7 +29,7 @@ def host_models(tmp_path_factory):
     """Four int8 models whose MACs span 50x: MLPerf Tiny architectures, untrained."""
     from edgeprune.models import mlperf_tiny as mt
 
-    from edgeprune.convert import to_tflite
+    from edgeprune.adapters.converter import to_tflite
 
     folder = tmp_path_factory.mktemp("host_models")
     specs = {"ds_cnn": mt.ds_cnn(), "resnet8": mt.resnet8(), "resnet8_f8": mt.resnet8(filters=8),

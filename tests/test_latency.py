@@ -7,9 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from edgeprune import calibrate as cal
-from edgeprune.devices import list_targets, load_target
-from edgeprune.latency import (
+from edgeprune.estimates import calibrate as cal
+from edgeprune.estimates.latency import (
     CostModel,
     CostModelError,
     estimate,
@@ -17,7 +16,8 @@ from edgeprune.latency import (
     load_cost_model,
     parse_cost_model,
 )
-from edgeprune.opcost import CLASSES, MAC_CLASSES, ModelCost, OpCost
+from edgeprune.estimates.opcost import CLASSES, MAC_CLASSES, ModelCost, OpCost
+from edgeprune.target import list_targets, load_target
 
 MLPERF = os.path.join(os.path.dirname(__file__), "..", "targets", "calibration",
                       "mlperf_tiny_v0.5", "measurements.csv")

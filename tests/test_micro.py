@@ -15,8 +15,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from edgeprune import micro
-from edgeprune.micro import MicroError
+from edgeprune.tflm import probe as micro
+from edgeprune.tflm.probe import MicroError
 
 # Loads a model into TFLM at one arena size, invokes it once on seeded random
 # inputs and exits 0; independent of edgeprune's worker.
@@ -147,7 +147,7 @@ def test_check_ops_supports_the_int8_conv_dense_model(int8_cnn):
 
 
 def test_check_ops_lists_every_unsupported_op(unsupported_model):
-    from edgeprune.tflite_inspect import inspect_model
+    from edgeprune.tflite import inspect_model
 
     info = inspect_model(unsupported_model)
     support = micro.check_ops(unsupported_model)
@@ -191,7 +191,7 @@ def test_too_small_arena_is_a_failure_not_a_dead_test_process(int8_cnn, arena, s
 
 def test_run_agrees_with_litert_within_a_few_lsb(int8_cnn, arena, samples):
     from edgeprune.runners.host import HostRunner
-    from edgeprune.tflite_inspect import inspect_model
+    from edgeprune.tflite import inspect_model
 
     expected = HostRunner(int8_cnn).predict(samples)
     got = micro.run(int8_cnn, samples, arena.required_bytes())
@@ -262,7 +262,7 @@ def test_parent_process_never_imports_tflite_micro_or_tensorflow(int8_cnn, tmp_p
     script = textwrap.dedent(f"""
         import sys
         import numpy as np
-        from edgeprune import micro
+        from edgeprune.tflm import probe as micro
         model = open({str(path)!r}, "rb").read()
         arena = micro.find_arena(model)
         micro.check_ops(model)

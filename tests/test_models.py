@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from edgeprune.models import mlperf_tiny
 
-from edgeprune.opcost import ModelCost, model_cost
+from edgeprune.estimates.opcost import ModelCost, model_cost
 
 REFERENCE_COUNTS = os.path.join(os.path.dirname(__file__), "..", "targets", "calibration",
                                 "mlperf_tiny_v0.5")
@@ -23,7 +23,7 @@ PARAMS = {"ds_cnn": 24_908, "mobilenet_v1": 221_794, "resnet8": 78_666, "autoenc
 
 @pytest.mark.parametrize("name", sorted(mlperf_tiny.REFERENCE))
 def test_reference_model_matches_published_tflite(name, tmp_path):
-    from edgeprune.convert import to_tflite
+    from edgeprune.adapters.converter import to_tflite
 
     build, shape, n_classes = mlperf_tiny.REFERENCE[name]
     model = build()

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeprune.keras_adapter import keras, seed_everything
-from edgeprune.opcost import MAC_CLASSES, ModelCost, format_count, model_cost
+from edgeprune.adapters.keras import keras, seed_everything
+from edgeprune.estimates.opcost import MAC_CLASSES, ModelCost, format_count, model_cost
 
 L = keras.layers
 
 
 def _convert(model, int8: bool = False) -> bytes:
     """float32, or int8 (single-input models), through edgeprune's own converter."""
-    from edgeprune.convert import to_tflite
+    from edgeprune.adapters.converter import to_tflite
 
     if not int8:
         return to_tflite(model, "float32")

@@ -65,7 +65,7 @@ def test_savedmodel_input_and_float_modes(trained_models, digits_npz, tmp_path, 
 
 
 def test_binary_logit_model_uses_a_probability_threshold(digits, tmp_path):
-    from edgeprune import keras_adapter as ka
+    from edgeprune.adapters import keras as ka
 
     ka.seed_everything(0)
     keras = ka.keras
@@ -103,7 +103,7 @@ def test_quantize_strips_a_model_saved_with_pruning_wrappers(trained_models, dig
 
 def test_model_with_dynamic_spatial_input_is_evaluated_at_the_data_shape(digits_npz,
                                                                          tmp_path):
-    from edgeprune import keras_adapter as ka
+    from edgeprune.adapters import keras as ka
 
     ka.seed_everything(0)
     keras = ka.keras
@@ -118,7 +118,7 @@ def test_model_with_dynamic_spatial_input_is_evaluated_at_the_data_shape(digits_
 
 
 def test_separable_conv_prunes_its_pointwise_kernel(digits_npz, tmp_path):
-    from edgeprune import keras_adapter as ka
+    from edgeprune.adapters import keras as ka
 
     ka.seed_everything(0)
     keras = ka.keras
@@ -134,7 +134,7 @@ def test_separable_conv_prunes_its_pointwise_kernel(digits_npz, tmp_path):
 
 
 def test_nested_model_is_refused_not_silently_skipped(tmp_path, digits_npz):
-    from edgeprune import keras_adapter as ka
+    from edgeprune.adapters import keras as ka
     from edgeprune.errors import UnsupportedModelError
 
     keras = ka.keras

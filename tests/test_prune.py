@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from conftest import small_recipe
 
-from edgeprune import keras_adapter as ka
-from edgeprune import prune as pr
+from edgeprune.adapters import keras as ka
+from edgeprune.adapters import tfmot as pr
 from edgeprune.errors import RecipeError
 from edgeprune.schedule import plan_schedule
 

@@ -58,7 +58,7 @@ def test_step_model_matches_tfmot(total_steps):
     """Our simulation of tfmot's step counter predicts the sparsity tfmot reaches."""
     import tensorflow_model_optimization as tfmot
 
-    from edgeprune import keras_adapter as ka
+    from edgeprune.adapters import keras as ka
 
     keras = ka.keras
     ka.seed_everything(0)

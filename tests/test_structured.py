@@ -11,7 +11,7 @@ from conftest import build_tiny
 from edgeprune.models import digits_cnn
 from edgeprune.models import mlperf_tiny as mt
 
-from edgeprune.opcost import ModelCost
+from edgeprune.estimates.opcost import ModelCost
 from edgeprune.structured.graph import analyze
 from edgeprune.structured.importance import (
     ImportanceError,
@@ -26,7 +26,7 @@ REFERENCE_COUNTS = os.path.join(os.path.dirname(__file__), "..", "targets", "cal
 
 
 def _seeded(build, *args, **kwargs):
-    from edgeprune.keras_adapter import seed_everything
+    from edgeprune.adapters.keras import seed_everything
 
     seed_everything(0)
     return build(*args, **kwargs)
@@ -65,7 +65,7 @@ def _all_models():
 
 
 def _concat_model():
-    from edgeprune.keras_adapter import keras, seed_everything
+    from edgeprune.adapters.keras import keras, seed_everything
 
     seed_everything(0)
     L = keras.layers
@@ -130,7 +130,7 @@ def test_cutting_dead_channels_changes_no_output(models, name):
     """Channels made to carry zero contribute nothing: removing them (a third of
     every prunable group) must leave every output as it was, which exercises
     the slicing of every consumer: Flatten rows, concat offsets, residual adds."""
-    from edgeprune.keras_adapter import keras
+    from edgeprune.adapters.keras import keras
 
     model, x = models[name]
     model = keras.models.clone_model(model)
@@ -201,7 +201,7 @@ def test_concatenate_keeps_offsets(models):
 
 
 def test_layers_that_cannot_be_cut_are_named():
-    from edgeprune.keras_adapter import keras
+    from edgeprune.adapters.keras import keras
 
     L = keras.layers
     inp = keras.Input((8, 8, 1))
@@ -240,7 +240,7 @@ def _loss(y_true, y_pred):
 
 
 def test_weight_criteria_rank_a_zeroed_channel_last(models):
-    from edgeprune.keras_adapter import keras
+    from edgeprune.adapters.keras import keras
 
     model = keras.models.clone_model(models["digits_cnn"][0])
     graph = analyze(model)
@@ -259,7 +259,7 @@ def test_taylor_is_activation_times_gradient(models):
     direct activation x gradient computation on a split model."""
     import tensorflow as tf
 
-    from edgeprune.keras_adapter import keras
+    from edgeprune.adapters.keras import keras
 
     model = models["tiny_sequential"][0]
     x = np.random.default_rng(1).random((6, 8, 8, 1)).astype(np.float32)
@@ -280,7 +280,7 @@ def test_taylor_is_activation_times_gradient(models):
 
 
 def test_obd_is_zero_for_a_dead_channel_and_positive_elsewhere(models):
-    from edgeprune.keras_adapter import keras
+    from edgeprune.adapters.keras import keras
 
     model = keras.models.clone_model(models["digits_cnn"][0])
     graph = analyze(model)

@@ -25,7 +25,7 @@ def width_run(tmp_path_factory):
 
 
 def test_width_stage_shrinks_the_model_and_the_tfmot_stage_follows_it(width_run):
-    from edgeprune import keras_adapter as ka
+    from edgeprune.adapters import keras as ka
 
     r = width_run.report
     st = r["stages"]["structured"]
@@ -54,7 +54,7 @@ def test_width_stage_shrinks_the_model_and_the_tfmot_stage_follows_it(width_run)
 
 
 def test_summary_prints_the_structured_stage(width_run):
-    from edgeprune.summary import format_run
+    from edgeprune.presentation.summary import format_run
 
     text = format_run(width_run)
     assert "structured pruning: goal width 0.5, l1 importance" in text
@@ -112,8 +112,8 @@ def test_builtin_reference_model_runs_with_a_mac_goal(tmp_path):
     """The DS-CNN reference on its generated data, through the whole pipeline
     with a 2x MAC goal and Taylor importance; the structured stage reports a
     verified rebuild and the final int8 model has the reduced MAC count."""
-    from edgeprune.opcost import model_cost
-    from edgeprune.tflite_inspect import inspect_model
+    from edgeprune.estimates.opcost import model_cost
+    from edgeprune.tflite import inspect_model
 
     recipe = build_recipe({"train": {"epochs": 1}, "prune": {"epochs": 1},
                            "quantize": {"calibration_samples": 32},
@@ -131,8 +131,8 @@ def test_builtin_reference_model_runs_with_a_mac_goal(tmp_path):
 def test_regression_rounds_report_mse_not_its_negative():
     """The schedule maximises its metric, so regression rounds carry -MSE; the
     report and the summary give the MSE itself."""
-    from edgeprune.structured.schedule import RoundResult, StructuredResult
-    from edgeprune.summary import structured_lines
+    from edgeprune.presentation.summary import structured_lines
+    from edgeprune.structured.rounds import RoundResult, StructuredResult
 
     rounds = (RoundResult(1, 10, 500, 900, -0.25, (("dense1", 64, 32),), 0.5, 1e-7, 64),)
     stage = pipeline.StructuredStageResult(

@@ -6,7 +6,7 @@ import pytest
 
 from edgeprune.errors import BadInputError
 from edgeprune.structured.importance import keras_macs
-from edgeprune.structured.schedule import (
+from edgeprune.structured.rounds import (
     StructuredOptions,
     evaluate_accuracy,
     prune_structured,
@@ -18,7 +18,7 @@ from edgeprune.structured.schedule import (
 def trained(digits):
     from edgeprune.models import digits_cnn
 
-    from edgeprune import keras_adapter as ka
+    from edgeprune.adapters import keras as ka
 
     ka.seed_everything(0)
     model = digits_cnn.build()
@@ -28,7 +28,7 @@ def trained(digits):
 
 
 def _tools(digits):
-    from edgeprune import keras_adapter as ka
+    from edgeprune.adapters import keras as ka
 
     def fine_tune(model):
         ka.compile_for(model, "classification", 1e-3, True)
@@ -88,7 +88,7 @@ def test_bad_options_are_refused(trained, opts, message):
 
 
 def test_a_model_with_nothing_to_cut_says_why():
-    from edgeprune.keras_adapter import keras
+    from edgeprune.adapters.keras import keras
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="only")])
     with pytest.raises(BadInputError, match="only: a model output"):

@@ -1,4 +1,4 @@
-"""Tests for edgeprune.tflite_inspect: real converter output, hand-built flatbuffers, bad files."""
+"""Tests for edgeprune.tflite: real converter output, hand-built flatbuffers, bad files."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 from ai_edge_litert import schema_py_generated as schema  # noqa: E402
 
-from edgeprune.tflite_inspect import (  # noqa: E402
+from edgeprune.tflite import (  # noqa: E402
     ModelInfo,
     TFLiteFormatError,
     format_model_info,
@@ -522,7 +522,7 @@ def test_module_imports_fast_and_never_imports_tensorflow(tflite_paths):
     script = f"""
 import json, sys, time
 start = time.perf_counter()
-import edgeprune.tflite_inspect as m
+import edgeprune.tflite as m
 import_seconds = time.perf_counter() - start
 info = m.inspect_model({str(tflite_paths["sequential", "float16"])!r})
 m.format_model_info(info)

@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 from test_firmware import _stub_tflm
 
-from edgeprune import validate as val
 from edgeprune.cli import main
 from edgeprune.recipe import ValidateOptions
 from edgeprune.runners import RunOutput
+from edgeprune.stages import validate as val
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,10 +64,10 @@ def test_a_model_that_lost_its_accuracy_exits_4_after_writing_the_result(run_dir
     recorded, as if the run had produced it): the accuracy rule fails."""
     from edgeprune.models import digits_cnn
 
-    from edgeprune import convert
+    from edgeprune.adapters import converter as convert
+    from edgeprune.adapters.keras import seed_everything
     from edgeprune.artifacts import sha256_file
     from edgeprune.data import load_dataset
-    from edgeprune.keras_adapter import seed_everything
 
     broken = tmp_path / "broken"
     shutil.copytree(run_dir, broken)
@@ -203,7 +203,7 @@ def device(run_dir):
     procs = []
 
     def start(*flags):
-        proc = subprocess.Popen([sys.executable, "-m", "edgeprune.serial_device",
+        proc = subprocess.Popen([sys.executable, "-m", "edgeprune.tflm.board",
                                  str(run_dir / "final_int8.tflite"), *flags],
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         procs.append(proc)
@@ -216,7 +216,7 @@ def device(run_dir):
 
 
 def test_serial_runner_validates_against_the_emulated_device(run_dir, device, tmp_path):
-    from edgeprune import calibrate
+    from edgeprune.estimates import calibrate
 
     port = device("--clock-hz", "80000000")
     csv_path = tmp_path / "cal" / "measurements.csv"
@@ -346,7 +346,7 @@ def test_the_generated_cpp_harness_speaks_the_protocol_byte_for_byte(run_dir, tm
     program, put it behind a pseudo-terminal and validate against it with the
     serial runner: identity (its CRC-32 of the model array), chunked input,
     cycles and output all cross the C++ code as the firmware would run it."""
-    from edgeprune import firmware
+    from edgeprune.firmware import emit as firmware
 
     model = (run_dir / "final_int8.tflite").read_bytes()
     files = firmware.render(model, "final_int8.tflite", 5555)
@@ -491,7 +491,7 @@ def test_the_arduino_sketch_compiles_and_answers_as_the_board_would(run_dir, tmp
     the sketch, the harness API or the op resolver breaks this build. Run behind a
     pseudo-terminal, it reports the model's arena constant and F_CPU, and every
     byte crosses it."""
-    from edgeprune import firmware
+    from edgeprune.firmware import emit as firmware
 
     model = (run_dir / "final_int8.tflite").read_bytes()
     files = firmware.render(model, "final_int8.tflite", 6016)

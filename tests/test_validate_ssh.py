@@ -175,7 +175,7 @@ def test_validate_over_ssh_from_the_cli_writes_the_report(board, run_dir, tmp_pa
     recipe = tmp_path / "recipe.toml"
     recipe.write_text(f'[validate]\nssh_config = "{board.config}"\n'
                       f'remote_python = "{sys.executable}"\n')
-    from edgeprune import calibrate
+    from edgeprune.estimates import calibrate
 
     csv_path = tmp_path / "measurements.csv"
     for samples in ("40", "20"):  # the second run adds a row to the file

@@ -14,7 +14,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from edgeprune.errors import EdgepruneError
-from edgeprune.latency import LatencyMeasurement
+from edgeprune.estimates.latency import LatencyMeasurement
 
 
 class RunnerError(EdgepruneError, RuntimeError):
@@ -108,7 +108,7 @@ def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
 
 
 def tensor_detail(tensor) -> dict:
-    """A tensor of :func:`~edgeprune.tflite_inspect.inspect_model` as the LiteRT
+    """A tensor of :func:`~edgeprune.tflite.inspect_model` as the LiteRT
     detail :func:`quantize` and :func:`dequantize` take (per-tensor scale and zero
     point): for runners that talk to a device instead of holding an interpreter."""
     scale = float(tensor.scales[0]) if tensor.scales else 0.0

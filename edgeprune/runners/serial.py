@@ -49,7 +49,7 @@ class SerialRunner:
     name = "serial"
 
     def __post_init__(self) -> None:
-        from edgeprune.tflite_inspect import inspect_model
+        from edgeprune.tflite import inspect_model
 
         self.port, self.baud = parse_address(self.address)
         info = inspect_model(self.model)

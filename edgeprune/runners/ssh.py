@@ -113,7 +113,7 @@ class SshRunner:
     name = "ssh"
 
     def __post_init__(self) -> None:
-        from edgeprune.tflite_inspect import inspect_model
+        from edgeprune.tflite import inspect_model
 
         self.board = parse_address(self.address)
         if self.kernels not in ("xnnpack", "reference"):

@@ -1,6 +1,6 @@
 """Run a ``.tflite`` model in the tflite-micro Python interpreter (reference kernels).
 
-The interpreter runs in a worker process (:mod:`edgeprune.micro`), so a crash
+The interpreter runs in a worker process (:mod:`edgeprune.tflm.probe`), so a crash
 in TFLite Micro is an error here, not the end of the caller. The arena is the
 smallest that works (:func:`micro.find_arena`) unless one is given: a model
 that validates here runs in exactly the memory the firmware reserves.
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeprune import micro
+from edgeprune.tflm import probe as micro
 
 
 @dataclass(frozen=True)

@@ -144,7 +144,7 @@ def verify_rebuild(model, graph: ChannelGraph, removed: set[int], rebuilt, x: np
     Returns ``(max |difference|, max |output|)``: the rebuild is right when the
     difference is float32 rounding of the output's scale.
     """
-    from edgeprune.keras_adapter import predict
+    from edgeprune.adapters.keras import predict
 
     expected = predict(masked_copy(model, graph, removed), x)
     got = predict(rebuilt, x)

@@ -8,7 +8,7 @@ A *cost model* holds the constants of one kernel library on one core
              + weight_bytes x cycles_per_weight_byte
 
 where work is MACs for the MAC classes and elements for the rest (see
-:mod:`edgeprune.opcost`). Time is cycles over the device's clock; on a
+:mod:`edgeprune.estimates.opcost`). Time is cycles over the device's clock; on a
 multi-core Linux board the throughput term is divided by the effective
 parallelism of the profile's thread count. Energy is time x the profile's
 active power.
@@ -27,7 +27,7 @@ from importlib import resources
 
 from edgeprune._toml import id_or_path, read_toml, toml_ids
 from edgeprune.errors import BadInputError
-from edgeprune.opcost import CLASSES, ModelCost, OpCost
+from edgeprune.estimates.opcost import CLASSES, ModelCost, OpCost
 
 BASES = ("fit", "derived", "measured")
 FLOAT_DTYPES = frozenset({"float32", "float16"})

@@ -24,7 +24,7 @@ import tempfile
 
 import numpy as np
 
-from edgeprune import keras_adapter as ka
+from edgeprune.adapters import keras as ka
 from edgeprune.errors import EdgepruneError
 
 tf = ka.tf

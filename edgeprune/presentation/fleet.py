@@ -1,6 +1,6 @@
 """The pass/fail table of `make all-targets`: one row per device build folder.
 
-Usage: ``python -m edgeprune.fleet BUILD_DIR TARGET...``. Reads each
+Usage: ``python -m edgeprune.presentation.fleet BUILD_DIR TARGET...``. Reads each
 ``BUILD_DIR/TARGET/report.json`` (and ``BUILD_DIR/TARGET.exit``, the exit code
 make recorded) and prints flash, RAM and latency against budget and the verdict
 (latency is the estimate, or the measurement on a profile that measures). Exits
@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from edgeprune.textable import table
+from edgeprune.presentation.table import table
 
 
 def row(build_dir: str, target: str) -> tuple[list[str], int]:

@@ -3,7 +3,7 @@
 For every operator: its cost class (what kind of kernel runs it), the dtype it
 computes in, its multiply-accumulates, the elements it touches, and the bytes
 of weights and activations it reads and writes. These counts are exact
-properties of the model; turning them into time is :mod:`edgeprune.latency`'s
+properties of the model; turning them into time is :mod:`edgeprune.estimates.latency`'s
 job. Imports neither TensorFlow nor the LiteRT interpreter.
 
 Counting rules (the unit tests check each against a hand count):
@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 
-from edgeprune.tflite_inspect import ModelInfo, OperatorInfo, TensorInfo, inspect_model
+from edgeprune.tflite import ModelInfo, OperatorInfo, TensorInfo, inspect_model
 
 #: Cost classes, in the order tables list them.
 CLASSES = ("conv_1x1", "conv", "depthwise", "fully_connected", "transpose_conv", "matmul",

@@ -273,7 +273,7 @@ def sample_loss(task: str, output_units: int, probabilities: bool) -> Callable:
 
 def evaluate_accuracy(x: np.ndarray, y: np.ndarray) -> Callable:
     """``evaluate`` for classification: argmax accuracy on ``x``, ``y``."""
-    from edgeprune.keras_adapter import predict
+    from edgeprune.adapters.keras import predict
     from edgeprune.metrics import predicted_classes
 
     def run(model) -> float:

@@ -178,7 +178,7 @@ def rules(task: str, got: dict, base: dict, agree: dict, opts: ValidateOptions) 
 def load_split(run: RunInfo, data: str | None, samples: int | None):
     """The samples to validate on, as the run prepared them, and notes about them."""
     from edgeprune.data import BUILTIN_DATASETS, load_dataset, prepare
-    from edgeprune.tflite_inspect import inspect_model
+    from edgeprune.tflite import inspect_model
 
     notes = []
     if data is None:
@@ -238,7 +238,7 @@ def measurement_row(run: RunInfo, result: ValidationResult, target, csv_path: st
     device's own clock where it reports one (serial), else the profile's."""
     import datetime
 
-    from edgeprune import calibrate
+    from edgeprune.estimates import calibrate
 
     clock = result.clock_hz or target.clock_hz
     source = (f"edgeprune validate --runner {result.runner} --target {target.id}, "
@@ -262,7 +262,7 @@ def write_result(run: RunInfo, result: ValidationResult) -> str:
 
 
 def format_result(result: ValidationResult) -> str:
-    from edgeprune.textable import table
+    from edgeprune.presentation.table import table
 
     lines = [f"validate {result.model} on {result.runner}: "
              f"{'PASS' if result.ok else 'PARTIAL' if result.partial else 'FAIL'}",

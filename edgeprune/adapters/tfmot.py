@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
-from edgeprune import keras_adapter as ka
+from edgeprune.adapters import keras as ka
 from edgeprune.errors import RecipeError, VerificationError
 from edgeprune.recipe import PruneOptions
 from edgeprune.schedule import SchedulePlan

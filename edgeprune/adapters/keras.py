@@ -21,8 +21,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
+from edgeprune.adapters.keras3 import MANUAL_FIX  # noqa: E402
 from edgeprune.errors import ModelLoadError, UnsupportedModelError  # noqa: E402
-from edgeprune.keras3 import MANUAL_FIX  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def load_user_model(path: str | os.PathLike, scope=None):
     """Load a model from ``.keras``, ``.h5`` or a SavedModel folder as tf_keras.
 
     A Keras 3 file is rebuilt as a tf_keras model and checked to give the same
-    outputs (:mod:`edgeprune.keras3`); the second item of the result then
+    outputs (:mod:`edgeprune.adapters.keras3`); the second item of the result then
     describes that conversion, else it is ``None``. The model is loaded
     without its optimizer state, inside ``scope()`` if given (a context
     manager that registers custom classes, such as tfmot's ``prune_scope``).
@@ -140,7 +140,7 @@ def load_user_model(path: str | os.PathLike, scope=None):
             raise ModelLoadError(f"model {p} has extension '{ext}'; pass a .keras or .h5 "
                                  f"file or a SavedModel folder")
         if _is_keras3(version):
-            from edgeprune import keras3
+            from edgeprune.adapters import keras3
 
             model, conversion = keras3.rebuild(p, keras)
             check_model(model, p)

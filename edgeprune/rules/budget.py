@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from edgeprune.devices import Budget, Target
-from edgeprune.latency import LatencyEstimate, LatencyMeasurement
-from edgeprune.textable import table
+from edgeprune.estimates.latency import LatencyEstimate, LatencyMeasurement
+from edgeprune.presentation.table import table
+from edgeprune.target import Budget, Target
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ def format_check(result: CheckResult) -> str:
 
 def format_top_ops(est: LatencyEstimate, n: int = 5) -> str:
     """The ``n`` most expensive operators of an estimate, with their share."""
-    from edgeprune.opcost import format_count
+    from edgeprune.estimates.opcost import format_count
 
     rows = [["op", "layer", "class", "kernel", "MACs", "est. ms", "share"]]
     for o in est.top(n):

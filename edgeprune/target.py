@@ -20,7 +20,7 @@ from typing import Any
 
 from edgeprune._toml import id_or_path, read_toml, toml_ids
 from edgeprune.errors import BadInputError
-from edgeprune.textable import table
+from edgeprune.presentation.table import table
 
 KINDS = ("mcu", "linux")
 RUNTIMES = {"mcu": "tflm", "linux": "litert"}
@@ -273,7 +273,7 @@ def format_target(t: Target) -> str:
 
 def _cost_model_text(t: Target) -> str:
     """The cost model's id and how good it is (its basis, its leave-one-out error)."""
-    from edgeprune.latency import CostModelError, load_cost_model
+    from edgeprune.estimates.latency import CostModelError, load_cost_model
 
     ident = t.latency.cost_model_id(t)
     try:

@@ -15,7 +15,7 @@
 Output depends only on the model bytes, its file name and the arena size (no
 timestamps, no absolute paths), so regenerating for the same model changes
 nothing in a firmware repository. No TensorFlow import: the model is read with
-:mod:`edgeprune.tflite_inspect`.
+:mod:`edgeprune.tflite`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from edgeprune.artifacts import ArtifactWriteError
 from edgeprune.errors import BadInputError, UnsupportedModelError
-from edgeprune.tflite_inspect import ModelInfo, TensorInfo, inspect_model
+from edgeprune.tflite import ModelInfo, TensorInfo, inspect_model
 
 __all__ = [
     "FirmwareFiles",
@@ -637,7 +637,7 @@ def _validation_files(files: dict[str, str], n: _Names, head: list[str]) -> dict
 
     from edgeprune import protocol
 
-    src = package_files("edgeprune") / "firmware_src"
+    src = package_files("edgeprune.firmware") / "firmware_src"
     top = "\n".join(head) + "\n"
     harness = {PROTOCOL_H: top + protocol.c_header(),
                HARNESS_H: top + (src / HARNESS_H).read_text(encoding="utf-8"),

@@ -32,8 +32,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from edgeprune.errors import BadInputError
-from edgeprune.latency import FLOAT_DTYPES, Accuracy, CostModel, load_cost_model
-from edgeprune.opcost import CLASSES, MAC_CLASSES, ModelCost, model_cost
+from edgeprune.estimates.latency import FLOAT_DTYPES, Accuracy, CostModel, load_cost_model
+from edgeprune.estimates.opcost import CLASSES, MAC_CLASSES, ModelCost, model_cost
 
 #: Parameters a fit may adjust:
 #: ``mac``        one scale on every MAC class's cycles per MAC (keeps their ratios)
@@ -80,7 +80,7 @@ def _cost_of(path: str, where: str) -> ModelCost:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CalibrationError(f"{where}: cannot read the op costs in {path} ({exc}); "
                                    f"write them with `edgeprune cost MODEL --json`") from None
-    from edgeprune.tflite_inspect import TFLiteFormatError
+    from edgeprune.tflite import TFLiteFormatError
 
     try:
         return model_cost(path)
@@ -353,7 +353,7 @@ def calibrate(rows: list[Measurement], base: CostModel | None = None,
 
 
 def format_calibration(cal: Calibration) -> str:
-    from edgeprune.textable import table
+    from edgeprune.presentation.table import table
 
     rows = [["board", "measurement", "measured ms", "fitted ms", "left-out ms", "error"]]
     for r in cal.rows:

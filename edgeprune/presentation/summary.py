@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from edgeprune.textable import table
+from edgeprune.presentation.table import table
 
 
 def _quality_cells(task: str, ev) -> list[str]:
@@ -107,7 +107,7 @@ def structured_lines(entry: dict) -> list[str]:
 
 
 def _rule_cell(name: str, rule: dict) -> str:
-    from edgeprune.budget import format_figure
+    from edgeprune.rules.budget import format_figure
 
     unit = rule["unit"]
     figure = format_figure(rule["figure"], unit)
@@ -147,7 +147,7 @@ def format_run(result) -> str:
     for note in result.report.get("notes", []):
         lines.append(f"note: {note}")
     if result.device_check is not None:
-        from edgeprune.budget import format_check
+        from edgeprune.rules.budget import format_check
 
         lines += ["", format_check(result.device_check)]
         if any(name.startswith("firmware/") for name in result.report.get("artifacts", {})):

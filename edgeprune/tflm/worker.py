@@ -1,8 +1,8 @@
-"""Worker process for :mod:`edgeprune.micro`: the only code that imports ``tflite_micro``.
+"""Worker process for :mod:`edgeprune.tflm.probe`: the only code that imports ``tflite_micro``.
 
 TFLite Micro can abort or segfault its process on a damaged model or a
-too-small arena, so ``edgeprune.micro`` never loads it itself: it starts
-``python -m edgeprune._micro_worker MODEL_PATH`` and sends requests, one JSON
+too-small arena, so ``edgeprune.tflm.probe`` never loads it itself: it starts
+``python -m edgeprune.tflm.worker MODEL_PATH`` and sends requests, one JSON
 object a line on stdin; the worker answers one JSON object a line on the
 stdout it started with. Native code writes to file descriptor 2 (TFLM's own
 messages and ``print_allocations()``); anything native code writes to fd 1

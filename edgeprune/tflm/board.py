@@ -1,7 +1,7 @@
 """An emulated validation device: the firmware's serial protocol on the tflite-micro
 interpreter, behind a pseudo-terminal.
 
-    python -m edgeprune.serial_device MODEL.tflite [--arena BYTES] [--clock-hz HZ]
+    python -m edgeprune.tflm.board MODEL.tflite [--arena BYTES] [--clock-hz HZ]
         [--corrupt-every K] [--silent-after N] [--model-crc CRC]
 
 prints the pseudo-terminal's path on its first line, then answers frames on it
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         model = fh.read()
     arena = args.arena
     if arena is None:
-        from edgeprune import micro
+        from edgeprune.tflm import probe as micro
 
         arena = micro.find_arena(model).required_bytes()
     device = Device(model, arena, args.clock_hz, args.model_crc)

@@ -764,7 +764,7 @@ def _quant(tensor: TensorInfo) -> tuple[str, str]:
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: str = "") -> list[str]:
     """Aligned text columns, indented two spaces; column k is right-aligned when
     ``right[k] == 'r'``."""
-    from edgeprune.textable import table
+    from edgeprune.presentation.table import table
 
     aligned = table([list(headers), *map(list, rows)],
                     {k for k, c in enumerate(right) if c == "r"})

@@ -3,7 +3,7 @@
 For a TFLite Micro target: the model is loaded in TFLite Micro (in a worker
 process) to prove every op and dtype is supported, the smallest working arena
 is searched, and the runtime's flash comes from the measured table in
-:mod:`edgeprune.footprint`. For a Linux target: the file size and the peak
+:mod:`edgeprune.estimates.footprint`. For a Linux target: the file size and the peak
 memory of the LiteRT interpreter measured on this host.
 
 A model whose dtype the target cannot run, or whose ops TFLite Micro lacks,
@@ -17,12 +17,12 @@ import logging
 import os
 from dataclasses import replace
 
-from edgeprune import budget as rules
-from edgeprune import footprint
-from edgeprune.devices import Budget, Target
 from edgeprune.errors import BadInputError
-from edgeprune.opcost import model_cost
-from edgeprune.tflite_inspect import TFLiteFormatError, inspect_model
+from edgeprune.estimates import footprint
+from edgeprune.estimates.opcost import model_cost
+from edgeprune.rules import budget as rules
+from edgeprune.target import Budget, Target
+from edgeprune.tflite import TFLiteFormatError, inspect_model
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def estimate_latency(cost, target: Target, cost_model: str | None = None):
     Raises:
         CostModelError: the cost model is unknown or invalid.
     """
-    from edgeprune.latency import estimate, load_cost_model
+    from edgeprune.estimates.latency import estimate, load_cost_model
 
     model = load_cost_model(cost_model or target.latency.cost_model_id(target))
     return estimate(cost, model, target.clock_hz, target=target.id,
@@ -124,7 +124,8 @@ def gather_evidence(path: str, target: Target, cost_model: str | None = None) ->
         return rules.Evidence(path, len(data), dtype, ops, peak_memory_bytes=peak,
                               latency=estimate_latency(model_cost(info), target, cost_model),
                               latency_measured=measured)
-    from edgeprune import firmware, micro
+    from edgeprune.firmware import emit as firmware
+    from edgeprune.tflm import probe as micro
 
     ensure_runs_on_tflm(data, info, name, target)
     arena = micro.find_arena(data)
@@ -148,8 +149,9 @@ def ensure_runs_on_tflm(data: bytes, info, name: str, target: Target) -> None:
             (every one named with its operator index and layer), or the op
             resolver cannot register an op (custom ops).
     """
-    from edgeprune import firmware, micro
     from edgeprune.errors import UnsupportedModelError
+    from edgeprune.firmware import emit as firmware
+    from edgeprune.tflm import probe as micro
 
     support = micro.check_ops(data)
     if not support.supported:

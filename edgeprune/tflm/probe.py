@@ -3,7 +3,7 @@
 This module is the one home of TFLite Micro, yet it never imports
 ``tflite_micro``: TFLM can abort or segfault its whole process on a damaged
 model or a too-small arena (sizes just under the minimum do segfault), so
-every load runs in a worker process (``python -m edgeprune._micro_worker``)
+every load runs in a worker process (``python -m edgeprune.tflm.worker``)
 that is restarted when it dies. Models go to the worker as a temporary file,
 answers come back as JSON lines, and TFLM's own messages (which it writes to
 stderr from C++) are read from the worker's stderr and quoted in results and
@@ -65,7 +65,7 @@ _MESSAGE_CHARS = 500
 _RECORDED_TOTAL = re.compile(rb"\[RecordingMicroAllocator\] Arena allocation total (\d+) bytes")
 _FAILED_NODE = re.compile(r"Node (\S+) \(number (\d+)\) failed to (prepare|invoke)")
 _MISSING_OP = re.compile(r"Didn't find op for builtin opcode '([^']+)'")
-_WORKER_MODULE = "edgeprune._micro_worker"
+_WORKER_MODULE = "edgeprune.tflm.worker"
 
 
 class MicroError(EdgepruneError, RuntimeError):
@@ -335,7 +335,7 @@ def run_detailed(model: bytes, x: np.ndarray, arena_bytes: int, *,
 
 
 def _inspect(model: bytes):
-    from edgeprune.tflite_inspect import TFLiteFormatError, inspect_model
+    from edgeprune.tflite import TFLiteFormatError, inspect_model
 
     if not isinstance(model, bytes | bytearray | memoryview):
         raise TypeError(f"model must be the .tflite file's bytes, not {type(model).__name__}")
@@ -438,7 +438,7 @@ class _Worker:
         self._stderr_offset = 0
         self._pending = b""
         env = dict(os.environ)
-        package_root = str(Path(__file__).resolve().parent.parent)
+        package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         self._proc = subprocess.Popen(
             [sys.executable, "-m", _WORKER_MODULE, str(self._model_path)],

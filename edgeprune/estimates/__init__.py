@@ -1,0 +1,1 @@
+"""Estimates: operator cost, latency and energy models, their calibration, runtime footprints."""

@@ -1,0 +1,1 @@
+"""Presentation: text tables and summaries of typed results; no measuring here."""

@@ -1,0 +1,1 @@
+"""Pipeline stages: each a function from artifacts to a frozen result."""
