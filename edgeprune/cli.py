@@ -10,7 +10,6 @@ written), 130 interrupted.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import os
@@ -304,32 +303,9 @@ def targets_show(name):
 @guarded
 def inspect(model_path, as_json):
     """Ops, tensors, sizes and parameter count of a .tflite file (no TensorFlow)."""
-    from edgeprune.tflite import format_model_info
+    from edgeprune.presentation.ops import inspect_report
 
-    info = _model_info(model_path)
-    if as_json:
-        import dataclasses
-        import json
-
-        body = dataclasses.asdict(info)
-        body["weights"]["zero_fraction"] = info.weights.zero_fraction
-        click.echo(json.dumps(body, indent=2))
-    else:
-        click.echo(format_model_info(info))
-
-
-def _model_info(model_path):
-    """Parse a .tflite, or raise a one-line BadInputError."""
-    from edgeprune.tflite import inspect_model
-
-    try:
-        return inspect_model(model_path)
-    except FileNotFoundError:
-        raise BadInputError(f"{model_path} does not exist; check the path") from None
-    except ValueError as exc:  # TFLiteFormatError
-        raise BadInputError(f"{exc}; pass a .tflite flatbuffer") from None
-    except OSError as exc:
-        raise BadInputError(f"{model_path} cannot be read ({exc.strerror})") from None
+    click.echo(inspect_report(model_path, as_json))
 
 
 @main.command()
@@ -343,45 +319,9 @@ def _model_info(model_path):
 @guarded
 def cost(model_path, target, cost_model, as_json):
     """Per-operator cost of a .tflite: class, MACs, bytes; with --target, estimated latency."""
-    import json
+    from edgeprune.presentation.ops import cost_report
 
-    from edgeprune.estimates.opcost import format_count, model_cost
-    from edgeprune.presentation.table import table
-
-    info = _model_info(model_path)
-    costs = model_cost(info)
-    est = None
-    if target is not None:
-        from edgeprune.stages.check import estimate_latency
-        from edgeprune.target import load_target
-
-        est = estimate_latency(costs, load_target(target), cost_model)
-    if as_json:
-        body = costs.to_dict()
-        if est is not None:
-            body["estimate"] = dataclasses.asdict(est)
-        click.echo(json.dumps(body, indent=1))
-        return
-    rows = [["op", "class", "dtype", "kernel", "MACs", "elements", "weights B", "act. B"]
-            + (["est. ms", "share"] if est else [])]
-    for i, o in enumerate(costs.ops):
-        row = [f"{o.index} {o.opcode}", o.op_class, o.dtype, o.kernel, format_count(o.macs),
-               format_count(o.elements), f"{o.weight_bytes:,}",
-               f"{o.input_bytes + o.output_bytes:,}"]
-        if est:
-            row += [f"{est.ops[i].ms:.4g}", f"{est.ops[i].ms / est.ms:.0%}" if est.ms else "-"]
-        rows.append(row)
-    click.echo("\n".join(table(rows, right=set(range(4, 10)))))
-    click.echo(f"total: {costs.macs:,} MACs, {costs.weight_bytes:,} B of constants, "
-               f"{len(costs.ops)} operators")
-    if est is not None:
-        from edgeprune.rules.budget import format_top_ops
-
-        line = f"latency on {est.target}: ESTIMATE {est.ms:,.4g} ms"
-        if est.energy_uj is not None:
-            line += f", energy {est.energy_uj:,.4g} uJ at {est.power_mw:g} mW"
-        click.echo(f"{line}\n  {est.caveat}\n")
-        click.echo(format_top_ops(est))
+    click.echo(cost_report(model_path, target, cost_model, as_json))
 
 
 @main.command()
@@ -398,20 +338,10 @@ def cost(model_path, target, cost_model, as_json):
 def calibrate(measurements, fit, base, set_name, out):
     """Fit a cost model to measured latencies; print each row's leave-one-out error."""
     from edgeprune.estimates import calibrate as cal
-    from edgeprune.estimates.latency import load_cost_model
 
     params = tuple(p.strip() for p in fit.split(",") if p.strip())
-    rows = cal.load_measurements(measurements)
-    result = cal.calibrate(rows, load_cost_model(base) if base else None, params, set_name)
-    click.echo(cal.format_calibration(result))
-    if out is not None:
-        from edgeprune.artifacts import check_out_dir, write_bytes_atomic
-
-        check_out_dir(os.path.dirname(os.path.abspath(out)))
-        model = dataclasses.replace(result.model, id=os.path.splitext(os.path.basename(out))[0])
-        write_bytes_atomic(out, cal.cost_model_toml(
-            model, f"Written by `edgeprune calibrate {os.path.basename(measurements)}`.").encode())
-        click.echo(f"wrote {out}")
+    click.echo(cal.format_calibration(cal.calibrate_file(measurements, params, base, set_name,
+                                                         out)))
 
 
 @main.command()
@@ -427,37 +357,13 @@ def calibrate(measurements, fit, base, set_name, out):
 @click.option("--append", is_flag=True, help="Add the rows to an existing --out file.")
 @guarded
 def measure(models, target, runs, out, append):
-    """Time models on this machine with ai-edge-litert; rows for `edgeprune calibrate`."""
-    import datetime
+    """Time models on this machine with ai-edge-litert; rows for `edgeprune calibrate`.
+    Without --out the rows go to stdout as CSV."""
+    from edgeprune.estimates.measure import measure_host
 
-    from edgeprune.estimates import calibrate as cal
-    from edgeprune.runners.host import measure_latency
-    from edgeprune.stages.check import load_model_bytes
-    from edgeprune.target import load_target
-
-    t = load_target(target)
-    if t.runtime != "litert":
-        raise BadInputError(f"{t.id} runs TFLite Micro on a microcontroller; `measure` times "
-                            f"LiteRT on this machine: use --target host (or a Linux profile)")
-    if append and out is None:
-        raise BadInputError("--append needs --out, the measurements file to extend")
-    existing = cal.existing_measurements(out, append) if out is not None else ""
-    folder = os.path.dirname(os.path.abspath(out)) if out else os.getcwd()
-    rows = []
-    today = datetime.date.today().isoformat()
-    for path in models:
-        data, _ = load_model_bytes(path)
-        m = measure_latency(data, t.kernels, t.latency.threads, runs=runs or t.latency.runs)
-        click.echo(f"{path}: {m.p50_ms:.4g} ms ({m.text})")
-        rows.append(cal.measurement_row(
-            path, m.p50_ms, t.clock_hz, t.latency.cost_model_id(t), m.where,
-            f"edgeprune measure --target {t.id}, {today}: {m.text}", folder))
-    header = f"Measured with `edgeprune measure` on {today}; ms is the median invoke time."
+    _, csv_text = measure_host(list(models), target, runs, out, append)
     if out is None:
-        click.echo(cal.measurements_csv(rows, header), nl=False)
-        return
-    cal.write_measurements(out, rows, header, existing)
-    click.echo(f"wrote {len(rows)} row{'s' if len(rows) != 1 else ''} to {out}")
+        click.echo(csv_text, nl=False)
 
 
 @main.command("validate")
