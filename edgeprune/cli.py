@@ -20,9 +20,7 @@ import click
 
 from edgeprune import __version__
 from edgeprune.errors import (
-    BadInputError,
     BudgetError,
-    DeviceError,
     EdgepruneError,
     QualityError,
 )
@@ -56,6 +54,18 @@ def guarded(fn):
                   f" (set EDGEPRUNE_DEBUG=1 for the traceback)", 1)
 
     return wrapper
+
+
+def _show(fmt, fn, *args):
+    """Echo ``fmt`` of ``fn(*args)``'s result, or of the result its domain error carries."""
+    try:
+        result = fn(*args)
+    except EdgepruneError as exc:
+        if getattr(exc, "result", None) is not None:
+            click.echo(fmt(exc.result))
+        raise
+    click.echo(fmt(result))
+    return result
 
 
 def _setup_logging(verbosity: int) -> None:
@@ -379,7 +389,7 @@ def measure(models, target, runs, out, append):
                    "firmware/), ssh (a Linux board such as a Raspberry Pi). auto: with "
                    "--device, serial on a TFLite Micro target and ssh on a Linux one; "
                    "without, tflm on a TFLite Micro target and host otherwise.")
-@click.option("--device", "device_address", default=None, metavar="ADDR",
+@click.option("--device", "address", default=None, metavar="ADDR",
               help="The device: a serial port, optionally with its baud rate "
                    "(/dev/ttyACM0@115200), or a board for ssh (pi@raspberrypi.local, "
                    "pi@10.0.0.7:2222, or an alias of your ssh config).")
@@ -392,104 +402,17 @@ def measure(models, target, runs, out, append):
 @_recipe_opt
 @recipe_options(("validate",))
 @guarded
-def validate_cmd(run_dir, target, runner, device_address, measurements, data, recipe_path,
-                 **kwargs):
+def validate_cmd(run_dir, target, runner, address, measurements, data, recipe_path, **kwargs):
     """Run a run folder's final model on a runner; accuracy, F1, confusion matrix,
-    agreement with the host reference and latency; exit 4 if it fails the rules."""
-    from edgeprune.stages import validate as val
-
+    agreement with the host reference and latency; exit 4 if it fails the rules,
+    5 if the device fails (partial results are written either way)."""
     if run_dir is None and target is None:
         raise click.UsageError("give the run folder (RUN_DIR) or --target NAME for build/NAME")
-    recipe = _recipe(recipe_path, kwargs)
-    run_dir = run_dir or os.path.join("build", target)
-    device = None
-    if target is not None:
-        from edgeprune.target import load_target
+    options = _recipe(recipe_path, kwargs).validate
+    from edgeprune.stages.validate import format_result, validate_run
 
-        device = load_target(target)
-    tflm_target = device is not None and device.runtime == "tflm"
-    if runner == "auto":
-        if device_address:
-            if device is None:
-                raise BadInputError("with --device, name the runner (--runner serial or "
-                                    "--runner ssh) or the --target it belongs to")
-            runner = "serial" if tflm_target else "ssh"
-        else:
-            runner = "tflm" if tflm_target else "host"
-    if runner == "serial" and not device_address:
-        raise BadInputError("the serial runner needs the device's port; pass it as --device, "
-                            "for example /dev/ttyACM0@115200")
-    if runner == "ssh" and not device_address:
-        raise BadInputError("the ssh runner needs the board's address; pass it as --device, "
-                            "for example pi@raspberrypi.local")
-    if runner in ("host", "tflm") and device_address:
-        raise BadInputError(f"the {runner} runner runs on this machine; --device is for the "
-                            f"serial and ssh runners (drop it, or choose one of those)")
-    if device is not None and runner == "ssh" and tflm_target:
-        raise BadInputError(f"{device.id} runs TFLite Micro on a microcontroller; validate it "
-                            f"with --runner serial (or tflm here), not ssh")
-    if device is not None and runner == "serial" and not tflm_target:
-        raise BadInputError(f"{device.id} is a Linux machine running LiteRT; validate "
-                            f"it with --runner ssh (or host here), not serial")
-    existing = None
-    if measurements is not None:
-        from edgeprune.estimates import calibrate as cal
-
-        if runner not in ("ssh", "serial"):
-            raise BadInputError(f"--measurements records a device's invoke time; the {runner} "
-                                f"runner times this machine (`edgeprune measure` times "
-                                f"LiteRT here)")
-        if device is None:
-            raise BadInputError("--measurements needs --target: the row takes the profile's "
-                                "cost model and clock")
-        existing = cal.existing_measurements(measurements, append=True)
-    opts = recipe.validate
-    run = val.read_run(run_dir)
-    with open(run.model_path, "rb") as fh:
-        model = fh.read()
-    if runner == "serial":
-        from edgeprune.runners.serial import SerialRunner
-
-        engine = SerialRunner(model, device_address, opts.timeout_s)
-    elif runner == "ssh":
-        from edgeprune.runners.ssh import SshRunner
-
-        linux = device is not None and device.runtime == "litert"
-        reference = linux and device.kernels == "reference"
-        engine = SshRunner(model, device_address, opts.timeout_s,
-                           kernels="reference" if reference else "xnnpack",
-                           threads=device.latency.threads if linux else 1,
-                           python=opts.remote_python, ssh_config=opts.ssh_config,
-                           identity=opts.ssh_key, model_name=os.path.basename(run.model_path))
-    elif runner == "tflm":
-        from edgeprune.runners.tflm import TflmRunner
-
-        engine = TflmRunner(model)
-    else:
-        from edgeprune.runners.host import HostRunner
-
-        engine = HostRunner(model)
-    result = val.validate(run, engine, data, opts)
-    path = val.write_result(run, result)
-    click.echo(val.format_result(result))
-    click.echo(f"report: {path}")
-    if existing is not None and not result.partial and result.latency_ms.get("n"):
-        row = val.measurement_row(run, result, device, measurements)
-        cal.write_measurements(measurements, [row], (
-            "Measured on devices with `edgeprune validate --measurements`; ms is the median "
-            "(p50) invoke time on the device."), existing)
-        click.echo(f"measurements: added {row['model']} at {row['ms']} ms to {measurements}")
-    elif existing is not None:
-        click.echo(f"measurements: no row added to {measurements}: the run is partial")
-    if result.partial and result.error.startswith("interrupted"):
-        _fail(f"{result.error}; the partial results are in report.json", 130)
-    if result.partial:
-        raise DeviceError(f"validation on {result.runner} is partial: {result.error}; the "
-                          f"partial results are in report.json")
-    if not result.ok:
-        failed = "; ".join(f"{r['name']} {r['measured']:.4f} against {r['budget']} ({r['key']})"
-                           for r in result.rules if not r["ok"])
-        raise QualityError(f"{result.model} fails validation on {result.runner}: {failed}")
+    _show(format_result, validate_run, run_dir, target, runner, address, data, options,
+          measurements)
 
 
 def entry() -> None:
