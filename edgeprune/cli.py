@@ -415,6 +415,23 @@ def validate_cmd(run_dir, target, runner, address, measurements, data, recipe_pa
           measurements)
 
 
+@main.command()
+@click.argument("build_dir", metavar="[BUILD_DIR]", required=False, default="build",
+                type=click.Path(file_okay=False))
+@click.argument("names", metavar="[TARGET]...", nargs=-1)
+@guarded
+def fleet(build_dir, names):
+    """Pass/fail table of the device builds in BUILD_DIR (default: build), one row per
+    TARGET (default: every NAME.exit and NAME/report.json found there), as `make
+    all-targets` writes them. Exit 3 if a device is over budget, 1 if a build failed."""
+    from edgeprune.presentation.fleet import fleet as fleet_table
+
+    table = fleet_table(build_dir, names)
+    click.echo(table.text())
+    if table.exit_code:
+        _fail(table.failures, table.exit_code)
+
+
 def entry() -> None:
     """The console script: the click group, with TensorFlow's native log lines
     filtered from the terminal (kept with ``-vv`` or ``EDGEPRUNE_DEBUG=1``)."""
