@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ast
+import inspect as pyinspect
 import json
 import os
 import subprocess
 import sys
+import textwrap
 
+import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -560,6 +564,30 @@ def test_bad_input_is_one_line_with_exit_code_and_no_artifact(case, bad_files, t
     else:
         assert re.search(message, result.stderr), result.stderr
     assert not out.exists() or not os.listdir(out)
+
+
+# ------------------------------------------------------------------ the CLI's shape
+
+
+def _commands(group, prefix=()):
+    for name, cmd in group.commands.items():
+        yield " ".join((*prefix, name)), cmd
+        if isinstance(cmd, click.Group):
+            yield from _commands(cmd, (*prefix, name))
+
+
+def test_every_command_body_is_at_most_30_lines():
+    """A command parses, calls one library function and maps errors: the body,
+    from the first statement after the docstring to the last, stays short."""
+    lengths = {}
+    for name, cmd in _commands(main):
+        source = textwrap.dedent("".join(pyinspect.getsourcelines(
+            pyinspect.unwrap(cmd.callback))[0]))
+        fn = ast.parse(source).body[0]
+        body = fn.body[1:] if ast.get_docstring(fn) is not None else fn.body
+        lengths[name] = body[-1].end_lineno - body[0].lineno + 1
+    assert {"run", "validate", "fleet", "targets show"} <= set(lengths)
+    assert not {n: k for n, k in lengths.items() if k > 30}, lengths
 
 
 # ------------------------------------------------------------------ fleet
