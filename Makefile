@@ -71,7 +71,7 @@ all-targets: $(STAMP)
 		$(BIN)/edgeprune -q run --target $$t --out build/$$t > build/$$t.log 2>&1; \
 		echo $$? > build/$$t.exit; \
 	done
-	@$(BIN)/python -m edgeprune.presentation.fleet build $(TARGETS)
+	@$(BIN)/edgeprune fleet build $(TARGETS)
 
 clean:
 	rm -rf build runs .pytest_cache

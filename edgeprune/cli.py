@@ -10,7 +10,6 @@ written), 130 interrupted.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import os
@@ -21,9 +20,7 @@ import click
 
 from edgeprune import __version__
 from edgeprune.errors import (
-    BadInputError,
     BudgetError,
-    DeviceError,
     EdgepruneError,
     QualityError,
 )
@@ -57,6 +54,18 @@ def guarded(fn):
                   f" (set EDGEPRUNE_DEBUG=1 for the traceback)", 1)
 
     return wrapper
+
+
+def _show(fmt, fn, *args):
+    """Echo ``fmt`` of ``fn(*args)``'s result, or of the result its domain error carries."""
+    try:
+        result = fn(*args)
+    except EdgepruneError as exc:
+        if getattr(exc, "result", None) is not None:
+            click.echo(fmt(exc.result))
+        raise
+    click.echo(fmt(result))
+    return result
 
 
 def _setup_logging(verbosity: int) -> None:
@@ -304,32 +313,9 @@ def targets_show(name):
 @guarded
 def inspect(model_path, as_json):
     """Ops, tensors, sizes and parameter count of a .tflite file (no TensorFlow)."""
-    from edgeprune.tflite import format_model_info
+    from edgeprune.presentation.ops import inspect_report
 
-    info = _model_info(model_path)
-    if as_json:
-        import dataclasses
-        import json
-
-        body = dataclasses.asdict(info)
-        body["weights"]["zero_fraction"] = info.weights.zero_fraction
-        click.echo(json.dumps(body, indent=2))
-    else:
-        click.echo(format_model_info(info))
-
-
-def _model_info(model_path):
-    """Parse a .tflite, or raise a one-line BadInputError."""
-    from edgeprune.tflite import inspect_model
-
-    try:
-        return inspect_model(model_path)
-    except FileNotFoundError:
-        raise BadInputError(f"{model_path} does not exist; check the path") from None
-    except ValueError as exc:  # TFLiteFormatError
-        raise BadInputError(f"{exc}; pass a .tflite flatbuffer") from None
-    except OSError as exc:
-        raise BadInputError(f"{model_path} cannot be read ({exc.strerror})") from None
+    click.echo(inspect_report(model_path, as_json))
 
 
 @main.command()
@@ -343,45 +329,9 @@ def _model_info(model_path):
 @guarded
 def cost(model_path, target, cost_model, as_json):
     """Per-operator cost of a .tflite: class, MACs, bytes; with --target, estimated latency."""
-    import json
+    from edgeprune.presentation.ops import cost_report
 
-    from edgeprune.estimates.opcost import format_count, model_cost
-    from edgeprune.presentation.table import table
-
-    info = _model_info(model_path)
-    costs = model_cost(info)
-    est = None
-    if target is not None:
-        from edgeprune.stages.check import estimate_latency
-        from edgeprune.target import load_target
-
-        est = estimate_latency(costs, load_target(target), cost_model)
-    if as_json:
-        body = costs.to_dict()
-        if est is not None:
-            body["estimate"] = dataclasses.asdict(est)
-        click.echo(json.dumps(body, indent=1))
-        return
-    rows = [["op", "class", "dtype", "kernel", "MACs", "elements", "weights B", "act. B"]
-            + (["est. ms", "share"] if est else [])]
-    for i, o in enumerate(costs.ops):
-        row = [f"{o.index} {o.opcode}", o.op_class, o.dtype, o.kernel, format_count(o.macs),
-               format_count(o.elements), f"{o.weight_bytes:,}",
-               f"{o.input_bytes + o.output_bytes:,}"]
-        if est:
-            row += [f"{est.ops[i].ms:.4g}", f"{est.ops[i].ms / est.ms:.0%}" if est.ms else "-"]
-        rows.append(row)
-    click.echo("\n".join(table(rows, right=set(range(4, 10)))))
-    click.echo(f"total: {costs.macs:,} MACs, {costs.weight_bytes:,} B of constants, "
-               f"{len(costs.ops)} operators")
-    if est is not None:
-        from edgeprune.rules.budget import format_top_ops
-
-        line = f"latency on {est.target}: ESTIMATE {est.ms:,.4g} ms"
-        if est.energy_uj is not None:
-            line += f", energy {est.energy_uj:,.4g} uJ at {est.power_mw:g} mW"
-        click.echo(f"{line}\n  {est.caveat}\n")
-        click.echo(format_top_ops(est))
+    click.echo(cost_report(model_path, target, cost_model, as_json))
 
 
 @main.command()
@@ -398,20 +348,10 @@ def cost(model_path, target, cost_model, as_json):
 def calibrate(measurements, fit, base, set_name, out):
     """Fit a cost model to measured latencies; print each row's leave-one-out error."""
     from edgeprune.estimates import calibrate as cal
-    from edgeprune.estimates.latency import load_cost_model
 
     params = tuple(p.strip() for p in fit.split(",") if p.strip())
-    rows = cal.load_measurements(measurements)
-    result = cal.calibrate(rows, load_cost_model(base) if base else None, params, set_name)
-    click.echo(cal.format_calibration(result))
-    if out is not None:
-        from edgeprune.artifacts import check_out_dir, write_bytes_atomic
-
-        check_out_dir(os.path.dirname(os.path.abspath(out)))
-        model = dataclasses.replace(result.model, id=os.path.splitext(os.path.basename(out))[0])
-        write_bytes_atomic(out, cal.cost_model_toml(
-            model, f"Written by `edgeprune calibrate {os.path.basename(measurements)}`.").encode())
-        click.echo(f"wrote {out}")
+    click.echo(cal.format_calibration(cal.calibrate_file(measurements, params, base, set_name,
+                                                         out)))
 
 
 @main.command()
@@ -427,37 +367,13 @@ def calibrate(measurements, fit, base, set_name, out):
 @click.option("--append", is_flag=True, help="Add the rows to an existing --out file.")
 @guarded
 def measure(models, target, runs, out, append):
-    """Time models on this machine with ai-edge-litert; rows for `edgeprune calibrate`."""
-    import datetime
+    """Time models on this machine with ai-edge-litert; rows for `edgeprune calibrate`.
+    Without --out the rows go to stdout as CSV."""
+    from edgeprune.estimates.measure import measure_host
 
-    from edgeprune.estimates import calibrate as cal
-    from edgeprune.runners.host import measure_latency
-    from edgeprune.stages.check import load_model_bytes
-    from edgeprune.target import load_target
-
-    t = load_target(target)
-    if t.runtime != "litert":
-        raise BadInputError(f"{t.id} runs TFLite Micro on a microcontroller; `measure` times "
-                            f"LiteRT on this machine: use --target host (or a Linux profile)")
-    if append and out is None:
-        raise BadInputError("--append needs --out, the measurements file to extend")
-    existing = cal.existing_measurements(out, append) if out is not None else ""
-    folder = os.path.dirname(os.path.abspath(out)) if out else os.getcwd()
-    rows = []
-    today = datetime.date.today().isoformat()
-    for path in models:
-        data, _ = load_model_bytes(path)
-        m = measure_latency(data, t.kernels, t.latency.threads, runs=runs or t.latency.runs)
-        click.echo(f"{path}: {m.p50_ms:.4g} ms ({m.text})")
-        rows.append(cal.measurement_row(
-            path, m.p50_ms, t.clock_hz, t.latency.cost_model_id(t), m.where,
-            f"edgeprune measure --target {t.id}, {today}: {m.text}", folder))
-    header = f"Measured with `edgeprune measure` on {today}; ms is the median invoke time."
+    _, csv_text = measure_host(list(models), target, runs, out, append)
     if out is None:
-        click.echo(cal.measurements_csv(rows, header), nl=False)
-        return
-    cal.write_measurements(out, rows, header, existing)
-    click.echo(f"wrote {len(rows)} row{'s' if len(rows) != 1 else ''} to {out}")
+        click.echo(csv_text, nl=False)
 
 
 @main.command("validate")
@@ -473,7 +389,7 @@ def measure(models, target, runs, out, append):
                    "firmware/), ssh (a Linux board such as a Raspberry Pi). auto: with "
                    "--device, serial on a TFLite Micro target and ssh on a Linux one; "
                    "without, tflm on a TFLite Micro target and host otherwise.")
-@click.option("--device", "device_address", default=None, metavar="ADDR",
+@click.option("--device", "address", default=None, metavar="ADDR",
               help="The device: a serial port, optionally with its baud rate "
                    "(/dev/ttyACM0@115200), or a board for ssh (pi@raspberrypi.local, "
                    "pi@10.0.0.7:2222, or an alias of your ssh config).")
@@ -486,104 +402,34 @@ def measure(models, target, runs, out, append):
 @_recipe_opt
 @recipe_options(("validate",))
 @guarded
-def validate_cmd(run_dir, target, runner, device_address, measurements, data, recipe_path,
-                 **kwargs):
+def validate_cmd(run_dir, target, runner, address, measurements, data, recipe_path, **kwargs):
     """Run a run folder's final model on a runner; accuracy, F1, confusion matrix,
-    agreement with the host reference and latency; exit 4 if it fails the rules."""
-    from edgeprune.stages import validate as val
-
+    agreement with the host reference and latency; exit 4 if it fails the rules,
+    5 if the device fails (partial results are written either way)."""
     if run_dir is None and target is None:
         raise click.UsageError("give the run folder (RUN_DIR) or --target NAME for build/NAME")
-    recipe = _recipe(recipe_path, kwargs)
-    run_dir = run_dir or os.path.join("build", target)
-    device = None
-    if target is not None:
-        from edgeprune.target import load_target
+    options = _recipe(recipe_path, kwargs).validate
+    from edgeprune.stages.validate import format_result, validate_run
 
-        device = load_target(target)
-    tflm_target = device is not None and device.runtime == "tflm"
-    if runner == "auto":
-        if device_address:
-            if device is None:
-                raise BadInputError("with --device, name the runner (--runner serial or "
-                                    "--runner ssh) or the --target it belongs to")
-            runner = "serial" if tflm_target else "ssh"
-        else:
-            runner = "tflm" if tflm_target else "host"
-    if runner == "serial" and not device_address:
-        raise BadInputError("the serial runner needs the device's port; pass it as --device, "
-                            "for example /dev/ttyACM0@115200")
-    if runner == "ssh" and not device_address:
-        raise BadInputError("the ssh runner needs the board's address; pass it as --device, "
-                            "for example pi@raspberrypi.local")
-    if runner in ("host", "tflm") and device_address:
-        raise BadInputError(f"the {runner} runner runs on this machine; --device is for the "
-                            f"serial and ssh runners (drop it, or choose one of those)")
-    if device is not None and runner == "ssh" and tflm_target:
-        raise BadInputError(f"{device.id} runs TFLite Micro on a microcontroller; validate it "
-                            f"with --runner serial (or tflm here), not ssh")
-    if device is not None and runner == "serial" and not tflm_target:
-        raise BadInputError(f"{device.id} is a Linux machine running LiteRT; validate "
-                            f"it with --runner ssh (or host here), not serial")
-    existing = None
-    if measurements is not None:
-        from edgeprune.estimates import calibrate as cal
+    _show(format_result, validate_run, run_dir, target, runner, address, data, options,
+          measurements)
 
-        if runner not in ("ssh", "serial"):
-            raise BadInputError(f"--measurements records a device's invoke time; the {runner} "
-                                f"runner times this machine (`edgeprune measure` times "
-                                f"LiteRT here)")
-        if device is None:
-            raise BadInputError("--measurements needs --target: the row takes the profile's "
-                                "cost model and clock")
-        existing = cal.existing_measurements(measurements, append=True)
-    opts = recipe.validate
-    run = val.read_run(run_dir)
-    with open(run.model_path, "rb") as fh:
-        model = fh.read()
-    if runner == "serial":
-        from edgeprune.runners.serial import SerialRunner
 
-        engine = SerialRunner(model, device_address, opts.timeout_s)
-    elif runner == "ssh":
-        from edgeprune.runners.ssh import SshRunner
+@main.command()
+@click.argument("build_dir", metavar="[BUILD_DIR]", required=False, default="build",
+                type=click.Path(file_okay=False))
+@click.argument("names", metavar="[TARGET]...", nargs=-1)
+@guarded
+def fleet(build_dir, names):
+    """Pass/fail table of the device builds in BUILD_DIR (default: build), one row per
+    TARGET (default: every NAME.exit and NAME/report.json found there), as `make
+    all-targets` writes them. Exit 3 if a device is over budget, 1 if a build failed."""
+    from edgeprune.presentation.fleet import fleet as fleet_table
 
-        linux = device is not None and device.runtime == "litert"
-        reference = linux and device.kernels == "reference"
-        engine = SshRunner(model, device_address, opts.timeout_s,
-                           kernels="reference" if reference else "xnnpack",
-                           threads=device.latency.threads if linux else 1,
-                           python=opts.remote_python, ssh_config=opts.ssh_config,
-                           identity=opts.ssh_key, model_name=os.path.basename(run.model_path))
-    elif runner == "tflm":
-        from edgeprune.runners.tflm import TflmRunner
-
-        engine = TflmRunner(model)
-    else:
-        from edgeprune.runners.host import HostRunner
-
-        engine = HostRunner(model)
-    result = val.validate(run, engine, data, opts)
-    path = val.write_result(run, result)
-    click.echo(val.format_result(result))
-    click.echo(f"report: {path}")
-    if existing is not None and not result.partial and result.latency_ms.get("n"):
-        row = val.measurement_row(run, result, device, measurements)
-        cal.write_measurements(measurements, [row], (
-            "Measured on devices with `edgeprune validate --measurements`; ms is the median "
-            "(p50) invoke time on the device."), existing)
-        click.echo(f"measurements: added {row['model']} at {row['ms']} ms to {measurements}")
-    elif existing is not None:
-        click.echo(f"measurements: no row added to {measurements}: the run is partial")
-    if result.partial and result.error.startswith("interrupted"):
-        _fail(f"{result.error}; the partial results are in report.json", 130)
-    if result.partial:
-        raise DeviceError(f"validation on {result.runner} is partial: {result.error}; the "
-                          f"partial results are in report.json")
-    if not result.ok:
-        failed = "; ".join(f"{r['name']} {r['measured']:.4f} against {r['budget']} ({r['key']})"
-                           for r in result.rules if not r["ok"])
-        raise QualityError(f"{result.model} fails validation on {result.runner}: {failed}")
+    table = fleet_table(build_dir, names)
+    click.echo(table.text())
+    if table.exit_code:
+        _fail(table.failures, table.exit_code)
 
 
 def entry() -> None:

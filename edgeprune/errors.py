@@ -72,7 +72,25 @@ class DeviceError(EdgepruneError, RuntimeError):
     """A device stopped answering or answered wrongly during a validation run.
 
     Raised after the partial results are written; the message says how far
-    the run got.
+    the run got, and ``result`` holds them where there are any.
     """
 
     exit_code = 5
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result
+
+
+class Interrupted(EdgepruneError, KeyboardInterrupt):
+    """Ctrl-C ended a run part way, after the partial results were written.
+
+    Still a ``KeyboardInterrupt``, so a script stops as it would on Ctrl-C;
+    ``result`` holds what was completed.
+    """
+
+    exit_code = 130
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result

@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 
 from edgeprune.cli import main
-from edgeprune.presentation import fleet
 
 
 def invoke(*args):
@@ -191,14 +190,14 @@ def test_run_refuses_a_float_mode_for_an_int8_target_before_writing(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-def test_fleet_table_reports_each_build(built, tmp_path, capsys):
+def test_fleet_table_reports_each_build(built, tmp_path):
     out, _ = built
     shutil.copytree(out, tmp_path / "nano33ble")
     (tmp_path / "nano33ble.exit").write_text("0\n")
     (tmp_path / "pico.exit").write_text("1\n")
-    code = fleet.main([str(tmp_path), "nano33ble", "pico"])
-    assert code == 1  # pico's build failed
-    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:]}
+    r = invoke("fleet", str(tmp_path), "nano33ble", "pico")
+    assert r.exit_code == 1  # pico's build failed
+    rows = {line.split()[0]: line for line in r.stdout.splitlines()[2:]}
     flash = json.loads((out / "report.json").read_text())["stages"]["check"]["rules"][0]
     assert rows["nano33ble"].endswith("PASS") and f"{flash['figure']:,.0f}" in rows["nano33ble"]
     latency = json.loads((out / "report.json").read_text())["stages"]["check"]["rules"][-1]
@@ -207,15 +206,15 @@ def test_fleet_table_reports_each_build(built, tmp_path, capsys):
     assert "ERROR (exit 1, see pico.log)" in rows["pico"]
 
 
-def test_fleet_exit_3_when_a_device_is_over_budget(built, tmp_path, capsys):
+def test_fleet_exit_3_when_a_device_is_over_budget(built, tmp_path):
     out, _ = built
     shutil.copytree(out, tmp_path / "nano33ble")
     report = json.loads((tmp_path / "nano33ble" / "report.json").read_text())
     report["stages"]["check"]["ok"] = False
     (tmp_path / "nano33ble" / "report.json").write_text(json.dumps(report))
     (tmp_path / "nano33ble.exit").write_text("3\n")
-    assert fleet.main([str(tmp_path), "nano33ble"]) == 3
-    assert "FAIL" in capsys.readouterr().out
+    r = invoke("fleet", str(tmp_path), "nano33ble")
+    assert r.exit_code == 3 and "FAIL" in r.stdout
 
 
 def test_model_dtype_counts_integer_only_models_as_int8():

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ast
+import inspect as pyinspect
 import json
 import os
 import subprocess
 import sys
+import textwrap
 
+import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -560,3 +564,100 @@ def test_bad_input_is_one_line_with_exit_code_and_no_artifact(case, bad_files, t
     else:
         assert re.search(message, result.stderr), result.stderr
     assert not out.exists() or not os.listdir(out)
+
+
+# ------------------------------------------------------------------ the CLI's shape
+
+
+def _commands(group, prefix=()):
+    for name, cmd in group.commands.items():
+        yield " ".join((*prefix, name)), cmd
+        if isinstance(cmd, click.Group):
+            yield from _commands(cmd, (*prefix, name))
+
+
+def test_every_command_body_is_at_most_30_lines():
+    """A command parses, calls one library function and maps errors: the body,
+    from the first statement after the docstring to the last, stays short."""
+    lengths = {}
+    for name, cmd in _commands(main):
+        source = textwrap.dedent("".join(pyinspect.getsourcelines(
+            pyinspect.unwrap(cmd.callback))[0]))
+        fn = ast.parse(source).body[0]
+        body = fn.body[1:] if ast.get_docstring(fn) is not None else fn.body
+        lengths[name] = body[-1].end_lineno - body[0].lineno + 1
+    assert {"run", "validate", "fleet", "targets show"} <= set(lengths)
+    assert not {n: k for n, k in lengths.items() if k > 30}, lengths
+
+
+# ------------------------------------------------------------------ fleet
+
+
+def _build(folder, name, code, check_ok=True, report=True):
+    """What `make all-targets` leaves for one target: NAME.exit and (unless the
+    build died first) NAME/report.json with the check and the final accuracy."""
+    (folder / f"{name}.exit").write_text(f"{code}\n")
+    if not report:
+        return
+    rules = [{"name": "flash", "figure": 120_000, "budget": 1_048_576},
+             {"name": "ram", "figure": 30_000, "budget": 262_144},
+             {"name": "latency", "figure": 31.66, "budget": 100.0}]
+    (folder / name).mkdir()
+    (folder / name / "report.json").write_text(json.dumps({
+        "schema_version": 1,
+        "stages": {"check": {"ok": check_ok, "rules": rules,
+                             "evidence": {"latency_measured": None}},
+                   "evaluate": {"final": {"accuracy": 0.9722}}}}))
+
+
+def _fleet(*args):
+    r = CliRunner().invoke(main, ["fleet", *map(str, args)])
+    rows = {line.split()[0]: line for line in r.stdout.splitlines()[2:]}
+    return r, rows
+
+
+def test_fleet_table_passes_every_good_build(tmp_path):
+    _build(tmp_path, "nano33ble", 0)
+    _build(tmp_path, "esp32s3", 0)
+    r, rows = _fleet(tmp_path, "nano33ble", "esp32s3")
+    assert r.exit_code == 0 and r.stderr == "", r.output
+    assert r.stdout.startswith("target") and "flash B (used / budget)" in r.stdout
+    assert rows["nano33ble"].endswith("PASS") and "120,000 / 1,048,576" in rows["nano33ble"]
+    assert "31.7 / 100 (est.)" in rows["nano33ble"] and "0.9722" in rows["nano33ble"]
+
+
+def test_fleet_reports_a_failed_build_as_error_and_exits_1(tmp_path):
+    _build(tmp_path, "nano33ble", 0)
+    _build(tmp_path, "pico", 1, report=False)
+    r, rows = _fleet(tmp_path, "nano33ble", "pico")
+    assert r.exit_code == 1, r.output
+    assert rows["nano33ble"].endswith("PASS")
+    assert "ERROR (exit 1, see pico.log)" in rows["pico"]
+    assert r.stderr == (f"edgeprune: error: 1 of 2 targets did not pass: pico (exit 1); see "
+                        f"{tmp_path}/<target>.log\n")
+
+
+def test_fleet_exits_3_when_a_device_is_over_budget_even_beside_an_error(tmp_path):
+    _build(tmp_path, "nano33ble", 3, check_ok=False)
+    _build(tmp_path, "pico", 1, report=False)
+    r, rows = _fleet(tmp_path, "nano33ble", "pico")
+    assert r.exit_code == 3, r.output
+    assert rows["nano33ble"].endswith("FAIL") and "ERROR" in rows["pico"]
+
+
+def test_fleet_finds_the_builds_without_names_and_refuses_an_empty_folder(tmp_path):
+    _build(tmp_path, "pico", 0)
+    _build(tmp_path, "esp32s3", 1, report=False)
+    (tmp_path / "notes").mkdir()  # neither an .exit nor a report: not a build
+    r, rows = _fleet(tmp_path)
+    assert r.exit_code == 1 and list(rows) == ["esp32s3", "pico"], r.output
+    empty = tmp_path / "notes"
+    r, _ = _fleet(empty)
+    assert r.exit_code == 1 and "holds no device build" in r.stderr
+
+
+def test_make_all_targets_ends_with_the_fleet_command():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(["make", "-n", "-C", root, "all-targets"], capture_output=True,
+                         text=True)
+    assert "/edgeprune fleet build alif_e7 " in out.stdout, out.stdout

@@ -14,7 +14,9 @@ from click.testing import CliRunner
 from test_firmware import _stub_tflm
 
 from edgeprune.cli import main
+from edgeprune.errors import BadInputError, QualityError
 from edgeprune.recipe import ValidateOptions
+from edgeprune.rules import validation as rules
 from edgeprune.runners import RunOutput
 from edgeprune.stages import validate as val
 
@@ -104,12 +106,53 @@ def test_agreement_counts_lsb_and_classes():
     ref_raw = np.array([[10, -5], [3, 4], [0, 0]], np.int8)
     raw = np.array([[11, -5], [6, 4], [0, 0]], np.int8)  # sample 1: class 1 -> 0, 3 LSB
     ref, out = ref_raw.astype(np.float32), raw.astype(np.float32)
-    a = val.agreement("classification", out, raw, ref, ref_raw)
+    a = val.reference_agreement("classification", out, raw, ref, ref_raw)
     assert a["agreement"] == pytest.approx(2 / 3)
     assert a["max_abs_diff"] == 3 and a["mean_abs_diff"] == pytest.approx(4 / 6)
-    r = val.agreement("regression", out, raw, ref, ref_raw)
+    r = val.reference_agreement("regression", out, raw, ref, ref_raw)
     assert r["agreement"] == pytest.approx(2 / 3)  # sample 1 is 3 LSB off
     assert r["basis"].startswith("every output within 1 LSB")
+
+
+def test_validate_run_is_one_call_that_writes_the_report_and_raises_with_the_result(
+        run_dir, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    result = val.validate_run(str(copy), runner="host", options=ValidateOptions(samples=40))
+    assert result.ok and result.runner == "host" and result.completed == 40
+    entry = _report(copy)["validation"]["host"]
+    assert entry["rules"] == [r.to_dict() for r in result.rules]
+    assert [(r["name"], r["key"]) for r in entry["rules"]] == [
+        ("accuracy", "validate.max_accuracy_drop"), ("agreement", "validate.min_agreement")]
+    assert entry["rules"][0]["rule"] == rules.accuracy_rule.__doc__.splitlines()[0]
+    strict = ValidateOptions(samples=40, max_accuracy_drop=-1.0)  # no model can pass it
+    with pytest.raises(QualityError, match="fails validation on host: accuracy") as failed:
+        val.validate_run(str(copy), runner="host", options=strict)
+    assert failed.value.result.rules[0].ok is False
+    assert _report(copy)["validation"]["host"]["ok"] is False  # written before the raise
+    with pytest.raises(BadInputError, match="needs the board's address"):
+        val.validate_run(str(copy), runner="ssh")
+
+
+def test_validation_rules_are_predicates_whose_docstring_is_the_rule():
+    opts = ValidateOptions(max_accuracy_drop=0.03, max_mse_increase=0.5, min_agreement=0.95)
+    agree = {"agreement": 0.96, "basis": "same class as the host reference",
+             "unit": "LSB of the int8 output", "max_abs_diff": 2.0}
+    ev = rules.Evidence({"accuracy": 0.94}, {"accuracy": 0.97}, agree)
+    accuracy, agreement = rules.evaluate("classification", ev, opts)
+    assert accuracy.ok and accuracy.measured == pytest.approx(0.03)  # at the budget passes
+    assert accuracy.key == "validate.max_accuracy_drop"
+    assert agreement.ok and agreement.key == "validate.min_agreement"
+    assert "same class as the host reference" in agreement.evidence
+    for r, fn in ((accuracy, rules.accuracy_rule), (agreement, rules.agreement_rule)):
+        assert r.rule == fn.__doc__.strip().splitlines()[0]
+    ev = rules.Evidence({"mse": 0.3}, {"mse": 0.1}, {**agree, "agreement": 0.5})
+    mse, agreement = rules.evaluate("regression", ev, opts)
+    assert (mse.name, mse.measured, mse.ok) == ("mse", pytest.approx(2.0), False)
+    assert mse.key == "validate.max_mse_increase" and not agreement.ok
+    assert rules.failures((mse, agreement)) == ("mse 2.0000 against 0.5 (validate.max_mse_increase)"
+                                                "; agreement 0.5000 against 0.95 "
+                                                "(validate.min_agreement)")
 
 
 def test_a_partial_run_is_marked_and_never_passes(run_dir):

@@ -396,3 +396,29 @@ def cost_model_toml(model: CostModel, header: str = "") -> str:
         lines += ["", "[accuracy]", f"n = {a.n}", f"median_abs_error = {a.median_abs_error:.6g}",
                   f"max_abs_error = {a.max_abs_error:.6g}", f"set = {q(a.set)}"]
     return "\n".join(lines) + "\n"
+
+
+def calibrate_file(path: str, params: tuple[str, ...] = DEFAULT_FIT, base: str | None = None,
+                   set_name: str = "", out: str | None = None) -> Calibration:
+    """:func:`calibrate` on the measurements CSV at ``path`` (``base``: a cost model id
+    or file). Side effect: with ``out``, the fitted model is written there as TOML,
+    its id the file's name (for ``edgeprune check --cost-model``), and logged.
+
+    Raises:
+        CalibrationError: see :func:`load_measurements` and :func:`calibrate`.
+        BadInputError: ``out``'s folder cannot take the file.
+    """
+    import logging
+
+    from edgeprune.artifacts import check_out_dir, write_bytes_atomic
+
+    if out is not None:
+        check_out_dir(os.path.dirname(os.path.abspath(out)))
+    result = calibrate(load_measurements(path), load_cost_model(base) if base else None, params,
+                       set_name)
+    if out is not None:
+        model = replace(result.model, id=os.path.splitext(os.path.basename(out))[0])
+        write_bytes_atomic(out, cost_model_toml(
+            model, f"Written by `edgeprune calibrate {os.path.basename(path)}`.").encode())
+        logging.getLogger(__name__).info("wrote %s", out)
+    return result

@@ -1,18 +1,20 @@
-"""The pass/fail table of `make all-targets`: one row per device build folder.
+"""The pass/fail table of a folder of device builds (``edgeprune fleet``, which
+``make all-targets`` runs): one row per target.
 
-Usage: ``python -m edgeprune.presentation.fleet BUILD_DIR TARGET...``. Reads each
-``BUILD_DIR/TARGET/report.json`` (and ``BUILD_DIR/TARGET.exit``, the exit code
-make recorded) and prints flash, RAM and latency against budget and the verdict
-(latency is the estimate, or the measurement on a profile that measures). Exits
-3 if any device failed its budget, 1 if any build failed otherwise, else 0.
+Reads each ``BUILD_DIR/TARGET/report.json`` (and ``BUILD_DIR/TARGET.exit``, the
+exit code make recorded) and shows flash, RAM and latency against budget and
+the verdict (latency is the estimate, or the measurement on a profile that
+measures). :attr:`Fleet.exit_code` is 3 if any device failed its budget, 1 if
+any build failed otherwise, else 0.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
+from dataclasses import dataclass
 
+from edgeprune.errors import BadInputError
 from edgeprune.presentation.table import table
 
 
@@ -45,20 +47,67 @@ def row(build_dir: str, target: str) -> tuple[list[str], int]:
     return [target, cell("flash"), cell("ram"), cell("latency"), acc, verdict], code
 
 
-def main(argv: list[str]) -> int:
-    build_dir, targets = argv[0], argv[1:]
-    rows = [["target", "flash B (used / budget)", "RAM B (used / budget)",
-             "latency ms (figure / budget)", "int8 accuracy", "verdict"]]
-    codes = []
-    for target in targets:
-        r, code = row(build_dir, target)
-        rows.append(r)
-        codes.append(code)
-    print("\n".join(table(rows)))
-    if any(c == 3 for c in codes):
-        return 3
-    return 1 if any(codes) else 0
+HEADER = ("target", "flash B (used / budget)", "RAM B (used / budget)",
+          "latency ms (figure / budget)", "int8 accuracy", "verdict")
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+@dataclass(frozen=True)
+class Fleet:
+    """The table of one build folder: a row and an exit code per target."""
+
+    build_dir: str
+    targets: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    codes: tuple[int, ...]
+
+    @property
+    def exit_code(self) -> int:
+        """3 if any device failed its budget, 1 if any build failed otherwise, else 0."""
+        if 3 in self.codes:
+            return 3
+        return 1 if any(self.codes) else 0
+
+    @property
+    def failures(self) -> str:
+        """One line naming the targets that did not pass ("" when all did)."""
+        failed = [f"{t} (exit {c})" for t, c in zip(self.targets, self.codes, strict=True) if c]
+        if not failed:
+            return ""
+        return (f"{len(failed)} of {len(self.targets)} targets did not pass: "
+                f"{', '.join(failed)}; see {os.path.join(self.build_dir, '<target>.log')}")
+
+    def text(self) -> str:
+        """The aligned table."""
+        return "\n".join(table([list(HEADER), *map(list, self.rows)]))
+
+
+def discover(build_dir: str) -> list[str]:
+    """The targets built in ``build_dir``: each ``NAME.exit`` file and each folder
+    holding a report.json, sorted.
+
+    Raises:
+        BadInputError: ``build_dir`` holds no build.
+    """
+    try:
+        names = os.listdir(build_dir)
+    except OSError as exc:
+        raise BadInputError(f"cannot read the build folder {build_dir} ({exc.strerror}); run "
+                            f"`make all-targets` or name the folder it wrote") from None
+    found = {n[:-len(".exit")] for n in names if n.endswith(".exit")}
+    found |= {n for n in names if os.path.isfile(os.path.join(build_dir, n, "report.json"))}
+    if not found:
+        raise BadInputError(f"{build_dir} holds no device build (no NAME.exit, no "
+                            f"NAME/report.json); run `make all-targets` or name the targets")
+    return sorted(found)
+
+
+def fleet(build_dir: str, targets: tuple[str, ...] | list[str] = ()) -> Fleet:
+    """The table of ``targets`` (default: every target :func:`discover` finds) in
+    ``build_dir``; nothing is written.
+
+    Raises:
+        BadInputError: no targets given and none found.
+    """
+    targets = tuple(targets) or tuple(discover(build_dir))
+    rows, codes = zip(*(row(build_dir, t) for t in targets), strict=True)
+    return Fleet(build_dir, targets, tuple(map(tuple, rows)), tuple(codes))

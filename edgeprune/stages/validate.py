@@ -14,24 +14,36 @@ then runs the final model on the chosen runner and measures:
 * latency: p50, p90, p99 and max of the runner's per-inference times, with
   what that clock measures.
 
-Two rules decide (``[validate]`` in the recipe): the accuracy drop against the
-float baseline on the same samples (regression: the relative MSE increase),
-and the agreement. The result goes into ``report.json`` under
-``validation.<runner>``, tied to the model's SHA-256; a partial run is
-written and marked partial.
+Two rules decide (:mod:`edgeprune.rules.validation`, budgets from
+``[validate]`` in the recipe): the accuracy drop against the float baseline
+on the same samples (regression: the relative MSE increase), and the
+agreement. The result goes into ``report.json`` under ``validation.<runner>``,
+tied to the model's SHA-256; a partial run is written and marked partial.
+
+:func:`validate_run` is the whole of ``edgeprune validate`` in one call:
+choose the runner for the target and address, validate, write the report
+(and a measurements row), then raise if the run failed.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from edgeprune import artifacts, metrics
-from edgeprune.errors import BadInputError
+from edgeprune.errors import BadInputError, DeviceError, Interrupted, QualityError
 from edgeprune.recipe import ValidateOptions
+from edgeprune.rules import validation as rules
+from edgeprune.target import Target
+
+log = logging.getLogger(__name__)
+
+#: Where a model can run, as ``--runner`` spells them.
+RUNNERS = ("host", "tflm", "serial", "ssh")
 
 
 @dataclass(frozen=True)
@@ -100,16 +112,16 @@ class ValidationResult:
     baseline_metrics: dict
     agreement: dict
     latency_ms: dict
-    rules: list = field(default_factory=list)
+    rules: tuple[rules.RuleResult, ...] = ()
     notes: list = field(default_factory=list)
     clock_hz: int | None = None  # the clock the device reported, where it reports one
 
     @property
     def ok(self) -> bool:
-        return not self.partial and all(r["ok"] for r in self.rules)
+        return not self.partial and all(r.ok for r in self.rules)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "ok": self.ok}
+        return {**asdict(self), "rules": [r.to_dict() for r in self.rules], "ok": self.ok}
 
 
 def _split(dataset) -> tuple[np.ndarray, np.ndarray, str]:
@@ -118,9 +130,12 @@ def _split(dataset) -> tuple[np.ndarray, np.ndarray, str]:
     return dataset.x_test, dataset.y_test, "test (x_test; the data has no x_val)"
 
 
-def agreement(task: str, out: np.ndarray, raw: np.ndarray, ref_out: np.ndarray,
-              ref_raw: np.ndarray) -> dict:
-    """Agreement of a runner's outputs with the host reference, sample by sample."""
+def reference_agreement(task: str, out: np.ndarray, raw: np.ndarray, ref_out: np.ndarray,
+                        ref_raw: np.ndarray) -> dict:
+    """Agreement of a runner's outputs with the host reference (the same model
+    on this host), sample by sample, with the output difference in LSB of an
+    integer output. Not :func:`edgeprune.metrics.agreement`, which compares a
+    model's outputs with the float baseline's."""
     n = len(out)
     integer = np.asarray(raw).dtype.kind in "iu"
     if integer:
@@ -152,27 +167,6 @@ def latency_stats(times_ms: np.ndarray) -> dict:
     return {"n": int(t.size), "p50": float(np.percentile(t, 50)),
             "p90": float(np.percentile(t, 90)), "p99": float(np.percentile(t, 99)),
             "max": float(t.max()), "mean": float(t.mean())}
-
-
-def rules(task: str, got: dict, base: dict, agree: dict, opts: ValidateOptions) -> list[dict]:
-    out = []
-    if task == "classification":
-        drop = base["accuracy"] - got["accuracy"]
-        out.append({"name": "accuracy", "rule": "accuracy drop against the float baseline "
-                    "on the same samples", "measured": drop, "budget": opts.max_accuracy_drop,
-                    "key": "validate.max_accuracy_drop",
-                    "ok": bool(drop <= opts.max_accuracy_drop + 1e-12)})
-    else:
-        rise = (got["mse"] - base["mse"]) / max(base["mse"], 1e-12)
-        out.append({"name": "mse", "rule": "relative MSE increase against the float baseline "
-                    "on the same samples", "measured": rise, "budget": opts.max_mse_increase,
-                    "key": "validate.max_mse_increase",
-                    "ok": bool(rise <= opts.max_mse_increase + 1e-12)})
-    out.append({"name": "agreement", "rule": f"fraction of samples with {agree['basis']}",
-                "measured": agree["agreement"], "budget": opts.min_agreement,
-                "key": "validate.min_agreement",
-                "ok": bool(agree["agreement"] >= opts.min_agreement - 1e-12)})
-    return out
 
 
 def load_split(run: RunInfo, data: str | None, samples: int | None):
@@ -225,12 +219,159 @@ def validate(run: RunInfo, runner, data: str | None = None,
 
     m = metrics.evaluate(run.task, y[:n], scores(got.outputs), run.n_classes) if n else {}
     base = metrics.evaluate(run.task, y[:n], scores(baseline[:n]), run.n_classes) if n else {}
-    agree = agreement(run.task, scores(got.outputs), got.raw, scores(reference.outputs),
-                      reference.raw)
-    checks = rules(run.task, m, base, agree, opts) if n else []
+    agree = reference_agreement(run.task, scores(got.outputs), got.raw,
+                                scores(reference.outputs), reference.raw)
+    checks = rules.evaluate(run.task, rules.Evidence(m, base, agree), opts) if n else ()
     return ValidationResult(runner.name, got.where, got.timing, os.path.basename(run.model_path),
                             run.model_sha256, name, split, len(x), n, got.partial, got.error, m,
                             base, agree, latency_stats(got.times_ms), checks, notes, got.clock_hz)
+
+
+def choose_runner(target: Target | None, runner: str = "auto", address: str | None = None
+                  ) -> str:
+    """The runner to validate on: ``runner`` itself, or for ``"auto"`` the one the
+    target and the address imply (with an address: serial on a TFLite Micro target,
+    ssh on a Linux one; without: tflm on a TFLite Micro target, host otherwise).
+
+    Raises:
+        BadInputError: an unknown runner, or a runner that does not go with the
+            address or the target (ssh to a microcontroller, a port for the host).
+    """
+    if runner != "auto" and runner not in RUNNERS:
+        raise BadInputError(f"unknown runner {runner!r}; choose auto, {', '.join(RUNNERS)}")
+    tflm = target is not None and target.runtime == "tflm"
+    if runner == "auto" and address and target is None:
+        raise BadInputError("with --device, name the runner (--runner serial or --runner ssh) "
+                            "or the --target it belongs to")
+    if runner == "auto":
+        runner = ("serial" if tflm else "ssh") if address else ("tflm" if tflm else "host")
+    if runner == "serial" and not address:
+        raise BadInputError("the serial runner needs the device's port; pass it as --device, "
+                            "for example /dev/ttyACM0@115200")
+    if runner == "ssh" and not address:
+        raise BadInputError("the ssh runner needs the board's address; pass it as --device, "
+                            "for example pi@raspberrypi.local")
+    if runner in ("host", "tflm") and address:
+        raise BadInputError(f"the {runner} runner runs on this machine; --device is for the "
+                            f"serial and ssh runners (drop it, or choose one of those)")
+    if target is not None and runner == "ssh" and tflm:
+        raise BadInputError(f"{target.id} runs TFLite Micro on a microcontroller; validate it "
+                            f"with --runner serial (or tflm here), not ssh")
+    if target is not None and runner == "serial" and not tflm:
+        raise BadInputError(f"{target.id} is a Linux machine running LiteRT; validate "
+                            f"it with --runner ssh (or host here), not serial")
+    return runner
+
+
+def open_runner(runner: str, model_path: str, target: Target | None = None,
+                address: str | None = None, opts: ValidateOptions | None = None):
+    """The runner named ``runner`` (one of :data:`RUNNERS`) loaded with the model at
+    ``model_path``; ssh runs a Linux target's kernels and threads.
+
+    Raises:
+        BadInputError: ``address`` is not a serial port or board address.
+    """
+    opts = opts or ValidateOptions()
+    with open(model_path, "rb") as fh:
+        model = fh.read()
+    if runner == "serial":
+        from edgeprune.runners.serial import SerialRunner
+
+        return SerialRunner(model, address, opts.timeout_s)
+    if runner == "ssh":
+        from edgeprune.runners.ssh import SshRunner
+
+        linux = target is not None and target.runtime == "litert"
+        reference = linux and target.kernels == "reference"
+        return SshRunner(model, address, opts.timeout_s,
+                         kernels="reference" if reference else "xnnpack",
+                         threads=target.latency.threads if linux else 1,
+                         python=opts.remote_python, ssh_config=opts.ssh_config,
+                         identity=opts.ssh_key, model_name=os.path.basename(model_path))
+    if runner == "tflm":
+        from edgeprune.runners.tflm import TflmRunner
+
+        return TflmRunner(model)
+    from edgeprune.runners.host import HostRunner
+
+    return HostRunner(model)
+
+
+def validate_run(run_dir: str | None = None, target: Target | str | None = None,
+                 runner: str = "auto", address: str | None = None, data: str | None = None,
+                 options: ValidateOptions | None = None, measurements: str | None = None
+                 ) -> ValidationResult:
+    """Validate a run folder's final model on a runner, and record the result.
+
+    ``run_dir`` defaults to ``build/<target>`` (what ``make <target>`` writes);
+    ``target`` (a profile or its name) picks the runner with ``address`` (a
+    serial port or an ssh board) when ``runner`` is ``"auto"``, see
+    :func:`choose_runner`. Side effects: the result goes into the run's
+    ``report.json`` under ``validation.<runner>``, also when the run fails or is
+    partial; with ``measurements`` (ssh and serial runners, with a target) the
+    device's median invoke time is added to that CSV for ``edgeprune calibrate``.
+
+    Raises:
+        BadInputError: no run folder, a runner that does not fit the target or
+            address, a measurements file that cannot take the row.
+        DeviceError: the device stopped answering (``result`` holds the partial run).
+        Interrupted: Ctrl-C part way (``result`` holds the partial run).
+        QualityError: a validation rule failed (``result`` holds the run).
+    """
+    if isinstance(target, str):
+        from edgeprune.target import load_target
+
+        target = load_target(target)
+    if run_dir is None and target is None:
+        raise BadInputError("name the run folder to validate, or the target whose "
+                            "build/<target> folder it is")
+    opts = options or ValidateOptions()
+    runner = choose_runner(target, runner, address)
+    existing = _existing_measurements(measurements, runner, target)
+    run = read_run(run_dir or os.path.join("build", target.id))
+    result = validate(run, open_runner(runner, run.model_path, target, address, opts), data,
+                      opts)
+    log.info("report: %s", write_result(run, result))
+    if existing is not None:
+        _add_measurement(run, result, target, measurements, existing)
+    if result.partial and result.error.startswith("interrupted"):
+        raise Interrupted(f"{result.error}; the partial results are in report.json", result)
+    if result.partial:
+        raise DeviceError(f"validation on {result.runner} is partial: {result.error}; the "
+                          f"partial results are in report.json", result)
+    if not result.ok:
+        raise QualityError(f"{result.model} fails validation on {result.runner}: "
+                           f"{rules.failures(result.rules)}", result)
+    return result
+
+
+def _existing_measurements(path: str | None, runner: str, target: Target | None) -> str | None:
+    """The measurements file's text to extend (None without one), checked before anything runs."""
+    if path is None:
+        return None
+    from edgeprune.estimates import calibrate
+
+    if runner not in ("ssh", "serial"):
+        raise BadInputError(f"--measurements records a device's invoke time; the {runner} "
+                            f"runner times this machine (`edgeprune measure` times LiteRT here)")
+    if target is None:
+        raise BadInputError("--measurements needs --target: the row takes the profile's "
+                            "cost model and clock")
+    return calibrate.existing_measurements(path, append=True)
+
+
+def _add_measurement(run: RunInfo, result: ValidationResult, target: Target, csv_path: str,
+                     existing: str) -> None:
+    from edgeprune.estimates import calibrate
+
+    if result.partial or not result.latency_ms.get("n"):
+        log.warning("measurements: no row added to %s: the run is partial", csv_path)
+        return
+    row = measurement_row(run, result, target, csv_path)
+    calibrate.write_measurements(csv_path, [row], (
+        "Measured on devices with `edgeprune validate --measurements`; ms is the median "
+        "(p50) invoke time on the device."), existing)
+    log.info("measurements: added %s at %s ms to %s", row["model"], row["ms"], csv_path)
 
 
 def measurement_row(run: RunInfo, result: ValidationResult, target, csv_path: str) -> dict:
@@ -291,8 +432,6 @@ def format_result(result: ValidationResult) -> str:
         rows += [[str(i), *map(str, row)] for i, row in enumerate(cm)]
         lines += ["  confusion matrix:"] + ["    " + r for r in table(rows, right=set(
             range(1, len(cm) + 1)))]
-    for r in result.rules:
-        lines.append(f"  rule {r['name']}: {r['rule']} {r['measured']:.4f}, budget "
-                     f"{r['budget']} ({r['key']}): {'ok' if r['ok'] else 'FAILED'}")
+    lines += [f"  {rules.format_rule(r)}" for r in result.rules]
     lines += [f"  note: {n}" for n in result.notes]
     return "\n".join(lines)
