@@ -349,7 +349,7 @@ def runtime_flash(core: str, kernels: str, ops: dict[str, bool]) -> RuntimeFlash
     """Estimate the runtime flash for a model registering ``ops``.
 
     ``ops`` maps each distinct opcode to whether the op resolver registers its
-    int8-only kernel (what :func:`edgeprune.firmware.emit.resolver_calls` emits).
+    int8-only kernel (what :func:`edgeprune.firmware.resolver.resolver_calls` emits).
     """
     key = (core, kernels)
     if key in MEASURED:
