@@ -263,14 +263,3 @@ def sample_loss(task: str, output_units: int, probabilities: bool) -> Callable:
     from edgeprune.adapters.keras import sample_loss as keras_sample_loss
 
     return keras_sample_loss(task, output_units, probabilities)
-
-
-def evaluate_accuracy(x: np.ndarray, y: np.ndarray) -> Callable:
-    """``evaluate`` for classification: argmax accuracy on ``x``, ``y``."""
-    from edgeprune.adapters.keras import predict
-    from edgeprune.metrics import predicted_classes
-
-    def run(model) -> float:
-        return float(np.mean(predicted_classes(predict(model, x)) == y))
-
-    return run
