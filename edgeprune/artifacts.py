@@ -11,13 +11,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import secrets
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from edgeprune.errors import BadInputError, EdgepruneError
+
+log = logging.getLogger(__name__)
 
 
 class ArtifactWriteError(EdgepruneError, OSError):
@@ -104,7 +109,14 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     """Yield a temporary path beside ``final``; rename it to ``final`` on success.
 
     The temporary name starts with a dot and keeps ``suffix`` (tf_keras insists
-    on ``.keras``). On error the temporary file or folder is removed.
+    on ``.keras``). The writer may create a file or a folder there. A folder
+    replaces an existing folder ``final`` whole: the old one is moved aside,
+    the new one renamed into place, and only then the old one deleted (moved
+    back if the rename fails), so ``final`` is always the old folder or the
+    new one, never a mix. On error the temporary file or folder is removed.
+
+    Raises:
+        ArtifactWriteError: writing, syncing or renaming failed (any OSError).
     """
     final = os.fspath(final)
     folder, base = os.path.split(final)
@@ -116,17 +128,53 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[str]:
         if os.path.isfile(tmp):
             with open(tmp, "rb+") as fh:  # on disk before it gets its real name
                 os.fsync(fh.fileno())
-        os.replace(tmp, final)
+        if os.path.isdir(tmp):
+            _fsync_folder(tmp)
+            if os.path.isdir(final):
+                _replace_folder(tmp, final)
+            else:
+                os.replace(tmp, final)
+            _fsync_folder(folder or ".")
+        else:
+            os.replace(tmp, final)
     except OSError as exc:
         raise ArtifactWriteError(f"writing {final} failed ({exc.strerror or exc}); check free "
                                  f"space and permissions of {folder or '.'}") from None
     finally:
         if os.path.isdir(tmp):
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
         elif os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _replace_folder(new: str, final: str) -> None:
+    # Folders cannot be renamed over one another: move the old one aside first.
+    folder, base = os.path.split(final)
+    old = os.path.join(folder or ".", f".{base}.old-{secrets.token_hex(4)}")
+    os.rename(final, old)
+    try:
+        os.rename(new, final)
+    except OSError:
+        try:
+            os.rename(old, final)
+        except OSError:
+            log.error("the previous folder %s was kept as %s", final, old)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_folder(path: str) -> None:
+    """Sync a folder's entries to disk where the platform allows it (best effort)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

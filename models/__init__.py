@@ -10,14 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from edgeprune.models import digits_cnn, mlperf_tiny
+
+if TYPE_CHECKING:
+    from edgeprune.adapters.keras import KerasModel
 
 
 @dataclass(frozen=True)
 class BuiltinModel:
     name: str
-    build: Callable
+    build: Callable[..., KerasModel]
     dataset: str
     # Bump when the architecture changes, so cached baselines are not reused.
     version: int

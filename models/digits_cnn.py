@@ -8,10 +8,15 @@ implements (CONV_2D, MAX_POOL_2D, RESHAPE, FULLY_CONNECTED, SOFTMAX).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edgeprune.adapters.keras import KerasModel
+
 VERSION = 2
 
 
-def build(input_shape=(8, 8, 1), n_classes: int = 10):
+def build(input_shape=(8, 8, 1), n_classes: int = 10) -> KerasModel:
     from edgeprune.adapters.keras import keras
 
     return keras.Sequential([

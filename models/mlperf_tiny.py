@@ -28,7 +28,12 @@ for size, arena and latency work and says nothing about accuracy.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from edgeprune.adapters.keras import KerasModel
 
 VERSION = 1
 
@@ -55,7 +60,7 @@ def _dw_bn_relu(x, strides, name, reg):
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
-def ds_cnn(input_shape=(49, 10, 1), n_classes: int = 12):
+def ds_cnn(input_shape=(49, 10, 1), n_classes: int = 12) -> KerasModel:
     """DS-CNN keyword spotting (MLPerf Tiny KWS reference), 64 filters."""
     keras, layers, reg = _layers()
     inputs = keras.Input(shape=tuple(input_shape), name="mfcc")
@@ -76,7 +81,8 @@ _MOBILENET_BLOCKS = ((1, 64), (2, 128), (1, 128), (2, 256), (1, 256), (2, 512),
                      (1, 512), (1, 512), (1, 512), (1, 512), (1, 512), (2, 1024), (1, 1024))
 
 
-def mobilenet_v1(input_shape=(96, 96, 3), n_classes: int = 2, alpha: float = 0.25):
+def mobilenet_v1(input_shape=(96, 96, 3), n_classes: int = 2, alpha: float = 0.25
+                 ) -> KerasModel:
     """MobileNetV1 visual wake words (MLPerf Tiny VWW reference), width ``alpha``."""
     keras, layers, reg = _layers()
     inputs = keras.Input(shape=tuple(input_shape), name="image")
@@ -90,7 +96,7 @@ def mobilenet_v1(input_shape=(96, 96, 3), n_classes: int = 2, alpha: float = 0.2
     return keras.Model(inputs, outputs, name="mobilenet_v1")
 
 
-def resnet8(input_shape=(32, 32, 3), n_classes: int = 10, filters: int = 16):
+def resnet8(input_shape=(32, 32, 3), n_classes: int = 10, filters: int = 16) -> KerasModel:
     """ResNet-8 image classification (MLPerf Tiny IC reference)."""
     keras, layers, reg = _layers()
     inputs = keras.Input(shape=tuple(input_shape), name="image")
@@ -112,7 +118,7 @@ def resnet8(input_shape=(32, 32, 3), n_classes: int = 10, filters: int = 16):
     return keras.Model(inputs, outputs, name="resnet8")
 
 
-def autoencoder(input_shape=(640,), n_classes: int | None = None):
+def autoencoder(input_shape=(640,), n_classes: int | None = None) -> KerasModel:
     """Dense autoencoder anomaly detection (MLPerf Tiny AD reference); the output
     is the reconstructed input (``n_classes`` is ignored)."""
     keras, layers, _ = _layers()
@@ -149,7 +155,7 @@ def synthetic_data(input_shape, n_classes: int | None, n: int = 512, seed: int =
     return x.astype(np.float32), y.astype(np.int64)
 
 
-def calibrate_batchnorm(model, x: np.ndarray) -> None:
+def calibrate_batchnorm(model: KerasModel, x: np.ndarray) -> None:
     """Set every BatchNormalization's moving mean and variance to the statistics
     of its input on ``x``, layer by layer in graph order.
 

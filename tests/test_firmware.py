@@ -28,6 +28,7 @@ from ai_edge_litert import schema_py_generated as schema  # noqa: E402
 from edgeprune.artifacts import ArtifactWriteError  # noqa: E402
 from edgeprune.errors import BadInputError, UnsupportedModelError  # noqa: E402
 from edgeprune.firmware import emit as firmware  # noqa: E402
+from edgeprune.firmware import model_files, resolver  # noqa: E402
 from edgeprune.firmware.emit import (  # noqa: E402
     MODEL_CONFIG_H,
     MODEL_DATA_CC,
@@ -284,7 +285,7 @@ class MicroMutableOpResolver {
     # Each kernel header declares only its own registrations, so a missing
     # #include in model_ops.h fails to compile.
     by_header: dict[str, list[str]] = {}
-    for kernels in firmware._TYPED_KERNELS.values():
+    for kernels in resolver._TYPED_KERNELS.values():
         for k in kernels:
             by_header.setdefault(k.header, []).append(k.registration)
     for header, registrations in by_header.items():
@@ -445,7 +446,7 @@ def test_resolver_table_names_real_builtin_ops():
     assert set(RESOLVER_METHODS) <= builtins
     assert all(re.fullmatch(r"Add[A-Z][A-Za-z0-9]*", m) for m in RESOLVER_METHODS.values())
     assert len(set(RESOLVER_METHODS.values())) == len(RESOLVER_METHODS)
-    assert set(firmware._TYPED_KERNELS) <= set(RESOLVER_METHODS)
+    assert set(resolver._TYPED_KERNELS) <= set(RESOLVER_METHODS)
 
 
 # --- model_config ------------------------------------------------------------------------------
@@ -515,11 +516,11 @@ def test_config_scale_literals_round_trip_float32(int8_model, int8_files):
             literal = re.search(rf"kFinalInt8{kind_name}{i}Scale = (\S+)f;", text).group(1)
             assert np.float32(literal) == np.float32(t.scales[0])
             assert f"// {kind_name} {i} \"{t.name}\": int8, shape (" in text
-    assert firmware._float_literal(2.0, "x") == "2.0f"
-    assert firmware._float_literal(1e-20, "x") == "1e-20f"
-    assert firmware._float_literal(float(np.float32(0.1)), "x") == "0.100000001f"
+    assert model_files._float_literal(2.0, "x") == "2.0f"
+    assert model_files._float_literal(1e-20, "x") == "1e-20f"
+    assert model_files._float_literal(float(np.float32(0.1)), "x") == "0.100000001f"
     with pytest.raises(UnsupportedModelError, match="must be finite"):
-        firmware._float_literal(float("nan"), "input 0 scale")
+        model_files._float_literal(float("nan"), "input 0 scale")
 
 
 @pytest.mark.parametrize("arena", [0, -5, 1.5, True, "1024", 2**31])

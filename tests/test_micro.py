@@ -15,6 +15,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from edgeprune.tflm import client
 from edgeprune.tflm import probe as micro
 from edgeprune.tflm.probe import MicroError
 
@@ -231,7 +232,7 @@ def fake_worker(tmp_path, monkeypatch):
     def install(body: str) -> None:
         (tmp_path / "fake_micro_worker.py").write_text(textwrap.dedent(body))
         monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-        monkeypatch.setattr(micro, "_WORKER_MODULE", "fake_micro_worker")
+        monkeypatch.setattr(client, "_WORKER_MODULE", "fake_micro_worker")
 
     return install
 
@@ -251,7 +252,7 @@ def test_model_that_crashes_at_every_size_is_an_error_not_an_endless_search(
 
 def test_hung_worker_times_out(fake_worker, int8_cnn, monkeypatch):
     fake_worker("import time\ntime.sleep(60)\n")
-    monkeypatch.setattr(micro, "_REQUEST_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(micro, "REQUEST_TIMEOUT_S", 1.0)
     with pytest.raises(MicroError, match=r"did not answer within 1 s"):
         micro.run(int8_cnn, np.zeros((1, 8, 8, 1), np.float32), 1 << 20)
 

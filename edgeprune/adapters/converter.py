@@ -35,7 +35,7 @@ class ConversionError(EdgepruneError, RuntimeError):
     """The TFLite converter refused the model."""
 
 
-def to_tflite(model, mode: str, calibration: np.ndarray | None = None,
+def to_tflite(model: ka.KerasModel, mode: str, calibration: np.ndarray | None = None,
               per_tensor_dense: bool = False) -> bytes:
     """Convert a (stripped) tf_keras model to a ``.tflite`` flatbuffer.
 

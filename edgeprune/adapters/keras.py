@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import zipfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -25,6 +26,10 @@ from edgeprune.adapters.keras3 import MANUAL_FIX  # noqa: E402
 from edgeprune.errors import ModelLoadError, UnsupportedModelError  # noqa: E402
 
 log = logging.getLogger(__name__)
+
+# The model type the stages pass around. Modules that must not import TensorFlow
+# name it under ``if TYPE_CHECKING:`` (``from edgeprune.adapters.keras import KerasModel``).
+KerasModel = keras.Model
 
 GRAPH_MODEL_CLASSES = ("Sequential", "Functional", "Model")
 
@@ -91,7 +96,7 @@ def _is_keras3(version: str | None) -> bool:
     return bool(version) and version.split(".")[0] not in ("2", "1")
 
 
-def load_model(path: str | os.PathLike) -> keras.Model:
+def load_model(path: str | os.PathLike) -> KerasModel:
     """Load a tf_keras model; see :func:`load_user_model` (this drops the conversion note)."""
     return load_user_model(path)[0]
 
@@ -100,7 +105,8 @@ class WrappedModelError(UnsupportedModelError):
     """The file holds tfmot pruning wrappers: it was saved before ``strip_pruning``."""
 
 
-def load_user_model(path: str | os.PathLike, scope=None):
+def load_user_model(path: str | os.PathLike, scope: Callable | None = None
+                    ) -> tuple[KerasModel, dict | None]:
     """Load a model from ``.keras``, ``.h5`` or a SavedModel folder as tf_keras.
 
     A Keras 3 file is rebuilt as a tf_keras model and checked to give the same
@@ -173,7 +179,7 @@ def _subclassed_message(where: str, class_name: str | None) -> str:
             f"or functional models: rebuild it with keras.Sequential or the functional API")
 
 
-def check_model(model, where: str = "model") -> None:
+def check_model(model: object, where: str = "model") -> None:
     """Raise :class:`UnsupportedModelError` unless ``model`` is a single-input,
     single-output Sequential or functional tf_keras model."""
     if not isinstance(model, keras.Model):
@@ -195,17 +201,18 @@ def check_model(model, where: str = "model") -> None:
             f"edgeprune handles single-input, single-output models")
 
 
-def shapes(model) -> ModelShapes:
+def shapes(model: KerasModel) -> ModelShapes:
+    """The model's input and output shapes."""
     return ModelShapes(tuple(model.inputs[0].shape.as_list()),
                        tuple(model.outputs[0].shape.as_list()))
 
 
-def save_model(model, path: str) -> None:
+def save_model(model: KerasModel, path: str) -> None:
     """Save in the native tf_keras ``.keras`` format."""
     model.save(path)
 
 
-def clone(model):
+def clone(model: KerasModel) -> KerasModel:
     """A structural copy with the same weights and no shared layers."""
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
@@ -215,7 +222,7 @@ def clone(model):
 _SHAPE_ONLY = ("Reshape", "Flatten", "Dropout", "Permute", "Cropping1D", "Cropping2D")
 
 
-def final_activation(model) -> str | None:
+def final_activation(model: KerasModel) -> str | None:
     """Name of the activation that produces the output, read from the layers
     (through shape-only layers such as Reshape), or None if it cannot be read."""
     layer = model.layers[-1]
@@ -234,7 +241,7 @@ def final_activation(model) -> str | None:
     return getattr(act, "__name__", None) if act is not None else None
 
 
-def outputs_are_probabilities(model, x: np.ndarray) -> bool:
+def outputs_are_probabilities(model: KerasModel, x: np.ndarray) -> bool:
     """True if the model outputs probabilities (softmax or sigmoid).
 
     Read from the final activation when the layers say it; otherwise
@@ -250,7 +257,8 @@ def outputs_are_probabilities(model, x: np.ndarray) -> bool:
     return bool(np.all(y >= 0) and np.allclose(y.sum(axis=1), 1.0, atol=1e-3))
 
 
-def loss_for(task: str, output_units: int, probabilities: bool):
+def loss_for(task: str, output_units: int, probabilities: bool) -> keras.losses.Loss:
+    """The training loss for ``task`` and the model's output (one unit: binary)."""
     if task == "regression":
         return keras.losses.MeanSquaredError()
     if output_units == 1:
@@ -258,15 +266,17 @@ def loss_for(task: str, output_units: int, probabilities: bool):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
 
 
-def compile_for(model, task: str, learning_rate: float, probabilities: bool) -> None:
+def compile_for(model: KerasModel, task: str, learning_rate: float, probabilities: bool
+                ) -> None:
+    """Compile ``model`` in place with Adam and :func:`loss_for`'s loss."""
     metrics = ["accuracy"] if task == "classification" else []
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss=loss_for(task, shapes(model).output_units, probabilities),
                   metrics=metrics)
 
 
-def fit(model, x, y, *, epochs: int, batch_size: int, seed: int, callbacks=(),
-        validation=None) -> dict:
+def fit(model: KerasModel, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int,
+        seed: int, callbacks=(), validation=None) -> dict:
     """Train ``model`` (compiled) and return the last epoch's logged metrics."""
     seed_everything(seed)
     history = model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,
@@ -274,7 +284,7 @@ def fit(model, x, y, *, epochs: int, batch_size: int, seed: int, callbacks=(),
     return {k: float(v[-1]) for k, v in history.history.items()}
 
 
-def predict(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def predict(model: KerasModel, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Inference-mode outputs as float32 numpy."""
     out = []
     for i in range(0, len(x), batch_size):
@@ -282,5 +292,44 @@ def predict(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
+def sample_loss(task: str, output_units: int, probabilities: bool) -> Callable:
+    """A per-sample loss ``loss(y_true, y_pred)`` (one value per row), matching
+    :func:`loss_for`'s training loss; for gradients of single samples."""
+
+    def loss(y_true, y_pred):
+        if task == "regression":
+            diff = tf.reshape(tf.cast(y_true, y_pred.dtype) - y_pred, [tf.shape(y_pred)[0], -1])
+            return tf.reduce_mean(tf.square(diff), axis=1)
+        if output_units == 1:
+            return keras.losses.binary_crossentropy(
+                tf.cast(tf.reshape(y_true, [-1, 1]), y_pred.dtype), y_pred,
+                from_logits=not probabilities)
+        return keras.losses.sparse_categorical_crossentropy(
+            y_true, y_pred, from_logits=not probabilities)
+
+    return loss
+
+
+def per_sample_gradients(model: KerasModel, weights: Sequence, x: np.ndarray, y: np.ndarray,
+                         loss: Callable) -> Iterator[list[np.ndarray | float]]:
+    """Yield, for each sample of ``x``, ``y`` in order, the gradient of
+    ``sum(loss(y, model(x)))`` with respect to each of ``weights`` (variables of
+    ``model``), in inference mode; 0.0 for a weight no gradient reaches.
+
+    One traced function serves every sample; no side effects on the model.
+    """
+    flat = list(weights)
+
+    @tf.function(reduce_retracing=True)
+    def sample_grads(xs, ys):
+        with tf.GradientTape() as tape:
+            value = tf.reduce_sum(loss(ys, model(xs, training=False)))
+        return tape.gradient(value, flat)
+
+    for i in range(len(x)):
+        yield [g.numpy() if g is not None else 0.0 for g in sample_grads(x[i:i + 1], y[i:i + 1])]
+
+
 def versions() -> dict[str, str]:
+    """The versions of TensorFlow and tf_keras in use, for the report."""
     return {"tensorflow": tf.__version__, "tf_keras": keras.__version__}

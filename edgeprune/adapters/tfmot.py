@@ -28,6 +28,7 @@ from edgeprune.schedule import SchedulePlan
 log = logging.getLogger(__name__)
 
 keras = ka.keras
+KerasModel = ka.KerasModel
 # The public API does not export the registry that says which layers tfmot
 # can prune and which weights it prunes in each; we need both to plan.
 from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import (  # noqa: E402
@@ -87,7 +88,7 @@ def _matches(layer, names) -> bool:
     return layer.name in names or type(layer).__name__ in names
 
 
-def plan_layers(model, opts: PruneOptions) -> list[LayerPlan]:
+def plan_layers(model: KerasModel, opts: PruneOptions) -> list[LayerPlan]:
     """Decide, for every layer with a kernel, whether it is pruned.
 
     Raises:
@@ -157,7 +158,8 @@ def _schedule(plan: SchedulePlan):
         frequency=plan.frequency)
 
 
-def wrap(model, layer_plans: list[LayerPlan], plan: SchedulePlan, opts: PruneOptions):
+def wrap(model: KerasModel, layer_plans: list[LayerPlan], plan: SchedulePlan,
+         opts: PruneOptions) -> KerasModel:
     """A copy of ``model`` with the planned layers wrapped by ``prune_low_magnitude``.
 
     ``model`` itself is not modified and shares no layers with the result.
@@ -179,20 +181,20 @@ def wrap(model, layer_plans: list[LayerPlan], plan: SchedulePlan, opts: PruneOpt
     return keras.models.clone_model(base, clone_function=clone_fn)
 
 
-def fine_tune(pruned, x, y, *, task: str, probabilities: bool, opts: PruneOptions, seed: int,
-              validation=None) -> dict:
+def fine_tune(pruned: KerasModel, x: np.ndarray, y: np.ndarray, *, task: str,
+              probabilities: bool, opts: PruneOptions, seed: int, validation=None) -> dict:
     """Train the wrapped model with the pruning callback; returns last-epoch metrics."""
     ka.compile_for(pruned, task, opts.learning_rate, probabilities)
     return ka.fit(pruned, x, y, epochs=opts.epochs, batch_size=opts.batch_size, seed=seed,
                   callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], validation=validation)
 
 
-def strip(pruned):
+def strip(pruned: KerasModel) -> KerasModel:
     """Remove the pruning wrappers; the kernels keep their zeros."""
     return tfmot.sparsity.keras.strip_pruning(pruned)
 
 
-def load_stripped(path: str):
+def load_stripped(path: str) -> KerasModel:
     """Load a model saved with its pruning wrappers and strip them.
 
     The converter would accept the wrapped model but emit a much larger file
@@ -211,7 +213,7 @@ def requested_sparsity(opts: PruneOptions) -> float:
     return opts.final_sparsity
 
 
-def measure_sparsity(stripped, layer_plans: list[LayerPlan], opts: PruneOptions
+def measure_sparsity(stripped: KerasModel, layer_plans: list[LayerPlan], opts: PruneOptions
                      ) -> list[LayerSparsity]:
     """Achieved sparsity of every weighted layer against what was requested.
 
@@ -242,7 +244,7 @@ def check_sparsity(layers: list[LayerSparsity]) -> None:
             f"{s.requested:.3f}; raise prune.epochs or check the schedule")
 
 
-def verify_strip(pruned, stripped, x: np.ndarray) -> StripCheck:
+def verify_strip(pruned: KerasModel, stripped: KerasModel, x: np.ndarray) -> StripCheck:
     """Predict with the wrapped and the stripped model; they must agree exactly.
 
     Raises:

@@ -21,17 +21,30 @@ measured KWS build exactly. Every figure says it is an estimate and from what
 Measured: Cortex-M0+, M4F, M7, M33 and M55 (MVE) with CMSIS-NN, and the
 M4F with reference kernels. Not measured: the Xtensa cores with ESP-NN; for
 those the Cortex-M4F CMSIS-NN measurement stands in, and the basis says so.
+
+The figures are data, not code: ``targets/footprint/tflm.toml`` (shipped as
+``edgeprune.targets``), read and validated when this module is imported
+(:func:`load_footprint`), as the cost models in ``targets/latency/`` are.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from importlib import resources
+from typing import Any
 
-# Static RAM outside the arena with the interpreter and a
-# MicroMutableOpResolver<6> as static objects (208 + 228 B), measured on the M4F.
-STATIC_RAM_BYTES = 444
-KWS_OPS = ("AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "RESHAPE",
-           "SOFTMAX")
+from edgeprune._toml import read_toml
+from edgeprune.errors import BadInputError
+
+_TOP_KEYS = ("static_ram_bytes", "kws_ops", "fallback", "stand_ins", "build")
+_BUILD_KEYS = ("kernels", "core", "interpreter_bytes", "kws_int8_bytes", "kws_generic_bytes",
+               "ops")
+_OP_KEYS = ("int8_bytes", "generic_bytes")
+
+
+class FootprintError(BadInputError):
+    """The footprint table is missing a key, has an unknown one or a bad value."""
 
 
 @dataclass(frozen=True)
@@ -39,11 +52,13 @@ class Measurement:
     """One measured build configuration: bytes of text+data."""
 
     interpreter_bytes: int
-    kws_int8_bytes: int  # interpreter + the six KWS kernels, int8-only where TFLM has it
+    kws_int8_bytes: int  # interpreter + the KWS kernels, int8-only where TFLM has it
     kws_generic_bytes: int
-    ops: dict  # opcode -> (int8-only registration or None if TFLM has none, generic)
+    ops: dict[str, tuple[int | None, int]]  # opcode -> (int8-only or None if none, generic)
+    kws_ops: tuple[str, ...]  # the kernels of the KWS builds
 
     def one_op(self, opcode: str, int8_only: bool) -> int | None:
+        """Flash of one kernel for ``opcode``, or None when it was not measured."""
         if opcode not in self.ops:
             return None
         int8, generic = self.ops[opcode]
@@ -51,284 +66,140 @@ class Measurement:
 
     def shared_bytes(self) -> float:
         """Helper code one-kernel figures each include, from the KWS builds."""
-        singles = sum(self.one_op(op, True) for op in KWS_OPS)
+        singles = sum(self.one_op(op, True) for op in self.kws_ops)
         kernels = self.kws_int8_bytes - self.interpreter_bytes
-        return (singles - kernels) / (len(KWS_OPS) - 1)
+        return (singles - kernels) / (len(self.kws_ops) - 1)
 
 
-MEASURED: dict[tuple[str, str], Measurement] = {
-    ('cortex-m0plus', 'cmsis-nn'): Measurement(
-        interpreter_bytes=10452, kws_int8_bytes=51816,
-        kws_generic_bytes=74232,
-        ops={
-            'ADD': (14212, 18248),
-            'AVERAGE_POOL_2D': (8412, 9008),
-            'BATCH_MATMUL': (15580, 18184),
-            'CONCATENATION': (None, 3724),
-            'CONV_2D': (20612, 31684),
-            'DEPTHWISE_CONV_2D': (19428, 27244),
-            'DEQUANTIZE': (None, 3224),
-            'EXPAND_DIMS': (None, 1136),
-            'FULLY_CONNECTED': (18888, 21184),
-            'GATHER': (None, 2120),
-            'HARD_SWISH': (None, 10908),
-            'LEAKY_RELU': (None, 10244),
-            'LOGISTIC': (None, 15340),
-            'MAXIMUM': (1772, 5796),
-            'MAX_POOL_2D': (8540, 9152),
-            'MEAN': (None, 14512),
-            'MINIMUM': (None, 5796),
-            'MUL': (14908, 18104),
-            'PACK': (None, 1576),
-            'PAD': (2332, 4084),
-            'PADV2': (None, 4096),
-            'QUANTIZE': (None, 12764),
-            'RELU': (None, 10408),
-            'RELU6': (None, 4780),
-            'RESHAPE': (None, 1756),
-            'RESIZE_NEAREST_NEIGHBOR': (None, 5320),
-            'SHAPE': (None, 720),
-            'SOFTMAX': (18932, 20324),
-            'SPLIT': (None, 1704),
-            'SQUEEZE': (None, 1188),
-            'STRIDED_SLICE': (None, 7588),
-            'SUB': (None, 16776),
-            'SUM': (None, 12804),
-            'SVDF': (14512, 19848),
-            'TANH': (None, 15608),
-            'TRANSPOSE': (1276, 2148),
-            'TRANSPOSE_CONV': (21060, 23092),
-            'UNIDIRECTIONAL_SEQUENCE_LSTM': (22848, 28100),
-            'UNPACK': (None, 1372),
-        }),
-    ('cortex-m4f', 'cmsis-nn'): Measurement(
-        interpreter_bytes=10552, kws_int8_bytes=44948,
-        kws_generic_bytes=72564,
-        ops={
-            'ADD': (7616, 11552),
-            'AVERAGE_POOL_2D': (5640, 6152),
-            'BATCH_MATMUL': (8692, 10932),
-            'CONCATENATION': (None, 3104),
-            'CONV_2D': (13588, 29460),
-            'DEPTHWISE_CONV_2D': (12452, 20004),
-            'DEQUANTIZE': (None, 3040),
-            'EXPAND_DIMS': (None, 1312),
-            'FULLY_CONNECTED': (11280, 14448),
-            'GATHER': (None, 2304),
-            'HARD_SWISH': (None, 4520),
-            'LEAKY_RELU': (None, 4680),
-            'LOGISTIC': (None, 7688),
-            'MAXIMUM': (1888, 5312),
-            'MAX_POOL_2D': (5832, 6408),
-            'MEAN': (None, 7424),
-            'MINIMUM': (None, 5312),
-            'MUL': (7788, 10380),
-            'PACK': (None, 1408),
-            'PAD': (1952, 3552),
-            'PADV2': (None, 3584),
-            'QUANTIZE': (None, 5600),
-            'RELU': (None, 4648),
-            'RELU6': (None, 2568),
-            'RESHAPE': (None, 1408),
-            'RESIZE_NEAREST_NEIGHBOR': (None, 2400),
-            'SHAPE': (None, 736),
-            'SOFTMAX': (9468, 10716),
-            'SPLIT': (None, 1472),
-            'SQUEEZE': (None, 1376),
-            'STRIDED_SLICE': (None, 5184),
-            'SUB': (None, 9452),
-            'SUM': (None, 6656),
-            'SVDF': (9336, 11860),
-            'TANH': (None, 7880),
-            'TRANSPOSE': (1504, 2368),
-            'TRANSPOSE_CONV': (13312, 15264),
-            'UNIDIRECTIONAL_SEQUENCE_LSTM': (12960, 18328),
-            'UNPACK': (None, 1248),
-        }),
-    ('cortex-m4f', 'reference'): Measurement(
-        interpreter_bytes=10552, kws_int8_bytes=34540,
-        kws_generic_bytes=34540,
-        ops={
-            'ADD': (None, 9388),
-            'AVERAGE_POOL_2D': (None, 5640),
-            'BATCH_MATMUL': (None, 8772),
-            'CONCATENATION': (None, 3104),
-            'CONV_2D': (None, 9680),
-            'DEPTHWISE_CONV_2D': (None, 9056),
-            'DEQUANTIZE': (None, 3040),
-            'EXPAND_DIMS': (None, 1312),
-            'FULLY_CONNECTED': (None, 7824),
-            'GATHER': (None, 2304),
-            'HARD_SWISH': (None, 4520),
-            'LEAKY_RELU': (None, 4680),
-            'LOGISTIC': (None, 7688),
-            'MAXIMUM': (None, 5184),
-            'MAX_POOL_2D': (None, 5736),
-            'MEAN': (None, 7424),
-            'MINIMUM': (None, 5184),
-            'MUL': (None, 9004),
-            'PACK': (None, 1408),
-            'PAD': (None, 3200),
-            'PADV2': (None, 3232),
-            'QUANTIZE': (None, 5600),
-            'RELU': (None, 4648),
-            'RELU6': (None, 2568),
-            'RESHAPE': (None, 1408),
-            'RESIZE_NEAREST_NEIGHBOR': (None, 2400),
-            'SHAPE': (None, 736),
-            'SOFTMAX': (None, 8924),
-            'SPLIT': (None, 1472),
-            'SQUEEZE': (None, 1376),
-            'STRIDED_SLICE': (None, 5184),
-            'SUB': (None, 9452),
-            'SUM': (None, 6656),
-            'SVDF': (None, 8564),
-            'TANH': (None, 7880),
-            'TRANSPOSE': (None, 1920),
-            'TRANSPOSE_CONV': (None, 9248),
-            'UNIDIRECTIONAL_SEQUENCE_LSTM': (None, 14424),
-            'UNPACK': (None, 1248),
-        }),
-    ('cortex-m7', 'cmsis-nn'): Measurement(
-        interpreter_bytes=10552, kws_int8_bytes=42724,
-        kws_generic_bytes=70180,
-        ops={
-            'ADD': (4960, 8864),
-            'AVERAGE_POOL_2D': (4360, 4872),
-            'BATCH_MATMUL': (6228, 8468),
-            'CONCATENATION': (None, 3104),
-            'CONV_2D': (10900, 26804),
-            'DEPTHWISE_CONV_2D': (9796, 17348),
-            'DEQUANTIZE': (None, 1376),
-            'EXPAND_DIMS': (None, 1312),
-            'FULLY_CONNECTED': (8592, 11760),
-            'GATHER': (None, 2304),
-            'HARD_SWISH': (None, 2024),
-            'LEAKY_RELU': (None, 2216),
-            'LOGISTIC': (None, 5684),
-            'MAXIMUM': (1888, 5312),
-            'MAX_POOL_2D': (4552, 5096),
-            'MEAN': (None, 4928),
-            'MINIMUM': (None, 5312),
-            'MUL': (5196, 7788),
-            'PACK': (None, 1408),
-            'PAD': (1952, 3552),
-            'PADV2': (None, 3584),
-            'QUANTIZE': (None, 2880),
-            'RELU': (None, 2088),
-            'RELU6': (None, 1384),
-            'RESHAPE': (None, 1408),
-            'RESIZE_NEAREST_NEIGHBOR': (None, 2176),
-            'SHAPE': (None, 704),
-            'SOFTMAX': (7372, 8492),
-            'SPLIT': (None, 1472),
-            'SQUEEZE': (None, 1376),
-            'STRIDED_SLICE': (None, 5024),
-            'SUB': (None, 6828),
-            'SUM': (None, 4160),
-            'SVDF': (6840, 9124),
-            'TANH': (None, 5796),
-            'TRANSPOSE': (1472, 2368),
-            'TRANSPOSE_CONV': (10656, 12576),
-            'UNIDIRECTIONAL_SEQUENCE_LSTM': (10172, 15332),
-            'UNPACK': (None, 1248),
-        }),
-    ('cortex-m33', 'cmsis-nn'): Measurement(
-        interpreter_bytes=10264, kws_int8_bytes=44548,
-        kws_generic_bytes=72188,
-        ops={
-            'ADD': (7412, 11328),
-            'AVERAGE_POOL_2D': (5484, 6004),
-            'BATCH_MATMUL': (8604, 10848),
-            'CONCATENATION': (None, 3032),
-            'CONV_2D': (13448, 29336),
-            'DEPTHWISE_CONV_2D': (12344, 19928),
-            'DEQUANTIZE': (None, 2952),
-            'EXPAND_DIMS': (None, 1240),
-            'FULLY_CONNECTED': (11092, 14244),
-            'GATHER': (None, 2216),
-            'HARD_SWISH': (None, 4432),
-            'LEAKY_RELU': (None, 4608),
-            'LOGISTIC': (None, 7532),
-            'MAXIMUM': (1800, 5220),
-            'MAX_POOL_2D': (5676, 6236),
-            'MEAN': (None, 7376),
-            'MINIMUM': (None, 5224),
-            'MUL': (7596, 10180),
-            'PACK': (None, 1400),
-            'PAD': (1864, 3480),
-            'PADV2': (None, 3492),
-            'QUANTIZE': (None, 5432),
-            'RELU': (None, 4488),
-            'RELU6': (None, 2472),
-            'RESHAPE': (None, 1332),
-            'RESIZE_NEAREST_NEIGHBOR': (None, 2092),
-            'SHAPE': (None, 712),
-            'SOFTMAX': (9276, 10540),
-            'SPLIT': (None, 1460),
-            'SQUEEZE': (None, 1292),
-            'STRIDED_SLICE': (None, 4940),
-            'SUB': (None, 9260),
-            'SUM': (None, 6692),
-            'SVDF': (9256, 11596),
-            'TANH': (None, 7720),
-            'TRANSPOSE': (1400, 2292),
-            'TRANSPOSE_CONV': (13172, 15120),
-            'UNIDIRECTIONAL_SEQUENCE_LSTM': (12764, 18132),
-            'UNPACK': (None, 1248),
-        }),
-    ('cortex-m55', 'cmsis-nn'): Measurement(
-        interpreter_bytes=10360, kws_int8_bytes=40024,
-        kws_generic_bytes=64392,
-        ops={
-            'ADD': (4104, 7640),
-            'AVERAGE_POOL_2D': (4988, 5536),
-            'BATCH_MATMUL': (6852, 9252),
-            'CONCATENATION': (None, 3196),
-            'CONV_2D': (7512, 20364),
-            'DEPTHWISE_CONV_2D': (12532, 19436),
-            'DEQUANTIZE': (None, 1340),
-            'EXPAND_DIMS': (None, 1292),
-            'FULLY_CONNECTED': (7728, 11568),
-            'GATHER': (None, 2420),
-            'HARD_SWISH': (None, 2008),
-            'LEAKY_RELU': (None, 2168),
-            'LOGISTIC': (None, 5648),
-            'MAXIMUM': (1916, 5512),
-            'MAX_POOL_2D': (4416, 4992),
-            'MEAN': (None, 5008),
-            'MINIMUM': (None, 5516),
-            'MUL': (4756, 7404),
-            'PACK': (None, 1632),
-            'PAD': (1980, 3660),
-            'PADV2': (None, 3672),
-            'QUANTIZE': (None, 2848),
-            'RELU': (None, 2040),
-            'RELU6': (None, 1348),
-            'RESHAPE': (None, 1356),
-            'RESIZE_NEAREST_NEIGHBOR': (None, 2100),
-            'SHAPE': (None, 724),
-            'SOFTMAX': (7560, 8680),
-            'SPLIT': (None, 1596),
-            'SQUEEZE': (None, 1324),
-            'STRIDED_SLICE': (None, 5012),
-            'SUB': (None, 7012),
-            'SUM': (None, 4276),
-            'SVDF': (6792, 9352),
-            'TANH': (None, 5792),
-            'TRANSPOSE': (1668, 2612),
-            'TRANSPOSE_CONV': (8752, 10672),
-            'UNIDIRECTIONAL_SEQUENCE_LSTM': (10624, 15864),
-            'UNPACK': (None, 1428),
-        }),
-}
+@dataclass(frozen=True)
+class FootprintTable:
+    """The whole footprint file: builds keyed by ``(core, kernels)``, and stand-ins."""
 
-# Cores without a measurement of their own, and the build that stands in.
-STAND_INS = {
-    # ESP-NN on Xtensa was not measured (no Xtensa toolchain in Debian).
-    ("xtensa-lx6", "esp-nn"): ("cortex-m4f", "cmsis-nn"),
-    ("xtensa-lx7", "esp-nn"): ("cortex-m4f", "cmsis-nn"),
-}
+    static_ram_bytes: int
+    kws_ops: tuple[str, ...]
+    fallback: tuple[str, str]
+    stand_ins: dict[tuple[str, str], tuple[str, str]]
+    builds: dict[tuple[str, str], Measurement]
+
+
+def footprint_path() -> str:
+    """The footprint table shipped with edgeprune."""
+    return str(resources.files("edgeprune.targets") / "footprint" / "tflm.toml")
+
+
+def _fail(where: str, problem: str) -> FootprintError:
+    return FootprintError(f"footprint table {where}: {problem}; fix the file (see "
+                          f"docs/tflm-flash-measurement.md)")
+
+
+def _table(where: str, key: str, table: Any) -> dict:
+    if not isinstance(table, dict):
+        raise _fail(where, f"{key or 'the file'} must be a table")
+    return table
+
+
+def _keys(where: str, key: str, table: Any, allowed: tuple[str, ...],
+          required: tuple[str, ...]) -> dict:
+    _table(where, key, table)
+    prefix = f"{key}." if key else ""
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise _fail(where, f"unknown key '{prefix}{unknown[0]}'; allowed: {', '.join(allowed)}")
+    missing = [k for k in required if k not in table]
+    if missing:
+        raise _fail(where, f"missing key '{prefix}{missing[0]}'")
+    return table
+
+
+def _bytes(where: str, key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise _fail(where, f"{key} = {value!r} must be a positive whole number of bytes")
+    return value
+
+
+def _build_id(where: str, key: str, text: Any) -> tuple[str, str]:
+    """``"cmsis-nn_cortex-m4f"`` -> ``("cortex-m4f", "cmsis-nn")``, as the budgets key builds."""
+    kernels, _, core = str(text).partition("_")
+    if not (isinstance(text, str) and kernels and core):
+        raise _fail(where, f"{key} = {text!r} must name a build as <kernels>_<core>")
+    return core, kernels
+
+
+def _measurement(where: str, build_id: str, table: Any, kws_ops: tuple[str, ...]
+                 ) -> tuple[tuple[str, str], Measurement]:
+    key = f"build.{build_id}"
+    _keys(where, key, table, _BUILD_KEYS, _BUILD_KEYS)
+    core, kernels = _build_id(where, key, build_id)
+    if (table["core"], table["kernels"]) != (core, kernels):
+        raise _fail(where, f"{key} says kernels = {table['kernels']!r}, core = "
+                           f"{table['core']!r}; the table must be named <kernels>_<core>")
+    ops = {}
+    for opcode, sizes in _table(where, f"{key}.ops", table["ops"]).items():
+        at = f"{key}.ops.{opcode}"
+        _keys(where, at, sizes, _OP_KEYS, ("generic_bytes",))
+        int8 = sizes.get("int8_bytes")
+        ops[opcode] = (None if int8 is None else _bytes(where, f"{at}.int8_bytes", int8),
+                       _bytes(where, f"{at}.generic_bytes", sizes["generic_bytes"]))
+    missing = [op for op in kws_ops if op not in ops]
+    if missing:
+        raise _fail(where, f"{key}.ops lacks {missing[0]}, one of the kws_ops")
+    measurement = Measurement(
+        *(_bytes(where, f"{key}.{k}", table[k])
+          for k in ("interpreter_bytes", "kws_int8_bytes", "kws_generic_bytes")),
+        ops=ops, kws_ops=kws_ops)
+    return (core, kernels), measurement
+
+
+def parse_footprint(data: dict, where: str) -> FootprintTable:
+    """Validate parsed TOML ``data`` into a :class:`FootprintTable`.
+
+    Raises:
+        FootprintError: a missing or unknown key (named with its path, such as
+            ``build.cmsis-nn_cortex-m4f.ops.ADD.int8_bytes``), a size that is not
+            a positive integer, a build not named ``<kernels>_<core>``, a build
+            without every ``kws_ops`` kernel, or a stand-in for an unmeasured build.
+    """
+    _keys(where, "", data, _TOP_KEYS, _TOP_KEYS)
+    kws_ops = data["kws_ops"]
+    if (not isinstance(kws_ops, list) or len(kws_ops) < 2
+            or not all(isinstance(op, str) for op in kws_ops)):
+        raise _fail(where, f"kws_ops = {kws_ops!r} must list at least two opcodes")
+    kws_ops = tuple(kws_ops)
+    builds = dict(_measurement(where, build_id, table, kws_ops)
+                  for build_id, table in _table(where, "build", data["build"]).items())
+    if not builds:
+        raise _fail(where, "build holds no measured build")
+
+    def measured(key: str, text: Any) -> tuple[str, str]:
+        build = _build_id(where, key, text)
+        if build not in builds:
+            raise _fail(where, f"{key} = {text!r} is not a measured build; measured: "
+                               f"{', '.join(f'{k}_{c}' for c, k in builds)}")
+        return build
+
+    stand_ins = {_build_id(where, f"stand_ins.{name}", name): measured(f"stand_ins.{name}", to)
+                 for name, to in _table(where, "stand_ins", data["stand_ins"]).items()}
+    return FootprintTable(_bytes(where, "static_ram_bytes", data["static_ram_bytes"]), kws_ops,
+                          measured("fallback", data["fallback"]), stand_ins, builds)
+
+
+def load_footprint(path: str | os.PathLike | None = None) -> FootprintTable:
+    """Read and validate a footprint table (the shipped one when ``path`` is None).
+
+    Raises:
+        FootprintError: the file is missing, not TOML, or invalid (see
+            :func:`parse_footprint`).
+    """
+    where = os.fspath(path) if path is not None else footprint_path()
+    return parse_footprint(read_toml(where, FootprintError, "footprint table"), where)
+
+
+TABLE = load_footprint()
+# The names the budget check and its tests read.
+STATIC_RAM_BYTES = TABLE.static_ram_bytes
+KWS_OPS = TABLE.kws_ops
+MEASURED: dict[tuple[str, str], Measurement] = TABLE.builds
+STAND_INS: dict[tuple[str, str], tuple[str, str]] = TABLE.stand_ins
 
 
 @dataclass(frozen=True)
@@ -349,13 +220,15 @@ def runtime_flash(core: str, kernels: str, ops: dict[str, bool]) -> RuntimeFlash
     """Estimate the runtime flash for a model registering ``ops``.
 
     ``ops`` maps each distinct opcode to whether the op resolver registers its
-    int8-only kernel (what :func:`edgeprune.firmware.emit.resolver_calls` emits).
+    int8-only kernel (what :func:`edgeprune.firmware.resolver.resolver_calls` emits).
+    A core and kernel library without a measurement get a stand-in's figures,
+    and an op without one the largest measured kernel; the basis says so. Pure.
     """
     key = (core, kernels)
     if key in MEASURED:
         used, note = key, f"measured on {core} with {kernels}"
     else:
-        used = STAND_INS.get(key, ("cortex-m4f", "cmsis-nn"))
+        used = STAND_INS.get(key, TABLE.fallback)
         note = (f"no measurement for {core} with {kernels}: the {used[0]} {used[1]} "
                 f"measurement stands in")
     m = MEASURED[used]

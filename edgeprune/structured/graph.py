@@ -28,8 +28,12 @@ form one group); the pruning unit is one channel of one group.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from edgeprune.adapters.keras import KerasModel
 
 PRODUCERS = ("Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "SeparableConv1D",
              "SeparableConv2D", "Dense")
@@ -125,7 +129,7 @@ class ChannelGraph:
                 for name, use in self.uses.items()}
 
 
-def _nodes(model, config: dict) -> list[tuple[object, list[tuple[str, int]]]]:
+def _nodes(model: KerasModel, config: dict) -> list[tuple[object, list[tuple[str, int]]]]:
     """(layer, [(inbound layer, tensor index), ...]) in execution order."""
     if model.__class__.__name__ == "Sequential":
         out, previous = [], None
@@ -154,7 +158,7 @@ def _channels(shape) -> int:
     return int(shape[-1])
 
 
-def analyze(model) -> ChannelGraph:
+def analyze(model: KerasModel) -> ChannelGraph:
     """The channel groups of a Sequential or functional tf_keras model."""
     uf = _UnionFind()
     tensors: dict[tuple[str, int], np.ndarray] = {}

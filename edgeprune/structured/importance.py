@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeprune.errors import BadInputError
 from edgeprune.recipe import IMPORTANCE
 from edgeprune.structured.graph import ChannelGraph
+
+if TYPE_CHECKING:
+    from edgeprune.adapters.keras import KerasModel
 
 CRITERIA = IMPORTANCE  # the recipe's choices: one list
 DATA_CRITERIA = ("taylor", "obd")
@@ -52,7 +56,7 @@ def _kernel_slices(layer) -> np.ndarray:
     return kernel.reshape(-1, kernel.shape[-1])
 
 
-def _weight_scores(model, graph: ChannelGraph, criterion: str) -> dict[str, np.ndarray]:
+def _weight_scores(model: KerasModel, graph: ChannelGraph, criterion: str) -> dict[str, np.ndarray]:
     out = {}
     for producer in graph.atoms:
         k = _kernel_slices(model.get_layer(producer))
@@ -61,7 +65,7 @@ def _weight_scores(model, graph: ChannelGraph, criterion: str) -> dict[str, np.n
     return out
 
 
-def _bn_scores(model, graph: ChannelGraph) -> dict[int, float]:
+def _bn_scores(model: KerasModel, graph: ChannelGraph) -> dict[int, float]:
     scores: dict[int, float] = {}
     for name, use in graph.uses.items():
         if use.class_name != "BatchNormalization":
@@ -82,7 +86,7 @@ def _bn_scores(model, graph: ChannelGraph) -> dict[int, float]:
     return scores
 
 
-def check_criterion(model, graph: ChannelGraph, criterion: str) -> None:
+def check_criterion(model: KerasModel, graph: ChannelGraph, criterion: str) -> None:
     """Refuse, before any training, a criterion this model cannot be scored by."""
     _require_known(criterion)
     if criterion == "bn_scale":
@@ -107,7 +111,7 @@ def _per_channel(layer, arrays: list[np.ndarray]) -> np.ndarray:
     return total
 
 
-def _gradient_scores(model, graph: ChannelGraph, x: np.ndarray, y: np.ndarray,
+def _gradient_scores(model: KerasModel, graph: ChannelGraph, x: np.ndarray, y: np.ndarray,
                      loss: Callable, criterion: str) -> dict[str, np.ndarray]:
     """Taylor or OBD scores from per-sample gradients of the producers' weights.
 
@@ -117,24 +121,15 @@ def _gradient_scores(model, graph: ChannelGraph, x: np.ndarray, y: np.ndarray,
     over samples. OBD: the empirical Fisher F = mean of squared per-sample
     gradients, and the saliency 1/2 sum F w^2 over the channel's weights.
     """
-    import tensorflow as tf
+    from edgeprune.adapters.keras import per_sample_gradients
 
     layers = [model.get_layer(p) for p in graph.atoms]
     variables = [layer.trainable_weights for layer in layers]
     flat = [v for vs in variables for v in vs]
-
-    @tf.function(reduce_retracing=True)
-    def sample_grads(xs, ys):
-        with tf.GradientTape() as tape:
-            value = tf.reduce_sum(loss(ys, model(xs, training=False)))
-        return tape.gradient(value, flat)
-
     values = [[v.numpy() for v in vs] for vs in variables]
     acc = [np.zeros(layer.output_shape[-1]) if criterion == "taylor"
            else [np.zeros(w.shape) for w in ws] for layer, ws in zip(layers, values, strict=True)]
-    for i in range(len(x)):  # per sample: both criteria need them
-        grads = [g.numpy() if g is not None else 0.0 for g in sample_grads(x[i:i + 1],
-                                                                          y[i:i + 1])]
+    for grads in per_sample_gradients(model, flat, x, y, loss):  # both criteria need them
         position = 0
         for li, (layer, ws) in enumerate(zip(layers, values, strict=True)):
             gs = grads[position:position + len(ws)]
@@ -155,9 +150,9 @@ def _gradient_scores(model, graph: ChannelGraph, x: np.ndarray, y: np.ndarray,
     return out
 
 
-def channel_scores(model, graph: ChannelGraph, criterion: str, x: np.ndarray | None = None,
-                   y: np.ndarray | None = None, loss: Callable | None = None,
-                   samples: int = 256) -> dict[int, float]:
+def channel_scores(model: KerasModel, graph: ChannelGraph, criterion: str,
+                   x: np.ndarray | None = None, y: np.ndarray | None = None,
+                   loss: Callable | None = None, samples: int = 256) -> dict[int, float]:
     """Score of every channel root of ``graph`` under ``criterion``.
 
     ``taylor`` and ``obd`` need training samples ``x``, ``y`` and a per-sample
@@ -225,7 +220,7 @@ def select(graph: ChannelGraph, scores: dict[int, float], amount: float,
     return removed
 
 
-def keras_macs(model) -> int:
+def keras_macs(model: KerasModel) -> int:
     """Multiply-accumulates of one inference, from the layers' shapes (what
     ``edgeprune cost`` counts on the converted model for these layers)."""
     total = 0

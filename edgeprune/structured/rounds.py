@@ -8,7 +8,7 @@ fine-tunes it. Goals:
 ``params``  divide the parameter count by this factor (2.0: half the parameters)
 ``macs``    divide the multiply-accumulates by this factor
 ``fit``     the widest model that ``fits(model)`` accepts: the pipeline passes
-            a check of the int8 model against a device's flash, RAM and
+            a check of the int8 model against a target's flash, RAM and
             latency budgets, which depend on the architecture only
 
 With ``rounds`` > 1 the goal is approached geometrically (iterative pruning:
@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,6 +42,9 @@ from edgeprune.structured.surgery import (
     verify_rebuild,
     width_report,
 )
+
+if TYPE_CHECKING:
+    from edgeprune.adapters.keras import KerasModel
 
 GOALS = tuple(g for g in STRUCTURED_GOALS if g != "none")  # "none": the stage is off
 MAX_AMOUNT = 0.999  # the most of the prunable channels a search may remove
@@ -86,7 +90,7 @@ class RoundResult:
 
 @dataclass(frozen=True)
 class StructuredResult:
-    model: object
+    model: KerasModel
     params_before: int
     macs_before: int
     rounds: tuple[RoundResult, ...]
@@ -104,11 +108,11 @@ class StructuredResult:
         return self.rounds[-1].macs if self.rounds else self.macs_before
 
 
-def _measure(goal: str, model) -> float:
+def _measure(goal: str, model: KerasModel) -> float:
     return model.count_params() if goal == "params" else keras_macs(model)
 
 
-def _smallest_removal(model, graph, scores, opts: StructuredOptions,
+def _smallest_removal(model: KerasModel, graph, scores, opts: StructuredOptions,
                       accept: Callable[[object, set[int]], bool], steps: int = 14
                       ) -> tuple[set[int], bool]:
     """The smallest removal set (by bisection on the fraction removed) whose
@@ -134,7 +138,7 @@ def _smallest_removal(model, graph, scores, opts: StructuredOptions,
     return best, True
 
 
-def prune_structured(model, opts: StructuredOptions, *, x=None, y=None, loss=None,
+def prune_structured(model: KerasModel, opts: StructuredOptions, *, x=None, y=None, loss=None,
                      fine_tune: Callable | None = None, evaluate: Callable | None = None,
                      fits: Callable | None = None, verify_x: np.ndarray | None = None,
                      log: Callable[[str], None] = lambda _: None) -> StructuredResult:
@@ -143,7 +147,7 @@ def prune_structured(model, opts: StructuredOptions, *, x=None, y=None, loss=Non
     ``x``, ``y`` and a per-sample ``loss`` feed the data criteria (Taylor,
     OBD). ``fine_tune(model)`` trains a rebuilt model in place (compile it
     first); ``evaluate(model)`` returns the metric the floor is checked on;
-    ``fits(model)`` says whether a candidate passes the device (goal ``fit``);
+    ``fits(model)`` says whether a candidate passes the target (goal ``fit``);
     ``verify_x`` are the inputs each rebuild is verified on.
 
     Raises:
@@ -254,29 +258,8 @@ def prune_structured(model, opts: StructuredOptions, *, x=None, y=None, loss=Non
 
 
 def sample_loss(task: str, output_units: int, probabilities: bool) -> Callable:
-    """A per-sample loss for the data criteria, matching the training loss."""
-    import tensorflow as tf
+    """A per-sample loss for the data criteria, matching the training loss
+    (built by the Keras adapter: :func:`edgeprune.adapters.keras.sample_loss`)."""
+    from edgeprune.adapters.keras import sample_loss as keras_sample_loss
 
-    def loss(y_true, y_pred):
-        if task == "regression":
-            diff = tf.reshape(tf.cast(y_true, y_pred.dtype) - y_pred, [tf.shape(y_pred)[0], -1])
-            return tf.reduce_mean(tf.square(diff), axis=1)
-        if output_units == 1:
-            return tf.keras.losses.binary_crossentropy(
-                tf.cast(tf.reshape(y_true, [-1, 1]), y_pred.dtype), y_pred,
-                from_logits=not probabilities)
-        return tf.keras.losses.sparse_categorical_crossentropy(
-            y_true, y_pred, from_logits=not probabilities)
-
-    return loss
-
-
-def evaluate_accuracy(x: np.ndarray, y: np.ndarray) -> Callable:
-    """``evaluate`` for classification: argmax accuracy on ``x``, ``y``."""
-    from edgeprune.adapters.keras import predict
-    from edgeprune.metrics import predicted_classes
-
-    def run(model) -> float:
-        return float(np.mean(predicted_classes(predict(model, x)) == y))
-
-    return run
+    return keras_sample_loss(task, output_units, probabilities)

@@ -11,10 +11,14 @@ reference model).
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeprune.structured.graph import ChannelGraph
+
+if TYPE_CHECKING:
+    from edgeprune.adapters.keras import KerasModel
 
 
 class SurgeryError(RuntimeError):
@@ -53,7 +57,7 @@ def _strip_build_config(config):
     return config
 
 
-def rebuild(model, graph: ChannelGraph, removed: set[int]):
+def rebuild(model: KerasModel, graph: ChannelGraph, removed: set[int]) -> KerasModel:
     """A new model without the channel roots in ``removed``, its weights copied."""
 
     masks = graph.keep_masks(removed)
@@ -88,7 +92,7 @@ def rebuild(model, graph: ChannelGraph, removed: set[int]):
     return new
 
 
-def width_report(old, new) -> list[tuple[str, int, int]]:
+def width_report(old: KerasModel, new: KerasModel) -> list[tuple[str, int, int]]:
     """(producer, channels before, after) for every producer whose width changed."""
     rows = []
     for layer in old.layers:
@@ -116,7 +120,7 @@ def _zero_inputs(cls: str, weights: list[np.ndarray], cut: np.ndarray) -> list[n
     return weights
 
 
-def masked_copy(model, graph: ChannelGraph, removed: set[int]):
+def masked_copy(model: KerasModel, graph: ChannelGraph, removed: set[int]) -> KerasModel:
     """The original architecture with every weight that reads a removed channel
     zeroed: the function the rebuilt model must compute, channel for channel.
 
@@ -137,8 +141,8 @@ def masked_copy(model, graph: ChannelGraph, removed: set[int]):
     return new
 
 
-def verify_rebuild(model, graph: ChannelGraph, removed: set[int], rebuilt, x: np.ndarray
-                   ) -> tuple[float, float]:
+def verify_rebuild(model: KerasModel, graph: ChannelGraph, removed: set[int],
+                   rebuilt: KerasModel, x: np.ndarray) -> tuple[float, float]:
     """Run ``rebuilt`` and :func:`masked_copy` of ``model`` on ``x``.
 
     Returns ``(max |difference|, max |output|)``: the rebuild is right when the

@@ -1,4 +1,4 @@
-"""Worker process for :mod:`edgeprune.tflm.probe`: the only code that imports ``tflite_micro``.
+"""Worker process for :mod:`edgeprune.tflm.probe`: the only module that imports ``tflite_micro``.
 
 TFLite Micro can abort or segfault its process on a damaged model or a
 too-small arena, so ``edgeprune.tflm.probe`` never loads it itself: it starts
@@ -61,11 +61,22 @@ def _input_count(model: bytes) -> int:
     return graph.InputsLength() if graph is not None else 0
 
 
-def _load(model: bytes, arena_bytes: int):
+def load_interpreter(model: bytes, arena_bytes: int):
+    """A TFLite Micro interpreter for ``model`` with an arena of ``arena_bytes``, in THIS
+    process: only for code that already runs in a process of its own (this worker,
+    the emulated board), as TFLM may abort or segfault it.
+
+    Raises:
+        RuntimeError: TFLM could not register, prepare or allocate the model.
+    """
     from tflite_micro import runtime
 
+    return runtime.Interpreter.from_bytes(model, arena_size=int(arena_bytes))
+
+
+def _load(model: bytes, arena_bytes: int):
     try:
-        return runtime.Interpreter.from_bytes(model, arena_size=int(arena_bytes))
+        return load_interpreter(model, arena_bytes)
     except Exception as exc:  # noqa: BLE001 - TFLM reports every failure as RuntimeError
         raise _Failure("allocate", exc) from None
 

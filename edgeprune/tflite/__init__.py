@@ -1,0 +1,36 @@
+"""Read what a ``.tflite`` file holds without importing TensorFlow.
+
+The file is parsed with the flatbuffer schema module that ``ai_edge_litert``
+ships (``ai_edge_litert.schema_py_generated``); the interpreter is never
+loaded. That module pulls in ``flatbuffers`` and numpy, so it is imported on
+the first call, not when this module is imported: ``edgeprune --help`` stays
+cheap.
+
+``inspect_model`` (:mod:`.parse`) returns a frozen :class:`ModelInfo` (tensors, operators,
+parameter count, constant bytes, weight sparsity); ``format_model_info`` turns
+it into the text that ``edgeprune inspect`` prints; ``read_constant`` returns
+the stored values of one constant tensor as a numpy array.
+"""
+
+from edgeprune.tflite.info import (
+    ModelInfo,
+    OperatorInfo,
+    TensorInfo,
+    TFLiteFormatError,
+    WeightStats,
+    WeightTensorStats,
+)
+from edgeprune.tflite.parse import inspect_model, read_constant
+from edgeprune.tflite.text import format_model_info
+
+__all__ = [
+    "ModelInfo",
+    "OperatorInfo",
+    "TFLiteFormatError",
+    "TensorInfo",
+    "WeightStats",
+    "WeightTensorStats",
+    "format_model_info",
+    "inspect_model",
+    "read_constant",
+]

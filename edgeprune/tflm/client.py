@@ -1,0 +1,211 @@
+"""The client side of the TFLite Micro worker process (:mod:`edgeprune.tflm.worker`).
+
+:class:`Worker` starts ``python -m edgeprune.tflm.worker MODEL_PATH`` on the
+first request, sends one JSON request a line and reads one JSON answer a line,
+with a timeout. A worker that dies (TFLM aborts or segfaults on a damaged
+model or a too-small arena) or hangs is reaped and becomes a failed
+:class:`Reply`; the next request starts a fresh one. TFLM's own messages, which
+it writes to stderr from C++, are collected per request and quoted in
+:attr:`Reply.message`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT_S = 60.0
+_MESSAGE_CHARS = 500
+_RECORDED_TOTAL = re.compile(rb"\[RecordingMicroAllocator\] Arena allocation total (\d+) bytes")
+_WORKER_MODULE = "edgeprune.tflm.worker"
+
+
+def _crash_text(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"TFLite Micro crashed ({name})"
+    return f"the TFLite Micro worker exited with code {returncode}"
+
+
+def _native_lines(stderr: str) -> list[str]:
+    """TFLM's message lines, without allocator dumps and Python traceback frames."""
+    lines = []
+    for raw in stderr.splitlines():
+        line = raw.strip()
+        if (not line or raw[:1].isspace() or line.startswith("Traceback (")
+                or line.startswith("[RecordingMicroAllocator]")):
+            continue
+        lines.append(line)
+    return lines
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One answer of the worker, or the failure that took its place (crash, timeout)."""
+
+    ok: bool
+    stage: str = ""
+    error: str = ""
+    stderr: bytes = b""
+    returncode: int | None = None  # set when the worker died
+    timed_out: bool = False
+    seconds: float = 0.0
+    details: dict = field(default_factory=dict)
+
+    @property
+    def recorded_bytes(self) -> int | None:
+        totals = _RECORDED_TOTAL.findall(self.stderr)
+        return int(totals[-1]) if totals else None
+
+    @property
+    def message(self) -> str:
+        """One line: what went wrong, in TFLM's words where it said any."""
+        text = "; ".join(_native_lines(self.stderr.decode("utf-8", "replace")))
+        if self.timed_out:
+            head = f"TFLite Micro did not answer within {self.seconds:.0f} s"
+        elif self.returncode is not None:
+            head = _crash_text(self.returncode)
+        else:
+            head = ""
+            text = text or self.error
+        line = f"{head}: {text}" if head and text else head or text or "unknown failure"
+        return line if len(line) <= _MESSAGE_CHARS else line[: _MESSAGE_CHARS - 3] + "..."
+
+
+class Worker:
+    """One model's worker process, started on the first request and restarted after it dies."""
+
+    def __init__(self, model: bytes):
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgeprune-micro-")
+        self.directory = Path(self._tmp.name)
+        self._model_path = self.directory / "model.tflite"
+        self._model_path.write_bytes(bytes(model))
+        self._proc: subprocess.Popen | None = None
+        self._stderr_file = None
+        self._stderr_path: Path | None = None
+        self._stderr_offset = 0
+        self._pending = b""
+        self.starts = 0
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        self.starts += 1
+        self._stderr_path = self.directory / f"stderr-{self.starts}.txt"
+        self._stderr_file = open(self._stderr_path, "wb")  # noqa: SIM115 - closed in _reap
+        self._stderr_offset = 0
+        self._pending = b""
+        env = dict(os.environ)
+        package_root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", _WORKER_MODULE, str(self._model_path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr_file,
+            cwd=self.directory, env=env, bufsize=0)
+        logger.debug("started TFLite Micro worker %d", self._proc.pid)
+
+    def _read_stderr(self) -> bytes:
+        if self._stderr_path is None:
+            return b""
+        with open(self._stderr_path, "rb") as f:
+            f.seek(self._stderr_offset)
+            data = f.read()
+        self._stderr_offset += len(data)
+        return data
+
+    def _read_line(self, deadline: float) -> bytes | None:
+        """The next answer line; b"" when the worker closed stdout, None on timeout."""
+        fd = self._proc.stdout.fileno()
+        while b"\n" not in self._pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return b""
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line
+
+    def _reap(self, kill: bool) -> int | None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        if kill and proc.poll() is None:
+            proc.kill()
+        try:
+            returncode = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            returncode = proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        if self._stderr_file is not None:
+            self._stderr_file.close()
+            self._stderr_file = None
+        return returncode
+
+    def request(self, request: dict, timeout_s: float | None = None) -> Reply:
+        """Send one request and wait for its answer; a dead or hung worker is a failed reply."""
+        if timeout_s is None:
+            timeout_s = REQUEST_TIMEOUT_S
+        if self._proc is None:
+            self._start()
+        start = time.monotonic()
+        try:
+            self._proc.stdin.write(json.dumps(request).encode() + b"\n")
+            line = self._read_line(start + timeout_s)
+        except (BrokenPipeError, ConnectionResetError):
+            line = b""
+        seconds = time.monotonic() - start
+        if line:
+            answer = json.loads(line)
+            return Reply(ok=bool(answer.get("ok")), stage=answer.get("stage", ""),
+                          error=answer.get("error", ""), stderr=self._read_stderr(),
+                          seconds=seconds, details=answer)
+        timed_out = line is None
+        returncode = self._reap(kill=True)
+        stderr = self._read_stderr()
+        reply = Reply(ok=False, stage="timeout" if timed_out else "crash", stderr=stderr,
+                       returncode=None if timed_out else returncode, timed_out=timed_out,
+                       seconds=seconds)
+        logger.debug("TFLite Micro worker lost on %s: %s", request.get("cmd"), reply.message)
+        return reply
+
+    def close(self) -> None:
+        if self._proc is not None:
+            try:
+                self._proc.stdin.close()  # the worker ends at end of input
+            except OSError:
+                pass
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            self._reap(kill=True)
+        self._tmp.cleanup()
