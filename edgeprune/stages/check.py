@@ -3,8 +3,10 @@
 For a TFLite Micro target: the model is loaded in TFLite Micro (in a worker
 process) to prove every op and dtype is supported, the smallest working arena
 is searched, and the runtime's flash comes from the measured table in
-:mod:`edgeprune.estimates.footprint`. For a Linux target: the file size and the peak
-memory of the LiteRT interpreter measured on this host.
+:mod:`edgeprune.estimates.footprint`. In a run, the quantize stage hands on the
+arena it found for the final bytes, and neither search runs again (see
+:func:`evidence`). For a Linux target: the file size and the peak memory of the
+LiteRT interpreter measured on this host.
 
 A model whose dtype the target cannot run, or whose ops TFLite Micro lacks,
 is refused as bad input (exit 1, one line naming the ops) before anything is
@@ -99,15 +101,6 @@ def load_model_bytes(path: str) -> tuple[bytes, object]:
     """
     model = load_flatbuffer(path)
     return model.data, model.info
-
-
-def gather_evidence(path: str, target: Target, cost_model: str | None = None) -> rules.Evidence:
-    """Measure everything the rules need for the model file at ``path`` on ``target``.
-
-    Raises:
-        BadInputError: unreadable or not a .tflite; and as :func:`evidence`.
-    """
-    return evidence(load_flatbuffer(path), target, cost_model)
 
 
 def evidence(model: Flatbuffer, target: Target, cost_model: str | None = None,
@@ -212,13 +205,7 @@ def ensure_registrable(info, name: str, target: Target) -> None:
         raise TargetMismatchError(f"{name} on {target.id}: {exc}") from None
 
 
-def check(path: str, target: Target, budget: Budget | None = None,
-          cost_model: str | None = None) -> rules.CheckResult:
-    """Gather the evidence for the file ``path`` on ``target`` and apply every rule."""
-    return _apply(gather_evidence(path, target, cost_model), target, budget)
-
-
-def _apply(ev: rules.Evidence, target: Target, budget: Budget | None) -> rules.CheckResult:
+def _apply(ev: rules.Evidence, target: Target, budget: Budget) -> rules.CheckResult:
     result = rules.evaluate(ev, target, budget)
     log.info("check: %s on %s: %s", os.path.basename(ev.model_path), target.id,
              "pass" if result.ok else "FAIL")
