@@ -1,9 +1,10 @@
-"""The run directory: artifact names, atomic writes, hashes and ``report.json``.
+"""The run directory: artifact names, atomic writes and hashes.
 
 Every artifact is written to a hidden temporary file in the same folder and
 renamed into place only when complete, so a crash never leaves a file under
-an artifact's name that looks finished. The report lists every artifact with
-its SHA-256 and carries a schema version; readers check it.
+an artifact's name that looks finished. :class:`RunDir` lists every artifact
+with its SHA-256; :mod:`edgeprune.report` writes that list into
+``report.json``.
 """
 
 from __future__ import annotations
@@ -29,9 +30,6 @@ class ArtifactWriteError(EdgepruneError, OSError):
     """An artifact could not be written (disk full, permissions)."""
 
 
-SCHEMA_VERSION = 1
-REPORT_NAME = "report.json"
-
 # Artifact names, by stage. Later stages (per-target firmware) extend this.
 BASELINE_KERAS = "baseline.keras"
 BASELINE_META = "baseline.json"
@@ -45,6 +43,10 @@ PRUNED_TFLITE = "pruned_float32.tflite"
 def final_tflite_name(mode: str) -> str:
     """Name of the converted model for quantization ``mode``."""
     return f"final_{mode}.tflite"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -187,6 +189,53 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
+@dataclass(frozen=True)
+class Artifact:
+    """A file a stage wrote: its path, SHA-256 and size, as ``report.json`` lists it."""
+
+    path: str
+    sha256: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class Flatbuffer:
+    """A ``.tflite`` model held in memory, with the file it came from or was written to.
+
+    Stages hand this on, so that no stage reads back what an earlier one wrote.
+    ``mode`` is the quantization mode (``int8``, ``float32``, ...; ``""`` when
+    not known). ``info`` is the parsed model, parsed on first use unless given.
+    """
+
+    data: bytes = field(repr=False)
+    path: str
+    sha256: str
+    mode: str
+    parsed: Any = field(default=None, repr=False, compare=False)  # tflite.ModelInfo
+
+    @classmethod
+    def of(cls, data: bytes, path: str, mode: str, info: Any = None) -> Flatbuffer:
+        return cls(data, path, sha256_bytes(data), mode, info)
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+    @property
+    def info(self):
+        """The parsed model (:class:`edgeprune.tflite.ModelInfo`).
+
+        Raises:
+            TFLiteFormatError: the bytes are not a complete ``.tflite``.
+        """
+        if self.parsed is None:
+            from edgeprune.tflite import inspect_model
+
+            # a cache, not a change: the same bytes always parse the same
+            object.__setattr__(self, "parsed", inspect_model(self.data))
+        return self.parsed
+
+
 @dataclass
 class RunDir:
     """A run directory. Created lazily by the first write, never by construction."""
@@ -200,14 +249,19 @@ class RunDir:
     def _ensure(self) -> None:
         os.makedirs(self.path, exist_ok=True)
 
-    def write_bytes(self, name: str, data: bytes, stage: str) -> str:
+    def write_bytes(self, name: str, data: bytes, stage: str) -> Artifact:
         self._ensure()
         path = self.file(name)
         write_bytes_atomic(path, data)
-        return self.record(name, stage)
+        return self.record(name, stage, data)
+
+    def write_flatbuffer(self, name: str, data: bytes, stage: str, mode: str) -> Flatbuffer:
+        """Write a ``.tflite`` and return it in memory with its path and hash."""
+        written = self.write_bytes(name, data, stage)
+        return Flatbuffer(data, written.path, written.sha256, mode)
 
     def write_with(self, name: str, writer: Callable[[str], None], stage: str,
-                   suffix: str = "") -> str:
+                   suffix: str = "") -> Artifact:
         """Write an artifact through ``writer(tmp_path)`` (for libraries that save to a path)."""
         self._ensure()
         path = self.file(name)
@@ -215,22 +269,13 @@ class RunDir:
             writer(tmp)
         return self.record(name, stage)
 
-    def record(self, name: str, stage: str) -> str:
+    def record(self, name: str, stage: str, data: bytes | None = None) -> Artifact:
+        """List the file ``name`` as ``stage``'s artifact (``data``: its bytes, if in hand)."""
         path = self.file(name)
-        self.artifacts[name] = {"stage": stage, "path": name, "bytes": os.path.getsize(path),
-                                "sha256": sha256_file(path)}
-        return path
-
-    def begin_run(self) -> set[str]:
-        """Start a fresh run here: remove ``report.json`` (it would describe files
-        this run is about to replace) and return the artifact names it listed."""
-        path = self.file(REPORT_NAME)
-        old: set[str] = set()
-        if os.path.isfile(path):
-            with contextlib.suppress(BadInputError, OSError, json.JSONDecodeError):
-                old = set(read_report(path).get("artifacts", {}))
-            os.unlink(path)
-        return old
+        digest = sha256_bytes(data) if data is not None else sha256_file(path)
+        size = len(data) if data is not None else os.path.getsize(path)
+        self.artifacts[name] = {"stage": stage, "path": name, "bytes": size, "sha256": digest}
+        return Artifact(path, digest, size)
 
     def _inside(self, name: str) -> bool:
         root = os.path.realpath(self.path)
@@ -255,37 +300,3 @@ class RunDir:
         self.artifacts.pop(name, None)
         if self._inside(name) and os.path.isfile(self.file(name)):
             os.unlink(self.file(name))
-
-    def load_report(self) -> dict[str, Any] | None:
-        """The existing ``report.json`` (its artifacts become this run's), or None.
-
-        A report of another schema version is ignored, not merged.
-        """
-        path = self.file(REPORT_NAME)
-        if not os.path.isfile(path):
-            return None
-        try:
-            report = read_report(path)
-        except (BadInputError, OSError, json.JSONDecodeError):
-            return None
-        self.artifacts = {**report.get("artifacts", {}), **self.artifacts}
-        return report
-
-    def write_report(self, report: dict[str, Any]) -> str:
-        """Write ``report.json`` with the schema version and every recorded artifact."""
-        self._ensure()
-        body = {"schema_version": SCHEMA_VERSION, **report, "artifacts": self.artifacts}
-        path = self.file(REPORT_NAME)
-        write_json_atomic(path, body)
-        return path
-
-
-def read_report(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a ``report.json``; raise :class:`BadInputError` on a schema it does not know."""
-    with open(path, encoding="utf-8") as fh:
-        report = json.load(fh)
-    version = report.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise BadInputError(f"{path} has report schema {version}; this edgeprune reads "
-                            f"schema {SCHEMA_VERSION}; re-run the pipeline")
-    return report

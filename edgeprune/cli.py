@@ -260,30 +260,16 @@ def check_cmd(model_path, target, report_path, recipe_path, **kwargs):
     exit 3 if over budget."""
 
     from edgeprune.rules.budget import format_check
-    from edgeprune.stages import check as device_check
-    from edgeprune.target import load_target
+    from edgeprune.stages.check import check_model
 
     recipe = _recipe(recipe_path, kwargs)
-    device = load_target(target)
-    if report_path is not None:
-        from edgeprune.artifacts import check_out_dir
-
-        check_out_dir(os.path.dirname(os.path.abspath(report_path)))
-    result = device_check.check_options(model_path, device, recipe.budget)
+    try:
+        result = check_model(model_path, target, recipe.budget, report_path)
+    except BudgetError as exc:
+        if exc.result is not None:
+            click.echo(format_check(exc.result))
+        raise
     click.echo(format_check(result))
-    if report_path is not None:
-        os.makedirs(os.path.dirname(os.path.abspath(report_path)), exist_ok=True)
-        from edgeprune.artifacts import SCHEMA_VERSION, sha256_file, write_json_atomic
-        from edgeprune.pipeline import library_versions
-
-        write_json_atomic(report_path, {
-            "schema_version": SCHEMA_VERSION, "tool": {"name": "edgeprune"},
-            "versions": library_versions(), "model": os.path.abspath(model_path),
-            "model_sha256": sha256_file(model_path), "target": device.to_dict(),
-            "check": result.to_dict()})
-    if not result.ok:
-        failed = ", ".join(r.name for r in result.rules if not r.ok)
-        raise BudgetError(f"{model_path} does not fit {device.id}: {failed} over budget")
 
 
 @main.group(invoke_without_command=True)

@@ -1,4 +1,3 @@
-import json
 import os
 
 import pytest
@@ -24,18 +23,20 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 
 def test_atomic_write_replaces_complete_file(tmp_path):
     run = artifacts.RunDir(str(tmp_path / "run"))
-    path = run.write_bytes("a.bin", b"12345", "stage")
-    assert open(path, "rb").read() == b"12345"
+    written = run.write_bytes("a.bin", b"12345", "stage")
+    assert open(written.path, "rb").read() == b"12345"
     entry = run.artifacts["a.bin"]
-    assert entry["bytes"] == 5 and entry["sha256"] == artifacts.sha256_file(path)
+    assert entry["bytes"] == written.size_bytes == 5
+    assert entry["sha256"] == written.sha256 == artifacts.sha256_file(written.path)
 
 
 def test_run_dir_is_created_only_by_a_write(tmp_path):
     run = artifacts.RunDir(str(tmp_path / "later"))
     assert not os.path.exists(run.path)
-    run.write_report({"x": 1})
-    report = artifacts.read_report(run.file("report.json"))
-    assert report["schema_version"] == artifacts.SCHEMA_VERSION and report["x"] == 1
+    model = run.write_flatbuffer("m.tflite", b"bytes", "quantize", "int8")
+    assert os.path.isdir(run.path)
+    assert model.data == b"bytes" and model.name == "m.tflite" and model.mode == "int8"
+    assert model.sha256 == run.artifacts["m.tflite"]["sha256"] == artifacts.sha256_bytes(b"bytes")
 
 
 def test_out_dir_that_is_a_file_is_refused(tmp_path):
@@ -45,10 +46,3 @@ def test_out_dir_that_is_a_file_is_refused(tmp_path):
         artifacts.check_out_dir(f)
     with pytest.raises(BadInputError, match="lies under .* which is a file"):
         artifacts.check_out_dir(f / "sub")
-
-
-def test_unknown_report_schema_is_refused(tmp_path):
-    p = tmp_path / "report.json"
-    p.write_text(json.dumps({"schema_version": 99}))
-    with pytest.raises(BadInputError, match="schema 99"):
-        artifacts.read_report(p)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -18,12 +19,50 @@ def invoke(*args):
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """The default run, built for the Nano 33 BLE (trains once for this module)."""
+def traced_build(tmp_path_factory):
+    """The default run, built for the Nano 33 BLE (trains once for this module), with
+    the SHA-256 of every model TFLite Micro searched an arena for or checked the ops
+    of, and every Keras file loaded."""
+    from edgeprune.adapters import keras as ka
+    from edgeprune.tflm import probe
+
     out = tmp_path_factory.mktemp("build") / "nano33ble"
-    result = invoke("run", "--target", "nano33ble", "--out", str(out))
+    searched, op_checked, loaded = [], [], []
+    find_arena, check_ops, load_model = probe.find_arena, probe.check_ops, ka.load_model
+
+    def traced(calls, fn):
+        def call(model, **kwargs):
+            calls.append(hashlib.sha256(model).hexdigest())
+            return fn(model, **kwargs)
+        return call
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(probe, "find_arena", traced(searched, find_arena))
+        mp.setattr(probe, "check_ops", traced(op_checked, check_ops))
+        mp.setattr(ka, "load_model", lambda path: loaded.append(str(path)) or load_model(path))
+        result = invoke("run", "--target", "nano33ble", "--out", str(out))
     assert result.exit_code == 0, result.output
+    return out, result, {"searched": searched, "op_checked": op_checked, "loaded": loaded}
+
+
+@pytest.fixture(scope="module")
+def built(traced_build):
+    out, result, _ = traced_build
     return out, result
+
+
+def test_run_for_a_target_measures_each_model_once_and_reads_nothing_back(traced_build):
+    """The quantize stage hands the device check the bytes and the arena it measured:
+    one arena search per distinct model (the two Dense variants), none again for the
+    final model, no TFLite Micro op check of bytes whose arena search ran them, and
+    pruned.keras is written for the user, never loaded back."""
+    out, result, calls = traced_build
+    final = hashlib.sha256((out / "final_int8.tflite").read_bytes()).hexdigest()
+    assert len(calls["searched"]) == 2 and len(set(calls["searched"])) == 2
+    assert calls["searched"].count(final) == 1
+    assert final not in calls["op_checked"] and len(calls["op_checked"]) == 1  # preflight
+    assert not [p for p in calls["loaded"] if p.endswith("pruned.keras")]
+    assert result.stderr.count("smallest arena 5664 bytes") <= 1
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,9 @@ import pytest
 from edgeprune import metrics
 from edgeprune.adapters import converter as convert
 from edgeprune.adapters import keras as ka
-from edgeprune.pipeline import measure_size
+from edgeprune.artifacts import Flatbuffer
 from edgeprune.runners.host import HostRunner
+from edgeprune.stages.evaluate import measure_size
 from edgeprune.tflite import inspect_model
 
 
@@ -53,9 +54,7 @@ def test_sizes_order_as_expected(converted):
 
 @pytest.mark.parametrize("mode", ["float32", "dynamic", "float16", "int8"])
 def test_pruned_zeros_survive_conversion(converted, sparse_model, tmp_path, mode):
-    path = tmp_path / f"m_{mode}.tflite"
-    path.write_bytes(converted[mode])
-    size = measure_size(str(path), mode)
+    size = measure_size(Flatbuffer.of(converted[mode], str(tmp_path / f"m_{mode}.tflite"), mode))
     zeros = sum(int(np.sum(w.numpy() == 0)) for layer in sparse_model.layers
                 for w in [getattr(layer, "kernel", None)] if w is not None)
     if mode in ("int8", "dynamic"):

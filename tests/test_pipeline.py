@@ -27,10 +27,11 @@ def test_autoencoder_is_regression_with_mse(trained_models, autoencoder_npz, tmp
     result = pipeline.run(model, autoencoder_npz, small_recipe(final_sparsity=0.5),
                           str(tmp_path / "run"))
     assert result.task == "regression"
-    final = result.report["stages"]["evaluate"]["final"]
-    base = result.report["stages"]["evaluate"]["baseline"]
+    final = result.report.stages.evaluate["final"].figures
+    base = result.report.stages.evaluate["baseline"].figures
     assert set(final) >= {"mse", "mae", "mse_vs_baseline", "max_abs_diff_vs_baseline"}
     assert final["mse"] < 2 * base["mse"] + 0.01
+    assert result.quality.name == "mse" and result.quality.key == "quantize.max_mse_increase"
     assert result.quantize.calibration_source == "x_calib"
     assert result.quantize.calibration_samples == 32
 
@@ -40,12 +41,12 @@ def test_depthwise_h5_model_names_the_skipped_depthwise_kernel(trained_models, d
     model = save(trained_models["depthwise"], tmp_path / "dw.h5")
     result = pipeline.run(model, digits_npz, small_recipe(final_sparsity=0.5),
                           str(tmp_path / "run"))
-    skipped = result.report["stages"]["prune"]["skipped_layers"]
+    skipped = result.report.stages.prune.skipped_layers
     assert skipped == {"dw": "tfmot does not prune the depthwise_kernel of DepthwiseConv2D "
                              "layers"}
     layers = {s.name: s for s in result.prune.layers}
     assert layers["dw"].requested == 0.0 and layers["pw"].achieved == pytest.approx(0.5, 0.02)
-    assert result.report["stages"]["evaluate"]["final"]["accuracy"] > 0.5
+    assert result.report.stages.evaluate["final"].figures["accuracy"] > 0.5
 
 
 @pytest.mark.parametrize("mode", ["float16", "float32"])
@@ -79,13 +80,13 @@ def test_binary_logit_model_uses_a_probability_threshold(digits, tmp_path):
     np.savez(data, x_train=digits.x_train, y_train=y_train, x_test=digits.x_test, y_test=y_test)
     result = pipeline.run(save(model, tmp_path / "binary.keras"), str(data),
                           small_recipe(final_sparsity=0.5), str(tmp_path / "run"))
-    assert result.task == "classification" and result.report["inputs"]["n_classes"] == 2
+    assert result.task == "classification" and result.report.inputs.n_classes == 2
     logits = ka.predict(model, digits.x_test)[:, 0]
     assert np.any((logits >= 0) & (logits < 0.5))  # where a 0.5 cut on logits would err
     predicted = (logits >= 0).astype(int)
     cm = [[int(np.sum((y_test == t) & (predicted == p))) for p in (0, 1)] for t in (0, 1)]
-    assert result.report["stages"]["evaluate"]["baseline"]["confusion_matrix"] == cm
-    assert result.report["stages"]["evaluate"]["final"]["accuracy"] > 0.8
+    assert result.report.stages.evaluate["baseline"].figures["confusion_matrix"] == cm
+    assert result.report.stages.evaluate["final"].figures["accuracy"] > 0.8
 
 
 def test_quantize_strips_a_model_saved_with_pruning_wrappers(trained_models, digits_npz,
@@ -114,7 +115,7 @@ def test_model_with_dynamic_spatial_input_is_evaluated_at_the_data_shape(digits_
     result = pipeline.run(save(model, tmp_path / "dyn.keras"), digits_npz,
                           small_recipe(final_sparsity=0.5), str(tmp_path / "run"))
     assert {e.stage for e in result.evaluations} == {"baseline", "pruned", "final"}
-    assert result.report["stages"]["quantize"]["check"]["ok"]
+    assert result.report.stages.quantize.check.ok and result.quality.ok
 
 
 def test_separable_conv_prunes_its_pointwise_kernel(digits_npz, tmp_path):

@@ -10,7 +10,6 @@ any build failed otherwise, else 0.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
@@ -19,31 +18,37 @@ from edgeprune.presentation.table import table
 
 
 def row(build_dir: str, target: str) -> tuple[list[str], int]:
+    """The table row of ``build_dir/target`` and the exit code its build recorded."""
+    from edgeprune import report
+    from edgeprune.errors import BadInputError
+
     exit_path = os.path.join(build_dir, f"{target}.exit")
     code = int(open(exit_path).read().strip()) if os.path.exists(exit_path) else 0
-    report_path = os.path.join(build_dir, target, "report.json")
+    report_path = os.path.join(build_dir, target, report.REPORT_NAME)
     if not os.path.exists(report_path):
         return [target, "-", "-", "-", "-", f"ERROR (exit {code}, see {target}.log)"], code or 1
-    with open(report_path, encoding="utf-8") as fh:
-        report = json.load(fh)
-    check = report.get("stages", {}).get("check")
-    accuracy = report.get("stages", {}).get("evaluate", {}).get("final", {}).get("accuracy")
+    try:
+        stages = report.read(report_path).stages
+    except BadInputError as exc:
+        return [target, "-", "-", "-", "-", f"ERROR ({exc})"], code or 1
+    final = stages.evaluate.get("final")
+    accuracy = None if final is None else final.figures.get("accuracy")
     acc = "-" if accuracy is None else f"{accuracy:.4f}"
+    check = stages.check
     if check is None:
         return [target, "-", "-", "-", acc, f"ERROR (exit {code})"], code or 1
-    rules = {r["name"]: r for r in check["rules"]}
 
     def cell(name):
-        r = rules.get(name)
-        if r is None or r["figure"] is None:
+        r = check.rule(name)
+        if r is None or r.figure is None:
             return "-"
         if name == "latency":
-            kind = "measured" if check["evidence"].get("latency_measured") else "est."
-            return f"{r['figure']:,.3g} / {r['budget']:,.4g} ({kind})"
-        return f"{r['figure']:,.0f} / {r['budget']:,.0f}"
+            kind = "measured" if check.latency_measured else "est."
+            return f"{r.figure:,.3g} / {r.budget:,.4g} ({kind})"
+        return f"{r.figure:,.0f} / {r.budget:,.0f}"
 
-    verdict = "PASS" if check["ok"] and code == 0 else ("FAIL" if not check["ok"]
-                                                         else f"exit {code}")
+    verdict = "PASS" if check.ok and code == 0 else ("FAIL" if not check.ok
+                                                     else f"exit {code}")
     return [target, cell("flash"), cell("ram"), cell("latency"), acc, verdict], code
 
 

@@ -57,64 +57,62 @@ def schedule_line(plan) -> str:
             f"{', derived from the data' if plan.derived else ''}")
 
 
-def check_line(check: dict) -> str:
-    return (f"quantization budget: {check['rule']} {check['measured']:.4f} against the "
-            f"{check['reference']} model, budget {check['budget']}: "
-            f"{'ok' if check['ok'] else 'FAILED'}")
+def check_line(check) -> str:
+    """The quantization budget (a :class:`~edgeprune.rules.quality.QualityResult`) in a line."""
+    return (f"quantization budget: {check.rule} {check.measured:.4f} against the "
+            f"{check.reference} model, budget {check.budget}: {'ok' if check.ok else 'FAILED'}")
 
 
-def structured_lines(entry: dict) -> list[str]:
-    """The structured stage of ``report.json``, in a few lines."""
-    goal = entry["goal"]
-    aim = {"width": f" {entry.get('width')}", "params": f" /{entry.get('reduction')}",
-           "macs": f" /{entry.get('reduction')}"}.get(goal, "")
-    if goal == "fit" and entry.get("fit"):
-        aim = f" {entry['fit']['target']}"
-    lines = [f"structured pruning: goal {goal}{aim}, {entry['importance']} importance, "
-             f"{entry['ranking']} ranking (layer floor {entry['floor']}), "
-             f"{len(entry['rounds'])} round(s)",
-             f"  params {entry['params_before']:,} -> {entry['params_after']:,} "
-             f"({entry['params_reduction']:.2f}x), MACs {entry['macs_before']:,} -> "
-             f"{entry['macs_after']:,} ({entry['macs_reduction']:.2f}x)"]
-    metric = entry.get("metric_name", "accuracy")
-    for r in entry["rounds"]:
-        line = (f"  round {r['round']}: removed {r['removed_channels']} channels, width "
-                f"{r['width']:.3f}")
-        if r["rebuild_max_abs_diff"] is not None:
-            line += (f", rebuild verified on {r['verify_samples']} samples (max |d| "
-                     f"{r['rebuild_max_abs_diff']:.2g})")
-        if r["metric"] is not None:
-            line += f", {entry['metric_split']} {metric} {r['metric']:.4g}"
+def structured_lines(entry) -> list[str]:
+    """The structured stage's report entry (:class:`~edgeprune.report.StructuredEntry`),
+    in a few lines."""
+    goal = entry.goal
+    aim = {"width": f" {entry.width}", "params": f" /{entry.reduction}",
+           "macs": f" /{entry.reduction}"}.get(goal, "")
+    if goal == "fit" and entry.fit:
+        aim = f" {entry.fit.target}"
+    lines = [f"structured pruning: goal {goal}{aim}, {entry.importance} importance, "
+             f"{entry.ranking} ranking (layer floor {entry.floor}), "
+             f"{len(entry.rounds)} round(s)",
+             f"  params {entry.params_before:,} -> {entry.params_after:,} "
+             f"({entry.params_reduction:.2f}x), MACs {entry.macs_before:,} -> "
+             f"{entry.macs_after:,} ({entry.macs_reduction:.2f}x)"]
+    for r in entry.rounds:
+        line = f"  round {r.round}: removed {r.removed_channels} channels, width {r.width:.3f}"
+        if r.rebuild_max_abs_diff is not None:
+            line += (f", rebuild verified on {r.verify_samples} samples (max |d| "
+                     f"{r.rebuild_max_abs_diff:.2g})")
+        if r.metric is not None:
+            line += f", {entry.metric_split} {entry.metric_name} {r.metric:.4g}"
         lines.append(line)
-    if entry["rounds"]:
-        widths = entry["rounds"][-1]["widths"]
+    if entry.rounds:
+        widths = entry.rounds[-1].widths
         lines.append("  widths: " + ", ".join(f"{n} {a}->{b}" for n, (a, b) in widths.items()))
-    fit = entry.get("fit")
+    fit = entry.fit
     if fit:
-        ok = [c for c in fit["candidates"] if c["ok"]]
-        bad = [c for c in fit["candidates"] if not c["ok"]]
-        for label, c in (("widest that fits", max(ok, key=lambda c: c["width"], default=None)),
+        ok = [c for c in fit.candidates if c.ok]
+        bad = [c for c in fit.candidates if not c.ok]
+        for label, c in (("widest that fits", max(ok, key=lambda c: c.width, default=None)),
                          ("narrowest that does not",
-                          min(bad, key=lambda c: c["width"], default=None))):
+                          min(bad, key=lambda c: c.width, default=None))):
             if c is not None:
-                lines.append(f"  fit {fit['target']}: {label}: width {c['width']:.3f}: "
-                             + ", ".join(_rule_cell(k, v) for k, v in c["rules"].items()))
-    for name, why in entry["kept_whole"].items():
+                lines.append(f"  fit {fit.target}: {label}: width {c.width:.3f}: "
+                             + ", ".join(_rule_cell(k, v) for k, v in c.rules.items()))
+    for name, why in entry.kept_whole.items():
         lines.append(f"  kept whole: {name}: {why}")
-    for text in ([entry["stopped"]] if entry["stopped"] else []) + entry["notes"]:
+    for text in ([entry.stopped] if entry.stopped else []) + list(entry.notes):
         lines.append(f"  note: {text}")
     return lines
 
 
-def _rule_cell(name: str, rule: dict) -> str:
+def _rule_cell(name: str, rule) -> str:
     from edgeprune.rules.budget import format_figure
 
-    unit = rule["unit"]
-    figure = format_figure(rule["figure"], unit)
-    budget = "" if rule["budget"] is None else format_figure(rule["budget"], unit)
-    label = f"{name} ({rule['basis']})" if "basis" in rule else name
-    return (f"{label} {figure}{'/' + budget if budget else ''} {unit}"
-            f"{'' if rule['ok'] else ' OVER'}")
+    figure = format_figure(rule.figure, rule.unit)
+    budget = "" if rule.budget is None else format_figure(rule.budget, rule.unit)
+    label = f"{name} ({rule.basis})" if rule.basis else name
+    return (f"{label} {figure}{'/' + budget if budget else ''} {rule.unit}"
+            f"{'' if rule.ok else ' OVER'}")
 
 
 def format_run(result) -> str:
@@ -123,9 +121,8 @@ def format_run(result) -> str:
     lines = [f"edgeprune run -> {result.out_dir}  ({result.task}, "
              f"{result.seconds:.1f} s)", ""]
     lines += size_and_quality_table(result.task, result.sizes, result.evaluations)
-    structured = result.report["stages"].get("structured")
-    if structured:
-        lines += [""] + structured_lines(structured)
+    if result.report.stages.structured:
+        lines += [""] + structured_lines(result.report.stages.structured)
     lines += ["", f"pruning: {schedule_line(p.schedule)}"]
     lines += layer_table(p.layers)
     lines += [f"overall sparsity of the weighted layers: {p.overall_sparsity:.1%}",
@@ -138,20 +135,20 @@ def format_run(result) -> str:
                      f"from {q.calibration_source}")
     else:
         lines.append(f"quantize: {q.mode}")
-    lines.append(check_line(result.report["stages"]["quantize"]["check"]))
-    dense = result.report["stages"]["quantize"].get("dense_quantization")
+    lines.append(check_line(result.quality))
+    dense = q.dense
     if dense:
-        lines.append(f"Dense weights: {dense['picked'].replace('_', '-')} ({dense['why']}; arena "
-                     f"{dense['per_channel']['arena_bytes']:,} B per-channel vs "
-                     f"{dense['per_tensor']['arena_bytes']:,} B per-tensor)")
-    for note in result.report.get("notes", []):
+        lines.append(f"Dense weights: {dense.picked.replace('_', '-')} ({dense.why}; arena "
+                     f"{dense.per_channel.arena_bytes:,} B per-channel vs "
+                     f"{dense.per_tensor.arena_bytes:,} B per-tensor)")
+    for note in result.report.notes:
         lines.append(f"note: {note}")
     if result.device_check is not None:
         from edgeprune.rules.budget import format_check
 
         lines += ["", format_check(result.device_check)]
-        if any(name.startswith("firmware/") for name in result.report.get("artifacts", {})):
-            lines.append(f"firmware: {os.path.join(result.out_dir, 'firmware')}")
+        if result.firmware is not None:
+            lines.append(f"firmware: {result.firmware.folder}")
     lines.append(f"report: {os.path.join(result.out_dir, 'report.json')}")
     return "\n".join(lines)
 
@@ -162,15 +159,15 @@ def format_stage(result) -> str:
              f"{result.seconds:.1f} s)", ""]
     lines += size_and_quality_table(result.task, result.sizes, result.evaluations)
     lines.append("(agreement is against the input Keras model)")
-    f = result.figures
-    if "check" in f:
-        lines.append(check_line(f["check"]))
-    if result.stage == "prune" and "structured" in f:
-        lines += structured_lines(f["structured"])
+    e = result.entry
+    if result.stage == "quantize":
+        lines.append(check_line(e.check))
     if result.stage == "prune":
-        lines.append(f"overall sparsity of the weighted layers: {f['overall_sparsity']:.1%}; "
-                     f"strip outputs identical on {f['strip']['samples']} test samples")
-        for name, reason in f["skipped_layers"].items():
+        if e.structured is not None:
+            lines += structured_lines(e.structured)
+        lines.append(f"overall sparsity of the weighted layers: {e.overall_sparsity:.1%}; "
+                     f"strip outputs identical on {e.strip.samples} test samples")
+        for name, reason in e.skipped_layers.items():
             lines.append(f"not pruned: {name}: {reason}")
     lines.append(f"report: {result.report_path}")
     return "\n".join(lines)

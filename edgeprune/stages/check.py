@@ -3,8 +3,10 @@
 For a TFLite Micro target: the model is loaded in TFLite Micro (in a worker
 process) to prove every op and dtype is supported, the smallest working arena
 is searched, and the runtime's flash comes from the measured table in
-:mod:`edgeprune.estimates.footprint`. For a Linux target: the file size and the peak
-memory of the LiteRT interpreter measured on this host.
+:mod:`edgeprune.estimates.footprint`. In a run, the quantize stage hands on the
+arena it found for the final bytes, and neither search runs again (see
+:func:`evidence`). For a Linux target: the file size and the peak memory of the
+LiteRT interpreter measured on this host.
 
 A model whose dtype the target cannot run, or whose ops TFLite Micro lacks,
 is refused as bad input (exit 1, one line naming the ops) before anything is
@@ -15,11 +17,13 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import replace
+from dataclasses import asdict, replace
 
+from edgeprune.artifacts import Flatbuffer
 from edgeprune.errors import BadInputError
 from edgeprune.estimates import footprint
 from edgeprune.estimates.opcost import model_cost
+from edgeprune.recipe import BudgetOptions
 from edgeprune.rules import budget as rules
 from edgeprune.target import Budget, Target
 from edgeprune.tflite import TFLiteFormatError, inspect_model
@@ -67,8 +71,12 @@ def estimate_latency(cost, target: Target, cost_model: str | None = None):
                     threads=target.latency.threads, power_mw=target.latency.active_power_mw)
 
 
-def load_model_bytes(path: str) -> tuple[bytes, object]:
-    """Read and parse a ``.tflite``; bad files are one-line :class:`BadInputError`."""
+def load_flatbuffer(path: str) -> Flatbuffer:
+    """Read and parse a ``.tflite`` file; bad files are one-line :class:`BadInputError`.
+
+    Its ``mode`` is ``""``: a file given by the user says its dtypes, not how
+    it was converted.
+    """
     try:
         with open(path, "rb") as fh:
             data = fh.read()
@@ -79,23 +87,40 @@ def load_model_bytes(path: str) -> tuple[bytes, object]:
     except OSError as exc:
         raise BadInputError(f"{path} cannot be read ({exc.strerror})") from None
     try:
-        return data, inspect_model(path)
+        info = inspect_model(path)  # parsed from the file, so that errors name it
     except TFLiteFormatError as exc:
         raise BadInputError(f"{exc}; pass a complete .tflite flatbuffer") from None
+    return Flatbuffer.of(data, path, "", info)
 
 
-def gather_evidence(path: str, target: Target, cost_model: str | None = None) -> rules.Evidence:
-    """Measure everything the rules need for the model at ``path`` on ``target``.
+def load_model_bytes(path: str) -> tuple[bytes, object]:
+    """Read and parse a ``.tflite``: its bytes and :class:`~edgeprune.tflite.ModelInfo`.
 
     Raises:
-        BadInputError: unreadable or not a .tflite.
+        BadInputError: unreadable, or not a complete ``.tflite``.
+    """
+    model = load_flatbuffer(path)
+    return model.data, model.info
+
+
+def evidence(model: Flatbuffer, target: Target, cost_model: str | None = None,
+             arena=None) -> rules.Evidence:
+    """Measure everything the rules need for ``model`` (in memory) on ``target``.
+
+    ``arena`` is the :class:`~edgeprune.tflm.probe.ArenaResult` already found for
+    these very bytes (the quantize stage's), or None to search it here. A found
+    arena is not searched again, and the TFLite Micro op check is skipped with
+    it: the search loaded and invoked the model in TFLite Micro on the same
+    seeded inputs, which is what the op check proves. Whether firmware can
+    register every op is still checked.
+
+    Raises:
         TargetMismatchError: the target cannot run the model's dtype, or
             TFLite Micro lacks some of its ops or kernels.
         MicroError: TFLite Micro could not allocate the model at any size.
     """
-    data, info = load_model_bytes(path)
+    data, info, name = model.data, model.info, model.name
     dtype = model_dtype(info)
-    name = os.path.basename(path)
     if target.model_dtype != "any" and dtype != target.model_dtype:
         io_float = any(t.dtype == "float32" for t in (*info.inputs, *info.outputs))
         if dtype == "mixed" and io_float:
@@ -121,19 +146,22 @@ def gather_evidence(path: str, target: Target, cost_model: str | None = None) ->
 
             measured = measure_latency(data, target.kernels, target.latency.threads,
                                        runs=target.latency.runs)
-        return rules.Evidence(path, len(data), dtype, ops, peak_memory_bytes=peak,
+        return rules.Evidence(model.path, len(data), dtype, ops, peak_memory_bytes=peak,
                               latency=estimate_latency(model_cost(info), target, cost_model),
                               latency_measured=measured)
     from edgeprune.firmware import emit as firmware
     from edgeprune.tflm import probe as micro
 
-    ensure_runs_on_tflm(data, info, name, target)
-    arena = micro.find_arena(data)
+    if arena is None:
+        ensure_runs_on_tflm(data, info, name, target)
+        arena = micro.find_arena(data)
+    else:
+        ensure_registrable(info, name, target)
     required = arena.required_bytes()
     flash = footprint.runtime_flash(target.core, target.kernels,
                                     firmware.int8_only_registrations(info))
     return rules.Evidence(
-        path, len(data), dtype, ops, ops_supported=True,
+        model.path, len(data), dtype, ops, ops_supported=True,
         arena_min_bytes=arena.min_arena_bytes, arena_recorded_bytes=arena.recorded_bytes,
         arena_bytes=target.arena_margin.apply(required),
         runtime_flash_bytes=flash.total_bytes, runtime_flash_basis=flash.basis,
@@ -149,8 +177,6 @@ def ensure_runs_on_tflm(data: bytes, info, name: str, target: Target) -> None:
             (every one named with its operator index and layer), or the op
             resolver cannot register an op (custom ops).
     """
-    from edgeprune.errors import UnsupportedModelError
-    from edgeprune.firmware import emit as firmware
     from edgeprune.tflm import probe as micro
 
     support = micro.check_ops(data)
@@ -161,26 +187,82 @@ def ensure_runs_on_tflm(data: bytes, info, name: str, target: Target) -> None:
             for u in support.unsupported)
         raise TargetMismatchError(f"TFLite Micro cannot run {name} on {target.id}: {where}; "
                                   f"replace those layers or choose a Linux target")
+    ensure_registrable(info, name, target)
+
+
+def ensure_registrable(info, name: str, target: Target) -> None:
+    """Make sure the firmware's op resolver can register every op of the model.
+
+    Raises:
+        TargetMismatchError: an op cannot be registered (custom ops).
+    """
+    from edgeprune.errors import UnsupportedModelError
+    from edgeprune.firmware import emit as firmware
+
     try:
         firmware.resolver_calls(info)
     except UnsupportedModelError as exc:
         raise TargetMismatchError(f"{name} on {target.id}: {exc}") from None
 
 
-def check(path: str, target: Target, budget: Budget | None = None,
-          cost_model: str | None = None) -> rules.CheckResult:
-    """Gather the evidence for ``path`` on ``target`` and apply every rule."""
-    evidence = gather_evidence(path, target, cost_model)
-    result = rules.evaluate(evidence, target, budget)
-    log.info("check: %s on %s: %s", os.path.basename(path), target.id,
+def _apply(ev: rules.Evidence, target: Target, budget: Budget) -> rules.CheckResult:
+    result = rules.evaluate(ev, target, budget)
+    log.info("check: %s on %s: %s", os.path.basename(ev.model_path), target.id,
              "pass" if result.ok else "FAIL")
     return result
 
 
-def check_options(path: str, target: Target, options) -> rules.CheckResult:
-    """:func:`check` under a recipe's ``[budget]`` (:class:`~edgeprune.recipe.BudgetOptions`):
-    its overrides of the target's budgets and its cost model together, so that no
-    caller applies one without the other."""
-    from dataclasses import asdict
+def check_flatbuffer(model: Flatbuffer, target: Target, options: BudgetOptions | None = None,
+                     arena=None) -> rules.CheckResult:
+    """Check ``model`` (in memory) against ``target`` under a recipe's ``[budget]``
+    (:class:`~edgeprune.recipe.BudgetOptions`): its overrides of the target's
+    budgets and its cost model together, so that no caller applies one without
+    the other. ``arena``: as :func:`evidence`.
 
-    return check(path, target, effective_budget(target, asdict(options)), options.cost_model)
+    Raises:
+        TargetMismatchError, MicroError, CostModelError: as :func:`evidence`.
+    """
+    options = options or BudgetOptions()
+    ev = evidence(model, target, options.cost_model, arena)
+    return _apply(ev, target, effective_budget(target, asdict(options)))
+
+
+def check_options(path: str, target: Target, options: BudgetOptions) -> rules.CheckResult:
+    """:func:`check_flatbuffer` on the file at ``path``."""
+    return check_flatbuffer(load_flatbuffer(path), target, options)
+
+
+def check_model(model_path: str, target: str | Target, options: BudgetOptions | None = None,
+                report_path: str | None = None) -> rules.CheckResult:
+    """Does the ``.tflite`` at ``model_path`` fit ``target`` (a profile id, path or
+    :class:`Target`) under the ``[budget]`` ``options``? What ``edgeprune check`` does.
+
+    With ``report_path``, the result is also written there as JSON
+    (:class:`edgeprune.report.CheckReport`, atomic, schema-versioned), pass or fail.
+
+    Raises:
+        BadInputError: unreadable model, unknown profile, a report path that
+            cannot be written (before anything is measured), or a model the
+            target cannot run at all (:class:`TargetMismatchError`).
+        BudgetError: (after writing the report) a budget rule failed; its
+            ``result`` is the :class:`~edgeprune.rules.budget.CheckResult`.
+    """
+    from edgeprune import report
+    from edgeprune.artifacts import check_out_dir
+    from edgeprune.errors import BudgetError
+    from edgeprune.target import load_target
+
+    device = target if isinstance(target, Target) else load_target(target)
+    if report_path is not None:
+        check_out_dir(os.path.dirname(os.path.abspath(report_path)))
+    model = load_flatbuffer(model_path)
+    result = check_flatbuffer(model, device, options)
+    if report_path is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(report_path)), exist_ok=True)
+        report.write(report_path, report.CheckReport(
+            os.path.abspath(model_path), model.sha256, device.to_dict(),
+            report.CheckEntry.from_dict(result.to_dict())))
+    if not result.ok:
+        failed = ", ".join(r.name for r in result.rules if not r.ok)
+        raise BudgetError(f"{model_path} does not fit {device.id}: {failed} over budget", result)
+    return result

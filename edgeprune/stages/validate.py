@@ -27,14 +27,13 @@ choose the runner for the target and address, validate, write the report
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from edgeprune import artifacts, metrics
+from edgeprune import artifacts, metrics, report
 from edgeprune.errors import BadInputError, DeviceError, Interrupted, QualityError
 from edgeprune.recipe import ValidateOptions
 from edgeprune.rules import validation as rules
@@ -65,34 +64,32 @@ def read_run(folder: str) -> RunInfo:
     """The final model and its facts from ``folder/report.json``.
 
     Raises:
-        BadInputError: no report, no final model, or the model changed since.
+        BadInputError: no report, another schema, no final model, or the model
+            changed since.
     """
-    path = os.path.join(folder, artifacts.REPORT_NAME)
+    path = os.path.join(folder, report.REPORT_NAME)
     if not os.path.isfile(path):
-        raise BadInputError(f"{folder} has no {artifacts.REPORT_NAME}; validate a run folder "
+        raise BadInputError(f"{folder} has no {report.REPORT_NAME}; validate a run folder "
                             f"written by `edgeprune run` (make <target> writes build/<target>)")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            report = json.load(fh)
-        mode = report["stages"]["quantize"]["mode"]
-        inputs = report["inputs"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise BadInputError(f"{path} is not a complete edgeprune report ({exc}); rerun "
-                            f"`edgeprune run` for this folder") from None
-    name = artifacts.final_tflite_name(mode)
+    run = report.read(path)
+    if run.stages.quantize is None:
+        raise BadInputError(f"{path} is not a complete edgeprune report (no quantize stage); "
+                            f"rerun `edgeprune run` for this folder")
+    name = artifacts.final_tflite_name(run.stages.quantize.mode)
     model_path = os.path.join(folder, name)
     baseline = os.path.join(folder, artifacts.BASELINE_TFLITE)
     for p in (model_path, baseline):
         if not os.path.isfile(p):
             raise BadInputError(f"{p} is missing from the run folder; rerun `edgeprune run`")
     sha = artifacts.sha256_file(model_path)
-    recorded = report.get("artifacts", {}).get(name, {}).get("sha256")
+    recorded = run.sha256_of(name)
     if recorded is not None and recorded != sha:
         raise BadInputError(f"{model_path} changed since report.json was written; rerun "
                             f"`edgeprune run` so that the report describes the model")
-    return RunInfo(folder, model_path, sha, baseline, inputs["task"], inputs["n_classes"],
-                   bool(inputs.get("outputs_are_probabilities")), inputs["data"]["name"],
-                   inputs["data"].get("sha256", ""))
+    inputs = run.inputs
+    return RunInfo(folder, model_path, sha, baseline, inputs.task, inputs.n_classes,
+                   bool(inputs.outputs_are_probabilities), inputs.data_name,
+                   inputs.data_sha256)
 
 
 @dataclass(frozen=True)
@@ -393,13 +390,9 @@ def measurement_row(run: RunInfo, result: ValidationResult, target, csv_path: st
 
 
 def write_result(run: RunInfo, result: ValidationResult) -> str:
-    """Add ``result`` to the run's ``report.json`` under ``validation.<runner>``."""
-    path = os.path.join(run.folder, artifacts.REPORT_NAME)
-    with open(path, encoding="utf-8") as fh:
-        report = json.load(fh)
-    report.setdefault("validation", {})[result.runner] = result.to_dict()
-    artifacts.write_json_atomic(path, report)
-    return path
+    """Add ``result`` to the run's ``report.json`` under ``validation.<runner>``
+    (:func:`edgeprune.report.add_validation`); return the report's path."""
+    return report.add_validation(run.folder, result.runner, result.to_dict())
 
 
 def format_result(result: ValidationResult) -> str:

@@ -1,0 +1,125 @@
+"""The quantize stage: convert the stripped model in the recipe's mode, once.
+
+For a TFLite Micro target in int8, the stage also chooses how Dense weights
+are quantized. The converter quantizes them per output channel by default;
+TFLite Micro then keeps per-channel multipliers and shifts in the arena,
+which cost one autoencoder 11 KB. Both variants are converted and measured
+(quality on the test set, the smallest working arena), and the final model is
+written once, with the chosen bytes. The stage hands on those bytes and the
+arena measured for them, so that the device check never searches again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from edgeprune import artifacts, report
+from edgeprune.artifacts import Flatbuffer
+from edgeprune.rules.quality import QualityResult, quantization_rule
+from edgeprune.stages.evaluate import metrics_of, predict
+from edgeprune.stages.inputs import Inputs, KerasModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    """The final model (``final_<mode>.tflite``) and how it was made.
+
+    ``dense`` is the Dense-weight choice and ``arena`` the
+    :class:`edgeprune.tflm.probe.ArenaResult` of the final bytes, both only
+    when the stage measured them (TFLite Micro targets, int8).
+    """
+
+    tflite: Flatbuffer
+    calibration_samples: int
+    calibration_source: str
+    seconds: float
+    dense: report.DenseEntry | None = None
+    arena: object = field(default=None, repr=False)
+
+    @property
+    def mode(self) -> str:
+        return self.tflite.mode
+
+    def entry(self, check: QualityResult) -> report.QuantizeEntry:
+        return report.QuantizeEntry(self.mode, self.calibration_samples,
+                                    self.calibration_source, False, check, self.seconds,
+                                    dense_quantization=self.dense)
+
+
+def quantize_stage(inp: Inputs, model: KerasModel, device=None,
+                   reference: Flatbuffer | None = None) -> QuantizeResult:
+    """Convert the stripped ``model`` in the recipe's quantization mode and write it.
+
+    With a TFLite Micro ``device`` and int8, Dense weights are quantized
+    per-tensor when that needs less arena and stays within the quantization
+    budget measured against ``reference`` (the float model that was
+    converted); see the module's description.
+
+    Side effects: writes ``final_<mode>.tflite``; starts TFLite Micro worker
+    processes for the arena search.
+
+    Raises:
+        ConversionError: the converter refused the model.
+        MicroError: TFLite Micro could not allocate a variant at any size.
+    """
+    from edgeprune.adapters import converter as convert
+
+    t0 = time.perf_counter()
+    mode = inp.recipe.quantize.mode
+    calib, n, source = None, 0, ""
+    if mode == "int8":
+        calib = inp.calibration()
+        n = len(calib)
+        source = "x_calib" if inp.dataset.x_calib is not None else "x_train (seeded sample)"
+    log.info("quantize: %s%s", mode, f" with {n} calibration samples from {source}" if n else "")
+    data = convert.to_tflite(model, mode, calib)
+    dense, arena = None, None
+    if device is not None and device.runtime == "tflm" and mode == "int8":
+        if reference is None:
+            raise ValueError("the Dense quantization choice needs the float reference model")
+        per_tensor = convert.to_tflite(model, "int8", calib, per_tensor_dense=True)
+        dense, data, arena = _choose_dense(inp, reference, {"per_channel": data,
+                                                            "per_tensor": per_tensor})
+    final = inp.out.write_flatbuffer(artifacts.final_tflite_name(mode), data, "quantize", mode)
+    return QuantizeResult(final, n, source, time.perf_counter() - t0, dense, arena)
+
+
+def _choose_dense(inp: Inputs, reference: Flatbuffer, variants: dict[str, bytes]):
+    """Measure both Dense variants; return the choice, the chosen bytes and their arena."""
+    from edgeprune.tflm import probe as micro
+
+    before = metrics_of(inp, predict(inp, reference.data))
+    arenas: dict[str, object] = {}  # by SHA-256: identical bytes are searched once
+    measured = {}
+    for name, data in variants.items():
+        after = metrics_of(inp, predict(inp, data))
+        digest = artifacts.sha256_bytes(data)
+        if digest not in arenas:
+            arenas[digest] = micro.find_arena(data)
+        check = quantization_rule(inp.task, before, after, inp.recipe.quantize, "pruned float32")
+        measured[name] = report.DenseVariant(
+            len(data), arenas[digest].required_bytes(), check,
+            {k: v for k, v in after.items() if k != "confusion_matrix"})
+    pc, pt = measured["per_channel"], measured["per_tensor"]
+    if pt.check.ok and not pc.check.ok:
+        picked = "per_tensor"
+        why = "per-channel Dense weights miss the quantization budget; per-tensor stay within it"
+    elif pt.arena_bytes < pc.arena_bytes and pt.check.ok:
+        picked = "per_tensor"
+        why = (f"per-tensor Dense weights need {pc.arena_bytes - pt.arena_bytes:,} B less "
+               f"arena and stay within the quantization budget")
+    elif pt.arena_bytes < pc.arena_bytes:
+        picked = "per_channel"
+        why = ("per-tensor Dense weights need less arena but miss the quantization budget "
+               f"({pt.check.measured:.4f} > {pt.check.budget})")
+    else:
+        picked = "per_channel"
+        why = "per-tensor Dense weights save no arena"
+    log.info("quantize: Dense weights %s: %s", picked.replace("_", "-"), why)
+    data = variants[picked]
+    return (report.DenseEntry(picked, why, pc, pt), data,
+            arenas[artifacts.sha256_bytes(data)])
