@@ -5,6 +5,9 @@ and built on scikit-learn's bundled digits, so they learn something real in
 a few epochs. Converted models (``.tflite`` bytes, which no test can change)
 are session-scoped and go through the project's own converter
 (``edgeprune.adapters.converter``), so every test sees what the pipeline emits.
+
+Slow tests carry ``@pytest.mark.slow``: ``make test`` deselects them
+(``-m "not slow"``), ``make test-all`` and ``.ci/run`` run them.
 """
 
 from __future__ import annotations
@@ -16,17 +19,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pytest
-
-SLOW = bool(os.environ.get("EDGEPRUNE_SLOW"))
-
-
-def pytest_collection_modifyitems(config, items):
-    if SLOW:
-        return
-    skip = pytest.mark.skip(reason="slow: set EDGEPRUNE_SLOW=1 (make test-slow) to run")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
