@@ -1,5 +1,6 @@
 # edgeprune: `make demo` sets up .venv and runs the built-in default end to end;
-# `make test` runs the test suite. Both create the virtualenv if it is missing.
+# `make test` runs the quick test suite (`make test-all` every test). Both create the
+# virtualenv if it is missing.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
@@ -9,12 +10,13 @@ STAMP  := $(VENV)/.installed
 # One make target per device profile, derived from the folder.
 TARGETS := $(sort $(basename $(notdir $(wildcard targets/*.toml))))
 
-.PHONY: demo test test-slow lint bench bench-structured clean help targets all-targets $(TARGETS)
+.PHONY: demo test test-slow test-all lint bench bench-structured clean help targets all-targets $(TARGETS)
 
 help:
 	@echo "make demo      set up $(VENV) and run the built-in default (digits CNN) end to end"
-	@echo "make test      run the test suite"
-	@echo "make test-slow run the test suite including slow tests"
+	@echo "make test      run the quick test suite (tests marked slow left out)"
+	@echo "make test-slow run only the tests marked slow"
+	@echo "make test-all  run every test (what .ci/run does)"
 	@echo "make lint      ruff"
 	@echo "make bench     time edgeprune against a plain tfmot + converter script"
 	@echo "make bench-structured  structured pruning before/after on the reference models"
@@ -34,11 +36,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/edgeprune run
 
+# Slow tests are deselected, not skipped: -rs then lists only real skips.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
 
 test-slow: $(STAMP)
-	EDGEPRUNE_SLOW=1 $(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m slow
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check edgeprune models tests benchmarks

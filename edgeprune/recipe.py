@@ -284,10 +284,6 @@ def option_fields() -> list[tuple[str | None, dataclasses.Field]]:
     return out
 
 
-def _key(section: str | None, name: str) -> str:
-    return f"{section}.{name}" if section else name
-
-
 def _unknown(key: str, known: list[str], where: str) -> RecipeError:
     close = difflib.get_close_matches(key.rsplit(".", 1)[-1], known, n=1)
     hint = f"did you mean '{close[0]}'?" if close else "known keys: " + ", ".join(known)
@@ -426,11 +422,3 @@ def load_recipe(path: str | os.PathLike | None, overrides: dict[str, Any] | None
         else:
             data[name] = value
     return build_recipe(data, where)
-
-
-def flag_for(key: str) -> str:
-    """The CLI flag that sets the dotted recipe ``key``."""
-    for section, f in option_fields():
-        if _key(section, f.name) == key:
-            return f.metadata["flag"]
-    raise KeyError(key)

@@ -6,6 +6,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # about 30 s: two models pruned, converted, checked
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -66,24 +65,10 @@ def test_run_for_a_target_measures_each_model_once_and_reads_nothing_back(traced
 
 
 @pytest.fixture(scope="module")
-def topk_model(tmp_path_factory):
-    """An int8 model with TOPK_V2, an op TFLite Micro does not implement."""
-    from edgeprune.adapters import keras as ka
-
-    tf, keras = ka.tf, ka.keras
-    inp = keras.Input((16,))
-    x = keras.layers.Dense(8, name="dense")(inp)
-    x = keras.layers.Lambda(lambda t: tf.math.top_k(t, k=2).values, name="topk")(x)
-    out = keras.layers.Dense(2, name="head")(x)  # so TOPK's output keeps its layer name
-    model = keras.Model(inp, out)
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    data = np.random.default_rng(0).random((20, 16), dtype=np.float32)
-    conv.representative_dataset = lambda: ([data[i:i + 1]] for i in range(20))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = conv.inference_output_type = tf.int8
+def topk_path(tmp_path_factory, topk_model):
+    """The int8 TOPK_V2 model (conftest) as topk.tflite."""
     path = tmp_path_factory.mktemp("topk") / "topk.tflite"
-    path.write_bytes(conv.convert())
+    path.write_bytes(topk_model)
     return path
 
 
@@ -186,7 +171,7 @@ def test_linux_target_uses_file_size_and_measured_memory(built):
 
 @pytest.mark.parametrize("case", ["float on int8 target", "truncated", "not a flatbuffer",
                                   "unknown target", "negative field", "missing op"])
-def test_check_bad_input_is_one_line_exit_1(case, built, topk_model, tmp_path):
+def test_check_bad_input_is_one_line_exit_1(case, built, topk_path, tmp_path):
     out, _ = built
     model, target = str(out / "final_int8.tflite"), "nano33ble"
     if case == "float on int8 target":
@@ -212,7 +197,7 @@ def test_check_bad_input_is_one_line_exit_1(case, built, topk_model, tmp_path):
         target, message = str(tmp_path / "neg.toml"), \
             "budget.max_ram_bytes = -196608 is out of range; it must be > 0"
     else:
-        model, message = str(topk_model), "TFLite Micro cannot run topk.tflite on nano33ble: " \
+        model, message = str(topk_path), "TFLite Micro cannot run topk.tflite on nano33ble: " \
                                           "TOPK_V2 at operator 1 (layer topk)"
     r = invoke("check", model, "--target", target)
     assert r.exit_code == 1, r.output

@@ -21,8 +21,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
 from ai_edge_litert import schema_py_generated as schema  # noqa: E402
 
 from edgeprune.artifacts import ArtifactWriteError  # noqa: E402
@@ -48,54 +46,8 @@ CXXFLAGS = ["-std=c++17", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 
 INT8_NAME = "final_int8.tflite"
 FLOAT_NAME = "final_float32.tflite"
-# Ops the Keras model becomes: Flatten is a RESHAPE.
+# Ops the shared tiny CNN (tests/conftest.py) becomes: Flatten is a RESHAPE.
 MODEL_OPS = {"CONV_2D", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"}
-
-
-# --- models built in code ----------------------------------------------------------------------
-
-
-def _keras_model() -> keras.Model:
-    keras.utils.set_random_seed(0)
-    return keras.Sequential(
-        [
-            keras.layers.Input((12, 12, 1)),
-            keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
-            keras.layers.MaxPooling2D(2, name="pool"),
-            keras.layers.Flatten(name="flatten"),
-            keras.layers.Dense(5, activation="softmax", name="dense"),
-        ]
-    )
-
-
-@pytest.fixture(scope="module")
-def float_model() -> bytes:
-    converter = tf.lite.TFLiteConverter.from_keras_model(_keras_model())
-    return converter.convert()
-
-
-@pytest.fixture(scope="module")
-def int8_model() -> bytes:
-    rng = np.random.default_rng(0)
-    samples = rng.random((16, 1, 12, 12, 1), dtype=np.float32)
-    converter = tf.lite.TFLiteConverter.from_keras_model(_keras_model())
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([s] for s in samples)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    return converter.convert()
-
-
-@pytest.fixture(scope="module")
-def int8_float_io_model() -> bytes:
-    """Int8 inside, float32 at the edges: the converter adds QUANTIZE and DEQUANTIZE."""
-    rng = np.random.default_rng(0)
-    samples = rng.random((16, 1, 12, 12, 1), dtype=np.float32)
-    converter = tf.lite.TFLiteConverter.from_keras_model(_keras_model())
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([s] for s in samples)
-    return converter.convert()
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,7 @@ def host_models(tmp_path_factory):
     return paths
 
 
+@pytest.mark.slow
 def test_measure_writes_rows_calibrate_reads(host_models, tmp_path):
     out = tmp_path / "host.csv"
     r = invoke("measure", *host_models[:2], "--out", str(out), "--runs", "20")
@@ -68,6 +69,7 @@ def test_measure_writes_rows_calibrate_reads(host_models, tmp_path):
     assert r.exit_code == 1 and "--target host" in r.output
 
 
+@pytest.mark.slow
 def test_estimate_fitted_here_predicts_a_fresh_measurement(host_models, tmp_path):
     """The plumbing against reality: fit on this machine's measurements of three
     models, then `check --target host` measures the fourth afresh and prints the

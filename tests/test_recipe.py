@@ -1,7 +1,7 @@
 import pytest
 
 from edgeprune.errors import RecipeError
-from edgeprune.recipe import Recipe, build_recipe, flag_for, load_recipe, option_fields
+from edgeprune.recipe import Recipe, build_recipe, load_recipe, option_fields
 
 
 def write(tmp_path, text):
@@ -80,9 +80,9 @@ def test_malformed_toml_is_one_line(tmp_path):
 
 
 def test_every_option_has_a_distinct_flag():
-    flags = [f.metadata["flag"] for _, f in option_fields()]
-    assert len(flags) == len(set(flags))
-    assert flag_for("prune.final_sparsity") == "--sparsity"
+    flags = {f"{s}.{f.name}" if s else f.name: f.metadata["flag"] for s, f in option_fields()}
+    assert len(flags) == len(set(flags.values()))
+    assert flags["prune.final_sparsity"] == "--sparsity"
 
 
 def test_to_dict_round_trips():

@@ -61,6 +61,7 @@ def test_summary_prints_the_structured_stage(width_run):
     assert "structured_float32.tflite" in text
 
 
+@pytest.mark.slow
 def test_fit_goal_keeps_the_widest_model_that_passes_the_device(tmp_path):
     """A latency budget the dense digits CNN misses on the nano33ble profile: the
     stage keeps the widest candidate whose int8 model passes, and the final
@@ -81,6 +82,7 @@ def test_fit_goal_keeps_the_widest_model_that_passes_the_device(tmp_path):
     assert latency.figure <= 15.0
 
 
+@pytest.mark.slow
 def test_fit_goal_on_a_model_that_already_fits_removes_nothing(tmp_path):
     result = pipeline.run(recipe=_recipe(goal="fit"), out=str(tmp_path / "fits"),
                           target="esp32s3")
@@ -107,6 +109,7 @@ def test_generated_datasets_have_their_models_shapes_and_are_stable(name, data, 
         assert (ds.y_train == ds.x_train).all()
 
 
+@pytest.mark.slow
 def test_builtin_reference_model_runs_with_a_mac_goal(tmp_path):
     """The DS-CNN reference on its generated data, through the whole pipeline
     with a 2x MAC goal and Taylor importance; the structured stage reports a

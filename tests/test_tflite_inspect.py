@@ -14,10 +14,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import flatbuffers  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
 from ai_edge_litert import schema_py_generated as schema  # noqa: E402
 
+from edgeprune.adapters.keras import keras  # noqa: E402
 from edgeprune.tflite import (  # noqa: E402
     ModelInfo,
     TFLiteFormatError,
@@ -97,24 +96,12 @@ def _set_weights(model: keras.Model, seed: int) -> None:
 
 
 def _convert(model: keras.Model, mode: str) -> bytes:
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if mode != "float32":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if mode == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    if mode == "int8":
-        shape = (1, *model.input_shape[1:])
+    """Through edgeprune's own converter; int8 calibrates on 8 seeded uniform samples."""
+    from edgeprune.adapters.converter import to_tflite
 
-        def representative_dataset():
-            rng = np.random.default_rng(7)
-            for _ in range(8):
-                yield [rng.uniform(-1.0, 1.0, shape).astype(np.float32)]
-
-        converter.representative_dataset = representative_dataset
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    return converter.convert()
+    shape = model.input_shape[1:]
+    samples = np.random.default_rng(7).uniform(-1.0, 1.0, (8, *shape)).astype(np.float32)
+    return to_tflite(model, mode, samples if mode == "int8" else None)
 
 
 @pytest.fixture(scope="module")

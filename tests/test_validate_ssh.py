@@ -3,7 +3,8 @@
 The "board" is this machine: sshd runs the same board_script.py a Raspberry Pi
 gets, with the project's Python (it has numpy and ai-edge-litert). Without an
 sshd on the machine these tests skip, unless EDGEPRUNE_REQUIRE_SSHD=1 (what
-.ci/run sets after installing openssh-server), where they fail instead.
+.ci/run sets after installing openssh-server), where they fail instead. They
+are marked slow: ``make test`` leaves them out, ``make test-all`` runs them.
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ while True:
     return path
 
 
+@pytest.mark.slow
 def test_ssh_runner_matches_the_host_runner_bit_for_bit(board, model, x):
     """Same kernels (reference), same bytes out: the board script, the framing, the
     quantization on this side and the copy to the board all lose nothing."""
@@ -171,6 +173,7 @@ def test_ssh_runner_matches_the_host_runner_bit_for_bit(board, model, x):
     assert set(board.leftovers()) == before  # the board's folder is gone
 
 
+@pytest.mark.slow
 def test_validate_over_ssh_from_the_cli_writes_the_report(board, run_dir, tmp_path):
     recipe = tmp_path / "recipe.toml"
     recipe.write_text(f'[validate]\nssh_config = "{board.config}"\n'
@@ -196,6 +199,7 @@ def test_validate_over_ssh_from_the_cli_writes_the_report(board, run_dir, tmp_pa
     assert rows[1].board == entry["where"]
 
 
+@pytest.mark.slow
 def test_address_with_user_and_port_and_a_key(board, model, x, tmp_path):
     """No alias: user@127.0.0.1:PORT with the key passed as ssh -i; the config
     file only holds the known host."""
@@ -208,6 +212,7 @@ def test_address_with_user_and_port_and_a_key(board, model, x, tmp_path):
     assert got.completed == 5 and not got.partial
 
 
+@pytest.mark.slow
 def test_a_board_that_refuses_the_key_is_a_clear_error(board, model, x, tmp_path):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
                     str(tmp_path / "other")], check=True)
@@ -221,6 +226,7 @@ def test_a_board_that_refuses_the_key_is_a_clear_error(board, model, x, tmp_path
         "Permission denied" in text and "ssh-copy-id" in text), text
 
 
+@pytest.mark.slow
 def test_a_board_without_the_python_is_a_clear_error(board, model, x):
     with pytest.raises(DeviceError) as err:
         board.runner(model, python="/nonexistent/python3").run(x[:3])
@@ -228,6 +234,7 @@ def test_a_board_without_the_python_is_a_clear_error(board, model, x):
     assert "exit status 127" in str(err.value)
 
 
+@pytest.mark.slow
 def test_a_board_that_dies_mid_run_leaves_partial_results(board, model, x, tmp_path):
     """The board's python is a wrapper that kills the runner after 25 results."""
     wrapper = _relaying_python(tmp_path / "dying_python", after="""
@@ -240,6 +247,7 @@ def test_a_board_that_dies_mid_run_leaves_partial_results(board, model, x, tmp_p
     assert "exit status 9" in got.error
 
 
+@pytest.mark.slow
 def test_a_silent_board_times_out_with_partial_results(board, model, x, tmp_path):
     wrapper = _relaying_python(tmp_path / "stalling_python", before="""
     if frames == 13:  # hello and 12 results, then silence
@@ -329,6 +337,7 @@ def test_board_script_prefers_tflite_runtime(model, tmp_path, x, old):
     assert proc.wait(timeout=10) == 2
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_run_leaves_a_valid_partial_report_and_no_remote_folder(board, run_dir,
                                                                             tmp_path):
     """SIGINT to `edgeprune validate` while a slowed board answers: exit 130, the
