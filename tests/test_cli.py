@@ -593,21 +593,37 @@ def test_every_command_body_is_at_most_30_lines():
 # ------------------------------------------------------------------ fleet
 
 
-def _build(folder, name, code, check_ok=True, report=True):
+@pytest.fixture(scope="module")
+def finished_report(run_dir):
+    """A real run's report (the session's digits run, read through the report module)."""
+    from edgeprune import report
+
+    return report.read(run_dir / "report.json")
+
+
+def _build(folder, name, code, finished, check_ok=True, report=True):
     """What `make all-targets` leaves for one target: NAME.exit and (unless the
-    build died first) NAME/report.json with the check and the final accuracy."""
+    build died first) NAME/report.json: a real run's report with a device check
+    of known figures and a final accuracy of 0.9722."""
+    import dataclasses
+
+    from edgeprune import report as rp
+
     (folder / f"{name}.exit").write_text(f"{code}\n")
     if not report:
         return
-    rules = [{"name": "flash", "figure": 120_000, "budget": 1_048_576},
-             {"name": "ram", "figure": 30_000, "budget": 262_144},
-             {"name": "latency", "figure": 31.66, "budget": 100.0}]
+    rules = tuple(rp.RuleEntry(n, f"{n} rule", ok, figure, budget, unit, "test", budget - figure)
+                  for n, ok, figure, budget, unit in [
+                      ("flash", check_ok, 120_000, 1_048_576, "B"),
+                      ("ram", True, 30_000, 262_144, "B"),
+                      ("latency", True, 31.66, 100.0, "ms")])
+    check = rp.CheckEntry(name, check_ok, {}, rules, {"latency_measured": None})
+    final = finished.stages.evaluate["final"]
+    final = dataclasses.replace(final, figures={**final.figures, "accuracy": 0.9722})
+    stages = dataclasses.replace(finished.stages, check=check,
+                                 evaluate={**finished.stages.evaluate, "final": final})
     (folder / name).mkdir()
-    (folder / name / "report.json").write_text(json.dumps({
-        "schema_version": 1,
-        "stages": {"check": {"ok": check_ok, "rules": rules,
-                             "evidence": {"latency_measured": None}},
-                   "evaluate": {"final": {"accuracy": 0.9722}}}}))
+    rp.write(folder / name / "report.json", dataclasses.replace(finished, stages=stages))
 
 
 def _fleet(*args):
@@ -616,9 +632,9 @@ def _fleet(*args):
     return r, rows
 
 
-def test_fleet_table_passes_every_good_build(tmp_path):
-    _build(tmp_path, "nano33ble", 0)
-    _build(tmp_path, "esp32s3", 0)
+def test_fleet_table_passes_every_good_build(tmp_path, finished_report):
+    _build(tmp_path, "nano33ble", 0, finished_report)
+    _build(tmp_path, "esp32s3", 0, finished_report)
     r, rows = _fleet(tmp_path, "nano33ble", "esp32s3")
     assert r.exit_code == 0 and r.stderr == "", r.output
     assert r.stdout.startswith("target") and "flash B (used / budget)" in r.stdout
@@ -626,9 +642,9 @@ def test_fleet_table_passes_every_good_build(tmp_path):
     assert "31.7 / 100 (est.)" in rows["nano33ble"] and "0.9722" in rows["nano33ble"]
 
 
-def test_fleet_reports_a_failed_build_as_error_and_exits_1(tmp_path):
-    _build(tmp_path, "nano33ble", 0)
-    _build(tmp_path, "pico", 1, report=False)
+def test_fleet_reports_a_failed_build_as_error_and_exits_1(tmp_path, finished_report):
+    _build(tmp_path, "nano33ble", 0, finished_report)
+    _build(tmp_path, "pico", 1, finished_report, report=False)
     r, rows = _fleet(tmp_path, "nano33ble", "pico")
     assert r.exit_code == 1, r.output
     assert rows["nano33ble"].endswith("PASS")
@@ -637,17 +653,18 @@ def test_fleet_reports_a_failed_build_as_error_and_exits_1(tmp_path):
                         f"{tmp_path}/<target>.log\n")
 
 
-def test_fleet_exits_3_when_a_device_is_over_budget_even_beside_an_error(tmp_path):
-    _build(tmp_path, "nano33ble", 3, check_ok=False)
-    _build(tmp_path, "pico", 1, report=False)
+def test_fleet_exits_3_when_a_device_is_over_budget_even_beside_an_error(tmp_path, finished_report):
+    _build(tmp_path, "nano33ble", 3, finished_report, check_ok=False)
+    _build(tmp_path, "pico", 1, finished_report, report=False)
     r, rows = _fleet(tmp_path, "nano33ble", "pico")
     assert r.exit_code == 3, r.output
     assert rows["nano33ble"].endswith("FAIL") and "ERROR" in rows["pico"]
 
 
-def test_fleet_finds_the_builds_without_names_and_refuses_an_empty_folder(tmp_path):
-    _build(tmp_path, "pico", 0)
-    _build(tmp_path, "esp32s3", 1, report=False)
+def test_fleet_finds_the_builds_without_names_and_refuses_an_empty_folder(tmp_path,
+                                                                          finished_report):
+    _build(tmp_path, "pico", 0, finished_report)
+    _build(tmp_path, "esp32s3", 1, finished_report, report=False)
     (tmp_path / "notes").mkdir()  # neither an .exit nor a report: not a build
     r, rows = _fleet(tmp_path)
     assert r.exit_code == 1 and list(rows) == ["esp32s3", "pico"], r.output
