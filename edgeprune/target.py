@@ -239,7 +239,7 @@ def format_targets(targets: list[Target]) -> str:
     rows = [["target", "device", "kind", "core", "clock", "flash", "RAM", "runtime", "kernels"]]
     for t in targets:
         rows.append([t.id, t.name, t.kind, t.core, f"{t.clock_hz / 1e6:g} MHz",
-                     _size(t.flash_bytes), _size(t.ram_bytes), t.runtime, t.kernels])
+                     _iec(t.flash_bytes), _iec(t.ram_bytes), t.runtime, t.kernels])
     return "\n".join(table(rows))
 
 
@@ -249,8 +249,8 @@ def format_target(t: Target) -> str:
              f"  kind            {t.kind} ({t.runtime}, kernels: {t.kernels})",
              f"  core            {t.core} at {t.clock_hz / 1e6:g} MHz"
              + (f", NPU {t.npu}" if t.npu else ""),
-             f"  flash           {t.flash_bytes:,} B ({_size(t.flash_bytes)})",
-             f"  RAM             {t.ram_bytes:,} B ({_size(t.ram_bytes)})"
+             f"  flash           {t.flash_bytes:,} B ({_iec(t.flash_bytes)})",
+             f"  RAM             {t.ram_bytes:,} B ({_iec(t.ram_bytes)})"
              + (f", largest block {t.largest_ram_block_bytes:,} B"
                 if t.largest_ram_block_bytes else ""),
              f"  model dtype     {t.model_dtype}",
@@ -287,7 +287,7 @@ def _cost_model_text(t: Target) -> str:
     return f"{ident} ({model.basis}: {model.source})"
 
 
-def _size(n: int) -> str:
+def _iec(n: int) -> str:
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= scale:
             return f"{n / scale:.4g} {unit}"

@@ -11,8 +11,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 SCANNED = ("edgeprune", "models")
 MAX_MODULE_LINES = 450
@@ -117,23 +115,7 @@ def _line_counts() -> dict[str, int]:
             for p in _modules() if _rel(p).startswith("edgeprune/")}
 
 
-# Modules other parts of issue 13 split; until they land, the size test is expected to fail
-# on them (and only on them: test_modules_outside_the_pending_split_are_small says so).
-PENDING_SPLIT = frozenset({"edgeprune/pipeline.py", "edgeprune/cli.py"})
-
-
-@pytest.mark.xfail(
-    any(_line_counts().get(m, 0) > MAX_MODULE_LINES for m in PENDING_SPLIT),
-    reason="until issue 13's layout work lands (pipeline.py and cli.py are split elsewhere)",
-    strict=False)
 def test_no_module_is_over_450_lines():
     over = {m: n for m, n in _line_counts().items() if n > MAX_MODULE_LINES}
-    assert not over, "modules over 450 lines: " + ", ".join(
-        f"{m} ({n})" for m, n in sorted(over.items()))
-
-
-def test_modules_outside_the_pending_split_are_small():
-    over = {m: n for m, n in _line_counts().items()
-            if n > MAX_MODULE_LINES and m not in PENDING_SPLIT}
     assert not over, "modules over 450 lines: " + ", ".join(
         f"{m} ({n})" for m, n in sorted(over.items()))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from edgeprune.adapters.keras import sample_loss
 from edgeprune.errors import BadInputError
 from edgeprune.structured.importance import keras_macs
-from edgeprune.structured.rounds import StructuredOptions, prune_structured, sample_loss
+from edgeprune.structured.rounds import StructuredOptions, prune_structured
 
 
 def evaluate_accuracy(x, y):

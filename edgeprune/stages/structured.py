@@ -86,7 +86,7 @@ def structured_stage(inp: Inputs, model: KerasModel, device=None) -> StructuredS
     from edgeprune import metrics
     from edgeprune.adapters import converter as convert
     from edgeprune.adapters import keras as ka
-    from edgeprune.structured.rounds import StructuredOptions, prune_structured, sample_loss
+    from edgeprune.structured.rounds import StructuredOptions, prune_structured
 
     t0 = time.perf_counter()
     s, ds = inp.recipe.structured, inp.dataset
@@ -114,7 +114,7 @@ def structured_stage(inp: Inputs, model: KerasModel, device=None) -> StructuredS
              s.importance, s.ranking, s.rounds)
     result = prune_structured(
         model, opts, x=ds.x_train, y=ds.y_train,
-        loss=sample_loss(inp.task, ka.shapes(model).output_units, inp.probabilities),
+        loss=ka.sample_loss(inp.task, ka.shapes(model).output_units, inp.probabilities),
         fine_tune=fine_tune, evaluate=evaluate, fits=fits, verify_x=ds.x_test[:256],
         log=log.info)
     fit = None

@@ -255,11 +255,3 @@ def prune_structured(model: KerasModel, opts: StructuredOptions, *, x=None, y=No
                          f"{opts.target}: the per-group floor ({opts.floor}) kept the rest")
     return StructuredResult(current, params0, macs0, tuple(rounds), kept_whole, stopped,
                             tuple(notes), tuple(trials))
-
-
-def sample_loss(task: str, output_units: int, probabilities: bool) -> Callable:
-    """A per-sample loss for the data criteria, matching the training loss
-    (built by the Keras adapter: :func:`edgeprune.adapters.keras.sample_loss`)."""
-    from edgeprune.adapters.keras import sample_loss as keras_sample_loss
-
-    return keras_sample_loss(task, output_units, probabilities)
