@@ -112,9 +112,6 @@ class ChannelGraph:
     def root(self, atom: int) -> int:
         return self._uf.find(int(atom))
 
-    def group_of(self, producer: str) -> Group:
-        return next(g for g in self.groups if producer in g.producers)
-
     @property
     def prunable_groups(self) -> list[Group]:
         return [g for g in self.groups if g.prunable]
