@@ -116,12 +116,12 @@ ALL = ["ds_cnn", "mobilenet_v1", "resnet8", "autoencoder", "digits_cnn", "tiny_s
        "tiny_residual", "tiny_depthwise", "tiny_autoencoder", "concat"]
 
 
-@pytest.mark.parametrize("name", ALL)
-
 def _group(graph, producer):
     """The channel group whose producers include ``producer``."""
     return next(g for g in graph.groups if producer in g.producers)
 
+
+@pytest.mark.parametrize("name", ALL)
 def test_rebuild_with_every_channel_kept_is_exact(models, name):
     model, x = models[name]
     graph = analyze(model)
