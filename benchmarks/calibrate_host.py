@@ -71,6 +71,7 @@ def main() -> int:
     from edgeprune.estimates import calibrate as cal
     from edgeprune.estimates.latency import load_cost_model
     from edgeprune.estimates.opcost import model_cost
+    from edgeprune.presentation.calibration import format_calibration
     from edgeprune.runners.host import measure_latency
     from edgeprune.target import load_target
 
@@ -110,7 +111,7 @@ def main() -> int:
     result = cal.calibrate(cal.load_measurements(csv_path), base, FIT,
                            f"host_x86-64 ({len(rows)} int8 models)")
     print()
-    print(cal.format_calibration(result))
+    print(format_calibration(result))
     if args.write:
         fitted = dataclasses.replace(result.model, derivation=(
             "Fitted on this project's reference host (AMD EPYC with AVX-512 VNNI, 2 cores) to "

@@ -278,7 +278,8 @@ def check_cmd(model_path, target, report_path, recipe_path, **kwargs):
 def targets(ctx):
     """List the device profiles (targets/*.toml)."""
     if ctx.invoked_subcommand is None:
-        from edgeprune.target import format_targets, list_targets, load_target
+        from edgeprune.presentation.targets import format_targets
+        from edgeprune.target import list_targets, load_target
 
         click.echo(format_targets([load_target(t) for t in list_targets()]))
 
@@ -288,7 +289,8 @@ def targets(ctx):
 @guarded
 def targets_show(name):
     """Print one device profile: hardware, reserve, arena margin, budgets."""
-    from edgeprune.target import format_target, load_target
+    from edgeprune.presentation.targets import format_target
+    from edgeprune.target import load_target
 
     click.echo(format_target(load_target(name)))
 
@@ -333,11 +335,11 @@ def cost(model_path, target, cost_model, as_json):
 @guarded
 def calibrate(measurements, fit, base, set_name, out):
     """Fit a cost model to measured latencies; print each row's leave-one-out error."""
-    from edgeprune.estimates import calibrate as cal
+    from edgeprune.estimates.calibrate import calibrate_file
+    from edgeprune.presentation.calibration import format_calibration
 
     params = tuple(p.strip() for p in fit.split(",") if p.strip())
-    click.echo(cal.format_calibration(cal.calibrate_file(measurements, params, base, set_name,
-                                                         out)))
+    click.echo(format_calibration(calibrate_file(measurements, params, base, set_name, out)))
 
 
 @main.command()

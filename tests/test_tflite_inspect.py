@@ -17,10 +17,10 @@ import pytest  # noqa: E402
 from ai_edge_litert import schema_py_generated as schema  # noqa: E402
 
 from edgeprune.adapters.keras import keras  # noqa: E402
+from edgeprune.presentation.inspect import format_model_info  # noqa: E402
 from edgeprune.tflite import (  # noqa: E402
     ModelInfo,
     TFLiteFormatError,
-    format_model_info,
     inspect_model,
     read_constant,
 )
@@ -510,9 +510,10 @@ def test_module_imports_fast_and_never_imports_tensorflow(tflite_paths):
 import json, sys, time
 start = time.perf_counter()
 import edgeprune.tflite as m
+from edgeprune.presentation.inspect import format_model_info
 import_seconds = time.perf_counter() - start
 info = m.inspect_model({str(tflite_paths["sequential", "float16"])!r})
-m.format_model_info(info)
+format_model_info(info)
 m.read_constant(info.path, info.tensors[info.weights.per_tensor[0].index])
 heavy = sorted(k for k in sys.modules
                if k.split(".")[0] in ("tensorflow", "tf_keras", "keras")

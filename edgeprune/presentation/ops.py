@@ -19,8 +19,8 @@ def inspect_report(model_path: str, as_json: bool = False) -> str:
     Raises:
         BadInputError: the file is missing, unreadable or not a .tflite.
     """
+    from edgeprune.presentation.inspect import format_model_info
     from edgeprune.stages.check import load_model_bytes
-    from edgeprune.tflite import format_model_info
 
     _, info = load_model_bytes(model_path)
     if not as_json:

@@ -7,8 +7,9 @@ the first call, not when this module is imported: ``edgeprune --help`` stays
 cheap.
 
 ``inspect_model`` (:mod:`.parse`) returns a frozen :class:`ModelInfo` (tensors, operators,
-parameter count, constant bytes, weight sparsity); ``format_model_info`` turns
-it into the text that ``edgeprune inspect`` prints; ``read_constant`` returns
+parameter count, constant bytes, weight sparsity), which
+:mod:`edgeprune.presentation.inspect` turns into the text of ``edgeprune inspect``;
+``read_constant`` returns
 the stored values of one constant tensor as a numpy array.
 """
 
@@ -21,7 +22,6 @@ from edgeprune.tflite.info import (
     WeightTensorStats,
 )
 from edgeprune.tflite.parse import inspect_model, read_constant
-from edgeprune.tflite.text import format_model_info
 
 __all__ = [
     "ModelInfo",
@@ -30,7 +30,6 @@ __all__ = [
     "TensorInfo",
     "WeightStats",
     "WeightTensorStats",
-    "format_model_info",
     "inspect_model",
     "read_constant",
 ]

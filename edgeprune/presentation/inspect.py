@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from edgeprune.presentation.table import table
 from edgeprune.tflite.info import ModelInfo, TensorInfo
 
 _NAME_WIDTH = 40
@@ -43,7 +44,6 @@ def _quant(tensor: TensorInfo) -> tuple[str, str]:
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: str = "") -> list[str]:
     """Aligned text columns, indented two spaces; column k is right-aligned when
     ``right[k] == 'r'``."""
-    from edgeprune.presentation.table import table
 
     aligned = table([list(headers), *map(list, rows)],
                     {k for k, c in enumerate(right) if c == "r"})
