@@ -24,7 +24,8 @@ from edgeprune.errors import (
     EdgepruneError,
     QualityError,
 )
-from edgeprune.recipe import option_fields
+from edgeprune.recipe_flags import recipe_from as _recipe
+from edgeprune.recipe_flags import recipe_options
 
 log = logging.getLogger("edgeprune")
 
@@ -83,61 +84,6 @@ def _setup_logging(verbosity: int) -> None:
 
         warnings.filterwarnings("ignore")
 
-
-# ------------------------------------------------------------ recipe options
-
-def _recipe_key(section, f) -> str:
-    return f"{section}.{f.name}" if section else f.name
-
-
-def _click_option(section, f):
-    meta = f.metadata
-    kwargs: dict = {"default": None, "help": meta["help"]}
-    dest = _recipe_key(section, f).replace(".", "__")
-    if meta.get("choices"):
-        kwargs["type"] = click.Choice(meta["choices"])
-    elif meta.get("kind") == "pair":
-        kwargs["type"] = str
-        kwargs["metavar"] = "A:B"
-    elif "tuple[str" in str(f.type):
-        kwargs["multiple"] = True
-        kwargs["default"] = ()
-        kwargs["metavar"] = "NAME"
-    elif str(f.type).startswith("int"):
-        kwargs["type"] = int
-    elif str(f.type).startswith("float"):
-        kwargs["type"] = float
-    kwargs["help"] += f"  [recipe: {_recipe_key(section, f)}]"
-    return click.option(meta["flag"], dest, **kwargs)
-
-
-def recipe_options(sections: tuple[str | None, ...]):
-    """Decorator adding one flag per recipe option of ``sections``."""
-
-    def decorate(fn):
-        for section, f in reversed(option_fields()):
-            if section in sections:
-                fn = _click_option(section, f)(fn)
-        return fn
-
-    return decorate
-
-
-def _overrides(kwargs: dict) -> dict:
-    out = {}
-    for key in list(kwargs):
-        if "__" in key or key in ("seed", "task"):
-            value = kwargs.pop(key)
-            if value is None or value == ():
-                continue
-            out[key.replace("__", ".")] = list(value) if isinstance(value, tuple) else value
-    return out
-
-
-def _recipe(recipe_path, kwargs):
-    from edgeprune.recipe import load_recipe
-
-    return load_recipe(recipe_path, _overrides(kwargs))
 
 
 # ------------------------------------------------------------ commands
@@ -270,6 +216,30 @@ def check_cmd(model_path, target, report_path, recipe_path, **kwargs):
             click.echo(format_check(exc.result))
         raise
     click.echo(format_check(result))
+
+
+@main.command("firmware")
+@click.argument("model_path", metavar="MODEL.tflite")
+@click.option("--target", "target", required=True, metavar="NAME",
+              help="TFLite Micro device profile (see `edgeprune targets`) or a profile .toml.")
+@click.option("--out", "out", default=None, metavar="DIR",
+              help="Folder to write firmware/ into (default: the model's folder).")
+@_recipe_opt
+@recipe_options(("budget",))
+@guarded
+def firmware_cmd(model_path, target, out, recipe_path, **kwargs):
+    """Write firmware/ (model array, op resolver, measured arena, validation harness,
+    Arduino sketch) for MODEL.tflite on a TFLite Micro device; exit 3 if over budget."""
+    from edgeprune.rules.budget import format_check
+    from edgeprune.stages.firmware import build_firmware
+
+    build = build_firmware(model_path, target, out, _recipe(recipe_path, kwargs).budget)
+    click.echo(format_check(build.check))
+    click.echo(f"firmware: {build.firmware.folder}")
+    if not build.check.ok:
+        failed = ", ".join(r.name for r in build.check.rules if not r.ok)
+        raise BudgetError(f"{model_path} does not fit {build.check.target}: {failed} over "
+                          f"budget; firmware/ is written with the measured arena")
 
 
 @main.group(invoke_without_command=True)

@@ -559,3 +559,38 @@ def test_folder_that_is_a_file_is_refused(int8_model, tmp_path):
     (tmp_path / "firmware").write_text("")
     with pytest.raises(BadInputError, match="is a file"):
         write_firmware(int8_model, INT8_NAME, tmp_path / "firmware", None)
+
+
+# ------------------------------------------------------------ build_firmware
+
+
+def test_build_firmware_writes_the_folder_with_the_measured_arena(int8_model, tmp_path):
+    from edgeprune.stages.firmware import build_firmware
+
+    model = tmp_path / "final_int8.tflite"
+    model.write_bytes(int8_model)
+    build = build_firmware(str(model), "nano33ble", str(tmp_path / "fw"))
+    arena = build.check.evidence.arena_bytes
+    assert build.check.ok and arena > build.check.evidence.arena_min_bytes > 0
+    config = (tmp_path / "fw" / "firmware" / MODEL_CONFIG_H).read_text()
+    assert re.search(rf"\b{arena}\b", config), config
+    assert (tmp_path / "fw" / "firmware" / MODEL_DATA_CC).exists()
+    assert {os.path.basename(a.path) for a in build.firmware.files} >= {MODEL_CONFIG_H,
+                                                                        MODEL_DATA_CC}
+
+
+def test_firmware_command_refuses_a_linux_target_and_exits_3_over_budget(int8_model, tmp_path):
+    from click.testing import CliRunner
+
+    from edgeprune.cli import main
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(int8_model)
+    r = CliRunner().invoke(main, ["firmware", str(model), "--target", "rpi4"])
+    assert r.exit_code == 1 and "rpi4 runs LiteRT on Linux" in r.stderr
+    assert not (tmp_path / "firmware").exists()
+    r = CliRunner().invoke(main, ["firmware", str(model), "--target", "nano33ble",
+                                  "--max-flash-bytes", "1000"])
+    assert r.exit_code == 3, r.output
+    assert "flash over budget; firmware/ is written" in r.stderr
+    assert (tmp_path / "firmware" / MODEL_DATA_H).exists()

@@ -39,3 +39,44 @@ def firmware_stage(out: RunDir, model: Flatbuffer, arena_bytes: int) -> Firmware
     files = tuple(out.record(os.path.relpath(path, out.path), "firmware")
                   for path in written.files.values())
     return FirmwareResult(written.folder, files)
+
+
+@dataclass(frozen=True)
+class FirmwareBuild:
+    """What :func:`build_firmware` measured and wrote."""
+
+    check: object  # rules.budget.CheckResult: the evidence the arena size came from
+    firmware: FirmwareResult
+
+
+def build_firmware(model_path: str, target, out: str | None = None,
+                   options=None) -> FirmwareBuild:
+    """Firmware sources for the ``.tflite`` at ``model_path`` on a TFLite Micro
+    ``target`` (a profile id, path or :class:`~edgeprune.target.Target`): the
+    device check measures the arena (under the recipe's ``[budget]``
+    ``options``), then ``firmware/`` is written into ``out`` (default: the
+    model's folder) with that arena. What ``edgeprune firmware`` does.
+
+    The folder is written whether or not the model fits the budgets: the check
+    in the result says which; the caller decides.
+
+    Raises:
+        BadInputError: unreadable model, unknown profile, a Linux target (it
+            runs the ``.tflite`` itself), an output folder that cannot be
+            written; TargetMismatchError: TFLite Micro cannot run the model.
+    """
+    from edgeprune.artifacts import check_out_dir
+    from edgeprune.errors import BadInputError
+    from edgeprune.stages.check import check_flatbuffer, load_flatbuffer
+    from edgeprune.target import Target, load_target
+
+    target = target if isinstance(target, Target) else load_target(target)
+    if target.runtime != "tflm":
+        raise BadInputError(f"{target.id} runs LiteRT on Linux and loads the .tflite file "
+                            f"itself; firmware is for TFLite Micro targets")
+    model = load_flatbuffer(model_path)
+    out = out or os.path.dirname(os.path.abspath(model_path))
+    check_out_dir(out)
+    check = check_flatbuffer(model, target, options)
+    return FirmwareBuild(check, firmware_stage(RunDir(out), model,
+                                               check.evidence.arena_bytes))
