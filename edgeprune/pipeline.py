@@ -23,7 +23,8 @@ from dataclasses import dataclass, field, replace
 from edgeprune import artifacts, report
 from edgeprune.errors import BudgetError
 from edgeprune.recipe import Recipe
-from edgeprune.rules.quality import QualityResult, quantization_rule, raise_if_failed
+from edgeprune.rules.quality import quantization_rule, raise_if_failed
+from edgeprune.rules.result import RuleResult
 from edgeprune.stages.baseline import BaselineResult, baseline_stage
 from edgeprune.stages.check import check_flatbuffer
 from edgeprune.stages.evaluate import StageEval, evaluate_stage, measure_size, metrics_of
@@ -56,7 +57,7 @@ class RunResult:
     evaluations: list  # StageEval, in stage order
     seconds: float
     report: report.Report = field(repr=False)
-    quality: QualityResult  # the quantization budget
+    quality: RuleResult  # the quantization budget
     device_check: object = None  # budget.CheckResult when run for a target
     structured: StructuredStageResult | None = None
     firmware: FirmwareResult | None = None

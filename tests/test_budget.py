@@ -1,9 +1,11 @@
-"""Budget rules on measured evidence, and the runtime flash estimate."""
+"""Budget rules on measured evidence, the preconditions, the one rule result, and the
+runtime flash estimate."""
 
 import pytest
 
 from edgeprune.estimates import footprint
 from edgeprune.rules import budget as b
+from edgeprune.rules.result import RuleResult
 from edgeprune.target import Budget, load_target
 
 
@@ -17,7 +19,7 @@ def _estimate(ms: float):
 def evidence(**kw):
     base = dict(latency=_estimate(12.5), model_path="m.tflite", model_bytes=45_336,
                 model_dtype="int8",
-                ops={"CONV_2D": 2, "FULLY_CONNECTED": 2}, ops_supported=True,
+                ops={"CONV_2D": 2, "FULLY_CONNECTED": 2},
                 arena_min_bytes=10_000, arena_recorded_bytes=9_500, arena_bytes=12_000,
                 runtime_flash_bytes=40_000, runtime_flash_basis="estimate: test",
                 runtime_ram_bytes=716)
@@ -25,12 +27,67 @@ def evidence(**kw):
     return b.Evidence(**base)
 
 
-def test_rules_have_their_docstring_as_text():
-    result = b.evaluate(evidence(), load_target("nano33ble"))
-    assert [r.name for r in result.rules] == ["flash", "ram", "arena", "ops", "dtype", "latency"]
+def support(**kw):
+    base = dict(model="m.tflite", dtype="int8", float_io=False,
+                ops={"CONV_2D": 2, "FULLY_CONNECTED": 2})
+    base.update(kw)
+    return b.Support(**base)
+
+
+def test_rules_and_preconditions_have_their_docstring_as_text():
+    t = load_target("nano33ble")
+    result = b.evaluate(evidence(), t)
+    assert [r.name for r in result.rules] == ["flash", "ram", "arena", "latency"]
     assert result.rules[0].rule == ("The model, its runtime and the application's reserve fit "
                                     "the flash budget.")
+    assert [r.key for r in result.rules] == ["budget.max_flash_bytes", "budget.max_ram_bytes",
+                                             "largest_ram_block_bytes", "budget.max_latency_ms"]
+    held = [p(support(), t) for p in b.PRECONDITIONS]
+    assert [r.name for r in held] == ["dtype", "ops"]
+    for r, fn in zip((*result.rules, *held), (*b.RULES, *b.PRECONDITIONS), strict=True):
+        assert r.rule == fn.__doc__.strip().splitlines()[0] and r.rule.endswith(".")
     assert result.ok
+
+
+@pytest.mark.parametrize("case,target,facts,message", [
+    ("float model", "esp32", dict(dtype="float32", float_io=True),
+     'm.tflite is a float32 model but esp32 needs int8; convert with quantize.mode = "int8"'),
+    ("float edges", "nano33ble", dict(dtype="mixed", float_io=True),
+     "m.tflite has float32 input/output around int8 weights but nano33ble needs an "
+     "integer-only model; convert with int8 input and output (the int8 mode of "
+     "quantize.mode does)"),
+    ("hybrid", "nano33ble", dict(dtype="mixed"),
+     'm.tflite is a mixed model but nano33ble needs int8; convert with quantize.mode = "int8"'),
+])
+def test_the_dtype_precondition_fails_with_the_conversion_to_use(case, target, facts, message):
+    r = b.dtype_precondition(support(**facts), load_target(target))
+    assert not r.ok and r.evidence == message and r.figure is None and r.key == "model_dtype"
+
+
+@pytest.mark.parametrize("case,target,facts,message", [
+    ("tflm lacks ops", "esp32", dict(unsupported=("TOPK_V2 at operator 3 (layer topk)",
+                                                  "ATAN2 at operator 4")),
+     "TFLite Micro cannot run m.tflite on esp32: TOPK_V2 at operator 3 (layer topk); ATAN2 at "
+     "operator 4; replace those layers or choose a Linux target"),
+    ("resolver", "nano33ble", dict(unregistered="custom op MyOp has no registration"),
+     "m.tflite on nano33ble: custom op MyOp has no registration"),
+    ("litert", "rpi4", dict(unsupported=("the model does not load and run in LiteRT (x)",)),
+     "LiteRT cannot run m.tflite on rpi4: the model does not load and run in LiteRT (x)"),
+])
+def test_the_ops_precondition_fails_naming_what_the_runtime_lacks(case, target, facts, message):
+    r = b.ops_precondition(support(**facts), load_target(target))
+    assert not r.ok and r.evidence == message
+
+
+def test_preconditions_that_hold_say_what_was_run():
+    nano, rpi = load_target("nano33ble"), load_target("rpi4")
+    assert b.ops_precondition(support(), nano).evidence == (
+        "loaded in TFLite Micro: CONV_2D x2, FULLY_CONNECTED x2")
+    assert b.ops_precondition(support(), rpi).evidence == (
+        "loaded, allocated and invoked in ai-edge-litert")
+    assert b.dtype_precondition(support(), nano).evidence == "model is int8; nano33ble needs int8"
+    assert b.dtype_precondition(support(dtype="float32"), rpi).evidence == (
+        "model is float32; rpi4 runs any dtype")
 
 
 def test_flash_counts_dense_model_plus_runtime_and_headroom():
@@ -51,17 +108,6 @@ def test_ram_over_budget_fails_with_the_arena_breakdown():
     assert "smallest working 10,000 B" in r.evidence and "print_allocations 9,500 B" in r.evidence
 
 
-def test_unsupported_op_and_wrong_dtype_fail():
-    t = load_target("esp32")
-    result = b.evaluate(evidence(ops_supported=False, unsupported_ops=("TOPK_V2 at operator 3 "
-                                                                       "(layer topk)",),
-                                 model_dtype="float32"), t)
-    by = {r.name: r for r in result.rules}
-    assert not result.ok and not by["ops"].ok and not by["dtype"].ok
-    assert "TOPK_V2 at operator 3" in by["ops"].evidence
-    assert "model is float32; esp32 needs int8" in by["dtype"].evidence
-
-
 def test_linux_targets_use_file_size_and_peak_memory():
     t = load_target("rpi4")
     ev = evidence(model_dtype="float32", peak_memory_bytes=5_000_000, arena_bytes=None)
@@ -69,8 +115,7 @@ def test_linux_targets_use_file_size_and_peak_memory():
     by = {r.name: r for r in result.rules}
     assert by["flash"].figure == 45_336 + t.reserve.flash_bytes
     assert by["ram"].figure == 5_000_000 + t.reserve.ram_bytes
-    assert by["dtype"].ok and by["ops"].ok and by["arena"].ok and result.ok
-    assert "runs any dtype" in by["dtype"].evidence
+    assert by["arena"].ok and by["arena"].figure is None and result.ok
 
 
 def test_arena_must_fit_the_largest_ram_block():
@@ -80,17 +125,55 @@ def test_arena_must_fit_the_largest_ram_block():
     assert b.arena_block_rule(evidence(), t, t.budget).ok
 
 
-def test_no_arena_is_a_ram_failure_not_a_crash():
+def test_evidence_without_the_figures_the_target_needs_is_refused():
+    with pytest.raises(ValueError, match="the evidence for nano33ble lacks arena_bytes"):
+        b.evaluate(evidence(arena_bytes=None), load_target("nano33ble"))
+    with pytest.raises(ValueError, match="the evidence for rpi4 lacks peak_memory_bytes"):
+        b.evaluate(evidence(), load_target("rpi4"))
+
+
+@pytest.mark.parametrize("rule,tight", [
+    (b.flash_rule, Budget(1_000, 10**9, 1e9)), (b.ram_rule, Budget(10**9, 1_000, 1e9)),
+    (b.latency_rule, Budget(10**9, 10**9, 1.0))])
+def test_each_rule_over_its_budget_fails_with_its_evidence(rule, tight):
     t = load_target("nano33ble")
-    r = b.ram_rule(evidence(arena_bytes=None, ops_supported=False), t, t.budget)
-    assert not r.ok and r.figure is None and "could not allocate" in r.evidence
+    r = rule(evidence(), t, tight)
+    assert not r.ok and r.headroom < 0 and r.evidence == rule(evidence(), t, t.budget).evidence
+    assert r.failure() == (f"{r.name} {r.figure:,.4g} ms, over the budget 1 ms "
+                           f"(budget.max_latency_ms)" if r.unit == "ms" else
+                           f"{r.name} {r.figure:,} B, over the budget 1,000 B ({r.key})")
 
 
-def test_format_check_prints_one_line_per_rule():
-    text = b.format_check(b.evaluate(evidence(), load_target("nano33ble")))
-    assert text.splitlines()[0] == "check m.tflite on nano33ble: PASS"
-    for name in ("flash", "ram", "arena", "ops", "dtype"):
-        assert any(line.startswith(name) for line in text.splitlines())
+def test_format_check_tables_the_rules_and_gives_the_preconditions_evidence():
+    nano = load_target("nano33ble")
+    held = tuple(p(support(), nano) for p in b.PRECONDITIONS)
+    lines = b.format_check(b.evaluate(evidence(), nano, preconditions=held)).splitlines()
+    assert lines[0] == "check m.tflite on nano33ble: PASS"
+    assert [line.split()[0] for line in lines[4:8]] == ["flash", "ram", "arena", "latency"]
+    assert lines[8] == ""
+    assert lines[9] == ("dtype: The model's input, output and weights have the dtype the "
+                        "target requires. model is int8; nano33ble needs int8")
+    assert lines[10].startswith("ops: The runtime implements every operator and dtype in the "
+                                "model. loaded in TFLite Micro: CONV_2D x2")
+    for name in ("flash", "ram", "arena", "latency"):
+        assert any(line.startswith(f"{name}: ") for line in lines)
+
+
+def test_one_result_type_round_trips_and_measures_headroom_by_its_bound():
+    at_most = RuleResult("flash", "Fits.", True, 900.0, 1_000.0, "B", "budget.max_flash_bytes",
+                         "e")
+    at_least = RuleResult("agreement", "Reaches.", False, 0.5, 0.9, "", "validate.min_agreement",
+                          "e", bound="min")
+    assert at_most.headroom == 100 and at_least.headroom == pytest.approx(-0.4)
+    for r in (at_most, at_least):
+        assert RuleResult.from_dict(r.to_dict()) == r
+        assert r.to_dict()["headroom"] == r.headroom
+    assert at_least.failure() == "agreement 0.5, under the budget 0.9 (validate.min_agreement)"
+    assert at_least.against_budget() == "0.5, budget at least 0.9 (validate.min_agreement)"
+    unmeasured = RuleResult("ops", "Runs.", False, None, None, "", "runtime", "it did not")
+    assert unmeasured.failure() == "ops failed: it did not" and unmeasured.headroom is None
+    with pytest.raises(KeyError):
+        RuleResult.from_dict({k: v for k, v in at_most.to_dict().items() if k != "key"})
 
 
 @pytest.mark.parametrize("key", sorted(footprint.MEASURED))
@@ -125,5 +208,13 @@ def test_latency_rule_compares_the_estimate_and_says_it_is_one():
     assert "ESTIMATE" in ok.evidence and "test-model" in ok.evidence
     over = b.latency_rule(evidence(latency=_estimate(t.budget.max_latency_ms + 1)), t, t.budget)
     assert not over.ok and over.headroom == -1
-    missing = b.latency_rule(evidence(latency=None), t, t.budget)
-    assert not missing.ok and missing.evidence == "not estimated"
+
+
+def test_latency_rule_compares_a_measurement_where_the_profile_takes_one():
+    from edgeprune.estimates.latency import LatencyMeasurement
+
+    t = load_target("host")
+    measured = LatencyMeasurement(50, 5, 1, "xnnpack", 10.0, 12.0, 9.0, 14.0, "this host")
+    r = b.latency_rule(evidence(latency_measured=measured), t, Budget(1, 1, 8.0))
+    assert not r.ok and r.figure == 10.0 and r.evidence.startswith("MEASURED 10 ms")
+    assert "the cost model estimates 12.5 ms (+25%)" in r.evidence

@@ -94,6 +94,62 @@ def test_run_for_a_target_checks_and_writes_firmware(built):
     assert "check" in result.output and "PASS" in result.output
 
 
+def test_run_for_a_target_keeps_the_preconditions_that_held(built):
+    """dtype and ops are preconditions, judged before anything is measured: the
+    report and the summary keep their evidence; the rules table has the budgets."""
+    out, result = built
+    check = json.loads((out / "report.json").read_text())["stages"]["check"]
+    assert [r["name"] for r in check["preconditions"]] == ["dtype", "ops"]
+    assert all(r["ok"] and r["figure"] is None for r in check["preconditions"])
+    assert [r["name"] for r in check["rules"]] == ["flash", "ram", "arena", "latency"]
+    assert ("dtype: The model's input, output and weights have the dtype the target requires. "
+            "model is int8; nano33ble needs int8") in result.stdout
+    assert ("ops: The runtime implements every operator and dtype in the model. loaded in "
+            "TFLite Micro: CONV_2D x2, FULLY_CONNECTED x2, MAX_POOL_2D x1, RESHAPE x1, "
+            "SOFTMAX x1") in result.stdout
+    table = result.stdout[result.stdout.index("rule   "):].split("\n\n")[0].splitlines()[2:]
+    assert [row.split()[0] for row in table] == ["flash", "ram", "arena", "latency"]
+
+
+@pytest.mark.parametrize("case", ["float edges", "litert", "resolver"])
+def test_a_failed_precondition_refuses_the_model_with_its_evidence(
+        case, int8_model, int8_float_io_model, monkeypatch):
+    from edgeprune.artifacts import Flatbuffer
+    from edgeprune.stages import check
+    from edgeprune.target import load_target
+
+    model, target, arena = int8_model, "nano33ble", None
+    if case == "float edges":
+        model = int8_float_io_model
+        message = ("m.tflite has float32 input/output around int8 weights but nano33ble needs "
+                   "an integer-only model; convert with int8 input and output (the int8 mode "
+                   "of quantize.mode does)")
+    elif case == "litert":
+        from edgeprune.runners import host
+
+        def refuse(*args):
+            raise host.RunnerError("the model does not load and run in LiteRT (no kernel)")
+
+        monkeypatch.setattr(host, "peak_memory_bytes", refuse)
+        target = "rpi4"
+        message = ("LiteRT cannot run m.tflite on rpi4: the model does not load and run in "
+                   "LiteRT (no kernel)")
+    else:
+        from edgeprune.errors import UnsupportedModelError
+        from edgeprune.firmware import emit
+
+        def unregistered(info):
+            raise UnsupportedModelError("custom op MyOp has no registration")
+
+        monkeypatch.setattr(emit, "resolver_calls", unregistered)
+        arena = object()  # handed on by the quantize stage: no TFLite Micro op check
+        message = "m.tflite on nano33ble: custom op MyOp has no registration"
+    with pytest.raises(check.TargetMismatchError) as info:
+        check.check_flatbuffer(Flatbuffer.of(model, "m.tflite", ""), load_target(target),
+                               arena=arena)
+    assert str(info.value) == message
+
+
 def test_check_command_matches_the_run(built):
     out, _ = built
     r = invoke("check", str(out / "final_int8.tflite"), "--target", "nano33ble")
@@ -281,7 +337,7 @@ def test_check_writes_the_same_result_as_json(built, tmp_path):
     assert r.exit_code == 0, r.output
     body = json.loads(path.read_text())
     run_check = json.loads((out / "report.json").read_text())["stages"]["check"]
-    assert body["schema_version"] == 1 and body["check"]["ok"] is True
+    assert body["schema_version"] == 2 and body["check"]["ok"] is True
     assert body["check"]["rules"] == run_check["rules"]
     assert body["model_sha256"] == json.loads((out / "report.json").read_text())[
         "artifacts"]["final_int8.tflite"]["sha256"]

@@ -52,7 +52,7 @@ def test_default_run_meets_the_accuracy_bar_at_75_percent(default_run):
 def test_report_hashes_every_artifact_and_records_versions(default_run):
     out, _ = default_run
     report = json.loads((out / "report.json").read_text())
-    assert report["schema_version"] == 1
+    assert report["schema_version"] == 2
     assert report["seed"] == 0
     assert report["recipe"]["prune"]["final_sparsity"] == 0.75
     for lib in ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert"):
@@ -266,13 +266,14 @@ def test_quantization_over_budget_exits_4_after_writing(autoencoder_files, tmp_p
     result = invoke("run", "--model", str(d / "ae.keras"), "--data",
                     str(d / "ae_bad_calib.npz"), "--out", str(out), "--epochs", "1")
     assert result.exit_code == 4, result.output
-    assert "quantization budget: relative MSE increase from quantization" in result.stdout
+    assert ("quantization budget: The relative MSE increase from quantization fits the "
+            "quantization budget." in result.stdout)
     assert "FAILED" in result.stdout
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("edgeprune: error:")]
     assert len(errors) == 1 and "over the budget 0.25 (quantize.max_mse_increase)" in errors[0]
     report = json.loads((out / "report.json").read_text())
     check = report["stages"]["quantize"]["check"]
-    assert check["ok"] is False and check["measured"] > 0.25
+    assert check["ok"] is False and check["figure"] > 0.25
     assert report["stages"]["quantize"]["calibration_source"] == "x_calib"
     assert (out / "final_int8.tflite").exists()
 
@@ -612,12 +613,12 @@ def _build(folder, name, code, finished, check_ok=True, report=True):
     (folder / f"{name}.exit").write_text(f"{code}\n")
     if not report:
         return
-    rules = tuple(rp.RuleEntry(n, f"{n} rule", ok, figure, budget, unit, "test", budget - figure)
+    rules = tuple(rp.RuleResult(n, f"{n} rule", ok, figure, budget, unit, f"budget.{n}", "test")
                   for n, ok, figure, budget, unit in [
                       ("flash", check_ok, 120_000, 1_048_576, "B"),
                       ("ram", True, 30_000, 262_144, "B"),
                       ("latency", True, 31.66, 100.0, "ms")])
-    check = rp.CheckEntry(name, check_ok, {}, rules, {"latency_measured": None})
+    check = rp.CheckEntry(name, check_ok, {}, (), rules, {"latency_measured": None})
     final = finished.stages.evaluate["final"]
     final = dataclasses.replace(final, figures={**final.figures, "accuracy": 0.9722})
     stages = dataclasses.replace(finished.stages, check=check,

@@ -8,10 +8,11 @@ import pytest
 
 from edgeprune import artifacts, report
 from edgeprune.errors import BadInputError
-from edgeprune.rules.quality import QualityResult, quantization_accuracy
+from edgeprune.rules.quality import quantization_accuracy
+from edgeprune.rules.result import RuleResult
 
 
-def _check() -> QualityResult:
+def _check() -> RuleResult:
     return quantization_accuracy({"accuracy": 0.98}, {"accuracy": 0.97}, 0.02, "pruned float32")
 
 
@@ -44,7 +45,10 @@ def _full_report() -> report.Report:
                                                        256, {"conv1": [16, 8]}),),
         metric_split="test", metric_name="accuracy", kept_whole={"classifier": "the output"},
         stopped="", notes=("a note",), fit=fit, seconds=3.0)
-    rule = report.RuleEntry("ram", "The arena fits.", True, 73_235, 262_144, "B", "arena", 1.0)
+    rule = RuleResult("ram", "The arena fits.", True, 73_235, 262_144, "B",
+                      "budget.max_ram_bytes", "arena")
+    held = RuleResult("dtype", "The dtype fits.", True, None, None, "", "model_dtype",
+                      "model is int8; nano33ble needs int8")
     stages = report.Stages(
         baseline=report.BaselineEntry(True, False, {"loss": 0.1}, 5.0),
         structured=structured,
@@ -55,8 +59,8 @@ def _full_report() -> report.Report:
                                       0.6, dense_quantization=report.DenseEntry(
                                           "per_tensor", "less arena", variant, variant)),
         evaluate={"baseline": _eval("baseline_float32.tflite"), "final": _eval("final.tflite")},
-        check=report.CheckEntry("nano33ble", True, {"max_ram_bytes": 262_144}, (rule,),
-                                {"latency_measured": None}))
+        check=report.CheckEntry("nano33ble", True, {"max_ram_bytes": 262_144}, (held,),
+                                (rule,), {"latency_measured": None}))
     return report.Report(0, {"seed": 0}, _inputs(), stages,
                          {"baseline": _size("baseline_float32.tflite", 156_428)}, ("n",), 17.4,
                          target={"id": "nano33ble"}, artifacts={"a": {"sha256": "x"}},
@@ -72,7 +76,11 @@ def test_every_entry_survives_a_round_trip_through_json(tmp_path):
     assert list(body)[:4] == ["schema_version", "tool", "versions", "seed"]
     assert body["schema_version"] == report.SCHEMA_VERSION
     # the JSON keys other tools read stay where they were
-    assert body["stages"]["quantize"]["check"]["rule"] == "accuracy drop from quantization"
+    quality = body["stages"]["quantize"]["check"]
+    assert quality["rule"] == "The accuracy lost in quantization fits the quantization budget."
+    assert quality["figure"] == pytest.approx(0.01) and "measured" not in quality
+    assert body["stages"]["check"]["rules"][0]["headroom"] == 262_144 - 73_235
+    assert body["stages"]["check"]["preconditions"][0]["name"] == "dtype"
     assert body["stages"]["quantize"]["dense_quantization"]["per_tensor"]["arena_bytes"] == 6272
     assert body["stages"]["evaluate"]["final"]["accuracy"] == 0.97  # metrics stay flat
     assert body["stages"]["structured"]["rounds"][0]["widths"] == {"conv1": [16, 8]}
@@ -80,9 +88,10 @@ def test_every_entry_survives_a_round_trip_through_json(tmp_path):
 
 
 @pytest.mark.parametrize("body,message", [
-    ({"schema_version": 99}, "has report schema 99; this edgeprune reads schema 1; re-run"),
+    ({"schema_version": 99}, "has report schema 99; this edgeprune reads schema 2; re-run"),
     ({"stages": {}}, "has report schema None"),
-    ({"schema_version": 1, "seed": 0}, "is not a complete edgeprune report"),
+    ({"schema_version": 1, "seed": 0}, "has report schema 1; this edgeprune reads schema 2"),
+    ({"schema_version": 2, "seed": 0}, "is not a complete edgeprune report"),
     ("not json", "is not readable JSON"),
 ])
 def test_the_read_path_refuses_what_it_cannot_read_in_one_line(tmp_path, body, message):
@@ -181,16 +190,16 @@ def test_validation_is_not_added_to_a_report_of_another_schema(tmp_path):
     assert json.loads((tmp_path / "report.json").read_text()) == {"schema_version": 99}
 
 
-def test_a_quality_check_written_before_rules_had_names_still_reads():
-    legacy = {"rule": "accuracy drop from quantization", "reference": "pruned float32",
-              "measured": 0.0, "budget": 0.02, "ok": True}
-    check = QualityResult.from_dict(legacy)
-    assert check.ok and check.name == "" and check.reference == "pruned float32"
-    assert {k: v for k, v in check.to_dict().items() if k in legacy} == legacy
+def test_a_rule_without_one_of_its_fields_makes_the_report_incomplete(tmp_path):
+    body = _full_report().to_dict()
+    del body["stages"]["quantize"]["check"]["key"]
+    (tmp_path / "report.json").write_text(json.dumps(body))
+    with pytest.raises(BadInputError, match="is not a complete edgeprune report .*'key'"):
+        report.read(tmp_path / "report.json")
 
 
 def test_the_check_report_keeps_its_shape(tmp_path):
-    entry = report.CheckEntry("pico", False, {}, (), {})
+    entry = report.CheckEntry("pico", False, {}, (), (), {})
     report.write(tmp_path / "c.json", report.CheckReport("/m.tflite", "f" * 64, {"id": "pico"},
                                                          entry))
     body = json.loads((tmp_path / "c.json").read_text())

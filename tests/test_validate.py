@@ -84,7 +84,7 @@ def test_a_model_that_lost_its_accuracy_exits_4_after_writing_the_result(run_dir
     assert r.exit_code == 4, r.output
     assert "fails validation on host: accuracy" in r.output
     entry = _report(broken)["validation"]["host"]
-    assert entry["ok"] is False and entry["rules"][0]["measured"] > 0.5
+    assert entry["ok"] is False and entry["rules"][0]["figure"] > 0.5
     r = invoke(broken, "--runner", "host", "--max-validation-drop", "-0.5")
     assert r.exit_code == 1 and "validate.max_accuracy_drop = -0.5 is below" in r.output
 
@@ -140,19 +140,28 @@ def test_validation_rules_are_predicates_whose_docstring_is_the_rule():
              "unit": "LSB of the int8 output", "max_abs_diff": 2.0}
     ev = rules.Evidence({"accuracy": 0.94}, {"accuracy": 0.97}, agree)
     accuracy, agreement = rules.evaluate("classification", ev, opts)
-    assert accuracy.ok and accuracy.measured == pytest.approx(0.03)  # at the budget passes
+    assert accuracy.ok and accuracy.figure == pytest.approx(0.03)  # at the budget passes
     assert accuracy.key == "validate.max_accuracy_drop"
     assert agreement.ok and agreement.key == "validate.min_agreement"
     assert "same class as the host reference" in agreement.evidence
     for r, fn in ((accuracy, rules.accuracy_rule), (agreement, rules.agreement_rule)):
-        assert r.rule == fn.__doc__.strip().splitlines()[0]
+        assert r.rule == fn.__doc__.strip().splitlines()[0] and r.rule.endswith("budget.")
     ev = rules.Evidence({"mse": 0.3}, {"mse": 0.1}, {**agree, "agreement": 0.5})
     mse, agreement = rules.evaluate("regression", ev, opts)
-    assert (mse.name, mse.measured, mse.ok) == ("mse", pytest.approx(2.0), False)
+    assert (mse.name, mse.figure, mse.ok) == ("mse", pytest.approx(2.0), False)
     assert mse.key == "validate.max_mse_increase" and not agreement.ok
-    assert rules.failures((mse, agreement)) == ("mse 2.0000 against 0.5 (validate.max_mse_increase)"
-                                                "; agreement 0.5000 against 0.95 "
-                                                "(validate.min_agreement)")
+    assert mse.evidence == "mse 0.3 on the runner, 0.1 for the float baseline"
+    assert agreement.headroom == pytest.approx(-0.45)  # at least the budget: below is negative
+    assert rules.failures((mse, agreement)) == ("mse 2, over the budget 0.5 "
+                                                "(validate.max_mse_increase); agreement 0.5, "
+                                                "under the budget 0.95 (validate.min_agreement)")
+    dropped = rules.accuracy_rule(rules.Evidence({"accuracy": 0.90}, {"accuracy": 0.97}, agree),
+                                  opts)
+    assert not dropped.ok and dropped.figure == pytest.approx(0.07)
+    assert dropped.evidence == "accuracy 0.9000 on the runner, 0.9700 for the float baseline"
+    assert rules.format_rule(dropped) == (
+        f"rule accuracy: {dropped.rule} 0.07, budget 0.03 (validate.max_accuracy_drop): "
+        f"FAILED; {dropped.evidence}")
 
 
 def test_a_partial_run_is_marked_and_never_passes(run_dir):

@@ -58,9 +58,9 @@ def schedule_line(plan) -> str:
 
 
 def check_line(check) -> str:
-    """The quantization budget (a :class:`~edgeprune.rules.quality.QualityResult`) in a line."""
-    return (f"quantization budget: {check.rule} {check.measured:.4f} against the "
-            f"{check.reference} model, budget {check.budget}: {'ok' if check.ok else 'FAILED'}")
+    """The quantization budget (a :class:`~edgeprune.rules.result.RuleResult`) in a line."""
+    return (f"quantization budget: {check.rule} {check.against_budget()}: "
+            f"{'ok' if check.ok else 'FAILED'}")
 
 
 def structured_lines(entry) -> list[str]:
@@ -106,7 +106,7 @@ def structured_lines(entry) -> list[str]:
 
 
 def _rule_cell(name: str, rule) -> str:
-    from edgeprune.rules.budget import format_figure
+    from edgeprune.rules.result import format_figure
 
     figure = format_figure(rule.figure, rule.unit)
     budget = "" if rule.budget is None else format_figure(rule.budget, rule.unit)

@@ -39,17 +39,17 @@ from edgeprune.report.entries import (
     QuantizeEntry,
     Report,
     RoundEntry,
-    RuleEntry,
     Stages,
     StripEntry,
     StructuredEntry,
     library_versions,
 )
+from edgeprune.rules.result import RuleResult
 
 __all__ = ["SCHEMA_VERSION", "REPORT_NAME", "BaselineEntry", "CheckEntry", "CheckReport",
            "DenseEntry", "DenseVariant", "EvalEntry", "FitCandidate", "FitEntry", "FitRule",
            "InputsEntry", "ModelSize", "PruneEntry", "QuantizeEntry", "Report", "RoundEntry",
-           "RuleEntry", "Stages", "StripEntry", "StructuredEntry", "library_versions",
+           "RuleResult", "Stages", "StripEntry", "StructuredEntry", "library_versions",
            "size_notes", "write", "read", "load", "begin_run", "write_run", "add_validation",
            "kept_stages", "merge_stage"]
 

@@ -12,9 +12,11 @@ from importlib import metadata
 from typing import Any, ClassVar
 
 from edgeprune import __version__
-from edgeprune.rules.quality import QualityResult
+from edgeprune.rules.result import RuleResult
 
-SCHEMA_VERSION = 1
+# 2: one rule result everywhere (``figure``, not ``measured``; ``key``, ``unit``,
+# ``reference``, ``bound`` on every rule) and the check's ``preconditions``.
+SCHEMA_VERSION = 2
 
 _OMIT = {"omit": True}  # a field left out of the JSON while it is None
 
@@ -216,7 +218,7 @@ class DenseVariant:
 
     bytes: int
     arena_bytes: int
-    check: QualityResult
+    check: RuleResult
     metrics: dict  # flattened into the entry in JSON, as the evaluate entries are
 
     def to_dict(self) -> dict:
@@ -226,7 +228,7 @@ class DenseVariant:
     @classmethod
     def from_dict(cls, data: dict) -> DenseVariant:
         rest = {k: v for k, v in data.items() if k not in ("bytes", "arena_bytes", "check")}
-        return cls(data["bytes"], data["arena_bytes"], QualityResult.from_dict(data["check"]),
+        return cls(data["bytes"], data["arena_bytes"], RuleResult.from_dict(data["check"]),
                    rest)
 
 
@@ -243,13 +245,13 @@ class DenseEntry(_Entry):
 
 @dataclass(frozen=True)
 class QuantizeEntry(_StageEntry):
-    _types: ClassVar[dict[str, Any]] = {"check": QualityResult,
+    _types: ClassVar[dict[str, Any]] = {"check": RuleResult,
                                         "dense_quantization": DenseEntry}
     mode: str
     calibration_samples: int
     calibration_source: str
     experimental_sparsity: bool
-    check: QualityResult  # the quantization budget
+    check: RuleResult  # the quantization budget
     seconds: float
     dense_quantization: DenseEntry | None = _optional()
 
@@ -273,31 +275,20 @@ class EvalEntry:
 
 
 @dataclass(frozen=True)
-class RuleEntry(_Entry):
-    """One budget rule of a device check (:class:`edgeprune.rules.budget.RuleResult`)."""
-
-    name: str
-    rule: str
-    ok: bool
-    figure: float | None
-    budget: float | None
-    unit: str
-    evidence: str
-    headroom: float | None
-
-
-@dataclass(frozen=True)
 class CheckEntry(_Entry):
-    """The device check (:meth:`edgeprune.rules.budget.CheckResult.to_dict`)."""
+    """The device check (:meth:`edgeprune.rules.budget.CheckResult.to_dict`): the
+    preconditions that held, then the budget rules."""
 
-    _types: ClassVar[dict[str, Any]] = {"rules": (tuple, RuleEntry)}
+    _types: ClassVar[dict[str, Any]] = {"preconditions": (tuple, RuleResult),
+                                        "rules": (tuple, RuleResult)}
     target: str
     ok: bool
     budget: dict
-    rules: tuple[RuleEntry, ...]
+    preconditions: tuple[RuleResult, ...]
+    rules: tuple[RuleResult, ...]
     evidence: dict  # the measured figures and where they came from
 
-    def rule(self, name: str) -> RuleEntry | None:
+    def rule(self, name: str) -> RuleResult | None:
         return next((r for r in self.rules if r.name == name), None)
 
     @property

@@ -2,8 +2,9 @@
 
 Each rule is one function taking the figures a validation run measured
 (:class:`Evidence`) and the ``[validate]`` options, and returning a
-:class:`RuleResult`. The first line of a rule's docstring is the rule as the
-user reads it; the recipe key of its budget belongs to the rule. A rule never
+:class:`~edgeprune.rules.result.RuleResult`. The first line of a rule's
+docstring is the rule as the user reads it; the recipe key of its budget
+belongs to the rule. A rule never
 measures anything itself. Which rules apply depends only on the task
 (:data:`RULES`), so no rule has a branch for a task it does not judge.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgeprune.recipe import ValidateOptions
+from edgeprune.rules.result import RuleResult, rule_text
 
 # Budgets are compared with this slack so that a figure equal to its budget
 # passes despite float rounding (0.97 - 0.94 is 0.030000000000000027).
@@ -28,53 +30,45 @@ class Evidence:
     agreement: dict  # stages.validate.reference_agreement: agreement, basis, ...
 
 
-@dataclass(frozen=True)
-class RuleResult:
-    name: str
-    rule: str  # the rule's docstring, first line
-    measured: float
-    budget: float
-    key: str  # the recipe key that sets the budget
-    ok: bool
-    evidence: str  # the figures behind ``measured``, in one line
-
-    def to_dict(self) -> dict:
-        """The entry of report.json's ``validation.<runner>.rules``."""
-        return {"name": self.name, "rule": self.rule, "measured": self.measured,
-                "budget": self.budget, "key": self.key, "ok": self.ok,
-                "evidence": self.evidence}
-
-
-def _rule_text(fn) -> str:
-    return fn.__doc__.strip().splitlines()[0]
-
-
 def accuracy_rule(ev: Evidence, opts: ValidateOptions) -> RuleResult:
-    """Accuracy drops by at most the budget against the float baseline on the same samples."""
+    """The accuracy lost against the float baseline fits the validation budget.
+
+    The float baseline's accuracy minus the runner's, on the same samples, in
+    absolute terms; at most ``validate.max_accuracy_drop``.
+    """
     got, base = ev.metrics["accuracy"], ev.baseline["accuracy"]
     drop = base - got
-    return RuleResult("accuracy", _rule_text(accuracy_rule), drop, opts.max_accuracy_drop,
-                      "validate.max_accuracy_drop", bool(drop <= opts.max_accuracy_drop + _EPS),
+    return RuleResult("accuracy", rule_text(accuracy_rule),
+                      bool(drop <= opts.max_accuracy_drop + _EPS), drop, opts.max_accuracy_drop,
+                      "", "validate.max_accuracy_drop",
                       f"accuracy {got:.4f} on the runner, {base:.4f} for the float baseline")
 
 
 def mse_rule(ev: Evidence, opts: ValidateOptions) -> RuleResult:
-    """MSE rises by at most the budget (relative) against the float baseline on the same samples."""
+    """The relative MSE increase against the float baseline fits the validation budget.
+
+    The runner's MSE over the float baseline's, minus one, on the same
+    samples; at most ``validate.max_mse_increase``.
+    """
     got, base = ev.metrics["mse"], ev.baseline["mse"]
     rise = (got - base) / max(base, 1e-12)
-    return RuleResult("mse", _rule_text(mse_rule), rise, opts.max_mse_increase,
-                      "validate.max_mse_increase", bool(rise <= opts.max_mse_increase + _EPS),
+    return RuleResult("mse", rule_text(mse_rule), bool(rise <= opts.max_mse_increase + _EPS),
+                      rise, opts.max_mse_increase, "", "validate.max_mse_increase",
                       f"mse {got:.5g} on the runner, {base:.5g} for the float baseline")
 
 
 def agreement_rule(ev: Evidence, opts: ValidateOptions) -> RuleResult:
-    """At least the budget's fraction of samples agree with the host reference."""
+    """The share of samples agreeing with the host reference reaches the agreement budget.
+
+    The fraction of samples on which the runner and the same model on this
+    host agree; at least ``validate.min_agreement``.
+    """
     a = ev.agreement
-    return RuleResult("agreement", _rule_text(agreement_rule), a["agreement"],
-                      opts.min_agreement, "validate.min_agreement",
-                      bool(a["agreement"] >= opts.min_agreement - _EPS),
+    return RuleResult("agreement", rule_text(agreement_rule),
+                      bool(a["agreement"] >= opts.min_agreement - _EPS), a["agreement"],
+                      opts.min_agreement, "", "validate.min_agreement",
                       f"agreeing means {a['basis']}; output difference max "
-                      f"{a['max_abs_diff']:.4g} {a['unit']}")
+                      f"{a['max_abs_diff']:.4g} {a['unit']}", bound="min")
 
 
 #: The rules that judge each task.
@@ -88,12 +82,11 @@ def evaluate(task: str, ev: Evidence, opts: ValidateOptions) -> tuple[RuleResult
 
 
 def format_rule(r: RuleResult) -> str:
-    """One line: the rule, its figure against its budget, and whether it held."""
-    return (f"rule {r.name}: {r.rule} {r.measured:.4f}, budget {r.budget} ({r.key}): "
-            f"{'ok' if r.ok else 'FAILED'}; {r.evidence}")
+    """One line: the rule, its figure against its budget, whether it held, the evidence."""
+    return (f"rule {r.name}: {r.rule} {r.against_budget()}: {'ok' if r.ok else 'FAILED'}; "
+            f"{r.evidence}")
 
 
 def failures(rules: tuple[RuleResult, ...]) -> str:
     """The failed rules as one clause for an error message ("" when all held)."""
-    return "; ".join(f"{r.name} {r.measured:.4f} against {r.budget} ({r.key})"
-                     for r in rules if not r.ok)
+    return "; ".join(r.failure() for r in rules if not r.ok)

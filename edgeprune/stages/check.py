@@ -8,9 +8,11 @@ arena it found for the final bytes, and neither search runs again (see
 :func:`evidence`). For a Linux target: the file size and the peak memory of the
 LiteRT interpreter measured on this host.
 
-A model whose dtype the target cannot run, or whose ops TFLite Micro lacks,
-is refused as bad input (exit 1, one line naming the ops) before anything is
-measured or emitted; the budget rules then decide pass or fail (exit 3).
+The preconditions of :mod:`edgeprune.rules.budget` come first: a model whose
+dtype the target cannot run, or whose ops the runtime lacks, is refused as bad
+input (exit 1, one line naming the ops) before anything is measured or
+emitted; the preconditions that held are kept in the result. The budget rules
+then decide pass or fail (exit 3).
 """
 
 from __future__ import annotations
@@ -103,110 +105,118 @@ def load_model_bytes(path: str) -> tuple[bytes, object]:
     return model.data, model.info
 
 
-def evidence(model: Flatbuffer, target: Target, cost_model: str | None = None,
-             arena=None) -> rules.Evidence:
-    """Measure everything the rules need for ``model`` (in memory) on ``target``.
+def support(model: Flatbuffer, target: Target, arena=None) -> tuple[rules.Support, int | None]:
+    """Try ``model`` on ``target``'s runtime: what the preconditions judge, and on a
+    Linux target the peak memory the try measured (None on TFLite Micro).
 
-    ``arena`` is the :class:`~edgeprune.tflm.probe.ArenaResult` already found for
-    these very bytes (the quantize stage's), or None to search it here. A found
-    arena is not searched again, and the TFLite Micro op check is skipped with
-    it: the search loaded and invoked the model in TFLite Micro on the same
-    seeded inputs, which is what the op check proves. Whether firmware can
-    register every op is still checked.
+    On TFLite Micro the model is loaded and invoked in a worker (every op it
+    lacks is named) unless ``arena`` was found for these very bytes: that search
+    loaded and invoked the model on the same seeded inputs, which is what the op
+    check proves. Whether the firmware can register every op is checked either
+    way. On LiteRT the try is the peak-memory run itself: one fresh process
+    proves the model runs and measures what it takes.
 
     Raises:
-        TargetMismatchError: the target cannot run the model's dtype, or
-            TFLite Micro lacks some of its ops or kernels.
-        MicroError: TFLite Micro could not allocate the model at any size.
+        MicroError: TFLite Micro's worker could not read the model.
     """
-    data, info, name = model.data, model.info, model.name
-    dtype = model_dtype(info)
-    if target.model_dtype != "any" and dtype != target.model_dtype:
-        io_float = any(t.dtype == "float32" for t in (*info.inputs, *info.outputs))
-        if dtype == "mixed" and io_float:
-            raise TargetMismatchError(
-                f"{name} has float32 input/output around int8 weights but {target.id} needs "
-                f"an integer-only model; convert with int8 input and output (the int8 mode "
-                f"of quantize.mode does)")
-        raise TargetMismatchError(
-            f"{name} is a {dtype} model but {target.id} needs {target.model_dtype}; convert "
-            f"with quantize.mode = \"{target.model_dtype}\"")
-    ops = dict(info.op_counts)
+    info = model.info
+    float_io = any(t.dtype == "float32" for t in (*info.inputs, *info.outputs))
+    facts = rules.Support(model.name, model_dtype(info), float_io, dict(info.op_counts))
     if target.runtime == "litert":
         from edgeprune.runners.host import RunnerError, peak_memory_bytes
 
         try:
-            peak = peak_memory_bytes(data, target.kernels)
+            return facts, peak_memory_bytes(model.data, target.kernels)
         except RunnerError as exc:
-            raise TargetMismatchError(f"LiteRT cannot run {name} on {target.id}: {exc}"
-                                      ) from None
-        measured = None
-        if target.latency.measure:
-            from edgeprune.runners.host import measure_latency
-
-            measured = measure_latency(data, target.kernels, target.latency.threads,
-                                       runs=target.latency.runs)
-        return rules.Evidence(model.path, len(data), dtype, ops, peak_memory_bytes=peak,
-                              latency=estimate_latency(model_cost(info), target, cost_model),
-                              latency_measured=measured)
-    from edgeprune.firmware import emit as firmware
-    from edgeprune.tflm import probe as micro
-
+            return replace(facts, unsupported=(str(exc),)), None
     if arena is None:
-        ensure_runs_on_tflm(data, info, name, target)
-        arena = micro.find_arena(data)
-    else:
-        ensure_registrable(info, name, target)
-    required = arena.required_bytes()
-    flash = footprint.runtime_flash(target.core, target.kernels,
-                                    firmware.int8_only_registrations(info))
-    return rules.Evidence(
-        model.path, len(data), dtype, ops, ops_supported=True,
-        arena_min_bytes=arena.min_arena_bytes, arena_recorded_bytes=arena.recorded_bytes,
-        arena_bytes=target.arena_margin.apply(required),
-        runtime_flash_bytes=flash.total_bytes, runtime_flash_basis=flash.basis,
-        runtime_ram_bytes=footprint.STATIC_RAM_BYTES,
-        latency=estimate_latency(model_cost(info), target, cost_model))
+        from edgeprune.tflm import probe as micro
 
-
-def ensure_runs_on_tflm(data: bytes, info, name: str, target: Target) -> None:
-    """Load ``data`` in TFLite Micro and make sure firmware can register its ops.
-
-    Raises:
-        TargetMismatchError: TFLite Micro lacks an op or a kernel for its dtype
-            (every one named with its operator index and layer), or the op
-            resolver cannot register an op (custom ops).
-    """
-    from edgeprune.tflm import probe as micro
-
-    support = micro.check_ops(data)
-    if not support.supported:
-        where = "; ".join(
+        found = micro.check_ops(model.data)
+        facts = replace(facts, unsupported=tuple(
             f"{u.opcode} at operator {u.operator_index}"
             + (f" (layer {u.layer})" if u.layer else "") + (f": {u.reason}" if u.reason else "")
-            for u in support.unsupported)
-        raise TargetMismatchError(f"TFLite Micro cannot run {name} on {target.id}: {where}; "
-                                  f"replace those layers or choose a Linux target")
-    ensure_registrable(info, name, target)
-
-
-def ensure_registrable(info, name: str, target: Target) -> None:
-    """Make sure the firmware's op resolver can register every op of the model.
-
-    Raises:
-        TargetMismatchError: an op cannot be registered (custom ops).
-    """
+            for u in found.unsupported))
     from edgeprune.errors import UnsupportedModelError
     from edgeprune.firmware import emit as firmware
 
     try:
         firmware.resolver_calls(info)
     except UnsupportedModelError as exc:
-        raise TargetMismatchError(f"{name} on {target.id}: {exc}") from None
+        facts = replace(facts, unregistered=str(exc))
+    return facts, None
 
 
-def _apply(ev: rules.Evidence, target: Target, budget: Budget) -> rules.CheckResult:
-    result = rules.evaluate(ev, target, budget)
+def require(facts: rules.Support, target: Target) -> tuple[rules.RuleResult, ...]:
+    """Judge :data:`~edgeprune.rules.budget.PRECONDITIONS` in order; return them all
+    when they hold.
+
+    Raises:
+        TargetMismatchError: the first that fails, with its evidence as the message.
+    """
+    held = []
+    for precondition in rules.PRECONDITIONS:
+        result = precondition(facts, target)
+        if not result.ok:
+            raise TargetMismatchError(result.evidence)
+        held.append(result)
+    return tuple(held)
+
+
+def evidence(model: Flatbuffer, target: Target, cost_model: str | None = None, arena=None,
+             peak_memory_bytes: int | None = None) -> rules.Evidence:
+    """Measure everything the budget rules need for ``model`` (in memory) on ``target``,
+    whose preconditions (:func:`require`) held.
+
+    ``arena`` is the :class:`~edgeprune.tflm.probe.ArenaResult` already found for
+    these very bytes (the quantize stage's), or None to search it here;
+    ``peak_memory_bytes`` is what :func:`support` measured on a Linux target.
+
+    Raises:
+        MicroError: TFLite Micro could not allocate the model at any size.
+        CostModelError: the cost model is unknown or invalid.
+    """
+    data, info = model.data, model.info
+    latency = estimate_latency(model_cost(info), target, cost_model)
+    head = (model.path, len(data), model_dtype(info), dict(info.op_counts), latency)
+    if target.runtime == "litert":
+        measured = None
+        if target.latency.measure:
+            from edgeprune.runners.host import measure_latency
+
+            measured = measure_latency(data, target.kernels, target.latency.threads,
+                                       runs=target.latency.runs)
+        return rules.Evidence(*head, peak_memory_bytes=peak_memory_bytes,
+                              latency_measured=measured)
+    from edgeprune.firmware import emit as firmware
+    from edgeprune.tflm import probe as micro
+
+    if arena is None:
+        arena = micro.find_arena(data)
+    flash = footprint.runtime_flash(target.core, target.kernels,
+                                    firmware.int8_only_registrations(info))
+    return rules.Evidence(
+        *head, arena_min_bytes=arena.min_arena_bytes, arena_recorded_bytes=arena.recorded_bytes,
+        arena_bytes=target.arena_margin.apply(arena.required_bytes()),
+        runtime_flash_bytes=flash.total_bytes, runtime_flash_basis=flash.basis,
+        runtime_ram_bytes=footprint.STATIC_RAM_BYTES)
+
+
+def ensure_runs_on_tflm(data: bytes, info, name: str, target: Target) -> None:
+    """Load ``data`` in TFLite Micro and make sure firmware can register its ops
+    (the preconditions, judged on bytes not yet written).
+
+    Raises:
+        TargetMismatchError: TFLite Micro lacks an op or a kernel for its dtype
+            (every one named with its operator index and layer), or the op
+            resolver cannot register an op (custom ops).
+    """
+    require(support(Flatbuffer.of(data, name, "", info), target)[0], target)
+
+
+def _apply(ev: rules.Evidence, target: Target, budget: Budget,
+           held: tuple[rules.RuleResult, ...]) -> rules.CheckResult:
+    result = rules.evaluate(ev, target, budget, held)
     log.info("check: %s on %s: %s", os.path.basename(ev.model_path), target.id,
              "pass" if result.ok else "FAIL")
     return result
@@ -217,14 +227,19 @@ def check_flatbuffer(model: Flatbuffer, target: Target, options: BudgetOptions |
     """Check ``model`` (in memory) against ``target`` under a recipe's ``[budget]``
     (:class:`~edgeprune.recipe.BudgetOptions`): its overrides of the target's
     budgets and its cost model together, so that no caller applies one without
-    the other. ``arena``: as :func:`evidence`.
+    the other. The preconditions are judged first (:func:`support`,
+    :func:`require`), then the evidence is measured (:func:`evidence`, where
+    ``arena`` is described) and the budget rules applied.
 
     Raises:
-        TargetMismatchError, MicroError, CostModelError: as :func:`evidence`.
+        TargetMismatchError: a precondition failed (:func:`require`).
+        MicroError, CostModelError: as :func:`evidence`.
     """
     options = options or BudgetOptions()
-    ev = evidence(model, target, options.cost_model, arena)
-    return _apply(ev, target, effective_budget(target, asdict(options)))
+    facts, peak = support(model, target, arena)
+    held = require(facts, target)
+    ev = evidence(model, target, options.cost_model, arena, peak)
+    return _apply(ev, target, effective_budget(target, asdict(options)), held)
 
 
 def check_options(path: str, target: Target, options: BudgetOptions) -> rules.CheckResult:

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 from edgeprune import artifacts, report
 from edgeprune.artifacts import Flatbuffer
-from edgeprune.rules.quality import QualityResult, quantization_rule
+from edgeprune.rules.quality import quantization_rule
+from edgeprune.rules.result import RuleResult
 from edgeprune.stages.evaluate import metrics_of, predict
 from edgeprune.stages.inputs import Inputs, KerasModel
 
@@ -44,7 +45,7 @@ class QuantizeResult:
     def mode(self) -> str:
         return self.tflite.mode
 
-    def entry(self, check: QualityResult) -> report.QuantizeEntry:
+    def entry(self, check: RuleResult) -> report.QuantizeEntry:
         return report.QuantizeEntry(self.mode, self.calibration_samples,
                                     self.calibration_source, False, check, self.seconds,
                                     dense_quantization=self.dense)
@@ -114,8 +115,8 @@ def _choose_dense(inp: Inputs, reference: Flatbuffer, variants: dict[str, bytes]
                f"arena and stay within the quantization budget")
     elif pt.arena_bytes < pc.arena_bytes:
         picked = "per_channel"
-        why = ("per-tensor Dense weights need less arena but miss the quantization budget "
-               f"({pt.check.measured:.4f} > {pt.check.budget})")
+        why = ("per-tensor Dense weights need less arena but miss the quantization budget: "
+               f"{pt.check.failure()}")
     else:
         picked = "per_channel"
         why = "per-tensor Dense weights save no arena"
