@@ -300,3 +300,27 @@ class RunDir:
         self.artifacts.pop(name, None)
         if self._inside(name) and os.path.isfile(self.file(name)):
             os.unlink(self.file(name))
+
+
+def read_flatbuffer(path: str) -> Flatbuffer:
+    """Read and parse a ``.tflite`` file; bad files are one-line :class:`BadInputError`.
+
+    Its ``mode`` is ``""``: a file given by the user says its dtypes, not how
+    it was converted.
+    """
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise BadInputError(f"{path} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise BadInputError(f"{path} is a folder; pass a .tflite file") from None
+    except OSError as exc:
+        raise BadInputError(f"{path} cannot be read ({exc.strerror})") from None
+    from edgeprune.tflite import TFLiteFormatError, inspect_model
+
+    try:
+        info = inspect_model(path)  # parsed from the file, so that errors name it
+    except TFLiteFormatError as exc:
+        raise BadInputError(f"{exc}; pass a complete .tflite flatbuffer") from None
+    return Flatbuffer.of(data, path, "", info)

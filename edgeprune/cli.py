@@ -205,7 +205,7 @@ def check_cmd(model_path, target, report_path, recipe_path, **kwargs):
     """Check MODEL.tflite against a device: flash, RAM, ops, dtype, estimated latency;
     exit 3 if over budget."""
 
-    from edgeprune.rules.budget import format_check
+    from edgeprune.presentation.check import format_check
     from edgeprune.stages.check import check_model
 
     recipe = _recipe(recipe_path, kwargs)
@@ -230,7 +230,7 @@ def check_cmd(model_path, target, report_path, recipe_path, **kwargs):
 def firmware_cmd(model_path, target, out, recipe_path, **kwargs):
     """Write firmware/ (model array, op resolver, measured arena, validation harness,
     Arduino sketch) for MODEL.tflite on a TFLite Micro device; exit 3 if over budget."""
-    from edgeprune.rules.budget import format_check
+    from edgeprune.presentation.check import format_check
     from edgeprune.stages.firmware import build_firmware
 
     build = build_firmware(model_path, target, out, _recipe(recipe_path, kwargs).budget)
@@ -367,7 +367,8 @@ def validate_cmd(run_dir, target, runner, address, measurements, data, recipe_pa
     if run_dir is None and target is None:
         raise click.UsageError("give the run folder (RUN_DIR) or --target NAME for build/NAME")
     options = _recipe(recipe_path, kwargs).validate
-    from edgeprune.stages.validate import format_result, validate_run
+    from edgeprune.presentation.validation import format_result
+    from edgeprune.stages.validate import validate_run
 
     _show(format_result, validate_run, run_dir, target, runner, address, data, options,
           measurements)

@@ -4,6 +4,7 @@ runtime flash estimate."""
 import pytest
 
 from edgeprune.estimates import footprint
+from edgeprune.presentation.check import format_check
 from edgeprune.rules import budget as b
 from edgeprune.rules.result import RuleResult
 from edgeprune.target import Budget, load_target
@@ -147,7 +148,7 @@ def test_each_rule_over_its_budget_fails_with_its_evidence(rule, tight):
 def test_format_check_tables_the_rules_and_gives_the_preconditions_evidence():
     nano = load_target("nano33ble")
     held = tuple(p(support(), nano) for p in b.PRECONDITIONS)
-    lines = b.format_check(b.evaluate(evidence(), nano, preconditions=held)).splitlines()
+    lines = format_check(b.evaluate(evidence(), nano, preconditions=held)).splitlines()
     assert lines[0] == "check m.tflite on nano33ble: PASS"
     assert [line.split()[0] for line in lines[4:8]] == ["flash", "ram", "arena", "latency"]
     assert lines[8] == ""

@@ -15,6 +15,7 @@ from test_firmware import _stub_tflm
 
 from edgeprune.cli import main
 from edgeprune.errors import BadInputError, QualityError
+from edgeprune.presentation.validation import format_result, format_rule
 from edgeprune.recipe import ValidateOptions
 from edgeprune.rules import validation as rules
 from edgeprune.runners import RunOutput
@@ -159,7 +160,7 @@ def test_validation_rules_are_predicates_whose_docstring_is_the_rule():
                                   opts)
     assert not dropped.ok and dropped.figure == pytest.approx(0.07)
     assert dropped.evidence == "accuracy 0.9000 on the runner, 0.9700 for the float baseline"
-    assert rules.format_rule(dropped) == (
+    assert format_rule(dropped) == (
         f"rule accuracy: {dropped.rule} 0.07, budget 0.03 (validate.max_accuracy_drop): "
         f"FAILED; {dropped.evidence}")
 
@@ -177,7 +178,7 @@ def test_a_partial_run_is_marked_and_never_passes(run_dir):
     result = val.validate(val.read_run(str(run_dir)), Silent())
     assert result.partial and not result.ok and result.completed == 7
     assert result.latency_ms["n"] == 7
-    assert "went silent after 7 of 360" in val.format_result(result)
+    assert "went silent after 7 of 360" in format_result(result)
 
 
 def test_host_runner_reuses_the_reference_run_and_ctrl_c_there_is_not_swallowed(

@@ -28,6 +28,7 @@ from importlib import resources
 from edgeprune._toml import id_or_path, read_toml, toml_ids
 from edgeprune.errors import BadInputError
 from edgeprune.estimates.opcost import CLASSES, ModelCost, OpCost
+from edgeprune.target import Target
 
 BASES = ("fit", "derived", "measured")
 FLOAT_DTYPES = frozenset({"float32", "float16"})
@@ -250,3 +251,17 @@ def estimate(cost: ModelCost, model: CostModel, clock_hz: int, *, target: str = 
 
 __all__ = ["Accuracy", "CostModel", "LatencyEstimate", "LatencyMeasurement", "OpEstimate",
            "estimate", "load_cost_model", "parse_cost_model"]
+
+
+def estimate_latency(cost, target: Target, cost_model: str | None = None):
+    """The latency (and energy) estimate of a model's op costs (:func:`opcost.model_cost`)
+    on ``target``.
+
+    ``cost_model`` (an id or a .toml path) replaces the target's own.
+
+    Raises:
+        CostModelError: the cost model is unknown or invalid.
+    """
+    model = load_cost_model(cost_model or target.latency.cost_model_id(target))
+    return estimate(cost, model, target.clock_hz, target=target.id,
+                    threads=target.latency.threads, power_mw=target.latency.active_power_mw)

@@ -32,8 +32,8 @@ def measure_host(models: list[str], target: str = "host", runs: int | None = Non
             is not a readable .tflite.
         RunnerError: a model does not run in ai-edge-litert.
     """
+    from edgeprune.artifacts import read_flatbuffer
     from edgeprune.runners.host import measure_latency
-    from edgeprune.stages.check import load_model_bytes
     from edgeprune.target import load_target
 
     t = load_target(target)
@@ -47,7 +47,7 @@ def measure_host(models: list[str], target: str = "host", runs: int | None = Non
     today = datetime.date.today().isoformat()
     rows = []
     for path in models:
-        data, _ = load_model_bytes(path)
+        data = read_flatbuffer(path).data
         m = measure_latency(data, t.kernels, t.latency.threads, runs=runs or t.latency.runs)
         log.info("%s: %.4g ms (%s)", path, m.p50_ms, m.text)
         rows.append(calibrate.measurement_row(

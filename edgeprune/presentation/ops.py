@@ -19,10 +19,10 @@ def inspect_report(model_path: str, as_json: bool = False) -> str:
     Raises:
         BadInputError: the file is missing, unreadable or not a .tflite.
     """
+    from edgeprune.artifacts import read_flatbuffer
     from edgeprune.presentation.inspect import format_model_info
-    from edgeprune.stages.check import load_model_bytes
 
-    _, info = load_model_bytes(model_path)
+    info = read_flatbuffer(model_path).info
     if not as_json:
         return format_model_info(info)
     body = dataclasses.asdict(info)
@@ -41,10 +41,11 @@ def cost_report(model_path: str, target: str | None = None, cost_model: str | No
         BadInputError: the file is not a readable .tflite, the target or the cost
             model is unknown.
     """
+    from edgeprune.artifacts import read_flatbuffer
+    from edgeprune.estimates.latency import estimate_latency
     from edgeprune.estimates.opcost import model_cost
-    from edgeprune.stages.check import estimate_latency, load_model_bytes
 
-    _, info = load_model_bytes(model_path)
+    info = read_flatbuffer(model_path).info
     costs = model_cost(info)
     est = None
     if target is not None:
@@ -75,7 +76,7 @@ def _cost_text(costs, est) -> str:
     lines.append(f"total: {costs.macs:,} MACs, {costs.weight_bytes:,} B of constants, "
                  f"{len(costs.ops)} operators")
     if est is not None:
-        from edgeprune.rules.budget import format_top_ops
+        from edgeprune.presentation.check import format_top_ops
 
         line = f"latency on {est.target}: ESTIMATE {est.ms:,.4g} ms"
         if est.energy_uj is not None:

@@ -144,7 +144,7 @@ def format_run(result) -> str:
     for note in result.report.notes:
         lines.append(f"note: {note}")
     if result.device_check is not None:
-        from edgeprune.rules.budget import format_check
+        from edgeprune.presentation.check import format_check
 
         lines += ["", format_check(result.device_check)]
         if result.firmware is not None:

@@ -19,8 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from edgeprune.estimates.latency import LatencyEstimate, LatencyMeasurement
-from edgeprune.presentation.table import table
-from edgeprune.rules.result import RuleResult, format_quantity, rule_text
+from edgeprune.rules.result import RuleResult, rule_text
 from edgeprune.target import Budget, Target
 
 
@@ -222,33 +221,3 @@ def evaluate(ev: Evidence, target: Target, budget: Budget | None = None,
     results = tuple(rule(ev, target, budget) for rule in RULES)
     return CheckResult(target.id, all(r.ok for r in results), results, budget, ev,
                        preconditions)
-
-
-def format_check(result: CheckResult) -> str:
-    """The rules' table (figure, budget, headroom, pass/fail), then one line of
-    evidence per precondition and per rule."""
-    rows = [["rule", "figure", "budget", "headroom", "result"]]
-    for r in result.rules:
-        rows.append([r.name, format_quantity(r.figure, r.unit),
-                     format_quantity(r.budget, r.unit), format_quantity(r.headroom, r.unit),
-                     "pass" if r.ok else "FAIL"])
-    lines = [f"check {result.evidence.model_path} on {result.target}: "
-             f"{'PASS' if result.ok else 'FAIL'}", ""]
-    lines += table(rows, right={1, 2, 3})
-    lines.append("")
-    lines += [f"{r.name}: {r.rule} {r.evidence}" for r in (*result.preconditions, *result.rules)]
-    lines += ["", format_top_ops(result.evidence.latency)]
-    return "\n".join(lines)
-
-
-def format_top_ops(est: LatencyEstimate, n: int = 5) -> str:
-    """The ``n`` most expensive operators of an estimate, with their share."""
-    from edgeprune.estimates.opcost import format_count
-
-    rows = [["op", "layer", "class", "kernel", "MACs", "est. ms", "share"]]
-    for o in est.top(n):
-        layer = o.layer if len(o.layer) <= 40 else "..." + o.layer[-37:]
-        rows.append([f"{o.index} {o.opcode}", layer, o.op_class, o.kernel, format_count(o.macs),
-                     f"{o.ms:.3g}", f"{o.ms / est.ms:.0%}" if est.ms else "-"])
-    return "\n".join([f"most expensive operators (estimated, {est.cost_model}):"]
-                     + table(rows, right={4, 5, 6}))

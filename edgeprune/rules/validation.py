@@ -81,12 +81,6 @@ def evaluate(task: str, ev: Evidence, opts: ValidateOptions) -> tuple[RuleResult
     return tuple(rule(ev, opts) for rule in RULES[task])
 
 
-def format_rule(r: RuleResult) -> str:
-    """One line: the rule, its figure against its budget, whether it held, the evidence."""
-    return (f"rule {r.name}: {r.rule} {r.against_budget()}: {'ok' if r.ok else 'FAILED'}; "
-            f"{r.evidence}")
-
-
 def failures(rules: tuple[RuleResult, ...]) -> str:
     """The failed rules as one clause for an error message ("" when all held)."""
     return "; ".join(r.failure() for r in rules if not r.ok)

@@ -21,14 +21,14 @@ import logging
 import os
 from dataclasses import asdict, replace
 
-from edgeprune.artifacts import Flatbuffer
+from edgeprune.artifacts import Flatbuffer, read_flatbuffer
 from edgeprune.errors import BadInputError
 from edgeprune.estimates import footprint
+from edgeprune.estimates.latency import estimate_latency
 from edgeprune.estimates.opcost import model_cost
 from edgeprune.recipe import BudgetOptions
 from edgeprune.rules import budget as rules
 from edgeprune.target import Budget, Target
-from edgeprune.tflite import TFLiteFormatError, inspect_model
 
 log = logging.getLogger(__name__)
 
@@ -55,54 +55,6 @@ def effective_budget(target: Target, overrides: dict | None) -> Budget:
     fields = set(Budget.__dataclass_fields__)
     changes = {k: v for k, v in (overrides or {}).items() if v is not None and k in fields}
     return replace(target.budget, **changes)
-
-
-def estimate_latency(cost, target: Target, cost_model: str | None = None):
-    """The latency (and energy) estimate of a model's op costs (:func:`opcost.model_cost`)
-    on ``target``.
-
-    ``cost_model`` (an id or a .toml path) replaces the target's own.
-
-    Raises:
-        CostModelError: the cost model is unknown or invalid.
-    """
-    from edgeprune.estimates.latency import estimate, load_cost_model
-
-    model = load_cost_model(cost_model or target.latency.cost_model_id(target))
-    return estimate(cost, model, target.clock_hz, target=target.id,
-                    threads=target.latency.threads, power_mw=target.latency.active_power_mw)
-
-
-def load_flatbuffer(path: str) -> Flatbuffer:
-    """Read and parse a ``.tflite`` file; bad files are one-line :class:`BadInputError`.
-
-    Its ``mode`` is ``""``: a file given by the user says its dtypes, not how
-    it was converted.
-    """
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        raise BadInputError(f"{path} does not exist; check the path") from None
-    except IsADirectoryError:
-        raise BadInputError(f"{path} is a folder; pass a .tflite file") from None
-    except OSError as exc:
-        raise BadInputError(f"{path} cannot be read ({exc.strerror})") from None
-    try:
-        info = inspect_model(path)  # parsed from the file, so that errors name it
-    except TFLiteFormatError as exc:
-        raise BadInputError(f"{exc}; pass a complete .tflite flatbuffer") from None
-    return Flatbuffer.of(data, path, "", info)
-
-
-def load_model_bytes(path: str) -> tuple[bytes, object]:
-    """Read and parse a ``.tflite``: its bytes and :class:`~edgeprune.tflite.ModelInfo`.
-
-    Raises:
-        BadInputError: unreadable, or not a complete ``.tflite``.
-    """
-    model = load_flatbuffer(path)
-    return model.data, model.info
 
 
 def support(model: Flatbuffer, target: Target, arena=None) -> tuple[rules.Support, int | None]:
@@ -244,7 +196,7 @@ def check_flatbuffer(model: Flatbuffer, target: Target, options: BudgetOptions |
 
 def check_options(path: str, target: Target, options: BudgetOptions) -> rules.CheckResult:
     """:func:`check_flatbuffer` on the file at ``path``."""
-    return check_flatbuffer(load_flatbuffer(path), target, options)
+    return check_flatbuffer(read_flatbuffer(path), target, options)
 
 
 def check_model(model_path: str, target: str | Target, options: BudgetOptions | None = None,
@@ -270,7 +222,7 @@ def check_model(model_path: str, target: str | Target, options: BudgetOptions | 
     device = target if isinstance(target, Target) else load_target(target)
     if report_path is not None:
         check_out_dir(os.path.dirname(os.path.abspath(report_path)))
-    model = load_flatbuffer(model_path)
+    model = read_flatbuffer(model_path)
     result = check_flatbuffer(model, device, options)
     if report_path is not None:
         os.makedirs(os.path.dirname(os.path.abspath(report_path)), exist_ok=True)

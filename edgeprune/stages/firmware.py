@@ -65,16 +65,16 @@ def build_firmware(model_path: str, target, out: str | None = None,
             runs the ``.tflite`` itself), an output folder that cannot be
             written; TargetMismatchError: TFLite Micro cannot run the model.
     """
-    from edgeprune.artifacts import check_out_dir
+    from edgeprune.artifacts import check_out_dir, read_flatbuffer
     from edgeprune.errors import BadInputError
-    from edgeprune.stages.check import check_flatbuffer, load_flatbuffer
+    from edgeprune.stages.check import check_flatbuffer
     from edgeprune.target import Target, load_target
 
     target = target if isinstance(target, Target) else load_target(target)
     if target.runtime != "tflm":
         raise BadInputError(f"{target.id} runs LiteRT on Linux and loads the .tflite file "
                             f"itself; firmware is for TFLite Micro targets")
-    model = load_flatbuffer(model_path)
+    model = read_flatbuffer(model_path)
     out = out or os.path.dirname(os.path.abspath(model_path))
     check_out_dir(out)
     check = check_flatbuffer(model, target, options)
