@@ -27,11 +27,12 @@ from edgeprune.models import digits_cnn, mlperf_tiny
 
 from edgeprune.adapters import converter as convert
 from edgeprune.adapters import keras as ka
+from edgeprune.adapters.keras import sample_loss
 from edgeprune.estimates.latency import estimate_latency
 from edgeprune.estimates.opcost import model_cost
 from edgeprune.runners.host import HostRunner
 from edgeprune.structured.importance import keras_macs
-from edgeprune.structured.rounds import StructuredOptions, prune_structured, sample_loss
+from edgeprune.structured.rounds import StructuredOptions, prune_structured
 from edgeprune.target import list_targets, load_target
 from edgeprune.tflite import inspect_model
 from edgeprune.tflm import probe as micro
