@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from edgeprune import artifacts, report
 from edgeprune.errors import BudgetError
 from edgeprune.recipe import Recipe
+from edgeprune.rules.budget import CheckResult
 from edgeprune.rules.quality import quantization_rule, raise_if_failed
 from edgeprune.rules.result import RuleResult
 from edgeprune.stages.baseline import BaselineResult, baseline_stage
@@ -39,6 +40,7 @@ from edgeprune.stages.inputs import (
 from edgeprune.stages.prune import PruneResult, prune_stage
 from edgeprune.stages.quantize import QuantizeResult, quantize_stage
 from edgeprune.stages.structured import StructuredStageResult, structured_stage
+from edgeprune.target import Target
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +60,17 @@ class RunResult:
     seconds: float
     report: report.Report = field(repr=False)
     quality: RuleResult  # the quantization budget
-    device_check: object = None  # budget.CheckResult when run for a target
+    check: CheckResult | None = None  # when run for a target
     structured: StructuredStageResult | None = None
     firmware: FirmwareResult | None = None
 
 
 def run(model: str | None = None, data: str | None = None, recipe: Recipe | None = None,
-        out: str | None = None, target: str | None = None) -> RunResult:
+        out: str | None = None, target: str | Target | None = None) -> RunResult:
     """Run the whole pipeline and write the run directory.
 
     With ``target`` (a device profile id or path), the final model is checked
-    against the device's budgets and, for a TFLite Micro device, the
+    against the target's budgets and, for a TFLite Micro target, the
     ``firmware/`` folder is written.
 
     Side effects: writes artifacts and ``report.json`` under ``out`` (default
@@ -81,22 +83,22 @@ def run(model: str | None = None, data: str | None = None, recipe: Recipe | None
     """
     t0 = time.perf_counter()
     recipe = recipe or Recipe()
-    device = resolve_target(target, recipe)
-    if device is not None and out is None:
-        out = os.path.join("build", device.id)
+    target = resolve_target(target, recipe)
+    if target is not None and out is None:
+        out = os.path.join("build", target.id)
     inp = resolve_inputs(model, data, recipe, out, writes=(
         artifacts.BASELINE_KERAS, artifacts.STRUCTURED_KERAS, artifacts.PRUNED_KERAS))
-    check_structured(inp, device)
-    if device is not None and device.runtime == "tflm":
-        preflight_tflm(inp, device)
+    check_structured(inp, target)
+    if target is not None and target.runtime == "tflm":
+        preflight_tflm(inp, target)
     previous = report.begin_run(inp.out)
 
     base = baseline_stage(inp)
     structured = None
     if recipe.structured.goal != "none":
-        structured = structured_stage(inp, base.model, device)
+        structured = structured_stage(inp, base.model, target)
     pruned = prune_stage(inp, (structured or base).model)  # checks strip and sparsity
-    quant = quantize_stage(inp, pruned.model, device, reference=pruned.tflite)
+    quant = quantize_stage(inp, pruned.model, target, reference=pruned.tflite)
     models = {"baseline": base.tflite}
     if structured is not None:
         models["structured"] = structured.tflite
@@ -106,11 +108,11 @@ def run(model: str | None = None, data: str | None = None, recipe: Recipe | None
     by_stage = {e.stage: e for e in evals}
     quality = quantization_rule(inp.task, by_stage["pruned"].metrics,
                                 by_stage["final"].metrics, recipe.quantize, "pruned float32")
-    device_check = firmware = None
-    if device is not None:
-        device_check = check_flatbuffer(quant.tflite, device, recipe.budget, quant.arena)
-        if device.runtime == "tflm":
-            firmware = firmware_stage(inp.out, quant.tflite, device_check.evidence.arena_bytes)
+    check = firmware = None
+    if target is not None:
+        check = check_flatbuffer(quant.tflite, target, recipe.budget, quant.arena)
+        if target.runtime == "tflm":
+            firmware = firmware_stage(inp.out, quant.tflite, check.evidence.arena_bytes)
 
     inp.out.remove_unlisted(previous)
     seconds = time.perf_counter() - t0
@@ -118,17 +120,17 @@ def run(model: str | None = None, data: str | None = None, recipe: Recipe | None
         baseline=base.entry(), structured=structured.entry(recipe) if structured else None,
         prune=pruned.entry(), strip=pruned.strip_entry(), quantize=quant.entry(quality),
         evaluate={e.stage: e.entry(artifacts.BASELINE_TFLITE) for e in evals},
-        check=None if device_check is None else report.CheckEntry.from_dict(
-            device_check.to_dict()))
+        check=None if check is None else report.CheckEntry.from_dict(
+            check.to_dict()))
     body = report.Report(recipe.seed, recipe.to_dict(), inp.entry(), stages, sizes,
                          report.size_notes(sizes), seconds,
-                         target=None if device is None else device.to_dict())
+                         target=None if target is None else target.to_dict())
     path = report.write_run(inp.out, body)
     result = RunResult(inp.out.path, path, inp.task, base, pruned, quant, sizes, evals,
-                       seconds, body, quality, device_check, structured, firmware)
-    if device_check is not None and not device_check.ok:
-        failed = ", ".join(r.name for r in device_check.rules if not r.ok)
-        raise BudgetError(f"{quant.tflite.name} does not fit {device.id}: {failed} over "
+                       seconds, body, quality, check, structured, firmware)
+    if check is not None and not check.ok:
+        failed = ", ".join(r.name for r in check.rules if not r.ok)
+        raise BudgetError(f"{quant.tflite.name} does not fit {target.id}: {failed} over "
                           f"budget (see the table and report.json); prune harder, remove "
                           f"filters, or raise the budget", result)
     raise_if_failed(quality, result)
@@ -153,7 +155,8 @@ class StageRunResult:
 
 
 def prune_only(model: str, data: str, recipe: Recipe | None = None,
-               out: str | None = None, target: str | None = None) -> StageRunResult:
+               out: str | None = None, target: str | Target | None = None
+               ) -> StageRunResult:
     """Prune, strip and verify the Keras model file ``model``; write
     ``pruned.keras`` and its float32 ``.tflite``; evaluate it against the
     input model. With a ``structured`` goal, whole channels go first
@@ -161,14 +164,14 @@ def prune_only(model: str, data: str, recipe: Recipe | None = None,
     Merges into an existing ``report.json`` in ``out``."""
     t0 = time.perf_counter()
     recipe = recipe or Recipe()
-    device = resolve_target(target, recipe)
+    target = resolve_target(target, recipe)
     inp = resolve_inputs(model, data, recipe, out, require_file=True,
                          writes=(artifacts.STRUCTURED_KERAS, artifacts.PRUNED_KERAS))
-    check_structured(inp, device)
+    check_structured(inp, target)
     reference = _keras_scores(inp)
     structured = None
     if recipe.structured.goal != "none":
-        structured = structured_stage(inp, inp.model, device)
+        structured = structured_stage(inp, inp.model, target)
     result = prune_stage(inp, structured.model if structured else inp.model)
     models = {"structured": structured.tflite} if structured else {}
     models["pruned"] = result.tflite

@@ -77,8 +77,8 @@ def test_fit_goal_keeps_the_widest_model_that_passes_the_device(tmp_path):
     narrowest_bad = min((c for c in cands if not c.ok), key=lambda c: c.width)
     assert widest.width < narrowest_bad.width < widest.width + 0.05
     assert result.report.stages.structured.rounds[-1].width == widest.width
-    assert result.device_check.ok
-    latency = next(r for r in result.device_check.rules if r.name == "latency")
+    assert result.check.ok
+    latency = next(r for r in result.check.rules if r.name == "latency")
     assert latency.figure <= 15.0
 
 

@@ -143,10 +143,10 @@ def format_run(result) -> str:
                      f"{dense.per_tensor.arena_bytes:,} B per-tensor)")
     for note in result.report.notes:
         lines.append(f"note: {note}")
-    if result.device_check is not None:
+    if result.check is not None:
         from edgeprune.presentation.check import format_check
 
-        lines += ["", format_check(result.device_check)]
+        lines += ["", format_check(result.check)]
         if result.firmware is not None:
             lines.append(f"firmware: {result.firmware.folder}")
     lines.append(f"report: {os.path.join(result.out_dir, 'report.json')}")

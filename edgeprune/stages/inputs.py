@@ -3,7 +3,7 @@
 :func:`resolve_inputs` loads the model (a file or a built-in), the data and the
 output folder, infers the task and plans the pruning; :func:`resolve_target`
 loads the device profile; :func:`check_structured` and :func:`preflight_tflm`
-prove that the recipe's structured goal and the device can be served. Any of
+prove that the recipe's structured goal and the target can be served. Any of
 them raises :class:`~edgeprune.errors.BadInputError` (or a subclass), so bad
 input never leaves a file behind.
 """
@@ -29,6 +29,7 @@ from edgeprune.data import (
 from edgeprune.errors import BadInputError, DataError
 from edgeprune.recipe import Recipe
 from edgeprune.schedule import SchedulePlan, plan_schedule
+from edgeprune.target import Target, load_target
 
 # A tf_keras model. Its class lives in the Keras adapter, which only the
 # adapters import; the stages hand models on without looking inside.
@@ -181,35 +182,33 @@ def _builtin_classes(dataset: Dataset, name: str) -> int:
     return int(flat.max()) + 1
 
 
-def resolve_target(target: str | None, recipe: Recipe):
+def resolve_target(target: str | Target | None, recipe: Recipe) -> Target | None:
     """Load the device profile (None for no ``target``) and check the recipe can
     serve it; write nothing.
 
     Raises:
         BadInputError: unknown or invalid profile, or a quantization mode the
-            device cannot run.
+            target cannot run.
     """
     if target is None:
         return None
-    from edgeprune.target import load_target
-
-    device = load_target(target)
+    target = target if isinstance(target, Target) else load_target(target)
     mode = recipe.quantize.mode
-    if device.model_dtype == "int8" and mode != "int8":
-        raise BadInputError(f"{device.id} runs int8 models only but quantize.mode = {mode!r}; "
+    if target.model_dtype == "int8" and mode != "int8":
+        raise BadInputError(f"{target.id} runs int8 models only but quantize.mode = {mode!r}; "
                             f"use quantize.mode = \"int8\"")
-    return device
+    return target
 
 
-def check_structured(inp: Inputs, device) -> None:
+def check_structured(inp: Inputs, target: Target | None) -> None:
     """What the structured section asks for must be servable; before any write.
 
     Raises:
-        BadInputError: a fit goal without a device, an accuracy floor on a
+        BadInputError: a fit goal without a target, an accuracy floor on a
             regression task, no channel to cut, or an unusable importance.
     """
     s = inp.recipe.structured
-    if s.goal == "fit" and device is None:
+    if s.goal == "fit" and target is None:
         raise BadInputError("structured.goal = \"fit\" needs a target device whose budgets the "
                             "model must pass; run for a target, or choose goal width, params "
                             "or macs")
@@ -232,7 +231,7 @@ def check_structured(inp: Inputs, device) -> None:
     check_criterion(inp.model, graph, s.importance)
 
 
-def preflight_tflm(inp: Inputs, device) -> None:
+def preflight_tflm(inp: Inputs, target: Target) -> None:
     """Before any training or writing: convert the input model to int8 (a few
     calibration samples) and prove TFLite Micro runs every op and the firmware
     can register them. Pruning keeps the ops, so this answers for the final model.
@@ -241,8 +240,8 @@ def preflight_tflm(inp: Inputs, device) -> None:
         TargetMismatchError: TFLite Micro lacks an op, or firmware cannot register it.
     """
     from edgeprune.adapters import converter as convert
-    from edgeprune.stages import check as device_check
+    from edgeprune.stages import check as check_stage
     from edgeprune.tflite import inspect_model
 
     data = convert.to_tflite(inp.model, "int8", inp.calibration(16))
-    device_check.ensure_runs_on_tflm(data, inspect_model(data), "the model", device)
+    check_stage.ensure_runs_on_tflm(data, inspect_model(data), "the model", target)

@@ -21,6 +21,7 @@ from edgeprune.rules.quality import quantization_rule
 from edgeprune.rules.result import RuleResult
 from edgeprune.stages.evaluate import metrics_of, predict
 from edgeprune.stages.inputs import Inputs, KerasModel
+from edgeprune.target import Target
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,11 @@ class QuantizeResult:
                                     dense_quantization=self.dense)
 
 
-def quantize_stage(inp: Inputs, model: KerasModel, device=None,
+def quantize_stage(inp: Inputs, model: KerasModel, target: Target | None = None,
                    reference: Flatbuffer | None = None) -> QuantizeResult:
     """Convert the stripped ``model`` in the recipe's quantization mode and write it.
 
-    With a TFLite Micro ``device`` and int8, Dense weights are quantized
+    With a TFLite Micro ``target`` and int8, Dense weights are quantized
     per-tensor when that needs less arena and stays within the quantization
     budget measured against ``reference`` (the float model that was
     converted); see the module's description.
@@ -79,7 +80,7 @@ def quantize_stage(inp: Inputs, model: KerasModel, device=None,
     log.info("quantize: %s%s", mode, f" with {n} calibration samples from {source}" if n else "")
     data = convert.to_tflite(model, mode, calib)
     dense, arena = None, None
-    if device is not None and device.runtime == "tflm" and mode == "int8":
+    if target is not None and target.runtime == "tflm" and mode == "int8":
         if reference is None:
             raise ValueError("the Dense quantization choice needs the float reference model")
         per_tensor = convert.to_tflite(model, "int8", calib, per_tensor_dense=True)

@@ -17,6 +17,7 @@ from edgeprune import artifacts, report
 from edgeprune.artifacts import Artifact, Flatbuffer
 from edgeprune.recipe import Recipe
 from edgeprune.stages.inputs import Inputs, KerasModel
+from edgeprune.target import Target
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ class StructuredStageResult:
 
     ``result`` is the :class:`edgeprune.structured.rounds.StructuredResult`;
     ``evaluated_on`` the split the accuracy floor was checked on; ``fit`` the
-    goal fit (the device, and each candidate's check) or None.
+    goal fit (the target, and each candidate's check) or None.
     """
 
     keras: Artifact
@@ -68,14 +69,15 @@ def structured_entry(r, recipe: Recipe, evaluated_on: str, metric_name: str,
         stopped=r.stopped, notes=tuple(r.notes), fit=fit, seconds=seconds)
 
 
-def structured_stage(inp: Inputs, model: KerasModel, device=None) -> StructuredStageResult:
+def structured_stage(inp: Inputs, model: KerasModel, target: Target | None = None
+                     ) -> StructuredStageResult:
     """Remove whole channels to the recipe's goal, fine-tuning after each round;
     save the narrower model and its float32 ``.tflite``.
 
     The accuracy floor is checked on ``x_val`` when the data has it, else on
     the test set (the report says which). Each round's rebuild is verified on
     up to 256 test samples before fine-tuning. The goal ``fit`` checks each
-    candidate against ``device``.
+    candidate against ``target``.
 
     Side effects: writes ``structured.keras`` and ``structured_float32.tflite``.
 
@@ -109,7 +111,7 @@ def structured_stage(inp: Inputs, model: KerasModel, device=None) -> StructuredS
         return m["accuracy"] if inp.task == "classification" else -m["mse"]
 
     trials: list[report.FitCandidate] = []
-    fits = _fit_check(inp, device, trials) if s.goal == "fit" else None
+    fits = _fit_check(inp, target, trials) if s.goal == "fit" else None
     log.info("structured: %s goal, %s importance, %s ranking, %d round(s)", s.goal,
              s.importance, s.ranking, s.rounds)
     result = prune_structured(
@@ -118,8 +120,8 @@ def structured_stage(inp: Inputs, model: KerasModel, device=None) -> StructuredS
         fine_tune=fine_tune, evaluate=evaluate, fits=fits, verify_x=ds.x_test[:256],
         log=log.info)
     fit = None
-    if device is not None and s.goal == "fit":
-        fit = report.FitEntry(device.id, inp.recipe.quantize.mode, tuple(
+    if target is not None and s.goal == "fit":
+        fit = report.FitEntry(target.id, inp.recipe.quantize.mode, tuple(
             report.FitCandidate(w, t.params, t.ok, t.rules)
             for (w, _), t in zip(result.fit_trials, trials, strict=True)))
     keras = inp.out.write_with(artifacts.STRUCTURED_KERAS,
@@ -132,13 +134,13 @@ def structured_stage(inp: Inputs, model: KerasModel, device=None) -> StructuredS
                                  "accuracy" if inp.task == "classification" else "mse")
 
 
-def _fit_check(inp: Inputs, device, trials: list):
+def _fit_check(inp: Inputs, target: Target, trials: list):
     """``fits(model)`` for the goal fit: convert a candidate as the quantize stage
     will (16 calibration samples: sizes do not depend on them) and check it
-    against ``device``'s budgets in memory. Each check is appended to ``trials``
+    against ``target``'s budgets in memory. Each check is appended to ``trials``
     (its width is filled in from the rounds' own record)."""
     from edgeprune.adapters import converter as convert
-    from edgeprune.stages import check as device_check
+    from edgeprune.stages import check as check_stage
 
     mode = inp.recipe.quantize.mode
     calib = inp.calibration(16) if mode == "int8" else None
@@ -146,7 +148,7 @@ def _fit_check(inp: Inputs, device, trials: list):
     def fits(model) -> bool:
         candidate = Flatbuffer.of(convert.to_tflite(model, mode, calib),
                                   os.path.join(inp.out.path, f"candidate_{mode}.tflite"), mode)
-        result = device_check.check_flatbuffer(candidate, device, inp.recipe.budget)
+        result = check_stage.check_flatbuffer(candidate, target, inp.recipe.budget)
         measured = result.evidence.latency_measured is not None
         trials.append(report.FitCandidate(0.0, int(model.count_params()), result.ok, {
             r.name: report.FitRule(r.figure, r.budget, r.unit, r.ok, (
