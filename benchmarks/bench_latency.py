@@ -12,12 +12,13 @@ import statistics
 
 from edgeprune.estimates import calibrate as cal
 from edgeprune.estimates.latency import load_cost_model
+from edgeprune.estimates.measurements import load_measurements
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "targets", "calibration")
 
 
 def loo(name: str, params: tuple[str, ...]) -> None:
-    result = cal.calibrate(cal.load_measurements(os.path.join(HERE, name, "measurements.csv")),
+    result = cal.calibrate(load_measurements(os.path.join(HERE, name, "measurements.csv")),
                            params=params)
     a = result.accuracy
     print(f"\n### {name}: leave-one-out ({', '.join(params)})\n")
@@ -30,7 +31,7 @@ def loo(name: str, params: tuple[str, ...]) -> None:
 
 
 def heldout() -> None:
-    rows = cal.load_measurements(os.path.join(HERE, "heldout", "measurements.csv"))
+    rows = load_measurements(os.path.join(HERE, "heldout", "measurements.csv"))
     print("\n### held out: published results no fit used\n")
     print("| board | model | cost model | measured ms | estimate ms | error |")
     print("|---|---|---|---:|---:|---:|")

@@ -70,6 +70,11 @@ def main() -> int:
     from edgeprune.adapters.converter import to_tflite
     from edgeprune.estimates import calibrate as cal
     from edgeprune.estimates.latency import load_cost_model
+    from edgeprune.estimates.measurements import (
+        load_measurements,
+        measurement_row,
+        write_measurements,
+    )
     from edgeprune.estimates.opcost import model_cost
     from edgeprune.presentation.calibration import format_calibration
     from edgeprune.runners.host import measure_latency
@@ -97,18 +102,18 @@ def main() -> int:
         ms = m.p50_ms
         print(f"{name:24s} {cost.macs:>12,} MACs {ms:9.4f} ms  (rounds: "
               f"{', '.join(f'{r.p50_ms:.4g}' for r in rounds[name])})", flush=True)
-        rows.append(cal.measurement_row(
+        rows.append(measurement_row(
             f"{name}.json", ms, host.clock_hz, "xnnpack_x86-64", m.where,
             f"benchmarks/calibrate_host.py, {today}: median of {args.rounds} rounds, this one "
             f"{m.text}"))
     csv_path = os.path.join(work, "measurements.csv")
-    cal.write_measurements(csv_path, rows, (
+    write_measurements(csv_path, rows, (
         f"The host's XNNPACK timings, measured by benchmarks/calibrate_host.py on {today}.\n"
         f"Untrained int8 models built from models/ (MLPerf Tiny reference architectures,\n"
         f"width variants, the digits CNN); the .json files are their op costs."), "")
     base = load_cost_model("xnnpack_cortex-a72")  # the shape of an XNNPACK model: one rate
     base = dataclasses.replace(base, id="xnnpack_x86-64", core="x86-64", derivation="")
-    result = cal.calibrate(cal.load_measurements(csv_path), base, FIT,
+    result = cal.calibrate(load_measurements(csv_path), base, FIT,
                            f"host_x86-64 ({len(rows)} int8 models)")
     print()
     print(format_calibration(result))

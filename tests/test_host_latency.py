@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from edgeprune.cli import main
 from edgeprune.estimates import calibrate as cal
 from edgeprune.estimates.latency import load_cost_model
+from edgeprune.estimates.measurements import COLUMNS, load_measurements
 from edgeprune.target import load_target
 
 HOST_SET = os.path.join(os.path.dirname(__file__), "..", "targets", "calibration",
@@ -53,7 +54,7 @@ def test_measure_writes_rows_calibrate_reads(host_models, tmp_path):
     assert "wrote 2 rows" in r.output
     r = invoke("measure", *host_models[2:], "--out", str(out), "--runs", "20", "--append")
     assert r.exit_code == 0, r.output
-    rows = cal.load_measurements(str(out))
+    rows = load_measurements(str(out))
     assert [os.path.basename(r.model) for r in rows] == [os.path.basename(p) for p in host_models]
     assert {r.cost_model for r in rows} == {"xnnpack_x86-64"}
     assert all(r.ms > 0 and r.clock_hz > 0 and r.op is None for r in rows)
@@ -100,10 +101,10 @@ def test_estimate_fitted_here_predicts_a_fresh_measurement(host_models, tmp_path
 
 
 def test_shipped_host_calibration_meets_the_target_and_matches_the_shipped_fit():
-    rows = cal.load_measurements(HOST_SET)
+    rows = load_measurements(HOST_SET)
     with open(HOST_SET) as fh:
         header = next(csv.reader(ln for ln in fh if not ln.startswith("#")))
-    assert header == list(cal.COLUMNS)
+    assert header == list(COLUMNS)
     shipped = load_cost_model("xnnpack_x86-64")
     result = cal.calibrate(rows, shipped, ("mac", "activation", "overhead"))
     assert len(rows) == 10 and shipped.accuracy.n == 10

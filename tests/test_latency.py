@@ -16,6 +16,7 @@ from edgeprune.estimates.latency import (
     load_cost_model,
     parse_cost_model,
 )
+from edgeprune.estimates.measurements import CalibrationError, Measurement, load_measurements
 from edgeprune.estimates.opcost import CLASSES, MAC_CLASSES, ModelCost, OpCost
 from edgeprune.target import list_targets, load_target
 
@@ -93,8 +94,8 @@ def _rows(model: CostModel, costs: list[ModelCost], clock: int = 100_000_000):
     rows = []
     for i, c in enumerate(costs):
         ms = estimate(c, model, clock).ms
-        rows.append(cal.Measurement(i + 1, f"m{i}.tflite", None, ms, clock, model.id, "board",
-                                    "synthetic", c))
+        rows.append(Measurement(i + 1, f"m{i}.tflite", None, ms, clock, model.id, "board",
+                                "synthetic", c))
     return rows
 
 
@@ -123,7 +124,7 @@ def test_fit_keeps_constants_non_negative():
 
 
 def test_shipped_mlperf_calibration_meets_the_target_and_matches_the_shipped_fit():
-    rows = cal.load_measurements(MLPERF)
+    rows = load_measurements(MLPERF)
     assert [r.board for r in rows] == ["NUCLEO-L4R5ZI"] * 4
     assert all(r.source.startswith("https://github.com/mlcommons/tiny_results_v0.5/")
                for r in rows)
@@ -154,17 +155,17 @@ def test_bad_measurement_rows_name_the_row(tmp_path, body, message):
     import shutil
 
     shutil.copy(os.path.join(os.path.dirname(MLPERF), "kws_ref.json"), tmp_path / "kws.json")
-    with pytest.raises(cal.CalibrationError, match=message):
-        cal.load_measurements(_csv(tmp_path, body))
+    with pytest.raises(CalibrationError, match=message):
+        load_measurements(_csv(tmp_path, body))
 
 
 def test_missing_column_and_too_few_rows(tmp_path):
     path = tmp_path / "m.csv"
     path.write_text("model,ms\nx,1\n")
-    with pytest.raises(cal.CalibrationError, match="missing column"):
-        cal.load_measurements(str(path))
-    rows = cal.load_measurements(MLPERF)[:2]
-    with pytest.raises(cal.CalibrationError, match="cannot fit 2 parameters"):
+    with pytest.raises(CalibrationError, match="missing column"):
+        load_measurements(str(path))
+    rows = load_measurements(MLPERF)[:2]
+    with pytest.raises(CalibrationError, match="cannot fit 2 parameters"):
         cal.calibrate(rows)
 
 

@@ -269,7 +269,7 @@ def device(run_dir):
 
 
 def test_serial_runner_validates_against_the_emulated_device(run_dir, device, tmp_path):
-    from edgeprune.estimates import calibrate
+    from edgeprune.estimates.measurements import load_measurements
 
     port = device("--clock-hz", "80000000")
     csv_path = tmp_path / "cal" / "measurements.csv"
@@ -278,7 +278,7 @@ def test_serial_runner_validates_against_the_emulated_device(run_dir, device, tm
                "--measurements", csv_path)
     assert r.exit_code == 0, r.output
     # the median invoke as a calibration row, at the clock the device reported
-    (row,) = calibrate.load_measurements(str(csv_path))
+    (row,) = load_measurements(str(csv_path))
     assert row.clock_hz == 80_000_000 and row.cost_model == "cmsis-nn_cortex-m4f"
     assert row.model == os.path.relpath(run_dir / "final_int8.tflite", csv_path.parent)
     assert row.ms == pytest.approx(_report(run_dir)["validation"]["serial"]["latency_ms"]["p50"],

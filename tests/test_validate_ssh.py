@@ -178,7 +178,7 @@ def test_validate_over_ssh_from_the_cli_writes_the_report(board, run_dir, tmp_pa
     recipe = tmp_path / "recipe.toml"
     recipe.write_text(f'[validate]\nssh_config = "{board.config}"\n'
                       f'remote_python = "{sys.executable}"\n')
-    from edgeprune.estimates import calibrate
+    from edgeprune.estimates.measurements import load_measurements
 
     csv_path = tmp_path / "measurements.csv"
     for samples in ("40", "20"):  # the second run adds a row to the file
@@ -192,7 +192,7 @@ def test_validate_over_ssh_from_the_cli_writes_the_report(board, run_dir, tmp_pa
     # rpi4's profile: XNNPACK with 4 threads; the int8 model's classes still agree
     assert "XNNPACK" in entry["timing"] and "4 threads" in entry["timing"]
     assert entry["agreement"]["agreement"] >= 0.95 and entry["latency_ms"]["n"] == 20
-    rows = calibrate.load_measurements(str(csv_path))
+    rows = load_measurements(str(csv_path))
     assert len(rows) == 2 and {r.cost_model for r in rows} == {"xnnpack_cortex-a72"}
     assert rows[1].clock_hz == 1_500_000_000 and "not read off the board" in rows[1].source
     assert rows[1].ms == pytest.approx(entry["latency_ms"]["p50"], rel=1e-5)

@@ -12,7 +12,7 @@ import logging
 import os
 
 from edgeprune.errors import BadInputError
-from edgeprune.estimates import calibrate
+from edgeprune.estimates import measurements
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def measure_host(models: list[str], target: str = "host", runs: int | None = Non
                             f"LiteRT on this machine: use --target host (or a Linux profile)")
     if append and out is None:
         raise BadInputError("--append needs --out, the measurements file to extend")
-    existing = calibrate.existing_measurements(out, append) if out is not None else ""
+    existing = measurements.existing_measurements(out, append) if out is not None else ""
     folder = os.path.dirname(os.path.abspath(out)) if out else os.getcwd()
     today = datetime.date.today().isoformat()
     rows = []
@@ -50,11 +50,11 @@ def measure_host(models: list[str], target: str = "host", runs: int | None = Non
         data = read_flatbuffer(path).data
         m = measure_latency(data, t.kernels, t.latency.threads, runs=runs or t.latency.runs)
         log.info("%s: %.4g ms (%s)", path, m.p50_ms, m.text)
-        rows.append(calibrate.measurement_row(
+        rows.append(measurements.measurement_row(
             path, m.p50_ms, t.clock_hz, t.latency.cost_model_id(t), m.where,
             f"edgeprune measure --target {t.id}, {today}: {m.text}", folder))
     header = f"Measured with `edgeprune measure` on {today}; ms is the median invoke time."
     if out is not None:
-        calibrate.write_measurements(out, rows, header, existing)
+        measurements.write_measurements(out, rows, header, existing)
         log.info("wrote %d row%s to %s", len(rows), "s" if len(rows) != 1 else "", out)
-    return rows, calibrate.measurements_csv(rows, header, existing)
+    return rows, measurements.measurements_csv(rows, header, existing)

@@ -8,7 +8,8 @@ integer model: agreement is measured in its LSB) and one time per inference
 with a sentence saying what that time measures. Runners compute no metrics.
 
 A runner that stops part way (a device that goes silent, Ctrl-C) returns what
-it has with ``partial`` set and ``error`` saying how far it got.
+it has with ``partial`` set and ``error`` saying how far it got. ``choice``
+picks the runner for a target and an address and opens it.
 """
 
 from __future__ import annotations

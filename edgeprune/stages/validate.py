@@ -21,8 +21,8 @@ agreement. The result goes into ``report.json`` under ``validation.<runner>``,
 tied to the model's SHA-256; a partial run is written and marked partial.
 
 :func:`validate_run` is the whole of ``edgeprune validate`` in one call:
-choose the runner for the target and address, validate, write the report
-(and a measurements row), then raise if the run failed.
+choose the runner for the target and address (:mod:`edgeprune.runners.choice`),
+validate, write the report (and a measurements row), then raise if the run failed.
 """
 
 from __future__ import annotations
@@ -37,12 +37,10 @@ from edgeprune import artifacts, metrics, report
 from edgeprune.errors import BadInputError, DeviceError, Interrupted, QualityError
 from edgeprune.recipe import ValidateOptions
 from edgeprune.rules import validation as rules
+from edgeprune.runners.choice import choose_runner, open_runner
 from edgeprune.target import Target
 
 log = logging.getLogger(__name__)
-
-#: Where a model can run, as ``--runner`` spells them.
-RUNNERS = ("host", "tflm", "serial", "ssh")
 
 
 @dataclass(frozen=True)
@@ -224,76 +222,6 @@ def validate(run: RunInfo, runner, data: str | None = None,
                             base, agree, latency_stats(got.times_ms), checks, notes, got.clock_hz)
 
 
-def choose_runner(target: Target | None, runner: str = "auto", address: str | None = None
-                  ) -> str:
-    """The runner to validate on: ``runner`` itself, or for ``"auto"`` the one the
-    target and the address imply (with an address: serial on a TFLite Micro target,
-    ssh on a Linux one; without: tflm on a TFLite Micro target, host otherwise).
-
-    Raises:
-        BadInputError: an unknown runner, or a runner that does not go with the
-            address or the target (ssh to a microcontroller, a port for the host).
-    """
-    if runner != "auto" and runner not in RUNNERS:
-        raise BadInputError(f"unknown runner {runner!r}; choose auto, {', '.join(RUNNERS)}")
-    tflm = target is not None and target.runtime == "tflm"
-    if runner == "auto" and address and target is None:
-        raise BadInputError("with --device, name the runner (--runner serial or --runner ssh) "
-                            "or the --target it belongs to")
-    if runner == "auto":
-        runner = ("serial" if tflm else "ssh") if address else ("tflm" if tflm else "host")
-    if runner == "serial" and not address:
-        raise BadInputError("the serial runner needs the device's port; pass it as --device, "
-                            "for example /dev/ttyACM0@115200")
-    if runner == "ssh" and not address:
-        raise BadInputError("the ssh runner needs the board's address; pass it as --device, "
-                            "for example pi@raspberrypi.local")
-    if runner in ("host", "tflm") and address:
-        raise BadInputError(f"the {runner} runner runs on this machine; --device is for the "
-                            f"serial and ssh runners (drop it, or choose one of those)")
-    if target is not None and runner == "ssh" and tflm:
-        raise BadInputError(f"{target.id} runs TFLite Micro on a microcontroller; validate it "
-                            f"with --runner serial (or tflm here), not ssh")
-    if target is not None and runner == "serial" and not tflm:
-        raise BadInputError(f"{target.id} is a Linux machine running LiteRT; validate "
-                            f"it with --runner ssh (or host here), not serial")
-    return runner
-
-
-def open_runner(runner: str, model_path: str, target: Target | None = None,
-                address: str | None = None, opts: ValidateOptions | None = None):
-    """The runner named ``runner`` (one of :data:`RUNNERS`) loaded with the model at
-    ``model_path``; ssh runs a Linux target's kernels and threads.
-
-    Raises:
-        BadInputError: ``address`` is not a serial port or board address.
-    """
-    opts = opts or ValidateOptions()
-    with open(model_path, "rb") as fh:
-        model = fh.read()
-    if runner == "serial":
-        from edgeprune.runners.serial import SerialRunner
-
-        return SerialRunner(model, address, opts.timeout_s)
-    if runner == "ssh":
-        from edgeprune.runners.ssh import SshRunner
-
-        linux = target is not None and target.runtime == "litert"
-        reference = linux and target.kernels == "reference"
-        return SshRunner(model, address, opts.timeout_s,
-                         kernels="reference" if reference else "xnnpack",
-                         threads=target.latency.threads if linux else 1,
-                         python=opts.remote_python, ssh_config=opts.ssh_config,
-                         identity=opts.ssh_key, model_name=os.path.basename(model_path))
-    if runner == "tflm":
-        from edgeprune.runners.tflm import TflmRunner
-
-        return TflmRunner(model)
-    from edgeprune.runners.host import HostRunner
-
-    return HostRunner(model)
-
-
 def validate_run(run_dir: str | None = None, target: Target | str | None = None,
                  runner: str = "auto", address: str | None = None, data: str | None = None,
                  options: ValidateOptions | None = None, measurements: str | None = None
@@ -303,10 +231,11 @@ def validate_run(run_dir: str | None = None, target: Target | str | None = None,
     ``run_dir`` defaults to ``build/<target>`` (what ``make <target>`` writes);
     ``target`` (a profile or its name) picks the runner with ``address`` (a
     serial port or an ssh board) when ``runner`` is ``"auto"``, see
-    :func:`choose_runner`. Side effects: the result goes into the run's
-    ``report.json`` under ``validation.<runner>``, also when the run fails or is
-    partial; with ``measurements`` (ssh and serial runners, with a target) the
-    device's median invoke time is added to that CSV for ``edgeprune calibrate``.
+    :func:`edgeprune.runners.choice.choose_runner`. Side effects: the result goes
+    into the run's ``report.json`` under ``validation.<runner>``, also when the run
+    fails or is partial; with ``measurements`` (ssh and serial runners, with a
+    target) the device's median invoke time is added to that CSV for
+    ``edgeprune calibrate``.
 
     Raises:
         BadInputError: no run folder, a runner that does not fit the target or
@@ -346,7 +275,7 @@ def _existing_measurements(path: str | None, runner: str, target: Target | None)
     """The measurements file's text to extend (None without one), checked before anything runs."""
     if path is None:
         return None
-    from edgeprune.estimates import calibrate
+    from edgeprune.estimates.measurements import existing_measurements
 
     if runner not in ("ssh", "serial"):
         raise BadInputError(f"--measurements records a device's invoke time; the {runner} "
@@ -354,18 +283,18 @@ def _existing_measurements(path: str | None, runner: str, target: Target | None)
     if target is None:
         raise BadInputError("--measurements needs --target: the row takes the profile's "
                             "cost model and clock")
-    return calibrate.existing_measurements(path, append=True)
+    return existing_measurements(path, append=True)
 
 
 def _add_measurement(run: RunInfo, result: ValidationResult, target: Target, csv_path: str,
                      existing: str) -> None:
-    from edgeprune.estimates import calibrate
+    from edgeprune.estimates.measurements import write_measurements
 
     if result.partial or not result.latency_ms.get("n"):
         log.warning("measurements: no row added to %s: the run is partial", csv_path)
         return
     row = measurement_row(run, result, target, csv_path)
-    calibrate.write_measurements(csv_path, [row], (
+    write_measurements(csv_path, [row], (
         "Measured on devices with `edgeprune validate --measurements`; ms is the median "
         "(p50) invoke time on the device."), existing)
     log.info("measurements: added %s at %s ms to %s", row["model"], row["ms"], csv_path)
@@ -376,7 +305,7 @@ def measurement_row(run: RunInfo, result: ValidationResult, target, csv_path: st
     device's own clock where it reports one (serial), else the profile's."""
     import datetime
 
-    from edgeprune.estimates import calibrate
+    from edgeprune.estimates import measurements
 
     clock = result.clock_hz or target.clock_hz
     source = (f"edgeprune validate --runner {result.runner} --target {target.id}, "
@@ -384,7 +313,7 @@ def measurement_row(run: RunInfo, result: ValidationResult, target, csv_path: st
               f"{result.timing}")
     if result.clock_hz is None:
         source += f"; clock_hz is {target.id}'s profile clock, not read off the board"
-    return calibrate.measurement_row(
+    return measurements.measurement_row(
         run.model_path, result.latency_ms["p50"], clock, target.latency.cost_model_id(target),
         result.where, source, os.path.dirname(os.path.abspath(csv_path)))
 
