@@ -1,6 +1,7 @@
-"""Pipeline options: the recipe.
+"""Pipeline options: the recipe, its loading from TOML and flags, and its checks.
 
-A recipe is a TOML file whose tables mirror the dataclasses below::
+A recipe is a TOML file whose tables mirror :class:`Recipe` and its sections (the
+dataclasses of :mod:`edgeprune.recipe_options`)::
 
     seed = 0
     task = "auto"
@@ -22,8 +23,9 @@ A recipe is a TOML file whose tables mirror the dataclasses below::
 
 Every option can also be set from the command line; each field's metadata
 names its flag (``flag``) and help text, and the CLI builds its options from
-them, so a new option is one new field here. Values from flags override the
-recipe. Unknown keys and out-of-range values raise :class:`RecipeError`.
+them, so a new option is one new field in :mod:`edgeprune.recipe_options`.
+Values from flags override the recipe. Unknown keys and out-of-range values
+raise :class:`RecipeError`.
 
 A recipe holds pipeline options only, never facts about a device.
 """
@@ -39,210 +41,27 @@ from typing import Any
 
 from edgeprune._toml import read_toml
 from edgeprune.errors import RecipeError
+from edgeprune.recipe_options import (
+    BudgetOptions,
+    PruneOptions,
+    QuantizeOptions,
+    StructuredPruning,
+    TrainOptions,
+    ValidateOptions,
+    option,
+)
 
 TASKS = ("auto", "classification", "regression")
-SCHEDULES = ("polynomial_decay", "constant")
-PATTERNS = ("unstructured", "m_by_n", "block")
-QUANTIZE_MODES = ("int8", "dynamic", "float16", "float32")
-
-
-def _opt(default: Any, flag: str, help: str, *, choices=None, lo=None, hi=None, hi_open=False,
-         lo_open=False, kind=None, factory=None):
-    meta = {"flag": flag, "help": help, "choices": choices, "lo": lo, "hi": hi,
-            "hi_open": hi_open, "lo_open": lo_open, "kind": kind}
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """How edgeprune trains a built-in baseline model (ignored for a user's model)."""
-
-    epochs: int = _opt(20, "--train-epochs", "Epochs to train a built-in baseline.", lo=1)
-    batch_size: int = _opt(32, "--train-batch-size", "Batch size for baseline training.", lo=1)
-    learning_rate: float = _opt(2e-3, "--train-learning-rate",
-                                "Adam learning rate for baseline training.", lo=0.0,
-                                lo_open=True)
-
-
-@dataclass(frozen=True)
-class PruneOptions:
-    """Magnitude pruning with tfmot and the fine-tuning that goes with it."""
-
-    schedule: str = _opt("polynomial_decay", "--schedule", "Pruning schedule.",
-                         choices=SCHEDULES)
-    final_sparsity: float = _opt(0.75, "--sparsity",
-                                 "Fraction of weights to zero in each pruned layer.",
-                                 lo=0.0, hi=1.0, hi_open=True)
-    initial_sparsity: float = _opt(0.0, "--initial-sparsity",
-                                   "Sparsity at the first step (polynomial_decay).",
-                                   lo=0.0, hi=1.0, hi_open=True)
-    power: float = _opt(3.0, "--power", "Exponent of the polynomial_decay schedule.", lo=0.0,
-                        lo_open=True)
-    pattern: str = _opt("unstructured", "--pattern",
-                        "Sparsity pattern: any weight, m zeros in every n, or whole blocks.",
-                        choices=PATTERNS)
-    m_by_n: tuple[int, int] = _opt((2, 4), "--m-by-n",
-                                   "For pattern m_by_n: m zeros in every n weights, as M:N.",
-                                   kind="pair")
-    block_size: tuple[int, int] = _opt((1, 4), "--block-size",
-                                       "For pattern block: block height and width, as HxW "
-                                       "(2-D kernels, that is Dense layers, only).",
-                                       kind="pair")
-    block_pooling: str = _opt("AVG", "--block-pooling", "How a block's magnitude is pooled.",
-                              choices=("AVG", "MAX"))
-    epochs: int = _opt(10, "--epochs", "Fine-tuning epochs while pruning.", lo=1)
-    batch_size: int = _opt(32, "--batch-size", "Fine-tuning batch size.", lo=1)
-    learning_rate: float = _opt(1e-3, "--learning-rate", "Adam learning rate for fine-tuning.",
-                                lo=0.0, lo_open=True)
-    begin_step: int | None = _opt(None, "--begin-step",
-                                  "Step at which pruning starts (default 0).", lo=0)
-    end_step: int | None = _opt(None, "--end-step",
-                                "Step at which the schedule reaches final_sparsity "
-                                "(default: derived from end_fraction).", lo=1)
-    end_fraction: float = _opt(0.7, "--end-fraction",
-                               "Fraction of the fine-tuning steps by which the schedule ends; "
-                               "the rest recovers accuracy at the final sparsity.",
-                               lo=0.0, hi=1.0)
-    frequency: int | None = _opt(None, "--frequency",
-                                 "Steps between mask updates (default: derived, about 16 "
-                                 "updates over the schedule).", lo=1)
-    include: tuple[str, ...] = _opt((), "--include",
-                                    "Prune only these layers (names or layer types).",
-                                    factory=tuple)
-    exclude: tuple[str, ...] = _opt((), "--exclude",
-                                    "Never prune these layers (names or layer types).",
-                                    factory=tuple)
-
-
-STRUCTURED_GOALS = ("none", "width", "params", "macs", "fit")
-IMPORTANCE = ("l1", "l2", "bn_scale", "taylor", "obd")
-
-
-@dataclass(frozen=True)
-class StructuredPruning:
-    """Structured pruning: whole neurons, filters and channels removed and the
-    model rebuilt narrower, before the tfmot stage (``goal = "none"``: off)."""
-
-    goal: str = _opt("none", "--structured",
-                     "Structured pruning goal: none (off); width (keep a fraction of the "
-                     "channels); params or macs (divide them by a factor); fit (the largest "
-                     "model that passes the --target device's flash, RAM and latency budgets).",
-                     choices=STRUCTURED_GOALS)
-    width: float = _opt(0.5, "--width",
-                        "Goal width: fraction of the prunable channels kept.",
-                        lo=0.0, hi=1.0, lo_open=True)
-    reduction: float = _opt(2.0, "--reduction",
-                            "Goal params or macs: factor to divide them by (2.0 halves them).",
-                            lo=1.0)
-    importance: str = _opt("l1", "--importance",
-                           "Channel importance: L1 or L2 norm of the kernel, BatchNorm scale, "
-                           "first-order Taylor or Optimal Brain Damage (both on training data).",
-                           choices=IMPORTANCE)
-    ranking: str = _opt("global", "--ranking",
-                        "Rank channels across all layers (global, with a per-layer floor) or "
-                        "cut every layer by the same ratio (uniform).",
-                        choices=("global", "uniform"))
-    floor: float = _opt(0.1, "--layer-floor",
-                        "Global ranking: fraction of each layer's channels always kept.",
-                        lo=0.0, hi=1.0, hi_open=True)
-    rounds: int = _opt(1, "--structured-rounds",
-                       "Prune-and-fine-tune rounds that approach the goal geometrically "
-                       "(1: one-shot).", lo=1, hi=50)
-    epochs: int = _opt(5, "--structured-epochs",
-                       "Fine-tuning epochs after each round (0: none).", lo=0)
-    batch_size: int = _opt(32, "--structured-batch-size",
-                           "Fine-tuning batch size of the structured rounds.", lo=1)
-    learning_rate: float = _opt(1e-3, "--structured-learning-rate",
-                                "Adam learning rate of the structured rounds.", lo=0.0,
-                                lo_open=True)
-    min_accuracy: float | None = _opt(None, "--min-accuracy",
-                                      "Stop the rounds when validation accuracy falls below "
-                                      "this and keep the round before (classification).",
-                                      lo=0.0, hi=1.0)
-    samples: int = _opt(256, "--importance-samples",
-                        "Training samples the taylor and obd criteria use.", lo=1)
-
-
-@dataclass(frozen=True)
-class QuantizeOptions:
-    """TFLite conversion."""
-
-    mode: str = _opt("int8", "--quantize", "TFLite conversion mode.", choices=QUANTIZE_MODES)
-    calibration_samples: int = _opt(200, "--calibration-samples",
-                                    "Representative samples for int8 calibration (from x_calib "
-                                    "if the data has it, else a seeded sample of x_train).",
-                                    lo=1)
-    max_accuracy_drop: float = _opt(0.02, "--max-accuracy-drop",
-                                    "Quantization budget (classification): accuracy the "
-                                    "converted model may lose against the float model it "
-                                    "came from; more fails the run with exit code 4.",
-                                    lo=0.0, hi=1.0)
-    max_mse_increase: float = _opt(0.25, "--max-mse-increase",
-                                   "Quantization budget (regression): relative MSE increase "
-                                   "allowed against the float model; more fails with exit "
-                                   "code 4.", lo=0.0)
-
-
-@dataclass(frozen=True)
-class ValidateOptions:
-    """On-device validation: what counts as the model still doing its job."""
-
-    max_accuracy_drop: float = _opt(0.03, "--max-validation-drop",
-                                    "Accuracy the model may lose on the runner against the "
-                                    "float baseline on the same samples; more exits 4.",
-                                    lo=0.0, hi=1.0)
-    max_mse_increase: float = _opt(0.5, "--max-validation-mse-increase",
-                                   "Regression: relative MSE increase allowed against the "
-                                   "float baseline; more exits 4.", lo=0.0)
-    min_agreement: float = _opt(0.95, "--min-agreement",
-                                "Fraction of samples whose result matches the host reference "
-                                "(same class; regression: every output within 1 LSB); less "
-                                "exits 4.", lo=0.0, hi=1.0)
-    samples: int | None = _opt(None, "--samples",
-                               "Validate on the first N samples of the split (default: all).",
-                               lo=1)
-    timeout_s: float = _opt(10.0, "--device-timeout",
-                            "Seconds any one device call may take before the device counts "
-                            "as silent.", lo=0.0, lo_open=True)
-    remote_python: str = _opt("python3", "--remote-python",
-                              "ssh runner: the board's Python, with numpy and tflite_runtime "
-                              "or ai_edge_litert (a path for a virtualenv's).")
-    ssh_config: str | None = _opt(None, "--ssh-config",
-                                  "ssh runner: an ssh config file to use instead of "
-                                  "~/.ssh/config (ssh -F).")
-    ssh_key: str | None = _opt(None, "--ssh-key",
-                               "ssh runner: the private key to log in with (ssh -i); default: "
-                               "the ssh config's and the agent's.")
-
-
-@dataclass(frozen=True)
-class BudgetOptions:
-    """Overrides of the target's default budgets (unset: the target's own)."""
-
-    max_flash_bytes: int | None = _opt(None, "--max-flash-bytes",
-                                       "Flash budget for model + runtime + reserve, bytes.",
-                                       lo=1)
-    max_ram_bytes: int | None = _opt(None, "--max-ram-bytes",
-                                     "RAM budget for arena + runtime + reserve, bytes.", lo=1)
-    max_latency_ms: float | None = _opt(None, "--max-latency-ms",
-                                        "Latency budget for one inference (estimated), ms.",
-                                        lo=0.0, lo_open=True)
-    cost_model: str | None = _opt(None, "--cost-model",
-                                  "Cost model for the latency estimate: a shipped id or a .toml "
-                                  "written by `edgeprune calibrate --out` (default: the "
-                                  "target's).")
 
 
 @dataclass(frozen=True)
 class Recipe:
     """Every pipeline option. Build with :func:`load_recipe` or ``Recipe()``."""
 
-    seed: int = _opt(0, "--seed", "Seed for every random choice (same seed, same metrics).",
-                     lo=0, hi=2**32 - 1)
-    task: str = _opt("auto", "--task", "Task; auto infers it from the labels and the model.",
-                     choices=TASKS)
+    seed: int = option(0, "--seed", "Seed for every random choice (same seed, same metrics).",
+                       lo=0, hi=2**32 - 1)
+    task: str = option("auto", "--task", "Task; auto infers it from the labels and the model.",
+                       choices=TASKS)
     train: TrainOptions = field(default_factory=TrainOptions)
     structured: StructuredPruning = field(default_factory=StructuredPruning)
     prune: PruneOptions = field(default_factory=PruneOptions)

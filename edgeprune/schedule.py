@@ -19,7 +19,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from edgeprune.errors import ScheduleError
-from edgeprune.recipe import PruneOptions
+from edgeprune.recipe_options import PruneOptions
 
 # About this many mask updates over a derived schedule: enough for gradual
 # pruning, few enough that each update has fine-tuning steps after it.

@@ -364,7 +364,7 @@ def test_run_for_a_target_refuses_missing_ops_before_writing(tmp_path):
 def test_check_options_applies_the_recipe_budget_and_its_cost_model_together(built):
     """The one entry point for a recipe's [budget]: `check`, the fit search and the
     pipeline's final check all go through it, so a --cost-model reaches each."""
-    from edgeprune.recipe import BudgetOptions
+    from edgeprune.recipe_options import BudgetOptions
     from edgeprune.stages.check import check_options
     from edgeprune.target import load_target
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edgeprune.errors import QualityError
-from edgeprune.recipe import QuantizeOptions
+from edgeprune.recipe_options import QuantizeOptions
 from edgeprune.rules.quality import (
     quantization_accuracy,
     quantization_mse,

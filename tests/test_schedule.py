@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from edgeprune.errors import ScheduleError
-from edgeprune.recipe import PruneOptions
+from edgeprune.recipe_options import PruneOptions
 from edgeprune.schedule import _update_steps, plan_schedule, sparsity_at
 
 

@@ -16,7 +16,7 @@ from test_firmware import _stub_tflm
 from edgeprune.cli import main
 from edgeprune.errors import BadInputError, QualityError
 from edgeprune.presentation.validation import format_result, format_rule
-from edgeprune.recipe import ValidateOptions
+from edgeprune.recipe_options import ValidateOptions
 from edgeprune.rules import validation as rules
 from edgeprune.runners import RunOutput
 from edgeprune.stages import validate as val

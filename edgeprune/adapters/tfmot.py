@@ -22,7 +22,7 @@ import tensorflow_model_optimization as tfmot
 
 from edgeprune.adapters import keras as ka
 from edgeprune.errors import RecipeError, VerificationError
-from edgeprune.recipe import PruneOptions
+from edgeprune.recipe_options import PruneOptions
 from edgeprune.schedule import SchedulePlan
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgeprune.recipe import ValidateOptions
+from edgeprune.recipe_options import ValidateOptions
 from edgeprune.rules.result import RuleResult, rule_text
 
 # Budgets are compared with this slack so that a figure equal to its budget

@@ -26,7 +26,7 @@ from edgeprune.errors import BadInputError
 from edgeprune.estimates import footprint
 from edgeprune.estimates.latency import estimate_latency
 from edgeprune.estimates.opcost import model_cost
-from edgeprune.recipe import BudgetOptions
+from edgeprune.recipe_options import BudgetOptions
 from edgeprune.rules import budget as rules
 from edgeprune.target import Budget, Target
 
@@ -177,7 +177,7 @@ def _apply(ev: rules.Evidence, target: Target, budget: Budget,
 def check_flatbuffer(model: Flatbuffer, target: Target, options: BudgetOptions | None = None,
                      arena=None) -> rules.CheckResult:
     """Check ``model`` (in memory) against ``target`` under a recipe's ``[budget]``
-    (:class:`~edgeprune.recipe.BudgetOptions`): its overrides of the target's
+    (:class:`~edgeprune.recipe_options.BudgetOptions`): its overrides of the target's
     budgets and its cost model together, so that no caller applies one without
     the other. The preconditions are judged first (:func:`support`,
     :func:`require`), then the evidence is measured (:func:`evidence`, where

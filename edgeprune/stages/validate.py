@@ -35,7 +35,7 @@ import numpy as np
 
 from edgeprune import artifacts, metrics, report
 from edgeprune.errors import BadInputError, DeviceError, Interrupted, QualityError
-from edgeprune.recipe import ValidateOptions
+from edgeprune.recipe_options import ValidateOptions
 from edgeprune.rules import validation as rules
 from edgeprune.runners.choice import choose_runner, open_runner
 from edgeprune.target import Target

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgeprune.errors import BadInputError
-from edgeprune.recipe import IMPORTANCE
+from edgeprune.recipe_options import IMPORTANCE
 from edgeprune.structured.graph import ChannelGraph
 
 if TYPE_CHECKING:

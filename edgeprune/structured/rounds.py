@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgeprune.errors import BadInputError, VerificationError
-from edgeprune.recipe import STRUCTURED_GOALS
+from edgeprune.recipe_options import STRUCTURED_GOALS
 from edgeprune.structured.graph import analyze
 from edgeprune.structured.importance import DATA_CRITERIA, channel_scores, keras_macs, select
 from edgeprune.structured.surgery import (

@@ -1,0 +1,131 @@
+"""The ``edgeprune`` command line: parse options, call one library function, map errors.
+
+This package holds the click group, the error mapping, logging set-up, the
+options several commands share and the console script; the commands live in
+:mod:`edgeprune.cli.stages` (models through the pipeline's stages) and
+:mod:`edgeprune.cli.tools` (device profiles, .tflite inspection, cost models,
+fleet tables), and are registered on the group at the end of this module.
+
+Nothing heavy is imported at start-up: TensorFlow loads only inside the
+commands that need it, so ``edgeprune --help`` and ``edgeprune inspect``
+answer quickly. Exit codes: 0 success, 1 bad input or tool error, 2 usage
+error (click's own), 3 budget check failed, 4 a quality budget or a
+validation rule failed, 5 a device failed during validation (partial results
+written), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import typing
+
+import click
+
+from edgeprune import __version__
+from edgeprune.errors import EdgepruneError
+
+log = logging.getLogger("edgeprune")
+
+
+def fail(message: str, code: int) -> typing.NoReturn:
+    click.echo(f"edgeprune: error: {message}", err=True)
+    sys.exit(code)
+
+
+def guarded(fn):
+    """Turn domain errors into one line on stderr and their exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EdgepruneError as exc:
+            fail(str(exc), exc.exit_code)
+        except click.ClickException:
+            raise
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except Exception as exc:  # noqa: BLE001 - last line of defence
+            if os.environ.get("EDGEPRUNE_DEBUG"):
+                raise
+            fail(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+                  f" (set EDGEPRUNE_DEBUG=1 for the traceback)", 1)
+
+    return wrapper
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("edgeprune: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+    # TensorFlow's own Python loggers and warnings are noise at this level.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    if verbosity < 1:
+        import warnings
+
+        warnings.filterwarnings("ignore")
+
+
+# ------------------------------------------------------------ the group
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgeprune")
+@click.option("-v", "--verbose", count=True, help="More detail (-vv: library warnings too).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the final summary.")
+def main(verbose: int, quiet: bool) -> None:
+    """Prune, strip and quantize a Keras model for an edge device, and prove it fits.
+
+    With no options, `edgeprune run` trains the built-in digits CNN on
+    scikit-learn's bundled 8x8 digits and takes it through every stage.
+    """
+    _setup_logging(-1 if quiet else verbose)
+
+
+model_option = click.option("--model", "model", default=None, metavar="PATH",
+                            help="Keras model: .keras, .h5 or SavedModel folder "
+                                 "or a built-in name: digits_cnn (the default), or the MLPerf "
+                                 "Tiny ds_cnn, mobilenet_v1, resnet8, autoencoder on generated "
+                                 "data.")
+data_option = click.option("--data", "data", default=None, metavar="NPZ|NAME",
+                           help="An .npz with x_train, y_train, x_test, y_test (optional x_val, "
+                                "y_val, x_calib) or a built-in data set name (digits; "
+                                "kws_synthetic, vww_synthetic, ic_synthetic, ad_synthetic: "
+                                "generated).")
+recipe_option = click.option("--recipe", "recipe_path", default=None,
+                             type=click.Path(dir_okay=False),
+                             help="TOML recipe; flags override its values.")
+out_option = click.option("--out", "out", default=None, metavar="DIR",
+                          help="Run directory (default: runs/<model name>).")
+
+
+def entry() -> None:
+    """The console script: the click group, with TensorFlow's native log lines
+    filtered from the terminal (kept with ``-vv`` or ``EDGEPRUNE_DEBUG=1``)."""
+    argv = sys.argv[1:]
+    loads_tensorflow = any(a in ("run", "prune", "quantize", "check", "validate") for a in argv)
+    if loads_tensorflow and not os.environ.get("EDGEPRUNE_DEBUG") and not any(
+            a in ("-vv", "-vvv") for a in argv) and argv.count("-v") + argv.count(
+            "--verbose") < 2:
+        from edgeprune._native_stderr import filter_native_stderr
+
+        filter_native_stderr()
+    main(prog_name="edgeprune")
+
+
+# ------------------------------------------------------------ the commands
+# Imported last: their modules take fail, guarded and the shared options from above.
+from edgeprune.cli import stages, tools  # noqa: E402
+
+for _command in (stages.run, stages.prune_cmd, stages.quantize_cmd, stages.check_cmd,
+                 stages.firmware_cmd, stages.validate_cmd, tools.targets, tools.inspect,
+                 tools.cost, tools.calibrate, tools.measure, tools.fleet):
+    main.add_command(_command)
+del _command
