@@ -119,3 +119,15 @@ def test_no_module_is_over_450_lines():
     over = {m: n for m, n in _line_counts().items() if n > MAX_MODULE_LINES}
     assert not over, "modules over 450 lines: " + ", ".join(
         f"{m} ({n})" for m, n in sorted(over.items()))
+
+
+def test_every_package_ships():
+    """A subpackage missing from pyproject's list works in the editable install
+    and vanishes from a wheel: every folder with an __init__.py must be listed."""
+    import tomllib
+
+    with open(REPO / "pyproject.toml", "rb") as fh:
+        listed = set(tomllib.load(fh)["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts)
+             for p in (REPO / "edgeprune").rglob("__init__.py")}
+    assert found - listed == set(), f"not in pyproject's packages: {sorted(found - listed)}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from edgeprune.errors import BadInputError
-from edgeprune.recipe import ValidateOptions
+from edgeprune.recipe_options import ValidateOptions
 from edgeprune.target import Target
 
 #: Where a model can run, as ``--runner`` spells them.
