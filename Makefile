@@ -17,7 +17,7 @@ help:
 	@echo "make test      run the quick test suite (tests marked slow left out)"
 	@echo "make test-slow run only the tests marked slow"
 	@echo "make test-all  run every test (what .ci/run does)"
-	@echo "make lint      ruff"
+	@echo "make lint      ruff check and ruff format --check"
 	@echo "make bench     time edgeprune against a plain tfmot + converter script"
 	@echo "make bench-structured  structured pruning before/after on the reference models"
 	@echo "make targets   list the device targets; make <target> builds build/<target>/"
@@ -48,6 +48,7 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check edgeprune models tests benchmarks
+	$(BIN)/ruff format --check edgeprune models tests benchmarks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_default.py

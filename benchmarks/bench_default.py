@@ -110,8 +110,9 @@ def run_child(argv: list[str], side: str, work: str) -> ChildRun:
     if code != 0:
         with open(err_path, encoding="utf-8", errors="replace") as fh:
             tail = fh.read().splitlines()[-STDERR_TAIL_LINES:]
-        raise BenchError(f"{side} run failed with exit code {code}: {' '.join(argv)}\n"
-                         + "\n".join(tail))
+        raise BenchError(
+            f"{side} run failed with exit code {code}: {' '.join(argv)}\n" + "\n".join(tail)
+        )
     # ru_maxrss is in KiB on Linux.
     return ChildRun(wall, usage.ru_maxrss / 1024, stdout)
 
@@ -123,22 +124,34 @@ def run_plain(python: str, work: str, order: int) -> RunSample:
     try:
         figures = json.loads(child.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
-        raise BenchError(f"plain run printed no JSON line; its stdout ends with:\n"
-                         f"{child.stdout[-2000:]}") from None
+        raise BenchError(
+            f"plain run printed no JSON line; its stdout ends with:\n{child.stdout[-2000:]}"
+        ) from None
     s = figures["seconds"]
     total = figures["total_seconds"]
     named = s["baseline"] + s["prune"] + s["quantize"]
-    stages = {"baseline": s["baseline"], "prune": s["prune"], "quantize": s["quantize"],
-              "rest": total - named, "outside": child.wall_seconds - total}
-    return RunSample("plain", order, child.wall_seconds, total, child.peak_rss_mb,
-                     figures["final_accuracy"], stages)
+    stages = {
+        "baseline": s["baseline"],
+        "prune": s["prune"],
+        "quantize": s["quantize"],
+        "rest": total - named,
+        "outside": child.wall_seconds - total,
+    }
+    return RunSample(
+        "plain",
+        order,
+        child.wall_seconds,
+        total,
+        child.peak_rss_mb,
+        figures["final_accuracy"],
+        stages,
+    )
 
 
 def run_edgeprune(python: str, work: str, order: int) -> RunSample:
     out = os.path.join(work, "out")
     os.mkdir(out)
-    child = run_child([python, "-m", "edgeprune", "-q", "run", "--out", out], "edgeprune",
-                      work)
+    child = run_child([python, "-m", "edgeprune", "-q", "run", "--out", out], "edgeprune", work)
     try:
         with open(os.path.join(out, "report.json"), encoding="utf-8") as fh:
             report = json.load(fh)
@@ -147,12 +160,11 @@ def run_edgeprune(python: str, work: str, order: int) -> RunSample:
         total = report["seconds"]
         accuracy = st["evaluate"]["final"]["accuracy"]
     except (OSError, KeyError, json.JSONDecodeError) as exc:
-        raise BenchError(f"edgeprune run left no usable report.json in {out}: {exc!r}"
-                         ) from None
-    stages = {**named, "rest": total - sum(named.values()),
-              "outside": child.wall_seconds - total}
-    return RunSample("edgeprune", order, child.wall_seconds, total, child.peak_rss_mb,
-                     accuracy, stages)
+        raise BenchError(f"edgeprune run left no usable report.json in {out}: {exc!r}") from None
+    stages = {**named, "rest": total - sum(named.values()), "outside": child.wall_seconds - total}
+    return RunSample(
+        "edgeprune", order, child.wall_seconds, total, child.peak_rss_mb, accuracy, stages
+    )
 
 
 RUNNERS = {"plain": run_plain, "edgeprune": run_edgeprune}
@@ -163,15 +175,22 @@ def warm_up(python: str) -> None:
     does not pay for a cold page cache that later runs skip."""
     import subprocess
 
-    subprocess.run([python, "-c", "import tensorflow, tf_keras, "
-                    "tensorflow_model_optimization, ai_edge_litert.interpreter, sklearn"],
-                   cwd=REPO, env={**os.environ, "TF_USE_LEGACY_KERAS": "1",
-                                  "TF_CPP_MIN_LOG_LEVEL": "3"},
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    subprocess.run(
+        [
+            python,
+            "-c",
+            "import tensorflow, tf_keras, "
+            "tensorflow_model_optimization, ai_edge_litert.interpreter, sklearn",
+        ],
+        cwd=REPO,
+        env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
 
 
-def benchmark(repeat: int, python: str = sys.executable, warmup: bool = True
-              ) -> list[RunSample]:
+def benchmark(repeat: int, python: str = sys.executable, warmup: bool = True) -> list[RunSample]:
     """Run both sides ``repeat`` times each in alternating order.
 
     Side effects: starts subprocesses; writes only under temporary folders,
@@ -185,9 +204,15 @@ def benchmark(repeat: int, python: str = sys.executable, warmup: bool = True
     for i, side in enumerate(order, 1):
         with tempfile.TemporaryDirectory(prefix=f"edgeprune-bench-{side}-") as work:
             sample = RUNNERS[side](python, work, i)
-        log.info("run %d/%d %-9s  wall %6.2f s  peak RSS %5.0f MiB  int8 accuracy %.4f",
-                 i, len(order), side, sample.wall_seconds, sample.peak_rss_mb,
-                 sample.final_accuracy)
+        log.info(
+            "run %d/%d %-9s  wall %6.2f s  peak RSS %5.0f MiB  int8 accuracy %.4f",
+            i,
+            len(order),
+            side,
+            sample.wall_seconds,
+            sample.peak_rss_mb,
+            sample.final_accuracy,
+        )
         samples.append(sample)
     return samples
 
@@ -201,17 +226,21 @@ def time_help(python: str, runs: int = 7) -> dict:
     import time
 
     script = os.path.join(os.path.dirname(python), "edgeprune")
-    argv = [script, "--help"] if os.path.exists(script) else [python, "-m", "edgeprune",
-                                                               "--help"]
+    argv = [script, "--help"] if os.path.exists(script) else [python, "-m", "edgeprune", "--help"]
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
         subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
         times.append(time.perf_counter() - t0)
     median = statistics.median(times)
-    return {"command": " ".join(os.path.basename(a) for a in argv), "runs": runs,
-            "median_seconds": median, "max_seconds": max(times),
-            "target_seconds": HELP_TARGET_SECONDS, "within_target": median <= HELP_TARGET_SECONDS}
+    return {
+        "command": " ".join(os.path.basename(a) for a in argv),
+        "runs": runs,
+        "median_seconds": median,
+        "max_seconds": max(times),
+        "target_seconds": HELP_TARGET_SECONDS,
+        "within_target": median <= HELP_TARGET_SECONDS,
+    }
 
 
 def summarize(samples: list[RunSample]) -> dict:
@@ -227,24 +256,33 @@ def summarize(samples: list[RunSample]) -> dict:
             "peak_rss_mb": statistics.median(s.peak_rss_mb for s in mine),
             "peak_rss_mb_max": max(s.peak_rss_mb for s in mine),
             "final_accuracy": statistics.median(s.final_accuracy for s in mine),
-            "stage_seconds": {k: statistics.median(s.stage_seconds[k] for s in mine)
-                              for k in STAGES},
+            "stage_seconds": {
+                k: statistics.median(s.stage_seconds[k] for s in mine) for k in STAGES
+            },
         }
     ratio = median["edgeprune"]["wall_seconds"] / median["plain"]["wall_seconds"]
-    return {"median": median, "wall_ratio": ratio, "target_ratio": TARGET_RATIO,
-            "within_target": ratio <= TARGET_RATIO}
+    return {
+        "median": median,
+        "wall_ratio": ratio,
+        "target_ratio": TARGET_RATIO,
+        "within_target": ratio <= TARGET_RATIO,
+    }
 
 
 def format_table(summary: dict) -> str:
     p, e = summary["median"]["plain"], summary["median"]["edgeprune"]
     rows = [(STAGE_LABELS[k], p["stage_seconds"][k], e["stage_seconds"][k]) for k in STAGES]
-    rows += [("in-process total", p["in_process_seconds"], e["in_process_seconds"]),
-             ("wall time", p["wall_seconds"], e["wall_seconds"])]
+    rows += [
+        ("in-process total", p["in_process_seconds"], e["in_process_seconds"]),
+        ("wall time", p["wall_seconds"], e["wall_seconds"]),
+    ]
     width = max(len(r[0]) for r in rows) + 2
-    lines = [f"built-in default run (digits_cnn), median of {p['runs']} run(s) per side",
-             "",
-             f"{'seconds':<{width}}{'plain':>9}{'edgeprune':>11}{'diff':>9}{'ratio':>8}",
-             "-" * (width + 37)]
+    lines = [
+        f"built-in default run (digits_cnn), median of {p['runs']} run(s) per side",
+        "",
+        f"{'seconds':<{width}}{'plain':>9}{'edgeprune':>11}{'diff':>9}{'ratio':>8}",
+        "-" * (width + 37),
+    ]
     for label, a, b in rows:
         ratio = f"{b / a:.2f}x" if a > 0.05 else ""
         if label == "wall time":
@@ -253,11 +291,12 @@ def format_table(summary: dict) -> str:
     lines += [
         f"{'peak RSS (MiB)':<{width}}{p['peak_rss_mb']:>9.0f}{e['peak_rss_mb']:>11.0f}"
         f"{e['peak_rss_mb'] - p['peak_rss_mb']:>+9.0f}",
-        f"{'int8 test accuracy':<{width}}{p['final_accuracy']:>9.4f}"
-        f"{e['final_accuracy']:>11.4f}",
+        f"{'int8 test accuracy':<{width}}{p['final_accuracy']:>9.4f}{e['final_accuracy']:>11.4f}",
         "",
-        "wall per run (s): plain " + ", ".join(f"{w:.2f}" for w in p["wall_seconds_each"])
-        + "; edgeprune " + ", ".join(f"{w:.2f}" for w in e["wall_seconds_each"]),
+        "wall per run (s): plain "
+        + ", ".join(f"{w:.2f}" for w in p["wall_seconds_each"])
+        + "; edgeprune "
+        + ", ".join(f"{w:.2f}" for w in e["wall_seconds_each"]),
         f"edgeprune / plain wall time: {summary['wall_ratio']:.3f}x (target <= "
         f"{summary['target_ratio']:.2f}x: {'met' if summary['within_target'] else 'MISSED'})",
     ]
@@ -268,24 +307,43 @@ def machine() -> dict:
     from importlib import metadata
 
     libs = {}
-    for name in ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert",
-                 "edgeprune"):
+    for name in (
+        "tensorflow",
+        "tf-keras",
+        "tensorflow-model-optimization",
+        "ai-edge-litert",
+        "edgeprune",
+    ):
         try:
             libs[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             libs[name] = None
-    return {"python": platform.python_version(), "platform": platform.platform(),
-            "cpus": os.cpu_count(), "libraries": libs}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "libraries": libs,
+    }
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--repeat", default=3, show_default=True, type=click.IntRange(min=1),
-              help="Runs per side.")
+@click.option(
+    "--repeat", default=3, show_default=True, type=click.IntRange(min=1), help="Runs per side."
+)
 @click.option("--quick", is_flag=True, help="Smoke run: one run per side (--repeat 1).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-              help="Also write every run and the medians to this JSON file.")
-@click.option("--python", default=sys.executable, show_default=True,
-              help="Interpreter that runs both sides (needs edgeprune installed).")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write every run and the medians to this JSON file.",
+)
+@click.option(
+    "--python",
+    default=sys.executable,
+    show_default=True,
+    help="Interpreter that runs both sides (needs edgeprune installed).",
+)
 @click.option("--no-warmup", is_flag=True, help="Skip the unmeasured TensorFlow import.")
 def main(repeat: int, quick: bool, json_path: str | None, python: str, no_warmup: bool) -> None:
     """Time edgeprune's default run against a plain tfmot + converter script."""
@@ -304,13 +362,24 @@ def main(repeat: int, quick: bool, json_path: str | None, python: str, no_warmup
     summary["help"] = time_help(python)
     click.echo(format_table(summary))
     h = summary["help"]
-    click.echo(f"{h['command']}: median {h['median_seconds']:.3f} s of {h['runs']} runs (max "
-               f"{h['max_seconds']:.3f} s; target <= {h['target_seconds']} s: "
-               f"{'met' if h['within_target'] else 'MISSED'})")
+    click.echo(
+        f"{h['command']}: median {h['median_seconds']:.3f} s of {h['runs']} runs (max "
+        f"{h['max_seconds']:.3f} s; target <= {h['target_seconds']} s: "
+        f"{'met' if h['within_target'] else 'MISSED'})"
+    )
     if json_path:
         with open(json_path, "w", encoding="utf-8") as fh:
-            json.dump({"repeat": repeat, "order": run_order(repeat), "machine": machine(),
-                       **summary, "runs": [asdict(s) for s in samples]}, fh, indent=2)
+            json.dump(
+                {
+                    "repeat": repeat,
+                    "order": run_order(repeat),
+                    "machine": machine(),
+                    **summary,
+                    "runs": [asdict(s) for s in samples],
+                },
+                fh,
+                indent=2,
+            )
             fh.write("\n")
         click.echo(f"json: {json_path}")
 

@@ -18,15 +18,18 @@ HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "targets",
 
 
 def loo(name: str, params: tuple[str, ...]) -> None:
-    result = cal.calibrate(load_measurements(os.path.join(HERE, name, "measurements.csv")),
-                           params=params)
+    result = cal.calibrate(
+        load_measurements(os.path.join(HERE, name, "measurements.csv")), params=params
+    )
     a = result.accuracy
     print(f"\n### {name}: leave-one-out ({', '.join(params)})\n")
     print("| board | measurement | measured ms | left-out estimate ms | error |")
     print("|---|---|---:|---:|---:|")
     for r in result.rows:
-        print(f"| {r.row.board} | {r.row.label} | {r.row.ms:.4g} | {r.loo_ms:.4g} | "
-              f"{r.loo_error:+.1%} |")
+        print(
+            f"| {r.row.board} | {r.row.label} | {r.row.ms:.4g} | {r.loo_ms:.4g} | "
+            f"{r.loo_error:+.1%} |"
+        )
     print(f"\nmedian |error| {a.median_abs_error:.1%}, max {a.max_abs_error:.1%}, n = {a.n}")
 
 

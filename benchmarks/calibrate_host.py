@@ -95,40 +95,68 @@ def main() -> int:
     rounds: dict[str, list] = {name: [] for name, _, _ in models}
     for _ in range(args.rounds):
         for name, data, _ in models:
-            rounds[name].append(measure_latency(data, host.kernels, host.latency.threads,
-                                                runs=args.runs))
+            rounds[name].append(
+                measure_latency(data, host.kernels, host.latency.threads, runs=args.runs)
+            )
     for name, _, cost in models:
         m = sorted(rounds[name], key=lambda r: r.p50_ms)[len(rounds[name]) // 2]
         ms = m.p50_ms
-        print(f"{name:24s} {cost.macs:>12,} MACs {ms:9.4f} ms  (rounds: "
-              f"{', '.join(f'{r.p50_ms:.4g}' for r in rounds[name])})", flush=True)
-        rows.append(measurement_row(
-            f"{name}.json", ms, host.clock_hz, "xnnpack_x86-64", m.where,
-            f"benchmarks/calibrate_host.py, {today}: median of {args.rounds} rounds, this one "
-            f"{m.text}"))
+        print(
+            f"{name:24s} {cost.macs:>12,} MACs {ms:9.4f} ms  (rounds: "
+            f"{', '.join(f'{r.p50_ms:.4g}' for r in rounds[name])})",
+            flush=True,
+        )
+        rows.append(
+            measurement_row(
+                f"{name}.json",
+                ms,
+                host.clock_hz,
+                "xnnpack_x86-64",
+                m.where,
+                f"benchmarks/calibrate_host.py, {today}: median of {args.rounds} rounds, this one "
+                f"{m.text}",
+            )
+        )
     csv_path = os.path.join(work, "measurements.csv")
-    write_measurements(csv_path, rows, (
-        f"The host's XNNPACK timings, measured by benchmarks/calibrate_host.py on {today}.\n"
-        f"Untrained int8 models built from models/ (MLPerf Tiny reference architectures,\n"
-        f"width variants, the digits CNN); the .json files are their op costs."), "")
+    write_measurements(
+        csv_path,
+        rows,
+        (
+            f"The host's XNNPACK timings, measured by benchmarks/calibrate_host.py on {today}.\n"
+            f"Untrained int8 models built from models/ (MLPerf Tiny reference architectures,\n"
+            f"width variants, the digits CNN); the .json files are their op costs."
+        ),
+        "",
+    )
     base = load_cost_model("xnnpack_cortex-a72")  # the shape of an XNNPACK model: one rate
     base = dataclasses.replace(base, id="xnnpack_x86-64", core="x86-64", derivation="")
-    result = cal.calibrate(load_measurements(csv_path), base, FIT,
-                           f"host_x86-64 ({len(rows)} int8 models)")
+    result = cal.calibrate(
+        load_measurements(csv_path), base, FIT, f"host_x86-64 ({len(rows)} int8 models)"
+    )
     print()
     print(format_calibration(result))
     if args.write:
-        fitted = dataclasses.replace(result.model, derivation=(
-            "Fitted on this project's reference host (AMD EPYC with AVX-512 VNNI, 2 cores) to "
-            "int8 models only: float_factor and parallel_efficiency are the Cortex-A72 "
-            "model's, not measured here. On another x86-64 machine, re-run "
-            "benchmarks/calibrate_host.py --write, or `edgeprune measure` and "
-            "`edgeprune calibrate`."))
+        fitted = dataclasses.replace(
+            result.model,
+            derivation=(
+                "Fitted on this project's reference host (AMD EPYC with AVX-512 VNNI, 2 cores) to "
+                "int8 models only: float_factor and parallel_efficiency are the Cortex-A72 "
+                "model's, not measured here. On another x86-64 machine, re-run "
+                "benchmarks/calibrate_host.py --write, or `edgeprune measure` and "
+                "`edgeprune calibrate`."
+            ),
+        )
         with open(MODEL_OUT, "w") as fh:
-            fh.write(cal.cost_model_toml(fitted, (
-                "XNNPACK (ai-edge-litert's default delegate) on this project's x86-64 host: "
-                "fitted by\nbenchmarks/calibrate_host.py --write to "
-                "targets/calibration/host_x86-64/measurements.csv.")))
+            fh.write(
+                cal.cost_model_toml(
+                    fitted,
+                    (
+                        "XNNPACK (ai-edge-litert's default delegate) on this project's x86-64 "
+                        "host: fitted by\nbenchmarks/calibrate_host.py --write to "
+                        "targets/calibration/host_x86-64/measurements.csv."
+                    ),
+                )
+            )
         print(f"\nwrote {csv_path} and {MODEL_OUT}")
     return 0
 

@@ -59,15 +59,18 @@ def load_digits_split():
 
 
 def build_cnn(keras):
-    return keras.Sequential([
-        keras.Input(shape=(8, 8, 1), name="image"),
-        keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1"),
-        keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2"),
-        keras.layers.MaxPooling2D(name="pool"),
-        keras.layers.Flatten(name="flatten"),
-        keras.layers.Dense(64, activation="relu", name="fc1"),
-        keras.layers.Dense(10, activation="softmax", name="classifier"),
-    ], name="digits_cnn")
+    return keras.Sequential(
+        [
+            keras.Input(shape=(8, 8, 1), name="image"),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1"),
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2"),
+            keras.layers.MaxPooling2D(name="pool"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(64, activation="relu", name="fc1"),
+            keras.layers.Dense(10, activation="softmax", name="classifier"),
+        ],
+        name="digits_cnn",
+    )
 
 
 def pruning_schedule_steps(n_train: int) -> tuple[int, int, int]:
@@ -83,9 +86,10 @@ def pruning_schedule_steps(n_train: int) -> tuple[int, int, int]:
 def to_tflite(tf, model, x_calib=None) -> bytes:
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if x_calib is not None:
+
         def representative():
             for i in range(len(x_calib)):
-                yield [x_calib[i:i + 1]]
+                yield [x_calib[i : i + 1]]
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
@@ -101,8 +105,11 @@ def run_tflite(model_bytes: bytes, x):
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    it = Interpreter(model_content=model_bytes, num_threads=1,
-                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it = Interpreter(
+        model_content=model_bytes,
+        num_threads=1,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
     inp = it.get_input_details()[0]
     it.resize_tensor_input(inp["index"], [len(x), *inp["shape"][1:]])
     it.allocate_tensors()
@@ -145,11 +152,15 @@ def run(out: str) -> dict:
 
     # Re-seeding before each fit, as edgeprune does, makes both runs draw the
     # same shuffles, so their accuracies can be compared exactly.
-    model.compile(optimizer=keras.optimizers.Adam(TRAIN_LR),
-                  loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(TRAIN_LR),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
     seed_everything()
-    model.fit(x_train, y_train, epochs=TRAIN_EPOCHS, batch_size=TRAIN_BATCH, shuffle=True,
-              verbose=0)
+    model.fit(
+        x_train, y_train, epochs=TRAIN_EPOCHS, batch_size=TRAIN_BATCH, shuffle=True, verbose=0
+    )
     model.save(os.path.join(out, "baseline.keras"))
     baseline_tflite = to_tflite(tf, model)
     with open(os.path.join(out, "baseline_float32.tflite"), "wb") as fh:
@@ -158,24 +169,48 @@ def run(out: str) -> dict:
 
     begin, end, frequency = pruning_schedule_steps(len(x_train))
     schedule = tfmot.sparsity.keras.PolynomialDecay(
-        initial_sparsity=0.0, final_sparsity=FINAL_SPARSITY, begin_step=begin, end_step=end,
-        power=POWER, frequency=frequency)
+        initial_sparsity=0.0,
+        final_sparsity=FINAL_SPARSITY,
+        begin_step=begin,
+        end_step=end,
+        power=POWER,
+        frequency=frequency,
+    )
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
-    pruned = keras.models.clone_model(copy, clone_function=lambda layer: (
-        tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) else layer))
-    pruned.compile(optimizer=keras.optimizers.Adam(PRUNE_LR),
-                   loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    pruned = keras.models.clone_model(
+        copy,
+        clone_function=lambda layer: (
+            tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+            if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
+            else layer
+        ),
+    )
+    pruned.compile(
+        optimizer=keras.optimizers.Adam(PRUNE_LR),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
     seed_everything()
-    pruned.fit(x_train, y_train, epochs=PRUNE_EPOCHS, batch_size=PRUNE_BATCH, shuffle=True,
-               verbose=0, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    pruned.fit(
+        x_train,
+        y_train,
+        epochs=PRUNE_EPOCHS,
+        batch_size=PRUNE_BATCH,
+        shuffle=True,
+        verbose=0,
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+    )
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
-    if not np.array_equal(np.asarray(pruned(x_test, training=False)),
-                          np.asarray(stripped(x_test, training=False))):
+    if not np.array_equal(
+        np.asarray(pruned(x_test, training=False)), np.asarray(stripped(x_test, training=False))
+    ):
         raise SystemExit("strip_pruning changed the model's outputs")
-    sparsity = {layer.name: float(np.mean(layer.kernel.numpy() == 0))
-                for layer in stripped.layers if hasattr(layer, "kernel")}
+    sparsity = {
+        layer.name: float(np.mean(layer.kernel.numpy() == 0))
+        for layer in stripped.layers
+        if hasattr(layer, "kernel")
+    }
     stripped.save(os.path.join(out, "pruned.keras"))
     pruned_tflite = to_tflite(tf, stripped)
     with open(os.path.join(out, "pruned_float32.tflite"), "wb") as fh:
@@ -190,31 +225,44 @@ def run(out: str) -> dict:
     lap("quantize")
 
     evaluation, reference = {}, None
-    for stage, blob in (("baseline", baseline_tflite), ("pruned", pruned_tflite),
-                        ("final", int8_tflite)):
+    for stage, blob in (
+        ("baseline", baseline_tflite),
+        ("pruned", pruned_tflite),
+        ("final", int8_tflite),
+    ):
         y_pred = run_tflite(blob, x_test).argmax(axis=1)
         reference = y_pred if reference is None else reference
         evaluation[stage] = {
             "accuracy": float(np.mean(y_pred == y_test)),
-            "macro_f1": float(f1_score(y_test, y_pred, labels=list(range(10)),
-                                       average="macro", zero_division=0)),
-            "confusion_matrix": confusion_matrix(y_test, y_pred,
-                                                 labels=list(range(10))).tolist(),
+            "macro_f1": float(
+                f1_score(y_test, y_pred, labels=list(range(10)), average="macro", zero_division=0)
+            ),
+            "confusion_matrix": confusion_matrix(y_test, y_pred, labels=list(range(10))).tolist(),
             "agreement": float(np.mean(y_pred == reference)),
             "bytes": len(blob),
             "gzip_bytes": len(gzip.compress(blob, compresslevel=9, mtime=0)),
         }
     lap("evaluate")
 
-    return {"seconds": seconds, "sparsity": sparsity, "schedule": [begin, end, frequency],
-            "evaluate": {k: {m: v for m, v in e.items() if m != "confusion_matrix"}
-                         for k, e in evaluation.items()},
-            "final_accuracy": evaluation["final"]["accuracy"]}
+    return {
+        "seconds": seconds,
+        "sparsity": sparsity,
+        "schedule": [begin, end, frequency],
+        "evaluate": {
+            k: {m: v for m, v in e.items() if m != "confusion_matrix"}
+            for k, e in evaluation.items()
+        },
+        "final_accuracy": evaluation["final"]["accuracy"],
+    }
 
 
 @click.command()
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Folder for the artifacts (created if missing).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the artifacts (created if missing).",
+)
 def main(out: str) -> None:
     """Run the default edgeprune recipe by hand; print one JSON line of figures."""
     os.makedirs(out, exist_ok=True)

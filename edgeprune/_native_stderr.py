@@ -18,10 +18,12 @@ import sys
 # absl's log prefix: severity letter, MMDD, time (TF 2.21 prints seconds since
 # the epoch: "I0000 00:00:1795292630.202176"), thread, file:line]. Info,
 # warning and error lines go; fatal (F) lines and everything else pass.
-NOISE = (rb"^([IWE]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\]"
-         rb"|WARNING: All log messages before absl::InitializeLog"
-         rb"|fully_quantize: \d, inference_type"
-         rb"|To enable the following instructions: .* rebuild TensorFlow)")
+NOISE = (
+    rb"^([IWE]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\]"
+    rb"|WARNING: All log messages before absl::InitializeLog"
+    rb"|fully_quantize: \d, inference_type"
+    rb"|To enable the following instructions: .* rebuild TensorFlow)"
+)
 
 _FILTER = f"""
 import re, sys
@@ -37,12 +39,19 @@ def filter_native_stderr() -> None:
     """Route fd 2 through the filter; ``sys.stderr`` keeps writing to the terminal."""
     try:
         original = os.dup(2)
-        child = subprocess.Popen([sys.executable, "-c", _FILTER], stdin=subprocess.PIPE,
-                                 stdout=original, close_fds=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", _FILTER], stdin=subprocess.PIPE, stdout=original, close_fds=True
+        )
     except OSError:
         return
     sys.stderr.flush()
     os.dup2(child.stdin.fileno(), 2)
     child.stdin.close()
-    sys.stderr = open(original, "w", buffering=1, encoding="utf-8",  # noqa: SIM115
-                      errors="replace", closefd=False)
+    sys.stderr = open(
+        original,
+        "w",
+        buffering=1,
+        encoding="utf-8",  # noqa: SIM115
+        errors="replace",
+        closefd=False,
+    )

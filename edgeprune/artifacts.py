@@ -76,14 +76,16 @@ def check_out_dir(path: str | os.PathLike) -> None:
     """
     p = os.path.abspath(os.fspath(path))
     if os.path.exists(p) and not os.path.isdir(p):
-        raise BadInputError(f"output directory {os.fspath(path)} is a file; choose a folder "
-                            f"path or remove the file")
+        raise BadInputError(
+            f"output directory {os.fspath(path)} is a file; choose a folder path or remove the file"
+        )
     parent = os.path.dirname(p)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
-        raise BadInputError(f"output directory {os.fspath(path)} lies under {parent}, which "
-                            f"is a file")
+        raise BadInputError(
+            f"output directory {os.fspath(path)} lies under {parent}, which is a file"
+        )
     created = []
     try:
         probe = p
@@ -98,8 +100,10 @@ def check_out_dir(path: str | os.PathLike) -> None:
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
-        raise BadInputError(f"output directory {os.fspath(path)} cannot be written "
-                            f"({exc.strerror}); choose another folder") from None
+        raise BadInputError(
+            f"output directory {os.fspath(path)} cannot be written "
+            f"({exc.strerror}); choose another folder"
+        ) from None
     finally:
         for folder in reversed(created):
             with contextlib.suppress(OSError):
@@ -140,8 +144,10 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[str]:
         else:
             os.replace(tmp, final)
     except OSError as exc:
-        raise ArtifactWriteError(f"writing {final} failed ({exc.strerror or exc}); check free "
-                                 f"space and permissions of {folder or '.'}") from None
+        raise ArtifactWriteError(
+            f"writing {final} failed ({exc.strerror or exc}); check free "
+            f"space and permissions of {folder or '.'}"
+        ) from None
     finally:
         if os.path.isdir(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
@@ -260,8 +266,9 @@ class RunDir:
         written = self.write_bytes(name, data, stage)
         return Flatbuffer(data, written.path, written.sha256, mode)
 
-    def write_with(self, name: str, writer: Callable[[str], None], stage: str,
-                   suffix: str = "") -> Artifact:
+    def write_with(
+        self, name: str, writer: Callable[[str], None], stage: str, suffix: str = ""
+    ) -> Artifact:
         """Write an artifact through ``writer(tmp_path)`` (for libraries that save to a path)."""
         self._ensure()
         path = self.file(name)

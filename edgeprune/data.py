@@ -41,9 +41,15 @@ class Dataset:
         def shp(a):
             return None if a is None else list(a.shape)
 
-        return {"name": self.name, "sha256": self.sha256, "one_hot_labels": self.one_hot,
-                "x_train": shp(self.x_train), "x_test": shp(self.x_test),
-                "x_val": shp(self.x_val), "x_calib": shp(self.x_calib)}
+        return {
+            "name": self.name,
+            "sha256": self.sha256,
+            "one_hot_labels": self.one_hot,
+            "x_train": shp(self.x_train),
+            "x_test": shp(self.x_test),
+            "x_val": shp(self.x_val),
+            "x_calib": shp(self.x_calib),
+        }
 
 
 def _digits() -> Dataset:
@@ -56,9 +62,16 @@ def _digits() -> Dataset:
     x = (d.images / 16.0).astype(np.float32)[..., None]
     y = d.target.astype(np.int64)
     x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=0.2, random_state=0, stratify=y)
-    return Dataset("digits", x_train, y_train, x_test, y_test,
-                   sha256=_hash_arrays([x_train, y_train, x_test, y_test]))
+        x, y, test_size=0.2, random_state=0, stratify=y
+    )
+    return Dataset(
+        "digits",
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        sha256=_hash_arrays([x_train, y_train, x_test, y_test]),
+    )
 
 
 def _synthetic(name: str, model: str, n_train: int, n_test: int):
@@ -79,11 +92,15 @@ def _synthetic(name: str, model: str, n_train: int, n_test: int):
 BUILTIN_DATASETS = {
     "digits": _digits,
     # Generated stand-ins for the MLPerf Tiny data sets, named after their task.
-    **{name: _synthetic(name, model, n_train, n_test)
-       for name, model, n_train, n_test in (("kws_synthetic", "ds_cnn", 1024, 256),
-                                            ("vww_synthetic", "mobilenet_v1", 512, 128),
-                                            ("ic_synthetic", "resnet8", 1024, 256),
-                                            ("ad_synthetic", "autoencoder", 1024, 256))},
+    **{
+        name: _synthetic(name, model, n_train, n_test)
+        for name, model, n_train, n_test in (
+            ("kws_synthetic", "ds_cnn", 1024, 256),
+            ("vww_synthetic", "mobilenet_v1", 512, 128),
+            ("ic_synthetic", "resnet8", 1024, 256),
+            ("ad_synthetic", "autoencoder", 1024, 256),
+        )
+    },
 }
 
 
@@ -108,12 +125,15 @@ def load_dataset(spec: str | os.PathLike) -> Dataset:
         return BUILTIN_DATASETS[text]()
     if not os.path.exists(text):
         if not text.endswith(".npz") and os.sep not in text:
-            raise DataError(f"data '{text}' is neither a built-in data set ("
-                            f"{', '.join(BUILTIN_DATASETS)}) nor an existing .npz file")
+            raise DataError(
+                f"data '{text}' is neither a built-in data set ("
+                f"{', '.join(BUILTIN_DATASETS)}) nor an existing .npz file"
+            )
         raise DataError(f"data file {text} does not exist; check the path")
     if os.path.isdir(text):
-        raise DataError(f"data {text} is a folder; pass an .npz file with "
-                        f"{', '.join(REQUIRED_KEYS)}")
+        raise DataError(
+            f"data {text} is a folder; pass an .npz file with {', '.join(REQUIRED_KEYS)}"
+        )
     try:
         with np.load(text, allow_pickle=False) as npz:
             keys = set(npz.files)
@@ -121,37 +141,45 @@ def load_dataset(spec: str | os.PathLike) -> Dataset:
             if missing:
                 raise DataError(
                     f"data file {text} lacks {', '.join(missing)}; it needs "
-                    f"{', '.join(REQUIRED_KEYS)} (optional: {', '.join(OPTIONAL_KEYS)})")
+                    f"{', '.join(REQUIRED_KEYS)} (optional: {', '.join(OPTIONAL_KEYS)})"
+                )
             arrays = {k: npz[k] for k in REQUIRED_KEYS + OPTIONAL_KEYS if k in keys}
     except DataError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"data file {text} is not a readable .npz archive ({exc}); "
-                        f"save it with numpy.savez") from None
+        raise DataError(
+            f"data file {text} is not a readable .npz archive ({exc}); save it with numpy.savez"
+        ) from None
     if ("x_val" in arrays) != ("y_val" in arrays):
         raise DataError(f"data file {text} has only one of x_val, y_val; give both or neither")
     for xk, yk in (("x_train", "y_train"), ("x_test", "y_test"), ("x_val", "y_val")):
         if xk in arrays and len(arrays[xk]) != len(arrays[yk]):
-            raise DataError(f"data file {text}: {xk} has {len(arrays[xk])} rows but {yk} has "
-                            f"{len(arrays[yk])}; they must match")
+            raise DataError(
+                f"data file {text}: {xk} has {len(arrays[xk])} rows but {yk} has "
+                f"{len(arrays[yk])}; they must match"
+            )
     for k, a in arrays.items():
         if a.dtype == object or a.dtype.kind not in "biuf":
             raise DataError(f"data file {text}: {k} has dtype {a.dtype}; it must be numeric")
         if a.ndim == 0 or len(a) == 0:
-            raise DataError(f"data file {text}: {k} is empty or a scalar; it needs one row "
-                            f"per sample")
+            raise DataError(
+                f"data file {text}: {k} is empty or a scalar; it needs one row per sample"
+            )
         if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
             bad = int(np.count_nonzero(~np.isfinite(a)))
-            raise DataError(f"data file {text}: {k} holds {bad} NaN or infinite value"
-                            f"{'s' if bad != 1 else ''}; clean or impute them first")
+            raise DataError(
+                f"data file {text}: {k} holds {bad} NaN or infinite value"
+                f"{'s' if bad != 1 else ''}; clean or impute them first"
+            )
     with open(text, "rb") as fh:
         digest = hashlib.file_digest(fh, "sha256").hexdigest()
     xs = {k: arrays[k].astype(np.float32) if k.startswith("x_") else arrays[k] for k in arrays}
     return Dataset(name=os.path.basename(text), sha256=digest, **xs)
 
 
-def infer_task(dataset: Dataset, output_units: int, requested: str = "auto",
-               probabilities: bool = False) -> str:
+def infer_task(
+    dataset: Dataset, output_units: int, requested: str = "auto", probabilities: bool = False
+) -> str:
     """Return ``"classification"`` or ``"regression"``.
 
     Classification when labels are integers (or one-hot rows matching the
@@ -182,15 +210,21 @@ def check_input_shapes(dataset: Dataset, input_shape: tuple) -> None:
             continue
         got = tuple(x.shape[1:])
         if len(got) != len(want) or any(
-                w is not None and w != g for w, g in zip(want, got, strict=True)):
+            w is not None and w != g for w, g in zip(want, got, strict=True)
+        ):
             raise DataError(
                 f"{key} has samples of shape {got} but the model's input is "
-                f"{_shape_text(want)}; reshape the data or pass the matching model")
+                f"{_shape_text(want)}; reshape the data or pass the matching model"
+            )
 
 
 def _one_hot_rows(y: np.ndarray) -> bool:
-    return (y.ndim == 2 and y.shape[1] > 1 and bool(np.all((y == 0) | (y == 1)))
-            and bool(np.all(y.sum(axis=1) == 1)))
+    return (
+        y.ndim == 2
+        and y.shape[1] > 1
+        and bool(np.all((y == 0) | (y == 1)))
+        and bool(np.all(y.sum(axis=1) == 1))
+    )
 
 
 def _is_one_hot(y: np.ndarray, output_units: int) -> bool:
@@ -215,16 +249,21 @@ def prepare(dataset: Dataset, task: str, input_shape: tuple, output_shape: tuple
                 raise DataError(
                     f"{key} has targets of shape {tuple(y.shape[1:])} but the model's output "
                     f"is {_shape_text(tuple(output_shape[1:]))}; for regression the targets "
-                    f"must have the output's shape")
-        ys = {k: (None if getattr(dataset, k) is None else
-                  getattr(dataset, k).astype(np.float32)) for k in ("y_train", "y_test", "y_val")}
+                    f"must have the output's shape"
+                )
+        ys = {
+            k: (None if getattr(dataset, k) is None else getattr(dataset, k).astype(np.float32))
+            for k in ("y_train", "y_test", "y_val")
+        }
         return replace(dataset, **ys)
     n_classes = max(out_units, 2)
     one_hot = _is_one_hot(dataset.y_train, out_units)
     if not one_hot and _one_hot_rows(dataset.y_train):
-        raise DataError(f"y_train is one-hot with {dataset.y_train.shape[1]} classes but the "
-                        f"model's output layer has {out_units} unit"
-                        f"{'s' if out_units != 1 else ''}; fix the labels or the output layer")
+        raise DataError(
+            f"y_train is one-hot with {dataset.y_train.shape[1]} classes but the "
+            f"model's output layer has {out_units} unit"
+            f"{'s' if out_units != 1 else ''}; fix the labels or the output layer"
+        )
     ys = {}
     for key in ("y_train", "y_test", "y_val"):
         y = getattr(dataset, key)
@@ -239,11 +278,14 @@ def prepare(dataset: Dataset, task: str, input_shape: tuple, output_shape: tuple
         if y.shape[1] != 1:
             raise DataError(
                 f"{key} has labels of shape {tuple(y.shape[1:])}; classification needs one "
-                f"integer label per sample or one-hot rows of width {out_units}")
+                f"integer label per sample or one-hot rows of width {out_units}"
+            )
         y = y[:, 0]
         if not np.all(np.equal(np.mod(y, 1), 0)):
-            raise DataError(f"{key} holds non-integer labels; classification needs class "
-                            f"indices (or pass task = \"regression\")")
+            raise DataError(
+                f"{key} holds non-integer labels; classification needs class "
+                f'indices (or pass task = "regression")'
+            )
         y = y.astype(np.int64)
         lo, hi = int(y.min()), int(y.max())
         if lo < 0 or hi >= n_classes:
@@ -251,7 +293,8 @@ def prepare(dataset: Dataset, task: str, input_shape: tuple, output_shape: tuple
             raise DataError(
                 f"{key} holds label {bad} but the model's output layer has {out_units} "
                 f"unit{'s' if out_units != 1 else ''} (labels 0..{n_classes - 1}); fix the "
-                f"labels or the output layer")
+                f"labels or the output layer"
+            )
         ys[key] = y
     return replace(dataset, one_hot=one_hot, **ys)
 

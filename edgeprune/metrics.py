@@ -21,15 +21,16 @@ def classification(y_true: np.ndarray, outputs: np.ndarray, n_classes: int) -> d
     labels = list(range(n_classes))
     return {
         "accuracy": float(np.mean(y_pred == y_true)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro",
-                                   zero_division=0)),
+        "macro_f1": float(
+            f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+        ),
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
 
 
 def regression(y_true: np.ndarray, outputs: np.ndarray) -> dict:
     diff = outputs.reshape(len(outputs), -1) - y_true.reshape(len(y_true), -1)
-    return {"mse": float(np.mean(diff ** 2)), "mae": float(np.mean(np.abs(diff)))}
+    return {"mse": float(np.mean(diff**2)), "mae": float(np.mean(np.abs(diff)))}
 
 
 def agreement(task: str, outputs: np.ndarray, reference: np.ndarray) -> dict:
@@ -39,17 +40,19 @@ def agreement(task: str, outputs: np.ndarray, reference: np.ndarray) -> dict:
     Regression: MSE and the largest absolute difference between the two.
     """
     if task == "classification":
-        return {"agreement": float(np.mean(predicted_classes(outputs)
-                                           == predicted_classes(reference)))}
+        return {
+            "agreement": float(np.mean(predicted_classes(outputs) == predicted_classes(reference)))
+        }
     diff = outputs.reshape(len(outputs), -1) - reference.reshape(len(reference), -1)
-    return {"mse_vs_baseline": float(np.mean(diff ** 2)),
-            "max_abs_diff_vs_baseline": float(np.max(np.abs(diff))) if diff.size else 0.0}
+    return {
+        "mse_vs_baseline": float(np.mean(diff**2)),
+        "max_abs_diff_vs_baseline": float(np.max(np.abs(diff))) if diff.size else 0.0,
+    }
 
 
 def scores(task: str, probabilities: bool, outputs: np.ndarray) -> np.ndarray:
     """One logit unit becomes a probability, so that 0.5 is the class threshold."""
-    if task == "classification" and not probabilities and outputs.size and \
-            outputs[0].size == 1:
+    if task == "classification" and not probabilities and outputs.size and outputs[0].size == 1:
         return 1.0 / (1.0 + np.exp(-outputs))
     return outputs
 

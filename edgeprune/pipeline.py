@@ -65,8 +65,13 @@ class RunResult:
     firmware: FirmwareResult | None = None
 
 
-def run(model: str | None = None, data: str | None = None, recipe: Recipe | None = None,
-        out: str | None = None, target: str | Target | None = None) -> RunResult:
+def run(
+    model: str | None = None,
+    data: str | None = None,
+    recipe: Recipe | None = None,
+    out: str | None = None,
+    target: str | Target | None = None,
+) -> RunResult:
     """Run the whole pipeline and write the run directory.
 
     With ``target`` (a device profile id or path), the final model is checked
@@ -86,8 +91,13 @@ def run(model: str | None = None, data: str | None = None, recipe: Recipe | None
     target = resolve_target(target, recipe)
     if target is not None and out is None:
         out = os.path.join("build", target.id)
-    inp = resolve_inputs(model, data, recipe, out, writes=(
-        artifacts.BASELINE_KERAS, artifacts.STRUCTURED_KERAS, artifacts.PRUNED_KERAS))
+    inp = resolve_inputs(
+        model,
+        data,
+        recipe,
+        out,
+        writes=(artifacts.BASELINE_KERAS, artifacts.STRUCTURED_KERAS, artifacts.PRUNED_KERAS),
+    )
     check_structured(inp, target)
     if target is not None and target.runtime == "tflm":
         preflight_tflm(inp, target)
@@ -106,8 +116,13 @@ def run(model: str | None = None, data: str | None = None, recipe: Recipe | None
     sizes = {stage: measure_size(m) for stage, m in models.items()}
     evals = evaluate_stage(inp, models)
     by_stage = {e.stage: e for e in evals}
-    quality = quantization_rule(inp.task, by_stage["pruned"].metrics,
-                                by_stage["final"].metrics, recipe.quantize, "pruned float32")
+    quality = quantization_rule(
+        inp.task,
+        by_stage["pruned"].metrics,
+        by_stage["final"].metrics,
+        recipe.quantize,
+        "pruned float32",
+    )
     check = firmware = None
     if target is not None:
         check = check_flatbuffer(quant.tflite, target, recipe.budget, quant.arena)
@@ -117,22 +132,49 @@ def run(model: str | None = None, data: str | None = None, recipe: Recipe | None
     inp.out.remove_unlisted(previous)
     seconds = time.perf_counter() - t0
     stages = report.Stages(
-        baseline=base.entry(), structured=structured.entry(recipe) if structured else None,
-        prune=pruned.entry(), strip=pruned.strip_entry(), quantize=quant.entry(quality),
+        baseline=base.entry(),
+        structured=structured.entry(recipe) if structured else None,
+        prune=pruned.entry(),
+        strip=pruned.strip_entry(),
+        quantize=quant.entry(quality),
         evaluate={e.stage: e.entry(artifacts.BASELINE_TFLITE) for e in evals},
-        check=None if check is None else report.CheckEntry.from_dict(
-            check.to_dict()))
-    body = report.Report(recipe.seed, recipe.to_dict(), inp.entry(), stages, sizes,
-                         report.size_notes(sizes), seconds,
-                         target=None if target is None else target.to_dict())
+        check=None if check is None else report.CheckEntry.from_dict(check.to_dict()),
+    )
+    body = report.Report(
+        recipe.seed,
+        recipe.to_dict(),
+        inp.entry(),
+        stages,
+        sizes,
+        report.size_notes(sizes),
+        seconds,
+        target=None if target is None else target.to_dict(),
+    )
     path = report.write_run(inp.out, body)
-    result = RunResult(inp.out.path, path, inp.task, base, pruned, quant, sizes, evals,
-                       seconds, body, quality, check, structured, firmware)
+    result = RunResult(
+        inp.out.path,
+        path,
+        inp.task,
+        base,
+        pruned,
+        quant,
+        sizes,
+        evals,
+        seconds,
+        body,
+        quality,
+        check,
+        structured,
+        firmware,
+    )
     if check is not None and not check.ok:
         failed = ", ".join(r.name for r in check.rules if not r.ok)
-        raise BudgetError(f"{quant.tflite.name} does not fit {target.id}: {failed} over "
-                          f"budget (see the table and report.json); prune harder, remove "
-                          f"filters, or raise the budget", result)
+        raise BudgetError(
+            f"{quant.tflite.name} does not fit {target.id}: {failed} over "
+            f"budget (see the table and report.json); prune harder, remove "
+            f"filters, or raise the budget",
+            result,
+        )
     raise_if_failed(quality, result)
     return result
 
@@ -154,9 +196,13 @@ class StageRunResult:
     seconds: float
 
 
-def prune_only(model: str, data: str, recipe: Recipe | None = None,
-               out: str | None = None, target: str | Target | None = None
-               ) -> StageRunResult:
+def prune_only(
+    model: str,
+    data: str,
+    recipe: Recipe | None = None,
+    out: str | None = None,
+    target: str | Target | None = None,
+) -> StageRunResult:
     """Prune, strip and verify the Keras model file ``model``; write
     ``pruned.keras`` and its float32 ``.tflite``; evaluate it against the
     input model. With a ``structured`` goal, whole channels go first
@@ -165,8 +211,14 @@ def prune_only(model: str, data: str, recipe: Recipe | None = None,
     t0 = time.perf_counter()
     recipe = recipe or Recipe()
     target = resolve_target(target, recipe)
-    inp = resolve_inputs(model, data, recipe, out, require_file=True,
-                         writes=(artifacts.STRUCTURED_KERAS, artifacts.PRUNED_KERAS))
+    inp = resolve_inputs(
+        model,
+        data,
+        recipe,
+        out,
+        require_file=True,
+        writes=(artifacts.STRUCTURED_KERAS, artifacts.PRUNED_KERAS),
+    )
     check_structured(inp, target)
     reference = _keras_scores(inp)
     structured = None
@@ -175,14 +227,23 @@ def prune_only(model: str, data: str, recipe: Recipe | None = None,
     result = prune_stage(inp, structured.model if structured else inp.model)
     models = {"structured": structured.tflite} if structured else {}
     models["pruned"] = result.tflite
-    entry = replace(result.entry(with_strip=True),
-                    structured=structured.entry(recipe) if structured else None)
-    return _finish_stage(inp, "prune", entry, {s: measure_size(m) for s, m in models.items()},
-                         evaluate_stage(inp, models, reference), model, t0)
+    entry = replace(
+        result.entry(with_strip=True), structured=structured.entry(recipe) if structured else None
+    )
+    return _finish_stage(
+        inp,
+        "prune",
+        entry,
+        {s: measure_size(m) for s, m in models.items()},
+        evaluate_stage(inp, models, reference),
+        model,
+        t0,
+    )
 
 
-def quantize_only(model: str, data: str, recipe: Recipe | None = None,
-                  out: str | None = None) -> StageRunResult:
+def quantize_only(
+    model: str, data: str, recipe: Recipe | None = None, out: str | None = None
+) -> StageRunResult:
     """Convert the Keras model file ``model`` in the recipe's quantization mode;
     evaluate the ``.tflite`` against the Keras model's own outputs and hold it
     to the quantization budget.
@@ -196,10 +257,18 @@ def quantize_only(model: str, data: str, recipe: Recipe | None = None,
     reference = _keras_scores(inp)
     result = quantize_stage(inp, inp.model)
     evals = evaluate_stage(inp, {"final": result.tflite}, reference)
-    check = quantization_rule(inp.task, metrics_of(inp, reference), evals[0].metrics,
-                              recipe.quantize, "input Keras")
-    stage_result = _finish_stage(inp, "quantize", result.entry(check),
-                                 {"final": measure_size(result.tflite)}, evals, model, t0)
+    check = quantization_rule(
+        inp.task, metrics_of(inp, reference), evals[0].metrics, recipe.quantize, "input Keras"
+    )
+    stage_result = _finish_stage(
+        inp,
+        "quantize",
+        result.entry(check),
+        {"final": measure_size(result.tflite)},
+        evals,
+        model,
+        t0,
+    )
     raise_if_failed(check, stage_result)
     return stage_result
 
@@ -211,8 +280,9 @@ def _keras_scores(inp: Inputs):
     return inp.scores(ka.predict(inp.model, inp.dataset.x_test))
 
 
-def _finish_stage(inp: Inputs, stage: str, entry, sizes: dict, evals: list[StageEval],
-                  model: str, t0: float) -> StageRunResult:
+def _finish_stage(
+    inp: Inputs, stage: str, entry, sizes: dict, evals: list[StageEval], model: str, t0: float
+) -> StageRunResult:
     """Merge one stage's results into ``report.json`` (see :func:`report.merge_stage`).
 
     Earlier stages are kept only while they produced this stage's input (same
@@ -223,8 +293,7 @@ def _finish_stage(inp: Inputs, stage: str, entry, sizes: dict, evals: list[Stage
     """
     fresh = set(inp.out.artifacts)
     old = report.load(inp.out)
-    keep = report.kept_stages(old, stage, inp.out.artifacts, inp.input_sha256,
-                              inp.dataset.sha256)
+    keep = report.kept_stages(old, stage, inp.out.artifacts, inp.input_sha256, inp.dataset.sha256)
     protected = {os.path.abspath(inp.model_source)}
     for name, listed in list(inp.out.artifacts.items()):
         stale = listed.get("stage") not in keep and name not in fresh
@@ -235,9 +304,15 @@ def _finish_stage(inp: Inputs, stage: str, entry, sizes: dict, evals: list[Stage
     recipe = inp.recipe
     entry = replace(entry, input=inp.stage_input(), seed=recipe.seed, recipe=recipe.to_dict())
     reference = f"input model {os.path.basename(model)}"
-    new = report.Report(recipe.seed, recipe.to_dict(), inp.entry(), report.Stages(
-        **{stage: entry}, evaluate={e.stage: e.entry(reference) for e in evals}), sizes,
-        report.size_notes(sizes))
+    new = report.Report(
+        recipe.seed,
+        recipe.to_dict(),
+        inp.entry(),
+        report.Stages(**{stage: entry}, evaluate={e.stage: e.entry(reference) for e in evals}),
+        sizes,
+        report.size_notes(sizes),
+    )
     path = report.write_run(inp.out, report.merge_stage(old, keep, new))
-    return StageRunResult(inp.out.path, path, stage, inp.task, entry, sizes, evals,
-                          time.perf_counter() - t0)
+    return StageRunResult(
+        inp.out.path, path, stage, inp.task, entry, sizes, evals, time.perf_counter() - t0
+    )

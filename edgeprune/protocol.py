@@ -48,24 +48,41 @@ CRC = struct.Struct("<I")
 
 HELLO, SET_INPUT, INVOKE, GET_OUTPUT = 0x01, 0x02, 0x03, 0x04
 REPLY = 0x80
-IDENTITY, ACK, INVOKED, OUTPUT = (HELLO | REPLY, SET_INPUT | REPLY, INVOKE | REPLY,
-                                  GET_OUTPUT | REPLY)
+IDENTITY, ACK, INVOKED, OUTPUT = (
+    HELLO | REPLY,
+    SET_INPUT | REPLY,
+    INVOKE | REPLY,
+    GET_OUTPUT | REPLY,
+)
 ERROR = 0x7F
 
 STATUS_OK = 0
 ERR_CRC, ERR_LENGTH, ERR_TYPE, ERR_RANGE, ERR_INVOKE, ERR_MODEL = 1, 2, 3, 4, 5, 6
-ERROR_NAMES = {ERR_CRC: "bad CRC", ERR_LENGTH: "bad length", ERR_TYPE: "unknown type",
-               ERR_RANGE: "offset or count out of range", ERR_INVOKE: "invoke failed",
-               ERR_MODEL: "model failed to load"}
+ERROR_NAMES = {
+    ERR_CRC: "bad CRC",
+    ERR_LENGTH: "bad length",
+    ERR_TYPE: "unknown type",
+    ERR_RANGE: "offset or count out of range",
+    ERR_INVOKE: "invoke failed",
+    ERR_MODEL: "model failed to load",
+}
 
 IDENTITY_BODY = struct.Struct("<BIIIIIIH")
 INVOKED_BODY = struct.Struct("<BQ")
 OFFSET = struct.Struct("<I")
 OFFSET_COUNT = struct.Struct("<IH")
 
-NAMES = {HELLO: "HELLO", SET_INPUT: "SET_INPUT", INVOKE: "INVOKE", GET_OUTPUT: "GET_OUTPUT",
-         IDENTITY: "IDENTITY", ACK: "ACK", INVOKED: "INVOKED", OUTPUT: "OUTPUT",
-         ERROR: "ERROR"}
+NAMES = {
+    HELLO: "HELLO",
+    SET_INPUT: "SET_INPUT",
+    INVOKE: "INVOKE",
+    GET_OUTPUT: "GET_OUTPUT",
+    IDENTITY: "IDENTITY",
+    ACK: "ACK",
+    INVOKED: "INVOKED",
+    OUTPUT: "OUTPUT",
+    ERROR: "ERROR",
+}
 
 
 class FrameError(ValueError):
@@ -109,7 +126,7 @@ class FrameReader:
         while True:
             start = self.buffer.find(SYNC)
             if start < 0:
-                del self.buffer[:max(0, len(self.buffer) - 1)]  # keep a possible half sync
+                del self.buffer[: max(0, len(self.buffer) - 1)]  # keep a possible half sync
                 return None
             del self.buffer[:start]
             if len(self.buffer) < 2 + HEADER.size:
@@ -121,13 +138,13 @@ class FrameReader:
             end = 2 + HEADER.size + length + CRC.size
             if len(self.buffer) < end:
                 return None
-            body = bytes(self.buffer[2:end - CRC.size])
+            body = bytes(self.buffer[2 : end - CRC.size])
             (crc,) = CRC.unpack_from(self.buffer, end - CRC.size)
             if zlib.crc32(body) != crc:
                 del self.buffer[:2]
                 raise FrameError(f"CRC mismatch on a {NAMES.get(kind, hex(kind))} frame")
             del self.buffer[:end]
-            return Frame(kind, body[HEADER.size:])
+            return Frame(kind, body[HEADER.size :])
 
 
 @dataclass(frozen=True)
@@ -142,15 +159,23 @@ class Identity:
     max_payload: int
 
     def pack(self) -> bytes:
-        return IDENTITY_BODY.pack(self.version, self.model_crc32, self.model_bytes,
-                                  self.arena_bytes, self.input_bytes, self.output_bytes,
-                                  self.clock_hz, self.max_payload)
+        return IDENTITY_BODY.pack(
+            self.version,
+            self.model_crc32,
+            self.model_bytes,
+            self.arena_bytes,
+            self.input_bytes,
+            self.output_bytes,
+            self.clock_hz,
+            self.max_payload,
+        )
 
     @classmethod
     def unpack(cls, payload: bytes) -> Identity:
         if len(payload) != IDENTITY_BODY.size:
-            raise FrameError(f"IDENTITY payload of {len(payload)} bytes, expected "
-                             f"{IDENTITY_BODY.size}")
+            raise FrameError(
+                f"IDENTITY payload of {len(payload)} bytes, expected {IDENTITY_BODY.size}"
+            )
         return cls(*IDENTITY_BODY.unpack(payload))
 
 
@@ -160,17 +185,35 @@ def model_crc32(model: bytes) -> int:
 
 def c_header() -> str:
     """The protocol constants as a C/C++ header (``edgeprune_protocol.h``)."""
-    consts = [("VERSION", VERSION), ("SYNC0", SYNC[0]), ("SYNC1", SYNC[1]),
-              ("MAX_PAYLOAD", MAX_PAYLOAD), ("HELLO", HELLO), ("SET_INPUT", SET_INPUT),
-              ("INVOKE", INVOKE), ("GET_OUTPUT", GET_OUTPUT), ("REPLY", REPLY),
-              ("ERROR", ERROR), ("STATUS_OK", STATUS_OK), ("ERR_CRC", ERR_CRC),
-              ("ERR_LENGTH", ERR_LENGTH), ("ERR_TYPE", ERR_TYPE), ("ERR_RANGE", ERR_RANGE),
-              ("ERR_INVOKE", ERR_INVOKE), ("ERR_MODEL", ERR_MODEL),
-              ("IDENTITY_BYTES", IDENTITY_BODY.size), ("INVOKED_BYTES", INVOKED_BODY.size)]
-    lines = ["// The edgeprune validation protocol (edgeprune/protocol.py): do not edit.",
-             "// Frame: sync0 sync1, u16 length, u8 type, payload, u32 CRC-32 of",
-             "// length, type and payload; integers little-endian.",
-             "#ifndef EDGEPRUNE_PROTOCOL_H_", "#define EDGEPRUNE_PROTOCOL_H_", ""]
+    consts = [
+        ("VERSION", VERSION),
+        ("SYNC0", SYNC[0]),
+        ("SYNC1", SYNC[1]),
+        ("MAX_PAYLOAD", MAX_PAYLOAD),
+        ("HELLO", HELLO),
+        ("SET_INPUT", SET_INPUT),
+        ("INVOKE", INVOKE),
+        ("GET_OUTPUT", GET_OUTPUT),
+        ("REPLY", REPLY),
+        ("ERROR", ERROR),
+        ("STATUS_OK", STATUS_OK),
+        ("ERR_CRC", ERR_CRC),
+        ("ERR_LENGTH", ERR_LENGTH),
+        ("ERR_TYPE", ERR_TYPE),
+        ("ERR_RANGE", ERR_RANGE),
+        ("ERR_INVOKE", ERR_INVOKE),
+        ("ERR_MODEL", ERR_MODEL),
+        ("IDENTITY_BYTES", IDENTITY_BODY.size),
+        ("INVOKED_BYTES", INVOKED_BODY.size),
+    ]
+    lines = [
+        "// The edgeprune validation protocol (edgeprune/protocol.py): do not edit.",
+        "// Frame: sync0 sync1, u16 length, u8 type, payload, u32 CRC-32 of",
+        "// length, type and payload; integers little-endian.",
+        "#ifndef EDGEPRUNE_PROTOCOL_H_",
+        "#define EDGEPRUNE_PROTOCOL_H_",
+        "",
+    ]
     lines += [f"#define EP_{name} {value}" for name, value in consts]
     lines += ["", "#endif  // EDGEPRUNE_PROTOCOL_H_", ""]
     return "\n".join(lines)

@@ -58,10 +58,12 @@ TASKS = ("auto", "classification", "regression")
 class Recipe:
     """Every pipeline option. Build with :func:`load_recipe` or ``Recipe()``."""
 
-    seed: int = option(0, "--seed", "Seed for every random choice (same seed, same metrics).",
-                       lo=0, hi=2**32 - 1)
-    task: str = option("auto", "--task", "Task; auto infers it from the labels and the model.",
-                       choices=TASKS)
+    seed: int = option(
+        0, "--seed", "Seed for every random choice (same seed, same metrics).", lo=0, hi=2**32 - 1
+    )
+    task: str = option(
+        "auto", "--task", "Task; auto infers it from the labels and the model.", choices=TASKS
+    )
     train: TrainOptions = field(default_factory=TrainOptions)
     structured: StructuredPruning = field(default_factory=StructuredPruning)
     prune: PruneOptions = field(default_factory=PruneOptions)
@@ -87,9 +89,14 @@ class Recipe:
         return out
 
 
-SECTIONS: dict[str, type] = {"train": TrainOptions, "structured": StructuredPruning,
-                             "prune": PruneOptions, "validate": ValidateOptions,
-                             "quantize": QuantizeOptions, "budget": BudgetOptions}
+SECTIONS: dict[str, type] = {
+    "train": TrainOptions,
+    "structured": StructuredPruning,
+    "prune": PruneOptions,
+    "validate": ValidateOptions,
+    "quantize": QuantizeOptions,
+    "budget": BudgetOptions,
+}
 
 
 def option_fields() -> list[tuple[str | None, dataclasses.Field]]:
@@ -120,8 +127,10 @@ def parse_pair(text: str, key: str) -> tuple[int, int]:
             raise ValueError
         a, b = (int(p) for p in parts)
     except (TypeError, ValueError):
-        raise RecipeError(f"{key} = {text!r} is not a pair of whole numbers; write it "
-                          f"like 2:4 (m_by_n) or 1x4 (block_size)") from None
+        raise RecipeError(
+            f"{key} = {text!r} is not a pair of whole numbers; write it "
+            f"like 2:4 (m_by_n) or 1x4 (block_size)"
+        ) from None
     if a < 1 or b < 1:
         raise RecipeError(f"{key} = {text!r} must hold two positive integers")
     return a, b
@@ -164,8 +173,10 @@ def _coerce(f: dataclasses.Field, value: Any, key: str) -> Any:
         raise RecipeError(f"{key} = {value} is below its minimum {lo}")
     if hi is not None:
         if meta.get("hi_open") and value >= hi:
-            raise RecipeError(f"{key} = {value} is outside [{lo}, {hi}); choose a value "
-                              f"from {lo} up to, but not including, {hi}")
+            raise RecipeError(
+                f"{key} = {value} is outside [{lo}, {hi}); choose a value "
+                f"from {lo} up to, but not including, {hi}"
+            )
         if not meta.get("hi_open") and value > hi:
             raise RecipeError(f"{key} = {value} is outside [{lo}, {hi}]")
     return value
@@ -205,21 +216,24 @@ def _check_consistency(recipe: Recipe) -> None:
     p = recipe.prune
     m, n = p.m_by_n
     if m >= n:
-        raise RecipeError(f"prune.m_by_n = {m}:{n} must have m < n (m zeros in every n "
-                          f"weights), for example 2:4")
+        raise RecipeError(
+            f"prune.m_by_n = {m}:{n} must have m < n (m zeros in every n weights), for example 2:4"
+        )
     if p.initial_sparsity > p.final_sparsity:
-        raise RecipeError(f"prune.initial_sparsity = {p.initial_sparsity} is above "
-                          f"prune.final_sparsity = {p.final_sparsity}; lower it")
+        raise RecipeError(
+            f"prune.initial_sparsity = {p.initial_sparsity} is above "
+            f"prune.final_sparsity = {p.final_sparsity}; lower it"
+        )
     if p.begin_step is not None and p.end_step is not None and p.end_step <= p.begin_step:
-        raise RecipeError(f"prune.end_step = {p.end_step} must be after prune.begin_step = "
-                          f"{p.begin_step}")
+        raise RecipeError(
+            f"prune.end_step = {p.end_step} must be after prune.begin_step = {p.begin_step}"
+        )
     if set(p.include) & set(p.exclude):
         both = ", ".join(sorted(set(p.include) & set(p.exclude)))
         raise RecipeError(f"prune.include and prune.exclude both name {both}; keep it in one")
 
 
-def load_recipe(path: str | os.PathLike | None, overrides: dict[str, Any] | None = None
-                ) -> Recipe:
+def load_recipe(path: str | os.PathLike | None, overrides: dict[str, Any] | None = None) -> Recipe:
     """Read a recipe TOML file (or none) and apply ``overrides``.
 
     ``overrides`` maps dotted keys (``"prune.final_sparsity"``) to values;

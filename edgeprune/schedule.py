@@ -49,8 +49,9 @@ class SchedulePlan:
         return asdict(self)
 
 
-def sparsity_at(kind: str, step: int, *, initial: float, final: float, power: float,
-                begin: int, end: int) -> float:
+def sparsity_at(
+    kind: str, step: int, *, initial: float, final: float, power: float, begin: int, end: int
+) -> float:
     """The sparsity the schedule asks for at ``step`` (tfmot's formula)."""
     if kind == "constant":
         return final
@@ -92,13 +93,30 @@ def plan_schedule(opts: PruneOptions, n_train: int) -> SchedulePlan:
     begin = opts.begin_step if opts.begin_step is not None else 0
     if opts.pattern == "m_by_n":
         m, n = opts.m_by_n
-        return SchedulePlan("m_by_n", 0.0, m / n, 0.0, 0, 1, 1, steps_per_epoch, opts.epochs,
-                            total, 1, 1, m / n, False)
-    where = (f"fine-tuning runs {total} steps ({opts.epochs} epochs x {steps_per_epoch} "
-             f"batches of {opts.batch_size})")
+        return SchedulePlan(
+            "m_by_n",
+            0.0,
+            m / n,
+            0.0,
+            0,
+            1,
+            1,
+            steps_per_epoch,
+            opts.epochs,
+            total,
+            1,
+            1,
+            m / n,
+            False,
+        )
+    where = (
+        f"fine-tuning runs {total} steps ({opts.epochs} epochs x {steps_per_epoch} "
+        f"batches of {opts.batch_size})"
+    )
     if begin >= total:
-        raise ScheduleError(f"prune.begin_step = {begin} but {where}; lower "
-                            f"prune.begin_step or raise prune.epochs")
+        raise ScheduleError(
+            f"prune.begin_step = {begin} but {where}; lower prune.begin_step or raise prune.epochs"
+        )
     if opts.schedule == "constant":
         end = opts.end_step if opts.end_step is not None else -1
         span = (end if end > 0 else total) - begin
@@ -119,35 +137,59 @@ def plan_schedule(opts: PruneOptions, n_train: int) -> SchedulePlan:
             # Snap the derived end onto the frequency grid so that it is an update step.
             end = begin + max(frequency, (end - begin) // frequency * frequency)
     updates = _update_steps(begin, end, frequency, total)
-    kw = dict(initial=opts.initial_sparsity, final=opts.final_sparsity, power=opts.power,
-              begin=begin, end=end)
+    kw = dict(
+        initial=opts.initial_sparsity,
+        final=opts.final_sparsity,
+        power=opts.power,
+        begin=begin,
+        end=end,
+    )
     reached = sparsity_at(opts.schedule, updates[-1], **kw) if len(updates) else 0.0
-    plan = SchedulePlan(opts.schedule, opts.initial_sparsity, opts.final_sparsity, opts.power,
-                        begin, end, frequency, steps_per_epoch, opts.epochs, total,
-                        len(updates), updates[-1] if len(updates) else -1, reached, derived)
+    plan = SchedulePlan(
+        opts.schedule,
+        opts.initial_sparsity,
+        opts.final_sparsity,
+        opts.power,
+        begin,
+        end,
+        frequency,
+        steps_per_epoch,
+        opts.epochs,
+        total,
+        len(updates),
+        updates[-1] if len(updates) else -1,
+        reached,
+        derived,
+    )
     if opts.final_sparsity > 0 and not len(updates):
         first = begin + frequency if begin == 0 else begin
         if 0 < end < first:
             raise ScheduleError(
                 f"the {opts.schedule} schedule never updates its masks: its first update "
                 f"(step {first}) comes after prune.end_step = {end}; lower prune.frequency or "
-                f"raise prune.end_step")
+                f"raise prune.end_step"
+            )
         raise ScheduleError(
             f"the {opts.schedule} schedule never updates its masks: the first update step "
             f"comes after the last training step ({where}, frequency {frequency}); lower "
-            f"prune.frequency or raise prune.epochs")
+            f"prune.frequency or raise prune.epochs"
+        )
     if reached + 1e-9 < opts.final_sparsity:
         if opts.schedule == "polynomial_decay" and end > total:
             why = f"it ends at step {end}"
             fix = "lower prune.end_step or raise prune.epochs"
         elif opts.schedule == "polynomial_decay" and (end - begin) % frequency:
-            why = (f"its last mask update is at step {updates[-1]} and reaches "
-                   f"{reached:.4f}; step {end} is not a multiple of prune.frequency = "
-                   f"{frequency} after prune.begin_step = {begin}")
+            why = (
+                f"its last mask update is at step {updates[-1]} and reaches "
+                f"{reached:.4f}; step {end} is not a multiple of prune.frequency = "
+                f"{frequency} after prune.begin_step = {begin}"
+            )
             fix = "make end_step - begin_step a multiple of prune.frequency"
         else:
             why = f"its last mask update, at step {updates[-1]}, asks for {reached:.4f}"
             fix = "check the schedule's steps"
-        raise ScheduleError(f"the {opts.schedule} schedule cannot reach final_sparsity "
-                            f"{opts.final_sparsity}: {why}, but {where}; {fix}")
+        raise ScheduleError(
+            f"the {opts.schedule} schedule cannot reach final_sparsity "
+            f"{opts.final_sparsity}: {why}, but {where}; {fix}"
+        )
     return plan

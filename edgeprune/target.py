@@ -25,8 +25,19 @@ KINDS = ("mcu", "linux")
 RUNTIMES = {"mcu": "tflm", "linux": "litert"}
 KERNELS = ("reference", "cmsis-nn", "esp-nn", "xnnpack")
 MODEL_DTYPES = ("int8", "float32", "any")
-CORES = ("cortex-m0plus", "cortex-m4f", "cortex-m7", "cortex-m33", "cortex-m55",
-         "xtensa-lx6", "xtensa-lx7", "cortex-a53", "cortex-a72", "cortex-a76", "x86-64")
+CORES = (
+    "cortex-m0plus",
+    "cortex-m4f",
+    "cortex-m7",
+    "cortex-m33",
+    "cortex-m55",
+    "xtensa-lx6",
+    "xtensa-lx7",
+    "cortex-a53",
+    "cortex-a72",
+    "cortex-a76",
+    "x86-64",
+)
 
 
 class TargetError(BadInputError):
@@ -106,19 +117,38 @@ class Target:
 _SCHEMA: dict[str, dict[str, tuple]] = {
     # key: (type, required, allowed) where allowed is a tuple of choices or
     # ("min", lo) meaning value >= lo, or ("gt", lo) meaning value > lo.
-    "": {"name": (str, True, None), "kind": (str, True, KINDS), "core": (str, True, CORES),
-         "clock_hz": (int, True, ("gt", 0)), "flash_bytes": (int, True, ("gt", 0)),
-         "ram_bytes": (int, True, ("gt", 0)), "runtime": (str, True, ("tflm", "litert")),
-         "kernels": (str, True, KERNELS), "model_dtype": (str, True, MODEL_DTYPES),
-         "npu": (str, False, None), "largest_ram_block_bytes": (int, False, ("gt", 0))},
+    "": {
+        "name": (str, True, None),
+        "kind": (str, True, KINDS),
+        "core": (str, True, CORES),
+        "clock_hz": (int, True, ("gt", 0)),
+        "flash_bytes": (int, True, ("gt", 0)),
+        "ram_bytes": (int, True, ("gt", 0)),
+        "runtime": (str, True, ("tflm", "litert")),
+        "kernels": (str, True, KERNELS),
+        "model_dtype": (str, True, MODEL_DTYPES),
+        "npu": (str, False, None),
+        "largest_ram_block_bytes": (int, False, ("gt", 0)),
+    },
     "reserve": {"flash_bytes": (int, True, ("min", 0)), "ram_bytes": (int, True, ("min", 0))},
-    "arena_margin": {"fraction": (float, True, ("min", 0.0)), "bytes": (int, True, ("min", 0)),
-                     "reason": (str, True, None)},
-    "budget": {"max_flash_bytes": (int, True, ("gt", 0)), "max_ram_bytes": (int, True, ("gt", 0)),
-               "max_latency_ms": (float, True, ("gt", 0.0))},
-    "latency": {"cost_model": (str, False, None), "threads": (int, False, ("gt", 0)),
-                "active_power_mw": (float, False, ("gt", 0.0)), "power_source": (str, False, None),
-                "measure": (bool, False, None), "runs": (int, False, ("gt", 0))},
+    "arena_margin": {
+        "fraction": (float, True, ("min", 0.0)),
+        "bytes": (int, True, ("min", 0)),
+        "reason": (str, True, None),
+    },
+    "budget": {
+        "max_flash_bytes": (int, True, ("gt", 0)),
+        "max_ram_bytes": (int, True, ("gt", 0)),
+        "max_latency_ms": (float, True, ("gt", 0.0)),
+    },
+    "latency": {
+        "cost_model": (str, False, None),
+        "threads": (int, False, ("gt", 0)),
+        "active_power_mw": (float, False, ("gt", 0.0)),
+        "power_source": (str, False, None),
+        "measure": (bool, False, None),
+        "runs": (int, False, ("gt", 0)),
+    },
 }
 
 
@@ -164,8 +194,7 @@ def _section(where: str, section: str, data: dict) -> dict:
                 continue  # a table, handled by the caller
             known = list(schema) + ([f"[{t}]" for t in _SCHEMA if t] if not section else [])
             close = difflib.get_close_matches(key, [k.strip("[]") for k in known], n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else \
-                f"; allowed: {', '.join(known)}"
+            hint = f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(known)}"
             raise TargetError(f"{where}: unknown key '{dotted}'{hint}")
         out[key] = _check(where, dotted, value, schema[key])
     for key, (_, required, _) in schema.items():
@@ -187,34 +216,54 @@ def parse_target(data: dict, where: str, target_id: str) -> Target:
         if section not in data or not isinstance(data[section], dict):
             raise TargetError(f"{where}: missing table [{section}]")
         tables[section] = _section(where, section, data[section])
-    reserve, margin, budget = (Reserve(**tables["reserve"]), ArenaMargin(**tables["arena_margin"]),
-                               Budget(**tables["budget"]))
+    reserve, margin, budget = (
+        Reserve(**tables["reserve"]),
+        ArenaMargin(**tables["arena_margin"]),
+        Budget(**tables["budget"]),
+    )
     latency_table = data.get("latency", {})
     if not isinstance(latency_table, dict):
         raise TargetError(f"{where}: latency must be a table")
     latency = LatencyProfile(**_section(where, "latency", latency_table))
     if latency.active_power_mw is not None and not latency.power_source:
-        raise TargetError(f"{where}: latency.active_power_mw needs latency.power_source (the "
-                          f"datasheet or measurement it comes from)")
+        raise TargetError(
+            f"{where}: latency.active_power_mw needs latency.power_source (the "
+            f"datasheet or measurement it comes from)"
+        )
     if RUNTIMES[top["kind"]] != top["runtime"]:
-        raise TargetError(f"{where}: runtime = {top['runtime']!r} does not run on kind = "
-                          f"{top['kind']!r}; use {RUNTIMES[top['kind']]!r}")
+        raise TargetError(
+            f"{where}: runtime = {top['runtime']!r} does not run on kind = "
+            f"{top['kind']!r}; use {RUNTIMES[top['kind']]!r}"
+        )
     if margin.fraction >= 1:
         raise TargetError(f"{where}: arena_margin.fraction = {margin.fraction} must be below 1")
     for res, total in (("flash_bytes", top["flash_bytes"]), ("ram_bytes", top["ram_bytes"])):
         if getattr(reserve, res) >= total:
-            raise TargetError(f"{where}: reserve.{res} = {getattr(reserve, res)} leaves nothing "
-                              f"of {res} = {total}")
+            raise TargetError(
+                f"{where}: reserve.{res} = {getattr(reserve, res)} leaves nothing "
+                f"of {res} = {total}"
+            )
     for limit, res in (("max_flash_bytes", "flash_bytes"), ("max_ram_bytes", "ram_bytes")):
         if getattr(budget, limit) > top[res]:
-            raise TargetError(f"{where}: budget.{limit} = {getattr(budget, limit)} is more than "
-                              f"the device's {res} = {top[res]}")
+            raise TargetError(
+                f"{where}: budget.{limit} = {getattr(budget, limit)} is more than "
+                f"the device's {res} = {top[res]}"
+            )
     block = top.get("largest_ram_block_bytes")
     if block is not None and block > top["ram_bytes"]:
-        raise TargetError(f"{where}: largest_ram_block_bytes = {block} is more than ram_bytes = "
-                          f"{top['ram_bytes']}")
-    return Target(id=target_id, reserve=reserve, arena_margin=margin, budget=budget,
-                  latency=latency, path=where, **top)
+        raise TargetError(
+            f"{where}: largest_ram_block_bytes = {block} is more than ram_bytes = "
+            f"{top['ram_bytes']}"
+        )
+    return Target(
+        id=target_id,
+        reserve=reserve,
+        arena_margin=margin,
+        budget=budget,
+        latency=latency,
+        path=where,
+        **top,
+    )
 
 
 def load_target(name_or_path: str | os.PathLike) -> Target:
@@ -228,6 +277,7 @@ def load_target(name_or_path: str | os.PathLike) -> Target:
     if shipped and not os.path.isfile(path):
         close = difflib.get_close_matches(target_id, list_targets(), n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        raise TargetError(f"unknown target '{target_id}'; {hint}known targets: "
-                          f"{', '.join(list_targets())}")
+        raise TargetError(
+            f"unknown target '{target_id}'; {hint}known targets: {', '.join(list_targets())}"
+        )
     return parse_target(read_toml(path, TargetError, "target file"), path, target_id)

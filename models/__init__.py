@@ -34,19 +34,36 @@ def _doc(fn) -> str:
 
 
 BUILTIN_MODELS = {
-    "digits_cnn": BuiltinModel("digits_cnn", digits_cnn.build, "digits", digits_cnn.VERSION,
-                               _doc(digits_cnn)),
+    "digits_cnn": BuiltinModel(
+        "digits_cnn", digits_cnn.build, "digits", digits_cnn.VERSION, _doc(digits_cnn)
+    ),
     # The MLPerf Tiny reference architectures, on generated data of their shape:
     # their sizes, arenas and latencies are real, their accuracies mean nothing.
-    "ds_cnn": BuiltinModel("ds_cnn", mlperf_tiny.ds_cnn, "kws_synthetic",
-                           mlperf_tiny.VERSION, _doc(mlperf_tiny.ds_cnn)),
-    "mobilenet_v1": BuiltinModel("mobilenet_v1", mlperf_tiny.mobilenet_v1, "vww_synthetic",
-                                 mlperf_tiny.VERSION, _doc(mlperf_tiny.mobilenet_v1)),
-    "resnet8": BuiltinModel("resnet8", mlperf_tiny.resnet8, "ic_synthetic",
-                            mlperf_tiny.VERSION, _doc(mlperf_tiny.resnet8)),
-    "autoencoder": BuiltinModel("autoencoder", mlperf_tiny.autoencoder, "ad_synthetic",
-                                mlperf_tiny.VERSION, _doc(mlperf_tiny.autoencoder),
-                                task="regression"),
+    "ds_cnn": BuiltinModel(
+        "ds_cnn", mlperf_tiny.ds_cnn, "kws_synthetic", mlperf_tiny.VERSION, _doc(mlperf_tiny.ds_cnn)
+    ),
+    "mobilenet_v1": BuiltinModel(
+        "mobilenet_v1",
+        mlperf_tiny.mobilenet_v1,
+        "vww_synthetic",
+        mlperf_tiny.VERSION,
+        _doc(mlperf_tiny.mobilenet_v1),
+    ),
+    "resnet8": BuiltinModel(
+        "resnet8",
+        mlperf_tiny.resnet8,
+        "ic_synthetic",
+        mlperf_tiny.VERSION,
+        _doc(mlperf_tiny.resnet8),
+    ),
+    "autoencoder": BuiltinModel(
+        "autoencoder",
+        mlperf_tiny.autoencoder,
+        "ad_synthetic",
+        mlperf_tiny.VERSION,
+        _doc(mlperf_tiny.autoencoder),
+        task="regression",
+    ),
 }
 
 DEFAULT_MODEL = "digits_cnn"

@@ -19,12 +19,15 @@ VERSION = 2
 def build(input_shape=(8, 8, 1), n_classes: int = 10) -> KerasModel:
     from edgeprune.adapters.keras import keras
 
-    return keras.Sequential([
-        keras.Input(shape=tuple(input_shape), name="image"),
-        keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1"),
-        keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2"),
-        keras.layers.MaxPooling2D(name="pool"),
-        keras.layers.Flatten(name="flatten"),
-        keras.layers.Dense(64, activation="relu", name="fc1"),
-        keras.layers.Dense(n_classes, activation="softmax", name="classifier"),
-    ], name="digits_cnn")
+    return keras.Sequential(
+        [
+            keras.Input(shape=tuple(input_shape), name="image"),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1"),
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2"),
+            keras.layers.MaxPooling2D(name="pool"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(64, activation="relu", name="fc1"),
+            keras.layers.Dense(n_classes, activation="softmax", name="classifier"),
+        ],
+        name="digits_cnn",
+    )

@@ -46,16 +46,18 @@ def _layers():
 
 def _conv_bn_relu(x, filters, kernel, strides, name, reg):
     _, layers, _ = _layers()
-    x = layers.Conv2D(filters, kernel, strides=strides, padding="same",
-                      kernel_regularizer=reg, name=name)(x)
+    x = layers.Conv2D(
+        filters, kernel, strides=strides, padding="same", kernel_regularizer=reg, name=name
+    )(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
 def _dw_bn_relu(x, strides, name, reg):
     _, layers, _ = _layers()
-    x = layers.DepthwiseConv2D(3, strides=strides, padding="same", depthwise_regularizer=reg,
-                               name=name)(x)
+    x = layers.DepthwiseConv2D(
+        3, strides=strides, padding="same", depthwise_regularizer=reg, name=name
+    )(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
@@ -77,12 +79,24 @@ def ds_cnn(input_shape=(49, 10, 1), n_classes: int = 12) -> KerasModel:
 
 
 #: MobileNetV1's depthwise-separable blocks: (stride, pointwise filters at alpha=1).
-_MOBILENET_BLOCKS = ((1, 64), (2, 128), (1, 128), (2, 256), (1, 256), (2, 512),
-                     (1, 512), (1, 512), (1, 512), (1, 512), (1, 512), (2, 1024), (1, 1024))
+_MOBILENET_BLOCKS = (
+    (1, 64),
+    (2, 128),
+    (1, 128),
+    (2, 256),
+    (1, 256),
+    (2, 512),
+    (1, 512),
+    (1, 512),
+    (1, 512),
+    (1, 512),
+    (1, 512),
+    (2, 1024),
+    (1, 1024),
+)
 
 
-def mobilenet_v1(input_shape=(96, 96, 3), n_classes: int = 2, alpha: float = 0.25
-                 ) -> KerasModel:
+def mobilenet_v1(input_shape=(96, 96, 3), n_classes: int = 2, alpha: float = 0.25) -> KerasModel:
     """MobileNetV1 visual wake words (MLPerf Tiny VWW reference), width ``alpha``."""
     keras, layers, reg = _layers()
     inputs = keras.Input(shape=tuple(input_shape), name="image")
@@ -104,12 +118,19 @@ def resnet8(input_shape=(32, 32, 3), n_classes: int = 10, filters: int = 16) -> 
     for stack in (1, 2, 3):
         width, stride = filters * 2 ** (stack - 1), 1 if stack == 1 else 2
         y = _conv_bn_relu(x, width, 3, stride, f"s{stack}_conv1", reg)
-        y = layers.Conv2D(width, 3, padding="same", kernel_regularizer=reg,
-                          name=f"s{stack}_conv2")(y)
+        y = layers.Conv2D(width, 3, padding="same", kernel_regularizer=reg, name=f"s{stack}_conv2")(
+            y
+        )
         y = layers.BatchNormalization(name=f"s{stack}_conv2_bn")(y)
         if stride != 1:  # the shortcut matches the halved size and doubled width
-            x = layers.Conv2D(width, 1, strides=stride, padding="same", kernel_regularizer=reg,
-                              name=f"s{stack}_shortcut")(x)
+            x = layers.Conv2D(
+                width,
+                1,
+                strides=stride,
+                padding="same",
+                kernel_regularizer=reg,
+                name=f"s{stack}_shortcut",
+            )(x)
         x = layers.Add(name=f"s{stack}_add")([x, y])
         x = layers.Activation("relu", name=f"s{stack}_relu")(x)
     x = layers.AveragePooling2D(pool_size=int(min(x.shape[1:3])), name="pool")(x)
@@ -132,8 +153,9 @@ def autoencoder(input_shape=(640,), n_classes: int | None = None) -> KerasModel:
     return keras.Model(inputs, outputs, name="autoencoder")
 
 
-def synthetic_data(input_shape, n_classes: int | None, n: int = 512, seed: int = 0
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_data(
+    input_shape, n_classes: int | None, n: int = 512, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Generated samples of ``input_shape`` and labels a model can learn.
 
     Classification: each class is a fixed random pattern plus Gaussian noise

@@ -37,21 +37,27 @@ def build_tiny(kind: str, n_classes: int = 10):
     L = keras.layers
     inp = keras.Input((8, 8, 1))
     if kind == "sequential":
-        return keras.Sequential([
-            keras.Input((8, 8, 1)),
-            L.Conv2D(8, 3, padding="same", activation="relu", name="conv"),
-            L.Flatten(name="flatten"),
-            L.Dense(16, activation="relu", name="hidden"),
-            L.Dense(n_classes, activation="softmax", name="out"),
-        ], name="tiny_sequential")
+        return keras.Sequential(
+            [
+                keras.Input((8, 8, 1)),
+                L.Conv2D(8, 3, padding="same", activation="relu", name="conv"),
+                L.Flatten(name="flatten"),
+                L.Dense(16, activation="relu", name="hidden"),
+                L.Dense(n_classes, activation="softmax", name="out"),
+            ],
+            name="tiny_sequential",
+        )
     if kind == "cnn":
-        return keras.Sequential([
-            keras.Input((8, 8, 1)),
-            L.Conv2D(8, 3, activation="relu", name="conv"),
-            L.MaxPooling2D(2, name="pool"),
-            L.Flatten(name="flatten"),
-            L.Dense(n_classes, activation="softmax", name="dense"),
-        ], name="tiny_cnn")
+        return keras.Sequential(
+            [
+                keras.Input((8, 8, 1)),
+                L.Conv2D(8, 3, activation="relu", name="conv"),
+                L.MaxPooling2D(2, name="pool"),
+                L.Flatten(name="flatten"),
+                L.Dense(n_classes, activation="softmax", name="dense"),
+            ],
+            name="tiny_cnn",
+        )
     if kind == "residual":
         x = L.Conv2D(8, 3, padding="same", name="stem")(inp)
         x = L.BatchNormalization(name="stem_bn")(x)
@@ -88,8 +94,9 @@ def train_tiny(model, digits, epochs: int = 3, regression: bool = False):
         model.fit(digits.x_train, digits.x_train, epochs=epochs, batch_size=64, verbose=0)
     else:
         from_logits = model.name == "tiny_residual"
-        model.compile("adam", ka.keras.losses.SparseCategoricalCrossentropy(
-            from_logits=from_logits))
+        model.compile(
+            "adam", ka.keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+        )
         model.fit(digits.x_train, digits.y_train, epochs=epochs, batch_size=64, verbose=0)
     return model
 
@@ -103,9 +110,10 @@ def trained_models(digits):
     """
     from edgeprune.adapters import keras as ka
 
-    models = {kind: train_tiny(build_tiny(kind), digits, epochs=6,
-                               regression=kind == "autoencoder")
-              for kind in ("sequential", "residual", "depthwise", "autoencoder")}
+    models = {
+        kind: train_tiny(build_tiny(kind), digits, epochs=6, regression=kind == "autoencoder")
+        for kind in ("sequential", "residual", "depthwise", "autoencoder")
+    }
     for kind in ("sequential", "residual", "depthwise"):
         accuracy = np.mean(ka.predict(models[kind], digits.x_test).argmax(1) == digits.y_test)
         assert accuracy > 0.8, f"tiny {kind} model only reached {accuracy:.2f}"
@@ -116,8 +124,13 @@ def trained_models(digits):
 def digits_npz(tmp_path_factory, digits):
     """The digits split as an .npz file in the documented layout."""
     path = tmp_path_factory.mktemp("data") / "digits.npz"
-    np.savez(path, x_train=digits.x_train, y_train=digits.y_train, x_test=digits.x_test,
-             y_test=digits.y_test)
+    np.savez(
+        path,
+        x_train=digits.x_train,
+        y_train=digits.y_train,
+        x_test=digits.x_test,
+        y_test=digits.y_test,
+    )
     return str(path)
 
 
@@ -125,8 +138,13 @@ def small_recipe(**prune):
     """A quick recipe for tests: few epochs, the rest default."""
     from edgeprune.recipe import build_recipe
 
-    return build_recipe({"train": {"epochs": 3}, "prune": {"epochs": 2, **prune},
-                         "quantize": {"calibration_samples": 50}})
+    return build_recipe(
+        {
+            "train": {"epochs": 3},
+            "prune": {"epochs": 2, **prune},
+            "quantize": {"calibration_samples": 50},
+        }
+    )
 
 
 @pytest.fixture(scope="session")
@@ -179,7 +197,7 @@ def int8_float_io_model(tiny_cnn, digits) -> bytes:
     samples = digits.x_train[:16]
     converter = tf.lite.TFLiteConverter.from_keras_model(tiny_cnn)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([samples[i:i + 1]] for i in range(len(samples)))
+    converter.representative_dataset = lambda: ([samples[i : i + 1]] for i in range(len(samples)))
     return bytes(converter.convert())
 
 

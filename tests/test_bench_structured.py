@@ -15,10 +15,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_quick_benchmark_writes_consistent_figures(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks",
-                                                        "bench_structured.py"),
-                           "--quick", "--models", "digits_cnn,autoencoder", "--json", str(out)],
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "benchmarks", "bench_structured.py"),
+            "--quick",
+            "--models",
+            "digits_cnn,autoencoder",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode in (0, 1), proc.stderr[-2000:]
     assert "| digits_cnn |" in proc.stdout and "| nano33ble |" in proc.stdout
     rows = {r["model"]: r for r in json.loads(out.read_text())}

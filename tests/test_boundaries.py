@@ -48,8 +48,11 @@ def _imported(tree: ast.AST) -> list[tuple[str, int]]:
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
             first = node.args[0]
-            if name in ("import_module", "__import__") and isinstance(first, ast.Constant) \
-                    and isinstance(first.value, str):
+            if (
+                name in ("import_module", "__import__")
+                and isinstance(first, ast.Constant)
+                and isinstance(first.value, str)
+            ):
                 found.append((first.value, node.lineno))
     return found
 
@@ -69,10 +72,12 @@ def boundary_violations(root: Path = REPO) -> list[str]:
         if rel != CONVERTER_HOME:
             for node in ast.walk(tree):
                 named = (isinstance(node, ast.Attribute) and node.attr == CONVERTER) or (
-                    isinstance(node, ast.Name) and node.id == CONVERTER)
+                    isinstance(node, ast.Name) and node.id == CONVERTER
+                )
                 if named:
-                    problems.append(f"{rel}:{node.lineno}: uses {CONVERTER}; only "
-                                    f"{CONVERTER_HOME} may")
+                    problems.append(
+                        f"{rel}:{node.lineno}: uses {CONVERTER}; only {CONVERTER_HOME} may"
+                    )
     return problems
 
 
@@ -96,13 +101,14 @@ def test_the_scan_finds_imports_inside_functions_and_dynamic_imports(tmp_path):
         "    import tensorflow as tf\n"
         "    return importlib.import_module('tflite_micro.runtime')\n"
         "def convert(tf):\n"
-        "    return tf.lite.TFLiteConverter\n")
+        "    return tf.lite.TFLiteConverter\n"
+    )
     (tmp_path / "models" / "ok.py").write_text(
-        "def build():\n    from edgeprune.adapters.keras import keras\n    return keras\n")
+        "def build():\n    from edgeprune.adapters.keras import keras\n    return keras\n"
+    )
     assert boundary_violations(tmp_path) == [
         "edgeprune/structured/leak.py:4: imports tf_keras; only edgeprune/adapters/keras.py may",
-        "edgeprune/structured/leak.py:6: imports tensorflow; only edgeprune/adapters/keras.py "
-        "may",
+        "edgeprune/structured/leak.py:6: imports tensorflow; only edgeprune/adapters/keras.py may",
         "edgeprune/structured/leak.py:7: imports tflite_micro.runtime; only "
         "edgeprune/tflm/worker.py may",
         "edgeprune/structured/leak.py:9: uses TFLiteConverter; only "
@@ -111,14 +117,18 @@ def test_the_scan_finds_imports_inside_functions_and_dynamic_imports(tmp_path):
 
 
 def _line_counts() -> dict[str, int]:
-    return {_rel(p): len(p.read_text(encoding="utf-8").splitlines())
-            for p in _modules() if _rel(p).startswith("edgeprune/")}
+    return {
+        _rel(p): len(p.read_text(encoding="utf-8").splitlines())
+        for p in _modules()
+        if _rel(p).startswith("edgeprune/")
+    }
 
 
 def test_no_module_is_over_450_lines():
     over = {m: n for m, n in _line_counts().items() if n > MAX_MODULE_LINES}
     assert not over, "modules over 450 lines: " + ", ".join(
-        f"{m} ({n})" for m, n in sorted(over.items()))
+        f"{m} ({n})" for m, n in sorted(over.items())
+    )
 
 
 def test_every_package_ships():
@@ -128,6 +138,8 @@ def test_every_package_ships():
 
     with open(REPO / "pyproject.toml", "rb") as fh:
         listed = set(tomllib.load(fh)["tool"]["setuptools"]["packages"])
-    found = {".".join(p.parent.relative_to(REPO).parts)
-             for p in (REPO / "edgeprune").rglob("__init__.py")}
+    found = {
+        ".".join(p.parent.relative_to(REPO).parts)
+        for p in (REPO / "edgeprune").rglob("__init__.py")
+    }
     assert found - listed == set(), f"not in pyproject's packages: {sorted(found - listed)}"

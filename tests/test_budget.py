@@ -13,24 +13,33 @@ from edgeprune.target import Budget, load_target
 def _estimate(ms: float):
     from edgeprune.estimates.latency import LatencyEstimate
 
-    return LatencyEstimate("nano33ble", "test-model", "fit", "a test fit", 64_000_000, 1, ms,
-                           None, None, ())
+    return LatencyEstimate(
+        "nano33ble", "test-model", "fit", "a test fit", 64_000_000, 1, ms, None, None, ()
+    )
 
 
 def evidence(**kw):
-    base = dict(latency=_estimate(12.5), model_path="m.tflite", model_bytes=45_336,
-                model_dtype="int8",
-                ops={"CONV_2D": 2, "FULLY_CONNECTED": 2},
-                arena_min_bytes=10_000, arena_recorded_bytes=9_500, arena_bytes=12_000,
-                runtime_flash_bytes=40_000, runtime_flash_basis="estimate: test",
-                runtime_ram_bytes=716)
+    base = dict(
+        latency=_estimate(12.5),
+        model_path="m.tflite",
+        model_bytes=45_336,
+        model_dtype="int8",
+        ops={"CONV_2D": 2, "FULLY_CONNECTED": 2},
+        arena_min_bytes=10_000,
+        arena_recorded_bytes=9_500,
+        arena_bytes=12_000,
+        runtime_flash_bytes=40_000,
+        runtime_flash_basis="estimate: test",
+        runtime_ram_bytes=716,
+    )
     base.update(kw)
     return b.Evidence(**base)
 
 
 def support(**kw):
-    base = dict(model="m.tflite", dtype="int8", float_io=False,
-                ops={"CONV_2D": 2, "FULLY_CONNECTED": 2})
+    base = dict(
+        model="m.tflite", dtype="int8", float_io=False, ops={"CONV_2D": 2, "FULLY_CONNECTED": 2}
+    )
     base.update(kw)
     return b.Support(**base)
 
@@ -39,10 +48,15 @@ def test_rules_and_preconditions_have_their_docstring_as_text():
     t = load_target("nano33ble")
     result = b.evaluate(evidence(), t)
     assert [r.name for r in result.rules] == ["flash", "ram", "arena", "latency"]
-    assert result.rules[0].rule == ("The model, its runtime and the application's reserve fit "
-                                    "the flash budget.")
-    assert [r.key for r in result.rules] == ["budget.max_flash_bytes", "budget.max_ram_bytes",
-                                             "largest_ram_block_bytes", "budget.max_latency_ms"]
+    assert result.rules[0].rule == (
+        "The model, its runtime and the application's reserve fit the flash budget."
+    )
+    assert [r.key for r in result.rules] == [
+        "budget.max_flash_bytes",
+        "budget.max_ram_bytes",
+        "largest_ram_block_bytes",
+        "budget.max_latency_ms",
+    ]
     held = [p(support(), t) for p in b.PRECONDITIONS]
     assert [r.name for r in held] == ["dtype", "ops"]
     for r, fn in zip((*result.rules, *held), (*b.RULES, *b.PRECONDITIONS), strict=True):
@@ -50,31 +64,61 @@ def test_rules_and_preconditions_have_their_docstring_as_text():
     assert result.ok
 
 
-@pytest.mark.parametrize("case,target,facts,message", [
-    ("float model", "esp32", dict(dtype="float32", float_io=True),
-     'm.tflite is a float32 model but esp32 needs int8; convert with quantize.mode = "int8"'),
-    ("float edges", "nano33ble", dict(dtype="mixed", float_io=True),
-     "m.tflite has float32 input/output around int8 weights but nano33ble needs an "
-     "integer-only model; convert with int8 input and output (the int8 mode of "
-     "quantize.mode does)"),
-    ("hybrid", "nano33ble", dict(dtype="mixed"),
-     'm.tflite is a mixed model but nano33ble needs int8; convert with quantize.mode = "int8"'),
-])
+@pytest.mark.parametrize(
+    "case,target,facts,message",
+    [
+        (
+            "float model",
+            "esp32",
+            dict(dtype="float32", float_io=True),
+            'm.tflite is a float32 model but esp32 needs int8; convert with quantize.mode = "int8"',
+        ),
+        (
+            "float edges",
+            "nano33ble",
+            dict(dtype="mixed", float_io=True),
+            "m.tflite has float32 input/output around int8 weights but nano33ble needs an "
+            "integer-only model; convert with int8 input and output (the int8 mode of "
+            "quantize.mode does)",
+        ),
+        (
+            "hybrid",
+            "nano33ble",
+            dict(dtype="mixed"),
+            "m.tflite is a mixed model but nano33ble needs int8; convert with "
+            'quantize.mode = "int8"',
+        ),
+    ],
+)
 def test_the_dtype_precondition_fails_with_the_conversion_to_use(case, target, facts, message):
     r = b.dtype_precondition(support(**facts), load_target(target))
     assert not r.ok and r.evidence == message and r.figure is None and r.key == "model_dtype"
 
 
-@pytest.mark.parametrize("case,target,facts,message", [
-    ("tflm lacks ops", "esp32", dict(unsupported=("TOPK_V2 at operator 3 (layer topk)",
-                                                  "ATAN2 at operator 4")),
-     "TFLite Micro cannot run m.tflite on esp32: TOPK_V2 at operator 3 (layer topk); ATAN2 at "
-     "operator 4; replace those layers or choose a Linux target"),
-    ("resolver", "nano33ble", dict(unregistered="custom op MyOp has no registration"),
-     "m.tflite on nano33ble: custom op MyOp has no registration"),
-    ("litert", "rpi4", dict(unsupported=("the model does not load and run in LiteRT (x)",)),
-     "LiteRT cannot run m.tflite on rpi4: the model does not load and run in LiteRT (x)"),
-])
+@pytest.mark.parametrize(
+    "case,target,facts,message",
+    [
+        (
+            "tflm lacks ops",
+            "esp32",
+            dict(unsupported=("TOPK_V2 at operator 3 (layer topk)", "ATAN2 at operator 4")),
+            "TFLite Micro cannot run m.tflite on esp32: TOPK_V2 at operator 3 (layer topk); "
+            "ATAN2 at operator 4; replace those layers or choose a Linux target",
+        ),
+        (
+            "resolver",
+            "nano33ble",
+            dict(unregistered="custom op MyOp has no registration"),
+            "m.tflite on nano33ble: custom op MyOp has no registration",
+        ),
+        (
+            "litert",
+            "rpi4",
+            dict(unsupported=("the model does not load and run in LiteRT (x)",)),
+            "LiteRT cannot run m.tflite on rpi4: the model does not load and run in LiteRT (x)",
+        ),
+    ],
+)
 def test_the_ops_precondition_fails_naming_what_the_runtime_lacks(case, target, facts, message):
     r = b.ops_precondition(support(**facts), load_target(target))
     assert not r.ok and r.evidence == message
@@ -83,12 +127,15 @@ def test_the_ops_precondition_fails_naming_what_the_runtime_lacks(case, target, 
 def test_preconditions_that_hold_say_what_was_run():
     nano, rpi = load_target("nano33ble"), load_target("rpi4")
     assert b.ops_precondition(support(), nano).evidence == (
-        "loaded in TFLite Micro: CONV_2D x2, FULLY_CONNECTED x2")
+        "loaded in TFLite Micro: CONV_2D x2, FULLY_CONNECTED x2"
+    )
     assert b.ops_precondition(support(), rpi).evidence == (
-        "loaded, allocated and invoked in ai-edge-litert")
+        "loaded, allocated and invoked in ai-edge-litert"
+    )
     assert b.dtype_precondition(support(), nano).evidence == "model is int8; nano33ble needs int8"
     assert b.dtype_precondition(support(dtype="float32"), rpi).evidence == (
-        "model is float32; rpi4 runs any dtype")
+        "model is float32; rpi4 runs any dtype"
+    )
 
 
 def test_flash_counts_dense_model_plus_runtime_and_headroom():
@@ -102,8 +149,7 @@ def test_flash_counts_dense_model_plus_runtime_and_headroom():
 
 def test_ram_over_budget_fails_with_the_arena_breakdown():
     t = load_target("pico")
-    tight = Budget(t.budget.max_flash_bytes, 12_000 + t.reserve.ram_bytes,
-                   t.budget.max_latency_ms)
+    tight = Budget(t.budget.max_flash_bytes, 12_000 + t.reserve.ram_bytes, t.budget.max_latency_ms)
     r = b.ram_rule(evidence(), t, tight)
     assert not r.ok and r.figure == 12_716 + t.reserve.ram_bytes and r.headroom == -716
     assert "smallest working 10,000 B" in r.evidence and "print_allocations 9,500 B" in r.evidence
@@ -133,16 +179,23 @@ def test_evidence_without_the_figures_the_target_needs_is_refused():
         b.evaluate(evidence(), load_target("rpi4"))
 
 
-@pytest.mark.parametrize("rule,tight", [
-    (b.flash_rule, Budget(1_000, 10**9, 1e9)), (b.ram_rule, Budget(10**9, 1_000, 1e9)),
-    (b.latency_rule, Budget(10**9, 10**9, 1.0))])
+@pytest.mark.parametrize(
+    "rule,tight",
+    [
+        (b.flash_rule, Budget(1_000, 10**9, 1e9)),
+        (b.ram_rule, Budget(10**9, 1_000, 1e9)),
+        (b.latency_rule, Budget(10**9, 10**9, 1.0)),
+    ],
+)
 def test_each_rule_over_its_budget_fails_with_its_evidence(rule, tight):
     t = load_target("nano33ble")
     r = rule(evidence(), t, tight)
     assert not r.ok and r.headroom < 0 and r.evidence == rule(evidence(), t, t.budget).evidence
-    assert r.failure() == (f"{r.name} {r.figure:,.4g} ms, over the budget 1 ms "
-                           f"(budget.max_latency_ms)" if r.unit == "ms" else
-                           f"{r.name} {r.figure:,} B, over the budget 1,000 B ({r.key})")
+    assert r.failure() == (
+        f"{r.name} {r.figure:,.4g} ms, over the budget 1 ms (budget.max_latency_ms)"
+        if r.unit == "ms"
+        else f"{r.name} {r.figure:,} B, over the budget 1,000 B ({r.key})"
+    )
 
 
 def test_format_check_tables_the_rules_and_gives_the_preconditions_evidence():
@@ -152,19 +205,23 @@ def test_format_check_tables_the_rules_and_gives_the_preconditions_evidence():
     assert lines[0] == "check m.tflite on nano33ble: PASS"
     assert [line.split()[0] for line in lines[4:8]] == ["flash", "ram", "arena", "latency"]
     assert lines[8] == ""
-    assert lines[9] == ("dtype: The model's input, output and weights have the dtype the "
-                        "target requires. model is int8; nano33ble needs int8")
-    assert lines[10].startswith("ops: The runtime implements every operator and dtype in the "
-                                "model. loaded in TFLite Micro: CONV_2D x2")
+    assert lines[9] == (
+        "dtype: The model's input, output and weights have the dtype the "
+        "target requires. model is int8; nano33ble needs int8"
+    )
+    assert lines[10].startswith(
+        "ops: The runtime implements every operator and dtype in the "
+        "model. loaded in TFLite Micro: CONV_2D x2"
+    )
     for name in ("flash", "ram", "arena", "latency"):
         assert any(line.startswith(f"{name}: ") for line in lines)
 
 
 def test_one_result_type_round_trips_and_measures_headroom_by_its_bound():
-    at_most = RuleResult("flash", "Fits.", True, 900.0, 1_000.0, "B", "budget.max_flash_bytes",
-                         "e")
-    at_least = RuleResult("agreement", "Reaches.", False, 0.5, 0.9, "", "validate.min_agreement",
-                          "e", bound="min")
+    at_most = RuleResult("flash", "Fits.", True, 900.0, 1_000.0, "B", "budget.max_flash_bytes", "e")
+    at_least = RuleResult(
+        "agreement", "Reaches.", False, 0.5, 0.9, "", "validate.min_agreement", "e", bound="min"
+    )
     assert at_most.headroom == 100 and at_least.headroom == pytest.approx(-0.4)
     for r in (at_most, at_least):
         assert RuleResult.from_dict(r.to_dict()) == r
@@ -195,8 +252,11 @@ def test_generic_registrations_cost_more_than_int8_only():
 
 
 def test_runtime_flash_for_unmeasured_core_and_op_says_so():
-    assert {("cortex-m0plus", "cmsis-nn"), ("cortex-m7", "cmsis-nn"),
-            ("cortex-m33", "cmsis-nn")} <= set(footprint.MEASURED)
+    assert {
+        ("cortex-m0plus", "cmsis-nn"),
+        ("cortex-m7", "cmsis-nn"),
+        ("cortex-m33", "cmsis-nn"),
+    } <= set(footprint.MEASURED)
     est = footprint.runtime_flash("xtensa-lx7", "esp-nn", {"CONV_2D": True, "GELU": False})
     assert "no measurement for xtensa-lx7 with esp-nn" in est.basis
     assert "GELU not measured, counted as the largest measured kernel" in est.basis

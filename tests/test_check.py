@@ -33,6 +33,7 @@ def traced_build(tmp_path_factory):
         def call(model, **kwargs):
             calls.append(hashlib.sha256(model).hexdigest())
             return fn(model, **kwargs)
+
         return call
 
     with pytest.MonkeyPatch.context() as mp:
@@ -80,11 +81,17 @@ def test_run_for_a_target_checks_and_writes_firmware(built):
     rules = {r["name"]: r for r in check["rules"]}
     ev = check["evidence"]
     target = report["target"]
-    assert rules["flash"]["figure"] == os.path.getsize(out / "final_int8.tflite") + \
-        ev["runtime_flash_bytes"] + target["reserve"]["flash_bytes"]
+    assert (
+        rules["flash"]["figure"]
+        == os.path.getsize(out / "final_int8.tflite")
+        + ev["runtime_flash_bytes"]
+        + target["reserve"]["flash_bytes"]
+    )
     assert ev["arena_bytes"] >= max(ev["arena_min_bytes"], ev["arena_recorded_bytes"] or 0)
-    assert rules["ram"]["figure"] == ev["arena_bytes"] + ev["runtime_ram_bytes"] + \
-        target["reserve"]["ram_bytes"]
+    assert (
+        rules["ram"]["figure"]
+        == ev["arena_bytes"] + ev["runtime_ram_bytes"] + target["reserve"]["ram_bytes"]
+    )
     assert "estimate:" in ev["runtime_flash_basis"]
     for name in ("model_data.h", "model_data.cc", "model_ops.h", "model_config.h"):
         assert (out / "firmware" / name).exists()
@@ -102,18 +109,23 @@ def test_run_for_a_target_keeps_the_preconditions_that_held(built):
     assert [r["name"] for r in check["preconditions"]] == ["dtype", "ops"]
     assert all(r["ok"] and r["figure"] is None for r in check["preconditions"])
     assert [r["name"] for r in check["rules"]] == ["flash", "ram", "arena", "latency"]
-    assert ("dtype: The model's input, output and weights have the dtype the target requires. "
-            "model is int8; nano33ble needs int8") in result.stdout
-    assert ("ops: The runtime implements every operator and dtype in the model. loaded in "
-            "TFLite Micro: CONV_2D x2, FULLY_CONNECTED x2, MAX_POOL_2D x1, RESHAPE x1, "
-            "SOFTMAX x1") in result.stdout
-    table = result.stdout[result.stdout.index("rule   "):].split("\n\n")[0].splitlines()[2:]
+    assert (
+        "dtype: The model's input, output and weights have the dtype the target requires. "
+        "model is int8; nano33ble needs int8"
+    ) in result.stdout
+    assert (
+        "ops: The runtime implements every operator and dtype in the model. loaded in "
+        "TFLite Micro: CONV_2D x2, FULLY_CONNECTED x2, MAX_POOL_2D x1, RESHAPE x1, "
+        "SOFTMAX x1"
+    ) in result.stdout
+    table = result.stdout[result.stdout.index("rule   ") :].split("\n\n")[0].splitlines()[2:]
     assert [row.split()[0] for row in table] == ["flash", "ram", "arena", "latency"]
 
 
 @pytest.mark.parametrize("case", ["float edges", "litert", "resolver"])
 def test_a_failed_precondition_refuses_the_model_with_its_evidence(
-        case, int8_model, int8_float_io_model, monkeypatch):
+    case, int8_model, int8_float_io_model, monkeypatch
+):
     from edgeprune.artifacts import Flatbuffer
     from edgeprune.stages import check
     from edgeprune.target import load_target
@@ -121,9 +133,11 @@ def test_a_failed_precondition_refuses_the_model_with_its_evidence(
     model, target, arena = int8_model, "nano33ble", None
     if case == "float edges":
         model = int8_float_io_model
-        message = ("m.tflite has float32 input/output around int8 weights but nano33ble needs "
-                   "an integer-only model; convert with int8 input and output (the int8 mode "
-                   "of quantize.mode does)")
+        message = (
+            "m.tflite has float32 input/output around int8 weights but nano33ble needs "
+            "an integer-only model; convert with int8 input and output (the int8 mode "
+            "of quantize.mode does)"
+        )
     elif case == "litert":
         from edgeprune.runners import host
 
@@ -132,8 +146,10 @@ def test_a_failed_precondition_refuses_the_model_with_its_evidence(
 
         monkeypatch.setattr(host, "peak_memory_bytes", refuse)
         target = "rpi4"
-        message = ("LiteRT cannot run m.tflite on rpi4: the model does not load and run in "
-                   "LiteRT (no kernel)")
+        message = (
+            "LiteRT cannot run m.tflite on rpi4: the model does not load and run in "
+            "LiteRT (no kernel)"
+        )
     else:
         from edgeprune.errors import UnsupportedModelError
         from edgeprune.firmware import emit
@@ -145,8 +161,9 @@ def test_a_failed_precondition_refuses_the_model_with_its_evidence(
         arena = object()  # handed on by the quantize stage: no TFLite Micro op check
         message = "m.tflite on nano33ble: custom op MyOp has no registration"
     with pytest.raises(check.TargetMismatchError) as info:
-        check.check_flatbuffer(Flatbuffer.of(model, "m.tflite", ""), load_target(target),
-                               arena=arena)
+        check.check_flatbuffer(
+            Flatbuffer.of(model, "m.tflite", ""), load_target(target), arena=arena
+        )
     assert str(info.value) == message
 
 
@@ -162,11 +179,11 @@ def test_check_command_matches_the_run(built):
 
 def test_over_budget_exits_3_with_the_failing_rule(built):
     out, _ = built
-    r = invoke("check", str(out / "final_int8.tflite"), "--target", "pico",
-               "--max-ram-bytes", "40000")  # pico keeps 32 KB for the application
+    r = invoke(
+        "check", str(out / "final_int8.tflite"), "--target", "pico", "--max-ram-bytes", "40000"
+    )  # pico keeps 32 KB for the application
     assert r.exit_code == 3, r.output
-    assert any(line.startswith("ram ") and line.endswith("FAIL")
-               for line in r.stdout.splitlines())
+    assert any(line.startswith("ram ") and line.endswith("FAIL") for line in r.stdout.splitlines())
     assert "does not fit pico: ram over budget" in r.stderr
 
 
@@ -180,8 +197,9 @@ def test_latency_over_budget_exits_3_and_names_the_estimate(built):
     assert "most expensive operators" in ok.stdout
     r = invoke("check", model, "--target", "nano33ble", "--max-latency-ms", str(est["ms"] / 2))
     assert r.exit_code == 3, r.output
-    assert any(line.startswith("latency ") and line.endswith("FAIL")
-               for line in r.stdout.splitlines())
+    assert any(
+        line.startswith("latency ") and line.endswith("FAIL") for line in r.stdout.splitlines()
+    )
     assert "latency over budget" in r.stderr
 
 
@@ -203,15 +221,27 @@ def test_calibrate_command_writes_a_cost_model_check_can_use(built, tmp_path):
     from edgeprune.estimates.latency import load_cost_model
 
     out, _ = built
-    csv = os.path.join(os.path.dirname(__file__), "..", "targets", "calibration",
-                       "mlperf_tiny_v0.5", "measurements.csv")
+    csv = os.path.join(
+        os.path.dirname(__file__),
+        "..",
+        "targets",
+        "calibration",
+        "mlperf_tiny_v0.5",
+        "measurements.csv",
+    )
     fitted = tmp_path / "mine.toml"
     r = invoke("calibrate", csv, "--out", str(fitted))
     assert r.exit_code == 0, r.output
     assert "leave-one-out error: median 14.2%, max 34.9%" in r.stdout
     assert load_cost_model(str(fitted)).accuracy.n == 4
-    c = invoke("check", str(out / "final_int8.tflite"), "--target", "nano33ble",
-               "--cost-model", str(fitted))
+    c = invoke(
+        "check",
+        str(out / "final_int8.tflite"),
+        "--target",
+        "nano33ble",
+        "--cost-model",
+        str(fitted),
+    )
     assert c.exit_code == 0 and "cost model mine" in c.stdout
     bad = invoke("calibrate", csv, "--fit", "mac,bogus")
     assert bad.exit_code == 1 and "unknown fit parameter bogus" in bad.stderr
@@ -225,14 +255,25 @@ def test_linux_target_uses_file_size_and_measured_memory(built):
     assert "(xnnpack)" in r.output
 
 
-@pytest.mark.parametrize("case", ["float on int8 target", "truncated", "not a flatbuffer",
-                                  "unknown target", "negative field", "missing op"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "float on int8 target",
+        "truncated",
+        "not a flatbuffer",
+        "unknown target",
+        "negative field",
+        "missing op",
+    ],
+)
 def test_check_bad_input_is_one_line_exit_1(case, built, topk_path, tmp_path):
     out, _ = built
     model, target = str(out / "final_int8.tflite"), "nano33ble"
     if case == "float on int8 target":
-        model, message = str(out / "baseline_float32.tflite"), \
-            "is a float32 model but nano33ble needs int8"
+        model, message = (
+            str(out / "baseline_float32.tflite"),
+            "is a float32 model but nano33ble needs int8",
+        )
     elif case == "truncated":
         data = (out / "final_int8.tflite").read_bytes()
         (tmp_path / "cut.tflite").write_bytes(data[: len(data) // 2])
@@ -248,13 +289,18 @@ def test_check_bad_input_is_one_line_exit_1(case, built, topk_path, tmp_path):
         text = open(load_target("nano33ble").path).read()
         import re
 
-        (tmp_path / "neg.toml").write_text(re.sub(r"max_ram_bytes = [\d_]+",
-                                                  "max_ram_bytes = -196_608", text))
-        target, message = str(tmp_path / "neg.toml"), \
-            "budget.max_ram_bytes = -196608 is out of range; it must be > 0"
+        (tmp_path / "neg.toml").write_text(
+            re.sub(r"max_ram_bytes = [\d_]+", "max_ram_bytes = -196_608", text)
+        )
+        target, message = (
+            str(tmp_path / "neg.toml"),
+            "budget.max_ram_bytes = -196608 is out of range; it must be > 0",
+        )
     else:
-        model, message = str(topk_path), "TFLite Micro cannot run topk.tflite on nano33ble: " \
-                                          "TOPK_V2 at operator 1 (layer topk)"
+        model, message = (
+            str(topk_path),
+            "TFLite Micro cannot run topk.tflite on nano33ble: TOPK_V2 at operator 1 (layer topk)",
+        )
     r = invoke("check", model, "--target", target)
     assert r.exit_code == 1, r.output
     lines = r.stderr.strip().splitlines()
@@ -263,8 +309,9 @@ def test_check_bad_input_is_one_line_exit_1(case, built, topk_path, tmp_path):
 
 
 def test_run_refuses_a_float_mode_for_an_int8_target_before_writing(tmp_path):
-    r = invoke("run", "--target", "nano33ble", "--quantize", "float16", "--out",
-               str(tmp_path / "b"))
+    r = invoke(
+        "run", "--target", "nano33ble", "--quantize", "float16", "--out", str(tmp_path / "b")
+    )
     assert r.exit_code == 1
     assert "nano33ble runs int8 models only but quantize.mode = 'float16'" in r.stderr
     assert not (tmp_path / "b").exists()
@@ -303,8 +350,10 @@ def test_model_dtype_counts_integer_only_models_as_int8():
     from edgeprune.stages.check import model_dtype
 
     def info(tensors, weights):
-        return NS(tensors=[NS(dtype=d) for d in tensors],
-                  weights=NS(per_tensor=[NS(dtype=d) for d in weights]))
+        return NS(
+            tensors=[NS(dtype=d) for d in tensors],
+            weights=NS(per_tensor=[NS(dtype=d) for d in weights]),
+        )
 
     # TFLM's audio front end: int16 in, int32 inside, int8 out, no float anywhere
     assert model_dtype(info(["int16", "int32", "int8"], [])) == "int8"
@@ -332,29 +381,48 @@ def test_run_for_a_target_picks_the_dense_quantization_with_the_smaller_arena(bu
 def test_check_writes_the_same_result_as_json(built, tmp_path):
     out, _ = built
     path = tmp_path / "check.json"
-    r = invoke("check", str(out / "final_int8.tflite"), "--target", "nano33ble", "--report",
-               str(path))
+    r = invoke(
+        "check", str(out / "final_int8.tflite"), "--target", "nano33ble", "--report", str(path)
+    )
     assert r.exit_code == 0, r.output
     body = json.loads(path.read_text())
     run_check = json.loads((out / "report.json").read_text())["stages"]["check"]
     assert body["schema_version"] == 2 and body["check"]["ok"] is True
     assert body["check"]["rules"] == run_check["rules"]
-    assert body["model_sha256"] == json.loads((out / "report.json").read_text())[
-        "artifacts"]["final_int8.tflite"]["sha256"]
+    assert (
+        body["model_sha256"]
+        == json.loads((out / "report.json").read_text())["artifacts"]["final_int8.tflite"]["sha256"]
+    )
 
 
 def test_run_for_a_target_refuses_missing_ops_before_writing(tmp_path):
     from edgeprune.adapters import keras as ka
 
     keras = ka.keras
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                              keras.layers.Dense(16, name="hidden"),
-                              keras.layers.Activation("gelu", name="gelu_act"),
-                              keras.layers.Dense(10, activation="softmax", name="out")])
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(16, name="hidden"),
+            keras.layers.Activation("gelu", name="gelu_act"),
+            keras.layers.Dense(10, activation="softmax", name="out"),
+        ]
+    )
     model.save(tmp_path / "gelu.keras")
     out = tmp_path / "build"
-    r = invoke("run", "--model", str(tmp_path / "gelu.keras"), "--data", "digits", "--target",
-               "nano33ble", "--out", str(out), "--epochs", "1")
+    r = invoke(
+        "run",
+        "--model",
+        str(tmp_path / "gelu.keras"),
+        "--data",
+        "digits",
+        "--target",
+        "nano33ble",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+    )
     assert r.exit_code == 1, r.output
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "GELU at operator" in lines[0] and "(layer gelu_act)" in lines[0]
@@ -372,8 +440,9 @@ def test_check_options_applies_the_recipe_budget_and_its_cost_model_together(bui
     target = load_target("nano33ble")
     path = str(out / "final_int8.tflite")
     default = check_options(path, target, BudgetOptions())
-    other = check_options(path, target, BudgetOptions(cost_model="cmsis-nn_cortex-m7",
-                                                       max_latency_ms=0.001))
+    other = check_options(
+        path, target, BudgetOptions(cost_model="cmsis-nn_cortex-m7", max_latency_ms=0.001)
+    )
     assert default.evidence.latency.cost_model == "cmsis-nn_cortex-m4f"
     assert other.evidence.latency.cost_model == "cmsis-nn_cortex-m7"
     assert other.evidence.latency.ms != default.evidence.latency.ms

@@ -58,8 +58,13 @@ def test_report_hashes_every_artifact_and_records_versions(default_run):
     for lib in ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert"):
         assert report["versions"][lib]
     names = set(report["artifacts"])
-    assert {"baseline.keras", "baseline_float32.tflite", "pruned.keras",
-            "pruned_float32.tflite", "final_int8.tflite"} <= names
+    assert {
+        "baseline.keras",
+        "baseline_float32.tflite",
+        "pruned.keras",
+        "pruned_float32.tflite",
+        "final_int8.tflite",
+    } <= names
     for name, entry in report["artifacts"].items():
         assert entry["sha256"] == sha256_file(out / name)
     assert not [p for p in os.listdir(out) if p.startswith(".")]  # no temporary leftovers
@@ -95,15 +100,20 @@ def test_same_seed_same_metrics_from_scratch(tmp_path):
         assert result.exit_code == 0, result.output
         runs.append(json.loads((tmp_path / name / "report.json").read_text()))
     assert runs[0]["stages"]["evaluate"] == runs[1]["stages"]["evaluate"]
-    assert runs[0]["artifacts"]["final_int8.tflite"]["sha256"] == \
-        runs[1]["artifacts"]["final_int8.tflite"]["sha256"]
+    assert (
+        runs[0]["artifacts"]["final_int8.tflite"]["sha256"]
+        == runs[1]["artifacts"]["final_int8.tflite"]["sha256"]
+    )
 
 
-@pytest.mark.parametrize("args,sparsity", [
-    (["--pattern", "m_by_n", "--m-by-n", "2:4"], 0.5),
-    (["--pattern", "block", "--block-size", "1x4"], 0.75),
-    (["--schedule", "constant"], 0.75),
-])
+@pytest.mark.parametrize(
+    "args,sparsity",
+    [
+        (["--pattern", "m_by_n", "--m-by-n", "2:4"], 0.5),
+        (["--pattern", "block", "--block-size", "1x4"], 0.75),
+        (["--schedule", "constant"], 0.75),
+    ],
+)
 def test_default_model_other_patterns_keep_accuracy(args, sparsity, default_run, tmp_path):
     import shutil
 
@@ -133,13 +143,32 @@ def residual_model(tmp_path_factory, digits):
 
 def test_subprocess_run_with_user_model_data_and_recipe(residual_model, digits_npz, tmp_path):
     recipe = tmp_path / "r.toml"
-    recipe.write_text('[prune]\nfinal_sparsity = 0.5\nepochs = 2\nexclude = ["logits"]\n'
-                      '[quantize]\nmode = "dynamic"\n')
+    recipe.write_text(
+        '[prune]\nfinal_sparsity = 0.5\nepochs = 2\nexclude = ["logits"]\n'
+        '[quantize]\nmode = "dynamic"\n'
+    )
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "edgeprune", "run", "--model", residual_model, "--data",
-         digits_npz, "--recipe", str(recipe), "--out", str(out), "--sparsity", "0.6"],
-        capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "edgeprune",
+            "run",
+            "--model",
+            residual_model,
+            "--data",
+            digits_npz,
+            "--recipe",
+            str(recipe),
+            "--out",
+            str(out),
+            "--sparsity",
+            "0.6",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["recipe"]["prune"]["final_sparsity"] == 0.6  # the flag wins
@@ -153,24 +182,57 @@ def test_subprocess_run_with_user_model_data_and_recipe(residual_model, digits_n
 
 def test_stage_commands_chain_prune_then_quantize(residual_model, digits_npz, tmp_path):
     out = tmp_path / "staged"
-    r = invoke("prune", residual_model, "--data", digits_npz, "--out", str(out), "--epochs",
-               "2", "--sparsity", "0.5")
+    r = invoke(
+        "prune",
+        residual_model,
+        "--data",
+        digits_npz,
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--sparsity",
+        "0.5",
+    )
     assert r.exit_code == 0, r.output
-    r = invoke("quantize", str(out / "pruned.keras"), "--data", digits_npz, "--out", str(out),
-               "--calibration-samples", "40")
+    r = invoke(
+        "quantize",
+        str(out / "pruned.keras"),
+        "--data",
+        digits_npz,
+        "--out",
+        str(out),
+        "--calibration-samples",
+        "40",
+    )
     assert r.exit_code == 0, r.output
     report = json.loads((out / "report.json").read_text())
     assert {"prune", "quantize"} <= set(report["stages"])
     assert {"pruned.keras", "final_int8.tflite"} <= set(report["artifacts"])
     assert report["sizes"]["final"]["zero_weight_fraction"] >= 0.45
-    assert report["stages"]["quantize"]["input"]["sha256"] == \
-        report["artifacts"]["pruned.keras"]["sha256"]
+    assert (
+        report["stages"]["quantize"]["input"]["sha256"]
+        == report["artifacts"]["pruned.keras"]["sha256"]
+    )
     assert report["stages"]["quantize"]["check"]["ok"] is True
-    assert report["stages"]["evaluate"]["final"]["agreement_reference"] == \
-        "input model pruned.keras"
+    assert (
+        report["stages"]["evaluate"]["final"]["agreement_reference"] == "input model pruned.keras"
+    )
     # pruning again makes the quantized model stale: it is dropped, file and entries
-    r = invoke("prune", residual_model, "--data", digits_npz, "--out", str(out), "--epochs",
-               "2", "--sparsity", "0.8", "--seed", "5")
+    r = invoke(
+        "prune",
+        residual_model,
+        "--data",
+        digits_npz,
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--sparsity",
+        "0.8",
+        "--seed",
+        "5",
+    )
     assert r.exit_code == 0, r.output
     report = json.loads((out / "report.json").read_text())
     assert "quantize" not in report["stages"] and "final" not in report["sizes"]
@@ -186,20 +248,49 @@ def test_prune_command_runs_structured_pruning_first(residual_model, digits_npz,
     command with a MAC goal: structured.keras, then tfmot on it; a later prune
     without the goal drops the stale structured artifacts."""
     out = tmp_path / "staged"
-    r = invoke("prune", residual_model, "--data", digits_npz, "--out", str(out), "--epochs",
-               "1", "--sparsity", "0.5", "--structured", "macs", "--reduction", "2",
-               "--structured-epochs", "1", "--importance", "taylor",
-               "--importance-samples", "32")
+    r = invoke(
+        "prune",
+        residual_model,
+        "--data",
+        digits_npz,
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--sparsity",
+        "0.5",
+        "--structured",
+        "macs",
+        "--reduction",
+        "2",
+        "--structured-epochs",
+        "1",
+        "--importance",
+        "taylor",
+        "--importance-samples",
+        "32",
+    )
     assert r.exit_code == 0, r.output
     assert "structured pruning: goal macs /2.0, taylor importance" in r.output
     report = json.loads((out / "report.json").read_text())
     st = report["stages"]["prune"]["structured"]
     assert st["macs_reduction"] >= 2.0 and st["rounds"][0]["rebuild_max_abs_diff"] < 1e-4
     assert report["sizes"]["structured"]["bytes"] < report["sizes"]["pruned"]["bytes"] * 1.01
-    assert {"structured.keras", "structured_float32.tflite", "pruned.keras"} <= \
-        set(report["artifacts"])
-    r = invoke("prune", residual_model, "--data", digits_npz, "--out", str(out), "--epochs",
-               "1", "--sparsity", "0.5")
+    assert {"structured.keras", "structured_float32.tflite", "pruned.keras"} <= set(
+        report["artifacts"]
+    )
+    r = invoke(
+        "prune",
+        residual_model,
+        "--data",
+        digits_npz,
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--sparsity",
+        "0.5",
+    )
     assert r.exit_code == 0, r.output
     report = json.loads((out / "report.json").read_text())
     assert "structured" not in report["sizes"] and not (out / "structured.keras").exists()
@@ -213,17 +304,24 @@ def test_stage_commands_on_a_run_folder_keep_what_produced_their_input(default_r
     # quantizing the run's baseline: the baseline entries stay (they made the input),
     # the run's prune and int8 results go, the input file is never deleted
     for mode in ("float16", "dynamic"):
-        r = invoke("quantize", str(run / "baseline.keras"), "--data", "digits", "--quantize",
-                   mode)  # no --out: a run folder's artifact writes back into that folder
+        r = invoke(
+            "quantize", str(run / "baseline.keras"), "--data", "digits", "--quantize", mode
+        )  # no --out: a run folder's artifact writes back into that folder
         assert r.exit_code == 0, r.output
     report = json.loads((run / "report.json").read_text())
-    assert set(report["artifacts"]) == {"baseline.keras", "baseline.json",
-                                        "baseline_float32.tflite", "final_dynamic.tflite"}
+    assert set(report["artifacts"]) == {
+        "baseline.keras",
+        "baseline.json",
+        "baseline_float32.tflite",
+        "final_dynamic.tflite",
+    }
     assert (run / "baseline.keras").exists() and not (run / "final_float16.tflite").exists()
     assert not (run / "pruned.keras").exists() and not (run / "final_int8.tflite").exists()
     assert set(report["stages"]) == {"baseline", "quantize", "evaluate"}
-    assert report["stages"]["quantize"]["input"]["sha256"] == \
-        report["artifacts"]["baseline.keras"]["sha256"]
+    assert (
+        report["stages"]["quantize"]["input"]["sha256"]
+        == report["artifacts"]["baseline.keras"]["sha256"]
+    )
     assert report["stages"]["baseline"]["input"]["model"] == "builtin:digits_cnn"
     assert report["sizes"].keys() == {"baseline", "final"}
 
@@ -234,17 +332,18 @@ def test_a_stage_never_overwrites_its_input(default_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(default_run[0], run)
     before = (run / "pruned.keras").read_bytes()
-    r = CliRunner().invoke(main, ["prune", str(run / "pruned.keras"), "--data", "digits",
-                                  "--out", str(run)])
+    r = CliRunner().invoke(
+        main, ["prune", str(run / "pruned.keras"), "--data", "digits", "--out", str(run)]
+    )
     assert r.exit_code == 1
-    assert "would be overwritten by this stage's pruned.keras; choose another output" in \
-        r.stderr
+    assert "would be overwritten by this stage's pruned.keras; choose another output" in r.stderr
     assert (run / "pruned.keras").read_bytes() == before
 
 
 def test_stage_commands_refuse_builtin_model_names(tmp_path):
-    r = CliRunner().invoke(main, ["quantize", "digits_cnn", "--data", "digits", "--out",
-                                  str(tmp_path / "q")])
+    r = CliRunner().invoke(
+        main, ["quantize", "digits_cnn", "--data", "digits", "--out", str(tmp_path / "q")]
+    )
     assert r.exit_code == 1
     assert "'digits_cnn' is a built-in model name, not a Keras model file" in r.stderr
     assert not (tmp_path / "q").exists()
@@ -255,19 +354,35 @@ def autoencoder_files(tmp_path_factory, digits):
     d = tmp_path_factory.mktemp("ae")
     train_tiny(build_tiny("autoencoder"), digits, regression=True).save(d / "ae.keras")
     # calibration samples that are all black: int8 ranges fit nothing real
-    np.savez(d / "ae_bad_calib.npz", x_train=digits.x_train, y_train=digits.x_train,
-             x_test=digits.x_test, y_test=digits.x_test,
-             x_calib=np.zeros((10, 8, 8, 1), np.float32))
+    np.savez(
+        d / "ae_bad_calib.npz",
+        x_train=digits.x_train,
+        y_train=digits.x_train,
+        x_test=digits.x_test,
+        y_test=digits.x_test,
+        x_calib=np.zeros((10, 8, 8, 1), np.float32),
+    )
     return d
 
 
 def test_quantization_over_budget_exits_4_after_writing(autoencoder_files, tmp_path):
     d, out = autoencoder_files, tmp_path / "ae"
-    result = invoke("run", "--model", str(d / "ae.keras"), "--data",
-                    str(d / "ae_bad_calib.npz"), "--out", str(out), "--epochs", "1")
+    result = invoke(
+        "run",
+        "--model",
+        str(d / "ae.keras"),
+        "--data",
+        str(d / "ae_bad_calib.npz"),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+    )
     assert result.exit_code == 4, result.output
-    assert ("quantization budget: The relative MSE increase from quantization fits the "
-            "quantization budget." in result.stdout)
+    assert (
+        "quantization budget: The relative MSE increase from quantization fits the "
+        "quantization budget." in result.stdout
+    )
     assert "FAILED" in result.stdout
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("edgeprune: error:")]
     assert len(errors) == 1 and "over the budget 0.25 (quantize.max_mse_increase)" in errors[0]
@@ -279,7 +394,8 @@ def test_quantization_over_budget_exits_4_after_writing(autoencoder_files, tmp_p
 
 
 def test_rerun_removes_stale_artifacts_and_a_failed_rerun_leaves_no_report(
-        default_run, tmp_path, monkeypatch):
+    default_run, tmp_path, monkeypatch
+):
     import shutil
 
     from edgeprune import pipeline
@@ -289,14 +405,15 @@ def test_rerun_removes_stale_artifacts_and_a_failed_rerun_leaves_no_report(
     shutil.copytree(default_run[0], run)
     report = json.loads((run / "report.json").read_text())
     (run / "final_float16.tflite").write_bytes(b"from an earlier run")
-    report["artifacts"]["final_float16.tflite"] = {"stage": "quantize", "path":
-                                                   "final_float16.tflite"}
+    report["artifacts"]["final_float16.tflite"] = {
+        "stage": "quantize",
+        "path": "final_float16.tflite",
+    }
     (run / "report.json").write_text(json.dumps(report))
     result = invoke("run", "--out", str(run))
     assert result.exit_code == 0, result.output
     assert not (run / "final_float16.tflite").exists()
-    assert "final_float16.tflite" not in json.loads((run / "report.json").read_text())[
-        "artifacts"]
+    assert "final_float16.tflite" not in json.loads((run / "report.json").read_text())["artifacts"]
 
     def broken(*args, **kwargs):
         raise VerificationError("simulated failure after the baseline stage")
@@ -312,12 +429,18 @@ def test_rerun_removes_stale_artifacts_and_a_failed_rerun_leaves_no_report(
 
 def test_inspect_prints_ops_without_tensorflow(default_run):
     out, _ = default_run
-    code = ("import sys; from edgeprune.cli import main\n"
-            "try:\n main(['inspect', sys.argv[1]])\n"
-            "except SystemExit as e: assert e.code == 0\n"
-            "assert not [m for m in sys.modules if m.startswith(('tensorflow', 'tf_keras'))]\n")
-    proc = subprocess.run([sys.executable, "-c", code, str(out / "final_int8.tflite")],
-                          capture_output=True, text=True, timeout=60)
+    code = (
+        "import sys; from edgeprune.cli import main\n"
+        "try:\n main(['inspect', sys.argv[1]])\n"
+        "except SystemExit as e: assert e.code == 0\n"
+        "assert not [m for m in sys.modules if m.startswith(('tensorflow', 'tf_keras'))]\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(out / "final_int8.tflite")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "CONV_2D" in proc.stdout and "FULLY_CONNECTED" in proc.stdout
 
@@ -327,9 +450,11 @@ def test_inspect_errors_are_one_line(tmp_path):
     garbage.write_bytes(b"not a flatbuffer at all")
     unreadable = tmp_path / "mem.tflite"
     unreadable.symlink_to("/proc/self/mem")
-    for path, message in ((garbage, "not a TFLite model"),
-                          (unreadable, "cannot be read (Input/output error)"),
-                          (tmp_path / "missing.tflite", "does not exist")):
+    for path, message in (
+        (garbage, "not a TFLite model"),
+        (unreadable, "cannot be read (Input/output error)"),
+        (tmp_path / "missing.tflite", "does not exist"),
+    ):
         r = CliRunner().invoke(main, ["inspect", str(path)])
         assert r.exit_code == 1, r.output
         assert r.stderr.startswith("edgeprune: error: ") and message in r.stderr
@@ -344,10 +469,12 @@ def test_inspect_json_has_the_weight_zero_fraction(default_run):
 
 
 def test_help_does_not_import_tensorflow():
-    code = ("import sys; from edgeprune.cli import main\n"
-            "try:\n main(['--help'])\n"
-            "except SystemExit as e: assert e.code == 0\n"
-            "assert 'tensorflow' not in sys.modules\n")
+    code = (
+        "import sys; from edgeprune.cli import main\n"
+        "try:\n main(['--help'])\n"
+        "except SystemExit as e: assert e.code == 0\n"
+        "assert 'tensorflow' not in sys.modules\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "run" in proc.stdout and "inspect" in proc.stdout
@@ -408,33 +535,62 @@ def bad_files(tmp_path_factory, digits):
     (d / "dense.toml").write_text("[prune]\nfinal_sparsity = 1.0\n")
     rng = np.random.default_rng(0)
     np.savez(d / "missing.npz", x_train=digits.x_train, y_train=digits.y_train)
-    np.savez(d / "wrong_shape.npz", x_train=rng.random((20, 28, 28, 1)),
-             y_train=rng.integers(0, 10, 20), x_test=rng.random((20, 28, 28, 1)),
-             y_test=rng.integers(0, 10, 20))
+    np.savez(
+        d / "wrong_shape.npz",
+        x_train=rng.random((20, 28, 28, 1)),
+        y_train=rng.integers(0, 10, 20),
+        x_test=rng.random((20, 28, 28, 1)),
+        y_test=rng.integers(0, 10, 20),
+    )
     y = digits.y_train.copy()
     y[3] = 12
-    np.savez(d / "labels.npz", x_train=digits.x_train, y_train=y, x_test=digits.x_test,
-             y_test=digits.y_test)
+    np.savez(
+        d / "labels.npz",
+        x_train=digits.x_train,
+        y_train=y,
+        x_test=digits.x_test,
+        y_test=digits.y_test,
+    )
     good = build_tiny("sequential")
     good.save(d / "good.keras")
     build_tiny("autoencoder").save(d / "good_ae.keras")
-    np.savez(d / "ae.npz", x_train=digits.x_train, y_train=digits.x_train,
-             x_test=digits.x_test, y_test=digits.x_test)
+    np.savez(
+        d / "ae.npz",
+        x_train=digits.x_train,
+        y_train=digits.x_train,
+        x_test=digits.x_test,
+        y_test=digits.x_test,
+    )
     x_nan = digits.x_train.copy()
     x_nan[5, 1, 1, 0] = np.nan
-    np.savez(d / "nan.npz", x_train=x_nan, y_train=digits.y_train, x_test=digits.x_test,
-             y_test=digits.y_test)
+    np.savez(
+        d / "nan.npz",
+        x_train=x_nan,
+        y_train=digits.y_train,
+        x_test=digits.x_test,
+        y_test=digits.y_test,
+    )
     from edgeprune.adapters.keras import keras as k2
 
-    k2.Sequential([k2.Input((8, 8, 1)), k2.layers.Flatten(),
-                   k2.layers.Dense(1, activation="sigmoid")]).save(d / "sigmoid.keras")
-    np.savez(d / "tri.npz", x_train=digits.x_train, y_train=digits.y_train % 3,
-             x_test=digits.x_test, y_test=digits.y_test % 3)
+    k2.Sequential(
+        [k2.Input((8, 8, 1)), k2.layers.Flatten(), k2.layers.Dense(1, activation="sigmoid")]
+    ).save(d / "sigmoid.keras")
+    np.savez(
+        d / "tri.npz",
+        x_train=digits.x_train,
+        y_train=digits.y_train % 3,
+        x_test=digits.x_test,
+        y_test=digits.y_test % 3,
+    )
     (d / "broken_savedmodel").mkdir()
     (d / "broken_savedmodel" / "saved_model.pb").write_bytes(b"\x08\x01garbage")
     # Keras 3 models, saved by the keras 3 package that TensorFlow installs.
-    subprocess.run([sys.executable, "-c", KERAS3_MODELS, str(d)], check=True,
-                   capture_output=True, env={**os.environ, "TF_USE_LEGACY_KERAS": "0"})
+    subprocess.run(
+        [sys.executable, "-c", KERAS3_MODELS, str(d)],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "TF_USE_LEGACY_KERAS": "0"},
+    )
     # A subclassed tf_keras model, as a SavedModel and as a .keras file.
     from edgeprune.adapters.keras import keras
 
@@ -456,57 +612,117 @@ def bad_files(tmp_path_factory, digits):
 
 BAD = {
     "missing model": (["--model", "{d}/nope.keras"], 1, "nope.keras does not exist"),
-    "model is a folder without saved_model.pb": (["--model", "{d}"], 1,
-                                                 r"is not a SavedModel \(no saved_model.pb\)"),
-    "broken SavedModel": (["--model", "{d}/broken_savedmodel"], 1,
-                          r"could not be loaded \(.*\); re-save it"),
-    "garbage .keras": (["--model", "{d}/garbage.keras"], 1, r"is not a Keras model \(not a "
-                                                            r"\.keras zip archive\)"),
+    "model is a folder without saved_model.pb": (
+        ["--model", "{d}"],
+        1,
+        r"is not a SavedModel \(no saved_model.pb\)",
+    ),
+    "broken SavedModel": (
+        ["--model", "{d}/broken_savedmodel"],
+        1,
+        r"could not be loaded \(.*\); re-save it",
+    ),
+    "garbage .keras": (
+        ["--model", "{d}/garbage.keras"],
+        1,
+        r"is not a Keras model \(not a "
+        r"\.keras zip archive\)",
+    ),
     "garbage .h5": (["--model", "{d}/garbage.h5"], 1, r"is not a Keras model \(not an HDF5"),
     "wrong extension": (["--model", "{d}/notes.txt"], 1, "has extension '.txt'; pass a .keras"),
-    "keras 3 custom layer": (["--model", "{d}/keras3_custom.keras"], 1,
-                             "is a Keras 3 model that edgeprune cannot rebuild for tfmot "
-                             "\\(it uses the custom class Scale, which tf_keras does not "
-                             "have\\); rebuild the same architecture with `import "
-                             "tf_keras as keras`, copy the weights over"),
-    "keras 3 subclassed": (["--model", "{d}/keras3_sub.keras"], 1,
-                           "is a subclassed model \\(Sub\\); tfmot can prune only"),
-    "subclassed savedmodel": (["--model", "{d}/sub_savedmodel"], 1,
-                              "is a subclassed model .*rebuild it with keras.Sequential"),
+    "keras 3 custom layer": (
+        ["--model", "{d}/keras3_custom.keras"],
+        1,
+        "is a Keras 3 model that edgeprune cannot rebuild for tfmot "
+        "\\(it uses the custom class Scale, which tf_keras does not "
+        "have\\); rebuild the same architecture with `import "
+        "tf_keras as keras`, copy the weights over",
+    ),
+    "keras 3 subclassed": (
+        ["--model", "{d}/keras3_sub.keras"],
+        1,
+        "is a subclassed model \\(Sub\\); tfmot can prune only",
+    ),
+    "subclassed savedmodel": (
+        ["--model", "{d}/sub_savedmodel"],
+        1,
+        "is a subclassed model .*rebuild it with keras.Sequential",
+    ),
     "subclassed .keras": (["--model", "{d}/sub.keras"], 1, "is a subclassed model \\(Sub\\)"),
-    "shape mismatch": (["--model", "{d}/good.keras", "--data", "{d}/wrong_shape.npz"], 1,
-                       "x_train has samples of shape \\(28, 28, 1\\) but the model's input is "
-                       "\\(8, 8, 1\\)"),
-    "labels out of range": (["--model", "{d}/good.keras", "--data", "{d}/labels.npz"], 1,
-                            "y_train holds label 12 but the model's output layer has 10 units"),
-    "npz missing keys": (["--model", "{d}/good.keras", "--data", "{d}/missing.npz"], 1,
-                         "lacks x_test, y_test"),
-    "recipe unknown key": (["--recipe", "{d}/typo.toml"], 1,
-                           "unknown key 'prune.final_sparsty'; did you mean 'final_sparsity'"),
-    "recipe sparsity 1.0": (["--recipe", "{d}/dense.toml"], 1,
-                            "prune.final_sparsity = 1.0 is outside \\[0.0, 1.0\\)"),
+    "shape mismatch": (
+        ["--model", "{d}/good.keras", "--data", "{d}/wrong_shape.npz"],
+        1,
+        "x_train has samples of shape \\(28, 28, 1\\) but the model's input is \\(8, 8, 1\\)",
+    ),
+    "labels out of range": (
+        ["--model", "{d}/good.keras", "--data", "{d}/labels.npz"],
+        1,
+        "y_train holds label 12 but the model's output layer has 10 units",
+    ),
+    "npz missing keys": (
+        ["--model", "{d}/good.keras", "--data", "{d}/missing.npz"],
+        1,
+        "lacks x_test, y_test",
+    ),
+    "recipe unknown key": (
+        ["--recipe", "{d}/typo.toml"],
+        1,
+        "unknown key 'prune.final_sparsty'; did you mean 'final_sparsity'",
+    ),
+    "recipe sparsity 1.0": (
+        ["--recipe", "{d}/dense.toml"],
+        1,
+        "prune.final_sparsity = 1.0 is outside \\[0.0, 1.0\\)",
+    ),
     "flag sparsity -0.5": (["--sparsity", "-0.5"], 1, "prune.final_sparsity = -0.5 is below"),
     "out is a file": (["--out", "{d}/a_file"], 1, "output directory .*a_file is a file"),
-    "out not writable": (["--out", "/proc/edgeprune_out"], 1,
-                         "output directory /proc/edgeprune_out cannot be written"),
+    "out not writable": (
+        ["--out", "/proc/edgeprune_out"],
+        1,
+        "output directory /proc/edgeprune_out cannot be written",
+    ),
     "sparsity nan": (["--sparsity", "nan"], 1, "prune.final_sparsity = nan must be a finite"),
-    "nan in data": (["--model", "{d}/good.keras", "--data", "{d}/nan.npz"], 1,
-                    "x_train holds 1 NaN or infinite value"),
+    "nan in data": (
+        ["--model", "{d}/good.keras", "--data", "{d}/nan.npz"],
+        1,
+        "x_train holds 1 NaN or infinite value",
+    ),
     "include names no layer": (["--include", "flatten"], 1, "no layer would be pruned"),
-    "sigmoid with labels 0..2": (["--model", "{d}/sigmoid.keras", "--data", "{d}/tri.npz"], 1,
-                                 "y_train holds label 2 but the model's output layer has 1 "
-                                 "unit"),
+    "sigmoid with labels 0..2": (
+        ["--model", "{d}/sigmoid.keras", "--data", "{d}/tri.npz"],
+        1,
+        "y_train holds label 2 but the model's output layer has 1 unit",
+    ),
     "schedule cannot finish": (["--frequency", "1000"], 1, "never updates its masks"),
-    "structured fit without a target": (["--structured", "fit"], 1,
-                                        'structured.goal = "fit" needs a target device'),
-    "structured floor on regression": (["--model", "{d}/good_ae.keras", "--data",
-                                        "{d}/ae.npz", "--structured", "width",
-                                        "--min-accuracy", "0.9"], 1,
-                                       "structured.min_accuracy applies to classification"),
-    "structured width 0": (["--structured", "width", "--width", "0"], 1,
-                           "structured.width = 0.0 must be above 0.0"),
-    "bn_scale without batchnorm": (["--structured", "width", "--importance", "bn_scale"], 1,
-                                   "importance bn_scale needs BatchNormalization"),
+    "structured fit without a target": (
+        ["--structured", "fit"],
+        1,
+        'structured.goal = "fit" needs a target device',
+    ),
+    "structured floor on regression": (
+        [
+            "--model",
+            "{d}/good_ae.keras",
+            "--data",
+            "{d}/ae.npz",
+            "--structured",
+            "width",
+            "--min-accuracy",
+            "0.9",
+        ],
+        1,
+        "structured.min_accuracy applies to classification",
+    ),
+    "structured width 0": (
+        ["--structured", "width", "--width", "0"],
+        1,
+        "structured.width = 0.0 must be above 0.0",
+    ),
+    "bn_scale without batchnorm": (
+        ["--structured", "width", "--importance", "bn_scale"],
+        1,
+        "importance bn_scale needs BatchNormalization",
+    ),
     "model without data": (["--model", "{d}/good.keras"], 2, "--data is required with --model"),
     "bad choice": (["--quantize", "int3"], 2, "Invalid value for '--quantize'"),
 }
@@ -514,9 +730,22 @@ BAD = {
 
 def test_keras3_model_is_rebuilt_as_tf_keras_and_checked(bad_files, tmp_path):
     out = tmp_path / "k3"
-    result = CliRunner().invoke(main, ["run", "--model", str(bad_files / "keras3.keras"),
-                                       "--data", "digits", "--out", str(out), "--epochs", "1",
-                                       "--calibration-samples", "20"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--model",
+            str(bad_files / "keras3.keras"),
+            "--data",
+            "digits",
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--calibration-samples",
+            "20",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     conversion = report["inputs"]["converted_from_keras3"]
@@ -531,11 +760,13 @@ def test_unreadable_model_file(tmp_path):
     # /proc/self/mem refuses reads at offset 0 even to root: a real unreadable file
     path = tmp_path / "locked.keras"
     path.symlink_to("/proc/self/mem")
-    result = CliRunner().invoke(main, ["run", "--model", str(path), "--data", "digits",
-                                       "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        main, ["run", "--model", str(path), "--data", "digits", "--out", str(tmp_path / "out")]
+    )
     assert result.exit_code == 1, result.output
-    assert "locked.keras cannot be read (Input/output error); check its permissions" in \
-        result.stderr
+    assert (
+        "locked.keras cannot be read (Input/output error); check its permissions" in result.stderr
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -582,8 +813,9 @@ def test_every_command_body_is_at_most_30_lines():
     from the first statement after the docstring to the last, stays short."""
     lengths = {}
     for name, cmd in _commands(main):
-        source = textwrap.dedent("".join(pyinspect.getsourcelines(
-            pyinspect.unwrap(cmd.callback))[0]))
+        source = textwrap.dedent(
+            "".join(pyinspect.getsourcelines(pyinspect.unwrap(cmd.callback))[0])
+        )
         fn = ast.parse(source).body[0]
         body = fn.body[1:] if ast.get_docstring(fn) is not None else fn.body
         lengths[name] = body[-1].end_lineno - body[0].lineno + 1
@@ -613,16 +845,20 @@ def _build(folder, name, code, finished, check_ok=True, report=True):
     (folder / f"{name}.exit").write_text(f"{code}\n")
     if not report:
         return
-    rules = tuple(rp.RuleResult(n, f"{n} rule", ok, figure, budget, unit, f"budget.{n}", "test")
-                  for n, ok, figure, budget, unit in [
-                      ("flash", check_ok, 120_000, 1_048_576, "B"),
-                      ("ram", True, 30_000, 262_144, "B"),
-                      ("latency", True, 31.66, 100.0, "ms")])
+    rules = tuple(
+        rp.RuleResult(n, f"{n} rule", ok, figure, budget, unit, f"budget.{n}", "test")
+        for n, ok, figure, budget, unit in [
+            ("flash", check_ok, 120_000, 1_048_576, "B"),
+            ("ram", True, 30_000, 262_144, "B"),
+            ("latency", True, 31.66, 100.0, "ms"),
+        ]
+    )
     check = rp.CheckEntry(name, check_ok, {}, (), rules, {"latency_measured": None})
     final = finished.stages.evaluate["final"]
     final = dataclasses.replace(final, figures={**final.figures, "accuracy": 0.9722})
-    stages = dataclasses.replace(finished.stages, check=check,
-                                 evaluate={**finished.stages.evaluate, "final": final})
+    stages = dataclasses.replace(
+        finished.stages, check=check, evaluate={**finished.stages.evaluate, "final": final}
+    )
     (folder / name).mkdir()
     rp.write(folder / name / "report.json", dataclasses.replace(finished, stages=stages))
 
@@ -650,8 +886,10 @@ def test_fleet_reports_a_failed_build_as_error_and_exits_1(tmp_path, finished_re
     assert r.exit_code == 1, r.output
     assert rows["nano33ble"].endswith("PASS")
     assert "ERROR (exit 1, see pico.log)" in rows["pico"]
-    assert r.stderr == (f"edgeprune: error: 1 of 2 targets did not pass: pico (exit 1); see "
-                        f"{tmp_path}/<target>.log\n")
+    assert r.stderr == (
+        f"edgeprune: error: 1 of 2 targets did not pass: pico (exit 1); see "
+        f"{tmp_path}/<target>.log\n"
+    )
 
 
 def test_fleet_exits_3_when_a_device_is_over_budget_even_beside_an_error(tmp_path, finished_report):
@@ -662,8 +900,9 @@ def test_fleet_exits_3_when_a_device_is_over_budget_even_beside_an_error(tmp_pat
     assert rows["nano33ble"].endswith("FAIL") and "ERROR" in rows["pico"]
 
 
-def test_fleet_finds_the_builds_without_names_and_refuses_an_empty_folder(tmp_path,
-                                                                          finished_report):
+def test_fleet_finds_the_builds_without_names_and_refuses_an_empty_folder(
+    tmp_path, finished_report
+):
     _build(tmp_path, "pico", 0, finished_report)
     _build(tmp_path, "esp32s3", 1, finished_report, report=False)
     (tmp_path / "notes").mkdir()  # neither an .exit nor a report: not a build
@@ -676,6 +915,5 @@ def test_fleet_finds_the_builds_without_names_and_refuses_an_empty_folder(tmp_pa
 
 def test_make_all_targets_ends_with_the_fleet_command():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run(["make", "-n", "-C", root, "all-targets"], capture_output=True,
-                         text=True)
+    out = subprocess.run(["make", "-n", "-C", root, "all-targets"], capture_output=True, text=True)
     assert "/edgeprune fleet build alif_e7 " in out.stdout, out.stdout

@@ -27,8 +27,10 @@ def sparse_model(trained_models):
 @pytest.fixture(scope="module")
 def converted(sparse_model, digits):
     calib = digits.x_train[:50]
-    return {mode: convert.to_tflite(sparse_model, mode, calib if mode == "int8" else None)
-            for mode in ("float32", "dynamic", "float16", "int8")}
+    return {
+        mode: convert.to_tflite(sparse_model, mode, calib if mode == "int8" else None)
+        for mode in ("float32", "dynamic", "float16", "int8")
+    }
 
 
 def test_int8_is_full_integer_with_int8_io(converted):
@@ -55,8 +57,12 @@ def test_sizes_order_as_expected(converted):
 @pytest.mark.parametrize("mode", ["float32", "dynamic", "float16", "int8"])
 def test_pruned_zeros_survive_conversion(converted, sparse_model, tmp_path, mode):
     size = measure_size(Flatbuffer.of(converted[mode], str(tmp_path / f"m_{mode}.tflite"), mode))
-    zeros = sum(int(np.sum(w.numpy() == 0)) for layer in sparse_model.layers
-                for w in [getattr(layer, "kernel", None)] if w is not None)
+    zeros = sum(
+        int(np.sum(w.numpy() == 0))
+        for layer in sparse_model.layers
+        for w in [getattr(layer, "kernel", None)]
+        if w is not None
+    )
     if mode in ("int8", "dynamic"):
         # every pruned zero stays zero; rounding may add a few tiny weights to them
         assert zeros <= size.zero_weight_elements <= zeros + 0.01 * size.weight_elements

@@ -13,10 +13,12 @@ def save(tmp_path, name="d.npz", **arrays):
 
 def arrays(n=20, shape=(8, 8, 1), classes=10, seed=0):
     rng = np.random.default_rng(seed)
-    return dict(x_train=rng.random((n, *shape), dtype=np.float32),
-                y_train=rng.integers(0, classes, n), x_test=rng.random((n, *shape),
-                                                                        dtype=np.float32),
-                y_test=rng.integers(0, classes, n))
+    return dict(
+        x_train=rng.random((n, *shape), dtype=np.float32),
+        y_train=rng.integers(0, classes, n),
+        x_test=rng.random((n, *shape), dtype=np.float32),
+        y_test=rng.integers(0, classes, n),
+    )
 
 
 def test_builtin_digits_is_the_bundled_dataset():
@@ -30,8 +32,11 @@ def test_builtin_digits_is_the_bundled_dataset():
 def test_npz_missing_keys_names_them(tmp_path):
     a = arrays()
     del a["y_test"], a["x_test"]
-    with pytest.raises(DataError, match=r"lacks x_test, y_test; it needs x_train, y_train, "
-                                        r"x_test, y_test"):
+    with pytest.raises(
+        DataError,
+        match=r"lacks x_test, y_test; it needs x_train, y_train, "
+        r"x_test, y_test",
+    ):
         load_dataset(save(tmp_path, **a))
 
 
@@ -58,8 +63,11 @@ def test_mismatched_row_counts(tmp_path):
 
 def test_shape_mismatch_names_both_shapes(tmp_path):
     d = load_dataset(save(tmp_path, **arrays(shape=(28, 28, 1))))
-    with pytest.raises(DataError, match=r"x_train has samples of shape \(28, 28, 1\) but the "
-                                        r"model's input is \(8, 8, 1\)"):
+    with pytest.raises(
+        DataError,
+        match=r"x_train has samples of shape \(28, 28, 1\) but the "
+        r"model's input is \(8, 8, 1\)",
+    ):
         prepare(d, "classification", (None, 8, 8, 1), (None, 10))
 
 
@@ -67,8 +75,11 @@ def test_labels_out_of_range_name_the_label_and_units(tmp_path):
     a = arrays(classes=12)
     a["y_train"][0] = 11
     d = load_dataset(save(tmp_path, **a))
-    with pytest.raises(DataError, match=r"holds label 11 but the model's output layer has 10 "
-                                        r"units \(labels 0..9\)"):
+    with pytest.raises(
+        DataError,
+        match=r"holds label 11 but the model's output layer has 10 "
+        r"units \(labels 0..9\)",
+    ):
         prepare(d, "classification", (None, 8, 8, 1), (None, 10))
 
 
@@ -125,8 +136,10 @@ def test_one_hot_of_the_wrong_width_names_both(tmp_path):
     a["y_train"], a["y_test"] = eye[a["y_train"]], eye[a["y_test"]]
     d = load_dataset(save(tmp_path, **a))
     assert infer_task(d, 10) == "classification"
-    with pytest.raises(DataError, match="y_train is one-hot with 12 classes but the model's "
-                                        "output layer has 10 units"):
+    with pytest.raises(
+        DataError,
+        match="y_train is one-hot with 12 classes but the model's output layer has 10 units",
+    ):
         prepare(d, "classification", (None, 8, 8, 1), (None, 10))
 
 

@@ -58,13 +58,20 @@ def test_hardware_numbers_cite_a_source(target_id):
         line = found.group(0)
         cited = set(re.findall(r"\[\d\]", line.split("#", 1)[-1])) if "#" in line else set()
         # a hardware number cites a listed source, or says plainly it is not a hardware fact
-        assert (cited and cited <= sources) or "not a hardware fact" in line, \
+        assert (cited and cited <= sources) or "not a hardware fact" in line, (
             f"{key} has no citation of a listed source: {line}"
+        )
 
 
 GOOD = {
-    "name": "Test board", "kind": "mcu", "core": "cortex-m4f", "clock_hz": 64_000_000,
-    "flash_bytes": 1_000_000, "ram_bytes": 256_000, "runtime": "tflm", "kernels": "cmsis-nn",
+    "name": "Test board",
+    "kind": "mcu",
+    "core": "cortex-m4f",
+    "clock_hz": 64_000_000,
+    "flash_bytes": 1_000_000,
+    "ram_bytes": 256_000,
+    "runtime": "tflm",
+    "kernels": "cmsis-nn",
     "model_dtype": "int8",
     "reserve": {"flash_bytes": 100_000, "ram_bytes": 50_000},
     "arena_margin": {"fraction": 0.1, "bytes": 1024, "reason": "scratch buffers"},
@@ -88,49 +95,65 @@ def test_good_profile_parses():
     assert parse_target(bad(), "t.toml", "t").budget.max_latency_ms == 100.0
 
 
-@pytest.mark.parametrize("changes,message", [
-    ({"clock_hz": -1}, "t.toml: clock_hz = -1 is out of range; it must be > 0"),
-    ({"budget__max_ram_bytes": -5}, "budget.max_ram_bytes = -5 is out of range"),
-    ({"flash_bytes": None}, "t.toml: missing key 'flash_bytes'"),
-    ({"budget__max_latency": 3}, "unknown key 'budget.max_latency'; did you mean "
-                                 "'max_latency_ms'"),
-    ({"kernels": "cmsis"}, "kernels = 'cmsis' is not one of: reference, cmsis-nn"),
-    ({"runtime": "litert"}, "runtime = 'litert' does not run on kind = 'mcu'"),
-    ({"reserve__ram_bytes": 256_000}, "reserve.ram_bytes = 256000 leaves nothing"),
-    ({"budget__max_flash_bytes": 1_050_000}, "budget.max_flash_bytes = 1050000 is more than "
-                                             "the device's flash_bytes = 1000000"),
-    ({"largest_ram_block_bytes": 300_000}, "largest_ram_block_bytes = 300000 is more than "
-                                           "ram_bytes = 256000"),
-    ({"budgets": {}}, "unknown key 'budgets'; did you mean 'budget'"),
-    ({"ram_bytes": "256 KB"}, "ram_bytes = '256 KB' must be int"),
-])
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"clock_hz": -1}, "t.toml: clock_hz = -1 is out of range; it must be > 0"),
+        ({"budget__max_ram_bytes": -5}, "budget.max_ram_bytes = -5 is out of range"),
+        ({"flash_bytes": None}, "t.toml: missing key 'flash_bytes'"),
+        (
+            {"budget__max_latency": 3},
+            "unknown key 'budget.max_latency'; did you mean 'max_latency_ms'",
+        ),
+        ({"kernels": "cmsis"}, "kernels = 'cmsis' is not one of: reference, cmsis-nn"),
+        ({"runtime": "litert"}, "runtime = 'litert' does not run on kind = 'mcu'"),
+        ({"reserve__ram_bytes": 256_000}, "reserve.ram_bytes = 256000 leaves nothing"),
+        (
+            {"budget__max_flash_bytes": 1_050_000},
+            "budget.max_flash_bytes = 1050000 is more than the device's flash_bytes = 1000000",
+        ),
+        (
+            {"largest_ram_block_bytes": 300_000},
+            "largest_ram_block_bytes = 300000 is more than ram_bytes = 256000",
+        ),
+        ({"budgets": {}}, "unknown key 'budgets'; did you mean 'budget'"),
+        ({"ram_bytes": "256 KB"}, "ram_bytes = '256 KB' must be int"),
+    ],
+)
 def test_impossible_values_name_key_value_and_range(changes, message):
     with pytest.raises(TargetError, match=re.escape(message)):
         parse_target(bad(**changes), "t.toml", "t")
 
 
 def test_unknown_target_lists_the_known_ones():
-    with pytest.raises(TargetError, match="unknown target 'nano33'; did you mean 'nano33ble'"
-                                          r"\? known targets: alif_e7, esp32"):
+    with pytest.raises(
+        TargetError,
+        match="unknown target 'nano33'; did you mean 'nano33ble'"
+        r"\? known targets: alif_e7, esp32",
+    ):
         load_target("nano33")
 
 
 def test_target_file_by_path(tmp_path):
     p = tmp_path / "mine.toml"
-    p.write_text(open(load_target("pico").path).read().replace("max_latency_ms = 500.0",
-                                                               "max_latency_ms = -1.0"))
+    p.write_text(
+        open(load_target("pico").path)
+        .read()
+        .replace("max_latency_ms = 500.0", "max_latency_ms = -1.0")
+    )
     with pytest.raises(TargetError, match="budget.max_latency_ms = -1.0 is out of range"):
         load_target(str(p))
 
 
 def test_targets_commands_do_not_import_tensorflow():
-    code = ("import sys\nfrom edgeprune.cli import main\n"
-            "for args in (['targets'], ['targets', 'show', 'nano33ble']):\n"
-            "    try:\n        main(args)\n    except SystemExit as e:\n"
-            "        assert e.code == 0, e.code\n"
-            "assert 'tensorflow' not in sys.modules\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
+    code = (
+        "import sys\nfrom edgeprune.cli import main\n"
+        "for args in (['targets'], ['targets', 'show', 'nano33ble']):\n"
+        "    try:\n        main(args)\n    except SystemExit as e:\n"
+        "        assert e.code == 0, e.code\n"
+        "assert 'tensorflow' not in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "nano33ble" in proc.stdout and "Arduino Nano 33 BLE Sense" in proc.stdout
     assert "budget          flash <= 1,048,576 B" in proc.stdout

@@ -130,9 +130,7 @@ def test_awkward_names_give_compilable_headers(int8_model, tmp_path, name):
 
 @needs_cxx
 @pytest.mark.parametrize("kind", ["int8", "float32"])
-def test_model_data_compiles_and_round_trips_byte_for_byte(
-    int8_model, float_model, tmp_path, kind
-):
+def test_model_data_compiles_and_round_trips_byte_for_byte(int8_model, float_model, tmp_path, kind):
     model, name = (int8_model, INT8_NAME) if kind == "int8" else (float_model, FLOAT_NAME)
     files = render(model, name, None)
     _save(tmp_path, {MODEL_DATA_H: files[MODEL_DATA_H], MODEL_DATA_CC: files[MODEL_DATA_CC]})
@@ -201,8 +199,8 @@ struct TFLMRegistration { const char* kernel; };
     methods = []
     for opcode, method in RESOLVER_METHODS.items():
         methods.append(
-            f"  TfLiteStatus {method}(const TFLMRegistration& r = TFLMRegistration{{\"{opcode}\"}})"
-            f" {{ return Add(\"{method}\", r); }}"
+            f'  TfLiteStatus {method}(const TFLMRegistration& r = TFLMRegistration{{"{opcode}"}})'
+            f' {{ return Add("{method}", r); }}'
         )
     (micro / "micro_mutable_op_resolver.h").write_text(
         """#ifndef STUB_MICRO_MUTABLE_OP_RESOLVER_H_
@@ -467,7 +465,7 @@ def test_config_scale_literals_round_trip_float32(int8_model, int8_files):
         for i, t in enumerate(tensors):
             literal = re.search(rf"kFinalInt8{kind_name}{i}Scale = (\S+)f;", text).group(1)
             assert np.float32(literal) == np.float32(t.scales[0])
-            assert f"// {kind_name} {i} \"{t.name}\": int8, shape (" in text
+            assert f'// {kind_name} {i} "{t.name}": int8, shape (' in text
     assert model_files._float_literal(2.0, "x") == "2.0f"
     assert model_files._float_literal(1e-20, "x") == "1e-20f"
     assert model_files._float_literal(float(np.float32(0.1)), "x") == "0.100000001f"
@@ -575,8 +573,10 @@ def test_build_firmware_writes_the_folder_with_the_measured_arena(int8_model, tm
     config = (tmp_path / "fw" / "firmware" / MODEL_CONFIG_H).read_text()
     assert re.search(rf"\b{arena}\b", config), config
     assert (tmp_path / "fw" / "firmware" / MODEL_DATA_CC).exists()
-    assert {os.path.basename(a.path) for a in build.firmware.files} >= {MODEL_CONFIG_H,
-                                                                        MODEL_DATA_CC}
+    assert {os.path.basename(a.path) for a in build.firmware.files} >= {
+        MODEL_CONFIG_H,
+        MODEL_DATA_CC,
+    }
 
 
 def test_firmware_command_refuses_a_linux_target_and_exits_3_over_budget(int8_model, tmp_path):
@@ -589,8 +589,9 @@ def test_firmware_command_refuses_a_linux_target_and_exits_3_over_budget(int8_mo
     r = CliRunner().invoke(main, ["firmware", str(model), "--target", "rpi4"])
     assert r.exit_code == 1 and "rpi4 runs LiteRT on Linux" in r.stderr
     assert not (tmp_path / "firmware").exists()
-    r = CliRunner().invoke(main, ["firmware", str(model), "--target", "nano33ble",
-                                  "--max-flash-bytes", "1000"])
+    r = CliRunner().invoke(
+        main, ["firmware", str(model), "--target", "nano33ble", "--max-flash-bytes", "1000"]
+    )
     assert r.exit_code == 3, r.output
     assert "flash over budget; firmware/ is written" in r.stderr
     assert (tmp_path / "firmware" / MODEL_DATA_H).exists()

@@ -37,7 +37,8 @@ def test_every_tflm_target_has_a_measurement_or_a_named_stand_in(target_id):
     key = (target.core, target.kernels)
     assert key in footprint.MEASURED or key in footprint.STAND_INS, (
         f"{target_id} ({target.kernels} on {target.core}) would silently get the fallback; "
-        f"measure it or name its stand-in in targets/footprint/tflm.toml")
+        f"measure it or name its stand-in in targets/footprint/tflm.toml"
+    )
 
 
 def _broken(shipped: dict, edit) -> dict:
@@ -49,26 +50,43 @@ def _broken(shipped: dict, edit) -> dict:
 M4F = "cmsis-nn_cortex-m4f"
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda d: d.update(flash_bytes=1), r"unknown key 'flash_bytes'"),
-    (lambda d: d.pop("static_ram_bytes"), r"missing key 'static_ram_bytes'"),
-    (lambda d: d.update(static_ram_bytes=-4), r"static_ram_bytes = -4 must be a positive"),
-    (lambda d: d["build"][M4F]["ops"]["ADD"].update(int8_bytes="7616"),
-     rf"build\.{M4F}\.ops\.ADD\.int8_bytes = '7616' must be a positive whole number"),
-    (lambda d: d["build"][M4F]["ops"]["ADD"].update(int8=1),
-     rf"unknown key 'build\.{M4F}\.ops\.ADD\.int8'"),
-    (lambda d: d["build"][M4F]["ops"]["ADD"].pop("generic_bytes"),
-     rf"missing key 'build\.{M4F}\.ops\.ADD\.generic_bytes'"),
-    (lambda d: d["build"][M4F].pop("interpreter_bytes"),
-     rf"missing key 'build\.{M4F}\.interpreter_bytes'"),
-    (lambda d: d["build"][M4F].update(core="cortex-m7"),
-     rf"build\.{M4F} says kernels = 'cmsis-nn', core = 'cortex-m7'"),
-    (lambda d: d["build"][M4F]["ops"].pop("SOFTMAX"),
-     rf"build\.{M4F}\.ops lacks SOFTMAX, one of the kws_ops"),
-    (lambda d: d["stand_ins"].update({"esp-nn_xtensa-lx7": "esp-nn_xtensa-lx6"}),
-     r"stand_ins\.esp-nn_xtensa-lx7 = 'esp-nn_xtensa-lx6' is not a measured build"),
-    (lambda d: d.update(fallback="cortexm4f"), r"fallback = 'cortexm4f' must name a build"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.update(flash_bytes=1), r"unknown key 'flash_bytes'"),
+        (lambda d: d.pop("static_ram_bytes"), r"missing key 'static_ram_bytes'"),
+        (lambda d: d.update(static_ram_bytes=-4), r"static_ram_bytes = -4 must be a positive"),
+        (
+            lambda d: d["build"][M4F]["ops"]["ADD"].update(int8_bytes="7616"),
+            rf"build\.{M4F}\.ops\.ADD\.int8_bytes = '7616' must be a positive whole number",
+        ),
+        (
+            lambda d: d["build"][M4F]["ops"]["ADD"].update(int8=1),
+            rf"unknown key 'build\.{M4F}\.ops\.ADD\.int8'",
+        ),
+        (
+            lambda d: d["build"][M4F]["ops"]["ADD"].pop("generic_bytes"),
+            rf"missing key 'build\.{M4F}\.ops\.ADD\.generic_bytes'",
+        ),
+        (
+            lambda d: d["build"][M4F].pop("interpreter_bytes"),
+            rf"missing key 'build\.{M4F}\.interpreter_bytes'",
+        ),
+        (
+            lambda d: d["build"][M4F].update(core="cortex-m7"),
+            rf"build\.{M4F} says kernels = 'cmsis-nn', core = 'cortex-m7'",
+        ),
+        (
+            lambda d: d["build"][M4F]["ops"].pop("SOFTMAX"),
+            rf"build\.{M4F}\.ops lacks SOFTMAX, one of the kws_ops",
+        ),
+        (
+            lambda d: d["stand_ins"].update({"esp-nn_xtensa-lx7": "esp-nn_xtensa-lx6"}),
+            r"stand_ins\.esp-nn_xtensa-lx7 = 'esp-nn_xtensa-lx6' is not a measured build",
+        ),
+        (lambda d: d.update(fallback="cortexm4f"), r"fallback = 'cortexm4f' must name a build"),
+    ],
+)
 def test_a_broken_table_is_refused_naming_the_key(shipped, edit, message):
     with pytest.raises(FootprintError, match=message) as caught:
         parse_footprint(_broken(shipped, edit), "tflm.toml")

@@ -17,8 +17,9 @@ from edgeprune.estimates.latency import load_cost_model
 from edgeprune.estimates.measurements import COLUMNS, load_measurements
 from edgeprune.target import load_target
 
-HOST_SET = os.path.join(os.path.dirname(__file__), "..", "targets", "calibration",
-                        "host_x86-64", "measurements.csv")
+HOST_SET = os.path.join(
+    os.path.dirname(__file__), "..", "targets", "calibration", "host_x86-64", "measurements.csv"
+)
 
 
 def invoke(*args):
@@ -33,10 +34,18 @@ def host_models(tmp_path_factory):
     from edgeprune.adapters.converter import to_tflite
 
     folder = tmp_path_factory.mktemp("host_models")
-    specs = {"ds_cnn": mt.ds_cnn(), "resnet8": mt.resnet8(), "resnet8_f8": mt.resnet8(filters=8),
-             "autoencoder": mt.autoencoder()}
-    shapes = {"ds_cnn": ((49, 10, 1), 12), "resnet8": ((32, 32, 3), 10),
-              "resnet8_f8": ((32, 32, 3), 10), "autoencoder": ((640,), None)}
+    specs = {
+        "ds_cnn": mt.ds_cnn(),
+        "resnet8": mt.resnet8(),
+        "resnet8_f8": mt.resnet8(filters=8),
+        "autoencoder": mt.autoencoder(),
+    }
+    shapes = {
+        "ds_cnn": ((49, 10, 1), 12),
+        "resnet8": ((32, 32, 3), 10),
+        "resnet8_f8": ((32, 32, 3), 10),
+        "autoencoder": ((640,), None),
+    }
     paths = []
     for name, model in specs.items():
         x, _ = mt.synthetic_data(*shapes[name], n=16)
@@ -85,8 +94,9 @@ def test_estimate_fitted_here_predicts_a_fresh_measurement(host_models, tmp_path
     assert fitted.cycles_per_unit["conv"] > 0 and fitted.accuracy.n == 3
 
     report = tmp_path / "check.json"
-    r = invoke("check", held, "--target", "host", "--cost-model", str(model_path),
-               "--report", str(report))
+    r = invoke(
+        "check", held, "--target", "host", "--cost-model", str(model_path), "--report", str(report)
+    )
     assert r.exit_code == 0, r.output
     result = json.loads(report.read_text())["check"]
     latency = next(x for x in result["rules"] if x["name"] == "latency")
@@ -94,8 +104,10 @@ def test_estimate_fitted_here_predicts_a_fresh_measurement(host_models, tmp_path
     estimated = result["evidence"]["latency"]["ms"]
     assert latency["figure"] == pytest.approx(measured)  # the rule uses the measurement
     assert "MEASURED" in latency["evidence"] and "estimates" in latency["evidence"]
-    print(f"held-out {os.path.basename(held)}: estimated {estimated:.4g} ms, measured "
-          f"{measured:.4g} ms")
+    print(
+        f"held-out {os.path.basename(held)}: estimated {estimated:.4g} ms, measured "
+        f"{measured:.4g} ms"
+    )
     assert 0.5 <= estimated / measured <= 2.0
     assert measured < load_target("host").budget.max_latency_ms
 
@@ -112,11 +124,14 @@ def test_shipped_host_calibration_meets_the_target_and_matches_the_shipped_fit()
     assert result.accuracy.max_abs_error <= 0.50
     # fitting the shipped constants again changes nothing
     assert result.model.cycles_per_unit["conv"] == pytest.approx(
-        shipped.cycles_per_unit["conv"], rel=1e-4)
+        shipped.cycles_per_unit["conv"], rel=1e-4
+    )
     assert result.model.cycles_per_activation_byte == pytest.approx(
-        shipped.cycles_per_activation_byte, rel=1e-4)
+        shipped.cycles_per_activation_byte, rel=1e-4
+    )
     assert result.accuracy.median_abs_error == pytest.approx(
-        shipped.accuracy.median_abs_error, rel=1e-4)
+        shipped.accuracy.median_abs_error, rel=1e-4
+    )
 
 
 def test_host_profile_says_it_measures():

@@ -20,26 +20,57 @@ from edgeprune.estimates.measurements import CalibrationError, Measurement, load
 from edgeprune.estimates.opcost import CLASSES, MAC_CLASSES, ModelCost, OpCost
 from edgeprune.target import list_targets, load_target
 
-MLPERF = os.path.join(os.path.dirname(__file__), "..", "targets", "calibration",
-                      "mlperf_tiny_v0.5", "measurements.csv")
+MLPERF = os.path.join(
+    os.path.dirname(__file__),
+    "..",
+    "targets",
+    "calibration",
+    "mlperf_tiny_v0.5",
+    "measurements.csv",
+)
 
 
 def _op(index, cls, macs=0, elements=0, act=(0, 0), weights=0, dtype="int8"):
-    return OpCost(index, "OP", f"layer{index}", cls, dtype, "int8", macs, elements, weights,
-                  act[0], act[1], "")
+    return OpCost(
+        index,
+        "OP",
+        f"layer{index}",
+        cls,
+        dtype,
+        "int8",
+        macs,
+        elements,
+        weights,
+        act[0],
+        act[1],
+        "",
+    )
 
 
 def _model(**kw) -> CostModel:
     units = {c: (2.0 if c in MAC_CLASSES else 0.5) for c in CLASSES}
-    base = dict(id="t", kernels="cmsis-nn", core="cortex-m4f", basis="fit", source="test",
-                overhead_cycles=100.0, cycles_per_unit=units, cycles_per_activation_byte=3.0)
+    base = dict(
+        id="t",
+        kernels="cmsis-nn",
+        core="cortex-m4f",
+        basis="fit",
+        source="test",
+        overhead_cycles=100.0,
+        cycles_per_unit=units,
+        cycles_per_activation_byte=3.0,
+    )
     base.update(kw)
     return CostModel(**base)
 
 
 def test_estimate_is_overhead_plus_throughput_over_the_clock():
-    cost = ModelCost(None, (_op(0, "conv", macs=1000, elements=10, act=(50, 10)),
-                            _op(1, "softmax", elements=10, act=(10, 10))))
+    cost = ModelCost(
+        None,
+        (
+            _op(0, "conv", macs=1000, elements=10, act=(50, 10)),
+            _op(1, "softmax", elements=10, act=(10, 10)),
+        ),
+    )
     est = estimate(cost, _model(), 1_000_000, power_mw=20.0)
     conv = 100 + 1000 * 2.0 + 60 * 3.0
     soft = 100 + 10 * 0.5 + 20 * 3.0
@@ -75,16 +106,25 @@ def test_every_shipped_cost_model_loads_and_every_target_has_one():
             assert t.latency.power_source
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"cycles_per_unit": {"conv": 1.0}}, "lacks"),
-    ({"overhead_cycles": -1}, "must be >= 0"),
-    ({"bogus": 1}, "unknown key 'bogus'"),
-    ({"basis": "guess"}, "is not one of"),
-    ({"parallel_efficiency": 1.5}, "must be <= 1"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"cycles_per_unit": {"conv": 1.0}}, "lacks"),
+        ({"overhead_cycles": -1}, "must be >= 0"),
+        ({"bogus": 1}, "unknown key 'bogus'"),
+        ({"basis": "guess"}, "is not one of"),
+        ({"parallel_efficiency": 1.5}, "must be <= 1"),
+    ],
+)
 def test_bad_cost_model_files_are_refused(change, message):
-    data = {"kernels": "k", "core": "c", "basis": "fit", "source": "s", "overhead_cycles": 0,
-            "cycles_per_unit": {c: 1.0 for c in CLASSES}}
+    data = {
+        "kernels": "k",
+        "core": "c",
+        "basis": "fit",
+        "source": "s",
+        "overhead_cycles": 0,
+        "cycles_per_unit": {c: 1.0 for c in CLASSES},
+    }
     data.update(change)
     with pytest.raises(CostModelError, match=message):
         parse_cost_model(data, "x.toml", "x")
@@ -94,18 +134,25 @@ def _rows(model: CostModel, costs: list[ModelCost], clock: int = 100_000_000):
     rows = []
     for i, c in enumerate(costs):
         ms = estimate(c, model, clock).ms
-        rows.append(Measurement(i + 1, f"m{i}.tflite", None, ms, clock, model.id, "board",
-                                "synthetic", c))
+        rows.append(
+            Measurement(i + 1, f"m{i}.tflite", None, ms, clock, model.id, "board", "synthetic", c)
+        )
     return rows
 
 
 def test_calibration_recovers_the_constants_that_made_the_data():
-    truth = _model(overhead_cycles=0.0, cycles_per_unit={
-        c: (4.0 if c in MAC_CLASSES else 0.0) for c in CLASSES}, cycles_per_activation_byte=9.0)
-    costs = [ModelCost(None, (_op(0, "conv", macs=m, act=(a, a)),))
-             for m, a in ((1000, 10), (5000, 300), (200, 900), (7000, 7000))]
-    prior = replace(truth, cycles_per_unit={c: 1.0 for c in CLASSES},
-                    cycles_per_activation_byte=0.0)
+    truth = _model(
+        overhead_cycles=0.0,
+        cycles_per_unit={c: (4.0 if c in MAC_CLASSES else 0.0) for c in CLASSES},
+        cycles_per_activation_byte=9.0,
+    )
+    costs = [
+        ModelCost(None, (_op(0, "conv", macs=m, act=(a, a)),))
+        for m, a in ((1000, 10), (5000, 300), (200, 900), (7000, 7000))
+    ]
+    prior = replace(
+        truth, cycles_per_unit={c: 1.0 for c in CLASSES}, cycles_per_activation_byte=0.0
+    )
     result = cal.calibrate(_rows(truth, costs), prior, ("mac", "activation"), "synthetic")
     assert result.model.cycles_per_unit["conv"] == pytest.approx(4.0)
     assert result.model.cycles_per_activation_byte == pytest.approx(9.0)
@@ -115,8 +162,10 @@ def test_calibration_recovers_the_constants_that_made_the_data():
 
 def test_fit_keeps_constants_non_negative():
     truth = _model(overhead_cycles=0.0, cycles_per_activation_byte=0.0)
-    costs = [ModelCost(None, (_op(0, "conv", macs=m, act=(a, 0)),))
-             for m, a in ((1000, 1), (2000, 5000), (3000, 2))]
+    costs = [
+        ModelCost(None, (_op(0, "conv", macs=m, act=(a, 0)),))
+        for m, a in ((1000, 1), (2000, 5000), (3000, 2))
+    ]
     rows = _rows(truth, costs)
     rows[1] = replace(rows[1], ms=rows[1].ms * 0.5)  # more activation bytes, less time
     fitted = cal.fit(rows, truth, ("mac", "activation"))
@@ -126,17 +175,18 @@ def test_fit_keeps_constants_non_negative():
 def test_shipped_mlperf_calibration_meets_the_target_and_matches_the_shipped_fit():
     rows = load_measurements(MLPERF)
     assert [r.board for r in rows] == ["NUCLEO-L4R5ZI"] * 4
-    assert all(r.source.startswith("https://github.com/mlcommons/tiny_results_v0.5/")
-               for r in rows)
+    assert all(r.source.startswith("https://github.com/mlcommons/tiny_results_v0.5/") for r in rows)
     result = cal.calibrate(rows)
     shipped = load_cost_model("cmsis-nn_cortex-m4f")
     assert result.accuracy.median_abs_error <= 0.20
     assert result.accuracy.max_abs_error <= 0.50
-    assert shipped.accuracy.median_abs_error == pytest.approx(result.accuracy.median_abs_error,
-                                                             rel=1e-5)
+    assert shipped.accuracy.median_abs_error == pytest.approx(
+        result.accuracy.median_abs_error, rel=1e-5
+    )
     for c in CLASSES:
-        assert result.model.cycles_per_unit[c] == pytest.approx(shipped.cycles_per_unit[c],
-                                                                rel=1e-5)
+        assert result.model.cycles_per_unit[c] == pytest.approx(
+            shipped.cycles_per_unit[c], rel=1e-5
+        )
 
 
 def _csv(tmp_path, body: str) -> str:
@@ -145,12 +195,15 @@ def _csv(tmp_path, body: str) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("body,message", [
-    ("kws.json,,abc,1,x,b,s\n", "must be numbers"),
-    ("kws.json,,-1,1,x,b,s\n", "must be positive"),
-    ("kws.json,99,1,1,x,b,s\n", "not an operator index"),
-    ("missing.json,,1,1,x,b,s\n", "cannot read the op costs"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ("kws.json,,abc,1,x,b,s\n", "must be numbers"),
+        ("kws.json,,-1,1,x,b,s\n", "must be positive"),
+        ("kws.json,99,1,1,x,b,s\n", "not an operator index"),
+        ("missing.json,,1,1,x,b,s\n", "cannot read the op costs"),
+    ],
+)
 def test_bad_measurement_rows_name_the_row(tmp_path, body, message):
     import shutil
 

@@ -47,8 +47,12 @@ def arena(int8_model):
 def _tflm_once(tmp_path, model: bytes, arena_bytes: int) -> subprocess.CompletedProcess:
     path = tmp_path / "model.tflite"
     path.write_bytes(model)
-    return subprocess.run([sys.executable, "-c", _TFLM_ONCE, str(path), str(arena_bytes)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", _TFLM_ONCE, str(path), str(arena_bytes)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_find_arena_returns_the_smallest_working_size(arena, int8_model, tmp_path):
@@ -87,8 +91,13 @@ def test_find_arena_rejects_a_bad_step(int8_model):
 def test_check_ops_supports_the_int8_conv_dense_model(int8_model):
     support = micro.check_ops(int8_model)
     assert support.supported
-    assert support.ops == {"CONV_2D": 1, "MAX_POOL_2D": 1, "RESHAPE": 1, "FULLY_CONNECTED": 1,
-                           "SOFTMAX": 1}
+    assert support.ops == {
+        "CONV_2D": 1,
+        "MAX_POOL_2D": 1,
+        "RESHAPE": 1,
+        "FULLY_CONNECTED": 1,
+        "SOFTMAX": 1,
+    }
     assert support.unsupported == ()
     assert support.message == ""
 
@@ -102,14 +111,20 @@ def test_check_ops_lists_every_unsupported_op(odd_ops_model):
     assert not support.supported
     assert support.ops == info.op_counts
     # TFLM stops at the first op it lacks; its message names only that one.
-    assert support.message == ("Didn't find op for builtin opcode 'TOPK_V2'; "
-                               "Failed to get registration from op code TOPK_V2")
+    assert support.message == (
+        "Didn't find op for builtin opcode 'TOPK_V2'; "
+        "Failed to get registration from op code TOPK_V2"
+    )
     by_opcode = {u.opcode: u for u in support.unsupported}
     assert set(by_opcode) == {"TOPK_V2", "ATAN2", "CUMSUM", "ABS"}
 
     names = {(t.subgraph, t.index): t.name for t in info.tensors}
-    for opcode, layer in [("TOPK_V2", "topk"), ("ATAN2", "angle"), ("CUMSUM", "cumsum"),
-                          ("ABS", "magnitude")]:
+    for opcode, layer in [
+        ("TOPK_V2", "topk"),
+        ("ATAN2", "angle"),
+        ("CUMSUM", "cumsum"),
+        ("ABS", "magnitude"),
+    ]:
         op = next(o for o in info.operators if o.opcode == opcode)
         found = by_opcode[opcode]
         assert found.operator_index == op.index
@@ -117,8 +132,9 @@ def test_check_ops_lists_every_unsupported_op(odd_ops_model):
         assert found.layer == layer
         assert "\n" not in found.reason
 
-    assert by_opcode["ATAN2"].reason == ("Didn't find op for builtin opcode 'ATAN2'; "
-                                         "Failed to get registration from op code ATAN2")
+    assert by_opcode["ATAN2"].reason == (
+        "Didn't find op for builtin opcode 'ATAN2'; Failed to get registration from op code ATAN2"
+    )
     # Kernels that exist but reject int32: one at prepare, one only at invoke.
     cumsum, absolute = by_opcode["CUMSUM"], by_opcode["ABS"]
     assert "cumsum.cc" in cumsum.reason
@@ -163,10 +179,16 @@ def test_damaged_model_is_a_one_line_micro_error(int8_model, damage):
         model = int8_model[: len(int8_model) // 2]
     else:
         model = int8_model[:8] + np.random.default_rng(1).bytes(len(int8_model) - 8)
-    for call in (micro.check_ops, micro.find_arena,
-                 lambda m: micro.run(m, np.zeros((1, 8, 8, 1), np.float32), 1 << 20)):
-        with pytest.raises(MicroError, match=r"TFLite Micro cannot load .*; pass a complete"
-                                             r" \.tflite file") as caught:
+    for call in (
+        micro.check_ops,
+        micro.find_arena,
+        lambda m: micro.run(m, np.zeros((1, 8, 8, 1), np.float32), 1 << 20),
+    ):
+        with pytest.raises(
+            MicroError,
+            match=r"TFLite Micro cannot load .*; pass a complete"
+            r" \.tflite file",
+        ) as caught:
             call(model)
         assert "\n" not in str(caught.value)
 
@@ -184,15 +206,19 @@ def fake_worker(tmp_path, monkeypatch):
 
 
 def test_model_that_crashes_at_every_size_is_an_error_not_an_endless_search(
-        fake_worker, int8_model):
+    fake_worker, int8_model
+):
     fake_worker("""
         import os, signal, sys
         sys.stderr.write("about to fall over\\n")
         sys.stderr.flush()
         os.kill(os.getpid(), signal.SIGSEGV)
     """)
-    with pytest.raises(MicroError, match=r"even with a 67,108,864-byte arena: TFLite Micro "
-                                         r"crashed \(SIGSEGV\): about to fall over;"):
+    with pytest.raises(
+        MicroError,
+        match=r"even with a 67,108,864-byte arena: TFLite Micro "
+        r"crashed \(SIGSEGV\): about to fall over;",
+    ):
         micro.find_arena(int8_model)
 
 
@@ -217,20 +243,24 @@ def test_parent_process_never_imports_tflite_micro_or_tensorflow(int8_model, tmp
         heavy = ("tensorflow", "tflite_micro", "tf_keras", "keras")
         print(sorted(m for m in sys.modules if m.split(".")[0] in heavy))
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize(("tensor", "layer"), [
-    ("digits_cnn/fc1/MatMul", "fc1"),
-    ("tiny_cnn/conv/Relu;tiny_cnn/conv/BiasAdd;tiny_cnn/conv/Conv2D", "conv"),
-    ("odd_ops/topk/TopKV2;odd_ops/topk/TopKV21", "topk"),
-    ("outer/inner_block/dense/Tensordot/MatMul", "inner_block"),
-    ("conv/bias", "conv"),
-    ("StatefulPartitionedCall:0", ""),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    ("tensor", "layer"),
+    [
+        ("digits_cnn/fc1/MatMul", "fc1"),
+        ("tiny_cnn/conv/Relu;tiny_cnn/conv/BiasAdd;tiny_cnn/conv/Conv2D", "conv"),
+        ("odd_ops/topk/TopKV2;odd_ops/topk/TopKV21", "topk"),
+        ("outer/inner_block/dense/Tensordot/MatMul", "inner_block"),
+        ("conv/bias", "conv"),
+        ("StatefulPartitionedCall:0", ""),
+        ("", ""),
+    ],
+)
 def test_layer_name_is_read_from_the_tensor_name(tensor, layer):
     assert micro._layer_name(tensor) == layer

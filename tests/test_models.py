@@ -12,10 +12,15 @@ from edgeprune.models import mlperf_tiny
 
 from edgeprune.estimates.opcost import ModelCost, model_cost
 
-REFERENCE_COUNTS = os.path.join(os.path.dirname(__file__), "..", "targets", "calibration",
-                                "mlperf_tiny_v0.5")
-REFERENCE_FILE = {"ds_cnn": "kws_ref", "mobilenet_v1": "vww_ref", "resnet8": "ic_ref",
-                  "autoencoder": "ad_ref"}
+REFERENCE_COUNTS = os.path.join(
+    os.path.dirname(__file__), "..", "targets", "calibration", "mlperf_tiny_v0.5"
+)
+REFERENCE_FILE = {
+    "ds_cnn": "kws_ref",
+    "mobilenet_v1": "vww_ref",
+    "resnet8": "ic_ref",
+    "autoencoder": "ad_ref",
+}
 # Trainable + non-trainable parameters of the published definitions (hand counts
 # of each layer's kernel, bias and BatchNormalization's four vectors).
 PARAMS = {"ds_cnn": 24_908, "mobilenet_v1": 221_794, "resnet8": 78_666, "autoencoder": 269_992}
@@ -23,8 +28,13 @@ PARAMS = {"ds_cnn": 24_908, "mobilenet_v1": 221_794, "resnet8": 78_666, "autoenc
 
 # MobileNet v1 (221 K parameters) takes 10-25 s to build and convert here; the other
 # three cover the same operators in the quick suite.
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "mobilenet_v1"
-                                  else n for n in sorted(mlperf_tiny.REFERENCE)])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow) if n == "mobilenet_v1" else n
+        for n in sorted(mlperf_tiny.REFERENCE)
+    ],
+)
 def test_reference_model_matches_published_tflite(name, tmp_path):
     from edgeprune.adapters.converter import to_tflite
 

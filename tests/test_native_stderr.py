@@ -10,8 +10,7 @@ NOISE = [
     "I0000 00:00:1795291477.085521    3587 cudart_stub.cc:31] Could not find cuda drivers",
     "E0000 00:00:1795291480.790552    3587 cuda_platform.cc:52] failed call to cuInit: INTERNAL",
     "W0000 00:00:1795291480.790552    3587 util.cc:131] oneDNN supports DT_BOOL only",
-    "fully_quantize: 0, inference_type: 6, input_inference_type: INT8, output_inference_type: "
-    "INT8",
+    "fully_quantize: 0, inference_type: 6, input_inference_type: INT8, output_inference_type: INT8",
 ]
 KEEP = [
     "edgeprune: baseline: training digits_cnn for 20 epochs",
@@ -23,6 +22,7 @@ KEEP = [
 
 def test_filter_drops_tensorflow_chatter_and_keeps_the_rest():
     text = "\n".join(NOISE[:3] + KEEP[:2] + NOISE[3:] + KEEP[2:]) + "\n"
-    proc = subprocess.run([sys.executable, "-c", _FILTER], input=text.encode(),
-                          capture_output=True, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-c", _FILTER], input=text.encode(), capture_output=True, timeout=30
+    )
     assert proc.stdout.decode().splitlines() == KEEP

@@ -68,8 +68,12 @@ def other_costs():
 
 def _only(cost: ModelCost, opcode: str, layer: str | None = None):
     # The converter names a grouped conv "Conv2D1": match on the kernel text too.
-    found = [o for o in cost.ops if o.opcode == opcode
-             and (layer is None or layer in o.layer or layer == o.kernel.split()[-1])]
+    found = [
+        o
+        for o in cost.ops
+        if o.opcode == opcode
+        and (layer is None or layer in o.layer or layer == o.kernel.split()[-1])
+    ]
     assert len(found) == 1, [(o.opcode, o.layer) for o in cost.ops]
     return found[0]
 
@@ -91,8 +95,9 @@ HAND_COUNTS = [
 ]
 
 
-@pytest.mark.parametrize("opcode,layer,cls,macs,elements", HAND_COUNTS,
-                         ids=[f"{r[0]}-{r[1]}" for r in HAND_COUNTS])
+@pytest.mark.parametrize(
+    "opcode,layer,cls,macs,elements", HAND_COUNTS, ids=[f"{r[0]}-{r[1]}" for r in HAND_COUNTS]
+)
 def test_float_and_int8_counts_equal_hand_counts(cnn_costs, opcode, layer, cls, macs, elements):
     for cost, dtype in zip(cnn_costs, ("float32", "int8"), strict=True):
         if opcode == "SOFTMAX":

@@ -17,15 +17,22 @@ def save(model, path):
 @pytest.fixture(scope="module")
 def autoencoder_npz(tmp_path_factory, digits):
     path = tmp_path_factory.mktemp("ae") / "ae.npz"
-    np.savez(path, x_train=digits.x_train, y_train=digits.x_train, x_test=digits.x_test,
-             y_test=digits.x_test, x_calib=digits.x_train[:32])
+    np.savez(
+        path,
+        x_train=digits.x_train,
+        y_train=digits.x_train,
+        x_test=digits.x_test,
+        y_test=digits.x_test,
+        x_calib=digits.x_train[:32],
+    )
     return str(path)
 
 
 def test_autoencoder_is_regression_with_mse(trained_models, autoencoder_npz, tmp_path):
     model = save(trained_models["autoencoder"], tmp_path / "ae.keras")
-    result = pipeline.run(model, autoencoder_npz, small_recipe(final_sparsity=0.5),
-                          str(tmp_path / "run"))
+    result = pipeline.run(
+        model, autoencoder_npz, small_recipe(final_sparsity=0.5), str(tmp_path / "run")
+    )
     assert result.task == "regression"
     final = result.report.stages.evaluate["final"].figures
     base = result.report.stages.evaluate["baseline"].figures
@@ -36,14 +43,15 @@ def test_autoencoder_is_regression_with_mse(trained_models, autoencoder_npz, tmp
     assert result.quantize.calibration_samples == 32
 
 
-def test_depthwise_h5_model_names_the_skipped_depthwise_kernel(trained_models, digits_npz,
-                                                               tmp_path):
+def test_depthwise_h5_model_names_the_skipped_depthwise_kernel(
+    trained_models, digits_npz, tmp_path
+):
     model = save(trained_models["depthwise"], tmp_path / "dw.h5")
-    result = pipeline.run(model, digits_npz, small_recipe(final_sparsity=0.5),
-                          str(tmp_path / "run"))
+    result = pipeline.run(
+        model, digits_npz, small_recipe(final_sparsity=0.5), str(tmp_path / "run")
+    )
     skipped = result.report.stages.prune.skipped_layers
-    assert skipped == {"dw": "tfmot does not prune the depthwise_kernel of DepthwiseConv2D "
-                             "layers"}
+    assert skipped == {"dw": "tfmot does not prune the depthwise_kernel of DepthwiseConv2D layers"}
     layers = {s.name: s for s in result.prune.layers}
     assert layers["dw"].requested == 0.0 and layers["pw"].achieved == pytest.approx(0.5, 0.02)
     assert result.report.stages.evaluate["final"].figures["accuracy"] > 0.5
@@ -59,7 +67,8 @@ def test_savedmodel_input_and_float_modes(trained_models, digits_npz, tmp_path, 
     result = pipeline.run(model, digits_npz, recipe, str(tmp_path / "run"))
     assert result.sizes["final"].path == f"final_{mode}.tflite"
     assert result.sizes["final"].zero_weight_fraction == pytest.approx(
-        result.prune.overall_sparsity, abs=0.01)
+        result.prune.overall_sparsity, abs=0.01
+    )
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["stages"]["quantize"]["calibration_samples"] == 0
     assert report["inputs"]["model"].endswith("seq_savedmodel")
@@ -70,16 +79,25 @@ def test_binary_logit_model_uses_a_probability_threshold(digits, tmp_path):
 
     ka.seed_everything(0)
     keras = ka.keras
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                              keras.layers.Dense(16, activation="relu"),
-                              keras.layers.Dense(1, name="logit")])
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(1, name="logit"),
+        ]
+    )
     y_train, y_test = (digits.y_train >= 5).astype(int), (digits.y_test >= 5).astype(int)
     model.compile("adam", keras.losses.BinaryCrossentropy(from_logits=True))
     model.fit(digits.x_train, y_train, epochs=5, verbose=0)
     data = tmp_path / "binary.npz"
     np.savez(data, x_train=digits.x_train, y_train=y_train, x_test=digits.x_test, y_test=y_test)
-    result = pipeline.run(save(model, tmp_path / "binary.keras"), str(data),
-                          small_recipe(final_sparsity=0.5), str(tmp_path / "run"))
+    result = pipeline.run(
+        save(model, tmp_path / "binary.keras"),
+        str(data),
+        small_recipe(final_sparsity=0.5),
+        str(tmp_path / "run"),
+    )
     assert result.task == "classification" and result.report.inputs.n_classes == 2
     logits = ka.predict(model, digits.x_test)[:, 0]
     assert np.any((logits >= 0) & (logits < 0.5))  # where a 0.5 cut on logits would err
@@ -89,8 +107,7 @@ def test_binary_logit_model_uses_a_probability_threshold(digits, tmp_path):
     assert result.report.stages.evaluate["final"].figures["accuracy"] > 0.8
 
 
-def test_quantize_strips_a_model_saved_with_pruning_wrappers(trained_models, digits_npz,
-                                                             tmp_path):
+def test_quantize_strips_a_model_saved_with_pruning_wrappers(trained_models, digits_npz, tmp_path):
     import tensorflow_model_optimization as tfmot
 
     wrapped = tfmot.sparsity.keras.prune_low_magnitude(trained_models["sequential"])
@@ -102,8 +119,7 @@ def test_quantize_strips_a_model_saved_with_pruning_wrappers(trained_models, dig
     assert result.evaluations[0].agreement["agreement"] >= 0.95
 
 
-def test_model_with_dynamic_spatial_input_is_evaluated_at_the_data_shape(digits_npz,
-                                                                         tmp_path):
+def test_model_with_dynamic_spatial_input_is_evaluated_at_the_data_shape(digits_npz, tmp_path):
     from edgeprune.adapters import keras as ka
 
     ka.seed_everything(0)
@@ -112,8 +128,12 @@ def test_model_with_dynamic_spatial_input_is_evaluated_at_the_data_shape(digits_
     x = keras.layers.Conv2D(8, 3, activation="relu", name="conv")(inp)
     x = keras.layers.GlobalMaxPooling2D()(x)
     model = keras.Model(inp, keras.layers.Dense(10, activation="softmax", name="out")(x))
-    result = pipeline.run(save(model, tmp_path / "dyn.keras"), digits_npz,
-                          small_recipe(final_sparsity=0.5), str(tmp_path / "run"))
+    result = pipeline.run(
+        save(model, tmp_path / "dyn.keras"),
+        digits_npz,
+        small_recipe(final_sparsity=0.5),
+        str(tmp_path / "run"),
+    )
     assert {e.stage for e in result.evaluations} == {"baseline", "pruned", "final"}
     assert result.report.stages.quantize.check.ok and result.quality.ok
 
@@ -123,12 +143,21 @@ def test_separable_conv_prunes_its_pointwise_kernel(digits_npz, tmp_path):
 
     ka.seed_everything(0)
     keras = ka.keras
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3, name="conv"),
-                              keras.layers.SeparableConv2D(16, 3, name="sep"),
-                              keras.layers.Flatten(),
-                              keras.layers.Dense(10, activation="softmax", name="out")])
-    result = pipeline.run(save(model, tmp_path / "sep.keras"), digits_npz,
-                          small_recipe(final_sparsity=0.5), str(tmp_path / "run"))
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(8, 3, name="conv"),
+            keras.layers.SeparableConv2D(16, 3, name="sep"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax", name="out"),
+        ]
+    )
+    result = pipeline.run(
+        save(model, tmp_path / "sep.keras"),
+        digits_npz,
+        small_recipe(final_sparsity=0.5),
+        str(tmp_path / "run"),
+    )
     layers = {s.name: s for s in result.prune.layers}
     assert layers["sep"].pruned and layers["sep"].weights == 8 * 16
     assert layers["sep"].achieved == pytest.approx(0.5, abs=1 / 128)
@@ -140,12 +169,17 @@ def test_nested_model_is_refused_not_silently_skipped(tmp_path, digits_npz):
 
     keras = ka.keras
     inp = keras.Input((8, 8, 1))
-    backbone = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                                 keras.layers.Dense(16)], name="backbone")
+    backbone = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(16)], name="backbone"
+    )
     model = keras.Model(inp, keras.layers.Dense(10, name="head")(backbone(inp)))
     with pytest.raises(UnsupportedModelError, match="contains the nested model.s. backbone"):
-        pipeline.run(save(model, tmp_path / "nested.keras"), digits_npz, small_recipe(),
-                     str(tmp_path / "run"))
+        pipeline.run(
+            save(model, tmp_path / "nested.keras"),
+            digits_npz,
+            small_recipe(),
+            str(tmp_path / "run"),
+        )
     assert not (tmp_path / "run").exists()
 
 
@@ -153,7 +187,12 @@ def test_builtin_model_on_float_targets_says_it_is_a_classifier(tmp_path, digits
     from edgeprune.errors import DataError
 
     data = tmp_path / "ae.npz"
-    np.savez(data, x_train=digits.x_train, y_train=digits.x_train, x_test=digits.x_test,
-             y_test=digits.x_test)
+    np.savez(
+        data,
+        x_train=digits.x_train,
+        y_train=digits.x_train,
+        x_test=digits.x_test,
+        y_test=digits.x_test,
+    )
     with pytest.raises(DataError, match="the built-in digits_cnn is a classifier"):
         pipeline.run(None, str(data), small_recipe(), str(tmp_path / "run"))

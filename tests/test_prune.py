@@ -14,8 +14,15 @@ def run_prune(model, digits, opts, task="classification", probabilities=True):
     plans = pr.plan_layers(model, opts)
     plan = plan_schedule(opts, len(digits.x_train))
     wrapped = pr.wrap(model, plans, plan, opts)
-    pr.fine_tune(wrapped, digits.x_train, digits.y_train, task=task,
-                 probabilities=probabilities, opts=opts, seed=0)
+    pr.fine_tune(
+        wrapped,
+        digits.x_train,
+        digits.y_train,
+        task=task,
+        probabilities=probabilities,
+        opts=opts,
+        seed=0,
+    )
     stripped = pr.strip(wrapped)
     return wrapped, stripped, plans
 
@@ -25,8 +32,7 @@ def test_strip_keeps_outputs_exact_and_reaches_sparsity(kind, trained_models, di
     model = trained_models[kind]
     before = [w.copy() for w in model.get_weights()]
     opts = small_recipe(final_sparsity=0.6).prune
-    wrapped, stripped, plans = run_prune(model, digits, opts,
-                                         probabilities=kind != "residual")
+    wrapped, stripped, plans = run_prune(model, digits, opts, probabilities=kind != "residual")
     check = pr.verify_strip(wrapped, stripped, digits.x_test)
     assert check.equal and check.max_abs_diff == 0.0 and check.samples == 360
     layers = pr.measure_sparsity(stripped, plans, opts)
@@ -41,11 +47,11 @@ def test_strip_keeps_outputs_exact_and_reaches_sparsity(kind, trained_models, di
 
 
 def test_depthwise_kernel_is_named_as_skipped(trained_models):
-    plans = {p.name: p for p in pr.plan_layers(trained_models["depthwise"],
-                                               small_recipe().prune)}
+    plans = {p.name: p for p in pr.plan_layers(trained_models["depthwise"], small_recipe().prune)}
     assert not plans["dw"].pruned
-    assert plans["dw"].reason == "tfmot does not prune the depthwise_kernel of DepthwiseConv2D " \
-                                 "layers"
+    assert (
+        plans["dw"].reason == "tfmot does not prune the depthwise_kernel of DepthwiseConv2D layers"
+    )
     assert plans["stem"].pruned and plans["pw"].pruned and plans["out"].pruned
 
 
@@ -58,15 +64,21 @@ def test_include_and_exclude_by_name_and_type(trained_models):
     assert {p.name for p in plans if p.pruned} == {"hidden"}
     with pytest.raises(RecipeError, match="prune.exclude names nosuch, which is neither"):
         pr.plan_layers(model, small_recipe(exclude=["nosuch"]).prune)
-    with pytest.raises(RecipeError, match="prune.include names Conv3D, which is neither a "
-                                          "layer name nor a layer type of this model"):
+    with pytest.raises(
+        RecipeError,
+        match="prune.include names Conv3D, which is neither a "
+        "layer name nor a layer type of this model",
+    ):
         pr.plan_layers(model, small_recipe(include=["Conv3D"]).prune)
 
 
 def test_pruning_nothing_is_an_error_not_a_silent_no_op(trained_models):
     model = trained_models["sequential"]
-    with pytest.raises(RecipeError, match=r"no layer would be pruned \(conv: not in "
-                                          r"prune.include; hidden: not in prune.include"):
+    with pytest.raises(
+        RecipeError,
+        match=r"no layer would be pruned \(conv: not in "
+        r"prune.include; hidden: not in prune.include",
+    ):
         pr.plan_layers(model, small_recipe(include=["flatten"]).prune)
     # sparsity 0 asks for nothing, so nothing pruned is fine
     plans = pr.plan_layers(model, small_recipe(final_sparsity=0.0, include=["flatten"]).prune)
@@ -102,8 +114,9 @@ def test_block_sparsity_zeroes_whole_blocks_of_dense_kernels(trained_models, dig
 
 def test_shortfall_in_a_pruned_layer_is_reported():
     s = pr.LayerSparsity("fc", "Dense", 1000, 100, 0.75, 0.1, True, "", False)
-    with pytest.raises(pr.VerificationError, match="layer fc reached sparsity 0.100, below "
-                                                   "the requested 0.750"):
+    with pytest.raises(
+        pr.VerificationError, match="layer fc reached sparsity 0.100, below the requested 0.750"
+    ):
         pr.check_sparsity([s])
 
 

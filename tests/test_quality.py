@@ -31,19 +31,24 @@ def test_a_budget_met_exactly_passes_and_one_lsb_over_fails():
 
 def test_the_task_picks_the_rule_and_the_recipe_its_budget():
     opts = QuantizeOptions(max_accuracy_drop=0.05, max_mse_increase=0.1)
-    accuracy = quantization_rule("classification", {"accuracy": 1.0}, {"accuracy": 0.97},
-                                 opts, "r")
+    accuracy = quantization_rule("classification", {"accuracy": 1.0}, {"accuracy": 0.97}, opts, "r")
     mse = quantization_rule("regression", {"mse": 1.0}, {"mse": 1.2}, opts, "r")
     assert (accuracy.name, accuracy.budget, accuracy.ok) == ("accuracy", 0.05, True)
-    assert (mse.name, mse.budget, mse.ok, mse.key) == ("mse", 0.1, False,
-                                                       "quantize.max_mse_increase")
+    assert (mse.name, mse.budget, mse.ok, mse.key) == (
+        "mse",
+        0.1,
+        False,
+        "quantize.max_mse_increase",
+    )
     assert mse.figure == pytest.approx(0.2)
 
 
 def test_a_failed_budget_raises_naming_the_figure_the_model_and_the_key():
     check = quantization_mse({"mse": 1.0}, {"mse": 2.0}, 0.25, "input Keras")
-    message = (r"^quantization costs too much: mse 1 against the input Keras model, over the "
-               r"budget 0\.25 \(quantize\.max_mse_increase\); the artifacts")
+    message = (
+        r"^quantization costs too much: mse 1 against the input Keras model, over the "
+        r"budget 0\.25 \(quantize\.max_mse_increase\); the artifacts"
+    )
     with pytest.raises(QualityError, match=message) as info:
         raise_if_failed(check, "the result")
     assert info.value.result == "the result"

@@ -19,7 +19,10 @@ def test_defaults_are_the_documented_default_run():
 
 
 def test_toml_values_reach_the_dataclasses(tmp_path):
-    r = load_recipe(write(tmp_path, """
+    r = load_recipe(
+        write(
+            tmp_path,
+            """
 seed = 7
 task = "regression"
 [prune]
@@ -30,7 +33,9 @@ m_by_n = "2:4"
 exclude = ["Dense", "conv1"]
 [quantize]
 mode = "float16"
-"""))
+""",
+        )
+    )
     assert r.seed == 7 and r.task == "regression"
     assert r.prune.schedule == "constant" and r.prune.final_sparsity == 0.5
     assert r.prune.m_by_n == (2, 4)
@@ -47,8 +52,11 @@ def test_overrides_win_over_the_file(tmp_path):
 
 
 def test_unknown_key_names_the_key_and_suggests(tmp_path):
-    with pytest.raises(RecipeError, match=r"unknown key 'prune.final_sparsty'; did you mean "
-                                          r"'final_sparsity'"):
+    with pytest.raises(
+        RecipeError,
+        match=r"unknown key 'prune.final_sparsty'; did you mean "
+        r"'final_sparsity'",
+    ):
         load_recipe(write(tmp_path, "[prune]\nfinal_sparsty = 0.5\n"))
 
 
@@ -59,8 +67,11 @@ def test_unknown_section_is_an_error(tmp_path):
 
 @pytest.mark.parametrize("value", [1.0, 1.5, -0.1])
 def test_sparsity_outside_unit_interval_is_rejected(value):
-    with pytest.raises(RecipeError, match=r"prune.final_sparsity = .* is (outside \[0.0, 1.0\)"
-                                          r"|below its minimum)"):
+    with pytest.raises(
+        RecipeError,
+        match=r"prune.final_sparsity = .* is (outside \[0.0, 1.0\)"
+        r"|below its minimum)",
+    ):
         build_recipe({"prune": {"final_sparsity": value}})
 
 
@@ -110,11 +121,11 @@ def test_zero_power_and_learning_rate_are_rejected():
         build_recipe({"prune": {"learning_rate": 0}})
 
 
-@pytest.mark.parametrize("text,pair", [("2:4", (2, 4)), ("1X4", (1, 4)), ("1x8", (1, 8)),
-                                       ([2, 4], (2, 4))])
+@pytest.mark.parametrize(
+    "text,pair", [("2:4", (2, 4)), ("1X4", (1, 4)), ("1x8", (1, 8)), ([2, 4], (2, 4))]
+)
 def test_pairs_parse(text, pair):
-    assert build_recipe({"prune": {"m_by_n": [1, 4], "block_size": text}}).prune.block_size \
-        == pair
+    assert build_recipe({"prune": {"m_by_n": [1, 4], "block_size": text}}).prune.block_size == pair
 
 
 @pytest.mark.parametrize("text", [[2, 4.9], "2:4:8", "a:b", "0x4"])

@@ -21,8 +21,9 @@ from edgeprune.structured.importance import (
 )
 from edgeprune.structured.surgery import rebuild
 
-REFERENCE_COUNTS = os.path.join(os.path.dirname(__file__), "..", "targets", "calibration",
-                                "mlperf_tiny_v0.5")
+REFERENCE_COUNTS = os.path.join(
+    os.path.dirname(__file__), "..", "targets", "calibration", "mlperf_tiny_v0.5"
+)
 
 
 def _seeded(build, *args, **kwargs):
@@ -48,19 +49,31 @@ def _randomize_batchnorm(model, seed=1):
     for layer in model.layers:
         if layer.__class__.__name__ == "BatchNormalization":
             gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
-                               rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, gamma.shape),
+                    rng.normal(0, 0.1, beta.shape),
+                    rng.normal(0, 0.1, mean.shape),
+                    rng.uniform(0.5, 1.5, var.shape),
+                ]
+            )
 
 
 def _all_models():
     out = {name: _reference(name) for name in mt.REFERENCE}
-    out["digits_cnn"] = (_seeded(digits_cnn.build), np.random.default_rng(0).random(
-        (8, 8, 8, 1)).astype(np.float32))
+    out["digits_cnn"] = (
+        _seeded(digits_cnn.build),
+        np.random.default_rng(0).random((8, 8, 8, 1)).astype(np.float32),
+    )
     for kind in ("sequential", "residual", "depthwise", "autoencoder"):
-        out[f"tiny_{kind}"] = (build_tiny(kind), np.random.default_rng(0).random(
-            (8, 8, 8, 1)).astype(np.float32))
-    out["concat"] = (_concat_model(), np.random.default_rng(0).random(
-        (8, 8, 8, 1)).astype(np.float32))
+        out[f"tiny_{kind}"] = (
+            build_tiny(kind),
+            np.random.default_rng(0).random((8, 8, 8, 1)).astype(np.float32),
+        )
+    out["concat"] = (
+        _concat_model(),
+        np.random.default_rng(0).random((8, 8, 8, 1)).astype(np.float32),
+    )
     return out
 
 
@@ -112,8 +125,18 @@ def _kill(model, graph, roots):
         layer.set_weights(weights)
 
 
-ALL = ["ds_cnn", "mobilenet_v1", "resnet8", "autoencoder", "digits_cnn", "tiny_sequential",
-       "tiny_residual", "tiny_depthwise", "tiny_autoencoder", "concat"]
+ALL = [
+    "ds_cnn",
+    "mobilenet_v1",
+    "resnet8",
+    "autoencoder",
+    "digits_cnn",
+    "tiny_sequential",
+    "tiny_residual",
+    "tiny_depthwise",
+    "tiny_autoencoder",
+    "concat",
+]
 
 
 def _group(graph, producer):
@@ -148,8 +171,9 @@ def test_cutting_dead_channels_changes_no_output(models, name):
     _kill(model, graph, removed)
     new = rebuild(model, graph, removed)
     assert new.count_params() < model.count_params()
-    np.testing.assert_allclose(new.predict(x, verbose=0), model.predict(x, verbose=0),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        new.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -172,7 +196,7 @@ def test_rebuild_of_live_channels_matches_the_masked_original(models, name):
     other = set()  # as many channels per group, others first: the same shapes
     for g in graph.prunable_groups:
         cut = g.channels[::2]
-        other.update(([c for c in g.channels if c not in cut] + cut)[:len(cut)])
+        other.update(([c for c in g.channels if c not in cut] + cut)[: len(cut)])
     wrong = rebuild(model, graph, other)
     assert wrong.count_params() == new.count_params() and other != removed
     diff, scale = verify_rebuild(model, graph, removed, wrong, x)
@@ -182,9 +206,15 @@ def test_rebuild_of_live_channels_matches_the_masked_original(models, name):
 def test_groups_follow_residual_adds_and_stop_at_outputs(models):
     graph = analyze(models["resnet8"][0])
     groups = {tuple(sorted(g.producers)): g for g in graph.groups}
-    assert set(groups) == {("conv1", "s1_conv2"), ("s1_conv1",), ("s2_conv1",),
-                           ("s2_conv2", "s2_shortcut"), ("s3_conv1",),
-                           ("s3_conv2", "s3_shortcut"), ("classifier",)}
+    assert set(groups) == {
+        ("conv1", "s1_conv2"),
+        ("s1_conv1",),
+        ("s2_conv1",),
+        ("s2_conv2", "s2_shortcut"),
+        ("s3_conv1",),
+        ("s3_conv2", "s3_shortcut"),
+        ("classifier",),
+    }
     assert groups[("conv1", "s1_conv2")].size == 16
     assert "s1_add" in groups[("conv1", "s1_conv2")].layers
     assert not groups[("classifier",)].prunable
@@ -231,8 +261,12 @@ def test_layers_that_cannot_be_cut_are_named():
 
 
 def test_keras_macs_equal_the_converted_models_counts(models):
-    files = {"ds_cnn": "kws_ref", "mobilenet_v1": "vww_ref", "resnet8": "ic_ref",
-             "autoencoder": "ad_ref"}
+    files = {
+        "ds_cnn": "kws_ref",
+        "mobilenet_v1": "vww_ref",
+        "resnet8": "ic_ref",
+        "autoencoder": "ad_ref",
+    }
     for name, ref in files.items():
         with open(os.path.join(REFERENCE_COUNTS, ref + ".json")) as fh:
             assert keras_macs(models[name][0]) == ModelCost.from_dict(json.load(fh)).macs
@@ -274,10 +308,10 @@ def test_taylor_is_activation_times_gradient(models):
     head = keras.Sequential(model.layers[1:])
     expected = np.zeros(8)
     for i in range(6):
-        a = model.layers[0](x[i:i + 1])
+        a = model.layers[0](x[i : i + 1])
         with tf.GradientTape() as tape:
             tape.watch(a)
-            value = tf.reduce_sum(_loss(y[i:i + 1], head(a)))
+            value = tf.reduce_sum(_loss(y[i : i + 1], head(a)))
         g = tape.gradient(value, a)
         expected += np.abs((a * g).numpy().reshape(-1, 8).sum(axis=0))
     ours = [scores[graph.root(a)] for a in graph.atoms["conv"]]

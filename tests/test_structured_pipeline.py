@@ -12,9 +12,14 @@ from edgeprune.recipe import build_recipe
 
 
 def _recipe(**structured):
-    return build_recipe({"train": {"epochs": 6}, "prune": {"epochs": 2},
-                         "quantize": {"calibration_samples": 50},
-                         "structured": {"epochs": 2, **structured}})
+    return build_recipe(
+        {
+            "train": {"epochs": 6},
+            "prune": {"epochs": 2},
+            "quantize": {"calibration_samples": 50},
+            "structured": {"epochs": 2, **structured},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -84,17 +89,22 @@ def test_fit_goal_keeps_the_widest_model_that_passes_the_device(tmp_path):
 
 @pytest.mark.slow
 def test_fit_goal_on_a_model_that_already_fits_removes_nothing(tmp_path):
-    result = pipeline.run(recipe=_recipe(goal="fit"), out=str(tmp_path / "fits"),
-                          target="esp32s3")
+    result = pipeline.run(recipe=_recipe(goal="fit"), out=str(tmp_path / "fits"), target="esp32s3")
     st = result.report.stages.structured
     assert st.rounds == () and st.params_after == st.params_before
     assert "already fits" in st.notes[0]
     assert [c.ok for c in st.fit.candidates] == [True]
 
 
-@pytest.mark.parametrize("name,data,shape", [
-    ("kws_synthetic", "ds_cnn", (49, 10, 1)), ("vww_synthetic", "mobilenet_v1", (96, 96, 3)),
-    ("ic_synthetic", "resnet8", (32, 32, 3)), ("ad_synthetic", "autoencoder", (640,))])
+@pytest.mark.parametrize(
+    "name,data,shape",
+    [
+        ("kws_synthetic", "ds_cnn", (49, 10, 1)),
+        ("vww_synthetic", "mobilenet_v1", (96, 96, 3)),
+        ("ic_synthetic", "resnet8", (32, 32, 3)),
+        ("ad_synthetic", "autoencoder", (640,)),
+    ],
+)
 def test_generated_datasets_have_their_models_shapes_and_are_stable(name, data, shape):
     from edgeprune.models import BUILTIN_MODELS
 
@@ -117,10 +127,20 @@ def test_builtin_reference_model_runs_with_a_mac_goal(tmp_path):
     from edgeprune.estimates.opcost import model_cost
     from edgeprune.tflite import inspect_model
 
-    recipe = build_recipe({"train": {"epochs": 1}, "prune": {"epochs": 1},
-                           "quantize": {"calibration_samples": 32},
-                           "structured": {"goal": "macs", "reduction": 2.0, "epochs": 1,
-                                          "importance": "taylor", "samples": 32}})
+    recipe = build_recipe(
+        {
+            "train": {"epochs": 1},
+            "prune": {"epochs": 1},
+            "quantize": {"calibration_samples": 32},
+            "structured": {
+                "goal": "macs",
+                "reduction": 2.0,
+                "epochs": 1,
+                "importance": "taylor",
+                "samples": 32,
+            },
+        }
+    )
     result = pipeline.run("ds_cnn", recipe=recipe, out=str(tmp_path / "kws"))
     st = result.report.stages.structured
     assert result.report.inputs.data_name == "kws_synthetic"
@@ -138,8 +158,14 @@ def test_regression_rounds_report_mse_not_its_negative():
     from edgeprune.structured.rounds import RoundResult, StructuredResult
 
     rounds = (RoundResult(1, 10, 500, 900, -0.25, (("dense1", 64, 32),), 0.5, 1e-7, 64),)
-    entry = structured_entry(StructuredResult(None, 1000, 2000, rounds, ()),
-                             _recipe(goal="width", width=0.5), "test", "mse", None, 1.0)
+    entry = structured_entry(
+        StructuredResult(None, 1000, 2000, rounds, ()),
+        _recipe(goal="width", width=0.5),
+        "test",
+        "mse",
+        None,
+        1.0,
+    )
     assert entry.rounds[0].metric == 0.25 and entry.metric_name == "mse"
     text = "\n".join(structured_lines(entry))
     assert "test mse 0.25" in text and "widths: dense1 64->32" in text

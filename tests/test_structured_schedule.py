@@ -43,8 +43,13 @@ def _tools(digits):
         ka.compile_for(model, "classification", 1e-3, True)
         ka.fit(model, digits.x_train, digits.y_train, epochs=2, batch_size=32, seed=0)
 
-    return dict(x=digits.x_train, y=digits.y_train, loss=sample_loss("classification", 10, True),
-                fine_tune=fine_tune, evaluate=evaluate_accuracy(digits.x_test, digits.y_test))
+    return dict(
+        x=digits.x_train,
+        y=digits.y_train,
+        loss=sample_loss("classification", 10, True),
+        fine_tune=fine_tune,
+        evaluate=evaluate_accuracy(digits.x_test, digits.y_test),
+    )
 
 
 def test_width_goal_halves_every_prunable_layer_and_keeps_accuracy(trained, digits):
@@ -62,8 +67,11 @@ def test_width_goal_halves_every_prunable_layer_and_keeps_accuracy(trained, digi
 
 
 def test_params_goal_in_rounds_reaches_the_reduction(trained, digits):
-    res = prune_structured(trained, StructuredOptions(goal="params", target=3.0, rounds=2,
-                                                      importance="taylor"), **_tools(digits))
+    res = prune_structured(
+        trained,
+        StructuredOptions(goal="params", target=3.0, rounds=2, importance="taylor"),
+        **_tools(digits),
+    )
     assert len(res.rounds) == 2
     assert res.rounds[0].params > res.rounds[1].params
     assert res.params <= res.params_before / 3.0
@@ -72,25 +80,34 @@ def test_params_goal_in_rounds_reaches_the_reduction(trained, digits):
 
 
 def test_macs_goal_with_uniform_ranking(trained, digits):
-    res = prune_structured(trained, StructuredOptions(goal="macs", target=2.0, ranking="uniform",
-                                                      importance="obd"), **_tools(digits))
+    res = prune_structured(
+        trained,
+        StructuredOptions(goal="macs", target=2.0, ranking="uniform", importance="obd"),
+        **_tools(digits),
+    )
     assert res.macs <= res.macs_before / 2.0
 
 
 def test_accuracy_floor_stops_and_keeps_the_last_good_model(trained, digits):
-    res = prune_structured(trained, StructuredOptions(goal="width", target=0.1, rounds=2,
-                                                      min_accuracy=1.01), **_tools(digits))
+    res = prune_structured(
+        trained,
+        StructuredOptions(goal="width", target=0.1, rounds=2, min_accuracy=1.01),
+        **_tools(digits),
+    )
     assert res.rounds == () and res.model is trained
     assert "below the floor 1.01; kept the unpruned model" in res.stopped
     assert res.notes == ("no round met the accuracy floor: the model is unchanged",)
 
 
-@pytest.mark.parametrize("opts,message", [
-    (StructuredOptions(goal="depth"), "unknown"),
-    (StructuredOptions(goal="width", target=1.5), "must be in (0, 1]"),
-    (StructuredOptions(goal="params", target=0.5), "must be >= 1"),
-    (StructuredOptions(rounds=0), "at least 1"),
-])
+@pytest.mark.parametrize(
+    "opts,message",
+    [
+        (StructuredOptions(goal="depth"), "unknown"),
+        (StructuredOptions(goal="width", target=1.5), "must be in (0, 1]"),
+        (StructuredOptions(goal="params", target=0.5), "must be >= 1"),
+        (StructuredOptions(rounds=0), "at least 1"),
+    ],
+)
 def test_bad_options_are_refused(trained, opts, message):
     with pytest.raises(BadInputError, match=message.replace("(", r"\(").replace("]", r"\]")):
         prune_structured(trained, opts)
@@ -108,9 +125,13 @@ def test_fit_goal_keeps_the_widest_model_that_fits(trained, digits):
     """``fits`` stands in for the device check here (the pipeline test uses a
     real profile): the result fits, and the search's narrowest failure is wider."""
     limit = 12_000
-    res = prune_structured(trained, StructuredOptions(goal="fit", rounds=1),
-                           fits=lambda m: m.count_params() <= limit,
-                           verify_x=digits.x_test[:64], **_tools(digits))
+    res = prune_structured(
+        trained,
+        StructuredOptions(goal="fit", rounds=1),
+        fits=lambda m: m.count_params() <= limit,
+        verify_x=digits.x_test[:64],
+        **_tools(digits),
+    )
     (only,) = res.rounds
     assert res.params <= limit
     fitting = [w for w, ok in res.fit_trials if ok]
@@ -129,8 +150,12 @@ def test_fit_goal_removes_nothing_from_a_model_that_already_fits(trained, digits
 
 def test_fit_goal_in_rounds_ends_fitting(trained, digits):
     limit = 12_000
-    res = prune_structured(trained, StructuredOptions(goal="fit", rounds=2),
-                           fits=lambda m: m.count_params() <= limit, **_tools(digits))
+    res = prune_structured(
+        trained,
+        StructuredOptions(goal="fit", rounds=2),
+        fits=lambda m: m.count_params() <= limit,
+        **_tools(digits),
+    )
     assert len(res.rounds) == 2
     assert res.rounds[0].params > limit >= res.rounds[1].params
 

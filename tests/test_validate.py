@@ -42,8 +42,9 @@ def test_host_runner_agrees_exactly_and_writes_the_report(run_dir):
     assert entry["agreement"]["agreement"] == 1.0 and entry["agreement"]["max_abs_diff"] == 0
     assert entry["agreement"]["unit"] == "LSB of the int8 output"
     assert entry["latency_ms"]["n"] == 360
-    assert 0 < entry["latency_ms"]["p50"] <= entry["latency_ms"]["p99"] <= entry["latency_ms"][
-        "max"]
+    assert (
+        0 < entry["latency_ms"]["p50"] <= entry["latency_ms"]["p99"] <= entry["latency_ms"]["max"]
+    )
     assert entry["model_sha256"] == _report(run_dir)["artifacts"]["final_int8.tflite"]["sha256"]
     assert len(entry["metrics"]["confusion_matrix"]) == 10
     assert entry["split"].startswith("test")  # digits has no x_val
@@ -77,7 +78,8 @@ def test_a_model_that_lost_its_accuracy_exits_4_after_writing_the_result(run_dir
     seed_everything(3)
     ds = load_dataset("digits")
     (broken / "final_int8.tflite").write_bytes(
-        convert.to_tflite(digits_cnn.build(), "int8", ds.x_train[:32]))
+        convert.to_tflite(digits_cnn.build(), "int8", ds.x_train[:32])
+    )
     report = _report(broken)
     report["artifacts"]["final_int8.tflite"]["sha256"] = sha256_file(broken / "final_int8.tflite")
     (broken / "report.json").write_text(json.dumps(report))
@@ -116,7 +118,8 @@ def test_agreement_counts_lsb_and_classes():
 
 
 def test_validate_run_is_one_call_that_writes_the_report_and_raises_with_the_result(
-        run_dir, tmp_path):
+    run_dir, tmp_path
+):
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
     result = val.validate_run(str(copy), runner="host", options=ValidateOptions(samples=40))
@@ -124,7 +127,9 @@ def test_validate_run_is_one_call_that_writes_the_report_and_raises_with_the_res
     entry = _report(copy)["validation"]["host"]
     assert entry["rules"] == [r.to_dict() for r in result.rules]
     assert [(r["name"], r["key"]) for r in entry["rules"]] == [
-        ("accuracy", "validate.max_accuracy_drop"), ("agreement", "validate.min_agreement")]
+        ("accuracy", "validate.max_accuracy_drop"),
+        ("agreement", "validate.min_agreement"),
+    ]
     assert entry["rules"][0]["rule"] == rules.accuracy_rule.__doc__.splitlines()[0]
     strict = ValidateOptions(samples=40, max_accuracy_drop=-1.0)  # no model can pass it
     with pytest.raises(QualityError, match="fails validation on host: accuracy") as failed:
@@ -137,8 +142,12 @@ def test_validate_run_is_one_call_that_writes_the_report_and_raises_with_the_res
 
 def test_validation_rules_are_predicates_whose_docstring_is_the_rule():
     opts = ValidateOptions(max_accuracy_drop=0.03, max_mse_increase=0.5, min_agreement=0.95)
-    agree = {"agreement": 0.96, "basis": "same class as the host reference",
-             "unit": "LSB of the int8 output", "max_abs_diff": 2.0}
+    agree = {
+        "agreement": 0.96,
+        "basis": "same class as the host reference",
+        "unit": "LSB of the int8 output",
+        "max_abs_diff": 2.0,
+    }
     ev = rules.Evidence({"accuracy": 0.94}, {"accuracy": 0.97}, agree)
     accuracy, agreement = rules.evaluate("classification", ev, opts)
     assert accuracy.ok and accuracy.figure == pytest.approx(0.03)  # at the budget passes
@@ -153,16 +162,20 @@ def test_validation_rules_are_predicates_whose_docstring_is_the_rule():
     assert mse.key == "validate.max_mse_increase" and not agreement.ok
     assert mse.evidence == "mse 0.3 on the runner, 0.1 for the float baseline"
     assert agreement.headroom == pytest.approx(-0.45)  # at least the budget: below is negative
-    assert rules.failures((mse, agreement)) == ("mse 2, over the budget 0.5 "
-                                                "(validate.max_mse_increase); agreement 0.5, "
-                                                "under the budget 0.95 (validate.min_agreement)")
-    dropped = rules.accuracy_rule(rules.Evidence({"accuracy": 0.90}, {"accuracy": 0.97}, agree),
-                                  opts)
+    assert rules.failures((mse, agreement)) == (
+        "mse 2, over the budget 0.5 "
+        "(validate.max_mse_increase); agreement 0.5, "
+        "under the budget 0.95 (validate.min_agreement)"
+    )
+    dropped = rules.accuracy_rule(
+        rules.Evidence({"accuracy": 0.90}, {"accuracy": 0.97}, agree), opts
+    )
     assert not dropped.ok and dropped.figure == pytest.approx(0.07)
     assert dropped.evidence == "accuracy 0.9000 on the runner, 0.9700 for the float baseline"
     assert format_rule(dropped) == (
         f"rule accuracy: {dropped.rule} 0.07, budget 0.03 (validate.max_accuracy_drop): "
-        f"FAILED; {dropped.evidence}")
+        f"FAILED; {dropped.evidence}"
+    )
 
 
 def test_a_partial_run_is_marked_and_never_passes(run_dir):
@@ -171,9 +184,15 @@ def test_a_partial_run_is_marked_and_never_passes(run_dir):
 
         def run(self, x):
             n = 7
-            return RunOutput(np.zeros((n, 10), np.float32), np.zeros((n, 10), np.int8),
-                             np.ones(n), "test clock", "nowhere", True,
-                             f"device went silent after {n} of {len(x)} samples")
+            return RunOutput(
+                np.zeros((n, 10), np.float32),
+                np.zeros((n, 10), np.int8),
+                np.ones(n),
+                "test clock",
+                "nowhere",
+                True,
+                f"device went silent after {n} of {len(x)} samples",
+            )
 
     result = val.validate(val.read_run(str(run_dir)), Silent())
     assert result.partial and not result.ok and result.completed == 7
@@ -182,7 +201,8 @@ def test_a_partial_run_is_marked_and_never_passes(run_dir):
 
 
 def test_host_runner_reuses_the_reference_run_and_ctrl_c_there_is_not_swallowed(
-        run_dir, monkeypatch):
+    run_dir, monkeypatch
+):
     """The host runner with the reference's settings is not run twice; Ctrl-C during
     the reference run (before any runner) ends validation, it does not go on."""
     from edgeprune.runners import host
@@ -207,8 +227,15 @@ def test_host_runner_reuses_the_reference_run_and_ctrl_c_there_is_not_swallowed(
             raise AssertionError("the runner ran after Ctrl-C")
 
     def interrupted(self, x):
-        return RunOutput(np.zeros((0, 10), np.float32), np.zeros((0, 10), np.int8),
-                         np.zeros(0), "clock", "here", True, "interrupted after 0 of 30")
+        return RunOutput(
+            np.zeros((0, 10), np.float32),
+            np.zeros((0, 10), np.int8),
+            np.zeros(0),
+            "clock",
+            "here",
+            True,
+            "interrupted after 0 of 30",
+        )
 
     monkeypatch.setattr(host.HostRunner, "run", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -216,8 +243,11 @@ def test_host_runner_reuses_the_reference_run_and_ctrl_c_there_is_not_swallowed(
 
 
 def test_make_validate_target_calls_validate_on_the_build_folder():
-    out = subprocess.run(["make", "-n", "-C", ROOT, "validate-nano33ble", "RUNNER=tflm"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["make", "-n", "-C", ROOT, "validate-nano33ble", "RUNNER=tflm"],
+        capture_output=True,
+        text=True,
+    )
     assert "edgeprune validate build/nano33ble --target nano33ble --runner tflm" in out.stdout
 
 
@@ -256,9 +286,18 @@ def device(run_dir):
     procs = []
 
     def start(*flags):
-        proc = subprocess.Popen([sys.executable, "-m", "edgeprune.tflm.board",
-                                 str(run_dir / "final_int8.tflite"), *flags],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "edgeprune.tflm.board",
+                str(run_dir / "final_int8.tflite"),
+                *flags,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         procs.append(proc)
         return proc.stdout.readline().strip()
 
@@ -274,15 +313,25 @@ def test_serial_runner_validates_against_the_emulated_device(run_dir, device, tm
     port = device("--clock-hz", "80000000")
     csv_path = tmp_path / "cal" / "measurements.csv"
     csv_path.parent.mkdir()
-    r = invoke(run_dir, "--target", "nano33ble", "--device", port, "--samples", "60",
-               "--measurements", csv_path)
+    r = invoke(
+        run_dir,
+        "--target",
+        "nano33ble",
+        "--device",
+        port,
+        "--samples",
+        "60",
+        "--measurements",
+        csv_path,
+    )
     assert r.exit_code == 0, r.output
     # the median invoke as a calibration row, at the clock the device reported
     (row,) = load_measurements(str(csv_path))
     assert row.clock_hz == 80_000_000 and row.cost_model == "cmsis-nn_cortex-m4f"
     assert row.model == os.path.relpath(run_dir / "final_int8.tflite", csv_path.parent)
-    assert row.ms == pytest.approx(_report(run_dir)["validation"]["serial"]["latency_ms"]["p50"],
-                                   rel=1e-5)
+    assert row.ms == pytest.approx(
+        _report(run_dir)["validation"]["serial"]["latency_ms"]["p50"], rel=1e-5
+    )
     assert "edgeprune validate --runner serial --target nano33ble" in row.source
     entry = _report(run_dir)["validation"]["serial"]
     assert entry["completed"] == 60 and not entry["partial"]
@@ -294,8 +343,9 @@ def test_serial_runner_validates_against_the_emulated_device(run_dir, device, tm
 
 def test_corrupted_frames_are_resent_and_the_run_completes(run_dir, device):
     port = device("--corrupt-every", "5")
-    r = invoke(run_dir, "--runner", "serial", "--device", port, "--samples", "30",
-               "--device-timeout", "2")
+    r = invoke(
+        run_dir, "--runner", "serial", "--device", port, "--samples", "30", "--device-timeout", "2"
+    )
     assert r.exit_code == 0, r.output
     entry = _report(run_dir)["validation"]["serial"]
     assert entry["completed"] == 30 and "resent after corrupted frames" in entry["where"]
@@ -303,8 +353,17 @@ def test_corrupted_frames_are_resent_and_the_run_completes(run_dir, device):
 
 def test_a_device_that_goes_silent_leaves_partial_results_and_exits_5(run_dir, device):
     port = device("--silent-after", "12")
-    r = invoke(run_dir, "--runner", "serial", "--device", port, "--samples", "40",
-               "--device-timeout", "0.3")
+    r = invoke(
+        run_dir,
+        "--runner",
+        "serial",
+        "--device",
+        port,
+        "--samples",
+        "40",
+        "--device-timeout",
+        "0.3",
+    )
     assert r.exit_code == 5, r.output
     assert "stopped answering at GET_OUTPUT of sample 12 of 40 (11 completed)" in r.output
     entry = _report(run_dir)["validation"]["serial"]
@@ -369,11 +428,14 @@ TfLiteStatus tflite::MicroInterpreter::Invoke() {
 
 # A host "board" for the generated harness: the echo tensors, a cycle counter
 # that steps by 1234, the UART on stdin and stdout.
-_ECHO_BOARD = """#include <string.h>
+_ECHO_BOARD = (
+    """#include <string.h>
 #include <unistd.h>
 #include "model_data.h"
 #include "validation_harness.h"
-""" + _ECHO_TENSORS + """static uint64_t ticks = 0;
+"""
+    + _ECHO_TENSORS
+    + """static uint64_t ticks = 0;
 static void Write(void*, const uint8_t* d, size_t n) {
   while (n) { ssize_t k = write(1, d, n); if (k <= 0) return; d += k; n -= (size_t)k; }
 }
@@ -391,6 +453,7 @@ int main() {
   }
 }
 """
+)
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler on PATH")
@@ -403,19 +466,33 @@ def test_the_generated_cpp_harness_speaks_the_protocol_byte_for_byte(run_dir, tm
 
     model = (run_dir / "final_int8.tflite").read_bytes()
     files = firmware.render(model, "final_int8.tflite", 5555)
-    assert {"validation_harness.cc", "edgeprune_validate/edgeprune_validate.ino",
-            "edgeprune_validate/model_data.cc"} <= set(files)
+    assert {
+        "validation_harness.cc",
+        "edgeprune_validate/edgeprune_validate.ino",
+        "edgeprune_validate/model_data.cc",
+    } <= set(files)
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     _stub_tflm(tmp_path / "stub", files)
     (tmp_path / "stub" / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").write_text(
-        _STUB_INTERPRETER)
+        _STUB_INTERPRETER
+    )
     (tmp_path / "board.cc").write_text(_ECHO_BOARD)
-    got = _build_and_echo(model, tmp_path, ["-I", str(tmp_path / "stub"), "-I", str(tmp_path),
-                                            str(tmp_path / "board.cc"),
-                                            str(tmp_path / "validation_harness.cc"),
-                                            str(tmp_path / "model_data.cc")], 25)
+    got = _build_and_echo(
+        model,
+        tmp_path,
+        [
+            "-I",
+            str(tmp_path / "stub"),
+            "-I",
+            str(tmp_path),
+            str(tmp_path / "board.cc"),
+            str(tmp_path / "validation_harness.cc"),
+            str(tmp_path / "model_data.cc"),
+        ],
+        25,
+    )
     np.testing.assert_allclose(got.times_ms, 1234 / 48e6 * 1e3)
     assert "clock 48 MHz" in got.where and "arena 5,555 B" in got.where
 
@@ -425,12 +502,12 @@ def test_measurements_are_refused_where_they_would_mean_nothing(run_dir, tmp_pat
     csv_path = tmp_path / "m.csv"
     r = invoke(run_dir, "--target", "nano33ble", "--runner", "tflm", "--measurements", csv_path)
     assert r.exit_code == 1 and "the tflm runner times this machine" in r.output
-    r = invoke(run_dir, "--runner", "serial", "--device", "/dev/null", "--measurements",
-               csv_path)
+    r = invoke(run_dir, "--runner", "serial", "--device", "/dev/null", "--measurements", csv_path)
     assert r.exit_code == 1 and "--measurements needs --target" in r.output
     csv_path.write_text("not,a,measurements,file\n")
-    r = invoke(run_dir, "--target", "nano33ble", "--device", "/dev/null", "--measurements",
-               csv_path)
+    r = invoke(
+        run_dir, "--target", "nano33ble", "--device", "/dev/null", "--measurements", csv_path
+    )
     assert r.exit_code == 1 and "missing column" in r.output
     assert (run_dir / "report.json").read_bytes() == before  # nothing ran, nothing written
     assert csv_path.read_text() == "not,a,measurements,file\n"
@@ -445,14 +522,26 @@ def _build_and_echo(model: bytes, tmp_path, compile_args: list[str], n: int):
     runner = SerialRunner(model, "/dev/null")
     in_bytes, out_bytes = int(np.prod(runner.inp.shape)), int(np.prod(runner.out.shape))
     build = subprocess.run(
-        ["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-DIN_BYTES={in_bytes}",
-         f"-DOUT_BYTES={out_bytes}", *compile_args, "-o", str(tmp_path / "board")],
-        capture_output=True, text=True)
+        [
+            "g++",
+            "-std=c++17",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            f"-DIN_BYTES={in_bytes}",
+            f"-DOUT_BYTES={out_bytes}",
+            *compile_args,
+            "-o",
+            str(tmp_path / "board"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert build.returncode == 0, build.stderr
     x = load_dataset("digits").x_test[:n]
     got = _through_pty([str(tmp_path / "board")], model, x)
     assert not got.partial and got.completed == n, got.error
-    sent = np.stack([np.frombuffer(runner._quantize(x[i:i + 1]), np.int8) for i in range(n)])
+    sent = np.stack([np.frombuffer(runner._quantize(x[i : i + 1]), np.int8) for i in range(n)])
     np.testing.assert_array_equal(got.raw.reshape(n, -1), sent[:, :out_bytes])
     return got
 
@@ -500,13 +589,16 @@ void loop();
 """
 
 
-_ARDUINO_BOARD = """#include <poll.h>
+_ARDUINO_BOARD = (
+    """#include <poll.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include "Arduino.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
-""" + _ECHO_TENSORS + """HardwareSerial Serial;
+"""
+    + _ECHO_TENSORS
+    + """HardwareSerial Serial;
 void HardwareSerial::begin(unsigned long) {}
 int HardwareSerial::available() {
   struct pollfd p = {0, POLLIN, 0};
@@ -535,6 +627,7 @@ int main() {
   for (;;) loop();
 }
 """
+)
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler on PATH")
@@ -557,12 +650,26 @@ def test_the_arduino_sketch_compiles_and_answers_as_the_board_would(run_dir, tmp
     _stub_tflm(stub, files)
     (stub / "Arduino.h").write_text(_STUB_ARDUINO_H)
     (stub / "TensorFlowLite.h").write_text("#pragma once\n")
-    (stub / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").write_text(
-        _STUB_INTERPRETER)
+    (stub / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").write_text(_STUB_INTERPRETER)
     (tmp_path / "board.cc").write_text(_ARDUINO_BOARD)
-    got = _build_and_echo(model, tmp_path, [
-        "-I", str(stub), "-I", str(sketch), "-x", "c++", str(sketch / "edgeprune_validate.ino"),
-        "-x", "none", str(sketch / "validation_harness.cc"), str(sketch / "model_data.cc"),
-        str(tmp_path / "board.cc")], 10)
+    got = _build_and_echo(
+        model,
+        tmp_path,
+        [
+            "-I",
+            str(stub),
+            "-I",
+            str(sketch),
+            "-x",
+            "c++",
+            str(sketch / "edgeprune_validate.ino"),
+            "-x",
+            "none",
+            str(sketch / "validation_harness.cc"),
+            str(sketch / "model_data.cc"),
+            str(tmp_path / "board.cc"),
+        ],
+        10,
+    )
     assert "arena 6,016 B" in got.where and "clock 64 MHz" in got.where
     assert got.clock_hz == 64_000_000 and (got.times_ms >= 0).all()

@@ -33,7 +33,8 @@ SCRIPT = board_script.__file__
 
 def _sshd_binary() -> str | None:
     return shutil.which("sshd") or next(
-        (p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.path.exists(p)), None)
+        (p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.path.exists(p)), None
+    )
 
 
 def _free_port() -> int:
@@ -55,24 +56,49 @@ class Board:
         (root / "authorized_keys").write_text((root / "client_key.pub").read_text())
         os.chmod(root / "authorized_keys", 0o600)
         host_pub = (root / "host_key.pub").read_text().split()
-        (root / "known_hosts").write_text(f"[127.0.0.1]:{self.port} {host_pub[0]} "
-                                          f"{host_pub[1]}\n")
-        (root / "sshd_config").write_text("\n".join([
-            f"Port {self.port}", "ListenAddress 127.0.0.1", f"HostKey {root / 'host_key'}",
-            f"AuthorizedKeysFile {root / 'authorized_keys'}", "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no",
-            "PermitRootLogin prohibit-password", f"PidFile {root / 'sshd.pid'}",
-            "Subsystem sftp internal-sftp", "LogLevel ERROR", ""]))
+        (root / "known_hosts").write_text(f"[127.0.0.1]:{self.port} {host_pub[0]} {host_pub[1]}\n")
+        (root / "sshd_config").write_text(
+            "\n".join(
+                [
+                    f"Port {self.port}",
+                    "ListenAddress 127.0.0.1",
+                    f"HostKey {root / 'host_key'}",
+                    f"AuthorizedKeysFile {root / 'authorized_keys'}",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "UsePAM no",
+                    "StrictModes no",
+                    "PermitRootLogin prohibit-password",
+                    f"PidFile {root / 'sshd.pid'}",
+                    "Subsystem sftp internal-sftp",
+                    "LogLevel ERROR",
+                    "",
+                ]
+            )
+        )
         self.config = root / "ssh_config"
-        self.config.write_text("\n".join([
-            "Host board", "  HostName 127.0.0.1", f"  Port {self.port}", f"  User {self.user}",
-            f"  IdentityFile {root / 'client_key'}", "  IdentitiesOnly yes",
-            f"  UserKnownHostsFile {root / 'known_hosts'}", "  StrictHostKeyChecking yes",
-            "  LogLevel ERROR", ""]))
+        self.config.write_text(
+            "\n".join(
+                [
+                    "Host board",
+                    "  HostName 127.0.0.1",
+                    f"  Port {self.port}",
+                    f"  User {self.user}",
+                    f"  IdentityFile {root / 'client_key'}",
+                    "  IdentitiesOnly yes",
+                    f"  UserKnownHostsFile {root / 'known_hosts'}",
+                    "  StrictHostKeyChecking yes",
+                    "  LogLevel ERROR",
+                    "",
+                ]
+            )
+        )
         if os.geteuid() == 0:
             os.makedirs("/run/sshd", exist_ok=True)  # privilege separation directory
-        self.proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(root / "sshd_config")],
-                                     stderr=open(root / "sshd.log", "wb"))
+        self.proc = subprocess.Popen(
+            [sshd, "-D", "-e", "-f", str(root / "sshd_config")],
+            stderr=open(root / "sshd.log", "wb"),
+        )
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -80,8 +106,9 @@ class Board:
                 break
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("sshd did not start: " + (root / "sshd.log").read_text(
-                        errors="replace")) from None
+                    raise RuntimeError(
+                        "sshd did not start: " + (root / "sshd.log").read_text(errors="replace")
+                    ) from None
                 time.sleep(0.05)
 
     def runner(self, model: bytes, **kw) -> SshRunner:
@@ -95,8 +122,9 @@ class Board:
         import glob
         import tempfile
 
-        return glob.glob(os.path.join(os.environ.get("TMPDIR", tempfile.gettempdir()),
-                                      "edgeprune.*"))
+        return glob.glob(
+            os.path.join(os.environ.get("TMPDIR", tempfile.gettempdir()), "edgeprune.*")
+        )
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -176,15 +204,30 @@ def test_ssh_runner_matches_the_host_runner_bit_for_bit(board, model, x):
 @pytest.mark.slow
 def test_validate_over_ssh_from_the_cli_writes_the_report(board, run_dir, tmp_path):
     recipe = tmp_path / "recipe.toml"
-    recipe.write_text(f'[validate]\nssh_config = "{board.config}"\n'
-                      f'remote_python = "{sys.executable}"\n')
+    recipe.write_text(
+        f'[validate]\nssh_config = "{board.config}"\nremote_python = "{sys.executable}"\n'
+    )
     from edgeprune.estimates.measurements import load_measurements
 
     csv_path = tmp_path / "measurements.csv"
     for samples in ("40", "20"):  # the second run adds a row to the file
-        r = CliRunner().invoke(main, ["validate", str(run_dir), "--target", "rpi4", "--device",
-                                      "board", "--recipe", str(recipe), "--samples", samples,
-                                      "--measurements", str(csv_path)])
+        r = CliRunner().invoke(
+            main,
+            [
+                "validate",
+                str(run_dir),
+                "--target",
+                "rpi4",
+                "--device",
+                "board",
+                "--recipe",
+                str(recipe),
+                "--samples",
+                samples,
+                "--measurements",
+                str(csv_path),
+            ],
+        )
         assert r.exit_code == 0, r.output
         assert "on ssh: PASS" in r.output and "measurements: added" in r.output
     entry = json.loads((run_dir / "report.json").read_text())["validation"]["ssh"]
@@ -204,26 +247,38 @@ def test_address_with_user_and_port_and_a_key(board, model, x, tmp_path):
     """No alias: user@127.0.0.1:PORT with the key passed as ssh -i; the config
     file only holds the known host."""
     config = tmp_path / "known_only"
-    config.write_text(f"Host *\n  UserKnownHostsFile {board.root / 'known_hosts'}\n"
-                      f"  StrictHostKeyChecking yes\n  IdentitiesOnly yes\n")
-    runner = board.runner(model, address=f"{board.user}@127.0.0.1:{board.port}",
-                          ssh_config=str(config), identity=str(board.root / "client_key"))
+    config.write_text(
+        f"Host *\n  UserKnownHostsFile {board.root / 'known_hosts'}\n"
+        f"  StrictHostKeyChecking yes\n  IdentitiesOnly yes\n"
+    )
+    runner = board.runner(
+        model,
+        address=f"{board.user}@127.0.0.1:{board.port}",
+        ssh_config=str(config),
+        identity=str(board.root / "client_key"),
+    )
     got = runner.run(x[:5])
     assert got.completed == 5 and not got.partial
 
 
 @pytest.mark.slow
 def test_a_board_that_refuses_the_key_is_a_clear_error(board, model, x, tmp_path):
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
-                    str(tmp_path / "other")], check=True)
-    runner = board.runner(model, identity=str(tmp_path / "other"), ssh_config=None,
-                          address=f"{board.user}@127.0.0.1:{board.port}")
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True
+    )
+    runner = board.runner(
+        model,
+        identity=str(tmp_path / "other"),
+        ssh_config=None,
+        address=f"{board.user}@127.0.0.1:{board.port}",
+    )
     with pytest.raises(DeviceError) as err:
         runner.run(x[:3])
     text = str(err.value)
     # either the unknown host key (no config) or the refused key: both named, with the fix
     assert ("host key" in text and "accept the board's host key" in text) or (
-        "Permission denied" in text and "ssh-copy-id" in text), text
+        "Permission denied" in text and "ssh-copy-id" in text
+    ), text
 
 
 @pytest.mark.slow
@@ -237,10 +292,13 @@ def test_a_board_without_the_python_is_a_clear_error(board, model, x):
 @pytest.mark.slow
 def test_a_board_that_dies_mid_run_leaves_partial_results(board, model, x, tmp_path):
     """The board's python is a wrapper that kills the runner after 25 results."""
-    wrapper = _relaying_python(tmp_path / "dying_python", after="""
+    wrapper = _relaying_python(
+        tmp_path / "dying_python",
+        after="""
     if frames == 26:  # hello and 25 results
         child.kill()
-        os._exit(9)""")
+        os._exit(9)""",
+    )
     got = board.runner(model, python=str(wrapper), batch_size=10).run(x[:60])
     assert got.partial and got.completed == 25
     assert "stopped answering at sample 26 of 60 (25 completed)" in got.error
@@ -249,9 +307,12 @@ def test_a_board_that_dies_mid_run_leaves_partial_results(board, model, x, tmp_p
 
 @pytest.mark.slow
 def test_a_silent_board_times_out_with_partial_results(board, model, x, tmp_path):
-    wrapper = _relaying_python(tmp_path / "stalling_python", before="""
+    wrapper = _relaying_python(
+        tmp_path / "stalling_python",
+        before="""
     if frames == 13:  # hello and 12 results, then silence
-        time.sleep(60)""")
+        time.sleep(60)""",
+    )
     began = time.monotonic()
     got = board.runner(model, python=str(wrapper), timeout_s=1.5).run(x[:30])
     assert time.monotonic() - began < 30
@@ -274,14 +335,37 @@ def test_the_ssh_runner_refuses_bad_addresses_and_paths(model):
 def test_validate_cli_picks_ssh_for_linux_targets_and_refuses_mixups(run_dir):
     r = CliRunner().invoke(main, ["validate", str(run_dir), "--runner", "ssh"])
     assert r.exit_code == 1 and "needs the board's address" in r.output
-    r = CliRunner().invoke(main, ["validate", str(run_dir), "--target", "rpi4", "--device",
-                                  "-oProxyCommand=x"])
+    r = CliRunner().invoke(
+        main, ["validate", str(run_dir), "--target", "rpi4", "--device", "-oProxyCommand=x"]
+    )
     assert r.exit_code == 1 and "not a board address" in r.output
-    r = CliRunner().invoke(main, ["validate", str(run_dir), "--target", "nano33ble", "--runner",
-                                  "ssh", "--device", "pi@host"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "validate",
+            str(run_dir),
+            "--target",
+            "nano33ble",
+            "--runner",
+            "ssh",
+            "--device",
+            "pi@host",
+        ],
+    )
     assert r.exit_code == 1 and "validate it with --runner serial" in r.output
-    r = CliRunner().invoke(main, ["validate", str(run_dir), "--target", "rpi4", "--runner",
-                                  "serial", "--device", "/dev/ttyACM0"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "validate",
+            str(run_dir),
+            "--target",
+            "rpi4",
+            "--runner",
+            "serial",
+            "--device",
+            "/dev/ttyACM0",
+        ],
+    )
     assert r.exit_code == 1 and "validate it with --runner ssh" in r.output
     r = CliRunner().invoke(main, ["validate", str(run_dir), "--device", "pi@host"])
     assert r.exit_code == 1 and "name the runner" in r.output
@@ -290,10 +374,12 @@ def test_validate_cli_picks_ssh_for_linux_targets_and_refuses_mixups(run_dir):
 def test_board_script_runs_on_python_3_7_grammar_and_imports_nothing_of_edgeprune():
     source = open(SCRIPT).read()
     tree = ast.parse(source, feature_version=(3, 7))
-    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
-                for a in n.names}
-    imported |= {n.module.split(".")[0] for n in ast.walk(tree)
-                 if isinstance(n, ast.ImportFrom) and n.module}
+    imported = {
+        a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
+    imported |= {
+        n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+    }
     assert imported <= set(sys.stdlib_module_names) | {"numpy"}, imported
 
 
@@ -316,30 +402,40 @@ def test_board_script_prefers_tflite_runtime(model, tmp_path, x, old):
     fake = tmp_path / "site" / "tflite_runtime"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text('__version__ = "2.14.0-standin"\n')
-    (fake / "interpreter.py").write_text(_OLD_RUNTIME if old else
-        "from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa\n")
+    (fake / "interpreter.py").write_text(
+        _OLD_RUNTIME
+        if old
+        else "from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa\n"
+    )
     (tmp_path / "m.tflite").write_bytes(model)
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
-    proc = subprocess.Popen([sys.executable, SCRIPT, str(tmp_path / "m.tflite"), "--kernels",
-                             "reference"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, SCRIPT, str(tmp_path / "m.tflite"), "--kernels", "reference"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     link = _Link(proc)
     hello, _ = link.receive(60, "hello")
     assert hello["runtime"] == "tflite_runtime 2.14.0-standin"
     assert hello["input"]["dtype"] == "int8" and hello["warmup_ms"] > 0
-    assert hello["kernels"] == ("the runtime's default kernels (it offers no choice)" if old
-                                else "built-in kernels without delegates")
+    assert hello["kernels"] == (
+        "the runtime's default kernels (it offers no choice)"
+        if old
+        else "built-in kernels without delegates"
+    )
     link.send({"op": "batch", "n": 1}, b"\0" * 7, 5)  # the wrong number of bytes
     header, _ = link.receive(30, "error")
-    assert header["op"] == "error" and "needs 64 bytes of int8 input, got 7" in header[
-        "message"]
+    assert header["op"] == "error" and "needs 64 bytes of int8 input, got 7" in header["message"]
     link.close()
     assert proc.wait(timeout=10) == 2
 
 
 @pytest.mark.slow
-def test_ctrl_c_mid_run_leaves_a_valid_partial_report_and_no_remote_folder(board, run_dir,
-                                                                            tmp_path):
+def test_ctrl_c_mid_run_leaves_a_valid_partial_report_and_no_remote_folder(
+    board, run_dir, tmp_path
+):
     """SIGINT to `edgeprune validate` while a slowed board answers: exit 130, the
     samples done are in report.json marked partial, the board's folder is gone."""
     import shutil as sh
@@ -348,17 +444,35 @@ def test_ctrl_c_mid_run_leaves_a_valid_partial_report_and_no_remote_folder(board
     run = tmp_path / "run"
     sh.copytree(run_dir, run)
     marker = tmp_path / "ten_results"
-    wrapper = _relaying_python(tmp_path / "slow_python", before="""
-    time.sleep(0.05)""", after=f"""
+    wrapper = _relaying_python(
+        tmp_path / "slow_python",
+        before="""
+    time.sleep(0.05)""",
+        after=f"""
     if frames == 11:
-        open({str(marker)!r}, "w").close()""")
+        open({str(marker)!r}, "w").close()""",
+    )
     recipe = tmp_path / "recipe.toml"
-    recipe.write_text(f'[validate]\nssh_config = "{board.config}"\n'
-                      f'remote_python = "{wrapper}"\n')
+    recipe.write_text(f'[validate]\nssh_config = "{board.config}"\nremote_python = "{wrapper}"\n')
     before = set(board.leftovers())
-    proc = subprocess.Popen([sys.executable, "-m", "edgeprune", "validate", str(run),
-                             "--runner", "ssh", "--device", "board", "--recipe", str(recipe)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edgeprune",
+            "validate",
+            str(run),
+            "--runner",
+            "ssh",
+            "--device",
+            "board",
+            "--recipe",
+            str(recipe),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not marker.exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()

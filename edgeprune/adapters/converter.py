@@ -35,8 +35,12 @@ class ConversionError(EdgepruneError, RuntimeError):
     """The TFLite converter refused the model."""
 
 
-def to_tflite(model: ka.KerasModel, mode: str, calibration: np.ndarray | None = None,
-              per_tensor_dense: bool = False) -> bytes:
+def to_tflite(
+    model: ka.KerasModel,
+    mode: str,
+    calibration: np.ndarray | None = None,
+    per_tensor_dense: bool = False,
+) -> bytes:
     """Convert a (stripped) tf_keras model to a ``.tflite`` flatbuffer.
 
     ``calibration`` is required for ``int8``: the representative samples, fed
@@ -65,7 +69,7 @@ def to_tflite(model: ka.KerasModel, mode: str, calibration: np.ndarray | None = 
 
         def representative():
             for i in range(len(samples)):
-                yield [samples[i:i + 1]]
+                yield [samples[i : i + 1]]
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
@@ -73,8 +77,7 @@ def to_tflite(model: ka.KerasModel, mode: str, calibration: np.ndarray | None = 
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
         # a private switch of the converter, the only way to reach this option
-        converter._experimental_disable_per_channel_quantization_for_dense_layers = \
-            per_tensor_dense
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = per_tensor_dense
     else:
         raise ValueError(f"unknown quantization mode {mode!r}")
     with _native_stderr_captured() as captured:

@@ -63,13 +63,17 @@ def _keras_zip_metadata(path: str) -> tuple[str | None, str | None]:
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())
             if "config.json" not in names:
-                raise ModelLoadError(f"{path} is a zip file but not a Keras model (no "
-                                     f"config.json); pass a .keras, .h5 or SavedModel folder")
+                raise ModelLoadError(
+                    f"{path} is a zip file but not a Keras model (no "
+                    f"config.json); pass a .keras, .h5 or SavedModel folder"
+                )
             meta = json.loads(z.read("metadata.json")) if "metadata.json" in names else {}
             config = json.loads(z.read("config.json"))
     except zipfile.BadZipFile:
-        raise ModelLoadError(f"{path} is not a Keras model (not a .keras zip archive); "
-                             f"pass a .keras, .h5 or SavedModel folder") from None
+        raise ModelLoadError(
+            f"{path} is not a Keras model (not a .keras zip archive); "
+            f"pass a .keras, .h5 or SavedModel folder"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ModelLoadError(f"{path} has a corrupt config.json; re-save the model") from None
     return meta.get("keras_version"), config.get("class_name")
@@ -82,11 +86,15 @@ def _h5_keras_version(path: str) -> str | None:
         with h5py.File(path, "r") as f:
             version = f.attrs.get("keras_version")
             if "model_config" not in f.attrs:
-                raise ModelLoadError(f"{path} is an HDF5 file without a model config (weights "
-                                     f"only?); save the whole model with model.save()")
+                raise ModelLoadError(
+                    f"{path} is an HDF5 file without a model config (weights "
+                    f"only?); save the whole model with model.save()"
+                )
     except OSError:
-        raise ModelLoadError(f"{path} is not a Keras model (not an HDF5 file); pass a "
-                             f".keras, .h5 or SavedModel folder") from None
+        raise ModelLoadError(
+            f"{path} is not a Keras model (not an HDF5 file); pass a "
+            f".keras, .h5 or SavedModel folder"
+        ) from None
     if isinstance(version, bytes):
         version = version.decode()
     return version
@@ -105,8 +113,9 @@ class WrappedModelError(UnsupportedModelError):
     """The file holds tfmot pruning wrappers: it was saved before ``strip_pruning``."""
 
 
-def load_user_model(path: str | os.PathLike, scope: Callable | None = None
-                    ) -> tuple[KerasModel, dict | None]:
+def load_user_model(
+    path: str | os.PathLike, scope: Callable | None = None
+) -> tuple[KerasModel, dict | None]:
     """Load a model from ``.keras``, ``.h5`` or a SavedModel folder as tf_keras.
 
     A Keras 3 file is rebuilt as a tf_keras model and checked to give the same
@@ -125,15 +134,18 @@ def load_user_model(path: str | os.PathLike, scope: Callable | None = None
         raise ModelLoadError(f"model {p} does not exist; check the path")
     if os.path.isdir(p):
         if not os.path.exists(os.path.join(p, "saved_model.pb")):
-            raise ModelLoadError(f"model folder {p} is not a SavedModel (no saved_model.pb); "
-                                 f"pass a .keras, .h5 or SavedModel folder")
+            raise ModelLoadError(
+                f"model folder {p} is not a SavedModel (no saved_model.pb); "
+                f"pass a .keras, .h5 or SavedModel folder"
+            )
     else:
         try:
             with open(p, "rb") as fh:
                 fh.read(1)
         except OSError as exc:
-            raise ModelLoadError(f"model {p} cannot be read ({exc.strerror}); check its "
-                                 f"permissions") from None
+            raise ModelLoadError(
+                f"model {p} cannot be read ({exc.strerror}); check its permissions"
+            ) from None
         ext = os.path.splitext(p)[1].lower()
         version = None
         if ext == ".keras":
@@ -143,8 +155,9 @@ def load_user_model(path: str | os.PathLike, scope: Callable | None = None
         elif ext in (".h5", ".hdf5"):
             version = _h5_keras_version(p)
         else:
-            raise ModelLoadError(f"model {p} has extension '{ext}'; pass a .keras or .h5 "
-                                 f"file or a SavedModel folder")
+            raise ModelLoadError(
+                f"model {p} has extension '{ext}'; pass a .keras or .h5 file or a SavedModel folder"
+            )
         if _is_keras3(version):
             from edgeprune.adapters import keras3
 
@@ -161,22 +174,28 @@ def load_user_model(path: str | os.PathLike, scope: Callable | None = None
         if "PruneLowMagnitude" in text:
             raise WrappedModelError(
                 f"{p} holds tfmot pruning wrappers (saved before strip_pruning); strip them "
-                f"with tfmot.sparsity.keras.strip_pruning and save again") from None
+                f"with tfmot.sparsity.keras.strip_pruning and save again"
+            ) from None
         if "Could not locate class" in text or "Unknown layer" in text:
             raise UnsupportedModelError(
                 f"{p} uses a custom class Keras cannot find ({text[:120]}); edgeprune "
-                f"handles models built from tf_keras layers only") from None
+                f"handles models built from tf_keras layers only"
+            ) from None
         if "batch_shape" in text:
             raise UnsupportedModelError(f"{p} looks saved by Keras 3; {KERAS3_FIX}") from None
-        raise ModelLoadError(f"model {p} could not be loaded ({text[:200]}); re-save it with "
-                             f"tf_keras model.save('model.keras')") from None
+        raise ModelLoadError(
+            f"model {p} could not be loaded ({text[:200]}); re-save it with "
+            f"tf_keras model.save('model.keras')"
+        ) from None
     check_model(model, p)
     return model, None
 
 
 def _subclassed_message(where: str, class_name: str | None) -> str:
-    return (f"{where} is a subclassed model ({class_name}); tfmot can prune only Sequential "
-            f"or functional models: rebuild it with keras.Sequential or the functional API")
+    return (
+        f"{where} is a subclassed model ({class_name}); tfmot can prune only Sequential "
+        f"or functional models: rebuild it with keras.Sequential or the functional API"
+    )
 
 
 def check_model(model: object, where: str = "model") -> None:
@@ -185,26 +204,31 @@ def check_model(model: object, where: str = "model") -> None:
     if not isinstance(model, keras.Model):
         raise UnsupportedModelError(
             f"{where} is a {type(model).__module__}.{type(model).__name__}, not a tf_keras "
-            f"model; {KERAS3_FIX}")
+            f"model; {KERAS3_FIX}"
+        )
     if not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)):
         raise UnsupportedModelError(_subclassed_message(where, type(model).__name__))
-    nested = [layer.name for layer in model.layers
-              if isinstance(layer, keras.Model) and layer.weights]
+    nested = [
+        layer.name for layer in model.layers if isinstance(layer, keras.Model) and layer.weights
+    ]
     if nested:
         raise UnsupportedModelError(
             f"{where} contains the nested model(s) {', '.join(nested)}; tfmot and edgeprune "
             f"do not prune inside nested models: rebuild the model with the nested model's "
-            f"layers inline (one functional graph)")
+            f"layers inline (one functional graph)"
+        )
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise UnsupportedModelError(
             f"{where} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
-            f"edgeprune handles single-input, single-output models")
+            f"edgeprune handles single-input, single-output models"
+        )
 
 
 def shapes(model: KerasModel) -> ModelShapes:
     """The model's input and output shapes."""
-    return ModelShapes(tuple(model.inputs[0].shape.as_list()),
-                       tuple(model.outputs[0].shape.as_list()))
+    return ModelShapes(
+        tuple(model.inputs[0].shape.as_list()), tuple(model.outputs[0].shape.as_list())
+    )
 
 
 def save_model(model: KerasModel, path: str) -> None:
@@ -266,21 +290,39 @@ def loss_for(task: str, output_units: int, probabilities: bool) -> keras.losses.
     return keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
 
 
-def compile_for(model: KerasModel, task: str, learning_rate: float, probabilities: bool
-                ) -> None:
+def compile_for(model: KerasModel, task: str, learning_rate: float, probabilities: bool) -> None:
     """Compile ``model`` in place with Adam and :func:`loss_for`'s loss."""
     metrics = ["accuracy"] if task == "classification" else []
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss=loss_for(task, shapes(model).output_units, probabilities),
-                  metrics=metrics)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=loss_for(task, shapes(model).output_units, probabilities),
+        metrics=metrics,
+    )
 
 
-def fit(model: KerasModel, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int,
-        seed: int, callbacks=(), validation=None) -> dict:
+def fit(
+    model: KerasModel,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    callbacks=(),
+    validation=None,
+) -> dict:
     """Train ``model`` (compiled) and return the last epoch's logged metrics."""
     seed_everything(seed)
-    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,
-                        callbacks=list(callbacks), validation_data=validation)
+    history = model.fit(
+        x,
+        y,
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=list(callbacks),
+        validation_data=validation,
+    )
     return {k: float(v[-1]) for k, v in history.history.items()}
 
 
@@ -288,7 +330,7 @@ def predict(model: KerasModel, x: np.ndarray, batch_size: int = 256) -> np.ndarr
     """Inference-mode outputs as float32 numpy."""
     out = []
     for i in range(0, len(x), batch_size):
-        out.append(np.asarray(model(x[i:i + batch_size], training=False)))
+        out.append(np.asarray(model(x[i : i + batch_size], training=False)))
     return np.concatenate(out).astype(np.float32)
 
 
@@ -302,16 +344,20 @@ def sample_loss(task: str, output_units: int, probabilities: bool) -> Callable:
             return tf.reduce_mean(tf.square(diff), axis=1)
         if output_units == 1:
             return keras.losses.binary_crossentropy(
-                tf.cast(tf.reshape(y_true, [-1, 1]), y_pred.dtype), y_pred,
-                from_logits=not probabilities)
+                tf.cast(tf.reshape(y_true, [-1, 1]), y_pred.dtype),
+                y_pred,
+                from_logits=not probabilities,
+            )
         return keras.losses.sparse_categorical_crossentropy(
-            y_true, y_pred, from_logits=not probabilities)
+            y_true, y_pred, from_logits=not probabilities
+        )
 
     return loss
 
 
-def per_sample_gradients(model: KerasModel, weights: Sequence, x: np.ndarray, y: np.ndarray,
-                         loss: Callable) -> Iterator[list[np.ndarray | float]]:
+def per_sample_gradients(
+    model: KerasModel, weights: Sequence, x: np.ndarray, y: np.ndarray, loss: Callable
+) -> Iterator[list[np.ndarray | float]]:
     """Yield, for each sample of ``x``, ``y`` in order, the gradient of
     ``sum(loss(y, model(x)))`` with respect to each of ``weights`` (variables of
     ``model``), in inference mode; 0.0 for a weight no gradient reaches.
@@ -327,7 +373,9 @@ def per_sample_gradients(model: KerasModel, weights: Sequence, x: np.ndarray, y:
         return tape.gradient(value, flat)
 
     for i in range(len(x)):
-        yield [g.numpy() if g is not None else 0.0 for g in sample_grads(x[i:i + 1], y[i:i + 1])]
+        yield [
+            g.numpy() if g is not None else 0.0 for g in sample_grads(x[i : i + 1], y[i : i + 1])
+        ]
 
 
 def versions() -> dict[str, str]:

@@ -36,8 +36,10 @@ _BASE_KEYS = {"name", "trainable", "dtype"}
 # Initializers only matter before training; the weights are copied over.
 _INITIALIZER_SUFFIX = "_initializer"
 _TOLERANCE = 1e-5
-MANUAL_FIX = ("rebuild the same architecture with `import tf_keras as keras`, copy the "
-              "weights over (layer.set_weights) and save with model.save('model.keras')")
+MANUAL_FIX = (
+    "rebuild the same architecture with `import tf_keras as keras`, copy the "
+    "weights over (layer.set_weights) and save with model.save('model.keras')"
+)
 
 
 @dataclass(frozen=True)
@@ -51,14 +53,19 @@ class Conversion:
     samples: int
 
     def to_dict(self) -> dict:
-        return {"keras_version": self.keras_version, "layers": self.layers,
-                "dropped_keys": self.dropped_keys, "max_abs_diff": self.max_abs_diff,
-                "samples": self.samples}
+        return {
+            "keras_version": self.keras_version,
+            "layers": self.layers,
+            "dropped_keys": self.dropped_keys,
+            "max_abs_diff": self.max_abs_diff,
+            "samples": self.samples,
+        }
 
 
 def _fail(path: str, why: str, fix: str) -> UnsupportedModelError:
-    return UnsupportedModelError(f"{path} is a Keras 3 model that edgeprune cannot rebuild "
-                                 f"for tfmot ({why}); {fix}")
+    return UnsupportedModelError(
+        f"{path} is a Keras 3 model that edgeprune cannot rebuild for tfmot ({why}); {fix}"
+    )
 
 
 def _plain(obj):
@@ -81,8 +88,9 @@ def _accepted(cls) -> set[str]:
         if "__init__" not in vars(klass):
             continue
         params = inspect.signature(klass.__init__).parameters
-        names |= {n for n, p in params.items()
-                  if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self"}
+        names |= {
+            n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        } - {"self"}
         if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
             break
     return names
@@ -91,9 +99,13 @@ def _accepted(cls) -> set[str]:
 def _layer_config(layer3, tf_cls, path: str) -> tuple[dict, list[str]]:
     config = _plain(layer3.get_config())
     if type(layer3).__name__ == "InputLayer":
-        return {"batch_input_shape": tuple(config["batch_shape"]), "dtype": config["dtype"],
-                "name": config["name"], "sparse": config.get("sparse", False),
-                "ragged": config.get("ragged", False)}, []
+        return {
+            "batch_input_shape": tuple(config["batch_shape"]),
+            "dtype": config["dtype"],
+            "name": config["name"],
+            "sparse": config.get("sparse", False),
+            "ragged": config.get("ragged", False),
+        }, []
     accepted = _accepted(tf_cls)
     kept, dropped = {}, []
     for key, value in config.items():
@@ -106,9 +118,12 @@ def _layer_config(layer3, tf_cls, path: str) -> tuple[dict, list[str]]:
         elif value in _NEUTRAL:
             dropped.append(key)
         else:
-            raise _fail(path, f"layer {layer3.name} sets {key}={value!r}, which tf_keras "
-                              f"{tf_cls.__name__} does not have",
-                        MANUAL_FIX)
+            raise _fail(
+                path,
+                f"layer {layer3.name} sets {key}={value!r}, which tf_keras "
+                f"{tf_cls.__name__} does not have",
+                MANUAL_FIX,
+            )
     return kept, dropped
 
 
@@ -134,8 +149,11 @@ def rebuild(path: str, tf_keras) -> tuple[object, Conversion]:
         text = " ".join(str(exc).split())
         custom = re.search(r"Could not locate class '([\w.>]+)'", text)
         if custom:
-            raise _fail(path, f"it uses the custom class {custom.group(1)}, which tf_keras "
-                              f"does not have", MANUAL_FIX) from None
+            raise _fail(
+                path,
+                f"it uses the custom class {custom.group(1)}, which tf_keras does not have",
+                MANUAL_FIX,
+            ) from None
         raise _fail(path, f"Keras 3 cannot load it: {text[:150]}", "check the file") from None
     kind = type(model3).__name__
     if kind == "Sequential":
@@ -143,10 +161,14 @@ def rebuild(path: str, tf_keras) -> tuple[object, Conversion]:
     if kind not in ("Sequential", "Functional", "Model") or not hasattr(model3, "_operations"):
         raise UnsupportedModelError(
             f"{path} is a subclassed Keras 3 model ({kind}); tfmot can prune only Sequential "
-            f"or functional models: rebuild it with keras.Sequential or the functional API")
+            f"or functional models: rebuild it with keras.Sequential or the functional API"
+        )
     if len(model3.inputs) != 1 or len(model3.outputs) != 1:
-        raise _fail(path, f"{len(model3.inputs)} inputs and {len(model3.outputs)} outputs",
-                    "edgeprune handles single-input, single-output models")
+        raise _fail(
+            path,
+            f"{len(model3.inputs)} inputs and {len(model3.outputs)} outputs",
+            "edgeprune handles single-input, single-output models",
+        )
     dropped_all: dict[str, list[str]] = {}
     tensors: dict[tuple[str, int, int], object] = {}
     layers3 = {layer.name: layer for layer in model3._operations}
@@ -162,29 +184,42 @@ def rebuild(path: str, tf_keras) -> tuple[object, Conversion]:
             continue
         tf_cls = getattr(tf_keras.layers, type(layer3).__name__, None)
         if tf_cls is None or type(layer3).__module__.split(".")[0] != "keras":
-            raise _fail(path, f"layer {layer3.name} is a {type(layer3).__name__}, which "
-                              f"tf_keras does not have",
-                        MANUAL_FIX)
+            raise _fail(
+                path,
+                f"layer {layer3.name} is a {type(layer3).__name__}, which tf_keras does not have",
+                MANUAL_FIX,
+            )
         cfg, dropped = _layer_config(layer3, tf_cls, path)
         if dropped:
             dropped_all[layer3.name] = dropped
         try:
             tf_layer = tf_cls.from_config(cfg)
         except Exception as exc:  # noqa: BLE001
-            raise _fail(path, f"layer {layer3.name}: {' '.join(str(exc).split())[:150]}",
-                        MANUAL_FIX) from None
+            raise _fail(
+                path, f"layer {layer3.name}: {' '.join(str(exc).split())[:150]}", MANUAL_FIX
+            ) from None
         tf_layers[layer3.name] = tf_layer
         for node_index, node in enumerate(layer3._inbound_nodes):
             # training/mask are call-time switches tf_keras sets itself.
-            if any(v is not None for k, v in node.arguments.kwargs.items()
-                   if k not in ("training", "mask")):
-                raise _fail(path, f"layer {layer3.name} is called with keyword arguments "
-                                  f"{sorted(node.arguments.kwargs)}",
-                            MANUAL_FIX)
+            if any(
+                v is not None
+                for k, v in node.arguments.kwargs.items()
+                if k not in ("training", "mask")
+            ):
+                raise _fail(
+                    path,
+                    f"layer {layer3.name} is called with keyword arguments "
+                    f"{sorted(node.arguments.kwargs)}",
+                    MANUAL_FIX,
+                )
             args = node.arguments.args
             try:
-                mapped = [[tensors[_history(t)] for t in a] if isinstance(a, (list, tuple))
-                          else tensors[_history(a)] for a in args]
+                mapped = [
+                    [tensors[_history(t)] for t in a]
+                    if isinstance(a, (list, tuple))
+                    else tensors[_history(a)]
+                    for a in args
+                ]
             except KeyError:
                 continue  # a node outside this model (a layer reused elsewhere)
             out = tf_layer(*mapped)
@@ -194,23 +229,29 @@ def rebuild(path: str, tf_keras) -> tuple[object, Conversion]:
     try:
         output = tensors[_history(model3.outputs[0])]
     except KeyError:
-        raise _fail(path, "its output could not be traced back to its input",
-                    MANUAL_FIX) from None
+        raise _fail(path, "its output could not be traced back to its input", MANUAL_FIX) from None
     model2 = tf_keras.Model(x, output, name=model3.name)
     for lname, tf_layer in tf_layers.items():
         weights = [np.asarray(w) for w in layers3[lname].get_weights()]
         if len(weights) != len(tf_layer.get_weights()):
-            raise _fail(path, f"layer {lname} has {len(weights)} weights in Keras 3 but "
-                              f"{len(tf_layer.get_weights())} in tf_keras",
-                        MANUAL_FIX)
+            raise _fail(
+                path,
+                f"layer {lname} has {len(weights)} weights in Keras 3 but "
+                f"{len(tf_layer.get_weights())} in tf_keras",
+                MANUAL_FIX,
+            )
         tf_layer.set_weights(weights)
     diff, samples = _compare(model3, model2, tf_keras)
     if not diff <= _TOLERANCE:
-        raise _fail(path, f"the rebuilt model's outputs differ by up to {diff:.3g}",
-                    MANUAL_FIX)
+        raise _fail(path, f"the rebuilt model's outputs differ by up to {diff:.3g}", MANUAL_FIX)
     conversion = Conversion(keras3.__version__, len(tf_layers), dropped_all, diff, samples)
-    log.info("rebuilt Keras %s model %s as tf_keras (%d layers, outputs equal within %.2g)",
-             keras3.__version__, path, len(tf_layers), diff)
+    log.info(
+        "rebuilt Keras %s model %s as tf_keras (%d layers, outputs equal within %.2g)",
+        keras3.__version__,
+        path,
+        len(tf_layers),
+        diff,
+    )
     return model2, conversion
 
 

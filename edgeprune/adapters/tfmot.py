@@ -74,8 +74,11 @@ def _kernel(layer):
     """The weight tfmot prunes in ``layer`` (its registry's first weight name),
     else the layer's main kernel (for layers tfmot leaves dense)."""
     names = []
-    if _registry.supports(layer) and not _registry._is_rnn_layer(layer) and \
-            not _registry._is_mha_layer(layer):
+    if (
+        _registry.supports(layer)
+        and not _registry._is_rnn_layer(layer)
+        and not _registry._is_mha_layer(layer)
+    ):
         names = list(_registry._weight_names(layer))
     for attr in names + ["kernel", "depthwise_kernel", "pointwise_kernel", "embeddings"]:
         w = getattr(layer, attr, None)
@@ -94,14 +97,17 @@ def plan_layers(model: KerasModel, opts: PruneOptions) -> list[LayerPlan]:
     Raises:
         RecipeError: ``include``/``exclude`` name neither a layer nor a layer type.
     """
-    known = {layer.name for layer in model.layers} | {type(layer).__name__
-                                                      for layer in model.layers}
+    known = {layer.name for layer in model.layers} | {
+        type(layer).__name__ for layer in model.layers
+    }
     for key, names in (("prune.include", opts.include), ("prune.exclude", opts.exclude)):
         unknown = [n for n in names if n not in known]
         if unknown:
-            raise RecipeError(f"{key} names {', '.join(unknown)}, which is neither a layer "
-                              f"name nor a layer type of this model; the model has "
-                              f"{', '.join(sorted(known))}")
+            raise RecipeError(
+                f"{key} names {', '.join(unknown)}, which is neither a layer "
+                f"name nor a layer type of this model; the model has "
+                f"{', '.join(sorted(known))}"
+            )
     plans, notes = [], []
     for layer in model.layers:
         attr, w = _kernel(layer)
@@ -111,8 +117,10 @@ def plan_layers(model: KerasModel, opts: PruneOptions) -> list[LayerPlan]:
         kind = type(layer).__name__
         reason = ""
         if kind.startswith("SeparableConv"):
-            notes.append(f"{layer.name}: tfmot prunes the pointwise kernel of {kind}; its "
-                         f"depthwise kernel stays dense")
+            notes.append(
+                f"{layer.name}: tfmot prunes the pointwise kernel of {kind}; its "
+                f"depthwise kernel stays dense"
+            )
         if _matches(layer, opts.exclude):
             reason = "excluded by prune.exclude"
         elif opts.include and not _matches(layer, opts.include):
@@ -126,40 +134,54 @@ def plan_layers(model: KerasModel, opts: PruneOptions) -> list[LayerPlan]:
             if kind not in ("Conv2D", "Dense"):
                 reason = "m_by_n applies to Conv2D and Dense kernels only"
             elif shape[-2] % n:
-                reason = (f"m_by_n {m}:{n} needs input channels in multiples of {n}; "
-                          f"this kernel has {shape[-2]}")
+                reason = (
+                    f"m_by_n {m}:{n} needs input channels in multiples of {n}; "
+                    f"this kernel has {shape[-2]}"
+                )
         elif opts.pattern == "block" and len(shape) != 2:
             reason = "block sparsity needs a 2-D kernel (Dense)"
-        elif opts.pattern == "block" and (shape[0] % opts.block_size[0]
-                                          or shape[1] % opts.block_size[1]):
+        elif opts.pattern == "block" and (
+            shape[0] % opts.block_size[0] or shape[1] % opts.block_size[1]
+        ):
             bh, bw = opts.block_size
-            reason = (f"kernel {shape[0]}x{shape[1]} does not divide into {bh}x{bw} blocks; "
-                      f"partial blocks would miss the requested sparsity")
+            reason = (
+                f"kernel {shape[0]}x{shape[1]} does not divide into {bh}x{bw} blocks; "
+                f"partial blocks would miss the requested sparsity"
+            )
         plans.append(LayerPlan(layer.name, kind, shape, not reason, reason, attr))
     for note in notes:
         log.info("prune: %s", note)
     if requested_sparsity(opts) > 0 and not any(p.pruned for p in plans):
         why = "; ".join(f"{p.name}: {p.reason}" for p in plans) or "the model has no kernels"
-        raise RecipeError(f"no layer would be pruned ({why}); change prune.include, "
-                          f"prune.exclude or prune.pattern")
+        raise RecipeError(
+            f"no layer would be pruned ({why}); change prune.include, "
+            f"prune.exclude or prune.pattern"
+        )
     return plans
 
 
 def _schedule(plan: SchedulePlan):
     if plan.kind == "constant":
         return tfmot.sparsity.keras.ConstantSparsity(
-            plan.final_sparsity, begin_step=plan.begin_step, end_step=plan.end_step,
-            frequency=plan.frequency)
+            plan.final_sparsity,
+            begin_step=plan.begin_step,
+            end_step=plan.end_step,
+            frequency=plan.frequency,
+        )
     # m_by_n ignores the schedule, but tfmot still wants one.
     return tfmot.sparsity.keras.PolynomialDecay(
-        initial_sparsity=plan.initial_sparsity, final_sparsity=max(plan.final_sparsity, 1e-9)
-        if plan.kind != "m_by_n" else 0.5, begin_step=plan.begin_step,
-        end_step=max(plan.end_step, plan.begin_step + 1), power=plan.power,
-        frequency=plan.frequency)
+        initial_sparsity=plan.initial_sparsity,
+        final_sparsity=max(plan.final_sparsity, 1e-9) if plan.kind != "m_by_n" else 0.5,
+        begin_step=plan.begin_step,
+        end_step=max(plan.end_step, plan.begin_step + 1),
+        power=plan.power,
+        frequency=plan.frequency,
+    )
 
 
-def wrap(model: KerasModel, layer_plans: list[LayerPlan], plan: SchedulePlan,
-         opts: PruneOptions) -> KerasModel:
+def wrap(
+    model: KerasModel, layer_plans: list[LayerPlan], plan: SchedulePlan, opts: PruneOptions
+) -> KerasModel:
     """A copy of ``model`` with the planned layers wrapped by ``prune_low_magnitude``.
 
     ``model`` itself is not modified and shares no layers with the result.
@@ -181,12 +203,29 @@ def wrap(model: KerasModel, layer_plans: list[LayerPlan], plan: SchedulePlan,
     return keras.models.clone_model(base, clone_function=clone_fn)
 
 
-def fine_tune(pruned: KerasModel, x: np.ndarray, y: np.ndarray, *, task: str,
-              probabilities: bool, opts: PruneOptions, seed: int, validation=None) -> dict:
+def fine_tune(
+    pruned: KerasModel,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    task: str,
+    probabilities: bool,
+    opts: PruneOptions,
+    seed: int,
+    validation=None,
+) -> dict:
     """Train the wrapped model with the pruning callback; returns last-epoch metrics."""
     ka.compile_for(pruned, task, opts.learning_rate, probabilities)
-    return ka.fit(pruned, x, y, epochs=opts.epochs, batch_size=opts.batch_size, seed=seed,
-                  callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], validation=validation)
+    return ka.fit(
+        pruned,
+        x,
+        y,
+        epochs=opts.epochs,
+        batch_size=opts.batch_size,
+        seed=seed,
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+        validation=validation,
+    )
 
 
 def strip(pruned: KerasModel) -> KerasModel:
@@ -213,8 +252,9 @@ def requested_sparsity(opts: PruneOptions) -> float:
     return opts.final_sparsity
 
 
-def measure_sparsity(stripped: KerasModel, layer_plans: list[LayerPlan], opts: PruneOptions
-                     ) -> list[LayerSparsity]:
+def measure_sparsity(
+    stripped: KerasModel, layer_plans: list[LayerPlan], opts: PruneOptions
+) -> list[LayerSparsity]:
     """Achieved sparsity of every weighted layer against what was requested.
 
     A pruned layer is ``ok`` when it reached the requested sparsity within one
@@ -230,8 +270,19 @@ def measure_sparsity(stripped: KerasModel, layer_plans: list[LayerPlan], opts: P
         requested = requested_sparsity(opts) if p.pruned else 0.0
         unit = int(np.prod(opts.block_size)) if opts.pattern == "block" else 1
         ok = (not p.pruned) or achieved + (unit + 0.5) / w.size >= requested
-        out.append(LayerSparsity(p.name, p.type, int(w.size), zeros, requested, achieved,
-                                 p.pruned, p.reason, bool(ok)))
+        out.append(
+            LayerSparsity(
+                p.name,
+                p.type,
+                int(w.size),
+                zeros,
+                requested,
+                achieved,
+                p.pruned,
+                p.reason,
+                bool(ok),
+            )
+        )
     return out
 
 
@@ -241,7 +292,8 @@ def check_sparsity(layers: list[LayerSparsity]) -> None:
         s = bad[0]
         raise VerificationError(
             f"layer {s.name} reached sparsity {s.achieved:.3f}, below the requested "
-            f"{s.requested:.3f}; raise prune.epochs or check the schedule")
+            f"{s.requested:.3f}; raise prune.epochs or check the schedule"
+        )
 
 
 def verify_strip(pruned: KerasModel, stripped: KerasModel, x: np.ndarray) -> StripCheck:
@@ -254,13 +306,17 @@ def verify_strip(pruned: KerasModel, stripped: KerasModel, x: np.ndarray) -> Str
     a = ka.predict(pruned, x)
     b = ka.predict(stripped, x)
     if not np.all(np.isfinite(a)):
-        raise VerificationError("fine-tuning diverged: the pruned model outputs NaN or "
-                                "infinity; lower prune.learning_rate or check the data")
+        raise VerificationError(
+            "fine-tuning diverged: the pruned model outputs NaN or "
+            "infinity; lower prune.learning_rate or check the data"
+        )
     diff = float(np.max(np.abs(a - b))) if a.size else 0.0
     check = StripCheck(len(x), diff, bool(np.array_equal(a, b)))
     if not check.equal:
-        raise VerificationError(f"stripping the pruning wrappers changed the outputs (max "
-                                f"difference {diff:.3g} on {len(x)} test samples)")
+        raise VerificationError(
+            f"stripping the pruning wrappers changed the outputs (max "
+            f"difference {diff:.3g} on {len(x)} test samples)"
+        )
     return check
 
 

@@ -51,8 +51,11 @@ def guarded(fn):
         except Exception as exc:  # noqa: BLE001 - last line of defence
             if os.environ.get("EDGEPRUNE_DEBUG"):
                 raise
-            fail(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-                  f" (set EDGEPRUNE_DEBUG=1 for the traceback)", 1)
+            fail(
+                f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+                f" (set EDGEPRUNE_DEBUG=1 for the traceback)",
+                1,
+            )
 
     return wrapper
 
@@ -89,21 +92,36 @@ def main(verbose: int, quiet: bool) -> None:
     _setup_logging(-1 if quiet else verbose)
 
 
-model_option = click.option("--model", "model", default=None, metavar="PATH",
-                            help="Keras model: .keras, .h5 or SavedModel folder "
-                                 "or a built-in name: digits_cnn (the default), or the MLPerf "
-                                 "Tiny ds_cnn, mobilenet_v1, resnet8, autoencoder on generated "
-                                 "data.")
-data_option = click.option("--data", "data", default=None, metavar="NPZ|NAME",
-                           help="An .npz with x_train, y_train, x_test, y_test (optional x_val, "
-                                "y_val, x_calib) or a built-in data set name (digits; "
-                                "kws_synthetic, vww_synthetic, ic_synthetic, ad_synthetic: "
-                                "generated).")
-recipe_option = click.option("--recipe", "recipe_path", default=None,
-                             type=click.Path(dir_okay=False),
-                             help="TOML recipe; flags override its values.")
-out_option = click.option("--out", "out", default=None, metavar="DIR",
-                          help="Run directory (default: runs/<model name>).")
+model_option = click.option(
+    "--model",
+    "model",
+    default=None,
+    metavar="PATH",
+    help="Keras model: .keras, .h5 or SavedModel folder "
+    "or a built-in name: digits_cnn (the default), or the MLPerf "
+    "Tiny ds_cnn, mobilenet_v1, resnet8, autoencoder on generated "
+    "data.",
+)
+data_option = click.option(
+    "--data",
+    "data",
+    default=None,
+    metavar="NPZ|NAME",
+    help="An .npz with x_train, y_train, x_test, y_test (optional x_val, "
+    "y_val, x_calib) or a built-in data set name (digits; "
+    "kws_synthetic, vww_synthetic, ic_synthetic, ad_synthetic: "
+    "generated).",
+)
+recipe_option = click.option(
+    "--recipe",
+    "recipe_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="TOML recipe; flags override its values.",
+)
+out_option = click.option(
+    "--out", "out", default=None, metavar="DIR", help="Run directory (default: runs/<model name>)."
+)
 
 
 def entry() -> None:
@@ -111,9 +129,12 @@ def entry() -> None:
     filtered from the terminal (kept with ``-vv`` or ``EDGEPRUNE_DEBUG=1``)."""
     argv = sys.argv[1:]
     loads_tensorflow = any(a in ("run", "prune", "quantize", "check", "validate") for a in argv)
-    if loads_tensorflow and not os.environ.get("EDGEPRUNE_DEBUG") and not any(
-            a in ("-vv", "-vvv") for a in argv) and argv.count("-v") + argv.count(
-            "--verbose") < 2:
+    if (
+        loads_tensorflow
+        and not os.environ.get("EDGEPRUNE_DEBUG")
+        and not any(a in ("-vv", "-vvv") for a in argv)
+        and argv.count("-v") + argv.count("--verbose") < 2
+    ):
         from edgeprune._native_stderr import filter_native_stderr
 
         filter_native_stderr()
@@ -124,8 +145,19 @@ def entry() -> None:
 # Imported last: their modules take fail, guarded and the shared options from above.
 from edgeprune.cli import stages, tools  # noqa: E402
 
-for _command in (stages.run, stages.prune_cmd, stages.quantize_cmd, stages.check_cmd,
-                 stages.firmware_cmd, stages.validate_cmd, tools.targets, tools.inspect,
-                 tools.cost, tools.calibrate, tools.measure, tools.fleet):
+for _command in (
+    stages.run,
+    stages.prune_cmd,
+    stages.quantize_cmd,
+    stages.check_cmd,
+    stages.firmware_cmd,
+    stages.validate_cmd,
+    tools.targets,
+    tools.inspect,
+    tools.cost,
+    tools.calibrate,
+    tools.measure,
+    tools.fleet,
+):
     main.add_command(_command)
 del _command

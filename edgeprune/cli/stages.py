@@ -28,17 +28,24 @@ def _show(fmt, fn, *args):
 @data_option
 @recipe_option
 @out_option
-@click.option("--target", "target", default=None, metavar="NAME",
-              help="Device profile (see `edgeprune targets`): check the final model against "
-                   "its budgets and write firmware/ for TFLite Micro devices. Default "
-                   "output: build/NAME.")
+@click.option(
+    "--target",
+    "target",
+    default=None,
+    metavar="NAME",
+    help="Device profile (see `edgeprune targets`): check the final model against "
+    "its budgets and write firmware/ for TFLite Micro devices. Default "
+    "output: build/NAME.",
+)
 @recipe_options((None, "train", "structured", "prune", "quantize", "budget"))
 @guarded
 def run(model, data, recipe_path, out, target, **kwargs):
     """Run every stage: baseline, prune, strip, quantize, evaluate (and check)."""
     if model is not None and data is None:
-        raise click.UsageError("--data is required with --model: pruning fine-tunes on it "
-                               "(an .npz file or a built-in data set name)")
+        raise click.UsageError(
+            "--data is required with --model: pruning fine-tunes on it "
+            "(an .npz file or a built-in data set name)"
+        )
     recipe = _recipe(recipe_path, kwargs)
     from edgeprune import pipeline
     from edgeprune.presentation.summary import format_run
@@ -57,8 +64,13 @@ def run(model, data, recipe_path, out, target, **kwargs):
 @data_option
 @recipe_option
 @out_option
-@click.option("--target", "target", default=None, metavar="NAME",
-              help="Device profile whose budgets the structured goal fit must pass.")
+@click.option(
+    "--target",
+    "target",
+    default=None,
+    metavar="NAME",
+    help="Device profile whose budgets the structured goal fit must pass.",
+)
 @recipe_options((None, "structured", "prune", "budget"))
 @guarded
 def prune_cmd(model_path, data, recipe_path, out, target, **kwargs):
@@ -98,10 +110,20 @@ def quantize_cmd(model_path, data, recipe_path, out, **kwargs):
 
 @click.command("check")
 @click.argument("model_path", metavar="MODEL.tflite")
-@click.option("--target", "target", required=True, metavar="NAME",
-              help="Device profile id (see `edgeprune targets`) or a profile .toml path.")
-@click.option("--report", "report_path", default=None, type=click.Path(dir_okay=False),
-              help="Also write the result as JSON (schema-versioned, written atomically).")
+@click.option(
+    "--target",
+    "target",
+    required=True,
+    metavar="NAME",
+    help="Device profile id (see `edgeprune targets`) or a profile .toml path.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Also write the result as JSON (schema-versioned, written atomically).",
+)
 @recipe_option
 @recipe_options(("budget",))
 @guarded
@@ -124,10 +146,20 @@ def check_cmd(model_path, target, report_path, recipe_path, **kwargs):
 
 @click.command("firmware")
 @click.argument("model_path", metavar="MODEL.tflite")
-@click.option("--target", "target", required=True, metavar="NAME",
-              help="TFLite Micro device profile (see `edgeprune targets`) or a profile .toml.")
-@click.option("--out", "out", default=None, metavar="DIR",
-              help="Folder to write firmware/ into (default: the model's folder).")
+@click.option(
+    "--target",
+    "target",
+    required=True,
+    metavar="NAME",
+    help="TFLite Micro device profile (see `edgeprune targets`) or a profile .toml.",
+)
+@click.option(
+    "--out",
+    "out",
+    default=None,
+    metavar="DIR",
+    help="Folder to write firmware/ into (default: the model's folder).",
+)
 @recipe_option
 @recipe_options(("budget",))
 @guarded
@@ -142,32 +174,53 @@ def firmware_cmd(model_path, target, out, recipe_path, **kwargs):
     click.echo(f"firmware: {build.firmware.folder}")
     if not build.check.ok:
         failed = ", ".join(r.name for r in build.check.rules if not r.ok)
-        raise BudgetError(f"{model_path} does not fit {build.check.target}: {failed} over "
-                          f"budget; firmware/ is written with the measured arena")
+        raise BudgetError(
+            f"{model_path} does not fit {build.check.target}: {failed} over "
+            f"budget; firmware/ is written with the measured arena"
+        )
 
 
 @click.command("validate")
-@click.argument("run_dir", metavar="RUN_DIR", required=False,
-                type=click.Path(file_okay=False))
-@click.option("--target", "target", default=None, metavar="NAME",
-              help="Device profile; picks the runner and, without RUN_DIR, the folder "
-                   "build/NAME that `make NAME` wrote.")
-@click.option("--runner", "runner", default="auto", show_default=True,
-              type=click.Choice(["auto", "host", "tflm", "serial", "ssh"]),
-              help="Where the model runs: host (ai-edge-litert here), tflm (the TFLite Micro "
-                   "interpreter here), serial (a microcontroller flashed with this run's "
-                   "firmware/), ssh (a Linux board such as a Raspberry Pi). auto: with "
-                   "--device, serial on a TFLite Micro target and ssh on a Linux one; "
-                   "without, tflm on a TFLite Micro target and host otherwise.")
-@click.option("--device", "address", default=None, metavar="ADDR",
-              help="The device: a serial port, optionally with its baud rate "
-                   "(/dev/ttyACM0@115200), or a board for ssh (pi@raspberrypi.local, "
-                   "pi@10.0.0.7:2222, or an alias of your ssh config).")
-@click.option("--measurements", "measurements", default=None, type=click.Path(dir_okay=False),
-              metavar="FILE.csv",
-              help="Add the device's median invoke time as a row of this measurements file "
-                   "for `edgeprune calibrate` (created if missing). ssh and serial runners, "
-                   "with --target (its clock and cost model).")
+@click.argument("run_dir", metavar="RUN_DIR", required=False, type=click.Path(file_okay=False))
+@click.option(
+    "--target",
+    "target",
+    default=None,
+    metavar="NAME",
+    help="Device profile; picks the runner and, without RUN_DIR, the folder "
+    "build/NAME that `make NAME` wrote.",
+)
+@click.option(
+    "--runner",
+    "runner",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "host", "tflm", "serial", "ssh"]),
+    help="Where the model runs: host (ai-edge-litert here), tflm (the TFLite Micro "
+    "interpreter here), serial (a microcontroller flashed with this run's "
+    "firmware/), ssh (a Linux board such as a Raspberry Pi). auto: with "
+    "--device, serial on a TFLite Micro target and ssh on a Linux one; "
+    "without, tflm on a TFLite Micro target and host otherwise.",
+)
+@click.option(
+    "--device",
+    "address",
+    default=None,
+    metavar="ADDR",
+    help="The device: a serial port, optionally with its baud rate "
+    "(/dev/ttyACM0@115200), or a board for ssh (pi@raspberrypi.local, "
+    "pi@10.0.0.7:2222, or an alias of your ssh config).",
+)
+@click.option(
+    "--measurements",
+    "measurements",
+    default=None,
+    type=click.Path(dir_okay=False),
+    metavar="FILE.csv",
+    help="Add the device's median invoke time as a row of this measurements file "
+    "for `edgeprune calibrate` (created if missing). ssh and serial runners, "
+    "with --target (its clock and cost model).",
+)
 @data_option
 @recipe_option
 @recipe_options(("validate",))
@@ -182,5 +235,6 @@ def validate_cmd(run_dir, target, runner, address, measurements, data, recipe_pa
     from edgeprune.presentation.validation import format_result
     from edgeprune.stages.validate import validate_run
 
-    _show(format_result, validate_run, run_dir, target, runner, address, data, options,
-          measurements)
+    _show(
+        format_result, validate_run, run_dir, target, runner, address, data, options, measurements
+    )

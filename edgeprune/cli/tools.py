@@ -44,12 +44,26 @@ def inspect(model_path, as_json):
 
 @click.command()
 @click.argument("model_path", metavar="MODEL.tflite", type=click.Path(dir_okay=False))
-@click.option("--target", "target", default=None, metavar="NAME",
-              help="Also estimate each operator's latency on this device profile.")
-@click.option("--cost-model", "cost_model", default=None, metavar="ID|FILE",
-              help="Cost model for the estimate (default: the target's).")
-@click.option("--json", "as_json", is_flag=True,
-              help="Machine-readable op costs (what calibration sets ship in place of a model).")
+@click.option(
+    "--target",
+    "target",
+    default=None,
+    metavar="NAME",
+    help="Also estimate each operator's latency on this device profile.",
+)
+@click.option(
+    "--cost-model",
+    "cost_model",
+    default=None,
+    metavar="ID|FILE",
+    help="Cost model for the estimate (default: the target's).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Machine-readable op costs (what calibration sets ship in place of a model).",
+)
 @guarded
 def cost(model_path, target, cost_model, as_json):
     """Per-operator cost of a .tflite: class, MACs, bytes; with --target, estimated latency."""
@@ -60,14 +74,28 @@ def cost(model_path, target, cost_model, as_json):
 
 @click.command()
 @click.argument("measurements", metavar="MEASUREMENTS.csv", type=click.Path(dir_okay=False))
-@click.option("--fit", "fit", default="mac,activation", show_default=True,
-              help="Constants to fit, comma-separated: mac, classes, elements, activation, "
-                   "overhead.")
-@click.option("--base", "base", default=None, metavar="ID|FILE",
-              help="Cost model to start from (default: the one the rows name).")
+@click.option(
+    "--fit",
+    "fit",
+    default="mac,activation",
+    show_default=True,
+    help="Constants to fit, comma-separated: mac, classes, elements, activation, overhead.",
+)
+@click.option(
+    "--base",
+    "base",
+    default=None,
+    metavar="ID|FILE",
+    help="Cost model to start from (default: the one the rows name).",
+)
 @click.option("--name", "set_name", default="", help="Name of the measurement set in reports.")
-@click.option("--out", "out", default=None, type=click.Path(dir_okay=False),
-              help="Write the fitted cost model here (.toml; use with check --cost-model).")
+@click.option(
+    "--out",
+    "out",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Write the fitted cost model here (.toml; use with check --cost-model).",
+)
 @guarded
 def calibrate(measurements, fit, base, set_name, out):
     """Fit a cost model to measured latencies; print each row's leave-one-out error."""
@@ -79,15 +107,32 @@ def calibrate(measurements, fit, base, set_name, out):
 
 
 @click.command()
-@click.argument("models", metavar="MODEL.tflite...", nargs=-1, required=True,
-                type=click.Path(dir_okay=False))
-@click.option("--target", "target", default="host", show_default=True, metavar="NAME|FILE",
-              help="Profile whose kernels, threads, clock and cost model the rows take; "
-                   "the timing is always on this machine.")
-@click.option("--runs", "runs", default=None, type=click.IntRange(min=1),
-              help="Timed invokes per model (default: the profile's, or 50).")
-@click.option("--out", "out", default=None, type=click.Path(dir_okay=False),
-              help="Write (or with --append, extend) a measurements CSV for `calibrate`.")
+@click.argument(
+    "models", metavar="MODEL.tflite...", nargs=-1, required=True, type=click.Path(dir_okay=False)
+)
+@click.option(
+    "--target",
+    "target",
+    default="host",
+    show_default=True,
+    metavar="NAME|FILE",
+    help="Profile whose kernels, threads, clock and cost model the rows take; "
+    "the timing is always on this machine.",
+)
+@click.option(
+    "--runs",
+    "runs",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Timed invokes per model (default: the profile's, or 50).",
+)
+@click.option(
+    "--out",
+    "out",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Write (or with --append, extend) a measurements CSV for `calibrate`.",
+)
 @click.option("--append", is_flag=True, help="Add the rows to an existing --out file.")
 @guarded
 def measure(models, target, runs, out, append):
@@ -101,8 +146,13 @@ def measure(models, target, runs, out, append):
 
 
 @click.command()
-@click.argument("build_dir", metavar="[BUILD_DIR]", required=False, default="build",
-                type=click.Path(file_okay=False))
+@click.argument(
+    "build_dir",
+    metavar="[BUILD_DIR]",
+    required=False,
+    default="build",
+    type=click.Path(file_okay=False),
+)
 @click.argument("names", metavar="[TARGET]...", nargs=-1)
 @guarded
 def fleet(build_dir, names):

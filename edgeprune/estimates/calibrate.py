@@ -30,8 +30,9 @@ PARAMS = ("mac", "classes", "elements", "activation", "overhead")
 DEFAULT_FIT = ("mac", "activation")
 
 
-def _terms(cost: ModelCost, base: CostModel, params: tuple[str, ...], classes: list[str]
-           ) -> tuple[np.ndarray, float]:
+def _terms(
+    cost: ModelCost, base: CostModel, params: tuple[str, ...], classes: list[str]
+) -> tuple[np.ndarray, float]:
     """The fitted terms' features, and the cycles of the terms left at the base values."""
     feats: dict[str, float] = {}
     fixed = 0.0
@@ -72,7 +73,7 @@ def _solve(x: np.ndarray, fixed: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Non-negative least squares on relative error, by trying every support set."""
     target = (y - fixed) / y
     a = x / y[:, None]
-    best, best_err = np.zeros(x.shape[1]), float(np.sum(target ** 2))
+    best, best_err = np.zeros(x.shape[1]), float(np.sum(target**2))
     for k in range(1, x.shape[1] + 1):
         for support in itertools.combinations(range(x.shape[1]), k):
             cols = list(support)
@@ -95,8 +96,11 @@ def _apply(base: CostModel, names: list[str], theta: np.ndarray) -> CostModel:
             units[c] = base.cycles_per_unit[c] * values["mac"]
     fitted_classes = [c for c in names if c in MAC_CLASSES]
     if fitted_classes:
-        ratios = [values[c] / base.cycles_per_unit[c] for c in fitted_classes
-                  if base.cycles_per_unit[c] > 0 and values[c] > 0]
+        ratios = [
+            values[c] / base.cycles_per_unit[c]
+            for c in fitted_classes
+            if base.cycles_per_unit[c] > 0 and values[c] > 0
+        ]
         scale = float(np.exp(np.mean(np.log(ratios)))) if ratios else 1.0
         for c in MAC_CLASSES:
             units[c] = values[c] if c in values else base.cycles_per_unit[c] * scale
@@ -112,8 +116,9 @@ def _apply(base: CostModel, names: list[str], theta: np.ndarray) -> CostModel:
     return replace(base, **changes)
 
 
-def fit(rows: list[Measurement], base: CostModel, params: tuple[str, ...] = DEFAULT_FIT
-        ) -> CostModel:
+def fit(
+    rows: list[Measurement], base: CostModel, params: tuple[str, ...] = DEFAULT_FIT
+) -> CostModel:
     """``base`` with the constants named by ``params`` fitted to ``rows``."""
     names = _names(rows, params)
     feats = [_terms(r.cost, base, params, names) for r in rows]
@@ -146,8 +151,12 @@ class Calibration:
     accuracy: Accuracy
 
 
-def calibrate(rows: list[Measurement], base: CostModel | None = None,
-              params: tuple[str, ...] = DEFAULT_FIT, set_name: str = "") -> Calibration:
+def calibrate(
+    rows: list[Measurement],
+    base: CostModel | None = None,
+    params: tuple[str, ...] = DEFAULT_FIT,
+    set_name: str = "",
+) -> Calibration:
     """Fit ``base`` (default: the cost model the rows name) to ``rows`` and
     measure the fit's leave-one-out error.
 
@@ -157,62 +166,89 @@ def calibrate(rows: list[Measurement], base: CostModel | None = None,
     """
     unknown = [p for p in params if p not in PARAMS]
     if unknown or not params:
-        raise CalibrationError(f"unknown fit parameter {', '.join(unknown) or '(none)'}; "
-                               f"choose from {', '.join(PARAMS)}")
+        raise CalibrationError(
+            f"unknown fit parameter {', '.join(unknown) or '(none)'}; "
+            f"choose from {', '.join(PARAMS)}"
+        )
     if "mac" in params and "classes" in params:
-        raise CalibrationError("fit either mac (one scale) or classes (one rate per class), "
-                               "not both")
+        raise CalibrationError(
+            "fit either mac (one scale) or classes (one rate per class), not both"
+        )
     ids = sorted({r.cost_model for r in rows})
     if base is None:
         if len(ids) > 1:
-            raise CalibrationError(f"the rows calibrate several cost models ({', '.join(ids)}); "
-                                   f"keep one per file")
+            raise CalibrationError(
+                f"the rows calibrate several cost models ({', '.join(ids)}); keep one per file"
+            )
         base = load_cost_model(ids[0])
     n_params = len(_names(rows, params))
     if len(rows) < n_params + 1:
-        raise CalibrationError(f"{len(rows)} measurements cannot fit {n_params} parameters "
-                               f"and leave one out; add measurements or fit fewer parameters")
+        raise CalibrationError(
+            f"{len(rows)} measurements cannot fit {n_params} parameters "
+            f"and leave one out; add measurements or fit fewer parameters"
+        )
     fitted = fit(rows, base, params)
     results = []
     for i, row in enumerate(rows):
-        others = fit(rows[:i] + rows[i + 1:], base, params)
+        others = fit(rows[:i] + rows[i + 1 :], base, params)
         results.append(RowResult(row, predict_ms(fitted, row), predict_ms(others, row)))
     errors = np.abs([r.loo_error for r in results])
     boards = sorted({r.board for r in rows})
     name = set_name or ", ".join(boards)
     accuracy = Accuracy(len(rows), float(np.median(errors)), float(errors.max()), name)
-    source = (f"fitted: {', '.join(params)} to {len(rows)} measured latencies on "
-              f"{', '.join(boards)} ({name})")
+    source = (
+        f"fitted: {', '.join(params)} to {len(rows)} measured latencies on "
+        f"{', '.join(boards)} ({name})"
+    )
     model = replace(fitted, basis="fit", source=source, accuracy=accuracy)
     return Calibration(model, tuple(params), tuple(results), accuracy)
 
 
 def cost_model_toml(model: CostModel, header: str = "") -> str:
     """The TOML text of ``model`` (what ``calibrate --out`` writes)."""
+
     def q(text: str) -> str:
         return json.dumps(text)  # a TOML basic string is a JSON string for these
 
     lines = [f"# {line}" for line in header.splitlines()]
-    lines += [f"kernels = {q(model.kernels)}", f"core = {q(model.core)}",
-              f"basis = {q(model.basis)}", f"source = {q(model.source)}"]
+    lines += [
+        f"kernels = {q(model.kernels)}",
+        f"core = {q(model.core)}",
+        f"basis = {q(model.basis)}",
+        f"source = {q(model.source)}",
+    ]
     if model.derivation:
         lines.append(f"derivation = {q(model.derivation)}")
-    lines += [f"overhead_cycles = {model.overhead_cycles:.6g}",
-              f"float_factor = {model.float_factor:.6g}",
-              f"cycles_per_activation_byte = {model.cycles_per_activation_byte:.6g}",
-              f"cycles_per_weight_byte = {model.cycles_per_weight_byte:.6g}",
-              f"parallel_efficiency = {model.parallel_efficiency:.6g}", "",
-              "[cycles_per_unit]"]
+    lines += [
+        f"overhead_cycles = {model.overhead_cycles:.6g}",
+        f"float_factor = {model.float_factor:.6g}",
+        f"cycles_per_activation_byte = {model.cycles_per_activation_byte:.6g}",
+        f"cycles_per_weight_byte = {model.cycles_per_weight_byte:.6g}",
+        f"parallel_efficiency = {model.parallel_efficiency:.6g}",
+        "",
+        "[cycles_per_unit]",
+    ]
     lines += [f"{c} = {model.cycles_per_unit[c]:.6g}" for c in CLASSES]
     if model.accuracy is not None:
         a = model.accuracy
-        lines += ["", "[accuracy]", f"n = {a.n}", f"median_abs_error = {a.median_abs_error:.6g}",
-                  f"max_abs_error = {a.max_abs_error:.6g}", f"set = {q(a.set)}"]
+        lines += [
+            "",
+            "[accuracy]",
+            f"n = {a.n}",
+            f"median_abs_error = {a.median_abs_error:.6g}",
+            f"max_abs_error = {a.max_abs_error:.6g}",
+            f"set = {q(a.set)}",
+        ]
     return "\n".join(lines) + "\n"
 
 
-def calibrate_file(path: str, params: tuple[str, ...] = DEFAULT_FIT, base: str | None = None,
-                   set_name: str = "", out: str | None = None) -> Calibration:
+def calibrate_file(
+    path: str,
+    params: tuple[str, ...] = DEFAULT_FIT,
+    base: str | None = None,
+    set_name: str = "",
+    out: str | None = None,
+) -> Calibration:
     """:func:`calibrate` on the measurements CSV at ``path`` (``base``: a cost model id
     or file). Side effect: with ``out``, the fitted model is written there as TOML,
     its id the file's name (for ``edgeprune check --cost-model``), and logged.
@@ -228,11 +264,16 @@ def calibrate_file(path: str, params: tuple[str, ...] = DEFAULT_FIT, base: str |
 
     if out is not None:
         check_out_dir(os.path.dirname(os.path.abspath(out)))
-    result = calibrate(load_measurements(path), load_cost_model(base) if base else None, params,
-                       set_name)
+    result = calibrate(
+        load_measurements(path), load_cost_model(base) if base else None, params, set_name
+    )
     if out is not None:
         model = replace(result.model, id=os.path.splitext(os.path.basename(out))[0])
-        write_bytes_atomic(out, cost_model_toml(
-            model, f"Written by `edgeprune calibrate {os.path.basename(path)}`.").encode())
+        write_bytes_atomic(
+            out,
+            cost_model_toml(
+                model, f"Written by `edgeprune calibrate {os.path.basename(path)}`."
+            ).encode(),
+        )
         logging.getLogger(__name__).info("wrote %s", out)
     return result

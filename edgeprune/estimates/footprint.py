@@ -38,8 +38,7 @@ from edgeprune._toml import read_toml
 from edgeprune.errors import BadInputError
 
 _TOP_KEYS = ("static_ram_bytes", "kws_ops", "fallback", "stand_ins", "build")
-_BUILD_KEYS = ("kernels", "core", "interpreter_bytes", "kws_int8_bytes", "kws_generic_bytes",
-               "ops")
+_BUILD_KEYS = ("kernels", "core", "interpreter_bytes", "kws_int8_bytes", "kws_generic_bytes", "ops")
 _OP_KEYS = ("int8_bytes", "generic_bytes")
 
 
@@ -88,8 +87,9 @@ def footprint_path() -> str:
 
 
 def _fail(where: str, problem: str) -> FootprintError:
-    return FootprintError(f"footprint table {where}: {problem}; fix the file (see "
-                          f"docs/tflm-flash-measurement.md)")
+    return FootprintError(
+        f"footprint table {where}: {problem}; fix the file (see docs/tflm-flash-measurement.md)"
+    )
 
 
 def _table(where: str, key: str, table: Any) -> dict:
@@ -98,8 +98,9 @@ def _table(where: str, key: str, table: Any) -> dict:
     return table
 
 
-def _keys(where: str, key: str, table: Any, allowed: tuple[str, ...],
-          required: tuple[str, ...]) -> dict:
+def _keys(
+    where: str, key: str, table: Any, allowed: tuple[str, ...], required: tuple[str, ...]
+) -> dict:
     _table(where, key, table)
     prefix = f"{key}." if key else ""
     unknown = sorted(set(table) - set(allowed))
@@ -125,28 +126,38 @@ def _build_id(where: str, key: str, text: Any) -> tuple[str, str]:
     return core, kernels
 
 
-def _measurement(where: str, build_id: str, table: Any, kws_ops: tuple[str, ...]
-                 ) -> tuple[tuple[str, str], Measurement]:
+def _measurement(
+    where: str, build_id: str, table: Any, kws_ops: tuple[str, ...]
+) -> tuple[tuple[str, str], Measurement]:
     key = f"build.{build_id}"
     _keys(where, key, table, _BUILD_KEYS, _BUILD_KEYS)
     core, kernels = _build_id(where, key, build_id)
     if (table["core"], table["kernels"]) != (core, kernels):
-        raise _fail(where, f"{key} says kernels = {table['kernels']!r}, core = "
-                           f"{table['core']!r}; the table must be named <kernels>_<core>")
+        raise _fail(
+            where,
+            f"{key} says kernels = {table['kernels']!r}, core = "
+            f"{table['core']!r}; the table must be named <kernels>_<core>",
+        )
     ops = {}
     for opcode, sizes in _table(where, f"{key}.ops", table["ops"]).items():
         at = f"{key}.ops.{opcode}"
         _keys(where, at, sizes, _OP_KEYS, ("generic_bytes",))
         int8 = sizes.get("int8_bytes")
-        ops[opcode] = (None if int8 is None else _bytes(where, f"{at}.int8_bytes", int8),
-                       _bytes(where, f"{at}.generic_bytes", sizes["generic_bytes"]))
+        ops[opcode] = (
+            None if int8 is None else _bytes(where, f"{at}.int8_bytes", int8),
+            _bytes(where, f"{at}.generic_bytes", sizes["generic_bytes"]),
+        )
     missing = [op for op in kws_ops if op not in ops]
     if missing:
         raise _fail(where, f"{key}.ops lacks {missing[0]}, one of the kws_ops")
     measurement = Measurement(
-        *(_bytes(where, f"{key}.{k}", table[k])
-          for k in ("interpreter_bytes", "kws_int8_bytes", "kws_generic_bytes")),
-        ops=ops, kws_ops=kws_ops)
+        *(
+            _bytes(where, f"{key}.{k}", table[k])
+            for k in ("interpreter_bytes", "kws_int8_bytes", "kws_generic_bytes")
+        ),
+        ops=ops,
+        kws_ops=kws_ops,
+    )
     return (core, kernels), measurement
 
 
@@ -161,26 +172,41 @@ def parse_footprint(data: dict, where: str) -> FootprintTable:
     """
     _keys(where, "", data, _TOP_KEYS, _TOP_KEYS)
     kws_ops = data["kws_ops"]
-    if (not isinstance(kws_ops, list) or len(kws_ops) < 2
-            or not all(isinstance(op, str) for op in kws_ops)):
+    if (
+        not isinstance(kws_ops, list)
+        or len(kws_ops) < 2
+        or not all(isinstance(op, str) for op in kws_ops)
+    ):
         raise _fail(where, f"kws_ops = {kws_ops!r} must list at least two opcodes")
     kws_ops = tuple(kws_ops)
-    builds = dict(_measurement(where, build_id, table, kws_ops)
-                  for build_id, table in _table(where, "build", data["build"]).items())
+    builds = dict(
+        _measurement(where, build_id, table, kws_ops)
+        for build_id, table in _table(where, "build", data["build"]).items()
+    )
     if not builds:
         raise _fail(where, "build holds no measured build")
 
     def measured(key: str, text: Any) -> tuple[str, str]:
         build = _build_id(where, key, text)
         if build not in builds:
-            raise _fail(where, f"{key} = {text!r} is not a measured build; measured: "
-                               f"{', '.join(f'{k}_{c}' for c, k in builds)}")
+            raise _fail(
+                where,
+                f"{key} = {text!r} is not a measured build; measured: "
+                f"{', '.join(f'{k}_{c}' for c, k in builds)}",
+            )
         return build
 
-    stand_ins = {_build_id(where, f"stand_ins.{name}", name): measured(f"stand_ins.{name}", to)
-                 for name, to in _table(where, "stand_ins", data["stand_ins"]).items()}
-    return FootprintTable(_bytes(where, "static_ram_bytes", data["static_ram_bytes"]), kws_ops,
-                          measured("fallback", data["fallback"]), stand_ins, builds)
+    stand_ins = {
+        _build_id(where, f"stand_ins.{name}", name): measured(f"stand_ins.{name}", to)
+        for name, to in _table(where, "stand_ins", data["stand_ins"]).items()
+    }
+    return FootprintTable(
+        _bytes(where, "static_ram_bytes", data["static_ram_bytes"]),
+        kws_ops,
+        measured("fallback", data["fallback"]),
+        stand_ins,
+        builds,
+    )
 
 
 def load_footprint(path: str | os.PathLike | None = None) -> FootprintTable:
@@ -229,8 +255,10 @@ def runtime_flash(core: str, kernels: str, ops: dict[str, bool]) -> RuntimeFlash
         used, note = key, f"measured on {core} with {kernels}"
     else:
         used = STAND_INS.get(key, TABLE.fallback)
-        note = (f"no measurement for {core} with {kernels}: the {used[0]} {used[1]} "
-                f"measurement stands in")
+        note = (
+            f"no measurement for {core} with {kernels}: the {used[0]} {used[1]} "
+            f"measurement stands in"
+        )
     m = MEASURED[used]
     largest = max(max(v for v in pair if v is not None) for pair in m.ops.values())
     sizes, unmeasured = [], []
@@ -244,9 +272,13 @@ def runtime_flash(core: str, kernels: str, ops: dict[str, bool]) -> RuntimeFlash
     kernels_bytes = 0
     if sizes:
         kernels_bytes = max(max(sizes), int(round(sum(sizes) - (len(sizes) - 1) * shared)))
-    basis = (f"estimate: {note}; one-kernel sizes less shared helper code counted once "
-             f"({shared:,.0f} B, calibrated on the measured keyword-spotting build)")
+    basis = (
+        f"estimate: {note}; one-kernel sizes less shared helper code counted once "
+        f"({shared:,.0f} B, calibrated on the measured keyword-spotting build)"
+    )
     if unmeasured:
-        basis += (f"; {', '.join(unmeasured)} not measured, counted as the largest measured "
-                  f"kernel ({largest:,} B)")
+        basis += (
+            f"; {', '.join(unmeasured)} not measured, counted as the largest measured "
+            f"kernel ({largest:,} B)"
+        )
     return RuntimeFlash(m.interpreter_bytes, kernels_bytes, len(ops), basis)

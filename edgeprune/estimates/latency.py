@@ -72,9 +72,11 @@ class CostModel:
         rate = self.cycles_per_unit[op.op_class]
         if op.dtype in FLOAT_DTYPES:
             rate *= self.float_factor
-        throughput = (op.work * rate
-                      + (op.input_bytes + op.output_bytes) * self.cycles_per_activation_byte
-                      + op.weight_bytes * self.cycles_per_weight_byte)
+        throughput = (
+            op.work * rate
+            + (op.input_bytes + op.output_bytes) * self.cycles_per_activation_byte
+            + op.weight_bytes * self.cycles_per_weight_byte
+        )
         return self.overhead_cycles + throughput / self.speedup(threads)
 
     def speedup(self, threads: int) -> float:
@@ -106,27 +108,41 @@ def parse_cost_model(data: dict, where: str, model_id: str) -> CostModel:
         CostModelError: a missing or unknown key, a negative constant, or a
             cost class without a constant.
     """
-    allowed = {"kernels", "core", "basis", "source", "derivation", "overhead_cycles",
-               "float_factor", "cycles_per_activation_byte", "cycles_per_weight_byte",
-               "parallel_efficiency",
-               "cycles_per_unit", "accuracy"}
+    allowed = {
+        "kernels",
+        "core",
+        "basis",
+        "source",
+        "derivation",
+        "overhead_cycles",
+        "float_factor",
+        "cycles_per_activation_byte",
+        "cycles_per_weight_byte",
+        "parallel_efficiency",
+        "cycles_per_unit",
+        "accuracy",
+    }
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise CostModelError(f"{where}: unknown key '{unknown[0]}'; allowed: "
-                             f"{', '.join(sorted(allowed))}")
+        raise CostModelError(
+            f"{where}: unknown key '{unknown[0]}'; allowed: {', '.join(sorted(allowed))}"
+        )
     for key in ("kernels", "core", "basis", "source", "overhead_cycles", "cycles_per_unit"):
         if key not in data:
             raise CostModelError(f"{where}: missing key '{key}'")
     if data["basis"] not in BASES:
-        raise CostModelError(f"{where}: basis = {data['basis']!r} is not one of: "
-                             f"{', '.join(BASES)}")
+        raise CostModelError(
+            f"{where}: basis = {data['basis']!r} is not one of: {', '.join(BASES)}"
+        )
     units = data["cycles_per_unit"]
     if not isinstance(units, dict):
         raise CostModelError(f"{where}: cycles_per_unit must be a table")
     extra = sorted(set(units) - set(CLASSES))
     if extra:
-        raise CostModelError(f"{where}: cycles_per_unit.{extra[0]} is not a cost class; "
-                             f"classes: {', '.join(CLASSES)}")
+        raise CostModelError(
+            f"{where}: cycles_per_unit.{extra[0]} is not a cost class; "
+            f"classes: {', '.join(CLASSES)}"
+        )
     missing = [c for c in CLASSES if c not in units]
     if missing:
         raise CostModelError(f"{where}: cycles_per_unit lacks {', '.join(missing)}")
@@ -134,26 +150,39 @@ def parse_cost_model(data: dict, where: str, model_id: str) -> CostModel:
     if "accuracy" in data:
         acc = data["accuracy"]
         try:
-            accuracy = Accuracy(int(acc["n"]), float(acc["median_abs_error"]),
-                                float(acc["max_abs_error"]), str(acc["set"]))
+            accuracy = Accuracy(
+                int(acc["n"]),
+                float(acc["median_abs_error"]),
+                float(acc["max_abs_error"]),
+                str(acc["set"]),
+            )
         except (KeyError, TypeError, ValueError) as exc:
-            raise CostModelError(f"{where}: accuracy needs n, median_abs_error, max_abs_error "
-                                 f"and set ({exc})") from None
+            raise CostModelError(
+                f"{where}: accuracy needs n, median_abs_error, max_abs_error and set ({exc})"
+            ) from None
     efficiency = _number(where, "parallel_efficiency", data.get("parallel_efficiency", 0.0))
     if efficiency > 1:
         raise CostModelError(f"{where}: parallel_efficiency = {efficiency} must be <= 1")
     return CostModel(
-        id=model_id, kernels=str(data["kernels"]), core=str(data["core"]),
-        basis=data["basis"], source=str(data["source"]).strip(),
+        id=model_id,
+        kernels=str(data["kernels"]),
+        core=str(data["core"]),
+        basis=data["basis"],
+        source=str(data["source"]).strip(),
         overhead_cycles=_number(where, "overhead_cycles", data["overhead_cycles"]),
         cycles_per_unit={c: _number(where, f"cycles_per_unit.{c}", units[c]) for c in CLASSES},
         float_factor=_number(where, "float_factor", data.get("float_factor", 1.0)),
-        cycles_per_activation_byte=_number(where, "cycles_per_activation_byte",
-                                           data.get("cycles_per_activation_byte", 0.0)),
-        cycles_per_weight_byte=_number(where, "cycles_per_weight_byte",
-                                       data.get("cycles_per_weight_byte", 0.0)),
-        parallel_efficiency=efficiency, accuracy=accuracy,
-        derivation=str(data.get("derivation", "")).strip(), path=where)
+        cycles_per_activation_byte=_number(
+            where, "cycles_per_activation_byte", data.get("cycles_per_activation_byte", 0.0)
+        ),
+        cycles_per_weight_byte=_number(
+            where, "cycles_per_weight_byte", data.get("cycles_per_weight_byte", 0.0)
+        ),
+        parallel_efficiency=efficiency,
+        accuracy=accuracy,
+        derivation=str(data.get("derivation", "")).strip(),
+        path=where,
+    )
 
 
 def load_cost_model(name_or_path: str | os.PathLike) -> CostModel:
@@ -164,8 +193,9 @@ def load_cost_model(name_or_path: str | os.PathLike) -> CostModel:
     """
     path, model_id, shipped = id_or_path(name_or_path, latency_dir())
     if shipped and not os.path.isfile(path):
-        raise CostModelError(f"unknown cost model '{model_id}'; known: "
-                             f"{', '.join(list_cost_models())}")
+        raise CostModelError(
+            f"unknown cost model '{model_id}'; known: {', '.join(list_cost_models())}"
+        )
     return parse_cost_model(read_toml(path, CostModelError, "cost model"), path, model_id)
 
 
@@ -186,9 +216,11 @@ class LatencyMeasurement:
     @property
     def text(self) -> str:
         threads = f"{self.threads} thread" + ("s" if self.threads > 1 else "")
-        return (f"median of {self.runs} invokes after {self.warmup} untimed ({self.kernels}, "
-                f"{threads}, {self.where}); p90 {self.p90_ms:.4g} ms, min {self.min_ms:.4g} "
-                f"ms, max {self.max_ms:.4g} ms")
+        return (
+            f"median of {self.runs} invokes after {self.warmup} untimed ({self.kernels}, "
+            f"{threads}, {self.where}); p90 {self.p90_ms:.4g} ms, min {self.min_ms:.4g} "
+            f"ms, max {self.max_ms:.4g} ms"
+        )
 
 
 @dataclass(frozen=True)
@@ -230,27 +262,65 @@ class LatencyEstimate:
         text = f"estimated with cost model {self.cost_model} ({self.source})"
         if self.accuracy is not None:
             a = self.accuracy
-            text += (f"; leave-one-out error on {a.set}: median {a.median_abs_error:.0%}, "
-                     f"max {a.max_abs_error:.0%} over {a.n} models")
+            text += (
+                f"; leave-one-out error on {a.set}: median {a.median_abs_error:.0%}, "
+                f"max {a.max_abs_error:.0%} over {a.n} models"
+            )
         return text
 
 
-def estimate(cost: ModelCost, model: CostModel, clock_hz: int, *, target: str = "",
-             threads: int = 1, power_mw: float | None = None) -> LatencyEstimate:
+def estimate(
+    cost: ModelCost,
+    model: CostModel,
+    clock_hz: int,
+    *,
+    target: str = "",
+    threads: int = 1,
+    power_mw: float | None = None,
+) -> LatencyEstimate:
     """Per-operator and total latency of ``cost`` under ``model`` at ``clock_hz``."""
     rows = []
     for op in cost.ops:
         cycles = model.op_cycles(op, threads)
-        rows.append(OpEstimate(op.index, op.opcode, op.layer, op.op_class, op.kernel, op.macs,
-                               cycles, cycles / clock_hz * 1e3))
+        rows.append(
+            OpEstimate(
+                op.index,
+                op.opcode,
+                op.layer,
+                op.op_class,
+                op.kernel,
+                op.macs,
+                cycles,
+                cycles / clock_hz * 1e3,
+            )
+        )
     ms = sum(r.ms for r in rows)
     energy = ms * power_mw if power_mw is not None else None  # mW x ms = uJ
-    return LatencyEstimate(target, model.id, model.basis, model.source, clock_hz, threads, ms,
-                           energy, power_mw, tuple(rows), model.accuracy)
+    return LatencyEstimate(
+        target,
+        model.id,
+        model.basis,
+        model.source,
+        clock_hz,
+        threads,
+        ms,
+        energy,
+        power_mw,
+        tuple(rows),
+        model.accuracy,
+    )
 
 
-__all__ = ["Accuracy", "CostModel", "LatencyEstimate", "LatencyMeasurement", "OpEstimate",
-           "estimate", "load_cost_model", "parse_cost_model"]
+__all__ = [
+    "Accuracy",
+    "CostModel",
+    "LatencyEstimate",
+    "LatencyMeasurement",
+    "OpEstimate",
+    "estimate",
+    "load_cost_model",
+    "parse_cost_model",
+]
 
 
 def estimate_latency(cost, target: Target, cost_model: str | None = None):
@@ -263,5 +333,11 @@ def estimate_latency(cost, target: Target, cost_model: str | None = None):
         CostModelError: the cost model is unknown or invalid.
     """
     model = load_cost_model(cost_model or target.latency.cost_model_id(target))
-    return estimate(cost, model, target.clock_hz, target=target.id,
-                    threads=target.latency.threads, power_mw=target.latency.active_power_mw)
+    return estimate(
+        cost,
+        model,
+        target.clock_hz,
+        target=target.id,
+        threads=target.latency.threads,
+        power_mw=target.latency.active_power_mw,
+    )

@@ -17,8 +17,13 @@ from edgeprune.estimates import measurements
 log = logging.getLogger(__name__)
 
 
-def measure_host(models: list[str], target: str = "host", runs: int | None = None,
-                 out: str | None = None, append: bool = False) -> tuple[list[dict], str]:
+def measure_host(
+    models: list[str],
+    target: str = "host",
+    runs: int | None = None,
+    out: str | None = None,
+    append: bool = False,
+) -> tuple[list[dict], str]:
     """Time each .tflite of ``models`` on this machine with ``target``'s kernels and
     threads, ``runs`` invokes each (default: the profile's).
 
@@ -38,8 +43,10 @@ def measure_host(models: list[str], target: str = "host", runs: int | None = Non
 
     t = load_target(target)
     if t.runtime != "litert":
-        raise BadInputError(f"{t.id} runs TFLite Micro on a microcontroller; `measure` times "
-                            f"LiteRT on this machine: use --target host (or a Linux profile)")
+        raise BadInputError(
+            f"{t.id} runs TFLite Micro on a microcontroller; `measure` times "
+            f"LiteRT on this machine: use --target host (or a Linux profile)"
+        )
     if append and out is None:
         raise BadInputError("--append needs --out, the measurements file to extend")
     existing = measurements.existing_measurements(out, append) if out is not None else ""
@@ -50,9 +57,17 @@ def measure_host(models: list[str], target: str = "host", runs: int | None = Non
         data = read_flatbuffer(path).data
         m = measure_latency(data, t.kernels, t.latency.threads, runs=runs or t.latency.runs)
         log.info("%s: %.4g ms (%s)", path, m.p50_ms, m.text)
-        rows.append(measurements.measurement_row(
-            path, m.p50_ms, t.clock_hz, t.latency.cost_model_id(t), m.where,
-            f"edgeprune measure --target {t.id}, {today}: {m.text}", folder))
+        rows.append(
+            measurements.measurement_row(
+                path,
+                m.p50_ms,
+                t.clock_hz,
+                t.latency.cost_model_id(t),
+                m.where,
+                f"edgeprune measure --target {t.id}, {today}: {m.text}",
+                folder,
+            )
+        )
     header = f"Measured with `edgeprune measure` on {today}; ms is the median invoke time."
     if out is not None:
         measurements.write_measurements(out, rows, header, existing)

@@ -63,8 +63,10 @@ def _cost_of(path: str, where: str) -> ModelCost:
             with open(path) as fh:
                 return ModelCost.from_dict(json.load(fh))
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CalibrationError(f"{where}: cannot read the op costs in {path} ({exc}); "
-                                   f"write them with `edgeprune cost MODEL --json`") from None
+            raise CalibrationError(
+                f"{where}: cannot read the op costs in {path} ({exc}); "
+                f"write them with `edgeprune cost MODEL --json`"
+            ) from None
     from edgeprune.tflite import TFLiteFormatError
 
     try:
@@ -86,8 +88,10 @@ def load_measurements(path: str) -> list[Measurement]:
             reader = csv.DictReader(lines)
             missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]
             if missing:
-                raise CalibrationError(f"{path}: missing column {', '.join(missing)}; the header "
-                                       f"must name {', '.join(COLUMNS)}")
+                raise CalibrationError(
+                    f"{path}: missing column {', '.join(missing)}; the header "
+                    f"must name {', '.join(COLUMNS)}"
+                )
             rows = list(reader)
     except OSError as exc:
         raise CalibrationError(f"{path} cannot be read ({exc.strerror})") from None
@@ -99,8 +103,9 @@ def load_measurements(path: str) -> list[Measurement]:
         try:
             ms, clock = float(row["ms"]), int(row["clock_hz"])
         except (TypeError, ValueError):
-            raise CalibrationError(f"{where}: ms = {row['ms']!r} and clock_hz = "
-                                   f"{row['clock_hz']!r} must be numbers") from None
+            raise CalibrationError(
+                f"{where}: ms = {row['ms']!r} and clock_hz = {row['clock_hz']!r} must be numbers"
+            ) from None
         if not (math.isfinite(ms) and ms > 0 and clock > 0):
             raise CalibrationError(f"{where}: ms and clock_hz must be positive")
         model = os.path.join(folder, row["model"])
@@ -113,26 +118,52 @@ def load_measurements(path: str) -> list[Measurement]:
                 op = int(row["op"])
                 cost = ModelCost(cost.path, (next(o for o in cost.ops if o.index == op),))
             except (ValueError, StopIteration):
-                raise CalibrationError(f"{where}: op = {row['op']!r} is not an operator index "
-                                       f"of {row['model']}") from None
+                raise CalibrationError(
+                    f"{where}: op = {row['op']!r} is not an operator index of {row['model']}"
+                ) from None
         if not row["cost_model"].strip():
             raise CalibrationError(f"{where}: cost_model is empty")
-        out.append(Measurement(n, row["model"], op, ms, clock, row["cost_model"].strip(),
-                               row["board"], row["source"], cost))
+        out.append(
+            Measurement(
+                n,
+                row["model"],
+                op,
+                ms,
+                clock,
+                row["cost_model"].strip(),
+                row["board"],
+                row["source"],
+                cost,
+            )
+        )
     if not out:
         raise CalibrationError(f"{path} has no measurements")
     return out
 
 
-def measurement_row(model: str, ms: float, clock_hz: int, cost_model: str, board: str,
-                    source: str, folder: str | None = None, op: int | None = None) -> dict:
+def measurement_row(
+    model: str,
+    ms: float,
+    clock_hz: int,
+    cost_model: str,
+    board: str,
+    source: str,
+    folder: str | None = None,
+    op: int | None = None,
+) -> dict:
     """One row of a measurements file. ``model`` is written relative to ``folder``
     (the CSV's) when that is given, else as it is."""
     if folder is not None:
         model = os.path.relpath(os.path.abspath(model), folder)
-    return {"model": model, "op": "" if op is None else str(op), "ms": f"{ms:.6g}",
-            "clock_hz": int(clock_hz), "cost_model": cost_model, "board": board,
-            "source": source}
+    return {
+        "model": model,
+        "op": "" if op is None else str(op),
+        "ms": f"{ms:.6g}",
+        "clock_hz": int(clock_hz),
+        "cost_model": cost_model,
+        "board": board,
+        "source": source,
+    }
 
 
 def existing_measurements(out: str, append: bool) -> str:

@@ -29,12 +29,26 @@ from dataclasses import asdict, dataclass
 from edgeprune.tflite import ModelInfo, OperatorInfo, TensorInfo, inspect_model
 
 #: Cost classes, in the order tables list them.
-CLASSES = ("conv_1x1", "conv", "depthwise", "fully_connected", "transpose_conv", "matmul",
-           "pooling", "elementwise", "activation", "softmax", "reduce", "quantize",
-           "data_movement", "other")
+CLASSES = (
+    "conv_1x1",
+    "conv",
+    "depthwise",
+    "fully_connected",
+    "transpose_conv",
+    "matmul",
+    "pooling",
+    "elementwise",
+    "activation",
+    "softmax",
+    "reduce",
+    "quantize",
+    "data_movement",
+    "other",
+)
 #: Classes whose work is counted in MACs; the others count elements.
-MAC_CLASSES = frozenset({"conv_1x1", "conv", "depthwise", "fully_connected", "transpose_conv",
-                         "matmul"})
+MAC_CLASSES = frozenset(
+    {"conv_1x1", "conv", "depthwise", "fully_connected", "transpose_conv", "matmul"}
+)
 
 _CLASS_OF = {
     "DEPTHWISE_CONV_2D": "depthwise",
@@ -42,27 +56,128 @@ _CLASS_OF = {
     "TRANSPOSE_CONV": "transpose_conv",
     "BATCH_MATMUL": "matmul",
     **dict.fromkeys(("AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D"), "pooling"),
-    **dict.fromkeys(("ADD", "SUB", "MUL", "DIV", "SQUARED_DIFFERENCE", "MAXIMUM", "MINIMUM",
-                     "ADD_N", "FLOOR_DIV", "FLOOR_MOD", "POW", "EQUAL", "NOT_EQUAL", "LESS",
-                     "LESS_EQUAL", "GREATER", "GREATER_EQUAL", "SELECT", "SELECT_V2",
-                     "LOGICAL_AND", "LOGICAL_OR", "BATCH_MATMUL_ADD"), "elementwise"),
-    **dict.fromkeys(("RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "LOGISTIC", "TANH",
-                     "HARD_SWISH", "LEAKY_RELU", "PRELU", "ELU", "GELU", "EXP", "LOG", "SQRT",
-                     "RSQRT", "SQUARE", "ABS", "NEG", "SIN", "COS", "FLOOR", "CEIL", "ROUND",
-                     "LOGICAL_NOT", "SIGN"), "activation"),
+    **dict.fromkeys(
+        (
+            "ADD",
+            "SUB",
+            "MUL",
+            "DIV",
+            "SQUARED_DIFFERENCE",
+            "MAXIMUM",
+            "MINIMUM",
+            "ADD_N",
+            "FLOOR_DIV",
+            "FLOOR_MOD",
+            "POW",
+            "EQUAL",
+            "NOT_EQUAL",
+            "LESS",
+            "LESS_EQUAL",
+            "GREATER",
+            "GREATER_EQUAL",
+            "SELECT",
+            "SELECT_V2",
+            "LOGICAL_AND",
+            "LOGICAL_OR",
+            "BATCH_MATMUL_ADD",
+        ),
+        "elementwise",
+    ),
+    **dict.fromkeys(
+        (
+            "RELU",
+            "RELU6",
+            "RELU_N1_TO_1",
+            "RELU_0_TO_1",
+            "LOGISTIC",
+            "TANH",
+            "HARD_SWISH",
+            "LEAKY_RELU",
+            "PRELU",
+            "ELU",
+            "GELU",
+            "EXP",
+            "LOG",
+            "SQRT",
+            "RSQRT",
+            "SQUARE",
+            "ABS",
+            "NEG",
+            "SIN",
+            "COS",
+            "FLOOR",
+            "CEIL",
+            "ROUND",
+            "LOGICAL_NOT",
+            "SIGN",
+        ),
+        "activation",
+    ),
     **dict.fromkeys(("SOFTMAX", "LOG_SOFTMAX", "L2_NORMALIZATION"), "softmax"),
-    **dict.fromkeys(("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "REDUCE_ANY",
-                     "REDUCE_ALL", "ARG_MAX", "ARG_MIN", "CUMSUM"), "reduce"),
+    **dict.fromkeys(
+        (
+            "MEAN",
+            "SUM",
+            "REDUCE_MAX",
+            "REDUCE_MIN",
+            "REDUCE_PROD",
+            "REDUCE_ANY",
+            "REDUCE_ALL",
+            "ARG_MAX",
+            "ARG_MIN",
+            "CUMSUM",
+        ),
+        "reduce",
+    ),
     **dict.fromkeys(("QUANTIZE", "DEQUANTIZE", "CAST"), "quantize"),
-    **dict.fromkeys(("RESHAPE", "SQUEEZE", "EXPAND_DIMS", "CONCATENATION", "PAD", "PADV2",
-                     "MIRROR_PAD", "TRANSPOSE", "STRIDED_SLICE", "SLICE", "SPLIT", "SPLIT_V",
-                     "PACK", "UNPACK", "GATHER", "GATHER_ND", "TILE", "BROADCAST_TO",
-                     "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "DEPTH_TO_SPACE",
-                     "SPACE_TO_DEPTH", "BATCH_TO_SPACE_ND", "SPACE_TO_BATCH_ND", "FILL",
-                     "ZEROS_LIKE", "REVERSE_V2", "SHAPE"), "data_movement"),
+    **dict.fromkeys(
+        (
+            "RESHAPE",
+            "SQUEEZE",
+            "EXPAND_DIMS",
+            "CONCATENATION",
+            "PAD",
+            "PADV2",
+            "MIRROR_PAD",
+            "TRANSPOSE",
+            "STRIDED_SLICE",
+            "SLICE",
+            "SPLIT",
+            "SPLIT_V",
+            "PACK",
+            "UNPACK",
+            "GATHER",
+            "GATHER_ND",
+            "TILE",
+            "BROADCAST_TO",
+            "RESIZE_BILINEAR",
+            "RESIZE_NEAREST_NEIGHBOR",
+            "DEPTH_TO_SPACE",
+            "SPACE_TO_DEPTH",
+            "BATCH_TO_SPACE_ND",
+            "SPACE_TO_BATCH_ND",
+            "FILL",
+            "ZEROS_LIKE",
+            "REVERSE_V2",
+            "SHAPE",
+        ),
+        "data_movement",
+    ),
 }
-_REDUCE_INPUT = frozenset({"MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD",
-                           "REDUCE_ANY", "REDUCE_ALL", "ARG_MAX", "ARG_MIN", "CUMSUM"})
+_REDUCE_INPUT = frozenset(
+    {
+        "MEAN",
+        "SUM",
+        "REDUCE_MAX",
+        "REDUCE_MIN",
+        "REDUCE_PROD",
+        "REDUCE_ANY",
+        "REDUCE_ALL",
+        "ARG_MAX",
+        "ARG_MIN",
+        "CUMSUM",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -134,8 +249,9 @@ def _dims(t: TensorInfo | None) -> tuple[int, ...]:
     return tuple(max(d, 1) for d in t.shape) if t is not None else ()
 
 
-def _count(op: OperatorInfo, inputs: list[TensorInfo | None], outputs: list[TensorInfo]
-           ) -> tuple[str, int, int, str]:
+def _count(
+    op: OperatorInfo, inputs: list[TensorInfo | None], outputs: list[TensorInfo]
+) -> tuple[str, int, int, str]:
     """(class, macs, elements, kernel description) for one operator."""
     out = outputs[0] if outputs else None
     out_elems = out.elements if out is not None else 0
@@ -181,8 +297,9 @@ def _count(op: OperatorInfo, inputs: list[TensorInfo | None], outputs: list[Tens
     return cls, 0, out_elems, ""
 
 
-def op_cost(info: ModelInfo, op: OperatorInfo,
-            tensors: dict[tuple[int, int], TensorInfo] | None = None) -> OpCost:
+def op_cost(
+    info: ModelInfo, op: OperatorInfo, tensors: dict[tuple[int, int], TensorInfo] | None = None
+) -> OpCost:
     """The cost of one operator of ``info`` (``tensors``: ``info``'s tensors by
     (subgraph, index), when the caller has built that map already)."""
     if tensors is None:

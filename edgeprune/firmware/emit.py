@@ -95,8 +95,9 @@ def render(model: bytes, name: str, arena_bytes: int | None) -> dict[str, str]:
     return _render(bytes(model), name, arena_bytes)[0]
 
 
-def _render(model: bytes, name: str, arena_bytes: int | None
-            ) -> tuple[dict[str, str], list[ResolverCall]]:
+def _render(
+    model: bytes, name: str, arena_bytes: int | None
+) -> tuple[dict[str, str], list[ResolverCall]]:
     c.check_arena(arena_bytes)
     info = inspect_model(model)
     calls = resolver_plan(info)
@@ -155,8 +156,9 @@ def write_firmware(
     try:
         os.makedirs(os.path.dirname(target), exist_ok=True)
     except OSError as exc:
-        raise ArtifactWriteError(f"cannot write firmware folder {os.fspath(folder)}: "
-                                 f"{exc.strerror or exc}") from exc
+        raise ArtifactWriteError(
+            f"cannot write firmware folder {os.fspath(folder)}: {exc.strerror or exc}"
+        ) from exc
     with atomic_path(target) as tmp:
         os.mkdir(tmp)  # honours the umask, unlike tempfile.mkdtemp (0700)
         for file_name, text in files.items():

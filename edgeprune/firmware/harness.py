@@ -23,8 +23,7 @@ SKETCH = "edgeprune_validate"
 
 
 def _source(name: str) -> str:
-    return (package_files("edgeprune.firmware") / "firmware_src" / name).read_text(
-        encoding="utf-8")
+    return (package_files("edgeprune.firmware") / "firmware_src" / name).read_text(encoding="utf-8")
 
 
 def validation_files(files: dict[str, str], n: Names, head: list[str]) -> dict[str, str]:
@@ -33,10 +32,13 @@ def validation_files(files: dict[str, str], n: Names, head: list[str]) -> dict[s
     its sketch folder), with copies of the model's ``files``. Reads the package's
     ``firmware_src/``; no other side effects."""
     top = "\n".join(head) + "\n"
-    harness = {PROTOCOL_H: top + protocol.c_header(),
-               HARNESS_H: top + _source(HARNESS_H),
-               HARNESS_CC: top + _source(HARNESS_CC)}
+    harness = {
+        PROTOCOL_H: top + protocol.c_header(),
+        HARNESS_H: top + _source(HARNESS_H),
+        HARNESS_CC: top + _source(HARNESS_CC),
+    }
     sketch = {f"{SKETCH}/{name}": text for name, text in {**files, **harness}.items()}
     sketch[f"{SKETCH}/{SKETCH}.ino"] = Template(_source(f"{SKETCH}.ino")).substitute(
-        head="\n".join(head), camel=n.camel, array=n.array)
+        head="\n".join(head), camel=n.camel, array=n.array
+    )
     return {**harness, **sketch}

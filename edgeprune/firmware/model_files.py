@@ -83,7 +83,6 @@ def c_identifier(name: str) -> str:
     return names(name).array
 
 
-
 _HEX = [f"0x{b:02x}" for b in range(256)]
 
 

@@ -11,18 +11,33 @@ from edgeprune.presentation.table import table
 def format_calibration(cal: Calibration) -> str:
     rows = [["board", "measurement", "measured ms", "fitted ms", "left-out ms", "error"]]
     for r in cal.rows:
-        rows.append([r.row.board, r.row.label, f"{r.row.ms:.4g}", f"{r.fitted_ms:.4g}",
-                     f"{r.loo_ms:.4g}", f"{r.loo_error:+.1%}"])
+        rows.append(
+            [
+                r.row.board,
+                r.row.label,
+                f"{r.row.ms:.4g}",
+                f"{r.fitted_ms:.4g}",
+                f"{r.loo_ms:.4g}",
+                f"{r.loo_error:+.1%}",
+            ]
+        )
     a = cal.accuracy
-    lines = [f"calibrated {cal.model.id} on {a.n} measurements (fit: {', '.join(cal.params)})",
-             ""] + table(rows, right={2, 3, 4, 5}) + [
-        "",
-        f"leave-one-out error: median {a.median_abs_error:.1%}, max {a.max_abs_error:.1%}",
-        "constants:"]
+    lines = (
+        [f"calibrated {cal.model.id} on {a.n} measurements (fit: {', '.join(cal.params)})", ""]
+        + table(rows, right={2, 3, 4, 5})
+        + [
+            "",
+            f"leave-one-out error: median {a.median_abs_error:.1%}, max {a.max_abs_error:.1%}",
+            "constants:",
+        ]
+    )
     m = cal.model
-    units = ", ".join(f"{c} {m.cycles_per_unit[c]:.4g}" for c in CLASSES
-                      if m.cycles_per_unit[c] > 0)
-    lines += [f"  cycles per MAC/element: {units or '(none)'}",
-              f"  cycles per activation byte {m.cycles_per_activation_byte:.4g}, per weight byte "
-              f"{m.cycles_per_weight_byte:.4g}, per operator {m.overhead_cycles:.4g}"]
+    units = ", ".join(
+        f"{c} {m.cycles_per_unit[c]:.4g}" for c in CLASSES if m.cycles_per_unit[c] > 0
+    )
+    lines += [
+        f"  cycles per MAC/element: {units or '(none)'}",
+        f"  cycles per activation byte {m.cycles_per_activation_byte:.4g}, per weight byte "
+        f"{m.cycles_per_weight_byte:.4g}, per operator {m.overhead_cycles:.4g}",
+    ]
     return "\n".join(lines)

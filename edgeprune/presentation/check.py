@@ -15,11 +15,19 @@ def format_check(result: CheckResult) -> str:
     evidence per precondition and per rule."""
     rows = [["rule", "figure", "budget", "headroom", "result"]]
     for r in result.rules:
-        rows.append([r.name, format_quantity(r.figure, r.unit),
-                     format_quantity(r.budget, r.unit), format_quantity(r.headroom, r.unit),
-                     "pass" if r.ok else "FAIL"])
-    lines = [f"check {result.evidence.model_path} on {result.target}: "
-             f"{'PASS' if result.ok else 'FAIL'}", ""]
+        rows.append(
+            [
+                r.name,
+                format_quantity(r.figure, r.unit),
+                format_quantity(r.budget, r.unit),
+                format_quantity(r.headroom, r.unit),
+                "pass" if r.ok else "FAIL",
+            ]
+        )
+    lines = [
+        f"check {result.evidence.model_path} on {result.target}: {'PASS' if result.ok else 'FAIL'}",
+        "",
+    ]
     lines += table(rows, right={1, 2, 3})
     lines.append("")
     lines += [f"{r.name}: {r.rule} {r.evidence}" for r in (*result.preconditions, *result.rules)]
@@ -32,7 +40,17 @@ def format_top_ops(est: LatencyEstimate, n: int = 5) -> str:
     rows = [["op", "layer", "class", "kernel", "MACs", "est. ms", "share"]]
     for o in est.top(n):
         layer = o.layer if len(o.layer) <= 40 else "..." + o.layer[-37:]
-        rows.append([f"{o.index} {o.opcode}", layer, o.op_class, o.kernel, format_count(o.macs),
-                     f"{o.ms:.3g}", f"{o.ms / est.ms:.0%}" if est.ms else "-"])
-    return "\n".join([f"most expensive operators (estimated, {est.cost_model}):"]
-                     + table(rows, right={4, 5, 6}))
+        rows.append(
+            [
+                f"{o.index} {o.opcode}",
+                layer,
+                o.op_class,
+                o.kernel,
+                format_count(o.macs),
+                f"{o.ms:.3g}",
+                f"{o.ms / est.ms:.0%}" if est.ms else "-",
+            ]
+        )
+    return "\n".join(
+        [f"most expensive operators (estimated, {est.cost_model}):"] + table(rows, right={4, 5, 6})
+    )

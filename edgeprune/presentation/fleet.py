@@ -47,13 +47,18 @@ def row(build_dir: str, target: str) -> tuple[list[str], int]:
             return f"{r.figure:,.3g} / {r.budget:,.4g} ({kind})"
         return f"{r.figure:,.0f} / {r.budget:,.0f}"
 
-    verdict = "PASS" if check.ok and code == 0 else ("FAIL" if not check.ok
-                                                     else f"exit {code}")
+    verdict = "PASS" if check.ok and code == 0 else ("FAIL" if not check.ok else f"exit {code}")
     return [target, cell("flash"), cell("ram"), cell("latency"), acc, verdict], code
 
 
-HEADER = ("target", "flash B (used / budget)", "RAM B (used / budget)",
-          "latency ms (figure / budget)", "int8 accuracy", "verdict")
+HEADER = (
+    "target",
+    "flash B (used / budget)",
+    "RAM B (used / budget)",
+    "latency ms (figure / budget)",
+    "int8 accuracy",
+    "verdict",
+)
 
 
 @dataclass(frozen=True)
@@ -78,8 +83,10 @@ class Fleet:
         failed = [f"{t} (exit {c})" for t, c in zip(self.targets, self.codes, strict=True) if c]
         if not failed:
             return ""
-        return (f"{len(failed)} of {len(self.targets)} targets did not pass: "
-                f"{', '.join(failed)}; see {os.path.join(self.build_dir, '<target>.log')}")
+        return (
+            f"{len(failed)} of {len(self.targets)} targets did not pass: "
+            f"{', '.join(failed)}; see {os.path.join(self.build_dir, '<target>.log')}"
+        )
 
     def text(self) -> str:
         """The aligned table."""
@@ -96,13 +103,17 @@ def discover(build_dir: str) -> list[str]:
     try:
         names = os.listdir(build_dir)
     except OSError as exc:
-        raise BadInputError(f"cannot read the build folder {build_dir} ({exc.strerror}); run "
-                            f"`make all-targets` or name the folder it wrote") from None
-    found = {n[:-len(".exit")] for n in names if n.endswith(".exit")}
+        raise BadInputError(
+            f"cannot read the build folder {build_dir} ({exc.strerror}); run "
+            f"`make all-targets` or name the folder it wrote"
+        ) from None
+    found = {n[: -len(".exit")] for n in names if n.endswith(".exit")}
     found |= {n for n in names if os.path.isfile(os.path.join(build_dir, n, "report.json"))}
     if not found:
-        raise BadInputError(f"{build_dir} holds no device build (no NAME.exit, no "
-                            f"NAME/report.json); run `make all-targets` or name the targets")
+        raise BadInputError(
+            f"{build_dir} holds no device build (no NAME.exit, no "
+            f"NAME/report.json); run `make all-targets` or name the targets"
+        )
     return sorted(found)
 
 

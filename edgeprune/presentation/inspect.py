@@ -45,8 +45,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: str = "
     """Aligned text columns, indented two spaces; column k is right-aligned when
     ``right[k] == 'r'``."""
 
-    aligned = table([list(headers), *map(list, rows)],
-                    {k for k, c in enumerate(right) if c == "r"})
+    aligned = table([list(headers), *map(list, rows)], {k for k, c in enumerate(right) if c == "r"})
     return ["  " + line for line in aligned]
 
 

@@ -30,8 +30,9 @@ def inspect_report(model_path: str, as_json: bool = False) -> str:
     return json.dumps(body, indent=2)
 
 
-def cost_report(model_path: str, target: str | None = None, cost_model: str | None = None,
-                as_json: bool = False) -> str:
+def cost_report(
+    model_path: str, target: str | None = None, cost_model: str | None = None, as_json: bool = False
+) -> str:
     """Per-operator cost of the .tflite at ``model_path`` (class, MACs, bytes), and
     with ``target`` (a profile name or file) each operator's estimated latency under
     ``cost_model`` (default: the target's). JSON with ``as_json``: the op costs a
@@ -63,18 +64,29 @@ def cost_report(model_path: str, target: str | None = None, cost_model: str | No
 def _cost_text(costs, est) -> str:
     from edgeprune.estimates.opcost import format_count
 
-    rows = [["op", "class", "dtype", "kernel", "MACs", "elements", "weights B", "act. B"]
-            + (["est. ms", "share"] if est else [])]
+    rows = [
+        ["op", "class", "dtype", "kernel", "MACs", "elements", "weights B", "act. B"]
+        + (["est. ms", "share"] if est else [])
+    ]
     for i, o in enumerate(costs.ops):
-        row = [f"{o.index} {o.opcode}", o.op_class, o.dtype, o.kernel, format_count(o.macs),
-               format_count(o.elements), f"{o.weight_bytes:,}",
-               f"{o.input_bytes + o.output_bytes:,}"]
+        row = [
+            f"{o.index} {o.opcode}",
+            o.op_class,
+            o.dtype,
+            o.kernel,
+            format_count(o.macs),
+            format_count(o.elements),
+            f"{o.weight_bytes:,}",
+            f"{o.input_bytes + o.output_bytes:,}",
+        ]
         if est:
             row += [f"{est.ops[i].ms:.4g}", f"{est.ops[i].ms / est.ms:.0%}" if est.ms else "-"]
         rows.append(row)
     lines = table(rows, right=set(range(4, 10)))
-    lines.append(f"total: {costs.macs:,} MACs, {costs.weight_bytes:,} B of constants, "
-                 f"{len(costs.ops)} operators")
+    lines.append(
+        f"total: {costs.macs:,} MACs, {costs.weight_bytes:,} B of constants, "
+        f"{len(costs.ops)} operators"
+    )
     if est is not None:
         from edgeprune.presentation.check import format_top_ops
 

@@ -25,63 +25,90 @@ def _quality_header(task: str) -> list[str]:
 def size_and_quality_table(task: str, sizes: dict, evaluations: list) -> list[str]:
     evals = {e.stage: e for e in evaluations}
     rows = [["stage", "artifact", "bytes", "gzip", "zero weights", *_quality_header(task)]]
-    for stage in [s for s in ("baseline", "structured", "pruned", "final")
-                  if s in sizes or s in evals]:
+    for stage in [
+        s for s in ("baseline", "structured", "pruned", "final") if s in sizes or s in evals
+    ]:
         size = sizes.get(stage)
         ev = evals.get(stage)
-        rows.append([stage, size.path if size else ev.path,
-                     f"{size.bytes:,}" if size else "-",
-                     f"{size.gzip_bytes:,}" if size else "-",
-                     f"{size.zero_weight_fraction:.1%}" if size else "-",
-                     *_quality_cells(task, ev)])
+        rows.append(
+            [
+                stage,
+                size.path if size else ev.path,
+                f"{size.bytes:,}" if size else "-",
+                f"{size.gzip_bytes:,}" if size else "-",
+                f"{size.zero_weight_fraction:.1%}" if size else "-",
+                *_quality_cells(task, ev),
+            ]
+        )
     return table(rows, right={2, 3, 4, 5, 6, 7})
 
 
 def layer_table(layers) -> list[str]:
     rows = [["layer", "type", "weights", "requested", "achieved", "note"]]
     for s in layers:
-        rows.append([s.name, s.type, f"{s.weights:,}", f"{s.requested:.3f}",
-                     f"{s.achieved:.3f}", s.reason or ("ok" if s.ok else "BELOW REQUESTED")])
+        rows.append(
+            [
+                s.name,
+                s.type,
+                f"{s.weights:,}",
+                f"{s.requested:.3f}",
+                f"{s.achieved:.3f}",
+                s.reason or ("ok" if s.ok else "BELOW REQUESTED"),
+            ]
+        )
     return table(rows, right={2, 3, 4})
 
 
 def schedule_line(plan) -> str:
     if plan.kind == "m_by_n":
-        return (f"m_by_n {plan.final_sparsity:.2f}: mask set at step 1, then "
-                f"{plan.total_steps} fine-tuning steps")
+        return (
+            f"m_by_n {plan.final_sparsity:.2f}: mask set at step 1, then "
+            f"{plan.total_steps} fine-tuning steps"
+        )
     end = "end of training" if plan.end_step < 0 else f"step {plan.end_step}"
-    return (f"{plan.kind} {plan.initial_sparsity:.2f} -> {plan.final_sparsity:.2f}, "
-            f"step {plan.begin_step} to {end} every {plan.frequency} "
-            f"({plan.mask_updates} mask updates, last at step {plan.last_update_step}) "
-            f"over {plan.total_steps} steps ({plan.epochs} epochs x {plan.steps_per_epoch})"
-            f"{', derived from the data' if plan.derived else ''}")
+    return (
+        f"{plan.kind} {plan.initial_sparsity:.2f} -> {plan.final_sparsity:.2f}, "
+        f"step {plan.begin_step} to {end} every {plan.frequency} "
+        f"({plan.mask_updates} mask updates, last at step {plan.last_update_step}) "
+        f"over {plan.total_steps} steps ({plan.epochs} epochs x {plan.steps_per_epoch})"
+        f"{', derived from the data' if plan.derived else ''}"
+    )
 
 
 def check_line(check) -> str:
     """The quantization budget (a :class:`~edgeprune.rules.result.RuleResult`) in a line."""
-    return (f"quantization budget: {check.rule} {check.against_budget()}: "
-            f"{'ok' if check.ok else 'FAILED'}")
+    return (
+        f"quantization budget: {check.rule} {check.against_budget()}: "
+        f"{'ok' if check.ok else 'FAILED'}"
+    )
 
 
 def structured_lines(entry) -> list[str]:
     """The structured stage's report entry (:class:`~edgeprune.report.StructuredEntry`),
     in a few lines."""
     goal = entry.goal
-    aim = {"width": f" {entry.width}", "params": f" /{entry.reduction}",
-           "macs": f" /{entry.reduction}"}.get(goal, "")
+    aim = {
+        "width": f" {entry.width}",
+        "params": f" /{entry.reduction}",
+        "macs": f" /{entry.reduction}",
+    }.get(goal, "")
     if goal == "fit" and entry.fit:
         aim = f" {entry.fit.target}"
-    lines = [f"structured pruning: goal {goal}{aim}, {entry.importance} importance, "
-             f"{entry.ranking} ranking (layer floor {entry.floor}), "
-             f"{len(entry.rounds)} round(s)",
-             f"  params {entry.params_before:,} -> {entry.params_after:,} "
-             f"({entry.params_reduction:.2f}x), MACs {entry.macs_before:,} -> "
-             f"{entry.macs_after:,} ({entry.macs_reduction:.2f}x)"]
+    lines = [
+        f"structured pruning: goal {goal}{aim}, {entry.importance} importance, "
+        f"{entry.ranking} ranking (layer floor {entry.floor}), "
+        f"{len(entry.rounds)} round(s)",
+        f"  params {entry.params_before:,} -> {entry.params_after:,} "
+        f"({entry.params_reduction:.2f}x), MACs {entry.macs_before:,} -> "
+        f"{entry.macs_after:,} ({entry.macs_reduction:.2f}x)",
+    ]
     for r in entry.rounds:
         line = f"  round {r.round}: removed {r.removed_channels} channels, width {r.width:.3f}"
         if r.rebuild_max_abs_diff is not None:
-            line += (f", rebuild verified on {r.verify_samples} samples (max |d| "
-                     f"{r.rebuild_max_abs_diff:.2g})")
+            line += (
+                f", rebuild verified on {r.verify_samples} samples (max |d| "
+                f"{r.rebuild_max_abs_diff:.2g})"
+            )
         if r.metric is not None:
             line += f", {entry.metric_split} {entry.metric_name} {r.metric:.4g}"
         lines.append(line)
@@ -92,12 +119,15 @@ def structured_lines(entry) -> list[str]:
     if fit:
         ok = [c for c in fit.candidates if c.ok]
         bad = [c for c in fit.candidates if not c.ok]
-        for label, c in (("widest that fits", max(ok, key=lambda c: c.width, default=None)),
-                         ("narrowest that does not",
-                          min(bad, key=lambda c: c.width, default=None))):
+        for label, c in (
+            ("widest that fits", max(ok, key=lambda c: c.width, default=None)),
+            ("narrowest that does not", min(bad, key=lambda c: c.width, default=None)),
+        ):
             if c is not None:
-                lines.append(f"  fit {fit.target}: {label}: width {c.width:.3f}: "
-                             + ", ".join(_rule_cell(k, v) for k, v in c.rules.items()))
+                lines.append(
+                    f"  fit {fit.target}: {label}: width {c.width:.3f}: "
+                    + ", ".join(_rule_cell(k, v) for k, v in c.rules.items())
+                )
     for name, why in entry.kept_whole.items():
         lines.append(f"  kept whole: {name}: {why}")
     for text in ([entry.stopped] if entry.stopped else []) + list(entry.notes):
@@ -111,36 +141,42 @@ def _rule_cell(name: str, rule) -> str:
     figure = format_figure(rule.figure, rule.unit)
     budget = "" if rule.budget is None else format_figure(rule.budget, rule.unit)
     label = f"{name} ({rule.basis})" if rule.basis else name
-    return (f"{label} {figure}{'/' + budget if budget else ''} {rule.unit}"
-            f"{'' if rule.ok else ' OVER'}")
+    return (
+        f"{label} {figure}{'/' + budget if budget else ''} {rule.unit}{'' if rule.ok else ' OVER'}"
+    )
 
 
 def format_run(result) -> str:
     """The summary ``edgeprune run`` prints."""
     p = result.prune
-    lines = [f"edgeprune run -> {result.out_dir}  ({result.task}, "
-             f"{result.seconds:.1f} s)", ""]
+    lines = [f"edgeprune run -> {result.out_dir}  ({result.task}, {result.seconds:.1f} s)", ""]
     lines += size_and_quality_table(result.task, result.sizes, result.evaluations)
     if result.report.stages.structured:
         lines += [""] + structured_lines(result.report.stages.structured)
     lines += ["", f"pruning: {schedule_line(p.schedule)}"]
     lines += layer_table(p.layers)
-    lines += [f"overall sparsity of the weighted layers: {p.overall_sparsity:.1%}",
-              f"strip: outputs {'identical' if p.strip_check.equal else 'DIFFERENT'} to the "
-              f"pruned model on {p.strip_check.samples} test samples "
-              f"(max |difference| {p.strip_check.max_abs_diff:.3g})"]
+    lines += [
+        f"overall sparsity of the weighted layers: {p.overall_sparsity:.1%}",
+        f"strip: outputs {'identical' if p.strip_check.equal else 'DIFFERENT'} to the "
+        f"pruned model on {p.strip_check.samples} test samples "
+        f"(max |difference| {p.strip_check.max_abs_diff:.3g})",
+    ]
     q = result.quantize
     if q.calibration_samples:
-        lines.append(f"quantize: {q.mode}, calibrated on {q.calibration_samples} samples "
-                     f"from {q.calibration_source}")
+        lines.append(
+            f"quantize: {q.mode}, calibrated on {q.calibration_samples} samples "
+            f"from {q.calibration_source}"
+        )
     else:
         lines.append(f"quantize: {q.mode}")
     lines.append(check_line(result.quality))
     dense = q.dense
     if dense:
-        lines.append(f"Dense weights: {dense.picked.replace('_', '-')} ({dense.why}; arena "
-                     f"{dense.per_channel.arena_bytes:,} B per-channel vs "
-                     f"{dense.per_tensor.arena_bytes:,} B per-tensor)")
+        lines.append(
+            f"Dense weights: {dense.picked.replace('_', '-')} ({dense.why}; arena "
+            f"{dense.per_channel.arena_bytes:,} B per-channel vs "
+            f"{dense.per_tensor.arena_bytes:,} B per-tensor)"
+        )
     for note in result.report.notes:
         lines.append(f"note: {note}")
     if result.check is not None:
@@ -155,8 +191,10 @@ def format_run(result) -> str:
 
 def format_stage(result) -> str:
     """The summary a single-stage command prints."""
-    lines = [f"edgeprune {result.stage} -> {result.out_dir}  ({result.task}, "
-             f"{result.seconds:.1f} s)", ""]
+    lines = [
+        f"edgeprune {result.stage} -> {result.out_dir}  ({result.task}, {result.seconds:.1f} s)",
+        "",
+    ]
     lines += size_and_quality_table(result.task, result.sizes, result.evaluations)
     lines.append("(agreement is against the input Keras model)")
     e = result.entry
@@ -165,8 +203,10 @@ def format_stage(result) -> str:
     if result.stage == "prune":
         if e.structured is not None:
             lines += structured_lines(e.structured)
-        lines.append(f"overall sparsity of the weighted layers: {e.overall_sparsity:.1%}; "
-                     f"strip outputs identical on {e.strip.samples} test samples")
+        lines.append(
+            f"overall sparsity of the weighted layers: {e.overall_sparsity:.1%}; "
+            f"strip outputs identical on {e.strip.samples} test samples"
+        )
         for name, reason in e.skipped_layers.items():
             lines.append(f"not pruned: {name}: {reason}")
     lines.append(f"report: {result.report_path}")

@@ -46,12 +46,39 @@ from edgeprune.report.entries import (
 )
 from edgeprune.rules.result import RuleResult
 
-__all__ = ["SCHEMA_VERSION", "REPORT_NAME", "BaselineEntry", "CheckEntry", "CheckReport",
-           "DenseEntry", "DenseVariant", "EvalEntry", "FitCandidate", "FitEntry", "FitRule",
-           "InputsEntry", "ModelSize", "PruneEntry", "QuantizeEntry", "Report", "RoundEntry",
-           "RuleResult", "Stages", "StripEntry", "StructuredEntry", "library_versions",
-           "size_notes", "write", "read", "load", "begin_run", "write_run", "add_validation",
-           "kept_stages", "merge_stage"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "REPORT_NAME",
+    "BaselineEntry",
+    "CheckEntry",
+    "CheckReport",
+    "DenseEntry",
+    "DenseVariant",
+    "EvalEntry",
+    "FitCandidate",
+    "FitEntry",
+    "FitRule",
+    "InputsEntry",
+    "ModelSize",
+    "PruneEntry",
+    "QuantizeEntry",
+    "Report",
+    "RoundEntry",
+    "RuleResult",
+    "Stages",
+    "StripEntry",
+    "StructuredEntry",
+    "library_versions",
+    "size_notes",
+    "write",
+    "read",
+    "load",
+    "begin_run",
+    "write_run",
+    "add_validation",
+    "kept_stages",
+    "merge_stage",
+]
 
 REPORT_NAME = "report.json"
 
@@ -65,7 +92,8 @@ def size_notes(sizes: dict[str, ModelSize]) -> tuple[str, ...]:
             f"Structured pruning removed whole channels: the structured float32 flatbuffer is "
             f"{st.bytes} bytes vs {b.bytes} baseline ({b.bytes / st.bytes:.2f}x smaller, "
             f"{st.parameter_count} vs {b.parameter_count} parameters); this saving is real on "
-            f"every runtime.")
+            f"every runtime."
+        )
     before, name = (st, "structured") if st else (b, "baseline")
     if before and p:
         notes.append(
@@ -73,7 +101,8 @@ def size_notes(sizes: dict[str, ModelSize]) -> tuple[str, ...]:
             f"{p.bytes} bytes vs {before.bytes} {name} ({p.bytes - before.bytes:+d}); TFLite "
             f"Micro stores and runs every weight. Only the gzip size changes ({p.gzip_bytes} "
             f"vs {before.gzip_bytes} bytes), which matters for over-the-air updates, not for "
-            f"flash or RAM.")
+            f"flash or RAM."
+        )
     return tuple(notes)
 
 
@@ -105,13 +134,17 @@ def read(path: str | os.PathLike) -> Report:
         raise BadInputError(f"{path} is not readable JSON ({exc}); re-run the pipeline") from None
     version = body.get("schema_version") if isinstance(body, dict) else None
     if version != SCHEMA_VERSION:
-        raise BadInputError(f"{path} has report schema {version}; this edgeprune reads "
-                            f"schema {SCHEMA_VERSION}; re-run the pipeline")
+        raise BadInputError(
+            f"{path} has report schema {version}; this edgeprune reads "
+            f"schema {SCHEMA_VERSION}; re-run the pipeline"
+        )
     try:
         return Report.from_dict(body)
     except (TypeError, KeyError, AttributeError) as exc:
-        raise BadInputError(f"{path} is not a complete edgeprune report ({exc}); re-run "
-                            f"the pipeline for this folder") from None
+        raise BadInputError(
+            f"{path} is not a complete edgeprune report ({exc}); re-run "
+            f"the pipeline for this folder"
+        ) from None
 
 
 def load(out: artifacts.RunDir) -> Report | None:
@@ -169,18 +202,19 @@ STAGE_OUTPUT = {"baseline": artifacts.BASELINE_KERAS, "prune": artifacts.PRUNED_
 _MADE_BY = {"baseline": "baseline", "pruned": "prune"}
 
 
-def kept_stages(old: Report | None, stage: str, listed: dict, input_sha256: str | None,
-                data_sha256: str) -> set[str]:
+def kept_stages(
+    old: Report | None, stage: str, listed: dict, input_sha256: str | None, data_sha256: str
+) -> set[str]:
     """The earlier stages whose entries a ``stage`` command keeps: only while they
     produced its input (the artifact ``listed`` for them has the input's hash, and
     the data is the same), together with the stages before them."""
     if old is None or old.inputs.data_sha256 != data_sha256:
         return set()
     keep: set[str] = set()
-    for earlier in STAGE_ORDER[:STAGE_ORDER.index(stage)]:
+    for earlier in STAGE_ORDER[: STAGE_ORDER.index(stage)]:
         produced = listed.get(STAGE_OUTPUT.get(earlier, ""), {}).get("sha256")
         if produced and produced == input_sha256:
-            keep = set(STAGE_ORDER[:STAGE_ORDER.index(earlier) + 1])
+            keep = set(STAGE_ORDER[: STAGE_ORDER.index(earlier) + 1])
     return keep
 
 

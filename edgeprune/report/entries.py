@@ -55,19 +55,35 @@ class _Entry:
     _types: ClassVar[dict[str, Any]] = {}
 
     def to_dict(self) -> dict:
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)
-                if not (f.metadata.get("omit") and getattr(self, f.name) is None)}
+        return {
+            f.name: _plain(getattr(self, f.name))
+            for f in fields(self)
+            if not (f.metadata.get("omit") and getattr(self, f.name) is None)
+        }
 
     @classmethod
     def from_dict(cls, data: dict):
-        return cls(**{f.name: _typed(cls._types.get(f.name), data[f.name])
-                      for f in fields(cls) if f.name in data})
+        return cls(
+            **{
+                f.name: _typed(cls._types.get(f.name), data[f.name])
+                for f in fields(cls)
+                if f.name in data
+            }
+        )
 
 
 def library_versions() -> dict[str, str | None]:
     """Python, edgeprune and the libraries that shape a run's figures (None: not installed)."""
-    names = ["tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert",
-             "tflite-micro", "numpy", "scikit-learn", "click"]
+    names = [
+        "tensorflow",
+        "tf-keras",
+        "tensorflow-model-optimization",
+        "ai-edge-litert",
+        "tflite-micro",
+        "numpy",
+        "scikit-learn",
+        "click",
+    ]
     out: dict[str, str | None] = {"python": platform.python_version(), "edgeprune": __version__}
     for name in names:
         try:
@@ -162,8 +178,11 @@ class FitEntry(_Entry):
 class StructuredEntry(_Entry):
     """Whole channels removed: the goal, the figures before and after, each round."""
 
-    _types: ClassVar[dict[str, Any]] = {"rounds": (tuple, RoundEntry), "fit": FitEntry,
-                                        "notes": tuple}
+    _types: ClassVar[dict[str, Any]] = {
+        "rounds": (tuple, RoundEntry),
+        "fit": FitEntry,
+        "notes": tuple,
+    }
     goal: str
     width: float | None = _optional(kw_only=True)  # goal "width"
     reduction: float | None = _optional(kw_only=True)  # goals "params" and "macs"
@@ -222,14 +241,17 @@ class DenseVariant:
     metrics: dict  # flattened into the entry in JSON, as the evaluate entries are
 
     def to_dict(self) -> dict:
-        return {"bytes": self.bytes, "arena_bytes": self.arena_bytes,
-                "check": self.check.to_dict(), **self.metrics}
+        return {
+            "bytes": self.bytes,
+            "arena_bytes": self.arena_bytes,
+            "check": self.check.to_dict(),
+            **self.metrics,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> DenseVariant:
         rest = {k: v for k, v in data.items() if k not in ("bytes", "arena_bytes", "check")}
-        return cls(data["bytes"], data["arena_bytes"], RuleResult.from_dict(data["check"]),
-                   rest)
+        return cls(data["bytes"], data["arena_bytes"], RuleResult.from_dict(data["check"]), rest)
 
 
 @dataclass(frozen=True)
@@ -245,8 +267,7 @@ class DenseEntry(_Entry):
 
 @dataclass(frozen=True)
 class QuantizeEntry(_StageEntry):
-    _types: ClassVar[dict[str, Any]] = {"check": RuleResult,
-                                        "dense_quantization": DenseEntry}
+    _types: ClassVar[dict[str, Any]] = {"check": RuleResult, "dense_quantization": DenseEntry}
     mode: str
     calibration_samples: int
     calibration_source: str
@@ -265,8 +286,11 @@ class EvalEntry:
     agreement_reference: str
 
     def to_dict(self) -> dict:
-        return {"artifact": self.artifact, **self.figures,
-                "agreement_reference": self.agreement_reference}
+        return {
+            "artifact": self.artifact,
+            **self.figures,
+            "agreement_reference": self.agreement_reference,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> EvalEntry:
@@ -279,8 +303,10 @@ class CheckEntry(_Entry):
     """The device check (:meth:`edgeprune.rules.budget.CheckResult.to_dict`): the
     preconditions that held, then the budget rules."""
 
-    _types: ClassVar[dict[str, Any]] = {"preconditions": (tuple, RuleResult),
-                                        "rules": (tuple, RuleResult)}
+    _types: ClassVar[dict[str, Any]] = {
+        "preconditions": (tuple, RuleResult),
+        "rules": (tuple, RuleResult),
+    }
     target: str
     ok: bool
     budget: dict
@@ -319,9 +345,14 @@ class Stages(_Entry):
     """One entry per stage that ran, in pipeline order; ``evaluate`` by model."""
 
     _types: ClassVar[dict[str, Any]] = {
-        "baseline": BaselineEntry, "structured": StructuredEntry, "prune": PruneEntry,
-        "strip": StripEntry, "quantize": QuantizeEntry, "evaluate": (dict, EvalEntry),
-        "check": CheckEntry}
+        "baseline": BaselineEntry,
+        "structured": StructuredEntry,
+        "prune": PruneEntry,
+        "strip": StripEntry,
+        "quantize": QuantizeEntry,
+        "evaluate": (dict, EvalEntry),
+        "check": CheckEntry,
+    }
     baseline: BaselineEntry | None = _optional()
     structured: StructuredEntry | None = _optional()
     prune: PruneEntry | None = _optional()
@@ -335,8 +366,12 @@ class Stages(_Entry):
 class Report(_Entry):
     """A run folder's ``report.json``."""
 
-    _types: ClassVar[dict[str, Any]] = {"inputs": InputsEntry, "stages": Stages,
-                                        "sizes": (dict, ModelSize), "notes": tuple}
+    _types: ClassVar[dict[str, Any]] = {
+        "inputs": InputsEntry,
+        "stages": Stages,
+        "sizes": (dict, ModelSize),
+        "notes": tuple,
+    }
     seed: int
     recipe: dict
     inputs: InputsEntry
@@ -376,5 +411,3 @@ class CheckReport(_Entry):
         body = super().to_dict()
         head = {k: body.pop(k) for k in ("tool", "versions")}
         return {"schema_version": SCHEMA_VERSION, **head, **body}
-
-

@@ -64,8 +64,11 @@ class Evidence:
 
     def missing(self, target: Target) -> list[str]:
         """The figures the rules need on ``target`` that this evidence lacks."""
-        needs = (("arena_min_bytes", "arena_bytes", "runtime_flash_bytes", "runtime_ram_bytes")
-                 if target.runtime == "tflm" else ("peak_memory_bytes",))
+        needs = (
+            ("arena_min_bytes", "arena_bytes", "runtime_flash_bytes", "runtime_ram_bytes")
+            if target.runtime == "tflm"
+            else ("peak_memory_bytes",)
+        )
         return [name for name in needs if getattr(self, name) is None]
 
 
@@ -81,9 +84,14 @@ class CheckResult:
     preconditions: tuple[RuleResult, ...] = ()
 
     def to_dict(self) -> dict:
-        return {"target": self.target, "ok": self.ok, "budget": asdict(self.budget),
-                "preconditions": [r.to_dict() for r in self.preconditions],
-                "rules": [r.to_dict() for r in self.rules], "evidence": asdict(self.evidence)}
+        return {
+            "target": self.target,
+            "ok": self.ok,
+            "budget": asdict(self.budget),
+            "preconditions": [r.to_dict() for r in self.preconditions],
+            "rules": [r.to_dict() for r in self.rules],
+            "evidence": asdict(self.evidence),
+        }
 
 
 # ---------------------------------------------------------------- preconditions
@@ -93,18 +101,31 @@ def dtype_precondition(s: Support, target: Target) -> RuleResult:
     """The model's input, output and weights have the dtype the target requires."""
     if target.model_dtype == "any" or s.dtype == target.model_dtype:
         needs = "runs any dtype" if target.model_dtype == "any" else f"needs {target.model_dtype}"
-        return RuleResult("dtype", rule_text(dtype_precondition), True, None, None, "",
-                          "model_dtype", f"model is {s.dtype}; {target.id} {needs}")
+        return RuleResult(
+            "dtype",
+            rule_text(dtype_precondition),
+            True,
+            None,
+            None,
+            "",
+            "model_dtype",
+            f"model is {s.dtype}; {target.id} {needs}",
+        )
     if s.dtype == "mixed" and s.float_io:
-        evidence = (f"{s.model} has float32 input/output around int8 weights but {target.id} "
-                    f"needs an integer-only model; convert with int8 input and output (the "
-                    f"int8 mode of quantize.mode does)")
+        evidence = (
+            f"{s.model} has float32 input/output around int8 weights but {target.id} "
+            f"needs an integer-only model; convert with int8 input and output (the "
+            f"int8 mode of quantize.mode does)"
+        )
     else:
-        evidence = (f"{s.model} is a {s.dtype} model but {target.id} needs "
-                    f"{target.model_dtype}; convert with quantize.mode = "
-                    f"\"{target.model_dtype}\"")
-    return RuleResult("dtype", rule_text(dtype_precondition), False, None, None, "",
-                      "model_dtype", evidence)
+        evidence = (
+            f"{s.model} is a {s.dtype} model but {target.id} needs "
+            f"{target.model_dtype}; convert with quantize.mode = "
+            f'"{target.model_dtype}"'
+        )
+    return RuleResult(
+        "dtype", rule_text(dtype_precondition), False, None, None, "", "model_dtype", evidence
+    )
 
 
 def ops_precondition(s: Support, target: Target) -> RuleResult:
@@ -114,15 +135,16 @@ def ops_precondition(s: Support, target: Target) -> RuleResult:
     elif target.runtime != "tflm":
         evidence = "loaded, allocated and invoked in ai-edge-litert"
     elif s.unsupported:
-        evidence = (f"TFLite Micro cannot run {s.model} on {target.id}: "
-                    f"{'; '.join(s.unsupported)}; replace those layers or choose a Linux target")
+        evidence = (
+            f"TFLite Micro cannot run {s.model} on {target.id}: "
+            f"{'; '.join(s.unsupported)}; replace those layers or choose a Linux target"
+        )
     elif s.unregistered:
         evidence = f"{s.model} on {target.id}: {s.unregistered}"
     else:
         evidence = "loaded in TFLite Micro: " + ", ".join(f"{k} x{v}" for k, v in s.ops.items())
     ok = not (s.unsupported or s.unregistered)
-    return RuleResult("ops", rule_text(ops_precondition), ok, None, None, "", "runtime",
-                      evidence)
+    return RuleResult("ops", rule_text(ops_precondition), ok, None, None, "", "runtime", evidence)
 
 
 #: Judged in this order before anything is measured; the first that fails refuses the model.
@@ -137,15 +159,27 @@ def flash_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
     reserve = target.reserve.flash_bytes
     if target.kind == "linux":
         figure = ev.model_bytes + reserve
-        evidence = (f"model file {ev.model_bytes:,} B (the LiteRT library is part of the OS "
-                    f"image) + reserve {reserve:,} B")
+        evidence = (
+            f"model file {ev.model_bytes:,} B (the LiteRT library is part of the OS "
+            f"image) + reserve {reserve:,} B"
+        )
     else:
         figure = ev.model_bytes + ev.runtime_flash_bytes + reserve
-        evidence = (f"model {ev.model_bytes:,} B (dense flatbuffer: pruned zeros are stored) + "
-                    f"TFLite Micro runtime {ev.runtime_flash_bytes:,} B ({ev.runtime_flash_basis})"
-                    f" + application reserve {reserve:,} B")
-    return RuleResult("flash", rule_text(flash_rule), figure <= budget.max_flash_bytes, figure,
-                      budget.max_flash_bytes, "B", "budget.max_flash_bytes", evidence)
+        evidence = (
+            f"model {ev.model_bytes:,} B (dense flatbuffer: pruned zeros are stored) + "
+            f"TFLite Micro runtime {ev.runtime_flash_bytes:,} B ({ev.runtime_flash_basis})"
+            f" + application reserve {reserve:,} B"
+        )
+    return RuleResult(
+        "flash",
+        rule_text(flash_rule),
+        figure <= budget.max_flash_bytes,
+        figure,
+        budget.max_flash_bytes,
+        "B",
+        "budget.max_flash_bytes",
+        evidence,
+    )
 
 
 def ram_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
@@ -153,30 +187,57 @@ def ram_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
     reserve = target.reserve.ram_bytes
     if target.kind == "linux":
         figure = ev.peak_memory_bytes + reserve
-        evidence = (f"{ev.peak_memory_bytes:,} B: memory growth of a fresh process that loads "
-                    f"the model in ai-edge-litert ({target.kernels}), allocates and invokes "
-                    f"once, measured on this host; + reserve {reserve:,} B")
+        evidence = (
+            f"{ev.peak_memory_bytes:,} B: memory growth of a fresh process that loads "
+            f"the model in ai-edge-litert ({target.kernels}), allocates and invokes "
+            f"once, measured on this host; + reserve {reserve:,} B"
+        )
     else:
         figure = ev.arena_bytes + ev.runtime_ram_bytes + reserve
         m = target.arena_margin
-        evidence = (f"arena {ev.arena_bytes:,} B = max(smallest working {ev.arena_min_bytes:,} B, "
-                    f"print_allocations {ev.arena_recorded_bytes or 0:,} B) + {m.fraction:.0%} + "
-                    f"{m.bytes} B margin; + {ev.runtime_ram_bytes:,} B static runtime RAM"
-                    f" + application reserve {reserve:,} B")
-    return RuleResult("ram", rule_text(ram_rule), figure <= budget.max_ram_bytes, figure,
-                      budget.max_ram_bytes, "B", "budget.max_ram_bytes", evidence)
+        evidence = (
+            f"arena {ev.arena_bytes:,} B = max(smallest working {ev.arena_min_bytes:,} B, "
+            f"print_allocations {ev.arena_recorded_bytes or 0:,} B) + {m.fraction:.0%} + "
+            f"{m.bytes} B margin; + {ev.runtime_ram_bytes:,} B static runtime RAM"
+            f" + application reserve {reserve:,} B"
+        )
+    return RuleResult(
+        "ram",
+        rule_text(ram_rule),
+        figure <= budget.max_ram_bytes,
+        figure,
+        budget.max_ram_bytes,
+        "B",
+        "budget.max_ram_bytes",
+        evidence,
+    )
 
 
 def arena_block_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
     """The tensor arena fits the largest contiguous RAM block."""
     block = target.largest_ram_block_bytes
     if target.runtime != "tflm" or block is None:
-        return RuleResult("arena", rule_text(arena_block_rule), True, None, None, "",
-                          "largest_ram_block_bytes", "no bank limit recorded for this device")
-    return RuleResult("arena", rule_text(arena_block_rule), ev.arena_bytes <= block,
-                      ev.arena_bytes, block, "B", "largest_ram_block_bytes",
-                      f"one static arena of {ev.arena_bytes:,} B in the largest block of "
-                      f"{target.id} ({block:,} B)")
+        return RuleResult(
+            "arena",
+            rule_text(arena_block_rule),
+            True,
+            None,
+            None,
+            "",
+            "largest_ram_block_bytes",
+            "no bank limit recorded for this device",
+        )
+    return RuleResult(
+        "arena",
+        rule_text(arena_block_rule),
+        ev.arena_bytes <= block,
+        ev.arena_bytes,
+        block,
+        "B",
+        "largest_ram_block_bytes",
+        f"one static arena of {ev.arena_bytes:,} B in the largest block of "
+        f"{target.id} ({block:,} B)",
+    )
 
 
 def latency_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
@@ -187,26 +248,38 @@ def latency_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
     est, measured = ev.latency, ev.latency_measured
     if measured is not None:
         figure = measured.p50_ms
-        evidence = (f"MEASURED {measured.p50_ms:,.4g} ms, {measured.text}; the cost model "
-                    f"estimates {est.ms:,.4g} ms ({est.ms / max(measured.p50_ms, 1e-9) - 1:+.0%}"
-                    f"), {est.caveat}")
+        evidence = (
+            f"MEASURED {measured.p50_ms:,.4g} ms, {measured.text}; the cost model "
+            f"estimates {est.ms:,.4g} ms ({est.ms / max(measured.p50_ms, 1e-9) - 1:+.0%}"
+            f"), {est.caveat}"
+        )
     else:
         figure = est.ms
         threads = f", {est.threads} threads" if est.threads > 1 else ""
-        evidence = (f"ESTIMATE {est.ms:,.4g} ms at {est.clock_hz / 1e6:g} MHz{threads}, "
-                    f"{est.caveat}")
+        evidence = f"ESTIMATE {est.ms:,.4g} ms at {est.clock_hz / 1e6:g} MHz{threads}, {est.caveat}"
         if est.energy_uj is not None:
-            evidence += (f"; energy {est.energy_uj:.4g} uJ at {est.power_mw:g} mW (also an "
-                         f"estimate)")
-    return RuleResult("latency", rule_text(latency_rule), figure <= budget.max_latency_ms,
-                      figure, budget.max_latency_ms, "ms", "budget.max_latency_ms", evidence)
+            evidence += f"; energy {est.energy_uj:.4g} uJ at {est.power_mw:g} mW (also an estimate)"
+    return RuleResult(
+        "latency",
+        rule_text(latency_rule),
+        figure <= budget.max_latency_ms,
+        figure,
+        budget.max_latency_ms,
+        "ms",
+        "budget.max_latency_ms",
+        evidence,
+    )
 
 
 RULES = (flash_rule, ram_rule, arena_block_rule, latency_rule)
 
 
-def evaluate(ev: Evidence, target: Target, budget: Budget | None = None,
-             preconditions: tuple[RuleResult, ...] = ()) -> CheckResult:
+def evaluate(
+    ev: Evidence,
+    target: Target,
+    budget: Budget | None = None,
+    preconditions: tuple[RuleResult, ...] = (),
+) -> CheckResult:
     """Apply every rule; ``budget`` defaults to the target's own. ``preconditions``
     are the results of :data:`PRECONDITIONS` that held, kept in the result.
 
@@ -219,5 +292,4 @@ def evaluate(ev: Evidence, target: Target, budget: Budget | None = None,
         raise ValueError(f"the evidence for {target.id} lacks {', '.join(missing)}")
     budget = budget or target.budget
     results = tuple(rule(ev, target, budget) for rule in RULES)
-    return CheckResult(target.id, all(r.ok for r in results), results, budget, ev,
-                       preconditions)
+    return CheckResult(target.id, all(r.ok for r in results), results, budget, ev, preconditions)

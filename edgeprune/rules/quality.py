@@ -18,18 +18,24 @@ from edgeprune.rules.result import RuleResult, rule_text
 _EPSILON = 1e-12
 
 
-def quantization_accuracy(before: dict, after: dict, budget: float,
-                          reference: str) -> RuleResult:
+def quantization_accuracy(before: dict, after: dict, budget: float, reference: str) -> RuleResult:
     """The accuracy lost in quantization fits the quantization budget.
 
     The float model's accuracy minus the converted model's, on the same test
     samples, in absolute terms; at most ``quantize.max_accuracy_drop``.
     """
     drop = before["accuracy"] - after["accuracy"]
-    return RuleResult("accuracy", rule_text(quantization_accuracy), bool(drop <= budget + _EPSILON),
-                      drop, budget, "", "quantize.max_accuracy_drop",
-                      f"accuracy {after['accuracy']:.4f} after conversion, "
-                      f"{before['accuracy']:.4f} before", reference)
+    return RuleResult(
+        "accuracy",
+        rule_text(quantization_accuracy),
+        bool(drop <= budget + _EPSILON),
+        drop,
+        budget,
+        "",
+        "quantize.max_accuracy_drop",
+        f"accuracy {after['accuracy']:.4f} after conversion, {before['accuracy']:.4f} before",
+        reference,
+    )
 
 
 def quantization_mse(before: dict, after: dict, budget: float, reference: str) -> RuleResult:
@@ -39,14 +45,20 @@ def quantization_mse(before: dict, after: dict, budget: float, reference: str) -
     test samples; at most ``quantize.max_mse_increase``.
     """
     rise = (after["mse"] - before["mse"]) / max(before["mse"], _EPSILON)
-    return RuleResult("mse", rule_text(quantization_mse), bool(rise <= budget + _EPSILON), rise,
-                      budget, "", "quantize.max_mse_increase",
-                      f"mse {after['mse']:.5g} after conversion, {before['mse']:.5g} before",
-                      reference)
+    return RuleResult(
+        "mse",
+        rule_text(quantization_mse),
+        bool(rise <= budget + _EPSILON),
+        rise,
+        budget,
+        "",
+        "quantize.max_mse_increase",
+        f"mse {after['mse']:.5g} after conversion, {before['mse']:.5g} before",
+        reference,
+    )
 
 
-def quantization_rule(task: str, before: dict, after: dict, options,
-                      reference: str) -> RuleResult:
+def quantization_rule(task: str, before: dict, after: dict, options, reference: str) -> RuleResult:
     """The quantization budget of ``task``, under the recipe's ``[quantize]`` ``options``:
     :func:`quantization_accuracy` for classification, :func:`quantization_mse` otherwise."""
     if task == "classification":
@@ -60,6 +72,9 @@ def raise_if_failed(check: RuleResult, result=None) -> None:
     Called after everything is written, so the message says so.
     """
     if not check.ok:
-        raise QualityError(f"quantization costs too much: {check.failure()}; the artifacts and "
-                           f"report.json are written; calibrate with more or better samples, "
-                           f"or choose another mode", result)
+        raise QualityError(
+            f"quantization costs too much: {check.failure()}; the artifacts and "
+            f"report.json are written; calibrate with more or better samples, "
+            f"or choose another mode",
+            result,
+        )

@@ -56,8 +56,10 @@ class RuleResult:
         budget 0.02 (quantize.max_accuracy_drop)"``."""
         against = f" against the {self.reference} model" if self.reference else ""
         at_least = "at least " if self.bound == "min" else ""
-        return (f"{format_quantity(self.figure, self.unit)}{against}, budget {at_least}"
-                f"{format_quantity(self.budget, self.unit)} ({self.key})")
+        return (
+            f"{format_quantity(self.figure, self.unit)}{against}, budget {at_least}"
+            f"{format_quantity(self.budget, self.unit)} ({self.key})"
+        )
 
     def failure(self) -> str:
         """The failed rule as one clause of an error message."""
@@ -65,8 +67,10 @@ class RuleResult:
             return f"{self.name} failed: {self.evidence}"
         against = f" against the {self.reference} model" if self.reference else ""
         side = "over" if self.bound == "max" else "under"
-        return (f"{self.name} {format_quantity(self.figure, self.unit)}{against}, {side} the "
-                f"budget {format_quantity(self.budget, self.unit)} ({self.key})")
+        return (
+            f"{self.name} {format_quantity(self.figure, self.unit)}{against}, {side} the "
+            f"budget {format_quantity(self.budget, self.unit)} ({self.key})"
+        )
 
 
 def rule_text(fn) -> str:

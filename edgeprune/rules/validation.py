@@ -38,10 +38,16 @@ def accuracy_rule(ev: Evidence, opts: ValidateOptions) -> RuleResult:
     """
     got, base = ev.metrics["accuracy"], ev.baseline["accuracy"]
     drop = base - got
-    return RuleResult("accuracy", rule_text(accuracy_rule),
-                      bool(drop <= opts.max_accuracy_drop + _EPS), drop, opts.max_accuracy_drop,
-                      "", "validate.max_accuracy_drop",
-                      f"accuracy {got:.4f} on the runner, {base:.4f} for the float baseline")
+    return RuleResult(
+        "accuracy",
+        rule_text(accuracy_rule),
+        bool(drop <= opts.max_accuracy_drop + _EPS),
+        drop,
+        opts.max_accuracy_drop,
+        "",
+        "validate.max_accuracy_drop",
+        f"accuracy {got:.4f} on the runner, {base:.4f} for the float baseline",
+    )
 
 
 def mse_rule(ev: Evidence, opts: ValidateOptions) -> RuleResult:
@@ -52,9 +58,16 @@ def mse_rule(ev: Evidence, opts: ValidateOptions) -> RuleResult:
     """
     got, base = ev.metrics["mse"], ev.baseline["mse"]
     rise = (got - base) / max(base, 1e-12)
-    return RuleResult("mse", rule_text(mse_rule), bool(rise <= opts.max_mse_increase + _EPS),
-                      rise, opts.max_mse_increase, "", "validate.max_mse_increase",
-                      f"mse {got:.5g} on the runner, {base:.5g} for the float baseline")
+    return RuleResult(
+        "mse",
+        rule_text(mse_rule),
+        bool(rise <= opts.max_mse_increase + _EPS),
+        rise,
+        opts.max_mse_increase,
+        "",
+        "validate.max_mse_increase",
+        f"mse {got:.5g} on the runner, {base:.5g} for the float baseline",
+    )
 
 
 def agreement_rule(ev: Evidence, opts: ValidateOptions) -> RuleResult:
@@ -64,16 +77,24 @@ def agreement_rule(ev: Evidence, opts: ValidateOptions) -> RuleResult:
     host agree; at least ``validate.min_agreement``.
     """
     a = ev.agreement
-    return RuleResult("agreement", rule_text(agreement_rule),
-                      bool(a["agreement"] >= opts.min_agreement - _EPS), a["agreement"],
-                      opts.min_agreement, "", "validate.min_agreement",
-                      f"agreeing means {a['basis']}; output difference max "
-                      f"{a['max_abs_diff']:.4g} {a['unit']}", bound="min")
+    return RuleResult(
+        "agreement",
+        rule_text(agreement_rule),
+        bool(a["agreement"] >= opts.min_agreement - _EPS),
+        a["agreement"],
+        opts.min_agreement,
+        "",
+        "validate.min_agreement",
+        f"agreeing means {a['basis']}; output difference max {a['max_abs_diff']:.4g} {a['unit']}",
+        bound="min",
+    )
 
 
 #: The rules that judge each task.
-RULES = {"classification": (accuracy_rule, agreement_rule),
-         "regression": (mse_rule, agreement_rule)}
+RULES = {
+    "classification": (accuracy_rule, agreement_rule),
+    "regression": (mse_rule, agreement_rule),
+}
 
 
 def evaluate(task: str, ev: Evidence, opts: ValidateOptions) -> tuple[RuleResult, ...]:

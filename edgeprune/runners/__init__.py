@@ -42,4 +42,3 @@ class Runner(Protocol):
     def run(self, x: np.ndarray) -> RunOutput:
         """Run every sample of ``x`` (float32, first axis the batch)."""
         ...
-

@@ -69,9 +69,11 @@ def write_frame(stream, header, payload=b""):
 def load_interpreter():
     """(Interpreter class, OpResolverType or None, runtime name and version)."""
     tried = []
-    for module, package in (("tflite_runtime.interpreter", "tflite_runtime"),
-                            ("ai_edge_litert.interpreter", "ai_edge_litert"),
-                            ("tensorflow.lite.python.interpreter", "tensorflow")):
+    for module, package in (
+        ("tflite_runtime.interpreter", "tflite_runtime"),
+        ("ai_edge_litert.interpreter", "ai_edge_litert"),
+        ("tensorflow.lite.python.interpreter", "tensorflow"),
+    ):
         try:
             mod = __import__(module, fromlist=["Interpreter"])
         except Exception as exc:  # ImportError, or a runtime built for another numpy
@@ -81,12 +83,16 @@ def load_interpreter():
         if not version:
             try:
                 from importlib.metadata import version as dist_version
+
                 version = dist_version(package.replace("_", "-"))
             except Exception:
                 version = "version unknown"
         return mod.Interpreter, getattr(mod, "OpResolverType", None), package + " " + version
-    raise Stop("no TFLite interpreter imports on this board: tried " + "; ".join(tried)
-               + "; install one (pip install tflite-runtime, or ai-edge-litert)")
+    raise Stop(
+        "no TFLite interpreter imports on this board: tried "
+        + "; ".join(tried)
+        + "; install one (pip install tflite-runtime, or ai-edge-litert)"
+    )
 
 
 def board_name():
@@ -110,8 +116,12 @@ def board_name():
 
 def tensor_info(detail):
     scale, zero_point = detail.get("quantization", (0.0, 0))
-    return {"shape": [int(d) for d in detail["shape"]], "dtype": str(detail["dtype"].__name__),
-            "scale": float(scale), "zero_point": int(zero_point)}
+    return {
+        "shape": [int(d) for d in detail["shape"]],
+        "dtype": str(detail["dtype"].__name__),
+        "scale": float(scale),
+        "zero_point": int(zero_point),
+    }
 
 
 def main(argv):
@@ -141,7 +151,8 @@ def main(argv):
         if resolvers is not None:
             if args.kernels == "reference":
                 options["experimental_op_resolver_type"] = (
-                    resolvers.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+                    resolvers.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+                )
                 kernels = "built-in kernels without delegates"
             else:
                 options["experimental_op_resolver_type"] = resolvers.BUILTIN
@@ -164,12 +175,24 @@ def main(argv):
             warmup_ms = (time.perf_counter() - began) * 1e3
         except (RuntimeError, ValueError) as exc:
             raise Stop(f"{runtime} cannot run the model: {str(exc).splitlines()[0]}") from None
-        write_frame(out, {
-            "op": "hello", "runtime": runtime, "kernels": kernels, "threads": args.threads,
-            "python": platform.python_version(), "numpy": np.__version__,
-            "board": board_name(), "machine": platform.machine(), "cores": os.cpu_count(),
-            "sha256": hashlib.sha256(model).hexdigest(), "input": tensor_info(inp),
-            "output": tensor_info(outp), "warmup_ms": warmup_ms})
+        write_frame(
+            out,
+            {
+                "op": "hello",
+                "runtime": runtime,
+                "kernels": kernels,
+                "threads": args.threads,
+                "python": platform.python_version(),
+                "numpy": np.__version__,
+                "board": board_name(),
+                "machine": platform.machine(),
+                "cores": os.cpu_count(),
+                "sha256": hashlib.sha256(model).hexdigest(),
+                "input": tensor_info(inp),
+                "output": tensor_info(outp),
+                "warmup_ms": warmup_ms,
+            },
+        )
         shape, dtype = list(inp["shape"]), np.dtype(inp["dtype"])
         per_sample = int(np.prod(shape)) * dtype.itemsize
         index = 0
@@ -181,17 +204,18 @@ def main(argv):
                 raise Stop(f"unknown request {header.get('op')!r}")
             n = int(header["n"])
             if len(payload) != n * per_sample:
-                raise Stop(f"a batch of {n} samples needs {n * per_sample} bytes of "
-                           f"{dtype.name} input, got {len(payload)}")
+                raise Stop(
+                    f"a batch of {n} samples needs {n * per_sample} bytes of "
+                    f"{dtype.name} input, got {len(payload)}"
+                )
             samples = np.frombuffer(payload, dtype).reshape([n] + shape[1:])
             for k in range(n):
-                it.set_tensor(inp["index"], samples[k:k + 1])
+                it.set_tensor(inp["index"], samples[k : k + 1])
                 began = time.perf_counter()
                 it.invoke()
                 ms = (time.perf_counter() - began) * 1e3
                 result = it.get_tensor(outp["index"])
-                write_frame(out, {"op": "result", "index": index, "ms": ms},
-                            result.tobytes())
+                write_frame(out, {"op": "result", "index": index, "ms": ms}, result.tobytes())
                 index += 1
     except EOFError:
         return 0  # the host went away (Ctrl-C on its side): nothing to say to anyone

@@ -33,8 +33,10 @@ class HostRunner:
 
     def _interpreter(self) -> Interpreter:
         return Interpreter(
-            model_content=self.model, num_threads=self.num_threads,
-            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+            model_content=self.model,
+            num_threads=self.num_threads,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Float32 outputs for float32 inputs ``x`` (first axis is the batch)."""
@@ -47,7 +49,7 @@ class HostRunner:
         outs = []
         current = None
         for start in range(0, len(x), batch):
-            chunk = x[start:start + batch]
+            chunk = x[start : start + batch]
             if current != len(chunk):
                 # the data's own shape: dynamic dimensions (-1) take it as given
                 it.resize_tensor_input(inp["index"], [len(chunk), *chunk.shape[1:]])
@@ -59,7 +61,6 @@ class HostRunner:
             it.invoke()
             outs.append(dequantize(it.get_tensor(out["index"]), out))
         return np.concatenate(outs).astype(np.float32)
-
 
     def run(self, x: np.ndarray):
         """One invoke per sample, each timed: a :class:`~edgeprune.runners.RunOutput`.
@@ -80,7 +81,7 @@ class HostRunner:
         raws, times, error = [], [], ""
         try:
             for i in range(len(x)):
-                it.set_tensor(inp["index"], quantize(x[i:i + 1], inp))
+                it.set_tensor(inp["index"], quantize(x[i : i + 1], inp))
                 began = time.perf_counter_ns()
                 it.invoke()
                 times.append((time.perf_counter_ns() - began) / 1e6)
@@ -88,11 +89,16 @@ class HostRunner:
         except KeyboardInterrupt:
             error = f"interrupted after {len(raws)} of {len(x)} samples"
         raw = np.concatenate(raws) if raws else np.zeros((0, *out["shape"][1:]), out["dtype"])
-        return RunOutput(dequantize(raw, out), raw, np.asarray(times),
-                         "host wall clock (time.perf_counter_ns) around invoke(), LiteRT "
-                         "reference kernels, 1 thread, one sample per invoke",
-                         _litert_where(),
-                         bool(error), error)
+        return RunOutput(
+            dequantize(raw, out),
+            raw,
+            np.asarray(times),
+            "host wall clock (time.perf_counter_ns) around invoke(), LiteRT "
+            "reference kernels, 1 thread, one sample per invoke",
+            _litert_where(),
+            bool(error),
+            error,
+        )
 
 
 def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
@@ -163,19 +169,34 @@ def peak_memory_bytes(model: bytes, kernels: str = "xnnpack") -> int:
     with tempfile.NamedTemporaryFile(suffix=".tflite") as fh:
         fh.write(model)
         fh.flush()
-        proc = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, fh.name, kernels],
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-c", _PEAK_SCRIPT, fh.name, kernels],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     if proc.returncode != 0:
         lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
-        telling = [ln for ln in lines if any(k in ln for k in (
-            "unresolved", "Unresolved", "Failed", "failed", "Error", "error"))]
+        telling = [
+            ln
+            for ln in lines
+            if any(
+                k in ln for k in ("unresolved", "Unresolved", "Failed", "failed", "Error", "error")
+            )
+        ]
         tail = (telling or lines or ["no message"])[0]
         raise RunnerError(f"the model does not load and run in LiteRT ({tail[:200]})")
     return int(proc.stdout.strip().splitlines()[-1])
 
 
-def measure_latency(model: bytes, kernels: str = "xnnpack", threads: int = 1, runs: int = 50,
-                    warmup: int = 5, seed: int = 0) -> LatencyMeasurement:
+def measure_latency(
+    model: bytes,
+    kernels: str = "xnnpack",
+    threads: int = 1,
+    runs: int = 50,
+    warmup: int = 5,
+    seed: int = 0,
+) -> LatencyMeasurement:
     """Time ``model`` on this host in ai-edge-litert, one sample per invoke.
 
     ``kernels="xnnpack"`` uses LiteRT's default XNNPACK delegate, anything else
@@ -188,11 +209,15 @@ def measure_latency(model: bytes, kernels: str = "xnnpack", threads: int = 1, ru
     """
     import time
 
-    resolver = (OpResolverType.BUILTIN if kernels == "xnnpack"
-                else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    resolver = (
+        OpResolverType.BUILTIN
+        if kernels == "xnnpack"
+        else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
     try:
-        it = Interpreter(model_content=model, num_threads=threads,
-                         experimental_op_resolver_type=resolver)
+        it = Interpreter(
+            model_content=model, num_threads=threads, experimental_op_resolver_type=resolver
+        )
         it.allocate_tensors()
         rng = np.random.default_rng(seed)
         for d in it.get_input_details():
@@ -213,9 +238,17 @@ def measure_latency(model: bytes, kernels: str = "xnnpack", threads: int = 1, ru
     except (RuntimeError, ValueError) as exc:
         raise RunnerError(f"the model does not load and run in LiteRT ({exc})") from None
     t = np.asarray(times)
-    return LatencyMeasurement(runs, warmup, threads, kernels, float(np.median(t)),
-                              float(np.percentile(t, 90)), float(t.min()), float(t.max()),
-                              _litert_where())
+    return LatencyMeasurement(
+        runs,
+        warmup,
+        threads,
+        kernels,
+        float(np.median(t)),
+        float(np.percentile(t, 90)),
+        float(t.min()),
+        float(t.max()),
+        _litert_where(),
+    )
 
 
 def _litert_where() -> str:

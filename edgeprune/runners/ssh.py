@@ -66,7 +66,7 @@ def parse_address(address: str) -> Address:
     from the ssh config (``mypi``)."""
     text = address.strip()
     if text.startswith("ssh://"):
-        text = text[len("ssh://"):].rstrip("/")
+        text = text[len("ssh://") :].rstrip("/")
     fix = "write it like pi@raspberrypi.local, pi@10.0.0.7:2222 or an ssh config alias"
     if not text or any(c.isspace() for c in text) or text.startswith("-"):
         raise BadInputError(f"ssh device '{address}' is not a board address; {fix}")
@@ -83,8 +83,9 @@ def parse_address(address: str) -> Address:
         port_text = ""  # no port, or a bare IPv6 address
     if port_text:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise BadInputError(f"ssh device '{address}': port '{port_text}' is not a port "
-                                f"number; {fix}")
+            raise BadInputError(
+                f"ssh device '{address}': port '{port_text}' is not a port number; {fix}"
+            )
         port = int(port_text)
     if not host or (at and not user):
         raise BadInputError(f"ssh device '{address}' names no host; {fix}")
@@ -117,14 +118,17 @@ class SshRunner:
 
         self.board = parse_address(self.address)
         if self.kernels not in ("xnnpack", "reference"):
-            raise BadInputError(f"the ssh runner runs xnnpack or reference kernels, not "
-                                f"{self.kernels!r}")
+            raise BadInputError(
+                f"the ssh runner runs xnnpack or reference kernels, not {self.kernels!r}"
+            )
         self.ssh_config = os.path.expanduser(self.ssh_config) if self.ssh_config else None
         self.identity = os.path.expanduser(self.identity) if self.identity else None
         for what, path in (("ssh config", self.ssh_config), ("ssh key", self.identity)):
             if path is not None and not os.path.isfile(path):
-                raise BadInputError(f"{what} {path} does not exist; fix the path in "
-                                    f"[validate] or leave it out to use ~/.ssh")
+                raise BadInputError(
+                    f"{what} {path} does not exist; fix the path in "
+                    f"[validate] or leave it out to use ~/.ssh"
+                )
         info = inspect_model(self.model)
         self.inp, self.out = info.inputs[0], info.outputs[0]
         import hashlib
@@ -134,8 +138,16 @@ class SshRunner:
     # ------------------------------------------------------------ ssh and scp
 
     def _options(self, port_flag: str) -> list[str]:
-        opts = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={max(1, round(self.timeout_s))}",
-                "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]
+        opts = [
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"ConnectTimeout={max(1, round(self.timeout_s))}",
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=3",
+        ]
         if self.ssh_config:
             opts += ["-F", self.ssh_config]
         if self.identity:
@@ -149,14 +161,16 @@ class SshRunner:
 
     def _call(self, argv: list[str], what: str, timeout: float) -> str:
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                                  stdin=subprocess.DEVNULL)
+            proc = subprocess.run(
+                argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+            )
         except FileNotFoundError:
-            raise BadInputError(f"the ssh runner needs the OpenSSH client ({argv[0]} is not on "
-                                f"PATH); install openssh-client") from None
+            raise BadInputError(
+                f"the ssh runner needs the OpenSSH client ({argv[0]} is not on "
+                f"PATH); install openssh-client"
+            ) from None
         except subprocess.TimeoutExpired:
-            raise BoardSilent(f"{what} on {self.address}: no answer within {timeout:g} s") \
-                from None
+            raise BoardSilent(f"{what} on {self.address}: no answer within {timeout:g} s") from None
         if proc.returncode != 0:
             said = _last_line(proc.stderr) or f"exit status {proc.returncode}"
             hint = _hint(said)
@@ -165,25 +179,41 @@ class SshRunner:
 
     def _mkdir(self) -> str:
         """A fresh folder in the board's temporary directory."""
-        folder = self._call(self.ssh_command('mktemp -d "${TMPDIR:-/tmp}/edgeprune.XXXXXX"'),
-                            "ssh (mktemp)", self.timeout_s + 5).strip()
+        folder = self._call(
+            self.ssh_command('mktemp -d "${TMPDIR:-/tmp}/edgeprune.XXXXXX"'),
+            "ssh (mktemp)",
+            self.timeout_s + 5,
+        ).strip()
         if not folder.startswith("/"):
-            raise DeviceError(f"mktemp on {self.address} answered {folder[:80]!r}, not a "
-                              f"folder; the board needs a POSIX shell and mktemp")
+            raise DeviceError(
+                f"mktemp on {self.address} answered {folder[:80]!r}, not a "
+                f"folder; the board needs a POSIX shell and mktemp"
+            )
         return folder
 
     def _copy(self, local: str, folder: str) -> None:
         """The script and the model into the board's ``folder`` (1 s per MB allowed)."""
-        self._call(["scp", "-q", *self._options("-P"), os.path.join(local, SCRIPT_NAME),
-                    os.path.join(local, self.model_name),
-                    self.board.scp_target(folder + "/")], "scp",
-                   self.timeout_s + 5 + len(self.model) / 1e6)
+        self._call(
+            [
+                "scp",
+                "-q",
+                *self._options("-P"),
+                os.path.join(local, SCRIPT_NAME),
+                os.path.join(local, self.model_name),
+                self.board.scp_target(folder + "/"),
+            ],
+            "scp",
+            self.timeout_s + 5 + len(self.model) / 1e6,
+        )
 
     def _remove(self, folder: str) -> None:
         try:
-            subprocess.run(self.ssh_command(f"rm -rf {shlex.quote(folder)}"),
-                           capture_output=True, timeout=self.timeout_s + 5,
-                           stdin=subprocess.DEVNULL)
+            subprocess.run(
+                self.ssh_command(f"rm -rf {shlex.quote(folder)}"),
+                capture_output=True,
+                timeout=self.timeout_s + 5,
+                stdin=subprocess.DEVNULL,
+            )
         except (subprocess.TimeoutExpired, OSError, KeyboardInterrupt):
             pass  # best effort: the folder is in the board's temporary directory
 
@@ -209,12 +239,18 @@ class SshRunner:
     def _session(self, folder: str, x: np.ndarray):
         from edgeprune.runners import RunOutput
 
-        remote = (f"cd {shlex.quote(folder)} && exec {shlex.quote(self.python)} {SCRIPT_NAME} "
-                  f"{shlex.quote(self.model_name)} --kernels {self.kernels} "
-                  f"--threads {int(self.threads)}")
-        proc = subprocess.Popen(self.ssh_command(remote), stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)  # Ctrl-C reaches us, not ssh
+        remote = (
+            f"cd {shlex.quote(folder)} && exec {shlex.quote(self.python)} {SCRIPT_NAME} "
+            f"{shlex.quote(self.model_name)} --kernels {self.kernels} "
+            f"--threads {int(self.threads)}"
+        )
+        proc = subprocess.Popen(
+            self.ssh_command(remote),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )  # Ctrl-C reaches us, not ssh
         link = _Link(proc)
         out_dtype = np.dtype(self.out.dtype)
         out_shape = tuple(self.out.shape[1:])
@@ -224,7 +260,7 @@ class SshRunner:
             i = 0
             try:
                 while i < len(x):
-                    chunk = x[i:i + self.batch_size]
+                    chunk = x[i : i + self.batch_size]
                     data = quantize(chunk, tensor_detail(self.inp)).tobytes()
                     link.send({"op": "batch", "n": len(chunk)}, data, self.timeout_s)
                     for _ in range(len(chunk)):
@@ -232,30 +268,45 @@ class SshRunner:
                         if header.get("op") == "error":
                             raise DeviceError(f"the board's runner: {header.get('message')}")
                         if header.get("op") != "result" or header.get("index") != i:
-                            raise DeviceError(f"the board's runner answered {header!r} for "
-                                              f"sample {i + 1}: out of step")
+                            raise DeviceError(
+                                f"the board's runner answered {header!r} for "
+                                f"sample {i + 1}: out of step"
+                            )
                         raws.append(np.frombuffer(payload, out_dtype).reshape(1, *out_shape))
                         times.append(float(header["ms"]))
                         i += 1
                 link.send({"op": "bye"}, b"", self.timeout_s)
             except DeviceError as exc:
-                what = ("stopped answering" if isinstance(exc, (BoardSilent, BoardGone))
-                        else "failed")
-                error = (f"the board {what} at sample {i + 1} of {len(x)} "
-                         f"({len(raws)} completed): {exc}")
+                what = (
+                    "stopped answering" if isinstance(exc, (BoardSilent, BoardGone)) else "failed"
+                )
+                error = (
+                    f"the board {what} at sample {i + 1} of {len(x)} ({len(raws)} completed): {exc}"
+                )
             except KeyboardInterrupt:
                 error = f"interrupted at sample {i + 1} of {len(x)} ({len(raws)} completed)"
         finally:
             link.close()
         raw = np.concatenate(raws) if raws else np.zeros((0, *out_shape), out_dtype)
         h = self.hello
-        where = (f"ssh {self.board.destination}: {h['board']} ({h['machine']}, {h['cores']} "
-                 f"cores); {h['runtime']}, Python {h['python']}, numpy {h['numpy']}")
-        timing = (f"the board's wall clock (time.perf_counter) around invoke(), {h['kernels']}"
-                  f", {h['threads']} thread{'s' if h['threads'] != 1 else ''}, one sample per "
-                  f"invoke; one warm-up invoke ({h['warmup_ms']:.3g} ms) not counted")
-        return RunOutput(dequantize(raw, tensor_detail(self.out)), raw, np.asarray(times),
-                         timing, where, bool(error), error)
+        where = (
+            f"ssh {self.board.destination}: {h['board']} ({h['machine']}, {h['cores']} "
+            f"cores); {h['runtime']}, Python {h['python']}, numpy {h['numpy']}"
+        )
+        timing = (
+            f"the board's wall clock (time.perf_counter) around invoke(), {h['kernels']}"
+            f", {h['threads']} thread{'s' if h['threads'] != 1 else ''}, one sample per "
+            f"invoke; one warm-up invoke ({h['warmup_ms']:.3g} ms) not counted"
+        )
+        return RunOutput(
+            dequantize(raw, tensor_detail(self.out)),
+            raw,
+            np.asarray(times),
+            timing,
+            where,
+            bool(error),
+            error,
+        )
 
     def _hello(self, link: _Link) -> dict:
         header, _ = link.receive(self.timeout_s + 5, "start of the board's runner")
@@ -264,16 +315,23 @@ class SshRunner:
         if header.get("op") != "hello":
             raise DeviceError(f"the board's runner answered {header.get('op')!r}, not hello")
         if header["sha256"] != self.sha256:
-            raise DeviceError(f"the model on {self.address} is not this run's (SHA-256 "
-                              f"{header['sha256'][:16]}..., expected {self.sha256[:16]}...): "
-                              f"the copy was damaged; run again")
-        for what, mine, theirs in (("input", self.inp, header["input"]),
-                                   ("output", self.out, header["output"])):
-            if (theirs["dtype"] != np.dtype(mine.dtype).name
-                    or list(theirs["shape"][1:]) != list(mine.shape[1:])):
-                raise DeviceError(f"{header['runtime']} on the board reads the {what} as "
-                                  f"{theirs['dtype']} {theirs['shape']}, edgeprune as "
-                                  f"{np.dtype(mine.dtype).name} {list(mine.shape)}")
+            raise DeviceError(
+                f"the model on {self.address} is not this run's (SHA-256 "
+                f"{header['sha256'][:16]}..., expected {self.sha256[:16]}...): "
+                f"the copy was damaged; run again"
+            )
+        for what, mine, theirs in (
+            ("input", self.inp, header["input"]),
+            ("output", self.out, header["output"]),
+        ):
+            if theirs["dtype"] != np.dtype(mine.dtype).name or list(theirs["shape"][1:]) != list(
+                mine.shape[1:]
+            ):
+                raise DeviceError(
+                    f"{header['runtime']} on the board reads the {what} as "
+                    f"{theirs['dtype']} {theirs['shape']}, edgeprune as "
+                    f"{np.dtype(mine.dtype).name} {list(mine.shape)}"
+                )
         return header
 
 
@@ -282,8 +340,10 @@ def _hint(said: str) -> str:
     if "host key verification failed" in low:
         return "; connect once with plain `ssh` to accept the board's host key"
     if "permission denied" in low:
-        return ("; the runner logs in without a password: install a key on the board "
-                "(ssh-copy-id) or name it in [validate] ssh_key")
+        return (
+            "; the runner logs in without a password: install a key on the board "
+            "(ssh-copy-id) or name it in [validate] ssh_key"
+        )
     if "could not resolve" in low or "connection refused" in low or "timed out" in low:
         return "; check the address, the port and that the board is on"
     return ""
@@ -313,13 +373,14 @@ class _Link:
         self._drain.join(timeout=1)
         said = _last_line(self.stderr.decode(errors="replace"))
         status = f"exit status {code}" if code is not None else "no exit status"
-        return BoardGone(f"the ssh session ended while waiting for the {waiting_for} "
-                         f"({status}{': ' + said if said else ''}){_hint(said)}")
+        return BoardGone(
+            f"the ssh session ended while waiting for the {waiting_for} "
+            f"({status}{': ' + said if said else ''}){_hint(said)}"
+        )
 
     def send(self, header: dict, payload: bytes, timeout: float) -> None:
         text = json.dumps(header).encode()
-        data = memoryview(wire.HEAD.pack(len(text)) + text + wire.BODY.pack(len(payload))
-                          + payload)
+        data = memoryview(wire.HEAD.pack(len(text)) + text + wire.BODY.pack(len(payload)) + payload)
         fd = self.proc.stdin.fileno()
         deadline = time.monotonic() + timeout
         while data:
@@ -330,7 +391,7 @@ class _Link:
             if not ready:
                 continue
             try:
-                data = data[os.write(fd, data):]
+                data = data[os.write(fd, data) :]
             except BlockingIOError:
                 continue
             except (BrokenPipeError, ConnectionResetError):
@@ -357,15 +418,18 @@ class _Link:
         deadline = time.monotonic() + timeout
         (size,) = wire.HEAD.unpack(self._fill(wire.HEAD.size, deadline, timeout, waiting_for))
         if size > wire.MAX_HEADER:
-            raise DeviceError(f"the board's runner sent a {size}-byte header: something on "
-                              f"the board writes to stdout (a login banner in .bashrc?)")
+            raise DeviceError(
+                f"the board's runner sent a {size}-byte header: something on "
+                f"the board writes to stdout (a login banner in .bashrc?)"
+            )
         try:
             header = json.loads(self._fill(size, deadline, timeout, waiting_for))
         except ValueError:
-            raise DeviceError("the board's runner sent a frame that is not JSON: something "
-                              "on the board writes to stdout") from None
-        (length,) = wire.BODY.unpack(self._fill(wire.BODY.size, deadline, timeout,
-                                                waiting_for))
+            raise DeviceError(
+                "the board's runner sent a frame that is not JSON: something "
+                "on the board writes to stdout"
+            ) from None
+        (length,) = wire.BODY.unpack(self._fill(wire.BODY.size, deadline, timeout, waiting_for))
         return header, self._fill(length, deadline, timeout, waiting_for)
 
     def close(self) -> None:

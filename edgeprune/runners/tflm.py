@@ -29,7 +29,11 @@ class TflmRunner:
         arena = self.arena_bytes or micro.find_arena(self.model).required_bytes()
         result = micro.run_detailed(self.model, x, arena)
         tflm = package_version("tflite-micro")
-        return RunOutput(result.outputs, result.raw, result.times_ms,
-                         "host wall clock around each TFLite Micro invoke (reference kernels "
-                         "on this CPU, not a device's time)",
-                         f"tflite-micro {tflm} with a {arena:,}-byte arena on {machine_name()}")
+        return RunOutput(
+            result.outputs,
+            result.raw,
+            result.times_ms,
+            "host wall clock around each TFLite Micro invoke (reference kernels "
+            "on this CPU, not a device's time)",
+            f"tflite-micro {tflm} with a {arena:,}-byte arena on {machine_name()}",
+        )

@@ -66,35 +66,52 @@ def baseline_stage(inp: Inputs) -> BaselineResult:
             opts = inp.recipe.train
             log.info("baseline: training %s for %d epochs", inp.builtin.name, opts.epochs)
             ka.compile_for(model, inp.task, opts.learning_rate, inp.probabilities)
-            train_metrics = ka.fit(model, inp.dataset.x_train, inp.dataset.y_train,
-                                   epochs=opts.epochs, batch_size=opts.batch_size,
-                                   seed=inp.recipe.seed, validation=inp.validation)
+            train_metrics = ka.fit(
+                model,
+                inp.dataset.x_train,
+                inp.dataset.y_train,
+                epochs=opts.epochs,
+                batch_size=opts.batch_size,
+                seed=inp.recipe.seed,
+                validation=inp.validation,
+            )
             trained = True
     if cached:  # the file is the cache: rewriting it would change its hash
         keras = out.record(artifacts.BASELINE_KERAS, "baseline")
     else:
-        keras = out.write_with(artifacts.BASELINE_KERAS, lambda p: ka.save_model(model, p),
-                               "baseline", suffix=".keras")
+        keras = out.write_with(
+            artifacts.BASELINE_KERAS, lambda p: ka.save_model(model, p), "baseline", suffix=".keras"
+        )
     if trained:
-        artifacts.write_json_atomic(out.file(artifacts.BASELINE_META), {
-            "key": key, "keras_sha256": keras.sha256, "train_metrics": train_metrics})
+        artifacts.write_json_atomic(
+            out.file(artifacts.BASELINE_META),
+            {"key": key, "keras_sha256": keras.sha256, "train_metrics": train_metrics},
+        )
         out.record(artifacts.BASELINE_META, "baseline")
     elif cached:
         out.record(artifacts.BASELINE_META, "baseline")
         with open(out.file(artifacts.BASELINE_META), encoding="utf-8") as fh:
             train_metrics = json.load(fh).get("train_metrics", {})
-    tflite = out.write_flatbuffer(artifacts.BASELINE_TFLITE, convert.to_tflite(model, "float32"),
-                                  "baseline", "float32")
-    return BaselineResult(keras, tflite, trained, cached, train_metrics,
-                          time.perf_counter() - t0, model)
+    tflite = out.write_flatbuffer(
+        artifacts.BASELINE_TFLITE, convert.to_tflite(model, "float32"), "baseline", "float32"
+    )
+    return BaselineResult(
+        keras, tflite, trained, cached, train_metrics, time.perf_counter() - t0, model
+    )
 
 
 def _baseline_key(inp: Inputs) -> dict:
     from edgeprune.adapters import keras as ka
 
-    return {"model": inp.builtin.name, "model_version": inp.builtin.version,
-            "data_sha256": inp.dataset.sha256, "train": asdict(inp.recipe.train),
-            "seed": inp.recipe.seed, "task": inp.task, **ka.versions()}
+    return {
+        "model": inp.builtin.name,
+        "model_version": inp.builtin.version,
+        "data_sha256": inp.dataset.sha256,
+        "train": asdict(inp.recipe.train),
+        "seed": inp.recipe.seed,
+        "task": inp.task,
+        **ka.versions(),
+    }
 
 
 def _load_cached_baseline(out: RunDir, key: dict):

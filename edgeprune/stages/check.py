@@ -85,10 +85,15 @@ def support(model: Flatbuffer, target: Target, arena=None) -> tuple[rules.Suppor
         from edgeprune.tflm import probe as micro
 
         found = micro.check_ops(model.data)
-        facts = replace(facts, unsupported=tuple(
-            f"{u.opcode} at operator {u.operator_index}"
-            + (f" (layer {u.layer})" if u.layer else "") + (f": {u.reason}" if u.reason else "")
-            for u in found.unsupported))
+        facts = replace(
+            facts,
+            unsupported=tuple(
+                f"{u.opcode} at operator {u.operator_index}"
+                + (f" (layer {u.layer})" if u.layer else "")
+                + (f": {u.reason}" if u.reason else "")
+                for u in found.unsupported
+            ),
+        )
     from edgeprune.errors import UnsupportedModelError
     from edgeprune.firmware import emit as firmware
 
@@ -115,8 +120,13 @@ def require(facts: rules.Support, target: Target) -> tuple[rules.RuleResult, ...
     return tuple(held)
 
 
-def evidence(model: Flatbuffer, target: Target, cost_model: str | None = None, arena=None,
-             peak_memory_bytes: int | None = None) -> rules.Evidence:
+def evidence(
+    model: Flatbuffer,
+    target: Target,
+    cost_model: str | None = None,
+    arena=None,
+    peak_memory_bytes: int | None = None,
+) -> rules.Evidence:
     """Measure everything the budget rules need for ``model`` (in memory) on ``target``,
     whose preconditions (:func:`require`) held.
 
@@ -136,22 +146,27 @@ def evidence(model: Flatbuffer, target: Target, cost_model: str | None = None, a
         if target.latency.measure:
             from edgeprune.runners.host import measure_latency
 
-            measured = measure_latency(data, target.kernels, target.latency.threads,
-                                       runs=target.latency.runs)
-        return rules.Evidence(*head, peak_memory_bytes=peak_memory_bytes,
-                              latency_measured=measured)
+            measured = measure_latency(
+                data, target.kernels, target.latency.threads, runs=target.latency.runs
+            )
+        return rules.Evidence(*head, peak_memory_bytes=peak_memory_bytes, latency_measured=measured)
     from edgeprune.firmware import emit as firmware
     from edgeprune.tflm import probe as micro
 
     if arena is None:
         arena = micro.find_arena(data)
-    flash = footprint.runtime_flash(target.core, target.kernels,
-                                    firmware.int8_only_registrations(info))
+    flash = footprint.runtime_flash(
+        target.core, target.kernels, firmware.int8_only_registrations(info)
+    )
     return rules.Evidence(
-        *head, arena_min_bytes=arena.min_arena_bytes, arena_recorded_bytes=arena.recorded_bytes,
+        *head,
+        arena_min_bytes=arena.min_arena_bytes,
+        arena_recorded_bytes=arena.recorded_bytes,
         arena_bytes=target.arena_margin.apply(arena.required_bytes()),
-        runtime_flash_bytes=flash.total_bytes, runtime_flash_basis=flash.basis,
-        runtime_ram_bytes=footprint.STATIC_RAM_BYTES)
+        runtime_flash_bytes=flash.total_bytes,
+        runtime_flash_basis=flash.basis,
+        runtime_ram_bytes=footprint.STATIC_RAM_BYTES,
+    )
 
 
 def ensure_runs_on_tflm(data: bytes, info, name: str, target: Target) -> None:
@@ -166,16 +181,22 @@ def ensure_runs_on_tflm(data: bytes, info, name: str, target: Target) -> None:
     require(support(Flatbuffer.of(data, name, "", info), target)[0], target)
 
 
-def _apply(ev: rules.Evidence, target: Target, budget: Budget,
-           held: tuple[rules.RuleResult, ...]) -> rules.CheckResult:
+def _apply(
+    ev: rules.Evidence, target: Target, budget: Budget, held: tuple[rules.RuleResult, ...]
+) -> rules.CheckResult:
     result = rules.evaluate(ev, target, budget, held)
-    log.info("check: %s on %s: %s", os.path.basename(ev.model_path), target.id,
-             "pass" if result.ok else "FAIL")
+    log.info(
+        "check: %s on %s: %s",
+        os.path.basename(ev.model_path),
+        target.id,
+        "pass" if result.ok else "FAIL",
+    )
     return result
 
 
-def check_flatbuffer(model: Flatbuffer, target: Target, options: BudgetOptions | None = None,
-                     arena=None) -> rules.CheckResult:
+def check_flatbuffer(
+    model: Flatbuffer, target: Target, options: BudgetOptions | None = None, arena=None
+) -> rules.CheckResult:
     """Check ``model`` (in memory) against ``target`` under a recipe's ``[budget]``
     (:class:`~edgeprune.recipe_options.BudgetOptions`): its overrides of the target's
     budgets and its cost model together, so that no caller applies one without
@@ -199,8 +220,12 @@ def check_options(path: str, target: Target, options: BudgetOptions) -> rules.Ch
     return check_flatbuffer(read_flatbuffer(path), target, options)
 
 
-def check_model(model_path: str, target: str | Target, options: BudgetOptions | None = None,
-                report_path: str | None = None) -> rules.CheckResult:
+def check_model(
+    model_path: str,
+    target: str | Target,
+    options: BudgetOptions | None = None,
+    report_path: str | None = None,
+) -> rules.CheckResult:
     """Does the ``.tflite`` at ``model_path`` fit ``target`` (a profile id, path or
     :class:`Target`) under the ``[budget]`` ``options``? What ``edgeprune check`` does.
 
@@ -226,9 +251,15 @@ def check_model(model_path: str, target: str | Target, options: BudgetOptions | 
     result = check_flatbuffer(model, device, options)
     if report_path is not None:
         os.makedirs(os.path.dirname(os.path.abspath(report_path)), exist_ok=True)
-        report.write(report_path, report.CheckReport(
-            os.path.abspath(model_path), model.sha256, device.to_dict(),
-            report.CheckEntry.from_dict(result.to_dict())))
+        report.write(
+            report_path,
+            report.CheckReport(
+                os.path.abspath(model_path),
+                model.sha256,
+                device.to_dict(),
+                report.CheckEntry.from_dict(result.to_dict()),
+            ),
+        )
     if not result.ok:
         failed = ", ".join(r.name for r in result.rules if not r.ok)
         raise BudgetError(f"{model_path} does not fit {device.id}: {failed} over budget", result)

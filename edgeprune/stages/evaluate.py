@@ -38,10 +38,17 @@ class StageEval:
 def measure_size(model: Flatbuffer) -> ModelSize:
     """Sizes, op counts and the zero fraction of the weights inside a ``.tflite``."""
     w = model.info.weights
-    return ModelSize(model.name, model.mode, len(model.data),
-                     len(gzip.compress(model.data, compresslevel=9, mtime=0)), w.elements,
-                     w.zero_elements, w.zero_fraction, model.info.parameter_count,
-                     dict(model.info.op_counts))
+    return ModelSize(
+        model.name,
+        model.mode,
+        len(model.data),
+        len(gzip.compress(model.data, compresslevel=9, mtime=0)),
+        w.elements,
+        w.zero_elements,
+        w.zero_fraction,
+        model.info.parameter_count,
+        dict(model.info.op_counts),
+    )
 
 
 def predict(inp: Inputs, data: bytes) -> np.ndarray:
@@ -58,8 +65,9 @@ def metrics_of(inp: Inputs, scores: np.ndarray) -> dict:
     return metrics.evaluate(inp.task, inp.dataset.y_test, scores, inp.n_classes)
 
 
-def evaluate_stage(inp: Inputs, models: dict[str, Flatbuffer],
-                   reference: np.ndarray | None = None) -> list[StageEval]:
+def evaluate_stage(
+    inp: Inputs, models: dict[str, Flatbuffer], reference: np.ndarray | None = None
+) -> list[StageEval]:
     """Run each ``.tflite`` on the test set with LiteRT; metrics and agreement
     with ``reference`` outputs, by default the first model's (the baseline's)."""
     from edgeprune import metrics
@@ -70,8 +78,9 @@ def evaluate_stage(inp: Inputs, models: dict[str, Flatbuffer],
         if reference is None:
             reference = outputs
         m = metrics_of(inp, outputs)
-        results.append(StageEval(stage, model.name, m,
-                                 metrics.agreement(inp.task, outputs, reference)))
+        results.append(
+            StageEval(stage, model.name, m, metrics.agreement(inp.task, outputs, reference))
+        )
         log.info("evaluate: %s %s", stage, _headline(inp.task, m))
     return results
 

@@ -36,8 +36,9 @@ def firmware_stage(out: RunDir, model: Flatbuffer, arena_bytes: int) -> Firmware
     from edgeprune.firmware import emit
 
     written = emit.write_firmware(model.data, model.name, out.file(FOLDER), arena_bytes)
-    files = tuple(out.record(os.path.relpath(path, out.path), "firmware")
-                  for path in written.files.values())
+    files = tuple(
+        out.record(os.path.relpath(path, out.path), "firmware") for path in written.files.values()
+    )
     return FirmwareResult(written.folder, files)
 
 
@@ -49,8 +50,7 @@ class FirmwareBuild:
     firmware: FirmwareResult
 
 
-def build_firmware(model_path: str, target, out: str | None = None,
-                   options=None) -> FirmwareBuild:
+def build_firmware(model_path: str, target, out: str | None = None, options=None) -> FirmwareBuild:
     """Firmware sources for the ``.tflite`` at ``model_path`` on a TFLite Micro
     ``target`` (a profile id, path or :class:`~edgeprune.target.Target`): the
     device check measures the arena (under the recipe's ``[budget]``
@@ -72,11 +72,12 @@ def build_firmware(model_path: str, target, out: str | None = None,
 
     target = target if isinstance(target, Target) else load_target(target)
     if target.runtime != "tflm":
-        raise BadInputError(f"{target.id} runs LiteRT on Linux and loads the .tflite file "
-                            f"itself; firmware is for TFLite Micro targets")
+        raise BadInputError(
+            f"{target.id} runs LiteRT on Linux and loads the .tflite file "
+            f"itself; firmware is for TFLite Micro targets"
+        )
     model = read_flatbuffer(model_path)
     out = out or os.path.dirname(os.path.abspath(model_path))
     check_out_dir(out)
     check = check_flatbuffer(model, target, options)
-    return FirmwareBuild(check, firmware_stage(RunDir(out), model,
-                                               check.evidence.arena_bytes))
+    return FirmwareBuild(check, firmware_stage(RunDir(out), model, check.evidence.arena_bytes))

@@ -63,14 +63,24 @@ class Inputs:
 
     def entry(self) -> report.InputsEntry:
         """The ``inputs`` entry of the report."""
-        return report.InputsEntry(self.model_source, self.dataset.describe(), self.task,
-                                  self.n_classes, self.probabilities,
-                                  model_sha256=self.input_sha256, **self.load_notes)
+        return report.InputsEntry(
+            self.model_source,
+            self.dataset.describe(),
+            self.task,
+            self.n_classes,
+            self.probabilities,
+            model_sha256=self.input_sha256,
+            **self.load_notes,
+        )
 
     def stage_input(self) -> dict:
         """The ``input`` of a stage command's entry: the model and the data it ran on."""
-        return {"model": self.model_source, "sha256": self.input_sha256,
-                "data": self.dataset.name, "data_sha256": self.dataset.sha256}
+        return {
+            "model": self.model_source,
+            "sha256": self.input_sha256,
+            "data": self.dataset.name,
+            "data_sha256": self.dataset.sha256,
+        }
 
     def scores(self, outputs: np.ndarray) -> np.ndarray:
         """One logit unit becomes a probability, so that 0.5 is the class threshold."""
@@ -90,9 +100,15 @@ class Inputs:
         return None if ds.x_val is None else (ds.x_val, ds.y_val)
 
 
-def resolve_inputs(model: str | None, data: str | None, recipe: Recipe,
-                   out: str | None, plan_pruning: bool = True,
-                   require_file: bool = False, writes: tuple[str, ...] = ()) -> Inputs:
+def resolve_inputs(
+    model: str | None,
+    data: str | None,
+    recipe: Recipe,
+    out: str | None,
+    plan_pruning: bool = True,
+    require_file: bool = False,
+    writes: tuple[str, ...] = (),
+) -> Inputs:
     """Load and check the model, data, recipe and output folder; write nothing.
 
     ``model`` is a path or ``None`` for the built-in default; ``data`` is an
@@ -106,11 +122,12 @@ def resolve_inputs(model: str | None, data: str | None, recipe: Recipe,
     from edgeprune.models import BUILTIN_MODELS, DEFAULT_MODEL
 
     builtin, load_notes = None, {}
-    if require_file and (model is None or (model in BUILTIN_MODELS
-                                           and not os.path.exists(model))):
-        raise BadInputError(f"'{model}' is a built-in model name, not a Keras model file; "
-                            f"a single stage needs a .keras, .h5 or SavedModel path (the "
-                            f"whole pipeline runs the built-in default)")
+    if require_file and (model is None or (model in BUILTIN_MODELS and not os.path.exists(model))):
+        raise BadInputError(
+            f"'{model}' is a built-in model name, not a Keras model file; "
+            f"a single stage needs a .keras, .h5 or SavedModel path (the "
+            f"whole pipeline runs the built-in default)"
+        )
     if model is None or model in BUILTIN_MODELS:
         builtin = BUILTIN_MODELS[model or DEFAULT_MODEL]
         data = data or builtin.dataset
@@ -118,20 +135,25 @@ def resolve_inputs(model: str | None, data: str | None, recipe: Recipe,
         default_out = os.path.join("runs", builtin.name)
     else:
         if data is None:
-            raise BadInputError("a model needs data to prune and evaluate with; pass an .npz "
-                                "file or a built-in data set name")
+            raise BadInputError(
+                "a model needs data to prune and evaluate with; pass an .npz "
+                "file or a built-in data set name"
+            )
         source = os.path.abspath(model)
         default_out = os.path.join("runs", _stem(model))
-        if require_file and os.path.isfile(os.path.join(os.path.dirname(source),
-                                                        report.REPORT_NAME)):
+        if require_file and os.path.isfile(
+            os.path.join(os.path.dirname(source), report.REPORT_NAME)
+        ):
             default_out = os.path.dirname(source)  # a stage on a run folder's artifact
     out_dir = out or default_out
     artifacts.check_out_dir(out_dir)
     for name in writes:
         target = os.path.abspath(os.path.join(out_dir, name))
         if model is not None and os.path.abspath(model) == target:
-            raise BadInputError(f"the input model {model} would be overwritten by this "
-                                f"stage's {name}; choose another output directory")
+            raise BadInputError(
+                f"the input model {model} would be overwritten by this "
+                f"stage's {name}; choose another output directory"
+            )
     dataset = load_dataset(data)
 
     from edgeprune.adapters import keras as ka
@@ -139,8 +161,9 @@ def resolve_inputs(model: str | None, data: str | None, recipe: Recipe,
 
     if builtin is not None:
         ka.seed_everything(recipe.seed)
-        n_out = (_builtin_classes(dataset, builtin.name) if builtin.task == "classification"
-                 else None)
+        n_out = (
+            _builtin_classes(dataset, builtin.name) if builtin.task == "classification" else None
+        )
         keras_model = builtin.build(dataset.x_train.shape[1:], n_out)
     else:
         try:
@@ -162,8 +185,21 @@ def resolve_inputs(model: str | None, data: str | None, recipe: Recipe,
     if plan_pruning:
         layer_plans = pr.plan_layers(keras_model, recipe.prune)
         schedule = plan_schedule(recipe.prune, len(dataset.x_train))
-    return Inputs(keras_model, source, builtin, dataset, task, n_classes, probabilities,
-                  recipe, RunDir(out_dir), layer_plans, schedule, load_notes, input_sha256)
+    return Inputs(
+        keras_model,
+        source,
+        builtin,
+        dataset,
+        task,
+        n_classes,
+        probabilities,
+        recipe,
+        RunDir(out_dir),
+        layer_plans,
+        schedule,
+        load_notes,
+        input_sha256,
+    )
 
 
 def _stem(path: str) -> str:
@@ -177,8 +213,10 @@ def _builtin_classes(dataset: Dataset, name: str) -> int:
         return y.shape[1]
     flat = y.reshape(len(y), -1)
     if flat.shape[1] != 1 or not np.all(np.equal(np.mod(flat, 1), 0)) or flat.min() < 0:
-        raise DataError(f"the built-in {name} is a classifier: it needs integer class labels "
-                        f"(or one-hot rows) in y_train; pass your own model for other tasks")
+        raise DataError(
+            f"the built-in {name} is a classifier: it needs integer class labels "
+            f"(or one-hot rows) in y_train; pass your own model for other tasks"
+        )
     return int(flat.max()) + 1
 
 
@@ -195,8 +233,10 @@ def resolve_target(target: str | Target | None, recipe: Recipe) -> Target | None
     target = target if isinstance(target, Target) else load_target(target)
     mode = recipe.quantize.mode
     if target.model_dtype == "int8" and mode != "int8":
-        raise BadInputError(f"{target.id} runs int8 models only but quantize.mode = {mode!r}; "
-                            f"use quantize.mode = \"int8\"")
+        raise BadInputError(
+            f"{target.id} runs int8 models only but quantize.mode = {mode!r}; "
+            f'use quantize.mode = "int8"'
+        )
     return target
 
 
@@ -209,14 +249,18 @@ def check_structured(inp: Inputs, target: Target | None) -> None:
     """
     s = inp.recipe.structured
     if s.goal == "fit" and target is None:
-        raise BadInputError("structured.goal = \"fit\" needs a target device whose budgets the "
-                            "model must pass; run for a target, or choose goal width, params "
-                            "or macs")
+        raise BadInputError(
+            'structured.goal = "fit" needs a target device whose budgets the '
+            "model must pass; run for a target, or choose goal width, params "
+            "or macs"
+        )
     if s.goal == "none":
         return
     if s.min_accuracy is not None and inp.task != "classification":
-        raise BadInputError(f"structured.min_accuracy applies to classification; this is a "
-                            f"{inp.task} task: remove it")
+        raise BadInputError(
+            f"structured.min_accuracy applies to classification; this is a "
+            f"{inp.task} task: remove it"
+        )
     from edgeprune.structured.graph import analyze
     from edgeprune.structured.importance import check_criterion
 
@@ -224,10 +268,15 @@ def check_structured(inp: Inputs, target: Target | None) -> None:
     if not graph.prunable_groups:
         raise BadInputError(
             f"structured pruning has no channels to cut in {inp.model.name} ("
-            + "; ".join(f"{layer}: {why}" for layer, why in
-                        [*graph.blocked.items(),
-                         *((g.producers[0], g.reason) for g in graph.groups)][:4])
-            + "); set structured.goal = \"none\"")
+            + "; ".join(
+                f"{layer}: {why}"
+                for layer, why in [
+                    *graph.blocked.items(),
+                    *((g.producers[0], g.reason) for g in graph.groups),
+                ][:4]
+            )
+            + '); set structured.goal = "none"'
+        )
     check_criterion(inp.model, graph, s.importance)
 
 

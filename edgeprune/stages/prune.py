@@ -47,10 +47,15 @@ class PruneResult:
         """The report entry; ``with_strip`` puts the strip check inside it (as the
         ``prune`` command does) instead of leaving it to an entry of its own."""
         return report.PruneEntry(
-            self.schedule.to_dict(), self.requested_sparsity, self.overall_sparsity,
+            self.schedule.to_dict(),
+            self.requested_sparsity,
+            self.overall_sparsity,
             [asdict(s) for s in self.layers],
-            {s.name: s.reason for s in self.layers if not s.pruned}, self.fine_tune_metrics,
-            self.seconds, strip=self.strip_entry() if with_strip else None)
+            {s.name: s.reason for s in self.layers if not s.pruned},
+            self.fine_tune_metrics,
+            self.seconds,
+            strip=self.strip_entry() if with_strip else None,
+        )
 
 
 def prune_stage(inp: Inputs, model: KerasModel) -> PruneResult:
@@ -71,21 +76,44 @@ def prune_stage(inp: Inputs, model: KerasModel) -> PruneResult:
     # planned again on the model given: structured pruning may have narrowed it
     layer_plans = inp.layer_plans if model is inp.model else pr.plan_layers(model, opts)
     pruned_count = sum(p.pruned for p in layer_plans)
-    log.info("prune: %s to %.2f on %d layer(s), %d steps", inp.schedule.kind,
-             pr.requested_sparsity(opts), pruned_count, inp.schedule.total_steps)
+    log.info(
+        "prune: %s to %.2f on %d layer(s), %d steps",
+        inp.schedule.kind,
+        pr.requested_sparsity(opts),
+        pruned_count,
+        inp.schedule.total_steps,
+    )
     wrapped = pr.wrap(model, layer_plans, inp.schedule, opts)
-    fit_metrics = pr.fine_tune(wrapped, ds.x_train, ds.y_train, task=inp.task,
-                               probabilities=inp.probabilities, opts=opts, seed=inp.recipe.seed,
-                               validation=inp.validation)
+    fit_metrics = pr.fine_tune(
+        wrapped,
+        ds.x_train,
+        ds.y_train,
+        task=inp.task,
+        probabilities=inp.probabilities,
+        opts=opts,
+        seed=inp.recipe.seed,
+        validation=inp.validation,
+    )
     stripped = pr.strip(wrapped)
     log.info("strip: verifying outputs on %d test samples", len(ds.x_test))
     strip_check = pr.verify_strip(wrapped, stripped, ds.x_test)
     layers = pr.measure_sparsity(stripped, layer_plans, opts)
     pr.check_sparsity(layers)
-    keras = inp.out.write_with(artifacts.PRUNED_KERAS, lambda p: ka.save_model(stripped, p),
-                               "prune", suffix=".keras")
-    tflite = inp.out.write_flatbuffer(artifacts.PRUNED_TFLITE,
-                                      convert.to_tflite(stripped, "float32"), "prune", "float32")
-    return PruneResult(keras, tflite, inp.schedule, layers, pr.overall_sparsity(layers),
-                       pr.requested_sparsity(opts), strip_check, fit_metrics,
-                       time.perf_counter() - t0, stripped)
+    keras = inp.out.write_with(
+        artifacts.PRUNED_KERAS, lambda p: ka.save_model(stripped, p), "prune", suffix=".keras"
+    )
+    tflite = inp.out.write_flatbuffer(
+        artifacts.PRUNED_TFLITE, convert.to_tflite(stripped, "float32"), "prune", "float32"
+    )
+    return PruneResult(
+        keras,
+        tflite,
+        inp.schedule,
+        layers,
+        pr.overall_sparsity(layers),
+        pr.requested_sparsity(opts),
+        strip_check,
+        fit_metrics,
+        time.perf_counter() - t0,
+        stripped,
+    )

@@ -47,13 +47,23 @@ class QuantizeResult:
         return self.tflite.mode
 
     def entry(self, check: RuleResult) -> report.QuantizeEntry:
-        return report.QuantizeEntry(self.mode, self.calibration_samples,
-                                    self.calibration_source, False, check, self.seconds,
-                                    dense_quantization=self.dense)
+        return report.QuantizeEntry(
+            self.mode,
+            self.calibration_samples,
+            self.calibration_source,
+            False,
+            check,
+            self.seconds,
+            dense_quantization=self.dense,
+        )
 
 
-def quantize_stage(inp: Inputs, model: KerasModel, target: Target | None = None,
-                   reference: Flatbuffer | None = None) -> QuantizeResult:
+def quantize_stage(
+    inp: Inputs,
+    model: KerasModel,
+    target: Target | None = None,
+    reference: Flatbuffer | None = None,
+) -> QuantizeResult:
     """Convert the stripped ``model`` in the recipe's quantization mode and write it.
 
     With a TFLite Micro ``target`` and int8, Dense weights are quantized
@@ -84,8 +94,9 @@ def quantize_stage(inp: Inputs, model: KerasModel, target: Target | None = None,
         if reference is None:
             raise ValueError("the Dense quantization choice needs the float reference model")
         per_tensor = convert.to_tflite(model, "int8", calib, per_tensor_dense=True)
-        dense, data, arena = _choose_dense(inp, reference, {"per_channel": data,
-                                                            "per_tensor": per_tensor})
+        dense, data, arena = _choose_dense(
+            inp, reference, {"per_channel": data, "per_tensor": per_tensor}
+        )
     final = inp.out.write_flatbuffer(artifacts.final_tflite_name(mode), data, "quantize", mode)
     return QuantizeResult(final, n, source, time.perf_counter() - t0, dense, arena)
 
@@ -104,24 +115,30 @@ def _choose_dense(inp: Inputs, reference: Flatbuffer, variants: dict[str, bytes]
             arenas[digest] = micro.find_arena(data)
         check = quantization_rule(inp.task, before, after, inp.recipe.quantize, "pruned float32")
         measured[name] = report.DenseVariant(
-            len(data), arenas[digest].required_bytes(), check,
-            {k: v for k, v in after.items() if k != "confusion_matrix"})
+            len(data),
+            arenas[digest].required_bytes(),
+            check,
+            {k: v for k, v in after.items() if k != "confusion_matrix"},
+        )
     pc, pt = measured["per_channel"], measured["per_tensor"]
     if pt.check.ok and not pc.check.ok:
         picked = "per_tensor"
         why = "per-channel Dense weights miss the quantization budget; per-tensor stay within it"
     elif pt.arena_bytes < pc.arena_bytes and pt.check.ok:
         picked = "per_tensor"
-        why = (f"per-tensor Dense weights need {pc.arena_bytes - pt.arena_bytes:,} B less "
-               f"arena and stay within the quantization budget")
+        why = (
+            f"per-tensor Dense weights need {pc.arena_bytes - pt.arena_bytes:,} B less "
+            f"arena and stay within the quantization budget"
+        )
     elif pt.arena_bytes < pc.arena_bytes:
         picked = "per_channel"
-        why = ("per-tensor Dense weights need less arena but miss the quantization budget: "
-               f"{pt.check.failure()}")
+        why = (
+            "per-tensor Dense weights need less arena but miss the quantization budget: "
+            f"{pt.check.failure()}"
+        )
     else:
         picked = "per_channel"
         why = "per-tensor Dense weights save no arena"
     log.info("quantize: Dense weights %s: %s", picked.replace("_", "-"), why)
     data = variants[picked]
-    return (report.DenseEntry(picked, why, pc, pt), data,
-            arenas[artifacts.sha256_bytes(data)])
+    return (report.DenseEntry(picked, why, pc, pt), data, arenas[artifacts.sha256_bytes(data)])

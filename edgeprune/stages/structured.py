@@ -44,33 +44,63 @@ class StructuredStageResult:
         return self.result.model
 
     def entry(self, recipe: Recipe) -> report.StructuredEntry:
-        return structured_entry(self.result, recipe, self.evaluated_on, self.metric_name,
-                                self.fit, self.seconds)
+        return structured_entry(
+            self.result, recipe, self.evaluated_on, self.metric_name, self.fit, self.seconds
+        )
 
 
-def structured_entry(r, recipe: Recipe, evaluated_on: str, metric_name: str,
-                     fit: report.FitEntry | None, seconds: float) -> report.StructuredEntry:
+def structured_entry(
+    r,
+    recipe: Recipe,
+    evaluated_on: str,
+    metric_name: str,
+    fit: report.FitEntry | None,
+    seconds: float,
+) -> report.StructuredEntry:
     """The report entry of a structured result ``r``. Regression rounds carry -MSE
     (the rounds maximise their metric); the entry gives the MSE itself."""
     s = recipe.structured
-    rounds = tuple(report.RoundEntry(
-        x.round, x.removed_channels, x.width, x.params, x.macs,
-        None if x.metric is None else x.metric if metric_name == "accuracy" else -x.metric,
-        x.rebuild_max_abs_diff, x.verify_samples, {n: [a, b] for n, a, b in x.widths})
-        for x in r.rounds)
+    rounds = tuple(
+        report.RoundEntry(
+            x.round,
+            x.removed_channels,
+            x.width,
+            x.params,
+            x.macs,
+            None if x.metric is None else x.metric if metric_name == "accuracy" else -x.metric,
+            x.rebuild_max_abs_diff,
+            x.verify_samples,
+            {n: [a, b] for n, a, b in x.widths},
+        )
+        for x in r.rounds
+    )
     return report.StructuredEntry(
-        goal=s.goal, width=s.width if s.goal == "width" else None,
+        goal=s.goal,
+        width=s.width if s.goal == "width" else None,
         reduction=s.reduction if s.goal in ("params", "macs") else None,
-        importance=s.importance, ranking=s.ranking, floor=s.floor,
-        params_before=r.params_before, params_after=r.params, macs_before=r.macs_before,
-        macs_after=r.macs, params_reduction=r.params_before / max(r.params, 1),
-        macs_reduction=r.macs_before / max(r.macs, 1), rounds=rounds,
-        metric_split=evaluated_on, metric_name=metric_name, kept_whole=dict(r.kept_whole),
-        stopped=r.stopped, notes=tuple(r.notes), fit=fit, seconds=seconds)
+        importance=s.importance,
+        ranking=s.ranking,
+        floor=s.floor,
+        params_before=r.params_before,
+        params_after=r.params,
+        macs_before=r.macs_before,
+        macs_after=r.macs,
+        params_reduction=r.params_before / max(r.params, 1),
+        macs_reduction=r.macs_before / max(r.macs, 1),
+        rounds=rounds,
+        metric_split=evaluated_on,
+        metric_name=metric_name,
+        kept_whole=dict(r.kept_whole),
+        stopped=r.stopped,
+        notes=tuple(r.notes),
+        fit=fit,
+        seconds=seconds,
+    )
 
 
-def structured_stage(inp: Inputs, model: KerasModel, target: Target | None = None
-                     ) -> StructuredStageResult:
+def structured_stage(
+    inp: Inputs, model: KerasModel, target: Target | None = None
+) -> StructuredStageResult:
     """Remove whole channels to the recipe's goal, fine-tuning after each round;
     save the narrower model and its float32 ``.tflite``.
 
@@ -92,46 +122,91 @@ def structured_stage(inp: Inputs, model: KerasModel, target: Target | None = Non
 
     t0 = time.perf_counter()
     s, ds = inp.recipe.structured, inp.dataset
-    opts = StructuredOptions(importance=s.importance, ranking=s.ranking, floor=s.floor,
-                             goal=s.goal, target=s.width if s.goal == "width" else s.reduction,
-                             rounds=s.rounds, min_accuracy=s.min_accuracy, samples=s.samples)
+    opts = StructuredOptions(
+        importance=s.importance,
+        ranking=s.ranking,
+        floor=s.floor,
+        goal=s.goal,
+        target=s.width if s.goal == "width" else s.reduction,
+        rounds=s.rounds,
+        min_accuracy=s.min_accuracy,
+        samples=s.samples,
+    )
 
     def fine_tune(candidate) -> None:
         if s.epochs:
             ka.compile_for(candidate, inp.task, s.learning_rate, inp.probabilities)
-            ka.fit(candidate, ds.x_train, ds.y_train, epochs=s.epochs, batch_size=s.batch_size,
-                   seed=inp.recipe.seed, validation=inp.validation)
+            ka.fit(
+                candidate,
+                ds.x_train,
+                ds.y_train,
+                epochs=s.epochs,
+                batch_size=s.batch_size,
+                seed=inp.recipe.seed,
+                validation=inp.validation,
+            )
 
     split = "validation" if ds.x_val is not None else "test"
     x_eval, y_eval = (ds.x_val, ds.y_val) if ds.x_val is not None else (ds.x_test, ds.y_test)
 
     def evaluate(candidate) -> float:
-        m = metrics.evaluate(inp.task, y_eval, inp.scores(ka.predict(candidate, x_eval)),
-                             inp.n_classes)
+        m = metrics.evaluate(
+            inp.task, y_eval, inp.scores(ka.predict(candidate, x_eval)), inp.n_classes
+        )
         return m["accuracy"] if inp.task == "classification" else -m["mse"]
 
     trials: list[report.FitCandidate] = []
     fits = _fit_check(inp, target, trials) if s.goal == "fit" else None
-    log.info("structured: %s goal, %s importance, %s ranking, %d round(s)", s.goal,
-             s.importance, s.ranking, s.rounds)
+    log.info(
+        "structured: %s goal, %s importance, %s ranking, %d round(s)",
+        s.goal,
+        s.importance,
+        s.ranking,
+        s.rounds,
+    )
     result = prune_structured(
-        model, opts, x=ds.x_train, y=ds.y_train,
+        model,
+        opts,
+        x=ds.x_train,
+        y=ds.y_train,
         loss=ka.sample_loss(inp.task, ka.shapes(model).output_units, inp.probabilities),
-        fine_tune=fine_tune, evaluate=evaluate, fits=fits, verify_x=ds.x_test[:256],
-        log=log.info)
+        fine_tune=fine_tune,
+        evaluate=evaluate,
+        fits=fits,
+        verify_x=ds.x_test[:256],
+        log=log.info,
+    )
     fit = None
     if target is not None and s.goal == "fit":
-        fit = report.FitEntry(target.id, inp.recipe.quantize.mode, tuple(
-            report.FitCandidate(w, t.params, t.ok, t.rules)
-            for (w, _), t in zip(result.fit_trials, trials, strict=True)))
-    keras = inp.out.write_with(artifacts.STRUCTURED_KERAS,
-                               lambda p: ka.save_model(result.model, p), "structured",
-                               suffix=".keras")
-    tflite = inp.out.write_flatbuffer(artifacts.STRUCTURED_TFLITE,
-                                      convert.to_tflite(result.model, "float32"), "structured",
-                                      "float32")
-    return StructuredStageResult(keras, tflite, result, split, fit, time.perf_counter() - t0,
-                                 "accuracy" if inp.task == "classification" else "mse")
+        fit = report.FitEntry(
+            target.id,
+            inp.recipe.quantize.mode,
+            tuple(
+                report.FitCandidate(w, t.params, t.ok, t.rules)
+                for (w, _), t in zip(result.fit_trials, trials, strict=True)
+            ),
+        )
+    keras = inp.out.write_with(
+        artifacts.STRUCTURED_KERAS,
+        lambda p: ka.save_model(result.model, p),
+        "structured",
+        suffix=".keras",
+    )
+    tflite = inp.out.write_flatbuffer(
+        artifacts.STRUCTURED_TFLITE,
+        convert.to_tflite(result.model, "float32"),
+        "structured",
+        "float32",
+    )
+    return StructuredStageResult(
+        keras,
+        tflite,
+        result,
+        split,
+        fit,
+        time.perf_counter() - t0,
+        "accuracy" if inp.task == "classification" else "mse",
+    )
 
 
 def _fit_check(inp: Inputs, target: Target, trials: list):
@@ -146,14 +221,31 @@ def _fit_check(inp: Inputs, target: Target, trials: list):
     calib = inp.calibration(16) if mode == "int8" else None
 
     def fits(model) -> bool:
-        candidate = Flatbuffer.of(convert.to_tflite(model, mode, calib),
-                                  os.path.join(inp.out.path, f"candidate_{mode}.tflite"), mode)
+        candidate = Flatbuffer.of(
+            convert.to_tflite(model, mode, calib),
+            os.path.join(inp.out.path, f"candidate_{mode}.tflite"),
+            mode,
+        )
         result = check_stage.check_flatbuffer(candidate, target, inp.recipe.budget)
         measured = result.evidence.latency_measured is not None
-        trials.append(report.FitCandidate(0.0, int(model.count_params()), result.ok, {
-            r.name: report.FitRule(r.figure, r.budget, r.unit, r.ok, (
-                "measured" if measured else "estimate") if r.name == "latency" else None)
-            for r in result.rules if r.figure is not None}))
+        trials.append(
+            report.FitCandidate(
+                0.0,
+                int(model.count_params()),
+                result.ok,
+                {
+                    r.name: report.FitRule(
+                        r.figure,
+                        r.budget,
+                        r.unit,
+                        r.ok,
+                        ("measured" if measured else "estimate") if r.name == "latency" else None,
+                    )
+                    for r in result.rules
+                    if r.figure is not None
+                },
+            )
+        )
         return result.ok
 
     return fits

@@ -67,12 +67,16 @@ def read_run(folder: str) -> RunInfo:
     """
     path = os.path.join(folder, report.REPORT_NAME)
     if not os.path.isfile(path):
-        raise BadInputError(f"{folder} has no {report.REPORT_NAME}; validate a run folder "
-                            f"written by `edgeprune run` (make <target> writes build/<target>)")
+        raise BadInputError(
+            f"{folder} has no {report.REPORT_NAME}; validate a run folder "
+            f"written by `edgeprune run` (make <target> writes build/<target>)"
+        )
     run = report.read(path)
     if run.stages.quantize is None:
-        raise BadInputError(f"{path} is not a complete edgeprune report (no quantize stage); "
-                            f"rerun `edgeprune run` for this folder")
+        raise BadInputError(
+            f"{path} is not a complete edgeprune report (no quantize stage); "
+            f"rerun `edgeprune run` for this folder"
+        )
     name = artifacts.final_tflite_name(run.stages.quantize.mode)
     model_path = os.path.join(folder, name)
     baseline = os.path.join(folder, artifacts.BASELINE_TFLITE)
@@ -82,12 +86,22 @@ def read_run(folder: str) -> RunInfo:
     sha = artifacts.sha256_file(model_path)
     recorded = run.sha256_of(name)
     if recorded is not None and recorded != sha:
-        raise BadInputError(f"{model_path} changed since report.json was written; rerun "
-                            f"`edgeprune run` so that the report describes the model")
+        raise BadInputError(
+            f"{model_path} changed since report.json was written; rerun "
+            f"`edgeprune run` so that the report describes the model"
+        )
     inputs = run.inputs
-    return RunInfo(folder, model_path, sha, baseline, inputs.task, inputs.n_classes,
-                   bool(inputs.outputs_are_probabilities), inputs.data_name,
-                   inputs.data_sha256)
+    return RunInfo(
+        folder,
+        model_path,
+        sha,
+        baseline,
+        inputs.task,
+        inputs.n_classes,
+        bool(inputs.outputs_are_probabilities),
+        inputs.data_name,
+        inputs.data_sha256,
+    )
 
 
 @dataclass(frozen=True)
@@ -125,8 +139,9 @@ def _split(dataset) -> tuple[np.ndarray, np.ndarray, str]:
     return dataset.x_test, dataset.y_test, "test (x_test; the data has no x_val)"
 
 
-def reference_agreement(task: str, out: np.ndarray, raw: np.ndarray, ref_out: np.ndarray,
-                        ref_raw: np.ndarray) -> dict:
+def reference_agreement(
+    task: str, out: np.ndarray, raw: np.ndarray, ref_out: np.ndarray, ref_raw: np.ndarray
+) -> dict:
     """Agreement of a runner's outputs with the host reference (the same model
     on this host), sample by sample, with the output difference in LSB of an
     integer output. Not :func:`edgeprune.metrics.agreement`, which compares a
@@ -134,8 +149,9 @@ def reference_agreement(task: str, out: np.ndarray, raw: np.ndarray, ref_out: np
     n = len(out)
     integer = np.asarray(raw).dtype.kind in "iu"
     if integer:
-        diff = np.abs(raw.reshape(n, -1).astype(np.int64)
-                      - ref_raw[:n].reshape(n, -1).astype(np.int64)).astype(np.float64)
+        diff = np.abs(
+            raw.reshape(n, -1).astype(np.int64) - ref_raw[:n].reshape(n, -1).astype(np.int64)
+        ).astype(np.float64)
         unit = f"LSB of the {np.asarray(raw).dtype} output"
         within = diff.max(axis=1) <= 1 if n else np.zeros(0, bool)
     else:
@@ -148,20 +164,32 @@ def reference_agreement(task: str, out: np.ndarray, raw: np.ndarray, ref_out: np
         rate, basis = float(np.mean(same)) if n else 0.0, "same class as the host reference"
     else:
         rate = float(np.mean(within)) if n else 0.0
-        basis = ("every output within 1 LSB of the host reference" if integer else
-                 "every output within 1e-5 (relative) of the host reference")
-    return {"agreement": rate, "basis": basis, "unit": unit,
-            "max_abs_diff": float(diff.max()) if diff.size else 0.0,
-            "mean_abs_diff": float(diff.mean()) if diff.size else 0.0}
+        basis = (
+            "every output within 1 LSB of the host reference"
+            if integer
+            else "every output within 1e-5 (relative) of the host reference"
+        )
+    return {
+        "agreement": rate,
+        "basis": basis,
+        "unit": unit,
+        "max_abs_diff": float(diff.max()) if diff.size else 0.0,
+        "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+    }
 
 
 def latency_stats(times_ms: np.ndarray) -> dict:
     t = np.asarray(times_ms, dtype=np.float64)
     if not t.size:
         return {"n": 0}
-    return {"n": int(t.size), "p50": float(np.percentile(t, 50)),
-            "p90": float(np.percentile(t, 90)), "p99": float(np.percentile(t, 99)),
-            "max": float(t.max()), "mean": float(t.mean())}
+    return {
+        "n": int(t.size),
+        "p50": float(np.percentile(t, 50)),
+        "p90": float(np.percentile(t, 90)),
+        "p99": float(np.percentile(t, 99)),
+        "max": float(t.max()),
+        "mean": float(t.mean()),
+    }
 
 
 def load_split(run: RunInfo, data: str | None, samples: int | None):
@@ -172,13 +200,16 @@ def load_split(run: RunInfo, data: str | None, samples: int | None):
     notes = []
     if data is None:
         if run.data_name not in BUILTIN_DATASETS:
-            raise BadInputError(f"the run used the data file {run.data_name}; pass it (or new "
-                                f"validation data of the same shape) as the data to validate on")
+            raise BadInputError(
+                f"the run used the data file {run.data_name}; pass it (or new "
+                f"validation data of the same shape) as the data to validate on"
+            )
         data = run.data_name
     dataset = load_dataset(data)
     if run.data_sha256 and dataset.sha256 != run.data_sha256:
-        notes.append(f"validation data {dataset.name} is not the data the run used "
-                     f"({run.data_name})")
+        notes.append(
+            f"validation data {dataset.name} is not the data the run used ({run.data_name})"
+        )
     info = inspect_model(run.model_path)
     in_shape = (None, *info.inputs[0].shape[1:])
     out_shape = (None, *info.outputs[0].shape[1:])
@@ -190,8 +221,9 @@ def load_split(run: RunInfo, data: str | None, samples: int | None):
     return dataset.name, x.astype(np.float32), y, split, notes
 
 
-def validate(run: RunInfo, runner, data: str | None = None,
-             opts: ValidateOptions | None = None) -> ValidationResult:
+def validate(
+    run: RunInfo, runner, data: str | None = None, opts: ValidateOptions | None = None
+) -> ValidationResult:
     """Validate ``run``'s final model on ``runner``; nothing is written here."""
     from edgeprune.runners.host import HostRunner
 
@@ -214,18 +246,41 @@ def validate(run: RunInfo, runner, data: str | None = None,
 
     m = metrics.evaluate(run.task, y[:n], scores(got.outputs), run.n_classes) if n else {}
     base = metrics.evaluate(run.task, y[:n], scores(baseline[:n]), run.n_classes) if n else {}
-    agree = reference_agreement(run.task, scores(got.outputs), got.raw,
-                                scores(reference.outputs), reference.raw)
+    agree = reference_agreement(
+        run.task, scores(got.outputs), got.raw, scores(reference.outputs), reference.raw
+    )
     checks = rules.evaluate(run.task, rules.Evidence(m, base, agree), opts) if n else ()
-    return ValidationResult(runner.name, got.where, got.timing, os.path.basename(run.model_path),
-                            run.model_sha256, name, split, len(x), n, got.partial, got.error, m,
-                            base, agree, latency_stats(got.times_ms), checks, notes, got.clock_hz)
+    return ValidationResult(
+        runner.name,
+        got.where,
+        got.timing,
+        os.path.basename(run.model_path),
+        run.model_sha256,
+        name,
+        split,
+        len(x),
+        n,
+        got.partial,
+        got.error,
+        m,
+        base,
+        agree,
+        latency_stats(got.times_ms),
+        checks,
+        notes,
+        got.clock_hz,
+    )
 
 
-def validate_run(run_dir: str | None = None, target: Target | str | None = None,
-                 runner: str = "auto", address: str | None = None, data: str | None = None,
-                 options: ValidateOptions | None = None, measurements: str | None = None
-                 ) -> ValidationResult:
+def validate_run(
+    run_dir: str | None = None,
+    target: Target | str | None = None,
+    runner: str = "auto",
+    address: str | None = None,
+    data: str | None = None,
+    options: ValidateOptions | None = None,
+    measurements: str | None = None,
+) -> ValidationResult:
     """Validate a run folder's final model on a runner, and record the result.
 
     ``run_dir`` defaults to ``build/<target>`` (what ``make <target>`` writes);
@@ -249,25 +304,30 @@ def validate_run(run_dir: str | None = None, target: Target | str | None = None,
 
         target = load_target(target)
     if run_dir is None and target is None:
-        raise BadInputError("name the run folder to validate, or the target whose "
-                            "build/<target> folder it is")
+        raise BadInputError(
+            "name the run folder to validate, or the target whose build/<target> folder it is"
+        )
     opts = options or ValidateOptions()
     runner = choose_runner(target, runner, address)
     existing = _existing_measurements(measurements, runner, target)
     run = read_run(run_dir or os.path.join("build", target.id))
-    result = validate(run, open_runner(runner, run.model_path, target, address, opts), data,
-                      opts)
+    result = validate(run, open_runner(runner, run.model_path, target, address, opts), data, opts)
     log.info("report: %s", write_result(run, result))
     if existing is not None:
         _add_measurement(run, result, target, measurements, existing)
     if result.partial and result.error.startswith("interrupted"):
         raise Interrupted(f"{result.error}; the partial results are in report.json", result)
     if result.partial:
-        raise DeviceError(f"validation on {result.runner} is partial: {result.error}; the "
-                          f"partial results are in report.json", result)
+        raise DeviceError(
+            f"validation on {result.runner} is partial: {result.error}; the "
+            f"partial results are in report.json",
+            result,
+        )
     if not result.ok:
-        raise QualityError(f"{result.model} fails validation on {result.runner}: "
-                           f"{rules.failures(result.rules)}", result)
+        raise QualityError(
+            f"{result.model} fails validation on {result.runner}: {rules.failures(result.rules)}",
+            result,
+        )
     return result
 
 
@@ -278,25 +338,35 @@ def _existing_measurements(path: str | None, runner: str, target: Target | None)
     from edgeprune.estimates.measurements import existing_measurements
 
     if runner not in ("ssh", "serial"):
-        raise BadInputError(f"--measurements records a device's invoke time; the {runner} "
-                            f"runner times this machine (`edgeprune measure` times LiteRT here)")
+        raise BadInputError(
+            f"--measurements records a device's invoke time; the {runner} "
+            f"runner times this machine (`edgeprune measure` times LiteRT here)"
+        )
     if target is None:
-        raise BadInputError("--measurements needs --target: the row takes the profile's "
-                            "cost model and clock")
+        raise BadInputError(
+            "--measurements needs --target: the row takes the profile's cost model and clock"
+        )
     return existing_measurements(path, append=True)
 
 
-def _add_measurement(run: RunInfo, result: ValidationResult, target: Target, csv_path: str,
-                     existing: str) -> None:
+def _add_measurement(
+    run: RunInfo, result: ValidationResult, target: Target, csv_path: str, existing: str
+) -> None:
     from edgeprune.estimates.measurements import write_measurements
 
     if result.partial or not result.latency_ms.get("n"):
         log.warning("measurements: no row added to %s: the run is partial", csv_path)
         return
     row = measurement_row(run, result, target, csv_path)
-    write_measurements(csv_path, [row], (
-        "Measured on devices with `edgeprune validate --measurements`; ms is the median "
-        "(p50) invoke time on the device."), existing)
+    write_measurements(
+        csv_path,
+        [row],
+        (
+            "Measured on devices with `edgeprune validate --measurements`; ms is the median "
+            "(p50) invoke time on the device."
+        ),
+        existing,
+    )
     log.info("measurements: added %s at %s ms to %s", row["model"], row["ms"], csv_path)
 
 
@@ -308,14 +378,22 @@ def measurement_row(run: RunInfo, result: ValidationResult, target, csv_path: st
     from edgeprune.estimates import measurements
 
     clock = result.clock_hz or target.clock_hz
-    source = (f"edgeprune validate --runner {result.runner} --target {target.id}, "
-              f"{datetime.date.today().isoformat()}: p50 of {result.latency_ms['n']} invokes; "
-              f"{result.timing}")
+    source = (
+        f"edgeprune validate --runner {result.runner} --target {target.id}, "
+        f"{datetime.date.today().isoformat()}: p50 of {result.latency_ms['n']} invokes; "
+        f"{result.timing}"
+    )
     if result.clock_hz is None:
         source += f"; clock_hz is {target.id}'s profile clock, not read off the board"
     return measurements.measurement_row(
-        run.model_path, result.latency_ms["p50"], clock, target.latency.cost_model_id(target),
-        result.where, source, os.path.dirname(os.path.abspath(csv_path)))
+        run.model_path,
+        result.latency_ms["p50"],
+        clock,
+        target.latency.cost_model_id(target),
+        result.where,
+        source,
+        os.path.dirname(os.path.abspath(csv_path)),
+    )
 
 
 def write_result(run: RunInfo, result: ValidationResult) -> str:

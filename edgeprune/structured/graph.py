@@ -35,18 +35,57 @@ import numpy as np
 if TYPE_CHECKING:
     from edgeprune.adapters.keras import KerasModel
 
-PRODUCERS = ("Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "SeparableConv1D",
-             "SeparableConv2D", "Dense")
+PRODUCERS = (
+    "Conv1D",
+    "Conv2D",
+    "Conv3D",
+    "Conv2DTranspose",
+    "SeparableConv1D",
+    "SeparableConv2D",
+    "Dense",
+)
 PASS_THROUGH = (
-    "BatchNormalization", "Activation", "ReLU", "LeakyReLU", "ELU", "ThresholdedReLU",
-    "PReLU", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
-    "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization",
-    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
-    "AveragePooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
-    "GlobalAveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
-    "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D",
-    "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D", "RepeatVector", "Identity",
-    "DepthwiseConv2D", "DepthwiseConv1D")
+    "BatchNormalization",
+    "Activation",
+    "ReLU",
+    "LeakyReLU",
+    "ELU",
+    "ThresholdedReLU",
+    "PReLU",
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
+    "GaussianNoise",
+    "GaussianDropout",
+    "AlphaDropout",
+    "ActivityRegularization",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "MaxPooling3D",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "AveragePooling3D",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalAveragePooling3D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "GlobalMaxPooling3D",
+    "ZeroPadding1D",
+    "ZeroPadding2D",
+    "ZeroPadding3D",
+    "Cropping1D",
+    "Cropping2D",
+    "Cropping3D",
+    "UpSampling1D",
+    "UpSampling2D",
+    "UpSampling3D",
+    "RepeatVector",
+    "Identity",
+    "DepthwiseConv2D",
+    "DepthwiseConv1D",
+)
 MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
 
 
@@ -119,11 +158,14 @@ class ChannelGraph:
     def keep_masks(self, removed: set[int]) -> dict[str, tuple[tuple[np.ndarray, ...], np.ndarray]]:
         """Per layer: boolean keep masks of each input and of the output, for the
         set of removed channel roots."""
+
         def mask(atoms: np.ndarray) -> np.ndarray:
             return np.array([a < 0 or self.root(a) not in removed for a in atoms], dtype=bool)
 
-        return {name: (tuple(mask(i) for i in use.inputs), mask(use.output))
-                for name, use in self.uses.items()}
+        return {
+            name: (tuple(mask(i) for i in use.inputs), mask(use.output))
+            for name, use in self.uses.items()
+        }
 
 
 def _nodes(model: KerasModel, config: dict) -> list[tuple[object, list[tuple[str, int]]]]:
@@ -204,8 +246,7 @@ def analyze(model: KerasModel) -> ChannelGraph:
         if channels_first:
             block(name, "channels_first layout", *ins)
             out = np.full(n_out, -1)
-        elif cls in PRODUCERS and cfg.get("groups", 1) == 1 and cfg.get(
-                "depth_multiplier", 1) == 1:
+        elif cls in PRODUCERS and cfg.get("groups", 1) == 1 and cfg.get("depth_multiplier", 1) == 1:
             out = uf.add(n_out)
             atoms[name] = out
         elif cls in PRODUCERS:
@@ -214,8 +255,12 @@ def analyze(model: KerasModel) -> ChannelGraph:
         elif cls in ("DepthwiseConv2D", "DepthwiseConv1D") and cfg.get("depth_multiplier") != 1:
             block(name, f"depthwise with depth_multiplier={cfg.get('depth_multiplier')}", *ins)
             out = np.full(n_out, -1)
-        elif cls == "BatchNormalization" and cfg["axis"] not in (-1, [-1], len(out_shape) - 1,
-                                                                    [len(out_shape) - 1]):
+        elif cls == "BatchNormalization" and cfg["axis"] not in (
+            -1,
+            [-1],
+            len(out_shape) - 1,
+            [len(out_shape) - 1],
+        ):
             block(name, f"normalizes axis {cfg['axis']}, not the channels", *ins)
             out = np.full(n_out, -1)
         elif cls == "Softmax" and cfg.get("axis", -1) in (-1, len(out_shape) - 1):
@@ -244,28 +289,35 @@ def analyze(model: KerasModel) -> ChannelGraph:
                             blocked_atoms.setdefault(int(max(a, b)), name)
                 out = ins[0]
         else:
-            why = {"Reshape": "reshape that moves the channel axis",
-                   "LayerNormalization": "normalizes across the channels",
-                   "Permute": "permutes the channel axis",
-                   "Lambda": "arbitrary function"}.get(cls, f"{cls} is not understood")
+            why = {
+                "Reshape": "reshape that moves the channel axis",
+                "LayerNormalization": "normalizes across the channels",
+                "Permute": "permutes the channel axis",
+                "Lambda": "arbitrary function",
+            }.get(cls, f"{cls} is not understood")
             block(name, why, *ins)
             out = np.full(n_out, -1)
         tensors[(name, 0)] = out
         uses[name] = LayerUse(name, cls, ins, out)
 
     # the model's outputs keep their width
-    outputs = [model.layers[-1].name] if sequential else [
-        o[0] for o in config["output_layers"]]
+    outputs = [model.layers[-1].name] if sequential else [o[0] for o in config["output_layers"]]
     for name in outputs:
         for a in tensors[(name, 0)]:
             if a >= 0:
                 blocked_atoms.setdefault(int(a), f"output:{name}")
-    return ChannelGraph(model.name, uses, atoms, _groups(uf, uses, atoms, blocked_atoms,
-                                                         blocked), blocked, uf)
+    return ChannelGraph(
+        model.name, uses, atoms, _groups(uf, uses, atoms, blocked_atoms, blocked), blocked, uf
+    )
 
 
-def _groups(uf: _UnionFind, uses: dict[str, LayerUse], atoms: dict[str, np.ndarray],
-            blocked_atoms: dict[int, str], blocked: dict[str, str]) -> list[Group]:
+def _groups(
+    uf: _UnionFind,
+    uses: dict[str, LayerUse],
+    atoms: dict[str, np.ndarray],
+    blocked_atoms: dict[int, str],
+    blocked: dict[str, str],
+) -> list[Group]:
     blocked_roots: dict[int, str] = {}
     for a, layer in blocked_atoms.items():
         blocked_roots.setdefault(uf.find(a), layer)
@@ -289,9 +341,13 @@ def _groups(uf: _UnionFind, uses: dict[str, LayerUse], atoms: dict[str, np.ndarr
         # in the first producer's channel order, then any the others add
         roots = list(dict.fromkeys(uf.find(int(a)) for p in producers for a in atoms[p]))
         root_set = set(roots)
-        layers = [name for name, use in uses.items()
-                  if any(a >= 0 and uf.find(int(a)) in root_set
-                         for m in (*use.inputs, use.output) for a in m)]
+        layers = [
+            name
+            for name, use in uses.items()
+            if any(
+                a >= 0 and uf.find(int(a)) in root_set for m in (*use.inputs, use.output) for a in m
+            )
+        ]
         group = Group(producers, layers, roots)
         stops = sorted({blocked_roots[r] for r in root_set if r in blocked_roots})
         if stops:
@@ -300,6 +356,7 @@ def _groups(uf: _UnionFind, uses: dict[str, LayerUse], atoms: dict[str, np.ndarr
             layers_ = [s for s in stops if not s.startswith("output:")]
             group.reason = "; ".join(
                 ([f"a model output ({', '.join(outs)})"] if outs else [])
-                + [f"reaches {s} ({blocked.get(s, 'cannot be cut')})" for s in layers_])
+                + [f"reaches {s} ({blocked.get(s, 'cannot be cut')})" for s in layers_]
+            )
         groups.append(group)
     return groups

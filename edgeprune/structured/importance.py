@@ -60,8 +60,9 @@ def _weight_scores(model: KerasModel, graph: ChannelGraph, criterion: str) -> di
     out = {}
     for producer in graph.atoms:
         k = _kernel_slices(model.get_layer(producer))
-        out[producer] = (np.abs(k).mean(axis=0) if criterion == "l1"
-                         else np.sqrt((k ** 2).mean(axis=0)))
+        out[producer] = (
+            np.abs(k).mean(axis=0) if criterion == "l1" else np.sqrt((k**2).mean(axis=0))
+        )
     return out
 
 
@@ -82,7 +83,8 @@ def _bn_scores(model: KerasModel, graph: ChannelGraph) -> dict[int, float]:
         if not any(r in scores for r in group.channels):
             raise ImportanceError(
                 f"importance bn_scale needs BatchNormalization after the layers it cuts; "
-                f"{', '.join(group.producers)} has none: choose l1, l2, taylor or obd")
+                f"{', '.join(group.producers)} has none: choose l1, l2, taylor or obd"
+            )
     return scores
 
 
@@ -95,8 +97,9 @@ def check_criterion(model: KerasModel, graph: ChannelGraph, criterion: str) -> N
 
 def _require_known(criterion: str) -> None:
     if criterion not in CRITERIA:
-        raise ImportanceError(f"unknown importance '{criterion}'; choose from "
-                              f"{', '.join(CRITERIA)}")
+        raise ImportanceError(
+            f"unknown importance '{criterion}'; choose from {', '.join(CRITERIA)}"
+        )
 
 
 def _per_channel(layer, arrays: list[np.ndarray]) -> np.ndarray:
@@ -111,8 +114,14 @@ def _per_channel(layer, arrays: list[np.ndarray]) -> np.ndarray:
     return total
 
 
-def _gradient_scores(model: KerasModel, graph: ChannelGraph, x: np.ndarray, y: np.ndarray,
-                     loss: Callable, criterion: str) -> dict[str, np.ndarray]:
+def _gradient_scores(
+    model: KerasModel,
+    graph: ChannelGraph,
+    x: np.ndarray,
+    y: np.ndarray,
+    loss: Callable,
+    criterion: str,
+) -> dict[str, np.ndarray]:
     """Taylor or OBD scores from per-sample gradients of the producers' weights.
 
     Taylor: scaling channel k's kernel slice and bias by a gate m scales its
@@ -127,16 +136,19 @@ def _gradient_scores(model: KerasModel, graph: ChannelGraph, x: np.ndarray, y: n
     variables = [layer.trainable_weights for layer in layers]
     flat = [v for vs in variables for v in vs]
     values = [[v.numpy() for v in vs] for vs in variables]
-    acc = [np.zeros(layer.output_shape[-1]) if criterion == "taylor"
-           else [np.zeros(w.shape) for w in ws] for layer, ws in zip(layers, values, strict=True)]
+    acc = [
+        np.zeros(layer.output_shape[-1])
+        if criterion == "taylor"
+        else [np.zeros(w.shape) for w in ws]
+        for layer, ws in zip(layers, values, strict=True)
+    ]
     for grads in per_sample_gradients(model, flat, x, y, loss):  # both criteria need them
         position = 0
         for li, (layer, ws) in enumerate(zip(layers, values, strict=True)):
-            gs = grads[position:position + len(ws)]
+            gs = grads[position : position + len(ws)]
             position += len(ws)
             if criterion == "taylor":
-                acc[li] += np.abs(_per_channel(layer, [w * g for w, g in zip(ws, gs,
-                                                                               strict=True)]))
+                acc[li] += np.abs(_per_channel(layer, [w * g for w, g in zip(ws, gs, strict=True)]))
             else:
                 for a, g in zip(acc[li], gs, strict=True):
                     a += np.square(g)
@@ -145,14 +157,21 @@ def _gradient_scores(model: KerasModel, graph: ChannelGraph, x: np.ndarray, y: n
         if criterion == "taylor":
             out[layer.name] = a / len(x)
         else:
-            out[layer.name] = _per_channel(layer, [0.5 * (f / len(x)) * w ** 2
-                                                   for f, w in zip(a, ws, strict=True)])
+            out[layer.name] = _per_channel(
+                layer, [0.5 * (f / len(x)) * w**2 for f, w in zip(a, ws, strict=True)]
+            )
     return out
 
 
-def channel_scores(model: KerasModel, graph: ChannelGraph, criterion: str,
-                   x: np.ndarray | None = None, y: np.ndarray | None = None,
-                   loss: Callable | None = None, samples: int = 256) -> dict[int, float]:
+def channel_scores(
+    model: KerasModel,
+    graph: ChannelGraph,
+    criterion: str,
+    x: np.ndarray | None = None,
+    y: np.ndarray | None = None,
+    loss: Callable | None = None,
+    samples: int = 256,
+) -> dict[int, float]:
     """Score of every channel root of ``graph`` under ``criterion``.
 
     ``taylor`` and ``obd`` need training samples ``x``, ``y`` and a per-sample
@@ -180,8 +199,13 @@ def channel_scores(model: KerasModel, graph: ChannelGraph, criterion: str,
     return scores
 
 
-def select(graph: ChannelGraph, scores: dict[int, float], amount: float,
-           ranking: str = "global", floor: float = 0.1) -> set[int]:
+def select(
+    graph: ChannelGraph,
+    scores: dict[int, float],
+    amount: float,
+    ranking: str = "global",
+    floor: float = 0.1,
+) -> set[int]:
     """The channel roots to remove: ``amount`` of all prunable channels.
 
     ``global`` ranks every channel of every prunable group together (scores
@@ -234,17 +258,27 @@ def keras_macs(model: KerasModel) -> int:
             continue
         cfg = layer.get_config()
         if cls in ("Conv1D", "Conv2D", "Conv3D"):
-            total += (math.prod(out_shape[1:-1]) * math.prod(cfg["kernel_size"])
-                      * in_shape[-1] * out_shape[-1] // cfg.get("groups", 1))
+            total += (
+                math.prod(out_shape[1:-1])
+                * math.prod(cfg["kernel_size"])
+                * in_shape[-1]
+                * out_shape[-1]
+                // cfg.get("groups", 1)
+            )
         elif cls in ("DepthwiseConv1D", "DepthwiseConv2D"):
             total += math.prod(out_shape[1:-1]) * math.prod(cfg["kernel_size"]) * out_shape[-1]
         elif cls in ("SeparableConv1D", "SeparableConv2D"):
             mid = in_shape[-1] * cfg["depth_multiplier"]
-            total += math.prod(out_shape[1:-1]) * (math.prod(cfg["kernel_size"]) * mid
-                                                   + mid * out_shape[-1])
+            total += math.prod(out_shape[1:-1]) * (
+                math.prod(cfg["kernel_size"]) * mid + mid * out_shape[-1]
+            )
         elif cls == "Conv2DTranspose":
-            total += (math.prod(in_shape[1:-1]) * math.prod(cfg["kernel_size"])
-                      * in_shape[-1] * out_shape[-1])
+            total += (
+                math.prod(in_shape[1:-1])
+                * math.prod(cfg["kernel_size"])
+                * in_shape[-1]
+                * out_shape[-1]
+            )
         elif cls == "Dense":
             total += math.prod(in_shape[1:-1]) * in_shape[-1] * out_shape[-1]
     return int(total)

@@ -63,14 +63,18 @@ class StructuredOptions:
 
     def validate(self) -> None:
         if self.goal not in GOALS:
-            raise BadInputError(f"structured goal '{self.goal}' is unknown; choose from "
-                                f"{', '.join(GOALS)}")
+            raise BadInputError(
+                f"structured goal '{self.goal}' is unknown; choose from {', '.join(GOALS)}"
+            )
         if self.goal == "width" and not 0 < self.target <= 1:
-            raise BadInputError(f"structured width {self.target} must be in (0, 1]: the "
-                                f"fraction of channels kept")
+            raise BadInputError(
+                f"structured width {self.target} must be in (0, 1]: the fraction of channels kept"
+            )
         if self.goal in ("params", "macs") and self.target < 1:
-            raise BadInputError(f"structured {self.goal} reduction {self.target} must be >= 1 "
-                                f"(2.0 halves the {self.goal})")
+            raise BadInputError(
+                f"structured {self.goal} reduction {self.target} must be >= 1 "
+                f"(2.0 halves the {self.goal})"
+            )
         if self.rounds < 1:
             raise BadInputError(f"structured rounds = {self.rounds} must be at least 1")
 
@@ -112,9 +116,14 @@ def _measure(goal: str, model: KerasModel) -> float:
     return model.count_params() if goal == "params" else keras_macs(model)
 
 
-def _smallest_removal(model: KerasModel, graph, scores, opts: StructuredOptions,
-                      accept: Callable[[object, set[int]], bool], steps: int = 14
-                      ) -> tuple[set[int], bool]:
+def _smallest_removal(
+    model: KerasModel,
+    graph,
+    scores,
+    opts: StructuredOptions,
+    accept: Callable[[object, set[int]], bool],
+    steps: int = 14,
+) -> tuple[set[int], bool]:
     """The smallest removal set (by bisection on the fraction removed) whose
     rebuild ``accept(rebuilt, removed)`` takes, and whether one was found; without one, the
     largest removal the floor allows. ``accept`` must be monotone: what a
@@ -138,10 +147,19 @@ def _smallest_removal(model: KerasModel, graph, scores, opts: StructuredOptions,
     return best, True
 
 
-def prune_structured(model: KerasModel, opts: StructuredOptions, *, x=None, y=None, loss=None,
-                     fine_tune: Callable | None = None, evaluate: Callable | None = None,
-                     fits: Callable | None = None, verify_x: np.ndarray | None = None,
-                     log: Callable[[str], None] = lambda _: None) -> StructuredResult:
+def prune_structured(
+    model: KerasModel,
+    opts: StructuredOptions,
+    *,
+    x=None,
+    y=None,
+    loss=None,
+    fine_tune: Callable | None = None,
+    evaluate: Callable | None = None,
+    fits: Callable | None = None,
+    verify_x: np.ndarray | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> StructuredResult:
     """Prune ``model`` to ``opts``'s goal.
 
     ``x``, ``y`` and a per-sample ``loss`` feed the data criteria (Taylor,
@@ -159,15 +177,18 @@ def prune_structured(model: KerasModel, opts: StructuredOptions, *, x=None, y=No
     if opts.importance in DATA_CRITERIA and (x is None or loss is None):
         raise BadInputError(f"importance {opts.importance} needs training data")
     if opts.goal == "fit" and fits is None:
-        raise BadInputError("structured goal fit needs a target device whose budgets the "
-                            "model must pass; name one, or choose goal width, params or macs")
+        raise BadInputError(
+            "structured goal fit needs a target device whose budgets the "
+            "model must pass; name one, or choose goal width, params or macs"
+        )
     graph0 = analyze(model)
-    kept_whole = tuple((p, g.reason) for g in graph0.groups if not g.prunable
-                       for p in g.producers)
+    kept_whole = tuple((p, g.reason) for g in graph0.groups if not g.prunable for p in g.producers)
     total0 = sum(g.size for g in graph0.prunable_groups)
     if total0 == 0:
-        raise BadInputError(f"{model.name} has no channels that can be cut: "
-                            + "; ".join(f"{p}: {why}" for p, why in kept_whole))
+        raise BadInputError(
+            f"{model.name} has no channels that can be cut: "
+            + "; ".join(f"{p}: {why}" for p, why in kept_whole)
+        )
     params0, macs0 = model.count_params(), keras_macs(model)
     trials: list[tuple[float, bool]] = []
 
@@ -178,9 +199,16 @@ def prune_structured(model: KerasModel, opts: StructuredOptions, *, x=None, y=No
         return ok
 
     if opts.goal == "fit" and fits_logged(model, 1.0):
-        return StructuredResult(model, params0, macs0, (), kept_whole, "",
-                                ("the unpruned model already fits the device: nothing removed",),
-                                tuple(trials))
+        return StructuredResult(
+            model,
+            params0,
+            macs0,
+            (),
+            kept_whole,
+            "",
+            ("the unpruned model already fits the device: nothing removed",),
+            tuple(trials),
+        )
     start = {"width": 1.0, "params": params0, "macs": macs0, "fit": 1.0}[opts.goal]
     rounds, current, stopped, notes = [], model, "", []
     fit_width = None
@@ -195,29 +223,37 @@ def prune_structured(model: KerasModel, opts: StructuredOptions, *, x=None, y=No
 
         def by_width(goal_width: float, graph=graph, scores=scores, total=total) -> set[int]:
             # keep goal_width of the original: of the current model, proportionally
-            return select(graph, scores, max(0.0, 1 - goal_width * total0 / total),
-                          opts.ranking, opts.floor)
+            return select(
+                graph, scores, max(0.0, 1 - goal_width * total0 / total), opts.ranking, opts.floor
+            )
 
         if opts.goal == "width":
-            removed = by_width(opts.target ** share)
+            removed = by_width(opts.target**share)
         elif opts.goal in ("params", "macs"):
-            goal_value = start / opts.target ** share
+            goal_value = start / opts.target**share
             removed, _ = _smallest_removal(
-                current, graph, scores, opts,
-                lambda m, _, g=goal_value: _measure(opts.goal, m) <= g)
+                current, graph, scores, opts, lambda m, _, g=goal_value: _measure(opts.goal, m) <= g
+            )
         elif r < opts.rounds and fit_width is not None:
-            removed = by_width(fit_width ** share)
+            removed = by_width(fit_width**share)
         else:  # fit: search on this model (round 1, and the last round)
             removed, ok = _smallest_removal(
-                current, graph, scores, opts,
-                lambda m, cut, width_of=width_of: fits_logged(m, width_of(cut)), steps=8)
+                current,
+                graph,
+                scores,
+                opts,
+                lambda m, cut, width_of=width_of: fits_logged(m, width_of(cut)),
+                steps=8,
+            )
             if not ok:
-                notes.append(f"even the narrowest model the per-layer floor ({opts.floor}) "
-                             f"allows does not fit the device; kept that one")
+                notes.append(
+                    f"even the narrowest model the per-layer floor ({opts.floor}) "
+                    f"allows does not fit the device; kept that one"
+                )
             if fit_width is None:
                 fit_width = width_of(removed)
             if r < opts.rounds:
-                removed = by_width(fit_width ** share)
+                removed = by_width(fit_width**share)
         candidate = rebuild(current, graph, removed)
         diff = None
         if verify_x is not None:
@@ -226,23 +262,37 @@ def prune_structured(model: KerasModel, opts: StructuredOptions, *, x=None, y=No
                 raise VerificationError(
                     f"structured round {r}: the rebuilt model differs from the original with "
                     f"the removed channels zeroed by {diff:.3g} (outputs up to {scale:.3g}); "
-                    f"report this model's layers as a bug, or exclude them from pruning")
+                    f"report this model's layers as a bug, or exclude them from pruning"
+                )
         if fine_tune is not None:
             fine_tune(candidate)
         metric = evaluate(candidate) if evaluate is not None else None
         widths = tuple(width_report(model, candidate))
-        result = RoundResult(r, len(removed), candidate.count_params(), keras_macs(candidate),
-                             metric, widths, width_of(removed), diff,
-                             0 if verify_x is None else len(verify_x))
-        log(f"structured round {r}/{opts.rounds}: removed {len(removed)} channels (width "
+        result = RoundResult(
+            r,
+            len(removed),
+            candidate.count_params(),
+            keras_macs(candidate),
+            metric,
+            widths,
+            width_of(removed),
+            diff,
+            0 if verify_x is None else len(verify_x),
+        )
+        log(
+            f"structured round {r}/{opts.rounds}: removed {len(removed)} channels (width "
             f"{result.width:.3f}), {result.params:,} params, {result.macs:,} MACs"
             + (f", rebuild verified (max |d| {diff:.2g})" if diff is not None else "")
-            + (f", metric {metric:.4f}" if metric is not None else ""))
+            + (f", metric {metric:.4f}" if metric is not None else "")
+        )
         if opts.min_accuracy is not None and metric is not None and metric < opts.min_accuracy:
-            stopped = (f"round {r} reached {metric:.4f}, below the floor {opts.min_accuracy}; "
-                       f"kept the model of round {r - 1}" if r > 1 else
-                       f"round 1 reached {metric:.4f}, below the floor {opts.min_accuracy}; "
-                       f"kept the unpruned model")
+            stopped = (
+                f"round {r} reached {metric:.4f}, below the floor {opts.min_accuracy}; "
+                f"kept the model of round {r - 1}"
+                if r > 1
+                else f"round 1 reached {metric:.4f}, below the floor {opts.min_accuracy}; "
+                f"kept the unpruned model"
+            )
             break
         rounds.append(result)
         current = candidate
@@ -251,7 +301,10 @@ def prune_structured(model: KerasModel, opts: StructuredOptions, *, x=None, y=No
     elif opts.goal == "width" and not stopped:
         achieved_width = rounds[-1].width
         if not math.isclose(achieved_width, opts.target, abs_tol=0.5 / total0 + 1e-9):
-            notes.append(f"width {achieved_width:.3f} of the prunable channels, not "
-                         f"{opts.target}: the per-group floor ({opts.floor}) kept the rest")
-    return StructuredResult(current, params0, macs0, tuple(rounds), kept_whole, stopped,
-                            tuple(notes), tuple(trials))
+            notes.append(
+                f"width {achieved_width:.3f} of the prunable channels, not "
+                f"{opts.target}: the per-group floor ({opts.floor}) kept the rest"
+            )
+    return StructuredResult(
+        current, params0, macs0, tuple(rounds), kept_whole, stopped, tuple(notes), tuple(trials)
+    )

@@ -25,8 +25,13 @@ class SurgeryError(RuntimeError):
     """A layer's weights could not be sliced to the kept channels."""
 
 
-def _slice(cls: str, weights: list[np.ndarray], keep_in: np.ndarray | None,
-           keep_out: np.ndarray, layer_name: str) -> list[np.ndarray]:
+def _slice(
+    cls: str,
+    weights: list[np.ndarray],
+    keep_in: np.ndarray | None,
+    keep_out: np.ndarray,
+    layer_name: str,
+) -> list[np.ndarray]:
     """``weights`` of one layer restricted to the kept input and output channels."""
     if not weights:
         return weights
@@ -141,8 +146,9 @@ def masked_copy(model: KerasModel, graph: ChannelGraph, removed: set[int]) -> Ke
     return new
 
 
-def verify_rebuild(model: KerasModel, graph: ChannelGraph, removed: set[int],
-                   rebuilt: KerasModel, x: np.ndarray) -> tuple[float, float]:
+def verify_rebuild(
+    model: KerasModel, graph: ChannelGraph, removed: set[int], rebuilt: KerasModel, x: np.ndarray
+) -> tuple[float, float]:
     """Run ``rebuilt`` and :func:`masked_copy` of ``model`` on ``x``.
 
     Returns ``(max |difference|, max |output|)``: the rebuild is right when the

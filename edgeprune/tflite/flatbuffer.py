@@ -273,8 +273,9 @@ def parse_operator(
                 f"operator {index} of subgraph {subgraph} refers to tensor {t} "
                 f"({tensor_count} tensors)"
             )
-    return OperatorInfo(index, subgraph, opcodes[opcode_index], inputs, outputs,
-                        _builtin_options(raw))
+    return OperatorInfo(
+        index, subgraph, opcodes[opcode_index], inputs, outputs, _builtin_options(raw)
+    )
 
 
 def _builtin_options(raw: Any) -> tuple[tuple[str, Any], ...]:

@@ -39,8 +39,9 @@ from edgeprune.tflm.worker import load_interpreter
 class Board:
     """The firmware's request handling, on bytes in and bytes out."""
 
-    def __init__(self, model: bytes, arena_bytes: int, clock_hz: int,
-                 model_crc: int | None = None) -> None:
+    def __init__(
+        self, model: bytes, arena_bytes: int, clock_hz: int, model_crc: int | None = None
+    ) -> None:
         self.interpreter = load_interpreter(model, arena_bytes)
         inp = self.interpreter.get_input_details(0)
         out = self.interpreter.get_output_details(0)
@@ -48,9 +49,16 @@ class Board:
         self.out_shape = tuple(out["shape"])
         self.input = bytearray(int(np.prod(self.in_shape)) * self.in_dtype.itemsize)
         self.output = bytearray(int(np.prod(self.out_shape)) * np.dtype(out["dtype"]).itemsize)
-        self.identity = p.Identity(p.VERSION, p.model_crc32(model) if model_crc is None
-                                   else model_crc, len(model), arena_bytes, len(self.input),
-                                   len(self.output), clock_hz, p.MAX_PAYLOAD)
+        self.identity = p.Identity(
+            p.VERSION,
+            p.model_crc32(model) if model_crc is None else model_crc,
+            len(model),
+            arena_bytes,
+            len(self.input),
+            len(self.output),
+            clock_hz,
+            p.MAX_PAYLOAD,
+        )
         self.clock_hz = clock_hz
         self.invokes = 0
 
@@ -63,10 +71,10 @@ class Board:
             if len(body) < p.OFFSET.size:
                 return _error(p.ERR_LENGTH, "SET_INPUT needs an offset")
             (offset,) = p.OFFSET.unpack_from(body)
-            data = body[p.OFFSET.size:]
+            data = body[p.OFFSET.size :]
             if offset + len(data) > len(self.input):
                 return _error(p.ERR_RANGE, f"input has {len(self.input)} bytes")
-            self.input[offset:offset + len(data)] = data
+            self.input[offset : offset + len(data)] = data
             return p.encode(p.ACK, bytes([p.STATUS_OK]))
         if kind == p.INVOKE:
             x = np.frombuffer(bytes(self.input), self.in_dtype).reshape(self.in_shape)
@@ -86,17 +94,17 @@ class Board:
             offset, count = p.OFFSET_COUNT.unpack(body)
             if offset + count > len(self.output) or count > p.MAX_PAYLOAD - 1:
                 return _error(p.ERR_RANGE, f"output has {len(self.output)} bytes")
-            return p.encode(p.OUTPUT, bytes([p.STATUS_OK]) + bytes(self.output[offset:offset
-                                                                              + count]))
+            return p.encode(
+                p.OUTPUT, bytes([p.STATUS_OK]) + bytes(self.output[offset : offset + count])
+            )
         return _error(p.ERR_TYPE, f"unknown message type 0x{kind:02x}")
 
 
 def _error(code: int, message: str) -> bytes:
-    return p.encode(p.ERROR, bytes([code]) + message.encode()[:p.MAX_PAYLOAD - 1])
+    return p.encode(p.ERROR, bytes([code]) + message.encode()[: p.MAX_PAYLOAD - 1])
 
 
-def serve(fd: int, board: Board, corrupt_every: int = 0, silent_after: int | None = None
-          ) -> None:
+def serve(fd: int, board: Board, corrupt_every: int = 0, silent_after: int | None = None) -> None:
     """Answer the frames that arrive on ``fd`` until the process is killed."""
     reader = p.FrameReader()
     answers = 0
@@ -131,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     """Start the emulated board (see the module docstring); runs until killed."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
-    ap.add_argument("--arena", type=int, default=None,
-                    help="arena bytes (default: the smallest that works)")
+    ap.add_argument(
+        "--arena", type=int, default=None, help="arena bytes (default: the smallest that works)"
+    )
     ap.add_argument("--clock-hz", type=int, default=64_000_000)
     ap.add_argument("--corrupt-every", type=int, default=0)
     ap.add_argument("--silent-after", type=int, default=None)

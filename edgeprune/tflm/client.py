@@ -47,8 +47,12 @@ def _native_lines(stderr: str) -> list[str]:
     lines = []
     for raw in stderr.splitlines():
         line = raw.strip()
-        if (not line or raw[:1].isspace() or line.startswith("Traceback (")
-                or line.startswith("[RecordingMicroAllocator]")):
+        if (
+            not line
+            or raw[:1].isspace()
+            or line.startswith("Traceback (")
+            or line.startswith("[RecordingMicroAllocator]")
+        ):
             continue
         lines.append(line)
     return lines
@@ -119,8 +123,13 @@ class Worker:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         self._proc = subprocess.Popen(
             [sys.executable, "-m", _WORKER_MODULE, str(self._model_path)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr_file,
-            cwd=self.directory, env=env, bufsize=0)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr_file,
+            cwd=self.directory,
+            env=env,
+            bufsize=0,
+        )
         logger.debug("started TFLite Micro worker %d", self._proc.pid)
 
     def _read_stderr(self) -> bytes:
@@ -185,15 +194,25 @@ class Worker:
         seconds = time.monotonic() - start
         if line:
             answer = json.loads(line)
-            return Reply(ok=bool(answer.get("ok")), stage=answer.get("stage", ""),
-                          error=answer.get("error", ""), stderr=self._read_stderr(),
-                          seconds=seconds, details=answer)
+            return Reply(
+                ok=bool(answer.get("ok")),
+                stage=answer.get("stage", ""),
+                error=answer.get("error", ""),
+                stderr=self._read_stderr(),
+                seconds=seconds,
+                details=answer,
+            )
         timed_out = line is None
         returncode = self._reap(kill=True)
         stderr = self._read_stderr()
-        reply = Reply(ok=False, stage="timeout" if timed_out else "crash", stderr=stderr,
-                       returncode=None if timed_out else returncode, timed_out=timed_out,
-                       seconds=seconds)
+        reply = Reply(
+            ok=False,
+            stage="timeout" if timed_out else "crash",
+            stderr=stderr,
+            returncode=None if timed_out else returncode,
+            timed_out=timed_out,
+            seconds=seconds,
+        )
         logger.debug("TFLite Micro worker lost on %s: %s", request.get("cmd"), reply.message)
         return reply
 

@@ -136,12 +136,20 @@ def check_ops(model: bytes) -> OpSupport:
     """
     info = _inspect(model)
     ops = dict(info.op_counts)
-    arena_bytes = min(max(_GENEROUS_ARENA_BYTES, len(model) * _ARENA_PER_MODEL_BYTE),
-                      _ARENA_CAP_BYTES)
+    arena_bytes = min(
+        max(_GENEROUS_ARENA_BYTES, len(model) * _ARENA_PER_MODEL_BYTE), _ARENA_CAP_BYTES
+    )
     tensors = {(t.subgraph, t.index): t for t in info.tensors}
     with Worker(model) as worker:
-        whole = worker.request({"cmd": "probe", "arena_bytes": arena_bytes, "invoke": True,
-                                "inputs": "random", "seed": 0})
+        whole = worker.request(
+            {
+                "cmd": "probe",
+                "arena_bytes": arena_bytes,
+                "invoke": True,
+                "inputs": "random",
+                "seed": 0,
+            }
+        )
         if whole.ok:
             return OpSupport(supported=True, ops=ops)
         message = whole.message
@@ -150,16 +158,29 @@ def check_ops(model: bytes) -> OpSupport:
 
         def unsupported(op, reason: str) -> UnsupportedOp:
             name = tensors[op.subgraph, op.outputs[0]].name if op.outputs else ""
-            return UnsupportedOp(opcode=op.opcode, operator_index=op.index, output_tensor=name,
-                                 layer=_layer_name(name), subgraph=op.subgraph, reason=reason)
+            return UnsupportedOp(
+                opcode=op.opcode,
+                operator_index=op.index,
+                output_tensor=name,
+                layer=_layer_name(name),
+                subgraph=op.subgraph,
+                reason=reason,
+            )
 
         for op in info.operators:
-            alone = worker.request({"cmd": "op", "subgraph": op.subgraph, "operator": op.index,
-                                    "arena_bytes": arena_bytes})
+            alone = worker.request(
+                {
+                    "cmd": "op",
+                    "subgraph": op.subgraph,
+                    "operator": op.index,
+                    "arena_bytes": arena_bytes,
+                }
+            )
             if not alone.ok and alone.stage != "model":
                 # Alone, the operator is node 0; name it by its index in the model.
-                reason = alone.message.replace(f"Node {op.opcode} (number 0)",
-                                               f"Node {op.opcode} (number {op.index})")
+                reason = alone.message.replace(
+                    f"Node {op.opcode} (number 0)", f"Node {op.opcode} (number {op.index})"
+                )
                 found[op.subgraph, op.index] = unsupported(op, reason)
             elif alone.stage == "model":
                 logger.debug("operator %d could not be cut out: %s", op.index, alone.error)
@@ -210,16 +231,29 @@ def find_arena(model: bytes, *, step: int = 16, max_bytes: int = 64 * 1024 * 102
 
         def works(size: int) -> bool:
             if len(recorded) >= _MAX_ARENA_TRIES:
-                raise MicroError(f"the arena search did not converge in {_MAX_ARENA_TRIES} "
-                                 f"tries; TFLM's results depend on more than the arena size")
-            reply = worker.request({"cmd": "probe", "arena_bytes": size, "invoke": True,
-                                    "inputs": "random", "seed": 0, "record": True}, timeout_s)
+                raise MicroError(
+                    f"the arena search did not converge in {_MAX_ARENA_TRIES} "
+                    f"tries; TFLM's results depend on more than the arena size"
+                )
+            reply = worker.request(
+                {
+                    "cmd": "probe",
+                    "arena_bytes": size,
+                    "invoke": True,
+                    "inputs": "random",
+                    "seed": 0,
+                    "record": True,
+                },
+                timeout_s,
+            )
             recorded[size] = reply.recorded_bytes if reply.ok else None
             logger.debug("arena %d bytes: %s", size, "ok" if reply.ok else reply.message)
             if not reply.ok and size == top:
-                raise MicroError(f"TFLite Micro cannot run the model even with a {top:,}-byte "
-                                 f"arena: {reply.message}; check the ops with check_ops(), or "
-                                 f"allow a larger max_bytes")
+                raise MicroError(
+                    f"TFLite Micro cannot run the model even with a {top:,}-byte "
+                    f"arena: {reply.message}; check the ops with check_ops(), or "
+                    f"allow a larger max_bytes"
+                )
             return reply.ok
 
         first = time.monotonic()
@@ -254,15 +288,26 @@ def find_arena(model: bytes, *, step: int = 16, max_bytes: int = 64 * 1024 * 102
                 hi = middle
             else:
                 lo = middle
-    result = ArenaResult(min_arena_bytes=hi, recorded_bytes=recorded[hi], tries=len(recorded),
-                         step=step, seconds=time.monotonic() - start)
-    logger.info("smallest arena %d bytes (TFLM recorded %s) after %d tries in %.2f s", hi,
-                result.recorded_bytes, result.tries, result.seconds)
+    result = ArenaResult(
+        min_arena_bytes=hi,
+        recorded_bytes=recorded[hi],
+        tries=len(recorded),
+        step=step,
+        seconds=time.monotonic() - start,
+    )
+    logger.info(
+        "smallest arena %d bytes (TFLM recorded %s) after %d tries in %.2f s",
+        hi,
+        result.recorded_bytes,
+        result.tries,
+        result.seconds,
+    )
     return result
 
 
-def run(model: bytes, x: np.ndarray, arena_bytes: int, *,
-        timeout_s: float | None = None) -> np.ndarray:
+def run(
+    model: bytes, x: np.ndarray, arena_bytes: int, *, timeout_s: float | None = None
+) -> np.ndarray:
     """Run float32 samples ``x`` (first axis is the batch) through TFLite Micro.
 
     In one worker process: inputs are quantized with the input tensor's scale
@@ -291,8 +336,9 @@ class MicroRun:
     times_ms: np.ndarray  # host wall time of each invoke (reference kernels, this CPU)
 
 
-def run_detailed(model: bytes, x: np.ndarray, arena_bytes: int, *,
-                 timeout_s: float | None = None) -> MicroRun:
+def run_detailed(
+    model: bytes, x: np.ndarray, arena_bytes: int, *, timeout_s: float | None = None
+) -> MicroRun:
     """:func:`run`, also returning the raw output tensor and each invoke's time."""
     info = _inspect(model)
     x = np.asarray(x, dtype=np.float32)
@@ -303,21 +349,32 @@ def run_detailed(model: bytes, x: np.ndarray, arena_bytes: int, *,
         batch = shape[0] if len(shape) > 1 else 1
         want = int(np.prod(shape, dtype=np.int64))
         if want != batch * int(np.prod(x.shape[1:], dtype=np.int64)):
-            raise DataError(f"samples of shape {x.shape[1:]} do not fit the model's input "
-                            f"of shape {shape}; reshape the data to the model's input")
+            raise DataError(
+                f"samples of shape {x.shape[1:]} do not fit the model's input "
+                f"of shape {shape}; reshape the data to the model's input"
+            )
     if timeout_s is None:
         timeout_s = REQUEST_TIMEOUT_S + 0.01 * len(x)
     with Worker(model) as worker:
         paths = {k: worker.directory / f"{k}.npy" for k in ("x", "y", "raw", "times")}
         np.save(paths["x"], x)
-        reply = worker.request({"cmd": "run", "arena_bytes": int(arena_bytes),
-                                **{k: str(p) for k, p in paths.items()}}, timeout_s)
+        reply = worker.request(
+            {
+                "cmd": "run",
+                "arena_bytes": int(arena_bytes),
+                **{k: str(p) for k, p in paths.items()},
+            },
+            timeout_s,
+        )
         if not reply.ok:
-            raise MicroError(f"TFLite Micro could not run the model with a {arena_bytes:,}-byte "
-                             f"arena: {reply.message}; find the arena with find_arena() and "
-                             f"the ops with check_ops()")
-        return MicroRun(np.load(paths["y"]).astype(np.float32), np.load(paths["raw"]),
-                        np.load(paths["times"]))
+            raise MicroError(
+                f"TFLite Micro could not run the model with a {arena_bytes:,}-byte "
+                f"arena: {reply.message}; find the arena with find_arena() and "
+                f"the ops with check_ops()"
+            )
+        return MicroRun(
+            np.load(paths["y"]).astype(np.float32), np.load(paths["raw"]), np.load(paths["times"])
+        )
 
 
 def _inspect(model: bytes):
@@ -328,8 +385,9 @@ def _inspect(model: bytes):
     try:
         return inspect_model(bytes(model))
     except TFLiteFormatError as exc:
-        raise MicroError(f"TFLite Micro cannot load {exc}; pass a complete .tflite file "
-                         f"(re-run the conversion)") from exc
+        raise MicroError(
+            f"TFLite Micro cannot load {exc}; pass a complete .tflite file (re-run the conversion)"
+        ) from exc
 
 
 def _layer_name(tensor_name: str) -> str:

@@ -116,8 +116,12 @@ def _invoke(interpreter) -> None:
 def probe(model: bytes, request: dict) -> dict:
     interpreter = _load(model, request["arena_bytes"])
     if request.get("invoke", True):
-        _fill(interpreter, _input_count(model), request.get("inputs", "random"),
-              int(request.get("seed", 0)))
+        _fill(
+            interpreter,
+            _input_count(model),
+            request.get("inputs", "random"),
+            int(request.get("seed", 0)),
+        )
         _invoke(interpreter)
     if request.get("record"):
         sys.stderr.flush()
@@ -166,22 +170,32 @@ class _IsolatedModel:
         if op.intermediates is not None:
             op.intermediates = [remap[t] for t in intermediates]
         cut.operators = [op]
-        cut.inputs = [remap[t] for t in dict.fromkeys(inputs) if t >= 0 and t not in outputs
-                      and not graph.tensors[t].isVariable and not has_data(graph.tensors[t])]
+        cut.inputs = [
+            remap[t]
+            for t in dict.fromkeys(inputs)
+            if t >= 0
+            and t not in outputs
+            and not graph.tensors[t].isVariable
+            and not has_data(graph.tensors[t])
+        ]
         cut.outputs = [remap[t] for t in outputs]
 
         model = copy.copy(source)
         model.signatureDefs = None
-        model.metadata = [m for m in (source.metadata or [])
-                          if (m.name or b"").decode("utf-8", "replace") not in _INDEXED_METADATA]
+        model.metadata = [
+            m
+            for m in (source.metadata or [])
+            if (m.name or b"").decode("utf-8", "replace") not in _INDEXED_METADATA
+        ]
         if control_flow:
             model.subgraphs = [cut, *source.subgraphs[1:]]
             keep = None
         else:
             model.subgraphs = [cut]
             keep = {t.buffer for t in cut.tensors} | {m.buffer for m in model.metadata}
-        model.buffers = [_AlignedBuffer(b, keep is None or j in keep)
-                         for j, b in enumerate(source.buffers or [])]
+        model.buffers = [
+            _AlignedBuffer(b, keep is None or j in keep) for j, b in enumerate(source.buffers or [])
+        ]
         builder = flatbuffers.Builder(1024)
         builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
         return bytes(builder.Output())
@@ -202,7 +216,7 @@ class _AlignedBuffer:
             raw = np.asarray(self.data, dtype=np.uint8).tobytes()
             builder.StartVector(1, len(raw), _BUFFER_ALIGNMENT)
             builder.head = builder.head - len(raw)
-            builder.Bytes[builder.head:builder.head + len(raw)] = raw
+            builder.Bytes[builder.head : builder.head + len(raw)] = raw
             builder.vectorNumElems = len(raw)
             vector = builder.EndVector()
         schema.BufferStart(builder)
@@ -257,15 +271,16 @@ def run(model: bytes, request: dict) -> dict:
     shape = tuple(int(d) for d in inp["shape"])
     batch = shape[0] if len(shape) > 1 else 1
     if int(np.prod(shape)) != batch * int(np.prod(x.shape[1:], dtype=np.int64)):
-        raise _Failure("input", f"samples of shape {x.shape[1:]} do not fit the model's input "
-                                f"of shape {shape}")
+        raise _Failure(
+            "input", f"samples of shape {x.shape[1:]} do not fit the model's input of shape {shape}"
+        )
     count = len(x)
     if count % batch:
         x = np.concatenate([x, np.zeros((batch - count % batch, *x.shape[1:]), x.dtype)])
     outputs, raws, times = [], [], []
     for start in range(0, len(x), batch):
         try:
-            interpreter.set_input(_quantize(x[start:start + batch], inp).reshape(shape), 0)
+            interpreter.set_input(_quantize(x[start : start + batch], inp).reshape(shape), 0)
         except Exception as exc:  # noqa: BLE001
             raise _Failure("input", exc) from None
         began = time.perf_counter_ns()
