@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -31,6 +32,32 @@ def _size(path: str, nbytes: int) -> report.ModelSize:
 def _eval(artifact: str) -> report.EvalEntry:
     return report.EvalEntry(
         artifact, {"accuracy": 0.97, "agreement": 0.99}, "baseline_float32.tflite"
+    )
+
+
+def _validation(runner: str, samples: int, ok: bool = True) -> report.ValidationResult:
+    """A validation result of ``samples`` samples whose one rule held or not."""
+    rule = _check()
+    rule = replace(rule, ok=ok)
+    return report.ValidationResult(
+        runner,
+        "here",
+        "perf_counter",
+        "final_int8.tflite",
+        "f" * 64,
+        "digits",
+        "test",
+        samples,
+        samples,
+        False,
+        "",
+        {"accuracy": 0.97},
+        {"accuracy": 0.98},
+        {"agreement": 1.0},
+        {"n": samples, "p50": 0.1},
+        (rule,),
+        ("a note",),
+        None,
     )
 
 
@@ -130,7 +157,7 @@ def _full_report() -> report.Report:
         17.4,
         target={"id": "nano33ble"},
         artifacts={"a": {"sha256": "x"}},
-        validation={"host": {"ok": True}},
+        validation={"host": _validation("host", 10)},
     )
 
 
@@ -265,21 +292,24 @@ def test_a_stage_command_drops_what_did_not_make_its_input(case):
 def test_validation_results_are_added_by_runner(tmp_path):
     out = artifacts.RunDir(str(tmp_path))
     report.write_run(out, _run_report("a" * 64))
-    report.add_validation(str(tmp_path), "tflm", {"ok": True, "samples": 10})
-    report.add_validation(str(tmp_path), "host", {"ok": True, "samples": 20})
-    report.add_validation(str(tmp_path), "tflm", {"ok": False, "samples": 30})
+    report.add_validation(str(tmp_path), _validation("tflm", 10))
+    report.add_validation(str(tmp_path), _validation("host", 20))
+    report.add_validation(str(tmp_path), _validation("tflm", 30, ok=False))
     read = report.read(tmp_path / "report.json")
     assert read.validation == {
-        "tflm": {"ok": False, "samples": 30},
-        "host": {"ok": True, "samples": 20},
+        "tflm": _validation("tflm", 30, ok=False),
+        "host": _validation("host", 20),
     }
+    body = json.loads((tmp_path / "report.json").read_text())["validation"]
+    assert body["tflm"]["ok"] is False and body["host"]["ok"] is True
+    assert body["tflm"]["rules"][0]["figure"] == _check().figure
     assert read.stages == _run_report("a" * 64).stages  # nothing else changes
 
 
 def test_validation_is_not_added_to_a_report_of_another_schema(tmp_path):
     (tmp_path / "report.json").write_text(json.dumps({"schema_version": 99}))
     with pytest.raises(BadInputError, match="schema 99"):
-        report.add_validation(str(tmp_path), "host", {"ok": True})
+        report.add_validation(str(tmp_path), _validation("host", 1))
     assert json.loads((tmp_path / "report.json").read_text()) == {"schema_version": 99}
 
 

@@ -5,8 +5,8 @@ each rule."""
 from __future__ import annotations
 
 from edgeprune.presentation.table import table
+from edgeprune.report import ValidationResult
 from edgeprune.rules.result import RuleResult
-from edgeprune.stages.validate import ValidationResult
 
 
 def format_rule(r: RuleResult) -> str:

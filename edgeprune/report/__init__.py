@@ -42,11 +42,13 @@ from edgeprune.report.entries import (
     Stages,
     StripEntry,
     StructuredEntry,
+    ValidationResult,
     library_versions,
 )
 from edgeprune.rules.result import RuleResult
 
 __all__ = [
+    "ValidationResult",
     "SCHEMA_VERSION",
     "REPORT_NAME",
     "BaselineEntry",
@@ -181,7 +183,7 @@ def write_run(out: artifacts.RunDir, report: Report) -> str:
     return write(out.file(REPORT_NAME), replace(report, artifacts=dict(out.artifacts)))
 
 
-def add_validation(folder: str, runner: str, entry: dict) -> str:
+def add_validation(folder: str, entry: ValidationResult) -> str:
     """Put one validation result under ``validation.<runner>`` of ``folder``'s report
     (replacing that runner's earlier one); every other entry is kept.
 
@@ -190,7 +192,8 @@ def add_validation(folder: str, runner: str, entry: dict) -> str:
     """
     path = os.path.join(folder, REPORT_NAME)
     report = read(path)
-    return write(path, replace(report, validation={**(report.validation or {}), runner: entry}))
+    validation = {**(report.validation or {}), entry.runner: entry}
+    return write(path, replace(report, validation=validation))
 
 
 # ---------------------------------------------------------------- merge rules

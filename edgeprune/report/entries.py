@@ -363,6 +363,39 @@ class Stages(_Entry):
 
 
 @dataclass(frozen=True)
+class ValidationResult(_Entry):
+    """One validation run of a run folder's final model on one runner
+    (``validation.<runner>`` in ``report.json``; :mod:`edgeprune.stages.validate`)."""
+
+    _types: ClassVar[dict[str, Any]] = {"rules": (tuple, RuleResult), "notes": tuple}
+    runner: str
+    where: str
+    timing: str
+    model: str
+    model_sha256: str
+    data: str
+    split: str
+    samples: int  # asked for
+    completed: int
+    partial: bool
+    error: str
+    metrics: dict
+    baseline_metrics: dict
+    agreement: dict
+    latency_ms: dict
+    rules: tuple[RuleResult, ...] = ()
+    notes: tuple[str, ...] = ()
+    clock_hz: int | None = None  # the clock the device reported, where it reports one
+
+    @property
+    def ok(self) -> bool:
+        return not self.partial and all(r.ok for r in self.rules)
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "ok": self.ok}
+
+
+@dataclass(frozen=True)
 class Report(_Entry):
     """A run folder's ``report.json``."""
 
@@ -370,6 +403,7 @@ class Report(_Entry):
         "inputs": InputsEntry,
         "stages": Stages,
         "sizes": (dict, ModelSize),
+        "validation": (dict, ValidationResult),
         "notes": tuple,
     }
     seed: int
@@ -383,7 +417,7 @@ class Report(_Entry):
     tool: dict = field(default_factory=lambda: {"name": "edgeprune", "version": __version__})
     versions: dict = field(default_factory=library_versions)
     artifacts: dict = field(default_factory=dict)  # name -> stage, path, bytes, sha256
-    validation: dict | None = _optional()  # runner -> ValidationResult.to_dict()
+    validation: dict | None = _optional()  # runner -> ValidationResult
 
     def to_dict(self) -> dict:
         body = super().to_dict()

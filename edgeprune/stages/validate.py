@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from edgeprune import artifacts, metrics, report
 from edgeprune.errors import BadInputError, DeviceError, Interrupted, QualityError
 from edgeprune.recipe_options import ValidateOptions
+from edgeprune.report import ValidationResult
 from edgeprune.rules import validation as rules
 from edgeprune.runners.choice import choose_runner, open_runner
 from edgeprune.target import Target
@@ -102,35 +103,6 @@ def read_run(folder: str) -> RunInfo:
         inputs.data_name,
         inputs.data_sha256,
     )
-
-
-@dataclass(frozen=True)
-class ValidationResult:
-    runner: str
-    where: str
-    timing: str
-    model: str
-    model_sha256: str
-    data: str
-    split: str
-    samples: int  # asked for
-    completed: int
-    partial: bool
-    error: str
-    metrics: dict
-    baseline_metrics: dict
-    agreement: dict
-    latency_ms: dict
-    rules: tuple[rules.RuleResult, ...] = ()
-    notes: list = field(default_factory=list)
-    clock_hz: int | None = None  # the clock the device reported, where it reports one
-
-    @property
-    def ok(self) -> bool:
-        return not self.partial and all(r.ok for r in self.rules)
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "rules": [r.to_dict() for r in self.rules], "ok": self.ok}
 
 
 def _split(dataset) -> tuple[np.ndarray, np.ndarray, str]:
@@ -267,7 +239,7 @@ def validate(
         agree,
         latency_stats(got.times_ms),
         checks,
-        notes,
+        tuple(notes),
         got.clock_hz,
     )
 
@@ -399,4 +371,4 @@ def measurement_row(run: RunInfo, result: ValidationResult, target, csv_path: st
 def write_result(run: RunInfo, result: ValidationResult) -> str:
     """Add ``result`` to the run's ``report.json`` under ``validation.<runner>``
     (:func:`edgeprune.report.add_validation`); return the report's path."""
-    return report.add_validation(run.folder, result.runner, result.to_dict())
+    return report.add_validation(run.folder, result)
