@@ -11,7 +11,8 @@ commands that need it, so ``edgeprune --help`` and ``edgeprune inspect``
 answer quickly. Exit codes: 0 success, 1 bad input or tool error, 2 usage
 error (click's own), 3 budget check failed, 4 a quality budget or a
 validation rule failed, 5 a device failed during validation (partial results
-written), 130 interrupted.
+written), 70 an internal error (a bug in edgeprune: bad input never ends
+there), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ from edgeprune import __version__
 from edgeprune.errors import EdgepruneError
 
 log = logging.getLogger("edgeprune")
+
+
+# EX_SOFTWARE of sysexits.h: distinct from bad input (1), so a script and the
+# fault campaign can tell a bug in edgeprune from a refused input.
+INTERNAL_ERROR = 70
 
 
 def fail(message: str, code: int) -> typing.NoReturn:
@@ -54,7 +60,7 @@ def guarded(fn):
             fail(
                 f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
                 f" (set EDGEPRUNE_DEBUG=1 for the traceback)",
-                1,
+                INTERNAL_ERROR,
             )
 
     return wrapper
