@@ -15,12 +15,14 @@ TensorFlow is imported by the stage functions, not by this module's import.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
-from edgeprune import artifacts, report
+from edgeprune import artifacts, report, run_folder
 from edgeprune.errors import BudgetError
 from edgeprune.recipe import Recipe
 from edgeprune.rules.budget import CheckResult
@@ -98,11 +100,30 @@ def run(
         out,
         writes=(artifacts.BASELINE_KERAS, artifacts.STRUCTURED_KERAS, artifacts.PRUNED_KERAS),
     )
-    check_structured(inp, target)
-    if target is not None and target.runtime == "tflm":
-        preflight_tflm(inp, target)
-    previous = report.begin_run(inp.out)
+    _check_convertible(inp)
+    with run_folder.hold(inp.out.path, "run"):
+        check_structured(inp, target)
+        if target is not None and target.runtime == "tflm":
+            preflight_tflm(inp, target)
+        previous = report.begin_run(inp.out)
+        with _undone_on_failure(inp, previous):
+            result = _run_stages(inp, target, previous, t0)
+    check = result.check
+    if check is not None and not check.ok:
+        failed = ", ".join(r.name for r in check.rules if not r.ok)
+        raise BudgetError(
+            f"{result.quantize.tflite.name} does not fit {target.id}: {failed} over "
+            f"budget (see the table and report.json); prune harder, remove "
+            f"filters, or raise the budget",
+            result,
+        )
+    raise_if_failed(result.quality, result)
+    return result
 
+
+def _run_stages(inp: Inputs, target: Target | None, previous: set[str], t0: float) -> RunResult:
+    """The stages of :func:`run`, from the baseline to ``report.json``."""
+    recipe = inp.recipe
     base = baseline_stage(inp)
     structured = None
     if recipe.structured.goal != "none":
@@ -151,7 +172,7 @@ def run(
         target=None if target is None else target.to_dict(),
     )
     path = report.write_run(inp.out, body)
-    result = RunResult(
+    return RunResult(
         inp.out.path,
         path,
         inp.task,
@@ -167,16 +188,6 @@ def run(
         structured,
         firmware,
     )
-    if check is not None and not check.ok:
-        failed = ", ".join(r.name for r in check.rules if not r.ok)
-        raise BudgetError(
-            f"{quant.tflite.name} does not fit {target.id}: {failed} over "
-            f"budget (see the table and report.json); prune harder, remove "
-            f"filters, or raise the budget",
-            result,
-        )
-    raise_if_failed(quality, result)
-    return result
 
 
 # ---------------------------------------------------------------- single stages
@@ -219,26 +230,29 @@ def prune_only(
         require_file=True,
         writes=(artifacts.STRUCTURED_KERAS, artifacts.PRUNED_KERAS),
     )
-    check_structured(inp, target)
-    reference = _keras_scores(inp)
-    structured = None
-    if recipe.structured.goal != "none":
-        structured = structured_stage(inp, inp.model, target)
-    result = prune_stage(inp, structured.model if structured else inp.model)
-    models = {"structured": structured.tflite} if structured else {}
-    models["pruned"] = result.tflite
-    entry = replace(
-        result.entry(with_strip=True), structured=structured.entry(recipe) if structured else None
-    )
-    return _finish_stage(
-        inp,
-        "prune",
-        entry,
-        {s: measure_size(m) for s, m in models.items()},
-        evaluate_stage(inp, models, reference),
-        model,
-        t0,
-    )
+    _check_convertible(inp)
+    with run_folder.hold(inp.out.path, "prune"), _stage_undone_on_failure(inp, "prune"):
+        check_structured(inp, target)
+        reference = _keras_scores(inp)
+        structured = None
+        if recipe.structured.goal != "none":
+            structured = structured_stage(inp, inp.model, target)
+        result = prune_stage(inp, structured.model if structured else inp.model)
+        models = {"structured": structured.tflite} if structured else {}
+        models["pruned"] = result.tflite
+        entry = replace(
+            result.entry(with_strip=True),
+            structured=structured.entry(recipe) if structured else None,
+        )
+        return _finish_stage(
+            inp,
+            "prune",
+            entry,
+            {s: measure_size(m) for s, m in models.items()},
+            evaluate_stage(inp, models, reference),
+            model,
+            t0,
+        )
 
 
 def quantize_only(
@@ -254,21 +268,23 @@ def quantize_only(
     t0 = time.perf_counter()
     recipe = recipe or Recipe()
     inp = resolve_inputs(model, data, recipe, out, plan_pruning=False, require_file=True)
-    reference = _keras_scores(inp)
-    result = quantize_stage(inp, inp.model)
-    evals = evaluate_stage(inp, {"final": result.tflite}, reference)
-    check = quantization_rule(
-        inp.task, metrics_of(inp, reference), evals[0].metrics, recipe.quantize, "input Keras"
-    )
-    stage_result = _finish_stage(
-        inp,
-        "quantize",
-        result.entry(check),
-        {"final": measure_size(result.tflite)},
-        evals,
-        model,
-        t0,
-    )
+    _check_convertible(inp)
+    with run_folder.hold(inp.out.path, "quantize"), _stage_undone_on_failure(inp, "quantize"):
+        reference = _keras_scores(inp)
+        result = quantize_stage(inp, inp.model)
+        evals = evaluate_stage(inp, {"final": result.tflite}, reference)
+        check = quantization_rule(
+            inp.task, metrics_of(inp, reference), evals[0].metrics, recipe.quantize, "input Keras"
+        )
+        stage_result = _finish_stage(
+            inp,
+            "quantize",
+            result.entry(check),
+            {"final": measure_size(result.tflite)},
+            evals,
+            model,
+            t0,
+        )
     raise_if_failed(check, stage_result)
     return stage_result
 
@@ -294,13 +310,7 @@ def _finish_stage(
     fresh = set(inp.out.artifacts)
     old = report.load(inp.out)
     keep = report.kept_stages(old, stage, inp.out.artifacts, inp.input_sha256, inp.dataset.sha256)
-    protected = {os.path.abspath(inp.model_source)}
-    for name, listed in list(inp.out.artifacts.items()):
-        stale = listed.get("stage") not in keep and name not in fresh
-        if stale and os.path.abspath(inp.out.file(name)) not in protected:
-            inp.out.forget_artifact(name)
-        elif stale:
-            del inp.out.artifacts[name]
+    _forget_stale(inp, keep, fresh)
     recipe = inp.recipe
     entry = replace(entry, input=inp.stage_input(), seed=recipe.seed, recipe=recipe.to_dict())
     reference = f"input model {os.path.basename(model)}"
@@ -316,3 +326,72 @@ def _finish_stage(
     return StageRunResult(
         inp.out.path, path, stage, inp.task, entry, sizes, evals, time.perf_counter() - t0
     )
+
+
+def _forget_stale(inp: Inputs, keep: set[str], fresh: set[str]) -> None:
+    """Unlist the artifacts of ``inp.out`` whose stage is not in ``keep`` (nor in
+    ``fresh``) and delete their files; the input model file is never deleted."""
+    protected = {os.path.abspath(inp.model_source)}
+    for name, listed in list(inp.out.artifacts.items()):
+        stale = listed.get("stage") not in keep and name not in fresh
+        if stale and os.path.abspath(inp.out.file(name)) not in protected:
+            inp.out.forget_artifact(name)
+        elif stale:
+            del inp.out.artifacts[name]
+
+
+# ---------------------------------------------------------------- failures
+
+
+def _check_convertible(inp: Inputs) -> None:
+    """Layers the converter refuses are refused before the folder is touched."""
+    from edgeprune.adapters import converter
+
+    converter.check_convertible(inp.model)
+
+
+@contextlib.contextmanager
+def _undone_on_failure(inp: Inputs, previous: set[str]) -> Iterator[None]:
+    """A run that fails part way (any exception, Ctrl-C too) leaves no artifact:
+    what it wrote is deleted, and so is what the report it replaced listed (that
+    report is gone, see :func:`report.begin_run`). A failed run could otherwise
+    leave ``baseline.keras`` that looks like a finished run's."""
+    try:
+        yield
+    except BaseException:
+        written = set(inp.out.artifacts)
+        with contextlib.suppress(OSError):  # the original error is the one to show
+            _forget_stale(inp, set(), set())
+            protected = {os.path.abspath(inp.model_source)}
+            inp.out.remove_unlisted(
+                {n for n in previous if os.path.abspath(inp.out.file(n)) not in protected}
+            )
+        if written | previous:
+            log.warning("the run failed: removed its artifacts from %s", inp.out.path)
+        raise
+
+
+@contextlib.contextmanager
+def _stage_undone_on_failure(inp: Inputs, stage: str) -> Iterator[None]:
+    """A stage command that fails part way leaves the folder as its success would
+    have, without its own entry: its files are deleted, and the folder's report
+    keeps only the earlier stages that produced its input (their files too); a
+    report left with no stage is deleted with its files."""
+    try:
+        yield
+    except BaseException:
+        if not inp.out.artifacts:  # failed before writing: the folder is as it was
+            raise
+        with contextlib.suppress(OSError):
+            old = report.load(inp.out)
+            keep = report.kept_stages(
+                old, stage, inp.out.artifacts, inp.input_sha256, inp.dataset.sha256
+            )
+            _forget_stale(inp, keep, set())
+            if old is not None and keep:
+                header = report.Report(old.seed, old.recipe, old.inputs, report.Stages())
+                report.write_run(inp.out, report.merge_stage(old, keep, header))
+            elif old is not None:
+                os.unlink(inp.out.file(report.REPORT_NAME))
+        log.warning("%s failed: removed its artifacts from %s", stage, inp.out.path)
+        raise

@@ -7,6 +7,7 @@ from edgeprune import metrics
 from edgeprune.adapters import converter as convert
 from edgeprune.adapters import keras as ka
 from edgeprune.artifacts import Flatbuffer
+from edgeprune.errors import UnsupportedModelError
 from edgeprune.runners.host import HostRunner
 from edgeprune.stages.evaluate import measure_size
 from edgeprune.tflite import inspect_model
@@ -110,3 +111,69 @@ def test_regression_metrics_and_agreement():
     assert metrics.regression(y, out) == {"mse": 0.25, "mae": 0.5}
     a = metrics.agreement("regression", out, y)
     assert a["max_abs_diff_vs_baseline"] == 0.5
+
+
+def _sequence_model(layer, shape=(6, 4)):
+    keras = ka.keras
+    return keras.Sequential(
+        [keras.Input(shape), layer, keras.layers.Flatten(), keras.layers.Dense(3)], name="seq"
+    )
+
+
+@pytest.mark.parametrize(
+    "layer, where, kind",
+    [
+        (lambda L: L.LSTM(4, name="r"), "r is", "LSTM"),
+        (lambda L: L.GRU(4, name="r"), "r is", "GRU"),
+        (lambda L: L.SimpleRNN(4, name="r"), "r is", "SimpleRNN"),
+        (lambda L: L.RNN(L.LSTMCell(4), name="r"), "r is", "RNN"),
+        (lambda L: L.Bidirectional(L.LSTM(4), name="bi"), "bi (Bidirectional) holds", "LSTM"),
+        (lambda L: L.TimeDistributed(L.Dense(2), name="td"), None, None),
+        (lambda L: L.LSTM(4, unroll=True, name="r"), None, None),
+        (lambda L: L.Bidirectional(L.GRU(4, unroll=True)), None, None),
+    ],
+)
+def test_recurrent_layers_must_be_unrolled_to_convert(layer, where, kind):
+    model = _sequence_model(layer(ka.keras.layers))
+    if kind is None:
+        convert.check_convertible(model)  # these convert (see the design notes)
+        return
+    with pytest.raises(UnsupportedModelError) as err:
+        convert.check_convertible(model)
+    assert str(err.value).startswith(f"layer {where} a {kind} that is not unrolled")
+    assert f"a {kind} that is not unrolled, which the TFLite converter cannot convert" in str(
+        err.value
+    )
+    assert f"rebuild it with {kind}(..., unroll=True) and a fixed sequence length" in str(err.value)
+
+
+def test_recurrent_layer_inside_time_distributed_is_found():
+    wrapped = ka.keras.layers.TimeDistributed(ka.keras.layers.GRU(2), name="t")
+    with pytest.raises(UnsupportedModelError, match=r"^layer t \(TimeDistributed\) holds a GRU"):
+        convert.check_convertible(_sequence_model(wrapped, shape=(6, 5, 4)))
+
+
+def test_recurrent_layer_inside_a_nested_model_is_found():
+    keras = ka.keras
+    inner = keras.Sequential([keras.Input((6, 4)), keras.layers.GRU(4, name="g")], name="enc")
+    model = keras.Sequential([keras.Input((6, 4)), inner, keras.layers.Dense(3)])
+    with pytest.raises(UnsupportedModelError, match=r"^layer g \(in enc\) is a GRU that is not"):
+        convert.check_convertible(model)
+
+
+def test_convolutional_recurrent_layer_is_refused_as_not_unrollable():
+    model = _sequence_model(ka.keras.layers.ConvLSTM1D(2, 3, name="c"), shape=(6, 4, 1))
+    with pytest.raises(UnsupportedModelError) as err:
+        convert.check_convertible(model)
+    assert str(err.value) == (
+        "layer c is a ConvLSTM1D, which the TFLite converter cannot convert and which "
+        "cannot be unrolled; edgeprune does not support convolutional recurrent layers: "
+        "replace it (for example by Conv layers over the time axis)"
+    )
+
+
+def test_unrolled_lstm_converts_to_builtin_ops():
+    model = _sequence_model(ka.keras.layers.LSTM(4, unroll=True))
+    x = np.random.default_rng(0).random((8, 6, 4), dtype=np.float32)
+    ops = set(inspect_model(convert.to_tflite(model, "int8", x)).op_counts)
+    assert {"FULLY_CONNECTED", "LOGISTIC", "TANH"} <= ops

@@ -1,6 +1,10 @@
 """The library API end to end on user models of each shape and format."""
 
+import errno
 import json
+import os
+import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -61,7 +65,6 @@ def test_depthwise_h5_model_names_the_skipped_depthwise_kernel(
 def test_savedmodel_input_and_float_modes(trained_models, digits_npz, tmp_path, mode):
     model = save(trained_models["sequential"], tmp_path / "seq_savedmodel")
     recipe = small_recipe(schedule="constant", final_sparsity=0.5)
-    from dataclasses import replace
 
     recipe = replace(recipe, quantize=replace(recipe.quantize, mode=mode))
     result = pipeline.run(model, digits_npz, recipe, str(tmp_path / "run"))
@@ -196,3 +199,95 @@ def test_builtin_model_on_float_targets_says_it_is_a_classifier(tmp_path, digits
     )
     with pytest.raises(DataError, match="the built-in digits_cnn is a classifier"):
         pipeline.run(None, str(data), small_recipe(), str(tmp_path / "run"))
+
+
+# ---------------------------------------------------------------- no half-written runs
+
+
+def _listing(folder):
+    return sorted(
+        os.path.relpath(os.path.join(root, name), folder)
+        for root, _, names in os.walk(folder)
+        for name in names
+    )
+
+
+def test_recurrent_model_is_refused_before_anything_is_written(tmp_path):
+    from edgeprune.adapters import keras as ka
+    from edgeprune.errors import UnsupportedModelError
+
+    keras = ka.keras
+    data = tmp_path / "seq.npz"
+    x = np.random.default_rng(0).random((40, 6, 4), dtype=np.float32)
+    y = np.arange(40) % 3
+    np.savez(data, x_train=x[:30], y_train=y[:30], x_test=x[30:], y_test=y[30:])
+    model = keras.Sequential(
+        [keras.Input((6, 4)), keras.layers.LSTM(8, name="rnn"), keras.layers.Dense(3, "softmax")]
+    )
+    with pytest.raises(UnsupportedModelError) as err:
+        pipeline.run(save(model, tmp_path / "lstm.keras"), str(data), small_recipe(), "unused")
+    assert str(err.value).startswith("layer rnn is a LSTM that is not unrolled")
+    assert "rebuild it with LSTM(..., unroll=True) and a fixed sequence length" in str(err.value)
+    out = tmp_path / "run"
+    with pytest.raises(UnsupportedModelError, match="layer rnn is a LSTM"):
+        pipeline.quantize_only(str(tmp_path / "lstm.keras"), str(data), small_recipe(), str(out))
+    assert not out.exists() and not os.path.exists("unused")
+
+
+@pytest.fixture
+def previous_run(run_dir, tmp_path):
+    """A copy of a finished run folder (built-in digits CNN), plus a user's own file."""
+    folder = tmp_path / "run"
+    shutil.copytree(run_dir, folder)
+    (folder / "notes.txt").write_text("mine")
+    return folder
+
+
+def test_run_failing_after_its_writes_leaves_no_artifact(previous_run, monkeypatch, digits):
+    from edgeprune import artifacts
+
+    def disk_full(path, obj):
+        with artifacts.atomic_path(path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(artifacts, "write_json_atomic", disk_full)  # report.json's writer
+    with pytest.raises(artifacts.ArtifactWriteError) as err:
+        pipeline.run(None, "digits", small_recipe(), str(previous_run))
+    report = previous_run / "report.json"
+    assert str(err.value) == (
+        f"writing {report} failed (No space left on device); check free space "
+        f"and permissions of {previous_run}"
+    )
+    # baseline, pruned and final models were written, then removed with the old run's
+    assert _listing(previous_run) == ["notes.txt"]
+
+
+def test_stage_command_failing_after_its_write_keeps_the_stages_before_it(
+    previous_run, monkeypatch
+):
+    from edgeprune import report
+    from edgeprune.errors import DataError
+
+    def broken(*args, **kwargs):
+        raise DataError("evaluation failed")
+
+    before = report.read(previous_run / "report.json")
+    assert before.stages.quantize is not None
+    monkeypatch.setattr(pipeline, "evaluate_stage", broken)  # after final_int8.tflite
+    with pytest.raises(DataError, match="evaluation failed"):
+        pipeline.quantize_only(
+            str(previous_run / "pruned.keras"), "digits", small_recipe(), str(previous_run)
+        )
+    after = report.read(previous_run / "report.json")
+    for stage in ("baseline", "prune"):  # kept, now saying what they ran on (as merges do)
+        kept, old = getattr(after.stages, stage), getattr(before.stages, stage)
+        assert replace(kept, input=None, seed=None, recipe=None) == old
+        assert kept.input == before.inputs.to_dict()
+    assert after.stages.quantize is None
+    assert set(after.sizes) == {"baseline", "pruned"}
+    listed = {n: a["sha256"] for n, a in after.artifacts.items()}
+    assert "final_int8.tflite" not in listed and "pruned.keras" in listed
+    assert _listing(previous_run) == sorted([*listed, "notes.txt", "report.json"])
+    from edgeprune.artifacts import sha256_file
+
+    assert all(sha256_file(previous_run / n) == sha for n, sha in listed.items())

@@ -21,11 +21,12 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 
 import numpy as np
 
 from edgeprune.adapters import keras as ka
-from edgeprune.errors import EdgepruneError
+from edgeprune.errors import EdgepruneError, UnsupportedModelError
 
 tf = ka.tf
 log = logging.getLogger(__name__)
@@ -87,6 +88,56 @@ def to_tflite(
             text = " ".join(str(exc).split())
     detail = _first_error(captured.text) or text
     raise ConversionError(f"the TFLite converter failed in {mode} mode: {detail[:300]}")
+
+
+def check_convertible(model: ka.KerasModel) -> None:
+    """Refuse, before anything is trained or written, layers the converter cannot
+    turn into TFLite builtin ops.
+
+    A recurrent layer (LSTM, GRU, SimpleRNN, RNN, also inside Bidirectional or
+    TimeDistributed) converts only when unrolled: its loop otherwise becomes a
+    TensorList whose shape the converter needs static ("TensorListReserve").
+    Unrolled, it is plain FULLY_CONNECTED, ADD, MUL, LOGISTIC and TANH ops,
+    which convert in every mode; TFLite Micro also needs a fixed batch size,
+    or the zero initial state is a FILL with dynamic dims, which it cannot
+    prepare. Convolutional RNNs (ConvLSTM1D/2D/3D) cannot be unrolled. This
+    does not prove the rest of the model converts.
+
+    Raises:
+        UnsupportedModelError: names the first such layer and the fix.
+    """
+    layers = ka.keras.layers
+    for where, verb, layer in _nested_layers(model):
+        if not isinstance(layer, layers.RNN) or getattr(layer, "unroll", False):
+            continue
+        kind = type(layer).__name__
+        if "Conv" in kind:
+            raise UnsupportedModelError(
+                f"layer {where} {verb} a {kind}, which the TFLite converter cannot "
+                f"convert and which cannot be unrolled; edgeprune does not support "
+                f"convolutional recurrent layers: replace it (for example by Conv "
+                f"layers over the time axis)"
+            )
+        raise UnsupportedModelError(
+            f"layer {where} {verb} a {kind} that is not unrolled, which the TFLite "
+            f"converter cannot convert (TensorListReserve); rebuild it with "
+            f"{kind}(..., unroll=True) and a fixed sequence length (for TFLite "
+            f"Micro also Input(..., batch_size=1)), copy the weights over, and "
+            f"pass that model"
+        )
+
+
+def _nested_layers(model, parent: str | None = None) -> Iterator[tuple]:
+    """``(name, "is" or "holds", layer)`` for every layer, inside nested models and
+    wrappers (Bidirectional, TimeDistributed), named as the user named them."""
+    for top in getattr(model, "layers", ()):
+        name = top.name if parent is None else f"{top.name} (in {parent})"
+        yield name, "is", top
+        yield from _nested_layers(top, top.name)
+        inner = [getattr(top, a, None) for a in ("layer", "forward_layer", "backward_layer")]
+        for layer in filter(None, inner):
+            yield f"{name} ({type(top).__name__})", "holds", layer
+            yield from _nested_layers(layer, top.name)
 
 
 class _Captured:

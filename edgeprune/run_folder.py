@@ -1,0 +1,187 @@
+"""One writer per run folder: the folder lock and the cleanup of a killed writer's leftovers.
+
+A run (or a stage command) that writes into a folder holds an exclusive
+``fcntl.flock`` on ``.edgeprune.lock`` in it for as long as it writes. A second
+writer is refused at once, naming the holder, instead of both replacing each
+other's files and the first one's summary describing files it no longer owns.
+The kernel drops a ``flock`` when its process ends, however it ends (kill -9
+included), so a lock is never stale: the file a killed holder leaves behind is
+simply taken by the next run.
+
+Once the lock is held, the temporary files and folders that
+:func:`edgeprune.artifacts.atomic_path` creates (``.NAME.XXXXXXXX.tmpSUFFIX``
+and ``.NAME.old-XXXXXXXX``) and a killed writer left are removed: nobody else
+can be writing them, and their pattern is edgeprune's own, so no user file
+matches it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+
+from edgeprune.errors import BadInputError
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".edgeprune.lock"
+
+# What atomic_path names its temporary files (tempfile's 8 random characters
+# between ".NAME." and ".tmp") and _replace_folder the folder it moves aside.
+_LEFTOVER = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$|^\..+\.old-[0-9a-f]{8}$")
+
+
+class FolderInUseError(BadInputError):
+    """Another edgeprune process is writing the run folder."""
+
+
+def is_leftover(name: str) -> bool:
+    """True for the name of a temporary file or folder edgeprune's atomic writer makes."""
+    return bool(_LEFTOVER.match(name))
+
+
+@contextlib.contextmanager
+def hold(folder: str | os.PathLike, command: str = "run") -> Iterator[list[str]]:
+    """Hold the lock of run folder ``folder`` (created if missing) while the block runs.
+
+    On entry, removes the atomic writer's leftovers in the folder and yields
+    their names. The lock file is removed on exit; a folder this call created
+    is removed again if it is still empty then (a run refused or failed before
+    writing leaves nothing).
+
+    Raises:
+        FolderInUseError: another process holds the folder's lock.
+        BadInputError: the folder cannot be created or the lock file written.
+    """
+    path = os.path.abspath(os.fspath(folder))
+    created = []  # the folders this call makes, innermost first
+    probe = path
+    while not os.path.exists(probe):
+        created.append(probe)
+        probe = os.path.dirname(probe)
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd = _acquire(os.fspath(folder), command)
+    except OSError as exc:
+        _remove_if_empty(created)
+        raise BadInputError(
+            f"run folder {os.fspath(folder)} cannot be created ({exc.strerror}); "
+            f"choose a folder you can write"
+        ) from None
+    except BaseException:
+        _remove_if_empty(created)
+        raise
+    try:
+        yield remove_leftovers(path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(path, LOCK_NAME))  # still ours: we hold the lock
+        os.close(fd)
+        _remove_if_empty(created)
+
+
+def ensure_free(folder: str | os.PathLike) -> None:
+    """Refuse a folder another process is writing, without taking its lock
+    (for a one-file write such as ``check --report``); a missing folder is free.
+
+    Raises:
+        FolderInUseError: another process holds the folder's lock.
+    """
+    lock = os.path.join(os.fspath(folder), LOCK_NAME)
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise _in_use(os.fspath(folder), lock) from None
+    finally:
+        os.close(fd)
+
+
+def remove_leftovers(folder: str | os.PathLike) -> list[str]:
+    """Delete the atomic writer's leftovers in ``folder`` and return their names.
+    Call only while holding the folder's lock. (``firmware/`` is written as one
+    temporary folder beside it, so its leftovers are here too.)"""
+    path = os.fspath(folder)
+    try:
+        names = sorted(filter(is_leftover, os.listdir(path)))
+    except OSError:
+        return []
+    for name in names:
+        full = os.path.join(path, name)
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(full)
+    if names:
+        log.info("removed leftovers of an interrupted write in %s: %s", path, ", ".join(names))
+    return names
+
+
+def _acquire(folder: str, command: str) -> int:
+    """Lock ``folder``'s lock file and write who holds it; return its descriptor."""
+    lock = os.path.join(folder, LOCK_NAME)
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise BadInputError(
+                f"run folder {folder} cannot be locked ({exc.strerror}); choose a "
+                f"folder you can write"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise _in_use(folder, lock) from None
+            raise BadInputError(
+                f"run folder {folder} cannot be locked ({exc.strerror}); choose a "
+                f"local folder (network file systems may not support locks)"
+            ) from None
+        # The holder before us may have unlinked the file after we opened it:
+        # then we hold a lock nobody else can see; open the new file instead.
+        try:
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    with contextlib.suppress(OSError):  # who holds it is a courtesy for the message
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}, {command}, started {stamp}\n".encode())
+    return fd
+
+
+def _in_use(folder: str, lock: str) -> FolderInUseError:
+    holder = ""
+    with contextlib.suppress(OSError), open(lock, encoding="utf-8", errors="replace") as fh:
+        holder = fh.read(200).strip()
+    pid, _, rest = holder.partition(", ")
+    who = f" ({pid}, {rest.partition(', ')[2]})" if pid.startswith("pid ") and rest else ""
+    return FolderInUseError(
+        f"run folder {folder} is in use by another edgeprune process{who}; wait "
+        f"for it to finish or choose another output folder"
+    )
+
+
+def _remove_if_empty(folders: list[str]) -> None:
+    """Remove ``folders`` (innermost first) while they are empty."""
+    for path in folders:
+        try:
+            os.rmdir(path)
+        except OSError:
+            return

@@ -1,0 +1,129 @@
+"""The run-folder lock (one writer per folder, across processes) and the
+cleanup of a killed writer's temporary files."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from edgeprune import artifacts, run_folder
+from edgeprune.errors import BadInputError
+
+# Holds the lock of the folder argv[1] until stdin closes; prints "held" once it has it.
+HOLDER = """
+import sys
+from edgeprune import run_folder
+with run_folder.hold(sys.argv[1], "run"):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """A second process holding the lock of ``tmp_path / 'run'``."""
+    folder = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(folder)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "held"
+    yield folder, proc
+    if proc.poll() is None:
+        proc.stdin.close()
+        proc.wait()
+
+
+def test_second_writer_is_refused_naming_the_holder(holder):
+    folder, proc = holder
+    with pytest.raises(run_folder.FolderInUseError) as err:
+        with run_folder.hold(folder, "prune"):
+            pytest.fail("two processes held one run folder")
+    message = str(err.value)
+    assert message.startswith(f"run folder {folder} is in use by another edgeprune process")
+    assert f"(pid {proc.pid}, started " in message
+    assert message.endswith("wait for it to finish or choose another output folder")
+    assert isinstance(err.value, BadInputError)
+
+
+def test_one_file_writer_is_refused_while_a_run_holds_the_folder(holder, tmp_path):
+    folder, _ = holder
+    with pytest.raises(run_folder.FolderInUseError, match="is in use by another"):
+        run_folder.ensure_free(folder)
+    run_folder.ensure_free(tmp_path / "elsewhere")  # a free or missing folder passes
+
+
+def test_lock_of_a_killed_holder_is_not_stale(holder):
+    folder, proc = holder
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert os.path.exists(folder / run_folder.LOCK_NAME)  # kill -9 left the file ...
+    with run_folder.hold(folder, "run"):  # ... but not the lock
+        pass
+    assert os.listdir(folder) == []
+
+
+def test_lock_is_released_and_its_file_removed_after_the_block(tmp_path):
+    folder = tmp_path / "run"
+    (folder).mkdir()
+    with run_folder.hold(folder):
+        assert (folder / run_folder.LOCK_NAME).read_text().startswith(f"pid {os.getpid()}, run")
+    assert os.listdir(folder) == []
+    with run_folder.hold(folder):  # and can be taken again
+        pass
+
+
+def test_folder_created_for_the_lock_is_removed_when_left_empty(tmp_path):
+    folder = tmp_path / "a" / "b"
+    with pytest.raises(RuntimeError):
+        with run_folder.hold(folder):
+            assert folder.is_dir()
+            raise RuntimeError("failed before writing")
+    assert os.listdir(tmp_path) == []
+
+
+def test_lock_that_cannot_be_opened_is_a_named_error(tmp_path):
+    folder = tmp_path / "run"
+    (folder / run_folder.LOCK_NAME).mkdir(parents=True)  # root may write anywhere, not this
+    with pytest.raises(BadInputError) as err:
+        with run_folder.hold(folder):
+            pass
+    assert str(err.value) == (
+        f"run folder {folder} cannot be locked (Is a directory); choose a folder you can write"
+    )
+
+
+def _leftovers_of_a_killed_writer(folder):
+    """What atomic_path leaves when its process dies mid-write: files and folders."""
+    names = []
+    for final, suffix, as_dir in [
+        ("pruned.keras", ".keras", False),
+        ("report.json", "", False),
+        ("firmware", "", True),
+    ]:
+        with pytest.raises(KeyboardInterrupt):
+            with artifacts.atomic_path(folder / final, suffix) as tmp:
+                os.mkdir(tmp) if as_dir else open(tmp, "wb").close()
+                names.append(os.path.basename(tmp))
+                os.rename(tmp, tmp + ".keep")  # survive atomic_path's own cleanup
+                raise KeyboardInterrupt
+        os.rename(os.path.join(folder, names[-1] + ".keep"), os.path.join(folder, names[-1]))
+    return names
+
+
+def test_leftovers_of_a_killed_write_are_removed_and_user_files_kept(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    leftovers = _leftovers_of_a_killed_writer(folder)
+    (folder / ".firmware.old-0a1b2c3d").mkdir()  # a folder swap killed half way
+    user = [".hidden", "notes.tmp", ".pruned.keras.tmp", "model.keras", ".a.b.tmp.keras"]
+    for name in user:
+        (folder / name).write_text("mine")
+    assert all(run_folder.is_leftover(n) for n in leftovers)
+    with run_folder.hold(folder) as removed:
+        assert sorted(removed) == sorted([*leftovers, ".firmware.old-0a1b2c3d"])
+    assert sorted(os.listdir(folder)) == sorted(user)
