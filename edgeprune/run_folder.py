@@ -10,7 +10,8 @@ simply taken by the next run.
 
 Once the lock is held, the temporary files and folders that
 :func:`edgeprune.artifacts.atomic_path` creates (``.NAME.XXXXXXXX.tmpSUFFIX``
-and ``.NAME.old-XXXXXXXX``) and a killed writer left are removed: nobody else
+and ``.NAME.old-XXXXXXXX``; also :func:`edgeprune.artifacts.check_out_dir`'s
+``.edgeprune-probe-XXXXXXXX``) and a killed writer left are removed: nobody else
 can be writing them, and their pattern is edgeprune's own, so no user file
 matches it.
 """
@@ -34,8 +35,13 @@ log = logging.getLogger(__name__)
 LOCK_NAME = ".edgeprune.lock"
 
 # What atomic_path names its temporary files (tempfile's 8 random characters
-# between ".NAME." and ".tmp") and _replace_folder the folder it moves aside.
-_LEFTOVER = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$|^\..+\.old-[0-9a-f]{8}$")
+# between ".NAME." and ".tmp"), _replace_folder the folder it moves aside, and
+# check_out_dir its probe file.
+_LEFTOVER = re.compile(
+    r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$"
+    r"|^\..+\.old-[0-9a-f]{8}$"
+    r"|^\.edgeprune-probe-[a-z0-9_]{8}$"
+)
 
 
 class FolderInUseError(BadInputError):

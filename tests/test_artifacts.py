@@ -1,3 +1,4 @@
+import errno
 import os
 
 import pytest
@@ -46,3 +47,39 @@ def test_out_dir_that_is_a_file_is_refused(tmp_path):
         artifacts.check_out_dir(f)
     with pytest.raises(BadInputError, match="lies under .* which is a file"):
         artifacts.check_out_dir(f / "sub")
+
+
+@pytest.mark.parametrize(
+    "code, reason", [(errno.EACCES, "Permission denied"), (errno.EROFS, "Read-only file system")]
+)
+def test_out_dir_that_cannot_be_written_is_refused_and_left_as_it_was(
+    tmp_path, monkeypatch, code, reason
+):
+    def refused(*args, **kwargs):  # what a folder without permission or a read-only mount does
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(artifacts.tempfile, "mkstemp", refused)
+    out = tmp_path / "new" / "run"
+    with pytest.raises(BadInputError) as err:
+        artifacts.check_out_dir(out)
+    assert str(err.value) == (
+        f"output directory {out} cannot be written ({reason}); choose another folder"
+    )
+    assert os.listdir(tmp_path) == []  # the folders made for the probe are gone again
+
+
+def test_disk_full_during_an_atomic_write_is_a_named_error_and_leaves_nothing(tmp_path):
+    run = artifacts.RunDir(str(tmp_path))
+
+    def disk_full(tmp):
+        with open(tmp, "wb") as fh:
+            fh.write(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(artifacts.ArtifactWriteError) as err:
+        run.write_with("pruned.keras", disk_full, "prune", suffix=".keras")
+    assert str(err.value) == (
+        f"writing {tmp_path / 'pruned.keras'} failed (No space left on device); check "
+        f"free space and permissions of {tmp_path}"
+    )
+    assert os.listdir(tmp_path) == [] and run.artifacts == {}

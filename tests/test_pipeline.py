@@ -273,6 +273,7 @@ def test_stage_command_failing_after_its_write_keeps_the_stages_before_it(
 
     before = report.read(previous_run / "report.json")
     assert before.stages.quantize is not None
+    (previous_run / ".final_int8.tflite.k3x_9abz.tmp").write_bytes(b"half")  # a kill -9's
     monkeypatch.setattr(pipeline, "evaluate_stage", broken)  # after final_int8.tflite
     with pytest.raises(DataError, match="evaluation failed"):
         pipeline.quantize_only(
@@ -287,6 +288,7 @@ def test_stage_command_failing_after_its_write_keeps_the_stages_before_it(
     assert set(after.sizes) == {"baseline", "pruned"}
     listed = {n: a["sha256"] for n, a in after.artifacts.items()}
     assert "final_int8.tflite" not in listed and "pruned.keras" in listed
+    # the leftover of a killed write is gone, and so is the final model this command wrote
     assert _listing(previous_run) == sorted([*listed, "notes.txt", "report.json"])
     from edgeprune.artifacts import sha256_file
 

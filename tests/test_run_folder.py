@@ -2,6 +2,7 @@
 cleanup of a killed writer's temporary files."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,10 +121,78 @@ def test_leftovers_of_a_killed_write_are_removed_and_user_files_kept(tmp_path):
     folder.mkdir()
     leftovers = _leftovers_of_a_killed_writer(folder)
     (folder / ".firmware.old-0a1b2c3d").mkdir()  # a folder swap killed half way
+    (folder / ".edgeprune-probe-k2_x9a0b").write_text("")  # check_out_dir's probe
     user = [".hidden", "notes.tmp", ".pruned.keras.tmp", "model.keras", ".a.b.tmp.keras"]
     for name in user:
         (folder / name).write_text("mine")
     assert all(run_folder.is_leftover(n) for n in leftovers)
     with run_folder.hold(folder) as removed:
-        assert sorted(removed) == sorted([*leftovers, ".firmware.old-0a1b2c3d"])
+        assert sorted(removed) == sorted(
+            [*leftovers, ".firmware.old-0a1b2c3d", ".edgeprune-probe-k2_x9a0b"]
+        )
     assert sorted(os.listdir(folder)) == sorted(user)
+
+
+# ---------------------------------------------------------------- the commands
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from conftest import build_tiny
+
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    build_tiny("sequential").save(str(path))
+    return str(path)
+
+
+def test_run_into_a_held_folder_is_refused_and_leaves_it_as_it_was(holder, tiny_model, digits_npz):
+    from click.testing import CliRunner
+
+    from edgeprune.cli import main
+
+    folder, proc = holder
+    (folder / "notes.txt").write_text("mine")
+    before = sorted(os.listdir(folder))
+    result = CliRunner().invoke(
+        main, ["run", "--model", tiny_model, "--data", digits_npz, "--out", str(folder)]
+    )
+    assert result.exit_code == 1, result.output
+    assert (
+        f"edgeprune: error: run folder {folder} is in use by another edgeprune process "
+        f"(pid {proc.pid}, started "
+    ) in result.output
+    assert sorted(os.listdir(folder)) == before
+
+
+def test_stage_commands_into_a_held_folder_are_refused(holder, tiny_model, digits_npz):
+    import edgeprune.pipeline as pipeline
+
+    folder, _ = holder
+    for stage in (pipeline.prune_only, pipeline.quantize_only):
+        with pytest.raises(run_folder.FolderInUseError, match="is in use by another"):
+            stage(tiny_model, digits_npz, None, str(folder))
+
+
+def test_firmware_and_check_report_into_a_held_folder_are_refused(holder, int8_model, tmp_path):
+    from edgeprune.stages.check import check_model
+    from edgeprune.stages.firmware import build_firmware
+
+    folder, _ = holder
+    model = tmp_path / "m.tflite"
+    model.write_bytes(int8_model)
+    with pytest.raises(run_folder.FolderInUseError, match="is in use by another"):
+        build_firmware(str(model), "nano33ble", str(folder))
+    with pytest.raises(run_folder.FolderInUseError, match="is in use by another"):
+        check_model(str(model), "nano33ble", report_path=str(folder / "check.json"))
+    assert not (folder / "firmware").exists() and not (folder / "check.json").exists()
+
+
+def test_validate_on_a_held_folder_is_refused_before_running(holder, run_dir):
+    from edgeprune.stages.validate import validate_run
+
+    folder, _ = holder
+    shutil.copytree(run_dir, folder, dirs_exist_ok=True)
+    before = (folder / "report.json").read_bytes()
+    with pytest.raises(run_folder.FolderInUseError, match="is in use by another"):
+        validate_run(str(folder), runner="host")
+    assert (folder / "report.json").read_bytes() == before

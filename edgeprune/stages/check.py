@@ -239,7 +239,7 @@ def check_model(
         BudgetError: (after writing the report) a budget rule failed; its
             ``result`` is the :class:`~edgeprune.rules.budget.CheckResult`.
     """
-    from edgeprune import report
+    from edgeprune import report, run_folder
     from edgeprune.artifacts import check_out_dir
     from edgeprune.errors import BudgetError
     from edgeprune.target import load_target
@@ -247,6 +247,7 @@ def check_model(
     device = target if isinstance(target, Target) else load_target(target)
     if report_path is not None:
         check_out_dir(os.path.dirname(os.path.abspath(report_path)))
+        run_folder.ensure_free(os.path.dirname(os.path.abspath(report_path)))
     model = read_flatbuffer(model_path)
     result = check_flatbuffer(model, device, options)
     if report_path is not None:

@@ -65,6 +65,7 @@ def build_firmware(model_path: str, target, out: str | None = None, options=None
             runs the ``.tflite`` itself), an output folder that cannot be
             written; TargetMismatchError: TFLite Micro cannot run the model.
     """
+    from edgeprune import run_folder
     from edgeprune.artifacts import check_out_dir, read_flatbuffer
     from edgeprune.errors import BadInputError
     from edgeprune.stages.check import check_flatbuffer
@@ -79,5 +80,6 @@ def build_firmware(model_path: str, target, out: str | None = None, options=None
     model = read_flatbuffer(model_path)
     out = out or os.path.dirname(os.path.abspath(model_path))
     check_out_dir(out)
-    check = check_flatbuffer(model, target, options)
-    return FirmwareBuild(check, firmware_stage(RunDir(out), model, check.evidence.arena_bytes))
+    with run_folder.hold(out, "firmware"):
+        check = check_flatbuffer(model, target, options)
+        return FirmwareBuild(check, firmware_stage(RunDir(out), model, check.evidence.arena_bytes))

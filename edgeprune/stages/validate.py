@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeprune import artifacts, metrics, report
+from edgeprune import artifacts, metrics, report, run_folder
 from edgeprune.errors import BadInputError, DeviceError, Interrupted, QualityError
 from edgeprune.recipe_options import ValidateOptions
 from edgeprune.report import ValidationResult
@@ -282,11 +282,14 @@ def validate_run(
     opts = options or ValidateOptions()
     runner = choose_runner(target, runner, address)
     existing = _existing_measurements(measurements, runner, target)
-    run = read_run(run_dir or os.path.join("build", target.id))
-    result = validate(run, open_runner(runner, run.model_path, target, address, opts), data, opts)
-    log.info("report: %s", write_result(run, result))
-    if existing is not None:
-        _add_measurement(run, result, target, measurements, existing)
+    folder = run_dir or os.path.join("build", target.id)
+    with run_folder.hold(folder, "validate"):  # nobody replaces the model while it runs
+        run = read_run(folder)
+        opened = open_runner(runner, run.model_path, target, address, opts)
+        result = validate(run, opened, data, opts)
+        log.info("report: %s", write_result(run, result))
+        if existing is not None:
+            _add_measurement(run, result, target, measurements, existing)
     if result.partial and result.error.startswith("interrupted"):
         raise Interrupted(f"{result.error}; the partial results are in report.json", result)
     if result.partial:
