@@ -359,14 +359,14 @@ def _undone_on_failure(inp: Inputs, previous: set[str]) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        written = set(inp.out.artifacts)
+        names = set(inp.out.artifacts) | previous
+        inp.out.artifacts.clear()
+        protected = os.path.abspath(inp.model_source)
         with contextlib.suppress(OSError):  # the original error is the one to show
-            _forget_stale(inp, set(), set())
-            protected = {os.path.abspath(inp.model_source)}
             inp.out.remove_unlisted(
-                {n for n in previous if os.path.abspath(inp.out.file(n)) not in protected}
+                {n for n in names if os.path.abspath(inp.out.file(n)) != protected}
             )
-        if written | previous:
+        if names:
             log.warning("the run failed: removed its artifacts from %s", inp.out.path)
         raise
 
@@ -388,10 +388,13 @@ def _stage_undone_on_failure(inp: Inputs, stage: str) -> Iterator[None]:
                 old, stage, inp.out.artifacts, inp.input_sha256, inp.dataset.sha256
             )
             _forget_stale(inp, keep, set())
-            if old is not None and keep:
-                header = report.Report(old.seed, old.recipe, old.inputs, report.Stages())
-                report.write_run(inp.out, report.merge_stage(old, keep, header))
-            elif old is not None:
+            try:
+                if old is not None and keep:
+                    header = report.Report(old.seed, old.recipe, old.inputs, report.Stages())
+                    report.write_run(inp.out, report.merge_stage(old, keep, header))
+                elif old is not None:
+                    os.unlink(inp.out.file(report.REPORT_NAME))
+            except OSError:  # (a full disk) the old report lists files just deleted
                 os.unlink(inp.out.file(report.REPORT_NAME))
         log.warning("%s failed: removed its artifacts from %s", stage, inp.out.path)
         raise

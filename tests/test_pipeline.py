@@ -246,20 +246,25 @@ def previous_run(run_dir, tmp_path):
 def test_run_failing_after_its_writes_leaves_no_artifact(previous_run, monkeypatch, digits):
     from edgeprune import artifacts
 
+    written = []
+
     def disk_full(path, obj):
+        written.extend(os.listdir(previous_run))
         with artifacts.atomic_path(path):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(artifacts, "write_json_atomic", disk_full)  # report.json's writer
     with pytest.raises(artifacts.ArtifactWriteError) as err:
-        pipeline.run(None, "digits", small_recipe(), str(previous_run))
+        pipeline.run(None, "digits", small_recipe(), str(previous_run), target="nano33ble")
     report = previous_run / "report.json"
     assert str(err.value) == (
         f"writing {report} failed (No space left on device); check free space "
         f"and permissions of {previous_run}"
     )
-    # baseline, pruned and final models were written, then removed with the old run's
-    assert _listing(previous_run) == ["notes.txt"]
+    # baseline, pruned and final models and firmware/ were written, then removed with
+    # the old run's files
+    assert {"baseline.keras", "pruned.keras", "final_int8.tflite", "firmware"} <= set(written)
+    assert _listing(previous_run) == ["notes.txt"] and os.listdir(previous_run) == ["notes.txt"]
 
 
 def test_stage_command_failing_after_its_write_keeps_the_stages_before_it(
