@@ -176,8 +176,9 @@ def _in_use(folder: str, lock: str) -> FolderInUseError:
     holder = ""
     with contextlib.suppress(OSError), open(lock, encoding="utf-8", errors="replace") as fh:
         holder = fh.read(200).strip()
-    pid, _, rest = holder.partition(", ")
-    who = f" ({pid}, {rest.partition(', ')[2]})" if pid.startswith("pid ") and rest else ""
+    pid, command, started = (holder.split(", ") + ["", ""])[:3]
+    ok = pid.startswith("pid ") and started.startswith("started ")
+    who = f" ({pid}, edgeprune {command}, {started})" if ok else ""
     return FolderInUseError(
         f"run folder {folder} is in use by another edgeprune process{who}; wait "
         f"for it to finish or choose another output folder"

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from edgeprune import artifacts, run_folder
+from edgeprune import run_folder
 from edgeprune.errors import BadInputError
 
 # Holds the lock of the folder argv[1] until stdin closes; prints "held" once it has it.
@@ -46,7 +46,7 @@ def test_second_writer_is_refused_naming_the_holder(holder):
             pytest.fail("two processes held one run folder")
     message = str(err.value)
     assert message.startswith(f"run folder {folder} is in use by another edgeprune process")
-    assert f"(pid {proc.pid}, started " in message
+    assert f"(pid {proc.pid}, edgeprune run, started 20" in message
     assert message.endswith("wait for it to finish or choose another output folder")
     assert isinstance(err.value, BadInputError)
 
@@ -98,21 +98,32 @@ def test_lock_that_cannot_be_opened_is_a_named_error(tmp_path):
     )
 
 
+# Dies by kill -9 in the middle of atomic writes of a file and of a folder.
+KILLED_WRITER = """
+import os, sys
+from edgeprune import artifacts, run_folder
+with run_folder.hold(sys.argv[1], "prune"):
+    with artifacts.atomic_path(os.path.join(sys.argv[1], "pruned.keras"), ".keras") as keras:
+        with open(keras, "wb") as fh:
+            fh.write(b"half a model")
+        with artifacts.atomic_path(os.path.join(sys.argv[1], "firmware")) as firmware:
+            os.mkdir(firmware)
+            print(os.path.basename(keras), os.path.basename(firmware), flush=True)
+            sys.stdin.read()
+"""
+
+
 def _leftovers_of_a_killed_writer(folder):
-    """What atomic_path leaves when its process dies mid-write: files and folders."""
-    names = []
-    for final, suffix, as_dir in [
-        ("pruned.keras", ".keras", False),
-        ("report.json", "", False),
-        ("firmware", "", True),
-    ]:
-        with pytest.raises(KeyboardInterrupt):
-            with artifacts.atomic_path(folder / final, suffix) as tmp:
-                os.mkdir(tmp) if as_dir else open(tmp, "wb").close()
-                names.append(os.path.basename(tmp))
-                os.rename(tmp, tmp + ".keep")  # survive atomic_path's own cleanup
-                raise KeyboardInterrupt
-        os.rename(os.path.join(folder, names[-1] + ".keep"), os.path.join(folder, names[-1]))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(folder)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    names = proc.stdout.readline().split()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(names) == 2 and all((folder / n).exists() for n in names)
     return names
 
 
@@ -159,7 +170,7 @@ def test_run_into_a_held_folder_is_refused_and_leaves_it_as_it_was(holder, tiny_
     assert result.exit_code == 1, result.output
     assert (
         f"edgeprune: error: run folder {folder} is in use by another edgeprune process "
-        f"(pid {proc.pid}, started "
+        f"(pid {proc.pid}, edgeprune run, started "
     ) in result.output
     assert sorted(os.listdir(folder)) == before
 
