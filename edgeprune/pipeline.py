@@ -28,7 +28,7 @@ from edgeprune.recipe import Recipe
 from edgeprune.rules.budget import CheckResult
 from edgeprune.rules.quality import quantization_rule, raise_if_failed
 from edgeprune.rules.result import RuleResult
-from edgeprune.stages.baseline import BaselineResult, baseline_stage
+from edgeprune.stages.baseline import BaselineResult, baseline_stage, convert_up_front
 from edgeprune.stages.check import check_flatbuffer
 from edgeprune.stages.evaluate import StageEval, evaluate_stage, measure_size, metrics_of
 from edgeprune.stages.firmware import FirmwareResult, firmware_stage
@@ -105,9 +105,10 @@ def run(
         check_structured(inp, target)
         if target is not None and target.runtime == "tflm":
             preflight_tflm(inp, target)
+        converted = convert_up_front(inp)
         previous = report.begin_run(inp.out)
         with _undone_on_failure(inp, previous):
-            result = _run_stages(inp, target, previous, t0)
+            result = _run_stages(inp, target, previous, converted, t0)
     check = result.check
     if check is not None and not check.ok:
         failed = ", ".join(r.name for r in check.rules if not r.ok)
@@ -121,10 +122,12 @@ def run(
     return result
 
 
-def _run_stages(inp: Inputs, target: Target | None, previous: set[str], t0: float) -> RunResult:
+def _run_stages(
+    inp: Inputs, target: Target | None, previous: set[str], converted: bytes | None, t0: float
+) -> RunResult:
     """The stages of :func:`run`, from the baseline to ``report.json``."""
     recipe = inp.recipe
-    base = baseline_stage(inp)
+    base = baseline_stage(inp, converted)
     structured = None
     if recipe.structured.goal != "none":
         structured = structured_stage(inp, base.model, target)

@@ -298,3 +298,30 @@ def test_stage_command_failing_after_its_write_keeps_the_stages_before_it(
     from edgeprune.artifacts import sha256_file
 
     assert all(sha256_file(previous_run / n) == sha for n, sha in listed.items())
+
+
+def test_model_the_converter_refuses_leaves_the_previous_run_untouched(
+    previous_run, monkeypatch, trained_models, digits_npz
+):
+    from edgeprune.adapters import converter
+
+    def refuses(model, mode, *args, **kwargs):
+        raise converter.ConversionError(f"the TFLite converter failed in {mode} mode: no")
+
+    before = {name: (previous_run / name).read_bytes() for name in _listing(previous_run)}
+    monkeypatch.setattr(converter, "to_tflite", refuses)
+    model = save(trained_models["sequential"], previous_run.parent / "seq.keras")
+    with pytest.raises(converter.ConversionError, match="failed in float32 mode"):
+        pipeline.run(model, digits_npz, small_recipe(), str(previous_run))
+    assert {name: (previous_run / name).read_bytes() for name in _listing(previous_run)} == before
+
+
+@pytest.mark.parametrize("meta", ["[1, 2]", "{", '"key"', "\xff"])
+def test_damaged_baseline_cache_is_retrained_not_an_error(tmp_path, meta):
+    from edgeprune import artifacts
+    from edgeprune.stages.baseline import _load_cached_baseline
+
+    out = artifacts.RunDir(str(tmp_path))
+    (tmp_path / artifacts.BASELINE_KERAS).write_bytes(b"model")
+    (tmp_path / artifacts.BASELINE_META).write_bytes(meta.encode("latin-1"))
+    assert _load_cached_baseline(out, {"model": "digits_cnn"}) is None

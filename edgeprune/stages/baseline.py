@@ -37,9 +37,13 @@ class BaselineResult:
         return report.BaselineEntry(self.trained, self.cached, self.train_metrics, self.seconds)
 
 
-def baseline_stage(inp: Inputs) -> BaselineResult:
+def baseline_stage(inp: Inputs, converted: bytes | None = None) -> BaselineResult:
     """Train the built-in model (or reuse the cached one) or take the user's
     model as it is; save it and its float32 ``.tflite``.
+
+    ``converted``: the user's model already converted to float32 (see
+    :func:`convert_up_front`), so that it is not converted twice; ignored for
+    a built-in model, whose weights training changes.
 
     Side effects: writes ``baseline.keras``, ``baseline.json`` (a built-in's
     cache key and training metrics) and ``baseline_float32.tflite``.
@@ -90,14 +94,29 @@ def baseline_stage(inp: Inputs) -> BaselineResult:
         out.record(artifacts.BASELINE_META, "baseline")
     elif cached:
         out.record(artifacts.BASELINE_META, "baseline")
-        with open(out.file(artifacts.BASELINE_META), encoding="utf-8") as fh:
-            train_metrics = json.load(fh).get("train_metrics", {})
-    tflite = out.write_flatbuffer(
-        artifacts.BASELINE_TFLITE, convert.to_tflite(model, "float32"), "baseline", "float32"
-    )
+        meta = _read_meta(out.file(artifacts.BASELINE_META)) or {}
+        train_metrics = meta.get("train_metrics", {})
+    if converted is None or inp.builtin is not None:
+        converted = convert.to_tflite(model, "float32")
+    tflite = out.write_flatbuffer(artifacts.BASELINE_TFLITE, converted, "baseline", "float32")
     return BaselineResult(
         keras, tflite, trained, cached, train_metrics, time.perf_counter() - t0, model
     )
+
+
+def convert_up_front(inp: Inputs) -> bytes | None:
+    """The user's model as a float32 ``.tflite``, converted before anything is
+    written, so that a model the converter refuses leaves the run folder (and the
+    previous run in it) untouched; None for a built-in model (known to convert).
+
+    Raises:
+        ConversionError: the converter refused the model.
+    """
+    if inp.builtin is not None:
+        return None
+    from edgeprune.adapters import converter as convert
+
+    return convert.to_tflite(inp.model, "float32")
 
 
 def _baseline_key(inp: Inputs) -> dict:
@@ -121,10 +140,8 @@ def _load_cached_baseline(out: RunDir, key: dict):
     meta_path, model_path = out.file(artifacts.BASELINE_META), out.file(artifacts.BASELINE_KERAS)
     if not (os.path.isfile(meta_path) and os.path.isfile(model_path)):
         return None
-    try:
-        with open(meta_path, encoding="utf-8") as fh:
-            meta = json.load(fh)
-    except (OSError, json.JSONDecodeError):
+    meta = _read_meta(meta_path)
+    if meta is None:
         return None
     if meta.get("key") != json.loads(json.dumps(key)):
         log.info("baseline: cache key changed, retraining")
@@ -133,3 +150,14 @@ def _load_cached_baseline(out: RunDir, key: dict):
         log.info("baseline: cached model does not match its hash, retraining")
         return None
     return ka.load_model(model_path)
+
+
+def _read_meta(path: str) -> dict | None:
+    """``baseline.json`` as a dict; None when it is unreadable or not an object
+    (a damaged cache is retrained, not an error)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            meta = json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    return meta if isinstance(meta, dict) else None
