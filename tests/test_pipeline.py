@@ -325,3 +325,20 @@ def test_damaged_baseline_cache_is_retrained_not_an_error(tmp_path, meta):
     (tmp_path / artifacts.BASELINE_KERAS).write_bytes(b"model")
     (tmp_path / artifacts.BASELINE_META).write_bytes(meta.encode("latin-1"))
     assert _load_cached_baseline(out, {"model": "digits_cnn"}) is None
+
+
+def test_ctrl_c_during_a_run_removes_what_it_wrote_and_the_folder_it_made(
+    tmp_path, monkeypatch, trained_models, digits_npz
+):
+    written = []
+
+    def interrupted(inp, model):
+        written.extend(os.listdir(inp.out.path))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "prune_stage", interrupted)
+    model = save(trained_models["sequential"], tmp_path / "seq.keras")
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run(model, digits_npz, small_recipe(), str(tmp_path / "new" / "run"))
+    assert {"baseline.keras", "baseline_float32.tflite"} <= set(written)
+    assert os.listdir(tmp_path) == ["seq.keras"]

@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -207,3 +208,31 @@ def test_validate_on_a_held_folder_is_refused_before_running(holder, run_dir):
     with pytest.raises(run_folder.FolderInUseError, match="is in use by another"):
         validate_run(str(folder), runner="host")
     assert (folder / "report.json").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_two_runs_into_one_folder_the_second_is_refused_the_first_finishes(tmp_path):
+    """The campaign's finding, end to end: two `edgeprune run --out X` processes."""
+    import json
+
+    from edgeprune.artifacts import sha256_file
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "edgeprune", "run", "--out", str(out)]
+    command += ["--train-epochs", "2", "--epochs", "1"]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not (out / run_folder.LOCK_NAME).exists():  # no timing: the lock file says when
+        assert first.poll() is None, first.communicate()
+        time.sleep(0.05)
+    second = subprocess.run(command, capture_output=True, text=True)
+    assert second.returncode == 1, second.stderr
+    assert f"edgeprune: error: run folder {out} is in use by another edgeprune process" in (
+        second.stderr
+    )
+    stdout, stderr = first.communicate()
+    assert first.returncode == 0, stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["artifacts"]  # and every file it lists is the one this run wrote
+    for name, listed in report["artifacts"].items():
+        assert sha256_file(out / name) == listed["sha256"]
+    assert not (out / run_folder.LOCK_NAME).exists()
