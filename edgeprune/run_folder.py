@@ -147,11 +147,11 @@ def _acquire(folder: str, command: str) -> int:
                 f"folder you can write"
             ) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if not _lock_exclusive(fd):
+                os.close(fd)
+                raise _in_use(folder, lock)
         except OSError as exc:
             os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise _in_use(folder, lock) from None
             raise BadInputError(
                 f"run folder {folder} cannot be locked ({exc.strerror}); choose a "
                 f"local folder (network file systems may not support locks)"
@@ -170,6 +170,21 @@ def _acquire(folder: str, command: str) -> int:
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}, {command}, started {stamp}\n".encode())
     return fd
+
+
+def _lock_exclusive(fd: int, attempts: int = 5) -> bool:
+    """Take the exclusive lock; False while another process holds it. A probe of
+    :func:`ensure_free` holds a shared lock for microseconds: a few short retries
+    keep it from refusing a run that starts at that moment."""
+    for _ in range(attempts):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+        time.sleep(0.01)
+    return False
 
 
 def _in_use(folder: str, lock: str) -> FolderInUseError:

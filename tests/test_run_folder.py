@@ -64,7 +64,8 @@ def test_lock_of_a_killed_holder_is_not_stale(holder):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert os.path.exists(folder / run_folder.LOCK_NAME)  # kill -9 left the file ...
-    with run_folder.hold(folder, "run"):  # ... but not the lock
+    run_folder.ensure_free(folder)  # ... but not the lock
+    with run_folder.hold(folder, "run"):
         pass
     assert os.listdir(folder) == []
 
@@ -96,6 +97,20 @@ def test_lock_that_cannot_be_opened_is_a_named_error(tmp_path):
             pass
     assert str(err.value) == (
         f"run folder {folder} cannot be locked (Is a directory); choose a folder you can write"
+    )
+
+
+def test_folder_that_cannot_be_created_is_a_named_error(tmp_path, monkeypatch):
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(run_folder.os, "makedirs", refused)
+    with pytest.raises(BadInputError) as err:
+        with run_folder.hold(tmp_path / "run"):
+            pass
+    assert str(err.value) == (
+        f"run folder {tmp_path / 'run'} cannot be created (Permission denied); choose a "
+        f"folder you can write"
     )
 
 
