@@ -31,6 +31,7 @@ from edgeprune.rules.result import RuleResult
 from edgeprune.stages.baseline import BaselineResult, baseline_stage, convert_up_front
 from edgeprune.stages.check import check_flatbuffer
 from edgeprune.stages.evaluate import StageEval, evaluate_stage, measure_size, metrics_of
+from edgeprune.stages.firmware import FOLDER as FIRMWARE_FOLDER
 from edgeprune.stages.firmware import FirmwareResult, firmware_stage
 from edgeprune.stages.inputs import (
     Inputs,
@@ -101,12 +102,13 @@ def run(
         writes=(artifacts.BASELINE_KERAS, artifacts.STRUCTURED_KERAS, artifacts.PRUNED_KERAS),
     )
     _check_convertible(inp)
-    with run_folder.hold(inp.out.path, "run"):
+    with run_folder.hold(inp.out.path, "run") as held:
         check_structured(inp, target)
         if target is not None and target.runtime == "tflm":
             preflight_tflm(inp, target)
         converted = convert_up_front(inp)
         previous = report.begin_run(inp.out)
+        held.journal(previous | _may_write(inp, target))  # undone after a kill -9
         with _undone_on_failure(inp, previous):
             result = _run_stages(inp, target, previous, converted, t0)
     check = result.check
@@ -344,6 +346,21 @@ def _forget_stale(inp: Inputs, keep: set[str], fresh: set[str]) -> None:
 
 
 # ---------------------------------------------------------------- failures
+
+
+def _may_write(inp: Inputs, target: Target | None) -> set[str]:
+    """Every artifact name :func:`run` may write (``firmware`` is a folder),
+    never the input model."""
+    names = {artifacts.BASELINE_KERAS, artifacts.BASELINE_TFLITE, artifacts.PRUNED_KERAS}
+    names |= {artifacts.PRUNED_TFLITE, artifacts.final_tflite_name(inp.recipe.quantize.mode)}
+    if inp.builtin is not None:
+        names.add(artifacts.BASELINE_META)
+    if inp.recipe.structured.goal != "none":
+        names |= {artifacts.STRUCTURED_KERAS, artifacts.STRUCTURED_TFLITE}
+    if target is not None and target.runtime == "tflm":
+        names.add(FIRMWARE_FOLDER)
+    source = os.path.abspath(inp.model_source)
+    return {n for n in names if os.path.abspath(inp.out.file(n)) != source}
 
 
 def _check_convertible(inp: Inputs) -> None:

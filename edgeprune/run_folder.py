@@ -13,7 +13,10 @@ Once the lock is held, the temporary files and folders that
 and ``.NAME.old-XXXXXXXX``; also :func:`edgeprune.artifacts.check_out_dir`'s
 ``.edgeprune-probe-XXXXXXXX``) and a killed writer left are removed: nobody else
 can be writing them, and their pattern is edgeprune's own, so no user file
-matches it.
+matches it. A run also journals in the lock file the artifacts it may write
+(and those of the run it replaces): when it is killed before its
+``report.json``, the next holder finds the journal and deletes them, so a
+killed run does not leave a half-written folder for long.
 """
 
 from __future__ import annotations
@@ -26,13 +29,15 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 
 from edgeprune.errors import BadInputError
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".edgeprune.lock"
+_JOURNAL = "may write "
 
 # What atomic_path names its temporary files (tempfile's 8 random characters
 # between ".NAME." and ".tmp"), _replace_folder the folder it moves aside, and
@@ -53,12 +58,36 @@ def is_leftover(name: str) -> bool:
     return bool(_LEFTOVER.match(name))
 
 
+@dataclass
+class HeldFolder:
+    """A run folder whose lock this process holds (what :func:`hold` yields).
+
+    ``removed``: what was cleaned up on entry, relative to the folder: the
+    atomic writer's leftovers and the files of a run killed part way.
+    """
+
+    path: str
+    fd: int = field(repr=False)
+    removed: list[str]
+
+    def journal(self, names: Iterable[str]) -> None:
+        """Note in the lock file the artifacts a run is about to write or leave
+        unlisted: if this process dies without unlocking (kill -9), the next
+        holder deletes them, unless the run got as far as its ``report.json``."""
+        text = "".join(f"{_JOURNAL}{name}\n" for name in sorted(names))
+        with contextlib.suppress(OSError):  # best effort: the lock itself is what counts
+            os.write(self.fd, text.encode())
+            os.fsync(self.fd)
+
+
 @contextlib.contextmanager
-def hold(folder: str | os.PathLike, command: str = "run") -> Iterator[list[str]]:
+def hold(folder: str | os.PathLike, command: str = "run") -> Iterator[HeldFolder]:
     """Hold the lock of run folder ``folder`` (created if missing) while the block runs.
 
-    On entry, removes the atomic writer's leftovers in the folder and yields
-    their names. The lock file is removed on exit; a folder this call created
+    On entry, removes the atomic writer's leftovers in the folder and, when
+    the previous holder was a run killed before its report (its lock file
+    still holds a journal, see :meth:`HeldFolder.journal`), the files it
+    journaled. The lock file is removed on exit; a folder this call created
     is removed again if it is still empty then (a run refused or failed before
     writing leaves nothing).
 
@@ -74,7 +103,7 @@ def hold(folder: str | os.PathLike, command: str = "run") -> Iterator[list[str]]
         probe = os.path.dirname(probe)
     try:
         os.makedirs(path, exist_ok=True)
-        fd = _acquire(os.fspath(folder), command)
+        fd, before = _acquire(os.fspath(folder), command)
     except OSError as exc:
         _remove_if_empty(created)
         raise BadInputError(
@@ -85,7 +114,7 @@ def hold(folder: str | os.PathLike, command: str = "run") -> Iterator[list[str]]
         _remove_if_empty(created)
         raise
     try:
-        yield remove_leftovers(path)
+        yield HeldFolder(path, fd, _recover(path, before) + remove_leftovers(path))
     finally:
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(path, LOCK_NAME))  # still ours: we hold the lock
@@ -135,8 +164,42 @@ def remove_leftovers(folder: str | os.PathLike) -> list[str]:
     return names
 
 
-def _acquire(folder: str, command: str) -> int:
-    """Lock ``folder``'s lock file and write who holds it; return its descriptor."""
+def _recover(folder: str, lock_text: str) -> list[str]:
+    """Delete what a run killed before its report journaled (see
+    :meth:`HeldFolder.journal`); return the names removed."""
+    from edgeprune.report import REPORT_NAME
+
+    head, *lines = lock_text.splitlines() or [""]
+    names = [line[len(_JOURNAL) :] for line in lines if line.startswith(_JOURNAL)]
+    if ", run, " not in head or not names or os.path.exists(os.path.join(folder, REPORT_NAME)):
+        return []
+    root = os.path.realpath(folder)
+    removed = []
+    for name in names:
+        full = os.path.join(folder, name)
+        if not os.path.realpath(full).startswith(root + os.sep):
+            continue
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full, ignore_errors=True)
+        elif os.path.lexists(full):
+            with contextlib.suppress(OSError):
+                os.unlink(full)
+        else:
+            continue
+        removed.append(name)
+    if removed:
+        log.warning(
+            "a run killed part way (%s) left files in %s: removed %s",
+            head,
+            folder,
+            ", ".join(removed),
+        )
+    return removed
+
+
+def _acquire(folder: str, command: str) -> tuple[int, str]:
+    """Lock ``folder``'s lock file and write who holds it; return its descriptor
+    and what the file held before (a killed holder's journal, or nothing)."""
     lock = os.path.join(folder, LOCK_NAME)
     while True:
         try:
@@ -165,11 +228,14 @@ def _acquire(folder: str, command: str) -> int:
         if same:
             break
         os.close(fd)
+    before = b""
+    with contextlib.suppress(OSError):
+        before = os.pread(fd, 1 << 20, 0)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     with contextlib.suppress(OSError):  # who holds it is a courtesy for the message
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}, {command}, started {stamp}\n".encode())
-    return fd
+    return fd, before.decode("utf-8", errors="replace")
 
 
 def _lock_exclusive(fd: int, attempts: int = 5) -> bool:

@@ -332,8 +332,11 @@ def test_ctrl_c_during_a_run_removes_what_it_wrote_and_the_folder_it_made(
 ):
     written = []
 
+    journal = []
+
     def interrupted(inp, model):
         written.extend(os.listdir(inp.out.path))
+        journal.extend(open(os.path.join(inp.out.path, ".edgeprune.lock")).read().splitlines())
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pipeline, "prune_stage", interrupted)
@@ -342,3 +345,15 @@ def test_ctrl_c_during_a_run_removes_what_it_wrote_and_the_folder_it_made(
         pipeline.run(model, digits_npz, small_recipe(), str(tmp_path / "new" / "run"))
     assert {"baseline.keras", "baseline_float32.tflite"} <= set(written)
     assert os.listdir(tmp_path) == ["seq.keras"]
+    # what a kill -9 (no cleanup in process) would leave for the next run to remove
+    assert journal[0].startswith(f"pid {os.getpid()}, run, started ")
+    assert journal[1:] == [
+        f"may write {name}"
+        for name in (
+            "baseline.keras",
+            "baseline_float32.tflite",
+            "final_int8.tflite",
+            "pruned.keras",
+            "pruned_float32.tflite",
+        )
+    ]

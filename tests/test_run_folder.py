@@ -153,11 +153,63 @@ def test_leftovers_of_a_killed_write_are_removed_and_user_files_kept(tmp_path):
     for name in user:
         (folder / name).write_text("mine")
     assert all(run_folder.is_leftover(n) for n in leftovers)
-    with run_folder.hold(folder) as removed:
-        assert sorted(removed) == sorted(
+    with run_folder.hold(folder) as held:
+        assert sorted(held.removed) == sorted(
             [*leftovers, ".firmware.old-0a1b2c3d", ".edgeprune-probe-k2_x9a0b"]
         )
     assert sorted(os.listdir(folder)) == sorted(user)
+
+
+# Journals what it may write, writes part of it, and is killed with -9 before its report.
+KILLED_RUN = """
+import os, sys
+from edgeprune import run_folder
+folder = sys.argv[1]
+with run_folder.hold(folder, sys.argv[2]) as held:
+    held.journal(["baseline.keras", "firmware", "final_int8.tflite", "../outside.txt"])
+    open(os.path.join(folder, "baseline.keras"), "wb").close()
+    os.makedirs(os.path.join(folder, "firmware"))
+    open(os.path.join(folder, "firmware", "model_data.cc"), "w").close()
+    if sys.argv[3] == "report":
+        open(os.path.join(folder, "report.json"), "w").close()
+    print("written", flush=True)
+    sys.stdin.read()
+"""
+
+
+def _killed(folder, command="run", report=""):
+    folder.mkdir(exist_ok=True)
+    (folder / "notes.txt").write_text("mine")
+    (folder.parent / "outside.txt").write_text("not in the folder")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, str(folder), command, report],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "written"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def test_files_of_a_run_killed_before_its_report_are_removed_by_the_next(tmp_path):
+    folder = tmp_path / "run"
+    _killed(folder)
+    with run_folder.hold(folder) as held:
+        assert held.removed == ["baseline.keras", "firmware"]  # what it journaled and wrote
+    assert os.listdir(folder) == ["notes.txt"]
+    assert (tmp_path / "outside.txt").exists()  # a journal never reaches out of the folder
+
+
+@pytest.mark.parametrize("command, report", [("run", "report"), ("validate", "")])
+def test_a_killed_run_that_wrote_its_report_or_another_command_is_not_undone(
+    tmp_path, command, report
+):
+    folder = tmp_path / "run"
+    _killed(folder, command, report)
+    with run_folder.hold(folder) as held:
+        assert held.removed == []
+    assert (folder / "baseline.keras").exists() and (folder / "firmware").is_dir()
 
 
 # ---------------------------------------------------------------- the commands
