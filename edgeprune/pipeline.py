@@ -10,6 +10,10 @@ before the first byte is written, so bad input leaves the output folder
 untouched. :func:`prune_only` and :func:`quantize_only` run one stage on a
 model file with the same stage functions and merge into the folder's report.
 
+Each holds the run folder's lock (:mod:`edgeprune.run_folder`) while it
+writes; one that fails part way removes what it wrote, so a folder holds a
+finished run, or none (see :func:`_undone_on_failure`).
+
 TensorFlow is imported by the stage functions, not by this module's import.
 """
 
@@ -82,10 +86,13 @@ def run(
     ``firmware/`` folder is written.
 
     Side effects: writes artifacts and ``report.json`` under ``out`` (default
-    ``runs/<model name>``, or ``build/<target>``). Raises
+    ``runs/<model name>``, or ``build/<target>``), holding its lock. Raises
     :class:`~edgeprune.errors.BadInputError` before writing anything when the
-    input is unusable, :class:`~edgeprune.errors.VerificationError` when a
-    check after a stage fails, and, after writing everything,
+    input is unusable or another process writes ``out``
+    (:class:`~edgeprune.run_folder.FolderInUseError`),
+    :class:`~edgeprune.errors.VerificationError` when a check after a stage
+    fails (then, as on any failure part way, the run's files and the replaced
+    run's are removed), and, after writing everything,
     :class:`~edgeprune.errors.BudgetError` (a device budget failed) or
     :class:`~edgeprune.errors.QualityError` (quantization cost too much).
     """
