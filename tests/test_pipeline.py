@@ -243,7 +243,7 @@ def previous_run(run_dir, tmp_path):
     return folder
 
 
-def test_run_failing_after_its_writes_leaves_no_artifact(previous_run, monkeypatch, digits):
+def test_run_failing_after_its_writes_leaves_no_artifact(previous_run, monkeypatch):
     from edgeprune import artifacts
 
     written = []
