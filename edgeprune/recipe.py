@@ -64,6 +64,12 @@ class Recipe:
     task: str = option(
         "auto", "--task", "Task; auto infers it from the labels and the model.", choices=TASKS
     )
+    unsafe_load: bool = option(
+        False,
+        "--unsafe-load",
+        "Load a model file whose Lambda layers or custom objects run Python code "
+        "while it loads (refused otherwise); only for files you trust.",
+    )
     train: TrainOptions = field(default_factory=TrainOptions)
     structured: StructuredPruning = field(default_factory=StructuredPruning)
     prune: PruneOptions = field(default_factory=PruneOptions)
@@ -152,7 +158,10 @@ def _coerce(f: dataclasses.Field, value: Any, key: str) -> Any:
         if "None" in typ:
             return None
         raise RecipeError(f"{key} must be set")
-    if typ.startswith("int"):
+    if typ.startswith("bool"):
+        if not isinstance(value, bool):
+            raise RecipeError(f"{key} = {value!r} must be true or false")
+    elif typ.startswith("int"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise RecipeError(f"{key} = {value!r} must be a whole number")
     elif typ.startswith("float"):
