@@ -188,6 +188,12 @@ def rebuild(path: str, tf_keras, safe_mode: bool = True) -> tuple[object, Conver
     for layer3 in model3._operations:
         if type(layer3).__name__ == "InputLayer":
             continue
+        if type(layer3).__name__ == "Lambda":
+            raise _fail(
+                path,
+                f"layer {layer3.name} is a Lambda, whose function cannot be carried over",
+                MANUAL_FIX,
+            )
         tf_cls = getattr(tf_keras.layers, type(layer3).__name__, None)
         if tf_cls is None or type(layer3).__module__.split(".")[0] != "keras":
             raise _fail(
