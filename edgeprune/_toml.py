@@ -19,6 +19,14 @@ def read_toml(path: str | os.PathLike, error: type[Exception], what: str) -> dic
         raise error(f"{where}: is a folder, not a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{where}: not valid TOML ({exc}); fix the syntax") from None
+    except UnicodeDecodeError as exc:
+        raise error(
+            f"{where}: not valid TOML (byte {exc.start} is not UTF-8); save it as UTF-8 text"
+        ) from None
+    except RecursionError:
+        raise error(
+            f"{where}: not valid TOML (nested too deeply to read); flatten its tables and arrays"
+        ) from None
     except OSError as exc:
         raise error(f"{where}: cannot be read ({exc.strerror})") from None
 

@@ -9,7 +9,10 @@ described by its input shape and output width only.
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
 import os
+import stat
 import zipfile
 from dataclasses import dataclass, replace
 
@@ -19,6 +22,11 @@ from edgeprune.errors import DataError
 
 REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
 OPTIONAL_KEYS = ("x_val", "y_val", "x_calib")
+# A figure on fewer test samples says nothing (one sample: accuracy 0 or 1).
+MIN_TEST_SAMPLES = 2
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -134,47 +142,127 @@ def load_dataset(spec: str | os.PathLike) -> Dataset:
         raise DataError(
             f"data {text} is a folder; pass an .npz file with {', '.join(REQUIRED_KEYS)}"
         )
-    try:
-        with np.load(text, allow_pickle=False) as npz:
-            keys = set(npz.files)
-            missing = [k for k in REQUIRED_KEYS if k not in keys]
-            if missing:
-                raise DataError(
-                    f"data file {text} lacks {', '.join(missing)}; it needs "
-                    f"{', '.join(REQUIRED_KEYS)} (optional: {', '.join(OPTIONAL_KEYS)})"
-                )
-            arrays = {k: npz[k] for k in REQUIRED_KEYS + OPTIONAL_KEYS if k in keys}
-    except DataError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(
-            f"data file {text} is not a readable .npz archive ({exc}); save it with numpy.savez"
-        ) from None
+    if not stat.S_ISREG(os.stat(text).st_mode):
+        raise DataError(f"data {text} is not a regular file; pass an .npz file")
+    arrays = _read_npz(text)
     if ("x_val" in arrays) != ("y_val" in arrays):
         raise DataError(f"data file {text} has only one of x_val, y_val; give both or neither")
+    for k, a in arrays.items():
+        _check_array(text, k, a)
     for xk, yk in (("x_train", "y_train"), ("x_test", "y_test"), ("x_val", "y_val")):
         if xk in arrays and len(arrays[xk]) != len(arrays[yk]):
             raise DataError(
                 f"data file {text}: {xk} has {len(arrays[xk])} rows but {yk} has "
                 f"{len(arrays[yk])}; they must match"
             )
-    for k, a in arrays.items():
-        if a.dtype == object or a.dtype.kind not in "biuf":
-            raise DataError(f"data file {text}: {k} has dtype {a.dtype}; it must be numeric")
-        if a.ndim == 0 or len(a) == 0:
-            raise DataError(
-                f"data file {text}: {k} is empty or a scalar; it needs one row per sample"
-            )
-        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
-            bad = int(np.count_nonzero(~np.isfinite(a)))
-            raise DataError(
-                f"data file {text}: {k} holds {bad} NaN or infinite value"
-                f"{'s' if bad != 1 else ''}; clean or impute them first"
-            )
+    n_test = len(arrays["x_test"])
+    if n_test < MIN_TEST_SAMPLES:
+        raise DataError(
+            f"data file {text}: x_test has {n_test} sample{'s' if n_test != 1 else ''}; "
+            f"accuracy on {n_test} sample{'s' if n_test != 1 else ''} is meaningless: give at "
+            f"least {MIN_TEST_SAMPLES} test samples"
+        )
     with open(text, "rb") as fh:
         digest = hashlib.file_digest(fh, "sha256").hexdigest()
     xs = {k: arrays[k].astype(np.float32) if k.startswith("x_") else arrays[k] for k in arrays}
     return Dataset(name=os.path.basename(text), sha256=digest, **xs)
+
+
+def _read_npz(path: str) -> dict[str, np.ndarray]:
+    """The known arrays of an ``.npz``, each header checked before its data is read."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = {os.path.splitext(i.filename)[0]: i for i in z.infolist()}
+            missing = [k for k in REQUIRED_KEYS if k not in members]
+            if missing:
+                raise DataError(
+                    f"data file {path} lacks {', '.join(missing)}; it needs "
+                    f"{', '.join(REQUIRED_KEYS)} (optional: {', '.join(OPTIONAL_KEYS)})"
+                )
+            for key in REQUIRED_KEYS + OPTIONAL_KEYS:
+                if key in members:
+                    _check_header(path, key, z, members[key])
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in REQUIRED_KEYS + OPTIONAL_KEYS if k in npz.files}
+    except DataError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(
+            f"data file {path} is not a readable .npz archive "
+            f"({' '.join(str(exc).split())[:150]}); save it with numpy.savez"
+        ) from None
+
+
+def _check_header(path: str, key: str, z: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    """Refuse a pickled array, or one whose declared size the member cannot hold,
+    before numpy allocates it."""
+    with z.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        read = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read(fh, max_header_size=10_000)
+        header_bytes = fh.tell()
+    if dtype.hasobject:
+        raise DataError(
+            f"data file {path}: array '{key}' holds Python objects (pickled); save "
+            f"numeric arrays (float or integer) with numpy.savez"
+        )
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > info.file_size - header_bytes:
+        raise DataError(
+            f"data file {path}: array '{key}' declares shape {tuple(shape)} of {dtype} "
+            f"({declared:,} bytes) but holds {max(info.file_size - header_bytes, 0):,}; "
+            f"the file is corrupt or truncated: save it again with numpy.savez"
+        )
+
+
+def _check_array(path: str, key: str, a: np.ndarray) -> None:
+    """Numeric, one row per sample, finite in float32 (the dtype it is trained in)."""
+    if a.dtype.kind == "c":
+        raise DataError(
+            f"data file {path}: {key} holds complex numbers; pass real values "
+            f"(for example the magnitude, or real and imaginary parts as channels)"
+        )
+    if a.dtype.kind not in "biuf":
+        raise DataError(f"data file {path}: {key} has dtype {a.dtype}; it must be numeric")
+    if a.ndim == 0 or len(a) == 0:
+        raise DataError(
+            f"data file {path}: {key} is empty or a scalar; it needs one row per sample"
+        )
+    if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+        bad = int(np.count_nonzero(~np.isfinite(a)))
+        raise DataError(
+            f"data file {path}: {key} holds {bad} NaN or infinite value"
+            f"{'s' if bad != 1 else ''}; clean or impute them first"
+        )
+    if a.dtype.kind == "f" and a.dtype.itemsize > 4:
+        over = int(np.count_nonzero(np.abs(a) > _FLOAT32_MAX))
+        if over:
+            raise DataError(
+                f"data file {path}: {key} holds {over} value{'s' if over != 1 else ''} "
+                f"beyond float32's range (about 3.4e38), which overflow to infinity in "
+                f"float32, the dtype it is trained in; scale or clip the data"
+            )
+
+
+def warn_degenerate(dataset: Dataset, n_classes: int) -> None:
+    """Log a warning for a classification data set whose figures will mislead:
+    one class in y_train, or fewer samples than classes."""
+    classes = np.unique(dataset.y_train)
+    if len(classes) == 1:
+        log.warning(
+            "y_train holds only class %s: the model learns nothing to tell classes apart",
+            classes[0],
+        )
+    for key in ("x_train", "x_test"):
+        n = len(getattr(dataset, key))
+        if n < n_classes:
+            log.warning(
+                "%s has %d samples for %d classes: some classes cannot be seen", key, n, n_classes
+            )
 
 
 def infer_task(
@@ -194,9 +282,18 @@ def infer_task(
     if _one_hot_rows(y):  # a width that does not match the output is reported by prepare()
         return "classification"
     flat = y.reshape(len(y), -1)
-    if flat.shape[1] == 1 and np.all(np.equal(np.mod(flat, 1), 0)):
+    integral = bool(np.all(np.equal(np.mod(flat, 1), 0)))
+    if flat.shape[1] == 1 and integral:
         if output_units > 1 or probabilities or set(np.unique(flat).tolist()) <= {0, 1}:
             return "classification"
+    if flat.shape[1] == 1 and output_units > 1:
+        # One target per sample cannot be a regression onto several outputs.
+        bad = flat[np.not_equal(np.mod(flat, 1), 0)][0]
+        raise DataError(
+            f"y_train holds the non-integer label {bad:g} but the model's output layer has "
+            f"{output_units} units, a classifier: labels must be integer class ids "
+            f"0..{output_units - 1}"
+        )
     return "regression"
 
 
@@ -296,7 +393,9 @@ def prepare(dataset: Dataset, task: str, input_shape: tuple, output_shape: tuple
                 f"labels or the output layer"
             )
         ys[key] = y
-    return replace(dataset, one_hot=one_hot, **ys)
+    prepared = replace(dataset, one_hot=one_hot, **ys)
+    warn_degenerate(prepared, n_classes)
+    return prepared
 
 
 def _shape_text(shape: tuple) -> str:

@@ -52,6 +52,8 @@ from edgeprune.recipe_options import (
 )
 
 TASKS = ("auto", "classification", "regression")
+# Step and sample counters are int32 in TensorFlow; a whole number above this is a typo.
+MAX_INT = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,12 @@ class Recipe:
     )
     task: str = option(
         "auto", "--task", "Task; auto infers it from the labels and the model.", choices=TASKS
+    )
+    unsafe_load: bool = option(
+        False,
+        "--unsafe-load",
+        "Load a model file whose Lambda layers or custom objects run Python code "
+        "while it loads (refused otherwise); only for files you trust.",
     )
     train: TrainOptions = field(default_factory=TrainOptions)
     structured: StructuredPruning = field(default_factory=StructuredPruning)
@@ -146,15 +154,22 @@ def _coerce(f: dataclasses.Field, value: Any, key: str) -> Any:
             value = [value]
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise RecipeError(f"{key} = {value!r} must be a list of strings")
+        for v in value:
+            _printable(v, key)
         return tuple(value)
     typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     if value is None:
         if "None" in typ:
             return None
         raise RecipeError(f"{key} must be set")
-    if typ.startswith("int"):
+    if typ.startswith("bool"):
+        if not isinstance(value, bool):
+            raise RecipeError(f"{key} = {value!r} must be true or false")
+    elif typ.startswith("int"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise RecipeError(f"{key} = {value!r} must be a whole number")
+        if meta.get("hi") is None and value > MAX_INT:
+            raise RecipeError(f"{key} = {value} is above the largest allowed value {MAX_INT}")
     elif typ.startswith("float"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise RecipeError(f"{key} = {value!r} must be a number")
@@ -164,6 +179,7 @@ def _coerce(f: dataclasses.Field, value: Any, key: str) -> Any:
     elif typ.startswith("str"):
         if not isinstance(value, str):
             raise RecipeError(f"{key} = {value!r} must be a string")
+        _printable(value, key)
     choices, lo, hi = meta.get("choices"), meta.get("lo"), meta.get("hi")
     if choices and value not in choices:
         raise RecipeError(f"{key} = {value!r} is not one of: {', '.join(choices)}")
@@ -180,6 +196,11 @@ def _coerce(f: dataclasses.Field, value: Any, key: str) -> Any:
         if not meta.get("hi_open") and value > hi:
             raise RecipeError(f"{key} = {value} is outside [{lo}, {hi}]")
     return value
+
+
+def _printable(value: str, key: str) -> None:
+    if not value.isprintable():
+        raise RecipeError(f"{key} = {value!r} holds control characters; use plain text")
 
 
 def build_recipe(values: dict[str, Any], where: str = "recipe") -> Recipe:

@@ -16,7 +16,10 @@ def _click_option(section, f):
     meta = f.metadata
     kwargs: dict = {"default": None, "help": meta["help"]}
     dest = _recipe_key(section, f).replace(".", "__")
-    if meta.get("choices"):
+    if str(f.type).startswith("bool"):
+        # A switch: absent leaves the recipe's value (False never overrides it).
+        kwargs.update(is_flag=True, default=False)
+    elif meta.get("choices"):
         kwargs["type"] = click.Choice(meta["choices"])
     elif meta.get("kind") == "pair":
         kwargs["type"] = str
@@ -47,10 +50,11 @@ def recipe_options(sections: tuple[str | None, ...]):
 
 def _overrides(kwargs: dict) -> dict:
     out = {}
+    top_level = {f.name for section, f in option_fields() if section is None}
     for key in list(kwargs):
-        if "__" in key or key in ("seed", "task"):
+        if "__" in key or key in top_level:
             value = kwargs.pop(key)
-            if value is None or value == ():
+            if value is None or value == () or value is False:
                 continue
             out[key.replace("__", ".")] = list(value) if isinstance(value, tuple) else value
     return out

@@ -40,6 +40,14 @@ CORES = (
 )
 
 
+# Physical bounds: a profile number outside them is a typo, not a device.
+MAX_BYTES = 2**40  # 1 TiB of flash or RAM
+MAX_CLOCK_HZ = 10**10  # 10 GHz
+MAX_POWER_MW = 10**6  # 1 kW
+MAX_LATENCY_MS = 86_400_000  # one day
+MAX_COUNT = 100_000  # threads, timed runs
+
+
 class TargetError(BadInputError):
     """A device profile is unknown, unreadable or holds an impossible value."""
 
@@ -116,38 +124,41 @@ class Target:
 
 _SCHEMA: dict[str, dict[str, tuple]] = {
     # key: (type, required, allowed) where allowed is a tuple of choices or
-    # ("min", lo) meaning value >= lo, or ("gt", lo) meaning value > lo.
+    # ("min", lo, hi) meaning lo <= value <= hi, or ("gt", lo, hi) meaning lo < value <= hi.
     "": {
         "name": (str, True, None),
         "kind": (str, True, KINDS),
         "core": (str, True, CORES),
-        "clock_hz": (int, True, ("gt", 0)),
-        "flash_bytes": (int, True, ("gt", 0)),
-        "ram_bytes": (int, True, ("gt", 0)),
+        "clock_hz": (int, True, ("gt", 0, MAX_CLOCK_HZ)),
+        "flash_bytes": (int, True, ("gt", 0, MAX_BYTES)),
+        "ram_bytes": (int, True, ("gt", 0, MAX_BYTES)),
         "runtime": (str, True, ("tflm", "litert")),
         "kernels": (str, True, KERNELS),
         "model_dtype": (str, True, MODEL_DTYPES),
         "npu": (str, False, None),
-        "largest_ram_block_bytes": (int, False, ("gt", 0)),
+        "largest_ram_block_bytes": (int, False, ("gt", 0, MAX_BYTES)),
     },
-    "reserve": {"flash_bytes": (int, True, ("min", 0)), "ram_bytes": (int, True, ("min", 0))},
+    "reserve": {
+        "flash_bytes": (int, True, ("min", 0, MAX_BYTES)),
+        "ram_bytes": (int, True, ("min", 0, MAX_BYTES)),
+    },
     "arena_margin": {
-        "fraction": (float, True, ("min", 0.0)),
-        "bytes": (int, True, ("min", 0)),
+        "fraction": (float, True, ("min", 0.0, 1.0)),
+        "bytes": (int, True, ("min", 0, MAX_BYTES)),
         "reason": (str, True, None),
     },
     "budget": {
-        "max_flash_bytes": (int, True, ("gt", 0)),
-        "max_ram_bytes": (int, True, ("gt", 0)),
-        "max_latency_ms": (float, True, ("gt", 0.0)),
+        "max_flash_bytes": (int, True, ("gt", 0, MAX_BYTES)),
+        "max_ram_bytes": (int, True, ("gt", 0, MAX_BYTES)),
+        "max_latency_ms": (float, True, ("gt", 0.0, MAX_LATENCY_MS)),
     },
     "latency": {
         "cost_model": (str, False, None),
-        "threads": (int, False, ("gt", 0)),
-        "active_power_mw": (float, False, ("gt", 0.0)),
+        "threads": (int, False, ("gt", 0, MAX_COUNT)),
+        "active_power_mw": (float, False, ("gt", 0.0, MAX_POWER_MW)),
         "power_source": (str, False, None),
         "measure": (bool, False, None),
-        "runs": (int, False, ("gt", 0)),
+        "runs": (int, False, ("gt", 0, MAX_COUNT)),
     },
 }
 
@@ -174,10 +185,12 @@ def _check(where: str, key: str, value: Any, spec: tuple) -> Any:
         raise TargetError(f"{where}: {key} = {value!r} must be {typ.__name__}")
     if typ is str and not value.strip():
         raise TargetError(f"{where}: {key} is empty")
+    if typ is str and not value.isprintable():
+        raise TargetError(f"{where}: {key} = {value!r} holds control characters; use plain text")
     if isinstance(allowed, tuple) and allowed and allowed[0] in ("min", "gt"):
-        op, lo = allowed
-        if (op == "min" and not value >= lo) or (op == "gt" and not value > lo):
-            bound = f">= {lo}" if op == "min" else f"> {lo}"
+        op, lo, hi = allowed
+        if (op == "min" and not value >= lo) or (op == "gt" and not value > lo) or value > hi:
+            bound = f"{'>=' if op == 'min' else '>'} {lo} and <= {hi:,}"
             raise TargetError(f"{where}: {key} = {value!r} is out of range; it must be {bound}")
     elif allowed is not None and value not in allowed:
         raise TargetError(f"{where}: {key} = {value!r} is not one of: {', '.join(allowed)}")
@@ -274,6 +287,8 @@ def load_target(name_or_path: str | os.PathLike) -> Target:
             file, or an invalid profile.
     """
     path, target_id, shipped = id_or_path(name_or_path, targets_dir())
+    if not target_id.isprintable():
+        raise TargetError(f"target {target_id!r} holds control characters; use a plain name")
     if shipped and not os.path.isfile(path):
         close = difflib.get_close_matches(target_id, list_targets(), n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""

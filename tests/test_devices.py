@@ -157,3 +157,92 @@ def test_targets_commands_do_not_import_tensorflow():
     assert proc.returncode == 0, proc.stderr
     assert "nano33ble" in proc.stdout and "Arduino Nano 33 BLE Sense" in proc.stdout
     assert "budget          flash <= 1,048,576 B" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        (
+            {"budget__max_latency_ms": float("inf")},
+            "budget.max_latency_ms = inf is out of range; it must be > 0.0 and <= 86,400,000",
+        ),
+        (
+            {"budget__max_latency_ms": float("nan")},
+            "budget.max_latency_ms = nan is out of range",
+        ),
+        (
+            {"latency": {"active_power_mw": float("inf"), "power_source": "datasheet"}},
+            "latency.active_power_mw = inf is out of range; it must be > 0.0 and <= 1,000,000",
+        ),
+        (
+            {"ram_bytes": 2**70},
+            f"ram_bytes = {2**70} is out of range; it must be > 0 and <= 1,099,511,627,776",
+        ),
+        (
+            {"clock_hz": 2**80},
+            f"clock_hz = {2**80} is out of range; it must be > 0 and <= 10,000,000,000",
+        ),
+        ({"name": "evil\x1b[2Jboard"}, "name = 'evil\\x1b[2Jboard' holds control characters"),
+        (
+            {"arena_margin__reason": "a\nb"},
+            "arena_margin.reason = 'a\\nb' holds control characters; use plain text",
+        ),
+    ],
+)
+def test_profile_numbers_are_finite_and_physical_and_text_printable(changes, message):
+    with pytest.raises(TargetError, match=re.escape(message)):
+        parse_target(bad(**changes), "t.toml", "t")
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b'name = "\xff\xfe board"\n', "not valid TOML (byte 8 is not UTF-8); save it as UTF-8"),
+        (b"x = " + b"[" * 100_000 + b"]" * 100_000 + b"\n", "not valid TOML (nested too deeply"),
+    ],
+)
+def test_unreadable_profile_toml_is_one_target_error(tmp_path, content, message):
+    p = tmp_path / "board.toml"
+    p.write_bytes(content)
+    with pytest.raises(TargetError, match=re.escape(f"target file {p}: {message}")):
+        load_target(str(p))
+
+
+def test_profile_id_with_control_characters_is_refused(tmp_path):
+    with pytest.raises(TargetError, match="holds control characters; use a plain name"):
+        load_target(str(tmp_path / "bo\x07ard.toml"))
+
+
+def test_cli_bad_profile_and_recipe_are_one_line_exit_1(tmp_path):
+    from click.testing import CliRunner
+
+    from edgeprune.cli import main
+
+    board = tmp_path / "board.toml"
+    data = bad(budget__max_latency_ms=float("inf"))
+    board.write_text(
+        "\n".join(
+            f"{k} = {v!r}".replace("'", '"') for k, v in data.items() if not isinstance(v, dict)
+        )
+        + "\n"
+        + "".join(
+            f"[{t}]\n" + "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in data[t].items())
+            for t in ("reserve", "arena_margin", "budget")
+        )
+    )
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["run", "--target", str(board), "--out", str(out)])
+    assert r.exit_code == 1, r.output
+    assert r.output.strip().splitlines()[-1] == (
+        f"edgeprune: error: {board}: budget.max_latency_ms = inf is out of range; "
+        f"it must be > 0.0 and <= 86,400,000"
+    )
+    recipe = tmp_path / "r.toml"
+    recipe.write_bytes(b"seed = \xff\n")
+    r = CliRunner().invoke(main, ["run", "--recipe", str(recipe), "--out", str(out)])
+    assert r.exit_code == 1
+    assert r.output.strip().splitlines()[-1] == (
+        f"edgeprune: error: recipe {recipe}: not valid TOML (byte 7 is not UTF-8); "
+        f"save it as UTF-8 text"
+    )
+    assert not out.exists()

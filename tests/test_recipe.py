@@ -137,3 +137,22 @@ def test_bad_pairs_are_rejected(text):
 def test_seed_must_fit_32_bits():
     with pytest.raises(RecipeError, match="seed = 4294967296 is outside"):
         build_recipe({"seed": 2**32})
+
+
+def test_non_utf8_and_deeply_nested_toml_are_one_line_recipe_errors(tmp_path):
+    p = tmp_path / "r.toml"
+    p.write_bytes(b"seed = 1\n# \xff\n")
+    with pytest.raises(RecipeError, match="not valid TOML \\(byte 11 is not UTF-8\\)"):
+        load_recipe(p)
+    p.write_bytes(b"x = " + b"[" * 100_000 + b"]" * 100_000 + b"\n")
+    with pytest.raises(RecipeError, match="nested too deeply to read") as info:
+        load_recipe(p)
+    assert "\n" not in str(info.value)
+
+
+def test_huge_whole_numbers_and_control_characters_are_rejected():
+    with pytest.raises(RecipeError, match=f"prune.epochs = {2**70} is above the largest"):
+        build_recipe({"prune": {"epochs": 2**70}})
+    with pytest.raises(RecipeError, match="prune.exclude = 'a\\\\x1bb' holds control characters"):
+        build_recipe({"prune": {"exclude": ["a\x1bb"]}})
+    assert build_recipe({"prune": {"epochs": 2**31 - 1}}).prune.epochs == 2**31 - 1

@@ -8,10 +8,8 @@ Import it lazily (inside functions) from anywhere that must stay fast.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -22,6 +20,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
+from edgeprune.adapters import model_config as mc  # noqa: E402
 from edgeprune.adapters.keras3 import MANUAL_FIX  # noqa: E402
 from edgeprune.errors import ModelLoadError, UnsupportedModelError  # noqa: E402
 
@@ -57,47 +56,21 @@ def seed_everything(seed: int) -> None:
         log.debug("op determinism unavailable")
 
 
-def _keras_zip_metadata(path: str) -> tuple[str | None, str | None]:
-    """(keras_version, top-level class name) of a ``.keras`` zip, without TensorFlow."""
+def _saved_model_file(path: str) -> mc.ModelFile | None:
+    """The Keras metadata of a SavedModel folder, or None when it has none."""
+    from tf_keras.protobuf import saved_metadata_pb2
+
+    meta_path = os.path.join(path, "keras_metadata.pb")
+    if not os.path.isfile(meta_path):
+        return None
+    metadata = saved_metadata_pb2.SavedMetadata()
     try:
-        with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
-            if "config.json" not in names:
-                raise ModelLoadError(
-                    f"{path} is a zip file but not a Keras model (no "
-                    f"config.json); pass a .keras, .h5 or SavedModel folder"
-                )
-            meta = json.loads(z.read("metadata.json")) if "metadata.json" in names else {}
-            config = json.loads(z.read("config.json"))
-    except zipfile.BadZipFile:
-        raise ModelLoadError(
-            f"{path} is not a Keras model (not a .keras zip archive); "
-            f"pass a .keras, .h5 or SavedModel folder"
-        ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ModelLoadError(f"{path} has a corrupt config.json; re-save the model") from None
-    return meta.get("keras_version"), config.get("class_name")
-
-
-def _h5_keras_version(path: str) -> str | None:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            version = f.attrs.get("keras_version")
-            if "model_config" not in f.attrs:
-                raise ModelLoadError(
-                    f"{path} is an HDF5 file without a model config (weights "
-                    f"only?); save the whole model with model.save()"
-                )
-    except OSError:
-        raise ModelLoadError(
-            f"{path} is not a Keras model (not an HDF5 file); pass a "
-            f".keras, .h5 or SavedModel folder"
-        ) from None
-    if isinstance(version, bytes):
-        version = version.decode()
-    return version
+        with open(meta_path, "rb") as fh:
+            metadata.ParseFromString(fh.read())
+    except Exception:  # noqa: BLE001 - protobuf raises DecodeError and others
+        return None
+    nodes = sorted(metadata.nodes, key=lambda n: n.node_path != "root")
+    return mc.read_saved_model_nodes(path, [n.metadata for n in nodes])
 
 
 def _is_keras3(version: str | None) -> bool:
@@ -114,7 +87,7 @@ class WrappedModelError(UnsupportedModelError):
 
 
 def load_user_model(
-    path: str | os.PathLike, scope: Callable | None = None
+    path: str | os.PathLike, scope: Callable | None = None, unsafe_load: bool = False
 ) -> tuple[KerasModel, dict | None]:
     """Load a model from ``.keras``, ``.h5`` or a SavedModel folder as tf_keras.
 
@@ -124,49 +97,31 @@ def load_user_model(
     without its optimizer state, inside ``scope()`` if given (a context
     manager that registers custom classes, such as tfmot's ``prune_scope``).
 
+    Unless ``unsafe_load``, the file's configuration is read without Keras
+    first and a model that would run code while loading (a Lambda layer, a
+    custom object) is refused (:mod:`edgeprune.adapters.model_config`), and
+    Keras loads in its safe mode.
+
     Raises:
+        UnsafeModelError: the file holds code and ``unsafe_load`` is false.
         WrappedModelError: the model holds tfmot pruning wrappers.
         ModelLoadError: missing, unreadable or not a model.
         UnsupportedModelError: subclassed, or a Keras 3 model that cannot be rebuilt.
     """
     p = os.fspath(path)
-    if not os.path.exists(p):
-        raise ModelLoadError(f"model {p} does not exist; check the path")
-    if os.path.isdir(p):
-        if not os.path.exists(os.path.join(p, "saved_model.pb")):
-            raise ModelLoadError(
-                f"model folder {p} is not a SavedModel (no saved_model.pb); "
-                f"pass a .keras, .h5 or SavedModel folder"
-            )
-    else:
-        try:
-            with open(p, "rb") as fh:
-                fh.read(1)
-        except OSError as exc:
-            raise ModelLoadError(
-                f"model {p} cannot be read ({exc.strerror}); check its permissions"
-            ) from None
-        ext = os.path.splitext(p)[1].lower()
-        version = None
-        if ext == ".keras":
-            version, class_name = _keras_zip_metadata(p)
-            if class_name not in GRAPH_MODEL_CLASSES:
-                raise UnsupportedModelError(_subclassed_message(p, class_name))
-        elif ext in (".h5", ".hdf5"):
-            version = _h5_keras_version(p)
-        else:
-            raise ModelLoadError(
-                f"model {p} has extension '{ext}'; pass a .keras or .h5 file or a SavedModel folder"
-            )
-        if _is_keras3(version):
-            from edgeprune.adapters import keras3
+    model_file = _read_model_file(p, unsafe_load)
+    from_keras3 = model_file is not None and _is_keras3(model_file.keras_version)
+    if model_file is not None and not unsafe_load:
+        mc.refuse_code(p, model_file, _keras3_custom(p) if from_keras3 else None)
+    if from_keras3:
+        from edgeprune.adapters import keras3
 
-            model, conversion = keras3.rebuild(p, keras)
-            check_model(model, p)
-            return model, conversion.to_dict()
+        model, conversion = keras3.rebuild(p, keras, safe_mode=not unsafe_load)
+        check_model(model, p)
+        return model, conversion.to_dict()
     try:
         with scope() if scope else contextlib.nullcontext():
-            model = keras.models.load_model(p, compile=False)
+            model = keras.models.load_model(p, compile=False, safe_mode=not unsafe_load)
     except (ModelLoadError, UnsupportedModelError):
         raise
     except Exception as exc:  # noqa: BLE001 - Keras raises anything here
@@ -189,6 +144,55 @@ def load_user_model(
         ) from None
     check_model(model, p)
     return model, None
+
+
+def _keras3_custom(path: str) -> Callable[[str], Exception]:
+    def error(class_name: str) -> Exception:
+        from edgeprune.adapters import keras3
+
+        return keras3.custom_class_error(path, class_name)
+
+    return error
+
+
+def _read_model_file(p: str, unsafe_load: bool) -> mc.ModelFile | None:
+    """The file's own description of the model, read without Keras (None for a
+    SavedModel without Keras metadata, which only ``unsafe_load`` lets through)."""
+    if not os.path.exists(p):
+        raise ModelLoadError(f"model {p} does not exist; check the path")
+    if os.path.isdir(p):
+        if not os.path.exists(os.path.join(p, "saved_model.pb")):
+            raise ModelLoadError(
+                f"model folder {p} is not a SavedModel (no saved_model.pb); "
+                f"pass a .keras, .h5 or SavedModel folder"
+            )
+        model_file = _saved_model_file(p)
+        if model_file is None and not unsafe_load:
+            raise mc.UnsafeModelError(
+                f"model {p} could not be loaded (its keras_metadata.pb is missing or "
+                f"unreadable, so it cannot be checked for code before loading); re-save it "
+                f"with tf_keras model.save('model.keras'), or {mc.UNSAFE_FIX}"
+            )
+    else:
+        try:
+            with open(p, "rb") as fh:
+                fh.read(1)
+        except OSError as exc:
+            raise ModelLoadError(
+                f"model {p} cannot be read ({exc.strerror}); check its permissions"
+            ) from None
+        ext = os.path.splitext(p)[1].lower()
+        if ext == ".keras":
+            model_file = mc.read_keras_zip(p)
+        elif ext in (".h5", ".hdf5"):
+            model_file = mc.read_h5(p)
+        else:
+            raise ModelLoadError(
+                f"model {p} has extension '{ext}'; pass a .keras or .h5 file or a SavedModel folder"
+            )
+    if model_file is not None and model_file.class_name not in (*GRAPH_MODEL_CLASSES, None):
+        raise UnsupportedModelError(_subclassed_message(p, model_file.class_name))
+    return model_file
 
 
 def _subclassed_message(where: str, class_name: str | None) -> str:

@@ -68,6 +68,13 @@ def _fail(path: str, why: str, fix: str) -> UnsupportedModelError:
     )
 
 
+def custom_class_error(path: str, class_name: str) -> UnsupportedModelError:
+    """A custom class in a Keras 3 file: tf_keras has no counterpart to rebuild it as."""
+    return _fail(
+        path, f"it uses the custom class {class_name}, which tf_keras does not have", MANUAL_FIX
+    )
+
+
 def _plain(obj):
     """Keras 3 serialized objects → tf_keras style ``{"class_name", "config"}``."""
     if isinstance(obj, dict):
@@ -132,8 +139,11 @@ def _history(arg) -> tuple[str, int, int]:
     return h.operation.name, h.node_index, h.tensor_index
 
 
-def rebuild(path: str, tf_keras) -> tuple[object, Conversion]:
+def rebuild(path: str, tf_keras, safe_mode: bool = True) -> tuple[object, Conversion]:
     """Load the Keras 3 model at ``path`` and return ``(tf_keras model, Conversion)``.
+
+    ``safe_mode`` is Keras 3's own: false lets a Lambda layer's code load (and
+    then the rebuild refuses the Lambda, which tf_keras cannot take over).
 
     Raises:
         UnsupportedModelError: a layer or wiring this cannot rebuild, or the
@@ -144,16 +154,12 @@ def rebuild(path: str, tf_keras) -> tuple[object, Conversion]:
     except ImportError:
         raise _fail(path, "the keras 3 package is not installed", "pip install keras") from None
     try:
-        model3 = keras3.saving.load_model(path, compile=False)
+        model3 = keras3.saving.load_model(path, compile=False, safe_mode=safe_mode)
     except Exception as exc:  # noqa: BLE001 - Keras raises anything here
         text = " ".join(str(exc).split())
         custom = re.search(r"Could not locate class '([\w.>]+)'", text)
         if custom:
-            raise _fail(
-                path,
-                f"it uses the custom class {custom.group(1)}, which tf_keras does not have",
-                MANUAL_FIX,
-            ) from None
+            raise custom_class_error(path, custom.group(1)) from None
         raise _fail(path, f"Keras 3 cannot load it: {text[:150]}", "check the file") from None
     kind = type(model3).__name__
     if kind == "Sequential":
@@ -182,6 +188,12 @@ def rebuild(path: str, tf_keras) -> tuple[object, Conversion]:
     for layer3 in model3._operations:
         if type(layer3).__name__ == "InputLayer":
             continue
+        if type(layer3).__name__ == "Lambda":
+            raise _fail(
+                path,
+                f"layer {layer3.name} is a Lambda, whose function cannot be carried over",
+                MANUAL_FIX,
+            )
         tf_cls = getattr(tf_keras.layers, type(layer3).__name__, None)
         if tf_cls is None or type(layer3).__module__.split(".")[0] != "keras":
             raise _fail(

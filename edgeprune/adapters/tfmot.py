@@ -233,13 +233,15 @@ def strip(pruned: KerasModel) -> KerasModel:
     return tfmot.sparsity.keras.strip_pruning(pruned)
 
 
-def load_stripped(path: str) -> KerasModel:
+def load_stripped(path: str, unsafe_load: bool = False) -> KerasModel:
     """Load a model saved with its pruning wrappers and strip them.
 
     The converter would accept the wrapped model but emit a much larger file
     full of variable ops, so a wrapped model is always stripped first.
     """
-    wrapped, _ = ka.load_user_model(path, scope=tfmot.sparsity.keras.prune_scope)
+    wrapped, _ = ka.load_user_model(
+        path, scope=tfmot.sparsity.keras.prune_scope, unsafe_load=unsafe_load
+    )
     stripped = strip(wrapped)
     ka.check_model(stripped, path)
     return stripped

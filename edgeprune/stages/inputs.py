@@ -167,11 +167,11 @@ def resolve_inputs(
         keras_model = builtin.build(dataset.x_train.shape[1:], n_out)
     else:
         try:
-            keras_model, conversion = ka.load_user_model(model)
+            keras_model, conversion = ka.load_user_model(model, unsafe_load=recipe.unsafe_load)
             if conversion:
                 load_notes["converted_from_keras3"] = conversion
         except ka.WrappedModelError:
-            keras_model = pr.load_stripped(model)
+            keras_model = pr.load_stripped(model, unsafe_load=recipe.unsafe_load)
             load_notes["stripped_pruning_wrappers_on_load"] = True
     # hashed after loading (which proved it readable), before anything is written
     input_sha256 = artifacts.sha256_path(source) if builtin is None else None
