@@ -294,3 +294,14 @@ def test_the_report_writes_nan_as_null(tmp_path):
         "a": [1.0, None],
         "b": [None, 2],
     }
+
+
+def test_the_device_campaign_covers_every_fault_kind():
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "benchmarks"))
+    from campaign_devices import _cases
+
+    cases = _cases()
+    for runner, kinds in (("serial", faulty.SERIAL), ("ssh", faulty.SSH)):
+        covered = {fault.partition("@")[0] for r, _, fault, _ in cases if r == runner and fault}
+        assert covered == set(kinds), set(kinds) - covered
+    assert len(cases) >= 50 and sum(c[3] is None for c in cases) == 2  # two clean runs
