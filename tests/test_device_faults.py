@@ -228,7 +228,7 @@ SSH_CASES = [
     ("zero-ms@1", 1, "reported 0.0 ms for sample 2"),
     ("string-ms@1", 1, "reported fast ms for sample 2"),
     ("short-payload@2", 2, "sent 9 bytes for sample 3, the output tensor has 10"),
-    ("huge-payload@1", 1, "declared a 1,152,921,504,606,846,976-byte payload for the sample 2"),
+    ("huge-payload@1", 1, "declared a 1,152,921,504,606,846,976-byte payload for sample 2"),
     ("wrong-index@2", 2, "for sample 3: out of step"),
     ("error@4", 4, "failed at sample 5 of 6 (4 completed): the board's runner: RuntimeError"),
     ("not-json@0", 0, "sent a frame that is not a JSON object"),
@@ -254,7 +254,7 @@ def test_every_ssh_fault_ends_the_run_partial_with_what_completed(
     [
         ("hello-missing@0", "sent a hello with sha256 = 'None'"),
         ("hello-bad-tensor@0", "sent a hello with input = '7'"),
-        ("exit-at-start@0", "cannot open board_script.py: Permission denied"),
+        ("exit-at-start@0", "can't open file 'board_script.py'"),
     ],
 )
 def test_a_board_that_cannot_start_raises_a_device_error(int8_model, fake_ssh, x, fault, words):
@@ -285,6 +285,7 @@ def test_an_ssh_board_that_cannot_start_is_recorded_with_no_sample(run_copy, fak
     assert "the device failed before sample 1 of 8 (0 completed)" in r.output
     entry = _entry(run_copy, "ssh")
     assert entry["partial"] and entry["completed"] == 0 and entry["latency_ms"] == {"n": 0}
+    assert entry["agreement"]["unit"] == "LSB of the int8 output"
 
 
 def test_the_report_writes_nan_as_null(tmp_path):

@@ -278,7 +278,8 @@ def ssh_board(model_path: str, fault: str) -> int:
     with open(model_path, "rb") as fh:
         model = fh.read()
     if kind == "exit-at-start":
-        print("python3: cannot open board_script.py: Permission denied", file=sys.stderr)
+        said = "python3: can't open file 'board_script.py': [Errno 2] No such file or directory"
+        print(said, file=sys.stderr)
         return 1
     info = inspect_model(model)
     inp, outp = info.inputs[0], info.outputs[0]

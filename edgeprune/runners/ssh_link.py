@@ -143,7 +143,7 @@ class Link:
             max_payload = None if max_payload is None else max(max_payload, 0)
         if max_payload is not None and length > max_payload:
             raise DeviceError(
-                f"the board's runner declared a {length:,}-byte payload for the "
+                f"the board's runner declared a {length:,}-byte payload for "
                 f"{waiting_for}, at most {max_payload:,} are possible: the stream is out of step"
             )
         return header, self._fill(length, deadline, timeout, waiting_for)
@@ -180,13 +180,18 @@ def check_hello(header: dict) -> dict:
     """
     if header.get("op") != "hello":
         raise DeviceError(f"the board's runner answered {str(header.get('op'))[:40]!r}, not hello")
-    text = dict.fromkeys(
-        ("sha256", "runtime", "kernels", "python", "numpy", "board", "machine"), str
-    )
-    _fields(header, "hello", {**text, "threads": int, "cores": int, "warmup_ms": (int, float)})
+    text = ("sha256", "runtime", "kernels", "python", "numpy", "board", "machine")
+    # cores: os.cpu_count() on the board, None where it cannot tell
+    fields = {**dict.fromkeys(text, str), "threads": int, "cores": (int, type(None))}
+    _fields(header, "hello", {**fields, "warmup_ms": (int, float)})
     _fields(header, "hello", {"input": dict, "output": dict})
     for key in ("input", "output"):
         _fields(header[key], f"hello {key}", {"dtype": str, "shape": list})
+    if not math.isfinite(header["warmup_ms"]) or header["warmup_ms"] < 0:
+        raise DeviceError(
+            f"the board's runner reported a warm-up of {header['warmup_ms']} ms; an invoke "
+            f"takes a finite, positive time (the board's clock is broken)"
+        )
     return header
 
 

@@ -263,10 +263,12 @@ def _run_device(runner, x: np.ndarray):
     try:
         return runner.run(x)
     except DeviceError as exc:
-        shape = (0,)
+        out = getattr(runner, "out", None)  # the model's output tensor, on device runners
+        shape = (0, *out.shape[1:]) if out is not None else (0,)
+        dtype = out.dtype if out is not None and out.dtype in ("int8", "uint8") else "float32"
         return RunOutput(
             np.zeros(shape, np.float32),
-            np.zeros(shape, np.float32),
+            np.zeros(shape, dtype),
             np.zeros(0),
             "no invoke was timed",
             f"the {runner.name} runner",
