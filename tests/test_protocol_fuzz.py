@@ -203,3 +203,50 @@ def test_a_serial_run_against_a_mutating_board_ends_or_is_partial(serial_setup, 
 @given(st.data())
 def test_a_serial_run_against_a_mutating_board_ends_or_is_partial_long(serial_setup, data):
     _run_property(serial_setup, data)
+
+
+# ------------------------------------------------------------------ the ssh wire
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=8,
+)
+RESULT_KEYS = st.fixed_dictionaries(
+    {},
+    optional={
+        "op": st.sampled_from(["result", "error", "hello"]) | JSON,
+        "index": st.just(0) | JSON,
+        "ms": st.floats() | JSON,
+    },
+)
+
+
+def _ssh_checks_property(header: dict, payload: bytes) -> None:
+    from edgeprune.errors import DeviceError
+    from edgeprune.runners.ssh_link import check_hello, check_result
+
+    try:
+        ms = check_result(header, payload, 0, 10)
+    except DeviceError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert np.isfinite(ms) and ms > 0 and len(payload) == 10
+    try:
+        check_hello(header)
+    except DeviceError:
+        pass
+
+
+@QUICK
+@given(
+    st.builds(lambda a, b: {**a, **b}, RESULT_KEYS, st.dictionaries(st.text(max_size=9), JSON)),
+    st.binary(max_size=12),
+)
+@example({"op": "result", "index": 0, "ms": float("nan")}, bytes(10))
+@example({"op": "result", "index": 0, "ms": -5.0}, bytes(10))
+@example({"op": "result", "index": 0, "ms": True}, bytes(10))
+@example({"op": "result", "index": 0, "ms": 1.5}, bytes(10))
+@example({"op": "hello", "input": 7}, b"")
+def test_the_ssh_checks_return_a_time_or_a_device_error(header, payload):
+    _ssh_checks_property(header, payload)
