@@ -148,7 +148,7 @@ def serve(
             try:
                 frame = reader.next()
             except p.FrameError:
-                os.write(fd, _error(p.ERR_CRC, "frame CRC mismatch; resend"))
+                _send(fd, _error(p.ERR_CRC, "frame CRC mismatch; resend"))
                 continue
             if frame is None:
                 break
@@ -164,7 +164,14 @@ def serve(
             answers += 1
             if corrupt_every and reply and answers % corrupt_every == 0:
                 reply[-1] ^= 0xFF  # the CRC no longer matches
-            os.write(fd, bytes(reply))
+            _send(fd, bytes(reply))
+
+
+def _send(fd: int, data: bytes) -> None:
+    try:
+        os.write(fd, data)
+    except OSError:  # the host closed its side: the answer is lost, as on a wire
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
