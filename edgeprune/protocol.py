@@ -43,6 +43,7 @@ from dataclasses import dataclass
 VERSION = 1
 SYNC = b"\xe9\x50"
 MAX_PAYLOAD = 1024
+MIN_PAYLOAD = 5  # the smallest max payload that carries a chunk: offset u32 and one byte
 HEADER = struct.Struct("<HB")  # length, type
 CRC = struct.Struct("<I")
 
@@ -85,8 +86,18 @@ NAMES = {
 }
 
 
-class FrameError(ValueError):
-    """A frame that cannot be read (bad CRC, bad length)."""
+class ProtocolError(ValueError):
+    """The device broke the protocol. Every decoder here raises this class (or
+    a subclass) and nothing else, whatever bytes it is given."""
+
+
+class FrameError(ProtocolError):
+    """A frame that cannot be read (bad CRC, bad length): resending may help."""
+
+
+class MessageError(ProtocolError):
+    """A frame that arrived whole but says something impossible (a payload of the
+    wrong length, a zero clock, a failure status): resending would not help."""
 
 
 def encode(kind: int, payload: bytes = b"") -> bytes:
@@ -172,11 +183,93 @@ class Identity:
 
     @classmethod
     def unpack(cls, payload: bytes) -> Identity:
-        if len(payload) != IDENTITY_BODY.size:
-            raise FrameError(
-                f"IDENTITY payload of {len(payload)} bytes, expected {IDENTITY_BODY.size}"
+        """Decode an IDENTITY payload, refusing sizes no device can have.
+
+        Raises:
+            MessageError: a wrong payload length, a zero size or clock, or a
+                ``max_payload`` too small to carry a chunk.
+        """
+        _length("IDENTITY", payload, IDENTITY_BODY.size)
+        ident = cls(*IDENTITY_BODY.unpack(payload))
+        for what, value in (
+            ("model bytes", ident.model_bytes),
+            ("arena bytes", ident.arena_bytes),
+            ("input bytes", ident.input_bytes),
+            ("output bytes", ident.output_bytes),
+            ("clock Hz", ident.clock_hz),
+        ):
+            if value == 0:
+                raise MessageError(f"IDENTITY reports {what} 0; no device has that")
+        if ident.max_payload < MIN_PAYLOAD:
+            raise MessageError(
+                f"IDENTITY reports max payload {ident.max_payload} bytes, below the "
+                f"{MIN_PAYLOAD} a chunk (offset and one byte) needs"
             )
-        return cls(*IDENTITY_BODY.unpack(payload))
+        return ident
+
+
+def _length(name: str, payload: bytes, size: int) -> None:
+    if len(payload) != size:
+        raise MessageError(f"{name} payload of {len(payload)} bytes, expected {size}")
+
+
+def _status(name: str, status: int) -> None:
+    if status != STATUS_OK:
+        what = ERROR_NAMES.get(status, "unknown status")
+        raise MessageError(f"{name} carries failure status {status} ({what})")
+
+
+def decode_ack(payload: bytes) -> None:
+    """Check an ACK payload (one status byte, OK).
+
+    Raises:
+        MessageError: another length, or a failure status.
+    """
+    _length("ACK", payload, 1)
+    _status("ACK", payload[0])
+
+
+def decode_invoked(payload: bytes) -> int:
+    """The cycle count of an INVOKED payload.
+
+    Zero cycles are accepted: a core without a cycle counter counts micros()
+    times its clock, and a fast invoke can take less than one microsecond.
+
+    Raises:
+        MessageError: another length, or a failure status.
+    """
+    _length("INVOKED", payload, INVOKED_BODY.size)
+    status, cycles = INVOKED_BODY.unpack(payload)
+    _status("INVOKED", status)
+    return cycles
+
+
+def decode_output(payload: bytes, count: int) -> bytes:
+    """The ``count`` output bytes of an OUTPUT payload (a status byte, then the bytes).
+
+    Raises:
+        MessageError: no status, a failure status, or not exactly ``count``
+            bytes (a chunk that makes no progress would loop forever).
+    """
+    if not payload:
+        raise MessageError("OUTPUT payload is empty; it needs a status byte")
+    _status("OUTPUT", payload[0])
+    if len(payload) - 1 != count:
+        raise MessageError(f"OUTPUT carries {len(payload) - 1} bytes, {count} were asked for")
+    return bytes(payload[1:])
+
+
+def decode_error(payload: bytes) -> tuple[int, str]:
+    """(code, message) of an ERROR payload; the message is decoded leniently and
+    cut to one line, as it goes into one.
+
+    Raises:
+        MessageError: an empty payload (no code).
+    """
+    if not payload:
+        raise MessageError("ERROR payload is empty; it needs an error code")
+    text = bytes(payload[1:]).decode("utf-8", errors="replace")
+    return payload[0], " ".join(text.split())[:200]
 
 
 def model_crc32(model: bytes) -> int:

@@ -17,6 +17,7 @@ This module knows nothing of how the figures were measured.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import replace
 
@@ -117,8 +118,22 @@ def write(path: str | os.PathLike, report: Report | CheckReport) -> str:
     Raises:
         ArtifactWriteError: the file could not be written.
     """
-    artifacts.write_json_atomic(path, report.to_dict())
+    # allow_nan=False: a NaN or inf (a device's broken timer) would make the file
+    # invalid JSON; every such figure is written as null instead.
+    text = json.dumps(_finite(report.to_dict()), indent=2, allow_nan=False)
+    artifacts.write_bytes_atomic(path, (text + "\n").encode())
     return os.fspath(path)
+
+
+def _finite(obj):
+    """``obj`` with every NaN and infinity replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def read(path: str | os.PathLike) -> Report:

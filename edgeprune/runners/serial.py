@@ -26,6 +26,27 @@ class DeviceSilent(DeviceError):
     """No valid answer within the timeout, after every retry."""
 
 
+class DeviceGone(DeviceError):
+    """The serial port failed: the board was unplugged, reset or its process died."""
+
+
+def _decode_error(kind: int, payload: bytes) -> tuple[int, str]:
+    try:
+        return p.decode_error(payload)
+    except p.ProtocolError as exc:
+        raise DeviceError(
+            f"the device answered {p.NAMES[kind]} with a broken frame: {exc}"
+        ) from None
+
+
+def _decoded(decode, *args):
+    """``decode(*args)``, the protocol's refusal of an answer raised as a DeviceError."""
+    try:
+        return decode(*args)
+    except p.ProtocolError as exc:
+        raise DeviceError(str(exc)) from None
+
+
 def parse_address(address: str) -> tuple[str, int]:
     """``/dev/ttyACM0`` or ``/dev/ttyACM0@921600`` -> (port, baud; default 115200)."""
     port, _, baud = address.partition("@")
@@ -76,7 +97,33 @@ class SerialRunner:
             ) from None
 
     def request(self, link, kind: int, payload: bytes, expect: int) -> bytes:
-        """Send one request, return the payload of its answer of type ``expect``."""
+        """Send one request, return the payload of its answer of type ``expect``.
+
+        Every attempt waits at most ``timeout_s``, so a request ends within
+        ``(retries + 1) * timeout_s`` whatever the device sends.
+
+        Raises:
+            DeviceSilent: no valid answer after every retry.
+            DeviceGone: the port failed (the board was unplugged or reset).
+            DeviceError: the device refused the request (an ERROR frame).
+        """
+        import termios
+
+        import serial
+
+        try:
+            return self._request(link, kind, payload, expect)
+        except serial.SerialTimeoutException:
+            raise DeviceSilent(
+                f"{p.NAMES[kind]}: the device took no input within {self.timeout_s:g} s"
+            ) from None
+        except (serial.SerialException, OSError, termios.error) as exc:
+            raise DeviceGone(
+                f"{p.NAMES[kind]}: the serial port {self.port} failed ({exc}); the board "
+                f"was unplugged or reset"
+            ) from None
+
+    def _request(self, link, kind: int, payload: bytes, expect: int) -> bytes:
         frame = p.encode(kind, payload)
         last = "no answer"
         for attempt in range(self.retries + 1):
@@ -89,7 +136,7 @@ class SerialRunner:
             while time.monotonic() < deadline:
                 data = link.read(1)  # waits up to the port's 50 ms read timeout
                 if data:
-                    reader.feed(data + link.read(link.in_waiting))
+                    reader.feed(data + link.read(min(link.in_waiting, 4096)))
                 try:
                     answer = reader.next()
                 except p.FrameError as exc:
@@ -98,14 +145,13 @@ class SerialRunner:
                 if answer is None:
                     continue
                 if answer.kind == p.ERROR:
-                    code = answer.payload[0] if answer.payload else 0
-                    text = answer.payload[1:].decode(errors="replace")
+                    code, text = _decode_error(kind, answer.payload)
                     if code == p.ERR_CRC:
                         last = "the device saw a corrupted request"
                         break
                     raise DeviceError(
                         f"the device refused {p.NAMES[kind]}: "
-                        f"{p.ERROR_NAMES.get(code, code)} ({text})"
+                        f"{p.ERROR_NAMES.get(code, f'error code {code}')} ({text})"
                     )
                 if answer.kind != expect:
                     last = f"answered {answer.name} to {p.NAMES[kind]}"
@@ -118,7 +164,7 @@ class SerialRunner:
     # ------------------------------------------------------------ protocol
 
     def identify(self, link) -> p.Identity:
-        ident = p.Identity.unpack(self.request(link, p.HELLO, b"", p.IDENTITY))
+        ident = _decoded(p.Identity.unpack, self.request(link, p.HELLO, b"", p.IDENTITY))
         want = p.model_crc32(self.model)
         if ident.version != p.VERSION:
             raise DeviceError(
@@ -148,60 +194,79 @@ class SerialRunner:
         return dequantize(raw, tensor_detail(self.out))
 
     def run(self, x: np.ndarray):
+        """Run every sample of ``x`` on the device. A fault (a device that stops
+        answering, refuses a request, breaks the protocol or disconnects) ends the
+        run with the samples completed so far, marked partial; none completed is a
+        partial result too.
+
+        Raises:
+            BadInputError: the port cannot be opened.
+        """
         from edgeprune.runners import RunOutput
 
         out_dtype = np.dtype(self.out.dtype)
-        out_bytes = int(np.prod(self.out.shape)) * out_dtype.itemsize
         raws, times, error = [], [], ""
-        step = ""
+        ident, step = None, "HELLO, before sample 1"
         with self._open() as link:
-            ident = self.identify(link)
-            chunk = min(ident.max_payload, p.MAX_PAYLOAD) - p.OFFSET.size
             try:
+                ident = self.identify(link)
                 for i in range(len(x)):
-                    data = self._quantize(x[i : i + 1])
                     step = f"SET_INPUT of sample {i + 1}"
-                    for off in range(0, len(data), chunk):
-                        self.request(
-                            link, p.SET_INPUT, p.OFFSET.pack(off) + data[off : off + chunk], p.ACK
-                        )
+                    self._set_input(link, x[i : i + 1], ident)
                     step = f"INVOKE of sample {i + 1}"
-                    status, cycles = p.INVOKED_BODY.unpack(
-                        self.request(link, p.INVOKE, b"", p.INVOKED)
+                    cycles = _decoded(
+                        p.decode_invoked, self.request(link, p.INVOKE, b"", p.INVOKED)
                     )
                     step = f"GET_OUTPUT of sample {i + 1}"
-                    got = bytearray()
-                    while len(got) < out_bytes:
-                        n = min(chunk, out_bytes - len(got))
-                        reply = self.request(
-                            link, p.GET_OUTPUT, p.OFFSET_COUNT.pack(len(got), n), p.OUTPUT
-                        )
-                        got += reply[1:]
-                    raws.append(
-                        np.frombuffer(bytes(got), out_dtype).reshape(1, *self.out.shape[1:])
-                    )
+                    got = self._get_output(link, ident)
+                    raws.append(np.frombuffer(got, out_dtype).reshape(1, *self.out.shape[1:]))
                     times.append(cycles / ident.clock_hz * 1000.0)
-            except DeviceSilent as exc:
-                error = (
-                    f"the device stopped answering at {step} of {len(x)} "
-                    f"({len(raws)} completed): {exc}"
+            except DeviceError as exc:
+                what = (
+                    "stopped answering" if isinstance(exc, (DeviceSilent, DeviceGone)) else "failed"
                 )
+                error = f"the device {what} at {step} of {len(x)} ({len(raws)} completed): {exc}"
             except KeyboardInterrupt:
                 error = f"interrupted at {step} of {len(x)} ({len(raws)} completed)"
         raw = np.concatenate(raws) if raws else np.zeros((0, *self.out.shape[1:]), out_dtype)
-        where = (
-            f"serial device {self.port} at {self.baud} baud: model CRC-32 "
-            f"0x{ident.model_crc32:08x}, arena {ident.arena_bytes:,} B, clock "
-            f"{ident.clock_hz / 1e6:g} MHz"
-            + (f"; {self.retried} request(s) resent after corrupted frames" if self.retried else "")
-        )
+        where = f"serial device {self.port} at {self.baud} baud"
+        timing = "the device's cycle count of each invoke / its clock"
+        if ident is not None:
+            where += (
+                f": model CRC-32 0x{ident.model_crc32:08x}, arena {ident.arena_bytes:,} B, "
+                f"clock {ident.clock_hz / 1e6:g} MHz"
+            )
+            timing = (
+                f"the device's cycle count of each invoke / its {ident.clock_hz / 1e6:g} MHz clock"
+            )
+        if self.retried:
+            where += f"; {self.retried} request(s) resent after corrupted frames"
         return RunOutput(
             self._dequantize(raw),
             raw,
-            np.asarray(times),
-            f"the device's cycle count of each invoke / its {ident.clock_hz / 1e6:g} MHz clock",
+            np.asarray(times, dtype=np.float64),
+            timing,
             where,
             bool(error),
             error,
-            ident.clock_hz,
+            ident.clock_hz if ident is not None else None,
         )
+
+    def _set_input(self, link, x: np.ndarray, ident: p.Identity) -> None:
+        data = self._quantize(x)
+        chunk = min(ident.max_payload, p.MAX_PAYLOAD) - p.OFFSET.size
+        for off in range(0, len(data), chunk):
+            ack = self.request(
+                link, p.SET_INPUT, p.OFFSET.pack(off) + data[off : off + chunk], p.ACK
+            )
+            _decoded(p.decode_ack, ack)
+
+    def _get_output(self, link, ident: p.Identity) -> bytes:
+        out_bytes = ident.output_bytes  # identify() checked it is the model's
+        chunk = min(ident.max_payload, p.MAX_PAYLOAD) - p.OFFSET.size
+        got = bytearray()
+        while len(got) < out_bytes:
+            n = min(chunk, out_bytes - len(got))
+            reply = self.request(link, p.GET_OUTPUT, p.OFFSET_COUNT.pack(len(got), n), p.OUTPUT)
+            got += _decoded(p.decode_output, reply, n)  # exactly n bytes: always progress
+        return bytes(got)

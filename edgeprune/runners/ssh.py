@@ -23,30 +23,23 @@ and the error names the sample it stopped at.
 
 from __future__ import annotations
 
-import json
 import os
-import select
 import shlex
 import subprocess
-import threading
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from edgeprune.errors import BadInputError, DeviceError
-from edgeprune.runners import board_script as wire
 from edgeprune.runners.host import dequantize, quantize, tensor_detail
+from edgeprune.runners.ssh_link import BoardGone, BoardSilent, check_hello, check_result
+from edgeprune.runners.ssh_link import Link as _Link
+from edgeprune.runners.ssh_link import hint as _hint
+from edgeprune.runners.ssh_link import last_line as _last_line
+
+__all__ = ["BoardGone", "BoardSilent", "SshRunner", "parse_address"]
 
 SCRIPT_NAME = "board_script.py"
-
-
-class BoardSilent(DeviceError):
-    """The board did not answer within the timeout."""
-
-
-class BoardGone(DeviceError):
-    """The SSH session ended (the board rebooted, the network dropped, the runner died)."""
 
 
 @dataclass(frozen=True)
@@ -90,11 +83,6 @@ def parse_address(address: str) -> Address:
     if not host or (at and not user):
         raise BadInputError(f"ssh device '{address}' names no host; {fix}")
     return Address(f"{user}{at}{host}", port)
-
-
-def _last_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else ""
 
 
 @dataclass
@@ -254,26 +242,21 @@ class SshRunner:
         link = _Link(proc)
         out_dtype = np.dtype(self.out.dtype)
         out_shape = tuple(self.out.shape[1:])
+        out_bytes = int(np.prod(out_shape)) * out_dtype.itemsize
         raws, times, error = [], [], ""
+        i = 0
         try:
-            self.hello = self._hello(link)
-            i = 0
+            self.hello = self._hello(link)  # a board that cannot start raises: nothing done
             try:
                 while i < len(x):
                     chunk = x[i : i + self.batch_size]
                     data = quantize(chunk, tensor_detail(self.inp)).tobytes()
                     link.send({"op": "batch", "n": len(chunk)}, data, self.timeout_s)
                     for _ in range(len(chunk)):
-                        header, payload = link.receive(self.timeout_s, f"sample {i + 1}")
-                        if header.get("op") == "error":
-                            raise DeviceError(f"the board's runner: {header.get('message')}")
-                        if header.get("op") != "result" or header.get("index") != i:
-                            raise DeviceError(
-                                f"the board's runner answered {header!r} for "
-                                f"sample {i + 1}: out of step"
-                            )
+                        header, payload = link.receive(self.timeout_s, f"sample {i + 1}", out_bytes)
+                        ms = check_result(header, payload, i, out_bytes)
                         raws.append(np.frombuffer(payload, out_dtype).reshape(1, *out_shape))
-                        times.append(float(header["ms"]))
+                        times.append(ms)
                         i += 1
                 link.send({"op": "bye"}, b"", self.timeout_s)
             except DeviceError as exc:
@@ -309,11 +292,10 @@ class SshRunner:
         )
 
     def _hello(self, link: _Link) -> dict:
-        header, _ = link.receive(self.timeout_s + 5, "start of the board's runner")
+        header, _ = link.receive(self.timeout_s + 5, "start of the board's runner", 0)
         if header.get("op") == "error":
             raise DeviceError(f"the board's runner cannot start: {header.get('message')}")
-        if header.get("op") != "hello":
-            raise DeviceError(f"the board's runner answered {header.get('op')!r}, not hello")
+        header = check_hello(header)
         if header["sha256"] != self.sha256:
             raise DeviceError(
                 f"the model on {self.address} is not this run's (SHA-256 "
@@ -333,114 +315,3 @@ class SshRunner:
                     f"{np.dtype(mine.dtype).name} {list(mine.shape)}"
                 )
         return header
-
-
-def _hint(said: str) -> str:
-    low = said.lower()
-    if "host key verification failed" in low:
-        return "; connect once with plain `ssh` to accept the board's host key"
-    if "permission denied" in low:
-        return (
-            "; the runner logs in without a password: install a key on the board "
-            "(ssh-copy-id) or name it in [validate] ssh_key"
-        )
-    if "could not resolve" in low or "connection refused" in low or "timed out" in low:
-        return "; check the address, the port and that the board is on"
-    return ""
-
-
-class _Link:
-    """Frames of :mod:`board_script` over the ssh process's pipes, with deadlines."""
-
-    def __init__(self, proc: subprocess.Popen) -> None:
-        self.proc = proc
-        self.buffer = bytearray()
-        self.stderr = bytearray()
-        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
-        self._drain.start()
-        os.set_blocking(proc.stdin.fileno(), False)
-
-    def _read_stderr(self) -> None:
-        for line in iter(self.proc.stderr.readline, b""):
-            self.stderr += line
-            del self.stderr[:-8192]
-
-    def _gone(self, waiting_for: str) -> BoardGone:
-        try:
-            code = self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            code = None
-        self._drain.join(timeout=1)
-        said = _last_line(self.stderr.decode(errors="replace"))
-        status = f"exit status {code}" if code is not None else "no exit status"
-        return BoardGone(
-            f"the ssh session ended while waiting for the {waiting_for} "
-            f"({status}{': ' + said if said else ''}){_hint(said)}"
-        )
-
-    def send(self, header: dict, payload: bytes, timeout: float) -> None:
-        text = json.dumps(header).encode()
-        data = memoryview(wire.HEAD.pack(len(text)) + text + wire.BODY.pack(len(payload)) + payload)
-        fd = self.proc.stdin.fileno()
-        deadline = time.monotonic() + timeout
-        while data:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise BoardSilent(f"the board took no input for {timeout:g} s")
-            _, ready, _ = select.select([], [fd], [], left)
-            if not ready:
-                continue
-            try:
-                data = data[os.write(fd, data) :]
-            except BlockingIOError:
-                continue
-            except (BrokenPipeError, ConnectionResetError):
-                raise self._gone("board to take input") from None
-
-    def _fill(self, n: int, deadline: float, timeout: float, waiting_for: str) -> bytes:
-        fd = self.proc.stdout.fileno()
-        while len(self.buffer) < n:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise BoardSilent(f"no {waiting_for} within {timeout:g} s")
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                continue
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                raise self._gone(waiting_for)
-            self.buffer += chunk
-        data = bytes(self.buffer[:n])
-        del self.buffer[:n]
-        return data
-
-    def receive(self, timeout: float, waiting_for: str) -> tuple[dict, bytes]:
-        deadline = time.monotonic() + timeout
-        (size,) = wire.HEAD.unpack(self._fill(wire.HEAD.size, deadline, timeout, waiting_for))
-        if size > wire.MAX_HEADER:
-            raise DeviceError(
-                f"the board's runner sent a {size}-byte header: something on "
-                f"the board writes to stdout (a login banner in .bashrc?)"
-            )
-        try:
-            header = json.loads(self._fill(size, deadline, timeout, waiting_for))
-        except ValueError:
-            raise DeviceError(
-                "the board's runner sent a frame that is not JSON: something "
-                "on the board writes to stdout"
-            ) from None
-        (length,) = wire.BODY.unpack(self._fill(wire.BODY.size, deadline, timeout, waiting_for))
-        return header, self._fill(length, deadline, timeout, waiting_for)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-            try:
-                self.proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._drain.join(timeout=1)

@@ -120,22 +120,32 @@ def reference_agreement(
     model's outputs with the float baseline's."""
     n = len(out)
     integer = np.asarray(raw).dtype.kind in "iu"
+    if not n:  # nothing completed (a device that failed at once): nothing to compare
+        return {
+            "agreement": 0.0,
+            "basis": "no sample completed",
+            "unit": f"LSB of the {np.asarray(raw).dtype} output"
+            if integer
+            else "float output units",
+            "max_abs_diff": 0.0,
+            "mean_abs_diff": 0.0,
+        }
     if integer:
         diff = np.abs(
             raw.reshape(n, -1).astype(np.int64) - ref_raw[:n].reshape(n, -1).astype(np.int64)
         ).astype(np.float64)
         unit = f"LSB of the {np.asarray(raw).dtype} output"
-        within = diff.max(axis=1) <= 1 if n else np.zeros(0, bool)
+        within = diff.max(axis=1) <= 1
     else:
         diff = np.abs(out.reshape(n, -1) - ref_out[:n].reshape(n, -1)).astype(np.float64)
         unit = "float output units"
         scale = np.maximum(1.0, np.abs(ref_out[:n].reshape(n, -1)))
-        within = (diff <= 1e-5 * scale).all(axis=1) if n else np.zeros(0, bool)
+        within = (diff <= 1e-5 * scale).all(axis=1)
     if task == "classification":
         same = metrics.predicted_classes(out) == metrics.predicted_classes(ref_out[:n])
-        rate, basis = float(np.mean(same)) if n else 0.0, "same class as the host reference"
+        rate, basis = float(np.mean(same)), "same class as the host reference"
     else:
-        rate = float(np.mean(within)) if n else 0.0
+        rate = float(np.mean(within))
         basis = (
             "every output within 1 LSB of the host reference"
             if integer
@@ -210,7 +220,7 @@ def validate(
     if reference.partial:  # Ctrl-C before the runner started: nothing measured to keep
         raise KeyboardInterrupt
     # the host runner with the reference's own settings would only repeat that run
-    got = reference if runner == host else runner.run(x)
+    got = reference if runner == host else _run_device(runner, x)
     n = got.completed
 
     def scores(outputs):
@@ -242,6 +252,29 @@ def validate(
         tuple(notes),
         got.clock_hz,
     )
+
+
+def _run_device(runner, x: np.ndarray):
+    """``runner.run(x)``; a device fault the runner raises instead of returning (one
+    before its first sample: ssh could not start the board's runner) becomes a
+    partial run with no sample completed, so that it is recorded like any other."""
+    from edgeprune.runners import RunOutput
+
+    try:
+        return runner.run(x)
+    except DeviceError as exc:
+        out = getattr(runner, "out", None)  # the model's output tensor, on device runners
+        shape = (0, *out.shape[1:]) if out is not None else (0,)
+        dtype = out.dtype if out is not None and out.dtype in ("int8", "uint8") else "float32"
+        return RunOutput(
+            np.zeros(shape, np.float32),
+            np.zeros(shape, dtype),
+            np.zeros(0),
+            "no invoke was timed",
+            f"the {runner.name} runner",
+            True,
+            f"the device failed before sample 1 of {len(x)} (0 completed): {exc}",
+        )
 
 
 def validate_run(

@@ -9,7 +9,9 @@ as the firmware does (``firmware/validation/``), until it is killed. The host
 side (``runners.serial``) is tested against it byte for byte. Faults for those
 tests: ``--corrupt-every K`` flips a byte in every K-th answer (the host sees
 a CRC error and resends), ``--silent-after N`` stops answering after N
-invokes, ``--model-crc`` reports another model's CRC.
+invokes, ``--model-crc`` reports another model's CRC, ``--fault KIND@N``
+misbehaves as :data:`edgeprune.runners.faulty.SERIAL` lists (``disconnect@N``
+closes the pseudo-terminal and exits after N samples, as an unplugged board).
 
 The cycle count of an invoke is the host's wall time times ``--clock-hz``:
 an emulator has no cycle counter.
@@ -40,9 +42,16 @@ class Board:
     """The firmware's request handling, on bytes in and bytes out."""
 
     def __init__(
-        self, model: bytes, arena_bytes: int, clock_hz: int, model_crc: int | None = None
+        self,
+        model: bytes,
+        arena_bytes: int,
+        clock_hz: int,
+        model_crc: int | None = None,
+        interpreter=None,
     ) -> None:
-        self.interpreter = load_interpreter(model, arena_bytes)
+        # ``interpreter``: a stand-in with TFLM's interface (runners.faulty's scripted
+        # board answers without running the model)
+        self.interpreter = interpreter or load_interpreter(model, arena_bytes)
         inp = self.interpreter.get_input_details(0)
         out = self.interpreter.get_output_details(0)
         self.in_shape, self.in_dtype = tuple(inp["shape"]), np.dtype(inp["dtype"])
@@ -84,7 +93,7 @@ class Board:
                 self.interpreter.invoke()
             except Exception as exc:  # noqa: BLE001 - TFLM reports failures as RuntimeError
                 return _error(p.ERR_INVOKE, str(exc)[:200])
-            cycles = int((time.perf_counter() - began) * self.clock_hz)
+            cycles = max(1, int((time.perf_counter() - began) * self.clock_hz))
             self.output[:] = np.ascontiguousarray(self.interpreter.get_output(0)).tobytes()
             self.invokes += 1
             return p.encode(p.INVOKED, p.INVOKED_BODY.pack(p.STATUS_OK, cycles))
@@ -104,11 +113,28 @@ def _error(code: int, message: str) -> bytes:
     return p.encode(p.ERROR, bytes([code]) + message.encode()[: p.MAX_PAYLOAD - 1])
 
 
-def serve(fd: int, board: Board, corrupt_every: int = 0, silent_after: int | None = None) -> None:
-    """Answer the frames that arrive on ``fd`` until the process is killed."""
+class Disconnect(Exception):
+    """Raised by a fault to end :func:`serve` as an unplugged board would."""
+
+
+def serve(
+    fd: int,
+    board: Board,
+    corrupt_every: int = 0,
+    silent_after: int | None = None,
+    fault=None,
+    stop=None,
+) -> None:
+    """Answer the frames that arrive on ``fd`` until the process is killed, ``stop()``
+    is true or ``fault`` disconnects (``fault.answer(frame, reply, invokes)`` may
+    replace each encoded answer, see :mod:`edgeprune.runners.faulty`)."""
+    import select
+
     reader = p.FrameReader()
     answers = 0
-    while True:
+    while stop is None or not stop():
+        if not select.select([fd], [], [], 0.05)[0]:
+            continue
         try:
             data = os.read(fd, 4096)
         except OSError:  # the other side closed: wait for it to reopen
@@ -122,17 +148,30 @@ def serve(fd: int, board: Board, corrupt_every: int = 0, silent_after: int | Non
             try:
                 frame = reader.next()
             except p.FrameError:
-                os.write(fd, _error(p.ERR_CRC, "frame CRC mismatch; resend"))
+                _send(fd, _error(p.ERR_CRC, "frame CRC mismatch; resend"))
                 continue
             if frame is None:
                 break
             if silent_after is not None and board.invokes >= silent_after:
                 continue  # a board that stopped answering
+            invokes = board.invokes
             reply = bytearray(board.handle(frame))
+            if fault is not None:
+                try:
+                    reply = bytearray(fault.answer(frame, bytes(reply), invokes))
+                except Disconnect:
+                    return
             answers += 1
-            if corrupt_every and answers % corrupt_every == 0:
+            if corrupt_every and reply and answers % corrupt_every == 0:
                 reply[-1] ^= 0xFF  # the CRC no longer matches
-            os.write(fd, bytes(reply))
+            _send(fd, bytes(reply))
+
+
+def _send(fd: int, data: bytes) -> None:
+    try:
+        os.write(fd, data)
+    except OSError:  # the host closed its side: the answer is lost, as on a wire
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corrupt-every", type=int, default=0)
     ap.add_argument("--silent-after", type=int, default=None)
     ap.add_argument("--model-crc", type=lambda s: int(s, 0), default=None)
+    ap.add_argument(
+        "--fault", default=None, help="KIND@N: misbehave after N samples (runners.faulty.SERIAL)"
+    )
     args = ap.parse_args(argv)
     with open(args.model, "rb") as fh:
         model = fh.read()
@@ -159,7 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     tty.setraw(slave)
     tty.setraw(master)
     print(os.ttyname(slave), flush=True)
-    serve(master, board, args.corrupt_every, args.silent_after)
+    fault = None
+    if args.fault:
+        from edgeprune.runners.faulty import SerialFault
+
+        fault = SerialFault.parse(args.fault)
+    serve(master, board, args.corrupt_every, args.silent_after, fault)
+    os.close(master)  # a fault disconnected: the host's port fails as when unplugged
     return 0
 
 
