@@ -92,13 +92,14 @@ class Running:
     threads: list
 
 
-def start(argv: list[str], cwd: str, env: dict | None = None) -> Running:
+def start(argv: list[str], cwd: str, env: dict | None = None, prefix=None) -> Running:
     """Start ``edgeprune ARGV`` in its own process group, under the memory cap,
-    its output drained by two threads."""
+    its output drained by two threads; ``prefix`` runs it through another command
+    (``setpriv`` to drop root)."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     full_env.pop("EDGEPRUNE_DEBUG", None)
     proc = subprocess.Popen(
-        edgeprune_argv(argv),
+        [*(prefix or []), *edgeprune_argv(argv)],
         cwd=cwd,
         env=full_env,
         stdin=subprocess.DEVNULL,
@@ -160,9 +161,9 @@ def wait(running: Running, timeout_s: float) -> Completed:
     )
 
 
-def call(argv: list[str], cwd: str, timeout_s: float) -> Completed:
+def call(argv: list[str], cwd: str, timeout_s: float, prefix=None) -> Completed:
     """Run ``edgeprune ARGV`` to completion or its deadline."""
-    return wait(start(argv, cwd), timeout_s)
+    return wait(start(argv, cwd, prefix=prefix), timeout_s)
 
 
 def error_line(stderr: str) -> str:

@@ -306,7 +306,7 @@ def data_cases(workdir: str) -> list[Case]:
         elif callable(raw):
             raw(path)
         else:
-            path = raw if raw.startswith("/") else _write(path, raw)
+            path = raw if isinstance(raw, str) and raw.startswith("/") else _write(path, raw)
         out = os.path.join(workdir, f"out_data{len(cases):02d}")
         argv = ["run", "--data", path, "--out", out, *TRAIN_FAST]
         cases.append(Case("data", name, argv, expect, timeout, out=out, warn_if_ok=warn))
