@@ -17,50 +17,15 @@ bad-inputs-doc`` and commit both.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import numpy as np
 
 try:  # as tests/bad_inputs.py under pytest, or as the module tests.bad_inputs
-    from bad_inputs_files import Files, render
+    from bad_inputs_lib import BadInput, render, run_cmd, with_data, with_model, with_recipe
 except ModuleNotFoundError:
-    from tests.bad_inputs_files import Files, render
-
-
-@dataclass(frozen=True)
-class BadInput:
-    """One class of bad input: where, what, the command, exit code and message."""
-
-    area: str
-    case: str
-    argv: Callable[[Files], list[str]]
-    exit_code: int
-    message: str
-
-    def pattern(self) -> re.Pattern:
-        """``message`` as a regular expression: literal text, ``…`` matching anything."""
-        return re.compile(".*".join(re.escape(part) for part in self.message.split("…")), re.S)
+    from tests.bad_inputs_lib import BadInput, render, run_cmd, with_data, with_model, with_recipe
 
 
 # ------------------------------------------------------------------ the registry
-
-
-def _run(f: Files, *args: str) -> list[str]:
-    return ["run", *args, "--out", f.out()]
-
-
-def _recipe(text: str):
-    return lambda f: _run(f, "--recipe", f.recipe(text))
-
-
-def _data(**arrays):
-    return lambda f: _run(f, "--data", f.npz(**arrays))
-
-
-def _model(path: Callable[[Files], str]):
-    return lambda f: _run(f, "--model", path(f), "--data", "digits")
 
 
 REGISTRY: list[BadInput] = [
@@ -68,35 +33,35 @@ REGISTRY: list[BadInput] = [
     BadInput(
         "recipe",
         "unknown key",
-        _recipe("[prune]\nfinal_sparsty = 0.5\n"),
+        with_recipe("[prune]\nfinal_sparsty = 0.5\n"),
         1,
         "recipe …: unknown key 'prune.final_sparsty'; did you mean 'final_sparsity'?",
     ),
     BadInput(
         "recipe",
         "unknown section",
-        _recipe("[prunning]\nepochs = 1\n"),
+        with_recipe("[prunning]\nepochs = 1\n"),
         1,
         "recipe …: unknown key 'prunning'; did you mean 'prune'?",
     ),
     BadInput(
         "recipe",
         "a section that is not a table",
-        _recipe("prune = 3\n"),
+        with_recipe("prune = 3\n"),
         1,
         "recipe …: 'prune' must be a table ([prune])",
     ),
     BadInput(
         "recipe",
         "wrong type",
-        _recipe("seed = 'x'\n"),
+        with_recipe("seed = 'x'\n"),
         1,
         "seed = 'x' must be a whole number",
     ),
     BadInput(
         "recipe",
         "value out of range",
-        _recipe("[prune]\nfinal_sparsity = 1.0\n"),
+        with_recipe("[prune]\nfinal_sparsity = 1.0\n"),
         1,
         "prune.final_sparsity = 1.0 is outside [0.0, 1.0); choose a value from 0.0 up to, "
         "but not including, 1.0",
@@ -104,28 +69,28 @@ REGISTRY: list[BadInput] = [
     BadInput(
         "recipe",
         "value below its minimum",
-        _recipe("[prune]\nepochs = 0\n"),
+        with_recipe("[prune]\nepochs = 0\n"),
         1,
         "prune.epochs = 0 is below its minimum 1",
     ),
     BadInput(
         "recipe",
         "infinite number",
-        _recipe("[prune]\nlearning_rate = inf\n"),
+        with_recipe("[prune]\nlearning_rate = inf\n"),
         1,
         "prune.learning_rate = inf must be a finite number",
     ),
     BadInput(
         "recipe",
         "not one of the choices",
-        _recipe('[prune]\nschedule = "cubic"\n'),
+        with_recipe('[prune]\nschedule = "cubic"\n'),
         1,
         "prune.schedule = 'cubic' is not one of: polynomial_decay, constant",
     ),
     BadInput(
         "recipe",
         "malformed pair",
-        _recipe('[prune]\nm_by_n = "a:b"\n'),
+        with_recipe('[prune]\nm_by_n = "a:b"\n'),
         1,
         "prune.m_by_n = 'a:b' is not a pair of whole numbers; write it like 2:4 (m_by_n) "
         "or 1x4 (block_size)",
@@ -133,42 +98,42 @@ REGISTRY: list[BadInput] = [
     BadInput(
         "recipe",
         "schedule ends before it begins",
-        _recipe("[prune]\nbegin_step = 50\nend_step = 10\n"),
+        with_recipe("[prune]\nbegin_step = 50\nend_step = 10\n"),
         1,
         "prune.end_step = 10 must be after prune.begin_step = 50…",
     ),
     BadInput(
         "recipe",
         "not valid TOML",
-        _recipe("[prune\n"),
+        with_recipe("[prune\n"),
         1,
         "recipe …: not valid TOML (…); fix the syntax",
     ),
     BadInput(
         "recipe",
         "recipe file missing",
-        lambda f: _run(f, "--recipe", f.missing("recipe.toml")),
+        lambda f: run_cmd(f, "--recipe", f.missing("recipe.toml")),
         1,
         "recipe …recipe.toml: no such file; check the path",
     ),
     BadInput(
         "recipe",
         "flag value not a finite number",
-        lambda f: _run(f, "--sparsity", "nan"),
+        lambda f: run_cmd(f, "--sparsity", "nan"),
         1,
         "prune.final_sparsity = nan must be a finite number",
     ),
     BadInput(
         "recipe",
         "flag value not one of the choices (click)",
-        lambda f: _run(f, "--quantize", "int3"),
+        lambda f: run_cmd(f, "--quantize", "int3"),
         2,
         "Invalid value for '--quantize'",
     ),
     BadInput(
         "recipe",
         "--model without --data (click)",
-        lambda f: _run(f, "--model", "model.keras"),
+        lambda f: run_cmd(f, "--model", "model.keras"),
         2,
         "--data is required with --model",
     ),
@@ -176,35 +141,35 @@ REGISTRY: list[BadInput] = [
     BadInput(
         "data",
         "data file missing",
-        lambda f: _run(f, "--data", f.missing("data.npz")),
+        lambda f: run_cmd(f, "--data", f.missing("data.npz")),
         1,
         "data file …data.npz does not exist; check the path",
     ),
     BadInput(
         "data",
         "unknown built-in data set",
-        lambda f: _run(f, "--data", "mnist"),
+        lambda f: run_cmd(f, "--data", "mnist"),
         1,
         "data 'mnist' is neither a built-in data set (…) nor an existing .npz file",
     ),
     BadInput(
         "data",
         "data is a folder",
-        lambda f: _run(f, "--data", f.folder()),
+        lambda f: run_cmd(f, "--data", f.folder()),
         1,
         "data … is a folder; pass an .npz file with x_train, y_train, x_test, y_test",
     ),
     BadInput(
         "data",
         "not an .npz archive",
-        lambda f: _run(f, "--data", f.text("x,y\n1,2\n", ".npz")),
+        lambda f: run_cmd(f, "--data", f.text("x,y\n1,2\n", ".npz")),
         1,
         "data file … is not a readable .npz archive (…); save it with numpy.savez",
     ),
     BadInput(
         "data",
         "object arrays (pickle)",
-        _data(y_train=np.array([{}] * 64, dtype=object)),
+        with_data(y_train=np.array([{}] * 64, dtype=object)),
         1,
         "data file … is not a readable .npz archive (…allow_pickle=False…); save it with "
         "numpy.savez",
@@ -212,49 +177,49 @@ REGISTRY: list[BadInput] = [
     BadInput(
         "data",
         "required arrays missing",
-        lambda f: _run(f, "--data", f.npz(drop=("x_test", "y_test"))),
+        lambda f: run_cmd(f, "--data", f.npz(drop=("x_test", "y_test"))),
         1,
         "data file … lacks x_test, y_test; it needs x_train, y_train, x_test, y_test (optional: …)",
     ),
     BadInput(
         "data",
         "x and y lengths differ",
-        _data(y_train=np.zeros(10, np.int64)),
+        with_data(y_train=np.zeros(10, np.int64)),
         1,
         "data file …: x_train has 64 rows but y_train has 10; they must match",
     ),
     BadInput(
         "data",
         "x_val without y_val",
-        _data(x_val=np.zeros((4, 8, 8, 1), np.float32)),
+        with_data(x_val=np.zeros((4, 8, 8, 1), np.float32)),
         1,
         "data file … has only one of x_val, y_val; give both or neither",
     ),
     BadInput(
         "data",
         "non-numeric array",
-        _data(y_train=np.array(["cat"] * 64)),
+        with_data(y_train=np.array(["cat"] * 64)),
         1,
         "data file …: y_train has dtype <U3; it must be numeric",
     ),
     BadInput(
         "data",
         "no samples",
-        _data(x_train=np.zeros((0, 8, 8, 1), np.float32), y_train=np.zeros(0, np.int64)),
+        with_data(x_train=np.zeros((0, 8, 8, 1), np.float32), y_train=np.zeros(0, np.int64)),
         1,
         "data file …: x_train is empty or a scalar; it needs one row per sample",
     ),
     BadInput(
         "data",
         "NaN or infinite values",
-        _data(x_test=np.full((16, 8, 8, 1), np.inf, np.float32)),
+        with_data(x_test=np.full((16, 8, 8, 1), np.inf, np.float32)),
         1,
         "data file …: x_test holds 1024 NaN or infinite values; clean or impute them first",
     ),
     BadInput(
         "data",
         "non-integer labels for a built-in classifier",
-        _data(y_train=np.full(64, 1.5)),
+        with_data(y_train=np.full(64, 1.5)),
         1,
         "the built-in digits_cnn is a classifier: it needs integer class labels (or one-hot "
         "rows) in y_train; pass your own model for other tasks",
@@ -262,7 +227,7 @@ REGISTRY: list[BadInput] = [
     BadInput(
         "data",
         "test samples of another shape",
-        _data(x_test=np.zeros((16, 4, 4, 1), np.float32)),
+        with_data(x_test=np.zeros((16, 4, 4, 1), np.float32)),
         1,
         "x_test has samples of shape (4, 4, 1) but the model's input is (8, 8, 1); reshape "
         "the data or pass the matching model",
@@ -271,35 +236,35 @@ REGISTRY: list[BadInput] = [
     BadInput(
         "model",
         "model file missing",
-        _model(lambda f: f.missing("model.keras")),
+        with_model(lambda f: f.missing("model.keras")),
         1,
         "…model.keras does not exist…",
     ),
     BadInput(
         "model",
         "unknown extension",
-        _model(lambda f: f.text("hello", ".txt")),
+        with_model(lambda f: f.text("hello", ".txt")),
         1,
         "… has extension '.txt'; pass a .keras…",
     ),
     BadInput(
         "model",
         "not a .keras archive",
-        _model(lambda f: f.text("hello", ".keras")),
+        with_model(lambda f: f.text("hello", ".keras")),
         1,
         "… is not a Keras model (not a .keras zip archive)…",
     ),
     BadInput(
         "model",
         "not an HDF5 file",
-        _model(lambda f: f.text("hello", ".h5")),
+        with_model(lambda f: f.text("hello", ".h5")),
         1,
         "… is not a Keras model (not an HDF5 file); pass a .keras, .h5 or SavedModel folder",
     ),
     BadInput(
         "model",
         "folder without saved_model.pb",
-        _model(lambda f: f.folder()),
+        with_model(lambda f: f.folder()),
         1,
         "… is not a SavedModel (no saved_model.pb)…",
     ),
@@ -314,7 +279,7 @@ REGISTRY: list[BadInput] = [
     BadInput(
         "model",
         "labels beyond the output layer",
-        lambda f: _run(f, "--model", f.keras_model(), "--data", f.npz(y_train=np.full(64, 12))),
+        lambda f: run_cmd(f, "--model", f.keras_model(), "--data", f.npz(y_train=np.full(64, 12))),
         1,
         "y_train holds label 12 but the model's output layer has 10 units (labels 0..9); fix "
         "the labels or the output layer",
@@ -366,7 +331,7 @@ REGISTRY: list[BadInput] = [
     BadInput(
         "profile",
         "float mode for an int8 device",
-        lambda f: _run(f, "--target", "nano33ble", "--quantize", "float16"),
+        lambda f: run_cmd(f, "--target", "nano33ble", "--quantize", "float16"),
         1,
         "nano33ble runs int8 models only but quantize.mode = 'float16'; use quantize.mode = "
         '"int8"',
@@ -421,6 +386,45 @@ REGISTRY: list[BadInput] = [
         lambda f: ["check", f.tflite(), "--target", "nano33ble", "--max-flash-bytes", "1000"],
         3,
         "… does not fit nano33ble: flash…",
+    ),
+    BadInput(
+        "validation",
+        "a folder that is not a run folder",
+        lambda f: ["validate", f.folder()],
+        1,
+        "… has no report.json; validate a run folder written by `edgeprune run` (make <target> "
+        "writes build/<target>)",
+    ),
+    BadInput(
+        "tools",
+        "calibration rows without the needed columns",
+        lambda f: ["calibrate", f.text("a,b\n1,2\n", ".csv")],
+        1,
+        "…: missing column model, op, ms, clock_hz, cost_model, board, source; the header must "
+        "name model, op, ms, clock_hz, cost_model, board, source",
+    ),
+    BadInput(
+        "tools",
+        "measure on a microcontroller profile",
+        lambda f: ["measure", f.tflite(), "--target", "nano33ble"],
+        1,
+        "nano33ble runs TFLite Micro on a microcontroller; `measure` times LiteRT on this "
+        "machine: use --target host (or a Linux profile)",
+    ),
+    BadInput(
+        "tools",
+        "cost for an unknown target",
+        lambda f: ["cost", f.tflite(), "--target", "arduino"],
+        1,
+        "unknown target 'arduino'; known targets: …",
+    ),
+    BadInput(
+        "tools",
+        "fleet folder missing",
+        lambda f: ["fleet", f.missing("build")],
+        1,
+        "cannot read the build folder …build (No such file or directory); run `make "
+        "all-targets` or name the folder it wrote",
     ),
     BadInput(
         "tools",

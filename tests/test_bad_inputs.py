@@ -9,7 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
-from bad_inputs import REGISTRY, BadInput, Files, render
+from bad_inputs import REGISTRY
+from bad_inputs_lib import BadInput, Files, render
 from click.testing import CliRunner
 
 from edgeprune.cli import main

@@ -1,12 +1,31 @@
-"""The files the bad-input registry's cases use: :class:`Files` writes each one and
-returns its path (for the test); :class:`DocFiles` returns a readable placeholder
-instead, for :func:`render` (docs/bad-inputs.md), so one argv builder serves both."""
+"""The bad-input registry's machinery: :class:`BadInput`, the argv builders, the
+files cases use (:class:`Files` writes each one and returns its path, for the
+test; :class:`DocFiles` returns a readable placeholder instead, for
+:func:`render`, so one argv builder serves both) and the page's rendering."""
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class BadInput:
+    """One class of bad input: where, what, the command, exit code and message."""
+
+    area: str
+    case: str
+    argv: Callable[[Files], list[str]]
+    exit_code: int
+    message: str
+
+    def pattern(self) -> re.Pattern:
+        """``message`` as a regular expression: literal text, ``…`` matching anything."""
+        return re.compile(".*".join(re.escape(part) for part in self.message.split("…")), re.S)
 
 
 def _digits(n: int = 64) -> dict[str, np.ndarray]:
@@ -131,6 +150,25 @@ class DocFiles(Files):
 
     def truncated_tflite(self):
         return "truncated.tflite"
+
+
+# ------------------------------------------------------------------ argv builders
+
+
+def run_cmd(f: Files, *args: str) -> list[str]:
+    return ["run", *args, "--out", f.out()]
+
+
+def with_recipe(text: str):
+    return lambda f: run_cmd(f, "--recipe", f.recipe(text))
+
+
+def with_data(**arrays):
+    return lambda f: run_cmd(f, "--data", f.npz(**arrays))
+
+
+def with_model(path: Callable[[Files], str]):
+    return lambda f: run_cmd(f, "--model", path(f), "--data", "digits")
 
 
 def render(registry) -> str:
