@@ -134,30 +134,30 @@ def kill(running: Running, sig: int = signal.SIGKILL) -> None:
 def wait(running: Running, timeout_s: float) -> Completed:
     """Wait for the call up to ``timeout_s`` after its start; kill its group at the
     deadline. Peak RSS is the child's own ``ru_maxrss`` from ``wait4`` (the TFLite
-    Micro worker and other grandchildren not included)."""
-    pid = running.proc.pid
-    while True:
+    Micro worker and other grandchildren not included; 0 if ``Popen.poll`` reaped
+    the child first)."""
+    pid, code, rss_kb = running.proc.pid, running.proc.returncode, 0
+    while code is None:
         done, status, usage = os.wait4(pid, os.WNOHANG)
-        if done:
-            timed_out = False
-            break
-        if time.monotonic() - running.t0 > timeout_s:
+        if not done and time.monotonic() - running.t0 > timeout_s:
             kill(running)
-            _, status, usage = os.wait4(pid, 0)
-            timed_out = True
+            _, _, usage = os.wait4(pid, 0)
+            rss_kb, running.proc.returncode = usage.ru_maxrss, -signal.SIGKILL
             break
-        time.sleep(0.05)
+        if done:
+            code, rss_kb = os.waitstatus_to_exitcode(status), usage.ru_maxrss
+            running.proc.returncode = code
+        else:
+            time.sleep(0.05)
     kill(running)  # leftovers of the group (a worker the CLI left behind)
     for t in running.threads:
         t.join(timeout=10)
-    code = os.waitstatus_to_exitcode(status)
-    running.proc.returncode = code
     return Completed(
-        None if timed_out else code,
+        code,
         b"".join(running.chunks["out"]).decode("utf-8", "replace"),
         b"".join(running.chunks["err"]).decode("utf-8", "replace"),
         time.monotonic() - running.t0,
-        usage.ru_maxrss / 1024,
+        rss_kb / 1024,
     )
 
 

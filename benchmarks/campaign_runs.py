@@ -181,8 +181,8 @@ def special_file_cases(workdir: str, good_tflite: str | None, quick: bool = Fals
             baseline = base.peak_rss_mb
         for what, path in files.items():
             limit = None if baseline is None else baseline + RSS_HEADROOM_MB
-            case = Case(
-                "files", f"{cmd} {what}", [head[0], path, *tail], (1, 2), 30, max_rss_mb=limit
-            )
+            deadline = 60 if cmd == "check" else 20  # check imports TensorFlow first
+            argv = [head[0], path, *tail]
+            case = Case("files", f"{cmd} {what}", argv, (1, 2), deadline, max_rss_mb=limit)
             rows.append(_judge(case, call(case.argv, workdir, case.timeout_s)))
     return rows
