@@ -225,7 +225,7 @@ def profile_cases(workdir: str) -> list[Case]:
 
     def case(name: str, data: dict | str | bytes, must_name: str | None):
         path = os.path.join(folder, f"p{len(cases):03d}.toml")
-        _write(path, data if isinstance(data, str) else dump_toml(data))
+        _write(path, data if isinstance(data, (str, bytes)) else dump_toml(data))
         cases.append(
             Case("profile", name, ["targets", "show", path], (1,), 30, must_name=must_name)
         )
@@ -261,11 +261,8 @@ def profile_cases(workdir: str) -> list[Case]:
         for table in ("reserve", "budget"):
             case(f"{base_name} [{table}] is a number", _mutated(base, (table,), 3), table)
     case("profile is binary garbage", "\x01\x02 = \x03", None)
-    case(
-        "profile not UTF-8",
-        "name = 'caf\udcff'".encode("utf-8", "surrogateescape").decode("latin-1"),
-        None,
-    )
+    nano = dump_toml(_profile("nano33ble")).encode()
+    case("profile not UTF-8 (a comment byte 0xff)", nano + b"# caf\xff\n", None)
     return cases
 
 
