@@ -238,7 +238,7 @@ REGISTRY: list[BadInput] = [
         "model file missing",
         with_model(lambda f: f.missing("model.keras")),
         1,
-        "…model.keras does not exist…",
+        "model …model.keras does not exist; check the path",
     ),
     BadInput(
         "model",
@@ -431,14 +431,15 @@ REGISTRY: list[BadInput] = [
         "calibration file missing",
         lambda f: ["calibrate", f.missing("rows.csv")],
         1,
-        "…rows.csv…",
+        "…rows.csv cannot be read (No such file or directory)",
     ),
     BadInput(
         "tools",
         "fleet folder without builds",
         lambda f: ["fleet", f.folder()],
         1,
-        "… holds no device build…",
+        "… holds no device build (no NAME.exit, no NAME/report.json); run `make all-targets` "
+        "or name the targets",
     ),
 ]
 

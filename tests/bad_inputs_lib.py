@@ -197,5 +197,10 @@ def render(registry) -> str:
         for b in (b for b in registry if b.area == area):
             command = " ".join(["edgeprune", *b.argv(doc)])
             cells = [b.case, f"`{command}`", str(b.exit_code), b.message]
-            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """A table cell: pipes escaped, and < > as entities (``<target>`` is no HTML tag)."""
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
