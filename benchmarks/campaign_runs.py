@@ -176,12 +176,14 @@ def special_file_cases(workdir: str, good_tflite: str | None, quick: bool = Fals
     }
     if quick:
         del commands["check"]
-    rows = []
+    rows: list[dict] = []
     for cmd, head in commands.items():
         tail = head[1:]
         baseline = None
-        if good_tflite:
+        if good_tflite:  # the control: a normal model, whose peak RSS sets the limit
+            control = Case("files", f"{cmd} a normal model (the control)", [], (0,), 120)
             base = call([head[0], good_tflite, *tail], workdir, 120)
+            rows.append(_judge(control, base))
             baseline = base.peak_rss_mb
         for what, path in files.items():
             limit = None if baseline is None else baseline + RSS_HEADROOM_MB
