@@ -58,10 +58,45 @@ def _external(module: str, function: str, workdir: str, **kwargs) -> list[dict] 
         if exc.name != module:
             raise
         return None
-    rows = getattr(mod, function)(workdir, **kwargs)
-    for row in rows:
-        row.setdefault("area", "tflite" if "tflite" in module else "device")
-    return rows
+    area = "tflite" if "tflite" in module else "device"
+    return [normalize(row, area) for row in getattr(mod, function)(workdir, **kwargs)]
+
+
+# Flags another campaign module may set on a row in place of an outcome, in our order.
+FLAG_OUTCOMES = (
+    ("traceback", "traceback"),
+    ("internal", "internal"),
+    ("hung", "hang"),
+    ("signalled", "internal"),
+    ("code_executed", "code-executed"),
+    ("invalid_passed", "invalid-passed"),
+    ("valid_refused", "wrong-exit"),
+    ("half_written", "half-written"),
+)
+
+
+def normalize(row: dict, area: str) -> dict:
+    """A row of another campaign module in this table's terms: ``case``, ``exit``,
+    ``outcome`` (``ok`` when its own outcome is the ``expected`` one, or no failure
+    flag is set) and ``message``; its own keys are kept."""
+    out = {"area": area, **row}
+    out.setdefault("case", row.get("name", "?"))
+    runs = [row[c] for c in ("check", "cost", "inspect") if isinstance(row.get(c), dict)]
+    if "exit" not in row:
+        out["exit"] = runs[0].get("exit") if runs else None
+    if "message" not in row:
+        stderr = str(runs[0].get("stderr", runs[0].get("message", ""))) if runs else ""
+        out["message"] = (stderr.strip().splitlines() or [""])[-1]
+    own = row.get("outcome")
+    if own is None:
+        out["outcome"] = next((o for flag, o in FLAG_OUTCOMES if row.get(flag)), "ok")
+    elif "expected" in row:
+        if own == row["expected"]:
+            out["outcome"] = "ok"
+        elif own not in OUTCOMES:
+            out["outcome"] = "wrong-exit"
+            out["message"] = f"{own}, expected {row['expected']}: {out['message']}"
+    return out
 
 
 def run_campaign(workdir: str, areas=AREAS, quick: bool = False, tflite_count: int = 500):

@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import campaign_inputs  # noqa: E402
-from campaign import summary  # noqa: E402
+from campaign import normalize, summary  # noqa: E402
 from campaign_cli import Case, Completed, call, classify  # noqa: E402
 
 
@@ -104,3 +104,17 @@ def test_summary_counts_every_outcome_class():
     ]
     text = summary(rows)
     assert "2 cases: ok 1, traceback 0, internal 1, hang 0" in text and "a 1/2 ok" in text
+
+
+def test_rows_of_the_other_campaign_modules_are_read_in_this_tables_terms():
+    device = {"case": "serial:drop", "exit": 5, "outcome": "partial", "expected": "partial"}
+    assert normalize(device, "device")["outcome"] == "ok"
+    wrong = normalize({**device, "outcome": "exit0"}, "device")
+    assert wrong["outcome"] == "wrong-exit" and "exit0, expected partial" in wrong["message"]
+    assert normalize({**device, "outcome": "hang"}, "device")["outcome"] == "hang"
+    run = {"exit": 0, "stderr": "warn\nedgeprune: error: x"}
+    mutant = {"name": "flip 3", "inspect": run, "internal": False, "invalid_passed": True}
+    row = normalize(mutant, "tflite")
+    assert (row["case"], row["exit"], row["outcome"]) == ("flip 3", 0, "invalid-passed")
+    assert row["message"] == "edgeprune: error: x" and row["area"] == "tflite"
+    assert normalize({**mutant, "invalid_passed": False}, "tflite")["outcome"] == "ok"
