@@ -20,7 +20,7 @@ help:
 	@echo "make lint      ruff check and ruff format --check"
 	@echo "make bench     time edgeprune against a plain tfmot + converter script"
 	@echo "make bench-structured  structured pruning before/after on the reference models"
-	@echo "make campaign  throw issue 14's bad inputs and faults at the CLI (~20 min; campaign-quick ~3)"
+	@echo "make campaign  throw issue 14's bad inputs and faults at the CLI ((a)-(f) ~12 min; campaign-quick ~5)"
 	@echo "make bad-inputs-doc  regenerate docs/bad-inputs.md from tests/bad_inputs.py"
 	@echo "make targets   list the device targets; make <target> builds build/<target>/"
 	@echo "make all-targets  build every target and print a pass/fail table"
