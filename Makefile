@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # One make target per device profile, derived from the folder.
 TARGETS := $(sort $(basename $(notdir $(wildcard targets/*.toml))))
 
-.PHONY: demo test test-slow test-all lint bench bench-structured clean help targets all-targets $(TARGETS)
+.PHONY: demo test test-slow test-all lint bench bench-structured campaign campaign-quick bad-inputs-doc clean help targets all-targets $(TARGETS)
 
 help:
 	@echo "make demo      set up $(VENV) and run the built-in default (digits CNN) end to end"
@@ -20,6 +20,8 @@ help:
 	@echo "make lint      ruff check and ruff format --check"
 	@echo "make bench     time edgeprune against a plain tfmot + converter script"
 	@echo "make bench-structured  structured pruning before/after on the reference models"
+	@echo "make campaign  throw issue 14's bad inputs and faults at the CLI ((a)-(f) ~12 min; campaign-quick ~5)"
+	@echo "make bad-inputs-doc  regenerate docs/bad-inputs.md from tests/bad_inputs.py"
 	@echo "make targets   list the device targets; make <target> builds build/<target>/"
 	@echo "make all-targets  build every target and print a pass/fail table"
 	@echo "make validate-<target>  run build/<target>'s model on its device (DEVICE=port|board)"
@@ -55,6 +57,18 @@ bench: $(STAMP)
 
 bench-structured: $(STAMP)
 	$(BIN)/python benchmarks/bench_structured.py
+
+# Exit 1 if any case is not ok; the rows also go to build/campaign.json.
+campaign: $(STAMP)
+	@mkdir -p build
+	$(BIN)/python benchmarks/campaign.py --json build/campaign.json
+
+campaign-quick: $(STAMP)
+	@mkdir -p build
+	$(BIN)/python benchmarks/campaign.py --quick --json build/campaign-quick.json
+
+bad-inputs-doc: $(STAMP)
+	$(BIN)/python -m tests.bad_inputs > docs/bad-inputs.md
 
 targets:
 	@printf '%s\n' $(TARGETS)

@@ -1,0 +1,448 @@
+"""The registry of bad inputs: every class of bad input and fault, the command that
+shows it, its exit code and its message. ``docs/bad-inputs.md`` is rendered from it
+(``python -m tests.bad_inputs > docs/bad-inputs.md``, or ``make bad-inputs-doc``)
+and ``tests/test_bad_inputs.py`` runs every case through the CLI and checks the
+page is the current rendering, so neither can drift from the code.
+
+A case's ``argv`` builds the command line from a :class:`Files` (which writes the
+bad file and returns its path); the page renders the same builder with
+:class:`DocFiles`, which returns readable placeholders instead. ``message`` is
+the whole error line after ``edgeprune: error: ``, with ``…`` standing for any
+text (a path, a library's own words); for exit code 2 (click's usage errors) it
+is searched in click's ``Error:`` line.
+
+To add a case: append a :class:`BadInput` to :data:`REGISTRY`, run ``make
+bad-inputs-doc`` and commit both.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:  # as tests/bad_inputs.py under pytest, or as the module tests.bad_inputs
+    from bad_inputs_lib import BadInput, render, run_cmd, with_data, with_model, with_recipe
+except ModuleNotFoundError:
+    from tests.bad_inputs_lib import BadInput, render, run_cmd, with_data, with_model, with_recipe
+
+
+# ------------------------------------------------------------------ the registry
+
+
+REGISTRY: list[BadInput] = [
+    # --- recipes and flags: refused before TensorFlow loads
+    BadInput(
+        "recipe",
+        "unknown key",
+        with_recipe("[prune]\nfinal_sparsty = 0.5\n"),
+        1,
+        "recipe …: unknown key 'prune.final_sparsty'; did you mean 'final_sparsity'?",
+    ),
+    BadInput(
+        "recipe",
+        "unknown section",
+        with_recipe("[prunning]\nepochs = 1\n"),
+        1,
+        "recipe …: unknown key 'prunning'; did you mean 'prune'?",
+    ),
+    BadInput(
+        "recipe",
+        "a section that is not a table",
+        with_recipe("prune = 3\n"),
+        1,
+        "recipe …: 'prune' must be a table ([prune])",
+    ),
+    BadInput(
+        "recipe",
+        "wrong type",
+        with_recipe("seed = 'x'\n"),
+        1,
+        "seed = 'x' must be a whole number",
+    ),
+    BadInput(
+        "recipe",
+        "value out of range",
+        with_recipe("[prune]\nfinal_sparsity = 1.0\n"),
+        1,
+        "prune.final_sparsity = 1.0 is outside [0.0, 1.0); choose a value from 0.0 up to, "
+        "but not including, 1.0",
+    ),
+    BadInput(
+        "recipe",
+        "value below its minimum",
+        with_recipe("[prune]\nepochs = 0\n"),
+        1,
+        "prune.epochs = 0 is below its minimum 1",
+    ),
+    BadInput(
+        "recipe",
+        "infinite number",
+        with_recipe("[prune]\nlearning_rate = inf\n"),
+        1,
+        "prune.learning_rate = inf must be a finite number",
+    ),
+    BadInput(
+        "recipe",
+        "not one of the choices",
+        with_recipe('[prune]\nschedule = "cubic"\n'),
+        1,
+        "prune.schedule = 'cubic' is not one of: polynomial_decay, constant",
+    ),
+    BadInput(
+        "recipe",
+        "malformed pair",
+        with_recipe('[prune]\nm_by_n = "a:b"\n'),
+        1,
+        "prune.m_by_n = 'a:b' is not a pair of whole numbers; write it like 2:4 (m_by_n) "
+        "or 1x4 (block_size)",
+    ),
+    BadInput(
+        "recipe",
+        "schedule ends before it begins",
+        with_recipe("[prune]\nbegin_step = 50\nend_step = 10\n"),
+        1,
+        "prune.end_step = 10 must be after prune.begin_step = 50…",
+    ),
+    BadInput(
+        "recipe",
+        "not valid TOML",
+        with_recipe("[prune\n"),
+        1,
+        "recipe …: not valid TOML (…); fix the syntax",
+    ),
+    BadInput(
+        "recipe",
+        "recipe file missing",
+        lambda f: run_cmd(f, "--recipe", f.missing("recipe.toml")),
+        1,
+        "recipe …recipe.toml: no such file; check the path",
+    ),
+    BadInput(
+        "recipe",
+        "flag value not a finite number",
+        lambda f: run_cmd(f, "--sparsity", "nan"),
+        1,
+        "prune.final_sparsity = nan must be a finite number",
+    ),
+    BadInput(
+        "recipe",
+        "flag value not one of the choices (click)",
+        lambda f: run_cmd(f, "--quantize", "int3"),
+        2,
+        "Invalid value for '--quantize'",
+    ),
+    BadInput(
+        "recipe",
+        "--model without --data (click)",
+        lambda f: run_cmd(f, "--model", "model.keras"),
+        2,
+        "--data is required with --model",
+    ),
+    # --- data sets
+    BadInput(
+        "data",
+        "data file missing",
+        lambda f: run_cmd(f, "--data", f.missing("data.npz")),
+        1,
+        "data file …data.npz does not exist; check the path",
+    ),
+    BadInput(
+        "data",
+        "unknown built-in data set",
+        lambda f: run_cmd(f, "--data", "mnist"),
+        1,
+        "data 'mnist' is neither a built-in data set (…) nor an existing .npz file",
+    ),
+    BadInput(
+        "data",
+        "data is a folder",
+        lambda f: run_cmd(f, "--data", f.folder()),
+        1,
+        "data … is a folder; pass an .npz file with x_train, y_train, x_test, y_test",
+    ),
+    BadInput(
+        "data",
+        "not an .npz archive",
+        lambda f: run_cmd(f, "--data", f.text("x,y\n1,2\n", ".npz")),
+        1,
+        "data file … is not a readable .npz archive (…); save it with numpy.savez",
+    ),
+    BadInput(
+        "data",
+        "object arrays (pickle)",
+        with_data(y_train=np.array([{}] * 64, dtype=object)),
+        1,
+        "data file … is not a readable .npz archive (…allow_pickle=False…); save it with "
+        "numpy.savez",
+    ),
+    BadInput(
+        "data",
+        "required arrays missing",
+        lambda f: run_cmd(f, "--data", f.npz(drop=("x_test", "y_test"))),
+        1,
+        "data file … lacks x_test, y_test; it needs x_train, y_train, x_test, y_test (optional: …)",
+    ),
+    BadInput(
+        "data",
+        "x and y lengths differ",
+        with_data(y_train=np.zeros(10, np.int64)),
+        1,
+        "data file …: x_train has 64 rows but y_train has 10; they must match",
+    ),
+    BadInput(
+        "data",
+        "x_val without y_val",
+        with_data(x_val=np.zeros((4, 8, 8, 1), np.float32)),
+        1,
+        "data file … has only one of x_val, y_val; give both or neither",
+    ),
+    BadInput(
+        "data",
+        "non-numeric array",
+        with_data(y_train=np.array(["cat"] * 64)),
+        1,
+        "data file …: y_train has dtype <U3; it must be numeric",
+    ),
+    BadInput(
+        "data",
+        "no samples",
+        with_data(x_train=np.zeros((0, 8, 8, 1), np.float32), y_train=np.zeros(0, np.int64)),
+        1,
+        "data file …: x_train is empty or a scalar; it needs one row per sample",
+    ),
+    BadInput(
+        "data",
+        "NaN or infinite values",
+        with_data(x_test=np.full((16, 8, 8, 1), np.inf, np.float32)),
+        1,
+        "data file …: x_test holds 1024 NaN or infinite values; clean or impute them first",
+    ),
+    BadInput(
+        "data",
+        "non-integer labels for a built-in classifier",
+        with_data(y_train=np.full(64, 1.5)),
+        1,
+        "the built-in digits_cnn is a classifier: it needs integer class labels (or one-hot "
+        "rows) in y_train; pass your own model for other tasks",
+    ),
+    BadInput(
+        "data",
+        "test samples of another shape",
+        with_data(x_test=np.zeros((16, 4, 4, 1), np.float32)),
+        1,
+        "x_test has samples of shape (4, 4, 1) but the model's input is (8, 8, 1); reshape "
+        "the data or pass the matching model",
+    ),
+    # --- models
+    BadInput(
+        "model",
+        "model file missing",
+        with_model(lambda f: f.missing("model.keras")),
+        1,
+        "model …model.keras does not exist; check the path",
+    ),
+    BadInput(
+        "model",
+        "unknown extension",
+        with_model(lambda f: f.text("hello", ".txt")),
+        1,
+        "… has extension '.txt'; pass a .keras…",
+    ),
+    BadInput(
+        "model",
+        "not a .keras archive",
+        with_model(lambda f: f.text("hello", ".keras")),
+        1,
+        "… is not a Keras model (not a .keras zip archive)…",
+    ),
+    BadInput(
+        "model",
+        "not an HDF5 file",
+        with_model(lambda f: f.text("hello", ".h5")),
+        1,
+        "… is not a Keras model (not an HDF5 file); pass a .keras, .h5 or SavedModel folder",
+    ),
+    BadInput(
+        "model",
+        "folder without saved_model.pb",
+        with_model(lambda f: f.folder()),
+        1,
+        "… is not a SavedModel (no saved_model.pb)…",
+    ),
+    BadInput(
+        "model",
+        "built-in name given to a single stage",
+        lambda f: ["prune", "digits_cnn", "--data", "digits", "--out", f.out()],
+        1,
+        "'digits_cnn' is a built-in model name, not a Keras model file; a single stage needs "
+        "a .keras, .h5 or SavedModel path (the whole pipeline runs the built-in default)",
+    ),
+    BadInput(
+        "model",
+        "labels beyond the output layer",
+        lambda f: run_cmd(f, "--model", f.keras_model(), "--data", f.npz(y_train=np.full(64, 12))),
+        1,
+        "y_train holds label 12 but the model's output layer has 10 units (labels 0..9); fix "
+        "the labels or the output layer",
+    ),
+    # --- run folders
+    BadInput(
+        "run folder",
+        "--out names a file",
+        lambda f: ["run", "--out", f.text("keep", ".txt")],
+        1,
+        "output directory … is a file…",
+    ),
+    BadInput(
+        "run folder",
+        "--out cannot be written",
+        lambda f: ["run", "--out", "/proc/edgeprune_out"],
+        1,
+        "output directory /proc/edgeprune_out cannot be written…",
+    ),
+    # --- device profiles
+    BadInput(
+        "profile",
+        "unknown target",
+        lambda f: ["targets", "show", "arduino"],
+        1,
+        "unknown target 'arduino'; known targets: …",
+    ),
+    BadInput(
+        "profile",
+        "value out of range",
+        lambda f: ["targets", "show", f.profile("max_ram_bytes = 262_144", "max_ram_bytes = -1")],
+        1,
+        "…: budget.max_ram_bytes = -1 is out of range; it must be > 0",
+    ),
+    BadInput(
+        "profile",
+        "unknown key",
+        lambda f: ["targets", "show", f.profile("clock_hz =", "clock_mhz =")],
+        1,
+        "…: unknown key 'clock_mhz'; did you mean 'clock_hz'?",
+    ),
+    BadInput(
+        "profile",
+        "wrong type",
+        lambda f: ["targets", "show", f.profile("clock_hz = 64_000_000", 'clock_hz = "64 MHz"')],
+        1,
+        "…: clock_hz = '64 MHz' must be int",
+    ),
+    BadInput(
+        "profile",
+        "float mode for an int8 device",
+        lambda f: run_cmd(f, "--target", "nano33ble", "--quantize", "float16"),
+        1,
+        "nano33ble runs int8 models only but quantize.mode = 'float16'; use quantize.mode = "
+        '"int8"',
+    ),
+    # --- .tflite files (inspect, cost, check)
+    BadInput(
+        "tflite",
+        "file missing",
+        lambda f: ["inspect", f.missing("model.tflite")],
+        1,
+        "…model.tflite does not exist; check the path",
+    ),
+    BadInput(
+        "tflite",
+        "too short for a flatbuffer",
+        lambda f: ["inspect", f.text("hello", ".tflite")],
+        1,
+        "…: 5 bytes, too short for a TFLite model; pass a complete .tflite flatbuffer",
+    ),
+    BadInput(
+        "tflite",
+        "not a TFLite flatbuffer",
+        lambda f: ["cost", f.text(b"not a flatbuffer at all", ".tflite")],
+        1,
+        "… not a TFLite model…",
+    ),
+    BadInput(
+        "tflite",
+        "a folder (click)",
+        lambda f: ["inspect", f.folder()],
+        2,
+        "is a directory",
+    ),
+    BadInput(
+        "tflite",
+        "truncated model",
+        lambda f: ["inspect", f.truncated_tflite()],
+        1,
+        "…; pass a complete .tflite flatbuffer",
+    ),
+    BadInput(
+        "tflite",
+        "float model for an int8 device",
+        lambda f: ["check", f.tflite("float32"), "--target", "nano33ble"],
+        1,
+        "… is a float32 model but nano33ble needs int8…",
+    ),
+    # --- budgets and tools
+    BadInput(
+        "budget",
+        "model over the flash budget",
+        lambda f: ["check", f.tflite(), "--target", "nano33ble", "--max-flash-bytes", "1000"],
+        3,
+        "… does not fit nano33ble: flash…",
+    ),
+    BadInput(
+        "validation",
+        "a folder that is not a run folder",
+        lambda f: ["validate", f.folder()],
+        1,
+        "… has no report.json; validate a run folder written by `edgeprune run` (make <target> "
+        "writes build/<target>)",
+    ),
+    BadInput(
+        "tools",
+        "calibration rows without the needed columns",
+        lambda f: ["calibrate", f.text("a,b\n1,2\n", ".csv")],
+        1,
+        "…: missing column model, op, ms, clock_hz, cost_model, board, source; the header must "
+        "name model, op, ms, clock_hz, cost_model, board, source",
+    ),
+    BadInput(
+        "tools",
+        "measure on a microcontroller profile",
+        lambda f: ["measure", f.tflite(), "--target", "nano33ble"],
+        1,
+        "nano33ble runs TFLite Micro on a microcontroller; `measure` times LiteRT on this "
+        "machine: use --target host (or a Linux profile)",
+    ),
+    BadInput(
+        "tools",
+        "cost for an unknown target",
+        lambda f: ["cost", f.tflite(), "--target", "arduino"],
+        1,
+        "unknown target 'arduino'; known targets: …",
+    ),
+    BadInput(
+        "tools",
+        "fleet folder missing",
+        lambda f: ["fleet", f.missing("build")],
+        1,
+        "cannot read the build folder …build (No such file or directory); run `make "
+        "all-targets` or name the folder it wrote",
+    ),
+    BadInput(
+        "tools",
+        "calibration file missing",
+        lambda f: ["calibrate", f.missing("rows.csv")],
+        1,
+        "…rows.csv cannot be read (No such file or directory)",
+    ),
+    BadInput(
+        "tools",
+        "fleet folder without builds",
+        lambda f: ["fleet", f.folder()],
+        1,
+        "… holds no device build (no NAME.exit, no NAME/report.json); run `make all-targets` "
+        "or name the targets",
+    ),
+]
+
+
+if __name__ == "__main__":
+    print(render(REGISTRY), end="")
