@@ -21,8 +21,10 @@ import numpy as np
 
 try:  # as tests/bad_inputs.py under pytest, or as the module tests.bad_inputs
     from bad_inputs_lib import BadInput, render, run_cmd, with_data, with_model, with_recipe
+    from bad_inputs_more import FAULTS, MORE, device_faults
 except ModuleNotFoundError:
     from tests.bad_inputs_lib import BadInput, render, run_cmd, with_data, with_model, with_recipe
+    from tests.bad_inputs_more import FAULTS, MORE, device_faults
 
 
 # ------------------------------------------------------------------ the registry
@@ -171,8 +173,8 @@ REGISTRY: list[BadInput] = [
         "object arrays (pickle)",
         with_data(y_train=np.array([{}] * 64, dtype=object)),
         1,
-        "data file … is not a readable .npz archive (…allow_pickle=False…); save it with "
-        "numpy.savez",
+        "data file …: array 'y_train' holds Python objects (pickled); save numeric arrays "
+        "(float or integer) with numpy.savez",
     ),
     BadInput(
         "data",
@@ -299,150 +301,15 @@ REGISTRY: list[BadInput] = [
         1,
         "output directory /proc/edgeprune_out cannot be written…",
     ),
-    # --- device profiles
-    BadInput(
-        "profile",
-        "unknown target",
-        lambda f: ["targets", "show", "arduino"],
-        1,
-        "unknown target 'arduino'; known targets: …",
-    ),
-    BadInput(
-        "profile",
-        "value out of range",
-        lambda f: ["targets", "show", f.profile("max_ram_bytes = 262_144", "max_ram_bytes = -1")],
-        1,
-        "…: budget.max_ram_bytes = -1 is out of range; it must be > 0",
-    ),
-    BadInput(
-        "profile",
-        "unknown key",
-        lambda f: ["targets", "show", f.profile("clock_hz =", "clock_mhz =")],
-        1,
-        "…: unknown key 'clock_mhz'; did you mean 'clock_hz'?",
-    ),
-    BadInput(
-        "profile",
-        "wrong type",
-        lambda f: ["targets", "show", f.profile("clock_hz = 64_000_000", 'clock_hz = "64 MHz"')],
-        1,
-        "…: clock_hz = '64 MHz' must be int",
-    ),
-    BadInput(
-        "profile",
-        "float mode for an int8 device",
-        lambda f: run_cmd(f, "--target", "nano33ble", "--quantize", "float16"),
-        1,
-        "nano33ble runs int8 models only but quantize.mode = 'float16'; use quantize.mode = "
-        '"int8"',
-    ),
-    # --- .tflite files (inspect, cost, check)
-    BadInput(
-        "tflite",
-        "file missing",
-        lambda f: ["inspect", f.missing("model.tflite")],
-        1,
-        "…model.tflite does not exist; check the path",
-    ),
-    BadInput(
-        "tflite",
-        "too short for a flatbuffer",
-        lambda f: ["inspect", f.text("hello", ".tflite")],
-        1,
-        "…: 5 bytes, too short for a TFLite model; pass a complete .tflite flatbuffer",
-    ),
-    BadInput(
-        "tflite",
-        "not a TFLite flatbuffer",
-        lambda f: ["cost", f.text(b"not a flatbuffer at all", ".tflite")],
-        1,
-        "… not a TFLite model…",
-    ),
-    BadInput(
-        "tflite",
-        "a folder (click)",
-        lambda f: ["inspect", f.folder()],
-        2,
-        "is a directory",
-    ),
-    BadInput(
-        "tflite",
-        "truncated model",
-        lambda f: ["inspect", f.truncated_tflite()],
-        1,
-        "…; pass a complete .tflite flatbuffer",
-    ),
-    BadInput(
-        "tflite",
-        "float model for an int8 device",
-        lambda f: ["check", f.tflite("float32"), "--target", "nano33ble"],
-        1,
-        "… is a float32 model but nano33ble needs int8…",
-    ),
-    # --- budgets and tools
-    BadInput(
-        "budget",
-        "model over the flash budget",
-        lambda f: ["check", f.tflite(), "--target", "nano33ble", "--max-flash-bytes", "1000"],
-        3,
-        "… does not fit nano33ble: flash…",
-    ),
-    BadInput(
-        "validation",
-        "a folder that is not a run folder",
-        lambda f: ["validate", f.folder()],
-        1,
-        "… has no report.json; validate a run folder written by `edgeprune run` (make <target> "
-        "writes build/<target>)",
-    ),
-    BadInput(
-        "tools",
-        "calibration rows without the needed columns",
-        lambda f: ["calibrate", f.text("a,b\n1,2\n", ".csv")],
-        1,
-        "…: missing column model, op, ms, clock_hz, cost_model, board, source; the header must "
-        "name model, op, ms, clock_hz, cost_model, board, source",
-    ),
-    BadInput(
-        "tools",
-        "measure on a microcontroller profile",
-        lambda f: ["measure", f.tflite(), "--target", "nano33ble"],
-        1,
-        "nano33ble runs TFLite Micro on a microcontroller; `measure` times LiteRT on this "
-        "machine: use --target host (or a Linux profile)",
-    ),
-    BadInput(
-        "tools",
-        "cost for an unknown target",
-        lambda f: ["cost", f.tflite(), "--target", "arduino"],
-        1,
-        "unknown target 'arduino'; known targets: …",
-    ),
-    BadInput(
-        "tools",
-        "fleet folder missing",
-        lambda f: ["fleet", f.missing("build")],
-        1,
-        "cannot read the build folder …build (No such file or directory); run `make "
-        "all-targets` or name the folder it wrote",
-    ),
-    BadInput(
-        "tools",
-        "calibration file missing",
-        lambda f: ["calibrate", f.missing("rows.csv")],
-        1,
-        "…rows.csv cannot be read (No such file or directory)",
-    ),
-    BadInput(
-        "tools",
-        "fleet folder without builds",
-        lambda f: ["fleet", f.folder()],
-        1,
-        "… holds no device build (no NAME.exit, no NAME/report.json); run `make all-targets` "
-        "or name the targets",
-    ),
+    *MORE,
+    *FAULTS,
 ]
 
 
+def page() -> str:
+    """docs/bad-inputs.md: the registry's tables, then the device faults'."""
+    return render(REGISTRY) + device_faults()
+
+
 if __name__ == "__main__":
-    print(render(REGISTRY), end="")
+    print(page(), end="")

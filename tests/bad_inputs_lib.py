@@ -41,6 +41,7 @@ class Files:
         self.root = root
         self._n = 0
         self._cache: dict[str, str] = {}
+        self._held: list = []  # locks kept for the life of the test module
 
     def _new(self, suffix: str) -> str:
         self._n += 1
@@ -111,6 +112,69 @@ class Files:
             data = fh.buffer.read()
         return self.text(data[: len(data) // 2], ".tflite")
 
+    def huge_npz(self) -> str:
+        """An .npz whose x_train header declares 2**36 float32 values (256 GiB) over 16 bytes."""
+        import io
+        import zipfile
+
+        header = "{'descr': '<f4', 'fortran_order': False, 'shape': (65536, 1048576), }"
+        header += " " * (63 - (len(header) + 10) % 64) + "\n"
+        npy = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
+        path = self._new(".npz")
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("x_train.npy", npy + b"\0" * 16)
+            for key, arr in _digits().items():
+                if key != "x_train":
+                    buf = io.BytesIO()
+                    np.save(buf, arr)
+                    zf.writestr(f"{key}.npy", buf.getvalue())
+        return path
+
+    def lambda_model(self, ext: str) -> str:
+        """A model with a Lambda layer saved as ``ext`` (.keras, .h5, or "" for a SavedModel);
+        the refusal must come before its code could run."""
+        from edgeprune.adapters.keras import keras
+
+        L = keras.layers
+        inp = keras.Input((8, 8, 1))
+        out = L.Dense(10)(L.Flatten()(L.Lambda(lambda t: t * 2.0, name="double")(inp)))
+        path = self._new(ext or "_savedmodel")
+        keras.Model(inp, out).save(path, **({"save_format": "tf"} if not ext else {}))
+        return path
+
+    def recurrent_model(self) -> str:
+        """An LSTM over 8 steps of 8 features that is not unrolled, as .keras."""
+        from edgeprune.adapters.keras import keras
+
+        L = keras.layers
+        model = keras.Sequential(
+            [keras.Input((8, 8)), L.LSTM(4, name="lstm"), L.Dense(10, activation="softmax")]
+        )
+        path = self._new(".keras")
+        model.save(path)
+        return path
+
+    def keras_with_json(self, member: str, text: str) -> str:
+        """The tiny model's .keras archive with ``member`` replaced by ``text``."""
+        import zipfile
+
+        path = self._new(".keras")
+        with zipfile.ZipFile(self.keras_model()) as src, zipfile.ZipFile(path, "w") as dst:
+            for item in src.infolist():
+                data = text.encode() if item.filename == member else src.read(item)
+                dst.writestr(item, data)
+        return path
+
+    def held_folder(self) -> str:
+        """A run folder another edgeprune command holds (the lock taken here and kept)."""
+        from edgeprune.run_folder import hold
+
+        path = self.folder()
+        holder = hold(path, command="run")
+        holder.__enter__()
+        self._held.append(holder)
+        return path
+
 
 class DocFiles(Files):
     """The same interface, returning placeholders for the page; writes nothing."""
@@ -147,6 +211,21 @@ class DocFiles(Files):
 
     def tflite(self, mode="int8"):
         return f"model_{mode}.tflite"
+
+    def huge_npz(self):
+        return "data.npz (x_train header declares 256 GiB)"
+
+    def lambda_model(self, ext):
+        return f"lambda_model{ext or '/ (SavedModel)'}"
+
+    def recurrent_model(self):
+        return "lstm.keras"
+
+    def keras_with_json(self, member, text):
+        return f"model.keras ({member}: {text})"
+
+    def held_folder(self):
+        return "FOLDER/ (held by a running edgeprune)"
 
     def truncated_tflite(self):
         return "truncated.tflite"

@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
-from bad_inputs import REGISTRY
-from bad_inputs_lib import BadInput, Files, render
+from bad_inputs import REGISTRY, page
+from bad_inputs_lib import BadInput, Files
 from click.testing import CliRunner
 
 from edgeprune.cli import main
@@ -23,6 +23,11 @@ def files(tmp_path_factory) -> Files:
     return Files(str(tmp_path_factory.mktemp("bad_inputs")))
 
 
+def _listing(folder: str) -> list[str] | None:
+    """The folder's files, or None when it does not exist (a refused run must not make it)."""
+    return sorted(os.listdir(folder)) if os.path.isdir(folder) else None
+
+
 def _out_folders(argv: list[str]) -> list[str]:
     return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--out"]
 
@@ -30,6 +35,7 @@ def _out_folders(argv: list[str]) -> list[str]:
 @pytest.mark.parametrize("bad", REGISTRY, ids=[f"{b.area}: {b.case}" for b in REGISTRY])
 def test_bad_input_gives_its_exit_code_and_one_line_message(bad: BadInput, files: Files):
     argv = bad.argv(files)
+    before = {out: _listing(out) for out in _out_folders(argv)}
     result = CliRunner().invoke(main, ["-q", *argv])  # -q: no progress lines on stderr
     assert result.exit_code == bad.exit_code, (argv, result.output)
     assert "Traceback" not in result.output
@@ -41,8 +47,8 @@ def test_bad_input_gives_its_exit_code_and_one_line_message(bad: BadInput, files
     text = lines[0].removeprefix("edgeprune: error: ")
     assert bad.pattern().fullmatch(text), f"{text!r} does not match {bad.message!r}"
     if bad.exit_code == 1:
-        for out in _out_folders(argv):
-            assert not os.path.isdir(out) or not os.listdir(out), f"{out} was written"
+        for out, listing in before.items():
+            assert _listing(out) == listing, f"{out} was written"
 
 
 def test_the_registry_names_each_case_once_and_its_areas_have_cases():
@@ -60,6 +66,6 @@ def test_a_message_pattern_matches_only_its_message():
 
 
 def test_docs_bad_inputs_is_the_rendered_registry():
-    assert DOC.read_text(encoding="utf-8") == render(REGISTRY), (
+    assert DOC.read_text(encoding="utf-8") == page(), (
         "docs/bad-inputs.md is out of date: run `make bad-inputs-doc` and commit it"
     )

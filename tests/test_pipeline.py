@@ -247,13 +247,16 @@ def test_run_failing_after_its_writes_leaves_no_artifact(previous_run, monkeypat
     from edgeprune import artifacts
 
     written = []
+    write_bytes = artifacts.write_bytes_atomic
 
-    def disk_full(path, obj):
+    def disk_full(path, data):
+        if os.path.basename(path) != "report.json":
+            return write_bytes(path, data)
         written.extend(os.listdir(previous_run))
         with artifacts.atomic_path(path):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(artifacts, "write_json_atomic", disk_full)  # report.json's writer
+    monkeypatch.setattr(artifacts, "write_bytes_atomic", disk_full)  # report.json's writer
     with pytest.raises(artifacts.ArtifactWriteError) as err:
         pipeline.run(None, "digits", small_recipe(), str(previous_run), target="nano33ble")
     report = previous_run / "report.json"

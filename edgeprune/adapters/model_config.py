@@ -154,6 +154,12 @@ def refuse_code(path: str, model_file: ModelFile, custom_error=None) -> None:
             raise UnsafeModelError(f"model {path}: {finding.layer} {finding.why}, or {UNSAFE_FIX}")
 
 
+# Parts of a config edgeprune never deserializes: models are loaded with
+# compile=False, so the optimizer, loss and metrics (a SavedModel's
+# training_config, where tf_keras names its own Adam "Custom>Adam") are not read.
+_NOT_LOADED = frozenset({"training_config"})
+
+
 @dataclass(frozen=True)
 class _Finding:
     layer: str  # the innermost named object around it: layer 'name' (Class)
@@ -205,8 +211,9 @@ def _findings(obj, layer: str, depth: int) -> Iterator[_Finding]:
     ):
         yield _Finding(layer, f"holds Python code that would run on load; {_REBUILD}")
         return
-    for value in obj.values():
-        yield from _findings(value, layer, depth + 1)
+    for key, value in obj.items():
+        if key not in _NOT_LOADED:
+            yield from _findings(value, layer, depth + 1)
 
 
 def _custom(obj: dict) -> str | None:
