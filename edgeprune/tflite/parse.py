@@ -231,25 +231,26 @@ def inspect_model(
     label: str | None = None,
 ) -> ModelInfo:
     """Parse a ``.tflite`` file (a path, or its bytes) into a :class:`ModelInfo`,
-    and verify it (:func:`edgeprune.tflite.verify.verify`).
+        and verify it (:func:`edgeprune.tflite.verify.verify`).
 
-    Reads the whole file into memory, a regular file of at most ``max_bytes``;
-    imports neither TensorFlow nor the LiteRT interpreter. Buffer data stored
-    after the flatbuffer (``offset``/``size``) is read relative to the start of
-    the file. ``label`` names bytes in messages (default ``<bytes>``).
+        Reads the whole file into memory, a regular file of at most ``max_bytes``;
+        imports neither TensorFlow nor the LiteRT interpreter. Buffer data stored
+        after the flatbuffer (``offset``/``size``) is read relative to the start of
+        the file. ``label`` names bytes in messages and is their ``path`` (bytes
+    read from a file elsewhere; default ``<bytes>`` and no path).
 
-    Raises:
-        TFLiteFormatError: the data is empty, lacks the ``TFL3`` file
-            identifier, or does not parse as a TFLite model;
-            :class:`TFLiteInvalidError` when it parses but breaks a rule of
-            the format (stride 0, a NaN scale, a buffer of the wrong size).
-        ModelLoadError: the path is missing, not a regular file, too large
-            or unreadable.
+        Raises:
+            TFLiteFormatError: the data is empty, lacks the ``TFL3`` file
+                identifier, or does not parse as a TFLite model;
+                :class:`TFLiteInvalidError` when it parses but breaks a rule of
+                the format (stride 0, a NaN scale, a buffer of the wrong size).
+            ModelLoadError: the path is missing, not a regular file, too large
+                or unreadable.
     """
     data, path, default_label = read_source(source, max_bytes)
     fb = Flatbuffer(data, label or default_label)
     try:
-        info = _inspect(fb, path)
+        info = _inspect(fb, path if label is None else label)
         verify(fb, info)
     except TFLiteFormatError:
         raise

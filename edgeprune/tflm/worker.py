@@ -41,6 +41,9 @@ _CONTROL_FLOW = frozenset({"IF", "WHILE", "CALL_ONCE", "CALL"})
 # Metadata that names tensors of subgraph 0 by index, wrong once the graph is cut.
 _INDEXED_METADATA = frozenset({"OfflineMemoryAllocation"})
 _BUFFER_ALIGNMENT = 16  # the converter aligns constant data to 16 bytes; so do we
+# Address space of a worker: the largest arena the probes ask for (1 GiB) plus
+# Python, numpy and TFLite Micro (about 150 MB mapped) and room for the inputs.
+MEMORY_LIMIT_BYTES = 3 * 2**30
 
 
 class _Failure(Exception):
@@ -299,7 +302,24 @@ def run(model: bytes, request: dict) -> dict:
     return {"ok": True, "shape": list(y.shape)}
 
 
+def limit_memory(limit_bytes: int = MEMORY_LIMIT_BYTES) -> None:
+    """Cap this process's address space, so that a model whose declared sizes slip
+    past the checks fails to allocate (a failed reply, or a crash the client
+    names) instead of growing the worker to many GB. No-op where unsupported."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            limit_bytes = min(limit_bytes, hard)
+        if soft == resource.RLIM_INFINITY or soft > limit_bytes:
+            resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def main(argv: list[str]) -> int:
+    limit_memory()
     answers = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)  # native writes to stdout join TFLM's chatter on fd 2
     sys.stdout = sys.stderr
