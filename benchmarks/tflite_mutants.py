@@ -93,6 +93,22 @@ def empty_root_table(data: bytes) -> bytes:
     return bytes(out)
 
 
+def signature_key_past_the_end(data: bytes) -> bytes:
+    """The signature key's string length set past the end of the file: a field
+    edgeprune never reads, which LiteRT's flatbuffer verifier refuses."""
+    model = schema.Model.GetRootAs(data, 0)
+    if not model.SignatureDefsLength():
+        raise LookupError("the seed model has no signature")
+    tab = model.SignatureDefs(0)._tab
+    field = tab.Offset(8)
+    if not field:
+        raise LookupError("the seed model's signature has no key")
+    string = field + tab.Pos + struct.unpack_from("<I", data, field + tab.Pos)[0]
+    out = bytearray(data)
+    out[string : string + 4] = struct.pack("<I", 0x7FFFFFF0)
+    return bytes(out)
+
+
 HAND_MADE: dict[str, Callable[[bytes], bytes]] = {
     "stride 0": lambda d: _edit(d, _set("strideW", 0)),
     "negative dilation": lambda d: _edit(d, _set("dilationHFactor", -1)),
@@ -106,6 +122,7 @@ HAND_MADE: dict[str, Callable[[bytes], bytes]] = {
     "NaN weight scale": lambda d: _edit(d, _nan_scale),
     "weights with no data": lambda d: _edit(d, _no_weight_data),
     "root table emptied": empty_root_table,
+    "signature key past the end": signature_key_past_the_end,
     "huge dimension": lambda d: _edit(d, _huge_dimension),
     "conv options missing": lambda d: _edit(
         d, lambda m: setattr(_first_conv(m), "builtinOptionsType", 0)
@@ -118,6 +135,11 @@ HAND_MADE: dict[str, Callable[[bytes], bytes]] = {
         d, lambda m: setattr(m.operatorCodes[0], "builtinCode", 250)
     ),
 }
+
+
+#: Damage in fields edgeprune's reader never reads: only the flatbuffer verifier
+#: in the TFLite Micro worker (``check``, ``firmware``, ``validate``) sees it.
+VERIFIER_ONLY = frozenset({"signature key past the end"})
 
 
 def _flip(rng: random.Random, data: bytearray) -> None:

@@ -86,6 +86,18 @@ def test_commands_refuse_what_the_verifier_refuses_with_one_line(int8_model, tmp
     )
 
 
+def test_check_runs_litert_flatbuffer_verifier_before_tflite_micro(int8_model, tmp_path):
+    path = tmp_path / "signature.tflite"
+    path.write_bytes(tflite_mutants.signature_key_past_the_end(int8_model))
+    assert inspect_model(path).operators  # a field inspect never reads
+    result = CliRunner().invoke(main, ["check", "--target", "nano33ble", str(path)])
+    assert result.exit_code == 1, result.output
+    assert result.output == (
+        f"edgeprune: error: {path}: LiteRT's flatbuffer verifier refuses the model "
+        f"(The model is not a valid Flatbuffer buffer); {FIX}\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("special", "message"),
     [

@@ -22,7 +22,7 @@ import os
 from dataclasses import asdict, replace
 
 from edgeprune.artifacts import Flatbuffer, read_flatbuffer
-from edgeprune.errors import BadInputError
+from edgeprune.errors import BadInputError, InvalidModelError
 from edgeprune.estimates import footprint
 from edgeprune.estimates.latency import estimate_latency
 from edgeprune.estimates.opcost import model_cost
@@ -85,7 +85,10 @@ def support(model: Flatbuffer, target: Target, arena=None) -> tuple[rules.Suppor
     if arena is None:
         from edgeprune.tflm import probe as micro
 
-        found = micro.check_ops(model.data)
+        try:
+            found = micro.check_ops(model.data)
+        except InvalidModelError as exc:  # the worker's flatbuffer verifier refused it
+            raise InvalidModelError(f"{model.path}: {exc}") from None
         unsupported = tuple(
             f"{u.opcode} at operator {u.operator_index}"
             + (f" (layer {u.layer})" if u.layer else "")
