@@ -35,7 +35,7 @@ REFUSED = [
     ("no operators", "subgraph 0 has no operator"),
     ("no subgraphs", "the model has no subgraph"),
     ("schema 99", "schema version 99, not 3"),
-    ("root table emptied", "schema version 0, not 3"),
+    ("root table emptied", "the root table is empty (no schema version, no subgraph)"),
     ("NaN weight scale", "has quantization scale nan (must be > 0)"),
     ("weights with no data", "which holds no data and no earlier operator writes"),
     ("huge dimension", "declares shape [1, 1073741824, 8, 1], 8,589,934,592 bytes"),

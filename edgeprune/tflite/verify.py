@@ -66,6 +66,8 @@ class _Verifier:
 
     def run(self) -> None:
         info = self.info
+        if info.version == 0 and info.subgraphs == 0:
+            raise self.refuse("the root table is empty (no schema version, no subgraph)")
         if info.version != SCHEMA_VERSION:
             raise self.refuse(f"schema version {info.version}, not {SCHEMA_VERSION}")
         if info.subgraphs < 1:
