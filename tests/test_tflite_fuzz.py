@@ -112,8 +112,6 @@ def test_many_mutated_models_parse_or_are_refused_by_name(seeds, seed_index, mut
 def test_the_hand_made_mutants_are_all_refused(int8_model, float_model, hand_made):
     assert [_read_everything(s) for s in (int8_model, float_model)] == ["ok", "ok"]
     outcomes = {name: _read_everything(data) for name, data in hand_made.items()}
-    for name in tflite_mutants.VERIFIER_ONLY:  # damage in fields the reader never reads
-        assert outcomes.pop(name) == "ok"
     assert set(outcomes.values()) == {"refused"}
 
 

@@ -17,6 +17,7 @@ sensible.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Iterable
 from typing import Any
 
@@ -83,6 +84,7 @@ class _Verifier:
             self.operator(op)
         for s in range(info.subgraphs):
             self.data_flow(s)
+        self.strings_and_signatures()
 
     def tensor(self, t: TensorInfo) -> None:
         if t.dtype.startswith("unknown_type_"):
@@ -179,6 +181,58 @@ class _Verifier:
                         "and no earlier operator writes"
                     )
             written.update(_present(op.outputs))
+
+    def string_fits(self, table: Any, slot: int, what: str) -> None:
+        """The schema's string accessors slice silently: check the declared length."""
+        tab, data = table._tab, self.fb.data
+        field = tab.Offset(slot)
+        if not field:
+            return
+        at = field + tab.Pos
+        at += struct.unpack_from("<I", data, at)[0]
+        length = struct.unpack_from("<I", data, at)[0]
+        if at + 4 + length >= len(data):  # the bytes and their terminating zero
+            raise self.refuse(f"{what} runs past the end of the file")
+
+    def strings_and_signatures(self) -> None:
+        """Names, metadata and signatures: fields the runtimes read (LiteRT's verifier
+        checks them) even where edgeprune does not."""
+        fb, model = self.fb, self.fb.model
+        self.string_fits(model, 10, "the description")
+        for j in range(fb.count(model.OperatorCodesLength(), 4, "operator codes vector")):
+            self.string_fits(model.OperatorCodes(j), 6, f"the custom code of opcode {j}")
+        for s in range(self.info.subgraphs):
+            graph = model.Subgraphs(s)
+            self.string_fits(graph, 12, f"the name of subgraph {s}")
+            for t in range(fb.count(graph.TensorsLength(), 4, "tensors vector")):
+                self.string_fits(graph.Tensors(t), 10, f"the name of tensor {t} of subgraph {s}")
+        for j in range(fb.count(model.MetadataLength(), 4, "metadata vector")):
+            entry = model.Metadata(j)
+            self.string_fits(entry, 4, f"the name of metadata {j}")
+            if entry.Buffer() >= fb.buffer_count():
+                raise self.refuse(
+                    f"metadata {j} refers to buffer {entry.Buffer()}, not in the file"
+                )
+        tensors = {
+            s: sum(t.subgraph == s for t in self.info.tensors) for s in range(self.info.subgraphs)
+        }
+        for j in range(fb.count(model.SignatureDefsLength(), 4, "signature defs vector")):
+            signature = model.SignatureDefs(j)
+            self.string_fits(signature, 8, f"the key of signature {j}")
+            graph = signature.SubgraphIndex()
+            if graph not in tensors:
+                raise self.refuse(f"signature {j} refers to subgraph {graph}, not in the model")
+            for kind in ("Inputs", "Outputs"):
+                count = getattr(signature, f"{kind}Length")()
+                for k in range(fb.count(count, 4, f"signature {j} {kind.lower()}")):
+                    entry = getattr(signature, kind)(k)
+                    what = f"{kind.lower()[:-1]} {k} of signature {j}"
+                    self.string_fits(entry, 4, f"the name of {what}")
+                    if entry.TensorIndex() >= tensors[graph]:
+                        raise self.refuse(
+                            f"{what} refers to tensor {entry.TensorIndex()}, "
+                            f"not in subgraph {graph}"
+                        )
 
 
 def _present(indices: Iterable[int]) -> list[int]:
