@@ -122,3 +122,27 @@ def test_seeded_byte_mutants_cover_both_outcomes(int8_model):
     ]
     # A campaign that only ever produced refusals (or passes) would test one path.
     assert outcomes.count("ok") > 10 and outcomes.count("refused") > 10
+
+
+def test_campaign_mutants_are_deterministic_and_cover_every_hand_made_case(int8_model, float_model):
+    import campaign_tflite
+
+    seeds = {"int8": int8_model, "float32": float_model}
+    mutants = campaign_tflite.make_mutants(seeds, 500)
+    assert len(mutants) == 500
+    assert mutants == campaign_tflite.make_mutants(seeds, 500)
+    names = {name for name, _ in mutants}
+    assert {f"int8: {case}" for case in tflite_mutants.HAND_MADE} <= names
+    assert "float32: NaN weight scale" not in names  # its weights are not quantized
+
+
+def test_campaign_counts_a_hang_and_an_exit_code(tmp_path):
+    import campaign_tflite
+
+    hung = campaign_tflite.run_watched([sys.executable, "-c", "import time; time.sleep(60)"], 1)
+    assert hung["hung"] and hung["exit"] == -9
+    failed = campaign_tflite.run_watched(
+        [sys.executable, "-c", "import sys; sys.exit('edgeprune: error: no')"], 30
+    )
+    assert (failed["exit"], failed["stderr"], failed["hung"]) == (1, "edgeprune: error: no", False)
+    assert failed["peak_mb"] > 1
