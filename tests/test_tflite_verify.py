@@ -213,3 +213,15 @@ def test_empty_whole_model_failure_still_gives_a_reason(monkeypatch, int8_model)
     assert facts.unsupported == ("the whole model: TFLite Micro crashed (SIGSEGV)",)
     with pytest.raises(check.TargetMismatchError, match=r"on nano33ble: the whole model: TFLite"):
         check.require(facts, target)
+
+
+def test_a_restarted_worker_skips_the_verifier_its_bytes_already_passed(int8_model):
+    from edgeprune.tflm.client import Worker
+
+    with Worker(int8_model) as worker:
+        request = {"cmd": "probe", "arena_bytes": 2**20, "invoke": False}
+        assert worker.request(request).ok
+        assert "--verified" not in worker._proc.args
+        worker._reap(kill=True)  # as after a crash at a too-small arena
+        assert worker.request(request).ok
+        assert worker.starts == 2 and "--verified" in worker._proc.args
