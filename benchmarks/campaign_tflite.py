@@ -206,7 +206,9 @@ def _judge(name: str, path: Path, litert: str) -> dict:
     return row
 
 
-def run_tflite_campaign(workdir, count: int = 500, jobs: int = 2, seeds_dir=None) -> list[dict]:
+def run_tflite_campaign(
+    workdir, count: int = 500, jobs: int = 2, seeds_dir=None, seed: int = 14
+) -> list[dict]:
     """Mutate our own models ``count`` times and run each through inspect, cost and check.
 
     Writes the seeds and mutants under ``workdir``; returns one dict per mutant
@@ -225,7 +227,7 @@ def run_tflite_campaign(workdir, count: int = 500, jobs: int = 2, seeds_dir=None
     judge = LiteRTJudge()
     work = []
     try:
-        for i, (name, data) in enumerate(make_mutants(seeds, count)):
+        for i, (name, data) in enumerate(make_mutants(seeds, count, seed)):
             path = folder / f"{i:04d}.tflite"
             path.write_bytes(data)
             work.append((name, path, judge(path)))
@@ -281,9 +283,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default="build/campaign_tflite")
     parser.add_argument("--seeds", default=None, help="folder of .tflite seeds (default: build)")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=14, help="seed of the byte-level mutants")
     args = parser.parse_args(argv)
     start = time.monotonic()
-    rows = run_tflite_campaign(args.workdir, args.count, args.jobs, args.seeds)
+    rows = run_tflite_campaign(args.workdir, args.count, args.jobs, args.seeds, args.seed)
     Path(args.workdir, "results.json").write_text(json.dumps(rows, indent=1))
     text, ok = summarize(rows)
     print(text)
