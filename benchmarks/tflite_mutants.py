@@ -70,6 +70,14 @@ def _no_weight_data(m: schema.ModelT) -> None:
     m.buffers[_weight(m).buffer].data = []
 
 
+def _bias_zero_point(m: schema.ModelT) -> None:
+    conv = _first_conv(m)
+    quantization = m.subgraphs[0].tensors[conv.inputs[2]].quantization
+    if quantization is None or quantization.zeroPoint is None:
+        raise LookupError("the seed model's biases are not quantized")
+    quantization.zeroPoint = [2] * len(quantization.zeroPoint)
+
+
 def _huge_dimension(m: schema.ModelT) -> None:
     graph = m.subgraphs[0]
     tensor = graph.tensors[graph.inputs[0]]
@@ -121,6 +129,7 @@ HAND_MADE: dict[str, Callable[[bytes], bytes]] = {
     "schema 99": lambda d: _edit(d, lambda m: setattr(m, "version", 99)),
     "NaN weight scale": lambda d: _edit(d, _nan_scale),
     "weights with no data": lambda d: _edit(d, _no_weight_data),
+    "bias zero point 2": lambda d: _edit(d, _bias_zero_point),
     "root table emptied": empty_root_table,
     "signature key past the end": signature_key_past_the_end,
     "huge dimension": lambda d: _edit(d, _huge_dimension),

@@ -38,6 +38,7 @@ REFUSED = [
     ("root table emptied", "the root table is empty (no schema version, no subgraph)"),
     ("NaN weight scale", "has quantization scale nan (must be > 0)"),
     ("weights with no data", "which holds no data and no earlier operator writes"),
+    ("bias zero point 2", "has zero point 2; TFLite's quantization spec fixes it at 0"),
     ("huge dimension", "declares shape [1, 1073741824, 8, 1], 8,589,934,592 bytes"),
     ("unknown builtin 250", "operator 0 (UNKNOWN_BUILTIN_250) of subgraph 0 has an unknown"),
 ]

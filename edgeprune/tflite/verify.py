@@ -44,6 +44,9 @@ _REQUIRED_OPTIONS = {
 _AT_LEAST_ONE = ("stride", "dilation", "filter")
 _INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
 _INT_RANGES |= {"int4": (-8, 7), "uint4": (0, 15), "int2": (-2, 1)}
+# Symmetric by TFLite's quantization spec: int16 activations, int32/int64 biases
+# (and int8 per-channel weights); kernels assume 0 and ignore what is stored.
+_SYMMETRIC = frozenset({"int16", "int32", "int64"})
 
 
 def _tensor_label(t: TensorInfo) -> str:
@@ -131,6 +134,13 @@ class _Verifier:
             raise self.refuse(
                 f"{_tensor_label(t)} has {len(t.scales)} scales along dimension "
                 f"{t.quantized_dimension} of shape {list(t.shape)}"
+            )
+        symmetric = t.dtype in _SYMMETRIC or (t.dtype == "int8" and len(t.scales) > 1)
+        bad = next((z for z in t.zero_points if z != 0), None) if symmetric else None
+        if bad is not None:
+            raise self.refuse(
+                f"{_tensor_label(t)} ({t.dtype}, {len(t.scales)} scales) has zero point {bad}; "
+                "TFLite's quantization spec fixes it at 0"
             )
         low, high = _INT_RANGES.get(t.dtype, (-(1 << 63), (1 << 63) - 1))
         bad = next((z for z in t.zero_points if not low <= z <= high), None)
