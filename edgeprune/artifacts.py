@@ -309,25 +309,29 @@ class RunDir:
             os.unlink(self.file(name))
 
 
-def read_flatbuffer(path: str) -> Flatbuffer:
-    """Read and parse a ``.tflite`` file; bad files are one-line :class:`BadInputError`.
+def read_flatbuffer(path: str, max_bytes: int | None = None) -> Flatbuffer:
+    """Read, parse and verify a ``.tflite`` file; bad files are one-line
+    :class:`BadInputError` (:class:`~edgeprune.errors.InvalidModelError` when the
+    bytes are not a valid model).
 
-    Its ``mode`` is ``""``: a file given by the user says its dtypes, not how
-    it was converted.
+    Only a regular file of at most ``max_bytes`` is read (default
+    :data:`edgeprune.tflite.MAX_MODEL_BYTES`, 64 MiB). Its ``mode`` is ``""``:
+    a file given by the user says its dtypes, not how it was converted.
     """
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        raise BadInputError(f"{path} does not exist; check the path") from None
-    except IsADirectoryError:
-        raise BadInputError(f"{path} is a folder; pass a .tflite file") from None
-    except OSError as exc:
-        raise BadInputError(f"{path} cannot be read ({exc.strerror})") from None
-    from edgeprune.tflite import TFLiteFormatError, inspect_model
+    from edgeprune.errors import InvalidModelError
+    from edgeprune.tflite import (
+        MAX_MODEL_BYTES,
+        TFLiteFormatError,
+        TFLiteInvalidError,
+        inspect_model,
+        read_model_file,
+    )
 
+    data = read_model_file(path, MAX_MODEL_BYTES if max_bytes is None else max_bytes)
     try:
-        info = inspect_model(path)  # parsed from the file, so that errors name it
+        info = inspect_model(data, label=path)  # labelled, so that errors name the file
+    except TFLiteInvalidError:
+        raise
     except TFLiteFormatError as exc:
-        raise BadInputError(f"{exc}; pass a complete .tflite flatbuffer") from None
+        raise InvalidModelError(f"{exc}; pass a complete .tflite flatbuffer") from None
     return Flatbuffer.of(data, path, "", info)

@@ -23,6 +23,11 @@ class ModelLoadError(BadInputError):
     """The model file is missing, unreadable or not a model edgeprune can load."""
 
 
+class InvalidModelError(ModelLoadError):
+    """The model file is damaged or breaks its format's rules (a ``.tflite`` with
+    stride 0, a missing buffer, a NaN scale); the message says what and where."""
+
+
 class UnsupportedModelError(BadInputError):
     """The model loads but cannot go through the pipeline (Keras 3, subclassed, ...)."""
 

@@ -17,6 +17,7 @@ import pytest  # noqa: E402
 from ai_edge_litert import schema_py_generated as schema  # noqa: E402
 
 from edgeprune.adapters.keras import keras  # noqa: E402
+from edgeprune.errors import ModelLoadError  # noqa: E402
 from edgeprune.presentation.inspect import format_model_info  # noqa: E402
 from edgeprune.tflite import (  # noqa: E402
     ModelInfo,
@@ -333,8 +334,8 @@ def test_truncated_model_raises_format_error(tflite_paths):
         inspect_model(data[: len(data) // 2])
 
 
-def test_missing_file_raises_os_error(tmp_path):
-    with pytest.raises(FileNotFoundError):
+def test_missing_file_raises_model_load_error_naming_it(tmp_path):
+    with pytest.raises(ModelLoadError, match=r"absent.tflite does not exist; check the path$"):
         inspect_model(tmp_path / "absent.tflite")
 
 
@@ -361,7 +362,7 @@ def _tensor(name, shape, dtype, buffer=0, scales=(), zero_points=(), axis=0):
     return tensor
 
 
-def _flatbuffer(tensors, ops, buffers, offsets=None) -> bytes:
+def _flatbuffer(tensors, ops, buffers, offsets=None, graph_inputs=(0,)) -> bytes:
     """A one-subgraph model; ``ops`` are (builtin, custom_code, inputs, outputs).
 
     ``buffers`` hold each buffer's bytes (buffer 0, the empty sentinel, is
@@ -390,7 +391,7 @@ def _flatbuffer(tensors, ops, buffers, offsets=None) -> bytes:
         op.opcodeIndex, op.inputs, op.outputs = len(model.operatorCodes), inputs, outputs
         model.operatorCodes.append(code)
         graph.operators.append(op)
-    graph.inputs, graph.outputs = [0], [len(tensors) - 1]
+    graph.inputs, graph.outputs = list(graph_inputs), [len(tensors) - 1]
     model.subgraphs = [graph]
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
@@ -432,13 +433,14 @@ def test_int4_filter_is_unpacked_low_nibble_first_and_greater_op_codes_are_named
     data = _flatbuffer(
         tensors=[
             _tensor("output_shape", [5], TYPE.INT32, 1),
-            _tensor("filter", [2, 1, 1, 1, 3], TYPE.INT4, 2, [0.5, 0.25], [0, 0], axis=4),
+            _tensor("filter", [2, 1, 1, 1, 3], TYPE.INT4, 2, [0.5, 0.25], [0, 0], axis=0),
             _tensor("in", [1, 1, 1, 1, 3], TYPE.FLOAT32),
             _tensor("bias", [2], TYPE.FLOAT32, 3),
             _tensor("out", [1, 1, 1, 1, 2], TYPE.FLOAT32),
         ],
         ops=[(OP.CONV_3D_TRANSPOSE, None, [0, 1, 2, 3], [4])],
         buffers=[np.ones(5, np.int32).tobytes(), packed, np.zeros(2, np.float32).tobytes()],
+        graph_inputs=(2,),
     )
     info = inspect_model(data)
     assert OP.CONV_3D_TRANSPOSE > 127

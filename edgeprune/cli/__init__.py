@@ -128,6 +128,14 @@ recipe_option = click.option(
 out_option = click.option(
     "--out", "out", default=None, metavar="DIR", help="Run directory (default: runs/<model name>)."
 )
+max_model_option = click.option(
+    "--max-model-mb",
+    "max_model_mb",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Refuse a .tflite larger than this many MiB (the file is read into memory).",
+)
 
 
 def entry() -> None:

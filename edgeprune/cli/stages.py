@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import click
 
-from edgeprune.cli import data_option, guarded, model_option, out_option, recipe_option
+from edgeprune.cli import (
+    data_option,
+    guarded,
+    max_model_option,
+    model_option,
+    out_option,
+    recipe_option,
+)
 from edgeprune.errors import BudgetError, EdgepruneError, QualityError
 from edgeprune.recipe_flags import recipe_from as _recipe
 from edgeprune.recipe_flags import recipe_options
@@ -126,8 +133,9 @@ def quantize_cmd(model_path, data, recipe_path, out, **kwargs):
 )
 @recipe_option
 @recipe_options(("budget",))
+@max_model_option
 @guarded
-def check_cmd(model_path, target, report_path, recipe_path, **kwargs):
+def check_cmd(model_path, target, report_path, recipe_path, max_model_mb, **kwargs):
     """Check MODEL.tflite against a device: flash, RAM, ops, dtype, estimated latency;
     exit 3 if over budget."""
 
@@ -136,7 +144,7 @@ def check_cmd(model_path, target, report_path, recipe_path, **kwargs):
 
     recipe = _recipe(recipe_path, kwargs)
     try:
-        result = check_model(model_path, target, recipe.budget, report_path)
+        result = check_model(model_path, target, recipe.budget, report_path, max_model_mb * 2**20)
     except BudgetError as exc:
         if exc.result is not None:
             click.echo(format_check(exc.result))

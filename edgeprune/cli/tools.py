@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from edgeprune.cli import fail, guarded
+from edgeprune.cli import fail, guarded, max_model_option
 
 
 @click.group(invoke_without_command=True)
@@ -34,12 +34,13 @@ def targets_show(name):
 @click.command()
 @click.argument("model_path", metavar="MODEL.tflite", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@max_model_option
 @guarded
-def inspect(model_path, as_json):
+def inspect(model_path, as_json, max_model_mb):
     """Ops, tensors, sizes and parameter count of a .tflite file (no TensorFlow)."""
     from edgeprune.presentation.ops import inspect_report
 
-    click.echo(inspect_report(model_path, as_json))
+    click.echo(inspect_report(model_path, as_json, max_model_mb * 2**20))
 
 
 @click.command()
@@ -64,12 +65,13 @@ def inspect(model_path, as_json):
     is_flag=True,
     help="Machine-readable op costs (what calibration sets ship in place of a model).",
 )
+@max_model_option
 @guarded
-def cost(model_path, target, cost_model, as_json):
+def cost(model_path, target, cost_model, as_json, max_model_mb):
     """Per-operator cost of a .tflite: class, MACs, bytes; with --target, estimated latency."""
     from edgeprune.presentation.ops import cost_report
 
-    click.echo(cost_report(model_path, target, cost_model, as_json))
+    click.echo(cost_report(model_path, target, cost_model, as_json, max_model_mb * 2**20))
 
 
 @click.command()

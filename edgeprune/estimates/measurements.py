@@ -67,11 +67,11 @@ def _cost_of(path: str, where: str) -> ModelCost:
                 f"{where}: cannot read the op costs in {path} ({exc}); "
                 f"write them with `edgeprune cost MODEL --json`"
             ) from None
-    from edgeprune.tflite import TFLiteFormatError
+    from edgeprune.errors import ModelLoadError
 
     try:
         return model_cost(path)
-    except (OSError, TFLiteFormatError) as exc:
+    except (OSError, ModelLoadError) as exc:  # missing, not a regular file, damaged
         raise CalibrationError(f"{where}: cannot read the model {path} ({exc})") from None
 
 

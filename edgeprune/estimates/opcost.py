@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 
+from edgeprune.errors import InvalidModelError
 from edgeprune.tflite import ModelInfo, OperatorInfo, TensorInfo, inspect_model
 
 #: Cost classes, in the order tables list them.
@@ -249,10 +250,42 @@ def _dims(t: TensorInfo | None) -> tuple[int, ...]:
     return tuple(max(d, 1) for d in t.shape) if t is not None else ()
 
 
+# (input index, rank) each counted op needs: what its counting rule reads. A file
+# that parses and verifies may still break them (the kernels check shapes,
+# the verifier does not), and the count must then refuse, not guess.
+_NEEDS = {
+    "CONV_2D": ((0, 4), (1, 4)),
+    "CONV_3D": ((0, 5), (1, 5)),
+    "DEPTHWISE_CONV_2D": ((1, 4),),
+    "FULLY_CONNECTED": ((1, 2),),
+    "TRANSPOSE_CONV": ((1, 4), (2, 4)),
+    "BATCH_MATMUL": ((0, None),),
+}
+
+
+def _check_shapes(op: OperatorInfo, inputs: list[TensorInfo | None]) -> None:
+    for index, rank in _NEEDS.get(op.opcode, ()):
+        tensor = inputs[index] if index < len(inputs) else None
+        if tensor is None:
+            problem = f"has no input {index}"
+        elif (rank is None and not tensor.shape) or (
+            rank is not None and len(tensor.shape) != rank
+        ):
+            problem = f"has input {index} of shape {list(tensor.shape)}, not of rank {rank or '1+'}"
+        else:
+            continue
+        raise InvalidModelError(
+            f"operator {op.index} ({op.opcode}) of subgraph {op.subgraph} {problem}, so its "
+            "cost cannot be counted; the file is damaged or was not written by the TFLite "
+            "converter — re-convert the model"
+        )
+
+
 def _count(
     op: OperatorInfo, inputs: list[TensorInfo | None], outputs: list[TensorInfo]
 ) -> tuple[str, int, int, str]:
     """(class, macs, elements, kernel description) for one operator."""
+    _check_shapes(op, inputs)
     out = outputs[0] if outputs else None
     out_elems = out.elements if out is not None else 0
     opcode = op.opcode
@@ -301,7 +334,12 @@ def op_cost(
     info: ModelInfo, op: OperatorInfo, tensors: dict[tuple[int, int], TensorInfo] | None = None
 ) -> OpCost:
     """The cost of one operator of ``info`` (``tensors``: ``info``'s tensors by
-    (subgraph, index), when the caller has built that map already)."""
+    (subgraph, index), when the caller has built that map already).
+
+    Raises:
+        InvalidModelError: a counted op lacks an input its rule reads, or has
+            it in the wrong rank (a conv filter of rank 0).
+    """
     if tensors is None:
         tensors = {(t.subgraph, t.index): t for t in info.tensors}
     inputs = [tensors[op.subgraph, i] if i >= 0 else None for i in op.inputs]
@@ -332,10 +370,16 @@ def model_cost(source: str | os.PathLike | bytes | ModelInfo) -> ModelCost:
 
     Ops of other subgraphs (WHILE/IF bodies) are not counted: how often they
     run depends on the data.
+
+    Raises:
+        InvalidModelError: as :func:`op_cost`, the message naming the file.
     """
     info = source if isinstance(source, ModelInfo) else inspect_model(source)
     tensors = {(t.subgraph, t.index): t for t in info.tensors}
-    ops = tuple(op_cost(info, op, tensors) for op in info.operators if op.subgraph == 0)
+    try:
+        ops = tuple(op_cost(info, op, tensors) for op in info.operators if op.subgraph == 0)
+    except InvalidModelError as exc:
+        raise InvalidModelError(f"{info.path or '<bytes>'}: {exc}") from None
     return ModelCost(info.path, ops)
 
 

@@ -12,7 +12,7 @@ import json
 from edgeprune.presentation.table import table
 
 
-def inspect_report(model_path: str, as_json: bool = False) -> str:
+def inspect_report(model_path: str, as_json: bool = False, max_bytes: int | None = None) -> str:
     """Ops, tensors, sizes and parameter count of the .tflite at ``model_path``, as
     text or (``as_json``) as JSON with the weights' zero fraction.
 
@@ -22,7 +22,7 @@ def inspect_report(model_path: str, as_json: bool = False) -> str:
     from edgeprune.artifacts import read_flatbuffer
     from edgeprune.presentation.inspect import format_model_info
 
-    info = read_flatbuffer(model_path).info
+    info = read_flatbuffer(model_path, max_bytes).info
     if not as_json:
         return format_model_info(info)
     body = dataclasses.asdict(info)
@@ -31,22 +31,27 @@ def inspect_report(model_path: str, as_json: bool = False) -> str:
 
 
 def cost_report(
-    model_path: str, target: str | None = None, cost_model: str | None = None, as_json: bool = False
+    model_path: str,
+    target: str | None = None,
+    cost_model: str | None = None,
+    as_json: bool = False,
+    max_bytes: int | None = None,
 ) -> str:
     """Per-operator cost of the .tflite at ``model_path`` (class, MACs, bytes), and
     with ``target`` (a profile name or file) each operator's estimated latency under
     ``cost_model`` (default: the target's). JSON with ``as_json``: the op costs a
-    calibration set ships in place of a model.
+    calibration set ships in place of a model. Files over ``max_bytes`` (default
+    64 MiB) are refused unread.
 
     Raises:
-        BadInputError: the file is not a readable .tflite, the target or the cost
-            model is unknown.
+        BadInputError: the file is not a readable, valid .tflite, the target or
+            the cost model is unknown.
     """
     from edgeprune.artifacts import read_flatbuffer
     from edgeprune.estimates.latency import estimate_latency
     from edgeprune.estimates.opcost import model_cost
 
-    info = read_flatbuffer(model_path).info
+    info = read_flatbuffer(model_path, max_bytes).info
     costs = model_cost(info)
     est = None
     if target is not None:

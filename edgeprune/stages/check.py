@@ -22,7 +22,7 @@ import os
 from dataclasses import asdict, replace
 
 from edgeprune.artifacts import Flatbuffer, read_flatbuffer
-from edgeprune.errors import BadInputError
+from edgeprune.errors import BadInputError, InvalidModelError
 from edgeprune.estimates import footprint
 from edgeprune.estimates.latency import estimate_latency
 from edgeprune.estimates.opcost import model_cost
@@ -72,6 +72,7 @@ def support(model: Flatbuffer, target: Target, arena=None) -> tuple[rules.Suppor
         MicroError: TFLite Micro's worker could not read the model.
     """
     info = model.info
+    fits_ram(model.name, info, target)
     float_io = any(t.dtype == "float32" for t in (*info.inputs, *info.outputs))
     facts = rules.Support(model.name, model_dtype(info), float_io, dict(info.op_counts))
     if target.runtime == "litert":
@@ -84,16 +85,21 @@ def support(model: Flatbuffer, target: Target, arena=None) -> tuple[rules.Suppor
     if arena is None:
         from edgeprune.tflm import probe as micro
 
-        found = micro.check_ops(model.data)
-        facts = replace(
-            facts,
-            unsupported=tuple(
-                f"{u.opcode} at operator {u.operator_index}"
-                + (f" (layer {u.layer})" if u.layer else "")
-                + (f": {u.reason}" if u.reason else "")
-                for u in found.unsupported
-            ),
+        try:
+            found = micro.check_ops(model.data)
+        except InvalidModelError as exc:  # the worker's flatbuffer verifier refused it
+            raise InvalidModelError(f"{model.path}: {exc}") from None
+        unsupported = tuple(
+            f"{u.opcode} at operator {u.operator_index}"
+            + (f" (layer {u.layer})" if u.layer else "")
+            + (f": {u.reason}" if u.reason else "")
+            for u in found.unsupported
         )
+        if not found.supported and not unsupported:
+            # No single operator to blame (a crash, an arena too small): the
+            # model's own failure is the reason, never an empty one.
+            unsupported = (f"the whole model: {found.message or 'failed without a message'}",)
+        facts = replace(facts, unsupported=unsupported)
     from edgeprune.errors import UnsupportedModelError
     from edgeprune.firmware import emit as firmware
 
@@ -102,6 +108,23 @@ def support(model: Flatbuffer, target: Target, arena=None) -> tuple[rules.Suppor
     except UnsupportedModelError as exc:
         facts = replace(facts, unregistered=str(exc))
     return facts, None
+
+
+def fits_ram(name: str, info, target: Target) -> None:
+    """Refuse a model one of whose activations alone is larger than the target's RAM,
+    before any runtime allocates it (a damaged or absurd shape, or a model for
+    another class of device).
+
+    Raises:
+        TargetMismatchError: naming the tensor, its size and the RAM.
+    """
+    largest = max((t for t in info.tensors if not t.is_constant), key=lambda t: t.nbytes)
+    if largest.nbytes > target.ram_bytes:
+        raise TargetMismatchError(
+            f"{name}: tensor {largest.index} ({largest.name!r}) of shape {list(largest.shape)} "
+            f"alone needs {largest.nbytes:,} bytes, more than the {target.ram_bytes:,} bytes "
+            f"of RAM of {target.id}; shrink the model's input or choose a larger target"
+        )
 
 
 def require(facts: rules.Support, target: Target) -> tuple[rules.RuleResult, ...]:
@@ -225,12 +248,14 @@ def check_model(
     target: str | Target,
     options: BudgetOptions | None = None,
     report_path: str | None = None,
+    max_model_bytes: int | None = None,
 ) -> rules.CheckResult:
     """Does the ``.tflite`` at ``model_path`` fit ``target`` (a profile id, path or
     :class:`Target`) under the ``[budget]`` ``options``? What ``edgeprune check`` does.
 
     With ``report_path``, the result is also written there as JSON
     (:class:`edgeprune.report.CheckReport`, atomic, schema-versioned), pass or fail.
+    A model file over ``max_model_bytes`` (default 64 MiB) is refused unread.
 
     Raises:
         BadInputError: unreadable model, unknown profile, a report path that
@@ -248,7 +273,7 @@ def check_model(
     if report_path is not None:
         check_out_dir(os.path.dirname(os.path.abspath(report_path)))
         run_folder.ensure_free(os.path.dirname(os.path.abspath(report_path)))
-    model = read_flatbuffer(model_path)
+    model = read_flatbuffer(model_path, max_model_bytes)
     result = check_flatbuffer(model, device, options)
     if report_path is not None:
         os.makedirs(os.path.dirname(os.path.abspath(report_path)), exist_ok=True)

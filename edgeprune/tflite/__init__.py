@@ -13,23 +13,28 @@ parameter count, constant bytes, weight sparsity), which
 the stored values of one constant tensor as a numpy array.
 """
 
+from edgeprune.tflite.flatbuffer import MAX_MODEL_BYTES, read_model_file
 from edgeprune.tflite.info import (
     ModelInfo,
     OperatorInfo,
     TensorInfo,
     TFLiteFormatError,
+    TFLiteInvalidError,
     WeightStats,
     WeightTensorStats,
 )
 from edgeprune.tflite.parse import inspect_model, read_constant
 
 __all__ = [
+    "MAX_MODEL_BYTES",
     "ModelInfo",
     "OperatorInfo",
     "TFLiteFormatError",
+    "TFLiteInvalidError",
     "TensorInfo",
     "WeightStats",
     "WeightTensorStats",
     "inspect_model",
     "read_constant",
+    "read_model_file",
 ]

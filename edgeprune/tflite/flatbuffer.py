@@ -12,18 +12,24 @@ from __future__ import annotations
 import functools
 import math
 import os
+import stat
 import struct
 from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from edgeprune.errors import ModelLoadError
 from edgeprune.tflite.info import OperatorInfo, TensorInfo, TFLiteFormatError
 
 if TYPE_CHECKING:
     import numpy as np
 
 _FILE_IDENTIFIER = b"TFL3"
+
+#: Default cap on a ``.tflite`` read from a path: a microcontroller model is
+#: under 2 MB, a Raspberry Pi one tens of MB; the cap keeps ``inspect`` of a
+#: wrong file (a disk image, ``/dev/zero``) from holding gigabytes.
+MAX_MODEL_BYTES = 64 * 2**20
 
 # Storage bits per element; 0 where the size is not fixed (strings, handles).
 _DTYPE_BITS = {
@@ -198,12 +204,59 @@ def vector(
     return tuple(get(j) for j in range(fb.count(length, item_bytes, what)))
 
 
-def read_source(source: str | os.PathLike[str] | bytes) -> tuple[bytes, str | None, str]:
-    """``(data, path or None, label for messages)`` of a path or of bytes."""
+def read_model_file(path: str, max_bytes: int = MAX_MODEL_BYTES) -> bytes:
+    """The bytes of the regular file at ``path``, at most ``max_bytes`` of them.
+
+    The size is taken from the opened file (no race with a swapped path) and
+    at most ``max_bytes + 1`` bytes are read, so a device (``/dev/zero``), a
+    FIFO or a file that grows is never read without end.
+
+    Raises:
+        ModelLoadError: the path is missing, a folder, not a regular file,
+            larger than ``max_bytes``, or unreadable.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise ModelLoadError(f"{path} is a folder; pass a .tflite file") from None
+    except OSError as exc:
+        raise ModelLoadError(f"{path} cannot be read ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ModelLoadError(f"{path} is a folder; pass a .tflite file")
+        if not stat.S_ISREG(mode):
+            raise ModelLoadError(f"model {path} is not a regular file; pass a .tflite file")
+        size = os.fstat(fd).st_size
+        if size > max_bytes:
+            raise ModelLoadError(_too_large(path, size, max_bytes))
+        try:
+            data = fh.read(max_bytes + 1)
+        except OSError as exc:
+            raise ModelLoadError(f"{path} cannot be read ({exc.strerror})") from None
+    if len(data) > max_bytes:
+        raise ModelLoadError(_too_large(path, len(data), max_bytes))
+    return data
+
+
+def _too_large(path: str, size: int, max_bytes: int) -> str:
+    return (
+        f"model {path} is {size / 2**20:,.1f} MiB, over the {max_bytes / 2**20:,.0f} MiB limit "
+        "for a .tflite; raise the limit with --max-model-mb if the file is right"
+    )
+
+
+def read_source(
+    source: str | os.PathLike[str] | bytes, max_bytes: int = MAX_MODEL_BYTES
+) -> tuple[bytes, str | None, str]:
+    """``(data, path or None, label for messages)`` of a path (read with
+    :func:`read_model_file`) or of bytes."""
     if isinstance(source, bytes | bytearray | memoryview):
         return bytes(source), None, "<bytes>"
     path = os.fspath(source)
-    return Path(path).read_bytes(), path, path
+    return read_model_file(path, max_bytes), path, path
 
 
 def parse_tensor(fb: Flatbuffer, raw: Any, subgraph: int, index: int) -> tuple[TensorInfo, int]:

@@ -6,9 +6,19 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from edgeprune.errors import InvalidModelError
 
-class TFLiteFormatError(ValueError):
-    """The input is not a valid ``.tflite`` flatbuffer; the message names the file and why."""
+
+class TFLiteFormatError(InvalidModelError):
+    """The input is not a valid ``.tflite`` flatbuffer; the message names the file and why.
+
+    An :class:`~edgeprune.errors.InvalidModelError`, hence a ``ValueError``
+    and a bad input (exit 1) wherever it escapes."""
+
+
+class TFLiteInvalidError(TFLiteFormatError):
+    """The flatbuffer parses but breaks a rule of the format that TFLite Micro does not
+    check (stride 0, a NaN scale, a buffer of the wrong size); the message ends with the fix."""
 
 
 @dataclass(frozen=True)

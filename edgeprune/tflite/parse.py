@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from edgeprune.tflite.flatbuffer import (
+    MAX_MODEL_BYTES,
     NUMPY_DTYPES,
     PACKED_DTYPES,
     PARSE_ERRORS,
@@ -33,6 +34,7 @@ from edgeprune.tflite.info import (
     WeightStats,
     WeightTensorStats,
 )
+from edgeprune.tflite.verify import verify
 
 if TYPE_CHECKING:
     import numpy as np
@@ -222,26 +224,39 @@ def _inspect(fb: Flatbuffer, path: str | None) -> ModelInfo:
     )
 
 
-def inspect_model(source: str | os.PathLike[str] | bytes) -> ModelInfo:
-    """Parse a ``.tflite`` file (a path, or its bytes) into a :class:`ModelInfo`.
+def inspect_model(
+    source: str | os.PathLike[str] | bytes,
+    *,
+    max_bytes: int = MAX_MODEL_BYTES,
+    label: str | None = None,
+) -> ModelInfo:
+    """Parse a ``.tflite`` file (a path, or its bytes) into a :class:`ModelInfo`,
+        and verify it (:func:`edgeprune.tflite.verify.verify`).
 
-    Reads the whole file into memory; imports neither TensorFlow nor the
-    LiteRT interpreter. Buffer data stored after the flatbuffer
-    (``offset``/``size``) is read relative to the start of the file.
+        Reads the whole file into memory, a regular file of at most ``max_bytes``;
+        imports neither TensorFlow nor the LiteRT interpreter. Buffer data stored
+        after the flatbuffer (``offset``/``size``) is read relative to the start of
+        the file. ``label`` names bytes in messages and is their ``path`` (bytes
+    read from a file elsewhere; default ``<bytes>`` and no path).
 
-    Raises:
-        TFLiteFormatError: the data is empty, lacks the ``TFL3`` file
-            identifier, or does not parse as a TFLite model.
-        OSError: the file cannot be read.
+        Raises:
+            TFLiteFormatError: the data is empty, lacks the ``TFL3`` file
+                identifier, or does not parse as a TFLite model;
+                :class:`TFLiteInvalidError` when it parses but breaks a rule of
+                the format (stride 0, a NaN scale, a buffer of the wrong size).
+            ModelLoadError: the path is missing, not a regular file, too large
+                or unreadable.
     """
-    data, path, label = read_source(source)
-    fb = Flatbuffer(data, label)
+    data, path, default_label = read_source(source, max_bytes)
+    fb = Flatbuffer(data, label or default_label)
     try:
-        return _inspect(fb, path)
+        info = _inspect(fb, path if label is None else label)
+        verify(fb, info)
     except TFLiteFormatError:
         raise
     except (*PARSE_ERRORS, ValueError) as exc:
         raise fb.fail(f"truncated, or an offset points astray ({exc})") from exc
+    return info
 
 
 def read_constant(source: str | os.PathLike[str] | bytes, tensor: TensorInfo) -> np.ndarray:

@@ -1,8 +1,9 @@
 """The client side of the TFLite Micro worker process (:mod:`edgeprune.tflm.worker`).
 
 :class:`Worker` starts ``python -m edgeprune.tflm.worker MODEL_PATH`` on the
-first request, sends one JSON request a line and reads one JSON answer a line,
-with a timeout. A worker that dies (TFLM aborts or segfaults on a damaged
+first request (adding ``--verified`` once a worker has run LiteRT's flatbuffer
+verifier on these bytes), sends one JSON request a line and reads one JSON
+answer a line, with a timeout. A worker that dies (TFLM aborts or segfaults on a damaged
 model or a too-small arena) or hangs is reaped and becomes a failed
 :class:`Reply`; the next request starts a fresh one. TFLM's own messages, which
 it writes to stderr from C++, are collected per request and quoted in
@@ -105,6 +106,7 @@ class Worker:
         self._stderr_offset = 0
         self._pending = b""
         self.starts = 0
+        self._verified = False  # a worker answered: LiteRT's verifier passed these bytes
 
     def __enter__(self) -> Worker:
         return self
@@ -122,7 +124,8 @@ class Worker:
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", _WORKER_MODULE, str(self._model_path)],
+            [sys.executable, "-m", _WORKER_MODULE, str(self._model_path)]
+            + (["--verified"] if self._verified else []),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr_file,
@@ -194,6 +197,7 @@ class Worker:
         seconds = time.monotonic() - start
         if line:
             answer = json.loads(line)
+            self._verified = self._verified or answer.get("stage") != "verify"
             return Reply(
                 ok=bool(answer.get("ok")),
                 stage=answer.get("stage", ""),

@@ -133,6 +133,8 @@ def check_ops(model: bytes) -> OpSupport:
 
     Raises:
         MicroError: the model is not a valid TFLite flatbuffer.
+        TFLiteInvalidError: it parses but breaks a rule of the format
+            (:mod:`edgeprune.tflite.verify`); TFLite Micro never sees it.
     """
     info = _inspect(model)
     ops = dict(info.op_counts)
@@ -152,6 +154,7 @@ def check_ops(model: bytes) -> OpSupport:
         )
         if whole.ok:
             return OpSupport(supported=True, ops=ops)
+        _refuse_unverified(whole)
         message = whole.message
         logger.debug("TFLite Micro cannot run the model: %s", message)
         found: dict[tuple[int, int], UnsupportedOp] = {}
@@ -215,6 +218,7 @@ def find_arena(model: bytes, *, step: int = 16, max_bytes: int = 64 * 1024 * 102
 
     Raises:
         ValueError: ``step`` is not positive or ``max_bytes`` is below it.
+        TFLiteInvalidError: as :func:`check_ops`.
         MicroError: the model is not a valid TFLite flatbuffer, or TFLM fails
             even with ``max_bytes`` (the message quotes TFLM), or the search
             did not converge within its try limit.
@@ -246,6 +250,7 @@ def find_arena(model: bytes, *, step: int = 16, max_bytes: int = 64 * 1024 * 102
                 },
                 timeout_s,
             )
+            _refuse_unverified(reply)
             recorded[size] = reply.recorded_bytes if reply.ok else None
             logger.debug("arena %d bytes: %s", size, "ok" if reply.ok else reply.message)
             if not reply.ok and size == top:
@@ -320,6 +325,7 @@ def run(
     Raises:
         DataError: ``x`` has no batch axis or its samples do not fit the
             model's input shape.
+        TFLiteInvalidError: as :func:`check_ops`.
         MicroError: the model is not a valid TFLite flatbuffer, or TFLM could
             not load or run it with ``arena_bytes`` (failed, crashed or timed
             out; the message quotes TFLM).
@@ -366,6 +372,7 @@ def run_detailed(
             },
             timeout_s,
         )
+        _refuse_unverified(reply)
         if not reply.ok:
             raise MicroError(
                 f"TFLite Micro could not run the model with a {arena_bytes:,}-byte "
@@ -378,16 +385,29 @@ def run_detailed(
 
 
 def _inspect(model: bytes):
-    from edgeprune.tflite import TFLiteFormatError, inspect_model
+    from edgeprune.tflite import TFLiteFormatError, TFLiteInvalidError, inspect_model
 
     if not isinstance(model, bytes | bytearray | memoryview):
         raise TypeError(f"model must be the .tflite file's bytes, not {type(model).__name__}")
     try:
         return inspect_model(bytes(model))
+    except TFLiteInvalidError:
+        raise  # parsed but breaks a rule: its message names the rule and the fix
     except TFLiteFormatError as exc:
         raise MicroError(
             f"TFLite Micro cannot load {exc}; pass a complete .tflite file (re-run the conversion)"
         ) from exc
+
+
+def _refuse_unverified(reply) -> None:
+    """Raise when the worker's flatbuffer verifier (LiteRT's) refused the model."""
+    if reply.stage == "verify":
+        from edgeprune.tflite import TFLiteInvalidError
+        from edgeprune.tflite.verify import FIX
+
+        raise TFLiteInvalidError(
+            f"LiteRT's flatbuffer verifier refuses the model ({reply.error}); {FIX}"
+        )
 
 
 def _layer_name(tensor_name: str) -> str:

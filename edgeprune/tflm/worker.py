@@ -22,8 +22,9 @@ Requests (``cmd``):
 
 Answers: ``{"ok": true, ...}`` or ``{"ok": false, "stage": ..., "error": ...}``
 where ``stage`` is ``"model"`` (the cut-down model could not be built),
-``"allocate"`` (TFLM could not register, prepare or allocate), ``"input"`` or
-``"invoke"``. This module must never import TensorFlow.
+``"allocate"`` (TFLM could not register, prepare or allocate), ``"input"``,
+``"invoke"``, or ``"verify"`` (LiteRT's flatbuffer verifier refused the model,
+which TFLite Micro then never loads). This module must never import TensorFlow.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ _CONTROL_FLOW = frozenset({"IF", "WHILE", "CALL_ONCE", "CALL"})
 # Metadata that names tensors of subgraph 0 by index, wrong once the graph is cut.
 _INDEXED_METADATA = frozenset({"OfflineMemoryAllocation"})
 _BUFFER_ALIGNMENT = 16  # the converter aligns constant data to 16 bytes; so do we
+# Address space of a worker: the largest arena the probes ask for (1 GiB) plus
+# Python, numpy and TFLite Micro (about 150 MB mapped) and room for the inputs.
+MEMORY_LIMIT_BYTES = 3 * 2**30
 
 
 class _Failure(Exception):
@@ -299,18 +303,61 @@ def run(model: bytes, request: dict) -> dict:
     return {"ok": True, "shape": list(y.shape)}
 
 
+def limit_memory(limit_bytes: int = MEMORY_LIMIT_BYTES) -> None:
+    """Cap this process's address space, so that a model whose declared sizes slip
+    past the checks fails to allocate (a failed reply, or a crash the client
+    names) instead of growing the worker to many GB. No-op where unsupported."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            limit_bytes = min(limit_bytes, hard)
+        if soft == resource.RLIM_INFINITY or soft > limit_bytes:
+            resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+def flatbuffer_refusal(model: bytes) -> str:
+    """LiteRT's flatbuffer verifier on ``model``: its message if it refuses, else "".
+
+    TFLite Micro does not verify the flatbuffer (too large for a
+    microcontroller); LiteRT's loader does, in native code, so it runs here
+    where a crash takes only this process. Other load failures (an op LiteRT
+    lacks but TFLite Micro has) are not refusals.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    try:  # without XNNPACK: only the loader, nothing prepared or allocated
+        Interpreter(
+            model_content=model,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
+    except ValueError as exc:
+        if "not a valid Flatbuffer" in str(exc):
+            return str(exc)
+    except Exception:  # noqa: BLE001, S110 - not the verifier's verdict
+        pass
+    return ""
+
+
 def main(argv: list[str]) -> int:
+    limit_memory()
     answers = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)  # native writes to stdout join TFLM's chatter on fd 2
     sys.stdout = sys.stderr
     model = Path(argv[0]).read_bytes()
+    refusal = "" if "--verified" in argv[1:] else flatbuffer_refusal(model)
     isolated = _IsolatedModel(model)
     for line in sys.stdin:
         if not line.strip():
             continue
         request = json.loads(line)
         try:
-            if request["cmd"] == "probe":
+            if refusal:
+                answer = {"ok": False, "stage": "verify", "error": refusal}
+            elif request["cmd"] == "probe":
                 answer = probe(model, request)
             elif request["cmd"] == "op":
                 answer = check_op(isolated, request)
