@@ -107,6 +107,18 @@ class Files:
             self._cache[mode] = self.text(data, f"_{mode}.tflite")
         return self._cache[mode]
 
+    def mutant(self, name: str) -> str:
+        """The int8 model damaged as ``benchmarks/tflite_mutants.py``'s hand-made case ``name``."""
+        import sys
+
+        benchmarks = os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks")
+        if benchmarks not in sys.path:
+            sys.path.insert(0, benchmarks)
+        import tflite_mutants
+
+        with open(self.tflite(), "rb") as fh:
+            return self.text(tflite_mutants.HAND_MADE[name](fh.read()), ".tflite")
+
     def truncated_tflite(self) -> str:
         with open(self.tflite()) as fh:
             data = fh.buffer.read()
@@ -226,6 +238,9 @@ class DocFiles(Files):
 
     def held_folder(self):
         return "FOLDER/ (held by a running edgeprune)"
+
+    def mutant(self, name):
+        return f"damaged.tflite ({name})"
 
     def truncated_tflite(self):
         return "truncated.tflite"

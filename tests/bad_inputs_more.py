@@ -326,6 +326,72 @@ FAULTS: list[BadInput] = [
     ),
 ]
 
+_DAMAGED = "; the file is damaged or was not written by the TFLite converter — re-convert the model"
+_OP = "operator 0 (CONV_2D) of subgraph 0"
+# benchmarks/tflite_mutants.py's hand-made damage (what LiteRT's loader refuses) and
+# what the verifier says of it; every reader of a .tflite (inspect, cost, check,
+# firmware, validate) refuses it the same way.
+_MUTANTS = {
+    "stride 0": f"{_OP} has strideW 0 (must be at least 1)",
+    "negative dilation": f"{_OP} has dilationHFactor -1 (must be at least 1)",
+    "padding 99": f"{_OP} has padding 99 (SAME or VALID)",
+    "fused activation 99": f"{_OP} has fused activation 99 (unknown)",
+    "conv options missing": f"{_OP} has options NONE, not Conv2DOptions",
+    "no inputs": "subgraph 0 has no input tensor",
+    "no outputs": "subgraph 0 has no output tensor",
+    "no operators": "subgraph 0 has no operator",
+    "no subgraphs": "the model has no subgraph",
+    "schema 99": "schema version 99, not 3",
+    "root table emptied": "the root table is empty (no schema version, no subgraph)",
+    "NaN weight scale": "tensor 4 (…) of subgraph 0 has quantization scale nan (must be > 0)",
+    "weights with no data": f"{_OP} reads tensor 4 (…) of subgraph 0, which holds no data and "
+    "no earlier operator writes",
+    "bias zero point 2": "tensor 3 (…) of subgraph 0 (int32, 4 scales) has zero point 2; "
+    "TFLite's quantization spec fixes it at 0",
+    "signature key past the end": "the key of signature 0 runs past the end of the file",
+    "huge dimension": "tensor 0 (…) of subgraph 0 declares shape [1, 1073741824, 8, 1], "
+    "8,589,934,592 bytes (over the 2,147,483,648 a tensor of a TFLite model can hold)",
+    "unknown builtin 250": "operator 0 (UNKNOWN_BUILTIN_250) of subgraph 0 has an unknown "
+    "builtin code",
+}
+_COMMAND = {"stride 0": ["check", "--target", "nano33ble"], "NaN weight scale": ["cost"]}
+
+FAULTS += [
+    BadInput(
+        "tflite",
+        name,
+        lambda f, name=name: [*_COMMAND.get(name, ["inspect"]), f.mutant(name)],
+        1,
+        "…: " + problem + _DAMAGED,
+    )
+    for name, problem in _MUTANTS.items()
+]
+FAULTS += [
+    BadInput(
+        "tflite",
+        "operator index out of range",
+        lambda f: ["inspect", f.mutant("opcode index 99")],
+        1,
+        "…: damaged TFLite model: operator 0 of subgraph 0 uses opcode 99, but only 3 are "
+        "declared; pass a complete .tflite flatbuffer",
+    ),
+    BadInput(
+        "tflite",
+        "not a regular file",
+        lambda f: ["inspect", "/dev/zero"],
+        1,
+        "model /dev/zero is not a regular file; pass a .tflite file",
+    ),
+    BadInput(
+        "tflite",
+        "over the size cap",
+        lambda f: ["inspect", f.text(b"\0" * (2 << 20), ".tflite"), "--max-model-mb", "1"],
+        1,
+        "model … is 2.0 MiB, over the 1 MiB limit for a .tflite; raise the limit with "
+        "--max-model-mb if the file is right",
+    ),
+]
+
 
 def device_faults() -> str:
     """The page's device-fault tables, from the cases ``tests/test_device_faults.py``
