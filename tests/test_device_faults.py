@@ -171,6 +171,8 @@ def test_a_board_failing_at_hello_is_a_partial_run_with_no_sample(run_copy):
     entry = _entry(run_copy, "serial")
     assert entry["partial"] and entry["completed"] == 0 and entry["metrics"] == {}
     assert entry["agreement"]["basis"] == "no sample completed" and entry["ok"] is False
+    assert entry["agreement"]["agreement"] is None  # nothing compared: no figure, not 0
+    assert "agreement: none (no sample completed)" in r.output
 
 
 def test_the_emulated_board_unplugged_mid_run_exits_5_with_partial_results(run_copy):

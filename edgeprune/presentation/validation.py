@@ -34,10 +34,13 @@ def format_result(result: ValidationResult) -> str:
     elif "mse" in m:
         lines.append(f"  mse {m['mse']:.5g} (float baseline {b['mse']:.5g}), mae {m['mae']:.5g}")
     a = result.agreement
-    lines.append(
-        f"  agreement {a['agreement']:.4f} ({a['basis']}); output difference max "
-        f"{a['max_abs_diff']:.4g}, mean {a['mean_abs_diff']:.4g} {a['unit']}"
-    )
+    if a.get("agreement") is None:  # no sample completed: nothing was compared
+        lines.append(f"  agreement: none ({a['basis']})")
+    else:
+        lines.append(
+            f"  agreement {a['agreement']:.4f} ({a['basis']}); output difference max "
+            f"{a['max_abs_diff']:.4g}, mean {a['mean_abs_diff']:.4g} {a['unit']}"
+        )
     lat = result.latency_ms
     if lat.get("n"):
         lines.append(

@@ -120,15 +120,15 @@ def reference_agreement(
     model's outputs with the float baseline's."""
     n = len(out)
     integer = np.asarray(raw).dtype.kind in "iu"
-    if not n:  # nothing completed (a device that failed at once): nothing to compare
+    if not n:  # nothing completed (a device that failed at once): no figure to give
         return {
-            "agreement": 0.0,
+            "agreement": None,
             "basis": "no sample completed",
             "unit": f"LSB of the {np.asarray(raw).dtype} output"
             if integer
             else "float output units",
-            "max_abs_diff": 0.0,
-            "mean_abs_diff": 0.0,
+            "max_abs_diff": None,
+            "mean_abs_diff": None,
         }
     if integer:
         diff = np.abs(
