@@ -128,3 +128,14 @@ def test_strip_mismatch_raises(trained_models, digits):
     b.set_weights(w)
     with pytest.raises(pr.VerificationError, match="stripping the pruning wrappers changed"):
         pr.verify_strip(a, b, digits.x_test[:10])
+
+
+def test_recurrent_layers_are_listed_as_left_dense_not_silently_skipped():
+    L = ka.keras.layers
+    model = ka.keras.Sequential(
+        [ka.keras.Input((8, 8)), L.LSTM(4, unroll=True, name="lstm"), L.Dense(10, name="fc")]
+    )
+    plans = {p.name: p for p in pr.plan_layers(model, small_recipe().prune)}
+    assert plans["lstm"].kernel_shape == (8, 16) and not plans["lstm"].pruned
+    assert plans["lstm"].reason == "edgeprune leaves recurrent layers (LSTM) dense"
+    assert plans["fc"].pruned

@@ -84,7 +84,16 @@ def _kernel(layer):
         w = getattr(layer, attr, None)
         if w is not None:
             return attr, w
+    cell = _recurrent_cell(layer)
+    if cell is not None and getattr(cell, "kernel", None) is not None:
+        return "kernel", cell.kernel  # an RNN keeps its kernel on the cell
     return None, None
+
+
+def _recurrent_cell(layer):
+    """The cell of a recurrent layer (also inside Bidirectional), else None."""
+    inner = getattr(layer, "forward_layer", layer)
+    return getattr(inner, "cell", None)
 
 
 def _matches(layer, names) -> bool:
@@ -127,6 +136,10 @@ def plan_layers(model: KerasModel, opts: PruneOptions) -> list[LayerPlan]:
             reason = "not in prune.include"
         elif not _registry.supports(layer):
             reason = f"tfmot cannot prune {kind} layers"
+        elif _recurrent_cell(layer) is not None:
+            # tfmot wraps RNN cells, but strip, conversion of the unrolled layer and
+            # the saving on the device are not verified here: left dense, and said so.
+            reason = f"edgeprune leaves recurrent layers ({kind}) dense"
         elif not _registry._weight_names(layer) and not _registry._is_rnn_layer(layer):
             reason = f"tfmot does not prune the {attr} of {kind} layers"
         elif opts.pattern == "m_by_n":
