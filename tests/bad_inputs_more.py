@@ -425,3 +425,22 @@ def device_faults() -> str:
             cells = [f"`{kind}`", kinds[kind], str(completed), "5", words]
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+FAULTS += [
+    BadInput(
+        "tflite",
+        f"over the size cap ({command})",
+        lambda f, command=command: [
+            command,
+            f.text(b"\0" * (2 << 20), ".tflite"),
+            *(["--target", "nano33ble"] if command == "firmware" else []),
+            "--max-model-mb",
+            "1",
+        ],
+        1,
+        "model … is 2.0 MiB, over the 1 MiB limit for a .tflite; raise the limit with "
+        "--max-model-mb if the file is right",
+    )
+    for command in ("firmware", "measure")
+]

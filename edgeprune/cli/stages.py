@@ -170,14 +170,16 @@ def check_cmd(model_path, target, report_path, recipe_path, max_model_mb, **kwar
 )
 @recipe_option
 @recipe_options(("budget",))
+@max_model_option
 @guarded
-def firmware_cmd(model_path, target, out, recipe_path, **kwargs):
+def firmware_cmd(model_path, target, out, recipe_path, max_model_mb, **kwargs):
     """Write firmware/ (model array, op resolver, measured arena, validation harness,
     Arduino sketch) for MODEL.tflite on a TFLite Micro device; exit 3 if over budget."""
     from edgeprune.presentation.check import format_check
     from edgeprune.stages.firmware import build_firmware
 
-    build = build_firmware(model_path, target, out, _recipe(recipe_path, kwargs).budget)
+    budget = _recipe(recipe_path, kwargs).budget
+    build = build_firmware(model_path, target, out, budget, max_model_mb * 2**20)
     click.echo(format_check(build.check))
     click.echo(f"firmware: {build.firmware.folder}")
     if not build.check.ok:

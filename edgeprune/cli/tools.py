@@ -136,13 +136,14 @@ def calibrate(measurements, fit, base, set_name, out):
     help="Write (or with --append, extend) a measurements CSV for `calibrate`.",
 )
 @click.option("--append", is_flag=True, help="Add the rows to an existing --out file.")
+@max_model_option
 @guarded
-def measure(models, target, runs, out, append):
+def measure(models, target, runs, out, append, max_model_mb):
     """Time models on this machine with ai-edge-litert; rows for `edgeprune calibrate`.
     Without --out the rows go to stdout as CSV."""
     from edgeprune.estimates.measure import measure_host
 
-    _, csv_text = measure_host(list(models), target, runs, out, append)
+    _, csv_text = measure_host(list(models), target, runs, out, append, max_model_mb * 2**20)
     if out is None:
         click.echo(csv_text, nl=False)
 

@@ -23,13 +23,15 @@ def measure_host(
     runs: int | None = None,
     out: str | None = None,
     append: bool = False,
+    max_model_bytes: int | None = None,
 ) -> tuple[list[dict], str]:
     """Time each .tflite of ``models`` on this machine with ``target``'s kernels and
     threads, ``runs`` invokes each (default: the profile's).
 
     Returns the measurement rows and their CSV text. Side effects: with ``out``,
     that text is written there (after the file's own rows with ``append``); each
-    model's median and the file written are logged.
+    model's median and the file written are logged. A model over
+    ``max_model_bytes`` (default 64 MiB) is refused unread.
 
     Raises:
         BadInputError: a microcontroller profile, ``append`` without ``out``, ``out``
@@ -54,7 +56,7 @@ def measure_host(
     today = datetime.date.today().isoformat()
     rows = []
     for path in models:
-        data = read_flatbuffer(path).data
+        data = read_flatbuffer(path, max_model_bytes).data
         m = measure_latency(data, t.kernels, t.latency.threads, runs=runs or t.latency.runs)
         log.info("%s: %.4g ms (%s)", path, m.p50_ms, m.text)
         rows.append(

@@ -50,12 +50,19 @@ class FirmwareBuild:
     firmware: FirmwareResult
 
 
-def build_firmware(model_path: str, target, out: str | None = None, options=None) -> FirmwareBuild:
+def build_firmware(
+    model_path: str,
+    target,
+    out: str | None = None,
+    options=None,
+    max_model_bytes: int | None = None,
+) -> FirmwareBuild:
     """Firmware sources for the ``.tflite`` at ``model_path`` on a TFLite Micro
     ``target`` (a profile id, path or :class:`~edgeprune.target.Target`): the
     device check measures the arena (under the recipe's ``[budget]``
     ``options``), then ``firmware/`` is written into ``out`` (default: the
-    model's folder) with that arena. What ``edgeprune firmware`` does.
+    model's folder) with that arena. What ``edgeprune firmware`` does. A model
+    over ``max_model_bytes`` (default 64 MiB) is refused unread.
 
     The folder is written whether or not the model fits the budgets: the check
     in the result says which; the caller decides.
@@ -77,7 +84,7 @@ def build_firmware(model_path: str, target, out: str | None = None, options=None
             f"{target.id} runs LiteRT on Linux and loads the .tflite file "
             f"itself; firmware is for TFLite Micro targets"
         )
-    model = read_flatbuffer(model_path)
+    model = read_flatbuffer(model_path, max_model_bytes)
     out = out or os.path.dirname(os.path.abspath(model_path))
     check_out_dir(out)
     with run_folder.hold(out, "firmware"):
