@@ -34,7 +34,7 @@ import click
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from campaign_cli import OUTCOMES, run_case  # noqa: E402
+from campaign_cli import ACCEPTABLE, OUTCOMES, run_case  # noqa: E402
 
 AREAS = ("model", "recipe", "profile", "data", "run-folder", "files", "tflite", "device")
 
@@ -70,7 +70,7 @@ FLAG_OUTCOMES = (
     ("signalled", "internal"),
     ("code_executed", "code-executed"),
     ("invalid_passed", "invalid-passed"),
-    ("valid_refused", "wrong-exit"),
+    ("valid_refused", "stricter"),
     ("half_written", "half-written"),
 )
 
@@ -171,8 +171,8 @@ def summary(rows: list[dict]) -> str:
     parts += [f"{o} {n}" for o, n in counts.items() if o not in OUTCOMES]
     by_area = collections.defaultdict(collections.Counter)
     for r in rows:
-        by_area[r.get("area", "")][r["outcome"] == "ok"] += 1
-    areas = ", ".join(f"{a} {c[True]}/{c[True] + c[False]} ok" for a, c in by_area.items())
+        by_area[r.get("area", "")][r["outcome"] in ACCEPTABLE] += 1
+    areas = ", ".join(f"{a} {c[True]}/{c[True] + c[False]} acceptable" for a, c in by_area.items())
     return f"{len(rows)} cases: " + ", ".join(parts) + f"\nper area: {areas}"
 
 
@@ -203,7 +203,7 @@ def main(quick, json_path, only, tflite_count, keep):
     if json_path:
         with open(json_path, "w") as fh:
             json.dump(rows, fh, indent=1, default=str)
-    sys.exit(0 if rows and all(r["outcome"] == "ok" for r in rows) else 1)
+    sys.exit(0 if rows and all(r["outcome"] in ACCEPTABLE for r in rows) else 1)
 
 
 if __name__ == "__main__":

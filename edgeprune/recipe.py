@@ -124,6 +124,10 @@ def _unknown(key: str, known: list[str], where: str) -> RecipeError:
     return RecipeError(f"{where}: unknown key '{key}'; {hint}")
 
 
+# m_by_n and block_size count weights along one kernel dimension.
+MAX_PAIR = 65536
+
+
 def parse_pair(text: str, key: str) -> tuple[int, int]:
     """Parse ``"2:4"``, ``"1x4"`` or ``[2, 4]`` into a pair of positive ints."""
     if isinstance(text, (list, tuple)):
@@ -141,6 +145,11 @@ def parse_pair(text: str, key: str) -> tuple[int, int]:
         ) from None
     if a < 1 or b < 1:
         raise RecipeError(f"{key} = {text!r} must hold two positive integers")
+    if max(a, b) > MAX_PAIR:
+        raise RecipeError(
+            f"{key} = {text!r} is larger than any kernel dimension; each number must be at "
+            f"most {MAX_PAIR}"
+        )
     return a, b
 
 
@@ -180,6 +189,9 @@ def _coerce(f: dataclasses.Field, value: Any, key: str) -> Any:
         if not isinstance(value, str):
             raise RecipeError(f"{key} = {value!r} must be a string")
         _printable(value, key)
+        if not value.strip() and default != "":
+            hint = f" (the default is {default!r})" if default else ""
+            raise RecipeError(f"{key} is empty; give it a value or leave it out{hint}")
     choices, lo, hi = meta.get("choices"), meta.get("lo"), meta.get("hi")
     if choices and value not in choices:
         raise RecipeError(f"{key} = {value!r} is not one of: {', '.join(choices)}")

@@ -177,6 +177,20 @@ class Files:
                 dst.writestr(item, data)
         return path
 
+    def empty_model(self) -> str:
+        """A Sequential model with an input and no layer, as .keras."""
+        from edgeprune.adapters.keras import keras
+
+        path = self._new(".keras")
+        keras.Sequential([keras.Input((8, 8, 1))]).save(path)
+        return path
+
+    def fifo(self) -> str:
+        """A named pipe nobody writes to (reading it would wait for ever)."""
+        path = self._new(".fifo")
+        os.mkfifo(path)
+        return path
+
     def held_folder(self) -> str:
         """A run folder another edgeprune command holds (the lock taken here and kept)."""
         from edgeprune.run_folder import hold
@@ -238,6 +252,12 @@ class DocFiles(Files):
 
     def held_folder(self):
         return "FOLDER/ (held by a running edgeprune)"
+
+    def empty_model(self):
+        return "empty.keras (no layers)"
+
+    def fifo(self):
+        return "FIFO"
 
     def mutant(self, name):
         return f"damaged.tflite ({name})"

@@ -444,3 +444,44 @@ FAULTS += [
     )
     for command in ("firmware", "measure")
 ]
+# Found by the campaign of this repository (benchmarks/campaign.py) after the fixes above.
+FAULTS += [
+    BadInput(
+        "recipe",
+        "a FIFO or device as the recipe",
+        lambda f: run_cmd(f, "--recipe", f.fifo()),
+        1,
+        "recipe …: not a regular file; pass a TOML file",
+    ),
+    BadInput(
+        "recipe",
+        "block larger than any kernel",
+        with_recipe('[prune]\nblock_size = "1x1099511627776"\n'),
+        1,
+        "prune.block_size = '1x1099511627776' is larger than any kernel dimension; each number "
+        "must be at most 65536",
+    ),
+    BadInput(
+        "recipe",
+        "empty string",
+        with_recipe('[validate]\nremote_python = ""\n'),
+        1,
+        "validate.remote_python is empty; give it a value or leave it out (the default is "
+        "'python3')",
+    ),
+    BadInput(
+        "model",
+        "no layer with weights",
+        with_model(lambda f: f.empty_model()),
+        1,
+        "… has no layer with weights (0 layers); there is nothing to prune or quantize: pass "
+        "the trained model",
+    ),
+    BadInput(
+        "tflite",
+        "check on a folder",
+        lambda f: ["check", f.folder(), "--target", "nano33ble"],
+        1,
+        "… is a folder; pass a .tflite file",
+    ),
+]

@@ -917,3 +917,15 @@ def test_make_all_targets_ends_with_the_fleet_command():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run(["make", "-n", "-C", root, "all-targets"], capture_output=True, text=True)
     assert "/edgeprune fleet build alif_e7 " in out.stdout, out.stdout
+
+
+def test_a_warning_says_so_on_stderr(capsys):
+    from edgeprune.cli import _setup_logging, log
+
+    _setup_logging(0)
+    log.info("progress")
+    log.warning("y_train holds only class 0")
+    assert capsys.readouterr().err.splitlines() == [
+        "edgeprune: progress",
+        "edgeprune: warning: y_train holds only class 0",
+    ]

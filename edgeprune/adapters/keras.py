@@ -226,6 +226,11 @@ def check_model(model: object, where: str = "model") -> None:
             f"{where} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
             f"edgeprune handles single-input, single-output models"
         )
+    if not any(layer.weights for layer in model.layers):
+        raise UnsupportedModelError(
+            f"{where} has no layer with weights ({len(model.layers)} layers); there is "
+            f"nothing to prune or quantize: pass the trained model"
+        )
 
 
 def shapes(model: KerasModel) -> ModelShapes:

@@ -66,10 +66,24 @@ def guarded(fn):
     return wrapper
 
 
+class _Formatter(logging.Formatter):
+    """``edgeprune: message``; a warning says so (``edgeprune: warning: message``),
+    so that it stands out from progress lines and a script can grep for it."""
+
+    def __init__(self) -> None:
+        super().__init__("edgeprune: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.levelno >= logging.WARNING:
+            text = text.replace("edgeprune: ", f"edgeprune: {record.levelname.lower()}: ", 1)
+        return text
+
+
 def _setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("edgeprune: %(message)s"))
+    handler.setFormatter(_Formatter())
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False

@@ -223,12 +223,16 @@ def read_model_file(path: str, max_bytes: int = MAX_MODEL_BYTES) -> bytes:
         raise ModelLoadError(f"{path} is a folder; pass a .tflite file") from None
     except OSError as exc:
         raise ModelLoadError(f"{path} cannot be read ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as fh:
+    try:  # judged on the descriptor before wrapping it: fdopen refuses a folder itself
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
             raise ModelLoadError(f"{path} is a folder; pass a .tflite file")
         if not stat.S_ISREG(mode):
             raise ModelLoadError(f"model {path} is not a regular file; pass a .tflite file")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as fh:
         size = os.fstat(fd).st_size
         if size > max_bytes:
             raise ModelLoadError(_too_large(path, size, max_bytes))
