@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from edgeprune.errors import DataError
+from edgeprune.errors import DataError, clip
 
 REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
 OPTIONAL_KEYS = ("x_val", "y_val", "x_calib")
@@ -189,7 +189,7 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(
             f"data file {path} is not a readable .npz archive "
-            f"({' '.join(str(exc).split())[:150]}); save it with numpy.savez"
+            f"({clip(exc, 150)}); save it with numpy.savez"
         ) from None
 
 

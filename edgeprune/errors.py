@@ -99,3 +99,14 @@ class Interrupted(EdgepruneError, KeyboardInterrupt):
     def __init__(self, message: str, result=None):
         super().__init__(message)
         self.result = result
+
+
+def clip(text: object, limit: int = 300) -> str:
+    """``text`` on one line, cut at a word boundary to at most ``limit`` characters
+    with "…" where it was cut: how a message quotes another tool's words."""
+    line = " ".join(str(text).split())
+    if len(line) <= limit:
+        return line
+    cut = line[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:") + "…"

@@ -922,10 +922,25 @@ def test_make_all_targets_ends_with_the_fleet_command():
 def test_a_warning_says_so_on_stderr(capsys):
     from edgeprune.cli import _setup_logging, log
 
-    _setup_logging(0)
-    log.info("progress")
-    log.warning("y_train holds only class 0")
+    saved = log.handlers[:], log.level, log.propagate
+    try:
+        _setup_logging(0)
+        log.info("progress")
+        log.warning("y_train holds only class 0")
+    finally:
+        log.handlers[:], log.level, log.propagate = saved[0], saved[1], saved[2]
     assert capsys.readouterr().err.splitlines() == [
         "edgeprune: progress",
         "edgeprune: warning: y_train holds only class 0",
     ]
+
+
+def test_quoted_text_is_cut_at_a_word_and_says_so():
+    from edgeprune.errors import clip
+
+    assert clip("short  text\nhere") == "short text here"
+    words = "the converter failed because the operator is not supported " * 10
+    cut = clip(words, 100)
+    assert len(cut) <= 100 and cut.endswith("…") and words.startswith(cut[:-1])
+    assert words[len(cut) - 1] == " "  # cut before a space: no word is split
+    assert clip("x" * 500, 50) == "x" * 49 + "…"  # one long word: cut where it must be

@@ -673,3 +673,31 @@ def test_the_arduino_sketch_compiles_and_answers_as_the_board_would(run_dir, tmp
     )
     assert "arena 6,016 B" in got.where and "clock 64 MHz" in got.where
     assert got.clock_hz == 64_000_000 and (got.times_ms >= 0).all()
+
+
+def test_invokes_timed_at_zero_are_flagged_and_never_a_measurement_row(run_dir, tmp_path, caplog):
+    """A board whose cycle counter does not run reports 0 cycles for every invoke:
+    the result says so, and `--measurements` writes no 0 ms row for calibrate."""
+
+    class StoppedClock:
+        name = "fake"
+
+        def run(self, x):
+            n = len(x)
+            raw = np.zeros((n, 10), np.int8)
+            return RunOutput(raw.astype(np.float32), raw, np.zeros(n), "cycles", "b", False, "")
+
+    run = val.read_run(str(run_dir))
+    result = val.validate(run, StoppedClock(), opts=ValidateOptions(samples=12))
+    assert result.latency_ms["zero"] == 12 and result.completed == 12
+    assert any(n.startswith("12 of 12 invokes timed 0 ms") for n in result.notes)
+    assert "note: 12 of 12 invokes timed 0 ms" in format_result(result)
+
+    csv_path = tmp_path / "measurements.csv"
+    from edgeprune.target import load_target
+
+    target = load_target("nano33ble")
+    with caplog.at_level("WARNING", logger="edgeprune"):
+        val._add_measurement(run, result, target, str(csv_path), "")
+    assert not csv_path.exists()
+    assert "12 of 12 invokes timed 0 ms" in caplog.text

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from edgeprune.adapters import keras as ka
-from edgeprune.errors import EdgepruneError, UnsupportedModelError
+from edgeprune.errors import EdgepruneError, UnsupportedModelError, clip
 
 tf = ka.tf
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def to_tflite(
         except Exception as exc:  # noqa: BLE001 - the converter raises many types
             text = " ".join(str(exc).split())
     detail = _first_error(captured.text) or text
-    raise ConversionError(f"the TFLite converter failed in {mode} mode: {detail[:300]}")
+    raise ConversionError(f"the TFLite converter failed in {mode} mode: {clip(detail)}")
 
 
 def check_convertible(model: ka.KerasModel) -> None:

@@ -22,7 +22,7 @@ import tf_keras as keras  # noqa: E402
 
 from edgeprune.adapters import model_config as mc  # noqa: E402
 from edgeprune.adapters.keras3 import MANUAL_FIX  # noqa: E402
-from edgeprune.errors import ModelLoadError, UnsupportedModelError  # noqa: E402
+from edgeprune.errors import ModelLoadError, UnsupportedModelError, clip  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -133,13 +133,13 @@ def load_user_model(
             ) from None
         if "Could not locate class" in text or "Unknown layer" in text:
             raise UnsupportedModelError(
-                f"{p} uses a custom class Keras cannot find ({text[:120]}); edgeprune "
+                f"{p} uses a custom class Keras cannot find ({clip(text, 120)}); edgeprune "
                 f"handles models built from tf_keras layers only"
             ) from None
         if "batch_shape" in text:
             raise UnsupportedModelError(f"{p} looks saved by Keras 3; {KERAS3_FIX}") from None
         raise ModelLoadError(
-            f"model {p} could not be loaded ({text[:200]}); re-save it with "
+            f"model {p} could not be loaded ({clip(text, 200)}); re-save it with "
             f"tf_keras model.save('model.keras')"
         ) from None
     check_model(model, p)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeprune.errors import UnsupportedModelError
+from edgeprune.errors import UnsupportedModelError, clip
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def rebuild(path: str, tf_keras, safe_mode: bool = True) -> tuple[object, Conver
         custom = re.search(r"Could not locate class '([\w.>]+)'", text)
         if custom:
             raise custom_class_error(path, custom.group(1)) from None
-        raise _fail(path, f"Keras 3 cannot load it: {text[:150]}", "check the file") from None
+        raise _fail(path, f"Keras 3 cannot load it: {clip(text, 150)}", "check the file") from None
     kind = type(model3).__name__
     if kind == "Sequential":
         model3 = getattr(model3, "_functional", None) or model3  # its graph, once built
@@ -207,9 +207,7 @@ def rebuild(path: str, tf_keras, safe_mode: bool = True) -> tuple[object, Conver
         try:
             tf_layer = tf_cls.from_config(cfg)
         except Exception as exc:  # noqa: BLE001
-            raise _fail(
-                path, f"layer {layer3.name}: {' '.join(str(exc).split())[:150]}", MANUAL_FIX
-            ) from None
+            raise _fail(path, f"layer {layer3.name}: {clip(exc, 150)}", MANUAL_FIX) from None
         tf_layers[layer3.name] = tf_layer
         for node_index, node in enumerate(layer3._inbound_nodes):
             # training/mask are call-time switches tf_keras sets itself.

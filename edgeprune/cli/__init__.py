@@ -26,7 +26,7 @@ import typing
 import click
 
 from edgeprune import __version__
-from edgeprune.errors import EdgepruneError
+from edgeprune.errors import EdgepruneError, clip
 
 log = logging.getLogger("edgeprune")
 
@@ -58,7 +58,7 @@ def guarded(fn):
             if os.environ.get("EDGEPRUNE_DEBUG"):
                 raise
             fail(
-                f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+                f"internal error: {type(exc).__name__}: {clip(exc)}"
                 f" (set EDGEPRUNE_DEBUG=1 for the traceback)",
                 INTERNAL_ERROR,
             )

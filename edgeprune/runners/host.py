@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from edgeprune.errors import EdgepruneError
+from edgeprune.errors import EdgepruneError, clip
 from edgeprune.estimates.latency import LatencyMeasurement
 
 
@@ -185,7 +185,7 @@ def peak_memory_bytes(model: bytes, kernels: str = "xnnpack") -> int:
             )
         ]
         tail = (telling or lines or ["no message"])[0]
-        raise RunnerError(f"the model does not load and run in LiteRT ({tail[:200]})")
+        raise RunnerError(f"the model does not load and run in LiteRT ({clip(tail, 200)})")
     return int(proc.stdout.strip().splitlines()[-1])
 
 

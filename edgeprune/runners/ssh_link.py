@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 
-from edgeprune.errors import DeviceError
+from edgeprune.errors import DeviceError, clip
 from edgeprune.runners import board_script as wire
 
 
@@ -204,10 +204,10 @@ def check_result(header: dict, payload: bytes, index: int, out_bytes: int) -> fl
             tensor's ``out_bytes``.
     """
     if header.get("op") == "error":
-        raise DeviceError(f"the board's runner: {str(header.get('message'))[:300]}")
+        raise DeviceError(f"the board's runner: {clip(header.get('message'))}")
     if header.get("op") != "result" or header.get("index") != index:
         raise DeviceError(
-            f"the board's runner answered {str(header)[:120]} for sample {index + 1}: out of step"
+            f"the board's runner answered {clip(header, 120)} for sample {index + 1}: out of step"
         )
     ms = header.get("ms")
     if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not math.isfinite(ms) or ms <= 0:

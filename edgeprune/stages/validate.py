@@ -171,6 +171,8 @@ def latency_stats(times_ms: np.ndarray) -> dict:
         "p99": float(np.percentile(t, 99)),
         "max": float(t.max()),
         "mean": float(t.mean()),
+        # invokes the board timed at 0: its timer did not advance (not a measurement)
+        "zero": int((t <= 0).sum()),
     }
 
 
@@ -232,6 +234,13 @@ def validate(
         run.task, scores(got.outputs), got.raw, scores(reference.outputs), reference.raw
     )
     checks = rules.evaluate(run.task, rules.Evidence(m, base, agree), opts) if n else ()
+    latency = latency_stats(got.times_ms)
+    if latency.get("zero"):
+        notes.append(
+            f"{latency['zero']} of {latency['n']} invokes timed 0 ms: the board's timer did not "
+            f"advance (a cycle counter that does not run, or a clock too coarse for this "
+            f"model), so its latency figures are not measurements"
+        )
     return ValidationResult(
         runner.name,
         got.where,
@@ -247,7 +256,7 @@ def validate(
         m,
         base,
         agree,
-        latency_stats(got.times_ms),
+        latency,
         checks,
         tuple(notes),
         got.clock_hz,
@@ -364,6 +373,15 @@ def _add_measurement(
 
     if result.partial or not result.latency_ms.get("n"):
         log.warning("measurements: no row added to %s: the run is partial", csv_path)
+        return
+    if result.latency_ms.get("zero"):
+        log.warning(
+            "measurements: no row added to %s: %d of %d invokes timed 0 ms (the board's "
+            "timer did not advance); fix the firmware's timer or measure another way",
+            csv_path,
+            result.latency_ms["zero"],
+            result.latency_ms["n"],
+        )
         return
     row = measurement_row(run, result, target, csv_path)
     write_measurements(
