@@ -279,3 +279,20 @@ def test_latency_rule_compares_a_measurement_where_the_profile_takes_one():
     r = b.latency_rule(evidence(latency_measured=measured), t, Budget(1, 1, 8.0))
     assert not r.ok and r.figure == 10.0 and r.evidence.startswith("MEASURED 10 ms")
     assert "the cost model estimates 12.5 ms (+25%)" in r.evidence
+
+
+def test_every_rule_reads_as_its_result_pass_or_fail():
+    """A failing row states the failure ("does not fit"), never the rule's "fits"."""
+    from edgeprune.rules import quality, validation
+    from edgeprune.rules.result import negate, rule_text
+
+    rules = [*b.RULES, quality.quantization_accuracy, quality.quantization_mse]
+    rules += [validation.accuracy_rule, validation.agreement_rule, validation.mse_rule]
+    for fn in rules:
+        text = rule_text(fn)
+        assert " not " in negate(text) and " not " not in text, text
+    failed = RuleResult("latency", rule_text(b.latency_rule), False, 31.7, 20.0, "ms", "k", "")
+    assert failed.statement == "One inference's latency does not fit the latency budget."
+    held = RuleResult("ram", rule_text(b.ram_rule), True, 1.0, 2.0, "B", "k", "")
+    assert held.statement == held.rule and held.rule.endswith(" fit the RAM budget.")
+    assert " do not fit the RAM budget." in RuleResult(**{**vars(held), "ok": False}).statement

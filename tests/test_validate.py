@@ -173,7 +173,8 @@ def test_validation_rules_are_predicates_whose_docstring_is_the_rule():
     assert not dropped.ok and dropped.figure == pytest.approx(0.07)
     assert dropped.evidence == "accuracy 0.9000 on the runner, 0.9700 for the float baseline"
     assert format_rule(dropped) == (
-        f"rule accuracy: {dropped.rule} 0.07, budget 0.03 (validate.max_accuracy_drop): "
+        "rule accuracy: The accuracy lost against the float baseline does not fit the "
+        "validation budget. 0.07, budget 0.03 (validate.max_accuracy_drop): "
         f"FAILED; {dropped.evidence}"
     )
 

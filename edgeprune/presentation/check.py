@@ -30,7 +30,9 @@ def format_check(result: CheckResult) -> str:
     ]
     lines += table(rows, right={1, 2, 3})
     lines.append("")
-    lines += [f"{r.name}: {r.rule} {r.evidence}" for r in (*result.preconditions, *result.rules)]
+    lines += [
+        f"{r.name}: {r.statement} {r.evidence}" for r in (*result.preconditions, *result.rules)
+    ]
     lines += ["", format_top_ops(result.evidence.latency)]
     return "\n".join(lines)
 

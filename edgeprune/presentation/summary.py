@@ -78,7 +78,7 @@ def schedule_line(plan) -> str:
 def check_line(check) -> str:
     """The quantization budget (a :class:`~edgeprune.rules.result.RuleResult`) in a line."""
     return (
-        f"quantization budget: {check.rule} {check.against_budget()}: "
+        f"quantization budget: {check.statement} {check.against_budget()}: "
         f"{'ok' if check.ok else 'FAILED'}"
     )
 

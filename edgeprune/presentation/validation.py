@@ -11,9 +11,8 @@ from edgeprune.rules.result import RuleResult
 
 def format_rule(r: RuleResult) -> str:
     """One line: the rule, its figure against its budget, whether it held, the evidence."""
-    return (
-        f"rule {r.name}: {r.rule} {r.against_budget()}: {'ok' if r.ok else 'FAILED'}; {r.evidence}"
-    )
+    verdict = "ok" if r.ok else "FAILED"
+    return f"rule {r.name}: {r.statement} {r.against_budget()}: {verdict}; {r.evidence}"
 
 
 def format_result(result: ValidationResult) -> str:

@@ -8,6 +8,7 @@ precondition returns the same type with no figure and no budget.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, fields
 
 
@@ -30,6 +31,13 @@ class RuleResult:
     evidence: str  # where the figure came from, in one line
     reference: str = ""  # the model the figure was compared with, where one was
     bound: str = "max"
+
+    @property
+    def statement(self) -> str:
+        """The rule's text as a statement of the result: the text itself when the
+        rule holds, its negation when it does not ("... does not fit the latency
+        budget."), so that a failing row never reads "fits"."""
+        return self.rule if self.ok else negate(self.rule)
 
     @property
     def headroom(self) -> float | None:
@@ -71,6 +79,16 @@ class RuleResult:
             f"{self.name} {format_quantity(self.figure, self.unit)}{against}, {side} the "
             f"budget {format_quantity(self.budget, self.unit)} ({self.key})"
         )
+
+
+_NEGATIONS = {"fits": "does not fit", "fit": "do not fit", "reaches": "does not reach"}
+_VERB = re.compile(r"\b(" + "|".join(_NEGATIONS) + r")\b")
+
+
+def negate(text: str) -> str:
+    """``text`` with its verb negated (the first of fits, fit, reaches). Every rule's
+    text holds one of them; a test checks each rule, so a new verb is added here."""
+    return _VERB.sub(lambda m: _NEGATIONS[m.group(1)], text, count=1)
 
 
 def rule_text(fn) -> str:
