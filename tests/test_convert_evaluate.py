@@ -177,3 +177,23 @@ def test_unrolled_lstm_converts_to_builtin_ops():
     x = np.random.default_rng(0).random((8, 6, 4), dtype=np.float32)
     ops = set(inspect_model(convert.to_tflite(model, "int8", x)).op_counts)
     assert {"FULLY_CONNECTED", "LOGISTIC", "TANH"} <= ops
+
+
+def test_a_litert_child_killed_by_a_signal_is_named_by_it_not_by_an_info_banner():
+    import subprocess
+
+    from edgeprune.runners.host import _failure
+
+    aborted = subprocess.CompletedProcess(
+        [], -6, "", "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+    )
+    assert _failure(aborted) == "LiteRT crashed (SIGABRT)"
+    failed = subprocess.CompletedProcess(
+        [],
+        1,
+        "",
+        "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+        "RuntimeError: Encountered unresolved custom op: SignalWindow.\n",
+    )
+    assert _failure(failed) == "RuntimeError: Encountered unresolved custom op: SignalWindow."
+    assert _failure(subprocess.CompletedProcess([], 3, "", "")) == "exit code 3, no error message"

@@ -8,6 +8,7 @@ callers always pass and receive float32 arrays.
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 
 import numpy as np
@@ -176,17 +177,24 @@ def peak_memory_bytes(model: bytes, kernels: str = "xnnpack") -> int:
             timeout=300,
         )
     if proc.returncode != 0:
-        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
-        telling = [
-            ln
-            for ln in lines
-            if any(
-                k in ln for k in ("unresolved", "Unresolved", "Failed", "failed", "Error", "error")
-            )
-        ]
-        tail = (telling or lines or ["no message"])[0]
-        raise RunnerError(f"the model does not load and run in LiteRT ({clip(tail, 200)})")
+        raise RunnerError(f"the model does not load and run in LiteRT ({_failure(proc)})")
     return int(proc.stdout.strip().splitlines()[-1])
+
+
+def _failure(proc) -> str:
+    """Why a LiteRT child failed: its signal when one killed it, and its telling
+    stderr line (an error, never an INFO banner such as XNNPACK's)."""
+    lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+    words = ("unresolved", "Unresolved", "Failed", "failed", "Error", "error")
+    telling = [ln for ln in lines if not ln.startswith("INFO:") and any(k in ln for k in words)]
+    said = clip(telling[-1], 200) if telling else ""
+    if proc.returncode < 0:
+        try:
+            name = signal.Signals(-proc.returncode).name
+        except ValueError:
+            name = f"signal {-proc.returncode}"
+        return f"LiteRT crashed ({name})" + (f": {said}" if said else "")
+    return said or f"exit code {proc.returncode}, no error message"
 
 
 def measure_latency(
