@@ -380,8 +380,8 @@ def test_quantization_over_budget_exits_4_after_writing(autoencoder_files, tmp_p
     )
     assert result.exit_code == 4, result.output
     assert (
-        "quantization budget: The relative MSE increase from quantization fits the "
-        "quantization budget." in result.stdout
+        "quantization budget: The relative MSE increase from quantization does not fit "
+        "the quantization budget." in result.stdout
     )
     assert "FAILED" in result.stdout
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("edgeprune: error:")]
