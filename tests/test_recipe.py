@@ -156,3 +156,23 @@ def test_huge_whole_numbers_and_control_characters_are_rejected():
     with pytest.raises(RecipeError, match="prune.exclude = 'a\\\\x1bb' holds control characters"):
         build_recipe({"prune": {"exclude": ["a\x1bb"]}})
     assert build_recipe({"prune": {"epochs": 2**31 - 1}}).prune.epochs == 2**31 - 1
+
+
+def test_the_readmes_recipe_example_runs_on_the_default_model(tmp_path):
+    """The README's first TOML block is a recipe the built-in default accepts: every
+    key known and every layer it names present (the old example named
+    DepthwiseConv2D, which the default model does not have)."""
+    import re
+    from pathlib import Path
+
+    from edgeprune.models import BUILTIN_MODELS
+
+    from edgeprune.adapters.tfmot import plan_layers
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```toml\n(.*?)```", readme, re.S).group(1)
+    (tmp_path / "r.toml").write_text(block)
+    recipe = load_recipe(str(tmp_path / "r.toml"))
+    model = BUILTIN_MODELS["digits_cnn"].build((8, 8, 1), 10)
+    plans = {p.name: p for p in plan_layers(model, recipe.prune)}
+    assert not plans["classifier"].pruned and plans["fc1"].pruned
