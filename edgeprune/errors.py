@@ -101,6 +101,17 @@ class Interrupted(EdgepruneError, KeyboardInterrupt):
         self.result = result
 
 
+def signal_name(returncode: int) -> str:
+    """The signal that ended a child process, by name (``SIGSEGV``), from the negative
+    return code :mod:`subprocess` gives for it."""
+    import signal
+
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
+
 def clip(text: object, limit: int = 300) -> str:
     """``text`` on one line, cut at a word boundary to at most ``limit`` characters
     with "…" where it was cut: how a message quotes another tool's words."""

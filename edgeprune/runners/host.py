@@ -8,13 +8,12 @@ callers always pass and receive float32 arrays.
 
 from __future__ import annotations
 
-import signal
 from dataclasses import dataclass
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from edgeprune.errors import EdgepruneError, clip
+from edgeprune.errors import EdgepruneError, clip, signal_name
 from edgeprune.estimates.latency import LatencyMeasurement
 
 
@@ -189,11 +188,7 @@ def _failure(proc) -> str:
     telling = [ln for ln in lines if not ln.startswith("INFO:") and any(k in ln for k in words)]
     said = clip(telling[-1], 200) if telling else ""
     if proc.returncode < 0:
-        try:
-            name = signal.Signals(-proc.returncode).name
-        except ValueError:
-            name = f"signal {-proc.returncode}"
-        return f"LiteRT crashed ({name})" + (f": {said}" if said else "")
+        return f"LiteRT crashed ({signal_name(proc.returncode)})" + (f": {said}" if said else "")
     return said or f"exit code {proc.returncode}, no error message"
 
 

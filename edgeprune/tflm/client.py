@@ -17,13 +17,14 @@ import logging
 import os
 import re
 import select
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from edgeprune.errors import signal_name
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +36,7 @@ _WORKER_MODULE = "edgeprune.tflm.worker"
 
 def _crash_text(returncode: int) -> str:
     if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"TFLite Micro crashed ({name})"
+        return f"TFLite Micro crashed ({signal_name(returncode)})"
     return f"the TFLite Micro worker exited with code {returncode}"
 
 
