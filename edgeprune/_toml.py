@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-import stat
 import tomllib
 from typing import Any
+
+from edgeprune._files import FileTooLargeError, NotRegularFileError, read_regular
 
 # A recipe or profile is a few KiB; the cap only keeps a wrong path (a device,
 # a huge file) from being read into memory whole.
@@ -16,19 +17,14 @@ def read_toml(path: str | os.PathLike, error: type[Exception], what: str) -> dic
     """Parse ``path``; raise ``error("<what> <path>: <problem>; <fix>")`` on failure."""
     where = f"{what} {os.fspath(path)}"
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise error(f"{where}: not a regular file; pass a TOML file")
-        with os.fdopen(fd, "rb") as fh:
-            text = fh.read(MAX_TOML_BYTES + 1)
-        if len(text) > MAX_TOML_BYTES:
-            raise error(
-                f"{where}: over {MAX_TOML_BYTES // 2**20} MiB, far more than any recipe or "
-                f"profile; pass the right file"
-            )
-        return tomllib.loads(text.decode("utf-8"))
+        return tomllib.loads(read_regular(path, MAX_TOML_BYTES).decode("utf-8"))
+    except NotRegularFileError:
+        raise error(f"{where}: not a regular file; pass a TOML file") from None
+    except FileTooLargeError:
+        raise error(
+            f"{where}: over {MAX_TOML_BYTES // 2**20} MiB, far more than any recipe or "
+            f"profile; pass the right file"
+        ) from None
     except FileNotFoundError:
         raise error(f"{where}: no such file; check the path") from None
     except IsADirectoryError:

@@ -54,8 +54,8 @@ class Files:
     def missing(self, name: str) -> str:
         return os.path.join(self.root, "missing", name)
 
-    def folder(self) -> str:
-        path = self._new("_dir")
+    def folder(self, suffix: str = "_dir") -> str:
+        path = self._new(suffix)
         os.makedirs(path)
         return path
 
@@ -214,8 +214,8 @@ class DocFiles(Files):
     def missing(self, name):
         return f"missing/{name}"
 
-    def folder(self):
-        return "FOLDER/"
+    def folder(self, suffix="_dir"):
+        return "FOLDER/" if suffix == "_dir" else f"FOLDER{suffix}/"
 
     def text(self, content, suffix):
         return f"FILE{suffix}"

@@ -485,3 +485,12 @@ FAULTS += [
         "… is a folder; pass a .tflite file",
     ),
 ]
+FAULTS += [
+    BadInput(
+        "profile",
+        "a folder as the profile",
+        lambda f: ["targets", "show", f.folder(".toml")],
+        1,
+        "target file …: is a folder, not a TOML file",
+    ),
+]

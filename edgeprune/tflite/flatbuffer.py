@@ -12,12 +12,12 @@ from __future__ import annotations
 import functools
 import math
 import os
-import stat
 import struct
 from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from edgeprune._files import FileTooLargeError, NotRegularFileError, read_regular
 from edgeprune.errors import ModelLoadError
 from edgeprune.tflite.info import OperatorInfo, TensorInfo, TFLiteFormatError
 
@@ -216,33 +216,17 @@ def read_model_file(path: str, max_bytes: int = MAX_MODEL_BYTES) -> bytes:
             larger than ``max_bytes``, or unreadable.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        return read_regular(path, max_bytes)
     except FileNotFoundError:
         raise ModelLoadError(f"{path} does not exist; check the path") from None
     except IsADirectoryError:
         raise ModelLoadError(f"{path} is a folder; pass a .tflite file") from None
+    except NotRegularFileError:
+        raise ModelLoadError(f"model {path} is not a regular file; pass a .tflite file") from None
+    except FileTooLargeError as exc:
+        raise ModelLoadError(_too_large(path, exc.size, max_bytes)) from None
     except OSError as exc:
         raise ModelLoadError(f"{path} cannot be read ({exc.strerror})") from None
-    try:  # judged on the descriptor before wrapping it: fdopen refuses a folder itself
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise ModelLoadError(f"{path} is a folder; pass a .tflite file")
-        if not stat.S_ISREG(mode):
-            raise ModelLoadError(f"model {path} is not a regular file; pass a .tflite file")
-    except BaseException:
-        os.close(fd)
-        raise
-    with os.fdopen(fd, "rb") as fh:
-        size = os.fstat(fd).st_size
-        if size > max_bytes:
-            raise ModelLoadError(_too_large(path, size, max_bytes))
-        try:
-            data = fh.read(max_bytes + 1)
-        except OSError as exc:
-            raise ModelLoadError(f"{path} cannot be read ({exc.strerror})") from None
-    if len(data) > max_bytes:
-        raise ModelLoadError(_too_large(path, len(data), max_bytes))
-    return data
 
 
 def _too_large(path: str, size: int, max_bytes: int) -> str:
