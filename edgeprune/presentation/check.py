@@ -11,10 +11,14 @@ from edgeprune.rules.result import format_quantity
 
 
 def format_check(result: CheckResult) -> str:
-    """The rules' table (figure, budget, headroom, pass/fail), then one line of
-    evidence per precondition and per rule."""
+    """The rules' table (figure, budget, headroom, pass/fail; a figure no budget
+    judges reads "no budget set"), then one line of evidence per precondition
+    and per rule."""
     rows = [["rule", "figure", "budget", "headroom", "result"]]
     for r in result.rules:
+        if not r.judged:
+            rows.append([r.name, format_quantity(r.figure, r.unit), "not set", "", "no budget set"])
+            continue
         rows.append(
             [
                 r.name,

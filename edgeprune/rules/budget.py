@@ -12,14 +12,21 @@ operators) are predicates of the same style on :class:`Support`, judged
 before anything is measured: a model the target cannot run at all is bad
 input (:class:`~edgeprune.stages.check.TargetMismatchError`, exit 1), not a
 budget failure, and a failed precondition's evidence is the error message.
+
+A rule whose budget no one set (latency, unless the recipe, a flag or a
+user's own profile sets one) reports its figure, neither passing nor failing
+(:attr:`~edgeprune.rules.result.RuleResult.judged`). The rules differ by kind
+of target (:data:`RULES`): on Linux storage and RAM are what the model adds,
+with no reserve.
 """
 
 from __future__ import annotations
 
+import platform
 from dataclasses import asdict, dataclass
 
 from edgeprune.estimates.latency import LatencyEstimate, LatencyMeasurement
-from edgeprune.rules.result import RuleResult, rule_text
+from edgeprune.rules.result import RuleResult, format_size, rule_text
 from edgeprune.target import Budget, Target
 
 
@@ -42,7 +49,7 @@ class Evidence:
     """Figures measured for one model on one target, with where each came from.
 
     A TFLite Micro target's evidence has every TFLite Micro figure, a Linux
-    target's its peak memory (:func:`evaluate` refuses evidence without them).
+    target's the memory a LiteRT process grows by (:func:`evaluate` refuses evidence without them).
     """
 
     model_path: str
@@ -157,19 +164,12 @@ PRECONDITIONS = (dtype_precondition, ops_precondition)
 def flash_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
     """The model, its runtime and the application's reserve fit the flash budget."""
     reserve = target.reserve.flash_bytes
-    if target.kind == "linux":
-        figure = ev.model_bytes + reserve
-        evidence = (
-            f"model file {ev.model_bytes:,} B (the LiteRT library is part of the OS "
-            f"image) + reserve {reserve:,} B"
-        )
-    else:
-        figure = ev.model_bytes + ev.runtime_flash_bytes + reserve
-        evidence = (
-            f"model {ev.model_bytes:,} B (dense flatbuffer: pruned zeros are stored) + "
-            f"TFLite Micro runtime {ev.runtime_flash_bytes:,} B ({ev.runtime_flash_basis})"
-            f" + application reserve {reserve:,} B"
-        )
+    figure = ev.model_bytes + ev.runtime_flash_bytes + reserve
+    evidence = (
+        f"model {ev.model_bytes:,} B (dense flatbuffer: pruned zeros are stored) + "
+        f"TFLite Micro runtime {ev.runtime_flash_bytes:,} B ({ev.runtime_flash_basis})"
+        f" + application reserve {reserve:,} B"
+    )
     return RuleResult(
         "flash",
         rule_text(flash_rule),
@@ -185,22 +185,14 @@ def flash_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
 def ram_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
     """The model's working memory, its runtime and the application's reserve fit the RAM budget."""
     reserve = target.reserve.ram_bytes
-    if target.kind == "linux":
-        figure = ev.peak_memory_bytes + reserve
-        evidence = (
-            f"{ev.peak_memory_bytes:,} B: memory growth of a fresh process that loads "
-            f"the model in ai-edge-litert ({target.kernels}), allocates and invokes "
-            f"once, measured on this host; + reserve {reserve:,} B"
-        )
-    else:
-        figure = ev.arena_bytes + ev.runtime_ram_bytes + reserve
-        m = target.arena_margin
-        evidence = (
-            f"arena {ev.arena_bytes:,} B = max(smallest working {ev.arena_min_bytes:,} B, "
-            f"print_allocations {ev.arena_recorded_bytes or 0:,} B) + {m.fraction:.0%} + "
-            f"{m.bytes} B margin; + {ev.runtime_ram_bytes:,} B static runtime RAM"
-            f" + application reserve {reserve:,} B"
-        )
+    figure = ev.arena_bytes + ev.runtime_ram_bytes + reserve
+    m = target.arena_margin
+    evidence = (
+        f"arena {ev.arena_bytes:,} B = max(smallest working {ev.arena_min_bytes:,} B, "
+        f"print_allocations {ev.arena_recorded_bytes or 0:,} B) + {m.fraction:.0%} + "
+        f"{m.bytes} B margin; + {ev.runtime_ram_bytes:,} B static runtime RAM"
+        f" + application reserve {reserve:,} B"
+    )
     return RuleResult(
         "ram",
         rule_text(ram_rule),
@@ -216,27 +208,80 @@ def ram_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
 def arena_block_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
     """The tensor arena fits the largest contiguous RAM block."""
     block = target.largest_ram_block_bytes
-    if target.runtime != "tflm" or block is None:
-        return RuleResult(
-            "arena",
-            rule_text(arena_block_rule),
-            True,
-            None,
-            None,
-            "",
-            "largest_ram_block_bytes",
-            "no bank limit recorded for this device",
-        )
+    where = (
+        f"in the largest block of {target.id} ({block:,} B)"
+        if block is not None
+        else f"; {target.id}'s profile records no contiguous-block limit "
+        f"(largest_ram_block_bytes), so only the RAM rule bounds it"
+    )
     return RuleResult(
         "arena",
         rule_text(arena_block_rule),
-        ev.arena_bytes <= block,
+        block is None or ev.arena_bytes <= block,
         ev.arena_bytes,
         block,
         "B",
         "largest_ram_block_bytes",
-        f"one static arena of {ev.arena_bytes:,} B in the largest block of "
-        f"{target.id} ({block:,} B)",
+        f"one static arena of {ev.arena_bytes:,} B{' ' if block is not None else ''}{where}",
+    )
+
+
+# ---------------------------------------------------------------- Linux rules
+
+MIB = 2**20
+
+
+def _in_mib(rule, used: int, limit: int, budget_key: str, capacity: str, evidence: str):
+    """A Linux rule's result: bytes the model adds against ``limit``, both in MiB;
+    ``evidence`` follows "N B (size) of TARGET's CAPACITY"."""
+    return RuleResult(
+        "storage" if rule is storage_rule else "ram",
+        rule_text(rule),
+        used <= limit,
+        used / MIB,
+        limit / MIB,
+        "MiB",
+        budget_key,
+        f"{used:,} B ({format_size(used)}) of {capacity}{evidence}",
+    )
+
+
+def storage_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
+    """The model file fits the storage budget.
+
+    On Linux the LiteRT library is part of the OS image: what the model adds
+    to storage is its file."""
+    capacity = f"{target.id}'s {format_size(target.flash_bytes)} of storage (flash_bytes)"
+    return _in_mib(
+        storage_rule,
+        ev.model_bytes,
+        budget.max_flash_bytes,
+        "budget.max_flash_bytes",
+        capacity,
+        ": the model file; the LiteRT library is part of the OS image",
+    )
+
+
+def memory_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
+    """The memory the model adds to a process fits the RAM budget.
+
+    Measured in a fresh process on the machine edgeprune runs on, not on the
+    board: the board's allocator and kernels differ, and the OS and the
+    application's own memory are not counted."""
+    arch = (platform.machine() or "unknown").replace("_", "-")
+    where = (
+        f"this machine with {target.kernels}"
+        if target.id == "host"
+        else f"this {arch} host with {target.kernels}, not on the board"
+    )
+    return _in_mib(
+        memory_rule,
+        ev.peak_memory_bytes,
+        budget.max_ram_bytes,
+        "budget.max_ram_bytes",
+        f"{target.id}'s {format_size(target.ram_bytes)} of RAM",
+        ": what a fresh process grows by to load the model in ai-edge-litert, allocate "
+        f"and invoke once, measured on {where}",
     )
 
 
@@ -246,6 +291,7 @@ def latency_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
     Measured on this machine where the profile says so (the host), estimated
     from the op costs everywhere else."""
     est, measured = ev.latency, ev.latency_measured
+    limit = budget.max_latency_ms
     if measured is not None:
         figure = measured.p50_ms
         evidence = (
@@ -259,19 +305,29 @@ def latency_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
         evidence = f"ESTIMATE {est.ms:,.4g} ms at {est.clock_hz / 1e6:g} MHz{threads}, {est.caveat}"
         if est.energy_uj is not None:
             evidence += f"; energy {est.energy_uj:.4g} uJ at {est.power_mw:g} mW (also an estimate)"
+    if limit is None:
+        evidence = (
+            "to judge it, set max_latency_ms in the recipe's [budget] or pass "
+            "--max-latency-ms (a latency budget is the application's, not the device's); "
+            + evidence
+        )
     return RuleResult(
         "latency",
         rule_text(latency_rule),
-        figure <= budget.max_latency_ms,
+        limit is None or figure <= limit,
         figure,
-        budget.max_latency_ms,
+        limit,
         "ms",
         "budget.max_latency_ms",
         evidence,
     )
 
 
-RULES = (flash_rule, ram_rule, arena_block_rule, latency_rule)
+#: The rules of each kind of target, in the order they are shown.
+RULES = {
+    "mcu": (flash_rule, ram_rule, arena_block_rule, latency_rule),
+    "linux": (storage_rule, memory_rule, latency_rule),
+}
 
 
 def evaluate(
@@ -291,5 +347,5 @@ def evaluate(
     if missing:
         raise ValueError(f"the evidence for {target.id} lacks {', '.join(missing)}")
     budget = budget or target.budget
-    results = tuple(rule(ev, target, budget) for rule in RULES)
+    results = tuple(rule(ev, target, budget) for rule in RULES[target.kind])
     return CheckResult(target.id, all(r.ok for r in results), results, budget, ev, preconditions)
