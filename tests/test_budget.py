@@ -362,3 +362,25 @@ def test_every_rule_reads_as_its_result_pass_or_fail():
     held = RuleResult("ram", rule_text(b.ram_rule), True, 1.0, 2.0, "B", "k", "")
     assert held.statement == held.rule and held.rule.endswith(" fit the RAM budget.")
     assert " do not fit the RAM budget." in RuleResult(**{**vars(held), "ok": False}).statement
+
+
+def test_tflite_micro_person_detect_is_not_refused_on_the_nano_for_a_budget_never_set():
+    """TFLite Micro's person_detect (MobileNetV1 0.25, 96x96, 7.16 M MACs) runs on the
+    Nano 33 BLE in TFLite Micro's own example; its estimate is far above the 100 ms
+    the profile used to impose, and with no budget set it is reported, not failed."""
+    import json
+
+    from edgeprune.estimates.latency import estimate_latency
+    from edgeprune.estimates.opcost import ModelCost
+    from edgeprune.target import targets_dir
+
+    path = f"{targets_dir()}/calibration/rp2040_person_detect/person_detect.json"
+    with open(path) as fh:
+        cost = ModelCost.from_dict(json.load(fh))
+    t = load_target("nano33ble")
+    est = estimate_latency(cost, t)
+    assert cost.macs == 7_157_888 and est.ms > 100
+    r = b.latency_rule(evidence(latency=est), t, t.budget)
+    assert r.ok and not r.judged and r.figure == est.ms
+    judged = b.latency_rule(evidence(latency=est), t, Budget(1, 1, 100.0))
+    assert not judged.ok and judged.statement.endswith("does not fit the latency budget.")
