@@ -79,17 +79,24 @@ def clock_hz(root: str = "/") -> int:
 
 
 def ram_bytes(root: str = "/") -> int:
-    """``MemTotal`` of /proc/meminfo, in bytes.
+    """``MemTotal`` of /proc/meminfo, in bytes; without /proc, the physical pages
+    ``sysconf`` counts.
 
     Raises:
-        MachineReadError: /proc/meminfo is missing or has no MemTotal.
+        MachineReadError: neither gives a figure.
     """
     for line in (_read(root, "/proc/meminfo") or "").splitlines():
         key, _, value = line.partition(":")
         parts = value.split()
         if key == "MemTotal" and parts and parts[0].isdigit():
             return int(parts[0]) * 1024
-    raise MachineReadError("no MemTotal line in /proc/meminfo")
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") if root == "/" else 0
+    except (ValueError, OSError):
+        pages = 0
+    if pages <= 0:
+        raise MachineReadError("no MemTotal line in /proc/meminfo")
+    return pages
 
 
 def read(keys, root: str = "/") -> dict:
