@@ -175,6 +175,8 @@ def test_linux_targets_judge_what_the_model_adds_in_mib_beside_the_capacity():
     rows = [line.split() for line in format_check(result).splitlines()[4:6]]
     assert rows[0] == ["storage", "0.04324", "MiB", "8,192", "MiB", "8,192", "MiB", "pass"]
     assert rows[1] == ["ram", "3.2", "MiB", "1,024", "MiB", "1,021", "MiB", "pass"]
+    host = b.memory_rule(ev, load_target("rpi5"), Budget(10**9, 25_275_973_632))
+    assert host.against_budget() == "3.2 MiB, budget 24,105 MiB (budget.max_ram_bytes)"
     tight = b.memory_rule(ev, t, Budget(10**9, 3_000_000))
     assert not tight.ok and tight.failure().startswith("ram 3.2 MiB, over the budget 2.861 MiB")
 

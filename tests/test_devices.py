@@ -335,3 +335,19 @@ def test_cli_bad_profile_and_recipe_are_one_line_exit_1(tmp_path):
         f"save it as UTF-8 text"
     )
     assert not out.exists()
+
+
+def test_a_figure_this_machine_does_not_give_refuses_the_profile_naming_the_fix(monkeypatch):
+    from edgeprune import this_machine
+
+    def no_clock(root="/"):
+        raise this_machine.MachineReadError("no 'cpu MHz' line in /proc/cpuinfo")
+
+    monkeypatch.setattr(this_machine, "clock_hz", no_clock)
+    data = bad(clock_hz=None, read_from_this_machine=["clock_hz"])
+    with pytest.raises(TargetError) as err:
+        parse_target(data, "t.toml", "t")
+    assert str(err.value) == (
+        "t.toml: cannot read clock_hz from this machine: no 'cpu MHz' line in /proc/cpuinfo; "
+        "state it in the profile and drop it from read_from_this_machine"
+    )

@@ -107,8 +107,11 @@ def rule_text(fn) -> str:
 
 def format_figure(value: float, unit: str) -> str:
     """A figure without its unit: milliseconds, MiB and fractions to 4 significant
-    digits, bytes (and counts) whole, with thousands separators."""
-    return f"{value:,.4g}" if unit in ("ms", "", "MiB") else f"{value:,.0f}"
+    digits (whole from 1,000 up, never an exponent), bytes (and counts) whole,
+    with thousands separators."""
+    if unit in ("ms", "", "MiB") and abs(value) < 1000:
+        return f"{value:,.4g}"
+    return f"{value:,.0f}"
 
 
 def format_quantity(value: float | None, unit: str) -> str:
