@@ -148,7 +148,8 @@ def test_a_failed_precondition_refuses_the_model_with_its_evidence(
         target = "rpi4"
         message = (
             "LiteRT cannot run m.tflite on rpi4: the model does not load and run in "
-            "LiteRT (no kernel)"
+            "LiteRT (no kernel); replace those operators, or check the model on a target "
+            "whose runtime has them"
         )
     else:
         from edgeprune.errors import UnsupportedModelError

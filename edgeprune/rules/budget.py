@@ -136,7 +136,16 @@ def ops_precondition(s: Support, target: Target) -> RuleResult:
     if s.npu_ops:
         evidence = _npu_refusal(s, target)
     elif target.runtime != "tflm" and s.unsupported:
-        evidence = f"LiteRT cannot run {s.model} on {target.id}: {'; '.join(s.unsupported)}"
+        from edgeprune.firmware.resolver import CUSTOM_METHODS
+
+        micro = [op[7:] for op in s.ops if op.startswith("CUSTOM:") and op[7:] in CUSTOM_METHODS]
+        fix = (
+            f"LiteRT lacks TFLite Micro's own kernel{'s' * (len(micro) > 1)} "
+            f"{', '.join(micro)}; check the model on a TFLite Micro target"
+            if micro
+            else "replace those operators, or check the model on a target whose runtime has them"
+        )
+        evidence = f"LiteRT cannot run {s.model} on {target.id}: {'; '.join(s.unsupported)}; {fix}"
     elif target.runtime != "tflm":
         evidence = "loaded, allocated and invoked in ai-edge-litert"
     elif s.unsupported:
