@@ -1,10 +1,11 @@
 """Does ``edgeprune check`` refuse a model that TFLite Micro runs? Every ``.tflite`` in a folder.
 
-For each model: is it read at all (edgeprune's verifier), does TFLite Micro on
-this host run it (the smallest arena is searched: that loads it and invokes it
-on seeded random inputs), then ``check`` against every microcontroller target
-(``kind = "mcu"`` in ``targets/``) with the arena found, so the search runs
-once per model and not once per target. Prints one row per model:
+For each model: does TFLite Micro on this host run it (loaded in its worker
+with a 64 MiB arena and invoked once on seeded random inputs, without any of
+edgeprune's checks), is it read at all (edgeprune's verifier), then ``check``
+against every microcontroller target (``kind = "mcu"`` in ``targets/``) with the
+smallest arena searched once per model, not once per target. Prints one row per
+model:
 
 * ``tflm``: ``runs`` when the host's TFLite Micro ran it, else ``no``;
 * ``firmware``: how many registrations the generated op resolver
@@ -15,9 +16,10 @@ once per model and not once per target. Prints one row per model:
 
 then every refusal, once per model and message, with the targets it holds on.
 A refusal of a model that TFLite Micro runs is marked ``WRONG`` unless it is
-one of the rules that hold whatever the runtime can do (the profile's dtype,
-an activation larger than the board's RAM); the exit code is the number of
-such wrong refusals (0 when there is none).
+one of the rules that hold whatever the runtime can do (a float model on a
+profile that asks for int8, an activation larger than the board's RAM, a model
+compiled for an NPU); the exit code is the number of such wrong refusals (0
+when there is none).
 
     .venv/bin/python benchmarks/example_models.py /work/fwcheck/models
 
@@ -38,8 +40,12 @@ from dataclasses import dataclass, field
 import click
 
 # A refusal by one of these rules is right even when TFLite Micro runs the model:
-# the profile asks for another dtype, or one activation is larger than the RAM.
-_RIGHT_WHATEVER_RUNS = ("needs int8", "more than the", "compiled by Arm's Vela")
+# a float model on a profile that asks for int8, one activation larger than the
+# RAM, a model compiled for an NPU. A "mixed" model is not among them.
+_RIGHT_WHATEVER_RUNS = ("is a float32 model but", "bytes of RAM of", "compiled by Arm's Vela")
+# What "TFLite Micro runs it" means here: loaded with a generous arena and invoked
+# once on seeded random inputs by the host's TFLite Micro, without edgeprune's checks.
+_PROBE = {"cmd": "probe", "arena_bytes": 64 * 1024 * 1024, "inputs": "random", "seed": 0}
 
 
 @dataclass
@@ -72,6 +78,14 @@ def mcu_targets() -> list:
     return [t for t in (load_target(n) for n in list_targets()) if t.kind == "mcu"]
 
 
+def tflm_runs(data: bytes) -> bool:
+    """Does the host's TFLite Micro load and invoke ``data``, edgeprune's verifier aside?"""
+    from edgeprune.tflm.client import Worker
+
+    with Worker(data) as worker:
+        return worker.request(_PROBE).ok
+
+
 def render_resolver(model) -> list[str]:
     """The firmware's op resolver lines for ``model`` (``model_ops.h`` as ``firmware``
     writes it, rendered in memory)."""
@@ -93,6 +107,8 @@ def check_folder(folder: str) -> tuple[list[ModelRow], list[str]]:
     for path in sorted(glob.glob(os.path.join(folder, "*.tflite"))):
         row = ModelRow(os.path.basename(path))
         rows.append(row)
+        with open(path, "rb") as fh:
+            row.tflm_runs = tflm_runs(fh.read())
         try:
             model = read_flatbuffer(path)
         except BadInputError as exc:
@@ -109,8 +125,7 @@ def check_folder(folder: str) -> tuple[list[ModelRow], list[str]]:
             row.firmware = "refused"
             row.refusals.setdefault(f"firmware: {exc}", []).append("all")
         try:
-            arena = probe.find_arena(model.data)
-            row.tflm_runs = True
+            arena = probe.find_arena(model.data) if row.tflm_runs else None
         except EdgepruneError:
             arena = None
         for t in targets:
