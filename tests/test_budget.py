@@ -115,7 +115,18 @@ def test_the_dtype_precondition_fails_with_the_conversion_to_use(case, target, f
             "litert",
             "rpi4",
             dict(unsupported=("the model does not load and run in LiteRT (x)",)),
-            "LiteRT cannot run m.tflite on rpi4: the model does not load and run in LiteRT (x)",
+            "LiteRT cannot run m.tflite on rpi4: the model does not load and run in LiteRT (x); "
+            "replace those operators, or check the model on a target whose runtime has them",
+        ),
+        (
+            "litert_micro_kernel",
+            "rpi4",
+            dict(
+                unsupported=("(x)",),
+                ops={"CUSTOM:SignalRfft": 1, "CUSTOM:SignalWindow": 1, "CUSTOM:MyOp": 1},
+            ),
+            "LiteRT cannot run m.tflite on rpi4: (x); LiteRT lacks TFLite Micro's own kernels "
+            "SignalRfft, SignalWindow; check the model on a TFLite Micro target",
         ),
     ],
 )

@@ -148,7 +148,8 @@ def test_a_failed_precondition_refuses_the_model_with_its_evidence(
         target = "rpi4"
         message = (
             "LiteRT cannot run m.tflite on rpi4: the model does not load and run in "
-            "LiteRT (no kernel)"
+            "LiteRT (no kernel); replace those operators, or check the model on a target "
+            "whose runtime has them"
         )
     else:
         from edgeprune.errors import UnsupportedModelError
@@ -363,11 +364,19 @@ def test_fleet_exit_3_when_a_device_is_over_budget(built, tmp_path):
 def test_model_dtype_counts_integer_only_models_as_int8():
     from types import SimpleNamespace as NS
 
-    from edgeprune.stages.check import model_dtype
+    from edgeprune.stages.check import first_float, model_dtype
 
-    def info(tensors, weights):
+    def info(tensors, weights, shapes=None):
+        ts = [
+            NS(index=i, subgraph=0, name=f"t{i}", dtype=d, elements=(shapes or {}).get(i, 4))
+            for i, d in enumerate(tensors)
+        ]
+        op = NS(index=0, subgraph=0, opcode="FULLY_CONNECTED", inputs=(0,), outputs=(1,))
         return NS(
-            tensors=[NS(dtype=d) for d in tensors],
+            tensors=ts,
+            inputs=(ts[0],),
+            outputs=(ts[min(3, len(ts) - 1)],),
+            operators=[op, NS(index=1, subgraph=0, opcode="ADD", inputs=(1, 2), outputs=(3,))],
             weights=NS(per_tensor=[NS(dtype=d) for d in weights]),
         )
 
@@ -376,6 +385,14 @@ def test_model_dtype_counts_integer_only_models_as_int8():
     assert model_dtype(info(["int8", "int32"], ["int8"])) == "int8"
     assert model_dtype(info(["float32"], ["float32"])) == "float32"
     assert model_dtype(info(["float32", "int8"], ["int8"])) == "mixed"  # dynamic range
+    # An int8 LSTM's empty float placeholders (shape [0]) and a float tensor no
+    # operator touches leave the model int8.
+    assert model_dtype(info(["int8", "int8", "int8", "int8", "float32"], ["int8"])) == "int8"
+    empty = info(["int8", "int8", "float32", "int8"], ["int8"], shapes={2: 0})
+    assert model_dtype(empty) == "int8" and first_float(empty) == ""
+    used = info(["int8", "int8", "float32", "int8"], ["int8"])
+    assert model_dtype(used) == "mixed"
+    assert first_float(used) == "float32 tensor 2 ('t2') read by ADD at operator 1"
 
 
 def test_run_for_a_target_picks_the_dense_quantization_with_the_smaller_arena(built):

@@ -42,6 +42,8 @@ class Support:
     # TFLite Micro: "OPCODE at operator N (layer L): reason"; LiteRT: its one error
     unsupported: tuple[str, ...] = ()
     unregistered: str = ""  # why the firmware's op resolver cannot register an op
+    first_float: str = ""  # the first float tensor in use and its operator, for messages
+    npu_ops: tuple[str, ...] = ()  # operators compiled for an NPU: "ethos-u at operator 0"
 
 
 @dataclass(frozen=True)
@@ -125,8 +127,9 @@ def dtype_precondition(s: Support, target: Target) -> RuleResult:
             f"int8 mode of quantize.mode does)"
         )
     else:
+        which = f" ({s.first_float})" if s.first_float and s.dtype == "mixed" else ""
         evidence = (
-            f"{s.model} is a {s.dtype} model but {target.id} needs "
+            f"{s.model} is a {s.dtype} model{which} but {target.id} needs "
             f"{target.model_dtype}; convert with quantize.mode = "
             f'"{target.model_dtype}"'
         )
@@ -137,8 +140,19 @@ def dtype_precondition(s: Support, target: Target) -> RuleResult:
 
 def ops_precondition(s: Support, target: Target) -> RuleResult:
     """The runtime implements every operator and dtype in the model."""
-    if target.runtime != "tflm" and s.unsupported:
-        evidence = f"LiteRT cannot run {s.model} on {target.id}: {'; '.join(s.unsupported)}"
+    if s.npu_ops:
+        evidence = _npu_refusal(s, target)
+    elif target.runtime != "tflm" and s.unsupported:
+        from edgeprune.firmware.resolver import CUSTOM_METHODS
+
+        micro = [op[7:] for op in s.ops if op.startswith("CUSTOM:") and op[7:] in CUSTOM_METHODS]
+        fix = (
+            f"LiteRT lacks TFLite Micro's own kernel{'s' * (len(micro) > 1)} "
+            f"{', '.join(micro)}; check the model on a TFLite Micro target"
+            if micro
+            else "replace those operators, or check the model on a target whose runtime has them"
+        )
+        evidence = f"LiteRT cannot run {s.model} on {target.id}: {'; '.join(s.unsupported)}; {fix}"
     elif target.runtime != "tflm":
         evidence = "loaded, allocated and invoked in ai-edge-litert"
     elif s.unsupported:
@@ -150,8 +164,28 @@ def ops_precondition(s: Support, target: Target) -> RuleResult:
         evidence = f"{s.model} on {target.id}: {s.unregistered}"
     else:
         evidence = "loaded in TFLite Micro: " + ", ".join(f"{k} x{v}" for k, v in s.ops.items())
-    ok = not (s.unsupported or s.unregistered)
+    ok = not (s.unsupported or s.unregistered or s.npu_ops)
     return RuleResult("ops", rule_text(ops_precondition), ok, None, None, "", "runtime", evidence)
+
+
+def _npu_refusal(s: Support, target: Target) -> str:
+    """Why a model Vela compiled for an Ethos-U NPU is not judged on ``target``, and
+    what to do: check Vela's own figures on a target with that NPU, else pass the
+    model from before Vela."""
+    head = (
+        f"{s.model} was compiled by Arm's Vela for an Ethos-U NPU ({', '.join(s.npu_ops)}):"
+        " TFLite Micro runs that part only on the NPU"
+    )
+    if (target.npu or "").startswith("ethos-u"):
+        return (
+            f"{head}, so edgeprune cannot load or measure it on this host; for the "
+            f"{target.npu} of {target.id}, check Vela's summary report (its "
+            f"<model>_summary_<system>.csv: SRAM and flash used, NPU cycles) against the "
+            f"NPU's SRAM, or check the model as it was before Vela compiled it"
+        )
+    return (
+        f"{head}, and {target.id} has no Ethos-U; pass the model as it was before Vela compiled it"
+    )
 
 
 #: Judged in this order before anything is measured; the first that fails refuses the model.
