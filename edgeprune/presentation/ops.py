@@ -36,6 +36,7 @@ def cost_report(
     cost_model: str | None = None,
     as_json: bool = False,
     max_bytes: int | None = None,
+    force_cost_model: bool = False,
 ) -> str:
     """Per-operator cost of the .tflite at ``model_path`` (class, MACs, bytes), and
     with ``target`` (a profile name or file) each operator's estimated latency under
@@ -45,7 +46,8 @@ def cost_report(
 
     Raises:
         BadInputError: the file is not a readable, valid .tflite, the target or
-            the cost model is unknown.
+            the cost model is unknown, or the cost model is for another core or
+            kernel library than the target's (unless ``force_cost_model``).
     """
     from edgeprune.artifacts import read_flatbuffer
     from edgeprune.estimates.latency import estimate_latency
@@ -57,7 +59,7 @@ def cost_report(
     if target is not None:
         from edgeprune.target import load_target
 
-        est = estimate_latency(costs, load_target(target), cost_model)
+        est = estimate_latency(costs, load_target(target), cost_model, force_cost_model)
     if as_json:
         body = costs.to_dict()
         if est is not None:
