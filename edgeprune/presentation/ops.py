@@ -70,14 +70,16 @@ def cost_report(
 
 def _cost_text(costs, est) -> str:
     from edgeprune.estimates.opcost import format_count
+    from edgeprune.tflite.names import layer_label
 
     rows = [
-        ["op", "class", "dtype", "kernel", "MACs", "elements", "weights B", "act. B"]
+        ["op", "layer", "class", "dtype", "kernel", "MACs", "elements", "weights B", "act. B"]
         + (["est. ms", "share"] if est else [])
     ]
     for i, o in enumerate(costs.ops):
         row = [
             f"{o.index} {o.opcode}",
+            layer_label(o.layer, 24),
             o.op_class,
             o.dtype,
             o.kernel,
@@ -89,7 +91,7 @@ def _cost_text(costs, est) -> str:
         if est:
             row += [f"{est.ops[i].ms:.4g}", f"{est.ops[i].ms / est.ms:.0%}" if est.ms else "-"]
         rows.append(row)
-    lines = table(rows, right=set(range(4, 10)))
+    lines = table(rows, right=set(range(5, 11)))
     lines.append(
         f"total: {costs.macs:,} MACs, {costs.weight_bytes:,} B of constants, "
         f"{len(costs.ops)} operators"
