@@ -343,3 +343,9 @@ class BudgetOptions:
         "written by `edgeprune calibrate --out` (default: the "
         "target's).",
     )
+    force_cost_model: bool = option(
+        False,
+        "--force-cost-model",
+        "Use --cost-model even when it was fitted for another core or kernel "
+        "library than the target's (the estimate then says so).",
+    )

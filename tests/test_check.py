@@ -474,7 +474,9 @@ def test_check_options_applies_the_recipe_budget_and_its_cost_model_together(bui
     path = str(out / "final_int8.tflite")
     default = check_options(path, target, BudgetOptions())
     other = check_options(
-        path, target, BudgetOptions(cost_model="cmsis-nn_cortex-m7", max_latency_ms=0.001)
+        path,
+        target,
+        BudgetOptions(cost_model="cmsis-nn_cortex-m7", force_cost_model=True, max_latency_ms=0.001),
     )
     assert default.evidence.latency.cost_model == "cmsis-nn_cortex-m4f"
     assert other.evidence.latency.cost_model == "cmsis-nn_cortex-m7"

@@ -22,7 +22,7 @@ is cheap (no TensorFlow).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 
 from edgeprune._toml import id_or_path, read_toml, toml_ids
@@ -266,7 +266,7 @@ class LatencyEstimate:
                 f"; leave-one-out error on {a.set}: median {a.median_abs_error:.0%}, "
                 f"max {a.max_abs_error:.0%} over {a.n} models"
             )
-        return text
+        return "; ".join((text, *self.notes))
 
 
 def estimate(
@@ -323,17 +323,64 @@ __all__ = [
 ]
 
 
-def estimate_latency(cost, target: Target, cost_model: str | None = None):
-    """The latency (and energy) estimate of a model's op costs (:func:`opcost.model_cost`)
-    on ``target``.
+class CostModelMismatchError(CostModelError):
+    """A cost model fitted for another core or kernel library than the target's."""
 
-    ``cost_model`` (an id or a .toml path) replaces the target's own.
+
+FORCE_FIX = "pass --force-cost-model (recipe: [budget] force_cost_model = true) to use it anyway"
+
+
+def core_mismatch(model: CostModel, target: Target, force: bool = False) -> str:
+    """ "" when ``model`` is for ``target``'s kernel library and core; else, with
+    ``force``, the note an estimate carries (its constants were measured elsewhere,
+    so its error band says nothing here).
+
+    Raises:
+        CostModelMismatchError: another core or kernel library, not forced.
+    """
+    if (model.kernels, model.core) == (target.kernels, target.core):
+        return ""
+    theirs = f"{model.kernels} on {model.core}"
+    ours = f"{target.kernels} on {target.core}"
+    if force:
+        return (
+            f"FORCED: cost model {model.id} is for {theirs}, not {ours}; the figure "
+            f"and its error band do not describe {target.id}"
+        )
+    raise CostModelMismatchError(
+        f"cost model {model.id} is for {theirs}, but {target.id} runs {ours}; choose "
+        f"a cost model for {target.kernels}_{target.core} or {FORCE_FIX}"
+    )
+
+
+def select_cost_model(
+    target: Target, cost_model: str | None = None, force: bool = False
+) -> tuple[CostModel, str]:
+    """The cost model for ``target`` (``cost_model``, an id or a .toml path, replaces
+    the target's own) and, when it was forced onto another core, the note saying so.
 
     Raises:
         CostModelError: the cost model is unknown or invalid.
+        CostModelMismatchError: it is for another core or kernel library (not forced).
     """
     model = load_cost_model(cost_model or target.latency.cost_model_id(target))
-    return estimate(
+    return model, core_mismatch(model, target, force)
+
+
+def estimate_latency(cost, target: Target, cost_model: str | None = None, force: bool = False):
+    """The latency (and energy) estimate of a model's op costs (:func:`opcost.model_cost`)
+    on ``target``.
+
+    ``cost_model`` (an id or a .toml path) replaces the target's own; one for
+    another core or kernel library is refused unless ``force`` (then the
+    estimate's caveat says so).
+
+    Raises:
+        CostModelError: the cost model is unknown or invalid.
+        CostModelMismatchError: it is for another core or kernel library (not forced).
+    """
+    model, note = select_cost_model(target, cost_model, force)
+    result = estimate(
         cost,
         model,
         target.clock_hz,
@@ -341,3 +388,4 @@ def estimate_latency(cost, target: Target, cost_model: str | None = None):
         threads=target.latency.threads,
         power_mw=target.latency.active_power_mw,
     )
+    return replace(result, notes=(*result.notes, note)) if note else result

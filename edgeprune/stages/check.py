@@ -207,6 +207,7 @@ def evidence(
     cost_model: str | None = None,
     arena=None,
     peak_memory_bytes: int | None = None,
+    force_cost_model: bool = False,
 ) -> rules.Evidence:
     """Measure everything the budget rules need for ``model`` (in memory) on ``target``,
     whose preconditions (:func:`require`) held.
@@ -217,10 +218,11 @@ def evidence(
 
     Raises:
         MicroError: TFLite Micro could not allocate the model at any size.
-        CostModelError: the cost model is unknown or invalid.
+        CostModelError: the cost model is unknown or invalid, or (not
+            ``force_cost_model``) for another core or kernel library.
     """
     data, info = model.data, model.info
-    latency = estimate_latency(model_cost(info), target, cost_model)
+    latency = estimate_latency(model_cost(info), target, cost_model, force_cost_model)
     head = (model.path, len(data), model_dtype(info), dict(info.op_counts), latency)
     if target.runtime == "litert":
         measured = None
@@ -292,7 +294,7 @@ def check_flatbuffer(
     options = options or BudgetOptions()
     facts, peak = support(model, target, arena)
     held = require(facts, target)
-    ev = evidence(model, target, options.cost_model, arena, peak)
+    ev = evidence(model, target, options.cost_model, arena, peak, options.force_cost_model)
     return _apply(ev, target, effective_budget(target, asdict(options)), held)
 
 
