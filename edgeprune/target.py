@@ -69,7 +69,7 @@ class Reserve:
 
 @dataclass(frozen=True)
 class ArenaMargin:
-    """Added to the arena measured on this 64-bit host, and why."""
+    """Added to the arena computed for the target (estimates/device_arena.py), and why."""
 
     fraction: float
     bytes: int

@@ -582,7 +582,8 @@ def test_build_firmware_writes_the_folder_with_the_measured_arena(int8_model, tm
     model.write_bytes(int8_model)
     build = build_firmware(str(model), "nano33ble", str(tmp_path / "fw"))
     arena = build.check.evidence.arena_bytes
-    assert build.check.ok and arena > build.check.evidence.arena_min_bytes > 0
+    assert build.check.ok and arena > 0 and build.check.evidence.arena_min_bytes > 0
+    assert "for cortex-m4f" in build.check.evidence.arena_basis  # computed for the device
     config = (tmp_path / "fw" / "firmware" / MODEL_CONFIG_H).read_text()
     assert re.search(rf"\b{arena}\b", config), config
     assert (tmp_path / "fw" / "firmware" / MODEL_DATA_CC).exists()

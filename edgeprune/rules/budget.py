@@ -62,7 +62,8 @@ class Evidence:
     # TFLite Micro targets
     arena_min_bytes: int | None = None  # smallest arena that allocated and ran here
     arena_recorded_bytes: int | None = None  # what print_allocations() reported
-    arena_bytes: int | None = None  # max of the two plus the target's margin
+    arena_bytes: int | None = None  # computed for the target from the host's (device_arena)
+    arena_basis: str = ""  # how arena_bytes was computed, in words
     runtime_flash_bytes: int | None = None
     runtime_flash_basis: str = ""
     runtime_ram_bytes: int | None = None
@@ -220,12 +221,9 @@ def ram_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
     """The model's working memory, its runtime and the application's reserve fit the RAM budget."""
     reserve = target.reserve.ram_bytes
     figure = ev.arena_bytes + ev.runtime_ram_bytes + reserve
-    m = target.arena_margin
     evidence = (
-        f"arena {ev.arena_bytes:,} B = max(smallest working {ev.arena_min_bytes:,} B, "
-        f"print_allocations {ev.arena_recorded_bytes or 0:,} B) + {m.fraction:.0%} + "
-        f"{m.bytes} B margin; + {ev.runtime_ram_bytes:,} B static runtime RAM"
-        f" + application reserve {reserve:,} B"
+        f"arena {ev.arena_bytes:,} B ({ev.arena_basis or 'smallest working here'}); "
+        f"+ {ev.runtime_ram_bytes:,} B static runtime RAM + application reserve {reserve:,} B"
     )
     return RuleResult(
         "ram",

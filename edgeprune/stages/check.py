@@ -24,6 +24,7 @@ from dataclasses import asdict, replace
 from edgeprune.artifacts import Flatbuffer, read_flatbuffer
 from edgeprune.errors import BadInputError, InvalidModelError
 from edgeprune.estimates import footprint
+from edgeprune.estimates.device_arena import device_arena
 from edgeprune.estimates.latency import estimate_latency
 from edgeprune.estimates.opcost import model_cost
 from edgeprune.recipe_options import BudgetOptions
@@ -241,11 +242,13 @@ def evidence(
     flash = footprint.runtime_flash(
         target.core, target.kernels, firmware.int8_only_registrations(info)
     )
+    device = device_arena(info, arena.required_bytes(), target)
     return rules.Evidence(
         *head,
         arena_min_bytes=arena.min_arena_bytes,
         arena_recorded_bytes=arena.recorded_bytes,
-        arena_bytes=target.arena_margin.apply(arena.required_bytes()),
+        arena_bytes=device.bytes,
+        arena_basis=device.basis,
         runtime_flash_bytes=flash.total_bytes,
         runtime_flash_basis=flash.basis,
         runtime_ram_bytes=footprint.STATIC_RAM_BYTES,

@@ -12,10 +12,10 @@ and quoted in results and errors.
 What a host measurement does not prove: this is TFLM's Python interpreter on
 a 64-bit host with reference kernels and the recording allocator. Its
 bookkeeping structs hold 64-bit pointers and the recording allocator keeps a
-few hundred bytes more than the plain one, so a 32-bit microcontroller
-usually needs a little less arena than measured here (and optimized kernels,
-e.g. CMSIS-NN, may need scratch buffers these kernels do not). Outputs are
-not bit-exact with LiteRT (1-8 LSB apart on int8 models).
+few hundred bytes more than the plain one, while optimized kernels (CMSIS-NN)
+ask for scratch buffers these kernels do not: the arena a 32-bit device needs
+is computed from this one by :mod:`edgeprune.estimates.device_arena`. Outputs
+are not bit-exact with LiteRT (1-8 LSB apart on int8 models).
 """
 
 from __future__ import annotations
