@@ -1,0 +1,139 @@
+"""Fit each kernel class's instruction count as a linear function of its shape.
+
+Reads the per-op tables ``run_counts.py`` wrote (``<core>.csv``), takes the
+single-operator sweep rows, and for every core and kernel class fits
+
+    instructions = a + b * work + c * out [+ d * patch]
+
+by least squares on relative error (each row divided by its count), where
+``work`` is MACs (conv, depthwise, fully connected) or elements (pooling window
+reads, the others' output elements), ``out`` the output elements and ``patch``
+the im2col elements of a convolution (MACs / output channels). It prints, per
+core and class, the coefficients, and the median and largest relative error over
+the sweep and, as an out-of-sample check, over the same class's ops in the
+reference models (MLPerf Tiny, digits), which the fit never saw.
+
+Usage: ``python benchmarks/kernel_counts/fit.py DIR_WITH_CSVS [--json fit.json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+
+import numpy as np
+
+
+def kernel_class(row: dict) -> str:
+    """The CMSIS-NN code path an op takes, as far as its shape tells."""
+    op, kernel = row["opcode"], row["kernel"]
+    if op == "CONV_2D":
+        size, stride = kernel.split()[:2]
+        if size == "1x1":
+            return "conv_1x1" if stride == "s1" else "conv_1x1_strided"
+        return "conv_3x3" if size == "3x3" else "conv_other"
+    if op == "DEPTHWISE_CONV_2D":
+        size, _, mult = kernel.split()[:3]
+        return "depthwise_3x3" if size == "3x3" and mult == "x1" else "depthwise_other"
+    return {
+        "FULLY_CONNECTED": "fully_connected",
+        "MAX_POOL_2D": "max_pool",
+        "AVERAGE_POOL_2D": "avg_pool",
+    }.get(op, op.lower())
+
+
+def features(row: dict, cls: str) -> dict[str, float]:
+    macs, out = float(row["macs"]), float(row["output_bytes"])
+    if cls.startswith("conv"):
+        oc = float(row["output_shape"].split("x")[-1])
+        return {"macs": macs, "out": out, "patch": macs / oc}
+    if cls.startswith("depthwise") or cls == "fully_connected":
+        return {"macs": macs, "out": out}
+    if cls in ("max_pool", "avg_pool"):
+        return {"elements": float(row["elements"]), "out": out}
+    return {"out": out, "in": float(row["input_bytes"])}
+
+
+def read_rows(folder: str) -> dict[str, list[dict]]:
+    by_core = {}
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".csv") or name.endswith("_models.csv"):
+            continue
+        with open(os.path.join(folder, name)) as fh:
+            rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))
+        if rows:
+            by_core[rows[0]["core"]] = rows
+    return by_core
+
+
+def fit_class(rows: list[dict], cls: str) -> tuple[list[str], np.ndarray]:
+    names = list(features(rows[0], cls))
+    x = np.array([[1.0] + [features(r, cls)[n] for n in names] for r in rows])
+    y = np.array([float(r["instructions"]) for r in rows])
+    w = 1.0 / np.maximum(y, 1.0)
+    coef, *_ = np.linalg.lstsq(x * w[:, None], y * w, rcond=None)
+    return ["a"] + names, coef
+
+
+def predict(row: dict, cls: str, coef: np.ndarray) -> float:
+    f = features(row, cls)
+    return float(coef[0] + sum(c * v for c, v in zip(coef[1:], f.values(), strict=True)))
+
+
+def errors(rows: list[dict], cls: str, coef: np.ndarray) -> list[float]:
+    return [
+        abs(predict(r, cls, coef) / float(r["instructions"]) - 1)
+        for r in rows
+        if float(r["instructions"]) > 0
+    ]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folder")
+    ap.add_argument("--json", help="write the coefficients and errors here")
+    args = ap.parse_args(argv)
+    result = {}
+    for core, rows in read_rows(args.folder).items():
+        print(f"\n{core}: instructions = a + b*work + c*out [+ d*patch]")
+        print(
+            f"{'class':18} {'n':>3} {'a':>8} {'per work':>9} {'per out':>8} {'per patch':>9} "
+            f"{'med err':>8} {'max err':>8} {'ref n':>5} {'ref med':>8} {'ref max':>8}"
+        )
+        classes = sorted({kernel_class(r) for r in rows})
+        for cls in classes:
+            sweep = [r for r in rows if r["group"] == "sweep" and kernel_class(r) == cls]
+            ref = [r for r in rows if r["group"] != "sweep" and kernel_class(r) == cls]
+            if len(sweep) < 3:
+                continue
+            terms, coef = fit_class(sweep, cls)
+            err, ref_err = errors(sweep, cls, coef), errors(ref, cls, coef)
+            c = dict(zip(terms, coef, strict=True))
+            extra = c.get("patch", float("nan"))
+            work = c.get("macs", c.get("elements", c.get("out")))
+            out = c.get("out") if "macs" in c or "elements" in c else c.get("in")
+            print(
+                f"{cls:18} {len(sweep):3d} {c['a']:8.0f} {work:9.3f} {out:8.2f} {extra:9.3f} "
+                f"{np.median(err):8.1%} {max(err):8.1%} {len(ref):5d} "
+                + (f"{np.median(ref_err):8.1%} {max(ref_err):8.1%}" if ref_err else "")
+            )
+            result.setdefault(core, {})[cls] = {
+                "terms": dict(zip(terms, map(float, coef), strict=True)),
+                "sweep_ops": len(sweep),
+                "sweep_median_rel_error": float(np.median(err)),
+                "sweep_max_rel_error": float(max(err)),
+                "reference_ops": len(ref),
+                "reference_median_rel_error": float(np.median(ref_err)) if ref_err else None,
+                "reference_max_rel_error": float(max(ref_err)) if ref_err else None,
+            }
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=1, sort_keys=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
