@@ -64,6 +64,12 @@ void ClockStart() {
   *kSystRvr = 0xFFFFFFu;
   *kSystCvr = 0;          // any write clears the counter and COUNTFLAG
   *kSystCsr = 0x5;        // CLKSOURCE = processor clock, ENABLE, no interrupt
+  // The first reload (0 -> 0xFFFFFF) sets COUNTFLAG without a full period having
+  // passed: wait for it and clear the flag, so that only true wraps are counted.
+  while (*kSystCvr == 0) {
+  }
+  (void)*kSystCsr;
+  g_wraps = 0;
 }
 
 inline uint64_t Now() {
