@@ -3,12 +3,13 @@
 Reads the per-op tables ``run_counts.py`` wrote (``<core>.csv``), takes the
 single-operator sweep rows, and for every core and kernel class fits
 
-    instructions = a + b * work + c * out [+ d * patch]
+    instructions = a + b * work + c * out [+ d * patch | rows | in]
 
 by least squares on relative error (each row divided by its count), where
 ``work`` is MACs (conv, depthwise, fully connected) or elements (pooling window
-reads, the others' output elements), ``out`` the output elements and ``patch``
-the im2col elements of a convolution (MACs / output channels). It prints, per
+reads, the others' output elements), ``out`` the output elements, ``patch``
+the im2col elements of a convolution (MACs / output channels), ``rows`` a
+softmax's rows and ``in`` the input elements (all inputs). It prints, per
 core and class, the coefficients, and the median and largest relative error over
 the sweep and, as an out-of-sample check, over the same class's ops in the
 reference models (MLPerf Tiny, digits), which the fit never saw.
@@ -28,16 +29,19 @@ import numpy as np
 
 
 def kernel_class(row: dict) -> str:
-    """The CMSIS-NN code path an op takes, as far as its shape tells."""
+    """The CMSIS-NN code path an op takes, as far as its shape tells (the wrappers
+    ``arm_convolve_wrapper_s8`` and ``arm_depthwise_conv_wrapper_s8`` choose by it)."""
     op, kernel = row["opcode"], row["kernel"]
     if op == "CONV_2D":
         size, stride = kernel.split()[:2]
         if size == "1x1":
             return "conv_1x1" if stride == "s1" else "conv_1x1_strided"
-        return "conv_3x3" if size == "3x3" else "conv_other"
+        return "conv"
     if op == "DEPTHWISE_CONV_2D":
         size, _, mult = kernel.split()[:3]
-        return "depthwise_3x3" if size == "3x3" and mult == "x1" else "depthwise_other"
+        if mult != "x1":
+            return "depthwise_generic"
+        return "depthwise_3x3" if size == "3x3" else "depthwise_opt"
     return {
         "FULLY_CONNECTED": "fully_connected",
         "MAX_POOL_2D": "max_pool",
@@ -46,6 +50,7 @@ def kernel_class(row: dict) -> str:
 
 
 def features(row: dict, cls: str) -> dict[str, float]:
+    """The terms each class is fitted on: work first, then output elements and one more."""
     macs, out = float(row["macs"]), float(row["output_bytes"])
     if cls.startswith("conv"):
         oc = float(row["output_shape"].split("x")[-1])
@@ -54,6 +59,8 @@ def features(row: dict, cls: str) -> dict[str, float]:
         return {"macs": macs, "out": out}
     if cls in ("max_pool", "avg_pool"):
         return {"elements": float(row["elements"]), "out": out}
+    if cls == "softmax":
+        return {"out": out, "rows": out / float(row["output_shape"].split("x")[-1])}
     return {"out": out, "in": float(row["input_bytes"])}
 
 
@@ -98,27 +105,23 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     result = {}
     for core, rows in read_rows(args.folder).items():
-        print(f"\n{core}: instructions = a + b*work + c*out [+ d*patch]")
-        print(
-            f"{'class':18} {'n':>3} {'a':>8} {'per work':>9} {'per out':>8} {'per patch':>9} "
-            f"{'med err':>8} {'max err':>8} {'ref n':>5} {'ref med':>8} {'ref max':>8}"
-        )
-        classes = sorted({kernel_class(r) for r in rows})
-        for cls in classes:
+        print(f"\n{core}: instructions = a + sum(coefficient x term), fitted on the sweep")
+        print(f"{'class':17} {'n':>3} {'terms':52} {'med err':>7} {'max err':>7}  ref n/med/max")
+        for cls in sorted({kernel_class(r) for r in rows}):
             sweep = [r for r in rows if r["group"] == "sweep" and kernel_class(r) == cls]
             ref = [r for r in rows if r["group"] != "sweep" and kernel_class(r) == cls]
             if len(sweep) < 3:
                 continue
             terms, coef = fit_class(sweep, cls)
             err, ref_err = errors(sweep, cls, coef), errors(ref, cls, coef)
-            c = dict(zip(terms, coef, strict=True))
-            extra = c.get("patch", float("nan"))
-            work = c.get("macs", c.get("elements", c.get("out")))
-            out = c.get("out") if "macs" in c or "elements" in c else c.get("in")
+            text = " ".join(
+                f"{c:.0f}" if t == "a" else f"{c:+.3g}*{t}"
+                for t, c in zip(terms, coef, strict=True)
+            )
+            ref_text = f"{len(ref)}/{np.median(ref_err):.1%}/{max(ref_err):.1%}" if ref_err else "-"
             print(
-                f"{cls:18} {len(sweep):3d} {c['a']:8.0f} {work:9.3f} {out:8.2f} {extra:9.3f} "
-                f"{np.median(err):8.1%} {max(err):8.1%} {len(ref):5d} "
-                + (f"{np.median(ref_err):8.1%} {max(ref_err):8.1%}" if ref_err else "")
+                f"{cls:17} {len(sweep):3d} {text:52} {np.median(err):7.1%} {max(err):7.1%}  "
+                f"{ref_text}"
             )
             result.setdefault(core, {})[cls] = {
                 "terms": dict(zip(terms, map(float, coef), strict=True)),

@@ -55,7 +55,8 @@ def _conv(name, hw, ic, oc, k, s=1, padding="same"):
 
 
 def _dw(name, hw, c, k, s=1, mult=1):
-    inp = keras.Input((hw, hw, c))
+    h, w = hw if isinstance(hw, tuple) else (hw, hw)
+    inp = keras.Input((h, w, c))
     out = layers.DepthwiseConv2D(
         k, strides=s, padding="same", depth_multiplier=mult, activation="relu"
     )(inp)
@@ -83,6 +84,16 @@ def sweep_builders() -> dict:
     for hw in (4, 8, 16):
         for ic, oc in ((3, 16), (8, 8), (8, 32), (16, 16), (32, 32), (32, 64), (64, 64), (64, 128)):
             b[f"conv1x1_{hw}x{hw}_{ic}to{oc}"] = (_conv, hw, ic, oc, 1)
+    # spatial sizes below the 2x2 blocks of the matrix-multiply kernels (classifier heads)
+    for hw, ic, oc in (
+        (1, 128, 32),
+        (1, 256, 2),
+        (1, 64, 64),
+        (2, 32, 32),
+        (3, 64, 64),
+        (3, 16, 8),
+    ):
+        b[f"conv1x1_{hw}x{hw}_{ic}to{oc}"] = (_conv, hw, ic, oc, 1)
     for hw, ic, oc in ((16, 16, 32), (8, 32, 64), (32, 8, 16)):
         b[f"conv1x1s2_{hw}x{hw}_{ic}to{oc}"] = (_conv, hw, ic, oc, 1, 2)
     for hw in (8, 16, 32):
@@ -94,6 +105,8 @@ def sweep_builders() -> dict:
     for hw, ic, oc in ((12, 8, 16), (16, 16, 16)):
         b[f"conv5x5_{hw}x{hw}_{ic}to{oc}"] = (_conv, hw, ic, oc, 5)
     b["conv10x4s2_49x10_1to32"] = (_conv, (49, 10), 1, 32, (10, 4), 2)
+    for hw, ic, oc in ((48, 3, 8), (64, 3, 16), (24, 1, 16)):
+        b[f"conv3x3s2_{hw}x{hw}_{ic}to{oc}"] = (_conv, hw, ic, oc, 3, 2)
     for hw in (6, 12, 24):
         for c in (8, 16, 32, 64, 128):
             b[f"dw3x3_{hw}x{hw}_{c}"] = (_dw, hw, c, 3)
@@ -101,8 +114,13 @@ def sweep_builders() -> dict:
         b[f"dw3x3s2_{hw}x{hw}_{c}"] = (_dw, hw, c, 3, 2)
     for hw, c in ((12, 16), (12, 64), (24, 32)):
         b[f"dw5x5_{hw}x{hw}_{c}"] = (_dw, hw, c, 5)
-    for hw, c in ((12, 8), (12, 32)):
+    b["dw7x7_12x12_32"] = (_dw, 12, 32, 7)
+    for hw, c in ((12, 8), (12, 32), (24, 16)):
         b[f"dw3x3m2_{hw}x{hw}_{c}"] = (_dw, hw, c, 3, 1, 2)
+    b["dw10x8s2m8_49x40_1"] = (_dw, (49, 40), 1, (10, 8), 2, 8)
+    # one-dimensional (streaming keyword models): kernel k x 1 over time
+    for h, c, k in ((30, 40, 3), (28, 128, 5), (64, 64, 9), (15, 128, 15)):
+        b[f"dw{k}x1_{h}x1_{c}"] = (_dw, (h, 1), c, (k, 1))
     for features in (16, 64, 256, 640):
         for units in (8, 32, 128):
             b[f"fc_{features}to{units}"] = (_fc, features, units)
@@ -125,7 +143,8 @@ def sweep_builders() -> dict:
     b["pad01_16x16_16"] = (_one, (16, 16, 16), layers.ZeroPadding2D(((0, 1), (0, 1))))
     for n in (2, 10, 12, 100, 1000):
         b[f"softmax_{n}"] = (_one, (n,), layers.Softmax())
-    b["softmax_16x10"] = (_one, (16, 10), layers.Softmax())
+    for rows, n in ((16, 10), (4, 12), (32, 2)):
+        b[f"softmax_{rows}x{n}"] = (_one, (rows, n), layers.Softmax())
     return {
         name: (lambda spec=spec, name=name: spec[0](name, *spec[1:])) for name, spec in b.items()
     }

@@ -152,14 +152,18 @@ constexpr std::array<InvokeFn, sizeof...(I)> MakeTrampolines(std::integer_sequen
 }
 constexpr auto kTrampolines = MakeTrampolines(std::make_integer_sequence<int, kMaxSlots>{});
 
-// Points every registration the model's op codes resolve to at a trampoline.
+// Points every registration the model's operators resolve to at a trampoline. (Only
+// codes that operators use: a file may list op codes no operator uses, which the
+// emitted resolver rightly leaves out.)
 bool Instrument(const tflite::Model* model, const tflite::MicroOpResolver& resolver) {
   int slots = 0;
   const auto* codes = model->operator_codes();
-  for (unsigned i = 0; codes && i < codes->size(); ++i) {
-    tflite::BuiltinOperator code = tflite::GetBuiltinCode(codes->Get(i));
+  const auto* operators = model->subgraphs()->Get(0)->operators();
+  for (unsigned i = 0; operators && i < operators->size(); ++i) {
+    const tflite::OperatorCode* opcode = codes->Get(operators->Get(i)->opcode_index());
+    tflite::BuiltinOperator code = tflite::GetBuiltinCode(opcode);
     const TFLMRegistration* found = code == tflite::BuiltinOperator_CUSTOM
-                                        ? resolver.FindOp(codes->Get(i)->custom_code()->c_str())
+                                        ? resolver.FindOp(opcode->custom_code()->c_str())
                                         : resolver.FindOp(code);
     if (found == nullptr) return false;
     auto* reg = const_cast<TFLMRegistration*>(found);
