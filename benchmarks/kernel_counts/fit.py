@@ -3,13 +3,15 @@
 Reads the per-op tables ``run_counts.py`` wrote (``<core>.csv``), takes the
 single-operator sweep rows, and for every core and kernel class fits
 
-    instructions = a + b * work + c * out [+ d * patch | rows | in]
+    instructions = a + b * work + c * out [+ d * patch + e * odd | rows | pixels | in]
 
 by least squares on relative error (each row divided by its count), where
 ``work`` is MACs (conv, depthwise, fully connected) or elements (pooling window
 reads, the others' output elements), ``out`` the output elements, ``patch``
-the im2col elements of a convolution (MACs / output channels), ``rows`` a
-softmax's rows and ``in`` the input elements (all inputs). It prints, per
+the im2col elements of a convolution (MACs / output channels), ``odd`` the
+MACs of its last output pixel when their number is odd, ``rows`` a
+softmax's rows, ``pixels`` a pooling's output positions and ``in`` the input
+elements (all inputs). It prints, per
 core and class, the coefficients, and the median and largest relative error over
 the sweep and, as an out-of-sample check, over the same class's ops in the
 reference models (MLPerf Tiny, digits), which the fit never saw.
@@ -39,8 +41,8 @@ def kernel_class(row: dict) -> str:
         return "conv"
     if op == "DEPTHWISE_CONV_2D":
         size, _, mult = kernel.split()[:3]
-        if mult != "x1":
-            return "depthwise_generic"
+        if mult != "x1":  # arm_depthwise_conv_s8 has a path for multipliers of 4
+            return "depthwise_mult4" if int(mult[1:]) % 4 == 0 else "depthwise_generic"
         return "depthwise_3x3" if size == "3x3" else "depthwise_opt"
     return {
         "FULLY_CONNECTED": "fully_connected",
@@ -54,11 +56,14 @@ def features(row: dict, cls: str) -> dict[str, float]:
     macs, out = float(row["macs"]), float(row["output_bytes"])
     if cls.startswith("conv"):
         oc = float(row["output_shape"].split("x")[-1])
-        return {"macs": macs, "out": out, "patch": macs / oc}
+        pixels = out / oc
+        # the DSP matrix kernels take output pixels in pairs: an odd one runs a slower tail
+        return {"macs": macs, "out": out, "patch": macs / oc, "odd": (pixels % 2) * macs / pixels}
     if cls.startswith("depthwise") or cls == "fully_connected":
         return {"macs": macs, "out": out}
     if cls in ("max_pool", "avg_pool"):
-        return {"elements": float(row["elements"]), "out": out}
+        pixels = out / float(row["output_shape"].split("x")[-1])
+        return {"elements": float(row["elements"]), "out": out, "pixels": pixels}
     if cls == "softmax":
         return {"out": out, "rows": out / float(row["output_shape"].split("x")[-1])}
     return {"out": out, "in": float(row["input_bytes"])}
@@ -71,13 +76,13 @@ def read_rows(folder: str) -> dict[str, list[dict]]:
             continue
         with open(os.path.join(folder, name)) as fh:
             rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))
-        if rows:
-            by_core[rows[0]["core"]] = rows
+        for row in rows:
+            by_core.setdefault(row["core"], []).append(row)
     return by_core
 
 
 def fit_class(rows: list[dict], cls: str) -> tuple[list[str], np.ndarray]:
-    names = list(features(rows[0], cls))
+    names = list(features(rows[0], cls))[: max(1, len(rows) - 3)]  # 2 rows to spare
     x = np.array([[1.0] + [features(r, cls)[n] for n in names] for r in rows])
     y = np.array([float(r["instructions"]) for r in rows])
     w = 1.0 / np.maximum(y, 1.0)
@@ -86,8 +91,8 @@ def fit_class(rows: list[dict], cls: str) -> tuple[list[str], np.ndarray]:
 
 
 def predict(row: dict, cls: str, coef: np.ndarray) -> float:
-    f = features(row, cls)
-    return float(coef[0] + sum(c * v for c, v in zip(coef[1:], f.values(), strict=True)))
+    f = list(features(row, cls).values())[: len(coef) - 1]
+    return float(coef[0] + sum(c * v for c, v in zip(coef[1:], f, strict=True)))
 
 
 def errors(rows: list[dict], cls: str, coef: np.ndarray) -> list[float]:

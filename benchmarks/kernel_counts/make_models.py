@@ -94,7 +94,14 @@ def sweep_builders() -> dict:
         (3, 16, 8),
     ):
         b[f"conv1x1_{hw}x{hw}_{ic}to{oc}"] = (_conv, hw, ic, oc, 1)
-    for hw, ic, oc in ((16, 16, 32), (8, 32, 64), (32, 8, 16)):
+    for hw, ic, oc in (
+        (16, 16, 32),
+        (8, 32, 64),
+        (32, 8, 16),
+        (16, 8, 8),
+        (8, 64, 128),
+        (4, 32, 32),
+    ):
         b[f"conv1x1s2_{hw}x{hw}_{ic}to{oc}"] = (_conv, hw, ic, oc, 1, 2)
     for hw in (8, 16, 32):
         for ic, oc in ((1, 8), (3, 16), (8, 16), (16, 16), (16, 32), (32, 32)):
@@ -118,6 +125,9 @@ def sweep_builders() -> dict:
     for hw, c in ((12, 8), (12, 32), (24, 16)):
         b[f"dw3x3m2_{hw}x{hw}_{c}"] = (_dw, hw, c, 3, 1, 2)
     b["dw10x8s2m8_49x40_1"] = (_dw, (49, 40), 1, (10, 8), 2, 8)
+    b["dw3x3s2m8_48x48_1"] = (_dw, 48, 1, 3, 2, 8)
+    b["dw3x3m4_12x12_8"] = (_dw, 12, 8, 3, 1, 4)
+    b["dw3x3m4_24x24_4"] = (_dw, 24, 4, 3, 1, 4)
     # one-dimensional (streaming keyword models): kernel k x 1 over time
     for h, c, k in ((30, 40, 3), (28, 128, 5), (64, 64, 9), (15, 128, 15)):
         b[f"dw{k}x1_{h}x1_{c}"] = (_dw, (h, 1), c, (k, 1))

@@ -39,7 +39,7 @@ from edgeprune.firmware.model_files import names  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-#: core -> (QEMU machine, linker script in FWCHECK/qemu, CMSIS device define, -mcpu)
+#: core -> (QEMU machine, linker script in FWCHECK/scripts, CMSIS device define, -mcpu)
 CORES = {
     "m4f": ("mps2-an386", "mps2_an386.ld", "ARMCM4", "cortex-m4"),
     "m7": ("mps2-an500", "mps2_an500.ld", "ARMCM7", "cortex-m7"),
@@ -70,12 +70,19 @@ FIELDS = (
 
 def _flags(fw: str, core: str) -> tuple[list[str], list[str]]:
     """(arch flags, C++ flags with includes) exactly as TFLite Micro's Makefile compiles
-    ``core``'s library (``FWCHECK/flags.sh CORE`` prints them), plus -Os."""
-    text = subprocess.run(
-        ["bash", os.path.join(fw, "flags.sh"), core], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    ``core``'s library (``FWCHECK/scripts/flags.sh CORE`` prints them and caches them in
+    ``FWCHECK/lib/flags_CORE.txt``), plus -Os."""
+    cached = os.path.join(fw, "lib", f"flags_{core}.txt")
+    if os.path.exists(cached):
+        with open(cached) as fh:
+            text = fh.read().strip()
+    else:
+        script = os.path.join(fw, "scripts", "flags.sh")
+        text = subprocess.run(
+            ["bash", script, core], capture_output=True, text=True, check=True
+        ).stdout.strip()
     if not text:
-        raise RuntimeError(f"{fw}/flags.sh {core} printed no flags")
+        raise RuntimeError(f"no compiler flags for {core} ({cached})")
     cxx = shlex.split(text)
     arch = [f for f in cxx if f.startswith(("-mcpu", "-mfpu", "-mfloat-abi", "-mthumb"))]
     return arch, cxx + ["-Os"]
@@ -129,13 +136,13 @@ def build_program(
     jobs = [
         (
             [gcc, *arch, "-Os", "-ffunction-sections", "-fdata-sections", "-c"],
-            os.path.join(fw, "qemu", "startup.c"),
+            os.path.join(fw, "scripts", "startup.c"),
             "startup.o",
         ),
         ([gxx, *cxx, f"-I{build}", "-c"], os.path.join(HERE, "prof_main.cc"), "prof_main.o"),
     ]
-    for src in extra:
-        obj = src.replace("/", "_").removesuffix(".cc") + ".o"
+    for src in extra:  # shared by the core's programs: ../extra/
+        obj = os.path.join("..", "extra", src.replace("/", "_").removesuffix(".cc") + ".o")
         jobs.append(([gxx, *cxx, "-c"], os.path.join(fw, "tflm", src), obj))
     for name in batch:
         src = os.path.join(os.path.dirname(manifest[name]["tflite"]), "firmware", "model_data.cc")
@@ -143,13 +150,16 @@ def build_program(
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         futures = []
         for cmd, src, obj in jobs:
-            out = os.path.join(build, obj)
+            out = os.path.normpath(os.path.join(build, obj))
             objs.append(out)
+            if obj.startswith("..") and os.path.exists(out):
+                continue
+            os.makedirs(os.path.dirname(out), exist_ok=True)
             futures.append(pool.submit(_run, ["nice", "-n", "10", *cmd, src, "-o", out]))
         for f in futures:
             f.result()
     elf = os.path.join(build, "prof.elf")
-    ld = os.path.join(fw, "qemu", CORES[core][1])
+    ld = os.path.join(fw, "scripts", CORES[core][1])
     lib = os.path.join(fw, "lib", f"libtflm_{core}_cmsisnn.a")
     _run(
         [
