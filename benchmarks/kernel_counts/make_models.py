@@ -122,12 +122,14 @@ def sweep_builders() -> dict:
     for hw, c in ((12, 16), (12, 64), (24, 32)):
         b[f"dw5x5_{hw}x{hw}_{c}"] = (_dw, hw, c, 5)
     b["dw7x7_12x12_32"] = (_dw, 12, 32, 7)
-    for hw, c in ((12, 8), (12, 32), (24, 16)):
+    for hw, c in ((12, 8), (12, 32), (24, 16), (6, 16), (8, 8)):
         b[f"dw3x3m2_{hw}x{hw}_{c}"] = (_dw, hw, c, 3, 1, 2)
     b["dw10x8s2m8_49x40_1"] = (_dw, (49, 40), 1, (10, 8), 2, 8)
     b["dw3x3s2m8_48x48_1"] = (_dw, 48, 1, 3, 2, 8)
     b["dw3x3m4_12x12_8"] = (_dw, 12, 8, 3, 1, 4)
     b["dw3x3m4_24x24_4"] = (_dw, 24, 4, 3, 1, 4)
+    b["dw3x3m4_6x6_16"] = (_dw, 6, 16, 3, 1, 4)
+    b["dw3x3m4_32x32_1"] = (_dw, 32, 1, 3, 1, 4)
     # one-dimensional (streaming keyword models): kernel k x 1 over time
     for h, c, k in ((30, 40, 3), (28, 128, 5), (64, 64, 9), (15, 128, 15)):
         b[f"dw{k}x1_{h}x1_{c}"] = (_dw, (h, 1), c, (k, 1))
@@ -142,7 +144,7 @@ def sweep_builders() -> dict:
             b[f"avgpool2x2_{hw}x{hw}_{c}"] = (_one, (hw, hw, c), layers.AveragePooling2D(2))
     for h, w, c in ((4, 4, 64), (8, 8, 16), (8, 8, 64), (25, 5, 64), (3, 3, 256)):
         b[f"avgpoolglobal_{h}x{w}_{c}"] = (_one, (h, w, c), layers.AveragePooling2D((h, w)))
-    for h, c in ((4, 64), (8, 16), (8, 64)):
+    for h, c in ((4, 64), (8, 16), (8, 64), (2, 128), (16, 8), (6, 32)):
         b[f"mean_{h}x{h}_{c}"] = (_one, (h, h, c), layers.GlobalAveragePooling2D())
     for hw, c in ((8, 8), (8, 32), (16, 16), (16, 32), (32, 16)):
         b[f"add_{hw}x{hw}_{c}"] = (_add, (hw, hw, c))

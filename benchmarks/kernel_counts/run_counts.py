@@ -314,7 +314,7 @@ def main(argv=None) -> int:
             rows += r
             summaries += s
             print(f"{core} batch {k}: {len(batch)} models, {len(r)} ops", flush=True)
-        header = method_header(core)
+        header = method_header(core, args.fwcheck)
         _write_csv(os.path.join(args.out, f"{core}{args.suffix}.csv"), rows, header)
         _write_csv(os.path.join(args.out, f"{core}{args.suffix}_models.csv"), summaries, header)
         print(f"{core}: {len(rows)} ops of {len(summaries)} models ({time.time() - start:.0f} s)")
@@ -328,19 +328,23 @@ def _version(cmd: list[str]) -> str:
         return "unknown"
 
 
-def method_header(core: str) -> list[str]:
+def method_header(core: str, fw: str) -> list[str]:
     machine, _, device, cpu = CORES[core]
+    arch, cxx = _flags(fw, core)
+    defines = [f for f in cxx if f.startswith("-D") and "CMSIS_DEVICE" not in f]
     return [
         f"Instructions per operator of TFLite Micro + CMSIS-NN kernels on {cpu} ({device}),",
         f"counted under qemu-system-arm -M {machine} -icount shift=0 (1 instruction = 1 ns of",
         "virtual time; SysTick on the CPU clock, instructions per tick measured by a loop).",
-        "TFLite Micro 90b983c2b, CMSIS-NN 4ab83cc, CMSIS_6 5782d6f; TFLM Makefile flags",
-        f"TARGET=cortex_m_generic OPTIMIZED_KERNEL_DIR=cmsis_nn BUILD_TYPE=release -Os ({cpu}).",
+        "TFLite Micro 90b983c2b, CMSIS-NN 4ab83cc, CMSIS_6 5782d6f, built by TFLM's Makefile:",
+        "TARGET=cortex_m_generic OPTIMIZED_KERNEL_DIR=cmsis_nn BUILD_TYPE=release, -Os;",
+        f"flags {' '.join(arch)} {' '.join(defines)}",
         f"Compiler: {_version(['arm-none-eabi-gcc', '--version'])}.",
         f"QEMU: {_version(['qemu-system-arm', '--version'])}.",
         "Per op: the kernel's Invoke only (warm, mean of 8 invokes, trampoline cost subtracted);",
         "the interpreter's per-op loop is in <core>_models.csv. Counts (macs, elements, bytes)",
-        "are edgeprune.estimates.opcost.model_cost's. Method: benchmarks/kernel_counts/README.md.",
+        "are edgeprune.estimates.opcost.model_cost's. Instructions are not cycles (no pipeline,",
+        "cache or wait states in QEMU). Method: benchmarks/kernel_counts/README.md.",
     ]
 
 
