@@ -264,11 +264,13 @@ def test_runtime_flash_for_unmeasured_core_and_op_says_so():
 
 def test_latency_rule_compares_the_estimate_and_says_it_is_one():
     t = load_target("nano33ble")
-    ok = b.latency_rule(evidence(), t, t.budget)
-    assert (ok.ok, ok.figure, ok.budget, ok.unit) == (True, 12.5, t.budget.max_latency_ms, "ms")
-    assert "ESTIMATE" in ok.evidence and "test-model" in ok.evidence
-    over = b.latency_rule(evidence(latency=_estimate(t.budget.max_latency_ms + 1)), t, t.budget)
-    assert not over.ok and over.headroom == -1
+    ok = b.latency_rule(evidence(), t, Budget(1, 1, 100.0))
+    # an estimate is checked with its error band (0.5 when the model states none) as headroom
+    assert (ok.ok, ok.figure, ok.budget, ok.unit) == (True, 12.5 * 1.5, 100.0, "ms")
+    assert "ESTIMATE 12.5 ms" in ok.evidence and "12.5 x 1.50 = 18.75 ms" in ok.evidence
+    assert "test-model" in ok.evidence and "error band ±50%" in ok.evidence
+    over = b.latency_rule(evidence(latency=_estimate(70.0)), t, Budget(1, 1, 100.0))
+    assert not over.ok and over.figure == 105.0  # 70 ms fits, 70 ms + its band does not
 
 
 def test_latency_rule_compares_a_measurement_where_the_profile_takes_one():

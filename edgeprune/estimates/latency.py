@@ -31,6 +31,8 @@ from edgeprune.estimates.opcost import CLASSES, ModelCost, OpCost
 from edgeprune.target import Target
 
 BASES = ("fit", "derived", "measured")
+#: The error band of a cost model that states none and has no leave-one-out error.
+DEFAULT_ERROR_BAND = 0.5
 FLOAT_DTYPES = frozenset({"float32", "float16"})
 
 
@@ -66,6 +68,25 @@ class CostModel:
     accuracy: Accuracy | None = None
     derivation: str = ""
     path: str = ""
+    stated_error_band: float | None = None  # the file's error_band, for derived models
+
+    @property
+    def error_band(self) -> float:
+        """How far an estimate may be off, as a fraction: the file's ``error_band``, else
+        the largest leave-one-out error of the fit, else :data:`DEFAULT_ERROR_BAND`."""
+        if self.stated_error_band is not None:
+            return self.stated_error_band
+        if self.accuracy is not None:
+            return self.accuracy.max_abs_error
+        return DEFAULT_ERROR_BAND
+
+    @property
+    def error_band_basis(self) -> str:
+        if self.stated_error_band is not None:
+            return "stated in the cost model"
+        if self.accuracy is not None:
+            return "its largest leave-one-out error"
+        return "the default for a cost model never checked against a measurement"
 
     def op_cycles(self, op: OpCost, threads: int = 1) -> float:
         """Estimated cycles of one operator."""
@@ -121,6 +142,7 @@ def parse_cost_model(data: dict, where: str, model_id: str) -> CostModel:
         "parallel_efficiency",
         "cycles_per_unit",
         "accuracy",
+        "error_band",
     }
     unknown = sorted(set(data) - allowed)
     if unknown:
@@ -163,6 +185,7 @@ def parse_cost_model(data: dict, where: str, model_id: str) -> CostModel:
     efficiency = _number(where, "parallel_efficiency", data.get("parallel_efficiency", 0.0))
     if efficiency > 1:
         raise CostModelError(f"{where}: parallel_efficiency = {efficiency} must be <= 1")
+    band = data.get("error_band")
     return CostModel(
         id=model_id,
         kernels=str(data["kernels"]),
@@ -182,6 +205,7 @@ def parse_cost_model(data: dict, where: str, model_id: str) -> CostModel:
         accuracy=accuracy,
         derivation=str(data.get("derivation", "")).strip(),
         path=where,
+        stated_error_band=None if band is None else _number(where, "error_band", band),
     )
 
 
@@ -251,6 +275,13 @@ class LatencyEstimate:
     ops: tuple[OpEstimate, ...]
     accuracy: Accuracy | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    error_band: float = DEFAULT_ERROR_BAND  # fraction: 0.2 means the truth may be 20 % off
+    error_band_basis: str = ""
+
+    @property
+    def ms_high(self) -> float:
+        """The estimate with its error band added: what a latency budget is checked against."""
+        return self.ms * (1 + self.error_band)
 
     def top(self, n: int = 5) -> list[OpEstimate]:
         """The ``n`` most expensive operators, costliest first."""
@@ -266,7 +297,8 @@ class LatencyEstimate:
                 f"; leave-one-out error on {a.set}: median {a.median_abs_error:.0%}, "
                 f"max {a.max_abs_error:.0%} over {a.n} models"
             )
-        return text
+        text += f"; error band ±{self.error_band:.0%} ({self.error_band_basis})"
+        return text + "".join(f"; {note}" for note in self.notes)
 
 
 def estimate(
@@ -295,6 +327,15 @@ def estimate(
             )
         )
     ms = sum(r.ms for r in rows)
+    uncounted = [f"{o.opcode} (op {o.index})" for o in cost.ops if o.op_class == "other"]
+    notes = []
+    if uncounted:
+        notes.append(
+            f"edgeprune cannot count the work of {', '.join(uncounted[:5])}"
+            + (f" and {len(uncounted) - 5} more" if len(uncounted) > 5 else "")
+            + f": each is costed at {model.cycles_per_unit['other']:g} cycles per output "
+            "element, a guess; time the model on the board for a real figure"
+        )
     energy = ms * power_mw if power_mw is not None else None  # mW x ms = uJ
     return LatencyEstimate(
         target,
@@ -308,6 +349,9 @@ def estimate(
         power_mw,
         tuple(rows),
         model.accuracy,
+        tuple(notes),
+        model.error_band,
+        model.error_band_basis,
     )
 
 

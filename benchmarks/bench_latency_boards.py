@@ -1,0 +1,144 @@
+"""Latency estimates per board against published TFLite Micro / CMSIS-NN results.
+
+Run: python benchmarks/bench_latency_boards.py            (prints markdown tables)
+     python benchmarks/bench_latency_boards.py --write    (re-fits and rewrites the
+     CMSIS-NN cost models of targets/latency/ from the committed data first)
+
+The fit set is targets/calibration/mlperf_tiny/measurements.csv (leave-one-out per row);
+EK-RA6M4 and EK-RA8D1 (targets/calibration/heldout/) never enter it and are reported as
+held out. Needs no model file: the calibration sets ship their op counts.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+
+from edgeprune.estimates import boardfit
+from edgeprune.estimates.calibrate import cost_model_toml
+from edgeprune.estimates.latency import latency_dir, load_cost_model
+from edgeprune.estimates.measurements import load_measurements
+
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "targets", "calibration")
+FIT_SET = os.path.join(HERE, "mlperf_tiny", "measurements.csv")
+HELD_OUT = os.path.join(HERE, "heldout", "measurements.csv")
+OLDER = os.path.join(HERE, "mlperf_tiny_v0.5", "measurements.csv")
+TARGETS = {"EK-RA6M4": 0.25, "EK-RA8D1": 0.40}  # median |error| to reach, held out
+FITTED_TARGET = 0.15
+
+PRIORS = (
+    "Per-operator cycles follow CMSIS-NN's kernels: one rate per MAC for the convolutions "
+    "(1x1 fast path and im2col convolution at the same rate, depthwise at 2.5x it: its "
+    "per-output requantization is spread over 9 MACs, not tens), one for fully connected "
+    "(also SVDF and LSTM, which CMSIS-NN runs on the same vector x matrix kernel, and batch "
+    "matmul); element work at prior rates (cycles per element at the reference core: pooling "
+    "1.5 per window read, element-wise 10, activation 5, softmax 60, reduce 4, quantize 10, "
+    "other 10); data movement 0.5 per byte written (a word-wise memcpy); 300 cycles of "
+    "dispatch per operator. The two MAC rates are fitted, shared by the Cortex-M4F and "
+    "Cortex-M33 (the same DSP-extension kernels), with one scale per core (wait states and "
+    "pipeline), by edgeprune.estimates.boardfit on targets/calibration/mlperf_tiny/ (MLPerf "
+    "Tiny v1.0 microTVM + CMSIS-NN: the same kernel calls as TFLite Micro's CMSIS-NN "
+    "build, without its few hundred cycles of dispatch per op). The form (two fitted MAC "
+    "rates) was chosen among one, two and three rates by leave-one-out on this set, which "
+    "the quoted error does not include; leaving a whole model out (both boards) predicts "
+    "the other three within 8-15 %, but not the all-fully-connected AD model when it is the "
+    "one left out. The EK-RA6M4 and EK-RA8D1 results never enter the fit "
+    "(targets/calibration/heldout/, benchmarks/bench_latency_boards.py)."
+)
+COREMARK = "CoreMark/MHz: Cortex-M4 3.40, Cortex-M7 5.01, Cortex-M33 4.02, Cortex-M55 4.2"
+DERIVED = {
+    # id: (base, core, scalar ratio, MAC ratio, error band, derivation)
+    "cmsis-nn_cortex-m7": (
+        "cmsis-nn_cortex-m4f",
+        "cortex-m7",
+        3.40 / 5.01,
+        1.0,
+        0.5,
+        "The Cortex-M4F fit scaled by CoreMark/MHz (M4 3.40 / M7 5.01): the M7 runs the same "
+        f"DSP-extension kernels, dual-issue. {COREMARK}. No published TFLite Micro result on "
+        "a Cortex-M7 exists in MLPerf Tiny, so the band is the default for an unchecked model.",
+    ),
+    "cmsis-nn_cortex-m55": (
+        "cmsis-nn_cortex-m33",
+        "cortex-m55",
+        4.02 / 4.2,
+        1 / 4.6,
+        1.25,
+        "The Cortex-M33 fit (ARMv8-M mainline, like the M55) scaled by CoreMark/MHz "
+        "(M33 4.02 / M55 4.2), MAC work further by 1/4.6: Arm's Helium optimisation guide "
+        "measured the neural-network part of a workload 4.6x faster with CMSIS-NN's MVE "
+        "(Helium) kernels than with the DSP (SMLAD) ones on a Cortex-M55. Element work and "
+        f"copies get the CoreMark ratio only. {COREMARK}. Ethos-U55 offload is not modelled. "
+        "Held out: MLPerf Tiny v1.2 Renesas EK-RA8D1 (Cortex-M85, Helium); its largest error "
+        "(see benchmarks/README.md) sets the error band, nothing else.",
+    ),
+}
+
+
+def write_models(fit: boardfit.BoardFit) -> None:
+    """Rewrite the fitted and derived CMSIS-NN cost models in targets/latency/."""
+    from dataclasses import replace
+
+    models = {i: replace(m, derivation=PRIORS) for i, m in fit.models.items()}
+    for model_id, (base, core, scalar, mac, band, text) in DERIVED.items():
+        derived = boardfit.derive(models[base], model_id, core, scalar, mac)
+        source = f"derived: {base} x {scalar:.4g}, MAC classes x {mac:.4g} more"
+        models[model_id] = replace(derived, source=source, derivation=text, stated_error_band=band)
+    for model_id, model in models.items():
+        header = (
+            f"CMSIS-NN on a {model.core}: written by benchmarks/bench_latency_boards.py --write.\n"
+            "Re-fit with your own measurements: `edgeprune calibrate`."
+        )
+        text = cost_model_toml(model, header)
+        if model.stated_error_band is not None:
+            text = text.replace(
+                "\n[cycles_per_unit]",
+                f"error_band = {model.stated_error_band:g}\n\n[cycles_per_unit]",
+            )
+        with open(os.path.join(latency_dir(), f"{model_id}.toml"), "w") as fh:
+            fh.write(text)
+
+
+def table(title: str, rows: list[tuple]) -> dict[str, list[float]]:
+    print(f"\n### {title}\n")
+    print("| board | model | cost model | measured ms | estimate ms | error |")
+    print("|---|---|---|---:|---:|---:|")
+    errors: dict[str, list[float]] = {}
+    for board, label, model, ms, est in rows:
+        err = (est - ms) / ms
+        errors.setdefault(board, []).append(abs(err))
+        print(f"| {board} | {label} | {model} | {ms:.4g} | {est:.4g} | {err:+.1%} |")
+    return errors
+
+
+def judged(path: str) -> list[tuple]:
+    out = []
+    for r in load_measurements(path):
+        est = boardfit.predict_ms(load_cost_model(r.cost_model), r)
+        out.append((r.board, r.label, r.cost_model, r.ms, est))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    fit = boardfit.fit_boards(load_measurements(FIT_SET), set_name="MLPerf Tiny v1.0 CMSIS-NN")
+    if "--write" in argv:
+        write_models(fit)
+    rows = [(r.row.board, r.row.label, r.row.cost_model, r.row.ms, r.loo_ms) for r in fit.rows]
+    fitted = table("fitted boards: leave-one-out (each row predicted by a fit without it)", rows)
+    held = table("held out: published results no fit used", judged(HELD_OUT))
+    table("older stack, not fitted: TFLite Micro v2.3.1 (2020), MLPerf Tiny v0.5", judged(OLDER))
+    print("\n### per board: median |error| (target)\n")
+    ok = True
+    for board, errs in {**fitted, **held}.items():
+        target = TARGETS.get(board.split()[0], FITTED_TARGET if board in fitted else None)
+        med = statistics.median(errs)
+        verdict = "" if target is None else (" met" if med <= target else " NOT MET")
+        ok &= target is None or med <= target
+        limit = "" if target is None else f" (<= {target:.0%}{verdict})"
+        print(f"- {board}: {med:.1%}, max {max(errs):.1%}, n = {len(errs)}{limit}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
