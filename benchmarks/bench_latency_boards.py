@@ -42,8 +42,8 @@ PRIORS = (
     "build, without its few hundred cycles of dispatch per op). The form (two fitted MAC "
     "rates) was chosen among one, two and three rates by leave-one-out on this set, which "
     "the quoted error does not include; leaving a whole model out (both boards) predicts "
-    "the other three within 8-15 %, but not the all-fully-connected AD model when it is the "
-    "one left out. The EK-RA6M4 and EK-RA8D1 results never enter the fit "
+    "KWS, VWW and IC within 9 %, but not the all-fully-connected AD model (nothing else "
+    "fixes that rate). The EK-RA6M4 and EK-RA8D1 results never enter the fit "
     "(targets/calibration/heldout/, benchmarks/bench_latency_boards.py)."
 )
 COREMARK = "CoreMark/MHz: Cortex-M4 3.40, Cortex-M7 5.01, Cortex-M33 4.02, Cortex-M55 4.2"
