@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from edgeprune.estimates.calibrate import RowResult, _solve
+from edgeprune.estimates.calibrate import RowResult, _solve, predict_ms
 from edgeprune.estimates.latency import Accuracy, CostModel, load_cost_model
 from edgeprune.estimates.measurements import CalibrationError, Measurement
 from edgeprune.estimates.opcost import CLASSES
@@ -33,6 +33,14 @@ from edgeprune.estimates.opcost import CLASSES
 HELD_OUT_BOARDS = ("EK-RA6M4", "EK-RA8D1")
 #: CMSIS-NN's convolution kernels (1x1 fast path, im2col, depthwise) and its
 #: fully-connected kernel (also SVDF and LSTM): one fitted scale each.
+__all__ = [
+    "HELD_OUT_BOARDS",
+    "BoardFit",
+    "check_not_held_out",
+    "derive",
+    "fit_boards",
+    "predict_ms",
+]
 DEFAULT_GROUPS = (
     ("conv_1x1", "conv", "depthwise", "transpose_conv"),
     ("fully_connected", "matmul"),
@@ -102,10 +110,6 @@ def _scaled(base: CostModel, s: float, g: np.ndarray, groups) -> CostModel:
     )
 
 
-def predict_ms(model: CostModel, row: Measurement) -> float:
-    return sum(model.op_cycles(op) for op in row.cost.ops) / row.clock_hz * 1e3
-
-
 @dataclass(frozen=True)
 class BoardFit:
     """The fitted cost model of every core, and each row's fitted and left-out estimate."""
@@ -134,10 +138,16 @@ def fit_boards(
     check_not_held_out(rows)
     ids = sorted({r.cost_model for r in rows})
     if reference not in ids:
-        raise CalibrationError(f"no row calibrates the reference cost model {reference}")
+        raise CalibrationError(
+            f"no row calibrates the reference cost model {reference}; add its measurements "
+            f"or name another reference (one of: {', '.join(ids)})"
+        )
     for core in ids:
         if sum(r.cost_model == core for r in rows) < 2:
-            raise CalibrationError(f"{core} has one row; leave-one-out needs two per core")
+            raise CalibrationError(
+                f"{core} has one measurement; leave-one-out needs two per cost model: "
+                "add another or drop that row"
+            )
     bases = bases or {i: load_cost_model(i) for i in ids}
     scale, g = _fit(rows, bases, groups, reference)
     fitted = {i: _scaled(bases[i], scale[i], g, groups) for i in ids}
