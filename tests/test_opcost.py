@@ -211,3 +211,13 @@ def test_an_unknown_op_is_class_other(cnn_costs):
     )
     concat = _only(cnn_costs[0], "CONCATENATION")
     assert concat.work == concat.output_bytes == 2 * 2 * 21 * 4  # float32: bytes, not elements
+
+
+@pytest.mark.slow  # an LSTM conversion: 5-17 s on the shared 2-core machine
+def test_converted_keras_lstm_counts_its_gate_matrices_per_step():
+    seed_everything(0)
+    inp = keras.Input((7, 3), batch_size=1)
+    lstm = model_cost(_convert(keras.Model(inp, L.LSTM(5, name="lstm")(inp))))
+    op = _only(lstm, "UNIDIRECTIONAL_SEQUENCE_LSTM")
+    # 7 steps x 4 gates x 5 cells x (3 inputs + 5 recurrent)
+    assert (op.op_class, op.macs) == ("fully_connected", 7 * 4 * 5 * (3 + 5))
