@@ -206,9 +206,7 @@ def test_data_movement_work_is_the_bytes_written():
 
 
 def test_an_unknown_op_is_class_other(cnn_costs):
-    assert (
-        _cost_of("CUSTOM:SignalWindow", [(1, 400)], set(), out_shape=(1, 400)).op_class == "other"
-    )
+    assert _cost_of("CUSTOM:MyOp", [(1, 400)], set(), out_shape=(1, 400)).op_class == "other"
     concat = _only(cnn_costs[0], "CONCATENATION")
     assert concat.work == concat.output_bytes == 2 * 2 * 21 * 4  # float32: bytes, not elements
 
@@ -221,3 +219,12 @@ def test_converted_keras_lstm_counts_its_gate_matrices_per_step():
     op = _only(lstm, "UNIDIRECTIONAL_SEQUENCE_LSTM")
     # 7 steps x 4 gates x 5 cells x (3 inputs + 5 recurrent)
     assert (op.op_class, op.macs) == ("fully_connected", 7 * 4 * 5 * (3 + 5))
+
+
+def test_tflite_micro_signal_kernels_are_counted_not_other():
+    window = _cost_of("CUSTOM:SignalWindow", [(1, 480), (480,)], {1}, out_shape=(1, 480))
+    assert (window.op_class, window.elements) == ("elementwise", 480)
+    fft = _cost_of("CUSTOM:SignalRfft", [(480,)], set(), out_shape=(514,))
+    assert (fft.op_class, fft.elements) == ("elementwise", 514 * 10)  # n log2 n, n = 514
+    frames = _cost_of("CUSTOM:SignalFraming", [(160,)], set(), out_shape=(3, 400), dtype="int16")
+    assert (frames.op_class, frames.work) == ("data_movement", 3 * 400 * 2)

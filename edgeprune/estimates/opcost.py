@@ -21,7 +21,9 @@ Counting rules (the unit tests check each against a hand count):
   constant weight matrices, class ``fully_connected``.
 - Reductions (MEAN, SUM, ...): input elements. Data movement (RESHAPE,
   PAD, CONCATENATION, ...): the bytes written (:attr:`OpCost.work`). Every
-  other op: output elements; an op of class ``other`` is one whose work
+  other op: output elements (TFLite Micro's signal kernels, ``CUSTOM:Signal*``:
+  one pass over the larger of input and output, an FFT n x log2(n)); an op of
+  class ``other`` is one whose work
   edgeprune cannot count, and estimates name it.
 """
 
@@ -82,6 +84,17 @@ _CLASS_OF = {
     **{opcode: cls for cls, names in _GROUPS.items() for opcode in names.split()},
 }
 _REDUCE_INPUT = frozenset(_GROUPS["reduce"].split())
+#: TFLite Micro's signal-processing kernels (custom ops it ships): one pass over the larger
+#: of input and output, an FFT n x log2(n) of its input, a copy per byte written.
+_SIGNAL = {
+    **dict.fromkeys(
+        "Window FftAutoScale Energy FilterBank FilterBankSquareRoot PCAN FilterBankLog "
+        "FilterBankSpectralSubtraction OverlapAdd".split(),
+        "elementwise",
+    ),
+    **dict.fromkeys("Rfft Irfft".split(), "fft"),
+    **dict.fromkeys("Framing Stacker Delay".split(), "data_movement"),
+}
 #: Ops whose work is matrix-vector products with weight matrices held as constant inputs:
 #: every step multiplies each weight matrix (rank >= 2) once (CMSIS-NN runs them on its
 #: fully-connected kernel, arm_nn_vec_mat_mult_t_s8).
@@ -252,6 +265,14 @@ def _count(
         return "matmul", out_elems * k, out_elems, f"k={k}"
     if opcode in RECURRENT:
         return "fully_connected", _recurrent_macs(inputs), out_elems, "recurrent"
+    signal = (
+        _SIGNAL.get(opcode.removeprefix("CUSTOM:Signal")) if opcode.startswith("CUSTOM:") else None
+    )
+    if signal is not None:
+        n = max(inputs[0].elements if inputs and inputs[0] else 0, out_elems)
+        if signal == "fft":
+            return "elementwise", 0, n * max(n - 1, 1).bit_length(), "fft"
+        return signal, 0, n, ""
     cls = _CLASS_OF.get(opcode, "other")
     if cls == "pooling":
         fh, fw = op.option("filterHeight", 1), op.option("filterWidth", 1)
