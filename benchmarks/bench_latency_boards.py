@@ -27,23 +27,24 @@ OLDER = os.path.join(HERE, "mlperf_tiny_v0.5", "measurements.csv")
 TARGETS = {"EK-RA6M4": 0.25, "EK-RA8D1": 0.40}  # median |error| to reach, held out
 FITTED_TARGET = 0.15
 
-PRIORS = (
-    "Per-operator cycles follow CMSIS-NN's kernels: one rate per MAC for the convolutions "
-    "(1x1 fast path and im2col convolution at the same rate, depthwise at 2.5x it: its "
-    "per-output requantization is spread over 9 MACs, not tens), one for fully connected "
-    "(also SVDF and LSTM, which CMSIS-NN runs on the same vector x matrix kernel, and batch "
-    "matmul); element work at prior rates (cycles per element at the reference core: pooling "
-    "1.5 per window read, element-wise 10, activation 5, softmax 60, reduce 4, quantize 10, "
-    "other 10); data movement 0.5 per byte written (a word-wise memcpy); 300 cycles of "
-    "dispatch per operator. The two MAC rates are fitted, shared by the Cortex-M4F and "
-    "Cortex-M33 (the same DSP-extension kernels), with one scale per core (wait states and "
-    "pipeline), by edgeprune.estimates.boardfit on targets/calibration/mlperf_tiny/ (MLPerf "
-    "Tiny v1.0 microTVM + CMSIS-NN: the same kernel calls as TFLite Micro's CMSIS-NN "
-    "build, without its few hundred cycles of dispatch per op). The form (two fitted MAC "
-    "rates) was chosen among one, two and three rates by leave-one-out on this set, which "
-    "the quoted error does not include; leaving a whole model out (both boards) predicts "
-    "KWS, VWW and IC within 9 %, but not the all-fully-connected AD model (nothing else "
-    "fixes that rate). The EK-RA6M4 and EK-RA8D1 results never enter the fit "
+ICOUNT = os.path.join(HERE, "kernel_icount", "m4f.csv")
+INTERPRETER_INSTRUCTIONS_PER_OP = 125  # kernel_icount/m4f_models.csv: 121-147 per op
+SHAPE = (
+    "Per-operator cycles = cycles per instruction x the instructions of CMSIS-NN's kernel "
+    "for that class and shape, fitted (edgeprune.estimates.boardfit.kernel_shape) to the "
+    "instruction counts of 333 operators of 144 models run under QEMU with -icount "
+    "(targets/calibration/kernel_icount/m4f.csv: current TFLite Micro + CMSIS-NN, "
+    "Cortex-M4 build): per MAC, per output element and per call for the convolutions "
+    "(1x1 fast path, im2col, depthwise) and fully connected (also SVDF and LSTM, which "
+    "CMSIS-NN runs on the same vector x matrix kernel), per element and per call for "
+    "pooling, element-wise, softmax and reductions, per byte written and per call for "
+    "copies, plus 125 instructions of interpreter dispatch per operator. Classes without "
+    "counts borrow a kernel's: transpose conv the im2col conv, batch matmul fully "
+    "connected, activation, quantize and other the element-wise add. One constant per "
+    "core is fitted (cycles per instruction, wait states included) to published MLPerf "
+    "Tiny latencies (targets/calibration/mlperf_tiny/: v1.0 microTVM + CMSIS-NN, the same "
+    "kernel calls as TFLite Micro's CMSIS-NN build without its dispatch) by "
+    "edgeprune.estimates.boardfit. The EK-RA6M4 and EK-RA8D1 results never enter a fit "
     "(targets/calibration/heldout/, benchmarks/bench_latency_boards.py)."
 )
 COREMARK = "CoreMark/MHz: Cortex-M4 3.40, Cortex-M7 5.01, Cortex-M33 4.02, Cortex-M55 4.2"
@@ -64,7 +65,7 @@ DERIVED = {
         "cortex-m55",
         4.02 / 4.2,
         1 / 4.6,
-        1.25,
+        1.5,
         "The Cortex-M33 fit (ARMv8-M mainline, like the M55) scaled by CoreMark/MHz "
         "(M33 4.02 / M55 4.2), MAC work further by 1/4.6: Arm's Helium optimisation guide "
         "measured the neural-network part of a workload 4.6x faster with CMSIS-NN's MVE "
@@ -76,11 +77,31 @@ DERIVED = {
 }
 
 
+def icount_bases(ids) -> dict:
+    """The cost models the fit starts from: the kernels' instruction counts, one per core."""
+    from dataclasses import replace
+
+    units, per_output, per_op = boardfit.kernel_shape(ICOUNT)
+    return {
+        i: replace(
+            load_cost_model(i),
+            cycles_per_unit=units,
+            cycles_per_output=per_output,
+            cycles_per_op=per_op,
+            overhead_cycles=INTERPRETER_INSTRUCTIONS_PER_OP,
+            cycles_per_activation_byte=0.0,
+            cycles_per_weight_byte=0.0,
+            float_factor=1.0,
+        )
+        for i in ids
+    }
+
+
 def write_models(fit: boardfit.BoardFit) -> None:
     """Rewrite the fitted and derived CMSIS-NN cost models in targets/latency/."""
     from dataclasses import replace
 
-    models = {i: replace(m, derivation=PRIORS) for i, m in fit.models.items()}
+    models = {i: replace(m, derivation=SHAPE) for i, m in fit.models.items()}
     for model_id, (base, core, scalar, mac, band, text) in DERIVED.items():
         derived = boardfit.derive(models[base], model_id, core, scalar, mac)
         source = f"derived: {base} x {scalar:.4g}, MAC classes x {mac:.4g} more"
@@ -121,9 +142,12 @@ def judged(path: str) -> list[tuple]:
 
 
 def main(argv: list[str]) -> int:
-    fit = boardfit.fit_boards(load_measurements(FIT_SET), set_name="MLPerf Tiny v1.0 CMSIS-NN")
-    if "--write" in argv:
-        write_models(fit)
+    rows = load_measurements(FIT_SET)
+    name = "MLPerf Tiny v1.0 CMSIS-NN"
+    if "--write" in argv:  # from the instruction counts, not from the shipped files
+        bases = icount_bases({r.cost_model for r in rows})
+        write_models(boardfit.fit_boards(rows, bases, set_name=name))
+    fit = boardfit.fit_boards(rows, set_name=name)
     rows = [(r.row.board, r.row.label, r.row.cost_model, r.row.ms, r.loo_ms) for r in fit.rows]
     fitted = table("fitted boards: leave-one-out (each row predicted by a fit without it)", rows)
     held = table("held out: published results no fit used", judged(HELD_OUT))

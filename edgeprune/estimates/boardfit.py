@@ -31,20 +31,62 @@ from edgeprune.estimates.opcost import CLASSES
 
 #: Boards whose published results judge the estimates and never enter a fit.
 HELD_OUT_BOARDS = ("EK-RA6M4", "EK-RA8D1")
-#: CMSIS-NN's convolution kernels (1x1 fast path, im2col, depthwise) and its
-#: fully-connected kernel (also SVDF and LSTM): one fitted scale each.
 __all__ = [
     "HELD_OUT_BOARDS",
     "BoardFit",
     "check_not_held_out",
     "derive",
     "fit_boards",
+    "kernel_shape",
     "predict_ms",
 ]
-DEFAULT_GROUPS = (
-    ("conv_1x1", "conv", "depthwise", "transpose_conv"),
-    ("fully_connected", "matmul"),
-)
+#: One scale over every class: with the kernels' shape counted instruction by instruction
+#: (:func:`kernel_shape`), what is left to fit per core is cycles per instruction.
+DEFAULT_GROUPS = (CLASSES,)
+#: Classes the instruction counts lack, costed as the class whose kernel they share.
+_BORROW = {
+    "transpose_conv": "conv",
+    "matmul": "fully_connected",
+    "activation": "elementwise",
+    "quantize": "elementwise",
+    "other": "elementwise",
+}
+
+
+def kernel_shape(path: str) -> tuple[dict, dict, dict]:
+    """Per-class instructions of CMSIS-NN's kernels, fitted to a per-operator count table
+    (``targets/calibration/kernel_icount/``): per unit of work, per output element (MAC
+    classes) and per call, each class by non-negative least squares on relative error.
+
+    Returns (cycles_per_unit, cycles_per_output, cycles_per_op), in instructions.
+    """
+    import csv
+
+    from edgeprune.estimates.opcost import MAC_CLASSES
+
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))
+    units, per_output, per_op = {}, {}, {}
+    for cls in CLASSES:
+        mine = [r for r in rows if r["op_class"] == cls]
+        if not mine:
+            continue
+        y = np.array([float(r["instructions"]) for r in mine])
+        unit = "macs" if cls in MAC_CLASSES else "output_bytes"
+        unit = unit if cls in MAC_CLASSES or cls == "data_movement" else "elements"
+        cols = [[float(r[unit]) for r in mine]]
+        if cls in MAC_CLASSES:
+            cols.append([float(r["elements"]) for r in mine])
+        theta = _solve(np.array([*cols, [1.0] * len(mine)]).T, np.zeros(len(mine)), y)
+        units[cls], per_op[cls] = float(theta[0]), float(theta[-1])
+        if cls in MAC_CLASSES:
+            per_output[cls] = float(theta[1])
+    for cls, like in _BORROW.items():
+        units.setdefault(cls, units[like])
+        per_op.setdefault(cls, per_op[like])
+        if like in per_output:
+            per_output.setdefault(cls, per_output[like])
+    return units, per_output, per_op
 
 
 def check_not_held_out(rows: list[Measurement]) -> None:
@@ -96,14 +138,16 @@ def _fit(rows, bases, groups, reference, rounds: int = 60):
 
 
 def _scaled(base: CostModel, s: float, g: np.ndarray, groups) -> CostModel:
-    units = {}
+    factor = {}
     for c in CLASSES:
         j = next((i for i, grp in enumerate(groups) if c in grp), None)
-        units[c] = base.cycles_per_unit[c] * s * (1.0 if j is None else float(g[j]))
+        factor[c] = s * (1.0 if j is None else float(g[j]))
     # Every term is in the core's cycles, so the core scale multiplies them all.
     return replace(
         base,
-        cycles_per_unit=units,
+        cycles_per_unit={c: base.cycles_per_unit[c] * factor[c] for c in CLASSES},
+        cycles_per_output={c: v * factor[c] for c, v in base.cycles_per_output.items()},
+        cycles_per_op={c: v * factor[c] for c, v in base.cycles_per_op.items()},
         overhead_cycles=base.overhead_cycles * s,
         cycles_per_activation_byte=base.cycles_per_activation_byte * s,
         cycles_per_weight_byte=base.cycles_per_weight_byte * s,
@@ -189,12 +233,12 @@ def derive(
     derived model is judged on held-out boards only."""
     from edgeprune.estimates.opcost import MAC_CLASSES
 
-    units = {
-        c: base.cycles_per_unit[c] * scalar_ratio * (mac_ratio if c in MAC_CLASSES else 1.0)
-        for c in CLASSES
-    }
+    ratio = {c: scalar_ratio * (mac_ratio if c in MAC_CLASSES else 1.0) for c in CLASSES}
+    units = {c: base.cycles_per_unit[c] * ratio[c] for c in CLASSES}
     return replace(
         base,
+        cycles_per_output={c: v * ratio[c] for c, v in base.cycles_per_output.items()},
+        cycles_per_op={c: v * ratio[c] for c, v in base.cycles_per_op.items()},
         id=model_id,
         core=core,
         basis="derived",

@@ -4,6 +4,7 @@ A *cost model* holds the constants of one kernel library on one core
 (``targets/latency/<kernels>_<core>.toml``): per operator,
 
     cycles = overhead + work x cycles_per_unit[class] (x float_factor for float ops)
+             + output elements x cycles_per_output[class] + cycles_per_op[class]
              + (input + output activation bytes) x cycles_per_activation_byte
              + weight_bytes x cycles_per_weight_byte
 
@@ -69,6 +70,15 @@ class CostModel:
     derivation: str = ""
     path: str = ""
     stated_error_band: float | None = None  # the file's error_band, for derived models
+    # A kernel's cost besides its work: per output element (requantize and store, an
+    # im2col row per output pixel) and per call (buffers, loop set-up); class -> cycles.
+    cycles_per_output: dict[str, float] = field(default_factory=dict)
+    cycles_per_op: dict[str, float] = field(default_factory=dict)
+
+    def shape_cycles(self, op: OpCost) -> float:
+        """The per-output and per-call cycles of ``op``'s kernel (0 where the model has none)."""
+        cls = op.op_class
+        return op.elements * self.cycles_per_output.get(cls, 0.0) + self.cycles_per_op.get(cls, 0.0)
 
     @property
     def error_band(self) -> float:
@@ -97,6 +107,7 @@ class CostModel:
             op.work * rate
             + (op.input_bytes + op.output_bytes) * self.cycles_per_activation_byte
             + op.weight_bytes * self.cycles_per_weight_byte
+            + self.shape_cycles(op)
         )
         return self.overhead_cycles + throughput / self.speedup(threads)
 
@@ -143,6 +154,8 @@ def parse_cost_model(data: dict, where: str, model_id: str) -> CostModel:
         "cycles_per_unit",
         "accuracy",
         "error_band",
+        "cycles_per_output",
+        "cycles_per_op",
     }
     unknown = sorted(set(data) - allowed)
     if unknown:
@@ -186,6 +199,14 @@ def parse_cost_model(data: dict, where: str, model_id: str) -> CostModel:
     if efficiency > 1:
         raise CostModelError(f"{where}: parallel_efficiency = {efficiency} must be <= 1")
     band = data.get("error_band")
+    shape = {}
+    for key in ("cycles_per_output", "cycles_per_op"):
+        table = data.get(key, {})
+        if not isinstance(table, dict) or set(table) - set(CLASSES):
+            raise CostModelError(
+                f"{where}: {key} must be a table of cost classes ({', '.join(CLASSES)})"
+            )
+        shape[key] = {c: _number(where, f"{key}.{c}", v) for c, v in table.items()}
     return CostModel(
         id=model_id,
         kernels=str(data["kernels"]),
@@ -206,6 +227,7 @@ def parse_cost_model(data: dict, where: str, model_id: str) -> CostModel:
         derivation=str(data.get("derivation", "")).strip(),
         path=where,
         stated_error_band=None if band is None else _number(where, "error_band", band),
+        **shape,
     )
 
 
