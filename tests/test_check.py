@@ -232,7 +232,7 @@ def test_calibrate_command_writes_a_cost_model_check_can_use(built, tmp_path):
     fitted = tmp_path / "mine.toml"
     r = invoke("calibrate", csv, "--out", str(fitted))
     assert r.exit_code == 0, r.output
-    assert "leave-one-out error: median 15.3%, max 33.4%" in r.stdout
+    assert "leave-one-out error: median 15.4%, max 48.0%" in r.stdout
     assert load_cost_model(str(fitted)).accuracy.n == 4
     c = invoke(
         "check",
