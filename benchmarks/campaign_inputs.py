@@ -255,7 +255,9 @@ def profile_cases(workdir: str) -> list[Case]:
         ):
             case(f"{base_name} name with {label}", _mutated(base, ("name",), bad), "name")
         for path, _ in _leaves(base):
-            if path[-1] not in ("npu", "power_source", "active_power_mw", "threads", "reason"):
+            optional = ("npu", "power_source", "active_power_mw", "threads", "reason")
+            # budgets default to the device's capacity (latency to none): optional too
+            if path[-1] not in (*optional, "max_flash_bytes", "max_ram_bytes"):
                 dotted = ".".join(path)
                 case(f"{base_name} missing {dotted}", _mutated(base, path, None, True), path[-1])
         for table in ("reserve", "budget"):

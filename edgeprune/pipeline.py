@@ -78,6 +78,7 @@ def run(
     recipe: Recipe | None = None,
     out: str | None = None,
     target: str | Target | None = None,
+    force: bool = False,
 ) -> RunResult:
     """Run the whole pipeline and write the run directory.
 
@@ -88,8 +89,9 @@ def run(
     Side effects: writes artifacts and ``report.json`` under ``out`` (default
     ``runs/<model name>``, or ``build/<target>``), holding its lock. Raises
     :class:`~edgeprune.errors.BadInputError` before writing anything when the
-    input is unusable or another process writes ``out``
-    (:class:`~edgeprune.run_folder.FolderInUseError`),
+    input is unusable, another process writes ``out``
+    (:class:`~edgeprune.run_folder.FolderInUseError`) or, unless ``force``, ``out``
+    holds the run of another model (:class:`~edgeprune.run_folder.OtherModelError`),
     :class:`~edgeprune.errors.VerificationError` when a check after a stage
     fails (then, as on any failure part way, the run's files and the replaced
     run's are removed), and, after writing everything,
@@ -110,6 +112,7 @@ def run(
     )
     _check_convertible(inp)
     with run_folder.hold(inp.out.path, "run") as held:
+        run_folder.refuse_other_model(inp.out.path, inp.model_source, inp.input_sha256, force)
         check_structured(inp, target)
         if target is not None and target.runtime == "tflm":
             preflight_tflm(inp, target)

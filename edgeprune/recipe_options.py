@@ -312,18 +312,27 @@ class ValidateOptions:
 
 @dataclass(frozen=True)
 class BudgetOptions:
-    """Overrides of the target's default budgets (unset: the target's own)."""
+    """Overrides of the target's budgets (unset: the target's own; a target sets no
+    latency budget, so without one here latency is reported, not judged)."""
 
     max_flash_bytes: int | None = option(
-        None, "--max-flash-bytes", "Flash budget for model + runtime + reserve, bytes.", lo=1
+        None,
+        "--max-flash-bytes",
+        "Flash budget, bytes: model + runtime + reserve on an MCU, the model file on Linux.",
+        lo=1,
     )
     max_ram_bytes: int | None = option(
-        None, "--max-ram-bytes", "RAM budget for arena + runtime + reserve, bytes.", lo=1
+        None,
+        "--max-ram-bytes",
+        "RAM budget, bytes: arena + runtime + reserve on an MCU, the memory the model "
+        "adds to a process on Linux.",
+        lo=1,
     )
     max_latency_ms: float | None = option(
         None,
         "--max-latency-ms",
-        "Latency budget for one inference (estimated), ms.",
+        "Latency budget for one inference, ms (default: none; the estimate is "
+        "reported, not judged).",
         lo=0.0,
         lo_open=True,
     )
@@ -333,4 +342,10 @@ class BudgetOptions:
         "Cost model for the latency estimate: a shipped id or a .toml "
         "written by `edgeprune calibrate --out` (default: the "
         "target's).",
+    )
+    force_cost_model: bool = option(
+        False,
+        "--force-cost-model",
+        "Use --cost-model even when it was fitted for another core or kernel "
+        "library than the target's (the estimate then says so).",
     )

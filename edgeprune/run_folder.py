@@ -53,6 +53,10 @@ class FolderInUseError(BadInputError):
     """Another edgeprune process is writing the run folder."""
 
 
+class OtherModelError(BadInputError):
+    """The run folder holds the run of another model, which a run would replace."""
+
+
 def is_leftover(name: str) -> bool:
     """True for the name of a temporary file or folder edgeprune's atomic writer makes."""
     return bool(_LEFTOVER.match(name))
@@ -141,6 +145,52 @@ def ensure_free(folder: str | os.PathLike) -> None:
             raise _in_use(os.fspath(folder), lock) from None
     finally:
         os.close(fd)
+
+
+def previous_model(folder: str | os.PathLike) -> tuple[str, str | None] | None:
+    """The model (``builtin:<name>`` or a file's absolute path) and its SHA-256 that
+    the run in ``folder`` took in, from its ``report.json``; None when the folder
+    holds no readable run report (nothing, a check report, a damaged file)."""
+    import json
+
+    from edgeprune.report import REPORT_NAME
+
+    try:
+        with open(os.path.join(os.fspath(folder), REPORT_NAME), encoding="utf-8") as fh:
+            inputs = json.load(fh).get("inputs")
+        model = inputs.get("model")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(model, str) or not model:
+        return None
+    sha = inputs.get("model_sha256")
+    return model, sha if isinstance(sha, str) else None
+
+
+def refuse_other_model(
+    folder: str | os.PathLike, model: str, sha256: str | None, force: bool = False
+) -> None:
+    """Refuse to run ``model`` (``builtin:<name>`` or an absolute path; ``sha256`` of
+    its file) into ``folder`` when the run there is of another model, unless ``force``.
+
+    The same model is the same built-in, the same file path (edited in place:
+    the usual loop of retrain and re-run) or the same bytes at another path;
+    anything else is another model, whose run would be replaced silently.
+
+    Raises:
+        OtherModelError: another model's run is in ``folder`` and ``force`` is off.
+    """
+    old = previous_model(folder)
+    if force or old is None:
+        return
+    old_model, old_sha = old
+    if old_model == model or (sha256 is not None and old_sha == sha256):
+        return
+    shown = old_model.replace("builtin:", "the built-in ", 1)
+    raise OtherModelError(
+        f"{os.fspath(folder)} holds the run of another model ({shown}), which this run "
+        f"would replace; choose another output folder (--out) or pass --force to replace it"
+    )
 
 
 def remove_leftovers(folder: str | os.PathLike) -> list[str]:

@@ -1,10 +1,15 @@
 """Device profiles: ``targets/*.toml`` parsed into validated dataclasses.
 
 A profile says what a device *is* (core, clock, flash, RAM, runtime, kernel
-library) and the default budgets a model must meet on it; it never carries
-pipeline options. Every hardware number in a profile cites its datasheet in a
-comment. Unknown keys, missing keys and impossible values raise
-:class:`TargetError` naming the file, the key, the value and what is allowed.
+library) and the flash and RAM budgets a model must meet on it (by default the
+device's own capacity); it never carries pipeline options, and it carries no
+latency budget unless a user's own profile sets one: latency is the
+application's requirement, set by the recipe or ``--max-latency-ms``. A profile
+may read some figures from this machine at load time instead of stating them
+(``read_from_this_machine``: the ``host`` profile). Every hardware number in a
+profile cites its datasheet in a comment. Unknown keys, missing keys and
+impossible values raise :class:`TargetError` naming the file, the key, the
+value and what is allowed.
 
 Importing this module is cheap (no TensorFlow).
 """
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from edgeprune import this_machine
 from edgeprune._toml import id_or_path, read_toml, toml_ids
 from edgeprune.errors import BadInputError
 
@@ -54,7 +60,8 @@ class TargetError(BadInputError):
 
 @dataclass(frozen=True)
 class Reserve:
-    """What the application around the model keeps for itself."""
+    """What the application around the model keeps for itself (MCU targets: on
+    Linux the figures are what the model adds, and no reserve is counted)."""
 
     flash_bytes: int
     ram_bytes: int
@@ -74,11 +81,13 @@ class ArenaMargin:
 
 @dataclass(frozen=True)
 class Budget:
-    """Default budgets for a model on this device (overridable per run)."""
+    """Budgets for a model on this device (overridable per run). Flash and RAM
+    default to the device's capacity; latency has no default (None: the estimate
+    is reported, not judged) because it is the application's requirement."""
 
     max_flash_bytes: int
     max_ram_bytes: int
-    max_latency_ms: float
+    max_latency_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,9 @@ class Target:
     largest_ram_block_bytes: int | None = None  # one arena must fit one contiguous block
     latency: LatencyProfile = LatencyProfile()
     path: str = ""
+    cpu: str = ""  # the CPU's model name, where the profile states or reads it
+    cores: int | None = None
+    read_from_this_machine: tuple[str, ...] = ()  # keys read at load time, not from the file
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -137,6 +149,8 @@ _SCHEMA: dict[str, dict[str, tuple]] = {
         "model_dtype": (str, True, MODEL_DTYPES),
         "npu": (str, False, None),
         "largest_ram_block_bytes": (int, False, ("gt", 0, MAX_BYTES)),
+        "cpu": (str, False, None),
+        "cores": (int, False, ("gt", 0, MAX_COUNT)),
     },
     "reserve": {
         "flash_bytes": (int, True, ("min", 0, MAX_BYTES)),
@@ -148,9 +162,9 @@ _SCHEMA: dict[str, dict[str, tuple]] = {
         "reason": (str, True, None),
     },
     "budget": {
-        "max_flash_bytes": (int, True, ("gt", 0, MAX_BYTES)),
-        "max_ram_bytes": (int, True, ("gt", 0, MAX_BYTES)),
-        "max_latency_ms": (float, True, ("gt", 0.0, MAX_LATENCY_MS)),
+        "max_flash_bytes": (int, False, ("gt", 0, MAX_BYTES)),
+        "max_ram_bytes": (int, False, ("gt", 0, MAX_BYTES)),
+        "max_latency_ms": (float, False, ("gt", 0.0, MAX_LATENCY_MS)),
     },
     "latency": {
         "cost_model": (str, False, None),
@@ -217,18 +231,65 @@ def _section(where: str, section: str, data: dict) -> dict:
     return out
 
 
-def parse_target(data: dict, where: str, target_id: str) -> Target:
-    """Validate parsed TOML ``data`` and build a :class:`Target`.
+def _machine_keys(where: str, data: dict) -> tuple[dict, tuple[str, ...]]:
+    """``data`` with the figures ``read_from_this_machine`` names read from this
+    machine, and those keys."""
+    keys = data.get("read_from_this_machine", [])
+    allowed = ", ".join(this_machine.READABLE)
+    if not isinstance(keys, list) or not all(k in this_machine.READABLE for k in keys):
+        raise TargetError(
+            f"{where}: read_from_this_machine = {keys!r} must be a list of: {allowed}"
+        )
+    stated = [k for k in keys if k in data]
+    if stated:
+        raise TargetError(
+            f"{where}: {stated[0]} is both stated and read from this machine "
+            f"(read_from_this_machine); remove one"
+        )
+    try:
+        read = this_machine.read(keys)
+    except this_machine.MachineReadError as exc:
+        raise TargetError(
+            f"{where}: {exc}; state it in the profile and drop it from read_from_this_machine"
+        ) from None
+    rest = {k: v for k, v in data.items() if k != "read_from_this_machine"}
+    return {**rest, **read}, tuple(keys)
 
-    Raises:
-        TargetError: unknown or missing keys, wrong types, impossible values.
-    """
-    top = _section(where, "", data)
+
+def _tables(where: str, data: dict, top: dict) -> dict:
+    """The validated ``[reserve]``, ``[arena_margin]`` and ``[budget]`` tables. A
+    reserve is an MCU's only: on Linux the figures are what the model adds."""
     tables = {}
     for section in ("reserve", "arena_margin", "budget"):
-        if section not in data or not isinstance(data[section], dict):
+        table = data.get(section, {} if section == "budget" else None)
+        if section == "reserve" and top["kind"] == "linux":
+            if table is not None:
+                raise TargetError(
+                    f"{where}: [reserve] is for kind = 'mcu' only: on a Linux target "
+                    f"flash and RAM are what the model adds (file bytes, measured "
+                    f"process growth); remove the table"
+                )
+            table = {"flash_bytes": 0, "ram_bytes": 0}
+        if not isinstance(table, dict):
             raise TargetError(f"{where}: missing table [{section}]")
-        tables[section] = _section(where, section, data[section])
+        tables[section] = _section(where, section, table)
+    budget = tables["budget"]
+    budget.setdefault("max_flash_bytes", top["flash_bytes"])
+    budget.setdefault("max_ram_bytes", top["ram_bytes"])
+    return tables
+
+
+def parse_target(data: dict, where: str, target_id: str) -> Target:
+    """Validate parsed TOML ``data`` and build a :class:`Target`; read the figures
+    ``read_from_this_machine`` names from this machine.
+
+    Raises:
+        TargetError: unknown or missing keys, wrong types, impossible values, a
+            figure this machine does not give.
+    """
+    data, read = _machine_keys(where, data)
+    top = _section(where, "", data)
+    tables = _tables(where, data, top)
     reserve, margin, budget = (
         Reserve(**tables["reserve"]),
         ArenaMargin(**tables["arena_margin"]),
@@ -275,6 +336,7 @@ def parse_target(data: dict, where: str, target_id: str) -> Target:
         budget=budget,
         latency=latency,
         path=where,
+        read_from_this_machine=read,
         **top,
     )
 

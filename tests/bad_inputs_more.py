@@ -301,7 +301,14 @@ FAULTS: list[BadInput] = [
     BadInput(
         "profile",
         "infinite latency budget",
-        lambda f: ["targets", "show", f.profile("max_latency_ms = 100.0", "max_latency_ms = inf")],
+        lambda f: [
+            "targets",
+            "show",
+            f.profile(
+                "max_ram_bytes = 262_144  # all of it: the figure includes the reserve",
+                "max_latency_ms = inf",
+            ),
+        ],
         1,
         "…: budget.max_latency_ms = inf is out of range; it must be > 0.0 and <= 86,400,000",
     ),

@@ -148,7 +148,8 @@ def test_a_failed_precondition_refuses_the_model_with_its_evidence(
         target = "rpi4"
         message = (
             "LiteRT cannot run m.tflite on rpi4: the model does not load and run in "
-            "LiteRT (no kernel)"
+            "LiteRT (no kernel); replace those operators, or check the model on a target "
+            "whose runtime has them"
         )
     else:
         from edgeprune.errors import UnsupportedModelError
@@ -248,11 +249,23 @@ def test_calibrate_command_writes_a_cost_model_check_can_use(built, tmp_path):
 
 
 def test_linux_target_uses_file_size_and_measured_memory(built):
+    """What the model adds, in MiB beside the board's capacity, with no reserve and
+    no arena row; the latency estimate is reported, not judged, without a budget."""
     out, _ = built
-    r = invoke("check", str(out / "baseline_float32.tflite"), "--target", "rpizero2w")
+    path = out / "baseline_float32.tflite"
+    r = invoke("check", str(path), "--target", "rpizero2w")
     assert r.exit_code == 0, r.output
-    assert "model file 156," in r.output and "memory growth of a fresh process" in r.output
-    assert "(xnnpack)" in r.output
+    rows = r.stdout.split("\n\n")[1].splitlines()[2:]
+    assert [row.split()[0] for row in rows] == ["storage", "ram", "latency"]
+    assert rows[0].split()[1:] == [f"{path.stat().st_size / 2**20:,.4g}", "MiB", "8,192", "MiB"] + [
+        f"{8192 - path.stat().st_size / 2**20:,.4g}",
+        "MiB",
+        "pass",
+    ]
+    assert rows[1].split()[3:5] == ["512", "MiB"] and rows[2].endswith("no budget set")
+    assert f"{path.stat().st_size:,} B (" in r.stdout and "reserve" not in r.stdout
+    assert "of rpizero2w's 512 MiB of RAM: what a fresh process grows by" in r.stdout
+    assert "host with xnnpack, not on the board" in r.stdout
 
 
 @pytest.mark.parametrize(
@@ -326,11 +339,15 @@ def test_fleet_table_reports_each_build(built, tmp_path):
     assert r.exit_code == 1  # pico's build failed
     rows = {line.split()[0]: line for line in r.stdout.splitlines()[2:]}
     flash = json.loads((out / "report.json").read_text())["stages"]["check"]["rules"][0]
-    assert rows["nano33ble"].endswith("PASS") and f"{flash['figure']:,.0f}" in rows["nano33ble"]
+    budget = f"{flash['figure']:,.0f} B / {flash['budget']:,.0f} B"
+    assert rows["nano33ble"].endswith("PASS") and budget in rows["nano33ble"]
     latency = json.loads((out / "report.json").read_text())["stages"]["check"]["rules"][-1]
-    assert latency["name"] == "latency"
-    assert f"{latency['figure']:,.3g} / {latency['budget']:,.4g} (est.)" in rows["nano33ble"]
-    assert "ERROR (exit 1, see pico.log)" in rows["pico"]
+    assert latency["name"] == "latency" and latency["budget"] is None  # no profile sets one
+    assert f"{latency['figure']:,.4g} ms (est.), no budget set" in rows["nano33ble"]
+    assert rows["pico"].split()[1:] == [
+        *"no report no report no report not evaluated".split(),
+        *"ERROR (exit 1, see pico.log)".split(),
+    ]
 
 
 def test_fleet_exit_3_when_a_device_is_over_budget(built, tmp_path):
@@ -347,11 +364,19 @@ def test_fleet_exit_3_when_a_device_is_over_budget(built, tmp_path):
 def test_model_dtype_counts_integer_only_models_as_int8():
     from types import SimpleNamespace as NS
 
-    from edgeprune.stages.check import model_dtype
+    from edgeprune.stages.check import first_float, model_dtype
 
-    def info(tensors, weights):
+    def info(tensors, weights, shapes=None):
+        ts = [
+            NS(index=i, subgraph=0, name=f"t{i}", dtype=d, elements=(shapes or {}).get(i, 4))
+            for i, d in enumerate(tensors)
+        ]
+        op = NS(index=0, subgraph=0, opcode="FULLY_CONNECTED", inputs=(0,), outputs=(1,))
         return NS(
-            tensors=[NS(dtype=d) for d in tensors],
+            tensors=ts,
+            inputs=(ts[0],),
+            outputs=(ts[min(3, len(ts) - 1)],),
+            operators=[op, NS(index=1, subgraph=0, opcode="ADD", inputs=(1, 2), outputs=(3,))],
             weights=NS(per_tensor=[NS(dtype=d) for d in weights]),
         )
 
@@ -360,6 +385,14 @@ def test_model_dtype_counts_integer_only_models_as_int8():
     assert model_dtype(info(["int8", "int32"], ["int8"])) == "int8"
     assert model_dtype(info(["float32"], ["float32"])) == "float32"
     assert model_dtype(info(["float32", "int8"], ["int8"])) == "mixed"  # dynamic range
+    # An int8 LSTM's empty float placeholders (shape [0]) and a float tensor no
+    # operator touches leave the model int8.
+    assert model_dtype(info(["int8", "int8", "int8", "int8", "float32"], ["int8"])) == "int8"
+    empty = info(["int8", "int8", "float32", "int8"], ["int8"], shapes={2: 0})
+    assert model_dtype(empty) == "int8" and first_float(empty) == ""
+    used = info(["int8", "int8", "float32", "int8"], ["int8"])
+    assert model_dtype(used) == "mixed"
+    assert first_float(used) == "float32 tensor 2 ('t2') read by ADD at operator 1"
 
 
 def test_run_for_a_target_picks_the_dense_quantization_with_the_smaller_arena(built):
@@ -441,7 +474,9 @@ def test_check_options_applies_the_recipe_budget_and_its_cost_model_together(bui
     path = str(out / "final_int8.tflite")
     default = check_options(path, target, BudgetOptions())
     other = check_options(
-        path, target, BudgetOptions(cost_model="cmsis-nn_cortex-m7", max_latency_ms=0.001)
+        path,
+        target,
+        BudgetOptions(cost_model="cmsis-nn_cortex-m7", force_cost_model=True, max_latency_ms=0.001),
     )
     assert default.evidence.latency.cost_model == "cmsis-nn_cortex-m4f"
     assert other.evidence.latency.cost_model == "cmsis-nn_cortex-m7"

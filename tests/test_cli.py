@@ -834,10 +834,11 @@ def finished_report(run_dir):
     return report.read(run_dir / "report.json")
 
 
-def _build(folder, name, code, finished, check_ok=True, report=True):
+def _build(folder, name, code, finished, check_ok=True, report=True, figures=None):
     """What `make all-targets` leaves for one target: NAME.exit and (unless the
     build died first) NAME/report.json: a real run's report with a device check
-    of known figures and a final accuracy of 0.9722."""
+    of known figures (``figures``: name, ok, figure, budget, unit) and a final
+    accuracy of 0.9722."""
     import dataclasses
 
     from edgeprune import report as rp
@@ -847,7 +848,8 @@ def _build(folder, name, code, finished, check_ok=True, report=True):
         return
     rules = tuple(
         rp.RuleResult(n, f"{n} rule", ok, figure, budget, unit, f"budget.{n}", "test")
-        for n, ok, figure, budget, unit in [
+        for n, ok, figure, budget, unit in figures
+        or [
             ("flash", check_ok, 120_000, 1_048_576, "B"),
             ("ram", True, 30_000, 262_144, "B"),
             ("latency", True, 31.66, 100.0, "ms"),
@@ -874,9 +876,37 @@ def test_fleet_table_passes_every_good_build(tmp_path, finished_report):
     _build(tmp_path, "esp32s3", 0, finished_report)
     r, rows = _fleet(tmp_path, "nano33ble", "esp32s3")
     assert r.exit_code == 0 and r.stderr == "", r.output
-    assert r.stdout.startswith("target") and "flash B (used / budget)" in r.stdout
-    assert rows["nano33ble"].endswith("PASS") and "120,000 / 1,048,576" in rows["nano33ble"]
-    assert "31.7 / 100 (est.)" in rows["nano33ble"] and "0.9722" in rows["nano33ble"]
+    assert r.stdout.startswith("target") and "flash or storage (used / budget)" in r.stdout
+    assert rows["nano33ble"].endswith("PASS") and "120,000 B / 1,048,576 B" in rows["nano33ble"]
+    assert "31.66 ms / 100 ms (est.)" in rows["nano33ble"] and "0.9722" in rows["nano33ble"]
+
+
+def test_fleet_reports_a_latency_without_budget_and_linux_sizes_in_mib(tmp_path, finished_report):
+    """No latency budget: the estimate is shown, 'no budget set', and the build passes;
+    a Linux build's storage and RAM are MiB beside the capacity; no cell is a dash."""
+    builds = {
+        "nano33ble": [
+            ("flash", True, 120_000, 1_048_576, "B"),
+            ("ram", True, 30_000, 262_144, "B"),
+            ("arena", True, 7_255, None, "B"),
+            ("latency", True, 431.2, None, "ms"),
+        ],
+        "rpi4": [
+            ("storage", True, 0.04324, 8192.0, "MiB"),
+            ("ram", True, 3.2, 1024.0, "MiB"),
+            ("latency", True, 0.6195, None, "ms"),
+        ],
+    }
+    for name, figures in builds.items():
+        _build(tmp_path, name, 0, finished_report, figures=figures)
+    r, rows = _fleet(tmp_path, "nano33ble", "rpi4")
+    assert r.exit_code == 0 and r.stderr == "", r.output
+    assert "431.2 ms (est.), no budget set" in rows["nano33ble"] and rows["nano33ble"].endswith(
+        "PASS"
+    )
+    assert "0.04324 MiB / 8,192 MiB" in rows["rpi4"] and "3.2 MiB / 1,024 MiB" in rows["rpi4"]
+    assert "0.6195 ms (est.), no budget set" in rows["rpi4"] and rows["rpi4"].endswith("PASS")
+    assert " - " not in r.stdout
 
 
 def test_fleet_reports_a_failed_build_as_error_and_exits_1(tmp_path, finished_report):
@@ -885,7 +915,7 @@ def test_fleet_reports_a_failed_build_as_error_and_exits_1(tmp_path, finished_re
     r, rows = _fleet(tmp_path, "nano33ble", "pico")
     assert r.exit_code == 1, r.output
     assert rows["nano33ble"].endswith("PASS")
-    assert "ERROR (exit 1, see pico.log)" in rows["pico"]
+    assert "ERROR (exit 1, see pico.log)" in rows["pico"] and "no report" in rows["pico"]
     assert r.stderr == (
         f"edgeprune: error: 1 of 2 targets did not pass: pico (exit 1); see "
         f"{tmp_path}/<target>.log\n"

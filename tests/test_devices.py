@@ -39,6 +39,11 @@ def test_profile_loads_and_matches(target_id):
     assert t.budget.max_flash_bytes <= t.flash_bytes
     assert t.budget.max_ram_bytes <= t.ram_bytes
     assert t.reserve.flash_bytes < t.flash_bytes and t.reserve.ram_bytes < t.ram_bytes
+    # a latency budget is the application's requirement, never a device fact
+    assert t.budget.max_latency_ms is None
+    if t.kind == "linux":  # figures are what the model adds: no nominal reserve
+        assert (t.reserve.flash_bytes, t.reserve.ram_bytes) == (0, 0)
+        assert "[reserve]" not in open(t.path, encoding="utf-8").read()
     assert t.arena_margin.reason
     if t.largest_ram_block_bytes is not None:
         assert t.largest_ram_block_bytes <= t.ram_bytes
@@ -48,7 +53,7 @@ def test_profile_loads_and_matches(target_id):
 def test_hardware_numbers_cite_a_source(target_id):
     text = open(load_target(target_id).path, encoding="utf-8").read()
     assert re.search(r"^# \[1\] .*", text, re.M), "no numbered source"
-    # a datasheet on the web, or for the host the machine itself
+    # a datasheet on the web, or for the host the machine itself, read at load time
     assert "https://" in text or (target_id == "host" and "/proc/cpuinfo" in text)
     sources = set(re.findall(r"^# (\[\d\]) ", text, re.M))
     for key in ("clock_hz", "flash_bytes", "ram_bytes", "largest_ram_block_bytes"):
@@ -95,6 +100,83 @@ def test_good_profile_parses():
     assert parse_target(bad(), "t.toml", "t").budget.max_latency_ms == 100.0
 
 
+def test_budgets_are_optional_flash_and_ram_default_to_the_capacity():
+    t = parse_target(bad(budget__max_latency_ms=None, budget__max_flash_bytes=None), "t", "t")
+    assert (t.budget.max_flash_bytes, t.budget.max_ram_bytes) == (1_000_000, 200_000)
+    assert t.budget.max_latency_ms is None
+    data = bad()
+    del data["budget"]
+    assert parse_target(data, "t.toml", "t").budget.max_ram_bytes == 256_000
+
+
+def _proc(key: str, path: str = "/proc/cpuinfo") -> list[str]:
+    text = open(path, encoding="utf-8").read()
+    return [
+        v.strip() for k, _, v in (ln.partition(":") for ln in text.splitlines()) if k.strip() == key
+    ]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_host_profile_is_this_machine_read_from_proc():
+    """The host profile states none of the figures it reads: they are this machine's."""
+    import os
+
+    t = load_target("host")
+    assert set(t.read_from_this_machine) == {"cpu", "cores", "clock_hz", "ram_bytes"}
+    memtotal_kb = int(_proc("MemTotal", "/proc/meminfo")[0].split()[0])
+    assert t.ram_bytes == memtotal_kb * 1024 == t.budget.max_ram_bytes
+    assert t.cores == len(_proc("processor"))
+    freq = "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq"
+    if os.path.exists(freq):
+        assert t.clock_hz == int(open(freq).read()) * 1000
+    else:
+        assert t.clock_hz == round(float(_proc("cpu MHz")[0]) * 1e6)
+    assert t.cpu == (_proc("model name") or _proc("Model") or _proc("Hardware") or ["x"])[0]
+    text = open(t.path, encoding="utf-8").read()
+    assert not re.search(r"^(clock_hz|ram_bytes|cores|cpu) =", text, re.M)
+
+
+def test_figures_read_from_a_machine_without_them_name_the_file_and_fix(tmp_path):
+    from edgeprune import this_machine
+
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "cpuinfo").write_text("processor\t: 0\nmodel name\t: Test CPU\n")
+    assert this_machine.read(["cpu", "cores"], str(tmp_path)) == {"cpu": "Test CPU", "cores": 1}
+    with pytest.raises(this_machine.MachineReadError) as err:
+        this_machine.read(["clock_hz"], str(tmp_path))
+    assert str(err.value) == (
+        "cannot read clock_hz from this machine: no /sys/devices/system/cpu/cpu0/cpufreq/"
+        "cpuinfo_max_freq and no 'cpu MHz' line in /proc/cpuinfo"
+    )
+    freq = tmp_path / "sys/devices/system/cpu/cpu0/cpufreq"
+    freq.mkdir(parents=True)
+    (freq / "cpuinfo_max_freq").write_text("1800000\n")
+    assert this_machine.read(["clock_hz"], str(tmp_path)) == {"clock_hz": 1_800_000_000}
+    with pytest.raises(this_machine.MachineReadError, match="no MemTotal line in /proc/meminfo"):
+        this_machine.read(["ram_bytes"], str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        (
+            {"read_from_this_machine": ["clock_hz"]},
+            "t.toml: clock_hz is both stated and read from this machine "
+            "(read_from_this_machine); remove one",
+        ),
+        (
+            {"read_from_this_machine": ["flash_bytes"]},
+            "t.toml: read_from_this_machine = ['flash_bytes'] must be a list of: cpu, cores, "
+            "clock_hz, ram_bytes",
+        ),
+    ],
+)
+def test_bad_read_from_this_machine_is_named(changes, message):
+    with pytest.raises(TargetError) as err:
+        parse_target(bad(**changes), "t.toml", "t")
+    assert str(err.value) == message
+
+
 @pytest.mark.parametrize(
     "changes,message",
     [
@@ -139,7 +221,7 @@ def test_target_file_by_path(tmp_path):
     p.write_text(
         open(load_target("pico").path)
         .read()
-        .replace("max_latency_ms = 500.0", "max_latency_ms = -1.0")
+        .replace("[budget]\n", "[budget]\nmax_latency_ms = -1.0\n")
     )
     with pytest.raises(TargetError, match="budget.max_latency_ms = -1.0 is out of range"):
         load_target(str(p))
@@ -156,7 +238,14 @@ def test_targets_commands_do_not_import_tensorflow():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "nano33ble" in proc.stdout and "Arduino Nano 33 BLE Sense" in proc.stdout
-    assert "budget          flash <= 1,048,576 B" in proc.stdout
+    assert "budget          flash (model + runtime + reserve) <= 1,048,576 B" in proc.stdout
+    assert "latency set by your recipe ([budget] max_latency_ms or --max-latency-ms)" in (
+        proc.stdout
+    )
+    table = proc.stdout.split("nano33ble:")[0]  # the list, before `targets show`
+    assert table.splitlines()[0].split()[-2:] == ["latency", "budget"]
+    assert all(line.endswith("set by your recipe") for line in table.splitlines()[2:15])
+    assert " - " not in proc.stdout
 
 
 @pytest.mark.parametrize(
@@ -246,3 +335,19 @@ def test_cli_bad_profile_and_recipe_are_one_line_exit_1(tmp_path):
         f"save it as UTF-8 text"
     )
     assert not out.exists()
+
+
+def test_a_figure_this_machine_does_not_give_refuses_the_profile_naming_the_fix(monkeypatch):
+    from edgeprune import this_machine
+
+    def no_clock(root="/"):
+        raise this_machine.MachineReadError("no 'cpu MHz' line in /proc/cpuinfo")
+
+    monkeypatch.setattr(this_machine, "clock_hz", no_clock)
+    data = bad(clock_hz=None, read_from_this_machine=["clock_hz"])
+    with pytest.raises(TargetError) as err:
+        parse_target(data, "t.toml", "t")
+    assert str(err.value) == (
+        "t.toml: cannot read clock_hz from this machine: no 'cpu MHz' line in /proc/cpuinfo; "
+        "state it in the profile and drop it from read_from_this_machine"
+    )

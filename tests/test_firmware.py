@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from ai_edge_litert import schema_py_generated as schema  # noqa: E402
+from tflite_build import signal_window_model  # noqa: E402 - tests/ is on sys.path under pytest
 
 from edgeprune.artifacts import ArtifactWriteError  # noqa: E402
 from edgeprune.errors import BadInputError, UnsupportedModelError  # noqa: E402
@@ -202,6 +203,10 @@ struct TFLMRegistration { const char* kernel; };
             f'  TfLiteStatus {method}(const TFLMRegistration& r = TFLMRegistration{{"{opcode}"}})'
             f' {{ return Add("{method}", r); }}'
         )
+    for name, method in resolver.CUSTOM_METHODS.items():  # AddWindow() and the like
+        methods.append(
+            f'  TfLiteStatus {method}() {{ return Add("{method}", TFLMRegistration{{"{name}"}}); }}'
+        )
     (micro / "micro_mutable_op_resolver.h").write_text(
         """#ifndef STUB_MICRO_MUTABLE_OP_RESOLVER_H_
 #define STUB_MICRO_MUTABLE_OP_RESOLVER_H_
@@ -369,6 +374,13 @@ def test_model_ops_compiles_and_registers_n_ops(
 
 
 @needs_cxx
+def test_tflite_micro_custom_kernels_compile_and_register_by_name(tmp_path):
+    files = render(signal_window_model(), "window.tflite", None)
+    status, log = _run_resolver(tmp_path, files)
+    assert (status, log) == (0, ["AddWindow SignalWindow"])
+
+
+@needs_cxx
 def test_stub_resolver_catches_a_wrong_op_count(int8_files, tmp_path):
     # Guards the test itself: a resolver one op too small must fail.
     files = dict(int8_files)
@@ -394,8 +406,9 @@ def test_custom_and_unknown_ops_are_refused_by_name(int8_model):
 def test_resolver_table_names_real_builtin_ops():
     builtins = {k for k in vars(schema.BuiltinOperator) if k.isupper()}
     assert set(RESOLVER_METHODS) <= builtins
-    assert all(re.fullmatch(r"Add[A-Z][A-Za-z0-9]*", m) for m in RESOLVER_METHODS.values())
-    assert len(set(RESOLVER_METHODS.values())) == len(RESOLVER_METHODS)
+    methods = [*RESOLVER_METHODS.values(), *resolver.CUSTOM_METHODS.values()]
+    assert all(re.fullmatch(r"Add[A-Z][A-Za-z0-9]*", m) for m in methods)
+    assert len(set(methods)) == len(methods)
     assert set(resolver._TYPED_KERNELS) <= set(RESOLVER_METHODS)
 
 

@@ -109,7 +109,8 @@ def test_estimate_fitted_here_predicts_a_fresh_measurement(host_models, tmp_path
         f"{measured:.4g} ms"
     )
     assert 0.5 <= estimated / measured <= 2.0
-    assert measured < load_target("host").budget.max_latency_ms
+    assert load_target("host").budget.max_latency_ms is None  # reported, not judged
+    assert latency["ok"] and latency["budget"] is None
 
 
 def test_shipped_host_calibration_meets_the_target_and_matches_the_shipped_fit():

@@ -193,7 +193,7 @@ def _csv(tmp_path, body: str) -> str:
     "body,message",
     [
         ("kws.json,,abc,1,x,b,s\n", "must be numbers"),
-        ("kws.json,,-1,1,x,b,s\n", "must be positive"),
+        ("kws.json,,-1,1,x,b,s\n", "zero or missing time is not a measurement"),
         ("kws.json,99,1,1,x,b,s\n", "not an operator index"),
         ("missing.json,,1,1,x,b,s\n", "cannot read the op costs"),
     ],

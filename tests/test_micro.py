@@ -248,19 +248,3 @@ def test_parent_process_never_imports_tflite_micro_or_tensorflow(int8_model, tmp
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
-
-
-@pytest.mark.parametrize(
-    ("tensor", "layer"),
-    [
-        ("digits_cnn/fc1/MatMul", "fc1"),
-        ("tiny_cnn/conv/Relu;tiny_cnn/conv/BiasAdd;tiny_cnn/conv/Conv2D", "conv"),
-        ("odd_ops/topk/TopKV2;odd_ops/topk/TopKV21", "topk"),
-        ("outer/inner_block/dense/Tensordot/MatMul", "inner_block"),
-        ("conv/bias", "conv"),
-        ("StatefulPartitionedCall:0", ""),
-        ("", ""),
-    ],
-)
-def test_layer_name_is_read_from_the_tensor_name(tensor, layer):
-    assert micro._layer_name(tensor) == layer

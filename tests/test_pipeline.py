@@ -315,7 +315,7 @@ def test_model_the_converter_refuses_leaves_the_previous_run_untouched(
     monkeypatch.setattr(converter, "to_tflite", refuses)
     model = save(trained_models["sequential"], previous_run.parent / "seq.keras")
     with pytest.raises(converter.ConversionError, match="failed in float32 mode"):
-        pipeline.run(model, digits_npz, small_recipe(), str(previous_run))
+        pipeline.run(model, digits_npz, small_recipe(), str(previous_run), force=True)
     assert {name: (previous_run / name).read_bytes() for name in _listing(previous_run)} == before
 
 

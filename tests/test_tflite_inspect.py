@@ -347,55 +347,9 @@ def test_read_constant_of_an_activation_says_it_has_no_data(tflite_paths, infos)
 
 # --- hand-built flatbuffers: layouts the converter does not produce here -----------------------
 
-OP = schema.BuiltinOperator
-TYPE = schema.TensorType
-
-
-def _tensor(name, shape, dtype, buffer=0, scales=(), zero_points=(), axis=0):
-    tensor = schema.TensorT()
-    tensor.name, tensor.shape, tensor.type, tensor.buffer = name, list(shape), dtype, buffer
-    if scales:
-        tensor.quantization = schema.QuantizationParametersT()
-        tensor.quantization.scale = list(scales)
-        tensor.quantization.zeroPoint = list(zero_points)
-        tensor.quantization.quantizedDimension = axis
-    return tensor
-
-
-def _flatbuffer(tensors, ops, buffers, offsets=None, graph_inputs=(0,)) -> bytes:
-    """A one-subgraph model; ``ops`` are (builtin, custom_code, inputs, outputs).
-
-    ``buffers`` hold each buffer's bytes (buffer 0, the empty sentinel, is
-    added). With ``offsets``, buffer i's data is stored at ``offsets[i]`` after
-    the flatbuffer instead of inside it.
-    """
-    model = schema.ModelT()
-    model.version, model.description = 3, "hand-built"
-    model.operatorCodes, model.buffers = [], [schema.BufferT()]
-    for data in buffers:
-        buffer = schema.BufferT()
-        if offsets is None:
-            buffer.data = list(data)
-        else:
-            buffer.offset, buffer.size = offsets[len(model.buffers)], len(data)
-        model.buffers.append(buffer)
-    graph = schema.SubGraphT()
-    graph.tensors, graph.operators = tensors, []
-    for builtin, custom, inputs, outputs in ops:
-        code = schema.OperatorCodeT()
-        # Codes over 127 do not fit the deprecated int8 field, which then holds
-        # PLACEHOLDER_FOR_GREATER_OP_CODES (127), as the converter writes it.
-        code.builtinCode, code.deprecatedBuiltinCode = builtin, min(builtin, 127)
-        code.customCode, code.version = custom, 1
-        op = schema.OperatorT()
-        op.opcodeIndex, op.inputs, op.outputs = len(model.operatorCodes), inputs, outputs
-        model.operatorCodes.append(code)
-        graph.operators.append(op)
-    graph.inputs, graph.outputs = list(graph_inputs), [len(tensors) - 1]
-    model.subgraphs = [graph]
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+from tflite_build import OP, TYPE  # noqa: E402 - tests/ is on sys.path under pytest
+from tflite_build import flatbuffer as _flatbuffer  # noqa: E402
+from tflite_build import tensor as _tensor  # noqa: E402
 
 
 def test_per_channel_zero_points_define_zero_weights_and_custom_ops_are_named():

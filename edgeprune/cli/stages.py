@@ -44,9 +44,15 @@ def _show(fmt, fn, *args):
     "its budgets and write firmware/ for TFLite Micro devices. Default "
     "output: build/NAME.",
 )
+@click.option(
+    "--force",
+    "force",
+    is_flag=True,
+    help="Replace the run of another model in the output folder (refused without it).",
+)
 @recipe_options((None, "train", "structured", "prune", "quantize", "budget"))
 @guarded
-def run(model, data, recipe_path, out, target, **kwargs):
+def run(model, data, recipe_path, out, target, force, **kwargs):
     """Run every stage: baseline, prune, strip, quantize, evaluate (and check)."""
     if model is not None and data is None:
         raise click.UsageError(
@@ -58,7 +64,9 @@ def run(model, data, recipe_path, out, target, **kwargs):
     from edgeprune.presentation.summary import format_run
 
     try:
-        result = pipeline.run(model=model, data=data, recipe=recipe, out=out, target=target)
+        result = pipeline.run(
+            model=model, data=data, recipe=recipe, out=out, target=target, force=force
+        )
     except (QualityError, BudgetError) as exc:
         if exc.result is not None:
             click.echo(format_run(exc.result))

@@ -60,6 +60,12 @@ def inspect(model_path, as_json, max_model_mb):
     help="Cost model for the estimate (default: the target's).",
 )
 @click.option(
+    "--force-cost-model",
+    "force_cost_model",
+    is_flag=True,
+    help="Use --cost-model even when it was fitted for another core or kernel library.",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -67,11 +73,13 @@ def inspect(model_path, as_json, max_model_mb):
 )
 @max_model_option
 @guarded
-def cost(model_path, target, cost_model, as_json, max_model_mb):
+def cost(model_path, target, cost_model, force_cost_model, as_json, max_model_mb):
     """Per-operator cost of a .tflite: class, MACs, bytes; with --target, estimated latency."""
     from edgeprune.presentation.ops import cost_report
 
-    click.echo(cost_report(model_path, target, cost_model, as_json, max_model_mb * 2**20))
+    click.echo(
+        cost_report(model_path, target, cost_model, as_json, max_model_mb * 2**20, force_cost_model)
+    )
 
 
 @click.command()

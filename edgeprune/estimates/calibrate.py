@@ -29,6 +29,13 @@ from edgeprune.estimates.opcost import CLASSES, MAC_CLASSES, ModelCost
 PARAMS = ("mac", "classes", "elements", "activation", "overhead")
 DEFAULT_FIT = ("mac", "activation")
 
+#: Leave-one-out errors above which a fit is written with a warning: a median
+#: over 25 % misjudges the typical model by more than the headroom a budget
+#: usually leaves, and one row over 50 % means the fitted form cannot follow some
+#: model (a missing cost class, a row from another build).
+WARN_MEDIAN_ERROR = 0.25
+WARN_MAX_ERROR = 0.50
+
 
 def _terms(
     cost: ModelCost, base: CostModel, params: tuple[str, ...], classes: list[str]
@@ -149,6 +156,46 @@ class Calibration:
     params: tuple[str, ...]
     rows: tuple[RowResult, ...]
     accuracy: Accuracy
+    warnings: tuple[str, ...] = ()  # leave-one-out errors over the thresholds
+
+
+def error_warnings(rows: tuple[RowResult, ...], accuracy: Accuracy) -> tuple[str, ...]:
+    """The warnings a fit carries when its leave-one-out error is over
+    :data:`WARN_MEDIAN_ERROR` (median) or :data:`WARN_MAX_ERROR` (any row)."""
+    out = []
+    if accuracy.median_abs_error > WARN_MEDIAN_ERROR:
+        out.append(
+            f"the fit's median leave-one-out error is {accuracy.median_abs_error:.0%} "
+            f"(over {WARN_MEDIAN_ERROR:.0%}): its estimates are not reliable; add "
+            f"measurements or fit other constants (--fit)"
+        )
+    if accuracy.max_abs_error > WARN_MAX_ERROR:
+        worst = max(rows, key=lambda r: abs(r.loo_error))
+        out.append(
+            f"the fit misses {worst.row.label} by {worst.loo_error:+.0%} left out (over "
+            f"{WARN_MAX_ERROR:.0%}): check that row, or fit constants that can follow it"
+        )
+    return tuple(out)
+
+
+def _refuse_mixed_kinds(rows: list[Measurement]) -> None:
+    """Float and integer kernels run at other rates: one fit cannot serve both."""
+    kinds: dict[str, list[Measurement]] = {}
+    for r in rows:
+        kinds.setdefault(r.kind, []).append(r)
+    if len(kinds) > 1:
+
+        def first(kind: str) -> str:
+            more = len(kinds[kind]) - 1
+            return f"{kinds[kind][0].label} (line {kinds[kind][0].line})" + (
+                f" and {more} more" if more else ""
+            )
+
+        raise CalibrationError(
+            f"the rows mix float models ({first('float')}) and integer ones "
+            f"({first('int')}), whose kernels run at other rates; put each kind in "
+            f"its own measurements file and calibrate them apart"
+        )
 
 
 def calibrate(
@@ -160,9 +207,12 @@ def calibrate(
     """Fit ``base`` (default: the cost model the rows name) to ``rows`` and
     measure the fit's leave-one-out error.
 
+    A fit whose leave-one-out error is over :data:`WARN_MEDIAN_ERROR` (median) or
+    :data:`WARN_MAX_ERROR` (any row) carries a warning for each (``warnings``).
+
     Raises:
-        CalibrationError: rows for several cost models, unknown parameters, or
-            fewer rows than fitted parameters plus one.
+        CalibrationError: rows for several cost models, float and integer models
+            mixed, unknown parameters, or fewer rows than fitted parameters plus one.
     """
     unknown = [p for p in params if p not in PARAMS]
     if unknown or not params:
@@ -181,6 +231,7 @@ def calibrate(
                 f"the rows calibrate several cost models ({', '.join(ids)}); keep one per file"
             )
         base = load_cost_model(ids[0])
+    _refuse_mixed_kinds(rows)
     n_params = len(_names(rows, params))
     if len(rows) < n_params + 1:
         raise CalibrationError(
@@ -201,7 +252,8 @@ def calibrate(
         f"{', '.join(boards)} ({name})"
     )
     model = replace(fitted, basis="fit", source=source, accuracy=accuracy)
-    return Calibration(model, tuple(params), tuple(results), accuracy)
+    rows_out = tuple(results)
+    return Calibration(model, tuple(params), rows_out, accuracy, error_warnings(rows_out, accuracy))
 
 
 def cost_model_toml(model: CostModel, header: str = "") -> str:
@@ -254,8 +306,9 @@ def calibrate_file(
     out: str | None = None,
 ) -> Calibration:
     """:func:`calibrate` on the measurements CSV at ``path`` (``base``: a cost model id
-    or file). Side effect: with ``out``, the fitted model is written there as TOML,
-    its id the file's name (for ``edgeprune check --cost-model``), and logged.
+    or file). Side effects: the fit's warnings are logged (level WARNING); with
+    ``out``, the fitted model is written there as TOML, its id the file's name (for
+    ``edgeprune check --cost-model``), the warnings in its header, and logged.
 
     Raises:
         CalibrationError: see
@@ -271,13 +324,13 @@ def calibrate_file(
     result = calibrate(
         load_measurements(path), load_cost_model(base) if base else None, params, set_name
     )
+    log = logging.getLogger(__name__)
+    for text in result.warnings:
+        log.warning("calibrate: %s", text)
     if out is not None:
         model = replace(result.model, id=os.path.splitext(os.path.basename(out))[0])
-        write_bytes_atomic(
-            out,
-            cost_model_toml(
-                model, f"Written by `edgeprune calibrate {os.path.basename(path)}`."
-            ).encode(),
-        )
-        logging.getLogger(__name__).info("wrote %s", out)
+        header = [f"Written by `edgeprune calibrate {os.path.basename(path)}`."]
+        header += [f"WARNING: {text}" for text in result.warnings]
+        write_bytes_atomic(out, cost_model_toml(model, "\n".join(header)).encode())
+        log.info("wrote %s", out)
     return result

@@ -23,12 +23,12 @@ is cheap (no TensorFlow).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 
 from edgeprune._toml import id_or_path, read_toml, toml_ids
 from edgeprune.errors import BadInputError
-from edgeprune.estimates.opcost import CLASSES, ModelCost, OpCost
+from edgeprune.estimates.opcost import CLASSES, ModelCost, OpCost, uncounted_note
 from edgeprune.target import Target
 
 BASES = ("fit", "derived", "measured")
@@ -70,8 +70,7 @@ class CostModel:
     derivation: str = ""
     path: str = ""
     stated_error_band: float | None = None  # the file's error_band, for derived models
-    # A kernel's cost besides its work: per output element (requantize and store, an
-    # im2col row per output pixel) and per call (buffers, loop set-up); class -> cycles.
+    # class -> a kernel's cycles per output element (requantize, im2col) and per call
     cycles_per_output: dict[str, float] = field(default_factory=dict)
     cycles_per_op: dict[str, float] = field(default_factory=dict)
 
@@ -82,8 +81,8 @@ class CostModel:
 
     @property
     def error_band(self) -> float:
-        """How far an estimate may be off, as a fraction: the file's ``error_band``, else
-        the largest leave-one-out error of the fit, else :data:`DEFAULT_ERROR_BAND`."""
+        """How far an estimate may be off (a fraction): the file's ``error_band``, else the
+        fit's largest leave-one-out error, else :data:`DEFAULT_ERROR_BAND`."""
         if self.stated_error_band is not None:
             return self.stated_error_band
         if self.accuracy is not None:
@@ -320,7 +319,7 @@ class LatencyEstimate:
                 f"max {a.max_abs_error:.0%} over {a.n} models"
             )
         text += f"; error band ±{self.error_band:.0%} ({self.error_band_basis})"
-        return text + "".join(f"; {note}" for note in self.notes)
+        return "; ".join((text, *self.notes))
 
 
 def estimate(
@@ -349,15 +348,7 @@ def estimate(
             )
         )
     ms = sum(r.ms for r in rows)
-    uncounted = [f"{o.opcode} (op {o.index})" for o in cost.ops if o.op_class == "other"]
-    notes = []
-    if uncounted:
-        notes.append(
-            f"edgeprune cannot count the work of {', '.join(uncounted[:5])}"
-            + (f" and {len(uncounted) - 5} more" if len(uncounted) > 5 else "")
-            + f": each is costed at {model.cycles_per_unit['other']:g} cycles per output "
-            "element, a guess; time the model on the board for a real figure"
-        )
+    notes = tuple(n for n in (uncounted_note(cost),) if n)
     energy = ms * power_mw if power_mw is not None else None  # mW x ms = uJ
     return LatencyEstimate(
         target,
@@ -371,7 +362,7 @@ def estimate(
         power_mw,
         tuple(rows),
         model.accuracy,
-        tuple(notes),
+        notes,
         model.error_band,
         model.error_band_basis,
     )
@@ -389,17 +380,64 @@ __all__ = [
 ]
 
 
-def estimate_latency(cost, target: Target, cost_model: str | None = None):
-    """The latency (and energy) estimate of a model's op costs (:func:`opcost.model_cost`)
-    on ``target``.
+class CostModelMismatchError(CostModelError):
+    """A cost model fitted for another core or kernel library than the target's."""
 
-    ``cost_model`` (an id or a .toml path) replaces the target's own.
+
+FORCE_FIX = "pass --force-cost-model (recipe: [budget] force_cost_model = true) to use it anyway"
+
+
+def core_mismatch(model: CostModel, target: Target, force: bool = False) -> str:
+    """ "" when ``model`` is for ``target``'s kernel library and core; else, with
+    ``force``, the note an estimate carries (its constants were measured elsewhere,
+    so its error band says nothing here).
+
+    Raises:
+        CostModelMismatchError: another core or kernel library, not forced.
+    """
+    if (model.kernels, model.core) == (target.kernels, target.core):
+        return ""
+    theirs = f"{model.kernels} on {model.core}"
+    ours = f"{target.kernels} on {target.core}"
+    if force:
+        return (
+            f"FORCED: cost model {model.id} is for {theirs}, not {ours}; the figure "
+            f"and its error band do not describe {target.id}"
+        )
+    raise CostModelMismatchError(
+        f"cost model {model.id} is for {theirs}, but {target.id} runs {ours}; choose "
+        f"a cost model for {target.kernels}_{target.core} or {FORCE_FIX}"
+    )
+
+
+def select_cost_model(
+    target: Target, cost_model: str | None = None, force: bool = False
+) -> tuple[CostModel, str]:
+    """The cost model for ``target`` (``cost_model``, an id or a .toml path, replaces
+    the target's own) and, when it was forced onto another core, the note saying so.
 
     Raises:
         CostModelError: the cost model is unknown or invalid.
+        CostModelMismatchError: it is for another core or kernel library (not forced).
     """
     model = load_cost_model(cost_model or target.latency.cost_model_id(target))
-    return estimate(
+    return model, core_mismatch(model, target, force)
+
+
+def estimate_latency(cost, target: Target, cost_model: str | None = None, force: bool = False):
+    """The latency (and energy) estimate of a model's op costs (:func:`opcost.model_cost`)
+    on ``target``.
+
+    ``cost_model`` (an id or a .toml path) replaces the target's own; one for
+    another core or kernel library is refused unless ``force`` (then the
+    estimate's caveat says so).
+
+    Raises:
+        CostModelError: the cost model is unknown or invalid.
+        CostModelMismatchError: it is for another core or kernel library (not forced).
+    """
+    model, note = select_cost_model(target, cost_model, force)
+    result = estimate(
         cost,
         model,
         target.clock_hz,
@@ -407,3 +445,4 @@ def estimate_latency(cost, target: Target, cost_model: str | None = None):
         threads=target.latency.threads,
         power_mw=target.latency.active_power_mw,
     )
+    return replace(result, notes=(*result.notes, note)) if note else result

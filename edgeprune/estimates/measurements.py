@@ -29,6 +29,10 @@ from edgeprune.errors import BadInputError
 from edgeprune.estimates.opcost import ModelCost, model_cost
 
 COLUMNS = ("model", "op", "ms", "clock_hz", "cost_model", "board", "source")
+NOT_A_TIME = (
+    "a zero or missing time is not a measurement (a cycle counter that does not run, "
+    "or a run that timed nothing)"
+)
 
 
 class CalibrationError(BadInputError):
@@ -46,6 +50,7 @@ class Measurement:
     board: str
     source: str
     cost: ModelCost  # the whole model, or just the measured operator
+    path: str = ""  # the model's full path (``model`` is relative to the CSV's folder)
 
     @property
     def cycles(self) -> float:
@@ -53,8 +58,21 @@ class Measurement:
 
     @property
     def label(self) -> str:
-        name = os.path.basename(self.model)
+        """The row's model by its full path (two folders' ``model.tflite`` stay apart)."""
+        name = self.path or self.model
         return f"{name} op {self.op}" if self.op is not None else name
+
+    @property
+    def kind(self) -> str:
+        """``"float"`` when the measured work runs float kernels (float32, float16 or
+        dynamic-range weights on float activations), else ``"int"``: the MAC
+        operators decide (quantize/dequantize at a float interface do not), or every
+        operator when there is none."""
+        from edgeprune.estimates.latency import FLOAT_DTYPES
+        from edgeprune.estimates.opcost import MAC_CLASSES
+
+        ops = [o for o in self.cost.ops if o.op_class in MAC_CLASSES] or list(self.cost.ops)
+        return "float" if any(o.dtype in FLOAT_DTYPES for o in ops) else "int"
 
 
 def _cost_of(path: str, where: str) -> ModelCost:
@@ -100,14 +118,22 @@ def load_measurements(path: str) -> list[Measurement]:
     out = []
     for n, row in enumerate(rows, start=2):
         where = f"{path} row {n}"
+        if not (row["ms"] or "").strip():
+            raise CalibrationError(
+                f"{where}: ms is missing; {NOT_A_TIME}: measure again or delete the row"
+            )
         try:
             ms, clock = float(row["ms"]), int(row["clock_hz"])
         except (TypeError, ValueError):
             raise CalibrationError(
                 f"{where}: ms = {row['ms']!r} and clock_hz = {row['clock_hz']!r} must be numbers"
             ) from None
-        if not (math.isfinite(ms) and ms > 0 and clock > 0):
-            raise CalibrationError(f"{where}: ms and clock_hz must be positive")
+        if not (math.isfinite(ms) and ms > 0):
+            raise CalibrationError(
+                f"{where}: ms = {row['ms'].strip()}; {NOT_A_TIME}: measure again or delete the row"
+            )
+        if clock <= 0:
+            raise CalibrationError(f"{where}: clock_hz = {clock} must be positive")
         model = os.path.join(folder, row["model"])
         if model not in costs:
             costs[model] = _cost_of(model, where)
@@ -134,6 +160,7 @@ def load_measurements(path: str) -> list[Measurement]:
                 row["board"],
                 row["source"],
                 cost,
+                model,
             )
         )
     if not out:
@@ -152,7 +179,14 @@ def measurement_row(
     op: int | None = None,
 ) -> dict:
     """One row of a measurements file. ``model`` is written relative to ``folder``
-    (the CSV's) when that is given, else as it is."""
+    (the CSV's) when that is given, else as it is.
+
+    Raises:
+        CalibrationError: ``ms`` is zero, negative or not a number: no such row is
+            ever written (``calibrate`` would refuse the file).
+    """
+    if not (isinstance(ms, int | float) and math.isfinite(ms) and ms > 0):
+        raise CalibrationError(f"no measurement row for {model}: ms = {ms}; {NOT_A_TIME}")
     if folder is not None:
         model = os.path.relpath(os.path.abspath(model), folder)
     return {

@@ -336,6 +336,18 @@ def model_cost(source: str | os.PathLike | bytes | ModelInfo) -> ModelCost:
     return ModelCost(info.path, ops)
 
 
+def uncounted_note(cost: ModelCost) -> str:
+    """What an estimate says of the ops whose work edgeprune cannot count ("" when none)."""
+    names = [f"{o.opcode} (op {o.index})" for o in cost.ops if o.op_class == "other"]
+    if not names:
+        return ""
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return (
+        f"edgeprune cannot count the work of {', '.join(names[:5])}{more}: each is costed as "
+        "an element-wise op over its output, a guess; time the model on the board"
+    )
+
+
 def format_count(n: float) -> str:
     """MACs or elements for a table: exact below 10,000, else ``12.35 M`` / ``412.0 k``."""
     if n < 10_000:

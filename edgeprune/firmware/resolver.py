@@ -1,7 +1,8 @@
 """Which TFLite Micro op resolver calls register a model's ops.
 
-``RESOLVER_METHODS`` maps each builtin opcode to the
-``tflite::MicroMutableOpResolver`` method that registers it; the typed-kernel
+``RESOLVER_METHODS`` maps each builtin opcode, and ``CUSTOM_METHODS`` each custom
+op TFLite Micro ships a kernel for, to the ``tflite::MicroMutableOpResolver``
+method that registers it; the typed-kernel
 table says which ops have an int8-only registration, and for which tensor
 types. :func:`resolver_calls` plans one call per distinct op of a model, the
 int8-only kernel where every instance of the op has its types.
@@ -21,10 +22,9 @@ RESOLVER_HEADER = "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 # Derived (by reading, not copying) from tensorflow/lite/micro/micro_mutable_op_resolver.h
 # of tensorflow/tflite-micro at commit 90b983c2b3f1480642e040bbd2ddb37b998f3424 (the
 # file was last changed in e1a6329fe954f2916e36f4edfa8edf545143425a): every Add*() method
-# that calls AddBuiltin(BuiltinOperator_X, ...). The methods that register custom ops
-# (AddCircularBuffer, AddDetectionPostprocess, AddEthosU, the signal-library ops, ...)
-# are left out: a custom op is refused, as the resolver cannot be sized or filled for
-# it without knowing which kernel the firmware links.
+# that calls AddBuiltin(BuiltinOperator_X, ...). The custom ops that resolver registers
+# itself are in CUSTOM_METHODS; any other custom op is refused, as the resolver cannot
+# be sized or filled for it without knowing which kernel the firmware links.
 RESOLVER_METHODS: dict[str, str] = {
     "ABS": "AddAbs",
     "ADD": "AddAdd",
@@ -129,6 +129,44 @@ RESOLVER_METHODS: dict[str, str] = {
 }
 
 
+# Custom op name (the flatbuffer's custom_code) -> the MicroMutableOpResolver method
+# that registers TFLite Micro's own kernel for it (same file and commit as above:
+# every Add*() method that calls AddCustom). The signal library's ops (TFLM's
+# signal/micro/kernels, built into libtensorflow-microlite by default) are the
+# audio front ends of micro_speech and dtln; "ethos-u" is the operator Arm's Vela
+# leaves for an Ethos-U NPU, which links only in a build for that NPU.
+CUSTOM_METHODS: dict[str, str] = {
+    "CIRCULAR_BUFFER": "AddCircularBuffer",
+    "SignalDelay": "AddDelay",
+    "SignalEnergy": "AddEnergy",
+    "SignalFftAutoScale": "AddFftAutoScale",
+    "SignalFilterBank": "AddFilterBank",
+    "SignalFilterBankLog": "AddFilterBankLog",
+    "SignalFilterBankSpectralSubtraction": "AddFilterBankSpectralSubtraction",
+    "SignalFilterBankSquareRoot": "AddFilterBankSquareRoot",
+    "SignalFramer": "AddFramer",
+    "SignalIrfft": "AddIrfft",
+    "SignalOverlapAdd": "AddOverlapAdd",
+    "SignalPCAN": "AddPCAN",
+    "SignalRfft": "AddRfft",
+    "SignalStacker": "AddStacker",
+    "SignalWindow": "AddWindow",
+    "TFLM_DECODE": "AddDecode",
+    "TFLite_Detection_PostProcess": "AddDetectionPostprocess",
+    "ethos-u": "AddEthosU",
+}
+#: The custom op Vela writes for the part of a model it compiled for an Ethos-U NPU.
+ETHOS_U_OP = "CUSTOM:ethos-u"
+
+
+def resolver_method(opcode: str) -> str | None:
+    """The ``MicroMutableOpResolver`` method that registers ``opcode`` (a builtin
+    name or ``"CUSTOM:<name>"``), or None when TFLite Micro's resolver has none."""
+    if opcode.startswith("CUSTOM:"):
+        return CUSTOM_METHODS.get(opcode[len("CUSTOM:") :])
+    return RESOLVER_METHODS.get(opcode)
+
+
 @dataclass(frozen=True)
 class _TypedKernel:
     """A kernel registration that handles only some tensor types.
@@ -228,37 +266,42 @@ def resolver_plan(info: ModelInfo) -> list[ResolverCall]:
     """
     refused = []
     for opcode in info.op_counts:
+        if resolver_method(opcode) is not None:
+            continue
         if opcode.startswith("CUSTOM:"):
             refused.append(f"custom op {opcode[len('CUSTOM:') :]!r}")
-        elif opcode not in RESOLVER_METHODS:
+        else:
             refused.append(f"{opcode} (no MicroMutableOpResolver method)")
     if refused:
         raise UnsupportedModelError(
             "TFLite Micro cannot register every op of this model: "
             + ", ".join(refused)
-            + "; replace those layers, or register custom kernels by hand (AddCustom)"
+            + "; replace those layers, or register your own kernels for them by hand"
+            " (MicroMutableOpResolver::AddCustom) in firmware you write yourself"
         )
     tensors = {(t.subgraph, t.index): t for t in info.tensors}
     calls = []
     for opcode in info.op_counts:
         ops = [op for op in info.operators if op.opcode == opcode]
         kernel = next((k for k in _TYPED_KERNELS.get(opcode, ()) if _fits(k, ops, tensors)), None)
-        calls.append(ResolverCall(opcode, RESOLVER_METHODS[opcode], kernel))
+        calls.append(ResolverCall(opcode, resolver_method(opcode), kernel))
     return sorted(calls, key=lambda c: c.method)
 
 
 def resolver_calls(info: ModelInfo) -> list[str]:
     """The ``MicroMutableOpResolver`` method calls that register every op of ``info``.
 
-    One call per distinct builtin opcode, sorted by method name, such as
-    ``"AddConv2D(tflite::Register_CONV_2D_INT8())"`` or ``"AddReshape()"``. An
+    One call per distinct opcode, sorted by method name, such as
+    ``"AddConv2D(tflite::Register_CONV_2D_INT8())"``, ``"AddReshape()"`` or, for
+    a custom op TFLite Micro ships (:data:`CUSTOM_METHODS`), ``"AddWindow()"``. An
     int8-only registration is passed when TFLM has one for the op and every
     instance of the op in the model has the types it needs (int8 activations
     and weights, int32 bias); otherwise the method's default (all types) kernel.
 
     Raises:
-        UnsupportedModelError: the model uses a custom op, or a builtin op
-            that TFLM's resolver has no method for; the message names them all.
+        UnsupportedModelError: the model uses a custom op TFLite Micro does not
+            ship, or a builtin op its resolver has no method for; the message
+            names them all.
     """
     return [call.text() for call in resolver_plan(info)]
 

@@ -3,7 +3,7 @@ estimate, the leave-one-out error and the fitted constants."""
 
 from __future__ import annotations
 
-from edgeprune.estimates.calibrate import Calibration
+from edgeprune.estimates.calibrate import WARN_MAX_ERROR, WARN_MEDIAN_ERROR, Calibration
 from edgeprune.estimates.opcost import CLASSES
 from edgeprune.presentation.table import table
 
@@ -27,7 +27,8 @@ def format_calibration(cal: Calibration) -> str:
         + table(rows, right={2, 3, 4, 5})
         + [
             "",
-            f"leave-one-out error: median {a.median_abs_error:.1%}, max {a.max_abs_error:.1%}",
+            f"leave-one-out error: median {a.median_abs_error:.1%}, max {a.max_abs_error:.1%}"
+            + (_over_thresholds() if cal.warnings else ""),
             "constants:",
         ]
     )
@@ -41,3 +42,10 @@ def format_calibration(cal: Calibration) -> str:
         f"{m.cycles_per_weight_byte:.4g}, per operator {m.overhead_cycles:.4g}",
     ]
     return "\n".join(lines)
+
+
+def _over_thresholds() -> str:
+    return (
+        f" (over the warning thresholds: median {WARN_MEDIAN_ERROR:.0%}, "
+        f"max {WARN_MAX_ERROR:.0%}; see the warnings)"
+    )

@@ -8,13 +8,18 @@ from edgeprune.estimates.opcost import format_count
 from edgeprune.presentation.table import table
 from edgeprune.rules.budget import CheckResult
 from edgeprune.rules.result import format_quantity
+from edgeprune.tflite.names import layer_label
 
 
 def format_check(result: CheckResult) -> str:
-    """The rules' table (figure, budget, headroom, pass/fail), then one line of
-    evidence per precondition and per rule."""
+    """The rules' table (figure, budget, headroom, pass/fail; a figure no budget
+    judges reads "no budget set"), then one line of evidence per precondition
+    and per rule."""
     rows = [["rule", "figure", "budget", "headroom", "result"]]
     for r in result.rules:
+        if not r.judged:
+            rows.append([r.name, format_quantity(r.figure, r.unit), "not set", "", "no budget set"])
+            continue
         rows.append(
             [
                 r.name,
@@ -41,11 +46,10 @@ def format_top_ops(est: LatencyEstimate, n: int = 5) -> str:
     """The ``n`` most expensive operators of an estimate, with their share."""
     rows = [["op", "layer", "class", "kernel", "MACs", "est. ms", "share"]]
     for o in est.top(n):
-        layer = o.layer if len(o.layer) <= 40 else "..." + o.layer[-37:]
         rows.append(
             [
                 f"{o.index} {o.opcode}",
-                layer,
+                layer_label(o.layer),
                 o.op_class,
                 o.kernel,
                 format_count(o.macs),

@@ -2,10 +2,11 @@
 ``make all-targets`` runs): one row per target.
 
 Reads each ``BUILD_DIR/TARGET/report.json`` (and ``BUILD_DIR/TARGET.exit``, the
-exit code make recorded) and shows flash, RAM and latency against budget and
-the verdict (latency is the estimate, or the measurement on a profile that
-measures). :attr:`Fleet.exit_code` is 3 if any device failed its budget, 1 if
-any build failed otherwise, else 0.
+exit code make recorded) and shows flash (storage on Linux), RAM and latency
+against budget and the verdict (latency is the estimate, or the measurement on
+a profile that measures; with no latency budget set it is reported, not
+judged). A cell with no figure says why in words. :attr:`Fleet.exit_code` is
+3 if any device failed its budget, 1 if any build failed otherwise, else 0.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from edgeprune.errors import BadInputError
 from edgeprune.presentation.table import table
+from edgeprune.rules.result import format_quantity
 
 
 def row(build_dir: str, target: str) -> tuple[list[str], int]:
@@ -25,37 +27,41 @@ def row(build_dir: str, target: str) -> tuple[list[str], int]:
     exit_path = os.path.join(build_dir, f"{target}.exit")
     code = int(open(exit_path).read().strip()) if os.path.exists(exit_path) else 0
     report_path = os.path.join(build_dir, target, report.REPORT_NAME)
+    none = ["no report"] * 3 + ["not evaluated"]
     if not os.path.exists(report_path):
-        return [target, "-", "-", "-", "-", f"ERROR (exit {code}, see {target}.log)"], code or 1
+        return [target, *none, f"ERROR (exit {code}, see {target}.log)"], code or 1
     try:
         stages = report.read(report_path).stages
     except BadInputError as exc:
-        return [target, "-", "-", "-", "-", f"ERROR ({exc})"], code or 1
+        return [target, *none, f"ERROR ({exc})"], code or 1
     final = stages.evaluate.get("final")
     accuracy = None if final is None else final.figures.get("accuracy")
-    acc = "-" if accuracy is None else f"{accuracy:.4f}"
+    acc = "not evaluated" if accuracy is None else f"{accuracy:.4f}"
     check = stages.check
     if check is None:
-        return [target, "-", "-", "-", acc, f"ERROR (exit {code})"], code or 1
+        return [target, *["not checked"] * 3, acc, f"ERROR (exit {code})"], code or 1
 
-    def cell(name):
-        r = check.rule(name)
+    def cell(*names):
+        r = next((check.rule(n) for n in names if check.rule(n) is not None), None)
         if r is None or r.figure is None:
-            return "-"
-        if name == "latency":
-            kind = "measured" if check.latency_measured else "est."
-            return f"{r.figure:,.3g} / {r.budget:,.4g} ({kind})"
-        return f"{r.figure:,.0f} / {r.budget:,.0f}"
+            return "not measured"
+        kind = ""
+        if r.name == "latency":
+            kind = " (measured)" if check.latency_measured else " (est.)"
+        figure = format_quantity(r.figure, r.unit)
+        if not r.judged:
+            return f"{figure}{kind}, no budget set"
+        return f"{figure} / {format_quantity(r.budget, r.unit)}{kind}"
 
     verdict = "PASS" if check.ok and code == 0 else ("FAIL" if not check.ok else f"exit {code}")
-    return [target, cell("flash"), cell("ram"), cell("latency"), acc, verdict], code
+    return [target, cell("flash", "storage"), cell("ram"), cell("latency"), acc, verdict], code
 
 
 HEADER = (
     "target",
-    "flash B (used / budget)",
-    "RAM B (used / budget)",
-    "latency ms (figure / budget)",
+    "flash or storage (used / budget)",
+    "RAM (used / budget)",
+    "latency (figure / budget)",
     "int8 accuracy",
     "verdict",
 )

@@ -36,6 +36,7 @@ def cost_report(
     cost_model: str | None = None,
     as_json: bool = False,
     max_bytes: int | None = None,
+    force_cost_model: bool = False,
 ) -> str:
     """Per-operator cost of the .tflite at ``model_path`` (class, MACs, bytes), and
     with ``target`` (a profile name or file) each operator's estimated latency under
@@ -45,7 +46,8 @@ def cost_report(
 
     Raises:
         BadInputError: the file is not a readable, valid .tflite, the target or
-            the cost model is unknown.
+            the cost model is unknown, or the cost model is for another core or
+            kernel library than the target's (unless ``force_cost_model``).
     """
     from edgeprune.artifacts import read_flatbuffer
     from edgeprune.estimates.latency import estimate_latency
@@ -57,7 +59,7 @@ def cost_report(
     if target is not None:
         from edgeprune.target import load_target
 
-        est = estimate_latency(costs, load_target(target), cost_model)
+        est = estimate_latency(costs, load_target(target), cost_model, force_cost_model)
     if as_json:
         body = costs.to_dict()
         if est is not None:
@@ -68,14 +70,16 @@ def cost_report(
 
 def _cost_text(costs, est) -> str:
     from edgeprune.estimates.opcost import format_count
+    from edgeprune.tflite.names import layer_label
 
     rows = [
-        ["op", "class", "dtype", "kernel", "MACs", "elements", "weights B", "act. B"]
+        ["op", "layer", "class", "dtype", "kernel", "MACs", "elements", "weights B", "act. B"]
         + (["est. ms", "share"] if est else [])
     ]
     for i, o in enumerate(costs.ops):
         row = [
             f"{o.index} {o.opcode}",
+            layer_label(o.layer, 24),
             o.op_class,
             o.dtype,
             o.kernel,
@@ -87,7 +91,7 @@ def _cost_text(costs, est) -> str:
         if est:
             row += [f"{est.ops[i].ms:.4g}", f"{est.ops[i].ms / est.ms:.0%}" if est.ms else "-"]
         rows.append(row)
-    lines = table(rows, right=set(range(4, 10)))
+    lines = table(rows, right=set(range(5, 11)))
     lines.append(
         f"total: {costs.macs:,} MACs, {costs.weight_bytes:,} B of constants, "
         f"{len(costs.ops)} operators"

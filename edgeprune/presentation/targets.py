@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 from edgeprune.presentation.table import table
+from edgeprune.rules.result import format_size
 from edgeprune.target import Target
 
 
 def format_targets(targets: list[Target]) -> str:
     """The table ``edgeprune targets`` prints."""
-    rows = [["target", "device", "kind", "core", "clock", "flash", "RAM", "runtime", "kernels"]]
+    rows = [
+        [
+            "target",
+            "device",
+            "kind",
+            "core",
+            "clock",
+            "flash",
+            "RAM",
+            "runtime",
+            "kernels",
+            "latency budget",
+        ]
+    ]
     for t in targets:
         rows.append(
             [
@@ -17,33 +31,78 @@ def format_targets(targets: list[Target]) -> str:
                 t.kind,
                 t.core,
                 f"{t.clock_hz / 1e6:g} MHz",
-                _iec(t.flash_bytes),
-                _iec(t.ram_bytes),
+                format_size(t.flash_bytes),
+                format_size(t.ram_bytes),
                 t.runtime,
                 t.kernels,
+                _latency_budget(t),
             ]
         )
-    return "\n".join(table(rows))
+    return "\n".join(
+        table(rows)
+        + [
+            "",
+            "Flash and RAM budgets are each device's capacity (targets show NAME); the "
+            "latency budget is the application's: max_latency_ms in a recipe's [budget] "
+            "or --max-latency-ms.",
+        ]
+    )
+
+
+def _latency_budget(t: Target) -> str:
+    if t.budget.max_latency_ms is None:
+        return "set by your recipe"
+    return f"<= {t.budget.max_latency_ms:g} ms (this profile's)"
+
+
+def _budget_text(t: Target) -> str:
+    """The budget line of ``targets show``: what each budget is and who sets it."""
+    what = (
+        ("storage", "the model file", "RAM", "the memory the model adds to a process")
+        if t.kind == "linux"
+        else ("flash", "model + runtime + reserve", "RAM", "arena + runtime + reserve")
+    )
+    latency = (
+        "latency set by your recipe ([budget] max_latency_ms or --max-latency-ms)"
+        if t.budget.max_latency_ms is None
+        else f"latency <= {t.budget.max_latency_ms:g} ms"
+    )
+    return (
+        f"{what[0]} ({what[1]}) <= {t.budget.max_flash_bytes:,} B, {what[2]} ({what[3]}) "
+        f"<= {t.budget.max_ram_bytes:,} B, {latency}"
+    )
 
 
 def format_target(t: Target) -> str:
     """The text ``edgeprune targets show NAME`` prints."""
+    cpu = ", ".join(x for x in (t.cpu, f"{t.cores} cores" if t.cores else "") if x)
     lines = [
         f"{t.id}: {t.name}",
         f"  file            {t.path}",
         f"  kind            {t.kind} ({t.runtime}, kernels: {t.kernels})",
         f"  core            {t.core} at {t.clock_hz / 1e6:g} MHz"
+        + (f" ({cpu})" if cpu else "")
         + (f", NPU {t.npu}" if t.npu else ""),
-        f"  flash           {t.flash_bytes:,} B ({_iec(t.flash_bytes)})",
-        f"  RAM             {t.ram_bytes:,} B ({_iec(t.ram_bytes)})"
+        f"  {'storage' if t.kind == 'linux' else 'flash':<16}{t.flash_bytes:,} B "
+        f"({format_size(t.flash_bytes)})",
+        f"  RAM             {t.ram_bytes:,} B ({format_size(t.ram_bytes)})"
         + (f", largest block {t.largest_ram_block_bytes:,} B" if t.largest_ram_block_bytes else ""),
-        f"  model dtype     {t.model_dtype}",
-        f"  reserved        flash {t.reserve.flash_bytes:,} B, RAM {t.reserve.ram_bytes:,} B"
-        f" (for the application; counted in every check)",
-        f"  arena margin    +{t.arena_margin.fraction:.0%} +{t.arena_margin.bytes} B: "
-        f"{t.arena_margin.reason}",
-        f"  budget          flash <= {t.budget.max_flash_bytes:,} B, RAM <= "
-        f"{t.budget.max_ram_bytes:,} B, latency <= {t.budget.max_latency_ms:g} ms",
+    ]
+    if t.read_from_this_machine:
+        lines.append(
+            f"  read here       {', '.join(t.read_from_this_machine)}: read from this machine "
+            f"when the profile is loaded (/proc/cpuinfo, /proc/meminfo, sysfs cpufreq)"
+        )
+    lines.append(f"  model dtype     {t.model_dtype}")
+    if t.kind == "mcu":
+        lines += [
+            f"  reserved        flash {t.reserve.flash_bytes:,} B, RAM {t.reserve.ram_bytes:,} B"
+            f" (for the application; counted in every check)",
+            f"  arena margin    +{t.arena_margin.fraction:.0%} +{t.arena_margin.bytes} B: "
+            f"{t.arena_margin.reason}",
+        ]
+    lines += [
+        f"  budget          {_budget_text(t)}",
         f"  latency model   {_cost_model_text(t)}, {t.latency.threads} thread"
         + ("s" if t.latency.threads > 1 else ""),
     ]
@@ -75,10 +134,3 @@ def _cost_model_text(t: Target) -> str:
             f"{a.max_abs_error:.0%} over {a.n} measurements on {a.set})"
         )
     return f"{ident} ({model.basis}: {model.source})"
-
-
-def _iec(n: int) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.4g} {unit}"
-    return f"{n} B"

@@ -12,14 +12,21 @@ operators) are predicates of the same style on :class:`Support`, judged
 before anything is measured: a model the target cannot run at all is bad
 input (:class:`~edgeprune.stages.check.TargetMismatchError`, exit 1), not a
 budget failure, and a failed precondition's evidence is the error message.
+
+A rule whose budget no one set (latency, unless the recipe, a flag or a
+user's own profile sets one) reports its figure, neither passing nor failing
+(:attr:`~edgeprune.rules.result.RuleResult.judged`). The rules differ by kind
+of target (:data:`RULES`): on Linux storage and RAM are what the model adds,
+with no reserve.
 """
 
 from __future__ import annotations
 
+import platform
 from dataclasses import asdict, dataclass
 
 from edgeprune.estimates.latency import LatencyEstimate, LatencyMeasurement
-from edgeprune.rules.result import RuleResult, rule_text
+from edgeprune.rules.result import RuleResult, format_size, rule_text
 from edgeprune.target import Budget, Target
 
 
@@ -35,6 +42,8 @@ class Support:
     # TFLite Micro: "OPCODE at operator N (layer L): reason"; LiteRT: its one error
     unsupported: tuple[str, ...] = ()
     unregistered: str = ""  # why the firmware's op resolver cannot register an op
+    first_float: str = ""  # the first float tensor in use and its operator, for messages
+    npu_ops: tuple[str, ...] = ()  # operators compiled for an NPU: "ethos-u at operator 0"
 
 
 @dataclass(frozen=True)
@@ -42,7 +51,7 @@ class Evidence:
     """Figures measured for one model on one target, with where each came from.
 
     A TFLite Micro target's evidence has every TFLite Micro figure, a Linux
-    target's its peak memory (:func:`evaluate` refuses evidence without them).
+    target's the memory a LiteRT process grows by (:func:`evaluate` refuses evidence without them).
     """
 
     model_path: str
@@ -118,8 +127,9 @@ def dtype_precondition(s: Support, target: Target) -> RuleResult:
             f"int8 mode of quantize.mode does)"
         )
     else:
+        which = f" ({s.first_float})" if s.first_float and s.dtype == "mixed" else ""
         evidence = (
-            f"{s.model} is a {s.dtype} model but {target.id} needs "
+            f"{s.model} is a {s.dtype} model{which} but {target.id} needs "
             f"{target.model_dtype}; convert with quantize.mode = "
             f'"{target.model_dtype}"'
         )
@@ -130,8 +140,19 @@ def dtype_precondition(s: Support, target: Target) -> RuleResult:
 
 def ops_precondition(s: Support, target: Target) -> RuleResult:
     """The runtime implements every operator and dtype in the model."""
-    if target.runtime != "tflm" and s.unsupported:
-        evidence = f"LiteRT cannot run {s.model} on {target.id}: {'; '.join(s.unsupported)}"
+    if s.npu_ops:
+        evidence = _npu_refusal(s, target)
+    elif target.runtime != "tflm" and s.unsupported:
+        from edgeprune.firmware.resolver import CUSTOM_METHODS
+
+        micro = [op[7:] for op in s.ops if op.startswith("CUSTOM:") and op[7:] in CUSTOM_METHODS]
+        fix = (
+            f"LiteRT lacks TFLite Micro's own kernel{'s' * (len(micro) > 1)} "
+            f"{', '.join(micro)}; check the model on a TFLite Micro target"
+            if micro
+            else "replace those operators, or check the model on a target whose runtime has them"
+        )
+        evidence = f"LiteRT cannot run {s.model} on {target.id}: {'; '.join(s.unsupported)}; {fix}"
     elif target.runtime != "tflm":
         evidence = "loaded, allocated and invoked in ai-edge-litert"
     elif s.unsupported:
@@ -143,8 +164,28 @@ def ops_precondition(s: Support, target: Target) -> RuleResult:
         evidence = f"{s.model} on {target.id}: {s.unregistered}"
     else:
         evidence = "loaded in TFLite Micro: " + ", ".join(f"{k} x{v}" for k, v in s.ops.items())
-    ok = not (s.unsupported or s.unregistered)
+    ok = not (s.unsupported or s.unregistered or s.npu_ops)
     return RuleResult("ops", rule_text(ops_precondition), ok, None, None, "", "runtime", evidence)
+
+
+def _npu_refusal(s: Support, target: Target) -> str:
+    """Why a model Vela compiled for an Ethos-U NPU is not judged on ``target``, and
+    what to do: check Vela's own figures on a target with that NPU, else pass the
+    model from before Vela."""
+    head = (
+        f"{s.model} was compiled by Arm's Vela for an Ethos-U NPU ({', '.join(s.npu_ops)}):"
+        " TFLite Micro runs that part only on the NPU"
+    )
+    if (target.npu or "").startswith("ethos-u"):
+        return (
+            f"{head}, so edgeprune cannot load or measure it on this host; for the "
+            f"{target.npu} of {target.id}, check Vela's summary report (its "
+            f"<model>_summary_<system>.csv: SRAM and flash used, NPU cycles) against the "
+            f"NPU's SRAM, or check the model as it was before Vela compiled it"
+        )
+    return (
+        f"{head}, and {target.id} has no Ethos-U; pass the model as it was before Vela compiled it"
+    )
 
 
 #: Judged in this order before anything is measured; the first that fails refuses the model.
@@ -157,19 +198,12 @@ PRECONDITIONS = (dtype_precondition, ops_precondition)
 def flash_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
     """The model, its runtime and the application's reserve fit the flash budget."""
     reserve = target.reserve.flash_bytes
-    if target.kind == "linux":
-        figure = ev.model_bytes + reserve
-        evidence = (
-            f"model file {ev.model_bytes:,} B (the LiteRT library is part of the OS "
-            f"image) + reserve {reserve:,} B"
-        )
-    else:
-        figure = ev.model_bytes + ev.runtime_flash_bytes + reserve
-        evidence = (
-            f"model {ev.model_bytes:,} B (dense flatbuffer: pruned zeros are stored) + "
-            f"TFLite Micro runtime {ev.runtime_flash_bytes:,} B ({ev.runtime_flash_basis})"
-            f" + application reserve {reserve:,} B"
-        )
+    figure = ev.model_bytes + ev.runtime_flash_bytes + reserve
+    evidence = (
+        f"model {ev.model_bytes:,} B (dense flatbuffer: pruned zeros are stored) + "
+        f"TFLite Micro runtime {ev.runtime_flash_bytes:,} B ({ev.runtime_flash_basis})"
+        f" + application reserve {reserve:,} B"
+    )
     return RuleResult(
         "flash",
         rule_text(flash_rule),
@@ -185,22 +219,14 @@ def flash_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
 def ram_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
     """The model's working memory, its runtime and the application's reserve fit the RAM budget."""
     reserve = target.reserve.ram_bytes
-    if target.kind == "linux":
-        figure = ev.peak_memory_bytes + reserve
-        evidence = (
-            f"{ev.peak_memory_bytes:,} B: memory growth of a fresh process that loads "
-            f"the model in ai-edge-litert ({target.kernels}), allocates and invokes "
-            f"once, measured on this host; + reserve {reserve:,} B"
-        )
-    else:
-        figure = ev.arena_bytes + ev.runtime_ram_bytes + reserve
-        m = target.arena_margin
-        evidence = (
-            f"arena {ev.arena_bytes:,} B = max(smallest working {ev.arena_min_bytes:,} B, "
-            f"print_allocations {ev.arena_recorded_bytes or 0:,} B) + {m.fraction:.0%} + "
-            f"{m.bytes} B margin; + {ev.runtime_ram_bytes:,} B static runtime RAM"
-            f" + application reserve {reserve:,} B"
-        )
+    figure = ev.arena_bytes + ev.runtime_ram_bytes + reserve
+    m = target.arena_margin
+    evidence = (
+        f"arena {ev.arena_bytes:,} B = max(smallest working {ev.arena_min_bytes:,} B, "
+        f"print_allocations {ev.arena_recorded_bytes or 0:,} B) + {m.fraction:.0%} + "
+        f"{m.bytes} B margin; + {ev.runtime_ram_bytes:,} B static runtime RAM"
+        f" + application reserve {reserve:,} B"
+    )
     return RuleResult(
         "ram",
         rule_text(ram_rule),
@@ -216,27 +242,80 @@ def ram_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
 def arena_block_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
     """The tensor arena fits the largest contiguous RAM block."""
     block = target.largest_ram_block_bytes
-    if target.runtime != "tflm" or block is None:
-        return RuleResult(
-            "arena",
-            rule_text(arena_block_rule),
-            True,
-            None,
-            None,
-            "",
-            "largest_ram_block_bytes",
-            "no bank limit recorded for this device",
-        )
+    where = (
+        f"in the largest block of {target.id} ({block:,} B)"
+        if block is not None
+        else f"; {target.id}'s profile records no contiguous-block limit "
+        f"(largest_ram_block_bytes), so only the RAM rule bounds it"
+    )
     return RuleResult(
         "arena",
         rule_text(arena_block_rule),
-        ev.arena_bytes <= block,
+        block is None or ev.arena_bytes <= block,
         ev.arena_bytes,
         block,
         "B",
         "largest_ram_block_bytes",
-        f"one static arena of {ev.arena_bytes:,} B in the largest block of "
-        f"{target.id} ({block:,} B)",
+        f"one static arena of {ev.arena_bytes:,} B{' ' if block is not None else ''}{where}",
+    )
+
+
+# ---------------------------------------------------------------- Linux rules
+
+MIB = 2**20
+
+
+def _in_mib(rule, used: int, limit: int, budget_key: str, capacity: str, evidence: str):
+    """A Linux rule's result: bytes the model adds against ``limit``, both in MiB;
+    ``evidence`` follows "N B (size) of TARGET's CAPACITY"."""
+    return RuleResult(
+        "storage" if rule is storage_rule else "ram",
+        rule_text(rule),
+        used <= limit,
+        used / MIB,
+        limit / MIB,
+        "MiB",
+        budget_key,
+        f"{used:,} B ({format_size(used)}) of {capacity}{evidence}",
+    )
+
+
+def storage_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
+    """The model file fits the storage budget.
+
+    On Linux the LiteRT library is part of the OS image: what the model adds
+    to storage is its file."""
+    capacity = f"{target.id}'s {format_size(target.flash_bytes)} of storage (flash_bytes)"
+    return _in_mib(
+        storage_rule,
+        ev.model_bytes,
+        budget.max_flash_bytes,
+        "budget.max_flash_bytes",
+        capacity,
+        ": the model file; the LiteRT library is part of the OS image",
+    )
+
+
+def memory_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
+    """The memory the model adds to a process fits the RAM budget.
+
+    Measured in a fresh process on the machine edgeprune runs on, not on the
+    board: the board's allocator and kernels differ, and the OS and the
+    application's own memory are not counted."""
+    arch = (platform.machine() or "unknown").replace("_", "-")
+    where = (
+        f"this machine with {target.kernels}"
+        if target.id == "host"
+        else f"this {arch} host with {target.kernels}, not on the board"
+    )
+    return _in_mib(
+        memory_rule,
+        ev.peak_memory_bytes,
+        budget.max_ram_bytes,
+        "budget.max_ram_bytes",
+        f"{target.id}'s {format_size(target.ram_bytes)} of RAM",
+        ": what a fresh process grows by to load the model in ai-edge-litert, allocate "
+        f"and invoke once, measured on {where}",
     )
 
 
@@ -246,6 +325,7 @@ def latency_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
     Measured on this machine where the profile says so (the host), estimated
     from the op costs everywhere else."""
     est, measured = ev.latency, ev.latency_measured
+    limit = budget.max_latency_ms
     if measured is not None:
         figure = measured.p50_ms
         evidence = (
@@ -254,29 +334,41 @@ def latency_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
             f"), {est.caveat}"
         )
     else:
-        # An estimate passes only with its error band as headroom.
-        figure = est.ms_high
+        # An estimate passes a budget only with its error band as headroom.
+        figure = est.ms if limit is None else est.ms_high
         threads = f", {est.threads} threads" if est.threads > 1 else ""
-        evidence = (
-            f"ESTIMATE {est.ms:,.4g} ms at {est.clock_hz / 1e6:g} MHz{threads}; checked with "
-            f"its error band as headroom: {est.ms:,.4g} x {1 + est.error_band:.2f} = "
-            f"{figure:,.4g} ms; {est.caveat}"
-        )
+        evidence = f"ESTIMATE {est.ms:,.4g} ms at {est.clock_hz / 1e6:g} MHz{threads}; "
+        if limit is not None:
+            evidence += (
+                f"checked with its error band as headroom: {est.ms:,.4g} x "
+                f"{1 + est.error_band:.2f} = {figure:,.4g} ms; "
+            )
+        evidence += est.caveat
         if est.energy_uj is not None:
             evidence += f"; energy {est.energy_uj:.4g} uJ at {est.power_mw:g} mW (also an estimate)"
+    if limit is None:
+        evidence = (
+            "to judge it, set max_latency_ms in the recipe's [budget] or pass "
+            "--max-latency-ms (a latency budget is the application's, not the device's); "
+            + evidence
+        )
     return RuleResult(
         "latency",
         rule_text(latency_rule),
-        figure <= budget.max_latency_ms,
+        limit is None or figure <= limit,
         figure,
-        budget.max_latency_ms,
+        limit,
         "ms",
         "budget.max_latency_ms",
         evidence,
     )
 
 
-RULES = (flash_rule, ram_rule, arena_block_rule, latency_rule)
+#: The rules of each kind of target, in the order they are shown.
+RULES = {
+    "mcu": (flash_rule, ram_rule, arena_block_rule, latency_rule),
+    "linux": (storage_rule, memory_rule, latency_rule),
+}
 
 
 def evaluate(
@@ -296,5 +388,5 @@ def evaluate(
     if missing:
         raise ValueError(f"the evidence for {target.id} lacks {', '.join(missing)}")
     budget = budget or target.budget
-    results = tuple(rule(ev, target, budget) for rule in RULES)
+    results = tuple(rule(ev, target, budget) for rule in RULES[target.kind])
     return CheckResult(target.id, all(r.ok for r in results), results, budget, ev, preconditions)

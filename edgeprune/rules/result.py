@@ -33,10 +33,19 @@ class RuleResult:
     bound: str = "max"
 
     @property
+    def judged(self) -> bool:
+        """False for a figure reported without a budget to judge it by (a latency
+        when no one set a latency budget): neither a pass nor a fail."""
+        return self.figure is None or self.budget is not None
+
+    @property
     def statement(self) -> str:
         """The rule's text as a statement of the result: the text itself when the
         rule holds, its negation when it does not ("... does not fit the latency
-        budget."), so that a failing row never reads "fits"."""
+        budget."), so that a failing row never reads "fits"; a figure without a
+        budget says so instead."""
+        if not self.judged:
+            return f"No {self.name} budget is set: the figure is reported, not judged."
         return self.rule if self.ok else negate(self.rule)
 
     @property
@@ -97,9 +106,12 @@ def rule_text(fn) -> str:
 
 
 def format_figure(value: float, unit: str) -> str:
-    """A figure without its unit: milliseconds and fractions to 4 significant
-    digits, bytes (and counts) whole, with thousands separators."""
-    return f"{value:,.4g}" if unit in ("ms", "") else f"{value:,.0f}"
+    """A figure without its unit: milliseconds, MiB and fractions to 4 significant
+    digits (whole from 1,000 up, never an exponent), bytes (and counts) whole,
+    with thousands separators."""
+    if unit in ("ms", "", "MiB") and abs(value) < 1000:
+        return f"{value:,.4g}"
+    return f"{value:,.0f}"
 
 
 def format_quantity(value: float | None, unit: str) -> str:
@@ -107,3 +119,12 @@ def format_quantity(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
     return f"{format_figure(value, unit)} {unit}".strip()
+
+
+def format_size(n: int) -> str:
+    """Bytes in the largest binary unit that keeps them at least 1, to 4
+    significant digits: ``8 GiB``, ``3.2 MiB``, ``512 B``."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.4g} {unit}"
+    return f"{n} B"

@@ -37,17 +37,52 @@ class TargetMismatchError(BadInputError):
     """The model cannot run on the target at all (dtype, missing ops)."""
 
 
+_FLOATS = frozenset({"float32", "float16", "float64", "bfloat16"})
+
+
+def _live_float_tensors(info) -> list:
+    """Float tensors that hold at least one element and that an operator reads or
+    writes or the model takes or gives. The converter leaves empty float
+    placeholders in integer models (the ``input_to_*_intermediate`` tensors of an
+    int8 LSTM, shape [0], which no kernel reads): they make no model float."""
+    referenced = {(t.subgraph, t.index) for t in (*info.inputs, *info.outputs)}
+    for op in info.operators:
+        referenced.update((op.subgraph, t) for t in (*op.inputs, *op.outputs) if t >= 0)
+    return [
+        t
+        for t in info.tensors
+        if t.dtype in _FLOATS and t.elements > 0 and (t.subgraph, t.index) in referenced
+    ]
+
+
 def model_dtype(info) -> str:
-    """``int8`` for an integer-only model (no floating-point tensor anywhere;
-    int16 and int32 tensors, as in TFLM's audio front end, are integer too),
-    ``float32`` when no weight is int8, otherwise ``mixed`` (e.g. dynamic-range:
-    int8 weights with float activations)."""
-    floats = {"float32", "float16", "float64", "bfloat16"}
-    if not any(t.dtype in floats for t in info.tensors):
+    """``int8`` for an integer-only model (no floating-point tensor in use; int16
+    and int32 tensors, as in TFLM's audio front end, are integer too, and empty or
+    unreferenced float tensors do not count), ``float32`` when no weight is int8,
+    otherwise ``mixed`` (e.g. dynamic-range: int8 weights with float activations)."""
+    if not _live_float_tensors(info):
         return "int8"
     if not any(w.dtype == "int8" for w in info.weights.per_tensor):
         return "float32"
     return "mixed"
+
+
+def first_float(info) -> str:
+    """The first float tensor in use in ``info`` and who uses it, for messages
+    (``""`` when there is none): ``"float32 tensor 7 ('dense/BiasAdd') read by
+    FULLY_CONNECTED at operator 3"``."""
+    live = _live_float_tensors(info)
+    if not live:
+        return ""
+    t = live[0]
+    text = f"{t.dtype} tensor {t.index} ({t.name!r})"
+    for op in info.operators:
+        if op.subgraph != t.subgraph:
+            continue
+        if t.index in op.inputs or t.index in op.outputs:
+            how = "read" if t.index in op.inputs else "written"
+            return f"{text} {how} by {op.opcode} at operator {op.index}"
+    return f"{text}, a model {'input' if t in info.inputs else 'output'}"
 
 
 def effective_budget(target: Target, overrides: dict | None) -> Budget:
@@ -74,7 +109,18 @@ def support(model: Flatbuffer, target: Target, arena=None) -> tuple[rules.Suppor
     info = model.info
     fits_ram(model.name, info, target)
     float_io = any(t.dtype == "float32" for t in (*info.inputs, *info.outputs))
-    facts = rules.Support(model.name, model_dtype(info), float_io, dict(info.op_counts))
+    facts = rules.Support(
+        model.name,
+        model_dtype(info),
+        float_io,
+        dict(info.op_counts),
+        first_float=first_float(info),
+        npu_ops=npu_operators(info),
+    )
+    if facts.npu_ops:
+        # Neither TFLite Micro nor LiteRT on this host runs an NPU's command
+        # stream: the ops precondition refuses it with what to check instead.
+        return facts, None
     if target.runtime == "litert":
         from edgeprune.runners.host import RunnerError, peak_memory_bytes
 
@@ -108,6 +154,18 @@ def support(model: Flatbuffer, target: Target, arena=None) -> tuple[rules.Suppor
     except UnsupportedModelError as exc:
         facts = replace(facts, unregistered=str(exc))
     return facts, None
+
+
+def npu_operators(info) -> tuple[str, ...]:
+    """The operators Vela compiled for an Ethos-U NPU (``"ethos-u at operator 0"``)."""
+    from edgeprune.firmware.resolver import ETHOS_U_OP
+
+    return tuple(
+        f"{op.opcode.removeprefix('CUSTOM:')} at operator {op.index}"
+        + (f" of subgraph {op.subgraph}" if op.subgraph else "")
+        for op in info.operators
+        if op.opcode == ETHOS_U_OP
+    )
 
 
 def fits_ram(name: str, info, target: Target) -> None:
@@ -149,6 +207,7 @@ def evidence(
     cost_model: str | None = None,
     arena=None,
     peak_memory_bytes: int | None = None,
+    force_cost_model: bool = False,
 ) -> rules.Evidence:
     """Measure everything the budget rules need for ``model`` (in memory) on ``target``,
     whose preconditions (:func:`require`) held.
@@ -159,10 +218,11 @@ def evidence(
 
     Raises:
         MicroError: TFLite Micro could not allocate the model at any size.
-        CostModelError: the cost model is unknown or invalid.
+        CostModelError: the cost model is unknown or invalid, or (not
+            ``force_cost_model``) for another core or kernel library.
     """
     data, info = model.data, model.info
-    latency = estimate_latency(model_cost(info), target, cost_model)
+    latency = estimate_latency(model_cost(info), target, cost_model, force_cost_model)
     head = (model.path, len(data), model_dtype(info), dict(info.op_counts), latency)
     if target.runtime == "litert":
         measured = None
@@ -234,7 +294,7 @@ def check_flatbuffer(
     options = options or BudgetOptions()
     facts, peak = support(model, target, arena)
     held = require(facts, target)
-    ev = evidence(model, target, options.cost_model, arena, peak)
+    ev = evidence(model, target, options.cost_model, arena, peak, options.force_cost_model)
     return _apply(ev, target, effective_budget(target, asdict(options)), held)
 
 

@@ -225,12 +225,16 @@ def resolve_target(target: str | Target | None, recipe: Recipe) -> Target | None
     serve it; write nothing.
 
     Raises:
-        BadInputError: unknown or invalid profile, or a quantization mode the
-            target cannot run.
+        BadInputError: unknown or invalid profile, a quantization mode the
+            target cannot run, or a cost model that is unknown or (not forced)
+            for another core.
     """
     if target is None:
         return None
     target = target if isinstance(target, Target) else load_target(target)
+    from edgeprune.estimates.latency import select_cost_model
+
+    select_cost_model(target, recipe.budget.cost_model, recipe.budget.force_cost_model)
     mode = recipe.quantize.mode
     if target.model_dtype == "int8" and mode != "int8":
         raise BadInputError(

@@ -44,9 +44,16 @@ _REQUIRED_OPTIONS = {
 _AT_LEAST_ONE = ("stride", "dilation", "filter")
 _INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
 _INT_RANGES |= {"int4": (-8, 7), "uint4": (0, 15), "int2": (-2, 1)}
-# Symmetric by TFLite's quantization spec: int16 activations, int32/int64 biases
-# (and int8 per-channel weights); kernels assume 0 and ignore what is stored.
-_SYMMETRIC = frozenset({"int16", "int32", "int64"})
+# Symmetric by TFLite's quantization spec: int32/int64 biases (and int8 per-channel
+# weights); kernels assume 0 and ignore what is stored. int16 is left out: the spec
+# wants int16 activations symmetric too, but older converters wrote the int16 output
+# of a logistic with zero point -32768 (TFLite Micro's keyword_scrambled model), and
+# the kernels that read it (QUANTIZE, DEQUANTIZE) honour that zero point.
+_SYMMETRIC = frozenset({"int32", "int64"})
+# Inputs of Vela's "ethos-u" operator that are arena space, not data: 2 is the
+# NPU's scratch in the TFLite Micro arena, 3 its fast scratch (TFLite Micro's
+# kernels/ethos_u/ethosu.cc lays out the inputs so).
+_ETHOS_U_SCRATCH_INPUTS = (2, 3)
 
 
 def _tensor_label(t: TensorInfo) -> str:
@@ -127,9 +134,17 @@ class _Verifier:
                 f"{_tensor_label(t)} has {len(t.scales)} scales "
                 f"but {len(t.zero_points)} zero points"
             )
-        if len(t.scales) > 1 and not (
-            0 <= t.quantized_dimension < len(t.shape)
-            and t.shape[t.quantized_dimension] == len(t.scales)
+        # A per-channel bias is one scale per element: older converters copied the
+        # filter's quantized dimension (3) onto it (TFLite Micro's person_detect),
+        # which no kernel reads, as the scales line up with the only dimension.
+        one_per_element = len(t.shape) == 1 and t.shape[0] == len(t.scales)
+        if (
+            len(t.scales) > 1
+            and not one_per_element
+            and not (
+                0 <= t.quantized_dimension < len(t.shape)
+                and t.shape[t.quantized_dimension] == len(t.scales)
+            )
         ):
             raise self.refuse(
                 f"{_tensor_label(t)} has {len(t.scales)} scales along dimension "
@@ -183,7 +198,9 @@ class _Verifier:
             if t not in tensors:
                 raise self.refuse(f"subgraph {s} input/output {t} is not one of its tensors")
         for op in (o for o in self.info.operators if o.subgraph == s):
-            for t in _present(op.inputs):
+            scratch = _ETHOS_U_SCRATCH_INPUTS if op.opcode == "CUSTOM:ethos-u" else ()
+            reads = [t for i, t in enumerate(op.inputs) if i not in scratch]
+            for t in _present(reads):
                 tensor = tensors[t]
                 if not (tensor.is_constant or tensor.is_variable or t in written):
                     raise self.refuse(

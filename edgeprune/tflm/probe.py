@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeprune.errors import DataError, EdgepruneError
+from edgeprune.tflite.names import keras_layer
 from edgeprune.tflm.client import REQUEST_TIMEOUT_S, Worker
 
 __all__ = [
@@ -165,7 +166,7 @@ def check_ops(model: bytes) -> OpSupport:
                 opcode=op.opcode,
                 operator_index=op.index,
                 output_tensor=name,
-                layer=_layer_name(name),
+                layer=keras_layer(name),
                 subgraph=op.subgraph,
                 reason=reason,
             )
@@ -408,14 +409,3 @@ def _refuse_unverified(reply) -> None:
         raise TFLiteInvalidError(
             f"LiteRT's flatbuffer verifier refuses the model ({reply.error}); {FIX}"
         )
-
-
-def _layer_name(tensor_name: str) -> str:
-    """The top-level Keras layer in a converter tensor name: "model/fc1/MatMul" -> "fc1"."""
-    first = tensor_name.split(";")[0].split(":")[0]
-    parts = [p for p in first.split("/") if p]
-    if len(parts) >= 3:
-        return parts[1]  # model name / layer name / ops inside the layer
-    if len(parts) == 2:
-        return parts[0]
-    return ""
