@@ -27,20 +27,21 @@ OLDER = os.path.join(HERE, "mlperf_tiny_v0.5", "measurements.csv")
 TARGETS = {"EK-RA6M4": 0.25, "EK-RA8D1": 0.40}  # median |error| to reach, held out
 FITTED_TARGET = 0.15
 
-ICOUNT = os.path.join(HERE, "kernel_icount", "m4f.csv")
+ICOUNT = [os.path.join(HERE, "kernel_icount", f) for f in ("m4f.csv", "m4f_rnn.csv")]
 INTERPRETER_INSTRUCTIONS_PER_OP = 125  # kernel_icount/m4f_models.csv: 121-147 per op
 SHAPE = (
     "Per-operator cycles = cycles per instruction x the instructions of CMSIS-NN's kernel "
     "for that class and shape, fitted (edgeprune.estimates.boardfit.kernel_shape) to the "
-    "instruction counts of 333 operators of 144 models run under QEMU with -icount "
-    "(targets/calibration/kernel_icount/m4f.csv: current TFLite Micro + CMSIS-NN, "
-    "Cortex-M4 build): per MAC, per output element and per call for the convolutions "
-    "(1x1 fast path, im2col, depthwise) and fully connected (also SVDF and LSTM, which "
-    "CMSIS-NN runs on the same vector x matrix kernel), per element and per call for "
-    "pooling, element-wise, softmax and reductions, per byte written and per call for "
-    "copies, plus 125 instructions of interpreter dispatch per operator. Classes without "
-    "counts borrow a kernel's: transpose conv the im2col conv, batch matmul fully "
-    "connected, activation, quantize and other the element-wise add. One constant per "
+    "instruction counts of 352 operators of 146 models run under QEMU with -icount "
+    "(targets/calibration/kernel_icount/: current TFLite Micro + CMSIS-NN, Cortex-M4 "
+    "build): per MAC, per output element and per call for the convolutions (1x1 fast "
+    "path, im2col, depthwise), fully connected and the recurrent ops (SVDF, LSTM: per "
+    "gate output; 7 SVDF and 1 LSTM counted, so that class is thin), per element and per "
+    "call for pooling, element-wise, softmax, quantize and reductions, per byte written "
+    "and per call for copies, plus 125 instructions of interpreter dispatch per "
+    "operator. Classes without counts borrow a kernel's: transpose conv the im2col conv, "
+    "batch matmul fully connected, activation and other the element-wise add. One "
+    "constant per "
     "core is fitted (cycles per instruction, wait states included) to published MLPerf "
     "Tiny latencies (targets/calibration/mlperf_tiny/: v1.0 microTVM + CMSIS-NN, the same "
     "kernel calls as TFLite Micro's CMSIS-NN build without its dispatch) by "
@@ -81,7 +82,7 @@ def icount_bases(ids) -> dict:
     """The cost models the fit starts from: the kernels' instruction counts, one per core."""
     from dataclasses import replace
 
-    units, per_output, per_op = boardfit.kernel_shape(ICOUNT)
+    units, per_output, per_op = boardfit.kernel_shape(*ICOUNT)
     return {
         i: replace(
             load_cost_model(i),
@@ -133,11 +134,15 @@ def table(title: str, rows: list[tuple]) -> dict[str, list[float]]:
     return errors
 
 
+def _name(row) -> str:
+    return os.path.basename(row.model)  # the table is read anywhere: no local path
+
+
 def judged(path: str) -> list[tuple]:
     out = []
     for r in load_measurements(path):
         est = boardfit.predict_ms(load_cost_model(r.cost_model), r)
-        out.append((r.board, r.label, r.cost_model, r.ms, est))
+        out.append((r.board, _name(r), r.cost_model, r.ms, est))
     return out
 
 
@@ -148,7 +153,7 @@ def main(argv: list[str]) -> int:
         bases = icount_bases({r.cost_model for r in rows})
         write_models(boardfit.fit_boards(rows, bases, set_name=name))
     fit = boardfit.fit_boards(rows, set_name=name)
-    rows = [(r.row.board, r.row.label, r.row.cost_model, r.row.ms, r.loo_ms) for r in fit.rows]
+    rows = [(r.row.board, _name(r.row), r.row.cost_model, r.row.ms, r.loo_ms) for r in fit.rows]
     fitted = table("fitted boards: leave-one-out (each row predicted by a fit without it)", rows)
     held = table("held out: published results no fit used", judged(HELD_OUT))
     table("older stack, not fitted: TFLite Micro v2.3.1 (2020), MLPerf Tiny v0.5", judged(OLDER))

@@ -184,7 +184,8 @@ def test_svdf_counts_its_feature_and_time_weights_not_its_state():
     cost = _cost_of(
         "SVDF", [(2, 10), (12, 10), (12, 5), (4,), (2, 60)], {1, 2, 3}, {4}, out_shape=(2, 4)
     )
-    assert (cost.op_class, cost.macs) == ("fully_connected", 2 * (12 * 10 + 12 * 5))
+    assert (cost.op_class, cost.macs) == ("recurrent", 2 * (12 * 10 + 12 * 5))
+    assert cost.elements == 2 * 12  # batch x filters: (12 + 12 rows) / 2
 
 
 def test_sequence_lstm_counts_eight_gate_matrices_per_step():
@@ -194,8 +195,8 @@ def test_sequence_lstm_counts_eight_gate_matrices_per_step():
     cost = _cost_of(
         "UNIDIRECTIONAL_SEQUENCE_LSTM", shapes, set(range(1, 13)), {13, 14}, out_shape=(1, 7, 5)
     )
-    assert (cost.op_class, cost.macs) == ("fully_connected", 7 * (4 * 5 * 3 + 4 * 5 * 5))
-    assert cost.elements == 35 and cost.work == cost.macs
+    assert (cost.op_class, cost.macs) == ("recurrent", 7 * (4 * 5 * 3 + 4 * 5 * 5))
+    assert cost.elements == 7 * 4 * 5 and cost.work == cost.macs  # steps x gates x cells
 
 
 def test_data_movement_work_is_the_bytes_written():
@@ -218,7 +219,7 @@ def test_converted_keras_lstm_counts_its_gate_matrices_per_step():
     lstm = model_cost(_convert(keras.Model(inp, L.LSTM(5, name="lstm")(inp))))
     op = _only(lstm, "UNIDIRECTIONAL_SEQUENCE_LSTM")
     # 7 steps x 4 gates x 5 cells x (3 inputs + 5 recurrent)
-    assert (op.op_class, op.macs) == ("fully_connected", 7 * 4 * 5 * (3 + 5))
+    assert (op.op_class, op.macs, op.elements) == ("recurrent", 7 * 4 * 5 * (3 + 5), 7 * 4 * 5)
 
 
 def test_tflite_micro_signal_kernels_are_counted_not_other():

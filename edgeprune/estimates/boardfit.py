@@ -47,13 +47,14 @@ DEFAULT_GROUPS = (CLASSES,)
 _BORROW = {
     "transpose_conv": "conv",
     "matmul": "fully_connected",
+    "recurrent": "fully_connected",
     "activation": "elementwise",
     "quantize": "elementwise",
     "other": "elementwise",
 }
 
 
-def kernel_shape(path: str) -> tuple[dict, dict, dict]:
+def kernel_shape(*paths: str) -> tuple[dict, dict, dict]:
     """Per-class instructions of CMSIS-NN's kernels, fitted to a per-operator count table
     (``targets/calibration/kernel_icount/``): per unit of work, per output element (MAC
     classes) and per call, each class by non-negative least squares on relative error.
@@ -64,8 +65,10 @@ def kernel_shape(path: str) -> tuple[dict, dict, dict]:
 
     from edgeprune.estimates.opcost import MAC_CLASSES
 
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))
+    rows = []
+    for path in paths:
+        with open(path, newline="") as fh:
+            rows += csv.DictReader(line for line in fh if not line.startswith("#"))
     units, per_output, per_op = {}, {}, {}
     for cls in CLASSES:
         mine = [r for r in rows if r["op_class"] == cls]

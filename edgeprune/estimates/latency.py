@@ -32,8 +32,7 @@ from edgeprune.estimates.opcost import CLASSES, ModelCost, OpCost, uncounted_not
 from edgeprune.target import Target
 
 BASES = ("fit", "derived", "measured")
-#: The error band of a cost model that states none and has no leave-one-out error.
-DEFAULT_ERROR_BAND = 0.5
+DEFAULT_ERROR_BAND = 0.5  # of a cost model with no stated band and no leave-one-out error
 FLOAT_DTYPES = frozenset({"float32", "float16"})
 
 
@@ -70,9 +69,8 @@ class CostModel:
     derivation: str = ""
     path: str = ""
     stated_error_band: float | None = None  # the file's error_band, for derived models
-    # class -> a kernel's cycles per output element (requantize, im2col) and per call
-    cycles_per_output: dict[str, float] = field(default_factory=dict)
-    cycles_per_op: dict[str, float] = field(default_factory=dict)
+    cycles_per_output: dict[str, float] = field(default_factory=dict)  # class -> requantize...
+    cycles_per_op: dict[str, float] = field(default_factory=dict)  # class -> a call's set-up
 
     def shape_cycles(self, op: OpCost) -> float:
         """The per-output and per-call cycles of ``op``'s kernel (0 where the model has none)."""
@@ -177,6 +175,8 @@ def parse_cost_model(data: dict, where: str, model_id: str) -> CostModel:
             f"{where}: cycles_per_unit.{extra[0]} is not a cost class; "
             f"classes: {', '.join(CLASSES)}"
         )
+    if "fully_connected" in units:  # a file written before the recurrent class costs it so
+        units.setdefault("recurrent", units["fully_connected"])
     missing = [c for c in CLASSES if c not in units]
     if missing:
         raise CostModelError(f"{where}: cycles_per_unit lacks {', '.join(missing)}")

@@ -17,8 +17,9 @@ Counting rules (the unit tests check each against a hand count):
   channel: ``N*IH*IW*IC * KH*KW*OC``.
 - BATCH_MATMUL: output elements x the contracted dimension.
 - Pooling: output elements x window (``elements``, no MACs).
-- SVDF, LSTM and RNN ops (:data:`RECURRENT`): steps x the elements of their
-  constant weight matrices, class ``fully_connected``.
+- SVDF, LSTM and RNN ops (:data:`RECURRENT`, class ``recurrent``): steps x the
+  elements of their constant weight matrices; elements: steps x the gate (or
+  filter) outputs, half the rows of those matrices.
 - Reductions (MEAN, SUM, ...): input elements. Data movement (RESHAPE,
   PAD, CONCATENATION, ...): the bytes written (:attr:`OpCost.work`). Every
   other op: output elements (TFLite Micro's signal kernels, ``CUSTOM:Signal*``:
@@ -41,6 +42,7 @@ CLASSES = (
     "conv",
     "depthwise",
     "fully_connected",
+    "recurrent",
     "transpose_conv",
     "matmul",
     "pooling",
@@ -54,7 +56,7 @@ CLASSES = (
 )
 #: Classes whose work is counted in MACs; the others count elements.
 MAC_CLASSES = frozenset(
-    {"conv_1x1", "conv", "depthwise", "fully_connected", "transpose_conv", "matmul"}
+    {"conv_1x1", "conv", "depthwise", "fully_connected", "recurrent", "transpose_conv", "matmul"}
 )
 
 _GROUPS = {
@@ -96,8 +98,8 @@ _SIGNAL = {
     **dict.fromkeys("Framing Stacker Delay".split(), "data_movement"),
 }
 #: Ops whose work is matrix-vector products with weight matrices held as constant inputs:
-#: every step multiplies each weight matrix (rank >= 2) once (CMSIS-NN runs them on its
-#: fully-connected kernel, arm_nn_vec_mat_mult_t_s8).
+#: every step multiplies each weight matrix (rank >= 2) once (CMSIS-NN's vector x matrix
+#: kernel), then computes each gate (or filter) output: class ``recurrent``.
 RECURRENT = frozenset(
     "SVDF LSTM UNIDIRECTIONAL_SEQUENCE_LSTM BIDIRECTIONAL_SEQUENCE_LSTM RNN "
     "UNIDIRECTIONAL_SEQUENCE_RNN BIDIRECTIONAL_SEQUENCE_RNN".split()
@@ -207,21 +209,21 @@ def _check_shapes(op: OperatorInfo, inputs: list[TensorInfo | None]) -> None:
         )
 
 
-def _recurrent_macs(inputs: list[TensorInfo | None]) -> int:
-    """Steps x the elements of every constant weight matrix: each step multiplies each once.
+def _recurrent(inputs: list[TensorInfo | None]) -> tuple[int, int]:
+    """(MACs, gate outputs): steps x the elements of every constant weight matrix, and
+    steps x half their rows (each gate's input and recurrent matrices share its rows).
 
     Steps are the input's rows (batch, or time x batch for a sequence). SVDF's feature
     and time weights, an LSTM's eight gate matrices and projection, an RNN's two."""
     data = inputs[0] if inputs else None
     if data is None or not data.shape:
-        return 0
+        return 0, 0
     steps = data.elements // max(data.shape[-1], 1)
-    weights = sum(
-        t.elements
-        for t in inputs[1:]
-        if t and t.is_constant and not t.is_variable and len(t.shape) >= 2
-    )
-    return steps * weights
+    weights = [
+        t for t in inputs[1:] if t and t.is_constant and not t.is_variable and len(t.shape) >= 2
+    ]
+    rows = sum(t.shape[0] for t in weights) // 2
+    return steps * sum(t.elements for t in weights), steps * max(rows, 1)
 
 
 def _count(
@@ -264,7 +266,7 @@ def _count(
         k = lhs[-2] if op.option("adjX", False) else lhs[-1]
         return "matmul", out_elems * k, out_elems, f"k={k}"
     if opcode in RECURRENT:
-        return "fully_connected", _recurrent_macs(inputs), out_elems, "recurrent"
+        return "recurrent", *_recurrent(inputs), ""
     signal = (
         _SIGNAL.get(opcode.removeprefix("CUSTOM:Signal")) if opcode.startswith("CUSTOM:") else None
     )
