@@ -32,7 +32,7 @@ INTERPRETER_INSTRUCTIONS_PER_OP = 125  # kernel_icount/m4f_models.csv: 121-147 p
 SHAPE = (
     "Per-operator cycles = cycles per instruction x the instructions of CMSIS-NN's kernel "
     "for that class and shape, fitted (edgeprune.estimates.boardfit.kernel_shape) to the "
-    "instruction counts of 352 operators of 146 models run under QEMU with -icount "
+    "instruction counts of 376 operators of 170 models run under QEMU with -icount "
     "(targets/calibration/kernel_icount/: current TFLite Micro + CMSIS-NN, Cortex-M4 "
     "build): per MAC, per output element and per call for the convolutions (1x1 fast "
     "path, im2col, depthwise), fully connected and the recurrent ops (SVDF, LSTM: per "

@@ -77,9 +77,9 @@ def test_quoted_errors_hold_on_fitted_and_held_out_boards(fitted):
             medians.setdefault(r.board.split()[0], []).append(abs(est / r.ms - 1))
     assert statistics.median(medians["EK-RA6M4"]) <= 0.25
     assert statistics.median(medians["EK-RA8D1"]) <= 0.40
-    # the figures the README quotes (10.8 % and 27.4 %) to a tenth of a percent
+    # the figures the README quotes (10.8 % and 28.0 %) to a tenth of a percent
     assert round(statistics.median(medians["EK-RA6M4"]), 3) == 0.108
-    assert round(statistics.median(medians["EK-RA8D1"]), 3) == 0.274
+    assert round(statistics.median(medians["EK-RA8D1"]), 3) == 0.28
 
 
 def test_leave_one_out_refits_without_the_row(fitted):
