@@ -202,8 +202,9 @@ def parse_cost_model(data: dict, where: str, model_id: str) -> CostModel:
     for key in ("cycles_per_output", "cycles_per_op"):
         table = data.get(key, {})
         if not isinstance(table, dict) or set(table) - set(CLASSES):
+            bad = sorted(set(table) - set(CLASSES)) if isinstance(table, dict) else [key]
             raise CostModelError(
-                f"{where}: {key} must be a table of cost classes ({', '.join(CLASSES)})"
+                f"{where}: {key}.{bad[0]} is not a cost class; name one of {', '.join(CLASSES)}"
             )
         shape[key] = {c: _number(where, f"{key}.{c}", v) for c, v in table.items()}
     return CostModel(
