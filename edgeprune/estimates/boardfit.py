@@ -5,15 +5,14 @@ For a measurement on the core of cost model ``c``:
 
     cycles = s_c x (sum_j g_j x F_j + R)
 
-``F_j`` is what the base cost model charges the ops of group ``j`` of MAC classes
-(within a group the classes keep the base's ratios: a prior from the kernels),
-``R`` every other term of the base (element ops, copies, per-op overhead: priors
-too). The group scales ``g_j`` are the kernels' shape, shared by every core; the
-core scale ``s_c`` is what differs between cores running the same kernels
-(memory wait states, pipeline), 1 for the reference core. Both are fitted by
-alternating non-negative least squares on relative error. Four models per core
-cannot support more: per-class rates are not identifiable from whole-model
-times (the 1x1 and depthwise convolutions always come together).
+``F_j`` is what the base cost model charges the ops of group ``j`` of classes,
+``R`` the rest (the interpreter's per-op dispatch). The base is the kernels'
+shape, counted instruction by instruction (:func:`kernel_shape`), so by default
+there is one group: ``g`` is the reference core's cycles per instruction and
+``s_c`` each other core's relative to it (wait states, pipeline). Both are
+fitted by alternating non-negative least squares on relative error. Four
+models per core could not support more: per-class rates are not identifiable
+from whole-model times (1x1 and depthwise convolutions always come together).
 
 Leave-one-out refits everything without the row it predicts.
 """
