@@ -38,6 +38,7 @@ __all__ = [
     "fit_boards",
     "kernel_shape",
     "predict_ms",
+    "scaled",
 ]
 #: One scale over every class: with the kernels' shape counted instruction by instruction
 #: (:func:`kernel_shape`), what is left to fit per core is cycles per instruction.
@@ -139,7 +140,8 @@ def _fit(rows, bases, groups, reference, rounds: int = 60):
     return scale, g
 
 
-def _scaled(base: CostModel, s: float, g: np.ndarray, groups) -> CostModel:
+def scaled(base: CostModel, s: float, g, groups=DEFAULT_GROUPS) -> CostModel:
+    """``base`` in a core's cycles: core scale ``s`` times group scales ``g``."""
     factor = {}
     for c in CLASSES:
         j = next((i for i, grp in enumerate(groups) if c in grp), None)
@@ -196,13 +198,13 @@ def fit_boards(
             )
     bases = bases or {i: load_cost_model(i) for i in ids}
     scale, g = _fit(rows, bases, groups, reference)
-    fitted = {i: _scaled(bases[i], scale[i], g, groups) for i in ids}
+    fitted = {i: scaled(bases[i], scale[i], g, groups) for i in ids}
     results = []
     for k, row in enumerate(rows):
         s2, g2 = _fit(rows[:k] + rows[k + 1 :], bases, groups, reference)
         if row.cost_model not in s2:  # its core's only other row was left out
             s2[row.cost_model] = 1.0
-        left_out = _scaled(bases[row.cost_model], s2[row.cost_model], g2, groups)
+        left_out = scaled(bases[row.cost_model], s2[row.cost_model], g2, groups)
         results.append(
             RowResult(row, predict_ms(fitted[row.cost_model], row), predict_ms(left_out, row))
         )
