@@ -1,8 +1,10 @@
 """Latency estimates against measurements: leave-one-out on the calibration sets, and the
 held-out published results no fit has seen. Run: python benchmarks/bench_latency.py
 
-Prints markdown tables (quoted in the README). Needs no model file: the calibration sets
-ship their op counts.
+Prints markdown tables. Needs no model file: the calibration sets ship their op counts.
+The per-board table of the CMSIS-NN models (fit, held-out boards, targets) is
+bench_latency_boards.py's; this script keeps the single-set calibrations (the 2020 MLPerf
+Tiny v0.5 reference, pico-tflmicro's per-operator times) as `edgeprune calibrate` fits them.
 """
 
 from __future__ import annotations

@@ -172,21 +172,15 @@ def test_fit_keeps_constants_non_negative():
     assert fitted.cycles_per_activation_byte >= 0 and fitted.cycles_per_unit["conv"] > 0
 
 
-def test_shipped_mlperf_calibration_meets_the_target_and_matches_the_shipped_fit():
+def test_older_mlperf_set_still_calibrates_within_its_quoted_error():
+    # TFLite Micro v2.3.1 (2020): no shipped model is fitted to it any more (see
+    # test_latency_boards.py), but `edgeprune calibrate` must still fit it.
     rows = load_measurements(MLPERF)
     assert [r.board for r in rows] == ["NUCLEO-L4R5ZI"] * 4
     assert all(r.source.startswith("https://github.com/mlcommons/tiny_results_v0.5/") for r in rows)
     result = cal.calibrate(rows)
-    shipped = load_cost_model("cmsis-nn_cortex-m4f")
     assert result.accuracy.median_abs_error <= 0.20
     assert result.accuracy.max_abs_error <= 0.50
-    assert shipped.accuracy.median_abs_error == pytest.approx(
-        result.accuracy.median_abs_error, rel=1e-5
-    )
-    for c in CLASSES:
-        assert result.model.cycles_per_unit[c] == pytest.approx(
-            shipped.cycles_per_unit[c], rel=1e-5
-        )
 
 
 def _csv(tmp_path, body: str) -> str:

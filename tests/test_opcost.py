@@ -153,3 +153,79 @@ def test_cost_round_trips_through_a_dict(cnn_costs):
 
 def test_format_count():
     assert [format_count(n) for n in (999, 12_345, 7_157_888)] == ["999", "12.3 k", "7.16 M"]
+
+
+def _tensor(index, shape, constant=False, variable=False, dtype="int8"):
+    from edgeprune.tflite.info import TensorInfo
+
+    nbytes = (int(np.prod(shape)) if shape else 1) * np.dtype(dtype).itemsize
+    return TensorInfo(
+        index, 0, f"t{index}", tuple(shape), None, dtype, constant, nbytes, (), (), 0, variable
+    )
+
+
+def _cost_of(opcode, shapes, constant, variable=(), out_shape=(1,), dtype="int8"):
+    """op_cost of one operator built by hand: inputs 0..n-1 with ``shapes``."""
+    from edgeprune.estimates.opcost import op_cost
+    from edgeprune.tflite.info import OperatorInfo
+
+    tensors = {
+        (0, i): _tensor(i, s, i in constant, i in variable, dtype) for i, s in enumerate(shapes)
+    }
+    out = len(shapes)
+    tensors[0, out] = _tensor(out, out_shape, dtype=dtype)
+    op = OperatorInfo(0, 0, opcode, tuple(range(len(shapes))), (out,))
+    return op_cost(None, op, tensors)
+
+
+def test_svdf_counts_its_feature_and_time_weights_not_its_state():
+    # input [batch 2, 10 features]; weights_feature [12 filters, 10]; weights_time [12, 5
+    # memory]; bias [4 units]; activation state [2, 60] (a variable, never a weight)
+    cost = _cost_of(
+        "SVDF", [(2, 10), (12, 10), (12, 5), (4,), (2, 60)], {1, 2, 3}, {4}, out_shape=(2, 4)
+    )
+    assert (cost.op_class, cost.macs) == ("recurrent", 2 * (12 * 10 + 12 * 5))
+    assert cost.elements == 2 * 12  # batch x filters: (12 + 12 rows) / 2
+
+
+def test_sequence_lstm_counts_eight_gate_matrices_per_step():
+    # input [batch 1, 7 steps, 3]; 4 input weights [5 cells, 3], 4 recurrent [5, 5],
+    # 4 biases [5], then output and cell state (variables)
+    shapes = [(1, 7, 3)] + [(5, 3)] * 4 + [(5, 5)] * 4 + [(5,)] * 4 + [(1, 5), (1, 5)]
+    cost = _cost_of(
+        "UNIDIRECTIONAL_SEQUENCE_LSTM", shapes, set(range(1, 13)), {13, 14}, out_shape=(1, 7, 5)
+    )
+    assert (cost.op_class, cost.macs) == ("recurrent", 7 * (4 * 5 * 3 + 4 * 5 * 5))
+    assert cost.elements == 7 * 4 * 5 and cost.work == cost.macs  # steps x gates x cells
+
+
+def test_data_movement_work_is_the_bytes_written():
+    q = _cost_of("RESHAPE", [(1, 4, 4, 6), (2,)], {1}, out_shape=(1, 96))
+    f = _cost_of("PAD", [(1, 4, 4, 6), (4, 2)], {1}, out_shape=(1, 6, 6, 6), dtype="float32")
+    assert (q.op_class, q.elements, q.work) == ("data_movement", 96, 96)
+    assert (f.op_class, f.elements, f.work) == ("data_movement", 216, 216 * 4)
+
+
+def test_an_unknown_op_is_class_other(cnn_costs):
+    assert _cost_of("CUSTOM:MyOp", [(1, 400)], set(), out_shape=(1, 400)).op_class == "other"
+    concat = _only(cnn_costs[0], "CONCATENATION")
+    assert concat.work == concat.output_bytes == 2 * 2 * 21 * 4  # float32: bytes, not elements
+
+
+@pytest.mark.slow  # an LSTM conversion: 5-17 s on the shared 2-core machine
+def test_converted_keras_lstm_counts_its_gate_matrices_per_step():
+    seed_everything(0)
+    inp = keras.Input((7, 3), batch_size=1)
+    lstm = model_cost(_convert(keras.Model(inp, L.LSTM(5, name="lstm")(inp))))
+    op = _only(lstm, "UNIDIRECTIONAL_SEQUENCE_LSTM")
+    # 7 steps x 4 gates x 5 cells x (3 inputs + 5 recurrent)
+    assert (op.op_class, op.macs, op.elements) == ("recurrent", 7 * 4 * 5 * (3 + 5), 7 * 4 * 5)
+
+
+def test_tflite_micro_signal_kernels_are_counted_not_other():
+    window = _cost_of("CUSTOM:SignalWindow", [(1, 480), (480,)], {1}, out_shape=(1, 480))
+    assert (window.op_class, window.elements) == ("elementwise", 480)
+    fft = _cost_of("CUSTOM:SignalRfft", [(480,)], set(), out_shape=(514,))
+    assert (fft.op_class, fft.elements) == ("elementwise", 514 * 10)  # n log2 n, n = 514
+    frames = _cost_of("CUSTOM:SignalFraming", [(160,)], set(), out_shape=(3, 400), dtype="int16")
+    assert (frames.op_class, frames.work) == ("data_movement", 3 * 400 * 2)

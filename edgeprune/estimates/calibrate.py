@@ -59,7 +59,7 @@ def _terms(
             feats["activation"] = feats.get("activation", 0.0) + act
         else:
             fixed += act * base.cycles_per_activation_byte
-        fixed += op.weight_bytes * base.cycles_per_weight_byte
+        fixed += op.weight_bytes * base.cycles_per_weight_byte + base.shape_cycles(op)
         if "overhead" in params:
             feats["overhead"] = feats.get("overhead", 0.0) + 1
         else:
@@ -281,6 +281,10 @@ def cost_model_toml(model: CostModel, header: str = "") -> str:
         "[cycles_per_unit]",
     ]
     lines += [f"{c} = {model.cycles_per_unit[c]:.6g}" for c in CLASSES]
+    for key in ("cycles_per_output", "cycles_per_op"):  # a kernel's shape, where the model has one
+        table = getattr(model, key)
+        if table:
+            lines += ["", f"[{key}]", *(f"{c} = {v:.6g}" for c, v in table.items())]
     if model.accuracy is not None:
         a = model.accuracy
         lines += [

@@ -4,6 +4,7 @@ A *cost model* holds the constants of one kernel library on one core
 (``targets/latency/<kernels>_<core>.toml``): per operator,
 
     cycles = overhead + work x cycles_per_unit[class] (x float_factor for float ops)
+             + output elements x cycles_per_output[class] + cycles_per_op[class]
              + (input + output activation bytes) x cycles_per_activation_byte
              + weight_bytes x cycles_per_weight_byte
 
@@ -27,10 +28,11 @@ from importlib import resources
 
 from edgeprune._toml import id_or_path, read_toml, toml_ids
 from edgeprune.errors import BadInputError
-from edgeprune.estimates.opcost import CLASSES, ModelCost, OpCost
+from edgeprune.estimates.opcost import CLASSES, ModelCost, OpCost, uncounted_note
 from edgeprune.target import Target
 
 BASES = ("fit", "derived", "measured")
+DEFAULT_ERROR_BAND = 0.5  # of a cost model with no stated band and no leave-one-out error
 FLOAT_DTYPES = frozenset({"float32", "float16"})
 
 
@@ -66,6 +68,32 @@ class CostModel:
     accuracy: Accuracy | None = None
     derivation: str = ""
     path: str = ""
+    stated_error_band: float | None = None  # the file's error_band, for derived models
+    cycles_per_output: dict[str, float] = field(default_factory=dict)  # class -> requantize...
+    cycles_per_op: dict[str, float] = field(default_factory=dict)  # class -> a call's set-up
+
+    def shape_cycles(self, op: OpCost) -> float:
+        """The per-output and per-call cycles of ``op``'s kernel (0 where the model has none)."""
+        cls = op.op_class
+        return op.elements * self.cycles_per_output.get(cls, 0.0) + self.cycles_per_op.get(cls, 0.0)
+
+    @property
+    def error_band(self) -> float:
+        """How far an estimate may be off (a fraction): the file's ``error_band``, else the
+        fit's largest leave-one-out error, else :data:`DEFAULT_ERROR_BAND`."""
+        if self.stated_error_band is not None:
+            return self.stated_error_band
+        if self.accuracy is not None:
+            return self.accuracy.max_abs_error
+        return DEFAULT_ERROR_BAND
+
+    @property
+    def error_band_basis(self) -> str:
+        if self.stated_error_band is not None:
+            return "stated in the cost model"
+        if self.accuracy is not None:
+            return "its largest leave-one-out error"
+        return "the default for a cost model never checked against a measurement"
 
     def op_cycles(self, op: OpCost, threads: int = 1) -> float:
         """Estimated cycles of one operator."""
@@ -76,6 +104,7 @@ class CostModel:
             op.work * rate
             + (op.input_bytes + op.output_bytes) * self.cycles_per_activation_byte
             + op.weight_bytes * self.cycles_per_weight_byte
+            + self.shape_cycles(op)
         )
         return self.overhead_cycles + throughput / self.speedup(threads)
 
@@ -121,6 +150,9 @@ def parse_cost_model(data: dict, where: str, model_id: str) -> CostModel:
         "parallel_efficiency",
         "cycles_per_unit",
         "accuracy",
+        "error_band",
+        "cycles_per_output",
+        "cycles_per_op",
     }
     unknown = sorted(set(data) - allowed)
     if unknown:
@@ -143,6 +175,8 @@ def parse_cost_model(data: dict, where: str, model_id: str) -> CostModel:
             f"{where}: cycles_per_unit.{extra[0]} is not a cost class; "
             f"classes: {', '.join(CLASSES)}"
         )
+    if "fully_connected" in units:  # a file written before the recurrent class costs it so
+        units.setdefault("recurrent", units["fully_connected"])
     missing = [c for c in CLASSES if c not in units]
     if missing:
         raise CostModelError(f"{where}: cycles_per_unit lacks {', '.join(missing)}")
@@ -163,6 +197,16 @@ def parse_cost_model(data: dict, where: str, model_id: str) -> CostModel:
     efficiency = _number(where, "parallel_efficiency", data.get("parallel_efficiency", 0.0))
     if efficiency > 1:
         raise CostModelError(f"{where}: parallel_efficiency = {efficiency} must be <= 1")
+    band = data.get("error_band")
+    shape = {}
+    for key in ("cycles_per_output", "cycles_per_op"):
+        table = data.get(key, {})
+        if not isinstance(table, dict) or set(table) - set(CLASSES):
+            bad = sorted(set(table) - set(CLASSES)) if isinstance(table, dict) else [key]
+            raise CostModelError(
+                f"{where}: {key}.{bad[0]} is not a cost class; name one of {', '.join(CLASSES)}"
+            )
+        shape[key] = {c: _number(where, f"{key}.{c}", v) for c, v in table.items()}
     return CostModel(
         id=model_id,
         kernels=str(data["kernels"]),
@@ -182,6 +226,8 @@ def parse_cost_model(data: dict, where: str, model_id: str) -> CostModel:
         accuracy=accuracy,
         derivation=str(data.get("derivation", "")).strip(),
         path=where,
+        stated_error_band=None if band is None else _number(where, "error_band", band),
+        **shape,
     )
 
 
@@ -251,6 +297,13 @@ class LatencyEstimate:
     ops: tuple[OpEstimate, ...]
     accuracy: Accuracy | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    error_band: float = DEFAULT_ERROR_BAND  # fraction: 0.2 means the truth may be 20 % off
+    error_band_basis: str = ""
+
+    @property
+    def ms_high(self) -> float:
+        """The estimate with its error band added: what a latency budget is checked against."""
+        return self.ms * (1 + self.error_band)
 
     def top(self, n: int = 5) -> list[OpEstimate]:
         """The ``n`` most expensive operators, costliest first."""
@@ -266,6 +319,7 @@ class LatencyEstimate:
                 f"; leave-one-out error on {a.set}: median {a.median_abs_error:.0%}, "
                 f"max {a.max_abs_error:.0%} over {a.n} models"
             )
+        text += f"; error band ±{self.error_band:.0%} ({self.error_band_basis})"
         return "; ".join((text, *self.notes))
 
 
@@ -295,6 +349,7 @@ def estimate(
             )
         )
     ms = sum(r.ms for r in rows)
+    notes = tuple(n for n in (uncounted_note(cost),) if n)
     energy = ms * power_mw if power_mw is not None else None  # mW x ms = uJ
     return LatencyEstimate(
         target,
@@ -308,6 +363,9 @@ def estimate(
         power_mw,
         tuple(rows),
         model.accuracy,
+        notes,
+        model.error_band,
+        model.error_band_basis,
     )
 
 

@@ -17,8 +17,15 @@ Counting rules (the unit tests check each against a hand count):
   channel: ``N*IH*IW*IC * KH*KW*OC``.
 - BATCH_MATMUL: output elements x the contracted dimension.
 - Pooling: output elements x window (``elements``, no MACs).
-- Reductions (MEAN, SUM, ...): input elements. Every other op: output
-  elements.
+- SVDF, LSTM and RNN ops (:data:`RECURRENT`, class ``recurrent``): steps x the
+  elements of their constant weight matrices; elements: steps x the gate (or
+  filter) outputs, half the rows of those matrices.
+- Reductions (MEAN, SUM, ...): input elements. Data movement (RESHAPE,
+  PAD, CONCATENATION, ...): the bytes written (:attr:`OpCost.work`). Every
+  other op: output elements (TFLite Micro's signal kernels, ``CUSTOM:Signal*``:
+  one pass over the larger of input and output, an FFT n x log2(n)); an op of
+  class ``other`` is one whose work
+  edgeprune cannot count, and estimates name it.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ CLASSES = (
     "conv",
     "depthwise",
     "fully_connected",
+    "recurrent",
     "transpose_conv",
     "matmul",
     "pooling",
@@ -48,136 +56,53 @@ CLASSES = (
 )
 #: Classes whose work is counted in MACs; the others count elements.
 MAC_CLASSES = frozenset(
-    {"conv_1x1", "conv", "depthwise", "fully_connected", "transpose_conv", "matmul"}
+    {"conv_1x1", "conv", "depthwise", "fully_connected", "recurrent", "transpose_conv", "matmul"}
 )
 
+_GROUPS = {
+    "pooling": "AVERAGE_POOL_2D MAX_POOL_2D L2_POOL_2D",
+    "elementwise": "ADD SUB MUL DIV SQUARED_DIFFERENCE MAXIMUM MINIMUM ADD_N FLOOR_DIV FLOOR_MOD "
+    "POW EQUAL NOT_EQUAL LESS LESS_EQUAL GREATER GREATER_EQUAL SELECT SELECT_V2 LOGICAL_AND "
+    "LOGICAL_OR BATCH_MATMUL_ADD RESIZE_BILINEAR",
+    "activation": "RELU RELU6 RELU_N1_TO_1 RELU_0_TO_1 LOGISTIC TANH HARD_SWISH LEAKY_RELU PRELU "
+    "ELU GELU EXP LOG SQRT RSQRT SQUARE ABS NEG SIN COS FLOOR CEIL ROUND LOGICAL_NOT SIGN",
+    "softmax": "SOFTMAX LOG_SOFTMAX L2_NORMALIZATION",
+    "reduce": "MEAN SUM REDUCE_MAX REDUCE_MIN REDUCE_PROD REDUCE_ANY REDUCE_ALL ARG_MAX ARG_MIN "
+    "CUMSUM",
+    "quantize": "QUANTIZE DEQUANTIZE CAST",
+    # TFLite Micro copies these: RESHAPE, SQUEEZE and EXPAND_DIMS memcpy their input unless
+    # the planner gave input and output the same buffer (reshape_common.cc), the others write
+    # every output byte. Their work is the bytes they write, never 0.
+    "data_movement": "RESHAPE SQUEEZE EXPAND_DIMS CONCATENATION PAD PADV2 MIRROR_PAD TRANSPOSE "
+    "STRIDED_SLICE SLICE SPLIT SPLIT_V PACK UNPACK GATHER GATHER_ND TILE BROADCAST_TO "
+    "RESIZE_NEAREST_NEIGHBOR DEPTH_TO_SPACE SPACE_TO_DEPTH BATCH_TO_SPACE_ND SPACE_TO_BATCH_ND "
+    "FILL ZEROS_LIKE REVERSE_V2 SHAPE EMBEDDING_LOOKUP",
+}
 _CLASS_OF = {
     "DEPTHWISE_CONV_2D": "depthwise",
     "FULLY_CONNECTED": "fully_connected",
     "TRANSPOSE_CONV": "transpose_conv",
     "BATCH_MATMUL": "matmul",
-    **dict.fromkeys(("AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D"), "pooling"),
+    **{opcode: cls for cls, names in _GROUPS.items() for opcode in names.split()},
+}
+_REDUCE_INPUT = frozenset(_GROUPS["reduce"].split())
+#: TFLite Micro's signal-processing kernels (custom ops it ships): one pass over the larger
+#: of input and output, an FFT n x log2(n) of its input, a copy per byte written.
+_SIGNAL = {
     **dict.fromkeys(
-        (
-            "ADD",
-            "SUB",
-            "MUL",
-            "DIV",
-            "SQUARED_DIFFERENCE",
-            "MAXIMUM",
-            "MINIMUM",
-            "ADD_N",
-            "FLOOR_DIV",
-            "FLOOR_MOD",
-            "POW",
-            "EQUAL",
-            "NOT_EQUAL",
-            "LESS",
-            "LESS_EQUAL",
-            "GREATER",
-            "GREATER_EQUAL",
-            "SELECT",
-            "SELECT_V2",
-            "LOGICAL_AND",
-            "LOGICAL_OR",
-            "BATCH_MATMUL_ADD",
-        ),
+        "Window FftAutoScale Energy FilterBank FilterBankSquareRoot PCAN FilterBankLog "
+        "FilterBankSpectralSubtraction OverlapAdd".split(),
         "elementwise",
     ),
-    **dict.fromkeys(
-        (
-            "RELU",
-            "RELU6",
-            "RELU_N1_TO_1",
-            "RELU_0_TO_1",
-            "LOGISTIC",
-            "TANH",
-            "HARD_SWISH",
-            "LEAKY_RELU",
-            "PRELU",
-            "ELU",
-            "GELU",
-            "EXP",
-            "LOG",
-            "SQRT",
-            "RSQRT",
-            "SQUARE",
-            "ABS",
-            "NEG",
-            "SIN",
-            "COS",
-            "FLOOR",
-            "CEIL",
-            "ROUND",
-            "LOGICAL_NOT",
-            "SIGN",
-        ),
-        "activation",
-    ),
-    **dict.fromkeys(("SOFTMAX", "LOG_SOFTMAX", "L2_NORMALIZATION"), "softmax"),
-    **dict.fromkeys(
-        (
-            "MEAN",
-            "SUM",
-            "REDUCE_MAX",
-            "REDUCE_MIN",
-            "REDUCE_PROD",
-            "REDUCE_ANY",
-            "REDUCE_ALL",
-            "ARG_MAX",
-            "ARG_MIN",
-            "CUMSUM",
-        ),
-        "reduce",
-    ),
-    **dict.fromkeys(("QUANTIZE", "DEQUANTIZE", "CAST"), "quantize"),
-    **dict.fromkeys(
-        (
-            "RESHAPE",
-            "SQUEEZE",
-            "EXPAND_DIMS",
-            "CONCATENATION",
-            "PAD",
-            "PADV2",
-            "MIRROR_PAD",
-            "TRANSPOSE",
-            "STRIDED_SLICE",
-            "SLICE",
-            "SPLIT",
-            "SPLIT_V",
-            "PACK",
-            "UNPACK",
-            "GATHER",
-            "GATHER_ND",
-            "TILE",
-            "BROADCAST_TO",
-            "RESIZE_BILINEAR",
-            "RESIZE_NEAREST_NEIGHBOR",
-            "DEPTH_TO_SPACE",
-            "SPACE_TO_DEPTH",
-            "BATCH_TO_SPACE_ND",
-            "SPACE_TO_BATCH_ND",
-            "FILL",
-            "ZEROS_LIKE",
-            "REVERSE_V2",
-            "SHAPE",
-        ),
-        "data_movement",
-    ),
+    **dict.fromkeys("Rfft Irfft".split(), "fft"),
+    **dict.fromkeys("Framing Stacker Delay".split(), "data_movement"),
 }
-_REDUCE_INPUT = frozenset(
-    {
-        "MEAN",
-        "SUM",
-        "REDUCE_MAX",
-        "REDUCE_MIN",
-        "REDUCE_PROD",
-        "REDUCE_ANY",
-        "REDUCE_ALL",
-        "ARG_MAX",
-        "ARG_MIN",
-        "CUMSUM",
-    }
+#: Ops whose work is matrix-vector products with weight matrices held as constant inputs:
+#: every step multiplies each weight matrix (rank >= 2) once (CMSIS-NN's vector x matrix
+#: kernel), then computes each gate (or filter) output: class ``recurrent``.
+RECURRENT = frozenset(
+    "SVDF LSTM UNIDIRECTIONAL_SEQUENCE_LSTM BIDIRECTIONAL_SEQUENCE_LSTM RNN "
+    "UNIDIRECTIONAL_SEQUENCE_RNN BIDIRECTIONAL_SEQUENCE_RNN".split()
 )
 
 
@@ -208,8 +133,11 @@ class OpCost:
 
     @property
     def work(self) -> int:
-        """MACs for MAC classes, elements for the rest: what throughput constants multiply."""
-        return self.macs if self.op_class in MAC_CLASSES else self.elements
+        """What throughput constants multiply: MACs for MAC classes, the bytes written for
+        data movement (a copy costs per byte, whatever the dtype), elements for the rest."""
+        if self.op_class in MAC_CLASSES:
+            return self.macs
+        return self.output_bytes if self.op_class == "data_movement" else self.elements
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -281,6 +209,23 @@ def _check_shapes(op: OperatorInfo, inputs: list[TensorInfo | None]) -> None:
         )
 
 
+def _recurrent(inputs: list[TensorInfo | None]) -> tuple[int, int]:
+    """(MACs, gate outputs): steps x the elements of every constant weight matrix, and
+    steps x half their rows (each gate's input and recurrent matrices share its rows).
+
+    Steps are the input's rows (batch, or time x batch for a sequence). SVDF's feature
+    and time weights, an LSTM's eight gate matrices and projection, an RNN's two."""
+    data = inputs[0] if inputs else None
+    if data is None or not data.shape:
+        return 0, 0
+    steps = data.elements // max(data.shape[-1], 1)
+    weights = [
+        t for t in inputs[1:] if t and t.is_constant and not t.is_variable and len(t.shape) >= 2
+    ]
+    rows = sum(t.shape[0] for t in weights) // 2
+    return steps * sum(t.elements for t in weights), steps * max(rows, 1)
+
+
 def _count(
     op: OperatorInfo, inputs: list[TensorInfo | None], outputs: list[TensorInfo]
 ) -> tuple[str, int, int, str]:
@@ -320,6 +265,16 @@ def _count(
         lhs = _dims(inputs[0])
         k = lhs[-2] if op.option("adjX", False) else lhs[-1]
         return "matmul", out_elems * k, out_elems, f"k={k}"
+    if opcode in RECURRENT:
+        return "recurrent", *_recurrent(inputs), ""
+    signal = (
+        _SIGNAL.get(opcode.removeprefix("CUSTOM:Signal")) if opcode.startswith("CUSTOM:") else None
+    )
+    if signal is not None:
+        n = max(inputs[0].elements if inputs and inputs[0] else 0, out_elems)
+        if signal == "fft":
+            return "elementwise", 0, n * max(n - 1, 1).bit_length(), "fft"
+        return signal, 0, n, ""
     cls = _CLASS_OF.get(opcode, "other")
     if cls == "pooling":
         fh, fw = op.option("filterHeight", 1), op.option("filterWidth", 1)
@@ -381,6 +336,18 @@ def model_cost(source: str | os.PathLike | bytes | ModelInfo) -> ModelCost:
     except InvalidModelError as exc:
         raise InvalidModelError(f"{info.path or '<bytes>'}: {exc}") from None
     return ModelCost(info.path, ops)
+
+
+def uncounted_note(cost: ModelCost) -> str:
+    """What an estimate says of the ops whose work edgeprune cannot count ("" when none)."""
+    names = [f"{o.opcode} (op {o.index})" for o in cost.ops if o.op_class == "other"]
+    if not names:
+        return ""
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return (
+        f"edgeprune cannot count the work of {', '.join(names[:5])}{more}: each is costed as "
+        "an element-wise op over its output, a guess; time the model on the board"
+    )
 
 
 def format_count(n: float) -> str:

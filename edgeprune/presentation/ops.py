@@ -99,7 +99,7 @@ def _cost_text(costs, est) -> str:
     if est is not None:
         from edgeprune.presentation.check import format_top_ops
 
-        line = f"latency on {est.target}: ESTIMATE {est.ms:,.4g} ms"
+        line = f"latency on {est.target}: ESTIMATE {est.ms:,.4g} ms ±{est.error_band:.0%}"
         if est.energy_uj is not None:
             line += f", energy {est.energy_uj:,.4g} uJ at {est.power_mw:g} mW"
         lines += [f"{line}\n  {est.caveat}\n", format_top_ops(est)]

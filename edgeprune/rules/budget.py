@@ -332,9 +332,16 @@ def latency_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
             f"), {est.caveat}"
         )
     else:
-        figure = est.ms
+        # An estimate passes a budget only with its error band as headroom.
+        figure = est.ms if limit is None else est.ms_high
         threads = f", {est.threads} threads" if est.threads > 1 else ""
-        evidence = f"ESTIMATE {est.ms:,.4g} ms at {est.clock_hz / 1e6:g} MHz{threads}, {est.caveat}"
+        evidence = f"ESTIMATE {est.ms:,.4g} ms at {est.clock_hz / 1e6:g} MHz{threads}; "
+        if limit is not None:
+            evidence += (
+                f"checked with its error band as headroom: {est.ms:,.4g} x "
+                f"{1 + est.error_band:.2f} = {figure:,.4g} ms; "
+            )
+        evidence += est.caveat
         if est.energy_uj is not None:
             evidence += f"; energy {est.energy_uj:.4g} uJ at {est.power_mw:g} mW (also an estimate)"
     if limit is None:
