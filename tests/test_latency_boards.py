@@ -141,7 +141,7 @@ def test_kernel_shape_comes_from_the_committed_instruction_counts():
     """Every class's constants are the instruction counts' fit times one cycles-per-
     instruction of the core: the shape is measured, only that scale is fitted."""
     units, per_output, per_op = boardfit.kernel_shape(
-        os.path.join(HERE, "kernel_icount", "m4f.csv")
+        os.path.join(HERE, "..", "latency", "kernel_counts", "m4f.csv")
     )
     for model_id in ("cmsis-nn_cortex-m4f", "cmsis-nn_cortex-m33"):
         shipped = load_cost_model(model_id)
@@ -155,7 +155,9 @@ def test_kernel_shape_comes_from_the_committed_instruction_counts():
     # depthwise costs more per MAC than the 1x1 fast path: the counts, not a guess
     assert units["depthwise"] > 3 * units["conv_1x1"]
     # the M55 is its own Helium kernels' counts x the M33's cycles per instruction
-    helium, _, helium_op = boardfit.kernel_shape(os.path.join(HERE, "kernel_icount", "m55.csv"))
+    helium, _, helium_op = boardfit.kernel_shape(
+        os.path.join(HERE, "..", "latency", "kernel_counts", "m55.csv")
+    )
     m55 = load_cost_model("cmsis-nn_cortex-m55")
     assert m55.basis == "derived" and m55.error_band == 0.55
     for c in CLASSES:

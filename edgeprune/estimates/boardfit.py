@@ -56,7 +56,7 @@ _BORROW = {
 
 def kernel_shape(*paths: str) -> tuple[dict, dict, dict]:
     """Per-class instructions of CMSIS-NN's kernels, fitted to a per-operator count table
-    (``targets/calibration/kernel_icount/``): per unit of work, per output element (MAC
+    (``targets/latency/kernel_counts/``): per unit of work, per output element (MAC
     classes) and per call, each class by non-negative least squares on relative error.
 
     Returns (cycles_per_unit, cycles_per_output, cycles_per_op), in instructions.
