@@ -7,8 +7,10 @@ import numpy as np
 
 try:  # as tests/bad_inputs_more.py under pytest, or as tests.bad_inputs_more
     from bad_inputs_lib import BadInput, run_cmd, with_data, with_model, with_recipe
+    from tflite_build import ethos_u_model
 except ModuleNotFoundError:
     from tests.bad_inputs_lib import BadInput, run_cmd, with_data, with_model, with_recipe
+    from tests.tflite_build import ethos_u_model
 
 _SAFE = (
     "rebuild it without Lambda layers, or pass --unsafe-load (recipe: unsafe_load = true) "
@@ -96,7 +98,40 @@ MORE: list[BadInput] = [
         1,
         "… is a float32 model but nano33ble needs int8…",
     ),
+    BadInput(
+        "tflite",
+        "a model Vela compiled for an Ethos-U NPU, on a board without one",
+        lambda f: ["check", f.text(ethos_u_model(), "_vela.tflite"), "--target", "nano33ble"],
+        1,
+        "… was compiled by Arm's Vela for an Ethos-U NPU (ethos-u at operator 0): TFLite Micro "
+        "runs that part only on the NPU, and nano33ble has no Ethos-U; pass the model as it was "
+        "before Vela compiled it",
+    ),
+    BadInput(
+        "tflite",
+        "a cost model for another core",
+        lambda f: ["cost", f.tflite(), "--target", "nano33ble", "--cost-model", "xnnpack_x86-64"],
+        1,
+        "cost model xnnpack_x86-64 is for xnnpack on x86-64, but nano33ble runs cmsis-nn on "
+        "cortex-m4f; choose a cost model for cmsis-nn_cortex-m4f or pass --force-cost-model "
+        "(recipe: [budget] force_cost_model = true) to use it anyway",
+    ),
     # --- budgets and tools
+    BadInput(
+        "calibration",
+        "a measurement of 0 ms",
+        lambda f: [
+            "calibrate",
+            f.text(
+                "model,op,ms,clock_hz,cost_model,board,source\n"
+                "kws_ref.json,,0,80000000,cmsis-nn_cortex-m4f,B,me\n",
+                ".csv",
+            ),
+        ],
+        1,
+        "… row 2: ms = 0; a zero or missing time is not a measurement (a cycle counter that does "
+        "not run, or a run that timed nothing): measure again or delete the row",
+    ),
     BadInput(
         "budget",
         "model over the flash budget",
