@@ -112,8 +112,8 @@ def test_run_for_a_target_keeps_the_preconditions_that_held(built):
     assert all(r["ok"] and r["figure"] is None for r in check["preconditions"])
     assert [r["name"] for r in check["rules"]] == ["flash", "ram", "arena", "latency"]
     assert (
-        "dtype: The model's input, output and weights have the dtype the target requires. "
-        "model is int8; nano33ble needs int8"
+        "dtype: The model's input, output and weights have a dtype the target's runtime "
+        "runs. model is int8; the dtype nano33ble's cmsis-nn kernels are optimised for"
     ) in result.stdout
     assert (
         "ops: The runtime implements every operator and dtype in the model. loaded in "
