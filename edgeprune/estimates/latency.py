@@ -129,11 +129,13 @@ class CostModel:
         return "the default for a cost model never checked against a measurement"
 
     def op_cycles(self, op: OpCost, threads: int = 1) -> float:
-        """Estimated cycles of one operator."""
+        """Estimated cycles of one operator. A float kernel's counted tables are its whole
+        cost: the memory terms belong to the integer form they were fitted with."""
+        memory = 0.0 if self.float_kernel(op) else 1.0
         throughput = (
             op.work * self.unit_rate(op)
-            + (op.input_bytes + op.output_bytes) * self.cycles_per_activation_byte
-            + op.weight_bytes * self.cycles_per_weight_byte
+            + (op.input_bytes + op.output_bytes) * self.cycles_per_activation_byte * memory
+            + op.weight_bytes * self.cycles_per_weight_byte * memory
             + self.shape_cycles(op)
         )
         return self.overhead_cycles + throughput / self.speedup(threads)

@@ -44,6 +44,7 @@ class Support:
     unregistered: str = ""  # why the firmware's op resolver cannot register an op
     first_float: str = ""  # the first float tensor in use and its operator, for messages
     npu_ops: tuple[str, ...] = ()  # operators compiled for an NPU: "ethos-u at operator 0"
+    hybrid: bool = False  # an operator reads float activations with int8 weights
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def dtype_precondition(s: Support, target: Target) -> RuleResult:
         return _dtype_result(True, f"model is {s.dtype}; {needs}")
     if target.runtime == "tflm" and s.dtype == "float32":
         return _dtype_result(True, float_on_tflm(target))
-    if s.dtype == "mixed" and s.float_io:
+    if s.dtype == "mixed" and s.float_io and not s.hybrid:
         evidence = (
             f"{s.model} has float32 input/output around int8 weights but {target.id} "
             f"needs an integer-only model; convert with int8 input and output (the "

@@ -68,6 +68,21 @@ def model_dtype(info) -> str:
     return "mixed"
 
 
+def hybrid(info) -> bool:
+    """Whether an operator other than (DE)QUANTIZE reads a float tensor in use and an
+    int8 one: float activations with int8 weights (dynamic range), which TFLite Micro
+    has no kernels for; a float interface around an int8 model only converts."""
+    live = {(t.subgraph, t.index) for t in _live_float_tensors(info)}
+    dtypes = {(t.subgraph, t.index): t.dtype for t in info.tensors}
+    for op in info.operators:
+        if op.opcode in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        keys = [(op.subgraph, i) for i in op.inputs if i >= 0]
+        if any(k in live for k in keys) and any(dtypes[k] == "int8" for k in keys):
+            return True
+    return False
+
+
 def first_float(info) -> str:
     """The first float tensor in use in ``info`` and who uses it, for messages
     (``""`` when there is none): ``"float32 tensor 7 ('dense/BiasAdd') read by
@@ -117,6 +132,7 @@ def support(model: Flatbuffer, target: Target, arena=None) -> tuple[rules.Suppor
         dict(info.op_counts),
         first_float=first_float(info),
         npu_ops=npu_operators(info),
+        hybrid=hybrid(info),
     )
     if facts.npu_ops:
         # Neither TFLite Micro nor LiteRT on this host runs an NPU's command
