@@ -91,10 +91,13 @@ MORE: list[BadInput] = [
     ),
     BadInput(
         "tflite",
-        "float model for an int8 device",
-        lambda f: ["check", f.tflite("float32"), "--target", "nano33ble"],
+        "hybrid (dynamic-range) model for a TFLite Micro device",
+        lambda f: ["check", f.tflite("dynamic"), "--target", "nano33ble"],
         1,
-        "… is a float32 model but nano33ble needs int8…",
+        "… is a mixed model (float32 tensor … read by FULLY_CONNECTED at operator … beside an int8 "
+        "input) but "
+        "TFLite Micro on nano33ble runs integer-only or float32 models, not float activations "
+        'with int8 weights; convert with quantize.mode = "int8"',
     ),
     # --- budgets and tools
     BadInput(

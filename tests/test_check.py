@@ -276,10 +276,22 @@ def test_linux_target_uses_file_size_and_measured_memory(built):
     assert "host with xnnpack, not on the board" in r.stdout
 
 
+def test_the_float32_baseline_passes_check_on_an_mcu_with_the_float_evidence(built):
+    """TFLite Micro runs float32 models (reference float kernels): checked, not refused."""
+    out, _ = built
+    r = invoke("check", str(out / "baseline_float32.tflite"), "--target", "nano33ble")
+    assert r.exit_code == 0, r.output
+    assert (
+        "dtype: The model's input, output and weights have a dtype the target's runtime runs. "
+        "float32: TFLite Micro runs it with its reference float kernels (cmsis-nn optimises "
+        "int8 only)"
+    ) in r.stdout
+    assert "float ops (CONV_2D, FULLY_CONNECTED, MAX_POOL_2D, RESHAPE, SOFTMAX): " in r.stdout
+
+
 @pytest.mark.parametrize(
     "case",
     [
-        "float on int8 target",
         "truncated",
         "not a flatbuffer",
         "unknown target",
@@ -290,12 +302,7 @@ def test_linux_target_uses_file_size_and_measured_memory(built):
 def test_check_bad_input_is_one_line_exit_1(case, built, topk_path, tmp_path):
     out, _ = built
     model, target = str(out / "final_int8.tflite"), "nano33ble"
-    if case == "float on int8 target":
-        model, message = (
-            str(out / "baseline_float32.tflite"),
-            "is a float32 model but nano33ble needs int8",
-        )
-    elif case == "truncated":
+    if case == "truncated":
         data = (out / "final_int8.tflite").read_bytes()
         (tmp_path / "cut.tflite").write_bytes(data[: len(data) // 2])
         model, message = str(tmp_path / "cut.tflite"), "pass a complete .tflite flatbuffer"
@@ -400,7 +407,10 @@ def test_model_dtype_counts_integer_only_models_as_int8():
     assert model_dtype(empty) == "int8" and first_float(empty) == ""
     used = info(["int8", "int8", "float32", "int8"], ["int8"])
     assert model_dtype(used) == "mixed"
-    assert first_float(used) == "float32 tensor 2 ('t2') read by ADD at operator 1"
+    assert (
+        first_float(used)
+        == "float32 tensor 2 ('t2') read by ADD at operator 1 beside an int8 input"
+    )
 
 
 def test_run_for_a_target_picks_the_dense_quantization_with_the_smaller_arena(built):

@@ -119,4 +119,5 @@ def test_a_hybrid_model_is_still_refused_naming_its_float_tensor(dense_models):
         "but TFLite Micro on nano33ble runs integer-only or float32 models, not float "
         'activations with int8 weights; convert with quantize.mode = "int8"'
     )
-    assert "FULLY_CONNECTED at operator" in message and "\n" not in message
+    assert "read by FULLY_CONNECTED at operator 0 beside an int8 input) but" in message
+    assert "\n" not in message
