@@ -47,11 +47,12 @@ MORE: list[BadInput] = [
     ),
     BadInput(
         "profile",
-        "float mode for an int8 device",
+        "a quantization mode TFLite Micro cannot run",
         lambda f: run_cmd(f, "--target", "nano33ble", "--quantize", "float16"),
         1,
-        "nano33ble runs int8 models only but quantize.mode = 'float16'; use quantize.mode = "
-        '"int8"',
+        "TFLite Micro on nano33ble runs int8 and float32 models but quantize.mode = 'float16' "
+        "makes float16 weights, which its DEQUANTIZE cannot read; use quantize.mode = "
+        '"int8" (the dtype its cmsis-nn kernels are optimised for) or "float32"',
     ),
     # --- .tflite files (inspect, cost, check)
     BadInput(

@@ -336,12 +336,17 @@ def test_check_bad_input_is_one_line_exit_1(case, built, topk_path, tmp_path):
     assert message in lines[0]
 
 
-def test_run_refuses_a_float_mode_for_an_int8_target_before_writing(tmp_path):
-    r = invoke(
-        "run", "--target", "nano33ble", "--quantize", "float16", "--out", str(tmp_path / "b")
-    )
+@pytest.mark.parametrize("mode", ["float16", "dynamic"])
+def test_run_refuses_a_mode_tflite_micro_cannot_run_before_writing(tmp_path, mode):
+    r = invoke("run", "--target", "nano33ble", "--quantize", mode, "--out", str(tmp_path / "b"))
     assert r.exit_code == 1
-    assert "nano33ble runs int8 models only but quantize.mode = 'float16'" in r.stderr
+    assert (
+        f"TFLite Micro on nano33ble runs int8 and float32 models but quantize.mode = {mode!r} "
+        "makes "
+    ) in r.stderr
+    assert 'use quantize.mode = "int8" (the dtype its cmsis-nn kernels are optimised for) or ' in (
+        r.stderr
+    )
     assert not (tmp_path / "b").exists()
 
 

@@ -121,3 +121,32 @@ def test_a_hybrid_model_is_still_refused_naming_its_float_tensor(dense_models):
     )
     assert "read by FULLY_CONNECTED at operator 0 beside an int8 input) but" in message
     assert "\n" not in message
+
+
+@pytest.mark.slow
+def test_run_for_nano33ble_in_float32_checks_and_emits_generic_kernels(tmp_path):
+    """``run --target nano33ble --quantize float32``: the pipeline keeps the float model,
+    the check passes it with the float evidence, and the firmware registers the generic
+    kernels with the arena the check computed."""
+    import json
+
+    from click.testing import CliRunner
+
+    from edgeprune.cli import main
+
+    out = tmp_path / "f32"
+    r = CliRunner().invoke(
+        main, ["run", "--target", "nano33ble", "--quantize", "float32", "--out", str(out)]
+    )
+    assert r.exit_code == 0, r.output
+    check = json.loads((out / "report.json").read_text())["stages"]["check"]
+    dtype = next(p for p in check["preconditions"] if p["name"] == "dtype")
+    assert dtype["ok"] and dtype["evidence"] == FLOAT_EVIDENCE
+    ops_h = (out / "firmware" / "model_ops.h").read_text()
+    for method in ("AddConv2D()", "AddFullyConnected()", "AddMaxPool2D()", "AddSoftmax()"):
+        assert f"resolver.{method} != kTfLiteOk" in ops_h
+    assert "_INT8" not in ops_h
+    config = (out / "firmware" / "model_config.h").read_text()
+    arena = check["evidence"]["arena_bytes"]
+    assert f"constexpr int kFinalFloat32ArenaBytes = {arena};" in config
+    assert "+ 0 B largest cmsis-nn (dsp) scratch" in check["evidence"]["arena_basis"]
