@@ -44,6 +44,8 @@ CORES = (
     "cortex-a76",
     "x86-64",
 )
+#: Cores without a floating-point unit: float kernels run in software (the RP2040's M0+).
+SOFT_FLOAT_CORES = frozenset({"cortex-m0plus"})
 
 
 # Physical bounds: a profile number outside them is a typo, not a device.

@@ -49,11 +49,12 @@ MORE: list[BadInput] = [
     ),
     BadInput(
         "profile",
-        "float mode for an int8 device",
+        "a quantization mode TFLite Micro cannot run",
         lambda f: run_cmd(f, "--target", "nano33ble", "--quantize", "float16"),
         1,
-        "nano33ble runs int8 models only but quantize.mode = 'float16'; use quantize.mode = "
-        '"int8"',
+        "TFLite Micro on nano33ble runs int8 and float32 models but quantize.mode = 'float16' "
+        "makes float16 weights, which its DEQUANTIZE cannot read; use quantize.mode = "
+        '"int8" (the dtype its cmsis-nn kernels are optimised for) or "float32"',
     ),
     # --- .tflite files (inspect, cost, check)
     BadInput(
@@ -93,10 +94,13 @@ MORE: list[BadInput] = [
     ),
     BadInput(
         "tflite",
-        "float model for an int8 device",
-        lambda f: ["check", f.tflite("float32"), "--target", "nano33ble"],
+        "hybrid (dynamic-range) model for a TFLite Micro device",
+        lambda f: ["check", f.tflite("dynamic"), "--target", "nano33ble"],
         1,
-        "… is a float32 model but nano33ble needs int8…",
+        "… is a mixed model (float32 tensor … read by FULLY_CONNECTED at operator … beside an int8 "
+        "input) but "
+        "TFLite Micro on nano33ble runs integer-only or float32 models, not float activations "
+        'with int8 weights; convert with quantize.mode = "int8"',
     ),
     BadInput(
         "tflite",

@@ -112,8 +112,8 @@ def test_run_for_a_target_keeps_the_preconditions_that_held(built):
     assert all(r["ok"] and r["figure"] is None for r in check["preconditions"])
     assert [r["name"] for r in check["rules"]] == ["flash", "ram", "arena", "latency"]
     assert (
-        "dtype: The model's input, output and weights have the dtype the target requires. "
-        "model is int8; nano33ble needs int8"
+        "dtype: The model's input, output and weights have a dtype the target's runtime "
+        "runs. model is int8; the dtype nano33ble's cmsis-nn kernels are optimised for"
     ) in result.stdout
     assert (
         "ops: The runtime implements every operator and dtype in the model. loaded in "
@@ -279,10 +279,22 @@ def test_linux_target_uses_file_size_and_measured_memory(built):
     assert "host with xnnpack, not on the board" in r.stdout
 
 
+def test_the_float32_baseline_passes_check_on_an_mcu_with_the_float_evidence(built):
+    """TFLite Micro runs float32 models (reference float kernels): checked, not refused."""
+    out, _ = built
+    r = invoke("check", str(out / "baseline_float32.tflite"), "--target", "nano33ble")
+    assert r.exit_code == 0, r.output
+    assert (
+        "dtype: The model's input, output and weights have a dtype the target's runtime runs. "
+        "float32: TFLite Micro runs it with its reference float kernels (cmsis-nn optimises "
+        "int8 only)"
+    ) in r.stdout
+    assert "float ops (CONV_2D, FULLY_CONNECTED, MAX_POOL_2D, RESHAPE, SOFTMAX): " in r.stdout
+
+
 @pytest.mark.parametrize(
     "case",
     [
-        "float on int8 target",
         "truncated",
         "not a flatbuffer",
         "unknown target",
@@ -293,12 +305,7 @@ def test_linux_target_uses_file_size_and_measured_memory(built):
 def test_check_bad_input_is_one_line_exit_1(case, built, topk_path, tmp_path):
     out, _ = built
     model, target = str(out / "final_int8.tflite"), "nano33ble"
-    if case == "float on int8 target":
-        model, message = (
-            str(out / "baseline_float32.tflite"),
-            "is a float32 model but nano33ble needs int8",
-        )
-    elif case == "truncated":
+    if case == "truncated":
         data = (out / "final_int8.tflite").read_bytes()
         (tmp_path / "cut.tflite").write_bytes(data[: len(data) // 2])
         model, message = str(tmp_path / "cut.tflite"), "pass a complete .tflite flatbuffer"
@@ -332,12 +339,17 @@ def test_check_bad_input_is_one_line_exit_1(case, built, topk_path, tmp_path):
     assert message in lines[0]
 
 
-def test_run_refuses_a_float_mode_for_an_int8_target_before_writing(tmp_path):
-    r = invoke(
-        "run", "--target", "nano33ble", "--quantize", "float16", "--out", str(tmp_path / "b")
-    )
+@pytest.mark.parametrize("mode", ["float16", "dynamic"])
+def test_run_refuses_a_mode_tflite_micro_cannot_run_before_writing(tmp_path, mode):
+    r = invoke("run", "--target", "nano33ble", "--quantize", mode, "--out", str(tmp_path / "b"))
     assert r.exit_code == 1
-    assert "nano33ble runs int8 models only but quantize.mode = 'float16'" in r.stderr
+    assert (
+        f"TFLite Micro on nano33ble runs int8 and float32 models but quantize.mode = {mode!r} "
+        "makes "
+    ) in r.stderr
+    assert 'use quantize.mode = "int8" (the dtype its cmsis-nn kernels are optimised for) or ' in (
+        r.stderr
+    )
     assert not (tmp_path / "b").exists()
 
 
@@ -403,7 +415,10 @@ def test_model_dtype_counts_integer_only_models_as_int8():
     assert model_dtype(empty) == "int8" and first_float(empty) == ""
     used = info(["int8", "int8", "float32", "int8"], ["int8"])
     assert model_dtype(used) == "mixed"
-    assert first_float(used) == "float32 tensor 2 ('t2') read by ADD at operator 1"
+    assert (
+        first_float(used)
+        == "float32 tensor 2 ('t2') read by ADD at operator 1 beside an int8 input"
+    )
 
 
 def test_run_for_a_target_picks_the_dense_quantization_with_the_smaller_arena(built):

@@ -182,7 +182,8 @@ def test_a_mixed_refusal_names_the_float_tensor_and_its_operator():
     r = budget.dtype_precondition(facts, load_target("nano33ble"))
     assert not r.ok and r.evidence == (
         "m.tflite is a mixed model (float32 tensor 7 ('fc/BiasAdd') written by "
-        "FULLY_CONNECTED at operator 2) but nano33ble needs int8; convert with "
+        "FULLY_CONNECTED at operator 2) but TFLite Micro on nano33ble runs integer-only or "
+        "float32 models, not float activations with int8 weights; convert with "
         'quantize.mode = "int8"'
     )
 

@@ -1,4 +1,4 @@
-"""Build the int8 models whose TFLite Micro kernels ``run_counts.py`` times under QEMU.
+"""Build the int8 (or float32) models whose TFLite Micro kernels ``run_counts.py`` times under QEMU.
 
 Two groups, each model in ``OUT/<name>/`` as ``<name>.tflite`` and the firmware
 folder edgeprune emits for it (``firmware/``, unmodified, no arena: the
@@ -169,6 +169,13 @@ def _calibration(model, n: int, seed: int):
     return samples
 
 
+def _to_float32(model) -> bytes:
+    """The float32 model TFLite Micro runs with its reference float kernels."""
+    if len(model.inputs) == 1:
+        return converter.to_tflite(model, "float32")
+    return bytes(ka.tf.lite.TFLiteConverter.from_keras_model(model).convert())
+
+
 def _to_int8(model, samples) -> bytes:
     if len(samples) == 1:
         return converter.to_tflite(model, "int8", samples[0])
@@ -252,6 +259,12 @@ def main(argv=None) -> int:
         help="also take an existing int8 .tflite (e.g. an MLPerf Tiny reference file) as GROUP",
     )
     ap.add_argument("--match", default="", help="build only sweep models whose name contains this")
+    ap.add_argument(
+        "--dtype",
+        choices=("int8", "float32"),
+        default="int8",
+        help="float32: the sweep as float models (reference float kernels), group sweep_float",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     ka.seed_everything(0)
@@ -274,8 +287,11 @@ def main(argv=None) -> int:
             if args.match not in name:
                 continue
             model = build()
-            data = _to_int8(model, _calibration(model, 32, seed=len(name)))
-            write_model(args.out, name, data, "sweep", manifest)
+            if args.dtype == "float32":
+                write_model(args.out, name, _to_float32(model), "sweep_float", manifest)
+            else:
+                data = _to_int8(model, _calibration(model, 32, seed=len(name)))
+                write_model(args.out, name, data, "sweep", manifest)
             ops = [o["opcode"] for o in manifest[name]["ops"]]
             log.info("%-28s %s", name, " ".join(ops))
     if args.only in (None, "reference"):

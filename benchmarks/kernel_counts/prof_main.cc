@@ -181,6 +181,15 @@ uint32_t g_seed = 12345;
 void FillInputs(tflite::MicroInterpreter& interpreter) {
   for (size_t i = 0; i < interpreter.inputs_size(); ++i) {
     TfLiteTensor* t = interpreter.input(i);
+    if (t->type == kTfLiteFloat32) {
+      // Random bytes as floats would be NaNs and 1e38s, which take the float
+      // kernels' (and expf's) special paths: draw from [-2, 2) instead.
+      for (size_t k = 0; k < t->bytes / 4; ++k) {
+        g_seed = g_seed * 1664525u + 1013904223u;
+        t->data.f[k] = static_cast<float>(g_seed >> 8) / 4194304.0f - 2.0f;
+      }
+      continue;
+    }
     for (size_t b = 0; b < t->bytes; ++b) {
       g_seed = g_seed * 1664525u + 1013904223u;
       t->data.uint8[b] = static_cast<uint8_t>(g_seed >> 24);

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from edgeprune.estimates.latency import FLOAT_DTYPES, Accuracy, CostModel, load_cost_model
+from edgeprune.estimates.latency import FLOAT_TABLES, Accuracy, CostModel, load_cost_model
 from edgeprune.estimates.measurements import CalibrationError, Measurement, load_measurements
 from edgeprune.estimates.opcost import CLASSES, MAC_CLASSES, ModelCost
 
@@ -44,17 +44,18 @@ def _terms(
     feats: dict[str, float] = {}
     fixed = 0.0
     for op in cost.ops:
-        rate = base.cycles_per_unit[op.op_class]
-        scale = base.float_factor if op.dtype in FLOAT_DTYPES else 1.0
+        rate = base.unit_rate(op)  # a float op's: its float kernel's, or x float_factor
+        integer = base.cycles_per_unit[op.op_class]
+        scale = rate / integer if integer else 1.0
         act = op.input_bytes + op.output_bytes
         mac = op.op_class in MAC_CLASSES
         throughput = "mac" if mac else "elements"  # the one scale fitted over the class
         if mac and "classes" in params:
             feats[op.op_class] = feats.get(op.op_class, 0.0) + op.work * scale
         elif throughput in params:
-            feats[throughput] = feats.get(throughput, 0.0) + op.work * rate * scale
+            feats[throughput] = feats.get(throughput, 0.0) + op.work * rate
         else:
-            fixed += op.work * rate * scale
+            fixed += op.work * rate
         if "activation" in params:
             feats["activation"] = feats.get("activation", 0.0) + act
         else:
@@ -271,6 +272,8 @@ def cost_model_toml(model: CostModel, header: str = "") -> str:
     ]
     if model.derivation:
         lines.append(f"derivation = {q(model.derivation)}")
+    if model.float_basis:
+        lines.append(f"float_basis = {q(model.float_basis)}")
     lines += [
         f"overhead_cycles = {model.overhead_cycles:.6g}",
         f"float_factor = {model.float_factor:.6g}",
@@ -281,7 +284,7 @@ def cost_model_toml(model: CostModel, header: str = "") -> str:
         "[cycles_per_unit]",
     ]
     lines += [f"{c} = {model.cycles_per_unit[c]:.6g}" for c in CLASSES]
-    for key in ("cycles_per_output", "cycles_per_op"):  # a kernel's shape, where the model has one
+    for key in ("cycles_per_output", "cycles_per_op", *FLOAT_TABLES):  # kernel shapes, if any
         table = getattr(model, key)
         if table:
             lines += ["", f"[{key}]", *(f"{c} = {v:.6g}" for c, v in table.items())]

@@ -237,14 +237,17 @@ class KernelBuffers:
 
 
 def kernel_buffers(info, extension: str) -> KernelBuffers:
-    """The scratch and persistent buffers CMSIS-NN's int8 kernels request for ``info``
+    """The scratch and persistent buffers CMSIS-NN's kernels request for ``info``
     (a :class:`~edgeprune.tflite.info.ModelInfo`) on a core with ``extension``
-    (``"plain"``, ``"dsp"`` or ``"mve"``). Pure."""
+    (``"plain"``, ``"dsp"`` or ``"mve"``); float32 operators run TFLite Micro's
+    reference kernels, which ask for none. Pure."""
     tensors = {(t.subgraph, t.index): t for t in info.tensors}
     scratch: dict[int, int] = {}
     count, persistent, unmodeled = 0, 0, set()
     for n, op in enumerate(info.operators):
         dtypes = [tensors[(op.subgraph, i)].dtype for i in op.inputs[:2] if i >= 0]
+        if dtypes and all(d == "float32" for d in dtypes):
+            continue  # CMSIS-NN falls back to the reference float kernels: no scratch
         int8 = all(d == "int8" for d in dtypes)
         if op.opcode in _UNMODELED_CMSIS_OPS or (
             op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D")

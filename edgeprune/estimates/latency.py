@@ -3,21 +3,19 @@
 A *cost model* holds the constants of one kernel library on one core
 (``targets/latency/<kernels>_<core>.toml``): per operator,
 
-    cycles = overhead + work x cycles_per_unit[class] (x float_factor for float ops)
+    cycles = overhead + work x cycles_per_unit[class] (x float_factor: float ops)
              + output elements x cycles_per_output[class] + cycles_per_op[class]
              + (input + output activation bytes) x cycles_per_activation_byte
              + weight_bytes x cycles_per_weight_byte
 
 where work is MACs for the MAC classes and elements for the rest (see
-:mod:`edgeprune.estimates.opcost`). Time is cycles over the device's clock; on a
-multi-core Linux board the throughput term is divided by the effective
-parallelism of the profile's thread count. Energy is time x the profile's
-active power.
-
-Every figure here is an *estimate*: each result carries the cost model's
-id, what its constants come from (a fit to named measurements, or a
-derivation) and, for a fit, its leave-one-out error. Importing this module
-is cheap (no TensorFlow).
+:mod:`edgeprune.estimates.opcost`); a float op of a class the ``float_cycles_*``
+tables hold uses them instead (TFLite Micro's reference float kernels, counted).
+Time is cycles over the clock; on a multi-core Linux board the throughput term
+is divided by the parallelism of the profile's threads. Energy is time x the
+profile's active power. Every figure is an *estimate*: it carries the cost
+model's id, what its constants come from and, for a fit, its leave-one-out
+error. Importing this module is cheap (no TensorFlow).
 """
 
 from __future__ import annotations
@@ -29,11 +27,14 @@ from importlib import resources
 from edgeprune._toml import id_or_path, read_toml, toml_ids
 from edgeprune.errors import BadInputError
 from edgeprune.estimates.opcost import CLASSES, ModelCost, OpCost, uncounted_note
+from edgeprune.estimates.timing import LatencyMeasurement  # noqa: F401 - re-exported
 from edgeprune.target import Target
 
 BASES = ("fit", "derived", "measured")
 DEFAULT_ERROR_BAND = 0.5  # of a cost model with no stated band and no leave-one-out error
 FLOAT_DTYPES = frozenset({"float32", "float16"})
+#: Optional tables of a float op's kernel (TFLite Micro's reference float kernels), by class.
+FLOAT_TABLES = ("float_cycles_per_unit", "float_cycles_per_output", "float_cycles_per_op")
 
 
 class CostModelError(BadInputError):
@@ -71,11 +72,43 @@ class CostModel:
     stated_error_band: float | None = None  # the file's error_band, for derived models
     cycles_per_output: dict[str, float] = field(default_factory=dict)  # class -> requantize...
     cycles_per_op: dict[str, float] = field(default_factory=dict)  # class -> a call's set-up
+    # a float op of a class in float_cycles_per_unit is costed by its float kernel's
+    # own shape; any other float op at float_factor x the integer rate
+    float_cycles_per_unit: dict[str, float] = field(default_factory=dict)
+    float_cycles_per_output: dict[str, float] = field(default_factory=dict)
+    float_cycles_per_op: dict[str, float] = field(default_factory=dict)
+    float_basis: str = ""  # where the float tables come from and how far off they may be
 
     def shape_cycles(self, op: OpCost) -> float:
         """The per-output and per-call cycles of ``op``'s kernel (0 where the model has none)."""
         cls = op.op_class
-        return op.elements * self.cycles_per_output.get(cls, 0.0) + self.cycles_per_op.get(cls, 0.0)
+        if self.float_kernel(op):
+            out, call = self.float_cycles_per_output, self.float_cycles_per_op
+        else:
+            out, call = self.cycles_per_output, self.cycles_per_op
+        return op.elements * out.get(cls, 0.0) + call.get(cls, 0.0)
+
+    def float_kernel(self, op: OpCost) -> bool:
+        """Whether ``op`` is costed by the float kernels' own tables."""
+        return op.dtype in FLOAT_DTYPES and op.op_class in self.float_cycles_per_unit
+
+    def unit_rate(self, op: OpCost) -> float:
+        """Cycles per unit of ``op``'s work: its float kernel's where counted, else the
+        class's (x ``float_factor`` for a float op)."""
+        if self.float_kernel(op):
+            return self.float_cycles_per_unit[op.op_class]
+        scale = self.float_factor if op.dtype in FLOAT_DTYPES else 1.0
+        return self.cycles_per_unit[op.op_class] * scale
+
+    def float_note(self, cost: ModelCost) -> str:
+        """What an estimate says of its float ops, and how sure it is ("" for none)."""
+        ops = sorted({o.opcode for o in cost.ops if o.dtype in FLOAT_DTYPES})
+        if not ops:
+            return ""
+        how = self.float_basis or (
+            f"costed at {self.float_factor:g} x the integer kernel's rate, not from float counts"
+        )
+        return f"float ops ({', '.join(ops)}): {how}"
 
     @property
     def error_band(self) -> float:
@@ -96,14 +129,13 @@ class CostModel:
         return "the default for a cost model never checked against a measurement"
 
     def op_cycles(self, op: OpCost, threads: int = 1) -> float:
-        """Estimated cycles of one operator."""
-        rate = self.cycles_per_unit[op.op_class]
-        if op.dtype in FLOAT_DTYPES:
-            rate *= self.float_factor
+        """Estimated cycles of one operator. A float kernel's counted tables are its whole
+        cost: the memory terms belong to the integer form they were fitted with."""
+        memory = 0.0 if self.float_kernel(op) else 1.0
         throughput = (
-            op.work * rate
-            + (op.input_bytes + op.output_bytes) * self.cycles_per_activation_byte
-            + op.weight_bytes * self.cycles_per_weight_byte
+            op.work * self.unit_rate(op)
+            + (op.input_bytes + op.output_bytes) * self.cycles_per_activation_byte * memory
+            + op.weight_bytes * self.cycles_per_weight_byte * memory
             + self.shape_cycles(op)
         )
         return self.overhead_cycles + throughput / self.speedup(threads)
@@ -137,23 +169,11 @@ def parse_cost_model(data: dict, where: str, model_id: str) -> CostModel:
         CostModelError: a missing or unknown key, a negative constant, or a
             cost class without a constant.
     """
-    allowed = {
-        "kernels",
-        "core",
-        "basis",
-        "source",
-        "derivation",
-        "overhead_cycles",
-        "float_factor",
-        "cycles_per_activation_byte",
-        "cycles_per_weight_byte",
-        "parallel_efficiency",
-        "cycles_per_unit",
-        "accuracy",
-        "error_band",
-        "cycles_per_output",
-        "cycles_per_op",
-    }
+    allowed = set(
+        "kernels core basis source derivation overhead_cycles float_factor accuracy "
+        "cycles_per_activation_byte cycles_per_weight_byte parallel_efficiency error_band "
+        "cycles_per_unit cycles_per_output cycles_per_op float_basis".split()
+    ) | set(FLOAT_TABLES)
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise CostModelError(
@@ -199,7 +219,7 @@ def parse_cost_model(data: dict, where: str, model_id: str) -> CostModel:
         raise CostModelError(f"{where}: parallel_efficiency = {efficiency} must be <= 1")
     band = data.get("error_band")
     shape = {}
-    for key in ("cycles_per_output", "cycles_per_op"):
+    for key in ("cycles_per_output", "cycles_per_op", *FLOAT_TABLES):
         table = data.get(key, {})
         if not isinstance(table, dict) or set(table) - set(CLASSES):
             bad = sorted(set(table) - set(CLASSES)) if isinstance(table, dict) else [key]
@@ -225,6 +245,7 @@ def parse_cost_model(data: dict, where: str, model_id: str) -> CostModel:
         parallel_efficiency=efficiency,
         accuracy=accuracy,
         derivation=str(data.get("derivation", "")).strip(),
+        float_basis=str(data.get("float_basis", "")).strip(),
         path=where,
         stated_error_band=None if band is None else _number(where, "error_band", band),
         **shape,
@@ -243,30 +264,6 @@ def load_cost_model(name_or_path: str | os.PathLike) -> CostModel:
             f"unknown cost model '{model_id}'; known: {', '.join(list_cost_models())}"
         )
     return parse_cost_model(read_toml(path, CostModelError, "cost model"), path, model_id)
-
-
-@dataclass(frozen=True)
-class LatencyMeasurement:
-    """Wall-clock times of ``runs`` invokes after ``warmup`` untimed ones, in ms."""
-
-    runs: int
-    warmup: int
-    threads: int
-    kernels: str
-    p50_ms: float
-    p90_ms: float
-    min_ms: float
-    max_ms: float
-    where: str = ""  # the runtime and machine it was measured on
-
-    @property
-    def text(self) -> str:
-        threads = f"{self.threads} thread" + ("s" if self.threads > 1 else "")
-        return (
-            f"median of {self.runs} invokes after {self.warmup} untimed ({self.kernels}, "
-            f"{threads}, {self.where}); p90 {self.p90_ms:.4g} ms, min {self.min_ms:.4g} "
-            f"ms, max {self.max_ms:.4g} ms"
-        )
 
 
 @dataclass(frozen=True)
@@ -349,7 +346,7 @@ def estimate(
             )
         )
     ms = sum(r.ms for r in rows)
-    notes = tuple(n for n in (uncounted_note(cost),) if n)
+    notes = tuple(n for n in (uncounted_note(cost), model.float_note(cost)) if n)
     energy = ms * power_mw if power_mw is not None else None  # mW x ms = uJ
     return LatencyEstimate(
         target,
@@ -367,18 +364,6 @@ def estimate(
         model.error_band,
         model.error_band_basis,
     )
-
-
-__all__ = [
-    "Accuracy",
-    "CostModel",
-    "LatencyEstimate",
-    "LatencyMeasurement",
-    "OpEstimate",
-    "estimate",
-    "load_cost_model",
-    "parse_cost_model",
-]
 
 
 class CostModelMismatchError(CostModelError):

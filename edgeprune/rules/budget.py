@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 
 from edgeprune.estimates.latency import LatencyEstimate, LatencyMeasurement
 from edgeprune.rules.result import RuleResult, format_size, rule_text
-from edgeprune.target import Budget, Target
+from edgeprune.target import SOFT_FLOAT_CORES, Budget, Target
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class Support:
     unregistered: str = ""  # why the firmware's op resolver cannot register an op
     first_float: str = ""  # the first float tensor in use and its operator, for messages
     npu_ops: tuple[str, ...] = ()  # operators compiled for an NPU: "ethos-u at operator 0"
+    hybrid: bool = False  # an operator reads float activations with int8 weights
 
 
 @dataclass(frozen=True)
@@ -108,24 +109,37 @@ class CheckResult:
 
 
 def dtype_precondition(s: Support, target: Target) -> RuleResult:
-    """The model's input, output and weights have the dtype the target requires."""
+    """The model's input, output and weights have a dtype the target's runtime runs.
+
+    A profile's ``model_dtype`` is the dtype edgeprune quantizes to for the
+    target and its kernels are optimised for, not the only one it runs:
+    TFLite Micro runs float32 models with its reference float kernels on every
+    core (CMSIS-NN and ESP-NN optimise integer kernels only), so a float32
+    model passes with evidence saying what it costs. Whether every float
+    kernel is there is the ops precondition's question (the worker ran it). A
+    hybrid ("mixed") model stays refused: TFLite Micro has no kernels for
+    float activations with int8 weights."""
     if target.model_dtype == "any" or s.dtype == target.model_dtype:
-        needs = "runs any dtype" if target.model_dtype == "any" else f"needs {target.model_dtype}"
-        return RuleResult(
-            "dtype",
-            rule_text(dtype_precondition),
-            True,
-            None,
-            None,
-            "",
-            "model_dtype",
-            f"model is {s.dtype}; {target.id} {needs}",
+        needs = (
+            f"{target.id} runs any dtype"
+            if target.model_dtype == "any"
+            else f"the dtype {target.id}'s {target.kernels} kernels are optimised for"
         )
-    if s.dtype == "mixed" and s.float_io:
+        return _dtype_result(True, f"model is {s.dtype}; {needs}")
+    if target.runtime == "tflm" and s.dtype == "float32":
+        return _dtype_result(True, float_on_tflm(target))
+    if s.dtype == "mixed" and s.float_io and not s.hybrid:
         evidence = (
             f"{s.model} has float32 input/output around int8 weights but {target.id} "
             f"needs an integer-only model; convert with int8 input and output (the "
             f"int8 mode of quantize.mode does)"
+        )
+    elif s.dtype == "mixed" and target.runtime == "tflm":
+        which = f" ({s.first_float})" if s.first_float else ""
+        evidence = (
+            f"{s.model} is a mixed model{which} but TFLite Micro on {target.id} runs "
+            f"integer-only or float32 models, not float activations with int8 weights; "
+            f'convert with quantize.mode = "{target.model_dtype}"'
         )
     else:
         which = f" ({s.first_float})" if s.first_float and s.dtype == "mixed" else ""
@@ -134,8 +148,23 @@ def dtype_precondition(s: Support, target: Target) -> RuleResult:
             f"{target.model_dtype}; convert with quantize.mode = "
             f'"{target.model_dtype}"'
         )
+    return _dtype_result(False, evidence)
+
+
+def _dtype_result(ok: bool, evidence: str) -> RuleResult:
     return RuleResult(
-        "dtype", rule_text(dtype_precondition), False, None, None, "", "model_dtype", evidence
+        "dtype", rule_text(dtype_precondition), ok, None, None, "", "model_dtype", evidence
+    )
+
+
+def float_on_tflm(target: Target) -> str:
+    """What a float32 model means on a TFLite Micro ``target``: the dtype rule's evidence."""
+    how = "in software floating point" if target.core in SOFT_FLOAT_CORES else ""
+    return (
+        f"float32: TFLite Micro runs it with its reference float kernels{' ' + how if how else ''}"
+        f" ({target.kernels} optimises {target.model_dtype} only): 4x the weight bytes of "
+        f'int8 and slower; quantize with quantize.mode = "{target.model_dtype}" for the '
+        f"optimised kernels"
     )
 
 

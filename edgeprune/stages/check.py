@@ -68,13 +68,42 @@ def model_dtype(info) -> str:
     return "mixed"
 
 
+def hybrid(info) -> bool:
+    """Whether an operator other than (DE)QUANTIZE reads a float tensor in use and an
+    int8 one: float activations with int8 weights (dynamic range), which TFLite Micro
+    has no kernels for; a float interface around an int8 model only converts."""
+    return _hybrid_op(info) is not None
+
+
+def _reads(op) -> list[tuple[int, int]]:
+    return [(op.subgraph, i) for i in op.inputs if i >= 0]
+
+
+def _hybrid_op(info):
+    live = {(t.subgraph, t.index) for t in _live_float_tensors(info)}
+    dtypes = {(t.subgraph, t.index): t.dtype for t in info.tensors}
+    for op in info.operators:
+        if op.opcode in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        if any(k in live for k in _reads(op)) and any(dtypes[k] == "int8" for k in _reads(op)):
+            return op
+    return None
+
+
 def first_float(info) -> str:
-    """The first float tensor in use in ``info`` and who uses it, for messages
+    """The first float tensor in use in ``info`` (in a hybrid model, the first one an
+    operator reads with int8 weights) and who uses it, for messages
     (``""`` when there is none): ``"float32 tensor 7 ('dense/BiasAdd') read by
     FULLY_CONNECTED at operator 3"``."""
     live = _live_float_tensors(info)
     if not live:
         return ""
+    hybrid_op = _hybrid_op(info)
+    if hybrid_op is not None:
+        t = next(x for x in live if (x.subgraph, x.index) in _reads(hybrid_op))
+        return f"{t.dtype} tensor {t.index} ({t.name!r}) read by {hybrid_op.opcode} at " + (
+            f"operator {hybrid_op.index} beside an int8 input"
+        )
     t = live[0]
     text = f"{t.dtype} tensor {t.index} ({t.name!r})"
     for op in info.operators:
@@ -117,6 +146,7 @@ def support(model: Flatbuffer, target: Target, arena=None) -> tuple[rules.Suppor
         dict(info.op_counts),
         first_float=first_float(info),
         npu_ops=npu_operators(info),
+        hybrid=hybrid(info),
     )
     if facts.npu_ops:
         # Neither TFLite Micro nor LiteRT on this host runs an NPU's command

@@ -220,6 +220,13 @@ def _builtin_classes(dataset: Dataset, name: str) -> int:
     return int(flat.max()) + 1
 
 
+#: Quantization modes whose models TFLite Micro cannot run, and why.
+TFLM_LACKS = {
+    "float16": "float16 weights, which its DEQUANTIZE cannot read",
+    "dynamic": "int8 weights with float activations, which it has no kernels for",
+}
+
+
 def resolve_target(target: str | Target | None, recipe: Recipe) -> Target | None:
     """Load the device profile (None for no ``target``) and check the recipe can
     serve it; write nothing.
@@ -236,10 +243,13 @@ def resolve_target(target: str | Target | None, recipe: Recipe) -> Target | None
 
     select_cost_model(target, recipe.budget.cost_model, recipe.budget.force_cost_model)
     mode = recipe.quantize.mode
-    if target.model_dtype == "int8" and mode != "int8":
+    # TFLite Micro runs int8 and float32 models (its DEQUANTIZE reads no float16 and
+    # it has no kernels for float activations with int8 weights).
+    if target.runtime == "tflm" and mode in TFLM_LACKS:
         raise BadInputError(
-            f"{target.id} runs int8 models only but quantize.mode = {mode!r}; "
-            f'use quantize.mode = "int8"'
+            f"TFLite Micro on {target.id} runs int8 and float32 models but quantize.mode = "
+            f'{mode!r} makes {TFLM_LACKS[mode]}; use quantize.mode = "int8" (the dtype its '
+            f'{target.kernels} kernels are optimised for) or "float32"'
         )
     return target
 
