@@ -108,6 +108,9 @@ def test_float_ops_are_costed_by_the_counted_float_kernels(dense_models, target)
     note = next(n for n in f32.notes if n.startswith("float ops (FULLY_CONNECTED, SOFTMAX): "))
     assert raw["float_basis"] in note and note in f32.caveat
     assert not any(n.startswith("float ops") for n in i8.notes)
+    # no board measured a float model: its band is wider than the integer fit's, and says why
+    assert i8.error_band < 1.0 and f32.error_band == 1.0
+    assert "float kernels: counted under QEMU, no board measured" in f32.caveat
 
 
 def test_a_hybrid_model_is_still_refused_naming_its_float_tensor(dense_models):

@@ -32,6 +32,7 @@ from edgeprune.target import Target
 
 BASES = ("fit", "derived", "measured")
 DEFAULT_ERROR_BAND = 0.5  # of a cost model with no stated band and no leave-one-out error
+FLOAT_ERROR_BAND = 1.0  # of an estimate with counted float kernels: no board measured one
 FLOAT_DTYPES = frozenset({"float32", "float16"})
 #: Optional tables of a float op's kernel (TFLite Micro's reference float kernels), by class.
 FLOAT_TABLES = ("float_cycles_per_unit", "float_cycles_per_output", "float_cycles_per_op")
@@ -347,6 +348,9 @@ def estimate(
         )
     ms = sum(r.ms for r in rows)
     notes = tuple(n for n in (uncounted_note(cost), model.float_note(cost)) if n)
+    band, basis = model.error_band, model.error_band_basis
+    if band < FLOAT_ERROR_BAND and any(model.float_kernel(op) for op in cost.ops):
+        band, basis = FLOAT_ERROR_BAND, "float kernels: counted under QEMU, no board measured"
     energy = ms * power_mw if power_mw is not None else None  # mW x ms = uJ
     return LatencyEstimate(
         target,
@@ -361,8 +365,8 @@ def estimate(
         tuple(rows),
         model.accuracy,
         notes,
-        model.error_band,
-        model.error_band_basis,
+        band,
+        basis,
     )
 
 
