@@ -69,14 +69,6 @@ def test_rules_and_preconditions_have_their_docstring_as_text():
     "case,target,facts,message",
     [
         (
-            "float edges",
-            "nano33ble",
-            dict(dtype="mixed", float_io=True),
-            "m.tflite has float32 input/output around int8 weights but nano33ble needs an "
-            "integer-only model; convert with int8 input and output (the int8 mode of "
-            "quantize.mode does)",
-        ),
-        (
             "hybrid",
             "nano33ble",
             dict(dtype="mixed"),

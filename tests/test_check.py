@@ -124,23 +124,33 @@ def test_run_for_a_target_keeps_the_preconditions_that_held(built):
     assert [row.split()[0] for row in table] == ["flash", "ram", "arena", "latency"]
 
 
-@pytest.mark.parametrize("case", ["float edges", "litert", "resolver"])
-def test_a_failed_precondition_refuses_the_model_with_its_evidence(
-    case, int8_model, int8_float_io_model, monkeypatch
+def test_an_int8_model_with_float_edges_passes_on_an_mcu_and_gets_its_firmware(
+    int8_float_io_model, tmp_path
 ):
+    """TFLite Micro runs QUANTIZE and DEQUANTIZE at the edges, so an int8 model with a
+    float32 interface (the converter's default) is checked and emitted, not refused."""
+    model = tmp_path / "edges.tflite"
+    model.write_bytes(int8_float_io_model)
+    r = invoke("check", str(model), "--target", "nano33ble")
+    assert r.exit_code == 0, r.output
+    assert "dtype: " in r.stdout and "int8 inside, float32 input/output: TFLite Micro " in r.stdout
+    assert "QUANTIZE x1" in r.stdout and "DEQUANTIZE x1" in r.stdout  # the worker ran them
+    out = tmp_path / "fw"
+    r = invoke("firmware", str(model), "--target", "nano33ble", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    ops = next(out.rglob("model_ops.h")).read_text()
+    assert "AddQuantize()" in ops and "AddDequantize()" in ops
+    assert "AddConv2D(tflite::Register_CONV_2D_INT8())" in ops
+
+
+@pytest.mark.parametrize("case", ["litert", "resolver"])
+def test_a_failed_precondition_refuses_the_model_with_its_evidence(case, int8_model, monkeypatch):
     from edgeprune.artifacts import Flatbuffer
     from edgeprune.stages import check
     from edgeprune.target import load_target
 
     model, target, arena = int8_model, "nano33ble", None
-    if case == "float edges":
-        model = int8_float_io_model
-        message = (
-            "m.tflite has float32 input/output around int8 weights but nano33ble needs "
-            "an integer-only model; convert with int8 input and output (the int8 mode "
-            "of quantize.mode does)"
-        )
-    elif case == "litert":
+    if case == "litert":
         from edgeprune.runners import host
 
         def refuse(*args):

@@ -115,9 +115,10 @@ def dtype_precondition(s: Support, target: Target) -> RuleResult:
     target and its kernels are optimised for, not the only one it runs:
     TFLite Micro runs float32 models with its reference float kernels on every
     core (CMSIS-NN and ESP-NN optimise integer kernels only), so a float32
-    model passes with evidence saying what it costs. Whether every float
-    kernel is there is the ops precondition's question (the worker ran it). A
-    hybrid ("mixed") model stays refused: TFLite Micro has no kernels for
+    model passes with evidence saying what it costs, and so does an int8 model
+    with float32 input and output (TFLite Micro converts at the edges). Whether
+    every float kernel is there is the ops precondition's question (the worker
+    ran it). A hybrid ("mixed") model stays refused: TFLite Micro has no kernels for
     float activations with int8 weights."""
     if target.model_dtype == "any" or s.dtype == target.model_dtype:
         needs = (
@@ -128,6 +129,8 @@ def dtype_precondition(s: Support, target: Target) -> RuleResult:
         return _dtype_result(True, f"model is {s.dtype}; {needs}")
     if target.runtime == "tflm" and s.dtype == "float32":
         return _dtype_result(True, float_on_tflm(target))
+    if target.runtime == "tflm" and s.dtype == "mixed" and s.float_io and not s.hybrid:
+        return _dtype_result(True, _float_edges_on_tflm(target))
     if s.dtype == "mixed" and s.float_io and not s.hybrid:
         evidence = (
             f"{s.model} has float32 input/output around int8 weights but {target.id} "
@@ -149,6 +152,15 @@ def dtype_precondition(s: Support, target: Target) -> RuleResult:
             f'"{target.model_dtype}"'
         )
     return _dtype_result(False, evidence)
+
+
+def _float_edges_on_tflm(target: Target) -> str:
+    return (
+        f"int8 inside, float32 input/output: TFLite Micro converts at the edges (QUANTIZE, "
+        f"DEQUANTIZE) and runs the rest on {target.id}'s {target.kernels} int8 kernels; the "
+        f"firmware passes float32 tensors. For int8 tensors at the interface (4x smaller "
+        f'buffers, no conversion) convert with int8 input and output (quantize.mode = "int8")'
+    )
 
 
 def _dtype_result(ok: bool, evidence: str) -> RuleResult:
