@@ -288,10 +288,16 @@ def test_two_runs_into_one_folder_the_second_is_refused_the_first_finishes(tmp_p
     command = [sys.executable, "-m", "edgeprune", "run", "--out", str(out)]
     command += ["--train-epochs", "2", "--epochs", "1"]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    while not (out / run_folder.LOCK_NAME).exists():  # no timing: the lock file says when
+    while not _held(out / run_folder.LOCK_NAME):  # no timing: the lock itself says when
         assert first.poll() is None, first.communicate()
         time.sleep(0.05)
-    second = subprocess.run(command, capture_output=True, text=True)
+    # the first run is paused while it holds the folder, so the second meets it however
+    # long its own start-up takes (a short first run could otherwise finish before that)
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        second = subprocess.run(command, capture_output=True, text=True)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
     assert second.returncode == 1, second.stderr
     assert f"edgeprune: error: run folder {out} is in use by another edgeprune process" in (
         second.stderr
@@ -303,3 +309,20 @@ def test_two_runs_into_one_folder_the_second_is_refused_the_first_finishes(tmp_p
     for name, listed in report["artifacts"].items():
         assert sha256_file(out / name) == listed["sha256"]
     assert not (out / run_folder.LOCK_NAME).exists()
+
+
+def _held(lock) -> bool:
+    """Whether another process holds an flock on ``lock`` (False while it is not there)."""
+    import fcntl
+
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
