@@ -1,0 +1,1 @@
+"""edgeprune sweep: search compression choices with Optuna under a device's budgets."""
