@@ -17,6 +17,7 @@ from edgeprune import artifacts, run_folder
 from edgeprune.errors import BadInputError, Interrupted
 from edgeprune.recipe import Recipe
 from edgeprune.sweep import study as studies
+from edgeprune.sweep.results import SWEEP_JSON
 from edgeprune.sweep.space import COSTS, check_combination, parse_objectives, resolve_space
 from edgeprune.sweep.trial import SweepBaseline
 
@@ -80,13 +81,14 @@ def sweep(
     target = resolve_target(target, recipe)
     space = resolve_space(section, target.runtime, recipe.quantize.mode)
     wanted = trials or section.trials
-    folder = out or os.path.join("sweeps", f"{_model_name(model)}_{target.id}")
+    name = study or f"{_model_name(model)}_{target.id}"
+    folder = out or os.path.join("sweeps", name)
     artifacts.check_out_dir(folder)
     with run_folder.hold(folder, "sweep"):
+        _refuse_other_study(folder, name)
         base = prepare_baseline(model, data, recipe, folder, target)
         keys = ("accuracy" if base.task == "classification" else "mse",)
         keys += tuple(COSTS[c] for c in section.objectives)
-        name = study or f"{base.model_name}_{target.id}"
         header = {
             "study": name,
             "storage": _redact(storage) if storage else "sqlite:///study.db (in the sweep folder)",
@@ -109,6 +111,27 @@ def sweep(
             logging.getLogger("edgeprune").getEffectiveLevel(),
         )
         return _run_workers(spec, jobs)
+
+
+def _refuse_other_study(folder: str, name: str) -> None:
+    """A sweep folder belongs to one study (its trial folders are numbered by it).
+
+    Raises:
+        BadInputError: ``folder`` holds the results of another study.
+    """
+    import json
+
+    try:
+        with open(os.path.join(folder, SWEEP_JSON), encoding="utf-8") as fh:
+            theirs = json.load(fh).get("study")
+    except (OSError, ValueError, AttributeError):
+        return
+    if isinstance(theirs, str) and theirs != name:
+        raise BadInputError(
+            f"sweep folder {folder} holds study {theirs}, not {name} (another model, target "
+            f"or study name); choose another sweep folder (--out), or pass --study {theirs} "
+            f"to resume it"
+        )
 
 
 def _run_workers(spec, jobs: int) -> SweepResult:

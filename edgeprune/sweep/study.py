@@ -140,8 +140,9 @@ def _difference(key: str, theirs, mine) -> str:
 
 
 def _sampler(spec: SweepSpec, worker: int):
-    """TPE, multivariate, with the device check as its constraints; seeded per
-    worker so that workers do not propose the same first points."""
+    """TPE, multivariate (the device check reaches it as each trial's constraints,
+    see :func:`_objective`); seeded per worker so that workers do not propose the
+    same first points."""
     import optuna
 
     seed = (spec.recipe.seed * 1009 + worker) % 2**32
@@ -152,12 +153,7 @@ def _sampler(spec: SweepSpec, worker: int):
         multivariate=True,
         constant_liar=True,
         n_startup_trials=max(4, min(10, spec.trials // 4)),
-        constraints_func=_constraints,
     )
-
-
-def _constraints(trial) -> list[float]:
-    return trial.user_attrs.get("constraints", [0.0] * len(CONSTRAINT_RULES))
 
 
 def quiet_optuna() -> None:
@@ -169,6 +165,7 @@ def quiet_optuna() -> None:
     optuna.logging.disable_default_handler()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
 
 
 def quiet_pipeline(level: int) -> None:
@@ -271,11 +268,12 @@ def _objective(spec: SweepSpec, trial) -> list[float]:
         trial.set_user_attr("error", "interrupted")
         raise
     budgets = {COSTS.get(k, k): v for k, v in out.budgets.items()}
+    for name, value in zip(CONSTRAINT_RULES, out.constraints, strict=True):
+        trial.set_constraint(name, value)  # > 0: the rule failed; the sampler avoids it
     for key, value in (
         ("values", out.values),
         ("feasible", out.feasible),
         ("failed_rules", out.failed_rules),
-        ("constraints", out.constraints),
         ("budgets", budgets),
         ("seconds", time.perf_counter() - t0),
         ("fine_tune_seconds", out.fine_tune_seconds),
@@ -361,5 +359,7 @@ def open_storage(url: str | None, folder: str):
         engine_kwargs={"connect_args": {"timeout": 60}},
         heartbeat_interval=10,
         grace_period=60,
-        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=1
+        ),
     )
