@@ -245,3 +245,25 @@ def test_silent_server_times_out_instead_of_hanging(tmp_path, monkeypatch):
             open_storage(f"postgresql://u:pw@127.0.0.1:{port}/db", str(tmp_path))
     assert f"cannot reach the PostgreSQL server at 127.0.0.1:{port} (" in _message(exc)
     assert "timeout expired" in str(exc.value)
+
+
+def test_workers_that_open_an_empty_database_together_all_get_in(postgres, tmp_path):
+    """Machines started at once race to create the tables; the losers retry."""
+    import threading
+
+    url = postgres.fresh_database("race")
+    start, opened, errors = threading.Barrier(4), [], []
+
+    def join():
+        start.wait()
+        try:
+            opened.append(open_storage(url, str(tmp_path)))
+        except Exception as e:  # noqa: BLE001 - collected for the assertion
+            errors.append(e)
+
+    threads = [threading.Thread(target=join) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(opened) == 4

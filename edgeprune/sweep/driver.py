@@ -19,6 +19,7 @@ from edgeprune.recipe import Recipe
 from edgeprune.sweep import study as studies
 from edgeprune.sweep.results import SWEEP_JSON
 from edgeprune.sweep.space import COSTS, check_combination, parse_objectives, resolve_space
+from edgeprune.sweep.storage import redact
 from edgeprune.sweep.trial import SweepBaseline
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ def sweep(
     name = study or f"{_model_name(model)}_{target.id}"
     folder = out or os.path.join("sweeps", name)
     artifacts.check_out_dir(folder)
+    if storage is not None:  # a bad URL or an unreachable server fails before any work
+        studies.open_storage(storage, folder)
     with run_folder.hold(folder, "sweep"):
         _refuse_other_study(folder, name)
         base = prepare_baseline(model, data, recipe, folder, target)
@@ -91,7 +94,7 @@ def sweep(
         keys += tuple(COSTS[c] for c in section.objectives)
         header = {
             "study": name,
-            "storage": _redact(storage) if storage else "sqlite:///study.db (in the sweep folder)",
+            "storage": redact(storage) if storage else "sqlite:///study.db (in the sweep folder)",
             "identity": studies.identity(base, target, space, keys, recipe),
             "reference": None,
             "export_command": f"edgeprune sweep export {{number}} --sweep {folder} "
@@ -137,8 +140,9 @@ def _refuse_other_study(folder: str, name: str) -> None:
 def _run_workers(spec, jobs: int) -> SweepResult:
     studies.quiet_optuna()
     study = studies.open_study(spec, studies.open_storage(spec.storage_url, spec.folder))
-    if spec.storage_url is None:  # our lock: no other worker is alive
-        studies.recover_interrupted(study, spec.folder)
+    # Our lock: no other worker of this folder is alive (on a shared storage, other
+    # machines' trials are left to the heartbeats).
+    studies.recover_interrupted(study, spec.folder, shared=spec.storage_url is not None)
     log.info(
         "sweep: study %s, %d trials wanted, %d worker(s), space: %s",
         spec.study_name,
@@ -259,10 +263,3 @@ def _model_name(model: str | None) -> str:
     if model is None or model in BUILTIN_MODELS:
         return model or DEFAULT_MODEL
     return os.path.splitext(os.path.basename(os.path.normpath(model)))[0] or "model"
-
-
-def _redact(url: str) -> str:
-    """The URL without its password (until ``sweep/storage.py``'s ``redact`` lands)."""
-    import re
-
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
