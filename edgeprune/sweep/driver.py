@@ -19,6 +19,7 @@ from edgeprune.recipe import Recipe
 from edgeprune.sweep import study as studies
 from edgeprune.sweep.results import SWEEP_JSON
 from edgeprune.sweep.space import COSTS, check_combination, parse_objectives, resolve_space
+from edgeprune.sweep.storage import open_storage, redact
 from edgeprune.sweep.trial import SweepBaseline
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ def sweep(
     wanted = trials or section.trials
     name = study or f"{_model_name(model)}_{target.id}"
     folder = out or os.path.join("sweeps", name)
+    if storage is not None:  # a bad URL or an unreachable server: refused before any write
+        open_storage(storage, folder)
     artifacts.check_out_dir(folder)
     with run_folder.hold(folder, "sweep"):
         _refuse_other_study(folder, name)
@@ -91,7 +94,7 @@ def sweep(
         keys += tuple(COSTS[c] for c in section.objectives)
         header = {
             "study": name,
-            "storage": _redact(storage) if storage else "sqlite:///study.db (in the sweep folder)",
+            "storage": redact(storage),
             "identity": studies.identity(base, target, space, keys, recipe),
             "reference": None,
             "export_command": f"edgeprune sweep export {{number}} --sweep {folder} "
@@ -136,7 +139,7 @@ def _refuse_other_study(folder: str, name: str) -> None:
 
 def _run_workers(spec, jobs: int) -> SweepResult:
     studies.quiet_optuna()
-    study = studies.open_study(spec, studies.open_storage(spec.storage_url, spec.folder))
+    study = studies.open_study(spec, open_storage(spec.storage_url, spec.folder))
     if spec.storage_url is None:  # our lock: no other worker is alive
         studies.recover_interrupted(study, spec.folder)
     log.info(
@@ -259,10 +262,3 @@ def _model_name(model: str | None) -> str:
     if model is None or model in BUILTIN_MODELS:
         return model or DEFAULT_MODEL
     return os.path.splitext(os.path.basename(os.path.normpath(model)))[0] or "model"
-
-
-def _redact(url: str) -> str:
-    """The URL without its password (until ``sweep/storage.py``'s ``redact`` lands)."""
-    import re
-
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)

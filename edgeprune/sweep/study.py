@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from edgeprune.sweep.results import sweep_document, write_results
 from edgeprune.sweep.space import COSTS, Space, suggest
+from edgeprune.sweep.storage import open_storage, reclaim_stale
 from edgeprune.sweep.trial import CONSTRAINT_RULES, SweepBaseline, TrialFailed, run_trial
 
 log = logging.getLogger(__name__)
@@ -218,8 +219,6 @@ def work(spec: SweepSpec, worker: int = 0) -> None:
     Raises:
         KeyboardInterrupt: Ctrl-C (the trial it ran is failed and marked interrupted).
     """
-    import optuna
-
     quiet_optuna()
     quiet_pipeline(spec.log_level)
     storage = open_storage(spec.storage_url, spec.folder)
@@ -231,7 +230,7 @@ def work(spec: SweepSpec, worker: int = 0) -> None:
         if step == "stop":
             return
         if step == "wait":
-            optuna.storages.fail_stale_trials(study)
+            reclaim_stale(study)  # a dead worker's trial is failed and enqueued again
             time.sleep(0.5)
             continue
         study.optimize(objective, n_trials=1, catch=(TrialFailed,), callbacks=[done])
@@ -314,7 +313,7 @@ def trial_row(t) -> dict:
     return {
         "number": t.number,
         "state": t.state.name,
-        "params": dict(t.params),
+        "params": {k: round(v, 9) if isinstance(v, float) else v for k, v in t.params.items()},
         "values": ua.get("values") if complete else None,
         "feasible": ua.get("feasible") if complete else None,
         "failed_rules": list(ua.get("failed_rules", [])) if complete else [],
@@ -346,20 +345,3 @@ def trial_line(document: dict, t: dict, wanted: int) -> str:
         shown = format_value(key, top["values"][key])
         best = f"; best that fits: {key} {shown} (trial {top['number']})"
     return head + f"{figures} ({verdict}, {t['seconds']:.1f} s){best}"
-
-
-def open_storage(url: str | None, folder: str):
-    """The study's storage (a minimal SQLite opener until ``sweep/storage.py`` lands)."""
-    import optuna
-
-    if url is None:
-        url = "sqlite:///" + os.path.abspath(os.path.join(folder, "study.db"))
-    return optuna.storages.RDBStorage(
-        url,
-        engine_kwargs={"connect_args": {"timeout": 60}},
-        heartbeat_interval=10,
-        grace_period=60,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-            max_retry=1
-        ),
-    )
