@@ -63,6 +63,13 @@ from edgeprune.recipe_flags import recipe_options
     help="Costs traded against "
     "accuracy: latency, flash, ram, ota (comma-separated)  [recipe: sweep.objectives]",
 )
+@click.option(
+    "--reference",
+    default=None,
+    metavar="RUN_DIR",
+    help="A run folder made "
+    "for the same target (e.g. run --structured fit) to show beside the front.",
+)
 @recipe_options((None, "train", "budget"))
 @click.pass_context
 @guarded

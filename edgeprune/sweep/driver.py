@@ -17,9 +17,9 @@ from edgeprune import artifacts, run_folder
 from edgeprune.errors import BadInputError, Interrupted
 from edgeprune.recipe import Recipe
 from edgeprune.sweep import study as studies
-from edgeprune.sweep.results import SWEEP_JSON
+from edgeprune.sweep.results import SWEEP_JSON, reference_from_run
 from edgeprune.sweep.space import COSTS, check_combination, parse_objectives, resolve_space
-from edgeprune.sweep.storage import redact
+from edgeprune.sweep.storage import open_storage, redact
 from edgeprune.sweep.trial import SweepBaseline
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ def sweep(
     storage: str | None = None,
     study: str | None = None,
     objectives: str | list | None = None,
+    reference: str | None = None,
 ) -> SweepResult:
     """Search the ``[sweep]`` space of ``recipe`` for the Pareto front of quality
     against the chosen costs on ``target``, whose device check is the constraint.
@@ -56,7 +57,9 @@ def sweep(
     is resumed. ``trials`` (default ``sweep.trials``) counts complete trials of
     the study, every worker's together; ``jobs`` worker processes run on this
     machine; ``storage`` (an optuna storage URL) and ``study`` join a study
-    shared with other machines (default: ``<out>/study.db``).
+    shared with other machines (default: ``<out>/study.db``). ``reference``: a
+    run folder (say, of ``run --structured fit`` at the same budget) whose final
+    model is shown beside the front.
 
     Side effects: writes ``out`` (``baseline/``, ``trials/NNNN/``, ``study.db``,
     ``sweep.json``, ``results.csv``) holding its lock.
@@ -80,13 +83,14 @@ def sweep(
         section = replace(section, objectives=parse_objectives(objectives))
         check_combination(section)
     target = resolve_target(target, recipe)
+    point = None if reference is None else reference_from_run(reference)
     space = resolve_space(section, target.runtime, recipe.quantize.mode)
     wanted = trials or section.trials
     name = study or f"{_model_name(model)}_{target.id}"
     folder = out or os.path.join("sweeps", name)
+    if storage is not None:  # a bad URL or an unreachable server: refused before any write
+        open_storage(storage, folder)
     artifacts.check_out_dir(folder)
-    if storage is not None:  # a bad URL or an unreachable server fails before any work
-        studies.open_storage(storage, folder)
     with run_folder.hold(folder, "sweep"):
         _refuse_other_study(folder, name)
         base = prepare_baseline(model, data, recipe, folder, target)
@@ -94,9 +98,9 @@ def sweep(
         keys += tuple(COSTS[c] for c in section.objectives)
         header = {
             "study": name,
-            "storage": redact(storage) if storage else "sqlite:///study.db (in the sweep folder)",
+            "storage": redact(storage),
             "identity": studies.identity(base, target, space, keys, recipe),
-            "reference": None,
+            "reference": point,
             "export_command": f"edgeprune sweep export {{number}} --sweep {folder} "
             f"--out build/{name}_trial{{number}}",
         }
@@ -139,7 +143,7 @@ def _refuse_other_study(folder: str, name: str) -> None:
 
 def _run_workers(spec, jobs: int) -> SweepResult:
     studies.quiet_optuna()
-    study = studies.open_study(spec, studies.open_storage(spec.storage_url, spec.folder))
+    study = studies.open_study(spec, open_storage(spec.storage_url, spec.folder))
     # Our lock: no other worker of this folder is alive (on a shared storage, other
     # machines' trials are left to the heartbeats).
     studies.recover_interrupted(study, spec.folder, shared=spec.storage_url is not None)

@@ -116,6 +116,39 @@ def _cell(v) -> str:
     return str(v)
 
 
+def reference_from_run(folder: str) -> dict:
+    """The ``reference`` of ``sweep.json``: a run folder's final model as a point
+    (e.g. ``run --structured fit`` at the same budget), drawn and listed beside
+    the front.
+
+    Raises:
+        BadInputError: the folder holds no readable run report with a device check.
+    """
+    import json
+
+    from edgeprune.errors import BadInputError
+
+    try:
+        with open(os.path.join(folder, "report.json"), encoding="utf-8") as fh:
+            report = json.load(fh)
+        stages = report["stages"]
+        final = stages["evaluate"]["final"]
+        rules = {r["name"]: r["figure"] for r in stages["check"]["rules"]}
+        gzip_bytes = report["sizes"]["final"]["gzip_bytes"]
+        goal = report["recipe"]["structured"]["goal"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise BadInputError(
+            f"{folder} holds no run report with a device check to compare with; give "
+            f"the folder of a run made with a target (run --target)"
+        ) from None
+    values = {k: final.get(k) for k in ("accuracy", "macro_f1", "mse", "mae") if k in final}
+    for name, key in (("latency", "latency_ms"), ("flash", "flash_bytes"), ("ram", "ram_bytes")):
+        values[key] = rules.get(name)
+    values["gzip_bytes"] = gzip_bytes
+    label = "run --structured fit" if goal == "fit" else f"run {os.path.basename(folder)}"
+    return {"label": label, "values": values}
+
+
 def format_value(key: str, v) -> str:
     """One figure as the tables show it."""
     if v is None:

@@ -366,7 +366,8 @@ def suggest(trial, space: Space) -> dict:
         else:
             lo, hi = value
             step = dim.step if _on_grid(lo, hi, dim.step) else None
-            params[name] = trial.suggest_float(name, lo, hi, step=step)
+            # a grid point as written (0.95, not 0.9500000000000001)
+            params[name] = round(trial.suggest_float(name, lo, hi, step=step), 9)
     return params
 
 

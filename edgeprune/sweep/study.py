@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from edgeprune.sweep.results import sweep_document, write_results
 from edgeprune.sweep.space import COSTS, Space, suggest
-from edgeprune.sweep.storage import open_storage
+from edgeprune.sweep.storage import open_storage, reclaim_stale
 from edgeprune.sweep.trial import CONSTRAINT_RULES, SweepBaseline, TrialFailed, run_trial
 
 log = logging.getLogger(__name__)
@@ -230,8 +230,6 @@ def work(spec: SweepSpec, worker: int = 0) -> None:
     Raises:
         KeyboardInterrupt: Ctrl-C (the trial it ran is failed and marked interrupted).
     """
-    import optuna
-
     quiet_optuna()
     quiet_pipeline(spec.log_level)
     storage = open_storage(spec.storage_url, spec.folder)
@@ -243,7 +241,7 @@ def work(spec: SweepSpec, worker: int = 0) -> None:
         if step == "stop":
             return
         if step == "wait":
-            optuna.storages.fail_stale_trials(study)
+            reclaim_stale(study)  # a dead worker's trial is failed and enqueued again
             time.sleep(0.5)
             continue
         study.optimize(objective, n_trials=1, catch=(TrialFailed,), callbacks=[done])
@@ -343,7 +341,7 @@ def trial_row(t) -> dict:
     return {
         "number": t.number,
         "state": t.state.name,
-        "params": dict(t.params),
+        "params": {k: round(v, 9) if isinstance(v, float) else v for k, v in t.params.items()},
         "values": ua.get("values") if complete else None,
         "feasible": ua.get("feasible") if complete else None,
         "failed_rules": list(ua.get("failed_rules", [])) if complete else [],
