@@ -18,8 +18,8 @@ fails stale trials when a worker starts its next trial, and
 WAITING trial, which the next ``ask`` takes first. A killed worker's trial is
 thus reclaimed 40-50 s after its death, as soon as another worker asks for work
 (the sweep's waiting workers look every half second).
-Only trials run through ``Study.optimize`` (or inside ``heartbeat(trial)``)
-send heartbeats; a RUNNING trial that never sent one is never reclaimed.
+Only trials run through ``Study.optimize`` send heartbeats; a RUNNING trial
+that never sent one is never reclaimed.
 """
 
 from __future__ import annotations
@@ -93,14 +93,6 @@ def open_storage(
             "pool_pre_ping": True,  # a connection the server closed is replaced, not failed
         }
     return _rdb_storage(url, parsed, engine_kwargs, heartbeat_seconds, grace_seconds)
-
-
-def heartbeat(study, trial):
-    """A context manager that sends ``trial``'s heartbeats while it runs, for code
-    that drives trials with ``ask``/``tell`` rather than ``Study.optimize``."""
-    from optuna.storages._heartbeat import get_heartbeat_thread
-
-    return get_heartbeat_thread(trial._trial_id, study._storage)
 
 
 def reclaim_stale(study) -> None:
