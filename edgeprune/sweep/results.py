@@ -51,7 +51,10 @@ def sweep_document(header: dict, trials: list[dict]) -> dict:
     points = [
         {
             "number": t["number"],
-            "feasible": t["state"] == "COMPLETE" and t["feasible"],
+            # a repeat of a measured point is that point, listed once
+            "feasible": t["state"] == "COMPLETE"
+            and t["feasible"]
+            and t.get("duplicate_of") is None,
             "values": [(t["values"] or {}).get(k) for k in keys],
         }
         for t in trials

@@ -19,6 +19,7 @@ failed and its parameters are enqueued again (``retry_of``), once.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -169,11 +170,20 @@ def quiet_optuna() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
 
 
-def quiet_pipeline(level: int) -> None:
-    """A trial's stage-by-stage lines stay hidden unless -v (DEBUG) was asked for."""
+@contextlib.contextmanager
+def quiet_pipeline(level: int):
+    """A trial's stage-by-stage lines stay hidden unless -v (DEBUG) was asked for;
+    the loggers' levels are restored afterwards."""
+    loggers = [logging.getLogger(f"edgeprune.{name}") for name in _CHATTY]
+    before = [lg.level for lg in loggers]
     if level > logging.DEBUG:
-        for name in _CHATTY:
-            logging.getLogger(f"edgeprune.{name}").setLevel(logging.WARNING)
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, was in zip(loggers, before, strict=True):
+            lg.setLevel(was)
 
 
 def recover_interrupted(study, folder: str) -> int:
@@ -220,20 +230,20 @@ def work(spec: SweepSpec, worker: int = 0) -> None:
         KeyboardInterrupt: Ctrl-C (the trial it ran is failed and marked interrupted).
     """
     quiet_optuna()
-    quiet_pipeline(spec.log_level)
     storage = open_storage(spec.storage_url, spec.folder)
     study = open_study(spec, storage, worker)
     objective = functools.partial(_objective, spec)
     done = functools.partial(_finished, spec)
-    while True:
-        step = next_step(study, spec.trials)
-        if step == "stop":
-            return
-        if step == "wait":
-            reclaim_stale(study)  # a dead worker's trial is failed and enqueued again
-            time.sleep(0.5)
-            continue
-        study.optimize(objective, n_trials=1, catch=(TrialFailed,), callbacks=[done])
+    with quiet_pipeline(spec.log_level):
+        while True:
+            step = next_step(study, spec.trials)
+            if step == "stop":
+                return
+            if step == "wait":
+                reclaim_stale(study)  # a dead worker's trial is failed and enqueued again
+                time.sleep(0.5)
+                continue
+            study.optimize(objective, n_trials=1, catch=(TrialFailed,), callbacks=[done])
 
 
 def next_step(study, wanted: int) -> str:
@@ -253,6 +263,17 @@ def next_step(study, wanted: int) -> str:
 def _objective(spec: SweepSpec, trial) -> list[float]:
     t0 = time.perf_counter()
     params = suggest(trial, spec.space)
+    same = _same_params(trial)
+    if same is not None:  # TPE proposed a point already measured: its result, not a rerun
+        for key, value in same.user_attrs.items():
+            if key not in ("retry_of", "interrupted", "error"):
+                trial.set_user_attr(key, value)
+        trial.set_user_attr("duplicate_of", same.number)
+        trial.set_user_attr("fine_tune_seconds", 0.0)
+        trial.set_user_attr("seconds", time.perf_counter() - t0)
+        for name, value in zip(CONSTRAINT_RULES, same.user_attrs["constraints"], strict=True):
+            trial.set_constraint(name, value)
+        return list(same.values)
     recipe = spec.space.apply(spec.recipe, params)
     folder = trial_folder(spec.folder, trial.number)
     trial.set_user_attr("folder", os.path.relpath(folder, spec.folder))
@@ -270,6 +291,7 @@ def _objective(spec: SweepSpec, trial) -> list[float]:
     for name, value in zip(CONSTRAINT_RULES, out.constraints, strict=True):
         trial.set_constraint(name, value)  # > 0: the rule failed; the sampler avoids it
     for key, value in (
+        ("constraints", out.constraints),
         ("values", out.values),
         ("feasible", out.feasible),
         ("failed_rules", out.failed_rules),
@@ -282,6 +304,16 @@ def _objective(spec: SweepSpec, trial) -> list[float]:
     if missing:
         raise TrialFailed(f"the trial measured no {', '.join(missing)}")
     return [float(out.values[k]) for k in spec.objective_keys]
+
+
+def _same_params(trial):
+    """The earliest complete trial with ``trial``'s parameters, or None."""
+    from optuna.trial import TrialState
+
+    for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if other.params == trial.params and "constraints" in other.user_attrs:
+            return other
+    return None
 
 
 def _finished(spec: SweepSpec, study, frozen) -> None:
@@ -322,6 +354,7 @@ def trial_row(t) -> dict:
         "seconds": ua.get("seconds"),
         "fine_tune_seconds": ua.get("fine_tune_seconds") if complete else None,
         "retry_of": ua.get("retry_of"),
+        "duplicate_of": ua.get("duplicate_of") if complete else None,
         "budgets": ua.get("budgets") if complete else None,
     }
 
