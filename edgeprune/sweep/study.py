@@ -92,15 +92,15 @@ def open_study(spec: SweepSpec, storage, worker: int = 0):
 
     from edgeprune.errors import BadInputError
 
-    sampler = _sampler(spec, worker)
     directions = ["maximize" if k == "accuracy" else "minimize" for k in spec.objective_keys]
     study = optuna.create_study(
         storage=storage,
-        sampler=sampler,
         study_name=spec.study_name,
         directions=directions,
         load_if_exists=True,
     )
+    # a resumed study's sampler starts where the study is, not where it began
+    study.sampler = _sampler(spec, worker, len(study.get_trials(deepcopy=False)))
     mine = spec.header["identity"]
     theirs = study.user_attrs.get("identity")
     if theirs is None and study.get_trials(deepcopy=False):
@@ -141,13 +141,14 @@ def _difference(key: str, theirs, mine) -> str:
     return f"{_WHAT[key]} differ"
 
 
-def _sampler(spec: SweepSpec, worker: int):
+def _sampler(spec: SweepSpec, worker: int, done: int):
     """TPE, multivariate (the device check reaches it as each trial's constraints,
     see :func:`_objective`); seeded per worker so that workers do not propose the
-    same first points."""
+    same first points, and by the number of trials already in the study, so that
+    a resumed sweep does not propose its first points again."""
     import optuna
 
-    seed = (spec.recipe.seed * 1009 + worker) % 2**32
+    seed = (spec.recipe.seed * 1009 + worker + 7 * done) % 2**32
     if spec.storage_url is not None:  # workers on other machines run the same command
         seed = (seed + os.getpid() * 7919 + hash(os.uname().nodename)) % 2**32
     return optuna.samplers.TPESampler(
@@ -369,6 +370,8 @@ def trial_line(document: dict, t: dict, wanted: int) -> str:
     if t["state"] != "COMPLETE":
         return head + f"{t['state']}: {t['error'] or 'no result'}"
     figures = ", ".join(f"{k} {format_value(k, t['values'].get(k))}" for k in keys)
+    if t.get("duplicate_of") is not None:
+        figures = f"trial {t['duplicate_of']}'s point again (not rerun): {figures}"
     verdict = "fits" if t["feasible"] else f"over budget: {', '.join(t['failed_rules'])}"
     feasible = [x for x in document["trials"] if x["state"] == "COMPLETE" and x["feasible"]]
     best = ""
