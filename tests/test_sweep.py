@@ -75,6 +75,15 @@ def test_sweep_writes_its_folder_json_csv_and_trial_runs(swept):
         for name in ("report.json", "final_int8.tflite", "firmware/model_data.cc"):
             assert os.path.isfile(os.path.join(run, name)), name
         assert set(t["params"]) == {"width", "epochs", "dense"}
+        with open(os.path.join(run, "report.json"), encoding="utf-8") as fh:
+            report = json.load(fh)
+        # the trial's choices reached its recipe; a fixed Dense choice is not measured twice
+        assert report["recipe"]["quantize"]["dense"] == t["params"]["dense"]
+        assert report["recipe"]["prune"]["epochs"] == t["params"]["epochs"]
+        assert report["recipe"]["prune"]["final_sparsity"] == 0.0
+        goal = "none" if t["params"]["width"] >= 1.0 else "width"
+        assert report["recipe"]["structured"]["goal"] == goal
+        assert report["stages"]["quantize"].get("dense_quantization") is None
         assert 0.5 < t["values"]["accuracy"] <= 1.0 and t["values"]["latency_ms"] > 0
         assert t["values"]["flash_bytes"] > t["values"]["gzip_bytes"] > 0
         assert t["feasible"] == (t["values"]["latency_ms"] <= 12.0)
