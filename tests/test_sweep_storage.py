@@ -245,3 +245,46 @@ def test_silent_server_times_out_instead_of_hanging(tmp_path, monkeypatch):
             open_storage(f"postgresql://u:pw@127.0.0.1:{port}/db", str(tmp_path))
     assert f"cannot reach the PostgreSQL server at 127.0.0.1:{port} (" in _message(exc)
     assert "timeout expired" in str(exc.value)
+
+
+def test_workers_that_open_an_empty_database_together_all_get_in(postgres, tmp_path):
+    """Machines started at once race to create the tables; the losers retry."""
+    import threading
+
+    url = postgres.fresh_database("race")
+    start, opened, errors = threading.Barrier(4), [], []
+
+    def join():
+        start.wait()
+        try:
+            opened.append(open_storage(url, str(tmp_path)))
+        except Exception as e:  # noqa: BLE001 - collected for the assertion
+            errors.append(e)
+
+    threads = [threading.Thread(target=join) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(opened) == 4
+
+
+@pytest.mark.parametrize(
+    "url, said",
+    [
+        ("mysql://u:pw@db/s", "has scheme 'mysql', which edgeprune does not store sweeps in"),
+        ("postgresql://u:pw@127.0.0.1:1/s", "cannot reach the PostgreSQL server at 127.0.0.1:1"),
+    ],
+)
+def test_sweep_refuses_a_bad_storage_before_any_work(url, said, tmp_path):
+    from click.testing import CliRunner
+
+    from edgeprune.cli import main
+
+    out = tmp_path / "sweep"
+    args = ["sweep", "--target", "nano33ble", "--storage", url, "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith("edgeprune: error:")]
+    assert said in line and "pw" not in line
+    assert not out.exists()  # no baseline trained, nothing written

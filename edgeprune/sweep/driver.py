@@ -144,8 +144,9 @@ def _refuse_other_study(folder: str, name: str) -> None:
 def _run_workers(spec, jobs: int) -> SweepResult:
     studies.quiet_optuna()
     study = studies.open_study(spec, open_storage(spec.storage_url, spec.folder))
-    if spec.storage_url is None:  # our lock: no other worker is alive
-        studies.recover_interrupted(study, spec.folder)
+    # Our lock: no other worker of this folder is alive (on a shared storage, other
+    # machines' trials are left to the heartbeats).
+    studies.recover_interrupted(study, spec.folder, shared=spec.storage_url is not None)
     log.info(
         "sweep: study %s, %d trials wanted, %d worker(s), space: %s",
         spec.study_name,

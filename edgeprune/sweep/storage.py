@@ -14,9 +14,10 @@ trial whose last heartbeat is older than ``GRACE_SECONDS`` (40 s: four missed
 beats, so a loaded machine is not mistaken for a dead one) is stale. Optuna
 fails stale trials when a worker starts its next trial, and
 ``RetryHeartbeatStaleTrialCallback`` (the current name of
-``RetryFailedTrialCallback``) queues the same parameters again as a WAITING
-trial, which the next ``ask`` takes first. A killed worker's trial is thus
-reclaimed 40-50 s after its death, as soon as another worker asks for work.
+``RetryFailedTrialCallback``) queues the same parameters again, once, as a
+WAITING trial, which the next ``ask`` takes first. A killed worker's trial is
+thus reclaimed 40-50 s after its death, as soon as another worker asks for work
+(the sweep's waiting workers look every half second).
 Only trials run through ``Study.optimize`` (or inside ``heartbeat(trial)``)
 send heartbeats; a RUNNING trial that never sent one is never reclaimed.
 """
@@ -35,6 +36,7 @@ CONNECT_TIMEOUT_SECONDS = 5
 # before "database is locked". Trials write a few rows each, so waits are short.
 SQLITE_BUSY_SECONDS = 60
 DEFAULT_FILE = "study.db"
+_CREATE_RACE = ("already exists", "duplicate key value")
 
 SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg2", "postgres")
 USAGE = "use sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
@@ -165,28 +167,43 @@ def _prepare_sqlite(path: str) -> None:
         ) from None
 
 
+def retry_once():
+    """The stale-trial callback: a killed worker's trial is retried once (a trial
+    that kills every worker that runs it is not retried forever)."""
+    import optuna
+
+    return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+
+
 def _rdb_storage(url, parsed, engine_kwargs, heartbeat_seconds, grace_seconds):
+    import time
     import warnings
 
     import optuna
     from sqlalchemy.exc import DBAPIError
 
-    with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        try:
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat_seconds,
-                grace_period=grace_seconds,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
-            )
-        except DBAPIError as e:
-            raise _explain(e.orig if e.orig is not None else e, parsed) from None
-        except RuntimeError as e:  # Optuna: the store's schema is of another Optuna version
-            raise StorageError(
-                f"the study store {redact(url)!r} cannot be used: {clip(e, 160)}"
-            ) from None
+    for attempt in range(1, 5):
+        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            try:
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_seconds,
+                    grace_period=grace_seconds,
+                    heartbeat_stale_trial_callback=retry_once(),
+                )
+            except DBAPIError as e:
+                # Workers started together on an empty database race to create the
+                # tables: the loser's CREATE fails; the tables are there on a retry.
+                if attempt < 4 and any(w in str(e) for w in _CREATE_RACE):
+                    time.sleep(0.2 * attempt)
+                    continue
+                raise _explain(e.orig if e.orig is not None else e, parsed) from None
+            except RuntimeError as e:  # Optuna: the schema is of another Optuna version
+                raise StorageError(
+                    f"the study store {redact(url)!r} cannot be used: {clip(e, 160)}"
+                ) from None
 
 
 def _explain(error: BaseException, parsed) -> StorageError:

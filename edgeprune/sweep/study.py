@@ -9,8 +9,9 @@ COMPLETE trials, stop at the requested number, wait while the trials still
 running would reach it, else run one trial (``study.optimize(n_trials=1)``,
 which sends the storage's heartbeats and fails stale trials). The stopping
 rule therefore counts complete trials of every worker together; two workers
-can only overshoot by starting a trial in the same instant (at most
-``jobs - 1`` extra trials), and no trial is run twice.
+that start a trial in the same instant are told apart by trial number (the
+later one stands down as PRUNED, see :func:`surplus`), so the study ends with
+exactly the count, and no trial is run twice.
 
 On the sweep folder's own storage, the folder lock proves no other worker is
 alive: a trial left RUNNING (the process was killed) or failed by Ctrl-C is
@@ -187,15 +188,25 @@ def quiet_pipeline(level: int):
             lg.setLevel(was)
 
 
-def recover_interrupted(study, folder: str) -> int:
+def recover_interrupted(study, folder: str, shared: bool = False) -> int:
     """Fail the trials left RUNNING (their worker is gone: the folder lock says so),
     and enqueue once more the parameters of each trial that was interrupted;
-    return how many were enqueued."""
+    return how many were enqueued.
+
+    ``shared``: the study is shared with other machines, so only the trials whose
+    folder is in ``folder`` are this folder's. Unfinished trials' folders go.
+    """
     from optuna.trial import TrialState
 
     storage = study._storage
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get("retry_of") for t in trials}
+    retried |= {t.system_attrs.get("failed_trial") for t in trials}  # retried on heartbeats
+    if shared:
+        trials = [t for t in trials if os.path.isdir(trial_folder(folder, t.number))]
+    for t in trials:
+        if t.state not in (TrialState.COMPLETE, TrialState.RUNNING):
+            _remove_folder(folder, t.number)  # failed on heartbeats while its worker was dead
     count = 0
     for t in trials:
         if t.state == TrialState.RUNNING:
@@ -263,6 +274,11 @@ def next_step(study, wanted: int) -> str:
 
 def _objective(spec: SweepSpec, trial) -> list[float]:
     t0 = time.perf_counter()
+    if surplus(trial, spec.trials):
+        import optuna
+
+        trial.set_user_attr("surplus", True)
+        raise optuna.TrialPruned("the trials before this one complete the count")
     params = suggest(trial, spec.space)
     same = _same_params(trial)
     if same is not None:  # TPE proposed a point already measured: its result, not a rerun
@@ -317,6 +333,18 @@ def _same_params(trial):
     return None
 
 
+def surplus(trial, wanted: int) -> bool:
+    """Workers that decided to run in the same instant each asked for a trial: the
+    later-numbered stands down (PRUNED) when the complete trials and the ones
+    running before it reach the count, so the study never overshoots."""
+    from optuna.trial import TrialState
+
+    trials = trial.study.get_trials(deepcopy=False)
+    complete = sum(t.state == TrialState.COMPLETE for t in trials)
+    ahead = sum(t.state == TrialState.RUNNING and t.number < trial.number for t in trials)
+    return complete + ahead >= wanted
+
+
 def _finished(spec: SweepSpec, study, frozen) -> None:
     """After each trial: the one log line, and sweep.json and results.csv rewritten."""
     document = write_document(spec, study)
@@ -354,7 +382,7 @@ def trial_row(t) -> dict:
         "folder": ua.get("folder") if complete else None,
         "seconds": ua.get("seconds"),
         "fine_tune_seconds": ua.get("fine_tune_seconds") if complete else None,
-        "retry_of": ua.get("retry_of"),
+        "retry_of": ua.get("retry_of", t.system_attrs.get("failed_trial")),
         "duplicate_of": ua.get("duplicate_of") if complete else None,
         "budgets": ua.get("budgets") if complete else None,
     }
