@@ -374,7 +374,7 @@ def trial_row(t) -> dict:
     return {
         "number": t.number,
         "state": t.state.name,
-        "params": {k: round(v, 9) if isinstance(v, float) else v for k, v in t.params.items()},
+        "params": _shown(t.params or t.system_attrs.get("fixed_params") or {}),
         "values": ua.get("values") if complete else None,
         "feasible": ua.get("feasible") if complete else None,
         "failed_rules": list(ua.get("failed_rules", [])) if complete else [],
@@ -386,6 +386,11 @@ def trial_row(t) -> dict:
         "duplicate_of": ua.get("duplicate_of") if complete else None,
         "budgets": ua.get("budgets") if complete else None,
     }
+
+
+def _shown(params: dict) -> dict:
+    """Parameters as written (a WAITING trial's are the ones it was enqueued with)."""
+    return {k: round(v, 9) if isinstance(v, float) else v for k, v in params.items()}
 
 
 def trial_line(document: dict, t: dict, wanted: int) -> str:
