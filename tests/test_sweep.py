@@ -182,3 +182,25 @@ def test_disk_full_mid_trial_fails_that_trial_and_the_sweep_goes_on(swept, tmp_p
     assert result.complete == len(_complete(doc)) == 5
     numbers = [t["number"] for t in doc["trials"]]
     assert numbers == sorted(set(numbers))
+
+
+def test_export_that_fails_part_way_leaves_no_report_and_none_of_its_files(
+    swept, tmp_path, monkeypatch
+):
+    from edgeprune.errors import EdgepruneError
+    from edgeprune.sweep import export
+
+    out = str(tmp_path / "exported")
+    number = _complete(swept.document)[0]["number"]
+    export_trial(number, swept.folder, out)  # a previous export of the same model
+    real = shutil.copyfile
+
+    def copyfile(src, dst, *a, **k):
+        if src.endswith("final_int8.tflite"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(src, dst, *a, **k)
+
+    monkeypatch.setattr(export.shutil, "copyfile", copyfile)
+    with pytest.raises(EdgepruneError, match="No space left on device"):
+        export_trial(number, swept.folder, out)
+    assert os.listdir(out) == []
