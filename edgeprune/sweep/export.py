@@ -68,12 +68,7 @@ def export_trial(number: int, sweep: str, out: str, force: bool = False) -> str:
 
 def _remove(folder: str, names: set[str]) -> None:
     for name in names:
-        path = os.path.join(folder, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+        run_folder.delete(os.path.join(folder, name))
 
 
 def _find_trial(number: int, sweep: str) -> dict:
