@@ -159,7 +159,7 @@ def format_value(key: str, v) -> str:
     if key.endswith("_bytes"):
         return f"{int(v):,} B"
     if key == "latency_ms":
-        return f"{v:.2f} ms"
+        return f"{v:.2f} ms" if v >= 1 else f"{v:.3g} ms"
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 

@@ -319,7 +319,9 @@ def _objective(spec: SweepSpec, trial) -> list[float]:
         trial.set_user_attr(key, value)
     missing = [k for k in spec.objective_keys if out.values.get(k) is None]
     if missing:
-        raise TrialFailed(f"the trial measured no {', '.join(missing)}")
+        error = f"the trial measured no {', '.join(missing)} for {spec.target.id}"
+        trial.set_user_attr("error", error)
+        raise TrialFailed(error)
     return [float(out.values[k]) for k in spec.objective_keys]
 
 
