@@ -403,7 +403,8 @@ def trial_line(document: dict, t: dict, wanted: int) -> str:
     complete = sum(x["state"] == "COMPLETE" for x in document["trials"])
     head = f"trial {t['number']} ({complete}/{wanted} complete): "
     if t["state"] != "COMPLETE":
-        return head + f"{t['state']}: {t['error'] or 'no result'}"
+        why = t["error"] or ("stood down: the count was reached" if t["state"] == "PRUNED" else "")
+        return head + f"{t['state']}: {why or 'no error recorded'}"
     figures = ", ".join(f"{k} {format_value(k, t['values'].get(k))}" for k in keys)
     if t.get("duplicate_of") is not None:
         figures = f"trial {t['duplicate_of']}'s point again (not rerun): {figures}"
