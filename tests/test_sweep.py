@@ -75,6 +75,15 @@ def test_sweep_writes_its_folder_json_csv_and_trial_runs(swept):
         for name in ("report.json", "final_int8.tflite", "firmware/model_data.cc"):
             assert os.path.isfile(os.path.join(run, name)), name
         assert set(t["params"]) == {"width", "epochs", "dense"}
+        with open(os.path.join(run, "report.json"), encoding="utf-8") as fh:
+            report = json.load(fh)
+        # the trial's choices reached its recipe; a fixed Dense choice is not measured twice
+        assert report["recipe"]["quantize"]["dense"] == t["params"]["dense"]
+        assert report["recipe"]["prune"]["epochs"] == t["params"]["epochs"]
+        assert report["recipe"]["prune"]["final_sparsity"] == 0.0
+        goal = "none" if t["params"]["width"] >= 1.0 else "width"
+        assert report["recipe"]["structured"]["goal"] == goal
+        assert report["stages"]["quantize"].get("dense_quantization") is None
         assert 0.5 < t["values"]["accuracy"] <= 1.0 and t["values"]["latency_ms"] > 0
         assert t["values"]["flash_bytes"] > t["values"]["gzip_bytes"] > 0
         assert t["feasible"] == (t["values"]["latency_ms"] <= 12.0)
@@ -145,17 +154,18 @@ def test_a_study_refuses_another_space_target_or_folder_owner(swept):
 
 
 def test_disk_full_mid_trial_fails_that_trial_and_the_sweep_goes_on(swept, tmp_path, monkeypatch):
-    """A resumed study (the folder copied) asked for two more trials: the first of
-    them hits ENOSPC writing its model, is FAIL with the one-line error and its
+    """A resumed study (the folder copied) asked for two more trials: the first
+    that writes its model meets ENOSPC, is FAIL with the one-line error and its
     folder removed; the study goes on to the count."""
     folder = str(tmp_path / "sw")
     shutil.copytree(swept.folder, folder)
     real = artifacts.write_bytes_atomic
-    first = len(swept.document["trials"])
-    full = os.path.join("trials", f"{first:04d}", "final_int8.tflite")
+    hit = []  # the folder of the one trial whose model write meets a full disk
 
     def write(path, data):
-        if os.fspath(path).endswith(full):
+        path = os.fspath(path)
+        if not hit and path.startswith(folder) and path.endswith("final_int8.tflite"):
+            hit.append(os.path.dirname(path))
             with artifacts.atomic_path(path) as tmp, open(tmp, "wb"):
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real(path, data)
@@ -164,10 +174,33 @@ def test_disk_full_mid_trial_fails_that_trial_and_the_sweep_goes_on(swept, tmp_p
     result = sweep(recipe=tiny(trials=5), target=TARGET, out=folder)
     doc = _doc(folder)
     failed = [t for t in doc["trials"] if t["state"] == "FAIL"]
-    assert [t["number"] for t in failed] == [first]
+    assert len(failed) == 1 and hit == [
+        os.path.join(folder, "trials", f"{failed[0]['number']:04d}")
+    ]
     assert "No space left on device" in failed[0]["error"] and "\n" not in failed[0]["error"]
-    assert failed[0]["folder"] is None and not os.path.exists(os.path.join(folder, full))
-    assert not os.path.exists(os.path.join(folder, "trials", f"{first:04d}"))
+    assert failed[0]["folder"] is None and not os.path.exists(hit[0])
     assert result.complete == len(_complete(doc)) == 5
     numbers = [t["number"] for t in doc["trials"]]
     assert numbers == sorted(set(numbers))
+
+
+def test_export_that_fails_part_way_leaves_no_report_and_none_of_its_files(
+    swept, tmp_path, monkeypatch
+):
+    from edgeprune.errors import EdgepruneError
+    from edgeprune.sweep import export
+
+    out = str(tmp_path / "exported")
+    number = _complete(swept.document)[0]["number"]
+    export_trial(number, swept.folder, out)  # a previous export of the same model
+    real = shutil.copyfile
+
+    def copyfile(src, dst, *a, **k):
+        if src.endswith("final_int8.tflite"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(src, dst, *a, **k)
+
+    monkeypatch.setattr(export.shutil, "copyfile", copyfile)
+    with pytest.raises(EdgepruneError, match="No space left on device"):
+        export_trial(number, swept.folder, out)
+    assert os.listdir(out) == []

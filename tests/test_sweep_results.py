@@ -118,3 +118,30 @@ def test_reference_from_a_run_folder(tmp_path):
     }
     with pytest.raises(BadInputError, match="holds no run report with a device check"):
         reference_from_run(str(tmp_path / "missing"))
+
+
+def test_a_repeated_point_is_found_and_listed_once_on_the_front():
+    import optuna
+
+    from edgeprune.sweep.study import _same_params
+
+    width = optuna.distributions.FloatDistribution(0.25, 1.0, step=0.05)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"width": 0.5},
+            distributions={"width": width},
+            values=[0.9, 5.0],
+            user_attrs={"constraints": [0.0] * 5},
+        )
+    )
+    study.enqueue_trial({"width": 0.5})
+    again = study.ask()
+    again.suggest_float("width", 0.25, 1.0, step=0.05)
+    assert _same_params(again).number == 0
+    study.enqueue_trial({"width": 0.75})
+    new = study.ask()
+    new.suggest_float("width", 0.25, 1.0, step=0.05)
+    assert _same_params(new) is None
+    repeat = {**_trial(5, 0.97, 8.0), "duplicate_of": 0}
+    assert sweep_document(HEADER, [*TRIALS, repeat])["front"] == [0, 2]

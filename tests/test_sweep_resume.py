@@ -70,6 +70,8 @@ def test_ctrl_c_then_rerun_finishes_the_count_with_no_trial_lost_or_run_twice(tm
     assert 4 <= len(complete) <= 5  # two workers may start the last trial in one instant
     interrupted = [t for t in trials if t["state"] == "FAIL" and t["error"] == "interrupted"]
     assert interrupted  # the worker that finished first had started its next trial
+    # a retry the count no longer needed stays WAITING, with its parameters, for a
+    # later sweep asking for more trials
     retries = [t["retry_of"] for t in trials if t["retry_of"] is not None]
     assert sorted(retries) == sorted(t["number"] for t in interrupted)  # each once
     by_number = {t["number"]: t for t in trials}

@@ -70,7 +70,7 @@ from edgeprune.recipe_flags import recipe_options
     help="A run folder made "
     "for the same target (e.g. run --structured fit) to show beside the front.",
 )
-@recipe_options((None, "train", "budget"))
+@recipe_options((None, "train", "quantize", "budget"))
 @click.pass_context
 @guarded
 def sweep(

@@ -4,7 +4,9 @@ A trial's folder already holds what ``run --target`` writes (its report.json
 lists every artifact, ``firmware/`` included); export copies those files into
 the output folder under its lock, each file atomically (``firmware/`` as one
 folder), ``report.json`` last, and then removes the files of the run it
-replaced that the new one does not list. A folder that holds another model's
+replaced that the new one does not list. The replaced run's report goes
+first, and an export that fails part way removes what it copied, so the
+folder never holds a report that describes other files. A folder that holds another model's
 run is refused unless ``force``, as ``run`` refuses it.
 """
 
@@ -49,17 +51,24 @@ def export_trial(number: int, sweep: str, out: str, force: bool = False) -> str:
     with run_folder.hold(out, "export"):
         run_folder.refuse_other_model(out, inputs.get("model"), inputs.get("model_sha256"), force)
         old = _listed(out)
-        for name in names:
-            _copy(os.path.join(source, name), os.path.join(out, name))
-        _copy(report_path, os.path.join(out, REPORT_NAME))
-        for name in old - set(names):
-            path = os.path.join(out, name)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+        # The old report goes first: a copy that fails part way must not leave a
+        # report describing files that are no longer the ones beside it.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(out, REPORT_NAME))
+        try:
+            for name in names:
+                _copy(os.path.join(source, name), os.path.join(out, name))
+            _copy(report_path, os.path.join(out, REPORT_NAME))
+        except BaseException:
+            _remove(out, old | set(names))
+            raise
+        _remove(out, old - set(names))
     return out
+
+
+def _remove(folder: str, names: set[str]) -> None:
+    for name in names:
+        run_folder.delete(os.path.join(folder, name))
 
 
 def _find_trial(number: int, sweep: str) -> dict:

@@ -51,7 +51,10 @@ def sweep_document(header: dict, trials: list[dict]) -> dict:
     points = [
         {
             "number": t["number"],
-            "feasible": t["state"] == "COMPLETE" and t["feasible"],
+            # a repeat of a measured point is that point, listed once
+            "feasible": t["state"] == "COMPLETE"
+            and t["feasible"]
+            and t.get("duplicate_of") is None,
             "values": [(t["values"] or {}).get(k) for k in keys],
         }
         for t in trials
@@ -156,7 +159,7 @@ def format_value(key: str, v) -> str:
     if key.endswith("_bytes"):
         return f"{int(v):,} B"
     if key == "latency_ms":
-        return f"{v:.2f} ms"
+        return f"{v:.2f} ms" if v >= 1 else f"{v:.3g} ms"
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 

@@ -20,6 +20,7 @@ failed and its parameters are enqueued again (``retry_of``), once.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -92,15 +93,15 @@ def open_study(spec: SweepSpec, storage, worker: int = 0):
 
     from edgeprune.errors import BadInputError
 
-    sampler = _sampler(spec, worker)
     directions = ["maximize" if k == "accuracy" else "minimize" for k in spec.objective_keys]
     study = optuna.create_study(
         storage=storage,
-        sampler=sampler,
         study_name=spec.study_name,
         directions=directions,
         load_if_exists=True,
     )
+    # a resumed study's sampler starts where the study is, not where it began
+    study.sampler = _sampler(spec, worker, len(study.get_trials(deepcopy=False)))
     mine = spec.header["identity"]
     theirs = study.user_attrs.get("identity")
     if theirs is None and study.get_trials(deepcopy=False):
@@ -141,13 +142,14 @@ def _difference(key: str, theirs, mine) -> str:
     return f"{_WHAT[key]} differ"
 
 
-def _sampler(spec: SweepSpec, worker: int):
+def _sampler(spec: SweepSpec, worker: int, done: int):
     """TPE, multivariate (the device check reaches it as each trial's constraints,
     see :func:`_objective`); seeded per worker so that workers do not propose the
-    same first points."""
+    same first points, and by the number of trials already in the study, so that
+    a resumed sweep does not propose its first points again."""
     import optuna
 
-    seed = (spec.recipe.seed * 1009 + worker) % 2**32
+    seed = (spec.recipe.seed * 1009 + worker + 7 * done) % 2**32
     if spec.storage_url is not None:  # workers on other machines run the same command
         seed = (seed + os.getpid() * 7919 + hash(os.uname().nodename)) % 2**32
     return optuna.samplers.TPESampler(
@@ -170,11 +172,20 @@ def quiet_optuna() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
 
 
-def quiet_pipeline(level: int) -> None:
-    """A trial's stage-by-stage lines stay hidden unless -v (DEBUG) was asked for."""
+@contextlib.contextmanager
+def quiet_pipeline(level: int):
+    """A trial's stage-by-stage lines stay hidden unless -v (DEBUG) was asked for;
+    the loggers' levels are restored afterwards."""
+    loggers = [logging.getLogger(f"edgeprune.{name}") for name in _CHATTY]
+    before = [lg.level for lg in loggers]
     if level > logging.DEBUG:
-        for name in _CHATTY:
-            logging.getLogger(f"edgeprune.{name}").setLevel(logging.WARNING)
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, was in zip(loggers, before, strict=True):
+            lg.setLevel(was)
 
 
 def recover_interrupted(study, folder: str, shared: bool = False) -> int:
@@ -231,20 +242,20 @@ def work(spec: SweepSpec, worker: int = 0) -> None:
         KeyboardInterrupt: Ctrl-C (the trial it ran is failed and marked interrupted).
     """
     quiet_optuna()
-    quiet_pipeline(spec.log_level)
     storage = open_storage(spec.storage_url, spec.folder)
     study = open_study(spec, storage, worker)
     objective = functools.partial(_objective, spec)
     done = functools.partial(_finished, spec)
-    while True:
-        step = next_step(study, spec.trials)
-        if step == "stop":
-            return
-        if step == "wait":
-            reclaim_stale(study)  # a dead worker's trial is failed and enqueued again
-            time.sleep(0.5)
-            continue
-        study.optimize(objective, n_trials=1, catch=(TrialFailed,), callbacks=[done])
+    with quiet_pipeline(spec.log_level):
+        while True:
+            step = next_step(study, spec.trials)
+            if step == "stop":
+                return
+            if step == "wait":
+                reclaim_stale(study)  # a dead worker's trial is failed and enqueued again
+                time.sleep(0.5)
+                continue
+            study.optimize(objective, n_trials=1, catch=(TrialFailed,), callbacks=[done])
 
 
 def next_step(study, wanted: int) -> str:
@@ -269,6 +280,17 @@ def _objective(spec: SweepSpec, trial) -> list[float]:
         trial.set_user_attr("surplus", True)
         raise optuna.TrialPruned("the trials before this one complete the count")
     params = suggest(trial, spec.space)
+    same = _same_params(trial)
+    if same is not None:  # TPE proposed a point already measured: its result, not a rerun
+        for key, value in same.user_attrs.items():
+            if key not in ("retry_of", "interrupted", "error"):
+                trial.set_user_attr(key, value)
+        trial.set_user_attr("duplicate_of", same.number)
+        trial.set_user_attr("fine_tune_seconds", 0.0)
+        trial.set_user_attr("seconds", time.perf_counter() - t0)
+        for name, value in zip(CONSTRAINT_RULES, same.user_attrs["constraints"], strict=True):
+            trial.set_constraint(name, value)
+        return list(same.values)
     recipe = spec.space.apply(spec.recipe, params)
     folder = trial_folder(spec.folder, trial.number)
     trial.set_user_attr("folder", os.path.relpath(folder, spec.folder))
@@ -286,6 +308,7 @@ def _objective(spec: SweepSpec, trial) -> list[float]:
     for name, value in zip(CONSTRAINT_RULES, out.constraints, strict=True):
         trial.set_constraint(name, value)  # > 0: the rule failed; the sampler avoids it
     for key, value in (
+        ("constraints", out.constraints),
         ("values", out.values),
         ("feasible", out.feasible),
         ("failed_rules", out.failed_rules),
@@ -296,8 +319,20 @@ def _objective(spec: SweepSpec, trial) -> list[float]:
         trial.set_user_attr(key, value)
     missing = [k for k in spec.objective_keys if out.values.get(k) is None]
     if missing:
-        raise TrialFailed(f"the trial measured no {', '.join(missing)}")
+        error = f"the trial measured no {', '.join(missing)} for {spec.target.id}"
+        trial.set_user_attr("error", error)
+        raise TrialFailed(error)
     return [float(out.values[k]) for k in spec.objective_keys]
+
+
+def _same_params(trial):
+    """The earliest complete trial with ``trial``'s parameters, or None."""
+    from optuna.trial import TrialState
+
+    for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if other.params == trial.params and "constraints" in other.user_attrs:
+            return other
+    return None
 
 
 def surplus(trial, wanted: int) -> bool:
@@ -341,7 +376,7 @@ def trial_row(t) -> dict:
     return {
         "number": t.number,
         "state": t.state.name,
-        "params": {k: round(v, 9) if isinstance(v, float) else v for k, v in t.params.items()},
+        "params": _shown(t.params or t.system_attrs.get("fixed_params") or {}),
         "values": ua.get("values") if complete else None,
         "feasible": ua.get("feasible") if complete else None,
         "failed_rules": list(ua.get("failed_rules", [])) if complete else [],
@@ -350,8 +385,14 @@ def trial_row(t) -> dict:
         "seconds": ua.get("seconds"),
         "fine_tune_seconds": ua.get("fine_tune_seconds") if complete else None,
         "retry_of": ua.get("retry_of", t.system_attrs.get("failed_trial")),
+        "duplicate_of": ua.get("duplicate_of") if complete else None,
         "budgets": ua.get("budgets") if complete else None,
     }
+
+
+def _shown(params: dict) -> dict:
+    """Parameters as written (a WAITING trial's are the ones it was enqueued with)."""
+    return {k: round(v, 9) if isinstance(v, float) else v for k, v in params.items()}
 
 
 def trial_line(document: dict, t: dict, wanted: int) -> str:
@@ -362,8 +403,11 @@ def trial_line(document: dict, t: dict, wanted: int) -> str:
     complete = sum(x["state"] == "COMPLETE" for x in document["trials"])
     head = f"trial {t['number']} ({complete}/{wanted} complete): "
     if t["state"] != "COMPLETE":
-        return head + f"{t['state']}: {t['error'] or 'no result'}"
+        why = t["error"] or ("stood down: the count was reached" if t["state"] == "PRUNED" else "")
+        return head + f"{t['state']}: {why or 'no error recorded'}"
     figures = ", ".join(f"{k} {format_value(k, t['values'].get(k))}" for k in keys)
+    if t.get("duplicate_of") is not None:
+        figures = f"trial {t['duplicate_of']}'s point again (not rerun): {figures}"
     verdict = "fits" if t["feasible"] else f"over budget: {', '.join(t['failed_rules'])}"
     feasible = [x for x in document["trials"] if x["state"] == "COMPLETE" and x["feasible"]]
     best = ""

@@ -24,7 +24,10 @@ from edgeprune.errors import BudgetError, EdgepruneError, QualityError, clip
 log = logging.getLogger(__name__)
 
 #: Every rule a trial's constraints report, in a fixed order (optuna wants one length).
-CONSTRAINT_RULES = ("flash", "ram", "arena", "latency", "quantization")
+#: ``storage`` is a Linux target's flash rule (the model file on its storage).
+CONSTRAINT_RULES = ("flash", "storage", "ram", "arena", "latency", "quantization")
+# Rules give their figures in their own unit; the values are in bytes and ms.
+_SCALE = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
 
 
 class TrialFailed(Exception):
@@ -109,20 +112,26 @@ def measure(result, seconds: float) -> TrialOutcome:
     values = {k: v for k, v in values.items() if v is not None}
     rules = {r.name: r for r in (result.check.rules if result.check else ())}
     rules["quantization"] = result.quality
+    flash = rules.get("flash") or rules.get("storage")
     values["latency_ms"] = _figure(rules.get("latency"))
-    values["flash_bytes"] = _figure(rules.get("flash"))
+    values["flash_bytes"] = _figure(flash)
     values["ram_bytes"] = _figure(rules.get("ram"))
     values["gzip_bytes"] = result.sizes["final"].gzip_bytes
     failed = [n for n in CONSTRAINT_RULES if n in rules and not rules[n].ok]
     constraints = [_violation(rules.get(n)) for n in CONSTRAINT_RULES]
     fine_tune = result.prune.fine_tune_seconds
-    budgets = {n: rules[n].budget for n in ("latency", "flash", "ram") if n in rules}
+    budgets = {"latency": _figure(rules.get("latency"), "budget")}
+    budgets.update(flash=_figure(flash, "budget"), ram=_figure(rules.get("ram"), "budget"))
     budgets = {n: b for n, b in budgets.items() if b is not None}
     return TrialOutcome(values, not failed, failed, constraints, seconds, fine_tune, budgets)
 
 
-def _figure(rule) -> float | None:
-    return None if rule is None or rule.figure is None else float(rule.figure)
+def _figure(rule, field: str = "figure") -> float | None:
+    """A rule's figure (or budget) in bytes or ms, whatever unit the rule shows."""
+    value = None if rule is None else getattr(rule, field)
+    if value is None:
+        return None
+    return round(value * _SCALE[rule.unit]) if rule.unit in _SCALE else float(value)
 
 
 def _violation(rule) -> float:
