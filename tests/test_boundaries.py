@@ -23,6 +23,8 @@ ADAPTERS: dict[str, frozenset[str]] = {
     "keras": frozenset({"edgeprune/adapters/keras3.py"}),
     "tensorflow_model_optimization": frozenset({"edgeprune/adapters/tfmot.py"}),
     "tflite_micro": frozenset({"edgeprune/tflm/worker.py"}),
+    # report.html's figures: imported lazily, by the one module that draws them.
+    "matplotlib": frozenset({"edgeprune/presentation/plots.py"}),
 }
 CONVERTER = "TFLiteConverter"
 CONVERTER_HOME = "edgeprune/adapters/converter.py"

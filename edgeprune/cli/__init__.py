@@ -186,6 +186,7 @@ for _command in (
     tools.calibrate,
     tools.measure,
     tools.fleet,
+    tools.report_cmd,
 ):
     main.add_command(_command)
 del _command
