@@ -292,15 +292,40 @@ def test_budgets_show_each_rule_with_headroom_and_the_latency_estimate_band(full
     rows = full_page.rows("budgets")
     for r in check.rules:
         figure, budget, headroom, result = rows[r.name][1:5]
-        assert figure.startswith(format_quantity(r.figure, r.unit))
+        assert r.name == "latency" or figure == format_quantity(r.figure, r.unit)
         if r.budget is None:
             assert (budget, result) == ("not set", "no budget set")
         else:
             assert budget == format_quantity(r.budget, r.unit)
             assert headroom == format_quantity(r.headroom, r.unit)
             assert result == ("PASS" if r.ok else "FAIL")
-    band = check.evidence["latency"]["error_band"]
-    assert rows["latency"][1].endswith(f"estimate ±{band:.0%}")
+    band, ms = check.evidence["latency"]["error_band"], check.evidence["latency"]["ms"]
+    assert rows["latency"][1] == f"{format_quantity(ms, 'ms')} estimate ±{band:.0%}"
+
+
+def test_a_latency_over_budget_shows_the_estimate_its_band_and_the_figure_judged(
+    full_run, full_report, tmp_path
+):
+    latency = full_report.stages.check.evidence["latency"]
+    judged = latency["ms"] * (1 + latency["error_band"])  # what the rule checks with a budget
+
+    def over_budget(body):
+        rule = next(r for r in body["stages"]["check"]["rules"] if r["name"] == "latency")
+        rule.update(figure=judged, budget=1.0, headroom=1.0 - judged, ok=False)
+        body["stages"]["check"]["ok"] = False
+
+    page = Page(open(html.write_run_html(_copy_with(full_run, tmp_path, over_budget))).read())
+    row = page.rows("budgets")["latency"]
+    assert row[1:5] == [
+        f"{format_quantity(latency['ms'], 'ms')} estimate ±{latency['error_band']:.0%}; "
+        f"judged at {format_quantity(judged, 'ms')}",
+        "1 ms",
+        format_quantity(1.0 - judged, "ms"),
+        "FAIL",
+    ]
+    share = f"{latency['ms'] / 1.0:.0%} ±{latency['error_band']:.0%} (FAIL)"
+    assert share in " ".join(page.figure_text["budget-use"].split())
+    assert "latency (estimate)" in page.figure_text["budget-use"]
 
 
 def test_operators_are_the_most_expensive_estimated_ones(full_page, full_report):

@@ -22,7 +22,7 @@ table{border-collapse:collapse;margin:8px 0;font-size:.88em}
 th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f6f8fa}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .pass{color:#1a7f37;font-weight:600}.fail{color:#c0392b;font-weight:700}
-.none{color:#777}.note{color:#555;font-size:.92em}.missing{color:#777;font-style:italic}
+.none{color:#777;white-space:nowrap}.note{color:#555;font-size:.92em}.missing{color:#777;font-style:italic}
 .est{background:#fff4d6;border-radius:3px;padding:0 4px;font-size:.85em}
 .wide{overflow-x:auto}code.cmd{word-break:normal}
 svg.figure{display:block;max-width:100%;height:auto;margin:8px 0}

@@ -195,26 +195,37 @@ def confusion(matrix: Sequence[Sequence[int]], title: str, name: str) -> str:
     return _svg(fig, name)
 
 
-def budget_use(rules: Sequence, latency_band: float | None, estimated: bool) -> str:
+def budget_use(rules: Sequence, estimate_ms: float | None, band: float | None) -> str:
     """Each judged rule's figure as a share of its budget (``RuleResult``), the budget at
-    100 %; the latency estimate carries its error band as an error bar."""
+    100 %. With ``estimate_ms`` (an estimated latency), the latency bar is the estimate
+    and its error bar the cost model's error band ``band`` (a fraction), which the rule
+    may judge at its upper edge."""
     judged = [r for r in rules if r.budget]
     fig, ax = _figure(0.9 + 0.45 * len(judged))
     y = list(range(len(judged)))
-    shares = [r.figure / r.budget for r in judged]
-    colors = [PASS if r.ok else FAIL for r in judged]
-    errors = [
-        r.figure * latency_band / r.budget if r.name == "latency" and latency_band else 0
-        for r in judged
+    estimated = [r.name == "latency" and estimate_ms is not None for r in judged]
+    shares = [
+        (estimate_ms if est else r.figure) / r.budget
+        for r, est in zip(judged, estimated, strict=True)
     ]
-    bars = ax.barh(y, shares, 0.6, color=colors, xerr=errors if any(errors) else None, capsize=4)
+    bars = ax.barh(y, shares, 0.6, color=[PASS if r.ok else FAIL for r in judged])
+    ends = list(shares)
+    for i, est in enumerate(estimated):
+        if est and band:
+            ax.errorbar(shares[i], i, xerr=shares[i] * band, color="black", capsize=4)
+            ends[i] = shares[i] * (1 + band)
     ax.axvline(1.0, color="black", linestyle="--", linewidth=1, label="budget")
-    texts = [f"{s:.0%} ({'pass' if r.ok else 'FAIL'})" for s, r in zip(shares, judged, strict=True)]
-    _end_labels(ax, bars, texts, [max(s, 0) + e for s, e in zip(shares, errors, strict=True)])
-    basis = "estimate" if estimated else "measured"
-    ax.set_yticks(y, [f"{r.name} ({basis})" if r.name == "latency" else r.name for r in judged])
+    texts = [
+        f"{share:.0%}{f' ±{band:.0%}' if est and band else ''} ({'pass' if r.ok else 'FAIL'})"
+        for share, est, r in zip(shares, estimated, judged, strict=True)
+    ]
+    _end_labels(ax, bars, texts, ends)
+    labels = [
+        f"{r.name} (estimate)" if est else r.name for r, est in zip(judged, estimated, strict=True)
+    ]
+    ax.set_yticks(y, labels)
     ax.invert_yaxis()
-    ax.set_xlim(0, max([1.2, *[s + e + 0.25 for s, e in zip(shares, errors, strict=True)]]))
+    ax.set_xlim(0, max([1.2, *[e + 0.3 for e in ends]]))
     ax.xaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
     ax.set_xlabel("used, as a share of the budget (%)")
     ax.set_title("Budgets: used vs budget")

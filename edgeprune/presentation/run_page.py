@@ -224,15 +224,17 @@ def budgets(rep: Report) -> Section:
         return missing("budgets", title, "This run had no target, so no device check ran.")
     latency = check.evidence.get("latency") or {}
     band = latency.get("error_band")
-    estimated = not check.latency_measured
+    estimate_ms = None if check.latency_measured else latency.get("ms")
     rows = []
     for r in check.rules:
-        shown = format_quantity(r.figure, r.unit)
-        if r.name == "latency" and r.figure is not None:
-            if estimated:
-                shown += f" {ESTIMATE}" + (f" ±{band:.0%}" if band else "")
-            else:
-                shown += " (measured)"
+        shown = esc(format_quantity(r.figure, r.unit))
+        if r.name == "latency" and estimate_ms is not None:
+            shown = f"{esc(format_quantity(estimate_ms, 'ms'))} {ESTIMATE}"
+            shown += f" ±{band:.0%}" if band else ""
+            if r.figure is not None and num(r.figure) != num(estimate_ms):
+                shown += f"; judged at {esc(format_quantity(r.figure, r.unit))}"
+        elif r.name == "latency":
+            shown += " (measured)"
         rows.append(
             [
                 esc(r.name),
@@ -245,9 +247,9 @@ def budgets(rep: Report) -> Section:
         )
     judged = any(r.budget for r in check.rules)
     body = f"<p><b>{esc(check.target)}</b>: {verdict(check.ok)}</p>"
-    body += plots.budget_use(check.rules, band, estimated) if judged else ""
+    body += plots.budget_use(check.rules, estimate_ms, band) if judged else ""
     body += table(["rule", "figure", "budget", "headroom", "result", "evidence"], rows, (1, 2, 3))
-    if band and estimated:
+    if band and estimate_ms is not None:
         body += para(
             f"The latency is an estimate (cost model {latency.get('cost_model')}); its error band "
             f"±{band:.0%} is {latency.get('error_band_basis') or 'the cost model error'}."
