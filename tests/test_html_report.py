@@ -212,7 +212,8 @@ def sweep_doc() -> dict:
             _trial(2, 0.5, 0.86, 8.1, 350000),
             _trial(3, 0.75, 0.92, 9.9, 375000),
             _trial(4, 1.0, 0.95, 12.6, 400000, feasible=False, failed=["latency"]),
-            _trial(5, 0.6, None, None, None, feasible=False, state="RUNNING"),
+            # (values and feasible may be null, not only their figures, until it completes)
+            {**_trial(5, 0.6, None, None, None, state="RUNNING"), "values": None, "feasible": None},
             _trial(6, 0.3, None, None, None, feasible=False, state="FAIL"),
         ],
         "front": [0, 1, 3],
@@ -500,8 +501,8 @@ def test_sweep_with_two_costs_draws_one_figure_each_in_kib_for_bytes(tmp_path):
             "this edgeprune reads edgeprune-sweep/1; re-run the sweep",
         ),
         (
-            lambda d: d["trials"][0].pop("values"),
-            "is not a complete edgeprune sweep (trials[0].values missing); re-run the sweep",
+            lambda d: d["trials"][0].pop("params"),
+            "is not a complete edgeprune sweep (trials[0].params missing); re-run the sweep",
         ),
     ],
 )

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 HTML_NAME = report.HTML_NAME
 SWEEP_NAME = "sweep.json"
 MAX_SWEEP_BYTES = 64 << 20  # ~100,000 trials; sweep.json is read whole
-_TRIAL_KEYS = ("number", "state", "params", "values", "feasible", "failed_rules")
+_TRIAL_KEYS = ("number", "state", "params")
 
 
 def write_run_html(folder: str) -> str:
@@ -140,6 +140,10 @@ def read_sweep(path: str) -> dict:
             f"{path} is not a complete edgeprune sweep ({', '.join(absent[:3]) or 'no objectives'} "
             f"missing); re-run the sweep"
         )
+    for trial in body["trials"]:  # a trial that did not complete may have null figures
+        trial["values"] = trial.get("values") or {}
+        trial["feasible"] = bool(trial.get("feasible"))
+        trial["failed_rules"] = trial.get("failed_rules") or []
     return body
 
 
