@@ -516,6 +516,21 @@ def test_sweep_json_of_another_schema_or_incomplete_is_refused(tmp_path, change,
     assert sorted(os.listdir(folder)) == ["sweep.json"]
 
 
+def test_a_sweep_page_that_fails_is_a_warning_and_leaves_no_stale_page(
+    tmp_path, monkeypatch, caplog
+):
+    folder = write_sweep(tmp_path, sweep_doc())
+    assert html.refresh_sweep_html(folder) == f"{folder}/report.html"
+    monkeypatch.setattr(plots, "tradeoff", lambda *a: 1 / 0)
+    with caplog.at_level(logging.WARNING, logger="edgeprune"):
+        assert html.refresh_sweep_html(folder) is None
+    assert os.listdir(folder) == ["sweep.json"]
+    assert caplog.messages == [
+        "report.html was not written (ZeroDivisionError: division by zero); the sweep's "
+        f"study and sweep.json are complete; rebuild the page with `edgeprune report {folder}`"
+    ]
+
+
 # ---------------------------------------------------------------- edgeprune report
 
 

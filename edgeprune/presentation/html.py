@@ -89,18 +89,28 @@ def refresh_run_html(folder: str) -> str | None:
     without the page, so a failure (a plot bug, a full disk) is a warning that
     names the command that retries it, and no stale page is left behind.
     """
+    return _refresh(folder, write_run_html, "the run's files and report.json")
+
+
+def refresh_sweep_html(folder: str) -> str | None:
+    """:func:`refresh_run_html` for a sweep folder, after its sweep.json was written."""
+    return _refresh(folder, write_sweep_html, "the sweep's study and sweep.json")
+
+
+def _refresh(folder: str, write, what: str) -> str | None:
     try:
-        path = write_run_html(folder)
+        path = write(folder)
         log.info("page: %s", path)
         return path
     except Exception as exc:  # noqa: BLE001 - the page must never cost the run
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(folder, HTML_NAME))
         log.warning(
-            "report.html was not written (%s: %s); the run's files and report.json are "
-            "complete; rebuild the page with `edgeprune report %s`",
+            "report.html was not written (%s: %s); %s are complete; rebuild the page "
+            "with `edgeprune report %s`",
             type(exc).__name__,
             clip(exc, 200),
+            what,
             folder,
         )
         return None
