@@ -181,12 +181,12 @@ for _command in (
     stages.firmware_cmd,
     stages.validate_cmd,
     tools.targets,
+    tools.report_cmd,
     tools.inspect,
     tools.cost,
     tools.calibrate,
     tools.measure,
     tools.fleet,
-    tools.report_cmd,
 ):
     main.add_command(_command)
 del _command
