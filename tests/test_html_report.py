@@ -501,6 +501,11 @@ def test_sweep_with_two_costs_draws_one_figure_each_in_kib_for_bytes(tmp_path):
             "this edgeprune reads edgeprune-sweep/1; re-run the sweep",
         ),
         (
+            lambda d: d.pop("schema"),
+            "is not an edgeprune sweep.json (it names no schema); name a sweep folder or "
+            "re-run the sweep",
+        ),
+        (
             lambda d: d["trials"][0].pop("params"),
             "is not a complete edgeprune sweep (trials[0].params missing); re-run the sweep",
         ),
@@ -529,6 +534,16 @@ def test_a_sweep_page_that_fails_is_a_warning_and_leaves_no_stale_page(
         "report.html was not written (ZeroDivisionError: division by zero); the sweep's "
         f"study and sweep.json are complete; rebuild the page with `edgeprune report {folder}`"
     ]
+
+
+def test_sweep_json_that_is_not_json_is_refused_in_one_line(tmp_path):
+    (tmp_path / "sweep.json").write_text("{bad")
+    r = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert (r.exit_code, r.output) == (
+        1,
+        f"edgeprune: error: {tmp_path}/sweep.json is not readable JSON (Expecting property "
+        "name enclosed in double quotes: line 1 column 2 (char 1)); re-run the sweep\n",
+    )
 
 
 # ---------------------------------------------------------------- edgeprune report

@@ -134,6 +134,11 @@ def read_sweep(path: str) -> dict:
             f"{path} is not readable JSON ({clip(exc, 120)}); re-run the sweep"
         ) from None
     schema = body.get("schema") if isinstance(body, dict) else None
+    if schema is None:
+        raise BadInputError(
+            f"{path} is not an edgeprune sweep.json (it names no schema); name a sweep "
+            f"folder or re-run the sweep"
+        )
     if schema != SCHEMA:
         raise BadInputError(
             f"{path} has sweep schema {schema}; this edgeprune reads {SCHEMA}; re-run the sweep"
