@@ -64,7 +64,7 @@ def header(rep: Report) -> Section:
     inp = rep.inputs
     rows = [
         ("model", f"<code>{esc(inp.model)}</code>"),
-        ("model SHA-256", f"<code>{esc(inp.model_sha256 or '-')}</code>"),
+        ("model SHA-256", _sha_text(inp.model, inp.model_sha256)),
         ("data", f"{esc(inp.data_name)} <code>{esc(inp.data_sha256 or '-')}</code>"),
         (
             "task",
@@ -82,6 +82,12 @@ def header(rep: Report) -> Section:
     rows.append(("versions", esc(versions)))
     body = table(None, rows)
     return Section("run", "Run", body)
+
+
+def _sha_text(model: str, sha256: str | None) -> str:
+    if sha256:
+        return f"<code>{esc(sha256)}</code>"
+    return "- (a built-in model: no file)" if model.startswith("builtin:") else "-"
 
 
 def _target_text(target: dict | None) -> str:
