@@ -649,3 +649,15 @@ def test_sweep_page_renders_in_chromium_with_every_figure(browser, tmp_path):
     _assert_clean(
         render_in_chromium(browser, path), ["tradeoff-latency-ms", "tradeoff-flash-bytes"]
     )
+
+
+def test_report_command_refuses_a_folder_another_process_writes(full_run, tmp_path):
+    from edgeprune import run_folder
+
+    folder = _copy_with(full_run, tmp_path, lambda body: None)
+    before = os.path.getmtime(os.path.join(folder, "report.html"))
+    with run_folder.hold(folder, "run"):
+        r = CliRunner().invoke(main, ["report", folder])
+    assert r.exit_code == 1
+    assert r.output.startswith(f"edgeprune: error: run folder {folder} is in use by another ")
+    assert os.path.getmtime(os.path.join(folder, "report.html")) == before
