@@ -121,6 +121,7 @@ def run(
         held.journal(previous | _may_write(inp, target))  # undone after a kill -9
         with _undone_on_failure(inp, previous):
             result = _run_stages(inp, target, previous, converted, t0)
+        _write_html(inp.out.path)  # a view of report.json: its failure is a warning
     check = result.check
     if check is not None and not check.ok:
         failed = ", ".join(r.name for r in check.rules if not r.ok)
@@ -338,9 +339,18 @@ def _finish_stage(
         report.size_notes(sizes),
     )
     path = report.write_run(inp.out, report.merge_stage(old, keep, new))
+    _write_html(inp.out.path)
     return StageRunResult(
         inp.out.path, path, stage, inp.task, entry, sizes, evals, time.perf_counter() - t0
     )
+
+
+def _write_html(folder: str) -> None:
+    """(Re)build ``report.html`` from the ``report.json`` just written (never raises
+    an ``Exception``: a page that fails is a warning, the run stands)."""
+    from edgeprune.presentation.html import refresh_run_html
+
+    refresh_run_html(folder)
 
 
 def _forget_stale(inp: Inputs, keep: set[str], fresh: set[str]) -> None:
@@ -423,8 +433,8 @@ def _stage_undone_on_failure(inp: Inputs, stage: str) -> Iterator[None]:
                     header = report.Report(old.seed, old.recipe, old.inputs, report.Stages())
                     report.write_run(inp.out, report.merge_stage(old, keep, header))
                 elif old is not None:
-                    os.unlink(inp.out.file(report.REPORT_NAME))
+                    report.remove(inp.out.path)
             except OSError:  # (a full disk) the old report lists files just deleted
-                os.unlink(inp.out.file(report.REPORT_NAME))
+                report.remove(inp.out.path)
         log.warning("%s failed: removed its artifacts from %s", stage, inp.out.path)
         raise

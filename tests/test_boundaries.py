@@ -19,6 +19,8 @@ MAX_MODULE_LINES = 450
 ADAPTERS: dict[str, frozenset[str]] = {
     "tensorflow": frozenset({"edgeprune/adapters/keras.py"}),
     "tf_keras": frozenset({"edgeprune/adapters/keras.py"}),
+    # report.html's figures: imported lazily, by the one module that draws them.
+    "matplotlib": frozenset({"edgeprune/presentation/plots.py"}),
     # Keras 3: only to read Keras 3 files and rebuild them as tf_keras models.
     "keras": frozenset({"edgeprune/adapters/keras3.py"}),
     "tensorflow_model_optimization": frozenset({"edgeprune/adapters/tfmot.py"}),

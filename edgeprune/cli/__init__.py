@@ -181,6 +181,7 @@ for _command in (
     stages.firmware_cmd,
     stages.validate_cmd,
     tools.targets,
+    tools.report_cmd,
     tools.inspect,
     tools.cost,
     tools.calibrate,
