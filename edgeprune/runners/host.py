@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+from edgeprune import progress
 from edgeprune.errors import EdgepruneError, clip, signal_name
 from edgeprune.estimates.latency import LatencyMeasurement
 
@@ -80,12 +81,14 @@ class HostRunner:
         inp, out = it.get_input_details()[0], it.get_output_details()[0]
         raws, times, error = [], [], ""
         try:
-            for i in range(len(x)):
-                it.set_tensor(inp["index"], quantize(x[i : i + 1], inp))
-                began = time.perf_counter_ns()
-                it.invoke()
-                times.append((time.perf_counter_ns() - began) / 1e6)
-                raws.append(it.get_tensor(out["index"]).copy())
+            with progress.task("validation on host", len(x), "sample") as bar:
+                for i in range(len(x)):
+                    it.set_tensor(inp["index"], quantize(x[i : i + 1], inp))
+                    began = time.perf_counter_ns()
+                    it.invoke()
+                    times.append((time.perf_counter_ns() - began) / 1e6)
+                    raws.append(it.get_tensor(out["index"]).copy())
+                    bar.advance()
         except KeyboardInterrupt:
             error = f"interrupted after {len(raws)} of {len(x)} samples"
         raw = np.concatenate(raws) if raws else np.zeros((0, *out["shape"][1:]), out["dtype"])

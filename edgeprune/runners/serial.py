@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeprune import progress
 from edgeprune import protocol as p
 from edgeprune.errors import BadInputError, DeviceError
 from edgeprune.runners.host import dequantize, quantize, tensor_detail
@@ -210,17 +211,19 @@ class SerialRunner:
         with self._open() as link:
             try:
                 ident = self.identify(link)
-                for i in range(len(x)):
-                    step = f"SET_INPUT of sample {i + 1}"
-                    self._set_input(link, x[i : i + 1], ident)
-                    step = f"INVOKE of sample {i + 1}"
-                    cycles = _decoded(
-                        p.decode_invoked, self.request(link, p.INVOKE, b"", p.INVOKED)
-                    )
-                    step = f"GET_OUTPUT of sample {i + 1}"
-                    got = self._get_output(link, ident)
-                    raws.append(np.frombuffer(got, out_dtype).reshape(1, *self.out.shape[1:]))
-                    times.append(cycles / ident.clock_hz * 1000.0)
+                with progress.task("validation on the serial device", len(x), "sample") as bar:
+                    for i in range(len(x)):
+                        step = f"SET_INPUT of sample {i + 1}"
+                        self._set_input(link, x[i : i + 1], ident)
+                        step = f"INVOKE of sample {i + 1}"
+                        cycles = _decoded(
+                            p.decode_invoked, self.request(link, p.INVOKE, b"", p.INVOKED)
+                        )
+                        step = f"GET_OUTPUT of sample {i + 1}"
+                        got = self._get_output(link, ident)
+                        raws.append(np.frombuffer(got, out_dtype).reshape(1, *self.out.shape[1:]))
+                        times.append(cycles / ident.clock_hz * 1000.0)
+                        bar.advance()
             except DeviceError as exc:
                 what = (
                     "stopped answering" if isinstance(exc, (DeviceSilent, DeviceGone)) else "failed"

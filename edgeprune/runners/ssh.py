@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgeprune import progress
 from edgeprune.errors import BadInputError, DeviceError
 from edgeprune.runners.host import dequantize, quantize, tensor_detail
 from edgeprune.runners.ssh_link import BoardGone, BoardSilent, check_hello, check_result
@@ -248,16 +249,20 @@ class SshRunner:
         try:
             self.hello = self._hello(link)  # a board that cannot start raises: nothing done
             try:
-                while i < len(x):
-                    chunk = x[i : i + self.batch_size]
-                    data = quantize(chunk, tensor_detail(self.inp)).tobytes()
-                    link.send({"op": "batch", "n": len(chunk)}, data, self.timeout_s)
-                    for _ in range(len(chunk)):
-                        header, payload = link.receive(self.timeout_s, f"sample {i + 1}", out_bytes)
-                        ms = check_result(header, payload, i, out_bytes)
-                        raws.append(np.frombuffer(payload, out_dtype).reshape(1, *out_shape))
-                        times.append(ms)
-                        i += 1
+                with progress.task("validation on the ssh board", len(x), "sample") as bar:
+                    while i < len(x):
+                        chunk = x[i : i + self.batch_size]
+                        data = quantize(chunk, tensor_detail(self.inp)).tobytes()
+                        link.send({"op": "batch", "n": len(chunk)}, data, self.timeout_s)
+                        for _ in range(len(chunk)):
+                            header, payload = link.receive(
+                                self.timeout_s, f"sample {i + 1}", out_bytes
+                            )
+                            ms = check_result(header, payload, i, out_bytes)
+                            raws.append(np.frombuffer(payload, out_dtype).reshape(1, *out_shape))
+                            times.append(ms)
+                            i += 1
+                            bar.advance()
                 link.send({"op": "bye"}, b"", self.timeout_s)
             except DeviceError as exc:
                 what = (
