@@ -139,12 +139,14 @@ class Task:
                 self._row = _bars.progress.add_task(
                     self.description, total=self.total, unit=self.unit, status=""
                 )
+                _bars.progress.refresh()  # every task is seen, however short
         self._mode = mode
 
     def _close(self, failed: bool) -> None:
         global _bars
         if self._mode == "bar":
             with _lock:
+                _bars.progress.refresh()  # its last count, once
                 _bars.progress.remove_task(self._row)
                 _bars.users -= 1
                 if _bars.users == 0:
