@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MODES = ("bar", "log", "off")
 LOG_EVERY_S = 5.0  # plain lines at most this often, by default
+FAST_STEPS_S = 2.0  # the least interval of loops with many quick steps, even with -v
 
 
 class _Settings:
@@ -89,10 +90,13 @@ class Task:
     """One long loop's progress: ``advance`` after each step, ``update`` to change
     the status text alone (shown on the bar, and in the next plain line)."""
 
-    def __init__(self, description: str, total: int | None, unit: str, plain: bool) -> None:
+    def __init__(
+        self, description: str, total: int | None, unit: str, plain: bool, log_every_s: float
+    ) -> None:
         self.description, self.total, self.unit = description, total, unit
         self.completed, self.status = 0, ""
         self._plain = plain  # False: the caller logs each step itself; no plain lines
+        self._every_s = log_every_s  # this loop's own least interval (fast steps)
         self._mode = "off"
         self._row = None  # the rich task id in bar mode
         self._started = self._last_line = _settings.clock()
@@ -107,7 +111,7 @@ class Task:
             _bars.progress.update(self._row, advance=n, status=self.status)
         elif self._mode == "log" and self._plain:
             now = _settings.clock()
-            if now - self._last_line >= _settings.log_every_s:
+            if now - self._last_line >= self._interval():
                 self._line(now)
 
     def update(self, status: str) -> None:
@@ -121,6 +125,9 @@ class Task:
         count = f"{self.completed}/{self.total}" if self.total is not None else f"{self.completed}"
         unit = f"{self.unit} " if self.unit else ""
         return f"{self.description}: {unit}{count}" + (f", {self.status}" if self.status else "")
+
+    def _interval(self) -> float:
+        return max(_settings.log_every_s, self._every_s)
 
     def _line(self, now: float) -> None:
         log.info("%s", self.text())
@@ -154,7 +161,7 @@ class Task:
                     _bars = None
         elif self._mode == "log" and self._plain and not failed:
             now = _settings.clock()
-            ran_long = now - self._started >= _settings.log_every_s
+            ran_long = now - self._started >= self._interval()
             if ran_long and self.completed != self._logged:
                 self._line(now)
         self._mode = "off"
@@ -162,16 +169,24 @@ class Task:
 
 @contextlib.contextmanager
 def task(
-    description: str, total: int | None = None, unit: str = "", *, plain: bool = True
+    description: str,
+    total: int | None = None,
+    unit: str = "",
+    *,
+    plain: bool = True,
+    log_every_s: float = 0.0,
 ) -> Iterator[Task]:
     """Show the progress of one long loop while the ``with`` block runs.
 
     ``total`` is the number of steps when known; ``unit`` names a step
     (``"epoch"``). ``plain=False`` for loops whose caller already logs a
     line per step: they show a bar on a terminal and nothing more in log
-    mode. Nesting is allowed. Raises nothing of its own.
+    mode. ``log_every_s`` keeps the plain lines of a loop with fast steps
+    (samples, tries) at least that far apart even when the configured
+    interval is shorter (``-v``: a line per step). Nesting is allowed.
+    Raises nothing of its own.
     """
-    t = Task(description, total, unit, plain)
+    t = Task(description, total, unit, plain, log_every_s)
     t._open()
     failed = True
     try:
@@ -227,7 +242,7 @@ class _Bars:
         )
         self.users, self.pid = 0, os.getpid()
         self.swapped: list[tuple[logging.StreamHandler, object]] = []
-        proxy = _AboveBars(console)
+        self.proxy = proxy = _AboveBars(console)
         for logger in {logging.getLogger(), logging.getLogger("edgeprune")}:
             for handler in logger.handlers:
                 if isinstance(handler, logging.StreamHandler) and handler.stream is stream:
@@ -238,3 +253,5 @@ class _Bars:
         self.progress.stop()
         for handler, stream in self.swapped:
             handler.setStream(stream)
+        if self.proxy.pending:  # a record without its newline: written as it came
+            self.progress.console.file.write(self.proxy.pending)

@@ -21,6 +21,7 @@ import pytest
 from edgeprune import progress
 
 PROGRESS_LOG = logging.getLogger("edgeprune.progress")
+ARENA_LINE = re.compile(r"arena search: try (\d+), [\d,]+ B (runs|too small)")
 
 
 class Lines(logging.Handler):
@@ -205,18 +206,26 @@ def test_the_epoch_callback_counts_each_epoch_of_a_fit_once(lines):
     assert lines[-1] == f"fitting: epoch 4/4, loss {metrics['loss']:.4g}"
 
 
-def test_validation_samples_and_the_arena_search_report_each_step(lines, int8_model, digits):
+def test_validation_samples_and_arena_tries_log_every_two_seconds_even_with_v(
+    lines, monkeypatch, int8_model, digits
+):
+    """Samples and arena tries are quick steps: with -v (a line per step) their lines
+    still come at most every FAST_STEPS_S; here the clock moves 1 s per reading."""
     from edgeprune.runners.host import HostRunner
     from edgeprune.tflm import probe
 
+    ticks = iter(range(10_000))
+    monkeypatch.setattr(progress._settings, "clock", lambda: float(next(ticks)))
     progress.configure("log", log_every_s=0)
+    assert progress.FAST_STEPS_S == 2.0
     HostRunner(int8_model).run(digits.x_test[:5])
-    assert lines == [f"validation on host: sample {i}/5" for i in range(1, 6)]
+    # read at the start (0) and each sample (1..5): lines at 2 and 4, the end at 6
+    assert lines == [f"validation on host: sample {i}/5" for i in (2, 4, 5)]
     lines.clear()
     arena = probe.find_arena(int8_model)
-    assert len(lines) == arena.tries
-    assert lines[-1].startswith(f"arena search: try {arena.tries}, ")
-    assert f"{arena.min_arena_bytes:,} B runs" in "\n".join(lines)
+    tries = [int(m[1]) for m in map(ARENA_LINE.fullmatch, lines) if m]
+    assert len(tries) == len(lines) and arena.tries > 2
+    assert tries == [*range(2, arena.tries + 1, 2), *([arena.tries] if arena.tries % 2 else [])]
 
 
 def test_structured_rounds_and_fit_candidates_show_as_bars(lines):

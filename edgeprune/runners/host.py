@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from edgeprune import progress
 from edgeprune.errors import EdgepruneError, clip, signal_name
 from edgeprune.estimates.latency import LatencyMeasurement
 
@@ -70,7 +69,7 @@ class HostRunner:
         """
         import time
 
-        from edgeprune.runners import RunOutput
+        from edgeprune.runners import RunOutput, sample_progress
 
         it = self._interpreter()
         inp = it.get_input_details()[0]
@@ -81,7 +80,7 @@ class HostRunner:
         inp, out = it.get_input_details()[0], it.get_output_details()[0]
         raws, times, error = [], [], ""
         try:
-            with progress.task("validation on host", len(x), "sample") as bar:
+            with sample_progress("host", len(x)) as bar:
                 for i in range(len(x)):
                     it.set_tensor(inp["index"], quantize(x[i : i + 1], inp))
                     began = time.perf_counter_ns()

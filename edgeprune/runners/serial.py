@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeprune import progress
 from edgeprune import protocol as p
 from edgeprune.errors import BadInputError, DeviceError
 from edgeprune.runners.host import dequantize, quantize, tensor_detail
@@ -203,7 +202,7 @@ class SerialRunner:
         Raises:
             BadInputError: the port cannot be opened.
         """
-        from edgeprune.runners import RunOutput
+        from edgeprune.runners import RunOutput, sample_progress
 
         out_dtype = np.dtype(self.out.dtype)
         raws, times, error = [], [], ""
@@ -211,7 +210,7 @@ class SerialRunner:
         with self._open() as link:
             try:
                 ident = self.identify(link)
-                with progress.task("validation on the serial device", len(x), "sample") as bar:
+                with sample_progress("the serial device", len(x)) as bar:
                     for i in range(len(x)):
                         step = f"SET_INPUT of sample {i + 1}"
                         self._set_input(link, x[i : i + 1], ident)

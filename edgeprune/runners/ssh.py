@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgeprune import progress
 from edgeprune.errors import BadInputError, DeviceError
 from edgeprune.runners.host import dequantize, quantize, tensor_detail
 from edgeprune.runners.ssh_link import BoardGone, BoardSilent, check_hello, check_result
@@ -226,7 +225,7 @@ class SshRunner:
                 self._remove(folder)
 
     def _session(self, folder: str, x: np.ndarray):
-        from edgeprune.runners import RunOutput
+        from edgeprune.runners import RunOutput, sample_progress
 
         remote = (
             f"cd {shlex.quote(folder)} && exec {shlex.quote(self.python)} {SCRIPT_NAME} "
@@ -249,7 +248,7 @@ class SshRunner:
         try:
             self.hello = self._hello(link)  # a board that cannot start raises: nothing done
             try:
-                with progress.task("validation on the ssh board", len(x), "sample") as bar:
+                with sample_progress("the ssh board", len(x)) as bar:
                     while i < len(x):
                         chunk = x[i : i + self.batch_size]
                         data = quantize(chunk, tensor_detail(self.inp)).tobytes()

@@ -233,7 +233,10 @@ def find_arena(model: bytes, *, step: int = 16, max_bytes: int = 64 * 1024 * 102
     recorded: dict[int, int | None] = {}
     timeout_s = REQUEST_TIMEOUT_S
 
-    with Worker(model) as worker, progress.task("arena search", unit="try") as bar:
+    with (
+        Worker(model) as worker,
+        progress.task("arena search", unit="try", log_every_s=progress.FAST_STEPS_S) as bar,
+    ):
 
         def works(size: int) -> bool:
             if len(recorded) >= _MAX_ARENA_TRIES:
