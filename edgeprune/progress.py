@@ -139,26 +139,31 @@ class Task:
         with _lock:
             if mode == "bar" and _bars is not None and _bars.pid != os.getpid():
                 mode = "log"  # a forked child: the parent owns the terminal
-            elif mode == "bar":
-                if _bars is None:
+            elif mode == "bar" and _bars is None:
+                try:
                     _bars = _Bars(_settings.stream or sys.stderr)
+                except OSError:  # a terminal that cannot be drawn on: plain lines
+                    mode = "log"
+            if mode == "bar":
                 _bars.users += 1
                 self._row = _bars.progress.add_task(
                     self.description, total=self.total, unit=self.unit, status=""
                 )
-                _bars.progress.refresh()  # every task is seen, however short
+                _bars.refresh()  # every task is seen, however short
         self._mode = mode
 
     def _close(self, failed: bool) -> None:
         global _bars
         if self._mode == "bar":
             with _lock:
-                _bars.progress.refresh()  # its last count, once
+                _bars.refresh()  # its last count, once
                 _bars.progress.remove_task(self._row)
                 _bars.users -= 1
                 if _bars.users == 0:
-                    _bars.stop()
-                    _bars = None
+                    try:
+                        _bars.stop()
+                    finally:
+                        _bars = None
         elif self._mode == "log" and self._plain and not failed:
             now = _settings.clock()
             ran_long = now - self._started >= self._interval()
@@ -240,6 +245,7 @@ class _Bars:
             transient=True,
             redirect_stdout=False,  # stdout carries results, perhaps to a file
         )
+        self.progress.start()
         self.users, self.pid = 0, os.getpid()
         self.swapped: list[tuple[logging.StreamHandler, object]] = []
         self.proxy = proxy = _AboveBars(console)
@@ -247,11 +253,18 @@ class _Bars:
             for handler in logger.handlers:
                 if isinstance(handler, logging.StreamHandler) and handler.stream is stream:
                     self.swapped.append((handler, handler.setStream(proxy)))
-        self.progress.start()
+
+    def refresh(self) -> None:
+        with contextlib.suppress(OSError):  # a terminal gone: the work goes on
+            self.progress.refresh()
 
     def stop(self) -> None:
-        self.progress.stop()
-        for handler, stream in self.swapped:
-            handler.setStream(stream)
+        try:
+            with contextlib.suppress(OSError):
+                self.progress.stop()
+        finally:
+            for handler, stream in self.swapped:
+                handler.setStream(stream)
         if self.proxy.pending:  # a record without its newline: written as it came
-            self.progress.console.file.write(self.proxy.pending)
+            with contextlib.suppress(OSError):
+                self.progress.console.file.write(self.proxy.pending)
