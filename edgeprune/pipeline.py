@@ -79,12 +79,16 @@ def run(
     out: str | None = None,
     target: str | Target | None = None,
     force: bool = False,
+    baseline_tflite: bytes | None = None,
 ) -> RunResult:
     """Run the whole pipeline and write the run directory.
 
     With ``target`` (a device profile id or path), the final model is checked
     against the target's budgets and, for a TFLite Micro target, the
-    ``firmware/`` folder is written.
+    ``firmware/`` folder is written. ``baseline_tflite``: the model file's
+    float32 ``.tflite``, converted (and, for ``target``, preflighted) once by a
+    caller that runs many times on one model (a sweep's trials), so that no run
+    converts or preflights it again.
 
     Side effects: writes artifacts and ``report.json`` under ``out`` (default
     ``runs/<model name>``, or ``build/<target>``), holding its lock. Raises
@@ -114,9 +118,9 @@ def run(
     with run_folder.hold(inp.out.path, "run") as held:
         run_folder.refuse_other_model(inp.out.path, inp.model_source, inp.input_sha256, force)
         check_structured(inp, target)
-        if target is not None and target.runtime == "tflm":
+        if target is not None and target.runtime == "tflm" and baseline_tflite is None:
             preflight_tflm(inp, target)
-        converted = convert_up_front(inp)
+        converted = baseline_tflite or convert_up_front(inp)
         previous = report.begin_run(inp.out)
         held.journal(previous | _may_write(inp, target))  # undone after a kill -9
         with _undone_on_failure(inp, previous):

@@ -50,6 +50,7 @@ from edgeprune.recipe_options import (
     ValidateOptions,
     option,
 )
+from edgeprune.sweep.space import SweepSection, parse_section
 
 TASKS = ("auto", "classification", "regression")
 # Step and sample counters are int32 in TensorFlow; a whole number above this is a typo.
@@ -78,6 +79,8 @@ class Recipe:
     quantize: QuantizeOptions = field(default_factory=QuantizeOptions)
     validate: ValidateOptions = field(default_factory=ValidateOptions)
     budget: BudgetOptions = field(default_factory=BudgetOptions)
+    # [sweep]: the search space of `edgeprune sweep` (edgeprune.sweep.space); no flags
+    sweep: SweepSection = field(default_factory=SweepSection)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved recipe as plain TOML-able data (tuples become lists)."""
@@ -90,7 +93,9 @@ class Recipe:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if dataclasses.is_dataclass(v):
+            if isinstance(v, SweepSection):
+                out[f.name] = v.to_dict()
+            elif dataclasses.is_dataclass(v):
                 out[f.name] = {g.name: plain(getattr(v, g.name)) for g in dataclasses.fields(v)}
             else:
                 out[f.name] = plain(v)
@@ -113,7 +118,7 @@ def option_fields() -> list[tuple[str | None, dataclasses.Field]]:
     for f in dataclasses.fields(Recipe):
         if f.name in SECTIONS:
             out.extend((f.name, g) for g in dataclasses.fields(SECTIONS[f.name]))
-        else:
+        elif f.name != "sweep":  # a table of ranges, set by its own command's flags
             out.append((None, f))
     return out
 
@@ -228,7 +233,9 @@ def build_recipe(values: dict[str, Any], where: str = "recipe") -> Recipe:
     for name, value in values.items():
         if name not in top_fields:
             raise _unknown(name, list(top_fields), where)
-        if name in SECTIONS:
+        if name == "sweep":
+            kwargs[name] = parse_section(value, where)
+        elif name in SECTIONS:
             if not isinstance(value, dict):
                 raise RecipeError(f"{where}: '{name}' must be a table ([{name}])")
             sub_fields = {f.name: f for f in dataclasses.fields(SECTIONS[name])}

@@ -10,6 +10,7 @@ from typing import Any
 SCHEDULES = ("polynomial_decay", "constant")
 PATTERNS = ("unstructured", "m_by_n", "block")
 QUANTIZE_MODES = ("int8", "dynamic", "float16", "float32")
+DENSE_CHOICES = ("auto", "per_channel", "per_tensor")
 
 
 def option(
@@ -228,6 +229,14 @@ class QuantizeOptions:
     """TFLite conversion."""
 
     mode: str = option("int8", "--quantize", "TFLite conversion mode.", choices=QUANTIZE_MODES)
+    dense: str = option(
+        "auto",
+        "--dense",
+        "int8 Dense weights: auto (on TFLite Micro targets, per-tensor when that "
+        "measures a smaller arena within the quantization budget, else "
+        "per-channel), per_channel or per_tensor.",
+        choices=DENSE_CHOICES,
+    )
     calibration_samples: int = option(
         200,
         "--calibration-samples",

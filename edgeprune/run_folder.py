@@ -233,15 +233,19 @@ def remove_leftovers(folder: str | os.PathLike) -> list[str]:
     except OSError:
         return []
     for name in names:
-        full = os.path.join(path, name)
-        if os.path.isdir(full) and not os.path.islink(full):
-            shutil.rmtree(full, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                os.unlink(full)
+        delete(os.path.join(path, name))
     if names:
         log.info("removed leftovers of an interrupted write in %s: %s", path, ", ".join(names))
     return names
+
+
+def delete(path: str) -> None:
+    """Remove a file, link or folder (a folder with everything in it), if it is there."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def _recover(folder: str, lock_text: str) -> list[str]:

@@ -29,6 +29,10 @@ except ModuleNotFoundError:
 
 # ------------------------------------------------------------------ the registry
 
+_INVERTED = "[sweep]\nwidth = [0.9, 0.3]\n"
+_EMPTY = "[sweep]\nepochs = []\n"
+_SPARSE = "[sweep]\nsparsity = [0.0, 0.8]\n"
+
 
 REGISTRY: list[BadInput] = [
     # --- recipes and flags: refused before TensorFlow loads
@@ -300,6 +304,67 @@ REGISTRY: list[BadInput] = [
         lambda f: ["run", "--out", "/proc/edgeprune_out"],
         1,
         "output directory /proc/edgeprune_out cannot be written…",
+    ),
+    # --- sweep: refused before TensorFlow loads
+    BadInput(
+        "sweep",
+        "without a target",
+        lambda f: ["sweep", "--out", f.out()],
+        2,
+        "--target is required: the sweep's constraints are its budgets (see `edgeprune targets`)",
+    ),
+    BadInput(
+        "sweep",
+        "an inverted range",
+        lambda f: [
+            "sweep",
+            "--target",
+            "nano33ble",
+            "--recipe",
+            f.recipe(_INVERTED),
+            "--out",
+            f.out(),
+        ],
+        1,
+        "sweep.width = [0.9, 0.3] is inverted; write the low end first: [0.3, 0.9]",
+    ),
+    BadInput(
+        "sweep",
+        "an empty range",
+        lambda f: [
+            "sweep",
+            "--target",
+            "nano33ble",
+            "--recipe",
+            f.recipe(_EMPTY),
+            "--out",
+            f.out(),
+        ],
+        1,
+        "sweep.epochs is an empty range; write it as [low, high], e.g. [1, 8]",
+    ),
+    BadInput(
+        "sweep",
+        "unstructured sparsity without the ota objective",
+        lambda f: [
+            "sweep",
+            "--target",
+            "nano33ble",
+            "--recipe",
+            f.recipe(_SPARSE),
+            "--out",
+            f.out(),
+        ],
+        1,
+        "sweep.sparsity saves no flash (the flatbuffer stores every zero weight), only "
+        'over-the-air (gzip) bytes; add "ota" to sweep.objectives or remove it',
+    ),
+    BadInput(
+        "sweep",
+        "an unknown objective",
+        lambda f: ["sweep", "--target", "nano33ble", "--objectives", "speed", "--out", f.out()],
+        1,
+        "sweep.objectives: unknown objective 'speed'; choose from latency, flash, ram, ota",
     ),
     *MORE,
     *FAULTS,

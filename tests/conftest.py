@@ -236,3 +236,19 @@ def odd_ops_model() -> bytes:
     x = L.Lambda(lambda t: tf.cast(t, tf.float32), name="to_float")(x)
     out = L.Dense(3, name="out")(x)
     return to_tflite(keras.Model(inp, out, name="odd_ops"), "float32")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server on 127.0.0.1 for the session (tests/pg_server.py): skipped
+    without one, failed instead when EDGEPRUNE_REQUIRE_POSTGRES=1 (.ci/run sets it)."""
+    import pg_server
+
+    why = pg_server.why_unavailable()
+    if why is not None:
+        if os.environ.get(pg_server.REQUIRE_VARIABLE):
+            pytest.fail(f"{pg_server.REQUIRE_VARIABLE} is set but {why}")
+        pytest.skip(why)
+    server = pg_server.PostgresServer()
+    yield server
+    server.stop()

@@ -165,7 +165,9 @@ def entry() -> None:
     """The console script: the click group, with TensorFlow's native log lines
     filtered from the terminal (kept with ``-vv`` or ``EDGEPRUNE_DEBUG=1``)."""
     argv = sys.argv[1:]
-    loads_tensorflow = any(a in ("run", "prune", "quantize", "check", "validate") for a in argv)
+    loads_tensorflow = any(
+        a in ("run", "prune", "quantize", "check", "validate", "sweep") for a in argv
+    )
     if (
         loads_tensorflow
         and not os.environ.get("EDGEPRUNE_DEBUG")
@@ -181,6 +183,7 @@ def entry() -> None:
 # ------------------------------------------------------------ the commands
 # Imported last: their modules take fail, guarded and the shared options from above.
 from edgeprune.cli import stages, tools  # noqa: E402
+from edgeprune.cli.sweep import sweep as _sweep  # noqa: E402
 
 for _command in (
     stages.run,
@@ -196,6 +199,7 @@ for _command in (
     tools.calibrate,
     tools.measure,
     tools.fleet,
+    _sweep,
 ):
     main.add_command(_command)
 del _command

@@ -39,6 +39,7 @@ class PruneResult:
     fine_tune_metrics: dict
     seconds: float
     model: KerasModel = field(repr=False)  # stripped
+    fine_tune_seconds: float = 0.0  # of ``seconds``: the training itself
 
     def strip_entry(self) -> report.StripEntry:
         return report.StripEntry(**asdict(self.strip_check))
@@ -84,6 +85,7 @@ def prune_stage(inp: Inputs, model: KerasModel) -> PruneResult:
         inp.schedule.total_steps,
     )
     wrapped = pr.wrap(model, layer_plans, inp.schedule, opts)
+    t_fit = time.perf_counter()
     fit_metrics = pr.fine_tune(
         wrapped,
         ds.x_train,
@@ -94,6 +96,7 @@ def prune_stage(inp: Inputs, model: KerasModel) -> PruneResult:
         seed=inp.recipe.seed,
         validation=inp.validation,
     )
+    fine_tune_seconds = time.perf_counter() - t_fit
     stripped = pr.strip(wrapped)
     log.info("strip: verifying outputs on %d test samples", len(ds.x_test))
     strip_check = pr.verify_strip(wrapped, stripped, ds.x_test)
@@ -116,4 +119,5 @@ def prune_stage(inp: Inputs, model: KerasModel) -> PruneResult:
         fit_metrics,
         time.perf_counter() - t0,
         stripped,
+        fine_tune_seconds,
     )

@@ -66,10 +66,11 @@ def quantize_stage(
 ) -> QuantizeResult:
     """Convert the stripped ``model`` in the recipe's quantization mode and write it.
 
-    With a TFLite Micro ``target`` and int8, Dense weights are quantized
-    per-tensor when that needs less arena and stays within the quantization
-    budget measured against ``reference`` (the float model that was
-    converted); see the module's description.
+    With a TFLite Micro ``target``, int8 and ``quantize.dense = "auto"``, Dense
+    weights are quantized per-tensor when that needs less arena and stays
+    within the quantization budget measured against ``reference`` (the float
+    model that was converted); see the module's description. ``per_channel``
+    or ``per_tensor`` converts that variant only.
 
     Side effects: writes ``final_<mode>.tflite``; starts TFLite Micro worker
     processes for the arena search.
@@ -88,14 +89,22 @@ def quantize_stage(
         n = len(calib)
         source = "x_calib" if inp.dataset.x_calib is not None else "x_train (seeded sample)"
     log.info("quantize: %s%s", mode, f" with {n} calibration samples from {source}" if n else "")
-    data = convert.to_tflite(model, mode, calib)
+    choice = inp.recipe.quantize.dense
+    per_tensor = mode == "int8" and choice == "per_tensor"
+    data = convert.to_tflite(model, mode, calib, per_tensor_dense=per_tensor)
     dense, arena = None, None
-    if target is not None and target.runtime == "tflm" and mode == "int8":
+    tflm_int8 = target is not None and target.runtime == "tflm" and mode == "int8"
+    if tflm_int8 and choice != "auto":  # the recipe chose: one variant, one arena search
+        from edgeprune.tflm import probe as micro
+
+        log.info("quantize: Dense weights %s (quantize.dense)", choice.replace("_", "-"))
+        arena = micro.find_arena(data)
+    elif tflm_int8:
         if reference is None:
             raise ValueError("the Dense quantization choice needs the float reference model")
-        per_tensor = convert.to_tflite(model, "int8", calib, per_tensor_dense=True)
+        per_tensor_data = convert.to_tflite(model, "int8", calib, per_tensor_dense=True)
         dense, data, arena = _choose_dense(
-            inp, reference, {"per_channel": data, "per_tensor": per_tensor}
+            inp, reference, {"per_channel": data, "per_tensor": per_tensor_data}
         )
     final = inp.out.write_flatbuffer(artifacts.final_tflite_name(mode), data, "quantize", mode)
     return QuantizeResult(final, n, source, time.perf_counter() - t0, dense, arena)
