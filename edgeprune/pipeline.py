@@ -80,6 +80,7 @@ def run(
     target: str | Target | None = None,
     force: bool = False,
     baseline_tflite: bytes | None = None,
+    page: bool = True,
 ) -> RunResult:
     """Run the whole pipeline and write the run directory.
 
@@ -88,7 +89,8 @@ def run(
     ``firmware/`` folder is written. ``baseline_tflite``: the model file's
     float32 ``.tflite``, converted (and, for ``target``, preflighted) once by a
     caller that runs many times on one model (a sweep's trials), so that no run
-    converts or preflights it again.
+    converts or preflights it again. ``page=False`` leaves out ``report.html``
+    (a sweep's trials: ``edgeprune report`` or the export writes it).
 
     Side effects: writes artifacts and ``report.json`` under ``out`` (default
     ``runs/<model name>``, or ``build/<target>``), holding its lock. Raises
@@ -125,7 +127,8 @@ def run(
         held.journal(previous | _may_write(inp, target))  # undone after a kill -9
         with _undone_on_failure(inp, previous):
             result = _run_stages(inp, target, previous, converted, t0)
-        _write_html(inp.out.path)  # a view of report.json: its failure is a warning
+        if page:
+            _write_html(inp.out.path)  # a view of report.json: its failure is a warning
     check = result.check
     if check is not None and not check.ok:
         failed = ", ".join(r.name for r in check.rules if not r.ok)
