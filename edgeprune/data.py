@@ -8,6 +8,7 @@ described by its input shape and output width only.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -112,6 +113,17 @@ BUILTIN_DATASETS = {
 }
 
 
+@functools.cache
+def _builtin(name: str) -> Dataset:
+    """A built-in data set, made once per process (a sweep's worker loads it for
+    every trial); its arrays are read-only, since every caller shares them."""
+    dataset = BUILTIN_DATASETS[name]()
+    for value in vars(dataset).values():
+        if isinstance(value, np.ndarray):
+            value.setflags(write=False)
+    return dataset
+
+
 def _hash_arrays(arrays) -> str:
     h = hashlib.sha256()
     for a in arrays:
@@ -130,7 +142,7 @@ def load_dataset(spec: str | os.PathLike) -> Dataset:
     """
     text = os.fspath(spec)
     if text in BUILTIN_DATASETS:
-        return BUILTIN_DATASETS[text]()
+        return _builtin(text)
     if not os.path.exists(text):
         if not text.endswith(".npz") and os.sep not in text:
             raise DataError(

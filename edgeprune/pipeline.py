@@ -80,6 +80,7 @@ def run(
     target: str | Target | None = None,
     force: bool = False,
     baseline_tflite: bytes | None = None,
+    page: bool = True,
 ) -> RunResult:
     """Run the whole pipeline and write the run directory.
 
@@ -88,7 +89,8 @@ def run(
     ``firmware/`` folder is written. ``baseline_tflite``: the model file's
     float32 ``.tflite``, converted (and, for ``target``, preflighted) once by a
     caller that runs many times on one model (a sweep's trials), so that no run
-    converts or preflights it again.
+    converts or preflights it again. ``page=False`` leaves out ``report.html``
+    (a sweep's trials: ``edgeprune report`` or the export writes it).
 
     Side effects: writes artifacts and ``report.json`` under ``out`` (default
     ``runs/<model name>``, or ``build/<target>``), holding its lock. Raises
@@ -125,6 +127,8 @@ def run(
         held.journal(previous | _may_write(inp, target))  # undone after a kill -9
         with _undone_on_failure(inp, previous):
             result = _run_stages(inp, target, previous, converted, t0)
+        if page:
+            _write_html(inp.out.path)  # a view of report.json: its failure is a warning
     check = result.check
     if check is not None and not check.ok:
         failed = ", ".join(r.name for r in check.rules if not r.ok)
@@ -342,9 +346,18 @@ def _finish_stage(
         report.size_notes(sizes),
     )
     path = report.write_run(inp.out, report.merge_stage(old, keep, new))
+    _write_html(inp.out.path)
     return StageRunResult(
         inp.out.path, path, stage, inp.task, entry, sizes, evals, time.perf_counter() - t0
     )
+
+
+def _write_html(folder: str) -> None:
+    """(Re)build ``report.html`` from the ``report.json`` just written (never raises
+    an ``Exception``: a page that fails is a warning, the run stands)."""
+    from edgeprune.presentation.html import refresh_run_html
+
+    refresh_run_html(folder)
 
 
 def _forget_stale(inp: Inputs, keep: set[str], fresh: set[str]) -> None:
@@ -427,8 +440,8 @@ def _stage_undone_on_failure(inp: Inputs, stage: str) -> Iterator[None]:
                     header = report.Report(old.seed, old.recipe, old.inputs, report.Stages())
                     report.write_run(inp.out, report.merge_stage(old, keep, header))
                 elif old is not None:
-                    os.unlink(inp.out.file(report.REPORT_NAME))
+                    report.remove(inp.out.path)
             except OSError:  # (a full disk) the old report lists files just deleted
-                os.unlink(inp.out.file(report.REPORT_NAME))
+                report.remove(inp.out.path)
         log.warning("%s failed: removed its artifacts from %s", stage, inp.out.path)
         raise

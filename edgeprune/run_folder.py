@@ -193,6 +193,36 @@ def refuse_other_model(
     )
 
 
+def refuse_foreign_firmware(
+    folder: str | os.PathLike, model_path: str, sha256: str, force: bool = False
+) -> None:
+    """Refuse to write ``firmware/`` for the ``.tflite`` at ``model_path`` (``sha256``)
+    into ``folder`` when ``folder`` holds a run whose report lists no artifact with
+    those bytes, unless ``force``: that firmware would not match the run's report,
+    and ``validate`` would then check one model's firmware against another's.
+
+    Raises:
+        OtherModelError: ``folder``'s run is of another model and ``force`` is off.
+    """
+    import json
+
+    from edgeprune.report import REPORT_NAME
+
+    try:
+        with open(os.path.join(os.fspath(folder), REPORT_NAME), encoding="utf-8") as fh:
+            listed = json.load(fh).get("artifacts")
+        hashes = {a.get("sha256") for a in listed.values()}
+    except (OSError, ValueError, AttributeError):
+        return  # no readable run report: nothing firmware/ could contradict
+    if force or sha256 in hashes:
+        return
+    raise OtherModelError(
+        f"{os.fspath(folder)} holds the run of another model than {os.path.basename(model_path)}; "
+        f"its firmware/ would not match that run's report; choose another folder (--out) or "
+        f"pass --force to write it there"
+    )
+
+
 def remove_leftovers(folder: str | os.PathLike) -> list[str]:
     """Delete the atomic writer's leftovers in ``folder`` and return their names.
     Call only while holding the folder's lock. (``firmware/`` is written as one

@@ -191,6 +191,16 @@ class Files:
         os.mkfifo(path)
         return path
 
+    def other_run_folder(self) -> str:
+        """A run folder whose report lists another model's artifacts."""
+        import json
+
+        path = self.folder()
+        listed = {"final_int8.tflite": {"stage": "quantize", "sha256": "c" * 64}}
+        with open(os.path.join(path, "report.json"), "w") as fh:
+            json.dump({"inputs": {"model": "builtin:kws"}, "artifacts": listed}, fh)
+        return path
+
     def held_folder(self) -> str:
         """A run folder another edgeprune command holds (the lock taken here and kept)."""
         from edgeprune.run_folder import hold
@@ -252,6 +262,9 @@ class DocFiles(Files):
 
     def held_folder(self):
         return "FOLDER/ (held by a running edgeprune)"
+
+    def other_run_folder(self):
+        return "FOLDER/ (another model's run)"
 
     def empty_model(self):
         return "empty.keras (no layers)"

@@ -490,6 +490,16 @@ FAULTS += [
     )
     for command in ("firmware", "measure")
 ]
+FAULTS.append(
+    BadInput(
+        "tflite",
+        "firmware into another model's run folder",
+        lambda f: ["firmware", f.tflite(), "--target", "nano33ble", "--out", f.other_run_folder()],
+        1,
+        "… holds the run of another model than …; its firmware/ would not match that run's "
+        "report; choose another folder (--out) or pass --force to write it there",
+    )
+)
 # Found by the campaign of this repository (benchmarks/campaign.py) after the fixes above.
 FAULTS += [
     BadInput(

@@ -19,6 +19,8 @@ MAX_MODULE_LINES = 450
 ADAPTERS: dict[str, frozenset[str]] = {
     "tensorflow": frozenset({"edgeprune/adapters/keras.py"}),
     "tf_keras": frozenset({"edgeprune/adapters/keras.py"}),
+    # report.html's figures: imported lazily, by the one module that draws them.
+    "matplotlib": frozenset({"edgeprune/presentation/plots.py"}),
     # Keras 3: only to read Keras 3 files and rebuild them as tf_keras models.
     "keras": frozenset({"edgeprune/adapters/keras3.py"}),
     "tensorflow_model_optimization": frozenset({"edgeprune/adapters/tfmot.py"}),
@@ -148,3 +150,18 @@ def test_every_package_ships():
         for p in (REPO / "edgeprune").rglob("__init__.py")
     }
     assert found - listed == set(), f"not in pyproject's packages: {sorted(found - listed)}"
+
+
+def test_progress_sits_below_every_layer():
+    """Epochs, rounds, the arena search and the runners all report progress, so
+    ``progress.py`` imports nothing of edgeprune and no heavy dependency: only the
+    standard library and rich (which it imports when a bar is drawn)."""
+    import sys
+
+    tree = ast.parse((REPO / "edgeprune" / "progress.py").read_text(encoding="utf-8"))
+    foreign = sorted(
+        f"{module} (line {line})"
+        for module, line in _imported(tree)
+        if module.split(".")[0] not in sys.stdlib_module_names and module.split(".")[0] != "rich"
+    )
+    assert not foreign, "edgeprune/progress.py imports " + ", ".join(foreign)

@@ -609,3 +609,40 @@ def test_firmware_command_refuses_a_linux_target_and_exits_3_over_budget(int8_mo
     assert r.exit_code == 3, r.output
     assert "flash over budget; firmware/ is written" in r.stderr
     assert (tmp_path / "firmware" / MODEL_DATA_H).exists()
+
+
+def test_firmware_into_another_models_run_folder_is_refused_unless_forced(int8_model, tmp_path):
+    """`firmware m.tflite --out RUN` where RUN's report lists other bytes: its firmware/
+    would not match the run's report (issue 15's follow-up); one line, exit 1, nothing
+    written; --force writes it; the run's own model is accepted."""
+    import hashlib
+    import json
+
+    from click.testing import CliRunner
+
+    from edgeprune.cli import main
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(int8_model)
+    run = tmp_path / "run"
+    run.mkdir()
+    listed = {"final_int8.tflite": {"stage": "quantize", "sha256": "c" * 64}}
+    (run / "report.json").write_text(json.dumps({"inputs": {}, "artifacts": listed}))
+    before = sorted(os.listdir(run))
+    r = CliRunner().invoke(main, ["firmware", str(model), "--target", "nano33ble", "--out", run])
+    assert r.exit_code == 1, r.output
+    assert r.stderr.strip().splitlines() == [
+        f"edgeprune: error: {run} holds the run of another model than m.tflite; its firmware/ "
+        f"would not match that run's report; choose another folder (--out) or pass --force "
+        f"to write it there"
+    ]
+    assert sorted(os.listdir(run)) == before
+    r = CliRunner().invoke(
+        main, ["firmware", str(model), "--target", "nano33ble", "--out", run, "--force"]
+    )
+    assert r.exit_code == 0, r.output
+    assert (run / "firmware" / MODEL_DATA_H).exists()
+    listed["final_int8.tflite"]["sha256"] = hashlib.sha256(int8_model).hexdigest()
+    (run / "report.json").write_text(json.dumps({"inputs": {}, "artifacts": listed}))
+    r = CliRunner().invoke(main, ["firmware", str(model), "--target", "nano33ble", "--out", run])
+    assert r.exit_code == 0, r.output

@@ -74,6 +74,7 @@ def test_sweep_writes_its_folder_json_csv_and_trial_runs(swept):
         assert t["folder"] == f"trials/{t['number']:04d}"
         for name in ("report.json", "final_int8.tflite", "firmware/model_data.cc"):
             assert os.path.isfile(os.path.join(run, name)), name
+        assert not os.path.exists(os.path.join(run, "report.html"))  # the export makes it
         assert set(t["params"]) == {"width", "epochs", "dense"}
         with open(os.path.join(run, "report.json"), encoding="utf-8") as fh:
             report = json.load(fh)
@@ -92,6 +93,8 @@ def test_sweep_writes_its_folder_json_csv_and_trial_runs(swept):
     feasible = {t["number"] for t in complete if t["feasible"]}
     assert set(doc["front"]) <= feasible and (doc["front"] or not feasible)
     assert os.path.isfile(os.path.join(swept.folder, "baseline", "baseline.keras"))
+    with open(os.path.join(swept.folder, "report.html"), encoding="utf-8") as fh:
+        assert f"digits_cnn_{TARGET}" in fh.read()  # the sweep's page, built at its end
     with open(os.path.join(swept.folder, "results.csv"), encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["number"]) for r in rows] == [t["number"] for t in doc["trials"]]
@@ -122,6 +125,8 @@ def test_export_writes_the_trials_run_folder_with_identical_firmware(swept, tmp_
     for name in ("report.json", "final_int8.tflite", "pruned.keras"):
         assert filecmp.cmp(os.path.join(trial, name), os.path.join(out, name), shallow=False)
     assert not [n for n in os.listdir(out) if n.startswith(".")]  # no lock, no temporary
+    with open(os.path.join(out, "report.html"), encoding="utf-8") as fh:
+        assert "<svg" in fh.read()  # the run's page, which the trial went without
 
 
 def test_export_refusals(swept, tmp_path):

@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
+from edgeprune import progress  # noqa: E402
 from edgeprune.adapters import model_config as mc  # noqa: E402
 from edgeprune.adapters.keras3 import MANUAL_FIX  # noqa: E402
 from edgeprune.errors import ModelLoadError, UnsupportedModelError, clip  # noqa: E402
@@ -319,20 +320,42 @@ def fit(
     seed: int,
     callbacks=(),
     validation=None,
+    description: str = "training",
 ) -> dict:
-    """Train ``model`` (compiled) and return the last epoch's logged metrics."""
+    """Train ``model`` (compiled) and return the last epoch's logged metrics.
+
+    Shows an ``epoch`` progress task named ``description`` (:mod:`edgeprune.progress`).
+    """
     seed_everything(seed)
-    history = model.fit(
-        x,
-        y,
-        epochs=epochs,
-        batch_size=batch_size,
-        shuffle=True,
-        verbose=0,
-        callbacks=list(callbacks),
-        validation_data=validation,
-    )
+    with progress.task(description, total=epochs, unit="epoch") as bar:
+        history = model.fit(
+            x,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            shuffle=True,
+            verbose=0,
+            callbacks=[*callbacks, EpochProgress(bar)],
+            validation_data=validation,
+        )
     return {k: float(v[-1]) for k, v in history.history.items()}
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """Advance a progress task once per finished epoch, its metrics as the status."""
+
+    def __init__(self, bar: progress.Task) -> None:
+        super().__init__()
+        self.bar = bar
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.bar.advance(status=epoch_status(logs or {}))
+
+
+def epoch_status(logs: dict) -> str:
+    """``loss 0.123, accuracy 0.956``: an epoch's loss and accuracy, validation's too."""
+    shown = ("loss", "accuracy", "val_loss", "val_accuracy")
+    return ", ".join(f"{k} {float(logs[k]):.4g}" for k in shown if k in logs)
 
 
 def predict(model: KerasModel, x: np.ndarray, batch_size: int = 256) -> np.ndarray:

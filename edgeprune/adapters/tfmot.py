@@ -238,6 +238,7 @@ def fine_tune(
         seed=seed,
         callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
         validation=validation,
+        description="prune fine-tuning",
     )
 
 

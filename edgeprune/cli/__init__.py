@@ -87,6 +87,15 @@ def _setup_logging(verbosity: int) -> None:
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
+    # bars when stderr is a terminal (checked after the native filter took fd 2:
+    # sys.stderr is still the terminal), plain lines otherwise, one a step with -v
+    from edgeprune import progress
+
+    progress.configure(
+        progress.mode_for(sys.stderr, quiet=verbosity < 0),
+        stream=sys.stderr,
+        log_every_s=0.0 if verbosity > 0 else progress.LOG_EVERY_S,
+    )
     # TensorFlow's own Python loggers and warnings are noise at this level.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
@@ -184,6 +193,7 @@ for _command in (
     stages.firmware_cmd,
     stages.validate_cmd,
     tools.targets,
+    tools.report_cmd,
     tools.inspect,
     tools.cost,
     tools.calibrate,

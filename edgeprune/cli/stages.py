@@ -176,18 +176,23 @@ def check_cmd(model_path, target, report_path, recipe_path, max_model_mb, **kwar
     metavar="DIR",
     help="Folder to write firmware/ into (default: the model's folder).",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write firmware/ into --out even when it holds the run of another model.",
+)
 @recipe_option
 @recipe_options(("budget",))
 @max_model_option
 @guarded
-def firmware_cmd(model_path, target, out, recipe_path, max_model_mb, **kwargs):
+def firmware_cmd(model_path, target, out, force, recipe_path, max_model_mb, **kwargs):
     """Write firmware/ (model array, op resolver, measured arena, validation harness,
     Arduino sketch) for MODEL.tflite on a TFLite Micro device; exit 3 if over budget."""
     from edgeprune.presentation.check import format_check
     from edgeprune.stages.firmware import build_firmware
 
     budget = _recipe(recipe_path, kwargs).budget
-    build = build_firmware(model_path, target, out, budget, max_model_mb * 2**20)
+    build = build_firmware(model_path, target, out, budget, max_model_mb * 2**20, force)
     click.echo(format_check(build.check))
     click.echo(f"firmware: {build.firmware.folder}")
     if not build.check.ok:

@@ -1,5 +1,6 @@
 """The commands around the pipeline: device profiles (targets), .tflite inspection and
-operator cost, cost model calibration and host measurements, and the fleet table."""
+operator cost, cost model calibration and host measurements, the fleet table and the
+HTML report."""
 
 from __future__ import annotations
 
@@ -176,3 +177,14 @@ def fleet(build_dir, names):
     click.echo(table.text())
     if table.exit_code:
         fail(table.failures, table.exit_code)
+
+
+@click.command("report")
+@click.argument("folder", metavar="DIR", type=click.Path(file_okay=False))
+@guarded
+def report_cmd(folder):
+    """(Re)build DIR/report.html from DIR/report.json (a run folder) or DIR/sweep.json
+    (a sweep folder): one self-contained page with plots that needs no network."""
+    from edgeprune.presentation.html import write_report
+
+    click.echo(write_report(folder))

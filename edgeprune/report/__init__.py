@@ -16,6 +16,8 @@ This module knows nothing of how the figures were measured.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import math
 import os
@@ -52,6 +54,7 @@ __all__ = [
     "ValidationResult",
     "SCHEMA_VERSION",
     "REPORT_NAME",
+    "HTML_NAME",
     "BaselineEntry",
     "CheckEntry",
     "CheckReport",
@@ -77,6 +80,7 @@ __all__ = [
     "read",
     "load",
     "begin_run",
+    "remove",
     "write_run",
     "add_validation",
     "kept_stages",
@@ -84,6 +88,10 @@ __all__ = [
 ]
 
 REPORT_NAME = "report.json"
+# The page built from report.json (edgeprune.presentation.html). Whoever replaces or
+# removes report.json removes it first, so a report.html always shows the report.json
+# beside it, or is absent (then `edgeprune report FOLDER` rebuilds it).
+HTML_NAME = "report.html"
 
 
 def size_notes(sizes: dict[str, ModelSize]) -> tuple[str, ...]:
@@ -182,6 +190,7 @@ def begin_run(out: artifacts.RunDir) -> set[str]:
     """Start a fresh run in ``out``: remove its ``report.json`` (it would describe files
     this run is about to replace) and return the artifact names it listed."""
     path = out.file(REPORT_NAME)
+    _drop_html(out.path)
     if not os.path.isfile(path):
         return set()
     try:
@@ -192,10 +201,25 @@ def begin_run(out: artifacts.RunDir) -> set[str]:
     return old
 
 
+def remove(folder: str) -> None:
+    """Delete ``folder``'s ``report.json`` and the ``report.html`` built from it."""
+    for name in (HTML_NAME, REPORT_NAME):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(folder, name))
+
+
+def _drop_html(folder: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(folder, HTML_NAME))
+
+
 def write_run(out: artifacts.RunDir, report: Report) -> str:
     """Write ``report`` as ``out``'s ``report.json``, listing every artifact ``out`` holds."""
     os.makedirs(out.path, exist_ok=True)
-    return write(out.file(REPORT_NAME), replace(report, artifacts=dict(out.artifacts)))
+    _drop_html(out.path)
+    written = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    body = replace(report, artifacts=dict(out.artifacts), written=written)
+    return write(out.file(REPORT_NAME), body)
 
 
 def add_validation(folder: str, entry: ValidationResult) -> str:
@@ -208,6 +232,7 @@ def add_validation(folder: str, entry: ValidationResult) -> str:
     path = os.path.join(folder, REPORT_NAME)
     report = read(path)
     validation = {**(report.validation or {}), entry.runner: entry}
+    _drop_html(folder)
     return write(path, replace(report, validation=validation))
 
 

@@ -413,6 +413,7 @@ class Report(_Entry):
     sizes: dict = field(default_factory=dict)  # "baseline", ... -> ModelSize
     notes: tuple[str, ...] = ()
     seconds: float | None = _optional()  # the whole run, in process
+    written: str | None = _optional(kw_only=True)  # when report.json was written (UTC, ISO 8601)
     target: dict | None = _optional()  # the device profile of a run for a target
     tool: dict = field(default_factory=lambda: {"name": "edgeprune", "version": __version__})
     versions: dict = field(default_factory=library_versions)

@@ -42,3 +42,14 @@ class Runner(Protocol):
     def run(self, x: np.ndarray) -> RunOutput:
         """Run every sample of ``x`` (float32, first axis the batch)."""
         ...
+
+
+def sample_progress(where: str, samples: int):
+    """The progress task of a runner's sample loop (``advance`` once per sample): a
+    bar on a terminal, else a plain line every few seconds at most, -v or not
+    (samples are quick)."""
+    from edgeprune import progress
+
+    return progress.task(
+        f"validation on {where}", samples, "sample", log_every_s=progress.FAST_STEPS_S
+    )

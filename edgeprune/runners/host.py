@@ -69,7 +69,7 @@ class HostRunner:
         """
         import time
 
-        from edgeprune.runners import RunOutput
+        from edgeprune.runners import RunOutput, sample_progress
 
         it = self._interpreter()
         inp = it.get_input_details()[0]
@@ -80,12 +80,14 @@ class HostRunner:
         inp, out = it.get_input_details()[0], it.get_output_details()[0]
         raws, times, error = [], [], ""
         try:
-            for i in range(len(x)):
-                it.set_tensor(inp["index"], quantize(x[i : i + 1], inp))
-                began = time.perf_counter_ns()
-                it.invoke()
-                times.append((time.perf_counter_ns() - began) / 1e6)
-                raws.append(it.get_tensor(out["index"]).copy())
+            with sample_progress("host", len(x)) as bar:
+                for i in range(len(x)):
+                    it.set_tensor(inp["index"], quantize(x[i : i + 1], inp))
+                    began = time.perf_counter_ns()
+                    it.invoke()
+                    times.append((time.perf_counter_ns() - began) / 1e6)
+                    raws.append(it.get_tensor(out["index"]).copy())
+                    bar.advance()
         except KeyboardInterrupt:
             error = f"interrupted after {len(raws)} of {len(x)} samples"
         raw = np.concatenate(raws) if raws else np.zeros((0, *out["shape"][1:]), out["dtype"])

@@ -202,7 +202,7 @@ class SerialRunner:
         Raises:
             BadInputError: the port cannot be opened.
         """
-        from edgeprune.runners import RunOutput
+        from edgeprune.runners import RunOutput, sample_progress
 
         out_dtype = np.dtype(self.out.dtype)
         raws, times, error = [], [], ""
@@ -210,17 +210,19 @@ class SerialRunner:
         with self._open() as link:
             try:
                 ident = self.identify(link)
-                for i in range(len(x)):
-                    step = f"SET_INPUT of sample {i + 1}"
-                    self._set_input(link, x[i : i + 1], ident)
-                    step = f"INVOKE of sample {i + 1}"
-                    cycles = _decoded(
-                        p.decode_invoked, self.request(link, p.INVOKE, b"", p.INVOKED)
-                    )
-                    step = f"GET_OUTPUT of sample {i + 1}"
-                    got = self._get_output(link, ident)
-                    raws.append(np.frombuffer(got, out_dtype).reshape(1, *self.out.shape[1:]))
-                    times.append(cycles / ident.clock_hz * 1000.0)
+                with sample_progress("the serial device", len(x)) as bar:
+                    for i in range(len(x)):
+                        step = f"SET_INPUT of sample {i + 1}"
+                        self._set_input(link, x[i : i + 1], ident)
+                        step = f"INVOKE of sample {i + 1}"
+                        cycles = _decoded(
+                            p.decode_invoked, self.request(link, p.INVOKE, b"", p.INVOKED)
+                        )
+                        step = f"GET_OUTPUT of sample {i + 1}"
+                        got = self._get_output(link, ident)
+                        raws.append(np.frombuffer(got, out_dtype).reshape(1, *self.out.shape[1:]))
+                        times.append(cycles / ident.clock_hz * 1000.0)
+                        bar.advance()
             except DeviceError as exc:
                 what = (
                     "stopped answering" if isinstance(exc, (DeviceSilent, DeviceGone)) else "failed"

@@ -225,7 +225,7 @@ class SshRunner:
                 self._remove(folder)
 
     def _session(self, folder: str, x: np.ndarray):
-        from edgeprune.runners import RunOutput
+        from edgeprune.runners import RunOutput, sample_progress
 
         remote = (
             f"cd {shlex.quote(folder)} && exec {shlex.quote(self.python)} {SCRIPT_NAME} "
@@ -248,16 +248,20 @@ class SshRunner:
         try:
             self.hello = self._hello(link)  # a board that cannot start raises: nothing done
             try:
-                while i < len(x):
-                    chunk = x[i : i + self.batch_size]
-                    data = quantize(chunk, tensor_detail(self.inp)).tobytes()
-                    link.send({"op": "batch", "n": len(chunk)}, data, self.timeout_s)
-                    for _ in range(len(chunk)):
-                        header, payload = link.receive(self.timeout_s, f"sample {i + 1}", out_bytes)
-                        ms = check_result(header, payload, i, out_bytes)
-                        raws.append(np.frombuffer(payload, out_dtype).reshape(1, *out_shape))
-                        times.append(ms)
-                        i += 1
+                with sample_progress("the ssh board", len(x)) as bar:
+                    while i < len(x):
+                        chunk = x[i : i + self.batch_size]
+                        data = quantize(chunk, tensor_detail(self.inp)).tobytes()
+                        link.send({"op": "batch", "n": len(chunk)}, data, self.timeout_s)
+                        for _ in range(len(chunk)):
+                            header, payload = link.receive(
+                                self.timeout_s, f"sample {i + 1}", out_bytes
+                            )
+                            ms = check_result(header, payload, i, out_bytes)
+                            raws.append(np.frombuffer(payload, out_dtype).reshape(1, *out_shape))
+                            times.append(ms)
+                            i += 1
+                            bar.advance()
                 link.send({"op": "bye"}, b"", self.timeout_s)
             except DeviceError as exc:
                 what = (

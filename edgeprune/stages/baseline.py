@@ -78,6 +78,7 @@ def baseline_stage(inp: Inputs, converted: bytes | None = None) -> BaselineResul
                 batch_size=opts.batch_size,
                 seed=inp.recipe.seed,
                 validation=inp.validation,
+                description="baseline training",
             )
             trained = True
     if cached:  # the file is the cache: rewriting it would change its hash

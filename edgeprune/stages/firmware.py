@@ -56,13 +56,15 @@ def build_firmware(
     out: str | None = None,
     options=None,
     max_model_bytes: int | None = None,
+    force: bool = False,
 ) -> FirmwareBuild:
     """Firmware sources for the ``.tflite`` at ``model_path`` on a TFLite Micro
     ``target`` (a profile id, path or :class:`~edgeprune.target.Target`): the
     device check measures the arena (under the recipe's ``[budget]``
     ``options``), then ``firmware/`` is written into ``out`` (default: the
     model's folder) with that arena. What ``edgeprune firmware`` does. A model
-    over ``max_model_bytes`` (default 64 MiB) is refused unread.
+    over ``max_model_bytes`` (default 64 MiB) is refused unread, and so is an
+    ``out`` that holds another model's run (unless ``force``).
 
     The folder is written whether or not the model fits the budgets: the check
     in the result says which; the caller decides.
@@ -70,7 +72,8 @@ def build_firmware(
     Raises:
         BadInputError: unreadable model, unknown profile, a Linux target (it
             runs the ``.tflite`` itself), an output folder that cannot be
-            written; TargetMismatchError: TFLite Micro cannot run the model.
+            written, or holds another model's run (OtherModelError);
+            TargetMismatchError: TFLite Micro cannot run the model.
     """
     from edgeprune import run_folder
     from edgeprune.artifacts import check_out_dir, read_flatbuffer
@@ -88,5 +91,6 @@ def build_firmware(
     out = out or os.path.dirname(os.path.abspath(model_path))
     check_out_dir(out)
     with run_folder.hold(out, "firmware"):
+        run_folder.refuse_foreign_firmware(out, model_path, model.sha256, force)
         check = check_flatbuffer(model, target, options)
         return FirmwareBuild(check, firmware_stage(RunDir(out), model, check.evidence.arena_bytes))

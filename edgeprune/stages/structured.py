@@ -144,6 +144,7 @@ def structured_stage(
                 batch_size=s.batch_size,
                 seed=inp.recipe.seed,
                 validation=inp.validation,
+                description="structured fine-tuning",
             )
 
     split = "validation" if ds.x_val is not None else "test"

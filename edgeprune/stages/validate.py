@@ -424,5 +424,10 @@ def measurement_row(run: RunInfo, result: ValidationResult, target, csv_path: st
 
 def write_result(run: RunInfo, result: ValidationResult) -> str:
     """Add ``result`` to the run's ``report.json`` under ``validation.<runner>``
-    (:func:`edgeprune.report.add_validation`); return the report's path."""
-    return report.add_validation(run.folder, result)
+    (:func:`edgeprune.report.add_validation`) and rebuild its ``report.html``;
+    return the report's path."""
+    from edgeprune.presentation.html import refresh_run_html
+
+    path = report.add_validation(run.folder, result)
+    refresh_run_html(run.folder)
+    return path

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgeprune import progress
 from edgeprune.errors import BadInputError, VerificationError
 from edgeprune.recipe_options import STRUCTURED_GOALS
 from edgeprune.structured.graph import analyze
@@ -192,10 +193,13 @@ def prune_structured(
     params0, macs0 = model.count_params(), keras_macs(model)
     trials: list[tuple[float, bool]] = []
 
-    def fits_logged(candidate, width: float) -> bool:
+    def fits_logged(candidate, width: float, bar: progress.Task | None = None) -> bool:
         ok = bool(fits(candidate))
         trials.append((width, ok))
-        log(f"structured fit: width {width:.3f} {'fits' if ok else 'does not fit'}")
+        verdict = f"width {width:.3f} {'fits' if ok else 'does not fit'}"
+        log(f"structured fit: {verdict}")
+        if bar is not None:
+            bar.advance(status=verdict)
         return ok
 
     if opts.goal == "fit" and fits_logged(model, 1.0):
@@ -212,90 +216,106 @@ def prune_structured(
     start = {"width": 1.0, "params": params0, "macs": macs0, "fit": 1.0}[opts.goal]
     rounds, current, stopped, notes = [], model, "", []
     fit_width = None
-    for r in range(1, opts.rounds + 1):
-        share = r / opts.rounds
-        graph = graph0 if current is model else analyze(current)
-        scores = channel_scores(current, graph, opts.importance, x, y, loss, opts.samples)
-        total = sum(g.size for g in graph.prunable_groups)
+    with progress.task("structured rounds", opts.rounds, "round", plain=False) as rounds_bar:
+        for r in range(1, opts.rounds + 1):
+            share = r / opts.rounds
+            graph = graph0 if current is model else analyze(current)
+            scores = channel_scores(current, graph, opts.importance, x, y, loss, opts.samples)
+            total = sum(g.size for g in graph.prunable_groups)
 
-        def width_of(removed: set[int], total=total) -> float:
-            return (total - len(removed)) / total0
+            def width_of(removed: set[int], total=total) -> float:
+                return (total - len(removed)) / total0
 
-        def by_width(goal_width: float, graph=graph, scores=scores, total=total) -> set[int]:
-            # keep goal_width of the original: of the current model, proportionally
-            return select(
-                graph, scores, max(0.0, 1 - goal_width * total0 / total), opts.ranking, opts.floor
-            )
-
-        if opts.goal == "width":
-            removed = by_width(opts.target**share)
-        elif opts.goal in ("params", "macs"):
-            goal_value = start / opts.target**share
-            removed, _ = _smallest_removal(
-                current, graph, scores, opts, lambda m, _, g=goal_value: _measure(opts.goal, m) <= g
-            )
-        elif r < opts.rounds and fit_width is not None:
-            removed = by_width(fit_width**share)
-        else:  # fit: search on this model (round 1, and the last round)
-            removed, ok = _smallest_removal(
-                current,
-                graph,
-                scores,
-                opts,
-                lambda m, cut, width_of=width_of: fits_logged(m, width_of(cut)),
-                steps=8,
-            )
-            if not ok:
-                notes.append(
-                    f"even the narrowest model the per-layer floor ({opts.floor}) "
-                    f"allows does not fit the device; kept that one"
+            def by_width(goal_width: float, graph=graph, scores=scores, total=total) -> set[int]:
+                # keep goal_width of the original: of the current model, proportionally
+                return select(
+                    graph,
+                    scores,
+                    max(0.0, 1 - goal_width * total0 / total),
+                    opts.ranking,
+                    opts.floor,
                 )
-            if fit_width is None:
-                fit_width = width_of(removed)
-            if r < opts.rounds:
+
+            if opts.goal == "width":
+                removed = by_width(opts.target**share)
+            elif opts.goal in ("params", "macs"):
+                goal_value = start / opts.target**share
+                removed, _ = _smallest_removal(
+                    current,
+                    graph,
+                    scores,
+                    opts,
+                    lambda m, _, g=goal_value: _measure(opts.goal, m) <= g,
+                )
+            elif r < opts.rounds and fit_width is not None:
                 removed = by_width(fit_width**share)
-        candidate = rebuild(current, graph, removed)
-        diff = None
-        if verify_x is not None:
-            diff, scale = verify_rebuild(current, graph, removed, candidate, verify_x)
-            if not diff <= rebuild_tolerance(scale):
-                raise VerificationError(
-                    f"structured round {r}: the rebuilt model differs from the original with "
-                    f"the removed channels zeroed by {diff:.3g} (outputs up to {scale:.3g}); "
-                    f"report this model's layers as a bug, or exclude them from pruning"
-                )
-        if fine_tune is not None:
-            fine_tune(candidate)
-        metric = evaluate(candidate) if evaluate is not None else None
-        widths = tuple(width_report(model, candidate))
-        result = RoundResult(
-            r,
-            len(removed),
-            candidate.count_params(),
-            keras_macs(candidate),
-            metric,
-            widths,
-            width_of(removed),
-            diff,
-            0 if verify_x is None else len(verify_x),
-        )
-        log(
-            f"structured round {r}/{opts.rounds}: removed {len(removed)} channels (width "
-            f"{result.width:.3f}), {result.params:,} params, {result.macs:,} MACs"
-            + (f", rebuild verified (max |d| {diff:.2g})" if diff is not None else "")
-            + (f", metric {metric:.4f}" if metric is not None else "")
-        )
-        if opts.min_accuracy is not None and metric is not None and metric < opts.min_accuracy:
-            stopped = (
-                f"round {r} reached {metric:.4f}, below the floor {opts.min_accuracy}; "
-                f"kept the model of round {r - 1}"
-                if r > 1
-                else f"round 1 reached {metric:.4f}, below the floor {opts.min_accuracy}; "
-                f"kept the unpruned model"
+            else:  # fit: search on this model (round 1, and the last round)
+                with progress.task("structured fit", unit="candidate", plain=False) as bar:
+                    removed, ok = _smallest_removal(
+                        current,
+                        graph,
+                        scores,
+                        opts,
+                        lambda m, cut, width_of=width_of, bar=bar: fits_logged(
+                            m, width_of(cut), bar
+                        ),
+                        steps=8,
+                    )
+                if not ok:
+                    notes.append(
+                        f"even the narrowest model the per-layer floor ({opts.floor}) "
+                        f"allows does not fit the device; kept that one"
+                    )
+                if fit_width is None:
+                    fit_width = width_of(removed)
+                if r < opts.rounds:
+                    removed = by_width(fit_width**share)
+            candidate = rebuild(current, graph, removed)
+            diff = None
+            if verify_x is not None:
+                diff, scale = verify_rebuild(current, graph, removed, candidate, verify_x)
+                if not diff <= rebuild_tolerance(scale):
+                    raise VerificationError(
+                        f"structured round {r}: the rebuilt model differs from the original with "
+                        f"the removed channels zeroed by {diff:.3g} (outputs up to {scale:.3g}); "
+                        f"report this model's layers as a bug, or exclude them from pruning"
+                    )
+            if fine_tune is not None:
+                fine_tune(candidate)
+            metric = evaluate(candidate) if evaluate is not None else None
+            widths = tuple(width_report(model, candidate))
+            result = RoundResult(
+                r,
+                len(removed),
+                candidate.count_params(),
+                keras_macs(candidate),
+                metric,
+                widths,
+                width_of(removed),
+                diff,
+                0 if verify_x is None else len(verify_x),
             )
-            break
-        rounds.append(result)
-        current = candidate
+            log(
+                f"structured round {r}/{opts.rounds}: removed {len(removed)} channels (width "
+                f"{result.width:.3f}), {result.params:,} params, {result.macs:,} MACs"
+                + (f", rebuild verified (max |d| {diff:.2g})" if diff is not None else "")
+                + (f", metric {metric:.4f}" if metric is not None else "")
+            )
+            rounds_bar.advance(
+                status=f"width {result.width:.3f}"
+                + (f", metric {metric:.4f}" if metric is not None else "")
+            )
+            if opts.min_accuracy is not None and metric is not None and metric < opts.min_accuracy:
+                stopped = (
+                    f"round {r} reached {metric:.4f}, below the floor {opts.min_accuracy}; "
+                    f"kept the model of round {r - 1}"
+                    if r > 1
+                    else f"round 1 reached {metric:.4f}, below the floor {opts.min_accuracy}; "
+                    f"kept the unpruned model"
+                )
+                break
+            rounds.append(result)
+            current = candidate
     if not rounds:
         notes.append("no round met the accuracy floor: the model is unchanged")
     elif opts.goal == "width" and not stopped:

@@ -12,7 +12,6 @@ run is refused unless ``force``, as ``run`` refuses it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ import shutil
 from edgeprune import artifacts, run_folder
 from edgeprune.errors import BadInputError
 from edgeprune.report import REPORT_NAME
+from edgeprune.report import remove as remove_report
 from edgeprune.sweep.results import SWEEP_JSON
 
 
@@ -53,8 +53,7 @@ def export_trial(number: int, sweep: str, out: str, force: bool = False) -> str:
         old = _listed(out)
         # The old report goes first: a copy that fails part way must not leave a
         # report describing files that are no longer the ones beside it.
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(out, REPORT_NAME))
+        remove_report(out)  # and the page built from it
         try:
             for name in names:
                 _copy(os.path.join(source, name), os.path.join(out, name))
@@ -63,6 +62,9 @@ def export_trial(number: int, sweep: str, out: str, force: bool = False) -> str:
             _remove(out, old | set(names))
             raise
         _remove(out, old - set(names))
+        from edgeprune.presentation.html import refresh_run_html
+
+        refresh_run_html(out)  # trials are run without their page
     return out
 
 

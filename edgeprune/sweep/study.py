@@ -27,6 +27,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from edgeprune import progress
 from edgeprune.sweep.results import sweep_document, write_results
 from edgeprune.sweep.space import COSTS, Space, suggest
 from edgeprune.sweep.storage import open_storage, reclaim_stale
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 TRIALS_FOLDER = "trials"
 # The pipeline's own progress lines, hidden during a sweep unless -v asks for them.
 _CHATTY = ("pipeline", "stages", "structured", "tflm", "adapters", "firmware", "estimates")
-_CHATTY += ("run_folder", "artifacts")
+_CHATTY += ("run_folder", "artifacts", "progress")
 
 
 @dataclass(frozen=True)
@@ -245,8 +246,9 @@ def work(spec: SweepSpec, worker: int = 0) -> None:
     storage = open_storage(spec.storage_url, spec.folder)
     study = open_study(spec, storage, worker)
     objective = functools.partial(_objective, spec)
-    done = functools.partial(_finished, spec)
-    with quiet_pipeline(spec.log_level):
+    bar = progress.task("sweep trials", total=spec.trials, unit="trial", plain=False)
+    with quiet_pipeline(spec.log_level), bar as shown:
+        done = functools.partial(_finished, spec, shown)
         while True:
             step = next_step(study, spec.trials)
             if step == "stop":
@@ -347,11 +349,14 @@ def surplus(trial, wanted: int) -> bool:
     return complete + ahead >= wanted
 
 
-def _finished(spec: SweepSpec, study, frozen) -> None:
-    """After each trial: the one log line, and sweep.json and results.csv rewritten."""
+def _finished(spec: SweepSpec, shown, study, frozen) -> None:
+    """After each trial: the one log line (and the bar's step on a terminal), and
+    sweep.json and results.csv rewritten."""
     document = write_document(spec, study)
     t = next(x for x in document["trials"] if x["number"] == frozen.number)
     log.info("%s", trial_line(document, t, spec.trials))
+    best = best_that_fits(document)
+    shown.advance(int(t["state"] == "COMPLETE"), status=best and f"best that fits: {best}")
 
 
 def write_document(spec: SweepSpec, study) -> dict:
@@ -409,11 +414,20 @@ def trial_line(document: dict, t: dict, wanted: int) -> str:
     if t.get("duplicate_of") is not None:
         figures = f"trial {t['duplicate_of']}'s point again (not rerun): {figures}"
     verdict = "fits" if t["feasible"] else f"over budget: {', '.join(t['failed_rules'])}"
-    feasible = [x for x in document["trials"] if x["state"] == "COMPLETE" and x["feasible"]]
-    best = ""
-    if feasible:
-        key, sign = keys[0], 1 if keys[0] == "accuracy" else -1
-        top = max(feasible, key=lambda x: sign * x["values"][key])
-        shown = format_value(key, top["values"][key])
-        best = f"; best that fits: {key} {shown} (trial {top['number']})"
+    best = best_that_fits(document)
+    best = f"; best that fits: {best}" if best else ""
     return head + f"{figures} ({verdict}, {t['seconds']:.1f} s){best}"
+
+
+def best_that_fits(document: dict) -> str | None:
+    """The best quality among the feasible trials, as ``accuracy 0.98 (trial 7)``;
+    None while no trial fits."""
+    from edgeprune.sweep.results import format_value
+
+    feasible = [x for x in document["trials"] if x["state"] == "COMPLETE" and x["feasible"]]
+    if not feasible:
+        return None
+    key = document["objectives"][0]["key"]
+    sign = 1 if key == "accuracy" else -1
+    top = max(feasible, key=lambda x: sign * x["values"][key])
+    return f"{key} {format_value(key, top['values'][key])} (trial {top['number']})"

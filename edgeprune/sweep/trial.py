@@ -88,6 +88,7 @@ def run_trial(base: SweepBaseline, recipe, target, folder: str) -> TrialOutcome:
                 target=target,
                 force=True,
                 baseline_tflite=base.tflite,
+                page=False,  # ~0.7 s of a trial; the export (or `edgeprune report`) makes it
             )
         except (BudgetError, QualityError) as exc:
             if exc.result is None:

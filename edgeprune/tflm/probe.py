@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeprune import progress
 from edgeprune.errors import DataError, EdgepruneError
 from edgeprune.tflite.names import keras_layer
 from edgeprune.tflm.client import REQUEST_TIMEOUT_S, Worker
@@ -232,7 +233,10 @@ def find_arena(model: bytes, *, step: int = 16, max_bytes: int = 64 * 1024 * 102
     recorded: dict[int, int | None] = {}
     timeout_s = REQUEST_TIMEOUT_S
 
-    with Worker(model) as worker:
+    with (
+        Worker(model) as worker,
+        progress.task("arena search", unit="try", log_every_s=progress.FAST_STEPS_S) as bar,
+    ):
 
         def works(size: int) -> bool:
             if len(recorded) >= _MAX_ARENA_TRIES:
@@ -253,6 +257,7 @@ def find_arena(model: bytes, *, step: int = 16, max_bytes: int = 64 * 1024 * 102
             )
             _refuse_unverified(reply)
             recorded[size] = reply.recorded_bytes if reply.ok else None
+            bar.advance(status=f"{size:,} B {'runs' if reply.ok else 'too small'}")
             logger.debug("arena %d bytes: %s", size, "ok" if reply.ok else reply.message)
             if not reply.ok and size == top:
                 raise MicroError(
