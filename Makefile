@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # One make target per device profile, derived from the folder.
 TARGETS := $(sort $(basename $(notdir $(wildcard targets/*.toml))))
 
-.PHONY: demo test test-slow test-all lint bench bench-structured bench-latency-boards campaign campaign-quick bad-inputs-doc clean help targets all-targets $(TARGETS)
+.PHONY: demo test test-slow test-all lint bench bench-structured bench-latency-boards bench-sweep campaign campaign-quick bad-inputs-doc clean help targets all-targets $(TARGETS)
 
 help:
 	@echo "make demo      set up $(VENV) and run the built-in default (digits CNN) end to end"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint      ruff check and ruff format --check"
 	@echo "make bench     time edgeprune against a plain tfmot + converter script"
 	@echo "make bench-structured  structured pruning before/after on the reference models"
+	@echo "make bench-sweep  the 40-trial sweep, its front vs run --structured fit, PostgreSQL scaling, trial overhead"
 	@echo "make bench-latency-boards  latency estimates vs published results per board (held-out boards apart)"
 	@echo "make campaign  throw issue 14's bad inputs and faults at the CLI ((a)-(f) ~12 min; campaign-quick ~5)"
 	@echo "make bad-inputs-doc  regenerate docs/bad-inputs.md from tests/bad_inputs.py"
@@ -58,6 +59,10 @@ bench: $(STAMP)
 
 bench-structured: $(STAMP)
 	$(BIN)/python benchmarks/bench_structured.py
+
+# Exit 1 if a figure misses its target (README: "Sweep benchmark"); starts its own PostgreSQL.
+bench-sweep: $(STAMP)
+	$(BIN)/python benchmarks/bench_sweep.py
 
 # Exit 1 if a board misses its target (README: latency section of benchmarks/README.md).
 bench-latency-boards: $(STAMP)

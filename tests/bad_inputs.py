@@ -366,6 +366,40 @@ REGISTRY: list[BadInput] = [
         1,
         "sweep.objectives: unknown objective 'speed'; choose from latency, flash, ram, ota",
     ),
+    BadInput(
+        "sweep",
+        "a malformed storage URL",
+        lambda f: ["sweep", "--target", "nano33ble", "--storage", "not a url", "--out", f.out()],
+        1,
+        "storage URL 'not a url' is malformed: use sqlite:///PATH or "
+        "postgresql://USER:PASSWORD@HOST:PORT/DATABASE",
+    ),
+    BadInput(
+        "sweep",
+        "an unreachable PostgreSQL server",
+        lambda f: [
+            "sweep",
+            "--target",
+            "nano33ble",
+            "--storage",
+            "postgresql://me:pw@127.0.0.1:1/sweeps",
+            "--study",
+            "s",
+            "--out",
+            f.out(),
+        ],
+        1,
+        "cannot reach the PostgreSQL server at 127.0.0.1:1 (…): start the server, or check "
+        "the host and port in the storage URL",
+    ),
+    BadInput(
+        "report",
+        "a folder with no report",
+        lambda f: ["report", f.folder()],
+        1,
+        "… has no report.json or sweep.json; name a folder that `edgeprune run` or "
+        "`edgeprune sweep` wrote",
+    ),
     *MORE,
     *FAULTS,
 ]
