@@ -32,7 +32,11 @@ epochs = [1, 2]
 def _sweep(tmp_path, folder):
     cmd = [sys.executable, "-m", "edgeprune", "sweep", "--target", "nano33ble"]
     cmd += ["--recipe", str(tmp_path / "r.toml"), "--out", folder, "--jobs", "2"]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A session of its own, so that the test's Ctrl-C reaches the whole process
+    # group at once, as a terminal's does (workers included).
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
 
 
 def _trials(folder):
@@ -53,7 +57,10 @@ def test_ctrl_c_then_rerun_finishes_the_count_with_no_trial_lost_or_run_twice(tm
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "no trial completed in 300 s"
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    # To the group, as a terminal does: sent to the parent alone, it reaches the
+    # workers only after the parent has waited 2 s for each, long enough on a
+    # loaded machine for them to complete the count (it did, on CI's run).
+    os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "edgeprune: error: sweep interrupted with " in err and "run the same command" in err
