@@ -145,9 +145,7 @@ def rate_per_minute(url: str, study: str) -> tuple[float, int, float]:
     from edgeprune.sweep.storage import open_storage
 
     trials = optuna.load_study(study_name=study, storage=open_storage(url, ".")).trials
-    done = [
-        t for t in trials if t.state.name == "COMPLETE" and "duplicate_of" not in t.user_attrs
-    ]
+    done = [t for t in trials if t.state.name == "COMPLETE" and "duplicate_of" not in t.user_attrs]
     window = (
         max(t.datetime_complete for t in done)
         - min(t.datetime_start for t in trials if t.datetime_start)
