@@ -147,20 +147,31 @@ def ensure_free(folder: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def previous_model(folder: str | os.PathLike) -> tuple[str, str | None] | None:
-    """The model (``builtin:<name>`` or a file's absolute path) and its SHA-256 that
-    the run in ``folder`` took in, from its ``report.json``; None when the folder
-    holds no readable run report (nothing, a check report, a damaged file)."""
+def report_section(folder: str | os.PathLike, key: str) -> dict | None:
+    """The ``key`` section (``inputs``, ``artifacts``) of ``folder``'s ``report.json``
+    as plain JSON, read leniently: None when there is no report, it is not JSON, or
+    the section is not an object. For the guards that ask what a folder holds
+    before anything is written; :func:`edgeprune.report.read` is the strict reader."""
     import json
 
     from edgeprune.report import REPORT_NAME
 
     try:
         with open(os.path.join(os.fspath(folder), REPORT_NAME), encoding="utf-8") as fh:
-            inputs = json.load(fh).get("inputs")
-        model = inputs.get("model")
+            section = json.load(fh).get(key)
     except (OSError, ValueError, AttributeError):
         return None
+    return section if isinstance(section, dict) else None
+
+
+def previous_model(folder: str | os.PathLike) -> tuple[str, str | None] | None:
+    """The model (``builtin:<name>`` or a file's absolute path) and its SHA-256 that
+    the run in ``folder`` took in, from its ``report.json``; None when the folder
+    holds no readable run report (nothing, a check report, a damaged file)."""
+    inputs = report_section(folder, "inputs")
+    if inputs is None:
+        return None
+    model = inputs.get("model")
     if not isinstance(model, str) or not model:
         return None
     sha = inputs.get("model_sha256")
@@ -204,16 +215,10 @@ def refuse_foreign_firmware(
     Raises:
         OtherModelError: ``folder``'s run is of another model and ``force`` is off.
     """
-    import json
-
-    from edgeprune.report import REPORT_NAME
-
-    try:
-        with open(os.path.join(os.fspath(folder), REPORT_NAME), encoding="utf-8") as fh:
-            listed = json.load(fh).get("artifacts")
-        hashes = {a.get("sha256") for a in listed.values()}
-    except (OSError, ValueError, AttributeError):
+    listed = report_section(folder, "artifacts")
+    if listed is None or not all(isinstance(a, dict) for a in listed.values()):
         return  # no readable run report: nothing firmware/ could contradict
+    hashes = {a.get("sha256") for a in listed.values()}
     if force or sha256 in hashes:
         return
     raise OtherModelError(

@@ -99,11 +99,7 @@ def _find_trial(number: int, sweep: str) -> dict:
 
 def _listed(folder: str) -> set[str]:
     """The top-level names the run in ``folder`` lists (none without a report)."""
-    try:
-        with open(os.path.join(folder, REPORT_NAME), encoding="utf-8") as fh:
-            listed = json.load(fh).get("artifacts") or {}
-    except (OSError, ValueError, AttributeError):
-        return set()
+    listed = run_folder.report_section(folder, "artifacts") or {}
     return {str(n).split("/", 1)[0] for n in listed if ".." not in str(n)}
 
 
