@@ -20,6 +20,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
+# for converter.py: the converter's own record of what kind of model it converted
+from tensorflow.lite.python import (  # noqa: E402, F401
+    conversion_metadata_schema_py_generated as conversion_metadata,
+)
+
 from edgeprune import progress  # noqa: E402
 from edgeprune.adapters import model_config as mc  # noqa: E402
 from edgeprune.adapters.keras3 import MANUAL_FIX  # noqa: E402
