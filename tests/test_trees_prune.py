@@ -321,8 +321,15 @@ def test_fit_goal_returns_the_most_accurate_candidate_that_fits(digits_like):
     out = prune(forest, PruneOptions(method="ccp"), val_data=val, fits=fits)
     assert out.forest.n_nodes <= 400
     within = [c.forest for c in ccp_candidates(forest) if c.forest.n_nodes <= 400]
-    assert validation_metric(out.forest, *val) == max(validation_metric(f, *val) for f in within)
+    best = max(validation_metric(f, *val) for f in within)
+    assert validation_metric(out.forest, *val) == best
+    # among the equally accurate, the largest: the goal is the largest model that fits
+    assert out.forest.n_nodes == max(
+        f.n_nodes for f in within if validation_metric(f, *val) == best
+    )
     assert calls[-1] == out.forest.n_nodes and all(n > 400 for n in calls[:-1])
+    # after a failure only smaller candidates are tried: each call is smaller than the last
+    assert all(a > b for a, b in zip(calls, calls[1:], strict=False))
     assert out.steps[0]["parameters"]["rule"] == "fit"
 
 

@@ -6,10 +6,11 @@ split; the test split never reaches this module. The tree-level algorithms are
 in :mod:`.prune_tree`, the member orderings in :mod:`.prune_ensemble`.
 
 With a budget (``max_nodes`` and/or a ``fits`` predicate, the "fit" goal), the
-candidates of every stage are pooled, those beaten by a smaller candidate at
-least as accurate are dropped, and the most accurate remaining candidate that
-passes the budget is returned; ``fits`` is called from the most accurate down,
-so it is called only as often as needed.
+candidates of every stage are pooled and the most accurate on validation that
+passes the budget is returned (the largest among equally accurate ones).
+``fits`` is called from the most accurate down; once a candidate fails, no
+candidate at least as large is tried (size on the device grows with nodes), so
+it is called only a few times.
 """
 
 from __future__ import annotations
@@ -297,32 +298,30 @@ def default_size(scores: list[float], n_members: int) -> int:
     return len(scores) - 1
 
 
-def _front(pool):
-    """The pool without candidates that a smaller one at least as accurate beats,
-    most accurate first."""
-    ranked = sorted(range(len(pool)), key=lambda i: (-pool[i][3][0], pool[i][4], i))
-    front, smallest = [], None
-    for i in ranked:
-        if smallest is None or pool[i][4] < smallest:
-            front.append(pool[i])
-            smallest = pool[i][4]
-    return front
+def _preferred(pool):
+    """The pool, most accurate on validation first and, among equally accurate, the
+    largest first: on a small validation split many sizes tie, and the goal is
+    the largest most accurate model that fits, not the smallest."""
+    return sorted(pool, key=lambda p: (-p[3][0], -p[4], p[0]))
 
 
 def _fit_goal(forest, options, cands, x_val, y_val, fits):
-    pool = []  # (tree-level index, prefix builder, prefix params, score, nodes)
+    pool = []  # (tree-level index, prefix builder, prefix params, scores, nodes)
     for ci, cand in enumerate(cands):
         for build, params, score, nodes in _prefixes(cand, options, x_val, y_val):
             pool.append((ci, build, params, score, nodes))
     smallest = min(pool, key=lambda p: p[4])
     within = [p for p in pool if options.max_nodes is None or p[4] <= options.max_nodes]
-    tried = 0
-    for ci, build, params, _, _ in _front(within):
+    tried, failed_at = 0, None
+    for ci, build, params, _, nodes in _preferred(within):
+        if failed_at is not None and nodes >= failed_at:
+            continue  # no larger model than one that did not fit is tried
         candidate = build()
         tried += 1
         if fits is None or fits(candidate):
-            log.info("fit goal: candidate %d of the front passes (%d tried)", tried, tried)
+            log.info("fit goal: %d candidates checked, %d nodes kept", tried, nodes)
             return ci, candidate, params
+        failed_at = nodes
     budget = f"at most {options.max_nodes} nodes" if options.max_nodes else "the device budget"
     raise GoalUnreachableError(
         f"no pruned candidate meets {budget}: the smallest has {smallest[4]} nodes in "
