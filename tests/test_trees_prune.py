@@ -393,3 +393,17 @@ def test_regression_forest_prunes_by_reduced_error_and_refuses_mdl():
         assert sse_after <= sse_before + 1e-9
     with pytest.raises(BadInputError, match="MDL pruning encodes class labels"):
         prune(forest, PruneOptions(method="mdl"))
+
+
+def test_a_node_budget_below_every_candidate_is_refused_without_calling_fits(digits_like):
+    forest, _, _, val = digits_like
+    calls = []
+    with pytest.raises(GoalUnreachableError) as err:
+        prune(
+            forest,
+            PruneOptions(method="mdl", max_nodes=2),
+            val_data=val,
+            fits=lambda f: calls.append(f) or True,
+        )
+    assert "no pruned candidate meets at most 2 nodes and the device budget" in str(err.value)
+    assert calls == []

@@ -322,7 +322,8 @@ def _fit_goal(forest, options, cands, x_val, y_val, fits):
             log.info("fit goal: %d candidates checked, %d nodes kept", tried, nodes)
             return ci, candidate, params
         failed_at = nodes
-    budget = f"at most {options.max_nodes} nodes" if options.max_nodes else "the device budget"
+    parts = [f"at most {options.max_nodes} nodes"] if options.max_nodes else []
+    budget = " and ".join(parts + (["the device budget"] if fits is not None else []))
     raise GoalUnreachableError(
         f"no pruned candidate meets {budget}: the smallest has {smallest[4]} nodes in "
         f"{smallest[1]().n_members} members ({len(pool)} candidates, {tried} checked); "
@@ -376,7 +377,11 @@ def prune(
     if options.ensemble != "none":
         if not budgeted:
             prefixes = _prefixes(cands[chosen], options, x_val, y_val)
-            best = default_size([p[2][0] for p in prefixes], cands[chosen].forest.n_members)
+            best = (
+                0  # a fixed member count gives one prefix
+                if options.members
+                else default_size([p[2][0] for p in prefixes], cands[chosen].forest.n_members)
+            )
             build, ens_params = prefixes[best][0], prefixes[best][1]
             final = build()
         steps.append(_step(options.ensemble, ens_params, tree_result, final, x_val, y_val))
