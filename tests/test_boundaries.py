@@ -27,6 +27,9 @@ ADAPTERS: dict[str, frozenset[str]] = {
     "tflite_micro": frozenset({"edgeprune/tflm/worker.py"}),
     # The sweep's search engine and study storages: a folder ("/" ends it), not a module.
     "optuna": frozenset({"edgeprune/sweep/"}),
+    # Tree models (issue 17): the C export and reading users' models, in the trees package.
+    "emlearn": frozenset({"edgeprune/trees/"}),
+    "skops": frozenset({"edgeprune/trees/"}),
 }
 CONVERTER = "TFLiteConverter"
 CONVERTER_HOME = "edgeprune/adapters/converter.py"

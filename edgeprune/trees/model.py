@@ -15,7 +15,10 @@ Conventions (those of scikit-learn's ``tree_``):
 - ``value[i]`` is the node's output: class fractions (rows sum to 1) for a
   classifier, the mean target for a regressor (one column);
 - ``n_samples[i]``: training samples that reached the node (for MDL and
-  reduced-error tie-breaking); ``impurity[i]`` its training impurity.
+  reduced-error tie-breaking); ``impurity[i]`` its training impurity;
+  ``weight[i]`` the weighted sample count (scikit-learn's
+  ``weighted_n_node_samples``: bootstrap counts in a random forest), which
+  cost-complexity pruning and impurity importance weigh nodes by.
 
 A forest's classifier prediction averages the members' leaf fractions and
 takes the argmax (scikit-learn's soft vote); a regressor's averages the leaf
@@ -43,6 +46,7 @@ class Tree:
     value: np.ndarray  # float64 (n_nodes, n_outputs)
     n_samples: np.ndarray  # int64 (n_nodes,)
     impurity: np.ndarray  # float64 (n_nodes,)
+    weight: np.ndarray  # float64 (n_nodes,): weighted_n_node_samples
 
     @property
     def n_nodes(self) -> int:
@@ -167,6 +171,7 @@ def tree_from_sklearn(tree_) -> Tree:
         value=value.reshape(n, -1).copy(),
         n_samples=np.asarray(tree_.n_node_samples, dtype=np.int64).copy(),
         impurity=np.asarray(tree_.impurity, dtype=np.float64).copy(),
+        weight=np.asarray(tree_.weighted_n_node_samples, dtype=np.float64).copy(),
     )
 
 
@@ -215,14 +220,73 @@ def compact(tree: Tree) -> Tree:
         tree.value[idx].copy(),
         tree.n_samples[idx].copy(),
         tree.impurity[idx].copy(),
+        tree.weight[idx].copy(),
     )
 
 
 def make_leaf(tree: Tree, node: int) -> Tree:
     """``tree`` with ``node``'s subtree replaced by a leaf holding the node's value."""
+    return make_leaves(tree, [node])
+
+
+def make_leaves(tree: Tree, nodes) -> Tree:
+    """``tree`` with each of ``nodes``' subtrees replaced by a leaf holding that node's
+    value (a node inside another's removed subtree simply disappears), compacted once."""
+    nodes = np.asarray(list(nodes), dtype=np.int64)
+    if nodes.size == 0:
+        return tree
     left, right, feature = tree.left.copy(), tree.right.copy(), tree.feature.copy()
-    left[node] = right[node] = LEAF
-    feature[node] = -2
-    return compact(
-        Tree(left, right, feature, tree.threshold, tree.value, tree.n_samples, tree.impurity)
+    threshold = tree.threshold.copy()
+    left[nodes] = right[nodes] = LEAF
+    feature[nodes] = -2
+    threshold[nodes] = -2.0  # scikit-learn's value at leaves
+    pruned = Tree(
+        left, right, feature, threshold, tree.value, tree.n_samples, tree.impurity, tree.weight
     )
+    return compact(pruned)
+
+
+def visits(tree: Tree, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (node, row) pair such that row ``row`` of ``x`` passes through ``node``
+    on its way to a leaf, as two int64 arrays of equal length (root first)."""
+    x = np.asarray(x, dtype=np.float32)
+    rows = np.arange(x.shape[0], dtype=np.int64)
+    node = np.zeros(x.shape[0], dtype=np.int64)
+    all_nodes, all_rows = [node], [rows]
+    while rows.size:
+        inner = tree.left[node] != LEAF
+        rows, node = rows[inner], node[inner]
+        go_left = x[rows, tree.feature[node]].astype(np.float64) <= tree.threshold[node]
+        node = np.where(go_left, tree.left[node], tree.right[node]).astype(np.int64)
+        all_nodes.append(node)
+        all_rows.append(rows)
+    return np.concatenate(all_nodes), np.concatenate(all_rows)
+
+
+def parents(tree: Tree) -> np.ndarray:
+    """Each node's parent (-1 for the root)."""
+    parent = np.full(tree.n_nodes, -1, dtype=np.int64)
+    inner = np.nonzero(tree.left != LEAF)[0]
+    parent[tree.left[inner]] = inner
+    parent[tree.right[inner]] = inner
+    return parent
+
+
+def postorder(tree: Tree) -> list[int]:
+    """The reachable nodes, every child before its parent."""
+    order, stack = [], [0]
+    while stack:
+        node = stack.pop()
+        order.append(node)
+        if tree.left[node] != LEAF:
+            stack += [int(tree.left[node]), int(tree.right[node])]
+    return order[::-1]
+
+
+def model_inputs(forest: Forest, x: np.ndarray) -> np.ndarray:
+    """The columns of ``x`` (all the data set's features) that ``forest`` reads:
+    ``x[:, forest.meta["features"]]`` for a model refitted on fewer features
+    (the original indices, in the model's order), else ``x`` unchanged."""
+    features = forest.meta.get("features")
+    x = np.asarray(x)
+    return x if features is None else x[:, np.asarray(features, dtype=np.int64)]
