@@ -113,6 +113,49 @@ BUILTIN_DATASETS = {
 }
 
 
+# The class names of the built-in data sets, in the order of their labels. The
+# synthetic sets carry the names of the MLPerf Tiny tasks they stand in for (Speech
+# Commands' 12 keywords as the KWS benchmark orders them, Visual Wake Words, CIFAR-10):
+# their samples are generated patterns, so the names say which output is which, not
+# what the pattern shows. ad_synthetic is a regression task: no classes.
+LABEL_NAMES: dict[str, tuple[str, ...]] = {
+    "digits": tuple(str(d) for d in range(10)),
+    "kws_synthetic": (
+        "down",
+        "go",
+        "left",
+        "no",
+        "off",
+        "on",
+        "right",
+        "stop",
+        "up",
+        "yes",
+        "silence",
+        "unknown",
+    ),
+    "vww_synthetic": ("no_person", "person"),
+    "ic_synthetic": (
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ),
+}
+
+
+def label_names(name: str) -> tuple[str, ...] | None:
+    """The class names of built-in data set ``name``, in label order, or None when
+    it has none (a regression set, an unknown name, an ``.npz`` file)."""
+    return LABEL_NAMES.get(name)
+
+
 @functools.cache
 def _builtin(name: str) -> Dataset:
     """A built-in data set, made once per process (a sweep's worker loads it for
