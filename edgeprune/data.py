@@ -120,33 +120,9 @@ BUILTIN_DATASETS = {
 # what the pattern shows. ad_synthetic is a regression task: no classes.
 LABEL_NAMES: dict[str, tuple[str, ...]] = {
     "digits": tuple(str(d) for d in range(10)),
-    "kws_synthetic": (
-        "down",
-        "go",
-        "left",
-        "no",
-        "off",
-        "on",
-        "right",
-        "stop",
-        "up",
-        "yes",
-        "silence",
-        "unknown",
-    ),
+    "kws_synthetic": tuple("down go left no off on right stop up yes silence unknown".split()),
     "vww_synthetic": ("no_person", "person"),
-    "ic_synthetic": (
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    ),
+    "ic_synthetic": tuple("airplane automobile bird cat deer dog frog horse ship truck".split()),
 }
 
 
