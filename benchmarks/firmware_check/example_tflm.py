@@ -181,6 +181,7 @@ def main(argv: list[str]) -> int:
             "arena_bytes": arena,
         },
         "toolchain": {
+            "edgeprune": _run(["git", "-C", HERE, "rev-parse", "HEAD"]).stdout.strip(),
             "tflite_micro": TFLM_COMMIT,
             "cmsis_nn": CMSIS_NN_COMMIT,
             "compiler": _run(["arm-none-eabi-g++", "--version"]).stdout.splitlines()[0],
