@@ -16,7 +16,8 @@ NAME=$(basename "$(ls $FW/ops_*.h | head -1)" .h); NAME=${NAME#ops_}
 CAMEL=$(sed -n 's/^constexpr int k\(.*\)OpCount = .*/\1/p' $FW/ops_$NAME.h)
 printf '#include "%s"\n' config_$NAME.h model_$NAME.h ops_$NAME.h > $B/fw.h
 printf '#define %s %s\n' FW_RESOLVER ${NAME}_OpResolver FW_REGISTER ${NAME}_RegisterOps \
-  FW_DATA g_${NAME}_model_data FW_ARENA k${CAMEL}ArenaBytes >> $B/fw.h
+  FW_DATA g_${NAME}_model_data FW_ARENA k${CAMEL}ArenaBytes \
+  FW_OUTPUT_BYTES k${CAMEL}Output0Bytes FW_OUTPUT_ELEMENTS k${CAMEL}Output0Elements >> $B/fw.h
 arm-none-eabi-gcc $ARCH -Os -ffunction-sections -fdata-sections -Wall -c $HERE/startup.c -o $B/startup.o
 arm-none-eabi-g++ "${CXXFLAGS[@]}" -I$FW -I$INPUTS -I$B "$@" -c ${SRC:-$HERE/main.cc} -o $B/main.o
 arm-none-eabi-g++ "${CXXFLAGS[@]}" -I$FW "$@" -c $FW/model_$NAME.cc -o $B/model_data.o

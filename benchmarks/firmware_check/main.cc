@@ -117,7 +117,7 @@ int main() {
   say_recorded(allocator, tflite::RecordedAllocationType::kNodeAndRegistrationArray, "node_and_registrations");
   say_recorded(allocator, tflite::RecordedAllocationType::kOpData, "op_data");
 #endif
-  if ((int)input->bytes != SAMPLE_BYTES || (int)output->bytes != kFinalInt8Output0Bytes ||
+  if ((int)input->bytes != SAMPLE_BYTES || (int)output->bytes != FW_OUTPUT_BYTES ||
       input->type != kTfLiteInt8 || output->type != kTfLiteInt8) {
     sh_puts("TENSOR_MISMATCH\n");
     return 6;
@@ -131,7 +131,7 @@ int main() {
     char* p = g_line;
     *p++ = 'O'; *p++ = ' ';
     p = put_int(p, i);
-    for (int k = 0; k < kFinalInt8Output0Elements; ++k) {
+    for (int k = 0; k < FW_OUTPUT_ELEMENTS; ++k) {
       *p++ = ' ';
       p = put_int(p, output->data.int8[k]);
     }
