@@ -543,3 +543,12 @@ def test_run_on_a_tflite_refuses_at_once_or_builds_the_firmware(int8_model, tmp_
     )
     assert (code, tf) == (0, False), err
     assert (tmp_path / "firmware" / "ops_kws.h").exists()
+
+
+def test_run_with_a_bad_firmware_name_is_refused_before_training(tmp_path):
+    r = CliRunner().invoke(
+        main, ["run", "--target", "nano33ble", "--name", "9lives", "--out", str(tmp_path / "b")]
+    )
+    assert r.exit_code == 1, r.output
+    assert r.stderr.startswith("edgeprune: error: firmware name '9lives' is not a C name")
+    assert os.listdir(tmp_path) == []

@@ -132,11 +132,13 @@ def fit_facts(facts, info):
     return facts
 
 
-def _run_facts(model_path: str, sha256: str):
+def _run_facts(model_path: str, sha256: str, input_elements: int):
     """(source, facts) from the run folder the ``.tflite`` at ``model_path`` belongs
-    to (its ``report.json`` lists these bytes), or (None, None)."""
+    to (its ``report.json`` lists these bytes), or (None, None). The data set is
+    loaded for its first test sample only when the example would compile it in."""
     from edgeprune import run_folder
     from edgeprune.data import BUILTIN_DATASETS, load_dataset
+    from edgeprune.firmware.example import MAX_SAMPLE_VALUES
 
     folder = os.path.dirname(os.path.abspath(model_path))
     listed = run_folder.report_section(folder, "artifacts") or {}
@@ -149,6 +151,8 @@ def _run_facts(model_path: str, sha256: str):
     task = inputs.get("task") if inputs.get("task") in ("classification", "regression") else None
     if dataset not in BUILTIN_DATASETS:
         return source, None
+    if input_elements > MAX_SAMPLE_VALUES:
+        return source, builtin_facts(dataset, task)
     ds = load_dataset(dataset)
     return source, builtin_facts(dataset, task, ds.x_test, ds.y_test)
 
@@ -226,7 +230,8 @@ def build_firmware(
         check_labels(labels, model.info, f"labels file {labels_path}")
     out = out or os.path.dirname(os.path.abspath(model_path))
     check_out_dir(out)
-    source, facts = _run_facts(model_path, model.sha256)
+    inputs = model.info.inputs
+    source, facts = _run_facts(model_path, model.sha256, inputs[0].elements if inputs else 0)
     facts = facts or ModelFacts()
     if labels is not None:
         note = f"Labels from {os.path.basename(labels_path)}."
