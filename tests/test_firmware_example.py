@@ -251,6 +251,10 @@ def test_the_example_compiles_warning_free_for_every_interface(
     result = _link_and_run(tmp_path, objects)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines()[-1].startswith(f"label {run.outputs[0].argmax()} score ")
+    # without main(), for a board's own entry point
+    obj = _compile(tmp_path, EXAMPLE_CC, [*STRICT, "-DINFERENCE_EXAMPLE_NO_MAIN"], "lib.o")
+    symbols = subprocess.run(["nm", "-C", str(obj)], capture_output=True, text=True).stdout
+    assert " T RunInferenceExample()" in symbols and " T main" not in symbols
 
 
 @needs_cxx
