@@ -556,3 +556,20 @@ def test_run_with_a_bad_firmware_name_is_refused_before_training(tmp_path):
     assert r.exit_code == 1, r.output
     assert r.stderr.startswith("edgeprune: error: firmware name '9lives' is not a C name")
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("model_path", "source", "expected"),
+    [
+        ("runs/x/final_int8.tflite", "builtin:ds_cnn", "ds_cnn"),
+        ("runs/x/final_int8.tflite", "/home/me/Keyword Spotter.keras", "keyword_spotter"),
+        ("runs/x/final_int8.tflite", "/home/me/saved_model_v2/", "saved_model_v2"),
+        ("build/nano33ble/final_int8.tflite", None, "nano33ble"),
+        ("exp/42/pruned_float32.tflite", None, "model_42"),
+        ("models/person-detect.tflite", None, "person_detect"),
+    ],
+)
+def test_the_default_firmware_name_is_the_models_never_a_stages(model_path, source, expected):
+    from edgeprune.stages.firmware import default_name as firmware_name
+
+    assert firmware_name(model_path, source) == expected
