@@ -573,3 +573,18 @@ def test_the_default_firmware_name_is_the_models_never_a_stages(model_path, sour
     from edgeprune.stages.firmware import default_name as firmware_name
 
     assert firmware_name(model_path, source) == expected
+
+
+def test_a_sweeps_baseline_gives_way_to_the_model_it_was_trained_from(tmp_path):
+    """A sweep's trials run on <sweep>/baseline/baseline.keras; its baseline.json
+    names the model (a built-in's name or a file)."""
+    from edgeprune.stages.firmware import default_name as firmware_name
+
+    baseline = tmp_path / "sw" / "baseline"
+    baseline.mkdir(parents=True)
+    keras = str(baseline / "baseline.keras")
+    assert firmware_name("t/0000/final_int8.tflite", keras) == "baseline"  # no baseline.json
+    (baseline / "baseline.json").write_text(json.dumps({"key": {"model": "digits_cnn"}}))
+    assert firmware_name("t/0000/final_int8.tflite", keras) == "digits_cnn"
+    (baseline / "baseline.json").write_text(json.dumps({"key": {"model": "/m/kws-v2.keras"}}))
+    assert firmware_name("t/0000/final_int8.tflite", keras) == "kws_v2"

@@ -76,12 +76,35 @@ def default_name(model_path: str, source: str | None = None) -> str:
     if source:
         if source.startswith("builtin:"):
             return c_name(source.removeprefix("builtin:"))
-        return c_name(os.path.splitext(os.path.basename(os.path.normpath(source)))[0])
+        return _source_name(source)
     stem = os.path.splitext(os.path.basename(model_path))[0]
     if stem.startswith("final_") or stem in _STAGE_STEMS:
         folder = os.path.basename(os.path.dirname(os.path.abspath(model_path)))
         return c_name(folder) if folder else "model"
     return c_name(model_path)
+
+
+def _source_name(source: str) -> str:
+    """The C name of a Keras model file or folder a run took in. A stage's own file
+    (a sweep's trials take its ``baseline/baseline.keras``) gives way to the model
+    its ``baseline.json`` says it was trained from, else to its folder's name."""
+    import json
+
+    from edgeprune.artifacts import BASELINE_META
+    from edgeprune.firmware.model_files import default_name as c_name
+
+    stem = os.path.splitext(os.path.basename(os.path.normpath(source)))[0]
+    if stem not in ("baseline", "structured", "pruned"):
+        return c_name(stem)
+    try:
+        with open(os.path.join(os.path.dirname(source), BASELINE_META), encoding="utf-8") as fh:
+            model = json.load(fh)["key"]["model"]
+    except (OSError, ValueError, KeyError, TypeError):
+        model = None
+    if isinstance(model, str) and model:
+        return c_name(os.path.splitext(os.path.basename(os.path.normpath(model)))[0])
+    folder = os.path.basename(os.path.dirname(os.path.abspath(source)))
+    return c_name(folder) if folder else "model"
 
 
 def builtin_facts(dataset: str | None, task: str | None, x_test=None, y_test=None):
