@@ -53,7 +53,14 @@ def _show(fmt, fn, *args):
 @recipe_options((None, "train", "structured", "prune", "quantize", "budget"))
 @guarded
 def run(model, data, recipe_path, out, target, force, **kwargs):
-    """Run every stage: baseline, prune, strip, quantize, evaluate (and check)."""
+    """Run every stage: baseline, prune, strip, quantize, evaluate (and check).
+
+    Tree models (--model random_forest, decision_tree, extra_trees, or a fitted
+    model as .json or .skops): train, prune, export C, compile, check."""
+    from edgeprune.trees.pipeline import is_tree_model
+
+    if is_tree_model(model):
+        return _run_trees(model, data, recipe_path, out, target, force, kwargs)
     if model is not None and data is None:
         raise click.UsageError(
             "--data is required with --model: pruning fine-tunes on it "
@@ -72,6 +79,25 @@ def run(model, data, recipe_path, out, target, force, **kwargs):
             click.echo(format_run(exc.result))
         raise
     click.echo(format_run(result))
+
+
+def _run_trees(model, data, recipe_path, out, target, force, kwargs):
+    """``run`` for a tree model: no TensorFlow on this path."""
+    from edgeprune.trees.pipeline import KINDS, run
+    from edgeprune.trees.summary import format_tree_run
+
+    if model not in KINDS and data is None:
+        raise click.UsageError(
+            "--data is required with a fitted tree model file: it is evaluated and pruned on it"
+        )
+    recipe = _recipe(recipe_path, kwargs)
+    try:
+        result = run(model=model, data=data, recipe=recipe, out=out, target=target, force=force)
+    except BudgetError as exc:
+        if exc.result is not None:
+            click.echo(format_tree_run(exc.result))
+        raise
+    click.echo(format_tree_run(result))
 
 
 @click.command("prune")
