@@ -282,6 +282,16 @@ def validate_cmd(run_dir, target, runner, address, measurements, data, recipe_pa
         raise click.UsageError("give the run folder (RUN_DIR) or --target NAME for build/NAME")
     options = _recipe(recipe_path, kwargs).validate
     from edgeprune.presentation.validation import format_result
+
+    folder = run_dir or f"build/{target}"
+    from edgeprune.trees.pipeline import require_tree_run
+
+    if require_tree_run(folder):  # a tree model's C: host or serial runner
+        from edgeprune.trees.validate import validate_tree_run
+
+        which = runner if runner != "auto" else ("serial" if address else "host")
+        _show(format_result, validate_tree_run, folder, which, address, data, options)
+        return
     from edgeprune.stages.validate import validate_run
 
     _show(
