@@ -125,12 +125,11 @@ def _target(target, recipe: Recipe) -> Target | None:
 
 
 def _dtype(section, target: Target | None) -> str:
-    if section.dtype != "auto":
-        return section.dtype
-    from edgeprune.target import SOFT_FLOAT_CORES
+    if section.dtype != "auto" or target is None:
+        return "float" if section.dtype == "auto" else section.dtype
+    from edgeprune.trees.compile import default_dtype
 
-    # Without an FPU every float compare is a library call: int16 inputs instead.
-    return "int16" if target is not None and target.core in SOFT_FLOAT_CORES else "float"
+    return default_dtype(target)  # int16 on a core without an FPU
 
 
 def _model(model: str | None, recipe: Recipe):
@@ -317,7 +316,8 @@ def _undone_on_failure(inp: TreeInputs, previous: set[str]) -> Iterator[None]:
         from edgeprune.trees.prune import GoalUnreachableError
 
         if isinstance(exc, GoalUnreachableError):
-            raise TreeGoalError(str(exc)) from None
+            where = f"{inp.target.id}'s budgets" if inp.target else "the budget"
+            raise TreeGoalError(str(exc).replace("the device budget", where, 1)) from None
         raise
 
 

@@ -153,7 +153,7 @@ def fits_predicate(inp):
     def fits(candidate) -> bool:
         result = judge(inp, candidate, measure(inp, candidate))
         tried.append(candidate.n_nodes)
-        log.info(
+        log.debug(
             "fit goal: %d nodes in %d members %s %s",
             candidate.n_nodes,
             candidate.n_members,
@@ -185,11 +185,9 @@ def host_agreement(inp, forest) -> tuple[dict | None, str | None]:
     (scikit-learn's predictions) on the test split; (None, why) without gcc."""
     from edgeprune.trees import hostrun
     from edgeprune.trees.compile import CompilerMissingError
-    from edgeprune.trees.model import model_inputs
 
-    x = model_inputs(forest, inp.test[0])
-    try:
-        a = hostrun.compare(forest, x, name=C_NAME, dtype=inp.dtype)
+    try:  # compare takes the data set's features, as the measures do
+        a = hostrun.compare(forest, inp.test[0], name=C_NAME, dtype=inp.dtype)
     except CompilerMissingError as exc:
         return None, f"host agreement not measured: {exc}"
     return agreement_dict(a, inp.dtype, "test"), None
@@ -363,6 +361,7 @@ def run_stages(inp, previous: set[str], t0: float) -> TreeRunResult:
         trees=entry,
     )
     path = report.write_run(inp.out, body)
+    body = report.read(path)  # as written: artifacts listed, checked by the one reader
     return TreeRunResult(
         inp.out.path,
         path,
