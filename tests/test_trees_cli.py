@@ -121,7 +121,22 @@ def test_validate_runs_the_c_on_the_host_and_records_it(run_dir):
     assert "validate pruned_trees.json on host: PASS" in text
     host = _report(run_dir)["validation"]["host"]
     assert host["agreement"]["agreement"] == 1.0 and host["completed"] == 114
-    assert host["metrics"]["accuracy"] == _report(run_dir)["trees"]["pruned"]["test"]["accuracy"]
+    trees = _report(run_dir)["trees"]
+    assert host["metrics"]["accuracy"] == trees["pruned"]["test"]["accuracy"]
+    # the "float baseline" is the unpruned model, as for a Keras run's validation
+    assert host["baseline_metrics"]["accuracy"] == trees["baseline"]["test"]["accuracy"]
+
+
+def test_validate_refuses_a_changed_c_file_and_a_runner_trees_do_not_have(run_dir, tmp_path):
+    proc = edgeprune("validate", str(run_dir), "--runner", "tflm")
+    assert proc.returncode == 1
+    assert "use --runner host or --runner serial --device PORT" in proc.stderr
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    with open(copy / "firmware" / "edgeprune_model.c", "a") as fh:
+        fh.write("/* edited */\n")
+    proc = edgeprune("validate", str(copy), "--runner", "host")
+    assert proc.returncode == 1 and "edgeprune_model.c changed since report.json" in proc.stderr
 
 
 def test_report_rebuilds_the_page_of_a_tree_run(run_dir):

@@ -216,9 +216,9 @@ def resolve_inputs(model, data, recipe: Recipe, out, target) -> TreeInputs:
         _check_model_fits_data(forest, fit, val, test, source)
     elif task == "classification" and len(np.unique(fit[1])) < 2:
         raise DataError("the training labels hold a single class; a classifier needs two or more")
-    if out is None:
+    if out is None:  # never build/<target>: that is `make <target>`'s Keras build
         stem = kind if forest is None else os.path.splitext(os.path.basename(source))[0]
-        out = os.path.join("build", target.id) if target else os.path.join("runs", stem)
+        out = os.path.join("build", f"{target.id}_{stem}") if target else os.path.join("runs", stem)
     artifacts.check_out_dir(out)
     return TreeInputs(
         recipe,
@@ -258,10 +258,11 @@ def run(
     (default :data:`DEFAULT_DATA`). With ``target``, the C is compiled for its core,
     checked against its budgets and ``firmware/`` written.
 
-    Side effects: writes ``baseline_trees.json``, ``pruned_trees.json``, the C
-    sources under ``c/``, ``firmware/`` (with a target), ``report.json`` and
-    ``report.html`` into ``out`` (default ``runs/<kind>``, or ``build/<target>``)
-    holding its lock; a failure part way removes them.
+    Side effects: writes ``baseline_trees.json``, ``pruned_trees.json``,
+    ``firmware/`` (the C, its serial harness, a README), ``report.json`` and
+    ``report.html`` into ``out`` (default ``runs/<kind>``, or
+    ``build/<target>_<kind>`` with a target, apart from the Keras build of
+    ``make <target>``) holding its lock; a failure part way removes them.
 
     Raises:
         BadInputError: before writing anything, see :func:`resolve_inputs`; another

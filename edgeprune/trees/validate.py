@@ -12,11 +12,13 @@ test split of the run's data:
   board's identity the CRC-32 of ``edgeprune_model.c``), timed by the board's
   cycle counter.
 
-The reference is scikit-learn's prediction (:meth:`Forest.predict` of
-``pruned_trees.json``, equal to it): ``agreement`` is the share of samples the
-C predicts alike (a regressor: within the export's stated tolerance). The
-rules of :mod:`edgeprune.rules.validation` judge the accuracy (MSE) against
-scikit-learn's and the agreement; the result goes under ``validation.<runner>``.
+As for a Keras run, the "float baseline" is the model before compression (the
+unpruned ``baseline_trees.json`` in scikit-learn) and the host reference the
+final model itself (scikit-learn's :meth:`Forest.predict` of
+``pruned_trees.json``): ``agreement`` is the share of samples the C predicts as
+that reference does (a regressor: within the export's stated tolerance). The
+rules of :mod:`edgeprune.rules.validation` judge the accuracy (MSE) lost against
+the baseline and the agreement; the result goes under ``validation.<runner>``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from edgeprune.errors import BadInputError, DeviceError, Interrupted, QualityErr
 from edgeprune.report import ValidationResult
 from edgeprune.rules import validation as rules
 from edgeprune.runners.serial import SerialRunner, parse_address
-from edgeprune.trees.run_stages import C_NAME, FIRMWARE, PRUNED_JSON
+from edgeprune.trees.model import model_inputs
+from edgeprune.trees.run_stages import BASELINE_JSON, C_NAME, FIRMWARE, PRUNED_JSON
 
 log = logging.getLogger(__name__)
 RUNNERS = ("host", "serial")
@@ -65,28 +68,31 @@ class TreeSerialRunner(SerialRunner):
         return np.asarray(raw)
 
 
+def _unchanged(folder: str, run, name: str) -> str:
+    """The path of artifact ``name``, present and as the report lists it."""
+    path = os.path.join(folder, name)
+    if not os.path.isfile(path):
+        raise BadInputError(f"{path} is missing from the run folder; rerun `edgeprune run`")
+    recorded = run.sha256_of(name)
+    if recorded is not None and recorded != artifacts.sha256_file(path):
+        raise BadInputError(
+            f"{path} changed since report.json was written; rerun `edgeprune run` so that "
+            "the report describes the model"
+        )
+    return path
+
+
 def _files(folder: str, run) -> dict[str, str]:
     """The model's C from ``firmware/``, each file as the report lists it."""
     out = {}
     for fname in (f"{C_NAME}_model.h", f"{C_NAME}_model.c"):
-        name = f"{FIRMWARE}/{fname}"
-        path = os.path.join(folder, name)
-        if not os.path.isfile(path):
-            raise BadInputError(f"{path} is missing from the run folder; rerun `edgeprune run`")
-        recorded = run.sha256_of(name)
-        if recorded is not None and recorded != artifacts.sha256_file(path):
-            raise BadInputError(
-                f"{path} changed since report.json was written; rerun `edgeprune run` so that "
-                "the report describes the model"
-            )
-        with open(path, encoding="utf-8") as fh:
+        with open(_unchanged(folder, run, f"{FIRMWARE}/{fname}"), encoding="utf-8") as fh:
             out[fname] = fh.read()
     return out
 
 
 def _test_split(run, data: str | None, forest):
     from edgeprune.data import BUILTIN_DATASETS, load_dataset
-    from edgeprune.trees.model import model_inputs
     from edgeprune.trees.pipeline import _labels
     from edgeprune.trees.train import check_xy
 
@@ -106,7 +112,7 @@ def _test_split(run, data: str | None, forest):
             f"{dataset.name} has {x.shape[1]} features, the run's model reads "
             f"{run.trees.n_features}; pass the run's data"
         )
-    return dataset.name, model_inputs(forest, x).astype(np.float32), y, notes
+    return dataset.name, x, y, notes
 
 
 def _agreement(forest, got: np.ndarray, expected: np.ndarray) -> dict:
@@ -209,16 +215,19 @@ def validate_tree_run(
         run = report.read(os.path.join(folder, report.REPORT_NAME))
         if getattr(run, "trees", None) is None:
             raise BadInputError(f"{folder} holds no tree run; validate it as a Keras run")
-        forest = load_model(os.path.join(folder, PRUNED_JSON))
+        forest = load_model(_unchanged(folder, run, PRUNED_JSON))
+        baseline = load_model(_unchanged(folder, run, BASELINE_JSON))
         files = _files(folder, run)
-        name, x, y, notes = _test_split(run, data, forest)
-        if opts.samples is not None and opts.samples < len(x):
-            x, y = x[: opts.samples], y[: opts.samples]
+        name, x_all, y, notes = _test_split(run, data, forest)
+        if opts.samples is not None and opts.samples < len(x_all):
+            x_all, y = x_all[: opts.samples], y[: opts.samples]
+        x = model_inputs(forest, x_all).astype(np.float32)
         expected = forest.predict(x)
         predicted, out = _run_c(runner, files, forest, x, address)
         n = len(predicted)
         m = _quality(forest, y[:n], predicted) if n else {}
-        base = _quality(forest, y[:n], expected[:n]) if n else {}
+        unpruned = baseline.predict(model_inputs(baseline, x_all[:n]))
+        base = _quality(baseline, y[:n], unpruned) if n else {}
         agree = _agreement(forest, predicted, expected)
         checks = rules.evaluate(forest.task, rules.Evidence(m, base, agree), opts) if n else ()
         from edgeprune.stages.validate import latency_stats
