@@ -356,3 +356,23 @@ def test_a_pruned_model_over_the_budget_writes_its_report_then_fails(tmp_path):
     written = report.read(os.path.join(tmp_path, "o", "report.json"))
     assert written.stages.check is not None and not written.stages.check.ok
     assert err.value.result.check.rules[0].figure > 262_154
+
+
+def test_a_regressor_is_trained_measured_and_its_c_agrees_within_the_stated_tolerance(tmp_path):
+    from edgeprune.trees.validate import validate_tree_run
+
+    rng = np.random.default_rng(0)
+    x = rng.random((300, 5)).astype(np.float32)
+    y = 3 * x[:, 0] - 2 * x[:, 1] ** 2 + 0.05 * rng.standard_normal(300)
+    path = tmp_path / "reg.npz"
+    np.savez(path, x_train=x[:240], y_train=y[:240], x_test=x[240:], y_test=y[240:])
+    recipe = _recipe(trees={"n_estimators": 6, "prune": {"method": "ccp"}})
+    result = pipeline.run("random_forest", str(path), recipe, str(tmp_path / "o"), page=False)
+    trees = result.report.trees
+    assert trees.task == "regression" and set(trees.pruned.test) == {"mse", "mae"}
+    assert trees.pruned.validation["metric"] == "mse"
+    assert trees.agreement["n_equal"] == trees.agreement["n"] == 60
+    assert 0 < trees.agreement["tolerance"] < 1e-5
+    checked = validate_tree_run(str(tmp_path / "o"), "host", data=str(path))
+    assert checked.agreement["agreement"] == 1.0 and "mse" in checked.metrics
+    assert {r.name for r in checked.rules} == {"mse", "agreement"}
