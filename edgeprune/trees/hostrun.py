@@ -1,0 +1,181 @@
+"""The generated C compiled for this machine and run: the host runner of a tree model.
+
+:func:`predict` builds the C files with the host ``gcc`` (``-O2 -ffp-contract=off``,
+IEEE float and double as on the devices) into a program that reads float32 rows
+on stdin and writes one prediction per row (int32 class index, or float64 of the
+value), in a temporary folder, and returns the predictions. :func:`compare` runs
+a forest's export against :meth:`Forest.predict` (= scikit-learn's) and says how
+many rows agree and, for the first that do not, why.
+
+Agreement is equality for class labels; for a regressor, a difference within
+:func:`edgeprune.trees.cexport.regression_tolerance` (float leaves) or exact
+equality (``leaf_dtype="double"``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from edgeprune.errors import BadInputError, clip
+from edgeprune.trees import cexport
+from edgeprune.trees.compile import CompileError, CompilerMissingError, _header_facts, _run
+from edgeprune.trees.model import CLASSIFICATION, LEAF, Forest
+
+HOST_FLAGS = ("-O2", "-std=c99", "-ffp-contract=off")
+MAX_DIFFERENCES = 10  # rows explained in a comparison
+
+
+def runner_source(name: str, quantized: bool) -> str:
+    """``main``: read float32 rows of ``<NAME>_N_FEATURES`` on stdin, write predictions."""
+    up = name.upper()
+    feed = (
+        f"{name}_input_t q[{up}_N_FEATURES]; {name}_quantize(x, q); p = {name}_predict(q);"
+        if quantized
+        else f"p = {name}_predict(x);"
+    )
+    return (
+        "#include <stdio.h>\n#include <stdint.h>\n"
+        f'#include "{name}_model.h"\n'
+        "int main(void) {\n"
+        f"    float x[{up}_N_FEATURES];\n"
+        f"    while (fread(x, sizeof(float), {up}_N_FEATURES, stdin) == {up}_N_FEATURES) {{\n"
+        f"        __typeof__({name}_predict(0)) p; {feed}\n"
+        "        double out = (double)p;\n"
+        "        fwrite(&out, sizeof out, 1, stdout);\n"
+        "    }\n    return 0;\n}\n"
+    )
+
+
+def predict(files: dict[str, str], name: str, x: np.ndarray) -> np.ndarray:
+    """Predictions of the C model ``name`` in ``files`` on each row of ``x`` (float32).
+
+    Returns int64 class indices for a classifier (``<name>_predict`` returns
+    ``int32_t``), float64 values for a regressor. Side effects: compiles and runs
+    a program in a temporary folder, removed afterwards.
+
+    Raises:
+        CompilerMissingError: no ``gcc`` on this machine (package build-essential).
+        CompileError: the C did not compile, or the program failed.
+        BadInputError: ``x`` is not 2-D with the model's feature count.
+    """
+    n_features, _ = _header_facts(files, name)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[1] != n_features:
+        raise BadInputError(f"x has shape {x.shape}; the model reads rows of {n_features} features")
+    from shutil import which
+
+    if which("gcc") is None:
+        raise CompilerMissingError(
+            "gcc is not installed; install the Debian package build-essential"
+        )
+    quantized = f"void {name}_quantize(" in files.get(f"{name}_model.h", "")
+    classifier = f"int32_t {name}_predict(" in files.get(f"{name}_model.h", "")
+    with tempfile.TemporaryDirectory(prefix="edgeprune-hostrun-") as tmp:
+        folder = Path(tmp)
+        for fname, text in {**files, f"{name}_runner.c": runner_source(name, quantized)}.items():
+            (folder / fname).write_text(text)
+        sources = sorted(p.name for p in folder.glob("*.c"))
+        _run(["gcc", *HOST_FLAGS, "-I.", *sources, "-o", "runner", "-lm"], folder)
+        proc = subprocess.run(
+            [str(folder / "runner")], input=x.tobytes(), capture_output=True, check=False
+        )
+    if proc.returncode != 0:
+        raise CompileError(f"the host-compiled model failed: {clip(proc.stderr.decode())}")
+    out = np.frombuffer(proc.stdout, dtype=np.float64)
+    if out.shape[0] != x.shape[0]:
+        raise CompileError(f"the host-compiled model answered {out.shape[0]} of {x.shape[0]} rows")
+    return out.astype(np.int64) if classifier else out.copy()
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One row where the C model and scikit-learn disagree, and why."""
+
+    row: int
+    expected: object  # scikit-learn's label or value
+    got: object  # the C model's
+    why: str
+
+
+class Agreement(NamedTuple):
+    """How many rows the C model predicts as scikit-learn does."""
+
+    n_equal: int
+    n: int
+    differences: tuple[Difference, ...]  # the first MAX_DIFFERENCES
+    tolerance: float = 0.0  # regressors: the largest difference counted as equal
+
+    @property
+    def fraction(self) -> float:
+        return self.n_equal / self.n if self.n else 1.0
+
+
+def _near_thresholds(forest: Forest, row: np.ndarray, scale: np.ndarray) -> str:
+    """Decisions on ``row``'s paths taken within half a quantization step of the threshold."""
+    near = []
+    for m, tree in enumerate(forest.trees):
+        for node in tree.path_nodes(row[None, :])[0]:
+            if tree.left[node] == LEAF:
+                continue
+            f = int(tree.feature[node])
+            if abs(float(row[f]) - tree.threshold[node]) <= scale[f]:
+                near.append(f"member {m} node {node} (feature {f})")
+    return ", ".join(near[:3]) + (" ..." if len(near) > 3 else "")
+
+
+def _why(forest: Forest, row: np.ndarray, dtype: str, q) -> str:
+    if dtype == "int16":
+        near = _near_thresholds(forest, row, q[1])
+        if near:
+            return f"int16 quantization: the feature lies within one scale step of {near}"
+    if forest.task == CLASSIFICATION:
+        score = np.sort(forest.predict_value(row[None, :])[0])
+        margin = score[-1] - score[-2]
+        return (
+            f"the two best classes' averaged scores differ by {margin:.3g}, within the "
+            "rounding of the C sum's leaf values"
+        )
+    return "the C sum's rounding exceeds the stated tolerance"
+
+
+def compare(
+    forest: Forest,
+    x: np.ndarray,
+    *,
+    name: str = "model",
+    dtype: str = "float",
+    leaf_dtype: str = "float",
+    layout: str = "loop",
+) -> Agreement:
+    """The export of ``forest`` run on this host against :meth:`Forest.predict` on ``x``.
+
+    Generates the C (:func:`cexport.generate` with these options), runs it
+    (:func:`predict`) and counts equal predictions. Raises what those raise.
+    """
+    files = cexport.generate(forest, name, dtype, leaf_dtype=leaf_dtype, layout=layout)
+    x = np.asarray(x, dtype=np.float32)
+    got = predict(files, name, x)
+    expected = forest.predict(x)
+    tolerance = 0.0
+    if forest.task == CLASSIFICATION:
+        got = np.asarray(forest.classes)[got]
+        equal = got == expected
+    else:
+        if leaf_dtype == "float":
+            tolerance = cexport.regression_tolerance(forest)
+        equal = np.abs(got - expected) <= tolerance
+    q = None
+    if dtype == "int16":
+        flat = cexport._Flat(forest)
+        q = cexport._quantization(forest, flat)
+    diffs = tuple(
+        Difference(int(i), expected[i].item(), got[i].item(), _why(forest, x[i], dtype, q))
+        for i in np.nonzero(~equal)[0][:MAX_DIFFERENCES]
+    )
+    return Agreement(int(np.count_nonzero(equal)), int(x.shape[0]), diffs, tolerance)
