@@ -28,14 +28,16 @@ Exactness, with ``dtype="float"`` (float32 features, as scikit-learn reads them)
   classes' averaged scores lie within float32 rounding of each other;
   :func:`edgeprune.trees.hostrun.compare` counts such rows;
 - a regressor's output is within ``(members + 2) x 2^-23 x max |leaf value|`` of
-  scikit-learn's with float leaves (:func:`regression_tolerance`), equal with double.
+  scikit-learn's with float leaves
+  (:func:`edgeprune.trees.hostrun.regression_tolerance`), equal with double.
 
 ``dtype="int16"`` is for cores without an FPU: each feature is quantized as
 ``q = round((x - offset) / scale)`` clamped to +-32767 (per-feature offset and scale
 in the header, chosen so every threshold of that feature maps inside the range),
-thresholds as ``floor((t - offset) / scale)``, classifier leaf fractions as
-uint16 (x 65535). A decision can then flip where ``x`` lies within half a scale
-step of a threshold: predictions may differ, and the host runner says how many.
+a threshold as the quantized largest float32 at or below ``t``, classifier leaf
+fractions as uint16 (x 65535). A decision can then flip only where ``x`` and the
+threshold share one quantization level, and leaf fractions rounded to 1/65535 can
+change a near tie: predictions may differ, and the host runner says how many.
 """
 
 from __future__ import annotations
@@ -68,14 +70,6 @@ def float32_at_or_below(threshold: np.ndarray) -> np.ndarray:
     over = f.astype(np.float64) > t
     f[over] = np.nextafter(f[over], np.float32(-np.inf))
     return f
-
-
-def regression_tolerance(forest: Forest) -> float:
-    """How far the float-leaf C output of a regressor may be from scikit-learn's: each leaf
-    rounded to float32 (half an ulp) and each of the members' additions and the division
-    rounded, bounded by ``(members + 2) x 2^-23 x max |leaf value|``."""
-    biggest = max(float(np.max(np.abs(t.value))) for t in forest.trees)
-    return (forest.n_members + 2) * 2.0**-23 * biggest
 
 
 def c_float(value: float) -> str:
@@ -111,18 +105,23 @@ def _array(ctype: str, name: str, items: list[str], per_line: int = 12) -> str:
 
 
 class _Flat:
-    """The forest as global arrays: internal nodes numbered across members, leaves apart."""
+    """The forest as global arrays: internal nodes numbered across members; leaves as rows
+    of values, one row per distinct value (a grown forest's pure leaves share a few)."""
 
     def __init__(self, forest: Forest):
         self.feature, self.threshold, self.left, self.right, self.roots = [], [], [], [], []
         self.leaf_rows: list[np.ndarray] = []
+        rows: dict[bytes, int] = {}
         for tree in forest.trees:
             internal = [i for i in range(tree.n_nodes) if tree.left[i] != LEAF]
             ids = {i: len(self.feature) + k for k, i in enumerate(internal)}
             for i in range(tree.n_nodes):
-                if tree.left[i] == LEAF:
-                    ids[i] = -(len(self.leaf_rows) + 1)
-                    self.leaf_rows.append(tree.value[i])
+                if tree.left[i] == LEAF:  # leaves with equal values share one row
+                    key = tree.value[i].tobytes()
+                    if key not in rows:
+                        rows[key] = len(self.leaf_rows)
+                        self.leaf_rows.append(tree.value[i])
+                    ids[i] = -(rows[key] + 1)
             for i in internal:
                 self.feature.append(int(tree.feature[i]))
                 self.threshold.append(float(tree.threshold[i]))
@@ -261,10 +260,13 @@ def _thresholds(c: _Context) -> list[str]:
     thr = np.asarray(c.flat.threshold, dtype=np.float64)
     if c.q is None:
         return [c_float(v) for v in float32_at_or_below(thr)]
+    # q <= Q(f), f the largest float32 <= t, with Q the C quantizer (monotone): exact for
+    # every x unless x and f share a quantization level on either side of t
     offset, scale = c.q
     feats = np.asarray(c.flat.feature, dtype=np.int64)
-    qt = np.floor((thr - offset[feats]) / scale[feats]) if len(thr) else thr
-    return [str(int(v)) for v in np.clip(qt, -Q_MAX, Q_MAX)]
+    f = float32_at_or_below(thr)
+    qt = quantize(f[:, None], offset[feats][:, None], scale[feats][:, None])[:, 0]
+    return [str(int(v)) for v in qt]
 
 
 def _leaf_items(c: _Context) -> tuple[str, list[str]]:
@@ -403,3 +405,41 @@ def _source(c: _Context, layout: str) -> str:
             _quantizer(c),
         ]
     )
+
+
+def emlearn_anchor(estimator, name: str) -> dict[str, str]:
+    """emlearn's C export of a fitted scikit-learn ``estimator`` (the benchmark's anchor),
+    with a ``<name>_model.h`` of the same contract as :func:`generate`'s, so that
+    :func:`edgeprune.trees.compile.compiled_size` and the host runner take it as they are.
+
+    emlearn 0.23 (``method="inline"``, float features) majority-votes the members'
+    leaf classes and compares ``x < t`` with ``t`` printed to 6 decimals: it does not
+    express scikit-learn's soft vote or its thresholds exactly, so its predictions
+    can differ from scikit-learn's (the host runner counts them).
+
+    Raises:
+        CExportError: ``name`` not a C identifier, or emlearn refuses the estimator.
+    """
+    import emlearn
+
+    if not name.isidentifier() or not name.isascii():
+        raise CExportError(f"model name {name!r} is not a C identifier; use letters, digits, _")
+    try:
+        code = emlearn.convert(estimator, method="inline", dtype="float").save(name=f"{name}_eml")
+    except (ValueError, TypeError) as exc:
+        raise CExportError(f"emlearn cannot export {type(estimator).__name__}: {exc}") from None
+    regressor = not hasattr(estimator, "classes_")
+    out_t = "float" if regressor else "int32_t"
+    n, up = name, name.upper()
+    header = (
+        f"/* {n}: emlearn's export, wrapped by edgeprune. */\n#ifndef {up}_MODEL_H\n"
+        f"#define {up}_MODEL_H\n#include <stdint.h>\n"
+        f"#define {up}_N_FEATURES {int(estimator.n_features_in_)}\n"
+        f"typedef float {n}_input_t;\n{out_t} {n}_predict(const {n}_input_t *features);\n#endif\n"
+    )
+    source = (
+        f'#include "{n}_model.h"\n{code}\n'
+        f"{out_t} {n}_predict(const {n}_input_t *features) {{\n"
+        f"    return {n}_eml_predict(features, {up}_N_FEATURES);\n}}\n"
+    )
+    return {f"{n}_model.h": header, f"{n}_model.c": source}

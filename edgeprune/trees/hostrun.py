@@ -8,7 +8,7 @@ a forest's export against :meth:`Forest.predict` (= scikit-learn's) and says how
 many rows agree and, for the first that do not, why.
 
 Agreement is equality for class labels; for a regressor, a difference within
-:func:`edgeprune.trees.cexport.regression_tolerance` (float leaves) or exact
+:func:`regression_tolerance` (float leaves) or exact
 equality (``leaf_dtype="double"``).
 """
 
@@ -29,6 +29,14 @@ from edgeprune.trees.model import CLASSIFICATION, LEAF, Forest
 
 HOST_FLAGS = ("-O2", "-std=c99", "-ffp-contract=off")
 MAX_DIFFERENCES = 10  # rows explained in a comparison
+
+
+def regression_tolerance(forest: Forest) -> float:
+    """How far the float-leaf C output of a regressor may be from scikit-learn's: each leaf
+    rounded to float32 (half an ulp) and each of the members' additions and the division
+    rounded, bounded by ``(members + 2) x 2^-23 x max |leaf value|``."""
+    biggest = max(float(np.max(np.abs(t.value))) for t in forest.trees)
+    return (forest.n_members + 2) * 2.0**-23 * biggest
 
 
 def runner_source(name: str, quantized: bool) -> str:
@@ -168,7 +176,7 @@ def compare(
         equal = got == expected
     else:
         if leaf_dtype == "float":
-            tolerance = cexport.regression_tolerance(forest)
+            tolerance = regression_tolerance(forest)
         equal = np.abs(got - expected) <= tolerance
     q = None
     if dtype == "int16":
