@@ -152,3 +152,72 @@ def test_c_that_does_not_compile_is_one_line_quoting_the_compiler(wine_models):
     with pytest.raises(cc.CompileError) as exc:
         cc.compiled_size(files, "b_predict", "cortex-m4f")
     assert str(exc.value).startswith("arm-none-eabi-gcc failed: ") and "\n" not in str(exc.value)
+
+
+QEMU = shutil.which("qemu-system-arm") is not None
+needs_qemu = pytest.mark.skipif(not (ARM and QEMU), reason="needs arm-none-eabi-gcc and QEMU")
+
+
+@needs_qemu
+def test_counted_instructions_grow_with_the_nodes_a_row_visits():
+    from edgeprune.trees import tree_latency as tl
+
+    x, y = load_wine(return_X_y=True)
+    tree = from_sklearn(DecisionTreeClassifier(random_state=0).fit(x, y))
+    rows = x[:40].astype(np.float32)
+    counts = tl.count_instructions(cexport.generate(tree, "w"), "w", rows, "cortex-m4f")
+    visits = tl.visits(tree, rows)
+    assert len(counts) == len(rows) and len(set(visits.tolist())) > 1
+    # the same path costs the same; a longer path costs more, per node as the fit says
+    by_depth = {v: set(counts[visits == v].tolist()) for v in set(visits.tolist())}
+    assert all(len(c) == 1 for c in by_depth.values())
+    depths = sorted(by_depth)
+    lo, hi = by_depth[depths[0]].pop(), by_depth[depths[-1]].pop()
+    per_node = (hi - lo) / (depths[-1] - depths[0])
+    fit = tl.load_counts()["cortex-m4f-float"]["classification"]["per_node"]
+    assert abs(per_node - fit) <= 0.25 * fit
+
+
+@needs_qemu
+def test_the_fit_predicts_the_counted_instructions_of_a_model_outside_its_calibration():
+    from edgeprune.trees import tree_latency as tl
+
+    x, y = load_wine(return_X_y=True)
+    est = RandomForestClassifier(n_estimators=15, max_depth=4, random_state=3).fit(x[::3], y[::3])
+    forest = from_sklearn(est)
+    rows = x[1:60:3].astype(np.float32)
+    counted = tl.count_instructions(cexport.generate(forest, "h"), "h", rows, "cortex-m55")
+    fit = tl.load_counts()["cortex-m55-float"]["classification"]
+    predicted = tl.terms(forest, tl.visits(forest, rows)) @ np.array([fit[t] for t in tl.TERMS])
+    assert np.max(np.abs(predicted - counted) / counted) < 0.2
+
+
+def test_estimate_is_instructions_times_cycles_per_instruction_over_the_clock(wine_models):
+    from edgeprune.trees import tree_latency as tl
+
+    forest = wine_models[1]
+    target = load_target("nucleo_l4r5zi")
+    size = cc.CompiledSize(1, 1, 1, {}, {}, "gcc", (), "cortex-m4f", 1)
+    est = tl.estimate(forest, size, target)
+    fit = tl.load_counts()["cortex-m4f-float"]["classification"]
+    mean, deepest = tl.mean_and_deepest_visits(forest)
+    instructions = tl.terms(forest, mean)[0] @ np.array([fit[t] for t in tl.TERMS])
+    assert est.ms == pytest.approx(instructions * 1.205 / 120e6 * 1e3)
+    assert est.ms_high == pytest.approx(2 * est.ms) and est.basis == "derived"
+    assert est.energy_uj == pytest.approx(est.ms * 40.84)
+    assert any(n.startswith(f"deepest path: {deepest} decision nodes") for n in est.notes)
+    assert deepest >= mean > 0
+    m33 = tl.estimate(forest, None, load_target("pico2"))
+    assert "instruction counts of cortex-m4f used for cortex-m33" in m33.notes
+
+
+def test_estimate_refuses_another_cores_size_and_uncounted_cores(wine_models):
+    from edgeprune.trees import tree_latency as tl
+
+    size = cc.CompiledSize(1, 1, 1, {}, {}, "gcc", (), "cortex-m0plus", 1)
+    with pytest.raises(cc.BadInputError, match="compiled size is for cortex-m0plus, but"):
+        tl.estimate(wine_models[1], size, load_target("nucleo_l4r5zi"))
+    with pytest.raises(cc.BadInputError, match="no instruction counts for xtensa-lx6"):
+        tl.estimate(wine_models[1], None, load_target("esp32"))
+    with pytest.raises(cc.BadInputError, match="no instruction counts for cortex-m4f with int16"):
+        tl.estimate(wine_models[1], None, load_target("nucleo_l4r5zi"), dtype="int16")
