@@ -248,3 +248,97 @@ def test_emlearn_anchor_runs_on_the_host_and_says_how_often_it_agrees():
     assert got.min() >= 0 and got.max() <= 1
     # majority vote, not scikit-learn's soft vote: close, not guaranteed equal
     assert np.mean(est.classes_[got] == est.predict(x)) > 0.95
+
+
+_BOARD = """#include <stdint.h>
+#include <time.h>
+#include <unistd.h>
+#include "tree_harness.h"
+extern const ep_tree_model NAME_tree_model;
+static void put(void *c, const uint8_t *d, size_t n) {
+    (void)c;
+    while (n) { ssize_t k = write(1, d, n); if (k <= 0) return; d += k; n -= (size_t)k; }
+}
+static uint64_t ns(void *c) {
+    (void)c;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+static ep_tree_harness h;
+int main(void) {
+    ep_tree_transport link = {put, ns, 0};
+    ep_tree_init(&h, &NAME_tree_model, 1000000000u, link);
+    uint8_t b;
+    while (read(0, &b, 1) == 1) ep_tree_receive(&h, b);
+    return 0;
+}
+"""
+
+
+def _serial_client(address: str):
+    """The serial runner's transport and retry logic (edgeprune.runners.serial), without
+    its TFLite model: what a tree variant of the runner will reuse."""
+    from edgeprune.runners.serial import SerialRunner, parse_address
+
+    class TreeLink(SerialRunner):
+        def __post_init__(self):
+            self.port, self.baud = parse_address(self.address)
+            self.retried = 0
+
+    return TreeLink(b"", address, timeout_s=2.0)
+
+
+@pytest.mark.parametrize("dtype", cexport.DTYPES)
+def test_serial_harness_answers_the_protocol_over_a_pty_as_the_model_predicts(tmp_path, dtype):
+    import os
+    import tty
+
+    from edgeprune import protocol as p
+    from edgeprune.errors import DeviceError
+
+    x, y = load_wine(return_X_y=True)
+    x = x.astype(np.float32)
+    forest = from_sklearn(RandomForestClassifier(n_estimators=8, random_state=0).fit(x, y))
+    files = cexport.generate(forest, "wine", dtype)
+    for fname, text in {**files, **hostrun.serial_harness(files, "wine")}.items():
+        (tmp_path / fname).write_text(text)
+    (tmp_path / "board.c").write_text(_BOARD.replace("NAME", "wine"))
+    sources = sorted(str(f) for f in tmp_path.glob("*.c"))
+    flags = ["-std=gnu99", "-Wall", "-Wextra", "-Werror"]
+    subprocess.run(
+        ["gcc", *flags, "-I", str(tmp_path), *sources, "-o", str(tmp_path / "board"), "-lm"],
+        check=True,
+    )
+    master, slave = os.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    board = subprocess.Popen([str(tmp_path / "board")], stdin=master, stdout=master)
+    client = _serial_client(os.ttyname(slave))
+    link = client._open()
+    try:
+        ident = p.Identity.unpack(client.request(link, p.HELLO, b"", p.IDENTITY))
+        source = files["wine_model.c"].encode()
+        assert (ident.model_crc32, ident.model_bytes) == (p.model_crc32(source), len(source))
+        assert (ident.input_bytes, ident.output_bytes) == (13 * 4, 4)
+        got = []
+        for row in x[::6]:
+            p.decode_ack(client.request(link, p.SET_INPUT, p.OFFSET.pack(0) + row.tobytes(), p.ACK))
+            assert p.decode_invoked(client.request(link, p.INVOKE, b"", p.INVOKED)) > 0
+            raw = client.request(link, p.GET_OUTPUT, p.OFFSET_COUNT.pack(0, 4), p.OUTPUT)
+            got.append(int(np.frombuffer(p.decode_output(raw, 4), "<i4")[0]))
+        labels = np.asarray(forest.classes)[got]
+        expected = forest.predict(x[::6])
+        assert np.mean(labels == expected) == (
+            1.0 if dtype == "float" else np.mean(labels == expected)
+        )
+        if dtype == "float":
+            assert np.array_equal(labels, expected)
+        with pytest.raises(DeviceError, match="offset or count out of range"):
+            client.request(link, p.GET_OUTPUT, p.OFFSET_COUNT.pack(2, 4), p.OUTPUT)
+    finally:
+        link.close()
+        board.kill()
+        board.wait()
+        os.close(master)
+        os.close(slave)

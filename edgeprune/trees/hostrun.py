@@ -187,3 +187,41 @@ def compare(
         for i in np.nonzero(~equal)[0][:MAX_DIFFERENCES]
     )
     return Agreement(int(np.count_nonzero(equal)), int(x.shape[0]), diffs, tolerance)
+
+
+HARNESS_SOURCES = ("tree_harness.h", "tree_harness.c")
+
+
+def serial_harness(files: dict[str, str], name: str) -> dict[str, str]:
+    """The files of the serial validation harness for the model ``name`` in ``files``:
+    ``c_src/tree_harness.[ch]`` (the protocol of :mod:`edgeprune.protocol`), its
+    ``edgeprune_protocol.h`` and ``<name>_harness_glue.c``, which defines
+    ``const ep_tree_model <name>_tree_model`` (identity: CRC-32 and length of
+    ``<name>_model.c``). The board's main loop feeds received bytes to
+    ``ep_tree_receive``; see tree_harness.h.
+    """
+    from importlib import resources
+
+    from edgeprune import protocol
+
+    n_features, _ = _header_facts(files, name)
+    source = files[f"{name}_model.c"].encode()
+    quantized = f"void {name}_quantize(" in files[f"{name}_model.h"]
+    call = (
+        f"{name}_input_t q[{name.upper()}_N_FEATURES];\n    {name}_quantize(features, q);\n"
+        f"    __typeof__({name}_predict(0)) r = {name}_predict(q);"
+        if quantized
+        else f"__typeof__({name}_predict(0)) r = {name}_predict(features);"
+    )
+    glue = (
+        f'#include <string.h>\n#include "tree_harness.h"\n#include "{name}_model.h"\n'
+        f"static void {name}_invoke(const float *features, uint8_t *output) {{\n"
+        f"    {call}\n    memcpy(output, &r, sizeof r);\n}}\n"
+        f"const ep_tree_model {name}_tree_model = {{{protocol.model_crc32(source)}u, "
+        f"{len(source)}u, {n_features}u, (uint32_t)sizeof({name}_predict(0)), {name}_invoke}};\n"
+    )
+    folder = resources.files("edgeprune.trees") / "c_src"
+    out = {f: (folder / f).read_text() for f in HARNESS_SOURCES}
+    out["edgeprune_protocol.h"] = protocol.c_header()
+    out[f"{name}_harness_glue.c"] = glue
+    return out
