@@ -2,11 +2,13 @@
 
 Needs Debian's gcc-arm-none-eabi (``.ci/run`` installs it) for the Cortex-M
 profiles; a profile whose compiler is missing must raise CompilerMissingError
-naming the package, which is what the tests check when it is.
+naming the package, which is what the tests check when it is. With
+``EDGEPRUNE_REQUIRE_ARM_GCC=1`` (``.ci/run``) a missing compiler or QEMU fails the tests.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -22,7 +24,14 @@ from edgeprune.trees import compile as cc
 from edgeprune.trees.model import from_sklearn
 
 ARM = shutil.which("arm-none-eabi-gcc") is not None
-needs_arm = pytest.mark.skipif(not ARM, reason="needs arm-none-eabi-gcc (gcc-arm-none-eabi)")
+QEMU = shutil.which("qemu-system-arm") is not None
+REQUIRED = os.environ.get("EDGEPRUNE_REQUIRE_ARM_GCC") == "1"  # .ci/run: fail, do not skip
+needs_arm = pytest.mark.skipif(
+    not (ARM or REQUIRED), reason="needs arm-none-eabi-gcc (gcc-arm-none-eabi)"
+)
+needs_qemu = pytest.mark.skipif(
+    not (ARM and QEMU or REQUIRED), reason="needs arm-none-eabi-gcc and qemu-system-arm"
+)
 REFUSED = {"xtensa-lx6", "xtensa-lx7"}  # no Debian compiler
 
 
@@ -48,7 +57,7 @@ def test_each_profile_sizes_a_forest_or_names_what_to_install(target_id, wine_mo
         chain = cc.toolchain(target.core)
     except cc.CompilerMissingError as exc:
         assert target.core in REFUSED or "install the Debian package" in str(exc)
-        if target.core.startswith("cortex-m") and ARM:
+        if target.core.startswith("cortex-m") and (ARM or REQUIRED):
             raise
         return
     size = cc.compiled_size(files, "wine_predict", target)
@@ -152,10 +161,6 @@ def test_c_that_does_not_compile_is_one_line_quoting_the_compiler(wine_models):
     with pytest.raises(cc.CompileError) as exc:
         cc.compiled_size(files, "b_predict", "cortex-m4f")
     assert str(exc.value).startswith("arm-none-eabi-gcc failed: ") and "\n" not in str(exc.value)
-
-
-QEMU = shutil.which("qemu-system-arm") is not None
-needs_qemu = pytest.mark.skipif(not (ARM and QEMU), reason="needs arm-none-eabi-gcc and QEMU")
 
 
 @needs_qemu
