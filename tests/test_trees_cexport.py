@@ -232,6 +232,26 @@ def test_an_empty_forest_is_refused():
         cexport.generate(empty, "m")
 
 
+def test_a_member_pruned_to_a_lone_leaf_exports_and_predicts(dataset):
+    name, x, y = dataset
+    forest = from_sklearn(RandomForestClassifier(n_estimators=4, random_state=0).fit(x, y))
+    stump = make_leaf(forest.trees[0], 0)
+    assert stump.n_nodes == 1
+    small = forest.with_trees((stump, *forest.trees[1:]))
+    for layout in cexport.LAYOUTS:
+        assert hostrun.compare(small, x, layout=layout).n_equal == len(x)
+    alone = forest.with_trees((stump,))  # a single leaf: every row gets its class
+    assert hostrun.compare(alone, x).n_equal == len(x)
+
+
+def test_host_runner_refuses_nan_rows_naming_the_first():
+    files = cexport.generate(_hand_forest(), "hand")
+    x = np.zeros((3, 2), np.float32)
+    x[1, 1] = np.nan
+    with pytest.raises(BadInputError, match="x row 1 holds NaN or infinity; .* impute or drop"):
+        hostrun.predict(files, "hand", x)
+
+
 def test_host_runner_refuses_rows_of_the_wrong_width():
     files = cexport.generate(_hand_forest(), "hand")
     with pytest.raises(BadInputError, match=r"x has shape \(4, 3\); the model reads rows of 2"):

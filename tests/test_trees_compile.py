@@ -224,5 +224,7 @@ def test_estimate_refuses_another_cores_size_and_uncounted_cores(wine_models):
         tl.estimate(wine_models[1], size, load_target("nucleo_l4r5zi"))
     with pytest.raises(cc.BadInputError, match="no instruction counts for xtensa-lx6"):
         tl.estimate(wine_models[1], None, load_target("esp32"))
-    with pytest.raises(cc.BadInputError, match="no instruction counts for cortex-m4f with int16"):
-        tl.estimate(wine_models[1], None, load_target("nucleo_l4r5zi"), dtype="int16")
+    with pytest.raises(cc.BadInputError, match="no instruction counts for cortex-m4f with int8"):
+        tl.estimate(wine_models[1], None, load_target("nucleo_l4r5zi"), dtype="int8")
+    m0 = tl.estimate(wine_models[1], None, load_target("pico"), dtype="int16")
+    assert m0.cost_model == "tree-walk_cortex-m0plus_int16"

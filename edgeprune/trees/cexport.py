@@ -133,8 +133,10 @@ class _Flat:
         self.index_t = _int_type(min(children), max(children + [0]))
 
 
-def _quantization(forest: Forest, flat: _Flat) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature (offset, scale): every threshold of a feature maps into +-Q_THRESHOLD_SPAN."""
+def quantization(forest: Forest, flat: _Flat | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature (offset, scale) of a ``dtype="int16"`` export: every threshold of a feature
+    maps into +-Q_THRESHOLD_SPAN (unused features: 0, 1)."""
+    flat = flat or _Flat(forest)
     offset = np.zeros(forest.n_features)
     scale = np.ones(forest.n_features)
     feats = np.asarray(flat.feature, dtype=np.int64)
@@ -192,7 +194,7 @@ def generate(
     """
     _validate(forest, name, dtype, leaf_dtype, layout)
     flat = _Flat(forest)
-    q = _quantization(forest, flat) if dtype == "int16" else None
+    q = quantization(forest, flat) if dtype == "int16" else None
     ctx = _Context(forest, name, dtype, leaf_dtype, flat, q)
     return {f"{name}_model.h": _header(ctx), f"{name}_model.c": _source(ctx, layout)}
 

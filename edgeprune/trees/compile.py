@@ -148,7 +148,8 @@ def toolchain(core: str) -> Toolchain:
     return chain
 
 
-def _run(cmd: list[str], cwd: Path) -> str:
+def run_tool(cmd: list[str], cwd: Path) -> str:
+    """Run a compiler or binutils command; its stdout, or CompileError quoting its stderr."""
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise CompileError(f"{Path(cmd[0]).name} failed: {clip(proc.stderr or proc.stdout)}")
@@ -185,7 +186,8 @@ def empty_model(name: str, n_features: int, input_t: str) -> dict[str, str]:
     }
 
 
-def _header_facts(files: dict[str, str], name: str) -> tuple[int, str]:
+def header_facts(files: dict[str, str], name: str) -> tuple[int, str]:
+    """``<NAME>_N_FEATURES`` and the ``<name>_input_t`` type of the files' header."""
     text = files.get(f"{name}_model.h", "")
     n = re.search(rf"#define {name.upper()}_N_FEATURES (\d+)", text)
     t = re.search(rf"typedef (\w+) {name}_input_t;", text)
@@ -204,16 +206,18 @@ def build(files: dict[str, str], name: str, chain: Toolchain, folder: Path) -> P
     objects = []
     for src in sorted(folder.glob("*.c")):
         obj = src.with_suffix(".o")
-        _run([chain.cc, *chain.flags, *COMMON_FLAGS, "-I.", "-c", src.name, "-o", obj.name], folder)
+        run_tool(
+            [chain.cc, *chain.flags, *COMMON_FLAGS, "-I.", "-c", src.name, "-o", obj.name], folder
+        )
         objects.append(obj.name)
     elf = folder / f"{name}.elf"
-    _run([chain.cc, *chain.flags, *chain.link_flags, *objects, "-o", elf.name, "-lm"], folder)
+    run_tool([chain.cc, *chain.flags, *chain.link_flags, *objects, "-o", elf.name, "-lm"], folder)
     return elf
 
 
 def sections(elf: Path, chain: Toolchain) -> dict[str, int]:
     """Section -> size in bytes (``size -A``), allocated sections only."""
-    out = _run([chain.size, "-A", str(elf)], elf.parent)
+    out = run_tool([chain.size, "-A", str(elf)], elf.parent)
     found = {}
     for line in out.splitlines():
         parts = line.split()
@@ -280,7 +284,7 @@ def compiled_size(files: dict[str, str], entry: str, target, *, keep: Path | Non
     if not entry.endswith("_predict"):
         raise BadInputError(f"entry {entry!r} must be <name>_predict, the generated function")
     name = entry[: -len("_predict")]
-    n_features, input_t = _header_facts(files, name)
+    n_features, input_t = header_facts(files, name)
     chain = toolchain(core)
     base_secs, base_stack = _baseline(core, name, n_features, input_t)
     base = dict(base_secs)

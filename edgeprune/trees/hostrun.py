@@ -24,7 +24,7 @@ import numpy as np
 
 from edgeprune.errors import BadInputError, clip
 from edgeprune.trees import cexport
-from edgeprune.trees.compile import CompileError, CompilerMissingError, _header_facts, _run
+from edgeprune.trees.compile import CompileError, CompilerMissingError, header_facts, run_tool
 from edgeprune.trees.model import CLASSIFICATION, LEAF, Forest
 
 HOST_FLAGS = ("-O2", "-std=c99", "-ffp-contract=off")
@@ -70,12 +70,19 @@ def predict(files: dict[str, str], name: str, x: np.ndarray) -> np.ndarray:
     Raises:
         CompilerMissingError: no ``gcc`` on this machine (package build-essential).
         CompileError: the C did not compile, or the program failed.
-        BadInputError: ``x`` is not 2-D with the model's feature count.
+        BadInputError: ``x`` is not 2-D with the model's feature count, or holds NaN
+            or infinity.
     """
-    n_features, _ = _header_facts(files, name)
+    n_features, _ = header_facts(files, name)
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 2 or x.shape[1] != n_features:
         raise BadInputError(f"x has shape {x.shape}; the model reads rows of {n_features} features")
+    if not np.isfinite(x).all():  # scikit-learn routes NaN by what it saw in training; C cannot
+        row = int(np.nonzero(~np.isfinite(x).all(axis=1))[0][0])
+        raise BadInputError(
+            f"x row {row} holds NaN or infinity; the C model compares finite features only: "
+            "impute or drop such rows first"
+        )
     from shutil import which
 
     if which("gcc") is None:
@@ -89,7 +96,7 @@ def predict(files: dict[str, str], name: str, x: np.ndarray) -> np.ndarray:
         for fname, text in {**files, f"{name}_runner.c": runner_source(name, quantized)}.items():
             (folder / fname).write_text(text)
         sources = sorted(p.name for p in folder.glob("*.c"))
-        _run(["gcc", *HOST_FLAGS, "-I.", *sources, "-o", "runner", "-lm"], folder)
+        run_tool(["gcc", *HOST_FLAGS, "-I.", *sources, "-o", "runner", "-lm"], folder)
         proc = subprocess.run(
             [str(folder / "runner")], input=x.tobytes(), capture_output=True, check=False
         )
@@ -180,8 +187,7 @@ def compare(
         equal = np.abs(got - expected) <= tolerance
     q = None
     if dtype == "int16":
-        flat = cexport._Flat(forest)
-        q = cexport._quantization(forest, flat)
+        q = cexport.quantization(forest)
     diffs = tuple(
         Difference(int(i), expected[i].item(), got[i].item(), _why(forest, x[i], dtype, q))
         for i in np.nonzero(~equal)[0][:MAX_DIFFERENCES]
@@ -204,7 +210,7 @@ def serial_harness(files: dict[str, str], name: str) -> dict[str, str]:
 
     from edgeprune import protocol
 
-    n_features, _ = _header_facts(files, name)
+    n_features, _ = header_facts(files, name)
     source = files[f"{name}_model.c"].encode()
     quantized = f"void {name}_quantize(" in files[f"{name}_model.h"]
     call = (

@@ -39,7 +39,7 @@ import numpy as np
 
 from edgeprune.errors import BadInputError
 from edgeprune.estimates.latency import LatencyEstimate, OpEstimate
-from edgeprune.trees.compile import COMMON_FLAGS, CompileError, _run, toolchain
+from edgeprune.trees.compile import COMMON_FLAGS, CompileError, run_tool, toolchain
 from edgeprune.trees.model import CLASSIFICATION, LEAF, REGRESSION, Forest
 
 COUNTS_FILE = "instruction_counts.toml"  # in edgeprune/trees/c_src/
@@ -150,11 +150,11 @@ def count_instructions(files: dict[str, str], name: str, x: np.ndarray, core: st
         link = ["-specs=nano.specs", "-specs=rdimon.specs", "-Wl,--section-start=.vectors=0x0"]
         link += ["-Wl,--undefined=edgeprune_vectors", "-Wl,--gc-sections"]
         cs = sorted(p.name for p in folder.glob("*.c"))
-        _run(
+        run_tool(
             [chain.cc, *chain.flags, *flags, *defines, "-I.", *cs, *link, "-o", "c.elf", "-lm"],
             folder,
         )
-        nm = _run([chain.cc.replace("gcc", "nm"), "-S", "c.elf"], folder)
+        nm = run_tool([chain.cc.replace("gcc", "nm"), "-S", "c.elf"], folder)
         cmd = [
             "qemu-system-arm",
             "-M",
@@ -338,7 +338,7 @@ def calibrate(core: str, dtype: str, task: str) -> dict:
 
 
 def write_counts(path: Path | None = None) -> Path:
-    """Re-count every core of :data:`QEMU` (float inputs; int16 too on the M0+) and write the
+    """Re-count every core of :data:`QEMU` (float and int16 inputs) and write the
     fit to :data:`COUNTS_FILE`. Takes a few minutes; needs qemu-system-arm."""
     path = path or counts_path()
     lines = [
@@ -346,7 +346,7 @@ def write_counts(path: Path | None = None) -> Path:
         "# QEMU (-singlestep -d exec) and fitted per core and input dtype by",
         "# `python -m edgeprune.trees.tree_latency`; see edgeprune/trees/tree_latency.py.",
     ]
-    jobs = [(core, "float") for core in QEMU] + [("cortex-m0plus", "int16")]
+    jobs = [(core, dtype) for core in QEMU for dtype in ("float", "int16")]
     for core, dtype in jobs:
         for task in (CLASSIFICATION, REGRESSION):
             fit = calibrate(core, dtype, task)
