@@ -193,7 +193,8 @@ def test_the_fit_predicts_the_counted_instructions_of_a_model_outside_its_calibr
     rows = x[1:60:3].astype(np.float32)
     counted = tl.count_instructions(cexport.generate(forest, "h"), "h", rows, "cortex-m55")
     fit = tl.load_counts()["cortex-m55-float"]["classification"]
-    predicted = tl.terms(forest, tl.visits(forest, rows)) @ np.array([fit[t] for t in tl.TERMS])
+    cols = tl.terms(forest, tl.visits(forest, rows), tl.summed_leaves(forest, rows))
+    predicted = cols @ np.array([fit[t] for t in tl.TERMS])
     assert np.max(np.abs(predicted - counted) / counted) < 0.2
 
 
@@ -205,12 +206,14 @@ def test_estimate_is_instructions_times_cycles_per_instruction_over_the_clock(wi
     size = cc.CompiledSize(1, 1, 1, {}, {}, "gcc", (), "cortex-m4f", 1)
     est = tl.estimate(forest, size, target)
     fit = tl.load_counts()["cortex-m4f-float"]["classification"]
-    mean, deepest = tl.mean_and_deepest_visits(forest)
-    instructions = tl.terms(forest, mean)[0] @ np.array([fit[t] for t in tl.TERMS])
+    mean, deepest, mean_summed, worst_summed = tl.path_statistics(forest)
+    assert 0 <= mean_summed <= worst_summed <= forest.n_members
+    cols = tl.terms(forest, mean, mean_summed)
+    instructions = cols[0] @ np.array([fit[t] for t in tl.TERMS])
     assert est.ms == pytest.approx(instructions * 1.205 / 120e6 * 1e3)
     assert est.ms_high == pytest.approx(2 * est.ms) and est.basis == "derived"
     assert est.energy_uj == pytest.approx(est.ms * 40.84)
-    assert any(n.startswith(f"deepest path: {deepest} decision nodes") for n in est.notes)
+    assert any(n.startswith(f"worst path: {deepest} decision nodes") for n in est.notes)
     assert deepest >= mean > 0
     m33 = tl.estimate(forest, None, load_target("pico2"))
     assert "instruction counts of cortex-m4f used for cortex-m33" in m33.notes

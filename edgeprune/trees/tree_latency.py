@@ -4,18 +4,22 @@ The instructions the generated C executes were counted under QEMU
 (:func:`count_instructions`: the model built for the core with the target's
 compiler and flags, run with ``-singlestep -d exec,nochain`` so that every
 executed instruction is one trace line; a prediction's count runs from the entry
-of ``<name>_predict`` until control is back in ``main``). :func:`calibrate` fits,
-per core and input dtype, over digits, breast cancer and wine trees and forests,
+of ``<name>_predict`` until control is back in ``main``). :func:`calibrate` fits
+(least relative error), per core and input dtype, over digits, breast cancer and
+wine trees and forests of several depths and sizes,
 
     instructions = call + per_node x nodes visited
                    + (more than one member: forest_call + per_member x members
-                      + per_member_output x members x outputs)
+                      + per_summed_output x leaves summed x outputs)
+
+(a classifier forest's pure leaf adds one to its class; only the others add a row)
 
 per task (a classifier's leaves are fractions to sum and argmax, a regressor's
 values), and :data:`COUNTS_FILE` holds the fit (``python -m edgeprune.trees.tree_latency``
-rewrites it). :func:`estimate` applies it to a forest's *mean* path (leaf depths
-weighted by the training samples that reached them) and reports the *deepest*
-path in a note, times the core's cycles per instruction, over the clock.
+rewrites it). :func:`estimate` applies it to a forest's *mean* path (leaves
+weighted by the training samples that reached them) and reports the *worst* (each
+member's deepest path and costliest leaf) in a note, times the core's cycles per
+instruction, over the clock.
 
 What it does not tell: QEMU counts instructions, not cycles. The cycles per
 instruction are the fitted figures of the CMSIS-NN cost models (straight-line
@@ -39,6 +43,7 @@ import numpy as np
 
 from edgeprune.errors import BadInputError
 from edgeprune.estimates.latency import LatencyEstimate, OpEstimate
+from edgeprune.trees.cexport import one_hot
 from edgeprune.trees.compile import COMMON_FLAGS, CompileError, run_tool, toolchain
 from edgeprune.trees.model import CLASSIFICATION, LEAF, REGRESSION, Forest
 
@@ -190,34 +195,57 @@ def visits(forest: Forest, x: np.ndarray) -> np.ndarray:
     return np.sum([[len(p) - 1 for p in t.path_nodes(x)] for t in forest.trees], axis=0)
 
 
-TERMS = ("call", "per_node", "forest_call", "per_member", "per_member_output")
+def _summed(forest: Forest, tree, leaves: np.ndarray) -> np.ndarray:
+    """1 where the export adds a leaf's whole row to the sums (0: a single tree's class,
+    or a pure leaf of a classifier forest, which adds one)."""
+    if forest.n_members == 1:
+        return np.zeros(len(leaves))
+    if forest.task != CLASSIFICATION:
+        return np.ones(len(leaves))
+    return np.array([0.0 if one_hot(tree.value[leaf]) else 1.0 for leaf in leaves])
 
 
-def terms(forest: Forest, nodes: np.ndarray | float) -> np.ndarray:
+def summed_leaves(forest: Forest, x: np.ndarray) -> np.ndarray:
+    """Members whose leaf's row each row of ``x`` adds to the sums."""
+    return np.sum([_summed(forest, t, t.apply(x)) for t in forest.trees], axis=0)
+
+
+TERMS = ("call", "per_node", "forest_call", "per_member", "per_summed_output")
+
+
+def terms(forest: Forest, nodes, summed) -> np.ndarray:
     """The fit's columns (:data:`TERMS`): 1 and the nodes visited; for more than one member
-    (the leaves summed, divided, the argmax taken) 1, members and members x outputs."""
+    (leaves summed, divided, the argmax taken) 1, the members, and the summed leaves x the
+    outputs (classes, or 1)."""
     nodes = np.atleast_1d(np.asarray(nodes, dtype=np.float64))
+    summed = np.atleast_1d(np.asarray(summed, dtype=np.float64))
     many = 0.0 if forest.n_members == 1 else 1.0
     outputs = len(forest.classes) if forest.task == CLASSIFICATION else 1
     one = np.ones_like(nodes)
-    m = many * forest.n_members
-    return np.column_stack([one, nodes, one * many, one * m, one * m * outputs])
+    return np.column_stack(
+        [one, nodes, one * many, one * many * forest.n_members, summed * outputs]
+    )
 
 
-def mean_and_deepest_visits(forest: Forest) -> tuple[float, int]:
-    """Decision nodes on the mean path (leaf depths weighted by training samples) and on the
-    deepest, summed over the members."""
-    mean, deepest = 0.0, 0
+def path_statistics(forest: Forest) -> tuple[float, int, float, int]:
+    """Decision nodes and summed leaves on the mean path (leaves weighted by the training
+    samples that reached them) and on the worst (each member's deepest path, and a leaf
+    that sums a row wherever the member has one)."""
+    mean, deepest, mean_summed, worst_summed = 0.0, 0, 0.0, 0
     for t in forest.trees:
         depth = np.zeros(t.n_nodes, dtype=np.int64)
         for i in range(t.n_nodes):  # children come after their parent in scikit-learn's order
             if t.left[i] != LEAF:
                 depth[t.left[i]] = depth[t.right[i]] = depth[i] + 1
-        leaves = t.left == LEAF
+        leaves = np.nonzero(t.left == LEAF)[0]
         weights = t.n_samples[leaves].astype(np.float64)
-        mean += float(np.average(depth[leaves], weights=weights if weights.sum() > 0 else None))
+        weights = weights if weights.sum() > 0 else None
+        summed = _summed(forest, t, leaves)
+        mean += float(np.average(depth[leaves], weights=weights))
+        mean_summed += float(np.average(summed, weights=weights))
         deepest += int(depth[leaves].max())
-    return mean, deepest
+        worst_summed += int(summed.max())
+    return mean, deepest, mean_summed, worst_summed
 
 
 def load_counts() -> dict:
@@ -246,14 +274,15 @@ def estimate(forest: Forest, compiled, target, *, dtype: str = "float") -> Laten
             f"no instruction counts for {core} with {dtype} inputs; counted: {', '.join(table)}"
         )
     fit = table[key][forest.task]
-    mean, deepest = mean_and_deepest_visits(forest)
+    mean, deepest, mean_summed, worst_summed = path_statistics(forest)
     coef = np.array([fit[t] for t in TERMS])
-    instr_mean, instr_deep = (terms(forest, [mean, deepest]) @ coef).tolist()
+    cols = terms(forest, [mean, deepest], [mean_summed, worst_summed])
+    instr_mean, instr_deep = (cols @ coef).tolist()
     cpi, cpi_source = CPI.get(core, LINUX_CPI)
     ms = instr_mean * cpi / target.clock_hz * 1e3
     power = target.latency.active_power_mw
     notes = [
-        f"deepest path: {deepest} decision nodes, {instr_deep:.0f} instructions, "
+        f"worst path: {deepest} decision nodes, {instr_deep:.0f} instructions, "
         f"{instr_deep * cpi / target.clock_hz * 1e3:.4g} ms",
         f"cycles per instruction {cpi:g}: {cpi_source}",
     ]
@@ -298,12 +327,15 @@ def _calibration_models(task: str):
         if task == CLASSIFICATION:
             models = (
                 DecisionTreeClassifier(random_state=0),
+                DecisionTreeClassifier(max_depth=4, random_state=0),
                 RandomForestClassifier(n_estimators=10, random_state=0),
                 RandomForestClassifier(n_estimators=30, max_depth=6, random_state=0),
+                RandomForestClassifier(n_estimators=40, max_depth=2, random_state=0),
             )
         else:
             models = (
                 DecisionTreeRegressor(max_depth=10, random_state=0),
+                DecisionTreeRegressor(max_depth=3, random_state=0),
                 RandomForestRegressor(n_estimators=5, max_depth=8, random_state=0),
                 RandomForestRegressor(n_estimators=20, max_depth=5, random_state=0),
             )
@@ -321,10 +353,10 @@ def calibrate(core: str, dtype: str, task: str) -> dict:
     for forest, x in _calibration_models(task):
         files = cexport.generate(forest, "cal", dtype)
         counts.append(count_instructions(files, "cal", x, core))
-        rows.append(terms(forest, visits(forest, x)))
+        rows.append(terms(forest, visits(forest, x), summed_leaves(forest, x)))
         n_models += 1
     a, y = np.vstack(rows), np.concatenate(counts).astype(np.float64)
-    coef, *_ = np.linalg.lstsq(a, y, rcond=None)
+    coef, *_ = np.linalg.lstsq(a / y[:, None], np.ones_like(y), rcond=None)  # relative error
     rel = np.abs(a @ coef - y) / y
     return {
         "machine": QEMU[core][0],
