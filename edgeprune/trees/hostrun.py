@@ -8,12 +8,12 @@ a forest's export against :meth:`Forest.predict` (= scikit-learn's) and says how
 many rows agree and, for the first that do not, why.
 
 Agreement is equality for class labels; for a regressor, a difference within
-:func:`regression_tolerance` (float leaves) or exact
-equality (``leaf_dtype="double"``).
+:func:`regression_tolerance` (float leaves) or exact equality (``leaf_dtype="double"``).
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -83,9 +83,7 @@ def predict(files: dict[str, str], name: str, x: np.ndarray) -> np.ndarray:
             f"x row {row} holds NaN or infinity; the C model compares finite features only: "
             "impute or drop such rows first"
         )
-    from shutil import which
-
-    if which("gcc") is None:
+    if shutil.which("gcc") is None:
         raise CompilerMissingError(
             "gcc is not installed; install the Debian package build-essential"
         )
