@@ -70,6 +70,13 @@ def test_each_profile_sizes_a_forest_or_names_what_to_install(target_id, wine_mo
     assert "-Os" in size.flags and size.core == target.core
 
 
+def test_only_cores_without_an_fpu_default_to_int16_inputs():
+    dtypes = {t: cc.default_dtype(load_target(t)) for t in list_targets()}
+    assert dtypes["pico"] == "int16"
+    assert {d for t, d in dtypes.items() if t != "pico"} == {"float"}
+    assert cc.default_dtype("cortex-m0plus") == "int16"
+
+
 def test_xtensa_is_refused_naming_why():
     with pytest.raises(cc.CompilerMissingError, match="xtensa-lx6 has no C compiler packaged"):
         cc.toolchain("xtensa-lx6")

@@ -99,6 +99,16 @@ class CompiledSize:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
+def default_dtype(target) -> str:
+    """The export's input dtype for ``target`` (a Target or a core name): ``"int16"`` on a
+    core without an FPU (every float compare would call a soft-float routine), else
+    ``"float"`` (exact: scikit-learn's own decisions)."""
+    from edgeprune.target import SOFT_FLOAT_CORES
+
+    core = target if isinstance(target, str) else target.core
+    return "int16" if core in SOFT_FLOAT_CORES else "float"
+
+
 def toolchain(core: str) -> Toolchain:
     """The toolchain for ``core`` (a profile's ``core``), checked to be installed.
 
