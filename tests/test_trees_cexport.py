@@ -43,6 +43,7 @@ def _tree(left, right, feature, threshold, value) -> Tree:
         np.asarray(value, np.float64),
         np.full(n, 10, np.int64),
         np.zeros(n),
+        np.full(n, 10.0),
     )
 
 
@@ -162,6 +163,47 @@ def test_pruned_trees_export_as_the_pruned_forest_predicts(dataset):
     for layout in cexport.LAYOUTS:
         agreement = hostrun.compare(small, x, layout=layout)
         assert agreement.n_equal == len(x), agreement.differences
+
+
+def test_forests_pruned_by_the_pruning_algorithms_export_as_they_predict(dataset):
+    from edgeprune.trees import prune_tree
+
+    name, x, y = dataset
+    est = RandomForestClassifier(n_estimators=10, random_state=0).fit(x[::2], y[::2])
+    forest = from_sklearn(est)
+    xv, yv = x[1::4], y[1::4]
+    pruned = {
+        "ccp": [  # half-way along each tree's weakest-link path
+            prune_tree.ccp_prune(t, float(np.median(prune_tree.ccp_path(t).alphas)))
+            for t in forest.trees
+        ],
+        "reduced_error": [
+            prune_tree.reduced_error_prune(t, xv, yv, forest.task, forest.classes)
+            for t in forest.trees
+        ],
+        "mdl": [
+            prune_tree.mdl_prune(t, forest.n_features, len(forest.classes)) for t in forest.trees
+        ],
+    }
+    for method, trees in pruned.items():
+        small = forest.with_trees(trees)
+        assert small.n_nodes < forest.n_nodes, method
+        agreement = hostrun.compare(small, x)
+        assert agreement.n_equal == len(x), (method, agreement.differences)
+
+
+def test_a_model_refitted_on_fewer_features_reads_its_own_columns():
+    x, y = load_wine(return_X_y=True)
+    kept = [6, 12, 0]
+    est = RandomForestClassifier(n_estimators=5, random_state=0).fit(x[:, kept], y)
+    forest = from_sklearn(est).with_trees(from_sklearn(est).trees, features=kept)
+    files = cexport.generate(forest, "few")
+    assert (
+        "#define FEW_N_FEATURES 3 /* the data set's features [6, 12, 0], in order */"
+        in (files["few_model.h"])
+    )
+    agreement = hostrun.compare(forest, x)  # the data set's 13 columns; the model reads 3
+    assert agreement.n_equal == agreement.n == len(x)
 
 
 def test_int16_inputs_count_and_explain_the_decisions_quantization_flips():

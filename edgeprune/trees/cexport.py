@@ -129,11 +129,10 @@ class _Flat:
                         rows[key] = len(self.leaf_rows)
                         self.leaf_rows.append(tree.value[i])
                     ids[i] = -(self.n_pure + rows[key] + 1)
-            for i in internal:
-                self.feature.append(int(tree.feature[i]))
-                self.threshold.append(float(tree.threshold[i]))
-                self.left.append(ids[int(tree.left[i])])
-                self.right.append(ids[int(tree.right[i])])
+            self.feature += [int(tree.feature[i]) for i in internal]
+            self.threshold += [float(tree.threshold[i]) for i in internal]
+            self.left += [ids[int(tree.left[i])] for i in internal]
+            self.right += [ids[int(tree.right[i])] for i in internal]
             self.roots.append(ids[0])
         width = forest.trees[0].value.shape[1]
         self.values = np.asarray(self.leaf_rows, dtype=np.float64).reshape(-1, width)
@@ -145,15 +144,12 @@ def quantization(forest: Forest, flat: _Flat | None = None) -> tuple[np.ndarray,
     """Per-feature (offset, scale) of a ``dtype="int16"`` export: every threshold of a feature
     maps into +-Q_THRESHOLD_SPAN (unused features: 0, 1)."""
     flat = flat or _Flat(forest)
-    offset = np.zeros(forest.n_features)
-    scale = np.ones(forest.n_features)
-    feats = np.asarray(flat.feature, dtype=np.int64)
-    thr = np.asarray(flat.threshold)
+    offset, scale = np.zeros(forest.n_features), np.ones(forest.n_features)
+    feats, thr = np.asarray(flat.feature, dtype=np.int64), np.asarray(flat.threshold)
     for f in np.unique(feats):
         t = thr[feats == f]
         lo, hi = float(t.min()), float(t.max())
-        offset[f] = (lo + hi) / 2
-        span = (hi - lo) / 2
+        offset[f], span = (lo + hi) / 2, (hi - lo) / 2
         scale[f] = span / Q_THRESHOLD_SPAN if span > 0 else max(abs(lo), 1e-3) / Q_THRESHOLD_SPAN
     return offset, scale
 
@@ -227,7 +223,7 @@ def _header(c: _Context) -> str:
         f"#define {c.upper}_MODEL_H",
         "#include <stdint.h>",
         '#ifdef __cplusplus\nextern "C" {\n#endif',
-        f"#define {c.upper}_N_FEATURES {f.n_features}",
+        f"#define {c.upper}_N_FEATURES {f.n_features}" + _inputs_note(f),
         f"typedef {c.input_t} {c.name}_input_t;",
     ]
     if c.classifier:
@@ -259,6 +255,11 @@ def _header(c: _Context) -> str:
         lines.append(f"void {c.name}_quantize(const float *x, {c.name}_input_t *q);")
     lines += ["#ifdef __cplusplus\n}\n#endif", f"#endif /* {c.upper}_MODEL_H */", ""]
     return "\n".join(lines)
+
+
+def _inputs_note(f: Forest) -> str:
+    kept = f.meta.get("features")  # a model refitted on fewer of the data set's features
+    return "" if kept is None else f" /* the data set's features {list(kept)}, in order */"
 
 
 def _thresholds(c: _Context) -> list[str]:
@@ -433,8 +434,7 @@ def emlearn_anchor(estimator, name: str) -> dict[str, str]:
         code = emlearn.convert(estimator, method="inline", dtype="float").save(name=f"{name}_eml")
     except (ValueError, TypeError) as exc:
         raise CExportError(f"emlearn cannot export {type(estimator).__name__}: {exc}") from None
-    regressor = not hasattr(estimator, "classes_")
-    out_t = "float" if regressor else "int32_t"
+    out_t = "int32_t" if hasattr(estimator, "classes_") else "float"  # class index or value
     n, up = name, name.upper()
     header = (
         f"/* {n}: emlearn's export, wrapped by edgeprune. */\n#ifndef {up}_MODEL_H\n"

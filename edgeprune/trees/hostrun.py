@@ -25,7 +25,7 @@ import numpy as np
 from edgeprune.errors import BadInputError, clip
 from edgeprune.trees import cexport
 from edgeprune.trees.compile import CompileError, CompilerMissingError, header_facts, run_tool
-from edgeprune.trees.model import CLASSIFICATION, LEAF, Forest
+from edgeprune.trees.model import CLASSIFICATION, LEAF, Forest, model_inputs
 
 HOST_FLAGS = ("-O2", "-std=c99", "-ffp-contract=off")
 MAX_DIFFERENCES = 10  # rows explained in a comparison
@@ -168,11 +168,13 @@ def compare(
 ) -> Agreement:
     """The export of ``forest`` run on this host against :meth:`Forest.predict` on ``x``.
 
-    Generates the C (:func:`cexport.generate` with these options), runs it
-    (:func:`predict`) and counts equal predictions. Raises what those raise.
+    ``x`` holds the data set's features; a model refitted on fewer reads its own
+    (:func:`~edgeprune.trees.model.model_inputs`), as the C does. Generates the C
+    (:func:`cexport.generate` with these options), runs it (:func:`predict`) and counts
+    equal predictions. Raises what those raise.
     """
     files = cexport.generate(forest, name, dtype, leaf_dtype=leaf_dtype, layout=layout)
-    x = np.asarray(x, dtype=np.float32)
+    x = np.asarray(model_inputs(forest, x), dtype=np.float32)
     got = predict(files, name, x)
     expected = forest.predict(x)
     tolerance = 0.0
