@@ -132,7 +132,7 @@ def test_export_writes_the_trials_run_folder_with_identical_firmware(swept, tmp_
 def test_export_refusals(swept, tmp_path):
     with pytest.raises(BadInputError, match="has no trial 99; the front table and results.csv"):
         export_trial(99, swept.folder, str(tmp_path / "x"))
-    with pytest.raises(BadInputError, match="holds no readable sweep.json; give the folder"):
+    with pytest.raises(BadInputError, match="sweep.json does not exist; name a folder"):
         export_trial(0, str(tmp_path), str(tmp_path / "x"))
     other = tmp_path / "other"
     other.mkdir()

@@ -145,3 +145,17 @@ def test_a_repeated_point_is_found_and_listed_once_on_the_front():
     assert _same_params(new) is None
     repeat = {**_trial(5, 0.97, 8.0), "duplicate_of": 0}
     assert sweep_document(HEADER, [*TRIALS, repeat])["front"] == [0, 2]
+
+
+def test_export_reads_sweep_json_through_the_one_checked_reader(tmp_path):
+    """A damaged or foreign sweep.json is refused by export with the messages the
+    sweep's page gives (one reader, sweep.results.read_sweep)."""
+    from edgeprune.sweep.export import export_trial
+
+    (tmp_path / "sweep.json").write_text('{"schema": "edgeprune-sweep/0", "trials": []}')
+    with pytest.raises(BadInputError, match="has sweep schema edgeprune-sweep/0; this edgeprune"):
+        export_trial(0, str(tmp_path), str(tmp_path / "out"))
+    (tmp_path / "sweep.json").write_text("{not json")
+    with pytest.raises(BadInputError, match="is not readable JSON"):
+        export_trial(0, str(tmp_path), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()

@@ -288,3 +288,13 @@ def test_sweep_refuses_a_bad_storage_before_any_work(url, said, tmp_path):
     (line,) = [x for x in result.output.splitlines() if x.startswith("edgeprune: error:")]
     assert said in line and "pw" not in line
     assert not out.exists()  # no baseline trained, nothing written
+
+
+def test_a_damaged_study_file_stops_the_sweep_before_its_baseline_is_trained(tmp_path):
+    from edgeprune.sweep.driver import sweep
+
+    (tmp_path / "study.db").write_bytes(b"this is a report, not a database\n" * 100)
+    with pytest.raises(storage.StorageError) as exc:
+        sweep(target="nano33ble", out=str(tmp_path))
+    assert "remove it or name another file" in str(exc.value)
+    assert sorted(os.listdir(tmp_path)) == ["study.db"]  # no baseline/, no lock left

@@ -15,7 +15,6 @@ as a warning and the run keeps its artifacts and its exit code.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 
@@ -25,9 +24,7 @@ from edgeprune.errors import BadInputError, clip
 log = logging.getLogger(__name__)
 
 HTML_NAME = report.HTML_NAME
-SWEEP_NAME = "sweep.json"
-MAX_SWEEP_BYTES = 64 << 20  # ~100,000 trials; sweep.json is read whole
-_TRIAL_KEYS = ("number", "state", "params")
+SWEEP_NAME = "sweep.json"  # sweep.results.SWEEP_JSON, without importing the sweep package
 
 
 def write_run_html(folder: str) -> str:
@@ -53,8 +50,9 @@ def write_sweep_html(folder: str) -> str:
         ArtifactWriteError: the page could not be written.
     """
     from edgeprune.presentation import sweep_page
+    from edgeprune.sweep.results import SWEEP_JSON, read_sweep
 
-    return _write(folder, sweep_page.render(read_sweep(os.path.join(folder, SWEEP_NAME))))
+    return _write(folder, sweep_page.render(read_sweep(os.path.join(folder, SWEEP_JSON))))
 
 
 def write_report(folder: str) -> str:
@@ -114,52 +112,6 @@ def _refresh(folder: str, write, what: str) -> str | None:
             folder,
         )
         return None
-
-
-def read_sweep(path: str) -> dict:
-    """Read and check a ``sweep.json`` (schema ``edgeprune-sweep/1``).
-
-    Raises:
-        BadInputError: missing, not JSON, another schema, or a key missing.
-    """
-    from edgeprune._files import read_regular
-    from edgeprune.presentation.sweep_page import SCHEMA
-
-    try:  # a regular file of bounded size: a FIFO or /dev/zero named sweep.json is refused
-        body = json.loads(read_regular(path, MAX_SWEEP_BYTES))
-    except FileNotFoundError:
-        raise BadInputError(f"{path} does not exist; run `edgeprune sweep` first") from None
-    except (OSError, ValueError) as exc:
-        raise BadInputError(
-            f"{path} is not readable JSON ({clip(exc, 120)}); re-run the sweep"
-        ) from None
-    schema = body.get("schema") if isinstance(body, dict) else None
-    if schema is None:
-        raise BadInputError(
-            f"{path} is not an edgeprune sweep.json (it names no schema); name a sweep "
-            f"folder or re-run the sweep"
-        )
-    if schema != SCHEMA:
-        raise BadInputError(
-            f"{path} has sweep schema {schema}; this edgeprune reads {SCHEMA}; re-run the sweep"
-        )
-    absent = [k for k in ("study", "objectives", "trials") if k not in body]
-    absent += [
-        f"trials[{i}].{k}"
-        for i, t in enumerate(body.get("trials") or [])
-        for k in _TRIAL_KEYS
-        if not isinstance(t, dict) or k not in t
-    ]
-    if absent or not body["objectives"]:
-        raise BadInputError(
-            f"{path} is not a complete edgeprune sweep ({', '.join(absent[:3]) or 'no objectives'} "
-            f"missing); re-run the sweep"
-        )
-    for trial in body["trials"]:  # a trial that did not complete may have null figures
-        trial["values"] = trial.get("values") or {}
-        trial["feasible"] = bool(trial.get("feasible"))
-        trial["failed_rules"] = trial.get("failed_rules") or []
-    return body
 
 
 def _write(folder: str, text: str) -> str:

@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from edgeprune.presentation import plots
 from edgeprune.presentation.page import Section, esc, missing, num, page, para, table, verdict
 
-SCHEMA = "edgeprune-sweep/1"
 FIGURE_KEYS = (
     "accuracy",
     "macro_f1",

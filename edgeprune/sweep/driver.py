@@ -19,7 +19,7 @@ from edgeprune.recipe import Recipe
 from edgeprune.sweep import study as studies
 from edgeprune.sweep.results import SWEEP_JSON, reference_from_run
 from edgeprune.sweep.space import COSTS, check_combination, parse_objectives, resolve_space
-from edgeprune.sweep.storage import open_storage, redact
+from edgeprune.sweep.storage import DEFAULT_FILE, open_storage, redact
 from edgeprune.sweep.trial import SweepBaseline
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,9 @@ def sweep(
     wanted = trials or section.trials
     name = study or f"{_model_name(model)}_{target.id}"
     folder = out or os.path.join("sweeps", name)
-    if storage is not None:  # a bad URL or an unreachable server: refused before any write
+    # A bad URL, an unreachable server or a damaged study file of a sweep to resume:
+    # refused before the baseline is trained or anything is written.
+    if storage is not None or os.path.exists(os.path.join(folder, DEFAULT_FILE)):
         open_storage(storage, folder)
     artifacts.check_out_dir(folder)
     with run_folder.hold(folder, "sweep"):

@@ -20,7 +20,7 @@ from edgeprune import artifacts, run_folder
 from edgeprune.errors import BadInputError
 from edgeprune.report import REPORT_NAME
 from edgeprune.report import remove as remove_report
-from edgeprune.sweep.results import SWEEP_JSON
+from edgeprune.sweep.results import SWEEP_JSON, read_sweep
 
 
 def export_trial(number: int, sweep: str, out: str, force: bool = False) -> str:
@@ -74,14 +74,7 @@ def _remove(folder: str, names: set[str]) -> None:
 
 
 def _find_trial(number: int, sweep: str) -> dict:
-    path = os.path.join(sweep, SWEEP_JSON)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            trials = json.load(fh)["trials"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise BadInputError(
-            f"{sweep} holds no readable {SWEEP_JSON}; give the folder a sweep wrote (--sweep)"
-        ) from None
+    trials = read_sweep(os.path.join(sweep, SWEEP_JSON))["trials"]
     found = [t for t in trials if isinstance(t, dict) and t.get("number") == number]
     if not found:
         raise BadInputError(

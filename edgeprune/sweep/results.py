@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 
 from edgeprune import artifacts
+from edgeprune._files import read_regular
+from edgeprune.errors import BadInputError, clip
 from edgeprune.sweep.front import pareto_front
 
 SCHEMA = "edgeprune-sweep/1"
 SWEEP_JSON = "sweep.json"
 RESULTS_CSV = "results.csv"
+MAX_SWEEP_BYTES = 64 << 20  # ~100,000 trials; sweep.json is read whole
+_TRIAL_KEYS = ("number", "state", "params")
 
 #: How each objective key is shown: label, unit.
 LABELS = {
@@ -86,6 +91,52 @@ def write_results(folder: str, document: dict) -> None:
     artifacts.write_bytes_atomic(
         os.path.join(folder, RESULTS_CSV), results_csv(document["trials"]).encode()
     )
+
+
+def read_sweep(path: str) -> dict:
+    """Read and check a ``sweep.json`` (schema ``edgeprune-sweep/1``): the one reader,
+    for the sweep's page and for ``sweep export``.
+
+    Raises:
+        BadInputError: missing, not JSON, another schema, or a key missing.
+    """
+    try:  # a regular file of bounded size: a FIFO or /dev/zero named sweep.json is refused
+        body = json.loads(read_regular(path, MAX_SWEEP_BYTES))
+    except FileNotFoundError:
+        raise BadInputError(
+            f"{path} does not exist; name a folder a sweep wrote, or run `edgeprune sweep`"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise BadInputError(
+            f"{path} is not readable JSON ({clip(exc, 120)}); re-run the sweep"
+        ) from None
+    schema = body.get("schema") if isinstance(body, dict) else None
+    if schema is None:
+        raise BadInputError(
+            f"{path} is not an edgeprune sweep.json (it names no schema); name a sweep "
+            f"folder or re-run the sweep"
+        )
+    if schema != SCHEMA:
+        raise BadInputError(
+            f"{path} has sweep schema {schema}; this edgeprune reads {SCHEMA}; re-run the sweep"
+        )
+    absent = [k for k in ("study", "objectives", "trials") if k not in body]
+    absent += [
+        f"trials[{i}].{k}"
+        for i, t in enumerate(body.get("trials") or [])
+        for k in _TRIAL_KEYS
+        if not isinstance(t, dict) or k not in t
+    ]
+    if absent or not body["objectives"]:
+        raise BadInputError(
+            f"{path} is not a complete edgeprune sweep ({', '.join(absent[:3]) or 'no objectives'} "
+            f"missing); re-run the sweep"
+        )
+    for trial in body["trials"]:  # a trial that did not complete may have null figures
+        trial["values"] = trial.get("values") or {}
+        trial["feasible"] = bool(trial.get("feasible"))
+        trial["failed_rules"] = trial.get("failed_rules") or []
+    return body
 
 
 def results_csv(trials: list[dict]) -> str:
