@@ -376,3 +376,47 @@ def test_a_regressor_is_trained_measured_and_its_c_agrees_within_the_stated_tole
     checked = validate_tree_run(str(tmp_path / "o"), "host", data=str(path))
     assert checked.agreement["agreement"] == 1.0 and "mse" in checked.metrics
     assert {r.name for r in checked.rules} == {"mse", "agreement"}
+
+
+def _fitted_tree():
+    from sklearn.datasets import load_wine
+    from sklearn.model_selection import train_test_split
+    from sklearn.tree import DecisionTreeClassifier
+
+    x, y = load_wine(return_X_y=True)
+    x_train, _, y_train, _ = train_test_split(
+        x.astype(np.float32), y, test_size=0.2, random_state=0, stratify=y
+    )
+    return DecisionTreeClassifier(random_state=0).fit(x_train, y_train)
+
+
+def test_a_skops_model_and_a_trusted_pickle_are_read_pruned_and_exported(tmp_path):
+    import joblib
+    import skops.io
+
+    fitted = _fitted_tree()
+    skops.io.dump(fitted, tmp_path / "tree.skops")
+    joblib.dump(fitted, tmp_path / "tree.joblib")
+    recipe = _recipe(trees={"prune": {"method": "reduced_error"}})
+    for name, extra in (("tree.skops", {}), ("tree.joblib", {"unsafe_load": True})):
+        r = replace(recipe, **extra)
+        result = pipeline.run(str(tmp_path / name), "wine", r, str(tmp_path / name[5:]), page=False)
+        assert result.baseline.n_nodes == fitted.tree_.node_count
+        assert result.report.trees.source == str(tmp_path / name)
+        assert result.report.trees.steps[0]["name"] == "reduced_error"
+        assert result.report.inputs.model_sha256 is not None
+        assert result.report.trees.agreement["n_equal"] == 36
+
+
+def test_pre_pruning_refits_on_the_training_split_and_records_the_chosen_limits(tmp_path):
+    from edgeprune.trees.prune import validation_metric
+
+    recipe = _recipe(trees={"prune": {"method": "pre"}})
+    result = pipeline.run("decision_tree", "breast_cancer", recipe, str(tmp_path / "o"), page=False)
+    step = result.report.trees.steps[0]
+    assert step["name"] == "pre" and step["parameters"]["candidates"] == 45
+    assert {"max_depth", "min_samples_leaf", "min_impurity_decrease"} <= set(step["parameters"])
+    inp = pipeline.resolve_inputs("decision_tree", "breast_cancer", recipe, None, None)
+    assert result.pruned.trees[0].n_samples[0] == len(inp.fit[1])  # fitted without validation
+    assert step["validation_after"] == validation_metric(result.pruned, *inp.val)
+    assert step["validation_after"] >= step["validation_before"]
