@@ -145,7 +145,12 @@ def test_report_rebuilds_the_page_of_a_tree_run(run_dir):
         [sys.executable, "-m", "edgeprune", "report", str(run_dir)], capture_output=True, text=True
     )
     assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
-    assert (run_dir / "report.html").stat().st_size > 1000
+    page = (run_dir / "report.html").read_text()
+    trees = _report(run_dir)["trees"]
+    assert '<section id="trees">' in page and '<section id="importance">' in page
+    nodes = trees["pruned"]["complexity"]["nodes"]
+    assert f'<td class="n">{nodes:,}</td>' in page
+    assert f"on {trees['agreement']['n_equal']} of {trees['agreement']['n']} test samples" in page
 
 
 _BOARD = """#include <stdint.h>
