@@ -282,18 +282,29 @@ def validate_cmd(run_dir, target, runner, address, measurements, data, recipe_pa
         raise click.UsageError("give the run folder (RUN_DIR) or --target NAME for build/NAME")
     options = _recipe(recipe_path, kwargs).validate
     from edgeprune.presentation.validation import format_result
-
-    folder = run_dir or f"build/{target}"
     from edgeprune.trees.pipeline import require_tree_run
 
-    if require_tree_run(folder):  # a tree model's C: host or serial runner
-        from edgeprune.trees.validate import validate_tree_run
-
-        which = runner if runner != "auto" else ("serial" if address else "host")
-        _show(format_result, validate_tree_run, folder, which, address, data, options)
-        return
+    if require_tree_run(run_dir or f"build/{target}"):  # a tree model's C
+        return _validate_trees(
+            run_dir or f"build/{target}", runner, address, measurements, data, options
+        )
     from edgeprune.stages.validate import validate_run
 
     _show(
         format_result, validate_run, run_dir, target, runner, address, data, options, measurements
     )
+
+
+def _validate_trees(folder, runner, address, measurements, data, options):
+    """``validate`` for a tree run: its C on the host or a serial board."""
+    from edgeprune.errors import BadInputError
+    from edgeprune.presentation.validation import format_result
+    from edgeprune.trees.validate import validate_tree_run
+
+    if measurements is not None:
+        raise BadInputError(
+            "--measurements adds rows for the TFLite cost models; a tree model's device "
+            "times are in report.json (validation.serial.latency_ms)"
+        )
+    which = runner if runner != "auto" else ("serial" if address else "host")
+    _show(format_result, validate_tree_run, folder, which, address, data, options)
