@@ -420,6 +420,15 @@ REGISTRY: list[BadInput] = [
     ),
     BadInput(
         "trees",
+        "a model type edgeprune does not handle",
+        lambda f: run_cmd(f, "--model", "gradient_boosting", "--data", "wine"),
+        1,
+        "model 'gradient_boosting' is neither a model file nor a built-in model; built-in Keras "
+        "models: digits_cnn, ds_cnn, mobilenet_v1, resnet8, autoencoder; tree models: "
+        "decision_tree, random_forest, extra_trees (or a fitted one as .skops or .json)",
+    ),
+    BadInput(
+        "trees",
         "data with NaN",
         lambda f: run_cmd(f, "--model", "random_forest", "--data", f.npz(x_train=_with_nan())),
         1,

@@ -57,10 +57,11 @@ def run(model, data, recipe_path, out, target, force, **kwargs):
 
     Tree models (--model random_forest, decision_tree, extra_trees, or a fitted
     model as .json or .skops): train, prune, export C, compile, check."""
-    from edgeprune.trees.pipeline import is_tree_model
+    from edgeprune.trees.pipeline import is_tree_model, refuse_unknown_name
 
     if is_tree_model(model):
         return _run_trees(model, data, recipe_path, out, target, force, kwargs)
+    refuse_unknown_name(model)  # before TensorFlow loads
     if model is not None and data is None:
         raise click.UsageError(
             "--data is required with --model: pruning fine-tunes on it "

@@ -55,6 +55,28 @@ def is_tree_model(model: str | None) -> bool:
     return model in KINDS or os.path.splitext(model)[1].lower() in MODEL_SUFFIXES
 
 
+def refuse_unknown_name(model: str | None) -> None:
+    """Refuse a ``--model`` that is neither a file nor a built-in name (Keras or tree),
+    naming both lists: ``gradient_boosting`` is a model type, not a missing file.
+
+    Raises:
+        UnsupportedModelError: ``model`` has no path separator or suffix, does not
+            exist, and names no built-in model.
+    """
+    from edgeprune.errors import UnsupportedModelError
+    from edgeprune.models import BUILTIN_MODELS
+
+    if model is None or os.path.exists(model) or model in BUILTIN_MODELS:
+        return
+    if os.sep in model or os.path.splitext(model)[1]:
+        return  # a path: the Keras loader says it is missing
+    raise UnsupportedModelError(
+        f"model '{model}' is neither a model file nor a built-in model; built-in Keras "
+        f"models: {', '.join(BUILTIN_MODELS)}; tree models: {', '.join(KINDS)} (or a fitted "
+        "one as .skops or .json)"
+    )
+
+
 class TreeGoalError(BudgetError):
     """No pruned candidate passes the device's budgets (the fit goal): exit 3 as a
     failed budget, and no file is left (the run had nothing that fits to write)."""
