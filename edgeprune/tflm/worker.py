@@ -19,6 +19,9 @@ Requests (``cmd``):
            run this operator on its own tensors?
 ``run``    float32 samples from the ``.npy`` file ``x`` through the model one
            invoke at a time; dequantized float32 outputs go to ``.npy`` ``y``.
+``compress``, ``decoder``  DECODE compression of the model, and which DECODE
+           decoders this interpreter runs (:mod:`edgeprune.tflm.decode_worker`;
+           ``decoder`` needs no model: the worker may start with an empty file).
 
 Answers: ``{"ok": true, ...}`` or ``{"ok": false, "stage": ..., "error": ...}``
 where ``stage`` is ``"model"`` (the cut-down model could not be built),
@@ -36,6 +39,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from edgeprune.tflm import decode_worker
 
 # Ops that run other subgraphs: their cut-down model keeps every subgraph.
 _CONTROL_FLOW = frozenset({"IF", "WHILE", "CALL_ONCE", "CALL"})
@@ -348,7 +353,7 @@ def main(argv: list[str]) -> int:
     os.dup2(2, 1)  # native writes to stdout join TFLM's chatter on fd 2
     sys.stdout = sys.stderr
     model = Path(argv[0]).read_bytes()
-    refusal = "" if "--verified" in argv[1:] else flatbuffer_refusal(model)
+    refusal = "" if "--verified" in argv[1:] or not model else flatbuffer_refusal(model)
     isolated = _IsolatedModel(model)
     for line in sys.stdin:
         if not line.strip():
@@ -363,6 +368,10 @@ def main(argv: list[str]) -> int:
                 answer = check_op(isolated, request)
             elif request["cmd"] == "run":
                 answer = run(model, request)
+            elif request["cmd"] == "compress":
+                answer = decode_worker.compress(model, request)
+            elif request["cmd"] == "decoder":
+                answer = decode_worker.decoder(request, _load, _invoke)
             else:
                 answer = {"ok": False, "stage": "request", "error": f"unknown {request['cmd']!r}"}
         except _Failure as failure:
