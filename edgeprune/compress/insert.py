@@ -25,7 +25,9 @@ logger = logging.getLogger(__name__)
 _COMPRESS_TIMEOUT_S = 300.0
 
 
-def compress_model(model: bytes, method: str = "prune") -> CompressedModel:
+def compress_model(
+    model: bytes, method: str = "prune", *, max_decoded_bytes: int | None = None
+) -> CompressedModel:
     """Compress ``model`` (an int8 ``.tflite``'s bytes) for TFLite Micro's DECODE operator.
 
     ``method`` is ``"prune"`` (store only the values that differ from the zero
@@ -33,13 +35,15 @@ def compress_model(model: bytes, method: str = "prune") -> CompressedModel:
     channel plus packed indices: for clustered weights) or ``"both"`` (the
     smaller of the two per tensor). Tensors whose encoding would not make
     the model smaller stay dense; so do tensors an operator needs constant
-    at prepare time. If nothing is compressed, the result holds the input
-    model and a one-line ``note`` (not an error). Pure: writes nothing the
-    caller sees (temporary files of the worker process only). The result is
-    not yet run: :func:`edgeprune.compress.verify.verify` proves it lossless.
+    at prepare time, and tensors over ``max_decoded_bytes`` (a decoded
+    tensor takes arena while its consumer runs). If nothing is compressed,
+    the result holds the input model and a one-line ``note`` (not an
+    error). Writes nothing the caller sees (temporary files of the worker
+    process only). The result is not yet run: :func:`~edgeprune.compress.verify`
+    proves it lossless.
 
     Raises:
-        CompressionError: ``method`` is unknown.
+        CompressionError: ``method`` is unknown or ``max_decoded_bytes`` negative.
         TFLiteFormatError: ``model`` is not a valid ``.tflite``.
         CompressionFailed: TFLite Micro's tools failed (the message quotes them).
     """
@@ -47,7 +51,7 @@ def compress_model(model: bytes, method: str = "prune") -> CompressedModel:
     from edgeprune.tflm.client import Worker
 
     model = bytes(model)
-    decisions = list(plan(model, method))
+    decisions = list(plan(model, method, max_decoded_bytes=max_decoded_bytes))
     chosen = [d for d in decisions if d.method]
     if not chosen:
         return CompressedModel(

@@ -35,8 +35,9 @@ MAX_LUT_VALUES = 2**MAX_LUT_BITS
 # Flatbuffer bytes one DECODE adds beyond the encoded and ancillary data, apart
 # from the two new tensor names: the ancillary and decoded tensor tables, the
 # operator, two buffer entries, 16-byte alignment of two buffers (measured on
-# the digits CNN: see docs/tflm-compression.md).
-DECODE_BASE_OVERHEAD_BYTES = 160
+# the digits CNN, 142 B on average over its three DECODEs: see
+# docs/tflm-compression.md).
+DECODE_BASE_OVERHEAD_BYTES = 144
 _NAME_SUFFIX_BYTES = len("_ancillary") + len("_decoded") + 8  # two strings' length words
 
 
@@ -172,7 +173,9 @@ def _lut_plan(values: np.ndarray, tensor) -> tuple[int, int | None, int | None, 
     return distinct, bits, packed + prune_format.DCM_BYTES + tables, axis, ""
 
 
-def _decide(method: str, info, values: np.ndarray) -> TensorCompression:
+def _decide(
+    method: str, info, values: np.ndarray, max_decoded_bytes: int | None
+) -> TensorCompression:
     zero_points = prune_format.ZeroPoints(
         tuple(info.zero_points) or (0,), info.quantized_dimension if info.scales else 0
     )
@@ -193,7 +196,13 @@ def _decide(method: str, info, values: np.ndarray) -> TensorCompression:
     if method in ("lut", "both") and lut_bytes is not None:
         options.append(("lut", lut_bytes))
     chosen, size = min(options, key=lambda o: o[1]) if options else ("", None)
-    if chosen and size + overhead < dense:
+    if chosen and max_decoded_bytes is not None and dense > max_decoded_bytes:
+        chosen = ""
+        reason = (
+            f"decoding it needs {dense:,} B of arena, over the {max_decoded_bytes:,} B "
+            f"allowed; left dense"
+        )
+    elif chosen and size + overhead < dense:
         reason = f"{chosen}: {dense:,} -> {size:,} B (+{overhead} B DECODE)"
         if chosen == "prune":
             reason += f", density {density:.3f}"
@@ -201,7 +210,9 @@ def _decide(method: str, info, values: np.ndarray) -> TensorCompression:
             reason += f", {distinct} values in {bits} bits"
     elif chosen:
         chosen = ""
-        if method != "lut":
+        if dense <= overhead + prune_format.DCM_BYTES:
+            reason = f"{dense:,} B: less than a DECODE costs (~{overhead} B); left dense"
+        elif method != "lut":
             even = prune_format.break_even_density(values.size, values.dtype.itemsize, overhead)
             reason = f"density {density:.3f} is above the break-even {even:.3f}; left dense"
         else:
@@ -228,13 +239,19 @@ def _decide(method: str, info, values: np.ndarray) -> TensorCompression:
     )
 
 
-def plan(model: bytes, method: str = "prune") -> tuple[TensorCompression, ...]:
+def plan(
+    model: bytes, method: str = "prune", *, max_decoded_bytes: int | None = None
+) -> tuple[TensorCompression, ...]:
     """Decide, for each constant int8 tensor of ``model``, whether and how to compress it.
 
-    Pure numpy on the parsed model; nothing is written.
+    A decoded tensor lives in the arena (or in alternate decompression
+    memory) while the operator after its DECODE runs: ``max_decoded_bytes``
+    keeps tensors larger than that dense. Pure numpy on the parsed model;
+    nothing is written.
 
     Raises:
-        CompressionError: ``method`` is not one of :data:`METHODS`.
+        CompressionError: ``method`` is not one of :data:`METHODS`, or
+            ``max_decoded_bytes`` is negative.
         TFLiteFormatError: ``model`` is not a valid ``.tflite``.
     """
     from edgeprune.tflite import inspect_model, read_constant
@@ -243,6 +260,11 @@ def plan(model: bytes, method: str = "prune") -> tuple[TensorCompression, ...]:
         raise CompressionError(
             f"unknown compression method {method!r}; use one of {', '.join(METHODS)}"
         )
+    if max_decoded_bytes is not None and max_decoded_bytes < 0:
+        raise CompressionError(
+            f"max_decoded_bytes must be 0 or more, got {max_decoded_bytes}; leave it unset "
+            f"for no limit"
+        )
     info = inspect_model(bytes(model))
     decisions = []
     for tensor in info.tensors:
@@ -250,5 +272,6 @@ def plan(model: bytes, method: str = "prune") -> tuple[TensorCompression, ...]:
             continue
         if tensor.is_sparse:
             continue  # stored in TFLite's own sparse format, which TFLite Micro cannot read
-        decisions.append(_decide(method, tensor, read_constant(bytes(model), tensor)))
+        values = read_constant(bytes(model), tensor)
+        decisions.append(_decide(method, tensor, values, max_decoded_bytes))
     return tuple(decisions)
