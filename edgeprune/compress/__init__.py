@@ -19,7 +19,7 @@ from edgeprune.compress.plan import (
     TensorCompression,
     plan,
 )
-from edgeprune.compress.verify import (
+from edgeprune.compress.verification import (
     DecoderMissingError,
     Verification,
     decoders_available,
