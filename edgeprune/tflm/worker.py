@@ -70,22 +70,28 @@ def _input_count(model: bytes) -> int:
     return graph.InputsLength() if graph is not None else 0
 
 
-def load_interpreter(model: bytes, arena_bytes: int):
+def load_interpreter(model: bytes, arena_bytes: int, alt_decompression_bytes: int = 0):
     """A TFLite Micro interpreter for ``model`` with an arena of ``arena_bytes``, in THIS
     process: only for code that already runs in a process of its own (this worker,
-    the emulated board), as TFLM may abort or segfault it.
+    the emulated board), as TFLM may abort or segfault it. With
+    ``alt_decompression_bytes``, DECODE writes decoded tensors to a separate
+    block of that size instead of the arena.
 
     Raises:
         RuntimeError: TFLM could not register, prepare or allocate the model.
     """
     from tflite_micro import runtime
 
-    return runtime.Interpreter.from_bytes(model, arena_size=int(arena_bytes))
+    return runtime.Interpreter.from_bytes(
+        model,
+        arena_size=int(arena_bytes),
+        alt_decompression_memory_size=int(alt_decompression_bytes),
+    )
 
 
-def _load(model: bytes, arena_bytes: int):
+def _load(model: bytes, arena_bytes: int, alt_decompression_bytes: int = 0):
     try:
-        return load_interpreter(model, arena_bytes)
+        return load_interpreter(model, arena_bytes, alt_decompression_bytes)
     except Exception as exc:  # noqa: BLE001 - TFLM reports every failure as RuntimeError
         raise _Failure("allocate", exc) from None
 
@@ -123,7 +129,7 @@ def _invoke(interpreter) -> None:
 
 
 def probe(model: bytes, request: dict) -> dict:
-    interpreter = _load(model, request["arena_bytes"])
+    interpreter = _load(model, request["arena_bytes"], request.get("alt_decompression_bytes", 0))
     if request.get("invoke", True):
         _fill(
             interpreter,
@@ -274,7 +280,7 @@ def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
 
 def run(model: bytes, request: dict) -> dict:
     x = np.load(request["x"])
-    interpreter = _load(model, request["arena_bytes"])
+    interpreter = _load(model, request["arena_bytes"], request.get("alt_decompression_bytes", 0))
     inp = interpreter.get_input_details(0)
     out = interpreter.get_output_details(0)
     shape = tuple(int(d) for d in inp["shape"])
