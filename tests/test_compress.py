@@ -150,6 +150,18 @@ def test_max_decoded_bytes_keeps_large_tensors_dense(pruned_int8, pruned_compres
     assert pruned_compressed.model_bytes < limited.model_bytes < len(pruned_int8)
 
 
+def test_compression_is_deterministic(pruned_int8, pruned_compressed):
+    again = compress_model(pruned_int8, "prune")
+    assert again.model == pruned_compressed.model
+    assert again.to_dict() == pruned_compressed.to_dict()
+
+
+def test_a_model_without_int8_weights_gets_a_note(float_model):
+    result = compress_model(float_model, "both")
+    assert result.model == float_model and result.tensors == ()
+    assert result.note == "no int8 constant tensor to compress; the model is unchanged"
+
+
 def test_lut_after_clustering_takes_bits_from_the_cluster_count(run_dir, digits):
     dense = _clustered_int8(run_dir, digits, "baseline.keras", clusters=16, keep_zeros=False)
     result = compress_model(dense, "lut")

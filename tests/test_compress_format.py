@@ -127,3 +127,43 @@ def test_encode_then_reference_decode_gives_back_the_tensor(case):
     decoded = pf.decode(encoded, ancillary, values.dtype, values.shape, zero_points)
     assert decoded.dtype == values.dtype
     assert np.array_equal(decoded.view(np.uint8), values.view(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def tflm_worker():
+    from edgeprune.tflm.client import Worker
+
+    with Worker(b"") as worker:  # the decoder probe needs no model of its own
+        yield worker
+
+
+@st.composite
+def int8_pruned_tensors(draw):
+    shape = tuple(draw(st.lists(st.integers(1, 5), min_size=1, max_size=4)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    values = rng.integers(-128, 128, shape, dtype=np.int8)
+    axis = draw(st.sampled_from([0, len(shape) - 1]))
+    per_channel = shape[axis] > 1 and draw(st.booleans())
+    count = shape[axis] if per_channel else 1
+    zps = tuple(draw(st.lists(st.integers(-128, 127), min_size=count, max_size=count)))
+    zero_points = pf.ZeroPoints(zps, axis if per_channel else 0)
+    zero = zero_points.per_element(shape)
+    zero = np.asarray(zero).reshape(shape) if not isinstance(zero, int) else zero
+    pruned = rng.random(shape) >= draw(st.floats(0.0, 1.0))
+    return np.where(pruned, np.asarray(zero).astype(np.int8), values), zero_points
+
+
+@settings(max_examples=40, deadline=None)
+@given(int8_pruned_tensors())
+def test_tflite_micro_decodes_our_encoding_exactly(tflm_worker, tmp_path_factory, case):
+    """The real C++ decoder (the installed interpreter, in the worker), per-tensor and
+    per-channel zero points on axis 0 and the last axis."""
+    values, zero_points = case
+    path = tmp_path_factory.mktemp("values") / "values.npy"
+    np.save(path, values)
+    request = {"cmd": "decoder", "decoder": "prune", "values": str(path)}
+    if any(zero_points.values):
+        request.update(zero_points=list(zero_points.values), axis=zero_points.axis)
+    reply = tflm_worker.request(request)
+    assert reply.ok, reply.message
+    assert reply.details["decodes"]

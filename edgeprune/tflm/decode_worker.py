@@ -131,18 +131,24 @@ def _warning_for(caught) -> str:
     return texts[0] if texts else "decode_insert left it uncompressed"
 
 
-def _probe_model(decoder: str) -> tuple[bytes, np.ndarray]:
+def _probe_model(decoder: str, values: np.ndarray, zero_points: list, axis: int) -> bytes:
+    """A model whose one RESHAPE reads ``values`` (int8) through a DECODE of ``decoder``;
+    with ``zero_points``, the tensor is quantized (scale 1) along ``axis``."""
     compressor, _, decode_insert, lut, model_editor, spec = _modules()
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
     kind = schema.TensorType
+    quantization = None
+    if zero_points:
+        quantization = model_editor.Quantization(
+            scales=[1.0] * len(zero_points), zero_points=[int(z) for z in zero_points], axis=axis
+        )
+    dims = np.array(values.shape, np.int32)
     weights = model_editor.Tensor(
-        shape=(16,), dtype=kind.INT8, data=_PROBE_VALUES, name="w", quantization=None
+        shape=values.shape, dtype=kind.INT8, data=values, name="w", quantization=quantization
     )
-    shape = model_editor.Tensor(
-        shape=(1,), dtype=kind.INT32, data=np.array([16], np.int32), name="shape"
-    )
-    out = model_editor.Tensor(shape=(16,), dtype=kind.INT8, name="out")
+    shape = model_editor.Tensor(shape=(len(dims),), dtype=kind.INT32, data=dims, name="shape")
+    out = model_editor.Tensor(shape=values.shape, dtype=kind.INT8, name="out")
     reshape = model_editor.Operator(
         opcode=schema.BuiltinOperator.RESHAPE, inputs=[weights, shape], outputs=[out]
     )
@@ -156,25 +162,33 @@ def _probe_model(decoder: str) -> tuple[bytes, np.ndarray]:
     elif decoder == "prune":
         from edgeprune.compress import prune_format
 
-        result = compressor.CompressionResult(*prune_format.encode(_PROBE_VALUES))
+        zps = prune_format.ZeroPoints(tuple(zero_points) or (0,), axis)
+        result = compressor.CompressionResult(*prune_format.encode(values, zps))
     else:  # no Huffman encoder exists in Python: a header whose version the decoder refuses
         header = bytearray(_DCM_BYTES)
         header[0], header[1] = 1, 1
         result = compressor.CompressionResult(bytes(16), bytes(header))
     decode_insert.insert_decode_operators(model, {(0, 0): result})
-    return bytes(model.build()), _PROBE_VALUES
+    return bytes(model.build())
 
 
 def decoder(request: dict, load, invoke) -> dict:
-    """Run the probe model of ``request["decoder"]``; ``load``/``invoke`` are the worker's."""
+    """Run the probe model of ``request["decoder"]``; ``load``/``invoke`` are the worker's.
+
+    The tensor is the built-in probe tensor, or int8 ``values`` from an ``.npy``
+    file with optional per-channel ``zero_points`` along ``axis``.
+    """
     name = request["decoder"]
     if name not in DECODERS:
         return {"ok": False, "stage": "request", "error": f"unknown decoder {name!r}"}
+    expected = np.load(request["values"]) if request.get("values") else _PROBE_VALUES
     try:
-        model, expected = _probe_model(name)
+        model = _probe_model(
+            name, expected, request.get("zero_points") or [], int(request.get("axis", 0))
+        )
     except Exception as exc:  # noqa: BLE001
         return {"ok": False, "stage": "model", "error": f"{type(exc).__name__}: {exc}"}
-    interpreter = load(model, 16 * 1024)
+    interpreter = load(model, 16 * 1024 + 2 * expected.nbytes)
     invoke(interpreter)
     got = np.asarray(interpreter.get_output(0)).reshape(-1)
-    return {"ok": True, "decodes": bool(np.array_equal(got, expected))}
+    return {"ok": True, "decodes": bool(np.array_equal(got, expected.reshape(-1)))}
