@@ -148,7 +148,16 @@ def test_a_tensor_too_small_or_too_dense_stays_dense_and_says_why(pruned_compres
     assert result.model == int8_model and result.ratio == 1.0
     assert "the model is unchanged" in result.note
     dense = [t for t in result.tensors if t.dense_bytes > 500]
-    assert dense and all("above the break-even" in t.reason for t in dense)
+    assert dense and all("above the prune break-even" in t.reason for t in dense)
+
+
+def test_lut_on_unclustered_weights_leaves_them_dense_with_the_sizes(pruned_int8):
+    result = compress_model(pruned_int8, "lut")
+    assert result.model == pruned_int8 and "no tensor is worth compressing with lut" in result.note
+    fc1 = next(t for t in result.tensors if "fc1" in t.name)
+    # one value table per channel: 64 channels x up to 128 values cost more than they save
+    assert fc1.distinct_values > 64 and fc1.lut_bytes > fc1.dense_bytes
+    assert f"would take {fc1.lut_bytes:,} B, not less than the 32,768 B dense" in fc1.reason
 
 
 def test_max_decoded_bytes_keeps_large_tensors_dense(pruned_int8, pruned_compressed):

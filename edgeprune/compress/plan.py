@@ -166,11 +166,23 @@ def _lut_plan(values: np.ndarray, tensor) -> tuple[int, int | None, int | None, 
     if axis is not None and axis not in (0, values.ndim - 1):
         return distinct, None, None, None, f"quantized along axis {axis}; LUT reads 0 or the last"
     if distinct > MAX_LUT_VALUES:
-        return distinct, None, None, None, f"{distinct} distinct values > {MAX_LUT_VALUES}"
+        return (
+            distinct,
+            None,
+            None,
+            None,
+            f"{distinct} distinct values > {MAX_LUT_VALUES} for LUT (cluster the weights first)",
+        )
     bits = max(1, math.ceil(math.log2(distinct))) if distinct > 1 else 1
     packed = (values.size * bits + 7) // 8
     tables = len(slices) * distinct * values.dtype.itemsize
     return distinct, bits, packed + prune_format.DCM_BYTES + tables, axis, ""
+
+
+def _not_worth(method: str, size: int, dense: int, overhead: int) -> str:
+    if size >= dense:
+        return f"{method} would take {size:,} B, not less than the {dense:,} B dense"
+    return f"{method} saves {dense - size:,} B, less than a DECODE costs (~{overhead} B)"
 
 
 def _decide(
@@ -212,11 +224,15 @@ def _decide(
         chosen = ""
         if dense <= overhead + prune_format.DCM_BYTES:
             reason = f"{dense:,} B: less than a DECODE costs (~{overhead} B); left dense"
-        elif method != "lut":
-            even = prune_format.break_even_density(values.size, values.dtype.itemsize, overhead)
-            reason = f"density {density:.3f} is above the break-even {even:.3f}; left dense"
         else:
-            reason = f"{distinct} values in {bits} bits save less than a DECODE costs; left dense"
+            why = []
+            if any(m == "prune" for m, _ in options):
+                even = prune_format.break_even_density(values.size, values.dtype.itemsize, overhead)
+                why.append(f"density {density:.3f} is above the prune break-even {even:.3f}")
+            if lut_bytes is not None and any(m == "lut" for m, _ in options):
+                lut = f"lut ({distinct} values, {bits}-bit indices)"
+                why.append(_not_worth(lut, lut_bytes, dense, overhead))
+            reason = "; ".join(why) + "; left dense"
     else:
         reason = "; ".join(
             w for m, w in (("prune", why_not_prune), ("lut", why_not_lut)) if method in (m, "both")
