@@ -396,7 +396,8 @@ def test_labels_file_reading_strips_and_ignores_trailing_blank_lines(tmp_path):
 def test_builtin_data_sets_name_their_classes():
     from edgeprune.models import mlperf_tiny
 
-    from edgeprune.data import BUILTIN_DATASETS, label_names
+    from edgeprune.data import BUILTIN_DATASETS
+    from edgeprune.firmware.labels import label_names
 
     assert label_names("digits") == DIGITS
     for dataset, model in (

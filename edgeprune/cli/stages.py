@@ -63,7 +63,14 @@ def _show(fmt, fn, *args):
 @recipe_options((None, "train", "structured", "prune", "quantize", "budget"))
 @guarded
 def run(model, data, recipe_path, out, target, force, name, **kwargs):
-    """Run every stage: baseline, prune, strip, quantize, evaluate (and check)."""
+    """Run every stage: baseline, prune, strip, quantize, evaluate (and check).
+
+    Tree models (--model random_forest, decision_tree, extra_trees, or a fitted
+    model as .json or .skops): train, prune, export C, compile, check."""
+    from edgeprune.trees.pipeline import is_tree_model, refuse_unknown_name
+
+    if is_tree_model(model):
+        return _run_trees(model, data, recipe_path, out, target, force, kwargs)
     if model is not None and model.lower().endswith(".tflite"):
         # Nothing to train or convert: answered before TensorFlow loads.
         if target is None or data is not None:
@@ -73,6 +80,7 @@ def run(model, data, recipe_path, out, target, force, name, **kwargs):
                 f"budgets `edgeprune check {model} --target NAME`"
             )
         return _firmware(model, target, out, force, recipe_path, 64, name, None, kwargs)
+    refuse_unknown_name(model)  # before TensorFlow loads
     if model is not None and data is None:
         raise click.UsageError(
             "--data is required with --model: pruning fine-tunes on it "
@@ -97,6 +105,25 @@ def run(model, data, recipe_path, out, target, force, name, **kwargs):
             click.echo(format_run(exc.result))
         raise
     click.echo(format_run(result))
+
+
+def _run_trees(model, data, recipe_path, out, target, force, kwargs):
+    """``run`` for a tree model: no TensorFlow on this path."""
+    from edgeprune.trees.pipeline import KINDS, run
+    from edgeprune.trees.summary import format_tree_run
+
+    if model not in KINDS and data is None:
+        raise click.UsageError(
+            "--data is required with a fitted tree model file: it is evaluated and pruned on it"
+        )
+    recipe = _recipe(recipe_path, kwargs)
+    try:
+        result = run(model=model, data=data, recipe=recipe, out=out, target=target, force=force)
+    except BudgetError as exc:
+        if exc.result is not None:
+            click.echo(format_tree_run(exc.result))
+        raise
+    click.echo(format_tree_run(result))
 
 
 @click.command("prune")
@@ -302,8 +329,29 @@ def validate_cmd(run_dir, target, runner, address, measurements, data, recipe_pa
         raise click.UsageError("give the run folder (RUN_DIR) or --target NAME for build/NAME")
     options = _recipe(recipe_path, kwargs).validate
     from edgeprune.presentation.validation import format_result
+    from edgeprune.trees.pipeline import require_tree_run
+
+    if require_tree_run(run_dir or f"build/{target}"):  # a tree model's C
+        return _validate_trees(
+            run_dir or f"build/{target}", runner, address, measurements, data, options
+        )
     from edgeprune.stages.validate import validate_run
 
     _show(
         format_result, validate_run, run_dir, target, runner, address, data, options, measurements
     )
+
+
+def _validate_trees(folder, runner, address, measurements, data, options):
+    """``validate`` for a tree run: its C on the host or a serial board."""
+    from edgeprune.errors import BadInputError
+    from edgeprune.presentation.validation import format_result
+    from edgeprune.trees.validate import validate_tree_run
+
+    if measurements is not None:
+        raise BadInputError(
+            "--measurements adds rows for the TFLite cost models; a tree model's device "
+            "times are in report.json (validation.serial.latency_ms)"
+        )
+    which = runner if runner != "auto" else ("serial" if address else "host")
+    _show(format_result, validate_tree_run, folder, which, address, data, options)

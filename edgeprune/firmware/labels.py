@@ -3,7 +3,7 @@ rendered as ``labels_<name>.h`` (``k<Name>Labels[]``, ``k<Name>LabelCount``).
 
 A labels file holds one label a line, in the order of the model's output
 units; blank lines at its end are ignored. The built-in data sets know their
-labels (:func:`edgeprune.data.label_names`). Every function here is pure
+labels (:data:`BUILTIN_LABELS`). Every function here is pure
 except :func:`read_labels`, which reads one file.
 """
 
@@ -17,6 +17,24 @@ from edgeprune.tflite import ModelInfo
 
 # A labels file is a short list; anything larger is not one.
 MAX_LABELS_BYTES = 1 << 20
+
+# The class names of the built-in data sets (edgeprune.data.BUILTIN_DATASETS), in
+# label order. The synthetic sets carry the names of the MLPerf Tiny tasks they stand
+# in for (Speech Commands' 12 keywords as the KWS benchmark orders them, Visual Wake
+# Words, CIFAR-10): their samples are generated patterns, so the names say which
+# output is which, not what a pattern shows. ad_synthetic is a regression: no classes.
+BUILTIN_LABELS: dict[str, tuple[str, ...]] = {
+    "digits": tuple(str(d) for d in range(10)),
+    "kws_synthetic": tuple("down go left no off on right stop up yes silence unknown".split()),
+    "vww_synthetic": ("no_person", "person"),
+    "ic_synthetic": tuple("airplane automobile bird cat deer dog frog horse ship truck".split()),
+}
+
+
+def label_names(dataset: str | None) -> tuple[str, ...] | None:
+    """The class names of built-in data set ``dataset``, in label order, or None when
+    it has none (a regression set, an ``.npz`` file, None)."""
+    return BUILTIN_LABELS.get(dataset) if dataset else None
 
 
 def read_labels(path: str | os.PathLike[str]) -> tuple[str, ...]:

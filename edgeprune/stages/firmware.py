@@ -109,11 +109,11 @@ def _source_name(source: str) -> str:
 
 def builtin_facts(dataset: str | None, task: str | None, x_test=None, y_test=None):
     """The :class:`~edgeprune.firmware.emit.ModelFacts` a run on data set ``dataset``
-    knows: its labels when it is a built-in one (:func:`edgeprune.data.label_names`),
-    ``task``, and test sample 0 of ``x_test`` (its label from ``y_test``) as the
-    example's input."""
-    from edgeprune.data import label_names
+    knows: its labels when it is a built-in one
+    (:func:`edgeprune.firmware.labels.label_names`), ``task``, and test sample 0 of
+    ``x_test`` (its label from ``y_test``) as the example's input."""
     from edgeprune.firmware.emit import ExampleInput, ModelFacts
+    from edgeprune.firmware.labels import label_names
 
     labels = label_names(dataset) if dataset and task == "classification" else None
     sample = None
