@@ -407,6 +407,11 @@ def test_builtin_data_sets_name_their_classes():
     ):
         assert len(label_names(dataset)) == mlperf_tiny.REFERENCE[model][2]
     assert label_names("ad_synthetic") is None  # regression
+    from sklearn import datasets
+
+    for name in ("breast_cancer", "wine"):  # as scikit-learn names their targets
+        names_ = tuple(str(t) for t in getattr(datasets, f"load_{name}")().target_names)
+        assert label_names(name) == names_
     assert set(BUILTIN_DATASETS) == {"digits", "ad_synthetic"} | {
         d for d in BUILTIN_DATASETS if label_names(d)
     }

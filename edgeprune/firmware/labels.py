@@ -28,6 +28,9 @@ BUILTIN_LABELS: dict[str, tuple[str, ...]] = {
     "kws_synthetic": tuple("down go left no off on right stop up yes silence unknown".split()),
     "vww_synthetic": ("no_person", "person"),
     "ic_synthetic": tuple("airplane automobile bird cat deer dog frog horse ship truck".split()),
+    # scikit-learn's target_names of its bundled tabular sets (for tree models)
+    "breast_cancer": ("malignant", "benign"),
+    "wine": ("class_0", "class_1", "class_2"),
 }
 
 
