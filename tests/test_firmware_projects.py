@@ -1,0 +1,407 @@
+"""Tests for edgeprune.firmware.projects and the profiles' [sdk] table.
+
+Every template of every shipped target is rendered from the digits CNN's
+firmware files in the agreed layout (model_<name>.h/.cc, ops_<name>.h,
+config_<name>.h, labels_<name>.h, the validation harness), then:
+
+- its C/C++ sources are compiled with the host g++ against the stub SDK and
+  TFLite Micro headers in tests/stubs/ (see its README), in both builds (the
+  inference example and the validation harness), and linked;
+- the inference example runs on the host: the stub interpreter marks the
+  output index (sum of the quantized input bytes) % 10, so the printed label,
+  index and score are derived here in Python from the sample, the model's
+  real quantization and its labels, and must match;
+- its build files are parsed and checked for the fields its SDK requires and
+  the pinned TFLite Micro port.
+
+What this does not prove: that the SDK's own build (arduino-cli, pio, idf.py,
+the pico-sdk's CMake, west) succeeds; no SDK is installed here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from edgeprune.errors import BadInputError  # noqa: E402
+from edgeprune.firmware import projects  # noqa: E402
+from edgeprune.firmware.emit import render  # noqa: E402
+from edgeprune.target import (  # noqa: E402
+    SDKS,
+    list_targets,
+    load_target,  # noqa: E402
+)
+from edgeprune.tflite import inspect_model  # noqa: E402
+
+CXX = shutil.which("g++")
+needs_cxx = pytest.mark.skipif(CXX is None, reason="no C++ compiler (g++) on PATH")
+CXXFLAGS = ["-std=c++17", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wpedantic", "-Wconversion"]
+STUBS = Path(__file__).parent / "stubs"
+NAME = "digits_cnn"
+CAMEL = "DigitsCnn"
+ARENA = 6144
+LABELS = [str(d) for d in range(10)]
+
+# The shipped target that stands for each SDK in the compile tests; every
+# target's projects are rendered and checked in test_every_target_gets_its_projects.
+SDK_TARGETS = {
+    "arduino": "nano33ble",
+    "platformio": "esp32",
+    "esp-idf": "esp32s3",
+    "pico-sdk": "pico",
+    "zephyr": "stm32f746g_disco",
+}
+
+
+def test_every_sdk_is_compiled_by_a_test():
+    assert set(SDK_TARGETS) == set(SDKS)
+    for sdk, target in SDK_TARGETS.items():
+        assert sdk in [b.sdk for b in load_target(target).sdk]
+
+
+# --- the firmware files in the agreed layout ----------------------------------------------------
+
+
+def agreed_layout(old: dict[str, str], name: str = NAME, camel: str = CAMEL) -> dict[str, str]:
+    """Main's firmware files renamed to the agreed layout of issue 19, with a labels
+    header; used as is once render() writes that layout itself."""
+    if f"model_{name}.h" in old:
+        return dict(old)
+    renames = {
+        "model_data.h": f"model_{name}.h",
+        "model_data.cc": f"model_{name}.cc",
+        "model_ops.h": f"ops_{name}.h",
+        "model_config.h": f"config_{name}.h",
+    }
+    words = [
+        *renames.items(),
+        ("g_final_int8_model_data", f"g_{name}_model_data"),
+        ("FinalInt8OpResolver", f"{name}_OpResolver"),
+        ("RegisterFinalInt8Ops", f"{name}_RegisterOps"),
+        ("kFinalInt8", f"k{camel}"),
+        ("EDGEPRUNE_FINAL_INT8", f"EDGEPRUNE_{name.upper()}"),
+    ]
+    out = {}
+    for file, text in old.items():
+        if "/" in file:
+            continue  # the old sketch folder
+        for before, after in words:
+            text = text.replace(before, after)
+        out[renames.get(file, file)] = text
+    quoted = ", ".join(f'"{x}"' for x in LABELS)
+    out[f"labels_{name}.h"] = (
+        f"#ifndef EDGEPRUNE_{name.upper()}_LABELS_H_\n#define EDGEPRUNE_{name.upper()}_LABELS_H_\n"
+        f"constexpr const char* k{camel}Labels[] = {{{quoted}}};\n"
+        f"constexpr int k{camel}LabelCount = {len(LABELS)};\n#endif\n"
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def firmware_files(int8_model) -> dict[str, str]:
+    return agreed_layout(render(int8_model, "final_int8.tflite", ARENA))
+
+
+@pytest.fixture(scope="module")
+def sample(digits) -> np.ndarray:
+    return np.asarray(digits.x_test[0], dtype=np.float32).reshape(-1)
+
+
+def _quantized_sum(sample: np.ndarray, scale: float, zero_point: int) -> int:
+    # lroundf (half away from zero) in float32, as the example does.
+    x = (sample.astype(np.float32) / np.float32(scale)).astype(np.float32)
+    q = np.sign(x) * np.floor(np.abs(x) + np.float32(0.5)) + zero_point
+    return int(np.clip(q, -128, 127).astype(np.int8).view(np.uint8).astype(np.int64).sum())
+
+
+def _expected(int8_model: bytes, sample: np.ndarray) -> tuple[int, str]:
+    info = inspect_model(int8_model)
+    inp, out = info.inputs[0], info.outputs[0]
+    n_out = int(np.prod(out.shape))
+    index = _quantized_sum(sample, inp.scales[0], inp.zero_points[0]) % n_out
+    score = np.float32(127 - out.zero_points[0]) * np.float32(out.scales[0])
+    milli = int(np.float32(score) * np.float32(1000.0) + np.float32(0.5))
+    return index, f"{milli // 1000}.{milli % 1000:03d}"
+
+
+def _stub_defines(int8_model: bytes) -> list[str]:
+    info = inspect_model(int8_model)
+    inp, out = info.inputs[0], info.outputs[0]
+    assert inp.dtype == out.dtype == "int8"
+    return [
+        f"-DSTUB_IN_BYTES={int(np.prod(inp.shape))}",
+        f"-DSTUB_OUT_BYTES={int(np.prod(out.shape))}",
+        f"-DSTUB_IN_SCALE={inp.scales[0]!r}f",
+        f"-DSTUB_IN_ZERO={inp.zero_points[0]}",
+        f"-DSTUB_OUT_SCALE={out.scales[0]!r}f",
+        f"-DSTUB_OUT_ZERO={out.zero_points[0]}",
+    ]
+
+
+def _stub_resolver(root: Path, ops_text: str) -> None:
+    """A MicroMutableOpResolver<N> with the methods ops_<name>.h calls, refusing more than N."""
+    micro = root / "tensorflow" / "lite" / "micro"
+    (micro / "kernels").mkdir(parents=True, exist_ok=True)
+    methods = sorted(set(re.findall(r"resolver\.(Add\w+)\(", ops_text)))
+    body = "\n".join(
+        f"  TfLiteStatus {m}(const TFLMRegistration& = {{}}) {{ return ++count_ <= N ? "
+        f"kTfLiteOk : kTfLiteError; }}"
+        for m in methods
+    )
+    (micro / "micro_mutable_op_resolver.h").write_text(
+        '#pragma once\n#include "stub_tflm_common.h"\nnamespace tflite {\n'
+        f"template <unsigned N> class MicroMutableOpResolver {{\n public:\n{body}\n"
+        " private:\n  unsigned count_ = 0;\n};\n}  // namespace tflite\n"
+    )
+    regs = sorted(set(re.findall(r"tflite::(Register_\w+)\(\)", ops_text)))
+    decls = "".join(f'inline TFLMRegistration {r}() {{ return {{"{r}"}}; }}\n' for r in regs)
+    (micro / "kernels" / "stub_registrations.h").write_text(
+        f'#pragma once\n#include "stub_tflm_common.h"\nnamespace tflite {{\n{decls}}}\n'
+    )
+    for header in set(re.findall(r'#include "tensorflow/lite/micro/kernels/(\w+)\.h"', ops_text)):
+        (micro / "kernels" / f"{header}.h").write_text(
+            '#pragma once\n#include "tensorflow/lite/micro/kernels/stub_registrations.h"\n'
+        )
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+
+
+def _build(tmp: Path, sources: list[Path], includes: list[Path], *flags: str) -> Path:
+    exe = tmp / f"prog{len(list(tmp.glob('prog*')))}"
+    cmd = [CXX, *CXXFLAGS, *flags]
+    for inc in includes:
+        cmd += ["-I", str(inc)]
+    cmd += [str(s) for s in sources] + ["-o", str(exe)]
+    build = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert build.returncode == 0, " ".join(cmd) + "\n" + build.stderr
+    return exe
+
+
+def _run(exe: Path) -> str:
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
+
+
+# --- rendering every target ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target_id", list_targets())
+def test_every_target_gets_its_projects(firmware_files, target_id):
+    target = load_target(target_id)
+    out = projects.render_projects(target, NAME, firmware_files)
+    sdks = {path.split("/")[1] for path in out}
+    assert sdks == {b.sdk for b in target.sdk}
+    if target.kind == "linux":
+        assert out == {}
+    for board in target.sdk:
+        readme = out[f"projects/{board.sdk}/README.md"]
+        port = projects.PORTS[board.sdk]
+        assert port.version in readme and board.board.split(":")[-1] in readme
+        # every model file travels into the project unchanged
+        copied = [p for p in out if p.startswith(f"projects/{board.sdk}/")]
+        for file, text in firmware_files.items():
+            base = file[:-3] + ".cpp" if board.sdk == "arduino" and file.endswith(".cc") else file
+            hits = [p for p in copied if p.endswith("/" + base)]
+            assert len(hits) == 1, (board.sdk, file, hits)
+            assert out[hits[0]] == text
+        assert not any("@{" in text for text in out.values())
+
+
+def test_render_is_deterministic_and_names_no_absolute_path(firmware_files, sample):
+    target = load_target("esp32")
+    a = projects.render_projects(target, NAME, firmware_files, sample, "digits test image 0")
+    b = projects.render_projects(target, NAME, firmware_files, sample, "digits test image 0")
+    assert a == b
+    assert not any(str(Path.cwd()) in text or "/tmp/" in text for text in a.values())
+
+
+def test_write_project_writes_the_rendered_files_and_nothing_for_linux(firmware_files, tmp_path):
+    written = projects.write_project(tmp_path / "fw", load_target("pico"), NAME, firmware_files)
+    rendered = projects.render_projects(load_target("pico"), NAME, firmware_files)
+    assert set(written) == set(rendered)
+    for rel, path in written.items():
+        assert Path(path).read_text() == rendered[rel]
+    assert projects.write_project(tmp_path / "l", load_target("rpi4"), NAME, firmware_files) == {}
+    assert not (tmp_path / "l" / "projects").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("9lives", "is not a C identifier starting with a letter"),
+        ("digits-cnn", "is not a C identifier"),
+        ("a__b", "has '__'"),
+        ("x" * 60, "over 53 characters"),
+    ],
+)
+def test_bad_names_are_refused(firmware_files, name, message):
+    with pytest.raises(BadInputError, match=message):
+        projects.render_projects(load_target("pico"), name, firmware_files)
+
+
+def test_missing_harness_or_arena_is_refused_naming_the_file(firmware_files, int8_model):
+    partial = {k: v for k, v in firmware_files.items() if k != "validation_harness.cc"}
+    with pytest.raises(BadInputError, match="lack validation_harness.cc"):
+        projects.render_projects(load_target("pico"), NAME, partial)
+    no_arena = agreed_layout(render(int8_model, "final_int8.tflite", None))
+    no_arena.update({f: firmware_files[f] for f in projects.HARNESS_FILES})
+    with pytest.raises(BadInputError, match="measured arena constant"):
+        projects.render_projects(load_target("pico"), NAME, no_arena)
+
+
+def test_a_sample_of_the_wrong_size_or_not_finite_is_refused(firmware_files, sample):
+    with pytest.raises(BadInputError, match="has 3 values; the model's input takes 64"):
+        projects.render_projects(load_target("pico"), NAME, firmware_files, [1.0, 2.0, 3.0])
+    bad = sample.copy()
+    bad[5] = np.nan
+    with pytest.raises(BadInputError, match="NaN or infinity"):
+        projects.render_projects(load_target("pico"), NAME, firmware_files, bad)
+
+
+@needs_cxx
+def test_without_labels_the_example_prints_indices(firmware_files, int8_model, tmp_path):
+    files = {k: v for k, v in firmware_files.items() if not k.startswith("labels_")}
+    root, out = _project(tmp_path, "pico-sdk", files, None)
+    assert '#include "labels_' not in out[f"{NAME}_app.cc"]
+    assert "zeros (no sample was given)" in out[f"{NAME}_sample.h"]
+    cmake = (root / "CMakeLists.txt").read_text()
+    listed = re.search(r"add_executable\(\S+\s+([^)]*)\)", cmake).group(1).split()
+    exe = _build(
+        tmp_path,
+        [root / s for s in listed],
+        _includes(tmp_path, "pico-sdk", root),
+        *_stub_defines(int8_model),
+        "-DEDGEPRUNE_VALIDATION=0",
+    )
+    text = _run(exe)
+    zeros = np.zeros(64, np.float32)
+    index, score = _expected(int8_model, zeros)
+    assert f"\nindex {index} score {score}\n" in text and "label" not in text
+
+
+# --- compiling and running each template on the host -------------------------------------------
+
+
+def _project(tmp_path: Path, sdk: str, files, sample) -> tuple[Path, dict[str, str]]:
+    target = load_target(SDK_TARGETS[sdk])
+    board = next(b for b in target.sdk if b.sdk == sdk)
+    out = projects.render_project(target, board, NAME, files, sample, "digits test image 0")
+    root = tmp_path / sdk
+    _write(root, out)
+    _stub_resolver(tmp_path / "resolver", files[f"ops_{NAME}.h"])
+    return root, out
+
+
+def _includes(tmp_path: Path, sdk: str, *dirs: Path) -> list[Path]:
+    return [*dirs, STUBS / "tflm", tmp_path / "resolver", STUBS / sdk]
+
+
+def _check_output(text: str, int8_model: bytes, sample: np.ndarray) -> None:
+    index, score = _expected(int8_model, sample)
+    assert f"label {LABELS[index]} (index {index}) score {score}" in text, text
+    assert f"output[{index}] = {score}" in text
+
+
+@needs_cxx
+def test_arduino_library_examples_compile_and_the_inference_example_runs(
+    firmware_files, sample, int8_model, tmp_path
+):
+    root, out = _project(tmp_path, "arduino", firmware_files, sample)
+    src = root / "src"
+    library = sorted(src.glob("*.cpp"))
+    assert {p.name for p in library} == {
+        f"model_{NAME}.cpp",
+        f"{NAME}_app.cpp",
+        "validation_harness.cpp",
+    }
+    (tmp_path / "driver.cc").write_text("#include <Arduino.h>\nint main() { setup(); loop(); }\n")
+    inc = _includes(tmp_path, "arduino", src)
+    flags = ["-include", "Arduino.h", *_stub_defines(int8_model)]
+    for example, runs in (("inference", True), ("validate", False)):
+        ino = root / "examples" / f"{NAME}_{example}" / f"{NAME}_{example}.ino"
+        exe = _build(
+            tmp_path, [*library, tmp_path / "driver.cc"], inc, *flags, "-x", "c++", str(ino)
+        )
+        if runs:
+            _check_output(_run(exe), int8_model, sample)
+
+
+@needs_cxx
+def test_platformio_main_compiles_both_envs_and_runs_the_example(
+    firmware_files, sample, int8_model, tmp_path
+):
+    root, _ = _project(tmp_path, "platformio", firmware_files, sample)
+    src = root / "src"
+    sources = sorted(src.glob("*.cc"))
+    (tmp_path / "driver.cc").write_text("#include <Arduino.h>\nint main() { setup(); loop(); }\n")
+    inc = _includes(tmp_path, "arduino", src)
+    flags = _stub_defines(int8_model)
+    exe = _build(tmp_path, [*sources, tmp_path / "driver.cc"], inc, *flags)
+    _check_output(_run(exe), int8_model, sample)
+    _build(tmp_path, [*sources, tmp_path / "driver.cc"], inc, *flags, "-DEDGEPRUNE_VALIDATION=1")
+
+
+@needs_cxx
+def test_esp_idf_app_compiles_with_and_without_the_harness_and_runs(
+    firmware_files, sample, int8_model, tmp_path
+):
+    root, _ = _project(tmp_path, "esp-idf", firmware_files, sample)
+    component = root / "components" / NAME
+    (tmp_path / "driver.cc").write_text(
+        'extern "C" void app_main(void);\nint main() { app_main(); }\n'
+    )
+    sources = [component / f"model_{NAME}.cc", component / f"{NAME}_app.cc", root / "main/main.cc"]
+    inc = _includes(tmp_path, "esp-idf", component)
+    flags = _stub_defines(int8_model)
+    exe = _build(tmp_path, [*sources, tmp_path / "driver.cc"], inc, *flags)
+    text = _run(exe)
+    _check_output(text, int8_model, sample)
+    assert f"I ({NAME}) took 0 us" in text
+    option = f"-DCONFIG_EDGEPRUNE_{NAME.upper()}_VALIDATION=1"
+    harness = component / "validation_harness.cc"
+    _build(tmp_path, [*sources, harness, tmp_path / "driver.cc"], inc, *flags, option)
+
+
+@needs_cxx
+def test_pico_sdk_app_compiles_with_and_without_the_harness_and_runs(
+    firmware_files, sample, int8_model, tmp_path
+):
+    root, _ = _project(tmp_path, "pico-sdk", firmware_files, sample)
+    cmake = (root / "CMakeLists.txt").read_text()
+    listed = re.search(r"add_executable\(\S+\s+([^)]*)\)", cmake).group(1).split()
+    sources = [root / s for s in listed]
+    inc = _includes(tmp_path, "pico-sdk", root)
+    flags = _stub_defines(int8_model)
+    _check_output(_run(_build(tmp_path, sources, inc, *flags, "-DEDGEPRUNE_VALIDATION=0")),
+                  int8_model, sample)  # fmt: skip
+    _build(tmp_path, sources, inc, *flags, "-DEDGEPRUNE_VALIDATION=1")
+
+
+@needs_cxx
+def test_zephyr_app_and_module_compile_with_and_without_the_harness_and_run(
+    firmware_files, sample, int8_model, tmp_path
+):
+    root, _ = _project(tmp_path, "zephyr", firmware_files, sample)
+    module = (root / "module/CMakeLists.txt").read_text()
+    listed = re.search(r"zephyr_library_sources\(([^)]*)\)", module).group(1).split()
+    harness = re.search(r"zephyr_library_sources_ifdef\(\w+ ([^)]*)\)", module).group(1).split()
+    sources = [root / "module" / s for s in listed] + [root / "app/src/main.cc"]
+    inc = _includes(tmp_path, "zephyr", root / "module/src")
+    flags = _stub_defines(int8_model)
+    _check_output(_run(_build(tmp_path, sources, inc, *flags)), int8_model, sample)
+    option = f"-DCONFIG_EDGEPRUNE_{NAME.upper()}_VALIDATION=1"
+    _build(tmp_path, [*sources, *(root / "module" / h for h in harness)], inc, *flags, option)
