@@ -20,6 +20,7 @@ the pico-sdk's CMake, west) succeeds; no SDK is installed here.
 
 from __future__ import annotations
 
+import configparser
 import os
 import re
 import shutil
@@ -37,8 +38,11 @@ from edgeprune.firmware import projects  # noqa: E402
 from edgeprune.firmware.emit import render  # noqa: E402
 from edgeprune.target import (  # noqa: E402
     SDKS,
+    SdkBoard,
+    TargetError,
     list_targets,
-    load_target,  # noqa: E402
+    load_target,
+    parse_target,
 )
 from edgeprune.tflite import inspect_model  # noqa: E402
 
@@ -405,3 +409,254 @@ def test_zephyr_app_and_module_compile_with_and_without_the_harness_and_run(
     _check_output(_run(_build(tmp_path, sources, inc, *flags)), int8_model, sample)
     option = f"-DCONFIG_EDGEPRUNE_{NAME.upper()}_VALIDATION=1"
     _build(tmp_path, [*sources, *(root / "module" / h for h in harness)], inc, *flags, option)
+
+
+# --- build files: the fields each SDK requires, and the pinned ports ----------------------------
+
+
+def _rendered(sdk: str, files, target_id: str | None = None) -> dict[str, str]:
+    target = load_target(target_id or SDK_TARGETS[sdk])
+    board = next(b for b in target.sdk if b.sdk == sdk)
+    return projects.render_project(target, board, NAME, files)
+
+
+def _cmake_calls(text: str) -> list[tuple[str, list[str]]]:
+    """Every ``command(args...)`` of a CMake file, comments removed, args split as CMake does."""
+    import shlex
+
+    code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    calls = []
+    for match in re.finditer(r"(?m)^\s*(\w+)\s*\(", code):
+        depth, i = 1, match.end()
+        while depth:
+            depth += {"(": 1, ")": -1}.get(code[i], 0)
+            i += 1
+        calls.append((match.group(1).lower(), shlex.split(code[match.end() : i - 1])))
+    return calls
+
+
+def _args(calls, name: str) -> list[list[str]]:
+    return [args for command, args in calls if command == name]
+
+
+def test_arduino_library_properties_has_every_field_the_library_spec_requires(firmware_files):
+    out = _rendered("arduino", firmware_files)
+    props = dict(line.split("=", 1) for line in out["library.properties"].splitlines() if line)
+    required = ["name", "version", "author", "maintainer", "sentence", "paragraph", "category"]
+    assert set(required + ["url", "architectures"]) <= set(props)
+    assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 _.-]*", props["name"]) and props["name"] == NAME
+    assert re.fullmatch(r"\d+\.\d+\.\d+", props["version"])
+    assert props["category"] in {
+        "Display",
+        "Communication",
+        "Signal Input/Output",
+        "Sensors",
+        "Device Control",
+        "Timing",
+        "Data Storage",
+        "Data Processing",
+        "Other",
+    }
+    assert props["architectures"] == "mbed_nano"  # arduino:mbed_nano:nano33ble
+    port = projects.PORTS["arduino"]
+    assert (
+        props["depends"]
+        == f"{port.name} ({'='}{port.version})"
+        == "Chirale_TensorFLowLite (=2.0.0)"
+    )
+    assert props["includes"] == f"{NAME}.h" and f"src/{NAME}.h" in out
+    assert f"#include <{port.header}>" in out[f"src/{NAME}.h"]
+    sketches = [p for p in out if p.endswith(".ino")]
+    assert sorted(sketches) == [
+        f"examples/{NAME}_inference/{NAME}_inference.ino",
+        f"examples/{NAME}_validate/{NAME}_validate.ino",
+    ]
+    # The Arduino builder compiles .c/.cpp/.S only: no .cc may be left in the library.
+    assert not [p for p in out if p.endswith(".cc")]
+
+
+@pytest.mark.parametrize(("target_id", "platform"), [("esp32", "espressif32 @ 6.10.0"),
+                                                     ("nano33ble", "nordicnrf52")])  # fmt: skip
+def test_platformio_ini_has_the_board_the_library_and_a_validation_env(
+    firmware_files, target_id, platform
+):
+    out = _rendered("platformio", firmware_files, target_id)
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read_string(out["platformio.ini"])
+    board = next(b for b in load_target(target_id).sdk if b.sdk == "platformio").board
+    env = board.split(":")[1]
+    assert set(ini.sections()) == {"platformio", "env", f"env:{env}", f"env:{env}_validate"}
+    assert ini["platformio"]["default_envs"] == env
+    assert ini[f"env:{env}"]["platform"] == platform
+    assert ini[f"env:{env}"]["board"] == env
+    assert ini["env"]["framework"] == "arduino"
+    port = projects.PORTS["platformio"]
+    assert ini["env"]["lib_deps"] == port.url and re.search(r"\.git#[0-9a-f]{40}$", port.url)
+    validate = ini[f"env:{env}_validate"]
+    assert validate["extends"] == f"env:{env}"
+    assert validate["build_flags"].split() == ["${env.build_flags}", "-DEDGEPRUNE_VALIDATION=1"]
+    assert "src/main.cc" in out and "#if EDGEPRUNE_VALIDATION" in out["src/main.cc"]
+    if " @ " not in platform:
+        assert "not pinned by edgeprune" in out["README.md"]
+
+
+def test_esp_idf_component_depends_on_pinned_esp_tflite_micro_and_lists_its_sources(
+    firmware_files,
+):
+    yaml = pytest.importorskip("yaml")
+    out = _rendered("esp-idf", firmware_files)
+    component = f"components/{NAME}"
+    manifest = yaml.safe_load(out[f"{component}/idf_component.yml"])
+    assert manifest["dependencies"]["espressif/esp-tflite-micro"] == {"version": "==1.3.4"}
+    assert manifest["dependencies"]["idf"]["version"] == ">=5.0"
+    top = _cmake_calls(out["CMakeLists.txt"])
+    names = [c for c, _ in top]
+    assert names.index("include") < names.index("project")
+    assert _args(top, "include") == [["$ENV{IDF_PATH}/tools/cmake/project.cmake"]]
+    assert _args(top, "project") == [[NAME]]
+    calls = _cmake_calls(out[f"{component}/CMakeLists.txt"])
+    srcs = [*_args(calls, "set")[0][1:], *_args(calls, "list")[0][2:]]
+    assert all(f"{component}/{s}" in out for s in srcs) and len(srcs) == 3
+    (register,) = _args(calls, "idf_component_register")
+    assert register[register.index("REQUIRES") + 1] == "esp-tflite-micro"
+    (main,) = _args(_cmake_calls(out["main/CMakeLists.txt"]), "idf_component_register")
+    assert NAME in main[main.index("REQUIRES") + 1 :] and "main/main.cc" in out
+    option = f"EDGEPRUNE_{NAME.upper()}_VALIDATION"
+    assert f"config {option}\n" in out[f"{component}/Kconfig"]
+    assert f"CONFIG_{option}" in out[f"{component}/CMakeLists.txt"]
+    assert f"CONFIG_{option}" in out["main/main.cc"]
+    assert 'CONFIG_IDF_TARGET="esp32s3"' in out["sdkconfig.defaults"]
+
+
+def test_pico_sdk_cmake_imports_the_sdk_first_and_fetches_pico_tflmicro_at_its_commit(
+    firmware_files,
+):
+    out = _rendered("pico-sdk", firmware_files)
+    calls = _cmake_calls(out["CMakeLists.txt"])
+    names = [c for c, _ in calls]
+    assert ["include", "pico_sdk_import.cmake"] == ["include", *_args(calls, "include")[0]]
+    assert names.index("include") < names.index("project") < names.index("pico_sdk_init")
+    assert ["PICO_BOARD", "pico", "CACHE", "STRING", "Board type"] in _args(calls, "set")
+    (fetch,) = _args(calls, "fetchcontent_declare")
+    assert fetch[fetch.index("GIT_TAG") + 1] == projects.PORTS["pico-sdk"].version
+    assert re.fullmatch(r"[0-9a-f]{40}", projects.PORTS["pico-sdk"].version)
+    assert fetch[fetch.index("GIT_REPOSITORY") + 1].endswith("raspberrypi/pico-tflmicro.git")
+    (executable,) = _args(calls, "add_executable")
+    assert all(s in out for s in executable[1:])
+    (link,) = _args(calls, "target_link_libraries")
+    assert {"pico_stdlib", "pico-tflmicro"} <= set(link)
+    assert _args(calls, "option")[0][0] == "EDGEPRUNE_VALIDATION"
+    assert "pico_add_extra_outputs" in names and "pico_enable_stdio_usb" in names
+    assert "external/pico_sdk_import.cmake" in out["pico_sdk_import.cmake"]
+
+
+def test_zephyr_module_yml_points_at_its_cmake_and_kconfig_and_the_app_uses_only_known_symbols(
+    firmware_files,
+):
+    yaml = pytest.importorskip("yaml")
+    out = _rendered("zephyr", firmware_files)
+    module = yaml.safe_load(out["module/zephyr/module.yml"])
+    assert module["name"] == f"edgeprune-{NAME}"
+    assert os.path.normpath(f"module/{module['build']['cmake']}/CMakeLists.txt") in out
+    assert f"module/{module['build']['kconfig']}" in out
+    calls = _cmake_calls(out["module/CMakeLists.txt"])
+    sources = _args(calls, "zephyr_library_sources")[0]
+    sources += _args(calls, "zephyr_library_sources_ifdef")[0][1:]
+    assert all(f"module/{s}" in out for s in sources)
+    kconfig = out["module/Kconfig"]
+    defined = set(re.findall(r"^config (\w+)$", kconfig, re.M))
+    assert defined == {f"EDGEPRUNE_{NAME.upper()}", f"EDGEPRUNE_{NAME.upper()}_VALIDATION"}
+    zephyr_symbols = {
+        "CPP",
+        "STD_CPP17",
+        "REQUIRES_FULL_LIBCPP",
+        "TENSORFLOW_LITE_MICRO",
+        "TENSORFLOW_LITE_MICRO_CMSIS_NN_KERNELS",
+        "MAIN_STACK_SIZE",
+        "BOOT_BANNER",
+    }
+    for conf in ("app/prj.conf", "app/validation.conf"):
+        used = set(re.findall(r"^CONFIG_(\w+)=", out[conf], re.M))
+        assert used and used <= defined | zephyr_symbols, conf
+    assert "CONFIG_TENSORFLOW_LITE_MICRO_CMSIS_NN_KERNELS=y" in out["app/prj.conf"]  # cmsis-nn
+    app = _cmake_calls(out["app/CMakeLists.txt"])
+    assert ["ZEPHYR_EXTRA_MODULES", "${CMAKE_CURRENT_SOURCE_DIR}/../module"] == _args(app, "list")[
+        0
+    ][1:]
+    assert _args(app, "find_package")[0][:2] == ["Zephyr", "REQUIRED"]
+    assert ["app", "PRIVATE", "src/main.cc"] == _args(app, "target_sources")[0]
+    assert "module.yml" in out["README.md"] and "v4.1.0" in out["README.md"]
+
+
+# --- the profiles' [sdk] table ------------------------------------------------------------------
+
+PROFILE = {
+    "name": "Test board",
+    "kind": "mcu",
+    "core": "cortex-m33",
+    "clock_hz": 150_000_000,
+    "flash_bytes": 4_000_000,
+    "ram_bytes": 520_000,
+    "runtime": "tflm",
+    "kernels": "cmsis-nn",
+    "model_dtype": "int8",
+    "reserve": {"flash_bytes": 100_000, "ram_bytes": 50_000},
+    "arena_margin": {"fraction": 0.1, "bytes": 1024, "reason": "scratch buffers"},
+}
+
+
+def test_sdk_table_keeps_the_file_order_and_each_board_id():
+    data = {**PROFILE, "sdk": {"pico-sdk": "pico2", "zephyr": "rpi_pico2/rp2350a/m33"}}
+    target = parse_target(data, "t.toml", "t")
+    assert target.sdk == (
+        SdkBoard("pico-sdk", "pico2"),
+        SdkBoard("zephyr", "rpi_pico2/rp2350a/m33"),
+    )
+    assert parse_target(PROFILE, "t.toml", "t").sdk == ()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"sdk": {"stm32cube": "x"}}, "sdk.stm32cube is not an SDK edgeprune writes projects for; "
+         "allowed: arduino, esp-idf, pico-sdk, platformio, zephyr"),
+        ({"sdk": {"zephy": "x"}}, "did you mean 'zephyr'?"),
+        ({"sdk": {"arduino": "nano33ble"}}, "sdk.arduino = 'nano33ble' is not a arduino board id "
+         "(one word such as 'arduino:mbed_nano:nano33ble')"),
+        ({"sdk": {"platformio": "esp32dev"}}, "such as 'espressif32:esp32dev'"),
+        ({"sdk": {"zephyr": 'a"; rm'}}, "is not a zephyr board id"),
+        ({"sdk": {"esp-idf": "esp32"}}, "sdk.esp-idf builds for xtensa-lx6, xtensa-lx7, not "
+         "core = 'cortex-m33'"),
+        ({"sdk": "zephyr"}, "sdk must be a table of SDK = board id"),
+        ({"sdk": {"zephyr": 3}}, "is not a zephyr board id"),
+    ],
+)  # fmt: skip
+def test_bad_sdk_tables_are_refused_naming_key_value_and_fix(changes, message):
+    with pytest.raises(TargetError, match=re.escape(message)):
+        parse_target({**PROFILE, **changes}, "t.toml", "t")
+
+
+def test_a_linux_target_with_an_sdk_table_is_refused():
+    rpi = {k: v for k, v in PROFILE.items() if k != "reserve"}
+    rpi.update(
+        kind="linux", runtime="litert", core="cortex-a72", kernels="xnnpack", model_dtype="any"
+    )
+    with pytest.raises(TargetError, match=r"\[sdk\] is for kind = 'mcu' only"):
+        parse_target({**rpi, "sdk": {"zephyr": "rpi_4b"}}, "t.toml", "t")
+
+
+def test_an_unknown_key_lists_the_sdk_table_among_the_allowed():
+    with pytest.raises(TargetError, match=r"allowed: .*\[sdk\]"):
+        parse_target({**PROFILE, "zzz": 1}, "t.toml", "t")
+
+
+@pytest.mark.parametrize("target_id", list_targets())
+def test_every_mcu_profile_names_its_sdks_and_says_why(target_id):
+    target = load_target(target_id)
+    text = Path(target.path).read_text()
+    if target.kind == "linux":
+        assert target.sdk == () and "[sdk]" not in text
+        return
+    assert target.sdk, f"{target_id} names no SDK"
+    comment = text.split("[sdk]\n", 1)[1].split("\n" + target.sdk[0].sdk, 1)[0]
+    assert comment.count("# ") >= 3, f"{target_id}: say why these SDKs, in a comment"
