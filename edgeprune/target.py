@@ -338,7 +338,7 @@ def _sdk_table(where: str, data: dict, top: dict) -> tuple[SdkBoard, ...]:
         form, example = SDK_BOARD_FORMS[sdk]
         if not isinstance(board, str) or not re.fullmatch(form, board):
             raise TargetError(
-                f"{where}: sdk.{sdk} = {board!r} is not a {sdk} board id "
+                f"{where}: sdk.{sdk} = {board!r} is not a board id of {sdk} "
                 f"(one word such as {example!r}); use the id {sdk} knows the board by"
             )
         cores = SDK_CORES.get(sdk)

@@ -621,14 +621,14 @@ def test_sdk_table_keeps_the_file_order_and_each_board_id():
         ({"sdk": {"stm32cube": "x"}}, "sdk.stm32cube is not an SDK edgeprune writes projects for; "
          "allowed: arduino, esp-idf, pico-sdk, platformio, zephyr"),
         ({"sdk": {"zephy": "x"}}, "did you mean 'zephyr'?"),
-        ({"sdk": {"arduino": "nano33ble"}}, "sdk.arduino = 'nano33ble' is not a arduino board id "
+        ({"sdk": {"arduino": "nano33ble"}}, "sdk.arduino = 'nano33ble' is not a board id of arduino "
          "(one word such as 'arduino:mbed_nano:nano33ble')"),
         ({"sdk": {"platformio": "esp32dev"}}, "such as 'espressif32:esp32dev'"),
-        ({"sdk": {"zephyr": 'a"; rm'}}, "is not a zephyr board id"),
+        ({"sdk": {"zephyr": 'a"; rm'}}, "is not a board id of zephyr"),
         ({"sdk": {"esp-idf": "esp32"}}, "sdk.esp-idf builds for xtensa-lx6, xtensa-lx7, not "
          "core = 'cortex-m33'"),
         ({"sdk": "zephyr"}, "sdk must be a table of SDK = board id"),
-        ({"sdk": {"zephyr": 3}}, "is not a zephyr board id"),
+        ({"sdk": {"zephyr": 3}}, "is not a board id of zephyr"),
     ],
 )  # fmt: skip
 def test_bad_sdk_tables_are_refused_naming_key_value_and_fix(changes, message):
