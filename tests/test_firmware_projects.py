@@ -32,6 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from firmware_layout import LABELS, NAME, agreed_layout  # noqa: E402 - tests/ is on sys.path
 
 from edgeprune.errors import BadInputError  # noqa: E402
 from edgeprune.firmware import projects  # noqa: E402
@@ -50,10 +51,7 @@ CXX = shutil.which("g++")
 needs_cxx = pytest.mark.skipif(CXX is None, reason="no C++ compiler (g++) on PATH")
 CXXFLAGS = ["-std=c++17", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wpedantic", "-Wconversion"]
 STUBS = Path(__file__).parent / "stubs"
-NAME = "digits_cnn"
-CAMEL = "DigitsCnn"
 ARENA = 6144
-LABELS = [str(d) for d in range(10)]
 
 # The shipped target that stands for each SDK in the compile tests; every
 # target's projects are rendered and checked in test_every_target_gets_its_projects.
@@ -73,41 +71,6 @@ def test_every_sdk_is_compiled_by_a_test():
 
 
 # --- the firmware files in the agreed layout ----------------------------------------------------
-
-
-def agreed_layout(old: dict[str, str], name: str = NAME, camel: str = CAMEL) -> dict[str, str]:
-    """Main's firmware files renamed to the agreed layout of issue 19, with a labels
-    header; used as is once render() writes that layout itself."""
-    if f"model_{name}.h" in old:
-        return dict(old)
-    renames = {
-        "model_data.h": f"model_{name}.h",
-        "model_data.cc": f"model_{name}.cc",
-        "model_ops.h": f"ops_{name}.h",
-        "model_config.h": f"config_{name}.h",
-    }
-    words = [
-        *renames.items(),
-        ("g_final_int8_model_data", f"g_{name}_model_data"),
-        ("FinalInt8OpResolver", f"{name}_OpResolver"),
-        ("RegisterFinalInt8Ops", f"{name}_RegisterOps"),
-        ("kFinalInt8", f"k{camel}"),
-        ("EDGEPRUNE_FINAL_INT8", f"EDGEPRUNE_{name.upper()}"),
-    ]
-    out = {}
-    for file, text in old.items():
-        if "/" in file:
-            continue  # the old sketch folder
-        for before, after in words:
-            text = text.replace(before, after)
-        out[renames.get(file, file)] = text
-    quoted = ", ".join(f'"{x}"' for x in LABELS)
-    out[f"labels_{name}.h"] = (
-        f"#ifndef EDGEPRUNE_{name.upper()}_LABELS_H_\n#define EDGEPRUNE_{name.upper()}_LABELS_H_\n"
-        f"constexpr const char* k{camel}Labels[] = {{{quoted}}};\n"
-        f"constexpr int k{camel}LabelCount = {len(LABELS)};\n#endif\n"
-    )
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -621,8 +584,8 @@ def test_sdk_table_keeps_the_file_order_and_each_board_id():
         ({"sdk": {"stm32cube": "x"}}, "sdk.stm32cube is not an SDK edgeprune writes projects for; "
          "allowed: arduino, esp-idf, pico-sdk, platformio, zephyr"),
         ({"sdk": {"zephy": "x"}}, "did you mean 'zephyr'?"),
-        ({"sdk": {"arduino": "nano33ble"}}, "sdk.arduino = 'nano33ble' is not a board id of arduino "
-         "(one word such as 'arduino:mbed_nano:nano33ble')"),
+        ({"sdk": {"arduino": "nano33ble"}}, "sdk.arduino = 'nano33ble' is not a board id of "
+         "arduino (one word such as 'arduino:mbed_nano:nano33ble')"),
         ({"sdk": {"platformio": "esp32dev"}}, "such as 'espressif32:esp32dev'"),
         ({"sdk": {"zephyr": 'a"; rm'}}, "is not a board id of zephyr"),
         ({"sdk": {"esp-idf": "esp32"}}, "sdk.esp-idf builds for xtensa-lx6, xtensa-lx7, not "
