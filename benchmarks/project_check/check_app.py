@@ -15,6 +15,8 @@ host runner's (LiteRT without default delegates), how many agree, and the
 toolchain. Not run in CI (no ARM toolchain or TFLite Micro source there).
 
     .venv/bin/python benchmarks/project_check/check_app.py MODEL.tflite ARENA OUT.json [COUNT]
+
+KEEP_DIR=<folder> builds in that folder and keeps it (sources, objects, app.elf).
 """
 
 from __future__ import annotations
