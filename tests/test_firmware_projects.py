@@ -65,7 +65,9 @@ SDK_TARGETS = {
 
 
 def test_every_sdk_is_compiled_by_a_test():
-    assert set(SDK_TARGETS) == set(SDKS)
+    from edgeprune.firmware.projects_layout import LAYOUTS
+
+    assert set(SDK_TARGETS) == set(SDKS) == set(LAYOUTS) == set(projects.PORTS)
     for sdk, target in SDK_TARGETS.items():
         assert sdk in [b.sdk for b in load_target(target).sdk]
 
@@ -623,3 +625,35 @@ def test_every_mcu_profile_names_its_sdks_and_says_why(target_id):
     assert target.sdk, f"{target_id} names no SDK"
     comment = text.split("[sdk]\n", 1)[1].split("\n" + target.sdk[0].sdk, 1)[0]
     assert comment.count("# ") >= 3, f"{target_id}: say why these SDKs, in a comment"
+
+
+@needs_cxx
+def test_two_models_example_code_links_into_one_program(int8_model, sample, tmp_path):
+    """Every symbol of the example code carries the model's name: two models'
+    projects compile into one firmware and each runs its own model."""
+    old = render(int8_model, "final_int8.tflite", ARENA)
+    sources, includes = [], [STUBS / "tflm", tmp_path / "resolver", STUBS / "pico-sdk"]
+    for name, camel in (("digits_a", "DigitsA"), ("digits_b", "DigitsB")):
+        files = agreed_layout(old, name, camel)
+        out = projects.render_project(
+            load_target("pico"), SdkBoard("pico-sdk", "pico"), name, files, sample
+        )
+        _write(tmp_path / name, {k: v for k, v in out.items() if not k.endswith(".txt")})
+        _stub_resolver(tmp_path / "resolver", files[f"ops_{name}.h"])
+        sources += [tmp_path / name / f"model_{name}.cc", tmp_path / name / f"{name}_app.cc"]
+        includes.append(tmp_path / name)
+    (tmp_path / "both.cc").write_text(
+        '#include <stdio.h>\n#include "digits_a_app.h"\n#include "digits_a_sample.h"\n'
+        '#include "digits_b_app.h"\n#include "digits_b_sample.h"\n'
+        'static void Print(const char* line) { printf("%s\\n", line); }\n'
+        "int main() {\n"
+        "  if (digits_a_app::Setup() || digits_b_app::Setup()) return 1;\n"
+        "  if (digits_a_app::Run(digits_a_app::kSample, digits_a_app::kSampleCount)) return 2;\n"
+        "  if (digits_b_app::Run(digits_b_app::kSample, digits_b_app::kSampleCount)) return 3;\n"
+        "  digits_a_app::PrintResult(Print);\n  digits_b_app::PrintResult(Print);\n"
+        "  return digits_a_app::Interpreter() != digits_b_app::Interpreter() ? 0 : 4;\n}\n"
+    )
+    exe = _build(tmp_path, [*sources, tmp_path / "both.cc"], includes, *_stub_defines(int8_model))
+    text = _run(exe)
+    index, score = _expected(int8_model, sample)
+    assert text.count(f"label {LABELS[index]} (index {index}) score {score}") == 2, text
