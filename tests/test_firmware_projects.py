@@ -657,3 +657,14 @@ def test_two_models_example_code_links_into_one_program(int8_model, sample, tmp_
     text = _run(exe)
     index, score = _expected(int8_model, sample)
     assert text.count(f"label {LABELS[index]} (index {index}) score {score}") == 2, text
+
+
+def test_targets_show_lists_the_sdks_and_board_ids():
+    from edgeprune.presentation.targets import format_target
+
+    text = format_target(load_target("nano33ble"))
+    assert (
+        "  SDKs            arduino (board arduino:mbed_nano:nano33ble), "
+        "platformio (board nordicnrf52:nano33ble)\n" in text
+    )
+    assert "SDKs" not in format_target(load_target("rpi4"))
