@@ -34,10 +34,13 @@ def agreed_layout(old: dict[str, str], name: str = NAME, camel: str = CAMEL) -> 
         for before, after in words:
             text = text.replace(before, after)
         out[renames.get(file, file)] = text
-    quoted = ", ".join(f'"{x}"' for x in LABELS)
+    quoted = "".join(f'    "{x}",\n' for x in LABELS)
+    guard = f"EDGEPRUNE_{name.upper()}_LABELS_H_"
     out[f"labels_{name}.h"] = (
-        f"#ifndef EDGEPRUNE_{name.upper()}_LABELS_H_\n#define EDGEPRUNE_{name.upper()}_LABELS_H_\n"
-        f"constexpr const char* k{camel}Labels[] = {{{quoted}}};\n"
-        f"constexpr int k{camel}LabelCount = {len(LABELS)};\n#endif\n"
+        f"#ifndef {guard}\n#define {guard}\n\n"
+        f"// k{camel}Labels[i] names output value i.\n"
+        f"constexpr int k{camel}LabelCount = {len(LABELS)};\n"
+        f"constexpr const char* k{camel}Labels[k{camel}LabelCount] = {{\n{quoted}}};\n\n"
+        f"#endif  // {guard}\n"
     )
     return out

@@ -182,7 +182,11 @@ def test_every_target_gets_its_projects(firmware_files, target_id):
         assert port.version in readme and board.board.split(":")[-1] in readme
         # every model file travels into the project unchanged
         copied = [p for p in out if p.startswith(f"projects/{board.sdk}/")]
-        for file, text in firmware_files.items():
+        copied_files = [f for f in firmware_files if f in projects.HARNESS_FILES]
+        copied_files += [f"{p}_{NAME}.{e}" for p, e in (("model", "h"), ("model", "cc"))]
+        copied_files += [f"{p}_{NAME}.h" for p in ("ops", "config", "labels")]
+        for file in copied_files:
+            text = firmware_files[file]
             base = file[:-3] + ".cpp" if board.sdk == "arduino" and file.endswith(".cc") else file
             hits = [p for p in copied if p.endswith("/" + base)]
             assert len(hits) == 1, (board.sdk, file, hits)

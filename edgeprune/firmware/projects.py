@@ -169,8 +169,10 @@ def model_symbols(name: str, files: Mapping[str, str]) -> Symbols:
                   "measured arena constant (k<Name>ArenaBytes)")  # fmt: skip
     labels = label_count = None
     if labels_h in files:
-        labels = _find(r"(k\w+Labels)\[\]", files[labels_h], labels_h, "labels array")
-        label_count = _find(r"(k\w+LabelCount)\b", files[labels_h], labels_h, "label count")
+        text = files[labels_h]
+        labels = _find(r"^constexpr const char\*\s*(?:const\s+)?(k\w+)\[[^\]]*\]\s*=",
+                       text, labels_h, "labels array")  # fmt: skip
+        label_count = _find(r"^constexpr \w+ (k\w+LabelCount) =", text, labels_h, "label count")
     model = _model_bytes(_need(files, data_cc), data_cc)
     info = inspect_model(model)
     if not info.inputs or not info.outputs:
