@@ -99,7 +99,6 @@ class Symbols:
     labels: str | None  # the labels array, when labels_<name>.h is there
     label_count: str | None
     input_count: int
-    output_count: int
     source: str
     model_bytes: int
     sha256: str
@@ -188,7 +187,6 @@ def model_symbols(name: str, files: Mapping[str, str]) -> Symbols:
         labels=labels,
         label_count=label_count,
         input_count=_elements(info.inputs[0].shape),
-        output_count=_elements(info.outputs[0].shape),
         source=match.group(1) if match else f"model_{name}.cc",
         model_bytes=len(model),
         sha256=hashlib.sha256(model).hexdigest(),
@@ -234,7 +232,6 @@ def _fields(s: Symbols, board: SdkBoard, target: Target, sample_note: str) -> di
         "resolver": s.resolver,
         "register": s.register,
         "arena": s.arena,
-        "max_outputs": str(max(s.output_count, 1)),
         "labels_include": f'#include "labels_{s.name}.h"\n' if s.labels else "",
         "label_body": label_body,
         "source": s.source,

@@ -14,8 +14,7 @@ namespace {
 
 alignas(16) uint8_t g_arena[@{arena}];
 tflite::MicroInterpreter* g_interpreter = nullptr;
-float g_output[@{max_outputs}];
-size_t g_output_count = 0;
+size_t g_output_count = 0;  // set by a successful Run()
 
 // Three decimals without printf's %f, which newlib-nano (Arduino mbed,
 // pico-sdk) leaves out unless the float printf is linked in.
@@ -58,6 +57,7 @@ tflite::MicroInterpreter* Interpreter() { return g_interpreter; }
 
 const char* Run(const float* input, size_t count) {
   if (g_interpreter == nullptr) return "Run before Setup";
+  g_output_count = 0;
   TfLiteTensor* in = g_interpreter->input(0);
   const float in_scale = in->params.scale;
   const long in_zero = static_cast<long>(in->params.zero_point);
@@ -81,40 +81,42 @@ const char* Run(const float* input, size_t count) {
   }
   if (g_interpreter->Invoke() != kTfLiteOk) return "Invoke failed";
   const TfLiteTensor* out = g_interpreter->output(0);
-  const float out_scale = out->params.scale;
-  const long out_zero = static_cast<long>(out->params.zero_point);
-  size_t n = 0;
-  if (out->type == kTfLiteInt8) {
-    n = out->bytes;
-  } else if (out->type == kTfLiteUInt8) {
-    n = out->bytes;
+  if (out->type == kTfLiteInt8 || out->type == kTfLiteUInt8) {
+    g_output_count = out->bytes;
   } else if (out->type == kTfLiteFloat32) {
-    n = out->bytes / sizeof(float);
+    g_output_count = out->bytes / sizeof(float);
   } else {
+    g_output_count = 0;
     return "output type is not int8, uint8 or float32";
   }
-  if (n > @{max_outputs}) return "more outputs than this example keeps";
-  for (size_t i = 0; i < n; ++i) {
-    if (out->type == kTfLiteInt8) {
-      g_output[i] = static_cast<float>(static_cast<long>(out->data.int8[i]) - out_zero) * out_scale;
-    } else if (out->type == kTfLiteUInt8) {
-      g_output[i] = static_cast<float>(static_cast<long>(out->data.uint8[i]) - out_zero) * out_scale;
-    } else {
-      g_output[i] = out->data.f[i];
-    }
-  }
-  g_output_count = n;
   return nullptr;
 }
 
 size_t OutputCount() { return g_output_count; }
 
-float Output(size_t i) { return i < g_output_count ? g_output[i] : 0.0f; }
+// Dequantized from the output tensor itself: no copy of the outputs is kept.
+float Output(size_t i) {
+  if (g_interpreter == nullptr || i >= g_output_count) return 0.0f;
+  const TfLiteTensor* out = g_interpreter->output(0);
+  const long zero = static_cast<long>(out->params.zero_point);
+  if (out->type == kTfLiteInt8) {
+    return static_cast<float>(static_cast<long>(out->data.int8[i]) - zero) * out->params.scale;
+  }
+  if (out->type == kTfLiteUInt8) {
+    return static_cast<float>(static_cast<long>(out->data.uint8[i]) - zero) * out->params.scale;
+  }
+  return out->data.f[i];
+}
 
 size_t TopIndex() {
   size_t top = 0;
+  float best = Output(0);
   for (size_t i = 1; i < g_output_count; ++i) {
-    if (g_output[i] > g_output[top]) top = i;
+    const float value = Output(i);
+    if (value > best) {
+      best = value;
+      top = i;
+    }
   }
   return top;
 }
@@ -131,7 +133,7 @@ void PrintResult(PrintLine print) {
     return;
   }
   const size_t top = TopIndex();
-  FormatFixed(g_output[top], score, sizeof score);
+  FormatFixed(Output(top), score, sizeof score);
   const char* label = Label(top);
   if (label != nullptr) {
     snprintf(line, sizeof line, "label %s (index %u) score %s", label,
@@ -141,7 +143,7 @@ void PrintResult(PrintLine print) {
   }
   print(line);
   for (size_t i = 0; i < g_output_count && i < 16; ++i) {
-    FormatFixed(g_output[i], score, sizeof score);
+    FormatFixed(Output(i), score, sizeof score);
     snprintf(line, sizeof line, "  output[%u] = %s", static_cast<unsigned>(i), score);
     print(line);
   }

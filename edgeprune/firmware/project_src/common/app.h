@@ -30,7 +30,8 @@ tflite::MicroInterpreter* Interpreter();
 // else what failed (not set up, wrong count, unsupported type, Invoke failed).
 const char* Run(const float* input, size_t count);
 
-// After Run(): the number of output values, value `i` dequantized, and the
+// After Run(): the number of output values, value `i` dequantized (read from
+// the output tensor, so valid until the next Run()), and the
 // index of the largest (the first of equals).
 size_t OutputCount();
 float Output(size_t i);
