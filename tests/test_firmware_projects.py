@@ -672,3 +672,11 @@ def test_targets_show_lists_the_sdks_and_board_ids():
         "platformio (board nordicnrf52:nano33ble)\n" in text
     )
     assert "SDKs" not in format_target(load_target("rpi4"))
+
+
+def test_the_sample_note_stays_one_comment_line(firmware_files, sample):
+    out = projects.render_projects(
+        load_target("pico"), NAME, firmware_files, sample, 'digit "0"\nint x = 1; \\'
+    )
+    header = out[f"projects/pico-sdk/{NAME}_sample.h"]
+    assert '// The input the example runs: digit "0"?int x = 1; ?\n' in header

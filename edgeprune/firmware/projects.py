@@ -290,7 +290,9 @@ def render_project(
     if sample is None:
         note = "zeros (no sample was given), so the label printed means nothing yet."
     else:
-        note = sample_note or "a sample input given to edgeprune."
+        # One comment line: printable ASCII, and no backslash (it would splice the next line).
+        text = "".join(c if " " <= c <= "~" and c != "\\" else "?" for c in sample_note)
+        note = text or "a sample input given to edgeprune."
     fields = _fields(s, board, target, note)
     sources = {**_model_files(s, files), **_common(s, fields, sample)}
     out, fields = layouts.LAYOUTS[board.sdk](s, fields, sources)
