@@ -94,6 +94,8 @@ def format_target(t: Target) -> str:
             f"when the profile is loaded (/proc/cpuinfo, /proc/meminfo, sysfs cpufreq)"
         )
     lines.append(f"  model dtype     {t.model_dtype}")
+    if t.sdk:
+        lines.append("  SDKs            " + ", ".join(f"{b.sdk} (board {b.board})" for b in t.sdk))
     if t.kind == "mcu":
         lines += [
             f"  reserved        flash {t.reserve.flash_bytes:,} B, RAM {t.reserve.ram_bytes:,} B"
