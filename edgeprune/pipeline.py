@@ -174,7 +174,7 @@ def _run_stages(
     if target is not None:
         check = check_flatbuffer(quant.tflite, target, recipe.budget, quant.arena)
         if target.runtime == "tflm":
-            firmware = run_firmware(inp, quant.tflite, check.evidence.arena_bytes, fw_name)
+            firmware = run_firmware(inp, quant.tflite, check.evidence.arena_bytes, fw_name, target)
 
     inp.out.remove_unlisted(previous)
     seconds = time.perf_counter() - t0

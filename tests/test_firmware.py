@@ -661,6 +661,25 @@ def test_build_firmware_writes_the_folder_with_the_measured_arena(int8_model, tm
     }
 
 
+@pytest.mark.parametrize("target", ["nano33ble", "pico", "esp32s3", "nucleo_l4r5zi"])
+def test_build_firmware_adds_a_project_for_each_sdk_of_the_target(int8_model, tmp_path, target):
+    from edgeprune.stages.firmware import build_firmware
+    from edgeprune.target import load_target
+
+    model = tmp_path / "digits.tflite"
+    model.write_bytes(int8_model)
+    build = build_firmware(str(model), target, str(tmp_path / "fw"))
+    projects = tmp_path / "fw" / "firmware" / "projects"
+    sdks = {board.sdk for board in load_target(target).sdk}
+    assert sdks and {p.name for p in projects.iterdir()} == sdks
+    recorded = {os.path.relpath(a.path, tmp_path / "fw") for a in build.firmware.files}
+    on_disk = {os.path.relpath(p, tmp_path / "fw") for p in projects.rglob("*") if p.is_file()}
+    assert on_disk and on_disk <= recorded  # every project file is a recorded artifact
+    # the project's sources name this model's symbols, so they build against its files
+    sources = "".join(p.read_text() for p in projects.rglob("*.c*") if p.is_file())
+    assert "g_digits_model_data" in sources
+
+
 def test_firmware_command_refuses_a_linux_target_and_exits_3_over_budget(int8_model, tmp_path):
     from click.testing import CliRunner
 

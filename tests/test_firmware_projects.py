@@ -32,11 +32,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from firmware_layout import LABELS, NAME, agreed_layout  # noqa: E402 - tests/ is on sys.path
+from firmware_layout import LABELS, NAME, firmware  # noqa: E402 - tests/ is on sys.path
 
 from edgeprune.errors import BadInputError  # noqa: E402
 from edgeprune.firmware import projects  # noqa: E402
-from edgeprune.firmware.emit import render  # noqa: E402
 from edgeprune.target import (  # noqa: E402
     SDKS,
     SdkBoard,
@@ -77,7 +76,7 @@ def test_every_sdk_is_compiled_by_a_test():
 
 @pytest.fixture(scope="module")
 def firmware_files(int8_model) -> dict[str, str]:
-    return agreed_layout(render(int8_model, "final_int8.tflite", ARENA))
+    return firmware(int8_model, ARENA)
 
 
 @pytest.fixture(scope="module")
@@ -230,7 +229,7 @@ def test_missing_harness_or_arena_is_refused_naming_the_file(firmware_files, int
     partial = {k: v for k, v in firmware_files.items() if k != "validation_harness.cc"}
     with pytest.raises(BadInputError, match="lack validation_harness.cc"):
         projects.render_projects(load_target("pico"), NAME, partial)
-    no_arena = agreed_layout(render(int8_model, "final_int8.tflite", None))
+    no_arena = firmware(int8_model, None)
     no_arena.update({f: firmware_files[f] for f in projects.HARNESS_FILES})
     with pytest.raises(BadInputError, match="measured arena constant"):
         projects.render_projects(load_target("pico"), NAME, no_arena)
@@ -635,10 +634,9 @@ def test_every_mcu_profile_names_its_sdks_and_says_why(target_id):
 def test_two_models_example_code_links_into_one_program(int8_model, sample, tmp_path):
     """Every symbol of the example code carries the model's name: two models'
     projects compile into one firmware and each runs its own model."""
-    old = render(int8_model, "final_int8.tflite", ARENA)
     sources, includes = [], [STUBS / "tflm", tmp_path / "resolver", STUBS / "pico-sdk"]
-    for name, camel in (("digits_a", "DigitsA"), ("digits_b", "DigitsB")):
-        files = agreed_layout(old, name, camel)
+    for name in ("digits_a", "digits_b"):
+        files = firmware(int8_model, ARENA, name)
         out = projects.render_project(
             load_target("pico"), SdkBoard("pico-sdk", "pico"), name, files, sample
         )

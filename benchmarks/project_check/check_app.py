@@ -38,10 +38,9 @@ REPO = HERE.parent.parent
 FWCHECK = Path("/work/fwcheck")
 sys.path.insert(0, str(REPO / "tests"))
 
-from firmware_layout import agreed_layout  # noqa: E402
+from firmware_layout import firmware  # noqa: E402
 
 from edgeprune.data import load_dataset  # noqa: E402
-from edgeprune.firmware.emit import render  # noqa: E402
 from edgeprune.firmware.projects import render_project  # noqa: E402
 from edgeprune.runners.host import HostRunner  # noqa: E402
 from edgeprune.target import load_target  # noqa: E402
@@ -79,7 +78,7 @@ def _run(cmd: list[str], **kw) -> str:
 
 def main(model_path: str, arena: int, out_json: str, count: int = 50) -> None:
     model = Path(model_path).read_bytes()
-    files = agreed_layout(render(model, "final_int8.tflite", arena))
+    files = firmware(model, arena)
     target = load_target("nano33ble")
     board = next(b for b in target.sdk if b.sdk == "arduino")
     project = render_project(target, board, NAME, files)

@@ -33,9 +33,8 @@ REPO = HERE.parent.parent
 FWCHECK = Path("/work/fwcheck")
 sys.path.insert(0, str(REPO / "tests"))
 
-from firmware_layout import NAME, agreed_layout  # noqa: E402
+from firmware_layout import NAME, firmware  # noqa: E402
 
-from edgeprune.firmware.emit import render  # noqa: E402
 from edgeprune.firmware.projects import render_project  # noqa: E402
 from edgeprune.target import load_target  # noqa: E402
 
@@ -49,7 +48,7 @@ def _run(cmd: list[str], **kw) -> str:
 
 def main(run_dir: str, arena: int, out_json: str) -> None:
     model = (Path(run_dir) / "final_int8.tflite").read_bytes()
-    files = agreed_layout(render(model, "final_int8.tflite", arena))
+    files = firmware(model, arena)
     target = load_target("nano33ble")
     board = next(b for b in target.sdk if b.sdk == "arduino")
     project = render_project(target, board, NAME, files)

@@ -100,13 +100,16 @@ class ModelFacts:
     saying where they come from; ``task``: ``"classification"``,
     ``"regression"`` or None (then a model whose output comes from a SOFTMAX or
     LOGISTIC, or that has labels, is a classifier); ``sample``: the example's
-    input (None: zeros).
+    input (None: zeros); ``target``: the device profile the firmware is for
+    (with a measured arena, its ``[sdk]`` table adds a project per SDK under
+    ``projects/``, :mod:`edgeprune.firmware.projects`).
     """
 
     labels: tuple[str, ...] | None = None
     labels_note: str = "Labels of the model's output values."
     task: str | None = None
     sample: ExampleInput | None = None
+    target: object | None = None  # a Target
 
 
 def render(
@@ -181,6 +184,12 @@ def _render(
         )
     if arena_bytes is not None:
         files.update(validation_files(files, n, head("Serial validation for edgeprune validate.")))
+    if arena_bytes is not None and facts.target is not None:
+        from edgeprune.firmware.projects import render_projects
+
+        s = facts.sample
+        sample, note = (s.values, s.note) if s is not None else (None, "")
+        files.update(render_projects(facts.target, n.name, files, sample, note))
     return files, calls, n, missing
 
 

@@ -127,14 +127,18 @@ def builtin_facts(dataset: str | None, task: str | None, x_test=None, y_test=Non
 
 
 def run_firmware(
-    inp, model: Flatbuffer, arena_bytes: int, name: str | None = None
+    inp, model: Flatbuffer, arena_bytes: int, name: str | None = None, target=None
 ) -> FirmwareResult:
     """:func:`firmware_stage` for the final ``model`` of a pipeline run on ``inp``
     (:class:`~edgeprune.stages.inputs.Inputs`): named ``name`` (default: the run's
     model, :func:`default_name`), with the labels of its built-in data set and its
-    first test sample as the example's input, where they fit the model."""
+    first test sample as the example's input, where they fit the model, and the
+    projects of ``target``'s SDKs."""
+    from dataclasses import replace
+
     ds = inp.dataset
     facts = fit_facts(builtin_facts(ds.name, inp.task, ds.x_test, ds.y_test), model.info)
+    facts = replace(facts, target=target)
     name = name or default_name(model.path, inp.model_source)
     return firmware_stage(inp.out, model, arena_bytes, name, facts)
 
@@ -259,7 +263,7 @@ def build_firmware(
     if labels is not None:
         note = f"Labels from {os.path.basename(labels_path)}."
         facts = replace(facts, labels=labels, labels_note=note, task="classification")
-    facts = fit_facts(facts, model.info)
+    facts = replace(fit_facts(facts, model.info), target=target)
     name = name or default_name(model_path, source)
     with run_folder.hold(out, "firmware"):
         run_folder.refuse_foreign_firmware(out, model_path, model.sha256, force)
