@@ -44,6 +44,20 @@ CORES = (
     "cortex-a76",
     "x86-64",
 )
+#: The multiple structured pruning rounds kept channel counts to, by kernel library,
+#: where a profile does not state ``channel_multiple``. CMSIS-NN's int8 paths for cores
+#: with the DSP extension (Cortex-M4/M7/M33) take four int8 values per 32-bit load and
+#: leave the rest to a scalar tail: the im2col matrix kernel's ``num_col_a / 4``
+#: (arm_nn_mat_mult_kernel_s8_s16.c), the 3x3 depthwise kernel's ``in_ch += 4``
+#: (arm_depthwise_conv_3x3_s8.c), the depthwise ``_opt`` kernel's ``output_ch / 4``
+#: and the fully connected kernel's ``rhs_cols / 4`` (arm_nn_vec_mat_mult_t_s8.c;
+#: CMSIS-NN 4ab83cc). ESP-NN's ESP32-S3 assembly runs a 1x1 convolution only when
+#: ``channels % 8 == 0`` and its multiplier-1 depthwise fast paths at ``channels % 8
+#: == 0`` (esp_nn_conv_esp32s3.c, esp_nn_depthwise_conv_s8_esp32s3.c; esp-nn d45b843),
+#: the rest in C. XNNPACK and the reference kernels have no such preference.
+KERNEL_CHANNEL_MULTIPLE = {"reference": 1, "cmsis-nn": 4, "esp-nn": 8, "xnnpack": 1}
+MAX_CHANNEL_MULTIPLE = 256
+
 #: Cores without a floating-point unit: float kernels run in software (the RP2040's M0+).
 SOFT_FLOAT_CORES = frozenset({"cortex-m0plus"})
 
@@ -131,6 +145,9 @@ class Target:
     cpu: str = ""  # the CPU's model name, where the profile states or reads it
     cores: int | None = None
     read_from_this_machine: tuple[str, ...] = ()  # keys read at load time, not from the file
+    # structured pruning rounds kept channels to this multiple; the source says who chose it
+    channel_multiple: int = 1
+    channel_multiple_source: str = ""  # "profile", or "<kernels> default"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -153,6 +170,7 @@ _SCHEMA: dict[str, dict[str, tuple]] = {
         "largest_ram_block_bytes": (int, False, ("gt", 0, MAX_BYTES)),
         "cpu": (str, False, None),
         "cores": (int, False, ("gt", 0, MAX_COUNT)),
+        "channel_multiple": (int, False, ("gt", 0, MAX_CHANNEL_MULTIPLE)),
     },
     "reserve": {
         "flash_bytes": (int, True, ("min", 0, MAX_BYTES)),
@@ -331,8 +349,14 @@ def parse_target(data: dict, where: str, target_id: str) -> Target:
             f"{where}: largest_ram_block_bytes = {block} is more than ram_bytes = "
             f"{top['ram_bytes']}"
         )
+    if "channel_multiple" in top:
+        multiple_source = "profile"
+    else:
+        top["channel_multiple"] = KERNEL_CHANNEL_MULTIPLE[top["kernels"]]
+        multiple_source = f"{top['kernels']} default"
     return Target(
         id=target_id,
+        channel_multiple_source=multiple_source,
         reserve=reserve,
         arena_margin=margin,
         budget=budget,
