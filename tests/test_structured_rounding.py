@@ -185,7 +185,8 @@ def test_bad_profile_multiple_is_named(value, message):
 def test_the_recipe_overrides_the_profile_and_no_target_means_no_rounding():
     default = build_recipe({})
     off = build_recipe({"structured": {"channel_multiple": 1}})
-    assert channel_multiple(default, load_target("nano33ble")) == (4, "cmsis-nn default (nano33ble)")
+    nano = load_target("nano33ble")
+    assert channel_multiple(default, nano) == (4, "cmsis-nn default (nano33ble)")
     assert channel_multiple(default, load_target("esp32s3")) == (8, "esp-nn default (esp32s3)")
     assert channel_multiple(default, load_target("pico")) == (1, "pico profile (channel_multiple)")
     assert channel_multiple(default, None) == (1, "no target")
@@ -262,3 +263,65 @@ def test_width_goal_note_names_the_rounding_and_odd_widths_are_listed():
     assert widths["fc"] % 8 == 0 and widths["odd"] in (8, 10)
     note = next(n for n in res.notes if n.startswith("channel counts not multiples of 8"))
     assert "narrow" in note and "narrower than 8 to begin with" in note
+
+
+# ------------------------------------------------------------------ the stage, its report and summary
+
+
+@pytest.fixture(scope="module")
+def digits_file(tmp_path_factory):
+    from edgeprune.adapters import keras as ka
+
+    path = tmp_path_factory.mktemp("rounding") / "digits.keras"
+    ka.save_model(_digits(), str(path))
+    return str(path)
+
+
+def _prune(digits_file, out, target, **structured):
+    import edgeprune.pipeline as pipeline
+
+    recipe = build_recipe(
+        {
+            "prune": {"epochs": 1},
+            "structured": {"goal": "width", "width": 0.4, "epochs": 0, **structured},
+        }
+    )
+    return pipeline.prune_only(digits_file, "digits", recipe, str(out), target)
+
+
+@pytest.mark.parametrize(
+    "target,own,multiple,source",
+    [
+        ("nano33ble", None, 4, "cmsis-nn default (nano33ble)"),
+        ("esp32s3", None, 8, "esp-nn default (esp32s3)"),
+        ("esp32s3", 1, 1, "recipe (structured.channel_multiple)"),
+        (None, None, 1, "no target"),
+    ],
+)
+def test_structured_stage_rounds_for_the_target_and_reports_who_chose(
+    digits_file, tmp_path, target, own, multiple, source
+):
+    from edgeprune import report
+    from edgeprune.presentation.summary import format_stage
+
+    extra = {} if own is None else {"channel_multiple": own}
+    result = _prune(digits_file, tmp_path / "run", target, **extra)
+    entry = report.read(result.report_path).stages.prune.structured
+    assert (entry.channel_multiple, entry.channel_multiple_source) == (multiple, source)
+    kept = {name: after for name, (_, after) in entry.rounds[-1].widths.items()}
+    assert all(w % multiple == 0 for w in kept.values()), kept
+    if multiple == 1:  # width 0.4 of 16/32/64 channels leaves counts no SIMD width divides
+        assert any(w % 4 for w in kept.values()), kept
+    # the figures reported are those of the rounded model that was written
+    from edgeprune.adapters import keras as ka
+
+    written = ka.load_model(str(tmp_path / "run" / "structured.keras"))
+    assert written.count_params() == entry.params_after
+    assert {n: w for n, w in _widths(written).items() if n in kept} == kept
+    text = format_stage(result)
+    expected = (
+        f"channel counts rounded to multiples of {multiple} ({source})"
+        if multiple > 1
+        else f"channel counts not rounded (multiple 1: {source})"
+    )
+    assert expected in text
