@@ -216,6 +216,32 @@ def test_mac_goal_is_met_by_the_rounded_model(multiple):
         assert any(widths[p] % 4 for p in ("conv1", "conv2", "fc1")), widths
 
 
+def test_fill_puts_back_blocks_until_one_more_would_miss_the_goal():
+    """Rounded widths move in steps of a multiple, so the bisection's first rounded
+    removal under a goal can be well under it; the fill puts back whole blocks
+    while the goal holds, and stops where any further block would break it."""
+    from edgeprune.structured.rounding import blocks_to_restore
+    from edgeprune.structured.rounds import _fill
+
+    model = _digits()
+    graph = analyze(model)
+    scores = channel_scores(model, graph, "l1")
+    goal = keras_macs(model) / 2
+    removed = select(graph, scores, 0.8, "global", 0.1, multiple=4)
+
+    def accept(m, _):
+        return keras_macs(m) <= goal
+
+    assert accept(rebuild(model, graph, removed), removed)
+    filled = _fill(model, graph, scores, removed, 4, accept)
+    assert filled < removed  # some blocks came back
+    after = rebuild(model, graph, filled)
+    assert keras_macs(after) <= goal < keras_macs(model)
+    assert all(w % 4 == 0 for w in _widths(after).values() if w != 10), _widths(after)
+    for _, narrower in blocks_to_restore(graph, scores, filled, 4):
+        assert not accept(rebuild(model, graph, narrower), narrower)
+
+
 def test_fit_search_checks_only_rounded_candidates_and_keeps_one_within_budget():
     """``fits`` is the device check; here a parameter budget stands in for it. Every
     candidate it sees has rounded widths, the kept model is within the budget,
@@ -265,7 +291,7 @@ def test_width_goal_note_names_the_rounding_and_odd_widths_are_listed():
     assert "narrow" in note and "narrower than 8 to begin with" in note
 
 
-# ------------------------------------------------------------------ the stage, its report and summary
+# ------------------------------------------------------------ the stage, its report and summary
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from edgeprune.structured.graph import ChannelGraph
 
 
@@ -87,3 +89,26 @@ def round_removal(
         else:  # put back the strongest channels removed
             out.difference_update([r for r in reversed(order) if r in out][: goal - kept])
     return out
+
+
+def blocks_to_restore(
+    graph: ChannelGraph, scores: dict[int, float], removed: set[int], multiple: int
+) -> list[tuple[int, set[int]]]:
+    """Removal sets one block narrower than ``removed``, each with its part's first
+    root: per part with removed
+    channels, its ``multiple`` strongest removed channels put back (fewer when
+    that reaches the part's width), best block first (its channels' scores over
+    their part's mean). The coarse steps of rounded widths can leave a goal met
+    with room to spare; putting blocks back while it stays met uses that room."""
+    candidates = []
+    for part in parts(graph):
+        gone = sorted((r for r in part if r in removed), key=lambda r: (-scores.get(r, 0.0), r))
+        if not gone:
+            continue
+        kept = len(part) - len(gone)
+        step = multiple - kept % multiple if kept % multiple else multiple
+        block = gone[: min(step, len(gone))]
+        mean = float(np.mean([scores.get(r, 0.0) for r in part])) or 1.0
+        strength = sum(scores.get(r, 0.0) for r in block) / mean / len(block)
+        candidates.append((-strength, part[0], set(removed) - set(block)))
+    return [(key, c) for _, key, c in sorted(candidates, key=lambda c: (c[0], c[1]))]

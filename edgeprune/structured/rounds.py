@@ -37,6 +37,7 @@ from edgeprune.errors import BadInputError, VerificationError
 from edgeprune.recipe_options import STRUCTURED_GOALS
 from edgeprune.structured.graph import analyze
 from edgeprune.structured.importance import DATA_CRITERIA, channel_scores, keras_macs, select
+from edgeprune.structured.rounding import blocks_to_restore
 from edgeprune.structured.surgery import (
     rebuild,
     rebuild_tolerance,
@@ -178,6 +179,30 @@ def _smallest_removal(
     return best, True
 
 
+def _fill(
+    model: KerasModel,
+    graph,
+    scores,
+    removed: set[int],
+    multiple: int,
+    accept: Callable[[object, set[int]], bool],
+) -> set[int]:
+    """``removed`` with blocks of ``multiple`` channels put back, best first, while
+    ``accept`` still takes the rebuild. A block that fails is not tried again:
+    putting others back only raises the figure it failed on."""
+    failed: set[int] = set()
+    while True:
+        for key, candidate in blocks_to_restore(graph, scores, removed, multiple):
+            if key in failed:
+                continue
+            if accept(rebuild(model, graph, candidate), candidate):
+                removed = candidate
+                break
+            failed.add(key)
+        else:
+            return removed
+
+
 def prune_structured(
     model: KerasModel,
     opts: StructuredOptions,
@@ -278,6 +303,15 @@ def prune_structured(
                     opts,
                     lambda m, _, g=goal_value: _measure(opts.goal, m) <= g,
                 )
+                if opts.channel_multiple > 1:  # rounded steps are coarse: use the room left
+                    removed = _fill(
+                        current,
+                        graph,
+                        scores,
+                        removed,
+                        opts.channel_multiple,
+                        lambda m, _, g=goal_value: _measure(opts.goal, m) <= g,
+                    )
             elif r < opts.rounds and fit_width is not None:
                 removed = by_width(fit_width**share)
             else:  # fit: search on this model (round 1, and the last round)

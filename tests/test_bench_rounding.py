@@ -1,0 +1,46 @@
+"""The rounding benchmark runs end to end (quick mode) and its figures hold
+together: every variant meets the MAC goal, the rounded ones keep multiples."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow  # about 75 s: two models, three variants each
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_quick_rounding_benchmark_writes_consistent_figures(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "benchmarks", "bench_rounding.py"),
+            "--quick",
+            "--models",
+            "digits_cnn,autoencoder",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "| digits_cnn | 4 |" in proc.stdout and "| autoencoder | 8 |" in proc.stdout
+    rows = {r["model"]: r for r in json.loads(out.read_text())}
+    for r in rows.values():
+        base = r["baseline"]
+        assert base["off_4"] == base["off_8"] == []  # the reference widths are multiples of 8
+        for m, v in r["variants"].items():
+            assert v["macs"] * 2 <= base["macs"], (r["model"], m)
+            assert v["flash_bytes"] < base["flash_bytes"]
+            assert v["arena_bytes"] <= base["arena_bytes"]
+            assert v["rebuild_max_abs_diff"] < 1e-4
+            assert all(c % int(m) == 0 for c in v["widths"].values()), (r["model"], m)
+        # left as they fall, counts are ones the SIMD widths do not divide
+        assert r["variants"]["1"]["off_8"]
+    assert 0 <= rows["digits_cnn"]["variants"]["4"]["int8_accuracy"] <= 1
