@@ -242,6 +242,18 @@ def test_fill_puts_back_blocks_until_one_more_would_miss_the_goal():
         assert not accept(rebuild(model, graph, narrower), narrower)
 
 
+def test_a_goal_the_multiple_puts_out_of_reach_is_said_not_hidden():
+    """The digits CNN's first layer has 16 filters: with a multiple of 16 it cannot
+    shrink, and a MAC goal of /20 is out of reach; the result says so and keeps
+    the narrowest model the multiple allows."""
+    model = _digits()
+    res = prune_structured(model, StructuredOptions(goal="macs", target=20.0, channel_multiple=16))
+    assert res.macs > keras_macs(model) / 20
+    assert _widths(res.model) == {"conv1": 16, "conv2": 16, "fc1": 16, "classifier": 10}
+    (note,) = [n for n in res.notes if "out of reach" in n]
+    assert f"allow has {res.macs:,}" in note and "channel multiple (16)" in note
+
+
 def test_fit_search_checks_only_rounded_candidates_and_keeps_one_within_budget():
     """``fits`` is the device check; here a parameter budget stands in for it. Every
     candidate it sees has rounded widths, the kept model is within the budget,

@@ -296,14 +296,26 @@ def prune_structured(
                 removed = by_width(opts.target**share)
             elif opts.goal in ("params", "macs"):
                 goal_value = start / opts.target**share
-                removed, _ = _smallest_removal(
+                removed, reached = _smallest_removal(
                     current,
                     graph,
                     scores,
                     opts,
                     lambda m, _, g=goal_value: _measure(opts.goal, m) <= g,
                 )
-                if opts.channel_multiple > 1:  # rounded steps are coarse: use the room left
+                if not reached:
+                    narrowest = _measure(opts.goal, rebuild(current, graph, removed))
+                    notes.append(
+                        f"round {r}: {opts.goal} goal {goal_value:,.0f} is out of reach: the "
+                        f"narrowest model the layer floor ({opts.floor})"
+                        + (
+                            f" and the channel multiple ({opts.channel_multiple})"
+                            if opts.channel_multiple > 1
+                            else ""
+                        )
+                        + f" allow has {narrowest:,.0f}; kept that one"
+                    )
+                elif opts.channel_multiple > 1:  # rounded steps are coarse: use the room left
                     removed = _fill(
                         current,
                         graph,
