@@ -83,6 +83,26 @@ def _digits() -> Dataset:
     )
 
 
+def _tabular(name: str):
+    """One of scikit-learn's bundled tabular sets (``breast_cancer``: 569 samples of 30
+    measurements, 2 classes; ``wine``: 178 of 13, 3 classes; shipped with the wheel) as
+    float32 features, unscaled (trees do not need scaling), a fixed stratified 80/20 split.
+    For tree models; ``digits`` serves them too, flattened to 64 features."""
+
+    def load() -> Dataset:
+        from sklearn import datasets
+        from sklearn.model_selection import train_test_split
+
+        d = getattr(datasets, f"load_{name}")()
+        x, y = d.data.astype(np.float32), d.target.astype(np.int64)
+        parts = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
+        x_train, x_test, y_train, y_test = parts
+        arrays = [x_train, y_train, x_test, y_test]
+        return Dataset(name, x_train, y_train, x_test, y_test, sha256=_hash_arrays(arrays))
+
+    return load
+
+
 def _synthetic(name: str, model: str, n_train: int, n_test: int):
     """Generated data of a reference model's input shape (no download, no
     accuracy meaning): see ``models.mlperf_tiny.synthetic_data``."""
@@ -100,6 +120,8 @@ def _synthetic(name: str, model: str, n_train: int, n_test: int):
 
 BUILTIN_DATASETS = {
     "digits": _digits,
+    "breast_cancer": _tabular("breast_cancer"),
+    "wine": _tabular("wine"),
     # Generated stand-ins for the MLPerf Tiny data sets, named after their task.
     **{
         name: _synthetic(name, model, n_train, n_test)

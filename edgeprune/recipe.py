@@ -51,6 +51,7 @@ from edgeprune.recipe_options import (
     option,
 )
 from edgeprune.sweep.space import SweepSection, parse_section
+from edgeprune.trees import recipe as trees_recipe
 
 TASKS = ("auto", "classification", "regression")
 # Step and sample counters are int32 in TensorFlow; a whole number above this is a typo.
@@ -81,6 +82,8 @@ class Recipe:
     budget: BudgetOptions = field(default_factory=BudgetOptions)
     # [sweep]: the search space of `edgeprune sweep` (edgeprune.sweep.space); no flags
     sweep: SweepSection = field(default_factory=SweepSection)
+    # [trees], [trees.prune]: tree models (edgeprune.trees.recipe); no flags
+    trees: trees_recipe.TreesSection = field(default_factory=trees_recipe.TreesSection)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved recipe as plain TOML-able data (tuples become lists)."""
@@ -93,7 +96,7 @@ class Recipe:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, SweepSection):
+            if isinstance(v, SweepSection | trees_recipe.TreesSection):
                 out[f.name] = v.to_dict()
             elif dataclasses.is_dataclass(v):
                 out[f.name] = {g.name: plain(getattr(v, g.name)) for g in dataclasses.fields(v)}
@@ -118,7 +121,7 @@ def option_fields() -> list[tuple[str | None, dataclasses.Field]]:
     for f in dataclasses.fields(Recipe):
         if f.name in SECTIONS:
             out.extend((f.name, g) for g in dataclasses.fields(SECTIONS[f.name]))
-        elif f.name != "sweep":  # a table of ranges, set by its own command's flags
+        elif f.name not in ("sweep", "trees"):  # tables set by their own command's flags
             out.append((None, f))
     return out
 
@@ -235,6 +238,8 @@ def build_recipe(values: dict[str, Any], where: str = "recipe") -> Recipe:
             raise _unknown(name, list(top_fields), where)
         if name == "sweep":
             kwargs[name] = parse_section(value, where)
+        elif name == "trees":
+            kwargs[name] = trees_recipe.parse_section(value, where)
         elif name in SECTIONS:
             if not isinstance(value, dict):
                 raise RecipeError(f"{where}: '{name}' must be a table ([{name}])")

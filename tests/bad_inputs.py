@@ -400,9 +400,140 @@ REGISTRY: list[BadInput] = [
         "… has no report.json or sweep.json; name a folder that `edgeprune run` or "
         "`edgeprune sweep` wrote",
     ),
+    # --- tree models (issue 17): refused before anything is written, TensorFlow never loaded
+    BadInput(
+        "trees",
+        "a pickle without --unsafe-load",
+        lambda f: run_cmd(f, "--model", f.text(b"never unpickled", ".pkl"), "--data", "wine"),
+        1,
+        "…: a pickle can run any code when loaded: save it with skops (skops.io.dump) or "
+        "pass --unsafe-load if you trust this file",
+    ),
+    BadInput(
+        "trees",
+        "an estimator that is not a tree model",
+        lambda f: run_cmd(f, "--model", f.text(_linear_skops(), ".skops"), "--data", "wine"),
+        1,
+        "… holds a sklearn.linear_model._logistic.LogisticRegression; edgeprune handles "
+        "DecisionTreeClassifier, DecisionTreeRegressor, RandomForestClassifier, "
+        "RandomForestRegressor, ExtraTreesClassifier, ExtraTreesRegressor",
+    ),
+    BadInput(
+        "trees",
+        "a model type edgeprune does not handle",
+        lambda f: run_cmd(f, "--model", "gradient_boosting", "--data", "wine"),
+        1,
+        "model 'gradient_boosting' is neither a model file nor a built-in model; built-in Keras "
+        "models: digits_cnn, ds_cnn, mobilenet_v1, resnet8, autoencoder; tree models: "
+        "decision_tree, random_forest, extra_trees (or a fitted one as .skops or .json)",
+    ),
+    BadInput(
+        "trees",
+        "data with NaN",
+        lambda f: run_cmd(f, "--model", "random_forest", "--data", f.npz(x_train=_with_nan())),
+        1,
+        "data file …: x_train holds 1 NaN or infinite value; clean or impute them first",
+    ),
+    BadInput(
+        "trees",
+        "categorical (text) columns",
+        lambda f: run_cmd(
+            f, "--model", "random_forest", "--data", f.npz(x_train=np.full((64, 3), "red"))
+        ),
+        1,
+        "data file …: x_train has dtype <U3; it must be numeric",
+    ),
+    BadInput(
+        "trees",
+        "a target with no C compiler",
+        lambda f: run_cmd(f, "--model", "random_forest", "--target", "esp32"),
+        1,
+        "core xtensa-lx6 has no C compiler packaged by Debian (Xtensa needs Espressif's "
+        "xtensa-esp-elf-gcc); tree models cannot be sized for it here",
+    ),
+    BadInput(
+        "trees",
+        "the fit goal without a target",
+        lambda f: run_cmd(
+            f, "--model", "random_forest", "--recipe", f.recipe('[trees.prune]\ngoal = "fit"\n')
+        ),
+        1,
+        'trees.prune.goal = "fit" keeps the most accurate model that fits a device: name the '
+        "device (--target NAME)",
+    ),
+    BadInput(
+        "trees",
+        "a goal no pruning level meets",
+        lambda f: run_cmd(
+            f,
+            "--model",
+            "random_forest",
+            "--recipe",
+            f.recipe("[trees]\nn_estimators = 4\n[trees.prune]\nmax_nodes = 1\n"),
+        ),
+        3,
+        "no pruned candidate meets at most 1 nodes: the smallest has … nodes in 4 members "
+        "(1 candidates, 0 checked); loosen the budget or prune harder (another method, fewer "
+        "members)",
+    ),
     *MORE,
     *FAULTS,
+    # --- firmware from a .tflite (issue 19): refused before anything is written
+    BadInput(
+        "tflite",
+        "a firmware name that is not a C name",
+        lambda f: ["firmware", f.tflite(), "--target", "nano33ble", "--name", "my-model"],
+        1,
+        "firmware name 'my-model' is not a C name: use ASCII letters, digits and single "
+        "underscores, starting with a letter (such as digits_cnn)",
+    ),
+    BadInput(
+        "tflite",
+        "a labels file of another length than the output",
+        lambda f: [
+            "firmware",
+            f.tflite(),
+            "--target",
+            "nano33ble",
+            "--labels",
+            f.text("a\nb\n", ".txt"),
+        ],
+        1,
+        "labels file … hold 2 labels but the model's output has 10 values; give one label per "
+        "output value, in order",
+    ),
+    BadInput(
+        "tflite",
+        "firmware from a Keras file",
+        lambda f: ["firmware", f.keras_model(), "--target", "nano33ble"],
+        1,
+        "… is not a .tflite file; firmware is built from a converted int8 .tflite model (the "
+        "pipeline converts a Keras model: run it for the target)",
+    ),
+    BadInput(
+        "tflite",
+        "run on a .tflite without a target",
+        lambda f: ["run", "--model", f.tflite()],
+        1,
+        "… is a converted model, which run cannot prune or quantize again; for firmware use "
+        "`edgeprune firmware … --target NAME`, for the budgets `edgeprune check … --target NAME`",
+    ),
 ]
+
+
+def _linear_skops() -> bytes:
+    """A fitted LogisticRegression saved with skops: a model, but not a tree model."""
+    import skops.io
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.random.default_rng(0).random((20, 3))
+    return skops.io.dumps(LogisticRegression().fit(x, np.arange(20) % 2))
+
+
+def _with_nan() -> np.ndarray:
+    x = np.random.default_rng(0).random((64, 8, 8, 1), dtype=np.float32)
+    x[3, 2, 1, 0] = np.nan
+    return x
 
 
 def page() -> str:

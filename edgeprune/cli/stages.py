@@ -13,9 +13,18 @@ from edgeprune.cli import (
     out_option,
     recipe_option,
 )
-from edgeprune.errors import BudgetError, EdgepruneError, QualityError
+from edgeprune.errors import BadInputError, BudgetError, EdgepruneError, QualityError
 from edgeprune.recipe_flags import recipe_from as _recipe
 from edgeprune.recipe_flags import recipe_options
+
+name_option = click.option(
+    "--name",
+    "name",
+    default=None,
+    metavar="NAME",
+    help="C name of the firmware's files and symbols (model_NAME.h, g_NAME_model_data, "
+    "NAME_OpResolver): letters, digits and single underscores. Default: the model's name.",
+)
 
 
 def _show(fmt, fn, *args):
@@ -50,10 +59,28 @@ def _show(fmt, fn, *args):
     is_flag=True,
     help="Replace the run of another model in the output folder (refused without it).",
 )
+@name_option
 @recipe_options((None, "train", "structured", "prune", "quantize", "budget"))
 @guarded
-def run(model, data, recipe_path, out, target, force, **kwargs):
-    """Run every stage: baseline, prune, strip, quantize, evaluate (and check)."""
+def run(model, data, recipe_path, out, target, force, name, **kwargs):
+    """Run every stage: baseline, prune, strip, quantize, evaluate (and check).
+
+    Tree models (--model random_forest, decision_tree, extra_trees, or a fitted
+    model as .json or .skops): train, prune, export C, compile, check."""
+    from edgeprune.trees.pipeline import is_tree_model, refuse_unknown_name
+
+    if is_tree_model(model):
+        return _run_trees(model, data, recipe_path, out, target, force, kwargs)
+    if model is not None and model.lower().endswith(".tflite"):
+        # Nothing to train or convert: answered before TensorFlow loads.
+        if target is None or data is not None:
+            raise BadInputError(
+                f"{model} is a converted model, which run cannot prune or quantize again; "
+                f"for firmware use `edgeprune firmware {model} --target NAME`, for the "
+                f"budgets `edgeprune check {model} --target NAME`"
+            )
+        return _firmware(model, target, out, force, recipe_path, 64, name, None, kwargs)
+    refuse_unknown_name(model)  # before TensorFlow loads
     if model is not None and data is None:
         raise click.UsageError(
             "--data is required with --model: pruning fine-tunes on it "
@@ -65,13 +92,38 @@ def run(model, data, recipe_path, out, target, force, **kwargs):
 
     try:
         result = pipeline.run(
-            model=model, data=data, recipe=recipe, out=out, target=target, force=force
+            model=model,
+            data=data,
+            recipe=recipe,
+            out=out,
+            target=target,
+            force=force,
+            firmware_name=name,
         )
     except (QualityError, BudgetError) as exc:
         if exc.result is not None:
             click.echo(format_run(exc.result))
         raise
     click.echo(format_run(result))
+
+
+def _run_trees(model, data, recipe_path, out, target, force, kwargs):
+    """``run`` for a tree model: no TensorFlow on this path."""
+    from edgeprune.trees.pipeline import KINDS, run
+    from edgeprune.trees.summary import format_tree_run
+
+    if model not in KINDS and data is None:
+        raise click.UsageError(
+            "--data is required with a fitted tree model file: it is evaluated and pruned on it"
+        )
+    recipe = _recipe(recipe_path, kwargs)
+    try:
+        result = run(model=model, data=data, recipe=recipe, out=out, target=target, force=force)
+    except BudgetError as exc:
+        if exc.result is not None:
+            click.echo(format_tree_run(exc.result))
+        raise
+    click.echo(format_tree_run(result))
 
 
 @click.command("prune")
@@ -182,18 +234,39 @@ def check_cmd(model_path, target, report_path, recipe_path, max_model_mb, **kwar
     is_flag=True,
     help="Write firmware/ into --out even when it holds the run of another model.",
 )
+@name_option
+@click.option(
+    "--labels",
+    "labels_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Text file of class labels, one a line in the order of the model's outputs: "
+    "labels_<name>.h and the example print them (default: the labels of the run's "
+    "built-in data set, if any).",
+)
 @recipe_option
 @recipe_options(("budget",))
 @max_model_option
 @guarded
-def firmware_cmd(model_path, target, out, force, recipe_path, max_model_mb, **kwargs):
-    """Write firmware/ (model array, op resolver, measured arena, validation harness,
-    Arduino sketch) for MODEL.tflite on a TFLite Micro device; exit 3 if over budget."""
+def firmware_cmd(
+    model_path, target, out, force, name, labels_path, recipe_path, max_model_mb, **kwargs
+):
+    """Write firmware/ (model array, op resolver, measured arena, labels, inference
+    example, validation harness, Arduino sketch) for MODEL.tflite on a TFLite Micro
+    device; exit 3 if over budget. TensorFlow is not loaded."""
+    _firmware(model_path, target, out, force, recipe_path, max_model_mb, name, labels_path, kwargs)
+
+
+def _firmware(model_path, target, out, force, recipe_path, max_model_mb, name, labels, kwargs):
+    """`firmware`, and `run --model X.tflite --target NAME`: the check, then firmware/."""
     from edgeprune.presentation.check import format_check
     from edgeprune.stages.firmware import build_firmware
 
     budget = _recipe(recipe_path, kwargs).budget
-    build = build_firmware(model_path, target, out, budget, max_model_mb * 2**20, force)
+    build = build_firmware(
+        model_path, target, out, budget, max_model_mb * 2**20, force, name, labels
+    )
     click.echo(format_check(build.check))
     click.echo(f"firmware: {build.firmware.folder}")
     if not build.check.ok:
@@ -257,8 +330,29 @@ def validate_cmd(run_dir, target, runner, address, measurements, data, recipe_pa
         raise click.UsageError("give the run folder (RUN_DIR) or --target NAME for build/NAME")
     options = _recipe(recipe_path, kwargs).validate
     from edgeprune.presentation.validation import format_result
+    from edgeprune.trees.pipeline import require_tree_run
+
+    if require_tree_run(run_dir or f"build/{target}"):  # a tree model's C
+        return _validate_trees(
+            run_dir or f"build/{target}", runner, address, measurements, data, options
+        )
     from edgeprune.stages.validate import validate_run
 
     _show(
         format_result, validate_run, run_dir, target, runner, address, data, options, measurements
     )
+
+
+def _validate_trees(folder, runner, address, measurements, data, options):
+    """``validate`` for a tree run: its C on the host or a serial board."""
+    from edgeprune.errors import BadInputError
+    from edgeprune.presentation.validation import format_result
+    from edgeprune.trees.validate import validate_tree_run
+
+    if measurements is not None:
+        raise BadInputError(
+            "--measurements adds rows for the TFLite cost models; a tree model's device "
+            "times are in report.json (validation.serial.latency_ms)"
+        )
+    which = runner if runner != "auto" else ("serial" if address else "host")
+    _show(format_result, validate_tree_run, folder, which, address, data, options)

@@ -38,8 +38,11 @@ QUALITY_KEYS = {
 
 def render(rep: Report) -> str:
     """The whole page for ``rep``."""
+    from edgeprune.presentation.tree_page import tree_sections
+
     sections = [
         header(rep),
+        *tree_sections(rep),  # a tree model's run (edgeprune.trees)
         sizes(rep),
         layers(rep),
         quality(rep),

@@ -101,6 +101,8 @@ def format_target(t: Target) -> str:
         if t.channel_multiple > 1
         else f"  channels        structured pruning does not round channel counts ({source})"
     )
+    if t.sdk:
+        lines.append("  SDKs            " + ", ".join(f"{b.sdk} (board {b.board})" for b in t.sdk))
     if t.kind == "mcu":
         lines += [
             f"  reserved        flash {t.reserve.flash_bytes:,} B, RAM {t.reserve.ram_bytes:,} B"

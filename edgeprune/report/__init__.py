@@ -10,7 +10,8 @@ one line). Two merge rules live here: a stage command keeps the entries of
 the stages that produced its input (:func:`merge_stage`), and a validation
 result goes under ``validation.<runner>`` (:func:`add_validation`).
 
-``edgeprune check --report`` writes a smaller document, :class:`CheckReport`.
+``edgeprune check --report`` writes a smaller document, :class:`CheckReport`;
+a tree model's run a :class:`TreeReport` (:mod:`edgeprune.report.tree_entries`).
 This module knows nothing of how the figures were measured.
 """
 
@@ -50,6 +51,7 @@ from edgeprune.report.structured import (
     RoundEntry,
     StructuredEntry,
 )
+from edgeprune.report.tree_entries import TreeModelEntry, TreeReport, TreeRunEntry
 from edgeprune.rules.result import RuleResult
 
 __all__ = [
@@ -76,6 +78,9 @@ __all__ = [
     "Stages",
     "StripEntry",
     "StructuredEntry",
+    "TreeModelEntry",
+    "TreeReport",
+    "TreeRunEntry",
     "library_versions",
     "size_notes",
     "write",
@@ -165,8 +170,9 @@ def read(path: str | os.PathLike) -> Report:
             f"{path} has report schema {version}; this edgeprune reads "
             f"schema {SCHEMA_VERSION}; re-run the pipeline"
         )
+    kind = TreeReport if "trees" in body else Report  # a tree model's run (edgeprune.trees)
     try:
-        return Report.from_dict(body)
+        return kind.from_dict(body)
     except (TypeError, KeyError, AttributeError) as exc:
         raise BadInputError(
             f"{path} is not a complete edgeprune report ({exc}); re-run "

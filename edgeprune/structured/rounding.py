@@ -1,8 +1,17 @@
 """Kept channel counts rounded to a multiple the target's kernels prefer.
 
 CMSIS-NN and ESP-NN process channels in SIMD-wide steps and leave the rest to
-a scalar tail (``edgeprune.target.KERNEL_CHANNEL_MULTIPLE`` cites the loops),
-so a layer cut to 17 channels runs its last one slowly. After the ranking has
+a scalar tail, so a layer cut to 17 channels runs its last one slowly; hence the
+defaults of ``edgeprune.target.KERNEL_CHANNEL_MULTIPLE``. CMSIS-NN's int8 paths
+for cores with the DSP extension (Cortex-M4/M7/M33) take four int8 values per
+32-bit load: the im2col matrix kernel's ``num_col_a / 4``
+(arm_nn_mat_mult_kernel_s8_s16.c), the 3x3 depthwise kernel's ``in_ch += 4``
+(arm_depthwise_conv_3x3_s8.c), the depthwise ``_opt`` kernel's ``output_ch / 4``,
+the fully connected kernel's ``rhs_cols / 4`` (arm_nn_vec_mat_mult_t_s8.c;
+CMSIS-NN 4ab83cc). ESP-NN's ESP32-S3 assembly runs a 1x1 convolution only when
+``channels % 8 == 0``, and its multiplier-1 depthwise fast paths likewise
+(esp_nn_conv_esp32s3.c, esp_nn_depthwise_conv_s8_esp32s3.c; esp-nn d45b843),
+the rest in C. XNNPACK and the reference kernels have no such preference. After the ranking has
 chosen which channels to remove, :func:`round_removal` moves each layer's kept
 count to the nearest multiple, putting back the best removed channels or
 removing the next weakest kept ones.

@@ -205,8 +205,18 @@ def check_ops(model: bytes) -> OpSupport:
     return OpSupport(supported=False, ops=ops, unsupported=listed, message=message)
 
 
-def find_arena(model: bytes, *, step: int = 16, max_bytes: int = 64 * 1024 * 1024) -> ArenaResult:
+def find_arena(
+    model: bytes,
+    *,
+    step: int = 16,
+    max_bytes: int = 64 * 1024 * 1024,
+    alt_decompression_bytes: int = 0,
+) -> ArenaResult:
     """Find the smallest tensor arena (a multiple of ``step``) TFLite Micro runs ``model`` with.
+
+    With ``alt_decompression_bytes``, DECODE operators write the tensors they
+    decode to a separate block of that size (TFLite Micro's alternate
+    decompression memory) instead of the arena.
 
     Each size is tried in a worker process: load (allocate tensors), one
     invoke on seeded random inputs, then TFLM's ``print_allocations()``. The
@@ -252,6 +262,7 @@ def find_arena(model: bytes, *, step: int = 16, max_bytes: int = 64 * 1024 * 102
                     "inputs": "random",
                     "seed": 0,
                     "record": True,
+                    "alt_decompression_bytes": int(alt_decompression_bytes),
                 },
                 timeout_s,
             )
@@ -349,9 +360,15 @@ class MicroRun:
 
 
 def run_detailed(
-    model: bytes, x: np.ndarray, arena_bytes: int, *, timeout_s: float | None = None
+    model: bytes,
+    x: np.ndarray,
+    arena_bytes: int,
+    *,
+    timeout_s: float | None = None,
+    alt_decompression_bytes: int = 0,
 ) -> MicroRun:
-    """:func:`run`, also returning the raw output tensor and each invoke's time."""
+    """:func:`run`, also returning the raw output tensor and each invoke's time
+    (``alt_decompression_bytes`` as in :func:`find_arena`)."""
     info = _inspect(model)
     x = np.asarray(x, dtype=np.float32)
     if x.ndim < 1:
@@ -374,6 +391,7 @@ def run_detailed(
             {
                 "cmd": "run",
                 "arena_bytes": int(arena_bytes),
+                "alt_decompression_bytes": int(alt_decompression_bytes),
                 **{k: str(p) for k, p in paths.items()},
             },
             timeout_s,

@@ -19,6 +19,9 @@ Requests (``cmd``):
            run this operator on its own tensors?
 ``run``    float32 samples from the ``.npy`` file ``x`` through the model one
            invoke at a time; dequantized float32 outputs go to ``.npy`` ``y``.
+``compress``, ``decoder``  DECODE compression of the model, and which DECODE
+           decoders this interpreter runs (:mod:`edgeprune.tflm.decode_worker`;
+           ``decoder`` needs no model: the worker may start with an empty file).
 
 Answers: ``{"ok": true, ...}`` or ``{"ok": false, "stage": ..., "error": ...}``
 where ``stage`` is ``"model"`` (the cut-down model could not be built),
@@ -36,6 +39,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from edgeprune.tflm import decode_worker
 
 # Ops that run other subgraphs: their cut-down model keeps every subgraph.
 _CONTROL_FLOW = frozenset({"IF", "WHILE", "CALL_ONCE", "CALL"})
@@ -65,22 +70,28 @@ def _input_count(model: bytes) -> int:
     return graph.InputsLength() if graph is not None else 0
 
 
-def load_interpreter(model: bytes, arena_bytes: int):
+def load_interpreter(model: bytes, arena_bytes: int, alt_decompression_bytes: int = 0):
     """A TFLite Micro interpreter for ``model`` with an arena of ``arena_bytes``, in THIS
     process: only for code that already runs in a process of its own (this worker,
-    the emulated board), as TFLM may abort or segfault it.
+    the emulated board), as TFLM may abort or segfault it. With
+    ``alt_decompression_bytes``, DECODE writes decoded tensors to a separate
+    block of that size instead of the arena.
 
     Raises:
         RuntimeError: TFLM could not register, prepare or allocate the model.
     """
     from tflite_micro import runtime
 
-    return runtime.Interpreter.from_bytes(model, arena_size=int(arena_bytes))
+    return runtime.Interpreter.from_bytes(
+        model,
+        arena_size=int(arena_bytes),
+        alt_decompression_memory_size=int(alt_decompression_bytes),
+    )
 
 
-def _load(model: bytes, arena_bytes: int):
+def _load(model: bytes, arena_bytes: int, alt_decompression_bytes: int = 0):
     try:
-        return load_interpreter(model, arena_bytes)
+        return load_interpreter(model, arena_bytes, alt_decompression_bytes)
     except Exception as exc:  # noqa: BLE001 - TFLM reports every failure as RuntimeError
         raise _Failure("allocate", exc) from None
 
@@ -118,7 +129,7 @@ def _invoke(interpreter) -> None:
 
 
 def probe(model: bytes, request: dict) -> dict:
-    interpreter = _load(model, request["arena_bytes"])
+    interpreter = _load(model, request["arena_bytes"], request.get("alt_decompression_bytes", 0))
     if request.get("invoke", True):
         _fill(
             interpreter,
@@ -269,7 +280,7 @@ def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
 
 def run(model: bytes, request: dict) -> dict:
     x = np.load(request["x"])
-    interpreter = _load(model, request["arena_bytes"])
+    interpreter = _load(model, request["arena_bytes"], request.get("alt_decompression_bytes", 0))
     inp = interpreter.get_input_details(0)
     out = interpreter.get_output_details(0)
     shape = tuple(int(d) for d in inp["shape"])
@@ -348,7 +359,7 @@ def main(argv: list[str]) -> int:
     os.dup2(2, 1)  # native writes to stdout join TFLM's chatter on fd 2
     sys.stdout = sys.stderr
     model = Path(argv[0]).read_bytes()
-    refusal = "" if "--verified" in argv[1:] else flatbuffer_refusal(model)
+    refusal = "" if "--verified" in argv[1:] or not model else flatbuffer_refusal(model)
     isolated = _IsolatedModel(model)
     for line in sys.stdin:
         if not line.strip():
@@ -363,6 +374,10 @@ def main(argv: list[str]) -> int:
                 answer = check_op(isolated, request)
             elif request["cmd"] == "run":
                 answer = run(model, request)
+            elif request["cmd"] == "compress":
+                answer = decode_worker.compress(model, request)
+            elif request["cmd"] == "decoder":
+                answer = decode_worker.decoder(request, _load, _invoke)
             else:
                 answer = {"ok": False, "stage": "request", "error": f"unknown {request['cmd']!r}"}
         except _Failure as failure:
