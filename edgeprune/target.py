@@ -61,6 +61,10 @@ CORES = (
     "cortex-a76",
     "x86-64",
 )
+#: The multiple structured pruning rounds kept channels to where a profile does not
+#: state ``channel_multiple``; the kernel loops behind 4 and 8: edgeprune.structured.rounding.
+KERNEL_CHANNEL_MULTIPLE = {"reference": 1, "cmsis-nn": 4, "esp-nn": 8, "xnnpack": 1}
+
 #: Cores without a floating-point unit: float kernels run in software (the RP2040's M0+).
 SOFT_FLOAT_CORES = frozenset({"cortex-m0plus"})
 
@@ -158,6 +162,9 @@ class Target:
     cpu: str = ""  # the CPU's model name, where the profile states or reads it
     cores: int | None = None
     read_from_this_machine: tuple[str, ...] = ()  # keys read at load time, not from the file
+    # structured pruning rounds kept channels to this multiple; the source says who chose it
+    channel_multiple: int = 1
+    channel_multiple_source: str = ""  # "profile", or "<kernels> default"
     # The [sdk] table in file order: the SDKs whose project templates firmware gets.
     sdk: tuple[SdkBoard, ...] = ()
 
@@ -182,6 +189,7 @@ _SCHEMA: dict[str, dict[str, tuple]] = {
         "largest_ram_block_bytes": (int, False, ("gt", 0, MAX_BYTES)),
         "cpu": (str, False, None),
         "cores": (int, False, ("gt", 0, MAX_COUNT)),
+        "channel_multiple": (int, False, ("gt", 0, 256)),
     },
     "reserve": {
         "flash_bytes": (int, True, ("min", 0, MAX_BYTES)),
@@ -402,8 +410,11 @@ def parse_target(data: dict, where: str, target_id: str) -> Target:
             f"{where}: largest_ram_block_bytes = {block} is more than ram_bytes = "
             f"{top['ram_bytes']}"
         )
+    stated = "channel_multiple" in top
+    top.setdefault("channel_multiple", KERNEL_CHANNEL_MULTIPLE[top["kernels"]])
     return Target(
         id=target_id,
+        channel_multiple_source="profile" if stated else f"{top['kernels']} default",
         reserve=reserve,
         arena_margin=margin,
         budget=budget,

@@ -136,7 +136,8 @@ def _run_trees(model, data, recipe_path, out, target, force, kwargs):
     "target",
     default=None,
     metavar="NAME",
-    help="Device profile whose budgets the structured goal fit must pass.",
+    help="Device profile whose budgets the structured goal fit must pass, and whose "
+    "kernels' channel multiple structured pruning rounds kept channels to.",
 )
 @recipe_options((None, "structured", "prune", "budget"))
 @guarded
