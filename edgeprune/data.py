@@ -45,6 +45,9 @@ class Dataset:
     x_calib: np.ndarray | None = None
     sha256: str = ""
     one_hot: bool = False
+    # One name per feature column where the source names them (scikit-learn's bundled
+    # tabular sets and digits' pixels); tree runs show them in their importance tables.
+    feature_names: tuple[str, ...] = ()
 
     def describe(self) -> dict:
         def shp(a):
@@ -80,6 +83,7 @@ def _digits() -> Dataset:
         x_test,
         y_test,
         sha256=_hash_arrays([x_train, y_train, x_test, y_test]),
+        feature_names=tuple(str(n) for n in d.feature_names),  # pixel_<row>_<column>
     )
 
 
@@ -98,7 +102,10 @@ def _tabular(name: str):
         parts = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
         x_train, x_test, y_train, y_test = parts
         arrays = [x_train, y_train, x_test, y_test]
-        return Dataset(name, x_train, y_train, x_test, y_test, sha256=_hash_arrays(arrays))
+        names = tuple(str(n) for n in d.feature_names)
+        return Dataset(
+            name, x_train, y_train, x_test, y_test, sha256=_hash_arrays(arrays), feature_names=names
+        )
 
     return load
 
