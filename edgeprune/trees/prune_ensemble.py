@@ -20,11 +20,11 @@ export stores in no table (docs/tree-pruning.md, "Leaves as votes").
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from edgeprune.errors import BadInputError
-from dataclasses import replace
-
 from edgeprune.trees.model import CLASSIFICATION, LEAF, Forest
 
 MARGIN_REFERENCE = 0.075
