@@ -45,9 +45,7 @@ class Dataset:
     x_calib: np.ndarray | None = None
     sha256: str = ""
     one_hot: bool = False
-    # One name per feature column where the source names them (scikit-learn's bundled
-    # tabular sets and digits' pixels); tree runs show them in their importance tables.
-    feature_names: tuple[str, ...] = ()
+    feature_names: tuple[str, ...] = ()  # per column, where the source names them
 
     def describe(self) -> dict:
         def shp(a):
@@ -100,12 +98,10 @@ def _tabular(name: str):
         d = getattr(datasets, f"load_{name}")()
         x, y = d.data.astype(np.float32), d.target.astype(np.int64)
         parts = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
-        x_train, x_test, y_train, y_test = parts
-        arrays = [x_train, y_train, x_test, y_test]
         names = tuple(str(n) for n in d.feature_names)
-        return Dataset(
-            name, x_train, y_train, x_test, y_test, sha256=_hash_arrays(arrays), feature_names=names
-        )
+        x_train, x_test, y_train, y_test = parts
+        digest = _hash_arrays([x_train, y_train, x_test, y_test])
+        return Dataset(name, x_train, y_train, x_test, y_test, sha256=digest, feature_names=names)
 
     return load
 
