@@ -164,5 +164,9 @@ def test_a_tree_run_reports_names_and_validates_against_the_unpruned_model(tmp_p
     page = (tmp_path / "run" / "report.html").read_text()
     top = int(np.argmax(trees.pruned.importance["permutation_mean"]))
     assert load_wine().feature_names[trees.pruned.importance["features"][top]] in page
+    from edgeprune.trees.summary import format_tree_run
+
+    rows = format_tree_run(result).splitlines()
+    assert any(r.startswith("unpruned ") for r in rows) and not any("baseline" in r for r in rows)
     text = format_result(validate_tree_run(out, "host"))
     assert "unpruned model" in text and "float baseline" not in text
