@@ -472,8 +472,8 @@ REGISTRY: list[BadInput] = [
             f.recipe("[trees]\nn_estimators = 4\n[trees.prune]\nmax_nodes = 1\n"),
         ),
         3,
-        "no pruned candidate meets at most 1 nodes: the smallest has … nodes in 4 members "
-        "(1 candidates, 0 checked); loosen the budget or prune harder (another method, fewer "
+        "no pruned candidate meets at most 1 nodes: the smallest has … nodes in 1 members "
+        "(4 candidates, 0 checked); loosen the budget or prune harder (another method, fewer "
         "members)",
     ),
     *MORE,
