@@ -72,21 +72,18 @@ def run(model, data, recipe_path, out, target, force, name, **kwargs):
     if is_tree_model(model):
         return _run_trees(model, data, recipe_path, out, target, force, kwargs)
     if model is not None and model.lower().endswith(".tflite"):
-        # Nothing to train or convert: answered before TensorFlow loads.
-        if target is None or data is not None:
-            raise BadInputError(
-                f"{model} is a converted model, which run cannot prune or quantize again; "
-                f"for firmware use `edgeprune firmware {model} --target NAME`, for the "
-                f"budgets `edgeprune check {model} --target NAME`"
-            )
-        return _firmware(model, target, out, force, recipe_path, 64, name, None, kwargs)
+        return _run_tflite(model, data, recipe_path, out, target, force, name, kwargs)
     refuse_unknown_name(model)  # before TensorFlow loads
     if model is not None and data is None:
         raise click.UsageError(
             "--data is required with --model: pruning fine-tunes on it "
             "(an .npz file or a built-in data set name)"
         )
-    recipe = _recipe(recipe_path, kwargs)
+    _run_keras(model, data, _recipe(recipe_path, kwargs), out, target, force, name)
+
+
+def _run_keras(model, data, recipe, out, target, force, name):
+    """``run`` for a Keras model (or the built-in): the whole pipeline."""
     from edgeprune import pipeline
     from edgeprune.presentation.summary import format_run
 
@@ -105,6 +102,18 @@ def run(model, data, recipe_path, out, target, force, name, **kwargs):
             click.echo(format_run(exc.result))
         raise
     click.echo(format_run(result))
+
+
+def _run_tflite(model, data, recipe_path, out, target, force, name, kwargs):
+    """``run --model X.tflite``: nothing to train or convert, so firmware for a
+    target, else a refusal; answered before TensorFlow loads."""
+    if target is None or data is not None:
+        raise BadInputError(
+            f"{model} is a converted model, which run cannot prune or quantize again; "
+            f"for firmware use `edgeprune firmware {model} --target NAME`, for the "
+            f"budgets `edgeprune check {model} --target NAME`"
+        )
+    return _firmware(model, target, out, force, recipe_path, 64, name, None, kwargs)
 
 
 def _run_trees(model, data, recipe_path, out, target, force, kwargs):
