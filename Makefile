@@ -26,6 +26,7 @@ help:
 	@echo "make campaign  throw issue 14's bad inputs and faults at the CLI ((a)-(f) ~12 min; campaign-quick ~5)"
 	@echo "make bad-inputs-doc  regenerate docs/bad-inputs.md from tests/bad_inputs.py"
 	@echo "make targets   list the device targets; make <target> builds build/<target>/"
+	@echo "               (MODEL=random_forest|decision_tree|extra_trees: a tree model, in build/<target>_<model>/)"
 	@echo "make all-targets  build every target and print a pass/fail table"
 	@echo "make validate-<target>  run build/<target>'s model on its device (DEVICE=port|board)"
 
@@ -92,8 +93,12 @@ targets:
 
 # The built-in default for one device: the pipeline, the budget check and, for
 # TFLite Micro devices, firmware/ in build/<target>/. Exit 3 if over budget.
+# MODEL= another model: a tree model (random_forest, decision_tree, extra_trees,
+# or a fitted .json/.skops with DATA=), built in build/<target>_<model kind>/, or a
+# Keras file with DATA=; RECIPE= a recipe file.
 $(TARGETS): $(STAMP)
-	$(BIN)/edgeprune run --target $@ --out build/$@
+	$(BIN)/edgeprune run --target $@ $(if $(MODEL),--model $(MODEL),--out build/$@) \
+		$(if $(DATA),--data $(DATA)) $(if $(RECIPE),--recipe $(RECIPE))
 
 # Validate what `make <target>` built: make validate-nano33ble [DEVICE=/dev/ttyACM0]
 # (serial), make validate-rpi4 [DEVICE=pi@raspberrypi.local] (ssh), [RUNNER=...]

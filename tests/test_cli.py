@@ -949,6 +949,22 @@ def test_make_all_targets_ends_with_the_fleet_command():
     assert "/edgeprune fleet build alif_e7 " in out.stdout, out.stdout
 
 
+def test_make_target_builds_a_tree_model_with_model_and_the_default_without():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def dry(*args):
+        done = subprocess.run(["make", "-n", "-C", root, *args], capture_output=True, text=True)
+        lines = done.stdout.replace("\\\n", " ").splitlines()  # join continued lines
+        return next(line for line in lines if "edgeprune run" in line)
+
+    default = dry("nucleo_l4r5zi")
+    assert "run --target nucleo_l4r5zi --out build/nucleo_l4r5zi" in default
+    assert "--model" not in default
+    tree = dry("nucleo_l4r5zi", "MODEL=random_forest", "RECIPE=r.toml")
+    assert "run --target nucleo_l4r5zi --model random_forest" in tree and "--out" not in tree
+    assert "--recipe r.toml" in tree
+
+
 def test_a_warning_says_so_on_stderr(capsys):
     from edgeprune.cli import _setup_logging, log
 
