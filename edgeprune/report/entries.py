@@ -12,6 +12,7 @@ from importlib import metadata
 from typing import Any, ClassVar
 
 from edgeprune import __version__
+from edgeprune.report.qat_entries import PreserveEntry
 from edgeprune.rules.result import RuleResult
 
 # 2: one rule result everywhere (``figure``, not ``measured``; ``key``, ``unit``,
@@ -267,7 +268,7 @@ class DenseEntry(_Entry):
 
 @dataclass(frozen=True)
 class QuantizeEntry(_StageEntry):
-    _types: ClassVar[dict[str, Any]] = {"check": RuleResult, "dense_quantization": DenseEntry}
+    _types = {"check": RuleResult, "dense_quantization": DenseEntry, "preserve": PreserveEntry}
     mode: str
     calibration_samples: int
     calibration_source: str
@@ -275,6 +276,7 @@ class QuantizeEntry(_StageEntry):
     check: RuleResult  # the quantization budget
     seconds: float
     dense_quantization: DenseEntry | None = _optional()
+    preserve: PreserveEntry | None = _optional()  # zeros and clusters kept (qat_entries.py)
 
 
 @dataclass(frozen=True)
