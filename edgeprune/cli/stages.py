@@ -50,7 +50,7 @@ def _show(fmt, fn, *args):
     is_flag=True,
     help="Replace the run of another model in the output folder (refused without it).",
 )
-@recipe_options((None, "train", "structured", "prune", "quantize", "budget"))
+@recipe_options((None, "train", "structured", "prune", "cluster", "quantize", "budget"))
 @guarded
 def run(model, data, recipe_path, out, target, force, **kwargs):
     """Run every stage: baseline, prune, strip, quantize, evaluate (and check).
@@ -132,7 +132,7 @@ def prune_cmd(model_path, data, recipe_path, out, target, **kwargs):
 @data_option
 @recipe_option
 @out_option
-@recipe_options((None, "quantize"))
+@recipe_options((None, "cluster", "quantize"))
 @guarded
 def quantize_cmd(model_path, data, recipe_path, out, **kwargs):
     """Convert a (pruned, stripped) Keras MODEL to .tflite and evaluate it."""
