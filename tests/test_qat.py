@@ -227,22 +227,34 @@ def _recipe(mode: str, clusters: int):
 
 
 @pytest.mark.slow
-def test_pipeline_pcqat_writes_the_checked_int8_model_and_its_report(tmp_path):
+@pytest.mark.parametrize(
+    "mode, checks", [("pcqat", ["sparsity", "clusters"]), ("int8", ["clusters"])]
+)
+def test_pipeline_writes_the_checked_int8_model_and_its_report(tmp_path, mode, checks):
+    """On a TFLite Micro target: the arena search and the firmware take the checked
+    model (for int8 with quantize.dense = "auto", whichever Dense variant was chosen)."""
     import edgeprune.pipeline as pipeline
     from edgeprune import report
     from edgeprune.tflite import inspect_model
 
-    result = pipeline.run(recipe=_recipe("pcqat", 16), out=str(tmp_path / "run"))
-    final = tmp_path / "run" / "final_pcqat.tflite"
-    assert final.is_file()
+    out = tmp_path / "run"
+    result = pipeline.run(recipe=_recipe(mode, 16), out=str(out), target="nano33ble", page=False)
+    final = out / f"final_{mode}.tflite"
     info = inspect_model(final.read_bytes())
     assert info.inputs[0].dtype == "int8" and info.weights.zero_fraction > 0.7
-    stored = json.loads((tmp_path / "run" / "report.json").read_text())
+    stored = json.loads((out / "report.json").read_text())
     q = stored["stages"]["quantize"]
-    assert q["mode"] == "pcqat" and q["preserve"]["checks"] == ["sparsity", "clusters"]
-    assert all(row["int8_distinct"] <= 16 for row in q["preserve"]["layers"])
+    assert q["mode"] == mode and q["preserve"]["checks"] == checks
+    assert {row["layer"] for row in q["preserve"]["layers"]} == {
+        "conv1", "conv2", "fc1", "classifier"
+    }  # fmt: skip
     entry = report.read(result.report_path).stages.quantize
     assert isinstance(entry, QuantizeEntry) and entry.preserve.ok and entry.preserve.clusters == 16
+    # the figures are the written file's: recount its values per layer
+    written = int8_weights(final.read_bytes())
+    for row in entry.preserve.layers:
+        assert row.int8_distinct == written[row.layer][2] <= 16
+    assert (out / "firmware").is_dir() and result.check is not None
 
 
 @pytest.mark.slow

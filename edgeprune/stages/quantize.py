@@ -116,8 +116,6 @@ def quantize_stage(
     choice = inp.recipe.quantize.dense
     per_tensor = mode == "int8" and choice == "per_tensor"
     data = convert.to_tflite(model, dtype, calib, per_tensor_dense=per_tensor)
-    if preserve is not None:
-        preserve = preserve(data)  # raises before anything is written
     dense, arena = None, None
     tflm_int8 = target is not None and target.runtime == "tflm" and dtype == "int8"
     if tflm_int8 and (
@@ -135,6 +133,8 @@ def quantize_stage(
         dense, data, arena = _choose_dense(
             inp, reference, {"per_channel": data, "per_tensor": per_tensor_data}
         )
+    if preserve is not None:
+        preserve = preserve(data)  # the bytes written, checked before they are
     final = inp.out.write_flatbuffer(artifacts.final_tflite_name(mode), data, "quantize", mode)
     seconds = time.perf_counter() - t0
     return QuantizeResult(final, n, source, seconds, dense, arena, preserve)
