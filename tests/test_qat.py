@@ -104,6 +104,26 @@ def test_cluster_skips_kernels_smaller_than_the_cluster_count(trained_models, di
     assert tm.kernel_figures(model)["conv"][2] == 72
 
 
+def test_depthwise_kernels_stay_unclustered_and_pcqat_checks_the_rest(trained_models, digits):
+    model, names = tm.cluster(
+        trained_models["depthwise"],
+        digits.x_train,
+        digits.y_train,
+        clusters=N,
+        epochs=1,
+        learning_rate=1e-4,
+        **TRAINING,
+    )
+    assert names == ["out", "pw", "stem"]  # tfmot's registry leaves DepthwiseConv2D out
+    figures = tm.kernel_figures(model)
+    assert figures["dw"][2] == 72  # every weight its own value
+    data = _qat_int8(model, digits, "pcqat")
+    entry = check_preserved("pcqat", figures, data, clustered=names, clusters=N)
+    rows = {r.layer: r for r in entry.layers}
+    assert entry.ok and not rows["dw"].clustered and rows["dw"].int8_distinct > N
+    assert all(rows[n].int8_distinct <= N for n in names)
+
+
 def test_pqat_keeps_every_layers_zeros_in_int8(pruned, digits):
     figures = tm.kernel_figures(pruned)
     data = _qat_int8(pruned, digits, "pqat")

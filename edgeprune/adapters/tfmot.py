@@ -365,8 +365,10 @@ def cluster(
     and strip; return the stripped copy and the names of the clustered layers.
     ``training``: task, probabilities, epochs, batch_size, learning_rate, seed.
 
-    Layers tfmot cannot cluster, and kernels with no more than ``clusters`` weights
-    (nothing to gain), are left as they are. ``model`` is not modified.
+    Layers tfmot does not cluster (DepthwiseConv2D: "big unrecoverable accuracy loss",
+    its registry says; recurrent and attention layers: not verified here) and kernels
+    with no more than ``clusters`` weights (nothing to gain) are left as they are, and
+    logged. ``model`` is not modified.
 
     Raises:
         UnsupportedModelError: no layer of the model can be clustered.
@@ -375,13 +377,14 @@ def cluster(
         ClusteringRegistry,
     )
 
-    chosen = {
-        layer.name
-        for layer in model.layers
-        if ClusteringRegistry.supports(layer)
-        and _kernel(layer)[1] is not None
-        and int(np.prod(_kernel(layer)[1].shape)) > clusters
-    }
+    chosen = set()
+    for layer in model.layers:
+        names = ClusteringRegistry._LAYERS_WEIGHTS_MAP.get(type(layer), [])
+        w = getattr(layer, names[0], None) if names else None
+        if w is not None and int(np.prod(w.shape)) > clusters:
+            chosen.add(layer.name)
+        elif _kernel(layer)[1] is not None:
+            log.info("cluster: %s (%s) left unclustered", layer.name, type(layer).__name__)
     if not chosen:
         raise UnsupportedModelError(
             f"no layer of this model can be clustered into {clusters} values (tfmot clusters "
