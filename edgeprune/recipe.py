@@ -293,6 +293,11 @@ def _check_qat(recipe: Recipe) -> None:
             "cluster.clusters = 1 would set every weight of a layer to one value; "
             "use 0 (no clustering) or 2 to 128"
         )
+    if mode in ("pqat", "cqat", "pcqat") and recipe.quantize.dense == "per_channel":
+        raise RecipeError(
+            f"quantize.dense = 'per_channel' cannot apply to quantize.mode = {mode!r}: its QAT "
+            f"scheme quantizes Dense weights per-tensor; leave quantize.dense at auto"
+        )
     if mode in ("cqat", "pcqat") and n == 0:
         raise RecipeError(
             f"quantize.mode = {mode!r} preserves weight clusters but cluster.clusters = 0 "

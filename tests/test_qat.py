@@ -228,6 +228,10 @@ def test_recipe_takes_the_qat_modes_and_a_cluster_section():
         ({"cluster": {"clusters": 129}}, r"cluster.clusters = 129 is outside \[0, 128\]"),
         ({"cluster": {"clusters": -2}}, "cluster.clusters = -2 is below its minimum 0"),
         ({"quantize": {"qat_epochs": 0}}, "quantize.qat_epochs = 0 is below its minimum 1"),
+        (
+            {"quantize": {"mode": "pqat", "dense": "per_channel"}},
+            "quantize.dense = 'per_channel' cannot apply to quantize.mode = 'pqat': its QAT",
+        ),
     ],
 )
 def test_bad_qat_and_cluster_options_are_refused(values, message):
