@@ -291,3 +291,24 @@ def test_pipeline_with_a_broken_scheme_fails_and_leaves_nothing(tmp_path, monkey
     with pytest.raises(VerificationError, match=r"^pqat did not keep layer conv1: "):
         pipeline.run(recipe=_recipe("pqat", 0), out=str(out))
     assert not os.path.exists(out) or not [p for p in os.listdir(out) if not p.startswith(".")]
+
+
+# ---------------------------------------------------------------- report
+
+
+def test_quantize_entry_round_trips_its_preserve_record_and_omits_it_when_absent():
+    from edgeprune.report.qat_entries import PreserveEntry, PreserveLayer
+    from edgeprune.rules.result import RuleResult
+
+    check = RuleResult("accuracy", "rule", True, 0.0, 0.02, "", "quantize.max_accuracy_drop", "e")
+    row = PreserveLayer("conv", 72, 0.75, 0.75, 8, 5, True, True, True, True, "")
+    unmatched = PreserveLayer("emb", 40, 0.0, None, 40, None, False, False, False, True, "why")
+    preserve = PreserveEntry("pcqat", ("sparsity", "clusters"), 0.01, 8, 2, 2, (row, unmatched))
+    entry = QuantizeEntry("pcqat", 50, "x_train", False, check, 1.0, preserve=preserve)
+    data = json.loads(json.dumps(entry.to_dict()))
+    assert data["preserve"]["layers"][0]["int8_distinct"] == 5
+    again = QuantizeEntry.from_dict(data)
+    assert again == entry and again.preserve.ok
+    plain = QuantizeEntry("int8", 50, "x_train", False, check, 1.0)
+    assert "preserve" not in plain.to_dict()
+    assert QuantizeEntry.from_dict(plain.to_dict()).preserve is None
