@@ -18,8 +18,11 @@ dataclasses of :mod:`edgeprune.recipe_options`)::
     final_sparsity = 0.75
     exclude = ["Dense"]
 
+    [cluster]          # at most n distinct weights per layer (LUT compression)
+    clusters = 16
+
     [quantize]
-    mode = "int8"
+    mode = "pcqat"     # int8 after prune- and cluster-preserving QAT
 
 Every option can also be set from the command line; each field's metadata
 names its flag (``flag``) and help text, and the CLI builds its options from
@@ -43,6 +46,7 @@ from edgeprune._toml import read_toml
 from edgeprune.errors import RecipeError
 from edgeprune.recipe_options import (
     BudgetOptions,
+    ClusterOptions,
     PruneOptions,
     QuantizeOptions,
     StructuredPruning,
@@ -77,6 +81,7 @@ class Recipe:
     train: TrainOptions = field(default_factory=TrainOptions)
     structured: StructuredPruning = field(default_factory=StructuredPruning)
     prune: PruneOptions = field(default_factory=PruneOptions)
+    cluster: ClusterOptions = field(default_factory=ClusterOptions)
     quantize: QuantizeOptions = field(default_factory=QuantizeOptions)
     validate: ValidateOptions = field(default_factory=ValidateOptions)
     budget: BudgetOptions = field(default_factory=BudgetOptions)
@@ -109,6 +114,7 @@ SECTIONS: dict[str, type] = {
     "train": TrainOptions,
     "structured": StructuredPruning,
     "prune": PruneOptions,
+    "cluster": ClusterOptions,
     "validate": ValidateOptions,
     "quantize": QuantizeOptions,
     "budget": BudgetOptions,
@@ -273,9 +279,39 @@ def _check_consistency(recipe: Recipe) -> None:
         raise RecipeError(
             f"prune.end_step = {p.end_step} must be after prune.begin_step = {p.begin_step}"
         )
+    _check_qat(recipe)
     if set(p.include) & set(p.exclude):
         both = ", ".join(sorted(set(p.include) & set(p.exclude)))
         raise RecipeError(f"prune.include and prune.exclude both name {both}; keep it in one")
+
+
+def _check_qat(recipe: Recipe) -> None:
+    """A preserving QAT mode needs what it preserves; a cluster count of 1 is no model."""
+    mode, n = recipe.quantize.mode, recipe.cluster.clusters
+    if n == 1:
+        raise RecipeError(
+            "cluster.clusters = 1 would set every weight of a layer to one value; "
+            "use 0 (no clustering) or 2 to 128"
+        )
+    if mode in ("pqat", "cqat", "pcqat") and recipe.quantize.dense == "per_channel":
+        raise RecipeError(
+            f"quantize.dense = 'per_channel' cannot apply to quantize.mode = {mode!r}: its QAT "
+            f"scheme quantizes Dense weights per-tensor; leave quantize.dense at auto"
+        )
+    if mode in ("cqat", "pcqat") and n == 0:
+        raise RecipeError(
+            f"quantize.mode = {mode!r} preserves weight clusters but cluster.clusters = 0 "
+            f"clusters nothing; set cluster.clusters (2 to 128) or use pqat or int8"
+        )
+    if (
+        mode in ("pqat", "pcqat")
+        and recipe.prune.final_sparsity == 0
+        and (recipe.prune.pattern != "m_by_n")
+    ):
+        raise RecipeError(
+            f"quantize.mode = {mode!r} preserves pruned zeros but prune.final_sparsity = 0 "
+            f"prunes none; raise prune.final_sparsity or use {'cqat' if n else 'int8'}"
+        )
 
 
 def load_recipe(path: str | os.PathLike | None, overrides: dict[str, Any] | None = None) -> Recipe:

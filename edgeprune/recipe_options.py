@@ -1,6 +1,6 @@
 """The recipe's option sections: one frozen dataclass per TOML table ([train],
-[structured], [prune], [quantize], [validate], [budget]), each field carrying its flag,
-help text and allowed values; and the choices the options take."""
+[structured], [prune], [cluster], [quantize], [validate], [budget]), each field carrying
+its flag, help text and allowed values; and the choices the options take."""
 
 from __future__ import annotations
 
@@ -9,7 +9,19 @@ from typing import Any
 
 SCHEDULES = ("polynomial_decay", "constant")
 PATTERNS = ("unstructured", "m_by_n", "block")
-QUANTIZE_MODES = ("int8", "dynamic", "float16", "float32")
+# pqat, cqat and pcqat are quantization-aware training with tfmot's collaborative
+# schemes (prune-, cluster-, prune-and-cluster-preserving); they convert to int8.
+QAT_MODES = ("pqat", "cqat", "pcqat")
+QUANTIZE_MODES = ("int8", "dynamic", "float16", "float32", *QAT_MODES)
+# TFLite Micro's LUT decoder indexes at most 2**7 values (edgeprune.compress.plan).
+MAX_CLUSTERS = 128
+
+
+def converted_dtype(mode: str) -> str:
+    """The converter mode that ``quantize.mode`` ends in: a QAT mode converts to int8."""
+    return "int8" if mode in QAT_MODES else mode
+
+
 DENSE_CHOICES = ("auto", "per_channel", "per_tensor")
 
 
@@ -138,6 +150,32 @@ class PruneOptions:
     )
 
 
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Weight clustering with tfmot (``clusters = 0``: off): each weighted layer's kernel
+    takes at most ``clusters`` distinct values (pruned zeros kept as one of them), the
+    step before TFLite Micro's LUT compression. Runs in the quantize stage, before
+    conversion."""
+
+    clusters: int = option(
+        0,
+        "--clusters",
+        f"Distinct weight values per layer after clustering (0: no clustering; "
+        f"2 to {MAX_CLUSTERS}, what a LUT index of 1-7 bits can address).",
+        lo=0,
+        hi=MAX_CLUSTERS,
+    )
+    epochs: int = option(2, "--cluster-epochs", "Fine-tuning epochs while clustering.", lo=1)
+    batch_size: int = option(32, "--cluster-batch-size", "Clustering fine-tuning batch.", lo=1)
+    learning_rate: float = option(
+        1e-4,
+        "--cluster-learning-rate",
+        "Adam learning rate of the clustering fine-tuning.",
+        lo=0.0,
+        lo_open=True,
+    )
+
+
 STRUCTURED_GOALS = ("none", "width", "params", "macs", "fit")
 IMPORTANCE = ("l1", "l2", "bn_scale", "taylor", "obd")
 
@@ -237,7 +275,14 @@ class StructuredPruning:
 class QuantizeOptions:
     """TFLite conversion."""
 
-    mode: str = option("int8", "--quantize", "TFLite conversion mode.", choices=QUANTIZE_MODES)
+    mode: str = option(
+        "int8",
+        "--quantize",
+        "TFLite conversion mode; pqat, cqat and pcqat fine-tune with tfmot's prune-, "
+        "cluster- or prune-and-cluster-preserving quantization-aware training, then "
+        "convert to int8 and check that the zeros and clusters survived.",
+        choices=QUANTIZE_MODES,
+    )
     dense: str = option(
         "auto",
         "--dense",
@@ -261,6 +306,19 @@ class QuantizeOptions:
         "came from; more fails the run with exit code 4.",
         lo=0.0,
         hi=1.0,
+    )
+    qat_epochs: int = option(
+        2, "--qat-epochs", "pqat, cqat, pcqat: quantization-aware fine-tuning epochs.", lo=1
+    )
+    qat_batch_size: int = option(
+        32, "--qat-batch-size", "pqat, cqat, pcqat: fine-tuning batch size.", lo=1
+    )
+    qat_learning_rate: float = option(
+        1e-4,
+        "--qat-learning-rate",
+        "pqat, cqat, pcqat: Adam learning rate of the fine-tuning.",
+        lo=0.0,
+        lo_open=True,
     )
     max_mse_increase: float = option(
         0.25,

@@ -60,7 +60,7 @@ def _show(fmt, fn, *args):
     help="Replace the run of another model in the output folder (refused without it).",
 )
 @name_option
-@recipe_options((None, "train", "structured", "prune", "quantize", "budget"))
+@recipe_options((None, "train", "structured", "prune", "cluster", "quantize", "budget"))
 @guarded
 def run(model, data, recipe_path, out, target, force, name, **kwargs):
     """Run every stage: baseline, prune, strip, quantize, evaluate (and check).
@@ -167,7 +167,7 @@ def prune_cmd(model_path, data, recipe_path, out, target, **kwargs):
 @data_option
 @recipe_option
 @out_option
-@recipe_options((None, "quantize"))
+@recipe_options((None, "cluster", "quantize"))
 @guarded
 def quantize_cmd(model_path, data, recipe_path, out, **kwargs):
     """Convert a (pruned, stripped) Keras MODEL to .tflite and evaluate it."""

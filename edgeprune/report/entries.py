@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from edgeprune import __version__
 from edgeprune.report._entry import _Entry, _optional
+from edgeprune.report.qat_entries import PreserveEntry
 from edgeprune.report.structured import StructuredEntry
 from edgeprune.rules.result import RuleResult
 
@@ -144,7 +145,11 @@ class DenseEntry(_Entry):
 
 @dataclass(frozen=True)
 class QuantizeEntry(_StageEntry):
-    _types: ClassVar[dict[str, Any]] = {"check": RuleResult, "dense_quantization": DenseEntry}
+    _types: ClassVar[dict[str, Any]] = {
+        "check": RuleResult,
+        "dense_quantization": DenseEntry,
+        "preserve": PreserveEntry,
+    }
     mode: str
     calibration_samples: int
     calibration_source: str
@@ -152,6 +157,7 @@ class QuantizeEntry(_StageEntry):
     check: RuleResult  # the quantization budget
     seconds: float
     dense_quantization: DenseEntry | None = _optional()
+    preserve: PreserveEntry | None = _optional()  # zeros and clusters kept (qat_entries.py)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,16 @@ which cost one autoencoder 11 KB. Both variants are converted and measured
 (quality on the test set, the smallest working arena), and the final model is
 written once, with the chosen bytes. The stage hands on those bytes and the
 arena measured for them, so that the device check never searches again.
+
+Before converting, the stage clusters the weights when ``cluster.clusters`` is
+set (tfmot ``cluster_weights``, kmeans++, fine-tune, strip; each clustered
+kernel then holds at most that many values, pruned zeros among them). In the
+QAT modes (``pqat``, ``cqat``, ``pcqat``) it fine-tunes with tfmot's
+preserving scheme and converts to int8; after clustering or QAT, the int8
+model is checked to have kept its zeros and clusters
+(:mod:`edgeprune.stages.preserve`) before anything is written. The
+quantization budget is measured against the float model the stage was given,
+so it covers clustering and QAT as well as rounding.
 """
 
 from __future__ import annotations
@@ -17,6 +27,8 @@ from dataclasses import dataclass, field
 
 from edgeprune import artifacts, report
 from edgeprune.artifacts import Flatbuffer
+from edgeprune.recipe_options import QAT_MODES, converted_dtype
+from edgeprune.report.qat_entries import PreserveEntry
 from edgeprune.rules.quality import quantization_rule
 from edgeprune.rules.result import RuleResult
 from edgeprune.stages.evaluate import metrics_of, predict
@@ -41,6 +53,7 @@ class QuantizeResult:
     seconds: float
     dense: report.DenseEntry | None = None
     arena: object = field(default=None, repr=False)
+    preserve: PreserveEntry | None = None
 
     @property
     def mode(self) -> str:
@@ -55,6 +68,7 @@ class QuantizeResult:
             check,
             self.seconds,
             dense_quantization=self.dense,
+            preserve=self.preserve,
         )
 
 
@@ -72,32 +86,45 @@ def quantize_stage(
     model that was converted); see the module's description. ``per_channel``
     or ``per_tensor`` converts that variant only.
 
-    Side effects: writes ``final_<mode>.tflite``; starts TFLite Micro worker
-    processes for the arena search.
+    With ``cluster.clusters`` set, the weights are clustered first; in a QAT mode
+    (pqat, cqat, pcqat) the model is fine-tuned quantization-aware and converted to
+    int8 (its Dense quantization is the scheme's, per-tensor); both are checked
+    after conversion (see the module's description).
+
+    Side effects: writes ``final_<mode>.tflite``; trains (clustering, QAT); starts
+    TFLite Micro worker processes for the arena search.
 
     Raises:
         ConversionError: the converter refused the model.
         MicroError: TFLite Micro could not allocate a variant at any size.
+        UnsupportedModelError: tfmot cannot cluster or quantize-aware train the model.
+        VerificationError: the int8 model lost the zeros or clusters its mode keeps
+            (nothing written).
     """
     from edgeprune.adapters import converter as convert
 
     t0 = time.perf_counter()
     mode = inp.recipe.quantize.mode
+    dtype = converted_dtype(mode)
+    model, preserve = _train_before_conversion(inp, model)
     calib, n, source = None, 0, ""
-    if mode == "int8":
+    if dtype == "int8":
         calib = inp.calibration()
         n = len(calib)
         source = "x_calib" if inp.dataset.x_calib is not None else "x_train (seeded sample)"
     log.info("quantize: %s%s", mode, f" with {n} calibration samples from {source}" if n else "")
     choice = inp.recipe.quantize.dense
     per_tensor = mode == "int8" and choice == "per_tensor"
-    data = convert.to_tflite(model, mode, calib, per_tensor_dense=per_tensor)
+    data = convert.to_tflite(model, dtype, calib, per_tensor_dense=per_tensor)
     dense, arena = None, None
-    tflm_int8 = target is not None and target.runtime == "tflm" and mode == "int8"
-    if tflm_int8 and choice != "auto":  # the recipe chose: one variant, one arena search
+    tflm_int8 = target is not None and target.runtime == "tflm" and dtype == "int8"
+    if tflm_int8 and (
+        choice != "auto" or mode in QAT_MODES
+    ):  # the recipe chose: one variant, one arena search
         from edgeprune.tflm import probe as micro
 
-        log.info("quantize: Dense weights %s (quantize.dense)", choice.replace("_", "-"))
+        why = "the QAT scheme's" if mode in QAT_MODES else "quantize.dense"
+        log.info("quantize: Dense weights %s (%s)", choice.replace("_", "-"), why)
         arena = micro.find_arena(data)
     elif tflm_int8:
         if reference is None:
@@ -106,8 +133,66 @@ def quantize_stage(
         dense, data, arena = _choose_dense(
             inp, reference, {"per_channel": data, "per_tensor": per_tensor_data}
         )
+    if preserve is not None:
+        preserve = preserve(data)  # the bytes written, checked before they are
     final = inp.out.write_flatbuffer(artifacts.final_tflite_name(mode), data, "quantize", mode)
-    return QuantizeResult(final, n, source, time.perf_counter() - t0, dense, arena)
+    seconds = time.perf_counter() - t0
+    return QuantizeResult(final, n, source, seconds, dense, arena, preserve)
+
+
+def _train_before_conversion(inp: Inputs, model: KerasModel):
+    """Cluster and/or QAT-fine-tune ``model`` as the recipe asks. Returns the model to
+    convert and the check to run on its int8 bytes (``None``: no check: nothing was
+    clustered and the mode is not QAT)."""
+    from edgeprune.adapters import tfmot as tm
+    from edgeprune.stages.preserve import check_preserved
+
+    r, ds = inp.recipe, inp.dataset
+    mode, n = r.quantize.mode, r.cluster.clusters
+    if mode not in QAT_MODES and not n:
+        return model, None
+    training = dict(task=inp.task, probabilities=inp.probabilities, seed=r.seed)
+    clustered: list[str] = []
+    if n:
+        c = r.cluster
+        log.info("quantize: clustering to %d values per layer, %d epochs", n, c.epochs)
+        model, clustered = tm.cluster(
+            model, ds.x_train, ds.y_train, clusters=n, epochs=c.epochs,
+            batch_size=c.batch_size, learning_rate=c.learning_rate, **training,
+        )  # fmt: skip
+        _check_float_clusters(tm.kernel_figures(model), clustered, n)
+    figures = tm.kernel_figures(model)  # what the int8 model must keep
+    if mode in QAT_MODES:
+        q = r.quantize
+        log.info("quantize: %s fine-tuning, %d epochs", mode, q.qat_epochs)
+        model = tm.quantize_aware(
+            model, ds.x_train, ds.y_train, mode=mode, epochs=q.qat_epochs,
+            batch_size=q.qat_batch_size, learning_rate=q.qat_learning_rate, **training,
+        )  # fmt: skip
+    if converted_dtype(mode) != "int8":
+        return model, None  # float16/float32 after clustering: no int8 to check
+
+    def check(data: bytes) -> PreserveEntry:
+        return check_preserved(
+            mode, figures, data, clustered=clustered, clusters=n,
+            cluster_epochs=r.cluster.epochs if n else 0,
+            qat_epochs=r.quantize.qat_epochs if mode in QAT_MODES else 0,
+        )  # fmt: skip
+
+    return model, check
+
+
+def _check_float_clusters(figures: dict, clustered: list[str], n: int) -> None:
+    """After strip, each clustered kernel holds at most ``n`` distinct values."""
+    from edgeprune.errors import VerificationError
+
+    for name in clustered:
+        distinct = figures[name][2]
+        if distinct > n:
+            raise VerificationError(
+                f"clustering left layer {name} with {distinct} distinct weights, more than "
+                f"cluster.clusters = {n}; raise cluster.epochs or report it"
+            )
 
 
 def _choose_dense(inp: Inputs, reference: Flatbuffer, variants: dict[str, bytes]):

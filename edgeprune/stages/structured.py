@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from edgeprune import artifacts, report
 from edgeprune.artifacts import Artifact, Flatbuffer
 from edgeprune.recipe import Recipe
+from edgeprune.recipe_options import converted_dtype
 from edgeprune.stages.inputs import Inputs, KerasModel
 from edgeprune.target import Target
 
@@ -251,7 +252,7 @@ def _fit_check(inp: Inputs, target: Target, trials: list):
     from edgeprune.adapters import converter as convert
     from edgeprune.stages import check as check_stage
 
-    mode = inp.recipe.quantize.mode
+    mode = converted_dtype(inp.recipe.quantize.mode)  # a QAT mode's model is int8
     calib = inp.calibration(16) if mode == "int8" else None
 
     def fits(model) -> bool:
