@@ -21,6 +21,9 @@ dataclasses of :mod:`edgeprune.recipe_options`)::
     [quantize]
     mode = "int8"
 
+    [compress]         # TFLite Micro targets: DECODE weight compression
+    method = "prune"
+
 Every option can also be set from the command line; each field's metadata
 names its flag (``flag``) and help text, and the CLI builds its options from
 them, so a new option is one new field in :mod:`edgeprune.recipe_options`.
@@ -43,6 +46,7 @@ from edgeprune._toml import read_toml
 from edgeprune.errors import RecipeError
 from edgeprune.recipe_options import (
     BudgetOptions,
+    CompressOptions,
     PruneOptions,
     QuantizeOptions,
     StructuredPruning,
@@ -80,6 +84,7 @@ class Recipe:
     quantize: QuantizeOptions = field(default_factory=QuantizeOptions)
     validate: ValidateOptions = field(default_factory=ValidateOptions)
     budget: BudgetOptions = field(default_factory=BudgetOptions)
+    compress: CompressOptions = field(default_factory=CompressOptions)
     # [sweep]: the search space of `edgeprune sweep` (edgeprune.sweep.space); no flags
     sweep: SweepSection = field(default_factory=SweepSection)
     # [trees], [trees.prune]: tree models (edgeprune.trees.recipe); no flags
@@ -112,6 +117,7 @@ SECTIONS: dict[str, type] = {
     "validate": ValidateOptions,
     "quantize": QuantizeOptions,
     "budget": BudgetOptions,
+    "compress": CompressOptions,
 }
 
 
@@ -272,6 +278,12 @@ def _check_consistency(recipe: Recipe) -> None:
     if p.begin_step is not None and p.end_step is not None and p.end_step <= p.begin_step:
         raise RecipeError(
             f"prune.end_step = {p.end_step} must be after prune.begin_step = {p.begin_step}"
+        )
+    c = recipe.compress
+    if c.clusters is not None and c.method not in ("lut", "both"):
+        raise RecipeError(
+            f"compress.clusters = {c.clusters} clusters weights for the LUT encoding, but "
+            f'compress.method = "{c.method}"; set method = "lut" or "both", or drop clusters'
         )
     if set(p.include) & set(p.exclude):
         both = ", ".join(sorted(set(p.include) & set(p.exclude)))

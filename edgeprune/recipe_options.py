@@ -358,3 +358,36 @@ class BudgetOptions:
         "Use --cost-model even when it was fitted for another core or kernel "
         "library than the target's (the estimate then says so).",
     )
+
+
+COMPRESS_METHODS = ("none", "prune", "lut", "both")
+
+
+@dataclass(frozen=True)
+class CompressOptions:
+    """TFLite Micro weight compression (DECODE) after quantization; TFLite Micro targets only."""
+
+    method: str = option(
+        "none",
+        "--compress",
+        "Compress int8 weights for TFLite Micro's DECODE operator: prune (store the "
+        "non-zero values and a bit mask), lut (clustered weights as a value table and "
+        "indices), both (the smaller per tensor), or none.",
+        choices=COMPRESS_METHODS,
+    )
+    clusters: int | None = option(
+        None,
+        "--clusters",
+        "lut/both: cluster every prunable layer's weights to this many values per "
+        "layer before quantization (tfmot cluster_weights, sparsity kept), so that "
+        "the LUT encoding pays; 2-127 (the zero takes the 128th index of 7 bits).",
+        lo=2,
+        hi=127,
+    )
+    max_decoded_bytes: int | None = option(
+        None,
+        "--max-decoded-bytes",
+        "Leave weight tensors larger than this dense: a decoded tensor takes arena "
+        "while its consumer runs (default: no limit).",
+        lo=0,
+    )

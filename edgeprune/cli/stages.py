@@ -50,7 +50,7 @@ def _show(fmt, fn, *args):
     is_flag=True,
     help="Replace the run of another model in the output folder (refused without it).",
 )
-@recipe_options((None, "train", "structured", "prune", "quantize", "budget"))
+@recipe_options((None, "train", "structured", "prune", "quantize", "budget", "compress"))
 @guarded
 def run(model, data, recipe_path, out, target, force, **kwargs):
     """Run every stage: baseline, prune, strip, quantize, evaluate (and check).
