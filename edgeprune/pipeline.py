@@ -40,6 +40,7 @@ from edgeprune.stages.baseline import BaselineResult, baseline_stage, convert_up
 from edgeprune.stages.check import check_flatbuffer
 from edgeprune.stages.compress import (
     CompressResult,
+    cluster_stage,
     compress_stage,
     refuse_compression,
     require_decoders,
@@ -169,7 +170,8 @@ def _run_stages(
     if recipe.structured.goal != "none":
         structured = structured_stage(inp, base.model, target)
     pruned = prune_stage(inp, (structured or base).model)  # checks strip and sparsity
-    quant = quantize_stage(inp, pruned.model, target, reference=pruned.tflite)
+    to_quantize = cluster_stage(inp, pruned.model)  # [compress] clusters, for LUT
+    quant = quantize_stage(inp, to_quantize, target, reference=pruned.tflite)
     models = {"baseline": base.tflite}
     if structured is not None:
         models["structured"] = structured.tflite

@@ -378,11 +378,12 @@ class CompressOptions:
     clusters: int | None = option(
         None,
         "--clusters",
-        "lut/both: cluster every prunable layer's weights to this many values per "
-        "layer before quantization (tfmot cluster_weights, sparsity kept), so that "
-        "the LUT encoding pays; 2-127 (the zero takes the 128th index of 7 bits).",
+        "lut/both: cluster the kernels of Conv2D, DepthwiseConv2D and Dense layers to "
+        "this many values per layer, the zero of pruned weights included, before "
+        "quantization (tfmot cluster_weights with sparsity kept, one fine-tuning epoch, "
+        "strip), so that the LUT encoding pays; 2-128 (LUT indices hold 1-7 bits).",
         lo=2,
-        hi=127,
+        hi=128,
     )
     max_decoded_bytes: int | None = option(
         None,

@@ -76,6 +76,34 @@ def require_decoders(recipe: Recipe) -> None:
         require(_DECODERS[recipe.compress.method])
 
 
+def cluster_stage(inp, model):
+    """``model`` with its kernels clustered for the LUT encoding when the recipe's
+    ``compress.clusters`` is set (:func:`edgeprune.adapters.clustering.cluster`:
+    one fine-tuning epoch at a tenth of the pruning learning rate), else ``model``
+    itself. Writes nothing; the quantize stage converts what it returns.
+    """
+    clusters = inp.recipe.compress.clusters
+    if clusters is None:
+        return model
+    from edgeprune.adapters import clustering
+
+    opts = inp.recipe.prune
+    clustered = clustering.cluster(
+        model,
+        clusters,
+        inp.dataset.x_train,
+        inp.dataset.y_train,
+        task=inp.task,
+        probabilities=inp.probabilities,
+        epochs=1,
+        batch_size=opts.batch_size,
+        learning_rate=opts.learning_rate / 10,
+        seed=inp.recipe.seed,
+    )
+    log.info("cluster: %s", clustering.distinct_values(clustered))
+    return clustered
+
+
 @dataclass(frozen=True)
 class CompressResult:
     """What the stage made of the dense int8 model ``dense``.
