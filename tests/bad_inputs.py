@@ -478,6 +478,49 @@ REGISTRY: list[BadInput] = [
     ),
     *MORE,
     *FAULTS,
+    # --- TFLite Micro weight compression ([compress], issue 18): refused before training
+    BadInput(
+        "compress",
+        "compression for a Linux target",
+        lambda f: run_cmd(f, "--target", "rpi4", "--compress", "prune"),
+        1,
+        "compress.method = 'prune' for rpi4, a Linux target: the compressed model needs "
+        "TFLite Micro's DECODE operator, which LiteRT lacks; pass a TFLite Micro target "
+        '(--target nano33ble) or set compress.method = "none"',
+    ),
+    BadInput(
+        "compress",
+        "compression without a target",
+        lambda f: run_cmd(f, "--compress", "lut"),
+        1,
+        "compress.method = 'lut' without a target: the compressed model needs TFLite "
+        "Micro's DECODE operator, which LiteRT lacks…",
+    ),
+    BadInput(
+        "compress",
+        "cluster count out of range",
+        lambda f: run_cmd(f, "--compress", "lut", "--clusters", "200"),
+        1,
+        "compress.clusters = 200 is outside [2, 128]…",
+    ),
+    BadInput(
+        "compress",
+        "clusters without the LUT encoding",
+        with_recipe('[compress]\nmethod = "prune"\nclusters = 8\n'),
+        1,
+        "compress.clusters = 8 clusters weights for the LUT encoding, but compress.method = "
+        '"prune"; set method = "lut" or "both", or drop clusters',
+    ),
+    BadInput(
+        "compress",
+        "compressing a model that is not int8",
+        lambda f: run_cmd(
+            f, "--target", "nano33ble", "--compress", "prune", "--quantize", "float32"
+        ),
+        1,
+        "compress.method = 'prune' encodes int8 weights but quantize.mode = 'float32'; "
+        'use quantize.mode = "int8" or compress.method = "none"',
+    ),
 ]
 
 
