@@ -49,6 +49,7 @@ ROWS = {  # name -> recipe sections on top of the base recipe
     "pruned 75 %, prune": {"compress": {"method": "prune"}},
     "pruned 75 %, 4 clusters, lut": {"compress": {"method": "lut", "clusters": 4}},
     "pruned 75 %, 4 clusters, both": {"compress": {"method": "both", "clusters": 4}},
+    "structured 0.5 + pruned 75 %, dense int8": {"structured": {"goal": "width", "width": 0.5}},
     "structured 0.5 + pruned 75 %, prune": {
         "structured": {"goal": "width", "width": 0.5},
         "compress": {"method": "prune"},

@@ -190,7 +190,7 @@ def _run_stages(
     if target is not None:
         check = check_flatbuffer(quant.tflite, target, recipe.budget, quant.arena)
         if recipe.compress.method != "none":
-            compressed, dense_check = compress_stage(inp, quant.tflite), check
+            compressed, dense_check = compress_stage(inp, quant.tflite, target), check
             if compressed.tflite is not None:
                 check = check_flatbuffer(compressed.tflite, target, recipe.budget)
         if target.runtime == "tflm":

@@ -22,6 +22,7 @@ from edgeprune.artifacts import read_flatbuffer
 from edgeprune.errors import BudgetError, RecipeError
 from edgeprune.recipe import load_recipe
 from edgeprune.stages.compress import CompressTargetError
+from edgeprune.target import load_target
 
 RAM_BUDGET = 90_000  # dense int8 needs ~72 kB with reserve; prune-compressed ~103 kB
 
@@ -205,7 +206,7 @@ def test_a_model_with_nothing_worth_compressing_gets_a_note_and_ships_dense(
     recipe = _compress_recipe(method="prune")
     inp = types.SimpleNamespace(recipe=recipe, dataset=digits, out=RunDir(str(tmp_path)))
     dense = Flatbuffer.of(int8_model, str(tmp_path / "final_int8.tflite"), "int8")
-    result = compress_stage(inp, dense)
+    result = compress_stage(inp, dense, load_target("nano33ble"))
     assert result.tflite is None and result.verification is None
     assert result.shipped is dense
     assert "the model is unchanged" in result.compressed.note
@@ -243,3 +244,22 @@ def test_clustering_keeps_the_zeros_and_leaves_at_most_n_values(tiny_cnn, digits
     for layer in model.layers:
         if layer.name in kernels:
             assert np.array_equal(layer.get_weights()[0], kernels[layer.name])
+
+
+def test_a_compression_that_saves_less_than_the_decode_kernel_ships_dense(compressed_run, tmp_path):
+    from edgeprune.artifacts import Flatbuffer, RunDir
+    from edgeprune.stages.compress import compress_stage
+
+    dense = read_flatbuffer(f"{compressed_run.result.out_dir}/final_int8.tflite")
+    # only the classifier (640 B, saves ~160 B) may be compressed: less than 6,228 B
+    recipe = _compress_recipe(method="prune", max_decoded_bytes=1000)
+    inp = types.SimpleNamespace(recipe=recipe, dataset=None, out=RunDir(str(tmp_path)))
+    result = compress_stage(
+        inp, Flatbuffer.of(dense.data, dense.path, "int8"), load_target("nano33ble")
+    )
+    assert result.tflite is None and result.shipped.data == dense.data
+    assert "but the DECODE kernel and decoders cost 6,228 B of flash on cortex-m4f; kept dense" in (
+        result.compressed.note
+    )
+    assert not any(t.method for t in result.compressed.tensors)
+    assert list(tmp_path.iterdir()) == []

@@ -104,6 +104,36 @@ def cluster_stage(inp, model):
     return clustered
 
 
+def _pays_for_decode(result, dense: bytes, target: Target):
+    """``result`` unchanged when the model bytes it saves exceed the DECODE kernel's
+    flash on ``target``; else the dense model with a note saying both figures."""
+    import dataclasses
+
+    from edgeprune.estimates.decode_cost import decode_flash
+
+    if result.note:
+        return result
+    kernel = decode_flash(target.core, target.kernels, True).bytes
+    saved = result.dense_bytes - result.model_bytes
+    if saved > kernel:
+        return result
+    note = (
+        f"compression saves {saved:,} B of model ({result.dense_bytes:,} -> "
+        f"{result.model_bytes:,} B) but the DECODE kernel and decoders cost {kernel:,} B "
+        f"of flash on {target.core}; kept dense"
+    )
+    tensors = tuple(
+        dataclasses.replace(t, method="", reason=note) if t.method else t for t in result.tensors
+    )
+    return dataclasses.replace(
+        result,
+        model=dense,
+        model_bytes=result.dense_bytes,
+        tensors=tensors,
+        note=note,
+    )
+
+
 @dataclass(frozen=True)
 class CompressResult:
     """What the stage made of the dense int8 model ``dense``.
@@ -146,9 +176,11 @@ class CompressResult:
         )
 
 
-def compress_stage(inp, dense: Flatbuffer) -> CompressResult:
+def compress_stage(inp, dense: Flatbuffer, target: Target) -> CompressResult:
     """Compress ``dense`` (the final int8 model) as ``inp.recipe.compress`` says,
-    verify it bit-exact on ``inp``'s test set, then write it.
+    verify it bit-exact on ``inp``'s test set, then write it. A compression whose
+    flash saving does not pay for the DECODE kernel on ``target`` (measured
+    figures, :mod:`edgeprune.estimates.decode_cost`) is dropped with a note.
 
     Side effects: writes ``final_int8_compressed.tflite`` (only when something
     was compressed and verified); starts TFLite Micro worker processes.
@@ -164,6 +196,7 @@ def compress_stage(inp, dense: Flatbuffer) -> CompressResult:
     t0 = time.perf_counter()
     options = inp.recipe.compress
     result = compress_model(dense.data, options.method, max_decoded_bytes=options.max_decoded_bytes)
+    result = _pays_for_decode(result, dense.data, target)
     if result.note:
         log.warning("compress: %s", result.note)
         return CompressResult(dense, result, None, None, time.perf_counter() - t0)
