@@ -184,7 +184,7 @@ def _run_stages(
         by_stage["pruned"].metrics,
         by_stage["final"].metrics,
         recipe.quantize,
-        "pruned float32",
+        "pruned float32" + (", before clustering" if recipe.compress.clusters else ""),
     )
     check = firmware = compressed = dense_check = None
     if target is not None:
