@@ -188,7 +188,9 @@ def targets(rows: list[dict]) -> list[tuple[str, bool, str]]:
                 ratio >= 4,
                 f"{ratio:.2f}x ({best['name']}: {best['flash_bytes']:,} vs "
                 f"{dense['flash_bytes']:,} B; the runtime alone is {best['runtime_bytes']:,} B "
-                f"+ DECODE {best['decode_bytes']:,} B); arena {arena:+,} B vs dense int8",
+                f"+ DECODE {best['decode_bytes']:,} B); model alone "
+                f"{dense['model_bytes'] / best['model_bytes']:.2f}x; arena {arena:+,} B vs "
+                f"dense int8; accuracy {best['accuracy'] - dense['accuracy']:+.3f}",
             )
         )
     ratio = pruned["model_bytes"] / prune["model_bytes"]
