@@ -263,3 +263,18 @@ def test_a_compression_that_saves_less_than_the_decode_kernel_ships_dense(compre
     )
     assert not any(t.method for t in result.compressed.tensors)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_fleet_table_shows_the_dense_figures_beside_the_compressed(compressed_run, tmp_path):
+    import shutil
+
+    from edgeprune.presentation.fleet import row
+
+    shutil.copytree(compressed_run.result.out_dir, tmp_path / "nano33ble")
+    (tmp_path / "nano33ble.exit").write_text("3\n")
+    cells, code = row(str(tmp_path), "nano33ble")
+    entry = compressed_run.result.report.stages.compress
+    dense_ram = entry.dense_check.rule("ram").figure
+    assert f"(dense {dense_ram:,} B)" in cells[2]
+    assert cells[2].startswith(f"{compressed_run.result.check.rule('ram').figure:,} B")
+    assert code == 3 and cells[-1] == "FAIL"
