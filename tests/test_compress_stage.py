@@ -276,5 +276,7 @@ def test_the_fleet_table_shows_the_dense_figures_beside_the_compressed(compresse
     entry = compressed_run.result.report.stages.compress
     dense_ram = entry.dense_check.rule("ram").figure
     assert f"(dense {dense_ram:,} B)" in cells[2]
-    assert cells[2].startswith(f"{compressed_run.result.check.rule('ram').figure:,} B")
+    assert cells[2].startswith(
+        f"{compressed_run.result.report.stages.check.rule('ram').figure:,} B"
+    )
     assert code == 3 and cells[-1] == "FAIL"
