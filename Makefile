@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # One make target per device profile, derived from the folder.
 TARGETS := $(sort $(basename $(notdir $(wildcard targets/*.toml))))
 
-.PHONY: demo test test-slow test-all lint bench bench-structured bench-latency-boards bench-sweep campaign campaign-quick bad-inputs-doc clean help targets all-targets $(TARGETS)
+.PHONY: demo test test-slow test-all lint bench bench-structured bench-latency-boards bench-sweep bench-trees campaign campaign-quick bad-inputs-doc clean help targets all-targets $(TARGETS)
 
 help:
 	@echo "make demo      set up $(VENV) and run the built-in default (digits CNN) end to end"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench     time edgeprune against a plain tfmot + converter script"
 	@echo "make bench-structured  structured pruning before/after on the reference models"
 	@echo "make bench-sweep  the 40-trial sweep, its front vs run --structured fit, PostgreSQL scaling, trial overhead"
+	@echo "make bench-trees  tree models on digits, breast cancer, wine: pruned vs unpruned, emlearn, scikit-learn ccp"
 	@echo "make bench-latency-boards  latency estimates vs published results per board (held-out boards apart)"
 	@echo "make campaign  throw issue 14's bad inputs and faults at the CLI ((a)-(f) ~12 min; campaign-quick ~5)"
 	@echo "make bad-inputs-doc  regenerate docs/bad-inputs.md from tests/bad_inputs.py"
@@ -63,6 +64,12 @@ bench-structured: $(STAMP)
 # Exit 1 if a figure misses its target (README: "Sweep benchmark"); starts its own PostgreSQL.
 bench-sweep: $(STAMP)
 	$(BIN)/python benchmarks/bench_sweep.py
+
+# Exit 1 if a target of issue 17 is missed (README: "Tree models"); the rows also go
+# to build/bench_trees.json. Needs arm-none-eabi-gcc, gcc and qemu-system-arm.
+bench-trees: $(STAMP)
+	@mkdir -p build
+	$(BIN)/python benchmarks/bench_trees.py --json build/bench_trees.json
 
 # Exit 1 if a board misses its target (README: latency section of benchmarks/README.md).
 bench-latency-boards: $(STAMP)

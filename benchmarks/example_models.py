@@ -9,7 +9,7 @@ model:
 
 * ``tflm``: ``runs`` when the host's TFLite Micro ran it, else ``no``;
 * ``firmware``: how many registrations the generated op resolver
-  (``model_ops.h``) makes, and how many of them are custom ops TFLite Micro
+  (``ops_<name>.h``) makes, and how many of them are custom ops TFLite Micro
   ships (its signal library, ``ethos-u``), or ``refused``;
 * one column per target: ``fits``, ``over:<rules>`` (a budget rule failed:
   exit 3, not a refusal) or ``REFUSED`` (exit 1, the model cannot run there);
@@ -86,12 +86,13 @@ def tflm_runs(data: bytes) -> bool:
 
 
 def render_resolver(model) -> list[str]:
-    """The firmware's op resolver lines for ``model`` (``model_ops.h`` as ``firmware``
+    """The firmware's op resolver lines for ``model`` (``ops_<name>.h`` as ``firmware``
     writes it, rendered in memory)."""
     from edgeprune.firmware import emit
 
     files = emit.render(model.data, model.name, None)
-    return re.findall(r"resolver\.(Add\w+\([^)]*\)*)", files[emit.MODEL_OPS_H])
+    ops_h = emit.names(emit.default_name(model.name)).ops_h
+    return re.findall(r"resolver\.(Add\w+\([^)]*\)*)", files[ops_h])
 
 
 def check_folder(folder: str) -> tuple[list[ModelRow], list[str]]:

@@ -296,11 +296,20 @@ class RunDir:
             if self._inside(name) and os.path.isfile(self.file(name)):
                 os.unlink(self.file(name))
                 removed.append(name)
-                folder = os.path.dirname(self.file(name))
-                if os.path.realpath(folder) != os.path.realpath(self.path):
-                    with contextlib.suppress(OSError):
-                        os.rmdir(folder)
+                self._remove_empty_parents(self.file(name))
         return removed
+
+    def _remove_empty_parents(self, path: str) -> None:
+        """Remove the folders above ``path`` that are left empty, up to (not
+        including) this run folder (``firmware/projects/<sdk>/src/`` nests)."""
+        root = os.path.realpath(self.path)
+        folder = os.path.realpath(os.path.dirname(path))
+        while folder != root and folder.startswith(root + os.sep):
+            try:
+                os.rmdir(folder)
+            except OSError:  # not empty (or gone): the folders above are not empty either
+                return
+            folder = os.path.dirname(folder)
 
     def forget_artifact(self, name: str) -> None:
         """Unlist ``name`` and delete its file (only a plain name inside this folder)."""

@@ -45,6 +45,7 @@ class Dataset:
     x_calib: np.ndarray | None = None
     sha256: str = ""
     one_hot: bool = False
+    feature_names: tuple[str, ...] = ()  # per column, where the source names them
 
     def describe(self) -> dict:
         def shp(a):
@@ -80,6 +81,7 @@ def _digits() -> Dataset:
         x_test,
         y_test,
         sha256=_hash_arrays([x_train, y_train, x_test, y_test]),
+        feature_names=tuple(str(n) for n in d.feature_names),  # pixel_<row>_<column>
     )
 
 
@@ -96,9 +98,10 @@ def _tabular(name: str):
         d = getattr(datasets, f"load_{name}")()
         x, y = d.data.astype(np.float32), d.target.astype(np.int64)
         parts = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
+        names = tuple(str(n) for n in d.feature_names)
         x_train, x_test, y_train, y_test = parts
-        arrays = [x_train, y_train, x_test, y_test]
-        return Dataset(name, x_train, y_train, x_test, y_test, sha256=_hash_arrays(arrays))
+        digest = _hash_arrays([x_train, y_train, x_test, y_test])
+        return Dataset(name, x_train, y_train, x_test, y_test, sha256=digest, feature_names=names)
 
     return load
 

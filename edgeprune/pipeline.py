@@ -46,7 +46,7 @@ from edgeprune.stages.compress import (
     require_decoders,
 )
 from edgeprune.stages.evaluate import StageEval, evaluate_stage, measure_size, metrics_of
-from edgeprune.stages.firmware import FirmwareResult, firmware_stage
+from edgeprune.stages.firmware import FirmwareResult, check_name, run_firmware
 from edgeprune.stages.inputs import (
     Inputs,
     check_structured,
@@ -97,16 +97,17 @@ def run(
     force: bool = False,
     baseline_tflite: bytes | None = None,
     page: bool = True,
+    firmware_name: str | None = None,
 ) -> RunResult:
     """Run the whole pipeline and write the run directory.
 
-    With ``target`` (a device profile id or path), the final model is checked
-    against the target's budgets and, for a TFLite Micro target, the
-    ``firmware/`` folder is written. ``baseline_tflite``: the model file's
-    float32 ``.tflite``, converted (and, for ``target``, preflighted) once by a
-    caller that runs many times on one model (a sweep's trials), so that no run
-    converts or preflights it again. ``page=False`` leaves out ``report.html``
-    (a sweep's trials: ``edgeprune report`` or the export writes it).
+    With ``target`` (a device profile id or path), the final model is checked against the
+    target's budgets and, for a TFLite Micro target, the ``firmware/`` folder is written.
+    ``baseline_tflite``: the model file's float32 ``.tflite``, converted (and, for ``target``,
+    preflighted) once by a caller that runs many times on one model (a sweep's trials), so that
+    no run converts or preflights it again. ``page=False`` leaves out ``report.html`` (a sweep's
+    trials: ``edgeprune report`` or the export writes it); ``firmware_name`` is the firmware's C
+    name (default: the model's name).
 
     Side effects: writes artifacts and ``report.json`` under ``out`` (default
     ``runs/<model name>``, or ``build/<target>``), holding its lock. Raises
@@ -122,6 +123,7 @@ def run(
     """
     t0 = time.perf_counter()
     recipe = recipe or Recipe()
+    fw_name = None if firmware_name is None else check_name(firmware_name)
     target = resolve_target(target, recipe)
     refuse_compression(recipe, target)
     if target is not None and out is None:
@@ -144,7 +146,7 @@ def run(
         previous = report.begin_run(inp.out)
         held.journal(previous | may_write(inp, target))  # undone after a kill -9
         with undone_on_failure(inp, previous):
-            result = _run_stages(inp, target, previous, converted, t0)
+            result = _run_stages(inp, (target, fw_name), previous, converted, t0)
         if page:
             _write_html(inp.out.path)  # a view of report.json: its failure is a warning
     check = result.check
@@ -161,9 +163,10 @@ def run(
 
 
 def _run_stages(
-    inp: Inputs, target: Target | None, previous: set[str], converted: bytes | None, t0: float
+    inp: Inputs, for_target: tuple, previous: set[str], converted: bytes | None, t0: float
 ) -> RunResult:
-    """The stages of :func:`run`, from the baseline to ``report.json``."""
+    """The stages of :func:`run`; ``for_target``: (profile or None, firmware name or None)."""
+    target, fw_name = for_target
     recipe = inp.recipe
     base = baseline_stage(inp, converted)
     structured = None
@@ -195,7 +198,7 @@ def _run_stages(
                 check = check_flatbuffer(compressed.tflite, target, recipe.budget)
         if target.runtime == "tflm":
             shipped = compressed.shipped if compressed else quant.tflite
-            firmware = firmware_stage(inp.out, shipped, check.evidence.arena_bytes)
+            firmware = run_firmware(inp, shipped, check.evidence.arena_bytes, fw_name, target)
 
     inp.out.remove_unlisted(previous)
     seconds = time.perf_counter() - t0

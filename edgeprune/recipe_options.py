@@ -222,6 +222,15 @@ class StructuredPruning:
     samples: int = option(
         256, "--importance-samples", "Training samples the taylor and obd criteria use.", lo=1
     )
+    channel_multiple: int | None = option(
+        None,
+        "--channel-multiple",
+        "Round each layer's kept channels to a multiple of this (1: not rounded). "
+        "Default: the --target profile's channel_multiple (4 for CMSIS-NN, 8 for "
+        "ESP-NN kernels); 1 without a target.",
+        lo=1,
+        hi=256,
+    )
 
 
 @dataclass(frozen=True)

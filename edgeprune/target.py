@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -31,6 +32,22 @@ KINDS = ("mcu", "linux")
 RUNTIMES = {"mcu": "tflm", "linux": "litert"}
 KERNELS = ("reference", "cmsis-nn", "esp-nn", "xnnpack")
 MODEL_DTYPES = ("int8", "float32", "any")
+#: The SDKs whose project templates edgeprune writes (edgeprune/firmware/projects.py).
+SDKS = ("arduino", "esp-idf", "pico-sdk", "platformio", "zephyr")
+#: What the board id of each SDK in a profile's [sdk] table looks like (written into its
+#: build files as is, so it must be one word), and an example.
+SDK_BOARD_FORMS = {
+    "arduino": (r"[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+", "arduino:mbed_nano:nano33ble"),
+    "esp-idf": (r"esp32[a-z0-9]*", "esp32s3"),
+    "pico-sdk": (r"[A-Za-z0-9_]+", "pico2"),
+    "platformio": (r"[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+", "espressif32:esp32dev"),
+    "zephyr": (r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]*)*", "stm32h747i_disco/stm32h747xx/m7"),
+}
+#: Cores each SDK builds for (None: any MCU core).
+SDK_CORES = {
+    "esp-idf": frozenset({"xtensa-lx6", "xtensa-lx7"}),
+    "pico-sdk": frozenset({"cortex-m0plus", "cortex-m33"}),
+}
 CORES = (
     "cortex-m0plus",
     "cortex-m4f",
@@ -44,6 +61,10 @@ CORES = (
     "cortex-a76",
     "x86-64",
 )
+#: The multiple structured pruning rounds kept channels to where a profile does not
+#: state ``channel_multiple``; the kernel loops behind 4 and 8: edgeprune.structured.rounding.
+KERNEL_CHANNEL_MULTIPLE = {"reference": 1, "cmsis-nn": 4, "esp-nn": 8, "xnnpack": 1}
+
 #: Cores without a floating-point unit: float kernels run in software (the RP2040's M0+).
 SOFT_FLOAT_CORES = frozenset({"cortex-m0plus"})
 
@@ -108,6 +129,16 @@ class LatencyProfile:
 
 
 @dataclass(frozen=True)
+class SdkBoard:
+    """One SDK the board's engineers build with, and the board's id in it (the Arduino
+    FQBN, ESP-IDF's IDF_TARGET, pico-sdk's PICO_BOARD, ``platform:board`` for
+    PlatformIO, Zephyr's board target)."""
+
+    sdk: str
+    board: str
+
+
+@dataclass(frozen=True)
 class Target:
     """One device profile."""
 
@@ -131,6 +162,11 @@ class Target:
     cpu: str = ""  # the CPU's model name, where the profile states or reads it
     cores: int | None = None
     read_from_this_machine: tuple[str, ...] = ()  # keys read at load time, not from the file
+    # structured pruning rounds kept channels to this multiple; the source says who chose it
+    channel_multiple: int = 1
+    channel_multiple_source: str = ""  # "profile", or "<kernels> default"
+    # The [sdk] table in file order: the SDKs whose project templates firmware gets.
+    sdk: tuple[SdkBoard, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -153,6 +189,7 @@ _SCHEMA: dict[str, dict[str, tuple]] = {
         "largest_ram_block_bytes": (int, False, ("gt", 0, MAX_BYTES)),
         "cpu": (str, False, None),
         "cores": (int, False, ("gt", 0, MAX_COUNT)),
+        "channel_multiple": (int, False, ("gt", 0, 256)),
     },
     "reserve": {
         "flash_bytes": (int, True, ("min", 0, MAX_BYTES)),
@@ -219,9 +256,10 @@ def _section(where: str, section: str, data: dict) -> dict:
     for key, value in data.items():
         dotted = f"{section}.{key}" if section else key
         if key not in schema:
-            if not section and key in _SCHEMA:
+            if not section and (key in _SCHEMA or key == "sdk"):
                 continue  # a table, handled by the caller
-            known = list(schema) + ([f"[{t}]" for t in _SCHEMA if t] if not section else [])
+            tables = [f"[{t}]" for t in (*_SCHEMA, "sdk") if t]
+            known = list(schema) + (tables if not section else [])
             close = difflib.get_close_matches(key, [k.strip("[]") for k in known], n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(known)}"
             raise TargetError(f"{where}: unknown key '{dotted}'{hint}")
@@ -281,6 +319,46 @@ def _tables(where: str, data: dict, top: dict) -> dict:
     return tables
 
 
+def _sdk_table(where: str, data: dict, top: dict) -> tuple[SdkBoard, ...]:
+    """The validated ``[sdk]`` table: SDK name -> the board's id in that SDK."""
+    table = data.get("sdk")
+    if table is None:
+        return ()
+    if not isinstance(table, dict):
+        raise TargetError(
+            f"{where}: sdk must be a table of SDK = board id, such as "
+            f'[sdk] esp-idf = "esp32s3"; allowed SDKs: {", ".join(SDKS)}'
+        )
+    if top["kind"] != "mcu":
+        raise TargetError(
+            f"{where}: [sdk] is for kind = 'mcu' only: a Linux target loads the "
+            f".tflite file itself and gets no firmware project; remove the table"
+        )
+    boards = []
+    for sdk, board in table.items():
+        if sdk not in SDKS:
+            close = difflib.get_close_matches(sdk, SDKS, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise TargetError(
+                f"{where}: sdk.{sdk} is not an SDK edgeprune writes projects for; "
+                f"{hint}allowed: {', '.join(SDKS)}"
+            )
+        form, example = SDK_BOARD_FORMS[sdk]
+        if not isinstance(board, str) or not re.fullmatch(form, board):
+            raise TargetError(
+                f"{where}: sdk.{sdk} = {board!r} is not a board id of {sdk} "
+                f"(one word such as {example!r}); use the id {sdk} knows the board by"
+            )
+        cores = SDK_CORES.get(sdk)
+        if cores is not None and top["core"] not in cores:
+            raise TargetError(
+                f"{where}: sdk.{sdk} builds for {', '.join(sorted(cores))}, not "
+                f"core = {top['core']!r}; remove sdk.{sdk} or fix the core"
+            )
+        boards.append(SdkBoard(sdk, board))
+    return tuple(boards)
+
+
 def parse_target(data: dict, where: str, target_id: str) -> Target:
     """Validate parsed TOML ``data`` and build a :class:`Target`; read the figures
     ``read_from_this_machine`` names from this machine.
@@ -292,6 +370,7 @@ def parse_target(data: dict, where: str, target_id: str) -> Target:
     data, read = _machine_keys(where, data)
     top = _section(where, "", data)
     tables = _tables(where, data, top)
+    sdk = _sdk_table(where, data, top)
     reserve, margin, budget = (
         Reserve(**tables["reserve"]),
         ArenaMargin(**tables["arena_margin"]),
@@ -331,14 +410,18 @@ def parse_target(data: dict, where: str, target_id: str) -> Target:
             f"{where}: largest_ram_block_bytes = {block} is more than ram_bytes = "
             f"{top['ram_bytes']}"
         )
+    stated = "channel_multiple" in top
+    top.setdefault("channel_multiple", KERNEL_CHANNEL_MULTIPLE[top["kernels"]])
     return Target(
         id=target_id,
+        channel_multiple_source="profile" if stated else f"{top['kernels']} default",
         reserve=reserve,
         arena_margin=margin,
         budget=budget,
         latency=latency,
         path=where,
         read_from_this_machine=read,
+        sdk=sdk,
         **top,
     )
 

@@ -472,12 +472,52 @@ REGISTRY: list[BadInput] = [
             f.recipe("[trees]\nn_estimators = 4\n[trees.prune]\nmax_nodes = 1\n"),
         ),
         3,
-        "no pruned candidate meets at most 1 nodes: the smallest has … nodes in 4 members "
-        "(1 candidates, 0 checked); loosen the budget or prune harder (another method, fewer "
+        "no pruned candidate meets at most 1 nodes: the smallest has … nodes in 1 members "
+        "(4 candidates, 0 checked); loosen the budget or prune harder (another method, fewer "
         "members)",
     ),
     *MORE,
     *FAULTS,
+    # --- firmware from a .tflite (issue 19): refused before anything is written
+    BadInput(
+        "tflite",
+        "a firmware name that is not a C name",
+        lambda f: ["firmware", f.tflite(), "--target", "nano33ble", "--name", "my-model"],
+        1,
+        "firmware name 'my-model' is not a C name: use ASCII letters, digits and single "
+        "underscores, starting with a letter (such as digits_cnn)",
+    ),
+    BadInput(
+        "tflite",
+        "a labels file of another length than the output",
+        lambda f: [
+            "firmware",
+            f.tflite(),
+            "--target",
+            "nano33ble",
+            "--labels",
+            f.text("a\nb\n", ".txt"),
+        ],
+        1,
+        "labels file … hold 2 labels but the model's output has 10 values; give one label per "
+        "output value, in order",
+    ),
+    BadInput(
+        "tflite",
+        "firmware from a Keras file",
+        lambda f: ["firmware", f.keras_model(), "--target", "nano33ble"],
+        1,
+        "… is not a .tflite file; firmware is built from a converted int8 .tflite model (the "
+        "pipeline converts a Keras model: run it for the target)",
+    ),
+    BadInput(
+        "tflite",
+        "run on a .tflite without a target",
+        lambda f: ["run", "--model", f.tflite()],
+        1,
+        "… is a converted model, which run cannot prune or quantize again; for firmware use "
+        "`edgeprune firmware … --target NAME`, for the budgets `edgeprune check … --target NAME`",
+    ),
     # --- TFLite Micro weight compression ([compress], issue 18): refused before training
     BadInput(
         "compress",

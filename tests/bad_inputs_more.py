@@ -49,6 +49,30 @@ MORE: list[BadInput] = [
     ),
     BadInput(
         "profile",
+        "an SDK edgeprune writes no project for",
+        lambda f: [
+            "targets",
+            "show",
+            f.profile('arduino = "arduino:mbed_nano:nano33ble"', 'stm32cube = "x"'),
+        ],
+        1,
+        "…: sdk.stm32cube is not an SDK edgeprune writes projects for; allowed: arduino, "
+        "esp-idf, pico-sdk, platformio, zephyr",
+    ),
+    BadInput(
+        "profile",
+        "a board id that is not the SDK's form",
+        lambda f: [
+            "targets",
+            "show",
+            f.profile('arduino = "arduino:mbed_nano:nano33ble"', 'arduino = "nano33ble"'),
+        ],
+        1,
+        "…: sdk.arduino = 'nano33ble' is not a board id of arduino (one word such as "
+        "'arduino:mbed_nano:nano33ble'); use the id arduino knows the board by",
+    ),
+    BadInput(
+        "profile",
         "a quantization mode TFLite Micro cannot run",
         lambda f: run_cmd(f, "--target", "nano33ble", "--quantize", "float16"),
         1,

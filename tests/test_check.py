@@ -95,10 +95,17 @@ def test_run_for_a_target_checks_and_writes_firmware(built):
         == ev["arena_bytes"] + ev["runtime_ram_bytes"] + target["reserve"]["ram_bytes"]
     )
     assert "estimate:" in ev["runtime_flash_basis"]
-    for name in ("model_data.h", "model_data.cc", "model_ops.h", "model_config.h"):
+    for name in (
+        "model_digits_cnn.h",
+        "model_digits_cnn.cc",
+        "ops_digits_cnn.h",
+        "config_digits_cnn.h",
+        "labels_digits_cnn.h",
+        "inference_example.cc",
+    ):
         assert (out / "firmware" / name).exists()
         assert f"firmware/{name}" in report["artifacts"]
-    config = (out / "firmware" / "model_config.h").read_text()
+    config = (out / "firmware" / "config_digits_cnn.h").read_text()
     assert f"ArenaBytes = {ev['arena_bytes']};" in config
     assert "check" in result.output and "PASS" in result.output
 
@@ -138,7 +145,7 @@ def test_an_int8_model_with_float_edges_passes_on_an_mcu_and_gets_its_firmware(
     out = tmp_path / "fw"
     r = invoke("firmware", str(model), "--target", "nano33ble", "--out", str(out))
     assert r.exit_code == 0, r.output
-    ops = next(out.rglob("model_ops.h")).read_text()
+    ops = next(out.rglob("ops_edges.h")).read_text()
     assert "AddQuantize()" in ops and "AddDequantize()" in ops
     assert "AddConv2D(tflite::Register_CONV_2D_INT8())" in ops
 

@@ -1,7 +1,7 @@
 """Tests for edgeprune.firmware: C array round trip, op resolver, config constants, atomic writes.
 
 The generated C++ is compiled with the system compiler. TFLite Micro's own
-headers are not available here, so ``model_ops.h`` is compiled against stub
+headers are not available here, so ``ops_<name>.h`` is compiled against stub
 headers written by the test: a ``MicroMutableOpResolver<N>`` that, like the
 real one, refuses more than N ops or the same op twice, and counts and logs
 the calls it gets.
@@ -29,12 +29,12 @@ from edgeprune.errors import BadInputError, UnsupportedModelError  # noqa: E402
 from edgeprune.firmware import emit as firmware  # noqa: E402
 from edgeprune.firmware import model_files, resolver  # noqa: E402
 from edgeprune.firmware.emit import (  # noqa: E402
-    MODEL_CONFIG_H,
-    MODEL_DATA_CC,
-    MODEL_DATA_H,
-    MODEL_OPS_H,
     RESOLVER_METHODS,
+    Names,
     c_identifier,
+    check_name,
+    default_name,
+    names,
     render,
     resolver_calls,
     write_firmware,
@@ -47,6 +47,7 @@ CXXFLAGS = ["-std=c++17", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 
 INT8_NAME = "final_int8.tflite"
 FLOAT_NAME = "final_float32.tflite"
+N8 = names("final_int8")  # render's default name: the file's stem
 # Ops the shared tiny CNN (tests/conftest.py) becomes: Flatten is a RESHAPE.
 MODEL_OPS = {"CONV_2D", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"}
 
@@ -82,33 +83,72 @@ def _save(tmp: Path, files: dict[str, str]) -> None:
         (tmp / name).write_text(text)
 
 
-def _camel(files: dict[str, str]) -> str:
-    return re.search(r"constexpr int k(\w+)OpCount", files[MODEL_OPS_H]).group(1)
+def _n(files: dict[str, str]) -> Names:
+    """The names of the rendered ``files``, from the name of their ops_<name>.h."""
+    return names(next(f[4:-2] for f in files if f.startswith("ops_")))
 
 
 # --- identifiers -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("name", "expected"),
+    ("source", "expected"),
     [
-        ("final_int8.tflite", "g_final_int8_model_data"),
-        ("runs/mcu/final_int8.tflite", "g_final_int8_model_data"),
-        ("My Model-v2.1.tflite", "g_my_model_v2_1_model_data"),
-        ("3layers.tflite", "g_3layers_model_data"),
-        ("int.tflite", "g_int_model_data"),
-        ("class", "g_class_model_data"),
-        ("__weird__name__.TFLITE", "g_weird_name_model_data"),
-        ("modèle_ü.tflite", "g_mod_le_model_data"),
-        ("", "g_model_data"),
-        ("...tflite", "g_model_data"),
+        ("digits_cnn.tflite", "digits_cnn"),
+        ("runs/mcu/kws.tflite", "kws"),
+        ("My Model-v2.1.tflite", "my_model_v2_1"),
+        ("3layers.tflite", "model_3layers"),
+        ("int.tflite", "int"),
+        ("class", "class"),
+        ("__weird__name__.TFLITE", "weird_name"),
+        ("modèle_ü.tflite", "mod_le"),
+        ("", "model"),
+        ("...tflite", "model"),
+        ("a" * 50 + "_b.tflite", "a" * 40),
     ],
 )
-def test_c_identifier_sanitizes_file_names(name, expected):
+def test_default_name_sanitizes_file_names(source, expected):
+    name = default_name(source)
+    assert name == expected
+    assert check_name(name) == name  # always usable
     ident = c_identifier(name)
-    assert ident == expected
-    assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", ident)
+    assert ident == f"g_{expected}_model_data"
     assert "__" not in ident  # reserved to the C++ implementation
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("digits_cnn", ("DigitsCnn", "g_digits_cnn_model_data", "digits_cnn_OpResolver")),
+        ("kws", ("Kws", "g_kws_model_data", "kws_OpResolver")),
+        ("net2_1", ("Net2_1", "g_net2_1_model_data", "net2_1_OpResolver")),
+        ("KWS", ("KWS", "g_KWS_model_data", "KWS_OpResolver")),
+    ],
+)
+def test_names_prefix_every_file_and_symbol(name, expected):
+    n = names(name)
+    assert (n.camel, n.array, n.resolver) == expected
+    assert (n.model_h, n.model_cc, n.ops_h, n.config_h, n.labels_h) == (
+        f"model_{name}.h",
+        f"model_{name}.cc",
+        f"ops_{name}.h",
+        f"config_{name}.h",
+        f"labels_{name}.h",
+    )
+    assert (n.register, n.arena, n.labels_array) == (
+        f"{name}_RegisterOps",
+        f"k{expected[0]}ArenaBytes",
+        f"k{expected[0]}Labels",
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["", "_x", "x_", "a__b", "9lives", "digits-cnn", "naïve", "a b", "a" * 41, 7]
+)
+def test_a_name_that_is_not_a_c_name_is_refused(int8_model, name):
+    with pytest.raises(BadInputError, match="firmware name") as err:
+        render(int8_model, INT8_NAME, 1024, name=name)
+    assert "\n" not in str(err.value)
 
 
 @needs_cxx
@@ -117,13 +157,32 @@ def test_awkward_names_give_compilable_headers(int8_model, tmp_path, name):
     files = render(int8_model, name, 1024)
     _stub_tflm(tmp_path / "stub", files)
     _save(tmp_path, files)
-    camel = _camel(files)
+    n = _n(files)
+    assert n.name == default_name(name)
     (tmp_path / "main.cc").write_text(
-        f'#include "{MODEL_DATA_H}"\n#include "{MODEL_OPS_H}"\n#include "{MODEL_CONFIG_H}"\n'
-        f"int main() {{ {camel}OpResolver r; return Register{camel}Ops(r) == kTfLiteOk &&\n"
-        f"  k{camel}ArenaBytes == 1024 && {c_identifier(name)}_len > 0 ? 0 : 1; }}\n"
+        f'#include "{n.model_h}"\n#include "{n.ops_h}"\n#include "{n.config_h}"\n'
+        f"int main() {{ {n.resolver} r; return {n.register}(r) == kTfLiteOk &&\n"
+        f"  {n.arena} == 1024 && {n.array}_len > 0 ? 0 : 1; }}\n"
     )
-    _compile_and_run(tmp_path, ["main.cc", MODEL_DATA_CC], include=tmp_path / "stub")
+    _compile_and_run(tmp_path, ["main.cc", n.model_cc], include=tmp_path / "stub")
+
+
+@needs_cxx
+def test_two_models_link_into_one_program(int8_model, float_model, tmp_path):
+    """Every symbol carries the name: two models' files compile and link together."""
+    a = render(int8_model, INT8_NAME, 2048, name="kws")
+    b = render(float_model, FLOAT_NAME, 4096, name="vww")
+    _stub_tflm(tmp_path / "stub", a)
+    _save(tmp_path, {f: t for f, t in {**a, **b}.items() if "/" not in f})
+    ka, kb = names("kws"), names("vww")
+    (tmp_path / "main.cc").write_text(
+        "".join(f'#include "{h}"\n' for n in (ka, kb) for h in (n.model_h, n.ops_h, n.config_h))
+        + f"int main() {{ {ka.resolver} ra; {kb.resolver} rb;\n"
+        f"  return {ka.register}(ra) == kTfLiteOk && {kb.register}(rb) == kTfLiteOk &&\n"
+        f"  {ka.arena} == 2048 && {kb.arena} == 4096 && {ka.array}_len == {len(int8_model)}u &&\n"
+        f"  {kb.array}_len == {len(float_model)}u ? 0 : 1; }}\n"
+    )
+    _compile_and_run(tmp_path, ["main.cc", ka.model_cc, kb.model_cc], include=tmp_path / "stub")
 
 
 # --- model_data --------------------------------------------------------------------------------
@@ -134,12 +193,13 @@ def test_awkward_names_give_compilable_headers(int8_model, tmp_path, name):
 def test_model_data_compiles_and_round_trips_byte_for_byte(int8_model, float_model, tmp_path, kind):
     model, name = (int8_model, INT8_NAME) if kind == "int8" else (float_model, FLOAT_NAME)
     files = render(model, name, None)
-    _save(tmp_path, {MODEL_DATA_H: files[MODEL_DATA_H], MODEL_DATA_CC: files[MODEL_DATA_CC]})
-    ident = c_identifier(name)
+    n = _n(files)
+    _save(tmp_path, {n.model_h: files[n.model_h], n.model_cc: files[n.model_cc]})
+    ident = n.array
     (tmp_path / "main.cc").write_text(
         f"""#include <cstdint>
 #include <cstdio>
-#include "{MODEL_DATA_H}"
+#include "{n.model_h}"
 int main(int argc, char** argv) {{
   if (argc != 2) return 2;
   std::FILE* out = std::fopen(argv[1], "wb");
@@ -154,7 +214,7 @@ int main(int argc, char** argv) {{
 """
     )
     dumped = tmp_path / "dumped.tflite"
-    out = _compile_and_run(tmp_path, ["main.cc", MODEL_DATA_CC], str(dumped))
+    out = _compile_and_run(tmp_path, ["main.cc", n.model_cc], str(dumped))
     assert dumped.read_bytes() == model
     assert f"len={len(model)}\n" in out
     assert "aligned=1\n" in out
@@ -163,7 +223,7 @@ int main(int argc, char** argv) {{
 def test_model_data_layout_and_header_comment(int8_model, int8_files):
     import hashlib
 
-    cc = int8_files[MODEL_DATA_CC]
+    cc = int8_files[N8.model_cc]
     rows = re.findall(r"^    ((?:0x[0-9a-f]{2}, )*0x[0-9a-f]{2}),$", cc, re.M)
     assert all(len(r.split(", ")) == 12 for r in rows[:-1])
     assert 1 <= len(rows[-1].split(", ")) <= 12
@@ -174,8 +234,8 @@ def test_model_data_layout_and_header_comment(int8_model, int8_files):
     for text in int8_files.values():
         assert f"// Generated by edgeprune from {INT8_NAME}: do not edit." in text
         assert f"// Model: {len(int8_model)} bytes, SHA-256 {digest}" in text
-    header = int8_files[MODEL_DATA_H]
-    assert "#ifndef EDGEPRUNE_FINAL_INT8_MODEL_DATA_H_" in header
+    header = int8_files[N8.model_h]
+    assert "#ifndef EDGEPRUNE_FINAL_INT8_MODEL_H_" in header
     assert "extern const unsigned char g_final_int8_model_data[];" in header
     assert "extern const unsigned int g_final_int8_model_data_len;" in header
 
@@ -238,7 +298,7 @@ class MicroMutableOpResolver {
 """
     )
     # Each kernel header declares only its own registrations, so a missing
-    # #include in model_ops.h fails to compile.
+    # #include in ops_<name>.h fails to compile.
     by_header: dict[str, list[str]] = {}
     for kernels in resolver._TYPED_KERNELS.values():
         for k in kernels:
@@ -259,18 +319,18 @@ class MicroMutableOpResolver {
 
 
 def _run_resolver(tmp_path: Path, files: dict[str, str]) -> tuple[int, list[str]]:
-    """Register the ops of model_ops.h in the stub resolver; (status, log lines)."""
+    """Register the ops of ops_<name>.h in the stub resolver; (status, log lines)."""
     _stub_tflm(tmp_path / "stub", files)
-    _save(tmp_path, {MODEL_OPS_H: files[MODEL_OPS_H]})
-    camel = _camel(files)
+    n = _n(files)
+    _save(tmp_path, {n.ops_h: files[n.ops_h]})
     (tmp_path / "main.cc").write_text(
         f"""#include <cstdio>
-#include "{MODEL_OPS_H}"
+#include "{n.ops_h}"
 int main() {{
-  {camel}OpResolver resolver;
-  const TfLiteStatus status = Register{camel}Ops(resolver);
+  {n.resolver} resolver;
+  const TfLiteStatus status = {n.register}(resolver);
   std::printf("status=%d count=%u n=%d\\n", static_cast<int>(status), resolver.count,
-              k{camel}OpCount);
+              k{n.camel}OpCount);
   return 0;
 }}
 """
@@ -300,9 +360,12 @@ def test_int8_model_gets_int8_only_kernels(int8_model, int8_files):
         "AddReshape()",
         "AddSoftmax(tflite::Register_SOFTMAX_INT8())",
     ]
-    ops_h = int8_files[MODEL_OPS_H]
+    ops_h = int8_files[N8.ops_h]
     assert "constexpr int kFinalInt8OpCount = 5;" in ops_h
-    assert "using FinalInt8OpResolver = tflite::MicroMutableOpResolver<kFinalInt8OpCount>;" in ops_h
+    assert (
+        "using final_int8_OpResolver = tflite::MicroMutableOpResolver<kFinalInt8OpCount>;" in ops_h
+    )
+    assert "inline TfLiteStatus final_int8_RegisterOps(final_int8_OpResolver& resolver) {" in ops_h
     for header in ("conv.h", "fully_connected.h", "pooling.h", "softmax.h"):
         assert f'#include "tensorflow/lite/micro/kernels/{header}"' in ops_h
     assert (
@@ -322,8 +385,9 @@ def test_float_model_gets_generic_kernels(float_model):
         "AddReshape()",
         "AddSoftmax()",
     ]
-    assert "Register_" not in files[MODEL_OPS_H].split("inline TfLiteStatus")[1]
-    assert "kernels/" not in files[MODEL_OPS_H]
+    ops_h = files[names("final_float32").ops_h]
+    assert "Register_" not in ops_h.split("inline TfLiteStatus")[1]
+    assert "kernels/" not in ops_h
 
 
 def test_float_io_int8_model_gets_int8_kernels_inside(int8_float_io_model):
@@ -384,9 +448,7 @@ def test_tflite_micro_custom_kernels_compile_and_register_by_name(tmp_path):
 def test_stub_resolver_catches_a_wrong_op_count(int8_files, tmp_path):
     # Guards the test itself: a resolver one op too small must fail.
     files = dict(int8_files)
-    files[MODEL_OPS_H] = files[MODEL_OPS_H].replace(
-        "kFinalInt8OpCount = 5;", "kFinalInt8OpCount = 4;"
-    )
+    files[N8.ops_h] = files[N8.ops_h].replace("kFinalInt8OpCount = 5;", "kFinalInt8OpCount = 4;")
     status, log = _run_resolver(tmp_path, files)
     assert status == 1
     assert len(log) == 4
@@ -423,8 +485,9 @@ def test_model_config_constants_match_the_model(int8_model, float_model, tmp_pat
     )
     info = inspect_model(model)
     files = render(model, name, arena)
-    _save(tmp_path, {MODEL_CONFIG_H: files[MODEL_CONFIG_H]})
-    camel = _camel(files)
+    n = _n(files)
+    camel = n.camel
+    _save(tmp_path, {n.config_h: files[n.config_h]})
     prints = []
     if arena is not None:
         prints.append(f'std::printf("arena=%d\\n", k{camel}ArenaBytes);')
@@ -443,14 +506,14 @@ def test_model_config_constants_match_the_model(int8_model, float_model, tmp_pat
                     f'std::printf("{p} scale=%.9g zero_point=%d\\n", {p}Scale, {p}ZeroPoint);'
                 )
     (tmp_path / "main.cc").write_text(
-        f'#include <cstdio>\n#include "{MODEL_CONFIG_H}"\nint main() {{\n'
+        f'#include <cstdio>\n#include "{n.config_h}"\nint main() {{\n'
         + "\n".join(prints)
         + "\nreturn 0;\n}\n"
     )
     out = _compile_and_run(tmp_path, ["main.cc"])
     if arena is None:
-        assert "ArenaBytes =" not in files[MODEL_CONFIG_H]
-        assert "not measured" in files[MODEL_CONFIG_H]
+        assert "ArenaBytes =" not in files[n.config_h]
+        assert "not measured" in files[n.config_h]
     else:
         assert f"arena={arena}\n" in out
     assert f"counts={len(info.inputs)} {len(info.outputs)}\n" in out
@@ -473,17 +536,17 @@ def test_model_config_constants_match_the_model(int8_model, float_model, tmp_pat
 
 def test_config_scale_literals_round_trip_float32(int8_model, int8_files):
     info = inspect_model(int8_model)
-    text = int8_files[MODEL_CONFIG_H]
+    text = int8_files[N8.config_h]
     for kind_name, tensors in (("Input", info.inputs), ("Output", info.outputs)):
         for i, t in enumerate(tensors):
             literal = re.search(rf"kFinalInt8{kind_name}{i}Scale = (\S+)f;", text).group(1)
             assert np.float32(literal) == np.float32(t.scales[0])
             assert f'// {kind_name} {i} "{t.name}": int8, shape (' in text
-    assert model_files._float_literal(2.0, "x") == "2.0f"
-    assert model_files._float_literal(1e-20, "x") == "1e-20f"
-    assert model_files._float_literal(float(np.float32(0.1)), "x") == "0.100000001f"
+    assert model_files.float_literal(2.0, "x") == "2.0f"
+    assert model_files.float_literal(1e-20, "x") == "1e-20f"
+    assert model_files.float_literal(float(np.float32(0.1)), "x") == "0.100000001f"
     with pytest.raises(UnsupportedModelError, match="must be finite"):
-        model_files._float_literal(float("nan"), "input 0 scale")
+        model_files.float_literal(float("nan"), "input 0 scale")
 
 
 @pytest.mark.parametrize("arena", [0, -5, 1.5, True, "1024", 2**31])
@@ -500,7 +563,8 @@ def test_render_is_deterministic(int8_model, float_model):
     a = render(float_model, "/tmp/a/" + FLOAT_NAME, None)
     b = render(float_model, "/elsewhere/" + FLOAT_NAME, None)
     assert a == b  # folders never reach the output
-    assert set(a) == {MODEL_DATA_H, MODEL_DATA_CC, MODEL_OPS_H, MODEL_CONFIG_H}
+    n = names("final_float32")
+    assert set(a) == {n.model_h, n.model_cc, n.ops_h, n.config_h}
 
 
 def test_write_firmware_writes_the_rendered_files(int8_model, int8_files, tmp_path):
@@ -508,6 +572,7 @@ def test_write_firmware_writes_the_rendered_files(int8_model, int8_files, tmp_pa
     result = write_firmware(int8_model, INT8_NAME, str(folder), 6144)
     assert result.folder == str(folder)
     assert result.identifier == "g_final_int8_model_data"
+    assert result.name == "final_int8" and result.example is None
     assert result.op_count == 5
     assert result.ops == tuple(resolver_calls(inspect_model(int8_model)))
     assert set(result.files) == set(int8_files)
@@ -523,7 +588,7 @@ def test_write_firmware_replaces_an_existing_folder(int8_model, tmp_path):
     (folder / "stale.txt").write_text("old")
     write_firmware(int8_model, INT8_NAME, folder, None)
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [MODEL_CONFIG_H, MODEL_DATA_CC, MODEL_DATA_H, MODEL_OPS_H]
+        [N8.config_h, N8.model_cc, N8.model_h, N8.ops_h]
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["firmware"]
 
@@ -551,13 +616,13 @@ def test_failed_write_leaves_no_folder_and_no_temp_folder(int8_model, tmp_path, 
 def test_failed_write_keeps_the_previous_folder(int8_model, tmp_path, monkeypatch):
     folder = tmp_path / "firmware"
     folder.mkdir()
-    (folder / MODEL_DATA_CC).write_text("previous")
+    (folder / N8.model_cc).write_text("previous")
     _fail_on_second_write(monkeypatch)
     with pytest.raises(ArtifactWriteError):
         write_firmware(int8_model, INT8_NAME, folder, None)
     assert [p.name for p in tmp_path.iterdir()] == ["firmware"]
-    assert [p.name for p in folder.iterdir()] == [MODEL_DATA_CC]
-    assert (folder / MODEL_DATA_CC).read_text() == "previous"
+    assert [p.name for p in folder.iterdir()] == [N8.model_cc]
+    assert (folder / N8.model_cc).read_text() == "previous"
 
 
 def test_unsupported_model_writes_nothing(tmp_path):
@@ -584,13 +649,35 @@ def test_build_firmware_writes_the_folder_with_the_measured_arena(int8_model, tm
     arena = build.check.evidence.arena_bytes
     assert build.check.ok and arena > 0 and build.check.evidence.arena_min_bytes > 0
     assert "for cortex-m4f" in build.check.evidence.arena_basis  # computed for the device
-    config = (tmp_path / "fw" / "firmware" / MODEL_CONFIG_H).read_text()
+    # final_int8 names a stage, not a model: the folder's name is the default
+    n = names(default_name(tmp_path.name))
+    assert build.firmware.name == n.name != "final_int8"
+    config = (tmp_path / "fw" / "firmware" / n.config_h).read_text()
     assert re.search(rf"\b{arena}\b", config), config
-    assert (tmp_path / "fw" / "firmware" / MODEL_DATA_CC).exists()
+    assert (tmp_path / "fw" / "firmware" / n.model_cc).exists()
     assert {os.path.basename(a.path) for a in build.firmware.files} >= {
-        MODEL_CONFIG_H,
-        MODEL_DATA_CC,
+        n.config_h,
+        n.model_cc,
     }
+
+
+@pytest.mark.parametrize("target", ["nano33ble", "pico", "esp32s3", "nucleo_l4r5zi"])
+def test_build_firmware_adds_a_project_for_each_sdk_of_the_target(int8_model, tmp_path, target):
+    from edgeprune.stages.firmware import build_firmware
+    from edgeprune.target import load_target
+
+    model = tmp_path / "digits.tflite"
+    model.write_bytes(int8_model)
+    build = build_firmware(str(model), target, str(tmp_path / "fw"))
+    projects = tmp_path / "fw" / "firmware" / "projects"
+    sdks = {board.sdk for board in load_target(target).sdk}
+    assert sdks and {p.name for p in projects.iterdir()} == sdks
+    recorded = {os.path.relpath(a.path, tmp_path / "fw") for a in build.firmware.files}
+    on_disk = {os.path.relpath(p, tmp_path / "fw") for p in projects.rglob("*") if p.is_file()}
+    assert on_disk and on_disk <= recorded  # every project file is a recorded artifact
+    # the project's sources name this model's symbols, so they build against its files
+    sources = "".join(p.read_text() for p in projects.rglob("*.c*") if p.is_file())
+    assert "g_digits_model_data" in sources
 
 
 def test_firmware_command_refuses_a_linux_target_and_exits_3_over_budget(int8_model, tmp_path):
@@ -608,7 +695,7 @@ def test_firmware_command_refuses_a_linux_target_and_exits_3_over_budget(int8_mo
     )
     assert r.exit_code == 3, r.output
     assert "flash over budget; firmware/ is written" in r.stderr
-    assert (tmp_path / "firmware" / MODEL_DATA_H).exists()
+    assert (tmp_path / "firmware" / "model_m.h").exists()
 
 
 def test_firmware_into_another_models_run_folder_is_refused_unless_forced(int8_model, tmp_path):
@@ -641,7 +728,7 @@ def test_firmware_into_another_models_run_folder_is_refused_unless_forced(int8_m
         main, ["firmware", str(model), "--target", "nano33ble", "--out", run, "--force"]
     )
     assert r.exit_code == 0, r.output
-    assert (run / "firmware" / MODEL_DATA_H).exists()
+    assert (run / "firmware" / "model_m.h").exists()
     listed["final_int8.tflite"]["sha256"] = hashlib.sha256(int8_model).hexdigest()
     (run / "report.json").write_text(json.dumps({"inputs": {}, "artifacts": listed}))
     r = CliRunner().invoke(main, ["firmware", str(model), "--target", "nano33ble", "--out", run])

@@ -21,7 +21,7 @@ import pytest  # noqa: E402
 from edgeprune.artifacts import Flatbuffer  # noqa: E402
 from edgeprune.estimates.latency import estimate_latency, latency_dir  # noqa: E402
 from edgeprune.estimates.opcost import model_cost  # noqa: E402
-from edgeprune.firmware.emit import MODEL_OPS_H, render, resolver_calls  # noqa: E402
+from edgeprune.firmware.emit import render, resolver_calls  # noqa: E402
 from edgeprune.stages.check import TargetMismatchError, check_flatbuffer  # noqa: E402
 from edgeprune.target import load_target  # noqa: E402
 from edgeprune.tflite import inspect_model  # noqa: E402
@@ -79,7 +79,7 @@ def test_a_float32_model_gets_the_generic_kernels_in_its_resolver(dense_models):
         "AddFullyConnected(tflite::Register_FULLY_CONNECTED_INT8())",
         "AddSoftmax(tflite::Register_SOFTMAX_INT8())",
     ]
-    ops_h = render(f32, "f.tflite", 4096)[MODEL_OPS_H]
+    ops_h = render(f32, "f.tflite", 4096)["ops_f.h"]
     assert "  if (resolver.AddFullyConnected() != kTfLiteOk) {" in ops_h
     assert "_INT8" not in ops_h
 
@@ -145,11 +145,11 @@ def test_run_for_nano33ble_in_float32_checks_and_emits_generic_kernels(tmp_path)
     check = json.loads((out / "report.json").read_text())["stages"]["check"]
     dtype = next(p for p in check["preconditions"] if p["name"] == "dtype")
     assert dtype["ok"] and dtype["evidence"] == FLOAT_EVIDENCE
-    ops_h = (out / "firmware" / "model_ops.h").read_text()
+    ops_h = (out / "firmware" / "ops_digits_cnn.h").read_text()
     for method in ("AddConv2D()", "AddFullyConnected()", "AddMaxPool2D()", "AddSoftmax()"):
         assert f"resolver.{method} != kTfLiteOk" in ops_h
     assert "_INT8" not in ops_h
-    config = (out / "firmware" / "model_config.h").read_text()
+    config = (out / "firmware" / "config_digits_cnn.h").read_text()
     arena = check["evidence"]["arena_bytes"]
-    assert f"constexpr int kFinalFloat32ArenaBytes = {arena};" in config
+    assert f"constexpr int kDigitsCnnArenaBytes = {arena};" in config
     assert "+ 0 B largest cmsis-nn (dsp) scratch" in check["evidence"]["arena_basis"]

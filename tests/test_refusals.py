@@ -25,7 +25,7 @@ from tflite_build import (  # noqa: E402 - tests/ is on sys.path under pytest
 )
 
 from edgeprune.artifacts import Flatbuffer  # noqa: E402
-from edgeprune.firmware.emit import MODEL_OPS_H, render, resolver_calls  # noqa: E402
+from edgeprune.firmware.emit import render, resolver_calls  # noqa: E402
 from edgeprune.firmware.resolver import CUSTOM_METHODS  # noqa: E402
 from edgeprune.rules import budget  # noqa: E402
 from edgeprune.stages.check import TargetMismatchError, check_flatbuffer, model_dtype  # noqa: E402
@@ -54,7 +54,7 @@ def test_signal_window_model_passes_check_and_its_resolver_adds_the_window():
     ops = next(p for p in result.preconditions if p.name == "ops")
     assert ops.ok and ops.evidence == "loaded in TFLite Micro: CUSTOM:SignalWindow x1"
     assert resolver_calls(inspect_model(data)) == ["AddWindow()"]
-    ops_h = render(data, "window.tflite", None)[MODEL_OPS_H]
+    ops_h = render(data, "window.tflite", None)["ops_window.h"]
     assert "constexpr int kWindowOpCount = 1;" in ops_h
     assert "  if (resolver.AddWindow() != kTfLiteOk) {" in ops_h
 

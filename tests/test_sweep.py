@@ -72,7 +72,7 @@ def test_sweep_writes_its_folder_json_csv_and_trial_runs(swept):
     for t in complete:
         run = os.path.join(swept.folder, t["folder"])
         assert t["folder"] == f"trials/{t['number']:04d}"
-        for name in ("report.json", "final_int8.tflite", "firmware/model_data.cc"):
+        for name in ("report.json", "final_int8.tflite", "firmware/model_digits_cnn.cc"):
             assert os.path.isfile(os.path.join(run, name)), name
         assert not os.path.exists(os.path.join(run, "report.html"))  # the export makes it
         assert set(t["params"]) == {"width", "epochs", "dense"}

@@ -432,7 +432,7 @@ TfLiteStatus tflite::MicroInterpreter::Invoke() {
 _ECHO_BOARD = (
     """#include <string.h>
 #include <unistd.h>
-#include "model_data.h"
+#include "model_final_int8.h"
 #include "validation_harness.h"
 """
     + _ECHO_TENSORS
@@ -470,7 +470,7 @@ def test_the_generated_cpp_harness_speaks_the_protocol_byte_for_byte(run_dir, tm
     assert {
         "validation_harness.cc",
         "edgeprune_validate/edgeprune_validate.ino",
-        "edgeprune_validate/model_data.cc",
+        "edgeprune_validate/model_final_int8.cc",
     } <= set(files)
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -490,7 +490,7 @@ def test_the_generated_cpp_harness_speaks_the_protocol_byte_for_byte(run_dir, tm
             str(tmp_path),
             str(tmp_path / "board.cc"),
             str(tmp_path / "validation_harness.cc"),
-            str(tmp_path / "model_data.cc"),
+            str(tmp_path / "model_final_int8.cc"),
         ],
         25,
     )
@@ -634,7 +634,7 @@ int main() {
 @pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler on PATH")
 def test_the_arduino_sketch_compiles_and_answers_as_the_board_would(run_dir, tmp_path):
     """The emitted sketch folder, compiled as it is (the .ino as C++) against stub
-    Arduino and TFLite Micro headers, with the resolver of model_ops.h: a change of
+    Arduino and TFLite Micro headers, with the resolver of ops_<name>.h: a change of
     the sketch, the harness API or the op resolver breaks this build. Run behind a
     pseudo-terminal, it reports the model's arena constant and F_CPU, and every
     byte crosses it."""
@@ -667,7 +667,7 @@ def test_the_arduino_sketch_compiles_and_answers_as_the_board_would(run_dir, tmp
             "-x",
             "none",
             str(sketch / "validation_harness.cc"),
-            str(sketch / "model_data.cc"),
+            str(sketch / "model_final_int8.cc"),
             str(tmp_path / "board.cc"),
         ],
         10,

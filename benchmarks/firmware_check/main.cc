@@ -1,6 +1,6 @@
 // Runs an edgeprune-emitted firmware folder (included unmodified) on a bare-metal Cortex-M under QEMU and prints,
 // over semihosting, the arena figures and one line of int8 outputs per input of inputs.h.
-//   -DARENA=N     arena size instead of the emitted kFinalInt8ArenaBytes
+//   -DARENA=N     arena size instead of the emitted k<Name>ArenaBytes
 //   -DARENA_MAX=N the arena size is the last word of the semihosting command line (qemu -append N), at most
 //                 N: one image serves a whole bisection
 //   -DRECORD      use TFLite Micro's RecordingMicroAllocator and print its per-category figures (adds its own
@@ -9,9 +9,7 @@
 #include <string.h>
 
 #include "inputs.h"
-#include "model_config.h"
-#include "model_data.h"
-#include "model_ops.h"
+#include "fw.h"  // written by build_prog.sh: the folder's headers and C names (FW_*)
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/recording_micro_allocator.h"
 #include "tensorflow/lite/schema/schema_generated.h"
@@ -36,7 +34,7 @@ static long arena_from_cmdline() {
 }
 #else
 #ifndef ARENA
-#define ARENA kFinalInt8ArenaBytes
+#define ARENA FW_ARENA
 #endif
 alignas(16) static uint8_t g_arena[ARENA];
 #endif
@@ -86,16 +84,16 @@ int main() {
     return 7;
   }
 #endif
-  static FinalInt8OpResolver op_resolver;
-  if (RegisterFinalInt8Ops(op_resolver) != kTfLiteOk) {
+  static FW_RESOLVER op_resolver;
+  if (FW_REGISTER(op_resolver) != kTfLiteOk) {
     sh_puts("RESOLVER_FAIL\n");
     return 3;
   }
 #ifdef RECORD
   static tflite::RecordingMicroAllocator* allocator = tflite::RecordingMicroAllocator::Create(g_arena, ARENA);
-  static tflite::MicroInterpreter interpreter(tflite::GetModel(g_final_int8_model_data), op_resolver, allocator);
+  static tflite::MicroInterpreter interpreter(tflite::GetModel(FW_DATA), op_resolver, allocator);
 #else
-  static tflite::MicroInterpreter interpreter(tflite::GetModel(g_final_int8_model_data), op_resolver, g_arena, ARENA);
+  static tflite::MicroInterpreter interpreter(tflite::GetModel(FW_DATA), op_resolver, g_arena, ARENA);
 #endif
   if (interpreter.AllocateTensors() != kTfLiteOk) {
     say("ALLOC_FAIL arena=", ARENA);
@@ -119,7 +117,7 @@ int main() {
   say_recorded(allocator, tflite::RecordedAllocationType::kNodeAndRegistrationArray, "node_and_registrations");
   say_recorded(allocator, tflite::RecordedAllocationType::kOpData, "op_data");
 #endif
-  if ((int)input->bytes != SAMPLE_BYTES || (int)output->bytes != kFinalInt8Output0Bytes ||
+  if ((int)input->bytes != SAMPLE_BYTES || (int)output->bytes != FW_OUTPUT_BYTES ||
       input->type != kTfLiteInt8 || output->type != kTfLiteInt8) {
     sh_puts("TENSOR_MISMATCH\n");
     return 6;
@@ -133,7 +131,7 @@ int main() {
     char* p = g_line;
     *p++ = 'O'; *p++ = ' ';
     p = put_int(p, i);
-    for (int k = 0; k < kFinalInt8Output0Elements; ++k) {
+    for (int k = 0; k < FW_OUTPUT_ELEMENTS; ++k) {
       *p++ = ' ';
       p = put_int(p, output->data.int8[k]);
     }

@@ -1,20 +1,15 @@
 // Runs an edgeprune-emitted firmware folder (included unmodified) whose model is float32 on a bare-metal Cortex-M
 // under QEMU and prints each output's IEEE-754 bits, one line per input of inputs_float.h (make_inputs_float.py),
 // so that compare_float.py can set them beside the host TFLite Micro's.
-//   -DNAME=HelloWorldFloat -Dg_data=g_hello_world_float_model_data   the emitted identifiers of the model
 //   -DARENA_MAX=N   the arena size is the last word of the semihosting command line (as main.cc)
-// Build: SRC=main_float.cc INPUTS=DIR build_prog.sh CORE FIRMWARE_DIR OUT -DNAME=... -Dg_data=...
+// Build: SRC=main_float.cc INPUTS=DIR build_prog.sh CORE FIRMWARE_DIR OUT (its fw.h names the model)
 #include <stdint.h>
 #include <string.h>
 #include "inputs_float.h"
-#include "model_config.h"
-#include "model_data.h"
-#include "model_ops.h"
+#include "fw.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 extern "C" void sh_puts(const char* s);
 extern "C" int semihost_call(int op, void* arg);
-#define CAT2(a, b) a##b
-#define CAT(a, b) CAT2(a, b)
 #ifdef ARENA_MAX
 alignas(16) static uint8_t g_arena[ARENA_MAX];
 static long arena_from_cmdline() {
@@ -29,7 +24,7 @@ static long arena_from_cmdline() {
 }
 #define ARENA arena_from_cmdline()
 #else
-#define ARENA CAT(CAT(k, NAME), ArenaBytes)
+#define ARENA FW_ARENA
 alignas(16) static uint8_t g_arena[ARENA];
 #endif
 static char* put_hex(char* p, uint32_t v) {
@@ -38,10 +33,10 @@ static char* put_hex(char* p, uint32_t v) {
 }
 static char g_line[4096];
 int main() {
-  static CAT(NAME, OpResolver) op_resolver;
-  if (CAT(CAT(Register, NAME), Ops)(op_resolver) != kTfLiteOk) { sh_puts("RESOLVER_FAIL\n"); return 3; }
+  static FW_RESOLVER op_resolver;
+  if (FW_REGISTER(op_resolver) != kTfLiteOk) { sh_puts("RESOLVER_FAIL\n"); return 3; }
   long arena = ARENA;
-  static tflite::MicroInterpreter interpreter(tflite::GetModel(g_data), op_resolver, g_arena, arena);
+  static tflite::MicroInterpreter interpreter(tflite::GetModel(FW_DATA), op_resolver, g_arena, arena);
   if (interpreter.AllocateTensors() != kTfLiteOk) { sh_puts("ALLOC_FAIL\n"); return 2; }
   TfLiteTensor* input = interpreter.input(0);
   TfLiteTensor* output = interpreter.output(0);

@@ -2,9 +2,9 @@
 // `qemu-system-arm -icount shift=0`, printed through semihosting.
 //
 // The models are edgeprune's emitted firmware folders, included unmodified:
-// prof_models.h (written by run_counts.py) includes each folder's model_data.h and
-// model_ops.h, and prof_models.inc lists each as PROF_MODEL(CamelName, array, "name").
-// Each model is run with the resolver its model_ops.h fills.
+// prof_models.h (written by run_counts.py) includes each folder's model_<name>.h and
+// ops_<name>.h, and prof_models.inc lists each as PROF_MODEL(c_name, array, "name").
+// Each model is run with the resolver its ops_<name>.h fills.
 //
 // Timing. TFLite Micro's own per-op profiling (ScopedMicroProfiler in
 // MicroInterpreterGraph::InvokeSubgraph) is compiled out of release builds
@@ -264,10 +264,10 @@ void Calibrate() {
   g_profiler.Clear();
 }
 
-#define PROF_MODEL(Camel, array, name)                           \
-  int Run_##Camel() {                                             \
-    static Camel##OpResolver resolver;                            \
-    if (Register##Camel##Ops(resolver) != kTfLiteOk) {            \
+#define PROF_MODEL(Name, array, name)                             \
+  int Run_##Name() {                                              \
+    static Name##_OpResolver resolver;                            \
+    if (Name##_RegisterOps(resolver) != kTfLiteOk) {              \
       Line().s("FAIL ").s(name).s(" resolver").end();             \
       return 1;                                                   \
     }                                                             \
@@ -276,7 +276,7 @@ void Calibrate() {
 #include "prof_models.inc"
 #undef PROF_MODEL
 
-#define PROF_MODEL(Camel, array, name) Run_##Camel,
+#define PROF_MODEL(Name, array, name) Run_##Name,
 int (*const kRuns[])() = {
 #include "prof_models.inc"
 };

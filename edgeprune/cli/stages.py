@@ -13,9 +13,18 @@ from edgeprune.cli import (
     out_option,
     recipe_option,
 )
-from edgeprune.errors import BudgetError, EdgepruneError, QualityError
+from edgeprune.errors import BadInputError, BudgetError, EdgepruneError, QualityError
 from edgeprune.recipe_flags import recipe_from as _recipe
 from edgeprune.recipe_flags import recipe_options
+
+name_option = click.option(
+    "--name",
+    "name",
+    default=None,
+    metavar="NAME",
+    help="C name of the firmware's files and symbols (model_NAME.h, g_NAME_model_data, "
+    "NAME_OpResolver): letters, digits and single underscores. Default: the model's name.",
+)
 
 
 def _show(fmt, fn, *args):
@@ -50,9 +59,10 @@ def _show(fmt, fn, *args):
     is_flag=True,
     help="Replace the run of another model in the output folder (refused without it).",
 )
+@name_option
 @recipe_options((None, "train", "structured", "prune", "quantize", "budget", "compress"))
 @guarded
-def run(model, data, recipe_path, out, target, force, **kwargs):
+def run(model, data, recipe_path, out, target, force, name, **kwargs):
     """Run every stage: baseline, prune, strip, quantize, evaluate (and check).
 
     Tree models (--model random_forest, decision_tree, extra_trees, or a fitted
@@ -61,25 +71,49 @@ def run(model, data, recipe_path, out, target, force, **kwargs):
 
     if is_tree_model(model):
         return _run_trees(model, data, recipe_path, out, target, force, kwargs)
+    if model is not None and model.lower().endswith(".tflite"):
+        return _run_tflite(model, data, recipe_path, out, target, force, name, kwargs)
     refuse_unknown_name(model)  # before TensorFlow loads
     if model is not None and data is None:
         raise click.UsageError(
             "--data is required with --model: pruning fine-tunes on it "
             "(an .npz file or a built-in data set name)"
         )
-    recipe = _recipe(recipe_path, kwargs)
+    _run_keras(model, data, _recipe(recipe_path, kwargs), out, target, force, name)
+
+
+def _run_keras(model, data, recipe, out, target, force, name):
+    """``run`` for a Keras model (or the built-in): the whole pipeline."""
     from edgeprune import pipeline
     from edgeprune.presentation.summary import format_run
 
     try:
         result = pipeline.run(
-            model=model, data=data, recipe=recipe, out=out, target=target, force=force
+            model=model,
+            data=data,
+            recipe=recipe,
+            out=out,
+            target=target,
+            force=force,
+            firmware_name=name,
         )
     except (QualityError, BudgetError) as exc:
         if exc.result is not None:
             click.echo(format_run(exc.result))
         raise
     click.echo(format_run(result))
+
+
+def _run_tflite(model, data, recipe_path, out, target, force, name, kwargs):
+    """``run --model X.tflite``: nothing to train or convert, so firmware for a
+    target, else a refusal; answered before TensorFlow loads."""
+    if target is None or data is not None:
+        raise BadInputError(
+            f"{model} is a converted model, which run cannot prune or quantize again; "
+            f"for firmware use `edgeprune firmware {model} --target NAME`, for the "
+            f"budgets `edgeprune check {model} --target NAME`"
+        )
+    return _firmware(model, target, out, force, recipe_path, 64, name, None, kwargs)
 
 
 def _run_trees(model, data, recipe_path, out, target, force, kwargs):
@@ -111,7 +145,8 @@ def _run_trees(model, data, recipe_path, out, target, force, kwargs):
     "target",
     default=None,
     metavar="NAME",
-    help="Device profile whose budgets the structured goal fit must pass.",
+    help="Device profile whose budgets the structured goal fit must pass, and whose "
+    "kernels' channel multiple structured pruning rounds kept channels to.",
 )
 @recipe_options((None, "structured", "prune", "budget"))
 @guarded
@@ -208,18 +243,39 @@ def check_cmd(model_path, target, report_path, recipe_path, max_model_mb, **kwar
     is_flag=True,
     help="Write firmware/ into --out even when it holds the run of another model.",
 )
+@name_option
+@click.option(
+    "--labels",
+    "labels_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Text file of class labels, one a line in the order of the model's outputs: "
+    "labels_<name>.h and the example print them (default: the labels of the run's "
+    "built-in data set, if any).",
+)
 @recipe_option
 @recipe_options(("budget",))
 @max_model_option
 @guarded
-def firmware_cmd(model_path, target, out, force, recipe_path, max_model_mb, **kwargs):
-    """Write firmware/ (model array, op resolver, measured arena, validation harness,
-    Arduino sketch) for MODEL.tflite on a TFLite Micro device; exit 3 if over budget."""
+def firmware_cmd(
+    model_path, target, out, force, name, labels_path, recipe_path, max_model_mb, **kwargs
+):
+    """Write firmware/ (model array, op resolver, measured arena, labels, inference
+    example, validation harness, Arduino sketch) for MODEL.tflite on a TFLite Micro
+    device; exit 3 if over budget. TensorFlow is not loaded."""
+    _firmware(model_path, target, out, force, recipe_path, max_model_mb, name, labels_path, kwargs)
+
+
+def _firmware(model_path, target, out, force, recipe_path, max_model_mb, name, labels, kwargs):
+    """`firmware`, and `run --model X.tflite --target NAME`: the check, then firmware/."""
     from edgeprune.presentation.check import format_check
     from edgeprune.stages.firmware import build_firmware
 
     budget = _recipe(recipe_path, kwargs).budget
-    build = build_firmware(model_path, target, out, budget, max_model_mb * 2**20, force)
+    build = build_firmware(
+        model_path, target, out, budget, max_model_mb * 2**20, force, name, labels
+    )
     click.echo(format_check(build.check))
     click.echo(f"firmware: {build.firmware.folder}")
     if not build.check.ok:

@@ -1,16 +1,19 @@
 """Firmware artifacts for TensorFlow Lite Micro: the entry point that renders and writes them.
 
-``write_firmware`` writes a ``firmware/`` folder for one ``.tflite`` model:
-the model's C files (:mod:`edgeprune.firmware.model_files`: the C array,
-``model_ops.h`` with the op resolver planned by
-:mod:`edgeprune.firmware.resolver`, ``model_config.h``) and, when the arena
-is known, the serial validation harness and its Arduino sketch
-(:mod:`edgeprune.firmware.harness`).
+``write_firmware`` writes a ``firmware/`` folder for one ``.tflite`` model,
+every file and C symbol named by the model's C name ``<name>``
+(:mod:`edgeprune.firmware.model_files`): ``model_<name>.h/.cc`` (the C
+array), ``ops_<name>.h`` (the op resolver planned by
+:mod:`edgeprune.firmware.resolver`), ``config_<name>.h`` (arena, tensors),
+``labels_<name>.h`` when the labels are known
+(:mod:`edgeprune.firmware.labels`) and, when the arena is known,
+``inference_example.cc`` (:mod:`edgeprune.firmware.example`), the serial
+validation harness and its Arduino sketch (:mod:`edgeprune.firmware.harness`).
 
-Output depends only on the model bytes, its file name and the arena size (no
-timestamps, no absolute paths), so regenerating for the same model changes
-nothing in a firmware repository. No TensorFlow import: the model is read with
-:mod:`edgeprune.tflite`.
+Output depends only on the model bytes, its file name, the C name, the arena
+size, the labels and the example input (no timestamps, no absolute paths), so
+regenerating for the same model changes nothing in a firmware repository. No
+TensorFlow import: the model is read with :mod:`edgeprune.tflite`.
 """
 
 from __future__ import annotations
@@ -23,13 +26,21 @@ from dataclasses import dataclass
 from edgeprune.artifacts import ArtifactWriteError, atomic_path
 from edgeprune.errors import BadInputError
 from edgeprune.firmware import model_files as c
+from edgeprune.firmware.example import (
+    EXAMPLE_CC,
+    ExampleInput,
+    example_unsupported,
+    inference_example_cc,
+    is_classifier,
+)
 from edgeprune.firmware.harness import validation_files
+from edgeprune.firmware.labels import check_labels, labels_h
 from edgeprune.firmware.model_files import (
-    MODEL_CONFIG_H,
-    MODEL_DATA_CC,
-    MODEL_DATA_H,
-    MODEL_OPS_H,
+    Names,
     c_identifier,
+    check_name,
+    default_name,
+    names,
 )
 from edgeprune.firmware.resolver import (
     RESOLVER_METHODS,
@@ -42,14 +53,17 @@ from edgeprune.tflite import inspect_model
 
 # The firmware API in one place: callers import these names from here.
 __all__ = [
+    "EXAMPLE_CC",
+    "ExampleInput",
     "FirmwareFiles",
-    "MODEL_CONFIG_H",
-    "MODEL_DATA_CC",
-    "MODEL_DATA_H",
-    "MODEL_OPS_H",
+    "ModelFacts",
+    "Names",
     "RESOLVER_METHODS",
     "c_identifier",
+    "check_name",
+    "default_name",
     "int8_only_registrations",
+    "names",
     "render",
     "resolver_calls",
     "write_firmware",
@@ -62,64 +76,121 @@ logger = logging.getLogger(__name__)
 class FirmwareFiles:
     """What :func:`write_firmware` wrote.
 
-    ``files`` maps each file name to its path inside ``folder``;
-    ``identifier`` is the C name of the model array; ``ops`` are the resolver
-    method calls of ``model_ops.h`` in the order they are made, and
-    ``op_count`` their number (the resolver's template argument).
+    ``files`` maps each file name to its path inside ``folder``; ``name`` is
+    the model's C name and ``identifier`` the C name of the model array;
+    ``ops`` are the resolver method calls of ``ops_<name>.h`` in the order they
+    are made, and ``op_count`` their number (the resolver's template argument).
+    ``example``: why ``inference_example.cc`` is missing, or None when written.
     """
 
     folder: str
     files: dict[str, str]
+    name: str
     identifier: str
     op_count: int
     ops: tuple[str, ...]
+    example: str | None = None
 
 
-def render(model: bytes, name: str, arena_bytes: int | None) -> dict[str, str]:
+@dataclass(frozen=True)
+class ModelFacts:
+    """What is known about a model beyond its bytes, for the firmware files.
+
+    ``labels``: one name per value of the first output, with ``labels_note``
+    saying where they come from; ``task``: ``"classification"``,
+    ``"regression"`` or None (then a model whose output comes from a SOFTMAX or
+    LOGISTIC, or that has labels, is a classifier); ``sample``: the example's
+    input (None: zeros); ``target``: the device profile the firmware is for
+    (with a measured arena, its ``[sdk]`` table adds a project per SDK under
+    ``projects/``, :mod:`edgeprune.firmware.projects`).
+    """
+
+    labels: tuple[str, ...] | None = None
+    labels_note: str = "Labels of the model's output values."
+    task: str | None = None
+    sample: ExampleInput | None = None
+    target: object | None = None  # a Target
+
+
+def render(
+    model: bytes,
+    source: str,
+    arena_bytes: int | None,
+    name: str | None = None,
+    facts: ModelFacts | None = None,
+) -> dict[str, str]:
     """Return the firmware files for ``model`` as ``{file name: text}``.
 
-    ``name`` is the model's file name (``"final_int8.tflite"``; a folder part
-    is ignored); it names the C identifiers (see :func:`c_identifier`) and
-    appears in each file's header comment with the model's size and SHA-256.
-    ``arena_bytes`` is the tensor arena size to write into ``model_config.h``,
+    ``source`` is the model's file name (``"digits_cnn.tflite"``; a folder part
+    is ignored): it appears in each file's header comment with the model's
+    size and SHA-256. ``name`` is the model's C name, which every file and C
+    symbol carries (default: :func:`default_name` of ``source``).
+    ``arena_bytes`` is the tensor arena size to write into ``config_<name>.h``,
     or None to leave it out with a comment saying it was not measured (and
-    without the validation harness, which needs it). Pure: the same arguments
-    give the same text.
+    without the example and the validation harness, which need it). ``facts``:
+    labels, task and example input (:class:`ModelFacts`). Pure: the same
+    arguments give the same text.
 
     Raises:
         TFLiteFormatError: ``model`` is not a valid ``.tflite`` flatbuffer.
         UnsupportedModelError: the model uses an op TFLite Micro's resolver
             cannot register (custom ops included), or a non-finite I/O scale.
-        BadInputError: ``arena_bytes`` is not a positive int or None.
+        BadInputError: ``arena_bytes`` is not a positive int or None, ``name``
+            is not a C name, or the labels do not match the model's output.
     """
-    return _render(bytes(model), name, arena_bytes)[0]
+    return _render(bytes(model), source, arena_bytes, name, facts or ModelFacts())[0]
 
 
 def _render(
-    model: bytes, name: str, arena_bytes: int | None
-) -> tuple[dict[str, str], list[ResolverCall]]:
+    model: bytes, source: str, arena_bytes: int | None, name: str | None, facts: ModelFacts
+) -> tuple[dict[str, str], list[ResolverCall], Names, str | None]:
     c.check_arena(arena_bytes)
+    n = names(default_name(source) if name is None else name)
     info = inspect_model(model)
     calls = resolver_plan(info)
-    n = c.names(name)
+    if facts.labels is not None:
+        check_labels(facts.labels, info)
     digest = hashlib.sha256(model).hexdigest()
-    source = os.path.basename(os.fspath(name).replace("\\", "/").rstrip("/")) or "<unnamed>"
+    shown = os.path.basename(os.fspath(source).replace("\\", "/").rstrip("/")) or "<unnamed>"
 
     def head(what: str) -> list[str]:
-        return c.header(source, model, digest, what)
+        return c.header(shown, model, digest, what)
 
     data_head = head("Model flatbuffer for TensorFlow Lite Micro.")
     files = {
-        MODEL_DATA_H: c.model_data_h(n, data_head),
-        MODEL_DATA_CC: c.model_data_cc(model, n, data_head),
-        MODEL_OPS_H: c.model_ops_h(calls, n, head("Op resolver with exactly the model's ops.")),
-        MODEL_CONFIG_H: c.model_config_h(
+        n.model_h: c.model_data_h(n, data_head),
+        n.model_cc: c.model_data_cc(model, n, data_head),
+        n.ops_h: c.model_ops_h(calls, n, head("Op resolver with exactly the model's ops.")),
+        n.config_h: c.model_config_h(
             info, arena_bytes, n, head("Tensor arena size and input/output tensors.")
         ),
     }
+    if facts.labels is not None:
+        files[n.labels_h] = labels_h(
+            facts.labels, n, head("Class labels of the model's outputs."), facts.labels_note
+        )
+    missing = "the arena was not measured" if arena_bytes is None else example_unsupported(info)
+    if missing is None:
+        classifier = facts.task == "classification" or (
+            facts.task is None and (facts.labels is not None or is_classifier(info))
+        )
+        files[EXAMPLE_CC] = inference_example_cc(
+            info,
+            n,
+            head("Inference example: one input, end to end."),
+            facts.sample,
+            facts.labels is not None,
+            classifier,
+        )
     if arena_bytes is not None:
         files.update(validation_files(files, n, head("Serial validation for edgeprune validate.")))
-    return files, calls
+    if arena_bytes is not None and facts.target is not None:
+        from edgeprune.firmware.projects import render_projects
+
+        s = facts.sample
+        sample, note = (s.values, s.note) if s is not None else (None, "")
+        files.update(render_projects(facts.target, n.name, files, sample, note))
+    return files, calls, n, missing
 
 
 def _write_text(path: str, text: str) -> None:
@@ -130,11 +201,17 @@ def _write_text(path: str, text: str) -> None:
 
 
 def write_firmware(
-    model: bytes, name: str, folder: str | os.PathLike[str], arena_bytes: int | None
+    model: bytes,
+    source: str,
+    folder: str | os.PathLike[str],
+    arena_bytes: int | None,
+    name: str | None = None,
+    facts: ModelFacts | None = None,
 ) -> FirmwareFiles:
     """Write the firmware files of ``model`` into ``folder`` and return what was written.
 
-    Everything is rendered first (see :func:`render`), then written into a
+    Everything is rendered first (see :func:`render`, which takes ``source``,
+    ``arena_bytes``, ``name`` and ``facts``), then written into a
     hidden temporary folder beside ``folder``, which then replaces ``folder``
     whole (:func:`edgeprune.artifacts.atomic_path`: an existing ``folder`` is
     moved aside and deleted only once the new one is in place). A failure
@@ -146,7 +223,9 @@ def write_firmware(
             :func:`render`; also BadInputError when ``folder`` is a file.
         ArtifactWriteError: the files could not be written or moved into place.
     """
-    files, calls = _render(bytes(model), name, arena_bytes)
+    files, calls, n, missing = _render(
+        bytes(model), source, arena_bytes, name, facts or ModelFacts()
+    )
     ops = tuple(call.text() for call in calls)
     target = os.path.abspath(os.fspath(folder))
     if os.path.exists(target) and not os.path.isdir(target):
@@ -167,14 +246,18 @@ def write_firmware(
     result = FirmwareFiles(
         folder=os.fspath(folder),
         files={f: os.path.join(os.fspath(folder), f) for f in files},
-        identifier=c_identifier(name),
+        name=n.name,
+        identifier=n.array,
         op_count=len(ops),
         ops=ops,
+        example=missing,
     )
+    if missing is not None:
+        logger.info("no %s for %s: %s", EXAMPLE_CC, source, missing)
     logger.info(
         "wrote %s for %s (%d bytes, %d ops) to %s",
         ", ".join(files),
-        name,
+        source,
         len(model),
         len(ops),
         result.folder,

@@ -3,9 +3,11 @@
 ``edgeprune validate --runner serial`` talks to firmware built from these
 files. The C++ sources and the sketch are files under ``firmware_src/``, not
 strings in Python; the sketch is a :class:`string.Template` whose
-placeholders are ``${head}`` (the generated-file comment), ``${camel}`` (the
-CamelCase prefix of the model's C names: ``k${camel}ArenaBytes``,
-``${camel}OpResolver``) and ``${array}`` (the model array).
+placeholders are ``${head}`` (the generated-file comment), the model's file
+names ``${model_h}``, ``${ops_h}``, ``${config_h}``, and its C names
+``${resolver}`` (``<name>_OpResolver``), ``${register}``
+(``<name>_RegisterOps``), ``${camel}`` (``k${camel}ArenaBytes``) and
+``${array}`` (the model array).
 """
 
 from __future__ import annotations
@@ -28,17 +30,27 @@ def _source(name: str) -> str:
 
 def validation_files(files: dict[str, str], n: Names, head: list[str]) -> dict[str, str]:
     """The serial validation harness (protocol header, C++ harness) and an Arduino
-    sketch folder that holds everything it compiles (the Arduino IDE builds only
-    its sketch folder), with copies of the model's ``files``. Reads the package's
-    ``firmware_src/``; no other side effects."""
+    sketch folder that holds everything it compiles (the Arduino IDE builds every
+    source of its sketch folder and nothing else), with copies of the model's
+    ``files`` (model, ops and config: ``inference_example.cc`` has a ``main()`` of
+    its own and stays out). Reads the package's ``firmware_src/``; no other side
+    effects."""
     top = "\n".join(head) + "\n"
     harness = {
         PROTOCOL_H: top + protocol.c_header(),
         HARNESS_H: top + _source(HARNESS_H),
         HARNESS_CC: top + _source(HARNESS_CC),
     }
-    sketch = {f"{SKETCH}/{name}": text for name, text in {**files, **harness}.items()}
+    model = {f: files[f] for f in (n.model_h, n.model_cc, n.ops_h, n.config_h)}
+    sketch = {f"{SKETCH}/{name}": text for name, text in {**model, **harness}.items()}
     sketch[f"{SKETCH}/{SKETCH}.ino"] = Template(_source(f"{SKETCH}.ino")).substitute(
-        head="\n".join(head), camel=n.camel, array=n.array
+        head="\n".join(head),
+        camel=n.camel,
+        array=n.array,
+        resolver=n.resolver,
+        register=n.register,
+        model_h=n.model_h,
+        ops_h=n.ops_h,
+        config_h=n.config_h,
     )
     return {**harness, **sketch}

@@ -1,16 +1,22 @@
 """The model's C files for TensorFlow Lite Micro, as text.
 
-- ``model_data.h`` / ``model_data.cc``: the model bytes as a 16-byte aligned
-  ``const unsigned char`` array and its length (TFLM reads the flatbuffer in
-  place, and its allocator expects the buffer aligned);
-- ``model_ops.h``: a ``tflite::MicroMutableOpResolver`` sized to exactly the
-  number of distinct builtin ops the model uses, and an inline function that
-  registers them (the calls planned by :mod:`edgeprune.firmware.resolver`);
-- ``model_config.h``: the tensor arena size and, per input and output, the
-  shape, element count, byte count and quantization parameters.
+Every file and C symbol carries the model's C name ``<name>`` (``digits_cnn``;
+:func:`check_name` says what is valid), so that two models link into one
+firmware:
 
-C names come from the model's file name (:func:`c_identifier`). Every
-function here is pure.
+- ``model_<name>.h`` / ``model_<name>.cc``: the model bytes as a 16-byte
+  aligned ``g_<name>_model_data[]`` and its length ``g_<name>_model_data_len``
+  (TFLM reads the flatbuffer in place, and its allocator expects the buffer
+  aligned);
+- ``ops_<name>.h``: ``<name>_OpResolver``, a ``tflite::MicroMutableOpResolver``
+  sized to exactly the number of distinct ops the model uses, and
+  ``<name>_RegisterOps()``, which registers them (the calls planned by
+  :mod:`edgeprune.firmware.resolver`);
+- ``config_<name>.h``: ``k<Name>ArenaBytes`` and, per input and output, the
+  shape, element count, byte count and quantization parameters
+  (``k<Name>Input0Scale``, ...).
+
+Every function here is pure.
 """
 
 from __future__ import annotations
@@ -24,61 +30,115 @@ from edgeprune.errors import BadInputError, UnsupportedModelError
 from edgeprune.firmware.resolver import RESOLVER_HEADER, ResolverCall, decode_notes
 from edgeprune.tflite import ModelInfo, TensorInfo
 
-MODEL_DATA_H = "model_data.h"
-MODEL_DATA_CC = "model_data.cc"
-MODEL_OPS_H = "model_ops.h"
-MODEL_CONFIG_H = "model_config.h"
-
 _BYTES_PER_LINE = 12
+# C99 and C++ compilers keep at least 63 significant characters of an internal
+# identifier; the longest symbol built on the name (g_<name>_model_data_len) adds 17.
+MAX_NAME_CHARS = 40
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*")
 
 
 @dataclass(frozen=True)
 class Names:
-    """The C names derived from a model's file name."""
+    """The file names and C names built on a model's C name (``digits_cnn``)."""
 
-    array: str  # g_final_int8_model_data
-    camel: str  # FinalInt8
-    guard: str  # EDGEPRUNE_FINAL_INT8
+    name: str  # digits_cnn
+    camel: str  # DigitsCnn: k<Camel>ArenaBytes, k<Camel>Labels
+    array: str  # g_digits_cnn_model_data
+    guard: str  # EDGEPRUNE_DIGITS_CNN
+
+    @property
+    def model_h(self) -> str:
+        return f"model_{self.name}.h"
+
+    @property
+    def model_cc(self) -> str:
+        return f"model_{self.name}.cc"
+
+    @property
+    def ops_h(self) -> str:
+        return f"ops_{self.name}.h"
+
+    @property
+    def config_h(self) -> str:
+        return f"config_{self.name}.h"
+
+    @property
+    def labels_h(self) -> str:
+        return f"labels_{self.name}.h"
+
+    @property
+    def resolver(self) -> str:
+        return f"{self.name}_OpResolver"
+
+    @property
+    def register(self) -> str:
+        return f"{self.name}_RegisterOps"
+
+    @property
+    def arena(self) -> str:
+        return f"k{self.camel}ArenaBytes"
+
+    @property
+    def labels_array(self) -> str:
+        return f"k{self.camel}Labels"
 
 
-def _c_words(name: str) -> str:
-    """The model's file name without folder and ``.tflite``, as ``[A-Za-z0-9]`` words
-    joined by ``_`` (a C-safe stem, unlike a file-system stem)."""
-    base = os.path.basename(os.fspath(name).replace("\\", "/").rstrip("/"))
+def check_name(name: object) -> str:
+    """Return ``name`` if it is a usable C name for a model, else raise.
+
+    Usable: ASCII letters, digits and single ``_`` between them, starting with a
+    letter, at most :data:`MAX_NAME_CHARS` characters (``__`` anywhere, or ``_``
+    and a capital at the start, is reserved to the C++ implementation).
+
+    Raises:
+        BadInputError: ``name`` is not such a string; the message says why.
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise BadInputError(
+            f"firmware name {name!r} is not a C name: use ASCII letters, digits and "
+            f"single underscores, starting with a letter (such as digits_cnn)"
+        )
+    if len(name) > MAX_NAME_CHARS:
+        raise BadInputError(
+            f"firmware name {name!r} is {len(name)} characters; use at most {MAX_NAME_CHARS}"
+        )
+    return name
+
+
+def default_name(source: str) -> str:
+    """A C name for a model file: its stem without folder or ``.tflite``, lowercased,
+    every run of characters outside ``[A-Za-z0-9]`` one ``_``, edges trimmed,
+    ``model_`` before a leading digit, cut to :data:`MAX_NAME_CHARS`; ``model``
+    when nothing is left. Pure; raises nothing."""
+    base = os.path.basename(os.fspath(source).replace("\\", "/").rstrip("/"))
     if base.lower().endswith(".tflite"):
         base = base[: -len(".tflite")]
-    # ASCII only: C identifiers allow no other letters portably. Runs of "_" are
-    # collapsed and edges trimmed, because "__" anywhere, or "_" and a capital at
-    # the start, is reserved to the C++ implementation.
-    words = [w for w in re.split(r"[^A-Za-z0-9]+", base) if w]
-    return "_".join(words)
+    # ASCII only: C identifiers allow no other letters portably.
+    stem = "_".join(w for w in re.split(r"[^A-Za-z0-9]+", base.lower()) if w)
+    if stem[:1].isdigit():
+        stem = "model_" + stem
+    return stem[:MAX_NAME_CHARS].rstrip("_") or "model"
 
 
 def names(name: str) -> Names:
-    """The C names (array, CamelCase prefix, include guard) for model file ``name``."""
-    stem = _c_words(name)
-    words = stem.split("_") if stem else ["model"]
+    """The file and C names for the model C name ``name`` (checked: see :func:`check_name`)."""
+    words = check_name(name).split("_")
     camel = ""
     for word in words:
         if camel and camel[-1].isdigit() and word[0].isdigit():
             camel += "_"  # keep v2_1 from reading as v21
         camel += word[0].upper() + word[1:]
-    if camel[0].isdigit():
-        camel = "Model" + camel
-    array = f"g_{stem.lower()}_model_data" if stem else "g_model_data"
-    guard = "EDGEPRUNE_" + (stem.upper() if stem else "MODEL")
-    return Names(array=array, camel=camel, guard=guard)
+    return Names(
+        name=name, camel=camel, array=f"g_{name}_model_data", guard=f"EDGEPRUNE_{name.upper()}"
+    )
 
 
 def c_identifier(name: str) -> str:
-    """The C identifier of the model array for model file ``name``.
+    """The C identifier of the model array for model C name ``name``:
+    ``"digits_cnn"`` gives ``"g_digits_cnn_model_data"``.
 
-    ``"final_int8.tflite"`` becomes ``"g_final_int8_model_data"``. Folders and a
-    ``.tflite`` suffix are dropped; every run of characters outside
-    ``[A-Za-z0-9]`` becomes one ``_`` (so the result never holds the reserved
-    ``__``); an empty stem gives ``"g_model_data"``. The ``g_`` prefix and
-    ``_model_data`` suffix mean the result never starts with a digit and is
-    never a C or C++ keyword, whatever the file is called. Pure; raises nothing.
+    Raises:
+        BadInputError: ``name`` is not a C name (see :func:`check_name`).
     """
     return names(name).array
 
@@ -86,12 +146,12 @@ def c_identifier(name: str) -> str:
 _HEX = [f"0x{b:02x}" for b in range(256)]
 
 
-def _comment_text(text: str) -> str:
+def comment_text(text: str) -> str:
     # A backslash ending a // comment would splice the next source line into it.
     return "".join(c if " " <= c <= "~" and c != "\\" else "?" for c in text)
 
 
-def _float_literal(value: float, what: str) -> str:
+def float_literal(value: float, what: str) -> str:
     if not math.isfinite(value):
         raise UnsupportedModelError(f"{what} is {value}; a firmware constant must be finite")
     # 9 significant digits round-trip any float32.
@@ -105,14 +165,14 @@ def header(source: str, model: bytes, digest: str, what: str) -> list[str]:
     """The comment lines that open every generated file: what it is, from which model."""
     return [
         f"// {what}",
-        f"// Generated by edgeprune from {_comment_text(source)}: do not edit.",
+        f"// Generated by edgeprune from {comment_text(source)}: do not edit.",
         f"// Model: {len(model)} bytes, SHA-256 {digest}",
     ]
 
 
 def model_data_h(n: Names, head: list[str]) -> str:
-    """``model_data.h``: the declarations of the model array and its length."""
-    guard = f"{n.guard}_MODEL_DATA_H_"
+    """``model_<name>.h``: the declarations of the model array and its length."""
+    guard = f"{n.guard}_MODEL_H_"
     return "\n".join(
         [
             *head,
@@ -131,7 +191,7 @@ def model_data_h(n: Names, head: list[str]) -> str:
 
 
 def model_data_cc(model: bytes, n: Names, head: list[str]) -> str:
-    """``model_data.cc``: the model bytes as an aligned C array."""
+    """``model_<name>.cc``: the model bytes as an aligned C array."""
     rows = [
         "    " + ", ".join(_HEX[b] for b in model[i : i + _BYTES_PER_LINE]) + ","
         for i in range(0, len(model), _BYTES_PER_LINE)
@@ -140,7 +200,7 @@ def model_data_cc(model: bytes, n: Names, head: list[str]) -> str:
         [
             *head,
             "",
-            f'#include "{MODEL_DATA_H}"',
+            f'#include "{n.model_h}"',
             "",
             f"alignas(16) const unsigned char {n.array}[] = {{",
             *rows,
@@ -153,11 +213,11 @@ def model_data_cc(model: bytes, n: Names, head: list[str]) -> str:
 
 
 def model_ops_h(calls: list[ResolverCall], n: Names, head: list[str]) -> str:
-    """``model_ops.h``: the sized op resolver and the function that fills it with ``calls``."""
-    guard = f"{n.guard}_MODEL_OPS_H_"
+    """``ops_<name>.h``: the sized op resolver and the function that fills it with ``calls``."""
+    guard = f"{n.guard}_OPS_H_"
     count = f"k{n.camel}OpCount"
-    resolver = f"{n.camel}OpResolver"
-    register = f"Register{n.camel}Ops"
+    resolver = n.resolver
+    register = n.register
     headers = sorted({c.kernel.header for c in calls if c.kernel})
     body = [
         line
@@ -217,7 +277,7 @@ def _tensor_lines(kind: str, position: int, t: TensorInfo, camel: str) -> list[s
     prefix = f"k{camel}{kind}{position}"
     shape = ", ".join(str(d) for d in t.shape)
     lines = [
-        f'// {kind} {position} "{_comment_text(t.name)}": {t.dtype}, shape ({shape})',
+        f'// {kind} {position} "{comment_text(t.name)}": {t.dtype}, shape ({shape})',
         f"constexpr int {prefix}Rank = {len(t.shape)};",
     ]
     if t.shape:
@@ -233,11 +293,11 @@ def _tensor_lines(kind: str, position: int, t: TensorInfo, camel: str) -> list[s
         zero_point = t.zero_points[0] if t.zero_points else 0
         lines += [
             "// real_value = scale * (quantized_value - zero_point)",
-            f"constexpr float {prefix}Scale = {_float_literal(t.scales[0], what + ' scale')};",
+            f"constexpr float {prefix}Scale = {float_literal(t.scales[0], what + ' scale')};",
             f"constexpr int {prefix}ZeroPoint = {zero_point};",
         ]
     else:
-        scales = ", ".join(_float_literal(s, what + " scale") for s in t.scales)
+        scales = ", ".join(float_literal(s, what + " scale") for s in t.scales)
         zero_points = ", ".join(str(z) for z in t.zero_points) or "0"
         lines += [
             f"// Quantized per channel along dimension {t.quantized_dimension}.",
@@ -249,12 +309,12 @@ def _tensor_lines(kind: str, position: int, t: TensorInfo, camel: str) -> list[s
 
 
 def model_config_h(info: ModelInfo, arena_bytes: int | None, n: Names, head: list[str]) -> str:
-    """``model_config.h``: the arena size (or why it is missing) and the I/O tensors.
+    """``config_<name>.h``: the arena size (or why it is missing) and the I/O tensors.
 
     Raises:
         UnsupportedModelError: a quantization scale is not finite.
     """
-    guard = f"{n.guard}_MODEL_CONFIG_H_"
+    guard = f"{n.guard}_CONFIG_H_"
     arena = f"k{n.camel}ArenaBytes"
     if arena_bytes is None:
         arena_lines = [

@@ -20,6 +20,7 @@ from edgeprune.presentation.page import (
     table,
     verdict,
 )
+from edgeprune.presentation.summary import channel_multiple_text
 from edgeprune.report import Report
 from edgeprune.rules.result import format_quantity
 from edgeprune.tflite.names import layer_label
@@ -175,6 +176,11 @@ def layers(rep: Report) -> Section:
             f"ranking, {len(structured.rounds)} round(s); parameters {structured.params_before:,} "
             f"-> {structured.params_after:,}, MACs {structured.macs_before:,} -> "
             f"{structured.macs_after:,}"
+            + (
+                f"; {channel_multiple_text(structured)}"
+                if structured.channel_multiple is not None
+                else ""
+            )
         )
     else:
         body += para("No structured pruning in this report (structured.goal none).", "missing")

@@ -102,6 +102,8 @@ def structured_lines(entry) -> list[str]:
         f"({entry.params_reduction:.2f}x), MACs {entry.macs_before:,} -> "
         f"{entry.macs_after:,} ({entry.macs_reduction:.2f}x)",
     ]
+    if entry.channel_multiple is not None:
+        lines.append("  " + channel_multiple_text(entry))
     for r in entry.rounds:
         line = f"  round {r.round}: removed {r.removed_channels} channels, width {r.width:.3f}"
         if r.rebuild_max_abs_diff is not None:
@@ -133,6 +135,14 @@ def structured_lines(entry) -> list[str]:
     for text in ([entry.stopped] if entry.stopped else []) + list(entry.notes):
         lines.append(f"  note: {text}")
     return lines
+
+
+def channel_multiple_text(entry) -> str:
+    """How a structured entry rounded its kept channel counts, and who chose the multiple."""
+    m, source = entry.channel_multiple, entry.channel_multiple_source
+    if m == 1:
+        return f"channel counts not rounded (multiple 1: {source})"
+    return f"channel counts rounded to multiples of {m} ({source})"
 
 
 def _rule_cell(name: str, rule) -> str:

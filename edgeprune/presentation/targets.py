@@ -94,6 +94,15 @@ def format_target(t: Target) -> str:
             f"when the profile is loaded (/proc/cpuinfo, /proc/meminfo, sysfs cpufreq)"
         )
     lines.append(f"  model dtype     {t.model_dtype}")
+    source = "this profile" if t.channel_multiple_source == "profile" else t.channel_multiple_source
+    lines.append(
+        f"  channels        structured pruning rounds kept channels to multiples of "
+        f"{t.channel_multiple} ({source})"
+        if t.channel_multiple > 1
+        else f"  channels        structured pruning does not round channel counts ({source})"
+    )
+    if t.sdk:
+        lines.append("  SDKs            " + ", ".join(f"{b.sdk} (board {b.board})" for b in t.sdk))
     if t.kind == "mcu":
         lines += [
             f"  reserved        flash {t.reserve.flash_bytes:,} B, RAM {t.reserve.ram_bytes:,} B"

@@ -8,6 +8,16 @@ from edgeprune.presentation.table import table
 from edgeprune.report import ValidationResult
 from edgeprune.rules.result import RuleResult
 
+# A tree run validates this file (edgeprune.trees.run_stages.PRUNED_JSON); its baseline
+# is the unpruned model, not a float model before quantization.
+TREE_MODEL = "pruned_trees.json"
+
+
+def baseline_label(result: ValidationResult) -> str:
+    """What the validated model is compared with: "unpruned model" for a tree run,
+    "float baseline" for a Keras run."""
+    return "unpruned model" if result.model == TREE_MODEL else "float baseline"
+
 
 def format_rule(r: RuleResult) -> str:
     """One line: the rule, its figure against its budget, whether it held, the evidence."""
@@ -24,14 +34,14 @@ def format_result(result: ValidationResult) -> str:
     ]
     if result.partial:
         lines.append(f"  partial: {result.error}")
-    m, b = result.metrics, result.baseline_metrics
+    m, b, label = result.metrics, result.baseline_metrics, baseline_label(result)
     if "accuracy" in m:
         lines.append(
-            f"  accuracy {m['accuracy']:.4f} (float baseline {b['accuracy']:.4f}), "
+            f"  accuracy {m['accuracy']:.4f} ({label} {b['accuracy']:.4f}), "
             f"macro-F1 {m['macro_f1']:.4f}"
         )
     elif "mse" in m:
-        lines.append(f"  mse {m['mse']:.5g} (float baseline {b['mse']:.5g}), mae {m['mae']:.5g}")
+        lines.append(f"  mse {m['mse']:.5g} ({label} {b['mse']:.5g}), mae {m['mae']:.5g}")
     a = result.agreement
     if a.get("agreement") is None:  # no sample completed: nothing was compared
         lines.append(f"  agreement: none ({a['basis']})")

@@ -35,20 +35,22 @@ from edgeprune.report.entries import (
     DenseEntry,
     DenseVariant,
     EvalEntry,
-    FitCandidate,
-    FitEntry,
-    FitRule,
     InputsEntry,
     ModelSize,
     PruneEntry,
     QuantizeEntry,
     Report,
-    RoundEntry,
     Stages,
     StripEntry,
-    StructuredEntry,
     ValidationResult,
     library_versions,
+)
+from edgeprune.report.structured import (
+    FitCandidate,
+    FitEntry,
+    FitRule,
+    RoundEntry,
+    StructuredEntry,
 )
 from edgeprune.report.tree_entries import TreeModelEntry, TreeReport, TreeRunEntry
 from edgeprune.rules.result import RuleResult

@@ -7,69 +7,18 @@ Each has ``to_dict`` and ``from_dict``; the JSON keys are the field names
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, ClassVar
 
 from edgeprune import __version__
+from edgeprune.report._entry import _Entry, _optional
+from edgeprune.report.structured import StructuredEntry
 from edgeprune.rules.result import RuleResult
 
 # 2: one rule result everywhere (``figure``, not ``measured``; ``key``, ``unit``,
 # ``reference``, ``bound`` on every rule) and the check's ``preconditions``.
 SCHEMA_VERSION = 2
-
-_OMIT = {"omit": True}  # a field left out of the JSON while it is None
-
-
-def _optional(**kwargs):
-    return field(default=None, metadata=_OMIT, **kwargs)
-
-
-def _plain(value):
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def _typed(kind, value):
-    if kind is None or value is None:
-        return value
-    if kind is tuple:  # JSON has lists; the entries keep tuples
-        return tuple(value)
-    if isinstance(kind, tuple):  # (tuple, Entry) or (dict, Entry)
-        container, entry = kind
-        if container is dict:
-            return {k: entry.from_dict(v) for k, v in value.items()}
-        return tuple(entry.from_dict(v) for v in value)
-    return kind.from_dict(value)
-
-
-class _Entry:
-    """``to_dict``/``from_dict`` shared by the entries: the keys are the field
-    names; ``_types`` names the fields that hold entries themselves."""
-
-    _types: ClassVar[dict[str, Any]] = {}
-
-    def to_dict(self) -> dict:
-        return {
-            f.name: _plain(getattr(self, f.name))
-            for f in fields(self)
-            if not (f.metadata.get("omit") and getattr(self, f.name) is None)
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict):
-        return cls(
-            **{
-                f.name: _typed(cls._types.get(f.name), data[f.name])
-                for f in fields(cls)
-                if f.name in data
-            }
-        )
 
 
 def library_versions() -> dict[str, str | None]:
@@ -130,78 +79,6 @@ class BaselineEntry(_StageEntry):
     trained: bool
     cached: bool
     train_metrics: dict
-    seconds: float
-
-
-@dataclass(frozen=True)
-class RoundEntry(_Entry):
-    round: int
-    removed_channels: int
-    width: float
-    params: int
-    macs: int
-    metric: float | None  # accuracy, or MSE for regression
-    rebuild_max_abs_diff: float | None
-    verify_samples: int
-    widths: dict  # layer -> [channels before, after]
-
-
-@dataclass(frozen=True)
-class FitRule(_Entry):
-    figure: float | None
-    budget: float | None
-    unit: str
-    ok: bool
-    basis: str | None = _optional()  # latency: "measured" or "estimate"
-
-
-@dataclass(frozen=True)
-class FitCandidate(_Entry):
-    """One width the goal fit tried, and how its int8 model did against the device."""
-
-    _types: ClassVar[dict[str, Any]] = {"rules": (dict, FitRule)}
-    width: float
-    params: int
-    ok: bool
-    rules: dict  # rule name -> FitRule
-
-
-@dataclass(frozen=True)
-class FitEntry(_Entry):
-    _types: ClassVar[dict[str, Any]] = {"candidates": (tuple, FitCandidate)}
-    target: str
-    quantize_mode: str
-    candidates: tuple[FitCandidate, ...]
-
-
-@dataclass(frozen=True)
-class StructuredEntry(_Entry):
-    """Whole channels removed: the goal, the figures before and after, each round."""
-
-    _types: ClassVar[dict[str, Any]] = {
-        "rounds": (tuple, RoundEntry),
-        "fit": FitEntry,
-        "notes": tuple,
-    }
-    goal: str
-    width: float | None = _optional(kw_only=True)  # goal "width"
-    reduction: float | None = _optional(kw_only=True)  # goals "params" and "macs"
-    importance: str
-    ranking: str
-    floor: float
-    params_before: int
-    params_after: int
-    macs_before: int
-    macs_after: int
-    params_reduction: float
-    macs_reduction: float
-    rounds: tuple[RoundEntry, ...]
-    metric_split: str
-    metric_name: str
-    kept_whole: dict  # layer -> why it kept every channel
-    stopped: str
-    notes: tuple[str, ...]
-    fit: FitEntry | None
     seconds: float
 
 

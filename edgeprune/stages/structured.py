@@ -38,6 +38,7 @@ class StructuredStageResult:
     fit: report.FitEntry | None
     seconds: float
     metric_name: str = "accuracy"  # of each round: accuracy, or mse (regression)
+    multiple: tuple[int, str] = (1, "no target")  # channel_multiple and who chose it
 
     @property
     def model(self) -> KerasModel:
@@ -45,8 +46,28 @@ class StructuredStageResult:
 
     def entry(self, recipe: Recipe) -> report.StructuredEntry:
         return structured_entry(
-            self.result, recipe, self.evaluated_on, self.metric_name, self.fit, self.seconds
+            self.result,
+            recipe,
+            self.evaluated_on,
+            self.metric_name,
+            self.fit,
+            self.seconds,
+            self.multiple,
         )
+
+
+def channel_multiple(recipe: Recipe, target: Target | None) -> tuple[int, str]:
+    """The multiple the structured stage rounds kept channel counts to, and who
+    chose it: the recipe (``structured.channel_multiple`` or ``--channel-multiple``),
+    the target's profile, its kernel library's default, or no target (1)."""
+    own = recipe.structured.channel_multiple
+    if own is not None:
+        return own, "recipe (structured.channel_multiple)"
+    if target is None:
+        return 1, "no target"
+    if target.channel_multiple_source == "profile":
+        return target.channel_multiple, f"{target.id} profile (channel_multiple)"
+    return target.channel_multiple, f"{target.kernels} default ({target.id})"
 
 
 def structured_entry(
@@ -56,9 +77,11 @@ def structured_entry(
     metric_name: str,
     fit: report.FitEntry | None,
     seconds: float,
+    multiple: tuple[int, str] = (1, "no target"),
 ) -> report.StructuredEntry:
     """The report entry of a structured result ``r``. Regression rounds carry -MSE
-    (the rounds maximise their metric); the entry gives the MSE itself."""
+    (the rounds maximise their metric); the entry gives the MSE itself.
+    ``multiple``: the channel multiple used and who chose it."""
     s = recipe.structured
     rounds = tuple(
         report.RoundEntry(
@@ -95,6 +118,8 @@ def structured_entry(
         notes=tuple(r.notes),
         fit=fit,
         seconds=seconds,
+        channel_multiple=multiple[0],
+        channel_multiple_source=multiple[1],
     )
 
 
@@ -107,7 +132,10 @@ def structured_stage(
     The accuracy floor is checked on ``x_val`` when the data has it, else on
     the test set (the report says which). Each round's rebuild is verified on
     up to 256 test samples before fine-tuning. The goal ``fit`` checks each
-    candidate against ``target``.
+    candidate against ``target``. Kept channel counts are rounded to
+    :func:`channel_multiple` (the target's kernels' preference unless the recipe
+    sets one; 1 without a target), and every goal and fit candidate is measured
+    on the rounded model.
 
     Side effects: writes ``structured.keras`` and ``structured_float32.tflite``.
 
@@ -122,6 +150,7 @@ def structured_stage(
 
     t0 = time.perf_counter()
     s, ds = inp.recipe.structured, inp.dataset
+    multiple = channel_multiple(inp.recipe, target)
     opts = StructuredOptions(
         importance=s.importance,
         ranking=s.ranking,
@@ -131,6 +160,7 @@ def structured_stage(
         rounds=s.rounds,
         min_accuracy=s.min_accuracy,
         samples=s.samples,
+        channel_multiple=multiple[0],
     )
 
     def fine_tune(candidate) -> None:
@@ -159,11 +189,13 @@ def structured_stage(
     trials: list[report.FitCandidate] = []
     fits = _fit_check(inp, target, trials) if s.goal == "fit" else None
     log.info(
-        "structured: %s goal, %s importance, %s ranking, %d round(s)",
+        "structured: %s goal, %s importance, %s ranking, %d round(s), channels rounded to "
+        "multiples of %d (%s)",
         s.goal,
         s.importance,
         s.ranking,
         s.rounds,
+        *multiple,
     )
     result = prune_structured(
         model,
@@ -207,6 +239,7 @@ def structured_stage(
         fit,
         time.perf_counter() - t0,
         "accuracy" if inp.task == "classification" else "mse",
+        multiple,
     )
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from edgeprune.errors import BadInputError
 from edgeprune.recipe_options import IMPORTANCE
 from edgeprune.structured.graph import ChannelGraph
+from edgeprune.structured.rounding import round_removal
 
 if TYPE_CHECKING:
     from edgeprune.adapters.keras import KerasModel
@@ -205,14 +206,27 @@ def select(
     amount: float,
     ranking: str = "global",
     floor: float = 0.1,
+    multiple: int = 1,
 ) -> set[int]:
     """The channel roots to remove: ``amount`` of all prunable channels.
 
     ``global`` ranks every channel of every prunable group together (scores
     divided by their group's mean) but leaves each group at least
     ``max(1, ceil(floor x width))`` channels; ``uniform`` removes the same
-    fraction from each group.
+    fraction from each group. Each layer's kept count is then rounded to a
+    ``multiple`` (:func:`rounding.round_removal`; 1: not rounded).
     """
+    removed = _select(graph, scores, amount, ranking, floor)
+    if multiple > 1:
+        removed = round_removal(
+            graph, scores, removed, multiple, floor if ranking == "global" else 0.0
+        )
+    return removed
+
+
+def _select(
+    graph: ChannelGraph, scores: dict[int, float], amount: float, ranking: str, floor: float
+) -> set[int]:
     if not 0 <= amount < 1:
         raise ImportanceError(f"pruning amount {amount} must be in [0, 1)")
     groups = graph.prunable_groups

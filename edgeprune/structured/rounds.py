@@ -37,6 +37,7 @@ from edgeprune.errors import BadInputError, VerificationError
 from edgeprune.recipe_options import STRUCTURED_GOALS
 from edgeprune.structured.graph import analyze
 from edgeprune.structured.importance import DATA_CRITERIA, channel_scores, keras_macs, select
+from edgeprune.structured.rounding import blocks_to_restore
 from edgeprune.structured.surgery import (
     rebuild,
     rebuild_tolerance,
@@ -61,6 +62,7 @@ class StructuredOptions:
     rounds: int = 1  # fine-tuning between rounds is the caller's fine_tune callback
     min_accuracy: float | None = None  # stop when a round falls below it
     samples: int = 256  # training samples the data criteria use
+    channel_multiple: int = 1  # kept channel counts rounded to this (1: not rounded)
 
     def validate(self) -> None:
         if self.goal not in GOALS:
@@ -78,6 +80,11 @@ class StructuredOptions:
             )
         if self.rounds < 1:
             raise BadInputError(f"structured rounds = {self.rounds} must be at least 1")
+        if self.channel_multiple < 1:
+            raise BadInputError(
+                f"structured channel_multiple = {self.channel_multiple} must be at least 1 "
+                f"(1: channel counts not rounded)"
+            )
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,30 @@ class StructuredResult:
         return self.rounds[-1].macs if self.rounds else self.macs_before
 
 
+def _off_multiple(model, graph, pruned, multiple: int) -> list[str]:
+    """A note naming the cut-able producers of ``pruned`` whose width is not a
+    multiple of ``multiple``, and why (see :mod:`rounding`)."""
+    off = []
+    for group in graph.prunable_groups:
+        for name in group.producers:
+            before = len(graph.atoms[name])
+            cfg = pruned.get_layer(name).get_config()
+            after = int(cfg.get("units", cfg.get("filters", before)))
+            if after % multiple == 0:
+                continue
+            why = (
+                f"narrower than {multiple} to begin with"
+                if before < multiple
+                else "left at its full width"
+                if after == before
+                else "the layer floor leaves no multiple"
+            )
+            off.append(f"{name} {after} ({why})")
+    if not off:
+        return []
+    return [f"channel counts not multiples of {multiple}: " + "; ".join(off)]
+
+
 def _measure(goal: str, model: KerasModel) -> float:
     return model.count_params() if goal == "params" else keras_macs(model)
 
@@ -130,14 +161,14 @@ def _smallest_removal(
     largest removal the floor allows. ``accept`` must be monotone: what a
     removal passes, every larger removal passes (params, MACs, flash, arena
     and latency all fall with the channels removed)."""
-    hi_set = select(graph, scores, MAX_AMOUNT, opts.ranking, opts.floor)
+    hi_set = select(graph, scores, MAX_AMOUNT, opts.ranking, opts.floor, opts.channel_multiple)
     if not accept(rebuild(model, graph, hi_set), hi_set):
         return hi_set, False
     lo, hi, best = 0.0, MAX_AMOUNT, hi_set
     seen: dict[frozenset, bool] = {frozenset(hi_set): True}
     for _ in range(steps):
         mid = (lo + hi) / 2
-        removed = select(graph, scores, mid, opts.ranking, opts.floor)
+        removed = select(graph, scores, mid, opts.ranking, opts.floor, opts.channel_multiple)
         key = frozenset(removed)
         if key not in seen:
             seen[key] = accept(rebuild(model, graph, removed), removed)
@@ -146,6 +177,30 @@ def _smallest_removal(
         else:
             lo = mid
     return best, True
+
+
+def _fill(
+    model: KerasModel,
+    graph,
+    scores,
+    removed: set[int],
+    multiple: int,
+    accept: Callable[[object, set[int]], bool],
+) -> set[int]:
+    """``removed`` with blocks of ``multiple`` channels put back, best first, while
+    ``accept`` still takes the rebuild. A block that fails is not tried again:
+    putting others back only raises the figure it failed on."""
+    failed: set[int] = set()
+    while True:
+        for key, candidate in blocks_to_restore(graph, scores, removed, multiple):
+            if key in failed:
+                continue
+            if accept(rebuild(model, graph, candidate), candidate):
+                removed = candidate
+                break
+            failed.add(key)
+        else:
+            return removed
 
 
 def prune_structured(
@@ -234,19 +289,41 @@ def prune_structured(
                     max(0.0, 1 - goal_width * total0 / total),
                     opts.ranking,
                     opts.floor,
+                    opts.channel_multiple,
                 )
 
             if opts.goal == "width":
                 removed = by_width(opts.target**share)
             elif opts.goal in ("params", "macs"):
                 goal_value = start / opts.target**share
-                removed, _ = _smallest_removal(
+                removed, reached = _smallest_removal(
                     current,
                     graph,
                     scores,
                     opts,
                     lambda m, _, g=goal_value: _measure(opts.goal, m) <= g,
                 )
+                if not reached:
+                    narrowest = _measure(opts.goal, rebuild(current, graph, removed))
+                    notes.append(
+                        f"round {r}: {opts.goal} goal {goal_value:,.0f} is out of reach: the "
+                        f"narrowest model the layer floor ({opts.floor})"
+                        + (
+                            f" and the channel multiple ({opts.channel_multiple})"
+                            if opts.channel_multiple > 1
+                            else ""
+                        )
+                        + f" allow has {narrowest:,.0f}; kept that one"
+                    )
+                elif opts.channel_multiple > 1:  # rounded steps are coarse: use the room left
+                    removed = _fill(
+                        current,
+                        graph,
+                        scores,
+                        removed,
+                        opts.channel_multiple,
+                        lambda m, _, g=goal_value: _measure(opts.goal, m) <= g,
+                    )
             elif r < opts.rounds and fit_width is not None:
                 removed = by_width(fit_width**share)
             else:  # fit: search on this model (round 1, and the last round)
@@ -321,10 +398,16 @@ def prune_structured(
     elif opts.goal == "width" and not stopped:
         achieved_width = rounds[-1].width
         if not math.isclose(achieved_width, opts.target, abs_tol=0.5 / total0 + 1e-9):
-            notes.append(
-                f"width {achieved_width:.3f} of the prunable channels, not "
-                f"{opts.target}: the per-group floor ({opts.floor}) kept the rest"
+            why = f"the per-group floor ({opts.floor})" + (
+                f" and rounding to multiples of {opts.channel_multiple}"
+                if opts.channel_multiple > 1
+                else ""
             )
+            notes.append(
+                f"width {achieved_width:.3f} of the prunable channels, not {opts.target}: {why}"
+            )
+    if rounds and opts.channel_multiple > 1:
+        notes.extend(_off_multiple(model, graph0, current, opts.channel_multiple))
     return StructuredResult(
         current, params0, macs0, tuple(rounds), kept_whole, stopped, tuple(notes), tuple(trials)
     )

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 METHODS = ("none", "pre", "ccp", "reduced_error", "mdl")
 CCP_RULES = ("best", "1se")
 ENSEMBLES = ("none", "greedy", "ordered")
+LEAVES = ("fractions", "votes")
 # Pre-pruning grid: each combination is refitted on the training split.
 PRE_MAX_DEPTH = (None, 3, 5, 8, 12)
 PRE_MIN_SAMPLES_LEAF = (1, 3, 10)
@@ -41,7 +42,7 @@ PRE_MIN_IMPURITY_DECREASE = (0.0, 0.001, 0.01)
 MAX_CCP_CANDIDATES = 48
 # With no member count or budget, ensemble pruning keeps at least this share of the
 # members (see default_size).
-ENSEMBLE_FLOOR = 0.2
+ENSEMBLE_FLOOR = 0.3
 
 
 class GoalUnreachableError(BadInputError):
@@ -57,7 +58,11 @@ class PruneOptions:
     "1se" (the largest alpha within one standard error of it); ``ensemble``:
     "none", "greedy" or "ordered"; ``members``: keep exactly this many members
     (needs an ensemble method); ``max_nodes``: the most accurate candidate with
-    at most this many nodes in all. Raises :class:`RecipeError` on a bad value.
+    at most this many nodes in all; ``leaves``: "fractions" (each leaf keeps its
+    class fractions, scikit-learn's soft vote) or "votes" (after the other steps,
+    each classifier leaf votes for its majority class: see
+    :func:`prune_ensemble.vote_leaves`; a regressor is left as it is). Raises
+    :class:`RecipeError` on a bad value.
     """
 
     method: str = "none"
@@ -65,12 +70,14 @@ class PruneOptions:
     ensemble: str = "none"
     members: int | None = None
     max_nodes: int | None = None
+    leaves: str = "fractions"
 
     def __post_init__(self):
         for key, value, allowed in (
             ("method", self.method, METHODS),
             ("ccp_rule", self.ccp_rule, CCP_RULES),
             ("ensemble", self.ensemble, ENSEMBLES),
+            ("leaves", self.leaves, LEAVES),
         ):
             if value not in allowed:
                 raise RecipeError(
@@ -387,5 +394,9 @@ def prune(
         steps.append(_step(options.ensemble, ens_params, tree_result, final, x_val, y_val))
     elif not budgeted:
         final = tree_result
+    if options.leaves == "votes" and final.task == CLASSIFICATION:
+        voted = prune_ensemble.vote_leaves(final)
+        steps.append(_step("votes", {}, final, voted, x_val, y_val))
+        final = voted  # fewer bytes than the candidate ``fits`` passed: still fits
     final = final.with_trees(final.trees, pruning=[dict(s) for s in steps])
     return PruneOutcome(final, tuple(steps))

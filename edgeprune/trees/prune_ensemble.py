@@ -14,14 +14,18 @@ Two orderings, both computed on the validation split:
 
 A prefix of either order is a sub-forest; :func:`prefix_scores` gives the
 validation scores of each prefix size, from which the caller picks a size.
+:func:`vote_leaves` turns a classifier's leaves into majority votes, which the C
+export stores in no table (docs/tree-pruning.md, "Leaves as votes").
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from edgeprune.errors import BadInputError
-from edgeprune.trees.model import CLASSIFICATION, Forest
+from edgeprune.trees.model import CLASSIFICATION, LEAF, Forest
 
 MARGIN_REFERENCE = 0.075
 
@@ -107,3 +111,29 @@ def order_members(forest: Forest, x_val, truth, how: str):
     else:
         order = margin_order(outputs, truth, forest.task)
     return (order, *prefix_scores(outputs, order, truth, forest.task))
+
+
+def vote_leaves(forest: Forest) -> Forest:
+    """``forest`` with every leaf's class fractions replaced by a one-hot row of its
+    majority class (the first on a tie, as :meth:`Forest.predict`'s argmax): a
+    forest then predicts by majority vote of its members (ties to the first class).
+
+    A single tree predicts exactly as before; a forest's soft vote becomes a hard
+    one, which can change predictions (the step records the validation metric).
+    The C export stores no row for such a leaf: it adds one to its class's count,
+    so the host C equals :meth:`Forest.predict` of the result exactly.
+
+    Raises:
+        BadInputError: a regression forest (its leaves are values, not votes).
+    """
+    if forest.task != CLASSIFICATION:
+        raise BadInputError("a regressor's leaves are values, not class votes; keep leaves")
+    trees = []
+    for tree in forest.trees:
+        leaves = tree.left == LEAF
+        value = tree.value.copy()
+        rows = np.zeros_like(value[leaves])
+        rows[np.arange(rows.shape[0]), np.argmax(value[leaves], axis=1)] = 1.0
+        value[leaves] = rows
+        trees.append(replace(tree, value=value))
+    return forest.with_trees(trees)

@@ -12,7 +12,7 @@ trained, pruned and exported.
     importance_repeats = 5     # shuffles per feature of permutation importance
 
     [trees.prune]
-    method = "ccp"             # every PruneOptions key: method, ccp_rule, ensemble, ...
+    method = "ccp"             # every PruneOptions key: method, ccp_rule, ensemble, leaves, ...
     goal = "fit"               # the most accurate candidate that passes --target's budgets
 
 Parsed by :func:`parse_section` into a :class:`TreesSection` whose values were
@@ -37,7 +37,10 @@ TREE_KEYS = (
     "max_features",
     "random_state",
 )
-PRUNE_KEYS = ("method", "ccp_rule", "ensemble", "members", "max_nodes")
+PRUNE_KEYS = ("method", "ccp_rule", "ensemble", "members", "max_nodes", "leaves")
+# What a run prunes when [trees.prune] sets nothing (each key can be set on its own):
+# measured in benchmarks/bench_trees.py and chosen in docs/tree-pruning.md ("Defaults").
+PRUNE_DEFAULTS = {"method": "reduced_error", "ensemble": "greedy", "leaves": "votes"}
 GOALS = ("none", "fit")
 DTYPES = ("auto", "float", "int16")
 # TOML has no null: these words stand for None where a key allows it.
@@ -46,7 +49,8 @@ NONE_WORDS = ("none", "all")
 
 @dataclass(frozen=True)
 class TreesSection:
-    """The tree options of a recipe (defaults: a random forest, no pruning)."""
+    """The tree options of a recipe (defaults: a random forest, pruned as
+    :data:`PRUNE_DEFAULTS` says where ``prune`` sets nothing)."""
 
     kind: str | None = None  # None: the --model name, else random_forest
     options: dict = field(default_factory=dict)  # TreeOptions keys that were set
@@ -66,9 +70,11 @@ class TreesSection:
         return TreeOptions(kind=kind or self.kind or "random_forest", **values)
 
     def prune_options(self):
+        """:class:`PruneOptions`: the keys set in ``[trees.prune]`` over
+        :data:`PRUNE_DEFAULTS` (``members`` alone keeps the default ensemble method)."""
         from edgeprune.trees.prune import PruneOptions
 
-        return PruneOptions(**self.prune)
+        return PruneOptions(**{**PRUNE_DEFAULTS, **self.prune})
 
     def to_dict(self) -> dict:
         """The section as TOML-able data that :func:`parse_section` reads back."""

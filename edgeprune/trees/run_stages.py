@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -67,7 +67,9 @@ def baseline_stage(inp):
     from edgeprune.trees.train import train
 
     log.info("baseline: fitting a %s on %d samples", inp.kind, len(inp.fit[0]))
-    return train(inp.tree_options, *inp.fit, inp.task)
+    forest = train(inp.tree_options, *inp.fit, inp.task)
+    names = inp.dataset.feature_names  # the data set's column names, where it has them
+    return replace(forest, feature_names=names) if len(names) == forest.n_features else forest
 
 
 def importance(forest, inp) -> dict:
@@ -101,7 +103,7 @@ def feature_drop_stage(inp, forest, imp: dict):
     rank = np.empty(len(order))
     rank[order] = np.arange(len(order))  # higher rank: more important
     drop = drop_features(forest, inp.fit, inp.val, rank, keep)
-    names = inp.dataset_feature_names if hasattr(inp, "dataset_feature_names") else None
+    names = inp.dataset.feature_names
     summary = {
         **drop.summary(),
         "n_features_before": forest.n_features,

@@ -25,7 +25,7 @@ def _model_rows(entry) -> list[list[str]]:
     head += ["test accuracy", "macro-F1"] if classification else ["test MSE", "MAE"]
     head += ["flash", "RAM", "est. latency"]
     rows = [head]
-    for label, m in (("baseline", entry.baseline), ("pruned", entry.pruned)):
+    for label, m in (("unpruned", entry.baseline), ("pruned", entry.pruned)):
         c = m.complexity
         compiled, lat = m.compiled or {}, m.latency or {}
         rows.append(

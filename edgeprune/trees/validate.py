@@ -12,8 +12,9 @@ test split of the run's data:
   board's identity the CRC-32 of ``edgeprune_model.c``), timed by the board's
   cycle counter.
 
-As for a Keras run, the "float baseline" is the model before compression (the
-unpruned ``baseline_trees.json`` in scikit-learn) and the host reference the
+The baseline is, as for a Keras run, the model before compression: the unpruned
+model (``baseline_trees.json`` in scikit-learn), named so in the printout and the
+rules' text where a Keras run says "float baseline"; the host reference is the
 final model itself (scikit-learn's :meth:`Forest.predict` of
 ``pruned_trees.json``): ``agreement`` is the share of samples the C predicts as
 that reference does (a regressor: within the export's stated tolerance). The
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -181,6 +182,20 @@ def _run_c(runner: str, files, forest, x, address: str | None):
     return predicted, out
 
 
+def unpruned_wording(checks) -> tuple:
+    """The validation rules with their "float baseline" named as what it is for a tree
+    run: the unpruned model (rules' text and evidence; figures unchanged)."""
+    word = "unpruned model"
+    return tuple(
+        replace(
+            r,
+            rule=r.rule.replace("float baseline", word),
+            evidence=r.evidence.replace("float baseline", word),
+        )
+        for r in checks
+    )
+
+
 def validate_tree_run(
     folder: str,
     runner: str = "host",
@@ -230,6 +245,7 @@ def validate_tree_run(
         base = _quality(baseline, y[:n], unpruned) if n else {}
         agree = _agreement(forest, predicted, expected)
         checks = rules.evaluate(forest.task, rules.Evidence(m, base, agree), opts) if n else ()
+        checks = unpruned_wording(checks)
         from edgeprune.stages.validate import latency_stats
 
         result = ValidationResult(

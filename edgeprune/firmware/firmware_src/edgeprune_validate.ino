@@ -8,16 +8,16 @@ ${head}
 #include <Arduino.h>
 #include <TensorFlowLite.h>
 
-#include "model_config.h"
-#include "model_data.h"
-#include "model_ops.h"
+#include "${config_h}"
+#include "${model_h}"
+#include "${ops_h}"
 #include "validation_harness.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 
 namespace {
 
 alignas(16) uint8_t g_arena[k${camel}ArenaBytes];
-${camel}OpResolver g_resolver;
+${resolver} g_resolver;
 edgeprune::ValidationHarness* g_harness = nullptr;
 
 void WriteSerial(void*, const uint8_t* data, size_t size) { Serial.write(data, size); }
@@ -57,7 +57,7 @@ void setup() {
   DWT->CYCCNT = 0;
   DWT->CTRL |= DWT_CTRL_CYCCNTENA_Msk;
 #endif
-  if (Register${camel}Ops(g_resolver) != kTfLiteOk) Halt("op resolver too small");
+  if (${register}(g_resolver) != kTfLiteOk) Halt("op resolver too small");
   static tflite::MicroInterpreter interpreter(
       tflite::GetModel(${array}), g_resolver, g_arena, k${camel}ArenaBytes);
   if (interpreter.AllocateTensors() != kTfLiteOk) Halt("arena too small");

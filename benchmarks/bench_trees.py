@@ -1,0 +1,306 @@
+"""Issue 17's benchmark: tree models pruned by edgeprune against their anchors.
+
+On scikit-learn's bundled digits, breast_cancer and wine (no download), for a
+random forest and a single decision tree each, one row per model:
+
+- ``unpruned``: the model ``edgeprune run`` trains, in edgeprune's C export;
+- ``emlearn``: emlearn's export of the same unpruned model (its own C, its own
+  majority vote and ``x < t`` thresholds: its predictions may differ);
+- ``sklearn ccp``: scikit-learn's cost-complexity pruning alone: the estimator
+  refitted with ``ccp_alpha``, the alpha chosen on the validation split
+  (the most accurate; ties to the larger alpha), in edgeprune's C export;
+- ``edgeprune``: the pruning ``edgeprune run`` applies by default
+  (``[trees.prune]``'s defaults), in edgeprune's C export.
+
+The splits are the pipeline's own (:func:`edgeprune.trees.pipeline.resolve_inputs`:
+the data set's 80/20 train/test split, 20 % of train held out for validation);
+every choice is made on validation, the test split only measures. Per row: test
+accuracy, nodes, members, flash (the linked ELF's sections, arm-none-eabi-gcc -Os
+for nucleo_l4r5zi's Cortex-M4F, less an empty model's program), the instructions
+of one prediction counted under QEMU (mean over test rows) and the latency
+*estimate* they give (x the core's cycles per instruction / the clock: +-100 %,
+see edgeprune/trees/tree_latency.py), and the host-compiled C's agreement with
+scikit-learn on the test split.
+
+Targets (issue 17), checked for the forests: edgeprune vs unpruned >= 4x fewer
+nodes, >= 3x less compiled flash, at most 1 point of test accuracy lost; and for
+every row of edgeprune's export, the host C equal to scikit-learn on 100 % of
+the test samples. Exit 1 when one is missed.
+
+    python benchmarks/bench_trees.py [--quick] [--json build/bench_trees.json]
+
+``--quick``: wine only, 10-tree forests, 8 rows counted under QEMU (for the tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+DATASETS = ("digits", "breast_cancer", "wine")
+KINDS = ("random_forest", "decision_tree")
+TARGET = "nucleo_l4r5zi"
+NODES_RATIO = 4.0
+FLASH_RATIO = 3.0
+MAX_ACCURACY_LOSS = 0.01  # one point of test accuracy
+COUNTED_ROWS = 40  # test rows whose instructions are counted under QEMU
+CCP_CANDIDATES = 16  # alphas refitted for a forest (a single tree: its whole path)
+MODELS = ("unpruned", "emlearn", "sklearn ccp", "edgeprune")
+OURS = ("unpruned", "sklearn ccp", "edgeprune")  # rows of edgeprune's C export
+
+
+@dataclass(frozen=True)
+class Row:
+    data: str
+    kind: str
+    model: str
+    accuracy: float  # on the test split, of the C's predictions for emlearn
+    nodes: int
+    members: int
+    flash_bytes: int
+    ram_bytes: int
+    instructions: float  # mean per prediction, counted under QEMU
+    latency_us: float  # an estimate: instructions x CPI / clock
+    agree: int  # test samples where the host-compiled C predicts as scikit-learn
+    n_test: int
+    detail: str = ""
+
+
+def inputs(data: str, kind: str, out: str, n_estimators: int | None):
+    """The pipeline's checked inputs for ``edgeprune run --model kind --data data``
+    (its splits, tree options, default pruning and the target), writing nothing."""
+    from edgeprune.recipe import Recipe
+    from edgeprune.trees.pipeline import resolve_inputs
+
+    recipe = Recipe()
+    if n_estimators is not None:
+        options = {**recipe.trees.options, "n_estimators": n_estimators}
+        recipe = replace(recipe, trees=replace(recipe.trees, options=options))
+    return resolve_inputs(kind, data, recipe, out, TARGET)
+
+
+def _latency(inp, files: dict, name: str, x) -> tuple[float, float]:
+    from edgeprune.trees.tree_latency import CPI, count_instructions
+
+    counted = count_instructions(files, name, x, inp.target.core)
+    instructions = float(np.mean(counted))
+    cpi = CPI[inp.target.core][0]
+    return instructions, instructions * cpi / inp.target.clock_hz * 1e6
+
+
+def ours(inp, forest, label: str, rows: int, detail: str = "") -> Row:
+    """A row for ``forest`` in edgeprune's C export (the run's dtype for the target)."""
+    from edgeprune.trees import cexport, hostrun
+    from edgeprune.trees.compile import compiled_size
+    from edgeprune.trees.measures import quality
+    from edgeprune.trees.model import model_inputs
+
+    x_test, y_test = inp.test
+    files = cexport.generate(forest, "bench", inp.dtype)
+    size = compiled_size(files, "bench_predict", inp.target)
+    agreement = hostrun.compare(forest, x_test, name="bench", dtype=inp.dtype)
+    x_count = model_inputs(forest, x_test[:rows])
+    instructions, us = _latency(inp, files, "bench", x_count)
+    return Row(
+        inp.dataset.name,
+        inp.kind,
+        label,
+        float(quality(forest, x_test, y_test)["accuracy"]),
+        forest.n_nodes,
+        forest.n_members,
+        size.flash_bytes,
+        size.ram_bytes,
+        instructions,
+        us,
+        agreement.n_equal,
+        agreement.n,
+        detail,
+    )
+
+
+def sklearn_estimator(inp, **params):
+    """The scikit-learn estimator ``edgeprune run`` fits, fitted on the same split."""
+    from edgeprune.trees.train import estimator
+
+    return estimator(inp.tree_options, inp.task).set_params(**params).fit(*inp.fit)
+
+
+def emlearn_row(inp, base, rows: int) -> Row:
+    """emlearn's export of the unpruned model, compiled and run as ours are."""
+    from edgeprune.trees import cexport, hostrun
+    from edgeprune.trees.compile import compiled_size
+    from edgeprune.trees.model import from_sklearn
+
+    x_test, y_test = inp.test
+    est = sklearn_estimator(inp)
+    same = np.array_equal(from_sklearn(est).predict(x_test), base.predict(x_test))
+    if not same:  # the anchor must be the model the other rows start from
+        raise RuntimeError(f"{inp.dataset.name}: the refitted estimator is not the baseline")
+    files = cexport.emlearn_anchor(est, "eml")
+    size = compiled_size(files, "eml_predict", inp.target)
+    got = np.asarray(est.classes_)[hostrun.predict(files, "eml", x_test)]
+    instructions, us = _latency(inp, files, "eml", x_test[:rows])
+    return Row(
+        inp.dataset.name,
+        inp.kind,
+        "emlearn",
+        float(np.mean(got == y_test)),
+        base.n_nodes,
+        base.n_members,
+        size.flash_bytes,
+        size.ram_bytes,
+        instructions,
+        us,
+        int(np.count_nonzero(got == est.predict(x_test))),
+        len(y_test),
+        "emlearn 0.23 inline: majority vote, x < t",
+    )
+
+
+def ccp_alphas(inp, est) -> np.ndarray:
+    """The alphas to refit with: a tree's whole cost-complexity path on the fit split
+    (scikit-learn's ``cost_complexity_pruning_path``); for a forest, at most
+    CCP_CANDIDATES quantiles of the union of the paths scikit-learn computes for each
+    member's settings on the fit split (it refits a tree without the bootstrap)."""
+    members = getattr(est, "estimators_", None) or [est]
+    paths = [m.cost_complexity_pruning_path(*inp.fit).ccp_alphas for m in members]
+    alphas = np.unique(np.concatenate(paths))
+    if len(members) == 1 or len(alphas) <= CCP_CANDIDATES:
+        return alphas
+    return np.unique(np.quantile(alphas, np.linspace(0, 1, CCP_CANDIDATES), method="lower"))
+
+
+def sklearn_ccp(inp) -> tuple[object, float]:
+    """(Forest, alpha): the estimator refitted with the ``ccp_alpha`` most accurate on
+    the validation split (ties: the larger alpha, the smaller model)."""
+    from edgeprune.trees.model import from_sklearn
+
+    x_val, y_val = inp.val
+    best = None
+    for alpha in ccp_alphas(inp, sklearn_estimator(inp)):
+        est = sklearn_estimator(inp, ccp_alpha=float(alpha))
+        key = (float(np.mean(est.predict(x_val) == y_val)), float(alpha))
+        if best is None or key >= best[0]:
+            best = (key, est)
+    (_, alpha), est = best
+    return from_sklearn(est), alpha
+
+
+def case(data: str, kind: str, quick: bool) -> list[Row]:
+    """The four rows of one data set and model kind."""
+    from edgeprune.trees.run_stages import baseline_stage, prune_stage
+
+    rows = 8 if quick else COUNTED_ROWS
+    with tempfile.TemporaryDirectory(prefix="bench-trees-") as tmp:
+        inp = inputs(data, kind, os.path.join(tmp, "run"), 10 if quick else None)
+    base = baseline_stage(inp)
+    ccp, alpha = sklearn_ccp(inp)
+    outcome = prune_stage(inp, base)
+    steps = "; ".join(
+        f"{s['name']} { ({k: v for k, v in s['parameters'].items() if k != 'order'}) }"
+        for s in outcome.steps
+    )
+    return [
+        ours(inp, base, "unpruned", rows),
+        emlearn_row(inp, base, rows),
+        ours(inp, ccp, "sklearn ccp", rows, f"ccp_alpha {alpha:.3g}"),
+        ours(inp, outcome.forest, "edgeprune", rows, steps),
+    ]
+
+
+def targets(rows: list[Row]) -> list[tuple[str, bool]]:
+    """(what, met) for each of the issue's targets, from the rows."""
+    out = []
+    by = {(r.data, r.kind, r.model): r for r in rows}
+    for data in sorted({r.data for r in rows}):
+        base, pruned = (
+            by.get((data, "random_forest", "unpruned")),
+            by.get((data, "random_forest", "edgeprune")),
+        )
+        if base is None or pruned is None:
+            continue
+        nodes = base.nodes / pruned.nodes
+        flash = base.flash_bytes / pruned.flash_bytes
+        loss = base.accuracy - pruned.accuracy
+        out += [
+            (
+                f"{data} forest: {nodes:.1f}x fewer nodes (>= {NODES_RATIO:g}x)",
+                nodes >= NODES_RATIO,
+            ),
+            (f"{data} forest: {flash:.1f}x less flash (>= {FLASH_RATIO:g}x)", flash >= FLASH_RATIO),
+            (
+                f"{data} forest: test accuracy {base.accuracy:.4f} -> {pruned.accuracy:.4f} "
+                f"({(pruned.accuracy - base.accuracy) * 100:+.2f} points; "
+                f"at most {MAX_ACCURACY_LOSS * 100:g} lost)",
+                loss <= MAX_ACCURACY_LOSS + 1e-12,
+            ),
+        ]
+    for r in rows:
+        if r.model in OURS:
+            out.append(
+                (
+                    f"{r.data} {r.kind} {r.model}: host C = scikit-learn on {r.agree}/{r.n_test}",
+                    r.agree == r.n_test,
+                )
+            )
+    return out
+
+
+def table(rows: list[Row]) -> str:
+    """The rows as a Markdown table (the README quotes it)."""
+    head = (
+        "| data | model | pruning | test accuracy | nodes | members | flash (B) | "
+        "est. latency (µs) | host C = scikit-learn |\n|---|---|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    for r in rows:
+        lines.append(
+            f"| {r.data} | {r.kind.replace('_', ' ')} | {r.model} | {r.accuracy:.4f} | "
+            f"{r.nodes:,} | {r.members} | {r.flash_bytes:,} | {r.latency_us:.3g} | "
+            f"{r.agree}/{r.n_test} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="wine only, 10-tree forests")
+    parser.add_argument("--json", help="also write the rows and targets here")
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    rows = []
+    for data in ("wine",) if args.quick else DATASETS:
+        for kind in KINDS:
+            rows += case(data, kind, args.quick)
+            print(f"{data} {kind}: done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    checks = targets(rows)
+    print(table(rows))
+    print()
+    for r in rows:
+        if r.detail:
+            print(f"{r.data} {r.kind} {r.model}: {r.detail}")
+    print(
+        f"\nflash: arm-none-eabi-gcc -Os for {TARGET} (Cortex-M4F), what the model adds to "
+        f"an empty program; latency: an ESTIMATE, QEMU-counted instructions (mean over "
+        f"{8 if args.quick else COUNTED_ROWS} test rows) x cycles per instruction / 120 MHz, "
+        "+-100 %\n"
+    )
+    for what, ok in checks:
+        print(f"{'ok  ' if ok else 'MISS'} {what}")
+    if args.json:
+        with open(args.json, "w") as f:
+            doc = {"rows": [asdict(r) for r in rows], "targets": checks, "quick": args.quick}
+            json.dump(doc, f, indent=1)
+    print(f"\n{time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return 0 if all(ok for _, ok in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+// Stub: the real header pulls in the TFLite Micro library for Arduino.

@@ -1,0 +1,2 @@
+#pragma once
+#define CONFIG_ESP_DEFAULT_CPU_FREQ_MHZ 240
