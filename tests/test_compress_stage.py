@@ -139,10 +139,10 @@ def test_firmware_embeds_the_compressed_model_and_says_what_the_build_needs(comp
     folder = compressed_run.result.out_dir
     comp = read_flatbuffer(f"{folder}/final_int8_compressed.tflite")
     listed = report.read(f"{folder}/report.json").artifacts
-    assert "firmware/model_ops.h" in listed
-    ops = open(f"{folder}/firmware/model_ops.h").read()
-    config = open(f"{folder}/firmware/model_config.h").read()
-    data = open(f"{folder}/firmware/model_data.cc").read()
+    fw = {name.rsplit("/", 1)[-1]: name for name in listed if name.startswith("firmware/")}
+    ops = open(f"{folder}/{fw['ops_digits_cnn.h']}").read()
+    config = open(f"{folder}/{fw['config_digits_cnn.h']}").read()
+    data = open(f"{folder}/{fw['model_digits_cnn.cc']}").read()
     assert "AddDecode()" in ops
     assert "kWeightsCompressedForDecode = true" in config
     assert "3 DECODE operators" in config

@@ -320,7 +320,7 @@ DECODE_OPCODE = "CUSTOM:TFLM_DECODE"
 
 
 def decode_notes(info: ModelInfo) -> list[str]:
-    """C++ lines (a blank line first) for ``model_config.h`` of a model with DECODE operators
+    """C++ lines (a blank line first) for the config header of a model with DECODE operators
     (weights compressed for TFLite Micro, :mod:`edgeprune.compress`): what the
     firmware build needs; ``[]`` for a model without. A TFLite Micro that predates
     DECODE fails at compile time on ``AddDecode()``; none needs a define (found at
@@ -335,7 +335,7 @@ def decode_notes(info: ModelInfo) -> list[str]:
         "// must be built with TFLite Micro's compression support: a TFLite Micro with",
         "// kernels/decode.cc and decode_state*.cc (in its default kernel sources since",
         "// DECODE was added; no USE_TFLM_COMPRESSION define is needed at 90b983c) and the",
-        "// op resolver's AddDecode() (model_ops.h calls it: an older TFLite Micro fails",
+        "// op resolver's AddDecode() (the ops header calls it: an older TFLite Micro fails",
         "// to compile there, not at run time).",
         "constexpr bool kWeightsCompressedForDecode = true;",
     ]
