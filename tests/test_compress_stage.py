@@ -280,3 +280,15 @@ def test_the_fleet_table_shows_the_dense_figures_beside_the_compressed(compresse
         f"{compressed_run.result.report.stages.check.rule('ram').figure:,} B"
     )
     assert code == 3 and cells[-1] == "FAIL"
+
+
+def test_the_run_summary_prints_dense_and_compressed_side_by_side(compressed_run):
+    from edgeprune.presentation.summary import format_run
+
+    text = format_run(compressed_run.result)
+    entry = compressed_run.result.report.stages.compress
+    assert "compress (prune): final_int8.tflite" in text
+    assert f"-> final_int8_compressed.tflite {entry.compression['model_bytes']:,} B" in text
+    line = next(x for x in text.splitlines() if x.startswith("DECODE kernel bytes"))
+    assert line.split()[-1] == "6,228"
+    assert "compression made the model stop fitting: ram over budget" in text
