@@ -1,5 +1,5 @@
 """The pipeline driver: inputs → baseline → structured → prune and strip →
-quantize → evaluate → check → firmware → report.
+quantize → evaluate → check → compress (and check again) → firmware → report.
 
 :func:`run` reads like the table of contents of a run: one line per stage,
 each a function (in :mod:`edgeprune.stages`) from the previous stage's result
@@ -12,18 +12,16 @@ model file with the same stage functions and merge into the folder's report.
 
 Each holds the run folder's lock (:mod:`edgeprune.run_folder`) while it
 writes; one that fails part way removes what it wrote, so a folder holds a
-finished run, or none (see :func:`_undone_on_failure`).
+finished run, or none (see :func:`edgeprune.run_cleanup.undone_on_failure`).
 
 TensorFlow is imported by the stage functions, not by this module's import.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from edgeprune import artifacts, report, run_folder
@@ -32,10 +30,21 @@ from edgeprune.recipe import Recipe
 from edgeprune.rules.budget import CheckResult
 from edgeprune.rules.quality import quantization_rule, raise_if_failed
 from edgeprune.rules.result import RuleResult
+from edgeprune.run_cleanup import (
+    forget_stale,
+    may_write,
+    stage_undone_on_failure,
+    undone_on_failure,
+)
 from edgeprune.stages.baseline import BaselineResult, baseline_stage, convert_up_front
 from edgeprune.stages.check import check_flatbuffer
+from edgeprune.stages.compress import (
+    CompressResult,
+    compress_stage,
+    refuse_compression,
+    require_decoders,
+)
 from edgeprune.stages.evaluate import StageEval, evaluate_stage, measure_size, metrics_of
-from edgeprune.stages.firmware import FOLDER as FIRMWARE_FOLDER
 from edgeprune.stages.firmware import FirmwareResult, check_name, run_firmware
 from edgeprune.stages.inputs import (
     Inputs,
@@ -70,6 +79,12 @@ class RunResult:
     check: CheckResult | None = None  # when run for a target
     structured: StructuredStageResult | None = None
     firmware: FirmwareResult | None = None
+    compress: CompressResult | None = None  # with [compress] on a TFLite Micro target
+
+    @property
+    def shipped(self):
+        """The model checked and embedded in firmware: the compressed one, if any."""
+        return self.compress.shipped if self.compress else self.quantize.tflite
 
 
 def run(
@@ -109,6 +124,7 @@ def run(
     recipe = recipe or Recipe()
     fw_name = None if firmware_name is None else check_name(firmware_name)
     target = resolve_target(target, recipe)
+    refuse_compression(recipe, target)
     if target is not None and out is None:
         out = os.path.join("build", target.id)
     inp = resolve_inputs(
@@ -119,6 +135,7 @@ def run(
         writes=(artifacts.BASELINE_KERAS, artifacts.STRUCTURED_KERAS, artifacts.PRUNED_KERAS),
     )
     _check_convertible(inp)
+    require_decoders(recipe)
     with run_folder.hold(inp.out.path, "run") as held:
         run_folder.refuse_other_model(inp.out.path, inp.model_source, inp.input_sha256, force)
         check_structured(inp, target)
@@ -126,8 +143,8 @@ def run(
             preflight_tflm(inp, target)
         converted = baseline_tflite or convert_up_front(inp)
         previous = report.begin_run(inp.out)
-        held.journal(previous | _may_write(inp, target))  # undone after a kill -9
-        with _undone_on_failure(inp, previous):
+        held.journal(previous | may_write(inp, target))  # undone after a kill -9
+        with undone_on_failure(inp, previous):
             result = _run_stages(inp, (target, fw_name), previous, converted, t0)
         if page:
             _write_html(inp.out.path)  # a view of report.json: its failure is a warning
@@ -135,7 +152,7 @@ def run(
     if check is not None and not check.ok:
         failed = ", ".join(r.name for r in check.rules if not r.ok)
         raise BudgetError(
-            f"{result.quantize.tflite.name} does not fit {target.id}: {failed} over "
+            f"{result.shipped.name} does not fit {target.id}: {failed} over "
             f"budget (see the table and report.json); prune harder, remove "
             f"filters, or raise the budget",
             result,
@@ -168,13 +185,18 @@ def _run_stages(
         by_stage["pruned"].metrics,
         by_stage["final"].metrics,
         recipe.quantize,
-        "pruned float32",
+        "pruned float32" + (", before clustering" if recipe.cluster.clusters else ""),
     )
-    check = firmware = None
+    check = firmware = compressed = dense_check = None
     if target is not None:
         check = check_flatbuffer(quant.tflite, target, recipe.budget, quant.arena)
+        if recipe.compress.method != "none":
+            compressed, dense_check = compress_stage(inp, quant.tflite, target), check
+            if compressed.tflite is not None:
+                check = check_flatbuffer(compressed.tflite, target, recipe.budget)
         if target.runtime == "tflm":
-            firmware = run_firmware(inp, quant.tflite, check.evidence.arena_bytes, fw_name, target)
+            shipped = compressed.shipped if compressed else quant.tflite
+            firmware = run_firmware(inp, shipped, check.evidence.arena_bytes, fw_name, target)
 
     inp.out.remove_unlisted(previous)
     seconds = time.perf_counter() - t0
@@ -186,6 +208,9 @@ def _run_stages(
         quantize=quant.entry(quality),
         evaluate={e.stage: e.entry(artifacts.BASELINE_TFLITE) for e in evals},
         check=None if check is None else report.CheckEntry.from_dict(check.to_dict()),
+        compress=compressed.entry(dense_check, check, recipe.cluster.clusters or None)
+        if compressed
+        else None,
     )
     body = report.Report(
         recipe.seed,
@@ -213,6 +238,7 @@ def _run_stages(
         check,
         structured,
         firmware,
+        compressed,
     )
 
 
@@ -257,7 +283,7 @@ def prune_only(
         writes=(artifacts.STRUCTURED_KERAS, artifacts.PRUNED_KERAS),
     )
     _check_convertible(inp)
-    with run_folder.hold(inp.out.path, "prune"), _stage_undone_on_failure(inp, "prune"):
+    with run_folder.hold(inp.out.path, "prune"), stage_undone_on_failure(inp, "prune"):
         check_structured(inp, target)
         reference = _keras_scores(inp)
         structured = None
@@ -295,7 +321,7 @@ def quantize_only(
     recipe = recipe or Recipe()
     inp = resolve_inputs(model, data, recipe, out, plan_pruning=False, require_file=True)
     _check_convertible(inp)
-    with run_folder.hold(inp.out.path, "quantize"), _stage_undone_on_failure(inp, "quantize"):
+    with run_folder.hold(inp.out.path, "quantize"), stage_undone_on_failure(inp, "quantize"):
         reference = _keras_scores(inp)
         result = quantize_stage(inp, inp.model)
         evals = evaluate_stage(inp, {"final": result.tflite}, reference)
@@ -336,7 +362,7 @@ def _finish_stage(
     fresh = set(inp.out.artifacts)
     old = report.load(inp.out)
     keep = report.kept_stages(old, stage, inp.out.artifacts, inp.input_sha256, inp.dataset.sha256)
-    _forget_stale(inp, keep, fresh)
+    forget_stale(inp, keep, fresh)
     recipe = inp.recipe
     entry = replace(entry, input=inp.stage_input(), seed=recipe.seed, recipe=recipe.to_dict())
     reference = f"input model {os.path.basename(model)}"
@@ -363,88 +389,8 @@ def _write_html(folder: str) -> None:
     refresh_run_html(folder)
 
 
-def _forget_stale(inp: Inputs, keep: set[str], fresh: set[str]) -> None:
-    """Unlist the artifacts of ``inp.out`` whose stage is not in ``keep`` (nor in
-    ``fresh``) and delete their files; the input model file is never deleted."""
-    protected = {os.path.abspath(inp.model_source)}
-    for name, listed in list(inp.out.artifacts.items()):
-        stale = listed.get("stage") not in keep and name not in fresh
-        if stale and os.path.abspath(inp.out.file(name)) not in protected:
-            inp.out.forget_artifact(name)
-        elif stale:
-            del inp.out.artifacts[name]
-
-
-# ---------------------------------------------------------------- failures
-
-
-def _may_write(inp: Inputs, target: Target | None) -> set[str]:
-    """Every artifact name :func:`run` may write (``firmware`` is a folder),
-    never the input model."""
-    names = {artifacts.BASELINE_KERAS, artifacts.BASELINE_TFLITE, artifacts.PRUNED_KERAS}
-    names |= {artifacts.PRUNED_TFLITE, artifacts.final_tflite_name(inp.recipe.quantize.mode)}
-    if inp.builtin is not None:
-        names.add(artifacts.BASELINE_META)
-    if inp.recipe.structured.goal != "none":
-        names |= {artifacts.STRUCTURED_KERAS, artifacts.STRUCTURED_TFLITE}
-    if target is not None and target.runtime == "tflm":
-        names.add(FIRMWARE_FOLDER)
-    source = os.path.abspath(inp.model_source)
-    return {n for n in names if os.path.abspath(inp.out.file(n)) != source}
-
-
 def _check_convertible(inp: Inputs) -> None:
     """Layers the converter refuses are refused before the folder is touched."""
     from edgeprune.adapters import converter
 
     converter.check_convertible(inp.model)
-
-
-@contextlib.contextmanager
-def _undone_on_failure(inp: Inputs, previous: set[str]) -> Iterator[None]:
-    """A run that fails part way (any exception, Ctrl-C too) leaves no artifact:
-    what it wrote is deleted, and so is what the report it replaced listed (that
-    report is gone, see :func:`report.begin_run`). A failed run could otherwise
-    leave ``baseline.keras`` that looks like a finished run's."""
-    try:
-        yield
-    except BaseException:
-        names = set(inp.out.artifacts) | previous
-        inp.out.artifacts.clear()
-        protected = os.path.abspath(inp.model_source)
-        with contextlib.suppress(OSError):  # the original error is the one to show
-            inp.out.remove_unlisted(
-                {n for n in names if os.path.abspath(inp.out.file(n)) != protected}
-            )
-        if names:
-            log.warning("the run failed: removed its artifacts from %s", inp.out.path)
-        raise
-
-
-@contextlib.contextmanager
-def _stage_undone_on_failure(inp: Inputs, stage: str) -> Iterator[None]:
-    """A stage command that fails part way leaves the folder as its success would
-    have, without its own entry: its files are deleted, and the folder's report
-    keeps only the earlier stages that produced its input (their files too); a
-    report left with no stage is deleted with its files."""
-    try:
-        yield
-    except BaseException:
-        if not inp.out.artifacts:  # failed before writing: the folder is as it was
-            raise
-        with contextlib.suppress(OSError):
-            old = report.load(inp.out)
-            keep = report.kept_stages(
-                old, stage, inp.out.artifacts, inp.input_sha256, inp.dataset.sha256
-            )
-            _forget_stale(inp, keep, set())
-            try:
-                if old is not None and keep:
-                    header = report.Report(old.seed, old.recipe, old.inputs, report.Stages())
-                    report.write_run(inp.out, report.merge_stage(old, keep, header))
-                elif old is not None:
-                    report.remove(inp.out.path)
-            except OSError:  # (a full disk) the old report lists files just deleted
-                report.remove(inp.out.path)
-        log.warning("%s failed: removed its artifacts from %s", stage, inp.out.path)
-        raise

@@ -24,6 +24,9 @@ dataclasses of :mod:`edgeprune.recipe_options`)::
     [quantize]
     mode = "pcqat"     # int8 after prune- and cluster-preserving QAT
 
+    [compress]         # TFLite Micro targets: DECODE weight compression
+    method = "prune"
+
 Every option can also be set from the command line; each field's metadata
 names its flag (``flag``) and help text, and the CLI builds its options from
 them, so a new option is one new field in :mod:`edgeprune.recipe_options`.
@@ -47,6 +50,7 @@ from edgeprune.errors import RecipeError
 from edgeprune.recipe_options import (
     BudgetOptions,
     ClusterOptions,
+    CompressOptions,
     PruneOptions,
     QuantizeOptions,
     StructuredPruning,
@@ -85,6 +89,7 @@ class Recipe:
     quantize: QuantizeOptions = field(default_factory=QuantizeOptions)
     validate: ValidateOptions = field(default_factory=ValidateOptions)
     budget: BudgetOptions = field(default_factory=BudgetOptions)
+    compress: CompressOptions = field(default_factory=CompressOptions)
     # [sweep]: the search space of `edgeprune sweep` (edgeprune.sweep.space); no flags
     sweep: SweepSection = field(default_factory=SweepSection)
     # [trees], [trees.prune]: tree models (edgeprune.trees.recipe); no flags
@@ -118,6 +123,7 @@ SECTIONS: dict[str, type] = {
     "validate": ValidateOptions,
     "quantize": QuantizeOptions,
     "budget": BudgetOptions,
+    "compress": CompressOptions,
 }
 
 

@@ -13,6 +13,7 @@ PATTERNS = ("unstructured", "m_by_n", "block")
 # schemes (prune-, cluster-, prune-and-cluster-preserving); they convert to int8.
 QAT_MODES = ("pqat", "cqat", "pcqat")
 QUANTIZE_MODES = ("int8", "dynamic", "float16", "float32", *QAT_MODES)
+COMPRESS_METHODS = ("none", "prune", "lut", "both")
 # TFLite Micro's LUT decoder indexes at most 2**7 values (edgeprune.compress.plan).
 MAX_CLUSTERS = 128
 
@@ -424,4 +425,25 @@ class BudgetOptions:
         "--force-cost-model",
         "Use --cost-model even when it was fitted for another core or kernel "
         "library than the target's (the estimate then says so).",
+    )
+
+
+@dataclass(frozen=True)
+class CompressOptions:
+    """TFLite Micro weight compression (DECODE) after quantization; TFLite Micro targets only."""
+
+    method: str = option(
+        "none",
+        "--compress",
+        "Compress int8 weights for TFLite Micro's DECODE operator: prune (store the "
+        "non-zero values and a bit mask), lut (clustered weights as a value table and "
+        "indices: cluster them with --clusters), both (the smaller per tensor), or none.",
+        choices=COMPRESS_METHODS,
+    )
+    max_decoded_bytes: int | None = option(
+        None,
+        "--max-decoded-bytes",
+        "Leave weight tensors larger than this dense: a decoded tensor takes arena "
+        "while its consumer runs (default: no limit).",
+        lo=0,
     )

@@ -518,6 +518,49 @@ REGISTRY: list[BadInput] = [
         "… is a converted model, which run cannot prune or quantize again; for firmware use "
         "`edgeprune firmware … --target NAME`, for the budgets `edgeprune check … --target NAME`",
     ),
+    # --- TFLite Micro weight compression ([compress], issue 18): refused before training
+    BadInput(
+        "compress",
+        "compression for a Linux target",
+        lambda f: run_cmd(f, "--target", "rpi4", "--compress", "prune"),
+        1,
+        "compress.method = 'prune' for rpi4, a Linux target: the compressed model needs "
+        "TFLite Micro's DECODE operator, which LiteRT lacks; pass a TFLite Micro target "
+        '(--target nano33ble) or set compress.method = "none"',
+    ),
+    BadInput(
+        "compress",
+        "compression without a target",
+        lambda f: run_cmd(f, "--compress", "lut"),
+        1,
+        "compress.method = 'lut' without a target: the compressed model needs TFLite "
+        "Micro's DECODE operator, which LiteRT lacks…",
+    ),
+    BadInput(
+        "compress",
+        "cluster count out of range",
+        lambda f: run_cmd(f, "--compress", "lut", "--clusters", "200"),
+        1,
+        "cluster.clusters = 200 is outside [0, 128]",
+    ),
+    BadInput(
+        "compress",
+        "a cluster-preserving mode with nothing clustered",
+        lambda f: run_cmd(f, "--quantize", "cqat"),
+        1,
+        "quantize.mode = 'cqat' preserves weight clusters but cluster.clusters = 0 clusters "
+        "nothing; set cluster.clusters (2 to 128) or use pqat or int8",
+    ),
+    BadInput(
+        "compress",
+        "compressing a model that is not int8",
+        lambda f: run_cmd(
+            f, "--target", "nano33ble", "--compress", "prune", "--quantize", "float32"
+        ),
+        1,
+        "compress.method = 'prune' encodes int8 weights but quantize.mode = 'float32'; "
+        'use quantize.mode = "int8" or compress.method = "none"',
+    ),
 ]
 
 

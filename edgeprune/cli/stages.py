@@ -60,7 +60,7 @@ def _show(fmt, fn, *args):
     help="Replace the run of another model in the output folder (refused without it).",
 )
 @name_option
-@recipe_options((None, "train", "structured", "prune", "cluster", "quantize", "budget"))
+@recipe_options((None, "train", "structured", "prune", "cluster", "quantize", "budget", "compress"))
 @guarded
 def run(model, data, recipe_path, out, target, force, name, **kwargs):
     """Run every stage: baseline, prune, strip, quantize, evaluate (and check).

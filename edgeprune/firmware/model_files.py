@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 
 from edgeprune.errors import BadInputError, UnsupportedModelError
-from edgeprune.firmware.resolver import RESOLVER_HEADER, ResolverCall
+from edgeprune.firmware.resolver import RESOLVER_HEADER, ResolverCall, decode_notes
 from edgeprune.tflite import ModelInfo, TensorInfo
 
 _BYTES_PER_LINE = 12
@@ -335,6 +335,7 @@ def model_config_h(info: ModelInfo, arena_bytes: int | None, n: Names, head: lis
         f"#define {guard}",
         "",
         *arena_lines,
+        *decode_notes(info),
         "",
         f"constexpr int k{n.camel}InputCount = {len(info.inputs)};",
         f"constexpr int k{n.camel}OutputCount = {len(info.outputs)};",

@@ -314,3 +314,28 @@ def int8_only_registrations(info: ModelInfo) -> dict[str, bool]:
         UnsupportedModelError: as :func:`resolver_calls`.
     """
     return {call.opcode: call.kernel is not None for call in resolver_plan(info)}
+
+
+DECODE_OPCODE = "CUSTOM:TFLM_DECODE"
+
+
+def decode_notes(info: ModelInfo) -> list[str]:
+    """C++ lines (a blank line first) for the config header of a model with DECODE operators
+    (weights compressed for TFLite Micro, :mod:`edgeprune.compress`): what the
+    firmware build needs; ``[]`` for a model without. A TFLite Micro that predates
+    DECODE fails at compile time on ``AddDecode()``; none needs a define (found at
+    90b983c: docs/tflm-compression.md)."""
+    count = info.op_counts.get(DECODE_OPCODE, 0)
+    if not count:
+        return []
+    return [
+        "",
+        f"// Weights are compressed: {count} DECODE operators (TFLite Micro's",
+        "// kernels/decode.cc) decode them into the arena at every invoke. The firmware",
+        "// must be built with TFLite Micro's compression support: a TFLite Micro with",
+        "// kernels/decode.cc and decode_state*.cc (in its default kernel sources since",
+        "// DECODE was added; no USE_TFLM_COMPRESSION define is needed at 90b983c) and the",
+        "// op resolver's AddDecode() (the ops header calls it: an older TFLite Micro fails",
+        "// to compile there, not at run time).",
+        "constexpr bool kWeightsCompressedForDecode = true;",
+    ]

@@ -5,8 +5,10 @@ Reads each ``BUILD_DIR/TARGET/report.json`` (and ``BUILD_DIR/TARGET.exit``, the
 exit code make recorded) and shows flash (storage on Linux), RAM and latency
 against budget and the verdict (latency is the estimate, or the measurement on
 a profile that measures; with no latency budget set it is reported, not
-judged). A cell with no figure says why in words. :attr:`Fleet.exit_code` is
-3 if any device failed its budget, 1 if any build failed otherwise, else 0.
+judged). A run that compressed its weights (``[compress]``) shows the dense int8
+model's figure in brackets beside the compressed model's. A cell with no
+figure says why in words. :attr:`Fleet.exit_code` is 3 if any device failed
+its budget, 1 if any build failed otherwise, else 0.
 """
 
 from __future__ import annotations
@@ -48,13 +50,22 @@ def row(build_dir: str, target: str) -> tuple[list[str], int]:
         kind = ""
         if r.name == "latency":
             kind = " (measured)" if check.latency_measured else " (est.)"
-        figure = format_quantity(r.figure, r.unit)
+        figure = format_quantity(r.figure, r.unit) + _dense(stages, r.name)
         if not r.judged:
             return f"{figure}{kind}, no budget set"
         return f"{figure} / {format_quantity(r.budget, r.unit)}{kind}"
 
     verdict = "PASS" if check.ok and code == 0 else ("FAIL" if not check.ok else f"exit {code}")
     return [target, cell("flash", "storage"), cell("ram"), cell("latency"), acc, verdict], code
+
+
+def _dense(stages, rule: str) -> str:
+    """`` (dense X)`` after a compressed model's figure: the dense int8 model's."""
+    compress = stages.compress
+    if compress is None or not compress.model or compress.dense_check is None:
+        return ""
+    dense = compress.dense_check.rule(rule)
+    return "" if dense is None else f" (dense {format_quantity(dense.figure, dense.unit)})"
 
 
 HEADER = (

@@ -38,6 +38,7 @@ QUALITY_KEYS = {
 
 def render(rep: Report) -> str:
     """The whole page for ``rep``."""
+    from edgeprune.presentation.compress_page import compress_section
     from edgeprune.presentation.tree_page import tree_sections
 
     sections = [
@@ -48,6 +49,7 @@ def render(rep: Report) -> str:
         quality(rep),
         confusion(rep),
         budgets(rep),
+        *filter(None, [compress_section(rep)]),  # presentation/compress_page.py
         operators(rep),
         validation(rep),
     ]

@@ -219,6 +219,13 @@ def format_run(result) -> str:
         from edgeprune.presentation.check import format_check
 
         lines += ["", format_check(result.check)]
+        if result.report.stages.compress is not None:
+            from edgeprune.presentation.compress_page import format_compress
+
+            lines += [
+                "",
+                *format_compress(result.report.stages.compress, result.report.stages.check),
+            ]
         if result.firmware is not None:
             lines.append(f"firmware: {result.firmware.folder}")
     lines.append(f"report: {os.path.join(result.out_dir, 'report.json')}")

@@ -26,6 +26,7 @@ from dataclasses import replace
 
 from edgeprune import artifacts
 from edgeprune.errors import BadInputError
+from edgeprune.report.compress_entries import CompressEntry
 from edgeprune.report.entries import (
     SCHEMA_VERSION,
     BaselineEntry,
@@ -62,6 +63,7 @@ __all__ = [
     "BaselineEntry",
     "CheckEntry",
     "CheckReport",
+    "CompressEntry",
     "DenseEntry",
     "DenseVariant",
     "EvalEntry",

@@ -243,6 +243,7 @@ class Stages(_Entry):
     quantize: QuantizeEntry | None = _optional()
     evaluate: dict = field(default_factory=dict)  # "baseline", "pruned", "final" -> EvalEntry
     check: CheckEntry | None = _optional()
+    compress: Any = _optional()  # CompressEntry: typed by edgeprune.report.compress_entries
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,8 @@ class Evidence:
     runtime_flash_bytes: int | None = None
     runtime_flash_basis: str = ""
     runtime_ram_bytes: int | None = None
+    decode_flash_bytes: int = 0  # DECODE kernel + decoders, when weights are compressed
+    decode_flash_basis: str = ""
     # Linux targets
     peak_memory_bytes: int | None = None
     # profiles that time the model on this machine (the host profile)
@@ -240,11 +242,21 @@ PRECONDITIONS = (dtype_precondition, ops_precondition)
 def flash_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
     """The model, its runtime and the application's reserve fit the flash budget."""
     reserve = target.reserve.flash_bytes
-    figure = ev.model_bytes + ev.runtime_flash_bytes + reserve
+    figure = ev.model_bytes + ev.runtime_flash_bytes + ev.decode_flash_bytes + reserve
+    model = (
+        "DECODE-compressed flatbuffer"
+        if ev.decode_flash_bytes
+        else ("dense flatbuffer: pruned zeros are stored")
+    )
+    decode = (
+        f" + DECODE kernel and decoders {ev.decode_flash_bytes:,} B ({ev.decode_flash_basis})"
+        if ev.decode_flash_bytes
+        else ""
+    )
     evidence = (
-        f"model {ev.model_bytes:,} B (dense flatbuffer: pruned zeros are stored) + "
+        f"model {ev.model_bytes:,} B ({model}) + "
         f"TFLite Micro runtime {ev.runtime_flash_bytes:,} B ({ev.runtime_flash_basis})"
-        f" + application reserve {reserve:,} B"
+        f"{decode} + application reserve {reserve:,} B"
     )
     return RuleResult(
         "flash",

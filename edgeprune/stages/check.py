@@ -23,7 +23,7 @@ from dataclasses import asdict, replace
 
 from edgeprune.artifacts import Flatbuffer, read_flatbuffer
 from edgeprune.errors import BadInputError, InvalidModelError
-from edgeprune.estimates import footprint
+from edgeprune.estimates import decode_cost, footprint
 from edgeprune.estimates.device_arena import device_arena
 from edgeprune.estimates.latency import estimate_latency
 from edgeprune.estimates.opcost import model_cost
@@ -253,7 +253,12 @@ def evidence(
             ``force_cost_model``) for another core or kernel library.
     """
     data, info = model.data, model.info
-    latency = estimate_latency(model_cost(info), target, cost_model, force_cost_model)
+    latency = decode_cost.with_decoding(
+        estimate_latency(_without_decode(model_cost(info)), target, cost_model, force_cost_model),
+        data,
+        info,
+        target,
+    )
     head = (model.path, len(data), model_dtype(info), dict(info.op_counts), latency)
     if target.runtime == "litert":
         measured = None
@@ -269,9 +274,10 @@ def evidence(
 
     if arena is None:
         arena = micro.find_arena(data)
-    flash = footprint.runtime_flash(
-        target.core, target.kernels, firmware.int8_only_registrations(info)
-    )
+    registrations = firmware.int8_only_registrations(info)
+    uses_decode = registrations.pop(decode_cost.DECODE_OPCODE, None) is not None
+    flash = footprint.runtime_flash(target.core, target.kernels, registrations)
+    decode = decode_cost.decode_flash(target.core, target.kernels, uses_decode)
     device = device_arena(info, arena.required_bytes(), target)
     return rules.Evidence(
         *head,
@@ -282,7 +288,15 @@ def evidence(
         runtime_flash_bytes=flash.total_bytes,
         runtime_flash_basis=flash.basis,
         runtime_ram_bytes=footprint.STATIC_RAM_BYTES,
+        decode_flash_bytes=decode.bytes,
+        decode_flash_basis=decode.basis,
     )
+
+
+def _without_decode(cost):
+    """``cost`` without its DECODE operators: their time is estimated per decoded
+    byte (:func:`decode_cost.with_decoding`), not as the element-wise guess."""
+    return replace(cost, ops=tuple(o for o in cost.ops if o.opcode != decode_cost.DECODE_OPCODE))
 
 
 def ensure_runs_on_tflm(data: bytes, info, name: str, target: Target) -> None:
