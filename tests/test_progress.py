@@ -343,7 +343,10 @@ def test_a_run_on_a_terminal_draws_bars_and_leaves_readable_lines(tmp_path):
         assert description in output
     shown = screen(output)
     assert "━" not in "".join(shown) and ": epoch " not in "\n".join(shown)
-    at = shown.index
+
+    def at(start: str) -> int:  # the first screen line that starts so
+        return next(i for i, line in enumerate(shown) if line.startswith(start))
+
     assert (
         at("edgeprune: baseline: training digits_cnn for 2 epochs")
         < at("edgeprune: structured: width goal, l1 importance, global ranking, 2 round(s)")
