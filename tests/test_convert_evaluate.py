@@ -230,7 +230,15 @@ def _calibration(model, n=8):
     return rng.random((n, *shapes[0]), dtype=np.float32)
 
 
-@pytest.mark.parametrize("mode", ["float32", "dynamic", "float16", "int8"])
+@pytest.mark.parametrize(
+    "mode",
+    [
+        "float32",
+        pytest.param("dynamic", marks=pytest.mark.slow),
+        pytest.param("float16", marks=pytest.mark.slow),
+        "int8",
+    ],
+)
 def test_fast_conversion_writes_the_bytes_of_the_keras_path(trained_models, mode):
     """The converter's Keras path saves the whole model as a SavedModel first; ours
     saves the serving signature alone. The flatbuffers must be identical, byte for
