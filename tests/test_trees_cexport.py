@@ -21,6 +21,7 @@ from sklearn.ensemble import (
     RandomForestRegressor,
 )
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+from tree_board import board_main  # tests/ is on sys.path
 
 from edgeprune.errors import BadInputError
 from edgeprune.trees import cexport, hostrun
@@ -312,32 +313,6 @@ def test_emlearn_anchor_runs_on_the_host_and_says_how_often_it_agrees():
     assert np.mean(est.classes_[got] == est.predict(x)) > 0.95
 
 
-_BOARD = """#include <stdint.h>
-#include <time.h>
-#include <unistd.h>
-#include "tree_harness.h"
-extern const ep_tree_model NAME_tree_model;
-static void put(void *c, const uint8_t *d, size_t n) {
-    (void)c;
-    while (n) { ssize_t k = write(1, d, n); if (k <= 0) return; d += k; n -= (size_t)k; }
-}
-static uint64_t ns(void *c) {
-    (void)c;
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-static ep_tree_harness h;
-int main(void) {
-    ep_tree_transport link = {put, ns, 0};
-    ep_tree_init(&h, &NAME_tree_model, 1000000000u, link);
-    uint8_t b;
-    while (read(0, &b, 1) == 1) ep_tree_receive(&h, b);
-    return 0;
-}
-"""
-
-
 def _serial_client(address: str):
     """The serial runner's transport and retry logic (edgeprune.runners.serial), without
     its TFLite model: what a tree variant of the runner will reuse."""
@@ -365,7 +340,7 @@ def test_serial_harness_answers_the_protocol_over_a_pty_as_the_model_predicts(tm
     files = cexport.generate(forest, "wine", dtype)
     for fname, text in {**files, **hostrun.serial_harness(files, "wine")}.items():
         (tmp_path / fname).write_text(text)
-    (tmp_path / "board.c").write_text(_BOARD.replace("NAME", "wine"))
+    (tmp_path / "board.c").write_text(board_main("wine"))
     sources = sorted(str(f) for f in tmp_path.glob("*.c"))
     flags = ["-std=gnu99", "-Wall", "-Wextra", "-Werror"]
     subprocess.run(

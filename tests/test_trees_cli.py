@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tree_board import board_main  # tests/ is on sys.path
 
 ARM = shutil.which("arm-none-eabi-gcc") is not None
 GCC = shutil.which("gcc") is not None
@@ -153,39 +154,13 @@ def test_report_rebuilds_the_page_of_a_tree_run(run_dir):
     assert f"on {trees['agreement']['n_equal']} of {trees['agreement']['n']} test samples" in page
 
 
-_BOARD = """#include <stdint.h>
-#include <time.h>
-#include <unistd.h>
-#include "tree_harness.h"
-extern const ep_tree_model edgeprune_tree_model;
-static void put(void *c, const uint8_t *d, size_t n) {
-    (void)c;
-    while (n) { ssize_t k = write(1, d, n); if (k <= 0) return; d += k; n -= (size_t)k; }
-}
-static uint64_t ns(void *c) {
-    (void)c;
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-static ep_tree_harness h;
-int main(void) {
-    ep_tree_transport link = {put, ns, 0};
-    ep_tree_init(&h, &edgeprune_tree_model, 1000000000u, link);
-    uint8_t b;
-    while (read(0, &b, 1) == 1) ep_tree_receive(&h, b);
-    return 0;
-}
-"""
-
-
 def test_validate_over_serial_talks_to_the_firmware_harness(run_dir, tmp_path):
     """The run's firmware/ built for this machine as the "board", behind a pty."""
     import tty
 
     for f in (run_dir / "firmware").iterdir():
         shutil.copy(f, tmp_path / f.name)
-    (tmp_path / "board.c").write_text(_BOARD)
+    (tmp_path / "board.c").write_text(board_main("edgeprune"))
     sources = sorted(str(p) for p in tmp_path.glob("*.c"))
     subprocess.run(
         ["gcc", "-std=gnu99", "-I", str(tmp_path), *sources, "-o", str(tmp_path / "board")],
