@@ -299,6 +299,18 @@ class RunDir:
                 self._remove_empty_parents(self.file(name))
         return removed
 
+    def undo(self, previous: set[str], protected: str) -> bool:
+        """Delete what this run wrote and what the report it replaced listed
+        (``previous``), never the file at ``protected`` (the input model), and
+        forget them; True when there was anything to delete. Errors while
+        deleting are ignored: the run's own failure is the one to show."""
+        names = set(self.artifacts) | previous
+        self.artifacts.clear()
+        keep = os.path.abspath(protected)
+        with contextlib.suppress(OSError):
+            self.remove_unlisted({n for n in names if os.path.abspath(self.file(n)) != keep})
+        return bool(names)
+
     def _remove_empty_parents(self, path: str) -> None:
         """Remove the folders above ``path`` that are left empty, up to (not
         including) this run folder (``firmware/projects/<sdk>/src/`` nests)."""

@@ -48,14 +48,7 @@ def undone_on_failure(inp: Inputs, previous: set[str]) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        names = set(inp.out.artifacts) | previous
-        inp.out.artifacts.clear()
-        protected = os.path.abspath(inp.model_source)
-        with contextlib.suppress(OSError):  # the original error is the one to show
-            inp.out.remove_unlisted(
-                {n for n in names if os.path.abspath(inp.out.file(n)) != protected}
-            )
-        if names:
+        if inp.out.undo(previous, inp.model_source):
             log.warning("the run failed: removed its artifacts from %s", inp.out.path)
         raise
 

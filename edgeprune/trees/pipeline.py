@@ -327,14 +327,7 @@ def _undone_on_failure(inp: TreeInputs, previous: set[str]) -> Iterator[None]:
     try:
         yield
     except BaseException as exc:
-        names = set(inp.out.artifacts) | previous
-        inp.out.artifacts.clear()
-        protected = os.path.abspath(inp.source)
-        with contextlib.suppress(OSError):  # the original error is the one to show
-            inp.out.remove_unlisted(
-                {n for n in names if os.path.abspath(inp.out.file(n)) != protected}
-            )
-        if names:
+        if inp.out.undo(previous, inp.source):
             log.warning("the run failed: removed its artifacts from %s", inp.out.path)
         from edgeprune.trees.prune import GoalUnreachableError
 
