@@ -64,7 +64,7 @@ def _run(mode: str, clusters: int, folder: str):
 def _plain_qat(folder: str, clusters: int) -> dict:
     from edgeprune.adapters import converter as convert
     from edgeprune.adapters import keras as ka
-    from edgeprune.adapters import tfmot as tm
+    from edgeprune.adapters import tfmot_qat as tm
     from edgeprune.data import load_dataset
     from edgeprune.runners.host import HostRunner
 

@@ -23,7 +23,10 @@ ADAPTERS: dict[str, frozenset[str]] = {
     "matplotlib": frozenset({"edgeprune/presentation/plots.py"}),
     # Keras 3: only to read Keras 3 files and rebuild them as tf_keras models.
     "keras": frozenset({"edgeprune/adapters/keras3.py"}),
-    "tensorflow_model_optimization": frozenset({"edgeprune/adapters/tfmot.py"}),
+    # tfmot_qat.py is the adapter's clustering and QAT half, split out for the size limit.
+    "tensorflow_model_optimization": frozenset(
+        {"edgeprune/adapters/tfmot.py", "edgeprune/adapters/tfmot_qat.py"}
+    ),
     # decode_worker.py is the worker's DECODE half (TFLite Micro's compression modules,
     # which load its native runtime on import), split out for the module size limit;
     # only worker.py imports it, so it too runs only inside the worker process.

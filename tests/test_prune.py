@@ -46,6 +46,50 @@ def test_strip_keeps_outputs_exact_and_reaches_sparsity(kind, trained_models, di
     assert not any("prune_low_magnitude" in layer.name for layer in stripped.layers)
 
 
+@pytest.mark.parametrize("kind", ["sequential", "residual"])
+def test_wrap_copies_every_weight_and_shares_no_layer(kind, trained_models, digits):
+    """Before fine-tuning, the wrapped copy computes what the model computes
+    (its masks are all ones), and no layer or variable of it is the model's."""
+    model = trained_models[kind]
+    opts = small_recipe(final_sparsity=0.6).prune
+    plans = pr.plan_layers(model, opts)
+    wrapped = pr.wrap(model, plans, plan_schedule(opts, len(digits.x_train)), opts)
+    assert any(type(layer).__name__ == "PruneLowMagnitude" for layer in wrapped.layers)
+    np.testing.assert_array_equal(
+        wrapped(digits.x_test[:32], training=False).numpy(),
+        model(digits.x_test[:32], training=False).numpy(),
+    )
+    ours = {id(v) for v in model.weights} | {id(layer) for layer in model.layers}
+    theirs = {id(v) for v in wrapped.weights} | {id(layer) for layer in wrapped.layers}
+    theirs |= {id(getattr(layer, "layer", None)) for layer in wrapped.layers}
+    assert not ours & theirs
+
+
+def test_a_schedule_that_zeroes_nothing_fine_tunes_to_the_same_weights_unwrapped(
+    trained_models, digits
+):
+    """The prune stage fine-tunes a plain copy when the schedule prunes nothing
+    (the sweep's default): the weights must be the ones tfmot's all-ones masks give."""
+    model = trained_models["sequential"]
+    opts = small_recipe(final_sparsity=0.0, epochs=1).prune
+    assert pr.prunes_nothing(opts)
+    assert not pr.prunes_nothing(small_recipe(final_sparsity=0.1).prune)
+    assert not pr.prunes_nothing(small_recipe(final_sparsity=0.0, pattern="m_by_n").prune)
+    _, stripped, _ = run_prune(model, digits, opts)
+    plain = ka.clone(model)
+    pr.fine_tune(
+        plain,
+        digits.x_train,
+        digits.y_train,
+        task="classification",
+        probabilities=True,
+        opts=opts,
+        seed=0,
+    )
+    for a, b in zip(stripped.get_weights(), plain.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_depthwise_kernel_is_named_as_skipped(trained_models):
     plans = {p.name: p for p in pr.plan_layers(trained_models["depthwise"], small_recipe().prune)}
     assert not plans["dw"].pruned

@@ -13,6 +13,7 @@ from conftest import small_recipe
 from edgeprune.adapters import converter as convert
 from edgeprune.adapters import keras as ka
 from edgeprune.adapters import tfmot as tm
+from edgeprune.adapters import tfmot_qat as tq
 from edgeprune.errors import RecipeError, UnsupportedModelError, VerificationError
 from edgeprune.recipe import build_recipe
 from edgeprune.report.entries import QuantizeEntry
@@ -41,7 +42,7 @@ def pruned(trained_models, digits):
 @pytest.fixture(scope="module")
 def clustered(pruned, digits):
     """The pruned model clustered to N values per layer: (model, clustered layer names)."""
-    return tm.cluster(
+    return tq.cluster(
         pruned, digits.x_train, digits.y_train, clusters=N, epochs=1, learning_rate=1e-4, **TRAINING
     )
 
@@ -49,7 +50,7 @@ def clustered(pruned, digits):
 @pytest.fixture(scope="module")
 def clustered_dense(trained_models, digits):
     """The unpruned model clustered to N values: clusters, and no zeros to keep."""
-    return tm.cluster(
+    return tq.cluster(
         trained_models["sequential"],
         digits.x_train,
         digits.y_train,
@@ -61,7 +62,7 @@ def clustered_dense(trained_models, digits):
 
 
 def _qat_int8(model, digits, mode: str) -> bytes:
-    qat = tm.quantize_aware(
+    qat = tq.quantize_aware(
         model, digits.x_train, digits.y_train, mode=mode, epochs=1, learning_rate=1e-4, **TRAINING
     )
     return convert.to_tflite(qat, "int8", digits.x_train[:50])
@@ -81,7 +82,7 @@ def _accuracy(model, digits) -> float:
 def test_cluster_leaves_at_most_n_values_per_layer_and_keeps_zeros(pruned, clustered):
     model, names = clustered
     assert names == ["conv", "hidden", "out"]
-    before, after = tm.kernel_figures(pruned), tm.kernel_figures(model)
+    before, after = tq.kernel_figures(pruned), tq.kernel_figures(model)
     for name in names:
         weights, zeros, distinct = after[name]
         assert 2 <= distinct <= N, name
@@ -91,7 +92,7 @@ def test_cluster_leaves_at_most_n_values_per_layer_and_keeps_zeros(pruned, clust
 
 
 def test_cluster_skips_kernels_smaller_than_the_cluster_count(trained_models, digits):
-    model, names = tm.cluster(
+    model, names = tq.cluster(
         trained_models["sequential"],
         digits.x_train[:64],
         digits.y_train[:64],
@@ -101,11 +102,11 @@ def test_cluster_skips_kernels_smaller_than_the_cluster_count(trained_models, di
         **TRAINING,
     )
     assert names == ["hidden", "out"]
-    assert tm.kernel_figures(model)["conv"][2] == 72
+    assert tq.kernel_figures(model)["conv"][2] == 72
 
 
 def test_depthwise_kernels_stay_unclustered_and_pcqat_checks_the_rest(trained_models, digits):
-    model, names = tm.cluster(
+    model, names = tq.cluster(
         trained_models["depthwise"],
         digits.x_train,
         digits.y_train,
@@ -115,7 +116,7 @@ def test_depthwise_kernels_stay_unclustered_and_pcqat_checks_the_rest(trained_mo
         **TRAINING,
     )
     assert names == ["out", "pw", "stem"]  # tfmot's registry leaves DepthwiseConv2D out
-    figures = tm.kernel_figures(model)
+    figures = tq.kernel_figures(model)
     assert figures["dw"][2] == 72  # every weight its own value
     data = _qat_int8(model, digits, "pcqat")
     entry = check_preserved("pcqat", figures, data, clustered=names, clusters=N)
@@ -125,7 +126,7 @@ def test_depthwise_kernels_stay_unclustered_and_pcqat_checks_the_rest(trained_mo
 
 
 def test_pqat_keeps_every_layers_zeros_in_int8(pruned, digits):
-    figures = tm.kernel_figures(pruned)
+    figures = tq.kernel_figures(pruned)
     data = _qat_int8(pruned, digits, "pqat")
     entry = check_preserved("pqat", figures, data, clustered=[], clusters=0, qat_epochs=1)
     assert entry.checks == ("sparsity",) and entry.ok
@@ -137,7 +138,7 @@ def test_pqat_keeps_every_layers_zeros_in_int8(pruned, digits):
 
 
 def test_plain_qat_loses_the_zeros_and_fails_the_check(pruned, digits):
-    figures = tm.kernel_figures(pruned)
+    figures = tq.kernel_figures(pruned)
     data = _qat_int8(pruned, digits, "qat")
     zeros = {k: z / n for k, (n, z, _, _) in int8_weights(data).items()}
     # one epoch at 1e-4 moves the zeros of conv (per-channel scales, 72 weights) off
@@ -156,7 +157,7 @@ def test_plain_qat_loses_the_zeros_and_fails_the_check(pruned, digits):
 @pytest.mark.parametrize("mode", ["cqat", "pcqat"])
 def test_cluster_preserving_qat_keeps_at_most_n_int8_values_per_channel(clustered, digits, mode):
     model, names = clustered
-    figures = tm.kernel_figures(model)
+    figures = tq.kernel_figures(model)
     data = _qat_int8(model, digits, mode)
     entry = check_preserved(mode, figures, data, clustered=names, clusters=N, qat_epochs=1)
     assert entry.ok
@@ -176,7 +177,7 @@ def test_cluster_preserving_qat_keeps_at_most_n_int8_values_per_channel(clustere
 def test_post_training_int8_keeps_clusters(clustered, digits):
     model, names = clustered
     data = convert.to_tflite(model, "int8", digits.x_train[:50])
-    entry = check_preserved("int8", tm.kernel_figures(model), data, clustered=names, clusters=N)
+    entry = check_preserved("int8", tq.kernel_figures(model), data, clustered=names, clusters=N)
     assert entry.checks == ("clusters",) and entry.ok
 
 
@@ -186,7 +187,7 @@ def test_plain_qat_dissolves_clusters_and_fails_the_check(clustered_dense, digit
     assert max(int8_weights(data)["hidden"][2], int8_weights(data)["out"][2]) > 2 * N
     # judged as cqat (a cluster-preserving scheme that is really plain QAT)
     with pytest.raises(VerificationError) as info:
-        check_preserved("cqat", tm.kernel_figures(model), data, clustered=names, clusters=N)
+        check_preserved("cqat", tq.kernel_figures(model), data, clustered=names, clusters=N)
     assert str(info.value).startswith("cqat did not keep layer ")
     assert "distinct int8 values in " in str(info.value)
     assert f"more than cluster.clusters = {N}" in str(info.value)
@@ -285,8 +286,8 @@ def test_pipeline_writes_the_checked_int8_model_and_its_report(tmp_path, mode, c
 def test_pipeline_with_a_broken_scheme_fails_and_leaves_nothing(tmp_path, monkeypatch):
     import edgeprune.pipeline as pipeline
 
-    plain = tm._scheme("qat")
-    monkeypatch.setattr(tm, "_scheme", lambda mode: plain)  # "pqat" that is plain QAT
+    plain = tq._scheme("qat")
+    monkeypatch.setattr(tq, "_scheme", lambda mode: plain)  # "pqat" that is plain QAT
     out = tmp_path / "run"
     with pytest.raises(VerificationError, match=r"^pqat did not keep layer conv1: "):
         pipeline.run(recipe=_recipe("pqat", 0), out=str(out))

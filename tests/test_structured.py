@@ -318,6 +318,41 @@ def test_taylor_is_activation_times_gradient(models):
     np.testing.assert_allclose(ours, expected / 6, rtol=1e-4, atol=1e-9)
 
 
+def test_data_scores_of_a_reloaded_model_come_from_the_memo_and_change_with_its_weights(
+    models, tmp_path, monkeypatch
+):
+    """A sweep's trials reload one baseline: the second scoring of the same
+    architecture, weights and samples does no gradient work and returns the
+    same scores; a changed weight, other samples or another loss are scored afresh."""
+    from edgeprune.adapters.keras import keras, sample_loss
+    from edgeprune.structured import importance
+
+    model = keras.models.clone_model(models["tiny_sequential"][0])
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    x = np.random.default_rng(2).random((6, 8, 8, 1)).astype(np.float32)
+    y = np.arange(6) % 10
+    loss = sample_loss("classification", 10, True)
+    assert sample_loss("classification", 10, True) is loss
+    computed = []
+    real = importance._gradient_scores
+    monkeypatch.setattr(
+        importance, "_gradient_scores", lambda *a: computed.append(a[-1]) or real(*a)
+    )
+    first = channel_scores(model, analyze(model), "taylor", x, y, loss)
+    assert channel_scores(again, analyze(again), "taylor", x, y, loss) == first
+    assert computed == ["taylor"]
+    weights = again.get_layer("conv").get_weights()
+    weights[0][..., 0] *= 2.0
+    again.get_layer("conv").set_weights(weights)
+    changed = channel_scores(again, analyze(again), "taylor", x, y, loss)
+    channel_scores(model, analyze(model), "taylor", x[::-1].copy(), y, loss)
+    channel_scores(model, analyze(model), "taylor", x, y, sample_loss("classification", 10, False))
+    channel_scores(model, analyze(model), "obd", x, y, loss)
+    assert computed == ["taylor"] * 4 + ["obd"]
+    assert changed != first
+
+
 def test_obd_is_zero_for_a_dead_channel_and_positive_elsewhere(models):
     from edgeprune.adapters.keras import keras
 

@@ -8,6 +8,7 @@ Import it lazily (inside functions) from anywhere that must stay fast.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -371,9 +372,14 @@ def predict(model: KerasModel, x: np.ndarray, batch_size: int = 256) -> np.ndarr
     return np.concatenate(out).astype(np.float32)
 
 
+@functools.cache
 def sample_loss(task: str, output_units: int, probabilities: bool) -> Callable:
     """A per-sample loss ``loss(y_true, y_pred)`` (one value per row), matching
-    :func:`loss_for`'s training loss; for gradients of single samples."""
+    :func:`loss_for`'s training loss; for gradients of single samples.
+
+    One function object per argument set (cached), so that the same loss is
+    the same object: the importance memo keys on it.
+    """
 
     def loss(y_true, y_pred):
         if task == "regression":

@@ -1,8 +1,8 @@
-"""The tfmot adapter: pruning (which layers, wrapping, fine-tuning, strip, verification),
-weight clustering and the collaborative quantization-aware training schemes.
+"""The tfmot adapter: pruning (which layers, wrapping, fine-tuning, strip, verification).
 
-Every ``tensorflow_model_optimization`` import lives here. tfmot's quirks
-that this module hides:
+Every ``tensorflow_model_optimization`` import lives here and in
+:mod:`edgeprune.adapters.tfmot_qat` (weight clustering and the collaborative
+quantization-aware training schemes). tfmot's quirks that they hide:
 
 * It wraps layers it cannot prune without saying so: ``DepthwiseConv2D`` is
   in its registry with no prunable weights, so its kernel stays dense.
@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow_model_optimization as tfmot
 
 from edgeprune.adapters import keras as ka
-from edgeprune.errors import RecipeError, UnsupportedModelError, VerificationError
+from edgeprune.errors import RecipeError, VerificationError
 from edgeprune.recipe_options import PruneOptions
 from edgeprune.schedule import SchedulePlan
 
@@ -74,7 +74,7 @@ class StripCheck:
     equal: bool
 
 
-def _kernel(layer):
+def layer_kernel(layer):
     """The weight tfmot prunes in ``layer`` (its registry's first weight name),
     else the layer's main kernel (for layers tfmot leaves dense)."""
     names = []
@@ -123,7 +123,7 @@ def plan_layers(model: KerasModel, opts: PruneOptions) -> list[LayerPlan]:
             )
     plans, notes = [], []
     for layer in model.layers:
-        attr, w = _kernel(layer)
+        attr, w = layer_kernel(layer)
         if w is None:
             continue
         shape = tuple(int(d) for d in w.shape)
@@ -210,14 +210,24 @@ def wrap(
         params["block_size"] = tuple(opts.block_size)
         params["block_pooling_type"] = opts.block_pooling
     chosen = {p.name for p in layer_plans if p.pruned}
-    base = ka.clone(model)
 
+    # One clone, not a copy then a wrapping clone: every layer is made afresh from
+    # its config (wrapped when chosen), then given the original's weights.
     def clone_fn(layer):
+        fresh = layer.__class__.from_config(layer.get_config())
         if layer.name in chosen:
-            return tfmot.sparsity.keras.prune_low_magnitude(layer, **params)
-        return layer
+            return tfmot.sparsity.keras.prune_low_magnitude(fresh, **params)
+        return fresh
 
-    return keras.models.clone_model(base, clone_function=clone_fn)
+    wrapped = keras.models.clone_model(model, clone_function=clone_fn)
+    copies = {}
+    for layer in wrapped.layers:
+        if type(layer).__name__ == "PruneLowMagnitude":
+            layer = layer.layer
+        copies[layer.name] = layer
+    for layer in model.layers:
+        copies[layer.name].set_weights(layer.get_weights())
+    return wrapped
 
 
 def fine_tune(
@@ -263,6 +273,11 @@ def load_stripped(path: str, unsafe_load: bool = False) -> KerasModel:
     stripped = strip(wrapped)
     ka.check_model(stripped, path)
     return stripped
+
+
+def prunes_nothing(opts: PruneOptions) -> bool:
+    """Whether the schedule zeroes no weight at all (unstructured, from 0 to 0)."""
+    return opts.pattern == "unstructured" and opts.final_sparsity == 0 == opts.initial_sparsity
 
 
 def requested_sparsity(opts: PruneOptions) -> float:
@@ -319,12 +334,15 @@ def check_sparsity(layers: list[LayerSparsity]) -> None:
 def verify_strip(pruned: KerasModel, stripped: KerasModel, x: np.ndarray) -> StripCheck:
     """Predict with the wrapped and the stripped model; they must agree exactly.
 
+    A model that was never wrapped (``pruned is stripped``) is predicted once:
+    only the finiteness check applies.
+
     Raises:
         VerificationError: the outputs differ (strip changed the model), or
             are not finite (fine-tuning diverged).
     """
     a = ka.predict(pruned, x)
-    b = ka.predict(stripped, x)
+    b = a if stripped is pruned else ka.predict(stripped, x)
     if not np.all(np.isfinite(a)):
         raise VerificationError(
             "fine-tuning diverged: the pruned model outputs NaN or "
@@ -347,102 +365,3 @@ def overall_sparsity(layers: list[LayerSparsity]) -> float:
 
 def to_dicts(items) -> list[dict]:
     return [asdict(i) for i in items]
-
-
-# ---------------------------------------------------------------- clustering and QAT
-
-
-def _train(model: KerasModel, x, y, description: str, *, task, probabilities, **fit) -> None:
-    """Compile and fit: ``fit`` holds epochs, batch_size, learning_rate and seed."""
-    ka.compile_for(model, task, fit.pop("learning_rate"), probabilities)
-    ka.fit(model, x, y, description=description, **fit)
-
-
-def cluster(
-    model: KerasModel, x: np.ndarray, y: np.ndarray, *, clusters: int, **training
-) -> tuple[KerasModel, list[str]]:
-    """Cluster the kernels of ``model`` (kmeans++ centroids, zeros kept as zeros), fine-tune
-    and strip; return the stripped copy and the names of the clustered layers.
-    ``training``: task, probabilities, epochs, batch_size, learning_rate, seed.
-
-    Layers tfmot does not cluster (DepthwiseConv2D: "big unrecoverable accuracy loss",
-    its registry says; recurrent and attention layers: not verified here) and kernels
-    with no more than ``clusters`` weights (nothing to gain) are left as they are, and
-    logged. ``model`` is not modified.
-
-    Raises:
-        UnsupportedModelError: no layer of the model can be clustered.
-    """
-    from tensorflow_model_optimization.python.core.clustering.keras.clustering_registry import (
-        ClusteringRegistry,
-    )
-
-    chosen = set()
-    for layer in model.layers:
-        names = ClusteringRegistry._LAYERS_WEIGHTS_MAP.get(type(layer), [])
-        w = getattr(layer, names[0], None) if names else None
-        if w is not None and int(np.prod(w.shape)) > clusters:
-            chosen.add(layer.name)
-        elif _kernel(layer)[1] is not None:
-            log.info("cluster: %s (%s) left unclustered", layer.name, type(layer).__name__)
-    if not chosen:
-        raise UnsupportedModelError(
-            f"no layer of this model can be clustered into {clusters} values (tfmot clusters "
-            f"Conv and Dense kernels with more weights than clusters); set cluster.clusters = 0"
-        )
-    init = tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS
-    params = dict(number_of_clusters=clusters, cluster_centroids_init=init)
-
-    def clone_fn(layer):
-        if layer.name in chosen:
-            return tfmot.clustering.keras.cluster_weights(layer, preserve_sparsity=True, **params)
-        return layer
-
-    wrapped = keras.models.clone_model(ka.clone(model), clone_function=clone_fn)
-    _train(wrapped, x, y, "clustering", **training)
-    return tfmot.clustering.keras.strip_clustering(wrapped), sorted(chosen)
-
-
-def _scheme(mode: str):
-    combine = tfmot.experimental.combine
-    if mode == "pqat":
-        return combine.Default8BitPrunePreserveQuantizeScheme()
-    if mode in ("cqat", "pcqat"):
-        return combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=mode == "pcqat")
-    if mode == "qat":  # plain QAT: offered to show what it destroys, never by a recipe
-        return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
-    raise ValueError(f"unknown QAT mode {mode!r}")
-
-
-def quantize_aware(model: KerasModel, x: np.ndarray, y: np.ndarray, *, mode: str, **training):
-    """Quantization-aware fine-tuning of the stripped ``model`` with the scheme of ``mode``
-    (``pqat``, ``cqat``, ``pcqat``; ``qat`` is plain QAT). Returns the trained model with
-    its fake-quantization wrappers, ready for int8 conversion; ``model`` is not modified.
-    ``training``: task, probabilities, epochs, batch_size, learning_rate, seed.
-
-    Raises:
-        UnsupportedModelError: tfmot cannot quantize a layer of the model.
-    """
-    try:
-        annotated = tfmot.quantization.keras.quantize_annotate_model(ka.clone(model))
-        with tfmot.quantization.keras.quantize_scope():
-            qat = tfmot.quantization.keras.quantize_apply(annotated, _scheme(mode))
-    except (ValueError, RuntimeError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UnsupportedModelError(
-            f"tfmot cannot apply quantization-aware training ({mode}) to this model: "
-            f'{first[:200]}; use quantize.mode = "int8" (post-training, keeps zeros too)'
-        ) from None
-    _train(qat, x, y, f"{mode} fine-tuning", **training)
-    return qat
-
-
-def kernel_figures(model: KerasModel) -> dict[str, tuple[int, int, int]]:
-    """Per weighted layer of a stripped float model: (weights, zeros, distinct values)."""
-    out = {}
-    for layer in model.layers:
-        _, w = _kernel(layer)
-        if w is not None:
-            v = np.asarray(w)
-            out[layer.name] = (int(v.size), int(np.count_nonzero(v == 0)), len(np.unique(v)))
-    return out

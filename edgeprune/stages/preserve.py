@@ -109,7 +109,7 @@ def check_preserved(
     qat_epochs: int = 0,
 ) -> PreserveEntry:
     """Check the int8 ``data`` against the float model's per-layer ``float_figures``
-    (weights, zeros, distinct values; :func:`edgeprune.adapters.tfmot.kernel_figures`).
+    (weights, zeros, distinct values; :func:`edgeprune.adapters.tfmot_qat.kernel_figures`).
 
     ``mode`` chooses the checks: pqat sparsity, cqat clusters, pcqat both; plain
     ``qat`` both (to show what it destroys); int8 after clustering clusters.

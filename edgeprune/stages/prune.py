@@ -2,7 +2,9 @@
 
 The model is wrapped, fine-tuned under the planned schedule, stripped of its
 wrappers, and then checked: stripping must leave the outputs bit-identical
-and every pruned layer must reach its sparsity. The stripped model is handed
+and every pruned layer must reach its sparsity. A schedule that zeroes
+nothing (sparsity 0 from start to end) fine-tunes a plain copy instead: the
+wrappers would mask nothing. The stripped model is handed
 on in memory (the quantize stage converts it); ``pruned.keras`` is written
 for the user and for ``edgeprune quantize``, never read back here.
 """
@@ -84,7 +86,13 @@ def prune_stage(inp: Inputs, model: KerasModel) -> PruneResult:
         pruned_count,
         inp.schedule.total_steps,
     )
-    wrapped = pr.wrap(model, layer_plans, inp.schedule, opts)
+    # Nothing to prune (the sweep's default): tfmot's wrappers would mask nothing,
+    # so the model is fine-tuned as it is; "stripping" it is then the identity.
+    wrapped = (
+        ka.clone(model)
+        if pr.prunes_nothing(opts)
+        else pr.wrap(model, layer_plans, inp.schedule, opts)
+    )
     t_fit = time.perf_counter()
     fit_metrics = pr.fine_tune(
         wrapped,
@@ -97,7 +105,7 @@ def prune_stage(inp: Inputs, model: KerasModel) -> PruneResult:
         validation=inp.validation,
     )
     fine_tune_seconds = time.perf_counter() - t_fit
-    stripped = pr.strip(wrapped)
+    stripped = wrapped if pr.prunes_nothing(opts) else pr.strip(wrapped)
     log.info("strip: verifying outputs on %d test samples", len(ds.x_test))
     strip_check = pr.verify_strip(wrapped, stripped, ds.x_test)
     layers = pr.measure_sparsity(stripped, layer_plans, opts)

@@ -144,7 +144,7 @@ def _train_before_conversion(inp: Inputs, model: KerasModel):
     """Cluster and/or QAT-fine-tune ``model`` as the recipe asks. Returns the model to
     convert and the check to run on its int8 bytes (``None``: no check: nothing was
     clustered and the mode is not QAT)."""
-    from edgeprune.adapters import tfmot as tm
+    from edgeprune.adapters import tfmot_qat as tq
     from edgeprune.stages.preserve import check_preserved
 
     r, ds = inp.recipe, inp.dataset
@@ -156,16 +156,16 @@ def _train_before_conversion(inp: Inputs, model: KerasModel):
     if n:
         c = r.cluster
         log.info("quantize: clustering to %d values per layer, %d epochs", n, c.epochs)
-        model, clustered = tm.cluster(
+        model, clustered = tq.cluster(
             model, ds.x_train, ds.y_train, clusters=n, epochs=c.epochs,
             batch_size=c.batch_size, learning_rate=c.learning_rate, **training,
         )  # fmt: skip
-        _check_float_clusters(tm.kernel_figures(model), clustered, n)
-    figures = tm.kernel_figures(model)  # what the int8 model must keep
+        _check_float_clusters(tq.kernel_figures(model), clustered, n)
+    figures = tq.kernel_figures(model)  # what the int8 model must keep
     if mode in QAT_MODES:
         q = r.quantize
         log.info("quantize: %s fine-tuning, %d epochs", mode, q.qat_epochs)
-        model = tm.quantize_aware(
+        model = tq.quantize_aware(
             model, ds.x_train, ds.y_train, mode=mode, epochs=q.qat_epochs,
             batch_size=q.qat_batch_size, learning_rate=q.qat_learning_rate, **training,
         )  # fmt: skip

@@ -22,7 +22,9 @@ global ranking.
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -38,6 +40,16 @@ if TYPE_CHECKING:
 
 CRITERIA = IMPORTANCE  # the recipe's choices: one list
 DATA_CRITERIA = ("taylor", "obd")
+
+
+# The data criteria's scores for the last few (model, samples, loss) this process
+# scored. A sweep's trials each load the same baseline and cut it one-shot: the
+# 256 per-sample gradients are then the same every trial, and are computed once
+# per worker process. Exact: an entry is what the computation returned, keyed
+# by the model's architecture and weights, the samples and the loss object
+# (ka.sample_loss returns one object per task).
+_MEMO: OrderedDict[tuple, dict[str, np.ndarray]] = OrderedDict()
+_MEMO_SIZE = 4
 
 
 class ImportanceError(BadInputError):
@@ -189,7 +201,7 @@ def channel_scores(
         if x is None or y is None or loss is None or len(x) == 0:
             raise ImportanceError(f"importance {criterion} needs training data and a loss")
         x, y = np.asarray(x[:samples], np.float32), np.asarray(y[:samples])
-        per_producer = _gradient_scores(model, graph, x, y, loss, criterion)
+        per_producer = _memo_gradient_scores(model, graph, x, y, loss, criterion)
     else:
         per_producer = _weight_scores(model, graph, criterion)
     scores: dict[int, float] = {}
@@ -198,6 +210,23 @@ def channel_scores(
             root = graph.root(atom)
             scores[root] = scores.get(root, 0.0) + float(v)
     return scores
+
+
+def _memo_gradient_scores(model, graph, x, y, loss, criterion) -> dict[str, np.ndarray]:
+    """:func:`_gradient_scores`, answered from :data:`_MEMO` when this process
+    scored the same model (architecture and weights) on the same samples."""
+    digest = hashlib.sha256(model.to_json().encode())
+    for a in (*model.get_weights(), x, y):
+        a = np.ascontiguousarray(a)
+        digest.update(f"{a.dtype}{a.shape}".encode())
+        digest.update(a.tobytes())
+    key = (digest.hexdigest(), criterion, loss)
+    if key not in _MEMO:
+        _MEMO[key] = _gradient_scores(model, graph, x, y, loss, criterion)
+        while len(_MEMO) > _MEMO_SIZE:
+            _MEMO.popitem(last=False)
+    _MEMO.move_to_end(key)
+    return {name: values.copy() for name, values in _MEMO[key].items()}
 
 
 def select(
