@@ -76,3 +76,34 @@ def test_lut_is_judged_on_the_clustered_weights_and_dense_when_nothing_clusters(
     # clustered to 4 values (zero one of them) as the quantize stage will: 2-bit indices
     clustered = _judge(tmp_path, baseline, "lut", clusters=4)
     assert clustered.rules["flash"].figure < prune.rules["flash"].figure
+
+
+@pytest.mark.slow
+def test_run_structured_fit_keeps_the_full_width_that_fits_only_compressed(
+    tmp_path, run_dir, measured
+):
+    """A flash budget between the full-width model's dense and compressed figures:
+    judged dense, the fit would remove channels; judged by what ships, nothing is
+    removed, the compressed model ships, and the run's final check passes."""
+    from edgeprune import pipeline
+
+    dense, shipped = measured
+    budget = (shipped.rules["flash"].figure + dense.rules["flash"].figure) // 2
+    recipe = build_recipe(
+        {
+            "train": {"epochs": 3},
+            "prune": {"epochs": 2, "final_sparsity": 0.75},
+            "quantize": {"calibration_samples": 50},
+            "structured": {"goal": "fit", "epochs": 1},
+            "compress": {"method": "prune"},
+            "budget": {"max_flash_bytes": budget},
+        }
+    )
+    model = os.path.join(run_dir, "baseline.keras")
+    out = str(tmp_path / "r")
+    result = pipeline.run(model=model, data="digits", recipe=recipe, out=out, target=TARGET)
+    st = result.report.stages.structured
+    assert st.rounds == () and "already fits" in st.notes[0]
+    (candidate,) = st.fit.candidates
+    assert candidate.ok and candidate.rules["flash"].figure <= budget < dense.rules["flash"].figure
+    assert result.compress.tflite is not None and result.check.ok
