@@ -122,3 +122,79 @@ def test_sweep_without_a_target_is_a_usage_error_naming_the_fix():
     assert r.exit_code == 2 and "--target is required: the sweep's constraints" in r.output
     with pytest.raises(BadInputError, match="a sweep needs a target: its budgets are the"):
         sweep(recipe=Recipe())
+
+
+def test_compression_is_searched_only_when_asked_and_opens_sparsity():
+    assert "compress" not in resolve_space(Recipe().sweep, "tflm", "int8").searched
+    s = _section(compress=["none", "prune"])
+    space = resolve_space(s, "tflm", "int8")
+    assert space.searched["compress"] == ("none", "prune")
+    # prune compression makes the zeros leave the flash: sparsity is searched with it
+    assert space.searched["sparsity"] == (0.0, 0.9) and "sparsity" not in space.fixed
+    lut = resolve_space(_section(compress="lut", clusters=[2, 16]), "tflm", "int8")
+    assert lut.fixed["compress"] == "lut" and lut.searched["clusters"] == (2, 16)
+    assert lut.fixed["sparsity"] == 0.0  # lut alone: sparsity saves nothing measured
+    # the recipe's own [compress] opens sparsity too (the sweep leaves it fixed otherwise)
+    assert resolve_space(Recipe().sweep, "tflm", "int8", "both").searched["sparsity"]
+    assert build_recipe({"sweep": {"compress": "prune", "sparsity": [0.5, 0.9]}}).sweep
+
+
+def test_a_trial_is_clustered_only_when_its_compression_encodes_clusters():
+    space = resolve_space(_section(compress=["prune", "lut"], clusters=[2, 16]), "tflm", "int8")
+    r = space.apply(Recipe(), {"compress": "lut", "clusters": 8, "sparsity": 0.5})
+    assert (r.compress.method, r.cluster.clusters, r.prune.final_sparsity) == ("lut", 8, 0.5)
+    r = space.apply(Recipe(), {"compress": "prune", "clusters": 8, "sparsity": 0.8})
+    assert (r.compress.method, r.cluster.clusters, r.prune.final_sparsity) == ("prune", 0, 0.8)
+    none = space.apply(Recipe(), {"compress": "none", "clusters": 8, "sparsity": 0.0})
+    assert none.compress.method == "none" and none.cluster.clusters == 0
+
+
+@pytest.mark.parametrize(
+    ("values", "runtime", "mode", "message"),
+    [
+        (
+            {"compress": ["none", "prune"]},
+            "litert",
+            "int8",
+            "sweep.compress = 'prune' on a Linux target: the compressed model needs TFLite "
+            "Micro's DECODE operator",
+        ),
+        (
+            {"compress": ["prune", "none"], "quantize": ["int8", "float32"]},
+            "tflm",
+            "int8",
+            "sweep.compress = 'prune' encodes int8 weights but the sweep may quantize to float32",
+        ),
+        ({"compress": "lut", "width": [0.5, 1.0]}, "tflm", "float32", "may quantize to float32"),
+    ],
+)
+def test_compression_where_run_would_refuse_it_is_refused_once(values, runtime, mode, message):
+    with pytest.raises(RecipeError, match=message) as exc:
+        resolve_space(_section(**values), runtime, mode)
+    assert "\n" not in str(exc.value)
+    # "none" alone is no compression: any target takes it
+    assert resolve_space(_section(compress="none", width=[0.5, 1.0]), runtime, mode)
+
+
+def test_the_recipes_own_compression_on_a_linux_target_is_refused_naming_its_key():
+    with pytest.raises(RecipeError, match="compress.method = 'prune' on a Linux target"):
+        resolve_space(Recipe().sweep, "litert", "int8", "prune")
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"compress": ["prune", "gzip"]}, "sweep.compress: 'gzip' is not one of none, prune"),
+        ({"clusters": [1, 16]}, r"sweep.clusters: 1 is outside the allowed \[2, 128\]"),
+        ({"clusters": [4, 200]}, r"sweep.clusters: 200 is outside the allowed \[2, 128\]"),
+        (
+            {"compress": ["none", "prune"], "clusters": [2, 8]},
+            "sweep.clusters applies only to trials compressed with lut or both",
+        ),
+        ({"compress": "lut", "sparsity": [0.0, 0.8]}, "sweep.sparsity saves no flash"),
+    ],
+)
+def test_bad_compression_dimensions_are_refused_in_one_line(values, message):
+    with pytest.raises(RecipeError, match=message) as exc:
+        build_recipe({"sweep": values})
+    assert "\n" not in str(exc.value)

@@ -23,6 +23,7 @@ def _result(rules, quality_ok=True):
         quality=quality,
         sizes={"final": SimpleNamespace(gzip_bytes=12000)},
         prune=SimpleNamespace(fine_tune_seconds=2.5),
+        compress=None,  # no [compress]: the dense int8 model ships, as sizes["final"] says
     )
 
 

@@ -183,3 +183,61 @@ def compress_stage(inp, dense: Flatbuffer, target: Target) -> CompressResult:
         checked.samples,
     )
     return CompressResult(dense, result, written, checked, time.perf_counter() - t0)
+
+
+def would_ship(inp, model, target: Target, to_tflite) -> tuple[bytes, bool]:
+    """The model the compress stage would ship for ``model``, a structured fit
+    candidate not yet pruned: ``(flatbuffer, compressed)``.
+
+    A copy of ``model`` gets what the later stages will give it, in numpy:
+    the kernels the prune stage prunes magnitude-pruned to the recipe's
+    sparsity and, with ``cluster.clusters``, every Conv and Dense kernel
+    snapped to that many values; ``to_tflite`` converts it as the candidate
+    check does, and it is compressed as :func:`compress_stage` compresses,
+    the DECODE kernel's flash included (:func:`_pays_for_decode`), without the
+    bit-exact verification. An estimate: fine-tuning moves the weights that
+    survive, not how many there are, and the prune encoding's size depends only
+    on their count; the LUT's on the count of values per channel.
+    ``model`` is not modified.
+    """
+    from edgeprune.adapters import keras as ka
+    from edgeprune.adapters import tfmot as tm
+    from edgeprune.compress import compress_model
+
+    recipe = inp.recipe
+    copy = ka.clone(model)
+    sparsity = tm.requested_sparsity(recipe.prune)
+    pruned = {p.name: p.weight for p in tm.plan_layers(copy, recipe.prune) if p.pruned}
+    for layer in copy.layers:
+        _shape_weights(layer, pruned.get(layer.name), sparsity, recipe.cluster.clusters)
+    dense = to_tflite(copy)
+    options = recipe.compress
+    result = compress_model(dense, options.method, max_decoded_bytes=options.max_decoded_bytes)
+    result = _pays_for_decode(result, dense, target)
+    return result.model, not result.note
+
+
+def _shape_weights(layer, pruned_attr: str | None, sparsity: float, clusters: int) -> None:
+    """Give ``layer``'s kernel the zeros and the distinct values it will have."""
+    import numpy as np
+
+    if pruned_attr and sparsity > 0:
+        w = getattr(layer, pruned_attr)
+        v = w.numpy()
+        k = int(round(v.size * sparsity))
+        if k:
+            order = np.argsort(np.abs(v), axis=None, kind="stable")
+            v.reshape(-1)[order[:k]] = 0
+            w.assign(v)
+    kernel = getattr(layer, "kernel", None)
+    kind = type(layer).__name__
+    if clusters and kernel is not None and kind.startswith(("Conv", "Dense")):
+        v = kernel.numpy()
+        if v.size > clusters:
+            live = v != 0
+            n = clusters - 1 if not live.all() else clusters  # pruned zeros are one value
+            if live.any() and n > 0:
+                centroids = np.linspace(v[live].min(), v[live].max(), n)
+                nearest = np.abs(v[live][:, None] - centroids[None, :]).argmin(axis=1)
+                v[live] = centroids[nearest]
+                kernel.assign(v)

@@ -247,20 +247,26 @@ def structured_stage(
 def _fit_check(inp: Inputs, target: Target, trials: list):
     """``fits(model)`` for the goal fit: convert a candidate as the quantize stage
     will (16 calibration samples: sizes do not depend on them) and check it
-    against ``target``'s budgets in memory. Each check is appended to ``trials``
-    (its width is filled in from the rounds' own record)."""
+    against ``target``'s budgets in memory; with ``[compress]``, check what the
+    compress stage would ship instead (:func:`~edgeprune.stages.compress.would_ship`).
+    Each check is appended to ``trials`` (its width is filled in from the rounds'
+    own record)."""
     from edgeprune.adapters import converter as convert
     from edgeprune.stages import check as check_stage
+    from edgeprune.stages.compress import would_ship
 
     mode = converted_dtype(inp.recipe.quantize.mode)  # a QAT mode's model is int8
     calib = inp.calibration(16) if mode == "int8" else None
 
     def fits(model) -> bool:
-        candidate = Flatbuffer.of(
-            convert.to_tflite(model, mode, calib),
-            os.path.join(inp.out.path, f"candidate_{mode}.tflite"),
-            mode,
-        )
+        name, data = f"candidate_{mode}.tflite", None
+        if inp.recipe.compress.method != "none":  # judge what the compress stage would ship
+            data, compressed = would_ship(
+                inp, model, target, lambda m: convert.to_tflite(m, mode, calib)
+            )
+            name = name.replace(".tflite", "_compressed.tflite") if compressed else name
+        data = data or convert.to_tflite(model, mode, calib)
+        candidate = Flatbuffer.of(data, os.path.join(inp.out.path, name), mode)
         result = check_stage.check_flatbuffer(candidate, target, inp.recipe.budget)
         measured = result.evidence.latency_measured is not None
         trials.append(

@@ -84,7 +84,7 @@ def sweep(
         check_combination(section)
     target = resolve_target(target, recipe)
     point = None if reference is None else reference_from_run(reference)
-    space = resolve_space(section, target.runtime, recipe.quantize.mode)
+    space = resolve_space(section, target.runtime, recipe.quantize.mode, recipe.compress.method)
     wanted = trials or section.trials
     name = study or f"{_model_name(model)}_{target.id}"
     folder = out or os.path.join("sweeps", name)

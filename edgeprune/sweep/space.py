@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from edgeprune.errors import RecipeError
+from edgeprune.sweep import compression
 
 #: Cost objectives a user may choose: recipe word -> the value key measured per trial.
 COSTS = {"latency": "latency_ms", "flash": "flash_bytes", "ram": "ram_bytes", "ota": "gzip_bytes"}
@@ -138,7 +139,23 @@ DIMENSIONS: dict[str, Dimension] = {
             lambda r, v: replace(r, prune=replace(r.prune, final_sparsity=v)),
             limits=(0.0, 0.95),
             step=0.05,
-            help="unstructured sparsity (an over-the-air objective only)",
+            help="unstructured sparsity (over the air; flash too with prune compression)",
+        ),
+        Dimension(
+            "compress",
+            "categorical",
+            None,
+            compression.apply_compress,
+            choices=("none", "prune", "lut", "both"),
+            help="TFLite Micro weight compression (DECODE); TFLite Micro targets only",
+        ),
+        Dimension(
+            "clusters",
+            "int",
+            None,
+            compression.apply_clusters,
+            limits=(2, 128),
+            help="distinct weight values per layer (clustering), for lut/both compression",
         ),
     )
 }
@@ -193,7 +210,8 @@ def check_combination(section: SweepSection) -> None:
     """Dimensions that cannot go together, or not with these objectives.
 
     Raises:
-        RecipeError: width with reduction; sparsity without the ota objective.
+        RecipeError: width with reduction; sparsity that saves nothing measured
+            (neither the ota objective nor prune compression).
     """
     names = {k for k, _ in section.dims}
     if {"width", "reduction"} <= names:
@@ -201,10 +219,16 @@ def check_combination(section: SweepSection) -> None:
             "sweep.width and sweep.reduction both set the structured cut; keep one "
             "(width: fraction of channels kept; reduction: MACs or params divided)"
         )
-    if "sparsity" in names and "ota" not in section.objectives:
+    compression.check_clusters(section)
+    if (
+        "sparsity" in names
+        and "ota" not in section.objectives
+        and not compression.may_prune(section)
+    ):
         raise RecipeError(
             "sweep.sparsity saves no flash (the flatbuffer stores every zero weight), "
-            'only over-the-air (gzip) bytes; add "ota" to sweep.objectives or remove it'
+            'only over-the-air (gzip) bytes; add "ota" to sweep.objectives, sweep '
+            'compress = ["none", "prune"] (the zeros leave the flash), or remove it'
         )
 
 
@@ -299,8 +323,16 @@ class Space:
         }
 
     def apply(self, recipe, params: dict):
-        """``recipe`` with the fixed values and a trial's ``params`` set on it."""
-        for name, value in {**self.fixed, **params}.items():
+        """``recipe`` with the fixed values and a trial's ``params`` set on it.
+        ``clusters`` is set only on trials whose ``compress`` (when it is a
+        dimension) encodes clustered weights: the others keep the recipe's."""
+        values = {**self.fixed, **params}
+        for name, value in values.items():
+            if (
+                name == "clusters"
+                and values.get("compress", "lut") not in compression.CLUSTER_METHODS
+            ):
+                continue
             if name == "reduction":
                 recipe = _apply_reduction(recipe, value, self.goal)
             else:
@@ -308,25 +340,29 @@ class Space:
         return recipe
 
 
-def resolve_space(section: SweepSection, runtime: str, mode: str) -> Space:
-    """The space for a target of ``runtime`` (``tflm`` or ``litert``) and the
-    recipe's quantization ``mode``: the recipe's dimensions, and the defaults of
-    those it leaves out where they apply.
+def resolve_space(section: SweepSection, runtime: str, mode: str, compress: str = "none") -> Space:
+    """The space for a target of ``runtime`` (``tflm`` or ``litert``), the
+    recipe's quantization ``mode`` and compression method ``compress``: the
+    recipe's dimensions, and the defaults of those it leaves out where they apply.
 
-    Without the ``ota`` objective, unstructured sparsity is fixed at 0: it would
-    cost accuracy and save no flash. On TFLite Micro the quantization mode is not
-    searched by default (int8 is what its kernels are built for).
+    Unstructured sparsity is fixed at 0 unless the ``ota`` objective or prune
+    compression (``compress`` may be prune or both) makes it save something:
+    otherwise it would cost accuracy and save no flash. On TFLite Micro the
+    quantization mode is not searched by default (int8 is what its kernels are
+    built for). Compression is searched only when asked for (``sweep.compress``).
 
     Raises:
-        RecipeError: a quantization mode the target cannot run.
+        RecipeError: a quantization mode the target cannot run; compression on a
+            Linux target (LiteRT has no DECODE operator) or of a model not int8.
     """
     given = dict(section.dims)
+    may_prune = compression.may_prune(section, compress)
     applies = {
         "width": "reduction" not in given,
         "reduction": False,
         "quantize": runtime != "tflm",
         "dense": runtime == "tflm",
-        "sparsity": "ota" in section.objectives,
+        "sparsity": "ota" in section.objectives or may_prune,
     }
     searched, fixed = {}, {}
     for name, dim in DIMENSIONS.items():
@@ -344,6 +380,7 @@ def resolve_space(section: SweepSection, runtime: str, mode: str) -> Space:
                 f"sweep.quantize: TFLite Micro cannot run {lacking[0]} models "
                 f"({TFLM_LACKS[lacking[0]]}); choose from int8, float32"
             )
+    compression.refuse(section, runtime, modes, compress)
     if "sparsity" not in searched and "sparsity" not in fixed:
         fixed["sparsity"] = 0.0
     if not searched:
