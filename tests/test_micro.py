@@ -248,3 +248,30 @@ def test_parent_process_never_imports_tflite_micro_or_tensorflow(int8_model, tmp
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_kept_worker_serves_the_next_model_as_a_fresh_worker_would(
+    int8_model, int8_float_io_model, arena, samples
+):
+    """keep_workers() (a sweep's worker process): the next model's checks run in
+    the kept process, sent a ``load``, and answer what a fresh worker answers; a
+    damaged model is still refused; end_kept_workers() ends the process."""
+    fresh_other = micro.find_arena(int8_float_io_model)
+    fresh_run = micro.run(int8_model, samples, arena.min_arena_bytes)
+    client.keep_workers()
+    try:
+        assert micro.find_arena(int8_model).min_arena_bytes == arena.min_arena_bytes
+        assert len(client._IDLE) == 1
+        kept = client._IDLE[0][0]
+        other = micro.find_arena(int8_float_io_model)
+        assert other.min_arena_bytes == fresh_other.min_arena_bytes
+        assert other.recorded_bytes == fresh_other.recorded_bytes
+        np.testing.assert_array_equal(
+            micro.run(int8_model, samples, arena.min_arena_bytes), fresh_run
+        )
+        with pytest.raises(MicroError, match=r"TFLite Micro cannot load"):
+            micro.find_arena(int8_model[: len(int8_model) // 2])
+        assert [p for p, _, _ in client._IDLE] == [kept] and kept.poll() is None
+    finally:
+        client.end_kept_workers()
+    assert not client._IDLE and kept.wait(timeout=10) == 0

@@ -264,8 +264,12 @@ def work(spec: SweepSpec, worker: int = 0) -> None:
 def _import_the_pipeline() -> None:
     """Import TensorFlow, tfmot and the converter once, as the worker starts (5 s
     on the project's machine): otherwise the worker's first trial pays for it and
-    its time is not the trial's."""
+    its time is not the trial's. Each trial's TFLite Micro checks then reuse one
+    worker process of TFLite Micro (:func:`edgeprune.tflm.client.keep_workers`)."""
     from edgeprune.adapters import converter, tfmot  # noqa: F401
+    from edgeprune.tflm.client import keep_workers
+
+    keep_workers()
 
 
 def next_step(study, wanted: int) -> str:

@@ -12,6 +12,7 @@ it writes to stderr from C++, are collected per request and quoted in
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -29,6 +30,9 @@ from edgeprune.errors import signal_name
 logger = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_S = 60.0
+# Worker processes kept between models (keep_workers): (process, stderr path, stderr file).
+_IDLE: list[tuple] = []
+_KEEP: list[tempfile.TemporaryDirectory] = []  # holds the kept workers' folder once on
 _MESSAGE_CHARS = 500
 _RECORDED_TOTAL = re.compile(rb"\[RecordingMicroAllocator\] Arena allocation total (\d+) bytes")
 _WORKER_MODULE = "edgeprune.tflm.worker"
@@ -89,6 +93,51 @@ class Reply:
         return line if len(line) <= _MESSAGE_CHARS else line[: _MESSAGE_CHARS - 3] + "..."
 
 
+def keep_workers() -> None:
+    """From now on, keep one worker process after its model is done, for the next
+    :class:`Worker` of this process, which sends it a ``load`` request instead of
+    starting Python and tflite_micro again (about 0.2 s). A sweep's worker process
+    checks a model every trial. The kept process ends when this one exits (its input
+    closes), or at the next :func:`end_kept_workers`."""
+    if not _KEEP:
+        _KEEP.append(tempfile.TemporaryDirectory(prefix="edgeprune-micro-kept-"))
+        atexit.register(end_kept_workers)
+
+
+def end_kept_workers() -> None:
+    """End the kept worker processes and stop keeping them."""
+    while _IDLE:
+        proc, _, stderr_file = _IDLE.pop()
+        _end(proc, stderr_file, kill=False)
+    while _KEEP:
+        _KEEP.pop().cleanup()
+
+
+def _end(proc: subprocess.Popen, stderr_file, kill: bool) -> int | None:
+    """Close a worker process's input, let it end (or kill it), and reap it."""
+    if not kill:
+        try:
+            proc.stdin.close()  # the worker ends at end of input
+            proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    if proc.poll() is None:
+        proc.kill()
+    try:
+        returncode = proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        returncode = proc.wait()
+    for stream in (proc.stdin, proc.stdout):
+        try:
+            stream.close()
+        except OSError:
+            pass
+    if stderr_file is not None:
+        stderr_file.close()
+    return returncode
+
+
 class Worker:
     """One model's worker process, started on the first request and restarted after it dies."""
 
@@ -104,6 +153,7 @@ class Worker:
         self._pending = b""
         self.starts = 0
         self._verified = False  # a worker answered: LiteRT's verifier passed these bytes
+        self._keepable = False  # started with its stderr and folder outside self.directory
 
     def __enter__(self) -> Worker:
         return self
@@ -113,7 +163,13 @@ class Worker:
 
     def _start(self) -> None:
         self.starts += 1
-        self._stderr_path = self.directory / f"stderr-{self.starts}.txt"
+        while _IDLE:
+            if self._adopt(*_IDLE.pop()):
+                return
+        # A kept worker outlives this object: its stderr file and folder must too.
+        home = Path(_KEEP[0].name) if _KEEP else self.directory
+        self._keepable = bool(_KEEP)
+        self._stderr_path = home / f"stderr-{os.getpid()}-{id(self)}-{self.starts}.txt"
         self._stderr_file = open(self._stderr_path, "wb")  # noqa: SIM115 - closed in _reap
         self._stderr_offset = 0
         self._pending = b""
@@ -126,11 +182,22 @@ class Worker:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr_file,
-            cwd=self.directory,
+            cwd=home,
             env=env,
             bufsize=0,
         )
         logger.debug("started TFLite Micro worker %d", self._proc.pid)
+
+    def _adopt(self, proc, stderr_path: Path, stderr_file) -> bool:
+        """Take a kept worker process and have it load this model; False if it failed."""
+        self._proc, self._stderr_path, self._stderr_file = proc, stderr_path, stderr_file
+        self._stderr_offset, self._pending, self._keepable = stderr_path.stat().st_size, b"", True
+        request = {"cmd": "load", "path": str(self._model_path), "verified": self._verified}
+        reply = self.request(request)
+        if reply.ok or reply.stage == "verify":  # refused bytes: as a fresh worker refuses them
+            return True
+        self._reap()  # a crash or timeout has reaped it already
+        return False
 
     def _read_stderr(self) -> bytes:
         if self._stderr_path is None:
@@ -158,26 +225,13 @@ class Worker:
         line, _, self._pending = self._pending.partition(b"\n")
         return line
 
-    def _reap(self, kill: bool) -> int | None:
+    def _reap(self, kill: bool = True) -> int | None:
+        """Reap the worker process (killed first, if ``kill`` and still alive)."""
         proc, self._proc = self._proc, None
         if proc is None:
             return None
-        if kill and proc.poll() is None:
-            proc.kill()
-        try:
-            returncode = proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            returncode = proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
-        if self._stderr_file is not None:
-            self._stderr_file.close()
-            self._stderr_file = None
-        return returncode
+        stderr_file, self._stderr_file = self._stderr_file, None
+        return _end(proc, stderr_file, kill)
 
     def request(self, request: dict, timeout_s: float | None = None) -> Reply:
         """Send one request and wait for its answer; a dead or hung worker is a failed reply."""
@@ -218,14 +272,12 @@ class Worker:
         return reply
 
     def close(self) -> None:
-        if self._proc is not None:
-            try:
-                self._proc.stdin.close()  # the worker ends at end of input
-            except OSError:
-                pass
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-            self._reap(kill=True)
+        proc = self._proc
+        if proc is not None and self._keepable and _KEEP and not _IDLE and proc.poll() is None:
+            _IDLE.append((proc, self._stderr_path, self._stderr_file))  # answered its last request
+            self._proc = self._stderr_file = None
+        elif proc is not None:
+            self._proc = None
+            _end(proc, self._stderr_file, kill=False)
+            self._stderr_file = None
         self._tmp.cleanup()

@@ -22,6 +22,9 @@ Requests (``cmd``):
 ``compress``, ``decoder``  DECODE compression of the model, and which DECODE
            decoders this interpreter runs (:mod:`edgeprune.tflm.decode_worker`;
            ``decoder`` needs no model: the worker may start with an empty file).
+``load``   take the model at ``path`` instead (``verified``: its bytes passed
+           the verifier before): a worker kept between models
+           (:func:`edgeprune.tflm.client.keep_workers`) is not started again.
 
 Answers: ``{"ok": true, ...}`` or ``{"ok": false, "stage": ..., "error": ...}``
 where ``stage`` is ``"model"`` (the cut-down model could not be built),
@@ -366,7 +369,14 @@ def main(argv: list[str]) -> int:
             continue
         request = json.loads(line)
         try:
-            if refusal:
+            if request["cmd"] == "load":  # a kept worker takes the next model
+                model = Path(request["path"]).read_bytes()
+                verified = request.get("verified") or not model
+                refusal = "" if verified else flatbuffer_refusal(model)
+                isolated = _IsolatedModel(model)
+                answer = {"ok": not refusal, "stage": "verify" if refusal else "load"}
+                answer.update({"error": refusal} if refusal else {})
+            elif refusal:
                 answer = {"ok": False, "stage": "verify", "error": refusal}
             elif request["cmd"] == "probe":
                 answer = probe(model, request)
