@@ -22,6 +22,8 @@ Requests (``cmd``):
 ``compress``, ``decoder``  DECODE compression of the model, and which DECODE
            decoders this interpreter runs (:mod:`edgeprune.tflm.decode_worker`;
            ``decoder`` needs no model: the worker may start with an empty file).
+``load``, ``invoke``  the model's raw tensors, for firmware built for the host
+           (:mod:`edgeprune.tflm.tensor_worker`; ``load`` may carry the model).
 
 Answers: ``{"ok": true, ...}`` or ``{"ok": false, "stage": ..., "error": ...}``
 where ``stage`` is ``"model"`` (the cut-down model could not be built),
@@ -40,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeprune.tflm import decode_worker
+from edgeprune.tflm import decode_worker, tensor_worker
 
 # Ops that run other subgraphs: their cut-down model keeps every subgraph.
 _CONTROL_FLOW = frozenset({"IF", "WHILE", "CALL_ONCE", "CALL"})
@@ -361,6 +363,7 @@ def main(argv: list[str]) -> int:
     model = Path(argv[0]).read_bytes()
     refusal = "" if "--verified" in argv[1:] or not model else flatbuffer_refusal(model)
     isolated = _IsolatedModel(model)
+    tensors = tensor_worker.TensorSession(model)
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -378,6 +381,8 @@ def main(argv: list[str]) -> int:
                 answer = decode_worker.compress(model, request)
             elif request["cmd"] == "decoder":
                 answer = decode_worker.decoder(request, _load, _invoke)
+            elif request["cmd"] in tensor_worker.COMMANDS:
+                answer = tensors.handle(request, _load, _invoke, flatbuffer_refusal)
             else:
                 answer = {"ok": False, "stage": "request", "error": f"unknown {request['cmd']!r}"}
         except _Failure as failure:
