@@ -369,6 +369,11 @@ def test_builtin_data_sets_name_their_classes():
         ("ic_synthetic", "resnet8"),
     ):
         assert len(label_names(dataset)) == mlperf_tiny.REFERENCE[model][2]
+    # The orders of MLPerf Tiny's reference training code (cited in labels.py).
+    kws = "Down Go Left No Off On Right Stop Up Yes Silence Unknown".lower().split()
+    assert label_names("kws_synthetic") == tuple(kws)
+    assert label_names("vww_synthetic").index("person") == 1  # kPersonIndex = 1
+    assert label_names("ic_synthetic")[:3] == ("airplane", "automobile", "bird")
     assert label_names("ad_synthetic") is None  # regression
     from sklearn import datasets
 

@@ -443,8 +443,10 @@ def test_arduino_library_properties_has_every_field_the_library_spec_requires(fi
     assert not [p for p in out if p.endswith(".cc")]
 
 
-@pytest.mark.parametrize(("target_id", "platform"), [("esp32", "espressif32 @ 6.10.0"),
-                                                     ("nano33ble", "nordicnrf52")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("target_id", "platform"),
+    [("esp32", "espressif32 @ 6.10.0"), ("nano33ble", "nordicnrf52 @ 10.11.0")],
+)
 def test_platformio_ini_has_the_board_the_library_and_a_validation_env(
     firmware_files, target_id, platform
 ):
@@ -464,8 +466,21 @@ def test_platformio_ini_has_the_board_the_library_and_a_validation_env(
     assert validate["extends"] == f"env:{env}"
     assert validate["build_flags"].split() == ["${env.build_flags}", "-DEDGEPRUNE_VALIDATION=1"]
     assert "src/main.cc" in out and "#if EDGEPRUNE_VALIDATION" in out["src/main.cc"]
-    if " @ " not in platform:
-        assert "not pinned by edgeprune" in out["README.md"]
+    assert f"Platform: `{platform}`; version {platform.split(' @ ')[1]}." in out["README.md"]
+
+
+def test_every_platformio_board_of_the_shipped_targets_has_a_pinned_platform():
+    """A profile added with a PlatformIO platform edgeprune has not pinned fails here."""
+    from edgeprune.firmware.projects_layout import PLATFORMIO_PLATFORM_VERSIONS
+    from edgeprune.target import list_targets
+
+    platforms = {
+        board.board.split(":")[0]
+        for target_id in list_targets()
+        for board in load_target(target_id).sdk
+        if board.sdk == "platformio"
+    }
+    assert platforms and platforms <= set(PLATFORMIO_PLATFORM_VERSIONS)
 
 
 def test_esp_idf_component_depends_on_pinned_esp_tflite_micro_and_lists_its_sources(
@@ -553,7 +568,12 @@ def test_zephyr_module_yml_points_at_its_cmake_and_kconfig_and_the_app_uses_only
     ][1:]
     assert _args(app, "find_package")[0][:2] == ["Zephyr", "REQUIRED"]
     assert ["app", "PRIVATE", "src/main.cc"] == _args(app, "target_sources")[0]
-    assert "module.yml" in out["README.md"] and "v4.1.0" in out["README.md"]
+    assert "module.yml" in out["README.md"] and "**v4.1.0**" in out["README.md"]
+    # the tflite-micro revision Zephyr v4.1.0's submanifests/optional.yaml pins
+    assert (
+        "`submanifests/optional.yaml`: 8d404de73acf7687831e16d88e86e4f73cfddf8e)"
+        in (out["README.md"])
+    )
 
 
 # --- the profiles' [sdk] table ------------------------------------------------------------------
