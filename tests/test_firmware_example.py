@@ -445,9 +445,12 @@ def test_firmware_name_and_labels_options(int8_model, tmp_path):
     header = (fw / "labels_kws2.h").read_text()
     assert '    "digit 9",\n};' in header and "// Labels from labels.txt." in header
     assert "kws2_OpResolver resolver;" in (fw / EXAMPLE_CC).read_text()
-    sketch = (fw / "edgeprune_validate" / "edgeprune_validate.ino").read_text()
-    assert '#include "ops_kws2.h"' in sketch and "kws2_RegisterOps(g_resolver)" in sketch
-    assert "inference_example.cc" not in os.listdir(fw / "edgeprune_validate")  # its own main()
+    # the validation sketch is the Arduino library's example (nano33ble builds with Arduino)
+    library = fw / "projects" / "arduino"
+    sketch = (library / "examples" / "kws2_validate" / "kws2_validate.ino").read_text()
+    assert "#include <kws2.h>" in sketch and "kws2_app::Setup()" in sketch
+    assert (library / "src" / "ops_kws2.h").exists()
+    assert not (fw / "edgeprune_validate").exists()
 
 
 @pytest.mark.parametrize(

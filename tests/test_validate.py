@@ -11,7 +11,7 @@ import subprocess
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_firmware import _stub_tflm
+from test_firmware_projects import STUBS, _stub_resolver
 
 from edgeprune.cli import main
 from edgeprune.errors import BadInputError, QualityError
@@ -389,19 +389,14 @@ def test_serial_runner_needs_a_port_and_host_runners_refuse_one(run_dir):
     assert r.exit_code == 1 and "cannot open serial device /dev/nonexistent_tty" in r.output
 
 
-# TFLite Micro's interpreter as far as the harness and the sketch use it (with
-# the stub_common.h and resolver stubs of test_firmware), and tensors whose
-# Invoke copies the first output bytes of the input, so the host can check
-# every byte that travelled.
+# TFLite Micro's interpreter as far as the harness and the sketch use it (on the
+# tensor types and model of tests/stubs/tflm, which the project templates build
+# against), and tensors whose Invoke copies the first output bytes of the input,
+# so the host can check every byte that travelled.
 _STUB_INTERPRETER = """#pragma once
-#include <stddef.h>
-#include <stdint.h>
-#include "stub_common.h"
-typedef union { char* raw; int8_t* int8; } TfLitePtrUnion;
-typedef struct { TfLitePtrUnion data; size_t bytes; } TfLiteTensor;
+#include "stub_tflm_common.h"
+#include "tensorflow/lite/schema/schema_generated.h"
 namespace tflite {
-struct Model {};
-inline const Model* GetModel(const void* data) { return static_cast<const Model*>(data); }
 class MicroInterpreter {
  public:
   template <typename Resolver>
@@ -418,7 +413,8 @@ class MicroInterpreter {
 """
 
 _ECHO_TENSORS = """static uint8_t in_mem[IN_BYTES], out_mem[OUT_BYTES];
-static TfLiteTensor in_t = {{(char*)in_mem}, IN_BYTES}, out_t = {{(char*)out_mem}, OUT_BYTES};
+static TfLiteTensor in_t = {kTfLiteInt8, {(int8_t*)in_mem}, {1.0f, 0}, IN_BYTES};
+static TfLiteTensor out_t = {kTfLiteInt8, {(int8_t*)out_mem}, {1.0f, 0}, OUT_BYTES};
 TfLiteTensor* tflite::MicroInterpreter::input(size_t) { return &in_t; }
 TfLiteTensor* tflite::MicroInterpreter::output(size_t) { return &out_t; }
 TfLiteStatus tflite::MicroInterpreter::Invoke() {
@@ -467,27 +463,19 @@ def test_the_generated_cpp_harness_speaks_the_protocol_byte_for_byte(run_dir, tm
 
     model = (run_dir / "final_int8.tflite").read_bytes()
     files = firmware.render(model, "final_int8.tflite", 5555)
-    assert {
-        "validation_harness.cc",
-        "edgeprune_validate/edgeprune_validate.ino",
-        "edgeprune_validate/model_final_int8.cc",
-    } <= set(files)
+    assert {"validation_harness.cc", "validation_harness.h", "edgeprune_protocol.h"} <= set(files)
+    assert not [f for f in files if "/" in f]  # no sketch: the project templates build it
     for name, text in files.items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    _stub_tflm(tmp_path / "stub", files)
-    (tmp_path / "stub" / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").write_text(
-        _STUB_INTERPRETER
-    )
+    stub = tmp_path / "stub" / "tensorflow" / "lite" / "micro"
+    stub.mkdir(parents=True)
+    (stub / "micro_interpreter.h").write_text(_STUB_INTERPRETER)
     (tmp_path / "board.cc").write_text(_ECHO_BOARD)
     got = _build_and_echo(
         model,
         tmp_path,
         [
-            "-I",
-            str(tmp_path / "stub"),
-            "-I",
-            str(tmp_path),
+            *_includes(tmp_path / "stub", tmp_path, STUBS / "tflm"),
             str(tmp_path / "board.cc"),
             str(tmp_path / "validation_harness.cc"),
             str(tmp_path / "model_final_int8.cc"),
@@ -496,6 +484,10 @@ def test_the_generated_cpp_harness_speaks_the_protocol_byte_for_byte(run_dir, tm
     )
     np.testing.assert_allclose(got.times_ms, 1234 / 48e6 * 1e3)
     assert "clock 48 MHz" in got.where and "arena 5,555 B" in got.where
+
+
+def _includes(*dirs) -> list[str]:
+    return [arg for d in dirs for arg in ("-I", str(d))]
 
 
 def test_measurements_are_refused_where_they_would_mean_nothing(run_dir, tmp_path):
@@ -632,43 +624,43 @@ int main() {
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler on PATH")
-def test_the_arduino_sketch_compiles_and_answers_as_the_board_would(run_dir, tmp_path):
-    """The emitted sketch folder, compiled as it is (the .ino as C++) against stub
-    Arduino and TFLite Micro headers, with the resolver of ops_<name>.h: a change of
-    the sketch, the harness API or the op resolver breaks this build. Run behind a
-    pseudo-terminal, it reports the model's arena constant and F_CPU, and every
-    byte crosses it."""
+def test_the_arduino_librarys_validate_example_answers_as_the_board_would(run_dir, tmp_path):
+    """The validation sketch of the Arduino project template (the library's
+    ``<name>_validate`` example with its ``src/``), compiled as it is (the .ino as
+    C++) against stub Arduino and TFLite Micro headers, with the resolver of
+    ops_<name>.h: a change of the sketch, the app, the harness API or the op
+    resolver breaks this build. Run behind a pseudo-terminal, it reports the
+    model's arena constant and F_CPU, and every byte crosses it."""
     from edgeprune.firmware import emit as firmware
+    from edgeprune.target import load_target
 
     model = (run_dir / "final_int8.tflite").read_bytes()
-    files = firmware.render(model, "final_int8.tflite", 6016)
-    sketch = tmp_path / "edgeprune_validate"
+    facts = firmware.ModelFacts(target=load_target("nano33ble"))
+    files = firmware.render(model, "final_int8.tflite", 6016, name="digits", facts=facts)
+    library = tmp_path / "projects" / "arduino"
     for name, text in files.items():
-        if name.startswith("edgeprune_validate/"):
+        if name.startswith("projects/arduino/"):
             (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / name).write_text(text)
     stub = tmp_path / "stub"
-    _stub_tflm(stub, files)
+    (stub / "tensorflow" / "lite" / "micro").mkdir(parents=True)
     (stub / "Arduino.h").write_text(_STUB_ARDUINO_H)
-    (stub / "TensorFlowLite.h").write_text("#pragma once\n")
+    (stub / "Chirale_TensorFlowLite.h").write_text("#pragma once\n")
     (stub / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").write_text(_STUB_INTERPRETER)
+    _stub_resolver(tmp_path / "resolver", files["ops_digits.h"])
     (tmp_path / "board.cc").write_text(_ARDUINO_BOARD)
     got = _build_and_echo(
         model,
         tmp_path,
         [
-            "-I",
-            str(stub),
-            "-I",
-            str(sketch),
+            *_includes(stub, library / "src", tmp_path / "resolver", STUBS / "tflm"),
+            *sorted(str(p) for p in (library / "src").glob("*.cpp")),
+            str(tmp_path / "board.cc"),
+            "-include",
+            "Arduino.h",
             "-x",
             "c++",
-            str(sketch / "edgeprune_validate.ino"),
-            "-x",
-            "none",
-            str(sketch / "validation_harness.cc"),
-            str(sketch / "model_final_int8.cc"),
-            str(tmp_path / "board.cc"),
+            str(library / "examples" / "digits_validate" / "digits_validate.ino"),
         ],
         10,
     )
