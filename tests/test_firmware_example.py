@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
@@ -102,6 +103,11 @@ def _digits_facts(digits, i: int) -> ModelFacts:
     )
 
 
+def _label_line(scores: np.ndarray) -> str:
+    """What the example prints for these dequantized scores."""
+    return f"label {DIGITS[scores.argmax()]} score {float(scores.max()):.4f}"
+
+
 def _model_line(model: bytes) -> str:
     return f"tflm model {hashlib.sha256(model).hexdigest()} {len(model)} bytes"
 
@@ -150,17 +156,26 @@ def test_the_example_prints_the_host_runners_labels_for_the_first_50_digits(
     assert len(printed) == FIRST
     ops = len(inspect_model(int8_model).op_counts)
     assert result.stdout.count("\n") == FIRST * (ops + 2)  # marker, registrations, label
-    expected = [
-        f"label {DIGITS[run.outputs[i].argmax()]} score {float(run.outputs[i].max()):.4f}"
-        for i in range(FIRST)
-    ]
-    differ = [
-        f"sample {i} (true label {digits.y_test[i]}): TFLM example printed {printed[i]!r}, "
-        f"LiteRT scores {np.array2string(run.outputs[i], precision=4)}"
-        for i in range(FIRST)
-        if printed[i] != expected[i]
-    ]
-    assert not differ, "\n".join(differ)
+    differ = [i for i in range(FIRST) if printed[i] != _label_line(run.outputs[i])]
+    if differ:
+        # TFLite Micro's reference kernels and LiteRT's may round apart: where they
+        # do, the example must print what TFLite Micro's own Python interpreter gives.
+        from edgeprune.runners.tflm import TflmRunner
+
+        micro = TflmRunner(int8_model, ARENA).run(x[differ]).outputs
+        wrong = [
+            f"sample {i} (true label {digits.y_test[i]}): the example printed "
+            f"{printed[i]!r}; LiteRT scores {np.array2string(run.outputs[i], precision=4)}; "
+            f"TFLM (Python) scores {np.array2string(micro[k], precision=4)}"
+            for k, i in enumerate(differ)
+            if printed[i] != _label_line(micro[k])
+        ]
+        assert not wrong, "\n".join(wrong)
+        warnings.warn(
+            f"samples {differ}: TFLite Micro and LiteRT round apart; the example printed "
+            f"TFLite Micro's own Python output",
+            stacklevel=1,
+        )
     agree = sum(line.split()[1] == str(digits.y_test[i]) for i, line in enumerate(printed))
     assert agree >= FIRST // 2  # the model is trained: most labels are the true ones
 
