@@ -60,13 +60,12 @@ class TensorSession:
         return self._invoke(request, invoke)
 
     def _load(self, request: dict, load, refusal) -> dict:
+        self.interpreter = None  # a firmware's new MicroInterpreter: the old one is gone
         if "model" in request:
             self.model = bytes.fromhex(request["model"])
-            self.interpreter = None
-            verdict = refusal(self.model)
+            verdict = refusal(self.model)  # TFLite Micro itself does not verify it
             if verdict:
                 return {"ok": False, "stage": "verify", "error": verdict}
-        self.interpreter = None  # TFLite Micro frees nothing: one interpreter at a time
         interpreter = load(self.model, int(request["arena_bytes"]))
         inputs, outputs = _tensor_counts(self.model)
         self.interpreter = interpreter
