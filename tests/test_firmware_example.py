@@ -242,10 +242,14 @@ def test_the_workers_tensor_requests_name_what_is_wrong(int8_model, tmp_path):
     try:
         assert worker.ask({"cmd": "invoke", "inputs": []})["error"] == "invoke before a load"
         loaded = worker.ask({"cmd": "load", "arena_bytes": ARENA, "model": int8_model.hex()})
+        info = inspect_model(int8_model)
         assert loaded == {
             "ok": True,
             "inputs": [64],  # 8x8x1 int8
             "outputs": [10],
+            "types": [9, 9],  # kTfLiteInt8
+            "scales": [t.scales[0] for t in (info.inputs[0], info.outputs[0])],
+            "zero_points": [t.zero_points[0] for t in (info.inputs[0], info.outputs[0])],
             "sha256": hashlib.sha256(int8_model).hexdigest(),
         }
         short = worker.ask({"cmd": "invoke", "inputs": ["00" * 63]})

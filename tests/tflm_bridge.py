@@ -1,8 +1,12 @@
 """A stub TFLite Micro ``MicroInterpreter`` for firmware built with the host compiler, whose
 ``AllocateTensors()`` and ``Invoke()`` run the model in the real tflite-micro interpreter.
 
-The firmware's C++ (``inference_example.cc``, the templates' apps) compiles against
-these headers as it would against TFLite Micro's. ``AllocateTensors()`` sends the
+The firmware's C++ compiles against these headers as it would against TFLite
+Micro's: ``inference_example.cc`` on :data:`INTERPRETER_H` (with the op resolver
+and types of tests/test_firmware.py), the project templates' sources on
+:data:`PROJECT_INTERPRETER_H` and :data:`PROJECT_SCHEMA_H` (with the stubs of
+tests/stubs/tflm, whose tensors also carry their type and quantization, which
+the worker's ``load`` answer fills in). ``AllocateTensors()`` sends the
 model bytes the firmware embeds (the array of ``model_<name>.cc`` and its
 ``_len``, reached through the ``tflite::GetModel()`` pointer: the emitted array
 itself is what runs) once, and the arena size each time, to a TFLite Micro worker
@@ -26,20 +30,12 @@ from pathlib import Path
 
 ENV = "EDGEPRUNE_TFLM_FDS"
 
-INTERPRETER_H = """#pragma once
-#include <stddef.h>
-#include <stdint.h>
-#include "stub_common.h"
-typedef union { char* raw; int8_t* int8; uint8_t* uint8; int16_t* i16; float* f; } TfLitePtrUnion;
-typedef struct { TfLitePtrUnion data; size_t bytes; } TfLiteTensor;
-namespace tflite {
-struct Model {};
-inline const Model* GetModel(const void* data) { return static_cast<const Model*>(data); }
+_CLASS = """namespace tflite {
 class MicroInterpreter {
  public:
   template <typename Resolver>
   MicroInterpreter(const Model* model, const Resolver& resolver, uint8_t*, size_t arena_bytes)
-      : model_(model), arena_bytes_(arena_bytes), ops_(resolver.count) {}
+      : model_(model), arena_bytes_(arena_bytes), ops_(OPS) {}
   ~MicroInterpreter();
   TfLiteStatus AllocateTensors();
   size_t inputs_size() const { return inputs_; }
@@ -59,6 +55,41 @@ class MicroInterpreter {
 };
 }  // namespace tflite
 """
+
+# On the op resolver and types of tests/test_firmware.py (stub_common.h): the
+# example's tensors (data and bytes), and ops_ from the stub resolver's count.
+INTERPRETER_H = """#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include "stub_common.h"
+typedef union { char* raw; int8_t* int8; uint8_t* uint8; int16_t* i16; float* f; } TfLitePtrUnion;
+typedef struct { TfLitePtrUnion data; size_t bytes; } TfLiteTensor;
+namespace tflite {
+struct Model {};
+inline const Model* GetModel(const void* data) { return static_cast<const Model*>(data); }
+}  // namespace tflite
+""" + _CLASS.replace("OPS", "resolver.count")
+
+# On the stubs of the project templates (tests/stubs/tflm: stub_tflm_common.h, whose
+# tensors also carry their type and quantization, which the templates' app reads).
+# Their schema_generated.h hands out one static Model; this one, earlier on the
+# include path, keeps the array's address, as TFLite Micro's GetModel does.
+PROJECT_SCHEMA_H = """#ifndef STUB_SCHEMA_GENERATED_H_
+#define STUB_SCHEMA_GENERATED_H_
+#include <stdint.h>
+#define TFLITE_SCHEMA_VERSION (3)
+namespace tflite {
+struct Model {
+  uint32_t version() const { return TFLITE_SCHEMA_VERSION; }
+};
+inline const Model* GetModel(const void* data) { return static_cast<const Model*>(data); }
+}  // namespace tflite
+#endif
+"""
+PROJECT_INTERPRETER_H = """#pragma once
+#include "stub_tflm_common.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+""" + _CLASS.replace("OPS", "sizeof(resolver) > 0")
 
 # MODEL_H, MODEL_ARRAY and MODEL_LEN (-D) name the firmware's model header, array and length.
 BRIDGE_CC = r"""#include <stdio.h>
@@ -110,19 +141,34 @@ bool Ok(const std::string& answer) {
 }
 
 // The numbers of the JSON list after "key": [.
-size_t Numbers(const std::string& answer, const char* key, size_t* out, size_t most) {
+size_t Numbers(const std::string& answer, const char* key, double* out, size_t most) {
   size_t at = answer.find(std::string("\"") + key + "\": [");
   if (at == std::string::npos) return 0;
   const char* p = answer.c_str() + answer.find('[', at) + 1;
   size_t count = 0;
   while (*p != ']' && count < most) {
     char* end = nullptr;
-    out[count++] = strtoul(p, &end, 10);
+    out[count++] = strtod(p, &end);
     p = end;
     while (*p == ',' || *p == ' ') ++p;
   }
   return count;
 }
+
+#ifdef STUB_TFLM_COMMON_H_
+// The project stubs' tensors also carry their type and quantization.
+void Describe(const std::string& answer, TfLiteTensor* tensors, size_t count) {
+  double scales[16] = {}, zeros[16] = {}, types[16] = {};
+  Numbers(answer, "scales", scales, 16);
+  Numbers(answer, "zero_points", zeros, 16);
+  Numbers(answer, "types", types, 16);
+  for (size_t i = 0; i < count && i < 16; ++i) {
+    tensors[i].type = static_cast<TfLiteType>(static_cast<int>(types[i]));
+    tensors[i].params.scale = static_cast<float>(scales[i]);
+    tensors[i].params.zero_point = static_cast<int32_t>(zeros[i]);
+  }
+}
+#endif
 
 }  // namespace
 
@@ -151,17 +197,27 @@ TfLiteStatus tflite::MicroInterpreter::AllocateTensors() {
             static_cast<unsigned>(MODEL_LEN));
     g_model_sent = true;
   }
-  size_t sizes[kMaxTensors];
+  double sizes[kMaxTensors];
   inputs_ = Numbers(answer, "inputs", sizes, kMaxTensors);
   for (size_t i = 0; i < inputs_; ++i) {
-    tensors_[i].data.raw = static_cast<char*>(calloc(sizes[i], 1));
-    tensors_[i].bytes = sizes[i];
+    tensors_[i].bytes = static_cast<size_t>(sizes[i]);
+    tensors_[i].data.raw = static_cast<char*>(calloc(tensors_[i].bytes, 1));
   }
   outputs_ = Numbers(answer, "outputs", sizes, kMaxTensors);
   for (size_t i = 0; i < outputs_; ++i) {
-    tensors_[kMaxTensors + i].data.raw = static_cast<char*>(calloc(sizes[i], 1));
-    tensors_[kMaxTensors + i].bytes = sizes[i];
+    TfLiteTensor* t = &tensors_[kMaxTensors + i];
+    t->bytes = static_cast<size_t>(sizes[i]);
+    t->data.raw = static_cast<char*>(calloc(t->bytes, 1));
   }
+#ifdef STUB_TFLM_COMMON_H_
+  TfLiteTensor described[2 * kMaxTensors] = {};
+  Describe(answer, described, inputs_ + outputs_);
+  for (size_t i = 0; i < inputs_ + outputs_; ++i) {
+    TfLiteTensor* t = i < inputs_ ? &tensors_[i] : &tensors_[kMaxTensors + i - inputs_];
+    t->type = described[i].type;
+    t->params = described[i].params;
+  }
+#endif
   return kTfLiteOk;
 }
 

@@ -9,8 +9,11 @@ dequantize and argmax code on outputs computed by TFLite Micro's kernels:
 
 ``load``    the model (``model``: its bytes in hex; left out, the worker keeps the
             model it has) in a fresh interpreter with an arena of ``arena_bytes``.
-            Answers the byte size of each input and output tensor and the model's
-            SHA-256, so the caller can check which bytes ran.
+            Answers the byte size of each input and output tensor (``inputs``,
+            ``outputs``), then for the inputs and outputs in that order their
+            ``types`` (TFLite's C ``TfLiteType`` numbers), ``scales`` and
+            ``zero_points`` (the first; 0 and 0 when not quantized), and the
+            model's SHA-256, so the caller can check which bytes ran.
 ``invoke``  ``inputs``: the bytes of every input tensor, in hex; answers ``outputs``,
             the bytes of every output tensor, in hex.
 
@@ -26,6 +29,9 @@ import hashlib
 import numpy as np
 
 COMMANDS = ("load", "invoke")
+# TfLiteType (tensorflow/lite/core/c/c_api_types.h) of the numpy dtypes TFLite Micro uses.
+_TFLITE_TYPES = {"float32": 1, "int32": 2, "uint8": 3, "int64": 4, "bool": 6, "int16": 7}
+_TFLITE_TYPES["int8"] = 9
 
 
 def _tensor_counts(model: bytes) -> tuple[int, int]:
@@ -40,6 +46,16 @@ def _nbytes(detail: dict) -> int:
         int(np.prod([int(d) for d in detail["shape"]], dtype=np.int64))
         * np.dtype(detail["dtype"]).itemsize
     )
+
+
+def first_quantization(detail: dict) -> tuple[float, int]:
+    """The first scale and zero point of a tensor's TFLM details; (0.0, 0) when it
+    has none (a float or an index tensor)."""
+    q = detail.get("quantization_parameters") or {}
+    scales, zero_points = q.get("scales"), q.get("zero_points")
+    if scales is None or len(scales) == 0:
+        return 0.0, 0
+    return float(scales[0]), int(zero_points[0]) if zero_points is not None else 0
 
 
 class TensorSession:
@@ -71,10 +87,15 @@ class TensorSession:
         self.interpreter = interpreter
         self.inputs = [interpreter.get_input_details(i) for i in range(inputs)]
         self.output_count = outputs
+        out = [interpreter.get_output_details(i) for i in range(outputs)]
+        quantization = [first_quantization(d) for d in self.inputs + out]
         return {
             "ok": True,
             "inputs": [_nbytes(d) for d in self.inputs],
-            "outputs": [_nbytes(interpreter.get_output_details(i)) for i in range(outputs)],
+            "outputs": [_nbytes(d) for d in out],
+            "types": [_TFLITE_TYPES.get(np.dtype(d["dtype"]).name, 0) for d in self.inputs + out],
+            "scales": [q[0] for q in quantization],
+            "zero_points": [q[1] for q in quantization],
             "sha256": hashlib.sha256(self.model).hexdigest(),
         }
 

@@ -256,12 +256,7 @@ def check_op(isolated: _IsolatedModel, request: dict) -> dict:
 
 
 # Same rule as edgeprune.runners.host.quantize/dequantize, on TFLM's tensor details.
-def _scale(detail: dict) -> tuple[float, int]:
-    q = detail.get("quantization_parameters") or {}
-    scales, zero_points = q.get("scales"), q.get("zero_points")
-    if scales is None or len(scales) == 0:
-        return 0.0, 0
-    return float(scales[0]), int(zero_points[0]) if zero_points is not None else 0
+_scale = tensor_worker.first_quantization
 
 
 def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
