@@ -7,10 +7,12 @@ config_<name>.h, labels_<name>.h, the validation harness), then:
 - its C/C++ sources are compiled with the host g++ against the stub SDK and
   TFLite Micro headers in tests/stubs/ (see its README), in both builds (the
   inference example and the validation harness), and linked;
-- the inference example runs on the host: the stub interpreter marks the
-  output index (sum of the quantized input bytes) % 10, so the printed label,
-  index and score are derived here in Python from the sample, the model's
-  real quantization and its labels, and must match;
+- the inference example runs on the host with the model array it embeds in
+  the tflite-micro interpreter (the bridge of tests/tflm_bridge.py, whose
+  headers come first on the include path), and must print the label, index and
+  score the host runner (LiteRT) gives for the sample, as the app formats them;
+  the two-models test keeps tests/stubs' marking interpreter (the bridge runs
+  one model a program);
 - its build files are parsed and checked for the fields its SDK requires and
   the pinned TFLite Micro port.
 
@@ -33,6 +35,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from firmware_layout import LABELS, NAME, firmware  # noqa: E402 - tests/ is on sys.path
+from tflm_bridge import (  # noqa: E402
+    BRIDGE_CC,
+    PROJECT_INTERPRETER_H,
+    PROJECT_SCHEMA_H,
+    TflmWorker,
+)
 
 from edgeprune.errors import BadInputError  # noqa: E402
 from edgeprune.firmware import projects  # noqa: E402
@@ -82,6 +90,30 @@ def firmware_files(int8_model) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def sample(digits) -> np.ndarray:
     return np.asarray(digits.x_test[0], dtype=np.float32).reshape(-1)
+
+
+@pytest.fixture(scope="module")
+def tflm(tmp_path_factory):
+    """One TFLite Micro worker for the templates' programs (tests/tflm_bridge.py)."""
+    worker = TflmWorker(tmp_path_factory.mktemp("tflm"))
+    yield worker
+    worker.close()
+
+
+def _host_expected(int8_model: bytes, sample: np.ndarray) -> tuple[int, str]:
+    """The index and score (three decimals, as the app rounds them) that the host
+    runner (LiteRT) gives for ``sample``: what a template's example must print
+    when its model runs in TFLite Micro."""
+    from edgeprune.runners.host import HostRunner
+
+    out = inspect_model(int8_model).outputs[0]
+    raw = HostRunner(int8_model).run(sample.reshape(1, 8, 8, 1)).raw.reshape(-1)
+    scores = (raw.astype(np.int64) - out.zero_points[0]).astype(np.float32) * np.float32(
+        out.scales[0]
+    )
+    index = int(scores.argmax())  # the first of equal scores, as the app's strict >
+    milli = int(np.float32(scores[index]) * np.float32(1000.0) + np.float32(0.5))
+    return index, f"{milli // 1000}.{milli % 1000:03d}"
 
 
 def _quantized_sum(sample: np.ndarray, scale: float, zero_point: int) -> int:
@@ -148,6 +180,9 @@ def _write(root: Path, files: dict[str, str]) -> None:
 
 
 def _build(tmp: Path, sources: list[Path], includes: list[Path], *flags: str) -> Path:
+    if includes and includes[0] == tmp / "bridge":  # on the TFLite Micro bridge: link it in
+        sources = [*sources, tmp / "bridge" / "bridge.cc"]
+        flags = (*TflmWorker.defines(NAME), *flags)
     exe = tmp / f"prog{len(list(tmp.glob('prog*')))}"
     cmd = [CXX, *CXXFLAGS, *flags]
     for inc in includes:
@@ -245,7 +280,7 @@ def test_a_sample_of_the_wrong_size_or_not_finite_is_refused(firmware_files, sam
 
 
 @needs_cxx
-def test_without_labels_the_example_prints_indices(firmware_files, int8_model, tmp_path):
+def test_without_labels_the_example_prints_indices(firmware_files, int8_model, tflm, tmp_path):
     files = {k: v for k, v in firmware_files.items() if not k.startswith("labels_")}
     root, out = _project(tmp_path, "pico-sdk", files, None)
     assert '#include "labels_' not in out[f"{NAME}_app.cc"]
@@ -256,13 +291,12 @@ def test_without_labels_the_example_prints_indices(firmware_files, int8_model, t
         tmp_path,
         [root / s for s in listed],
         _includes(tmp_path, "pico-sdk", root),
-        *_stub_defines(int8_model),
         "-DEDGEPRUNE_VALIDATION=0",
     )
-    text = _run(exe)
+    text = _run_bridged(tflm, exe)
     zeros = np.zeros(64, np.float32)
-    index, score = _expected(int8_model, zeros)
-    assert f"\nindex {index} score {score}\n" in text and "label" not in text
+    index, score = _host_expected(int8_model, zeros)
+    assert f"index {index} score {score}" in text.splitlines() and "label" not in text
 
 
 # --- compiling and running each template on the host -------------------------------------------
@@ -279,18 +313,36 @@ def _project(tmp_path: Path, sdk: str, files, sample) -> tuple[Path, dict[str, s
 
 
 def _includes(tmp_path: Path, sdk: str, *dirs: Path) -> list[Path]:
-    return [*dirs, STUBS / "tflm", tmp_path / "resolver", STUBS / sdk]
+    """The include path of a template's build: the TFLite Micro bridge's headers
+    first (they shadow the stub interpreter and schema of tests/stubs/tflm), the
+    template's folders, the stub TFLite Micro, op resolver and SDK."""
+    bridge = tmp_path / "bridge"
+    for header, text in {
+        "tensorflow/lite/micro/micro_interpreter.h": PROJECT_INTERPRETER_H,
+        "tensorflow/lite/schema/schema_generated.h": PROJECT_SCHEMA_H,
+    }.items():
+        (bridge / header).parent.mkdir(parents=True, exist_ok=True)
+        (bridge / header).write_text(text)
+    (bridge / "bridge.cc").write_text(BRIDGE_CC)
+    return [bridge, *dirs, STUBS / "tflm", tmp_path / "resolver", STUBS / sdk]
+
+
+def _run_bridged(tflm, exe: Path) -> str:
+    run = tflm.run(exe, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr + tflm.log()[-2000:]
+    return run.stdout
 
 
 def _check_output(text: str, int8_model: bytes, sample: np.ndarray) -> None:
-    index, score = _expected(int8_model, sample)
+    """The label, index and score the host runner gives, as the app prints them."""
+    index, score = _host_expected(int8_model, sample)
     assert f"label {LABELS[index]} (index {index}) score {score}" in text, text
     assert f"output[{index}] = {score}" in text
 
 
 @needs_cxx
 def test_arduino_library_examples_compile_and_the_inference_example_runs(
-    firmware_files, sample, int8_model, tmp_path
+    firmware_files, sample, int8_model, tflm, tmp_path
 ):
     root, out = _project(tmp_path, "arduino", firmware_files, sample)
     src = root / "src"
@@ -302,34 +354,33 @@ def test_arduino_library_examples_compile_and_the_inference_example_runs(
     }
     (tmp_path / "driver.cc").write_text("#include <Arduino.h>\nint main() { setup(); loop(); }\n")
     inc = _includes(tmp_path, "arduino", src)
-    flags = ["-include", "Arduino.h", *_stub_defines(int8_model)]
+    flags = ["-include", "Arduino.h"]
     for example, runs in (("inference", True), ("validate", False)):
         ino = root / "examples" / f"{NAME}_{example}" / f"{NAME}_{example}.ino"
         exe = _build(
             tmp_path, [*library, tmp_path / "driver.cc"], inc, *flags, "-x", "c++", str(ino)
         )
         if runs:
-            _check_output(_run(exe), int8_model, sample)
+            _check_output(_run_bridged(tflm, exe), int8_model, sample)
 
 
 @needs_cxx
 def test_platformio_main_compiles_both_envs_and_runs_the_example(
-    firmware_files, sample, int8_model, tmp_path
+    firmware_files, sample, int8_model, tflm, tmp_path
 ):
     root, _ = _project(tmp_path, "platformio", firmware_files, sample)
     src = root / "src"
     sources = sorted(src.glob("*.cc"))
     (tmp_path / "driver.cc").write_text("#include <Arduino.h>\nint main() { setup(); loop(); }\n")
     inc = _includes(tmp_path, "arduino", src)
-    flags = _stub_defines(int8_model)
-    exe = _build(tmp_path, [*sources, tmp_path / "driver.cc"], inc, *flags)
-    _check_output(_run(exe), int8_model, sample)
-    _build(tmp_path, [*sources, tmp_path / "driver.cc"], inc, *flags, "-DEDGEPRUNE_VALIDATION=1")
+    exe = _build(tmp_path, [*sources, tmp_path / "driver.cc"], inc)
+    _check_output(_run_bridged(tflm, exe), int8_model, sample)
+    _build(tmp_path, [*sources, tmp_path / "driver.cc"], inc, "-DEDGEPRUNE_VALIDATION=1")
 
 
 @needs_cxx
 def test_esp_idf_app_compiles_with_and_without_the_harness_and_runs(
-    firmware_files, sample, int8_model, tmp_path
+    firmware_files, sample, int8_model, tflm, tmp_path
 ):
     root, _ = _project(tmp_path, "esp-idf", firmware_files, sample)
     component = root / "components" / NAME
@@ -338,34 +389,32 @@ def test_esp_idf_app_compiles_with_and_without_the_harness_and_runs(
     )
     sources = [component / f"model_{NAME}.cc", component / f"{NAME}_app.cc", root / "main/main.cc"]
     inc = _includes(tmp_path, "esp-idf", component)
-    flags = _stub_defines(int8_model)
-    exe = _build(tmp_path, [*sources, tmp_path / "driver.cc"], inc, *flags)
-    text = _run(exe)
+    exe = _build(tmp_path, [*sources, tmp_path / "driver.cc"], inc)
+    text = _run_bridged(tflm, exe)
     _check_output(text, int8_model, sample)
     assert f"I ({NAME}) took 0 us" in text
     option = f"-DCONFIG_EDGEPRUNE_{NAME.upper()}_VALIDATION=1"
     harness = component / "validation_harness.cc"
-    _build(tmp_path, [*sources, harness, tmp_path / "driver.cc"], inc, *flags, option)
+    _build(tmp_path, [*sources, harness, tmp_path / "driver.cc"], inc, option)
 
 
 @needs_cxx
 def test_pico_sdk_app_compiles_with_and_without_the_harness_and_runs(
-    firmware_files, sample, int8_model, tmp_path
+    firmware_files, sample, int8_model, tflm, tmp_path
 ):
     root, _ = _project(tmp_path, "pico-sdk", firmware_files, sample)
     cmake = (root / "CMakeLists.txt").read_text()
     listed = re.search(r"add_executable\(\S+\s+([^)]*)\)", cmake).group(1).split()
     sources = [root / s for s in listed]
     inc = _includes(tmp_path, "pico-sdk", root)
-    flags = _stub_defines(int8_model)
-    _check_output(_run(_build(tmp_path, sources, inc, *flags, "-DEDGEPRUNE_VALIDATION=0")),
-                  int8_model, sample)  # fmt: skip
-    _build(tmp_path, sources, inc, *flags, "-DEDGEPRUNE_VALIDATION=1")
+    exe = _build(tmp_path, sources, inc, "-DEDGEPRUNE_VALIDATION=0")
+    _check_output(_run_bridged(tflm, exe), int8_model, sample)
+    _build(tmp_path, sources, inc, "-DEDGEPRUNE_VALIDATION=1")
 
 
 @needs_cxx
 def test_zephyr_app_and_module_compile_with_and_without_the_harness_and_run(
-    firmware_files, sample, int8_model, tmp_path
+    firmware_files, sample, int8_model, tflm, tmp_path
 ):
     root, _ = _project(tmp_path, "zephyr", firmware_files, sample)
     module = (root / "module/CMakeLists.txt").read_text()
@@ -373,10 +422,9 @@ def test_zephyr_app_and_module_compile_with_and_without_the_harness_and_run(
     harness = re.search(r"zephyr_library_sources_ifdef\(\w+ ([^)]*)\)", module).group(1).split()
     sources = [root / "module" / s for s in listed] + [root / "app/src/main.cc"]
     inc = _includes(tmp_path, "zephyr", root / "module/src")
-    flags = _stub_defines(int8_model)
-    _check_output(_run(_build(tmp_path, sources, inc, *flags)), int8_model, sample)
+    _check_output(_run_bridged(tflm, _build(tmp_path, sources, inc)), int8_model, sample)
     option = f"-DCONFIG_EDGEPRUNE_{NAME.upper()}_VALIDATION=1"
-    _build(tmp_path, [*sources, *(root / "module" / h for h in harness)], inc, *flags, option)
+    _build(tmp_path, [*sources, *(root / "module" / h for h in harness)], inc, option)
 
 
 # --- build files: the fields each SDK requires, and the pinned ports ----------------------------
@@ -443,8 +491,10 @@ def test_arduino_library_properties_has_every_field_the_library_spec_requires(fi
     assert not [p for p in out if p.endswith(".cc")]
 
 
-@pytest.mark.parametrize(("target_id", "platform"), [("esp32", "espressif32 @ 6.10.0"),
-                                                     ("nano33ble", "nordicnrf52")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("target_id", "platform"),
+    [("esp32", "espressif32 @ 6.10.0"), ("nano33ble", "nordicnrf52 @ 10.11.0")],
+)
 def test_platformio_ini_has_the_board_the_library_and_a_validation_env(
     firmware_files, target_id, platform
 ):
@@ -464,8 +514,21 @@ def test_platformio_ini_has_the_board_the_library_and_a_validation_env(
     assert validate["extends"] == f"env:{env}"
     assert validate["build_flags"].split() == ["${env.build_flags}", "-DEDGEPRUNE_VALIDATION=1"]
     assert "src/main.cc" in out and "#if EDGEPRUNE_VALIDATION" in out["src/main.cc"]
-    if " @ " not in platform:
-        assert "not pinned by edgeprune" in out["README.md"]
+    assert f"Platform: `{platform}`; version {platform.split(' @ ')[1]}." in out["README.md"]
+
+
+def test_every_platformio_board_of_the_shipped_targets_has_a_pinned_platform():
+    """A profile added with a PlatformIO platform edgeprune has not pinned fails here."""
+    from edgeprune.firmware.projects_layout import PLATFORMIO_PLATFORM_VERSIONS
+    from edgeprune.target import list_targets
+
+    platforms = {
+        board.board.split(":")[0]
+        for target_id in list_targets()
+        for board in load_target(target_id).sdk
+        if board.sdk == "platformio"
+    }
+    assert platforms and platforms <= set(PLATFORMIO_PLATFORM_VERSIONS)
 
 
 def test_esp_idf_component_depends_on_pinned_esp_tflite_micro_and_lists_its_sources(
@@ -553,7 +616,12 @@ def test_zephyr_module_yml_points_at_its_cmake_and_kconfig_and_the_app_uses_only
     ][1:]
     assert _args(app, "find_package")[0][:2] == ["Zephyr", "REQUIRED"]
     assert ["app", "PRIVATE", "src/main.cc"] == _args(app, "target_sources")[0]
-    assert "module.yml" in out["README.md"] and "v4.1.0" in out["README.md"]
+    assert "module.yml" in out["README.md"] and "**v4.1.0**" in out["README.md"]
+    # the tflite-micro revision Zephyr v4.1.0's submanifests/optional.yaml pins
+    assert (
+        "`submanifests/optional.yaml`: 8d404de73acf7687831e16d88e86e4f73cfddf8e)"
+        in (out["README.md"])
+    )
 
 
 # --- the profiles' [sdk] table ------------------------------------------------------------------

@@ -254,7 +254,7 @@ def test_a_kept_worker_serves_the_next_model_as_a_fresh_worker_would(
     int8_model, int8_float_io_model, arena, samples
 ):
     """keep_workers() (a sweep's worker process): the next model's checks run in
-    the kept process, sent a ``load``, and answer what a fresh worker answers; a
+    the kept process, sent a ``take``, and answer what a fresh worker answers; a
     damaged model is still refused; end_kept_workers() ends the process."""
     fresh_other = micro.find_arena(int8_float_io_model)
     fresh_run = micro.run(int8_model, samples, arena.min_arena_bytes)

@@ -11,7 +11,8 @@ import subprocess
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_firmware import _stub_tflm
+from test_firmware_projects import STUBS, _stub_resolver
+from tflm_bridge import BRIDGE_CC, PROJECT_INTERPRETER_H, PROJECT_SCHEMA_H, TflmWorker
 
 from edgeprune.cli import main
 from edgeprune.errors import BadInputError, QualityError
@@ -389,19 +390,14 @@ def test_serial_runner_needs_a_port_and_host_runners_refuse_one(run_dir):
     assert r.exit_code == 1 and "cannot open serial device /dev/nonexistent_tty" in r.output
 
 
-# TFLite Micro's interpreter as far as the harness and the sketch use it (with
-# the stub_common.h and resolver stubs of test_firmware), and tensors whose
-# Invoke copies the first output bytes of the input, so the host can check
-# every byte that travelled.
+# TFLite Micro's interpreter as far as the harness and the sketch use it (on the
+# tensor types and model of tests/stubs/tflm, which the project templates build
+# against), and tensors whose Invoke copies the first output bytes of the input,
+# so the host can check every byte that travelled.
 _STUB_INTERPRETER = """#pragma once
-#include <stddef.h>
-#include <stdint.h>
-#include "stub_common.h"
-typedef union { char* raw; int8_t* int8; } TfLitePtrUnion;
-typedef struct { TfLitePtrUnion data; size_t bytes; } TfLiteTensor;
+#include "stub_tflm_common.h"
+#include "tensorflow/lite/schema/schema_generated.h"
 namespace tflite {
-struct Model {};
-inline const Model* GetModel(const void* data) { return static_cast<const Model*>(data); }
 class MicroInterpreter {
  public:
   template <typename Resolver>
@@ -418,7 +414,8 @@ class MicroInterpreter {
 """
 
 _ECHO_TENSORS = """static uint8_t in_mem[IN_BYTES], out_mem[OUT_BYTES];
-static TfLiteTensor in_t = {{(char*)in_mem}, IN_BYTES}, out_t = {{(char*)out_mem}, OUT_BYTES};
+static TfLiteTensor in_t = {kTfLiteInt8, {(int8_t*)in_mem}, {1.0f, 0}, IN_BYTES};
+static TfLiteTensor out_t = {kTfLiteInt8, {(int8_t*)out_mem}, {1.0f, 0}, OUT_BYTES};
 TfLiteTensor* tflite::MicroInterpreter::input(size_t) { return &in_t; }
 TfLiteTensor* tflite::MicroInterpreter::output(size_t) { return &out_t; }
 TfLiteStatus tflite::MicroInterpreter::Invoke() {
@@ -467,27 +464,19 @@ def test_the_generated_cpp_harness_speaks_the_protocol_byte_for_byte(run_dir, tm
 
     model = (run_dir / "final_int8.tflite").read_bytes()
     files = firmware.render(model, "final_int8.tflite", 5555)
-    assert {
-        "validation_harness.cc",
-        "edgeprune_validate/edgeprune_validate.ino",
-        "edgeprune_validate/model_final_int8.cc",
-    } <= set(files)
+    assert {"validation_harness.cc", "validation_harness.h", "edgeprune_protocol.h"} <= set(files)
+    assert not [f for f in files if "/" in f]  # no sketch: the project templates build it
     for name, text in files.items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    _stub_tflm(tmp_path / "stub", files)
-    (tmp_path / "stub" / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").write_text(
-        _STUB_INTERPRETER
-    )
+    stub = tmp_path / "stub" / "tensorflow" / "lite" / "micro"
+    stub.mkdir(parents=True)
+    (stub / "micro_interpreter.h").write_text(_STUB_INTERPRETER)
     (tmp_path / "board.cc").write_text(_ECHO_BOARD)
     got = _build_and_echo(
         model,
         tmp_path,
         [
-            "-I",
-            str(tmp_path / "stub"),
-            "-I",
-            str(tmp_path),
+            *_includes(tmp_path / "stub", tmp_path, STUBS / "tflm"),
             str(tmp_path / "board.cc"),
             str(tmp_path / "validation_harness.cc"),
             str(tmp_path / "model_final_int8.cc"),
@@ -496,6 +485,10 @@ def test_the_generated_cpp_harness_speaks_the_protocol_byte_for_byte(run_dir, tm
     )
     np.testing.assert_allclose(got.times_ms, 1234 / 48e6 * 1e3)
     assert "clock 48 MHz" in got.where and "arena 5,555 B" in got.where
+
+
+def _includes(*dirs) -> list[str]:
+    return [arg for d in dirs for arg in ("-I", str(d))]
 
 
 def test_measurements_are_refused_where_they_would_mean_nothing(run_dir, tmp_path):
@@ -514,14 +507,7 @@ def test_measurements_are_refused_where_they_would_mean_nothing(run_dir, tmp_pat
     assert csv_path.read_text() == "not,a,measurements,file\n"
 
 
-def _build_and_echo(model: bytes, tmp_path, compile_args: list[str], n: int):
-    """Compile an echo board, validate ``n`` digits through it and check that each
-    output is the first bytes of the input the host sent."""
-    from edgeprune.data import load_dataset
-    from edgeprune.runners.serial import SerialRunner
-
-    runner = SerialRunner(model, "/dev/null")
-    in_bytes, out_bytes = int(np.prod(runner.inp.shape)), int(np.prod(runner.out.shape))
+def _build_board(tmp_path, compile_args: list[str], in_bytes: int, out_bytes: int) -> str:
     build = subprocess.run(
         [
             "g++",
@@ -539,17 +525,29 @@ def _build_and_echo(model: bytes, tmp_path, compile_args: list[str], n: int):
         text=True,
     )
     assert build.returncode == 0, build.stderr
+    return str(tmp_path / "board")
+
+
+def _build_and_echo(model: bytes, tmp_path, compile_args: list[str], n: int):
+    """Compile an echo board, validate ``n`` digits through it and check that each
+    output is the first bytes of the input the host sent."""
+    from edgeprune.data import load_dataset
+    from edgeprune.runners.serial import SerialRunner
+
+    runner = SerialRunner(model, "/dev/null")
+    in_bytes, out_bytes = int(np.prod(runner.inp.shape)), int(np.prod(runner.out.shape))
+    board = _build_board(tmp_path, compile_args, in_bytes, out_bytes)
     x = load_dataset("digits").x_test[:n]
-    got = _through_pty([str(tmp_path / "board")], model, x)
+    got = _through_pty([board], model, x)
     assert not got.partial and got.completed == n, got.error
     sent = np.stack([np.frombuffer(runner._quantize(x[i : i + 1]), np.int8) for i in range(n)])
     np.testing.assert_array_equal(got.raw.reshape(n, -1), sent[:, :out_bytes])
     return got
 
 
-def _through_pty(argv: list[str], model: bytes, x: np.ndarray):
-    """Start a host-compiled board with its UART on a pseudo-terminal and validate
-    ``x`` through it with the serial runner."""
+def _through_pty(argv: list[str], model: bytes, x: np.ndarray, **popen):
+    """Start a host-compiled board with its UART on a pseudo-terminal (``popen``:
+    more of Popen's arguments) and validate ``x`` through it with the serial runner."""
     import tty
 
     from edgeprune.runners.serial import SerialRunner
@@ -557,7 +555,7 @@ def _through_pty(argv: list[str], model: bytes, x: np.ndarray):
     master, slave = os.openpty()
     tty.setraw(master)
     tty.setraw(slave)
-    board = subprocess.Popen(argv, stdin=master, stdout=master)
+    board = subprocess.Popen(argv, stdin=master, stdout=master, **popen)
     try:
         return SerialRunner(model, os.ttyname(slave), timeout_s=2.0).run(x)
     finally:
@@ -590,16 +588,12 @@ void loop();
 """
 
 
-_ARDUINO_BOARD = (
-    """#include <poll.h>
+_ARDUINO_BOARD = """#include <poll.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include "Arduino.h"
-#include "tensorflow/lite/micro/micro_interpreter.h"
-"""
-    + _ECHO_TENSORS
-    + """HardwareSerial Serial;
+HardwareSerial Serial;
 void HardwareSerial::begin(unsigned long) {}
 int HardwareSerial::available() {
   struct pollfd p = {0, POLLIN, 0};
@@ -628,52 +622,71 @@ int main() {
   for (;;) loop();
 }
 """
-)
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler on PATH")
-def test_the_arduino_sketch_compiles_and_answers_as_the_board_would(run_dir, tmp_path):
-    """The emitted sketch folder, compiled as it is (the .ino as C++) against stub
-    Arduino and TFLite Micro headers, with the resolver of ops_<name>.h: a change of
-    the sketch, the harness API or the op resolver breaks this build. Run behind a
-    pseudo-terminal, it reports the model's arena constant and F_CPU, and every
-    byte crosses it."""
+def test_the_arduino_librarys_validate_example_passes_serial_validation(run_dir, tmp_path):
+    """The validation sketch of the Arduino project template (the library's
+    ``<name>_validate`` example with its ``src/``), compiled as it is (the .ino as
+    C++) against stub Arduino headers, the resolver of ops_<name>.h and the
+    TFLite Micro bridge of tests/tflm_bridge.py (the model array it embeds runs in
+    the tflite-micro interpreter, in a worker process). Behind a pseudo-terminal,
+    the serial runner validates 50 digits through it: the board reports the
+    model's arena constant and F_CPU, and its outputs are the host runner's
+    (LiteRT) for the same inputs."""
+    from edgeprune.data import load_dataset
     from edgeprune.firmware import emit as firmware
+    from edgeprune.runners.host import HostRunner
+    from edgeprune.target import load_target
 
     model = (run_dir / "final_int8.tflite").read_bytes()
-    files = firmware.render(model, "final_int8.tflite", 6016)
-    sketch = tmp_path / "edgeprune_validate"
+    facts = firmware.ModelFacts(target=load_target("nano33ble"))
+    files = firmware.render(model, "final_int8.tflite", 16384, name="digits", facts=facts)
+    library = tmp_path / "projects" / "arduino"
     for name, text in files.items():
-        if name.startswith("edgeprune_validate/"):
+        if name.startswith("projects/arduino/"):
             (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / name).write_text(text)
     stub = tmp_path / "stub"
-    _stub_tflm(stub, files)
-    (stub / "Arduino.h").write_text(_STUB_ARDUINO_H)
-    (stub / "TensorFlowLite.h").write_text("#pragma once\n")
-    (stub / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").write_text(_STUB_INTERPRETER)
+    for header, text in {
+        "Arduino.h": _STUB_ARDUINO_H,
+        "Chirale_TensorFlowLite.h": "#pragma once\n",
+        "tensorflow/lite/micro/micro_interpreter.h": PROJECT_INTERPRETER_H,
+        "tensorflow/lite/schema/schema_generated.h": PROJECT_SCHEMA_H,
+    }.items():
+        (stub / header).parent.mkdir(parents=True, exist_ok=True)
+        (stub / header).write_text(text)
+    _stub_resolver(tmp_path / "resolver", files["ops_digits.h"])
     (tmp_path / "board.cc").write_text(_ARDUINO_BOARD)
-    got = _build_and_echo(
-        model,
+    (tmp_path / "bridge.cc").write_text(BRIDGE_CC)
+    includes = _includes(stub, library / "src", tmp_path / "resolver", STUBS / "tflm")
+    board = _build_board(
         tmp_path,
         [
-            "-I",
-            str(stub),
-            "-I",
-            str(sketch),
+            *includes,
+            *TflmWorker.defines("digits"),
+            *sorted(str(p) for p in (library / "src").glob("*.cpp")),
+            str(tmp_path / "board.cc"),
+            str(tmp_path / "bridge.cc"),
+            "-include",
+            "Arduino.h",
             "-x",
             "c++",
-            str(sketch / "edgeprune_validate.ino"),
-            "-x",
-            "none",
-            str(sketch / "validation_harness.cc"),
-            str(sketch / "model_final_int8.cc"),
-            str(tmp_path / "board.cc"),
+            str(library / "examples" / "digits_validate" / "digits_validate.ino"),
         ],
-        10,
+        0,
+        0,
     )
-    assert "arena 6,016 B" in got.where and "clock 64 MHz" in got.where
+    x = load_dataset("digits").x_test[:50]
+    worker = TflmWorker(tmp_path)
+    try:
+        got = _through_pty([board], model, x, pass_fds=worker.fds, env=worker.env)
+    finally:
+        worker.close()
+    assert not got.partial and got.completed == 50, (got.error, worker.log()[-2000:])
+    assert "arena 16,384 B" in got.where and "clock 64 MHz" in got.where
     assert got.clock_hz == 64_000_000 and (got.times_ms >= 0).all()
+    np.testing.assert_array_equal(got.raw, HostRunner(model).run(x).raw)
 
 
 def test_invokes_timed_at_zero_are_flagged_and_never_a_measurement_row(run_dir, tmp_path, caplog):

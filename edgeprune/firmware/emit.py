@@ -7,8 +7,10 @@ array), ``ops_<name>.h`` (the op resolver planned by
 :mod:`edgeprune.firmware.resolver`), ``config_<name>.h`` (arena, tensors),
 ``labels_<name>.h`` when the labels are known
 (:mod:`edgeprune.firmware.labels`) and, when the arena is known,
-``inference_example.cc`` (:mod:`edgeprune.firmware.example`), the serial
-validation harness and its Arduino sketch (:mod:`edgeprune.firmware.harness`).
+``inference_example.cc`` (:mod:`edgeprune.firmware.example`) and the serial
+validation harness (:mod:`edgeprune.firmware.harness`); with a target whose
+profile names SDKs, a project per SDK under ``projects/``, each of which builds
+the harness as an option (:mod:`edgeprune.firmware.projects`).
 
 Output depends only on the model bytes, its file name, the C name, the arena
 size, the labels and the example input (no timestamps, no absolute paths), so
@@ -183,7 +185,7 @@ def _render(
             classifier,
         )
     if arena_bytes is not None:
-        files.update(validation_files(files, n, head("Serial validation for edgeprune validate.")))
+        files.update(validation_files(head("Serial validation for edgeprune validate.")))
     if arena_bytes is not None and facts.target is not None:
         from edgeprune.firmware.projects import render_projects
 

@@ -20,9 +20,20 @@ MAX_LABELS_BYTES = 1 << 20
 
 # The class names of the built-in data sets (edgeprune.data.BUILTIN_DATASETS), in
 # label order. The synthetic sets carry the names of the MLPerf Tiny tasks they stand
-# in for (Speech Commands' 12 keywords as the KWS benchmark orders them, Visual Wake
-# Words, CIFAR-10): their samples are generated patterns, so the names say which
-# output is which, not what a pattern shows. ad_synthetic is a regression: no classes.
+# in for: their samples are generated patterns, so the names say which output is
+# which, not what a pattern shows. ad_synthetic is a regression: no classes. The
+# orders are MLPerf Tiny's reference training code (github.com/mlcommons/tiny, commit
+# 1afd2c98, benchmark/training/):
+# - keyword spotting: keyword_spotting/get_dataset.py and make_bin_files.py,
+#   word_labels = ["Down", "Go", "Left", "No", "Off", "On", "Right", "Stop", "Up",
+#   "Yes", "Silence", "Unknown"] (lower-cased here). TFLite Micro's micro_speech
+#   example is another model with another order (4 classes, kCategoryLabels =
+#   silence, unknown, yes, no): do not mix the two;
+# - visual wake words: visual_wake_words/generate_y_labels.py writes label 1 for
+#   person/ and 0 for non_person/, and trained_models/vww/vww_model_settings.cc has
+#   kNotAPersonIndex = 0, kPersonIndex = 1 ("notperson", "person");
+# - image classification: CIFAR-10's batches.meta label_names, which
+#   image_classification/train.py reads and lists in this order.
 BUILTIN_LABELS: dict[str, tuple[str, ...]] = {
     "digits": tuple(str(d) for d in range(10)),
     "kws_synthetic": tuple("down go left no off on right stop up yes silence unknown".split()),

@@ -54,6 +54,7 @@ class Port:
     version: str  # a release, or a commit for a port without releases
     url: str
     header: str = ""  # the header an Arduino sketch includes to pull the library in
+    revision: str = ""  # the port's commit, where ``version`` is the SDK's release
 
 
 _CHIRALE = Port(
@@ -78,10 +79,16 @@ PORTS: dict[str, Port] = {
         "dfea53b977f131dc50d7060568ad4fd355d4d71e",  # 2024-12-26, "Updated to latest upstream"
         "https://github.com/raspberrypi/pico-tflmicro.git",
     ),
+    # Zephyr v4.1.0's submanifests/optional.yaml pins its tflite-micro fork at
+    # 8d404de7 ("third_party_static: exported", 2025-02-10; zephyr PR #85547 moved it
+    # there for CMSIS-NN v7.0.0), the head of that fork's zephyr-v4.1.0 branch
+    # (github.com/zephyrproject-rtos/tflite-micro). Zephyr PR #105485 (2026-03) moved
+    # main on to the zephyr-v4.4.0 branch; v4.1.0 keeps this one.
     "zephyr": Port(
         "zephyrproject-rtos/tflite-micro (Zephyr's optional module)",
         "v4.1.0",
         "https://github.com/zephyrproject-rtos/zephyr",
+        revision="8d404de73acf7687831e16d88e86e4f73cfddf8e",
     ),
 }
 
@@ -243,6 +250,7 @@ def _fields(s: Symbols, board: SdkBoard, target: Target, sample_note: str) -> di
         "port_name": port.name,
         "port_version": port.version,
         "port_url": port.url,
+        "port_revision": port.revision,
         "port_header": port.header,
         "sample_source": sample_note,
         "cmsis_nn": (

@@ -10,8 +10,11 @@ from collections.abc import Mapping
 from importlib.resources import files as package_files
 from string import Template
 
-#: PlatformIO platform versions pinned where the release was checked.
-PLATFORMIO_PLATFORM_VERSIONS = {"espressif32": "6.10.0"}
+#: PlatformIO platform versions pinned where the release was checked. nordicnrf52
+#: 10.11.0: the latest tag of github.com/platformio/platform-nordicnrf52 (2026-02-26;
+#: its platform.json says "version": "10.11.0"), which has boards/nano33ble.json and
+#: the Arduino Mbed framework (framework-arduino-mbed ~4.5.0).
+PLATFORMIO_PLATFORM_VERSIONS = {"espressif32": "6.10.0", "nordicnrf52": "10.11.0"}
 
 
 class _At(Template):

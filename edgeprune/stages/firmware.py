@@ -1,7 +1,7 @@
 """The firmware stage: the final model as C++ sources for a TFLite Micro device.
 
 Renders ``firmware/`` (model array, op resolver, arena size, labels, the
-inference example, the validation harness and sketch) from the bytes the
+inference example, the validation harness, a project per SDK of the target) from the bytes the
 quantize stage handed on and the arena the device check settled, and lists
 every file as an artifact. :func:`build_firmware` does the same for any
 ``.tflite`` file (``edgeprune firmware``); both write through

@@ -95,7 +95,7 @@ class Reply:
 
 def keep_workers() -> None:
     """From now on, keep one worker process after its model is done, for the next
-    :class:`Worker` of this process, which sends it a ``load`` request instead of
+    :class:`Worker` of this process, which sends it a ``take`` request instead of
     starting Python and tflite_micro again (about 0.2 s). A sweep's worker process
     checks a model every trial. The kept process ends when this one exits (its input
     closes), or at the next :func:`end_kept_workers`."""
@@ -192,7 +192,7 @@ class Worker:
         """Take a kept worker process and have it load this model; False if it failed."""
         self._proc, self._stderr_path, self._stderr_file = proc, stderr_path, stderr_file
         self._stderr_offset, self._pending, self._keepable = stderr_path.stat().st_size, b"", True
-        request = {"cmd": "load", "path": str(self._model_path), "verified": self._verified}
+        request = {"cmd": "take", "path": str(self._model_path), "verified": self._verified}
         reply = self.request(request)
         if reply.ok or reply.stage == "verify":  # refused bytes: as a fresh worker refuses them
             return True

@@ -22,9 +22,11 @@ Requests (``cmd``):
 ``compress``, ``decoder``  DECODE compression of the model, and which DECODE
            decoders this interpreter runs (:mod:`edgeprune.tflm.decode_worker`;
            ``decoder`` needs no model: the worker may start with an empty file).
-``load``   take the model at ``path`` instead (``verified``: its bytes passed
+``take``   take the model at ``path`` instead (``verified``: its bytes passed
            the verifier before): a worker kept between models
            (:func:`edgeprune.tflm.client.keep_workers`) is not started again.
+``load``, ``invoke``  the model's raw tensors, for firmware built for the host
+           (:mod:`edgeprune.tflm.tensor_worker`; ``load`` may carry the model).
 
 Answers: ``{"ok": true, ...}`` or ``{"ok": false, "stage": ..., "error": ...}``
 where ``stage`` is ``"model"`` (the cut-down model could not be built),
@@ -43,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeprune.tflm import decode_worker
+from edgeprune.tflm import decode_worker, tensor_worker
 
 # Ops that run other subgraphs: their cut-down model keeps every subgraph.
 _CONTROL_FLOW = frozenset({"IF", "WHILE", "CALL_ONCE", "CALL"})
@@ -257,12 +259,7 @@ def check_op(isolated: _IsolatedModel, request: dict) -> dict:
 
 
 # Same rule as edgeprune.runners.host.quantize/dequantize, on TFLM's tensor details.
-def _scale(detail: dict) -> tuple[float, int]:
-    q = detail.get("quantization_parameters") or {}
-    scales, zero_points = q.get("scales"), q.get("zero_points")
-    if scales is None or len(scales) == 0:
-        return 0.0, 0
-    return float(scales[0]), int(zero_points[0]) if zero_points is not None else 0
+_scale = tensor_worker.first_quantization
 
 
 def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
@@ -364,17 +361,19 @@ def main(argv: list[str]) -> int:
     model = Path(argv[0]).read_bytes()
     refusal = "" if "--verified" in argv[1:] or not model else flatbuffer_refusal(model)
     isolated = _IsolatedModel(model)
+    tensors = tensor_worker.TensorSession(model)
     for line in sys.stdin:
         if not line.strip():
             continue
         request = json.loads(line)
         try:
-            if request["cmd"] == "load":  # a kept worker takes the next model
+            if request["cmd"] == "take":  # a kept worker takes the next model
                 model = Path(request["path"]).read_bytes()
                 verified = request.get("verified") or not model
                 refusal = "" if verified else flatbuffer_refusal(model)
                 isolated = _IsolatedModel(model)
-                answer = {"ok": not refusal, "stage": "verify" if refusal else "load"}
+                tensors = tensor_worker.TensorSession(model)
+                answer = {"ok": not refusal, "stage": "verify" if refusal else "take"}
                 answer.update({"error": refusal} if refusal else {})
             elif refusal:
                 answer = {"ok": False, "stage": "verify", "error": refusal}
@@ -388,6 +387,8 @@ def main(argv: list[str]) -> int:
                 answer = decode_worker.compress(model, request)
             elif request["cmd"] == "decoder":
                 answer = decode_worker.decoder(request, _load, _invoke)
+            elif request["cmd"] in tensor_worker.COMMANDS:
+                answer = tensors.handle(request, _load, _invoke, flatbuffer_refusal)
             else:
                 answer = {"ok": False, "stage": "request", "error": f"unknown {request['cmd']!r}"}
         except _Failure as failure:
