@@ -27,7 +27,12 @@ nodes, >= 3x less compiled flash, at most 1 point of test accuracy lost; and for
 every row of edgeprune's export, the host C equal to scikit-learn on 100 % of
 the test samples. Exit 1 when one is missed.
 
-    python benchmarks/bench_trees.py [--quick] [--json build/bench_trees.json]
+``--seeds 0,1,2`` runs every case once per seed (the recipe's ``seed``: the
+forest's random state and the validation split; the data set's train/test split
+does not change), prints one table per seed, and judges each target on the
+worst seed (every seed's check line is printed too).
+
+    python benchmarks/bench_trees.py [--quick] [--seeds 0,1,2] [--json build/bench_trees.json]
 
 ``--quick``: wine only, 10-tree forests, 8 rows counted under QEMU (for the tests).
 """
@@ -71,15 +76,17 @@ class Row:
     agree: int  # test samples where the host-compiled C predicts as scikit-learn
     n_test: int
     detail: str = ""
+    seed: int = 0  # the recipe's seed: forest random state and validation split
 
 
-def inputs(data: str, kind: str, out: str, n_estimators: int | None):
-    """The pipeline's checked inputs for ``edgeprune run --model kind --data data``
-    (its splits, tree options, default pruning and the target), writing nothing."""
+def inputs(data: str, kind: str, out: str, n_estimators: int | None, seed: int = 0):
+    """The pipeline's checked inputs for ``edgeprune run --model kind --data data
+    --seed seed`` (its splits, tree options, default pruning and the target),
+    writing nothing."""
     from edgeprune.recipe import Recipe
     from edgeprune.trees.pipeline import resolve_inputs
 
-    recipe = Recipe()
+    recipe = replace(Recipe(), seed=seed)
     if n_estimators is not None:
         options = {**recipe.trees.options, "n_estimators": n_estimators}
         recipe = replace(recipe, trees=replace(recipe.trees, options=options))
@@ -193,13 +200,13 @@ def sklearn_ccp(inp) -> tuple[object, float]:
     return from_sklearn(est), alpha
 
 
-def case(data: str, kind: str, quick: bool) -> list[Row]:
+def case(data: str, kind: str, quick: bool, seed: int = 0) -> list[Row]:
     """The four rows of one data set and model kind."""
     from edgeprune.trees.run_stages import baseline_stage, prune_stage
 
     rows = 8 if quick else COUNTED_ROWS
     with tempfile.TemporaryDirectory(prefix="bench-trees-") as tmp:
-        inp = inputs(data, kind, os.path.join(tmp, "run"), 10 if quick else None)
+        inp = inputs(data, kind, os.path.join(tmp, "run"), 10 if quick else None, seed)
     base = baseline_stage(inp)
     ccp, alpha = sklearn_ccp(inp)
     outcome = prune_stage(inp, base)
@@ -207,16 +214,41 @@ def case(data: str, kind: str, quick: bool) -> list[Row]:
         f"{s['name']} { ({k: v for k, v in s['parameters'].items() if k != 'order'}) }"
         for s in outcome.steps
     )
-    return [
+    out = [
         ours(inp, base, "unpruned", rows),
         emlearn_row(inp, base, rows),
         ours(inp, ccp, "sklearn ccp", rows, f"ccp_alpha {alpha:.3g}"),
         ours(inp, outcome.forest, "edgeprune", rows, steps),
     ]
+    return [replace(r, seed=seed) for r in out]
+
+
+def worst_seed(rows: list[Row]) -> list[tuple[str, bool]]:
+    """(what, met) per target over every seed of ``rows``: each seed's checks
+    (prefixed "seed N:" when there are several) and, with several seeds, one
+    line per target judged on its worst seed (met only when met on every seed)."""
+    seeds = sorted({r.seed for r in rows})
+    if len(seeds) == 1:
+        return targets(rows)
+    per_seed = {s: targets([r for r in rows if r.seed == s]) for s in seeds}
+    out = [(f"seed {s}: {what}", ok) for s in seeds for what, ok in per_seed[s]]
+    for i, (what, _) in enumerate(per_seed[seeds[0]]):
+        missed = [s for s in seeds if not per_seed[s][i][1]]
+        name = what.split(":")[0]
+        verdict = f"missed on seed {', '.join(map(str, missed))}" if missed else "met on every seed"
+        out.append((f"worst seed, {name}: {_kind_of(what)} {verdict}", not missed))
+    return out
+
+
+def _kind_of(what: str) -> str:
+    for word in ("nodes", "flash", "accuracy", "host C"):
+        if word in what:
+            return word
+    return "target"
 
 
 def targets(rows: list[Row]) -> list[tuple[str, bool]]:
-    """(what, met) for each of the issue's targets, from the rows."""
+    """(what, met) for each of the issue's targets, from the rows of one seed."""
     out = []
     by = {(r.data, r.kind, r.model): r for r in rows}
     for data in sorted({r.data for r in rows}):
@@ -273,19 +305,28 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="wine only, 10-tree forests")
     parser.add_argument("--json", help="also write the rows and targets here")
+    parser.add_argument(
+        "--seeds", default="0", help="comma-separated recipe seeds; targets judged on the worst"
+    )
     args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
     t0 = time.perf_counter()
     rows = []
-    for data in ("wine",) if args.quick else DATASETS:
-        for kind in KINDS:
-            rows += case(data, kind, args.quick)
-            print(f"{data} {kind}: done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
-    checks = targets(rows)
-    print(table(rows))
+    for seed in seeds:
+        for data in ("wine",) if args.quick else DATASETS:
+            for kind in KINDS:
+                rows += case(data, kind, args.quick, seed)
+                took = f"{time.perf_counter() - t0:.0f} s"
+                print(f"seed {seed} {data} {kind}: done ({took})", file=sys.stderr)
+    checks = worst_seed(rows)
+    for seed in seeds:
+        if len(seeds) > 1:
+            print(f"\nseed {seed}\n")
+        print(table([r for r in rows if r.seed == seed]))
     print()
     for r in rows:
         if r.detail:
-            print(f"{r.data} {r.kind} {r.model}: {r.detail}")
+            print(f"seed {r.seed} {r.data} {r.kind} {r.model}: {r.detail}")
     print(
         f"\nflash: arm-none-eabi-gcc -Os for {TARGET} (Cortex-M4F), what the model adds to "
         f"an empty program; latency: an ESTIMATE, QEMU-counted instructions (mean over "
@@ -297,6 +338,7 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             doc = {"rows": [asdict(r) for r in rows], "targets": checks, "quick": args.quick}
+            doc["seeds"] = seeds
             json.dump(doc, f, indent=1)
     print(f"\n{time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return 0 if all(ok for _, ok in checks) else 1
