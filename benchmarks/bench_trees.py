@@ -225,26 +225,53 @@ def case(data: str, kind: str, quick: bool, seed: int = 0) -> list[Row]:
 
 def worst_seed(rows: list[Row]) -> list[tuple[str, bool]]:
     """(what, met) per target over every seed of ``rows``: each seed's checks
-    (prefixed "seed N:" when there are several) and, with several seeds, one
-    line per target judged on its worst seed (met only when met on every seed)."""
+    (prefixed "seed N:" when there are several) and, with several seeds, each
+    forest's ratios and accuracy change on its worst seed (met only when every
+    seed meets it) and whether the host C agreed on every seed."""
     seeds = sorted({r.seed for r in rows})
     if len(seeds) == 1:
         return targets(rows)
-    per_seed = {s: targets([r for r in rows if r.seed == s]) for s in seeds}
-    out = [(f"seed {s}: {what}", ok) for s in seeds for what, ok in per_seed[s]]
-    for i, (what, _) in enumerate(per_seed[seeds[0]]):
-        missed = [s for s in seeds if not per_seed[s][i][1]]
-        name = what.split(":")[0]
-        verdict = f"missed on seed {', '.join(map(str, missed))}" if missed else "met on every seed"
-        out.append((f"worst seed, {name}: {_kind_of(what)} {verdict}", not missed))
+    out = []
+    for s in seeds:
+        out += [(f"seed {s}: {what}", ok) for what, ok in targets([r for r in rows if r.seed == s])]
+    by = {(r.seed, r.data, r.kind, r.model): r for r in rows}
+    for data in sorted({r.data for r in rows}):
+        pairs = [
+            (
+                s,
+                by.get((s, data, "random_forest", "unpruned")),
+                by.get((s, data, "random_forest", "edgeprune")),
+            )
+            for s in seeds
+        ]
+        pairs = [(s, b, p) for s, b, p in pairs if b is not None and p is not None]
+        if not pairs:
+            continue
+        nodes = min((b.nodes / p.nodes, s) for s, b, p in pairs)
+        flash = min((b.flash_bytes / p.flash_bytes, s) for s, b, p in pairs)
+        change = min(((p.accuracy - b.accuracy) * 100, s) for s, b, p in pairs)
+        out += [
+            (
+                f"worst seed, {data} forest: {nodes[0]:.1f}x fewer nodes (seed {nodes[1]}; "
+                f">= {NODES_RATIO:g}x)",
+                nodes[0] >= NODES_RATIO,
+            ),
+            (
+                f"worst seed, {data} forest: {flash[0]:.1f}x less flash (seed {flash[1]}; "
+                f">= {FLASH_RATIO:g}x)",
+                flash[0] >= FLASH_RATIO,
+            ),
+            (
+                f"worst seed, {data} forest: test accuracy {change[0]:+.2f} points (seed "
+                f"{change[1]}; at most {MAX_ACCURACY_LOSS * 100:g} lost)",
+                -change[0] <= MAX_ACCURACY_LOSS * 100 + 1e-9,
+            ),
+        ]
+    ours_rows = [r for r in rows if r.model in OURS]
+    agree = sum(r.agree for r in ours_rows)
+    total = sum(r.n_test for r in ours_rows)
+    out.append((f"every seed: host C = scikit-learn on {agree}/{total}", agree == total))
     return out
-
-
-def _kind_of(what: str) -> str:
-    for word in ("nodes", "flash", "accuracy", "host C"):
-        if word in what:
-            return word
-    return "target"
 
 
 def targets(rows: list[Row]) -> list[tuple[str, bool]]:
