@@ -76,12 +76,6 @@ class EvaluationSet:
         keep = self.mask[member]
         return self.x[keep], self.y[keep]
 
-    def members(self, keep) -> EvaluationSet:
-        """The same rows for the members ``keep`` (indices, in their new order)."""
-        return EvaluationSet(
-            self.x, self.y, self.mask[np.asarray(keep, dtype=np.int64)], self.source
-        )
-
 
 def validation_only(n_members: int, val_data) -> EvaluationSet:
     """Every member judged on the whole validation split."""
