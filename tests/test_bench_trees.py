@@ -58,6 +58,26 @@ def test_a_missed_target_is_a_miss():
     assert "0.9600 -> 0.9489 (-1.11 points" in checks[2][0]
 
 
+def test_several_seeds_are_judged_on_the_worst():
+    from dataclasses import replace
+
+    rows = []
+    for seed, (acc, nodes) in enumerate([(0.99, 100), (0.985, 80)]):
+        rows += [
+            replace(_row("wine", "unpruned", 1.0, 400, 3000), seed=seed),
+            replace(_row("wine", "edgeprune", acc, nodes, 900), seed=seed),
+        ]
+    checks = bench_trees.worst_seed(rows)
+    assert ("seed 1: wine forest: 5.0x fewer nodes (>= 4x)", True) in checks
+    worst = [c for c in checks if c[0].startswith(("worst", "every"))]
+    assert worst == [
+        ("worst seed, wine forest: 4.0x fewer nodes (seed 0; >= 4x)", True),
+        ("worst seed, wine forest: 3.3x less flash (seed 0; >= 3x)", True),
+        ("worst seed, wine forest: test accuracy -1.50 points (seed 1; at most 1 lost)", False),
+        ("every seed: host C = scikit-learn on 144/144", True),
+    ]
+
+
 @pytest.mark.slow
 @needs_tools
 def test_quick_mode_measures_every_row(tmp_path, capsys):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from edgeprune.errors import BadInputError, DataError, RecipeError
-from edgeprune.trees import prune_ensemble, prune_tree
+from edgeprune.trees import oob, prune_ensemble, prune_tree
 from edgeprune.trees.model import CLASSIFICATION, Forest, model_inputs
 from edgeprune.trees.train import TreeOptions, check_xy, train
 
@@ -32,6 +32,8 @@ METHODS = ("none", "pre", "ccp", "reduced_error", "mdl")
 CCP_RULES = ("best", "1se")
 ENSEMBLES = ("none", "greedy", "ordered")
 LEAVES = ("fractions", "votes")
+CHOOSE_ON = ("validation", "oob")
+REDUCED_ERROR_RULES = ("not_worse", "better")
 # Pre-pruning grid: each combination is refitted on the training split.
 PRE_MAX_DEPTH = (None, 3, 5, 8, 12)
 PRE_MIN_SAMPLES_LEAF = (1, 3, 10)
@@ -61,8 +63,14 @@ class PruneOptions:
     at most this many nodes in all; ``leaves``: "fractions" (each leaf keeps its
     class fractions, scikit-learn's soft vote) or "votes" (after the other steps,
     each classifier leaf votes for its majority class: see
-    :func:`prune_ensemble.vote_leaves`; a regressor is left as it is). Raises
-    :class:`RecipeError` on a bad value.
+    :func:`prune_ensemble.vote_leaves`; a regressor is left as it is);
+    ``choose_on``: "validation" or "oob" (reduced-error pruning and the member
+    order and count judged on each member's out-of-bag rows pooled with
+    validation, see :mod:`.oob`; validation alone where the model has no
+    bootstrap record); ``reduced_error_rule``: "not_worse" (Quinlan: ties prune)
+    or "better" (prune only when the leaf makes strictly fewer errors);
+    ``min_members_fraction``: the share of members the default member count keeps
+    at least (:func:`default_size`). Raises :class:`RecipeError` on a bad value.
     """
 
     method: str = "none"
@@ -71,6 +79,9 @@ class PruneOptions:
     members: int | None = None
     max_nodes: int | None = None
     leaves: str = "fractions"
+    choose_on: str = "validation"
+    reduced_error_rule: str = "not_worse"
+    min_members_fraction: float = ENSEMBLE_FLOOR
 
     def __post_init__(self):
         for key, value, allowed in (
@@ -78,6 +89,8 @@ class PruneOptions:
             ("ccp_rule", self.ccp_rule, CCP_RULES),
             ("ensemble", self.ensemble, ENSEMBLES),
             ("leaves", self.leaves, LEAVES),
+            ("choose_on", self.choose_on, CHOOSE_ON),
+            ("reduced_error_rule", self.reduced_error_rule, REDUCED_ERROR_RULES),
         ):
             if value not in allowed:
                 raise RecipeError(
@@ -88,6 +101,11 @@ class PruneOptions:
                 raise RecipeError(f"trees.prune.{key} is {value!r}; use a whole number >= 1")
             if value is not None and value < 1:
                 raise RecipeError(f"trees.prune.{key} is {value!r}; use a whole number >= 1")
+        share = self.min_members_fraction
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+            raise RecipeError(
+                f"trees.prune.min_members_fraction is {share!r}; use a number in (0, 1]"
+            )
         if self.members is not None and self.ensemble == "none":
             raise RecipeError(
                 'trees.prune.members keeps a number of members: set ensemble = "greedy" or '
@@ -207,8 +225,9 @@ def choose_ccp(cands: list[_Candidate], rule: str, x, y) -> int:
     return max(within, key=lambda i: cands[i].parameters["alpha"])
 
 
-def tree_level(forest, options, train_data, val_data, tree_options):
-    """(candidates, the index the method's own rule chooses) for ``options.method``."""
+def tree_level(forest, options, train_data, val_data, tree_options, evaluation=None):
+    """(candidates, the index the method's own rule chooses) for ``options.method``;
+    reduced-error pruning judges member ``t`` on ``evaluation.rows(t)`` when given."""
     method = options.method
     x_val, y_val = val_data if val_data is not None else (None, None)
     if method == "none":
@@ -221,11 +240,14 @@ def tree_level(forest, options, train_data, val_data, tree_options):
         return [_Candidate(forest.with_trees(trees), {})], 0
     _need_validation(val_data, method)
     if method == "reduced_error":
+        ev = evaluation or oob.validation_only(forest.n_members, val_data)
+        strict = options.reduced_error_rule == "better"
         trees = [
-            prune_tree.reduced_error_prune(t, x_val, y_val, forest.task, forest.classes)
-            for t in forest.trees
+            prune_tree.reduced_error_prune(t, *ev.rows(i), forest.task, forest.classes, strict)
+            for i, t in enumerate(forest.trees)
         ]
-        return [_Candidate(forest.with_trees(trees), {})], 0
+        params = {"rule": options.reduced_error_rule, "judged_on": ev.source}
+        return [_Candidate(forest.with_trees(trees), params)], 0
     if method == "ccp":
         cands = ccp_candidates(forest)
         return cands, choose_ccp(cands, options.ccp_rule, x_val, y_val)
@@ -263,15 +285,17 @@ def _step(name, params, before: Forest, after: Forest, x_val, y_val) -> dict:
     return step
 
 
-def _prefixes(cand: _Candidate, options, x_val, y_val):
-    """(forest builder, parameters, (validation score, tie-break score), nodes) per
-    ensemble prefix: the tie-break is the mean probability of the true class."""
+def _prefixes(cand: _Candidate, options, x_val, y_val, ev=None):
+    """(forest builder, parameters, (score, tie-break score), nodes) per ensemble
+    prefix, scored on ``ev`` (default: validation): the tie-break is the mean
+    probability of the true class."""
     forest = cand.forest
     if options.ensemble == "none":
         s = _score(forest, x_val, y_val) if x_val is not None else 0.0
         return [(lambda f=forest: f, {}, (s, s), forest.n_nodes)]
+    ev = ev or oob.validation_only(forest.n_members, (x_val, y_val))
     order, scores, second = prune_ensemble.order_members(
-        forest, x_val, _truth(forest, y_val), options.ensemble
+        forest, ev.x, _truth(forest, ev.y), options.ensemble, ev.mask
     )
     nodes = np.cumsum([forest.trees[i].n_nodes for i in order])
     sizes = [options.members] if options.members else range(1, len(order) + 1)
@@ -282,7 +306,7 @@ def _prefixes(cand: _Candidate, options, x_val, y_val):
         out.append(
             (
                 lambda f=forest, keep=keep: f.with_trees([f.trees[i] for i in keep]),
-                {"members": k, "order": list(keep)},
+                {"members": k, "order": list(keep), "judged_on": ev.source},
                 (float(scores[k - 1]), float(second[k - 1])),
                 int(nodes[k - 1]),
             )
@@ -290,14 +314,14 @@ def _prefixes(cand: _Candidate, options, x_val, y_val):
     return out
 
 
-def default_size(scores: list[float], n_members: int) -> int:
+def default_size(scores: list[float], n_members: int, share: float = ENSEMBLE_FLOOR) -> int:
     """The prefix index kept when no count or budget is given: the smallest size of
-    at least :data:`ENSEMBLE_FLOOR` of the members whose validation score reaches
-    the whole ensemble's. A small validation split scores a single lucky tree
-    as well as the forest, so the best score alone would keep one member;
-    Martínez-Muñoz & Suárez (2006) found ordered ensembles cut to 20 % of their
-    members generalise at least as well as the whole, hence the floor."""
-    floor = max(1, int(np.ceil(ENSEMBLE_FLOOR * n_members)))
+    at least ``share`` of the members whose score reaches the whole ensemble's.
+    A small validation split scores a single lucky tree as well as the forest, so
+    the best score alone would keep one member; Martínez-Muñoz & Suárez (2006)
+    found ordered ensembles cut to 20 % of their members generalise at least as
+    well as the whole, hence the floor."""
+    floor = max(1, int(np.ceil(share * n_members - 1e-9)))
     target = scores[-1]
     for i in range(floor - 1, len(scores)):
         if scores[i] >= target:
@@ -312,10 +336,11 @@ def _preferred(pool):
     return sorted(pool, key=lambda p: (-p[3][0], -p[4], p[0]))
 
 
-def _fit_goal(forest, options, cands, x_val, y_val, fits):
+def _fit_goal(forest, options, cands, x_val, y_val, fits, evaluate):
     pool = []  # (tree-level index, prefix builder, prefix params, scores, nodes)
     for ci, cand in enumerate(cands):
-        for build, params, score, nodes in _prefixes(cand, options, x_val, y_val):
+        ev = evaluate(cand.forest)
+        for build, params, score, nodes in _prefixes(cand, options, x_val, y_val, ev):
             pool.append((ci, build, params, score, nodes))
     smallest = min(pool, key=lambda p: p[4])
     within = [p for p in pool if options.max_nodes is None or p[4] <= options.max_nodes]
@@ -370,10 +395,19 @@ def prune(
         x_val = y_val = None
     if options.ensemble != "none":
         _need_validation(val_data, f"{options.ensemble} ensemble")
-    cands, chosen = tree_level(forest, options, train_data, val_data, tree_options)
+    checked = None
+    if options.choose_on == "oob" and train_data is not None:
+        checked = check_xy(*train_data, forest.task)
+
+    def evaluate(f):
+        return oob.choice_rows(f, options.choose_on, checked, val_data)
+
+    cands, chosen = tree_level(
+        forest, options, train_data, val_data, tree_options, evaluate(forest)
+    )
     budgeted = options.max_nodes is not None or fits is not None
     if budgeted:
-        chosen, final, ens_params = _fit_goal(forest, options, cands, x_val, y_val, fits)
+        chosen, final, ens_params = _fit_goal(forest, options, cands, x_val, y_val, fits, evaluate)
     tree_result = cands[chosen].forest
     steps = []
     if options.method != "none":
@@ -383,11 +417,16 @@ def prune(
         steps.append(_step(options.method, params, forest, tree_result, x_val, y_val))
     if options.ensemble != "none":
         if not budgeted:
-            prefixes = _prefixes(cands[chosen], options, x_val, y_val)
+            cand = cands[chosen]
+            prefixes = _prefixes(cand, options, x_val, y_val, evaluate(cand.forest))
             best = (
                 0  # a fixed member count gives one prefix
                 if options.members
-                else default_size([p[2][0] for p in prefixes], cands[chosen].forest.n_members)
+                else default_size(
+                    [p[2][0] for p in prefixes],
+                    cand.forest.n_members,
+                    options.min_members_fraction,
+                )
             )
             build, ens_params = prefixes[best][0], prefixes[best][1]
             final = build()
@@ -398,5 +437,7 @@ def prune(
         voted = prune_ensemble.vote_leaves(final)
         steps.append(_step("votes", {}, final, voted, x_val, y_val))
         final = voted  # fewer bytes than the candidate ``fits`` passed: still fits
-    final = final.with_trees(final.trees, pruning=[dict(s) for s in steps])
+    # the pruned model's members are no longer the record's: drop it
+    meta = {k: v for k, v in final.meta.items() if k != oob.BOOTSTRAP_KEY}
+    final = replace(final, meta={**meta, "pruning": [dict(s) for s in steps]})
     return PruneOutcome(final, tuple(steps))

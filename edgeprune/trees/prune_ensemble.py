@@ -35,42 +35,61 @@ def member_outputs(forest: Forest, x) -> np.ndarray:
     return np.stack([t.value[t.apply(x)] for t in forest.trees])
 
 
-def _scores(sums: np.ndarray, truth: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
-    """(primary, tie-break) scores, higher better, of ensembles whose averaged
-    outputs are ``sums`` (…, samples, outputs): accuracy and the mean probability
-    of the true class, or -MSE twice for regression."""
+def _scores(sums, counts, truth, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """(primary, tie-break) scores, higher better, of ensembles whose members'
+    outputs add up to ``sums`` (…, samples, outputs), ``counts`` (…, samples) of
+    them voting on each sample: accuracy and the mean probability of the true
+    class, or -MSE twice for regression. A sample no member votes on (all of
+    them saw it in training) is left out."""
+    valid = counts > 0
+    n = np.maximum(valid.sum(axis=-1), 1)
+    avg = sums / np.maximum(counts, 1)[..., None]
     if task == CLASSIFICATION:
-        right = np.argmax(sums, axis=-1) == truth
-        total = sums.sum(axis=-1)
+        right = (np.argmax(avg, axis=-1) == truth) & valid
+        total = np.where(valid, avg.sum(axis=-1), 1.0)
         known = np.clip(truth, 0, None)
-        p_true = np.take_along_axis(sums, known[None, :, None], axis=-1)[..., 0] / total
-        p_true = np.where(truth >= 0, p_true, 0.0)
-        return right.mean(axis=-1), p_true.mean(axis=-1)
-    mse = np.mean((sums[..., 0] - truth) ** 2, axis=-1)
+        p_true = np.take_along_axis(avg, _expand(known, avg.ndim), axis=-1)[..., 0] / total
+        p_true = np.where((truth >= 0) & valid, p_true, 0.0)
+        return right.sum(axis=-1) / n, p_true.sum(axis=-1) / n
+    mse = np.where(valid, (avg[..., 0] - truth) ** 2, 0.0).sum(axis=-1) / n
     return -mse, -mse
 
 
-def greedy_order(outputs: np.ndarray, truth: np.ndarray, task: str) -> np.ndarray:
-    """Member indices in greedy forward-selection order on validation.
+def _expand(index: np.ndarray, ndim: int) -> np.ndarray:
+    """(samples,) class indices shaped to take along the last axis of an ndim array."""
+    return index.reshape((1,) * (ndim - 2) + (-1, 1))
+
+
+def _ones(outputs: np.ndarray, mask) -> np.ndarray:
+    return np.ones(outputs.shape[:2], dtype=bool) if mask is None else np.asarray(mask, bool)
+
+
+def greedy_order(outputs: np.ndarray, truth: np.ndarray, task: str, mask=None) -> np.ndarray:
+    """Member indices in greedy forward-selection order.
 
     ``truth``: class indices (classification, -1 for an unseen label) or
-    target values (regression).
+    target values (regression). ``mask`` (members, samples): where a member
+    votes on a sample (its out-of-bag rows and the validation rows); None: every
+    member on every sample. A sub-ensemble is scored on each sample by the
+    selected members that vote on it (Breiman's out-of-bag estimate).
     """
+    mask = _ones(outputs, mask)
+    voted = outputs * mask[..., None]
     m = outputs.shape[0]
     chosen, left = [], list(range(m))
-    total = np.zeros(outputs.shape[1:])
-    for size in range(1, m + 1):
-        trial = (total[None] + outputs[left]) / size
-        primary, secondary = _scores(trial, truth, task)
+    total, count = np.zeros(outputs.shape[1:]), np.zeros(outputs.shape[1])
+    for _ in range(m):
+        primary, secondary = _scores(total[None] + voted[left], count + mask[left], truth, task)
         best = np.lexsort((np.arange(len(left)), -secondary, -primary))[0]
         pick = left.pop(int(best))
         chosen.append(pick)
-        total = total + outputs[pick]
+        total, count = total + voted[pick], count + mask[pick]
     return np.asarray(chosen, dtype=np.int64)
 
 
-def margin_order(outputs: np.ndarray, truth: np.ndarray, task: str) -> np.ndarray:
+def margin_order(outputs: np.ndarray, truth: np.ndarray, task: str, mask=None) -> np.ndarray:
     """Member indices in margin-distance-minimisation order (classification only).
+    With ``mask``, a member's signature is 0 on the samples it does not vote on.
 
     Raises:
         BadInputError: a regression forest (a member is not right or wrong).
@@ -81,6 +100,7 @@ def margin_order(outputs: np.ndarray, truth: np.ndarray, task: str) -> np.ndarra
             "for a regressor"
         )
     signature = np.where(np.argmax(outputs, axis=-1) == truth[None], 1.0, -1.0)
+    signature = signature * _ones(outputs, mask)
     m = signature.shape[0]
     chosen, left = [], list(range(m))
     total = np.zeros(signature.shape[1])
@@ -93,24 +113,26 @@ def margin_order(outputs: np.ndarray, truth: np.ndarray, task: str) -> np.ndarra
     return np.asarray(chosen, dtype=np.int64)
 
 
-def prefix_scores(outputs: np.ndarray, order: np.ndarray, truth, task: str):
-    """(primary, secondary) validation scores of the first k members of ``order``,
-    for k = 1 .. len(order): accuracy and the mean probability of the true class
-    (classification), or -MSE for both (regression); higher is better."""
-    sums = np.cumsum(outputs[order], axis=0)
-    sizes = np.arange(1, len(order) + 1, dtype=np.float64)[:, None, None]
-    return _scores(sums / sizes, truth, task)
+def prefix_scores(outputs: np.ndarray, order: np.ndarray, truth, task: str, mask=None):
+    """(primary, secondary) scores of the first k members of ``order``, for
+    k = 1 .. len(order): accuracy and the mean probability of the true class
+    (classification), or -MSE for both (regression); higher is better. ``mask``
+    as in :func:`greedy_order`."""
+    mask = _ones(outputs, mask)
+    sums = np.cumsum(outputs[order] * mask[order][..., None], axis=0)
+    return _scores(sums, np.cumsum(mask[order], axis=0), truth, task)
 
 
-def order_members(forest: Forest, x_val, truth, how: str):
+def order_members(forest: Forest, x, truth, how: str, mask=None):
     """(order, primary prefix scores, secondary prefix scores) of ``forest``'s members
-    ordered by ``how`` ("greedy" or "ordered"); see :func:`prefix_scores`."""
-    outputs = member_outputs(forest, x_val)
+    ordered by ``how`` ("greedy" or "ordered") on the rows ``x`` (``mask``: which
+    members vote on which rows, None for all); see :func:`prefix_scores`."""
+    outputs = member_outputs(forest, x)
     if how == "greedy":
-        order = greedy_order(outputs, truth, forest.task)
+        order = greedy_order(outputs, truth, forest.task, mask)
     else:
-        order = margin_order(outputs, truth, forest.task)
-    return (order, *prefix_scores(outputs, order, truth, forest.task))
+        order = margin_order(outputs, truth, forest.task, mask)
+    return (order, *prefix_scores(outputs, order, truth, forest.task, mask))
 
 
 def vote_leaves(forest: Forest) -> Forest:

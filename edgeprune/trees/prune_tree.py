@@ -125,12 +125,14 @@ def leaf_errors(tree: Tree, x, y, task: str, classes=()) -> np.ndarray:
     return err
 
 
-def reduced_error_prune(tree: Tree, x_val, y_val, task: str, classes=()) -> Tree:
+def reduced_error_prune(tree: Tree, x_val, y_val, task: str, classes=(), strict=False) -> Tree:
     """Quinlan's reduced-error pruning: visiting nodes bottom-up, a subtree becomes
     a leaf (predicting the node's own training value) when that does not raise
     the error on the validation samples reaching it; ties prune, so a subtree no
-    validation sample reaches is pruned. Works for classification (errors
-    counted) and regression (squared errors summed)."""
+    validation sample reaches is pruned. ``strict``: prune only when the leaf's
+    error is strictly lower (ties keep the subtree, so does a subtree no sample
+    reaches): the conservative rule, for a forest whose members vote together.
+    Works for classification (errors counted) and regression (squared errors summed)."""
     as_leaf = leaf_errors(tree, x_val, y_val, task, classes)
     err = as_leaf.copy()
     pruned = []
@@ -138,7 +140,7 @@ def reduced_error_prune(tree: Tree, x_val, y_val, task: str, classes=()) -> Tree
         if tree.left[node] == LEAF:
             continue
         below = err[tree.left[node]] + err[tree.right[node]]
-        if as_leaf[node] <= below:
+        if as_leaf[node] < below or (not strict and as_leaf[node] == below):
             pruned.append(node)
         else:
             err[node] = below

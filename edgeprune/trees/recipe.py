@@ -37,10 +37,27 @@ TREE_KEYS = (
     "max_features",
     "random_state",
 )
-PRUNE_KEYS = ("method", "ccp_rule", "ensemble", "members", "max_nodes", "leaves")
+PRUNE_KEYS = (
+    "method",
+    "ccp_rule",
+    "ensemble",
+    "members",
+    "max_nodes",
+    "leaves",
+    "choose_on",
+    "reduced_error_rule",
+    "min_members_fraction",
+)
 # What a run prunes when [trees.prune] sets nothing (each key can be set on its own):
 # measured in benchmarks/bench_trees.py and chosen in docs/tree-pruning.md ("Defaults").
-PRUNE_DEFAULTS = {"method": "reduced_error", "ensemble": "greedy", "leaves": "votes"}
+PRUNE_DEFAULTS = {
+    "method": "reduced_error",
+    "reduced_error_rule": "better",
+    "choose_on": "oob",
+    "ensemble": "greedy",
+    "min_members_fraction": 0.25,
+    "leaves": "votes",
+}
 GOALS = ("none", "fit")
 DTYPES = ("auto", "float", "int16")
 # TOML has no null: these words stand for None where a key allows it.

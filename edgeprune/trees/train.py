@@ -135,7 +135,9 @@ def train(options: TreeOptions, x, y, task: str) -> Forest:
     """Fit the model ``options`` describe on ``(x, y)`` and return it as a Forest.
 
     ``x`` may have more than two dimensions (each sample is flattened). The
-    Forest's ``meta["options"]`` holds the hyperparameters. No side effects.
+    Forest's ``meta["options"]`` holds the hyperparameters and, for a bagged
+    forest, ``meta["bootstrap"]`` its members' bootstrap seeds and a fingerprint
+    of ``(x, y)`` (:func:`edgeprune.trees.oob.bootstrap_record`). No side effects.
 
     Raises:
         DataError: see :func:`check_xy`; a classification set with one class.
@@ -143,9 +145,13 @@ def train(options: TreeOptions, x, y, task: str) -> Forest:
     x, y = check_xy(x, y, task)
     if task == CLASSIFICATION and len(np.unique(y)) < 2:
         raise DataError("the labels hold a single class; a classifier needs two or more")
+    from edgeprune.trees.oob import BOOTSTRAP_KEY, bootstrap_record
+
     fitted = estimator(options, task).fit(x, y)
     forest = from_sklearn(fitted)
-    return forest.with_trees(forest.trees, options=asdict(options))
+    record = bootstrap_record(fitted, x, y)  # each member's out-of-bag rows, for pruning
+    extra = {BOOTSTRAP_KEY: record} if record else {}
+    return forest.with_trees(forest.trees, options=asdict(options), **extra)
 
 
 def validation_split(x, y, task: str, fraction: float = 0.2, seed: int = 0):
