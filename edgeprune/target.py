@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -28,26 +27,13 @@ from edgeprune import this_machine
 from edgeprune._toml import id_or_path, read_toml, toml_ids
 from edgeprune.errors import BadInputError
 
+# re-exported: the [sdk] table lives in its own module for size
+from edgeprune.target_sdk import SDK_BOARD_FORMS, SDK_CORES, SDKS, SdkBoard, sdk_table  # noqa: F401
+
 KINDS = ("mcu", "linux")
 RUNTIMES = {"mcu": "tflm", "linux": "litert"}
 KERNELS = ("reference", "cmsis-nn", "esp-nn", "xnnpack")
 MODEL_DTYPES = ("int8", "float32", "any")
-#: The SDKs whose project templates edgeprune writes (edgeprune/firmware/projects.py).
-SDKS = ("arduino", "esp-idf", "pico-sdk", "platformio", "zephyr")
-#: What the board id of each SDK in a profile's [sdk] table looks like (written into its
-#: build files as is, so it must be one word), and an example.
-SDK_BOARD_FORMS = {
-    "arduino": (r"[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+", "arduino:mbed_nano:nano33ble"),
-    "esp-idf": (r"esp32[a-z0-9]*", "esp32s3"),
-    "pico-sdk": (r"[A-Za-z0-9_]+", "pico2"),
-    "platformio": (r"[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+", "espressif32:esp32dev"),
-    "zephyr": (r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]*)*", "stm32h747i_disco/stm32h747xx/m7"),
-}
-#: Cores each SDK builds for (None: any MCU core).
-SDK_CORES = {
-    "esp-idf": frozenset({"xtensa-lx6", "xtensa-lx7"}),
-    "pico-sdk": frozenset({"cortex-m0plus", "cortex-m33"}),
-}
 CORES = (
     "cortex-m0plus",
     "cortex-m4f",
@@ -126,16 +112,6 @@ class LatencyProfile:
 
     def cost_model_id(self, target: Target) -> str:
         return self.cost_model or f"{target.kernels}_{target.core}"
-
-
-@dataclass(frozen=True)
-class SdkBoard:
-    """One SDK the board's engineers build with, and the board's id in it (the Arduino
-    FQBN, ESP-IDF's IDF_TARGET, pico-sdk's PICO_BOARD, ``platform:board`` for
-    PlatformIO, Zephyr's board target)."""
-
-    sdk: str
-    board: str
 
 
 @dataclass(frozen=True)
@@ -319,46 +295,6 @@ def _tables(where: str, data: dict, top: dict) -> dict:
     return tables
 
 
-def _sdk_table(where: str, data: dict, top: dict) -> tuple[SdkBoard, ...]:
-    """The validated ``[sdk]`` table: SDK name -> the board's id in that SDK."""
-    table = data.get("sdk")
-    if table is None:
-        return ()
-    if not isinstance(table, dict):
-        raise TargetError(
-            f"{where}: sdk must be a table of SDK = board id, such as "
-            f'[sdk] esp-idf = "esp32s3"; allowed SDKs: {", ".join(SDKS)}'
-        )
-    if top["kind"] != "mcu":
-        raise TargetError(
-            f"{where}: [sdk] is for kind = 'mcu' only: a Linux target loads the "
-            f".tflite file itself and gets no firmware project; remove the table"
-        )
-    boards = []
-    for sdk, board in table.items():
-        if sdk not in SDKS:
-            close = difflib.get_close_matches(sdk, SDKS, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise TargetError(
-                f"{where}: sdk.{sdk} is not an SDK edgeprune writes projects for; "
-                f"{hint}allowed: {', '.join(SDKS)}"
-            )
-        form, example = SDK_BOARD_FORMS[sdk]
-        if not isinstance(board, str) or not re.fullmatch(form, board):
-            raise TargetError(
-                f"{where}: sdk.{sdk} = {board!r} is not a board id of {sdk} "
-                f"(one word such as {example!r}); use the id {sdk} knows the board by"
-            )
-        cores = SDK_CORES.get(sdk)
-        if cores is not None and top["core"] not in cores:
-            raise TargetError(
-                f"{where}: sdk.{sdk} builds for {', '.join(sorted(cores))}, not "
-                f"core = {top['core']!r}; remove sdk.{sdk} or fix the core"
-            )
-        boards.append(SdkBoard(sdk, board))
-    return tuple(boards)
-
-
 def parse_target(data: dict, where: str, target_id: str) -> Target:
     """Validate parsed TOML ``data`` and build a :class:`Target`; read the figures
     ``read_from_this_machine`` names from this machine.
@@ -370,7 +306,7 @@ def parse_target(data: dict, where: str, target_id: str) -> Target:
     data, read = _machine_keys(where, data)
     top = _section(where, "", data)
     tables = _tables(where, data, top)
-    sdk = _sdk_table(where, data, top)
+    sdk = sdk_table(where, data, top)
     reserve, margin, budget = (
         Reserve(**tables["reserve"]),
         ArenaMargin(**tables["arena_margin"]),
