@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -115,6 +116,33 @@ class LatencyProfile:
 
 
 @dataclass(frozen=True)
+class AltDecompression:
+    """Memory the firmware gives TFLite Micro for decoded weights (the
+    ``[alt_decompression]`` table): the *alternate decompression memory* of
+    ``MicroInterpreter::SetDecompressionMemory`` (TFLite Micro 90b983c).
+
+    A DECODE operator (weights compressed by the compress stage) writes each
+    tensor it decodes there instead of into the arena while room is left (each
+    DECODE starts over at the block's start, 16-byte aligned), and into the arena
+    when not. ``bytes``: the most the block may take; ``region``: the memory's
+    name (a TCM, an SRAM bank, PSRAM); ``in_ram_bytes``: the region is part of
+    ``ram_bytes`` (the RAM rule adds the block to the arena) or a separate one
+    (the block is checked against ``bytes`` alone); ``section``: the linker
+    section the firmware puts the block in ("": wherever static data goes).
+    """
+
+    bytes: int
+    region: str
+    in_ram_bytes: bool
+    section: str = ""
+
+    def block_bytes(self, needed_bytes: int) -> int:
+        """The block the firmware reserves for a model whose DECODEs need
+        ``needed_bytes`` at most: all of it, or as much as the region gives."""
+        return min(self.bytes, needed_bytes)
+
+
+@dataclass(frozen=True)
 class Target:
     """One device profile."""
 
@@ -143,6 +171,7 @@ class Target:
     channel_multiple_source: str = ""  # "profile", or "<kernels> default"
     # The [sdk] table in file order: the SDKs whose project templates firmware gets.
     sdk: tuple[SdkBoard, ...] = ()
+    alt_decompression: AltDecompression | None = None  # memory for decoded weights, if any
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -188,6 +217,12 @@ _SCHEMA: dict[str, dict[str, tuple]] = {
         "power_source": (str, False, None),
         "measure": (bool, False, None),
         "runs": (int, False, ("gt", 0, MAX_COUNT)),
+    },
+    "alt_decompression": {
+        "bytes": (int, True, ("gt", 0, MAX_BYTES)),
+        "region": (str, True, None),
+        "in_ram_bytes": (bool, True, None),
+        "section": (str, False, None),
     },
 }
 
@@ -295,6 +330,38 @@ def _tables(where: str, data: dict, top: dict) -> dict:
     return tables
 
 
+def _alt_decompression(where: str, data: dict, top: dict) -> AltDecompression | None:
+    """The validated ``[alt_decompression]`` table, None without one."""
+    table = data.get("alt_decompression")
+    if table is None:
+        return None
+    if not isinstance(table, dict) or top["kind"] != "mcu":
+        raise TargetError(
+            f"{where}: alt_decompression must be a table (bytes, region, in_ram_bytes) "
+            f"of a kind = 'mcu' profile: only TFLite Micro decodes weights; remove it"
+        )
+    size = table.get("bytes")
+    if "bytes" in table and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
+        raise TargetError(
+            f"{where}: alt_decompression.bytes = {size!r} must be a whole number of "
+            f"bytes above 0 (the block TFLite Micro may decode weights into, e.g. "
+            f"65_536); fix it or remove the [alt_decompression] table"
+        )
+    alt = AltDecompression(**_section(where, "alt_decompression", table))
+    if alt.in_ram_bytes and alt.bytes > top["ram_bytes"]:
+        raise TargetError(
+            f"{where}: alt_decompression.bytes = {alt.bytes} is more than ram_bytes = "
+            f"{top['ram_bytes']} although in_ram_bytes = true; fix the size or set "
+            f"in_ram_bytes = false for a separate region"
+        )
+    if alt.section and not re.fullmatch(r"\.?[A-Za-z_][A-Za-z0-9_.$]*", alt.section):
+        raise TargetError(
+            f"{where}: alt_decompression.section = {alt.section!r} is not a linker section "
+            f"name; use one word such as '.dtcm_bss'"
+        )
+    return alt
+
+
 def parse_target(data: dict, where: str, target_id: str) -> Target:
     """Validate parsed TOML ``data`` and build a :class:`Target`; read the figures
     ``read_from_this_machine`` names from this machine.
@@ -358,6 +425,7 @@ def parse_target(data: dict, where: str, target_id: str) -> Target:
         path=where,
         read_from_this_machine=read,
         sdk=sdk,
+        alt_decompression=_alt_decompression(where, data, top),
         **top,
     )
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from edgeprune.estimates.latency import LatencyEstimate, LatencyMeasurement
+from edgeprune.rules import alt_memory
 from edgeprune.rules.linux import MIB, memory_rule, storage_rule  # noqa: F401  (re-exported)
 from edgeprune.rules.result import RuleResult, rule_text
 from edgeprune.target import SOFT_FLOAT_CORES, Budget, Target
@@ -70,6 +71,11 @@ class Evidence:
     runtime_ram_bytes: int | None = None
     decode_flash_bytes: int = 0  # DECODE kernel + decoders, when weights are compressed
     decode_flash_basis: str = ""
+    # compressed weights: what DECODE needs at most at once, the block outside the arena
+    # that holds them (0: in the arena) and where they live, in words (rules/alt_memory.py)
+    decoded_bytes: int = 0
+    alt_decompression_bytes: int = 0
+    decoded_where: str = ""
     # Linux targets
     peak_memory_bytes: int | None = None
     # profiles that time the model on this machine (the host profile)
@@ -273,11 +279,13 @@ def flash_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
 def ram_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
     """The model's working memory, its runtime and the application's reserve fit the RAM budget."""
     reserve = target.reserve.ram_bytes
-    figure = ev.arena_bytes + ev.runtime_ram_bytes + reserve
+    alt = alt_memory.ram_share_bytes(ev, target)
+    figure = ev.arena_bytes + alt + ev.runtime_ram_bytes + reserve
+    block = f" + alternate decompression block {alt:,} B" if alt else ""
     evidence = (
-        f"arena {ev.arena_bytes:,} B ({ev.arena_basis or 'smallest working here'}); "
+        f"arena {ev.arena_bytes:,} B ({ev.arena_basis or 'smallest working here'}){block}; "
         f"+ {ev.runtime_ram_bytes:,} B static runtime RAM + application reserve {reserve:,} B"
-    )
+    ) + (f"; {ev.decoded_where}" if ev.decoded_where else "")
     return RuleResult(
         "ram",
         rule_text(ram_rule),
@@ -380,5 +388,6 @@ def evaluate(
     if missing:
         raise ValueError(f"the evidence for {target.id} lacks {', '.join(missing)}")
     budget = budget or target.budget
-    results = tuple(rule(ev, target, budget) for rule in RULES[target.kind])
+    extra = (alt_memory.alt_memory_rule,) if alt_memory.applies(ev, target) else ()
+    results = tuple(rule(ev, target, budget) for rule in (*RULES[target.kind], *extra))
     return CheckResult(target.id, all(r.ok for r in results), results, budget, ev, preconditions)
