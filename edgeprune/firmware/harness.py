@@ -7,7 +7,8 @@ placeholders are ``${head}`` (the generated-file comment), the model's file
 names ``${model_h}``, ``${ops_h}``, ``${config_h}``, and its C names
 ``${resolver}`` (``<name>_OpResolver``), ``${register}``
 (``<name>_RegisterOps``), ``${camel}`` (``k${camel}ArenaBytes``) and
-``${array}`` (the model array).
+``${array}`` (the model array), and ``${alt_memory}``, the code that passes the
+alternate decompression block (:mod:`edgeprune.firmware.alt_memory`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from importlib.resources import files as package_files
 from string import Template
 
 from edgeprune import protocol
+from edgeprune.firmware import alt_memory
 from edgeprune.firmware.model_files import Names
 
 PROTOCOL_H = "edgeprune_protocol.h"
 HARNESS_H = "validation_harness.h"
 HARNESS_CC = "validation_harness.cc"
 SKETCH = "edgeprune_validate"
+_ALT_FAILED = 'Halt("SetDecompressionMemory failed");'
 
 
 def _source(name: str) -> str:
@@ -45,6 +48,7 @@ def validation_files(files: dict[str, str], n: Names, head: list[str]) -> dict[s
     sketch = {f"{SKETCH}/{name}": text for name, text in {**model, **harness}.items()}
     sketch[f"{SKETCH}/{SKETCH}.ino"] = Template(_source(f"{SKETCH}.ino")).substitute(
         head="\n".join(head),
+        alt_memory="\n".join(alt_memory.setup_lines(n.guard, "interpreter", _ALT_FAILED)),
         camel=n.camel,
         array=n.array,
         resolver=n.resolver,

@@ -60,6 +60,7 @@ void setup() {
   if (${register}(g_resolver) != kTfLiteOk) Halt("op resolver too small");
   static tflite::MicroInterpreter interpreter(
       tflite::GetModel(${array}), g_resolver, g_arena, k${camel}ArenaBytes);
+${alt_memory}
   if (interpreter.AllocateTensors() != kTfLiteOk) Halt("arena too small");
   static edgeprune::ValidationHarness harness(
       &interpreter, ${array}, ${array}_len, k${camel}ArenaBytes, F_CPU,
