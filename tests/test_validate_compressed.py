@@ -119,3 +119,13 @@ def test_a_changed_compressed_model_is_refused(shipped, tmp_path):
     (folder / COMPRESSED).write_bytes(bytes(data))
     with pytest.raises(BadInputError, match="final_int8_compressed.tflite changed since"):
         read_run(str(folder))
+
+
+def test_check_on_a_litert_target_checks_the_uncompressed_model_and_says_so(shipped, caplog):
+    from edgeprune.stages.check import check_model
+
+    with caplog.at_level("WARNING"):
+        result = check_model(str(shipped / COMPRESSED), "host")
+    assert result.evidence.model_path == str(shipped / DENSE)
+    assert "LiteRT has no DECODE operator, so host runs final_int8.tflite" in caplog.text
+    assert "checked final_int8.tflite instead" in caplog.text

@@ -380,7 +380,11 @@ def check_model(
 
     With ``report_path``, the result is also written there as JSON
     (:class:`edgeprune.report.CheckReport`, atomic, schema-versioned), pass or fail.
-    A model file over ``max_model_bytes`` (default 64 MiB) is refused unread.
+    A model file over ``max_model_bytes`` (default 64 MiB) is refused unread. A
+    DECODE-compressed model on a LiteRT target, which LiteRT cannot run, is
+    replaced by the uncompressed model of its run folder where there is one
+    (:func:`~edgeprune.stages.run_models.litert_stand_in`: a warning says so, and
+    the result names that file); alone, it is refused by the ops precondition.
 
     Raises:
         BadInputError: unreadable model, unknown profile, a report path that
@@ -399,6 +403,14 @@ def check_model(
         check_out_dir(os.path.dirname(os.path.abspath(report_path)))
         run_folder.ensure_free(os.path.dirname(os.path.abspath(report_path)))
     model = read_flatbuffer(model_path, max_model_bytes)
+    if device.runtime == "litert" and decode_cost.DECODE_OPCODE in model.info.op_counts:
+        from edgeprune.stages.run_models import litert_stand_in
+
+        stand_in = litert_stand_in(model_path, device.id)
+        if stand_in is not None:
+            log.warning("check: %s", stand_in[1])
+            model_path = stand_in[0]
+            model = read_flatbuffer(model_path, max_model_bytes)
     result = check_flatbuffer(model, device, options)
     if report_path is not None:
         os.makedirs(os.path.dirname(os.path.abspath(report_path)), exist_ok=True)

@@ -131,3 +131,28 @@ def runner_model(run: RunInfo, runner: str) -> tuple[str, str, str]:
         f"operator, so it cannot run {shipped}, the model the firmware embeds (the compress "
         f"stage proved both bit-exact in TFLite Micro)",
     )
+
+
+def litert_stand_in(model_path: str, target_id: str) -> tuple[str, str] | None:
+    """``(path, why)``: the uncompressed model a LiteRT target ``target_id`` runs in
+    place of the DECODE-compressed model at ``model_path``, the dense model its run's
+    compress stage made it from (``report.json`` beside it), when that is there
+    unchanged; None otherwise (a compressed file on its own). No side effects."""
+    folder = os.path.dirname(os.path.abspath(model_path))
+    path = os.path.join(folder, report.REPORT_NAME)
+    try:
+        run = report.read(path) if os.path.isfile(path) else None
+    except BadInputError:
+        return None
+    entry = run.stages.compress if run is not None else None
+    if entry is None or entry.model != os.path.basename(model_path):
+        return None
+    dense = os.path.join(folder, entry.dense_model)
+    recorded = run.sha256_of(entry.dense_model)
+    if not os.path.isfile(dense) or recorded not in (None, artifacts.sha256_file(dense)):
+        return None
+    return dense, (
+        f"LiteRT has no DECODE operator, so {target_id} runs {entry.dense_model}, the "
+        f"uncompressed model {entry.model} was made from (the compress stage proved both "
+        f"bit-exact in TFLite Micro): checked {entry.dense_model} instead"
+    )
