@@ -28,26 +28,13 @@ from edgeprune import this_machine
 from edgeprune._toml import id_or_path, read_toml, toml_ids
 from edgeprune.errors import BadInputError
 
+# re-exported: the [sdk] table lives in its own module for size
+from edgeprune.target_sdk import SDK_BOARD_FORMS, SDK_CORES, SDKS, SdkBoard, sdk_table  # noqa: F401
+
 KINDS = ("mcu", "linux")
 RUNTIMES = {"mcu": "tflm", "linux": "litert"}
 KERNELS = ("reference", "cmsis-nn", "esp-nn", "xnnpack")
 MODEL_DTYPES = ("int8", "float32", "any")
-#: The SDKs whose project templates edgeprune writes (edgeprune/firmware/projects.py).
-SDKS = ("arduino", "esp-idf", "pico-sdk", "platformio", "zephyr")
-#: What the board id of each SDK in a profile's [sdk] table looks like (written into its
-#: build files as is, so it must be one word), and an example.
-SDK_BOARD_FORMS = {
-    "arduino": (r"[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+", "arduino:mbed_nano:nano33ble"),
-    "esp-idf": (r"esp32[a-z0-9]*", "esp32s3"),
-    "pico-sdk": (r"[A-Za-z0-9_]+", "pico2"),
-    "platformio": (r"[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+", "espressif32:esp32dev"),
-    "zephyr": (r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]*)*", "stm32h747i_disco/stm32h747xx/m7"),
-}
-#: Cores each SDK builds for (None: any MCU core).
-SDK_CORES = {
-    "esp-idf": frozenset({"xtensa-lx6", "xtensa-lx7"}),
-    "pico-sdk": frozenset({"cortex-m0plus", "cortex-m33"}),
-}
 CORES = (
     "cortex-m0plus",
     "cortex-m4f",
@@ -129,13 +116,30 @@ class LatencyProfile:
 
 
 @dataclass(frozen=True)
-class SdkBoard:
-    """One SDK the board's engineers build with, and the board's id in it (the Arduino
-    FQBN, ESP-IDF's IDF_TARGET, pico-sdk's PICO_BOARD, ``platform:board`` for
-    PlatformIO, Zephyr's board target)."""
+class AltDecompression:
+    """Memory the firmware gives TFLite Micro for decoded weights (the
+    ``[alt_decompression]`` table): the *alternate decompression memory* of
+    ``MicroInterpreter::SetDecompressionMemory`` (TFLite Micro 90b983c).
 
-    sdk: str
-    board: str
+    A DECODE operator (weights compressed by the compress stage) writes each
+    tensor it decodes there instead of into the arena while room is left (each
+    DECODE starts over at the block's start, 16-byte aligned), and into the arena
+    when not. ``bytes``: the most the block may take; ``region``: the memory's
+    name (a TCM, an SRAM bank, PSRAM); ``in_ram_bytes``: the region is part of
+    ``ram_bytes`` (the RAM rule adds the block to the arena) or a separate one
+    (the block is checked against ``bytes`` alone); ``section``: the linker
+    section the firmware puts the block in ("": wherever static data goes).
+    """
+
+    bytes: int
+    region: str
+    in_ram_bytes: bool
+    section: str = ""
+
+    def block_bytes(self, needed_bytes: int) -> int:
+        """The block the firmware reserves for a model whose DECODEs need
+        ``needed_bytes`` at most: all of it, or as much as the region gives."""
+        return min(self.bytes, needed_bytes)
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,7 @@ class Target:
     channel_multiple_source: str = ""  # "profile", or "<kernels> default"
     # The [sdk] table in file order: the SDKs whose project templates firmware gets.
     sdk: tuple[SdkBoard, ...] = ()
+    alt_decompression: AltDecompression | None = None  # memory for decoded weights, if any
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -212,6 +217,12 @@ _SCHEMA: dict[str, dict[str, tuple]] = {
         "power_source": (str, False, None),
         "measure": (bool, False, None),
         "runs": (int, False, ("gt", 0, MAX_COUNT)),
+    },
+    "alt_decompression": {
+        "bytes": (int, True, ("gt", 0, MAX_BYTES)),
+        "region": (str, True, None),
+        "in_ram_bytes": (bool, True, None),
+        "section": (str, False, None),
     },
 }
 
@@ -319,44 +330,36 @@ def _tables(where: str, data: dict, top: dict) -> dict:
     return tables
 
 
-def _sdk_table(where: str, data: dict, top: dict) -> tuple[SdkBoard, ...]:
-    """The validated ``[sdk]`` table: SDK name -> the board's id in that SDK."""
-    table = data.get("sdk")
+def _alt_decompression(where: str, data: dict, top: dict) -> AltDecompression | None:
+    """The validated ``[alt_decompression]`` table, None without one."""
+    table = data.get("alt_decompression")
     if table is None:
-        return ()
-    if not isinstance(table, dict):
+        return None
+    if not isinstance(table, dict) or top["kind"] != "mcu":
         raise TargetError(
-            f"{where}: sdk must be a table of SDK = board id, such as "
-            f'[sdk] esp-idf = "esp32s3"; allowed SDKs: {", ".join(SDKS)}'
+            f"{where}: alt_decompression must be a table (bytes, region, in_ram_bytes) "
+            f"of a kind = 'mcu' profile: only TFLite Micro decodes weights; remove it"
         )
-    if top["kind"] != "mcu":
+    size = table.get("bytes")
+    if "bytes" in table and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
         raise TargetError(
-            f"{where}: [sdk] is for kind = 'mcu' only: a Linux target loads the "
-            f".tflite file itself and gets no firmware project; remove the table"
+            f"{where}: alt_decompression.bytes = {size!r} must be a whole number of "
+            f"bytes above 0 (the block TFLite Micro may decode weights into, e.g. "
+            f"65_536); fix it or remove the [alt_decompression] table"
         )
-    boards = []
-    for sdk, board in table.items():
-        if sdk not in SDKS:
-            close = difflib.get_close_matches(sdk, SDKS, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise TargetError(
-                f"{where}: sdk.{sdk} is not an SDK edgeprune writes projects for; "
-                f"{hint}allowed: {', '.join(SDKS)}"
-            )
-        form, example = SDK_BOARD_FORMS[sdk]
-        if not isinstance(board, str) or not re.fullmatch(form, board):
-            raise TargetError(
-                f"{where}: sdk.{sdk} = {board!r} is not a board id of {sdk} "
-                f"(one word such as {example!r}); use the id {sdk} knows the board by"
-            )
-        cores = SDK_CORES.get(sdk)
-        if cores is not None and top["core"] not in cores:
-            raise TargetError(
-                f"{where}: sdk.{sdk} builds for {', '.join(sorted(cores))}, not "
-                f"core = {top['core']!r}; remove sdk.{sdk} or fix the core"
-            )
-        boards.append(SdkBoard(sdk, board))
-    return tuple(boards)
+    alt = AltDecompression(**_section(where, "alt_decompression", table))
+    if alt.in_ram_bytes and alt.bytes > top["ram_bytes"]:
+        raise TargetError(
+            f"{where}: alt_decompression.bytes = {alt.bytes} is more than ram_bytes = "
+            f"{top['ram_bytes']} although in_ram_bytes = true; fix the size or set "
+            f"in_ram_bytes = false for a separate region"
+        )
+    if alt.section and not re.fullmatch(r"\.?[A-Za-z_][A-Za-z0-9_.$]*", alt.section):
+        raise TargetError(
+            f"{where}: alt_decompression.section = {alt.section!r} is not a linker section "
+            f"name; use one word such as '.dtcm_bss'"
+        )
+    return alt
 
 
 def parse_target(data: dict, where: str, target_id: str) -> Target:
@@ -370,7 +373,7 @@ def parse_target(data: dict, where: str, target_id: str) -> Target:
     data, read = _machine_keys(where, data)
     top = _section(where, "", data)
     tables = _tables(where, data, top)
-    sdk = _sdk_table(where, data, top)
+    sdk = sdk_table(where, data, top)
     reserve, margin, budget = (
         Reserve(**tables["reserve"]),
         ArenaMargin(**tables["arena_margin"]),
@@ -422,6 +425,7 @@ def parse_target(data: dict, where: str, target_id: str) -> Target:
         path=where,
         read_from_this_machine=read,
         sdk=sdk,
+        alt_decompression=_alt_decompression(where, data, top),
         **top,
     )
 

@@ -156,10 +156,13 @@ def test_report_page_shows_dense_and_compressed(compressed_run):
     assert "stop fitting" in html
 
 
-def test_litert_cannot_run_the_compressed_model_and_check_says_so(compressed_run):
+def test_litert_cannot_run_the_compressed_model_and_check_says_so(compressed_run, tmp_path):
+    import shutil
+
     from edgeprune.stages.check import TargetMismatchError, check_model
 
-    path = f"{compressed_run.result.out_dir}/final_int8_compressed.tflite"
+    # alone: outside its run folder there is no uncompressed model to check instead
+    path = shutil.copy(f"{compressed_run.result.out_dir}/final_int8_compressed.tflite", tmp_path)
     with pytest.raises(TargetMismatchError, match="TFLM_DECODE; check the model on a TFLite"):
         check_model(path, "host")
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from edgeprune.artifacts import ArtifactWriteError, atomic_path
 from edgeprune.errors import BadInputError
 from edgeprune.firmware import model_files as c
+from edgeprune.firmware.alt_memory import alt_block
 from edgeprune.firmware.example import (
     EXAMPLE_CC,
     ExampleInput,
@@ -164,7 +165,11 @@ def _render(
         n.model_cc: c.model_data_cc(model, n, data_head),
         n.ops_h: c.model_ops_h(calls, n, head("Op resolver with exactly the model's ops.")),
         n.config_h: c.model_config_h(
-            info, arena_bytes, n, head("Tensor arena size and input/output tensors.")
+            info,
+            arena_bytes,
+            n,
+            head("Tensor arena size and input/output tensors."),
+            alt_block(model, facts.target),
         ),
     }
     if facts.labels is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgeprune.firmware import alt_memory
 from edgeprune.firmware.model_files import Names, comment_text, float_literal
 from edgeprune.tflite import ModelInfo, TensorInfo
 
@@ -239,6 +240,11 @@ def inference_example_cc(
             "  }",
             "  tflite::MicroInterpreter interpreter(",
             f"      tflite::GetModel({n.array}), resolver, g_arena, {n.arena});",
+            *alt_memory.setup_lines(
+                n.guard,
+                "interpreter",
+                'INFERENCE_EXAMPLE_PRINTF("SetDecompressionMemory failed\\n"); return 1;',
+            ),
             "  if (interpreter.AllocateTensors() != kTfLiteOk) {",
             f'    INFERENCE_EXAMPLE_PRINTF("AllocateTensors failed: {n.arena} too small?\\n");',
             "    return 1;",

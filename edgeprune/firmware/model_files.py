@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass
 
 from edgeprune.errors import BadInputError, UnsupportedModelError
+from edgeprune.firmware import alt_memory
 from edgeprune.firmware.resolver import RESOLVER_HEADER, ResolverCall, decode_notes
 from edgeprune.tflite import ModelInfo, TensorInfo
 
@@ -308,8 +309,12 @@ def _tensor_lines(kind: str, position: int, t: TensorInfo, camel: str) -> list[s
     return lines
 
 
-def model_config_h(info: ModelInfo, arena_bytes: int | None, n: Names, head: list[str]) -> str:
-    """``config_<name>.h``: the arena size (or why it is missing) and the I/O tensors.
+def model_config_h(
+    info: ModelInfo, arena_bytes: int | None, n: Names, head: list[str], alt=None
+) -> str:
+    """``config_<name>.h``: the arena size (or why it is missing), the alternate
+    decompression block ``alt`` (:class:`~edgeprune.firmware.alt_memory.AltBlock`, None
+    without one) and the I/O tensors.
 
     Raises:
         UnsupportedModelError: a quantization scale is not finite.
@@ -336,6 +341,7 @@ def model_config_h(info: ModelInfo, arena_bytes: int | None, n: Names, head: lis
         "",
         *arena_lines,
         *decode_notes(info),
+        *alt_memory.config_lines(n.guard, alt),
         "",
         f"constexpr int k{n.camel}InputCount = {len(info.inputs)};",
         f"constexpr int k{n.camel}OutputCount = {len(info.outputs)};",

@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from edgeprune.errors import BadInputError
+from edgeprune.firmware import alt_memory
 from edgeprune.firmware import projects_layout as layouts
 from edgeprune.firmware.projects_layout import head as _head
 from edgeprune.target import SdkBoard, Target
@@ -224,6 +225,9 @@ def _sample_values(s: Symbols, sample: Sequence[float] | None) -> tuple[str, str
     return "\n".join(rows), str(len(values))
 
 
+_ALT_FAILED = 'return "SetDecompressionMemory failed";'
+
+
 def _fields(s: Symbols, board: SdkBoard, target: Target, sample_note: str) -> dict[str, str]:
     port = PORTS[board.sdk]
     label_body = (
@@ -239,6 +243,11 @@ def _fields(s: Symbols, board: SdkBoard, target: Target, sample_note: str) -> di
         "resolver": s.resolver,
         "register": s.register,
         "arena": s.arena,
+        "alt_memory": "\n".join(
+            alt_memory.setup_lines(
+                s.guard, "interpreter", 'return "SetDecompressionMemory failed";'
+            )
+        ),
         "labels_include": f'#include "labels_{s.name}.h"\n' if s.labels else "",
         "label_body": label_body,
         "source": s.source,

@@ -349,8 +349,10 @@ def validation(rep: Report) -> Section:
         numeric=range(2, 4 + len(keys) + len(percentiles)),
     )
     for name, v in results.items():
-        body += f"<h3>{esc(name)}</h3>" + para(f"where: {v.where}; timing: {v.timing}")
+        body += f"<h3>{esc(name)}</h3>" + para(f"model: {v.model} (SHA-256 {v.model_sha256[:12]})")
+        body += para(f"where: {v.where}; timing: {v.timing}")
         body += para(f"data: {v.data}, {v.split}")
+        body += "".join(para(f"note: {n}") for n in v.notes)
         if v.error:
             body += para(f"error: {v.error}", "fail")
         body += table(

@@ -22,11 +22,12 @@ with no reserve.
 
 from __future__ import annotations
 
-import platform
 from dataclasses import asdict, dataclass
 
 from edgeprune.estimates.latency import LatencyEstimate, LatencyMeasurement
-from edgeprune.rules.result import RuleResult, format_size, rule_text
+from edgeprune.rules import alt_memory
+from edgeprune.rules.linux import MIB, memory_rule, storage_rule  # noqa: F401  (re-exported)
+from edgeprune.rules.result import RuleResult, rule_text
 from edgeprune.target import SOFT_FLOAT_CORES, Budget, Target
 
 
@@ -70,6 +71,11 @@ class Evidence:
     runtime_ram_bytes: int | None = None
     decode_flash_bytes: int = 0  # DECODE kernel + decoders, when weights are compressed
     decode_flash_basis: str = ""
+    # compressed weights: what DECODE needs at most at once, the block outside the arena
+    # that holds them (0: in the arena) and where they live, in words (rules/alt_memory.py)
+    decoded_bytes: int = 0
+    alt_decompression_bytes: int = 0
+    decoded_where: str = ""
     # Linux targets
     peak_memory_bytes: int | None = None
     # profiles that time the model on this machine (the host profile)
@@ -273,11 +279,13 @@ def flash_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
 def ram_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
     """The model's working memory, its runtime and the application's reserve fit the RAM budget."""
     reserve = target.reserve.ram_bytes
-    figure = ev.arena_bytes + ev.runtime_ram_bytes + reserve
+    alt = alt_memory.ram_share_bytes(ev, target)
+    figure = ev.arena_bytes + alt + ev.runtime_ram_bytes + reserve
+    block = f" + alternate decompression block {alt:,} B" if alt else ""
     evidence = (
-        f"arena {ev.arena_bytes:,} B ({ev.arena_basis or 'smallest working here'}); "
+        f"arena {ev.arena_bytes:,} B ({ev.arena_basis or 'smallest working here'}){block}; "
         f"+ {ev.runtime_ram_bytes:,} B static runtime RAM + application reserve {reserve:,} B"
-    )
+    ) + (f"; {ev.decoded_where}" if ev.decoded_where else "")
     return RuleResult(
         "ram",
         rule_text(ram_rule),
@@ -308,65 +316,6 @@ def arena_block_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult
         "B",
         "largest_ram_block_bytes",
         f"one static arena of {ev.arena_bytes:,} B{' ' if block is not None else ''}{where}",
-    )
-
-
-# ---------------------------------------------------------------- Linux rules
-
-MIB = 2**20
-
-
-def _in_mib(rule, used: int, limit: int, budget_key: str, capacity: str, evidence: str):
-    """A Linux rule's result: bytes the model adds against ``limit``, both in MiB;
-    ``evidence`` follows "N B (size) of TARGET's CAPACITY"."""
-    return RuleResult(
-        "storage" if rule is storage_rule else "ram",
-        rule_text(rule),
-        used <= limit,
-        used / MIB,
-        limit / MIB,
-        "MiB",
-        budget_key,
-        f"{used:,} B ({format_size(used)}) of {capacity}{evidence}",
-    )
-
-
-def storage_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
-    """The model file fits the storage budget.
-
-    On Linux the LiteRT library is part of the OS image: what the model adds
-    to storage is its file."""
-    capacity = f"{target.id}'s {format_size(target.flash_bytes)} of storage (flash_bytes)"
-    return _in_mib(
-        storage_rule,
-        ev.model_bytes,
-        budget.max_flash_bytes,
-        "budget.max_flash_bytes",
-        capacity,
-        ": the model file; the LiteRT library is part of the OS image",
-    )
-
-
-def memory_rule(ev: Evidence, target: Target, budget: Budget) -> RuleResult:
-    """The memory the model adds to a process fits the RAM budget.
-
-    Measured in a fresh process on the machine edgeprune runs on, not on the
-    board: the board's allocator and kernels differ, and the OS and the
-    application's own memory are not counted."""
-    arch = (platform.machine() or "unknown").replace("_", "-")
-    where = (
-        f"this machine with {target.kernels}"
-        if target.id == "host"
-        else f"this {arch} host with {target.kernels}, not on the board"
-    )
-    return _in_mib(
-        memory_rule,
-        ev.peak_memory_bytes,
-        budget.max_ram_bytes,
-        "budget.max_ram_bytes",
-        f"{target.id}'s {format_size(target.ram_bytes)} of RAM",
-        ": what a fresh process grows by to load the model in ai-edge-litert, allocate "
-        f"and invoke once, measured on {where}",
     )
 
 
@@ -439,5 +388,6 @@ def evaluate(
     if missing:
         raise ValueError(f"the evidence for {target.id} lacks {', '.join(missing)}")
     budget = budget or target.budget
-    results = tuple(rule(ev, target, budget) for rule in RULES[target.kind])
+    extra = (alt_memory.alt_memory_rule,) if alt_memory.applies(ev, target) else ()
+    results = tuple(rule(ev, target, budget) for rule in (*RULES[target.kind], *extra))
     return CheckResult(target.id, all(r.ok for r in results), results, budget, ev, preconditions)

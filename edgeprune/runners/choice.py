@@ -102,8 +102,10 @@ def open_runner(
         )
     if runner == "tflm":
         from edgeprune.runners.tflm import TflmRunner
+        from edgeprune.stages.check import decoded_memory
 
-        return TflmRunner(model)
+        block = decoded_memory(model, target)[1] if target is not None else 0
+        return TflmRunner(model, alt_decompression_bytes=block)
     from edgeprune.runners.host import HostRunner
 
     return HostRunner(model)

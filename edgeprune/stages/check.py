@@ -28,6 +28,7 @@ from edgeprune.estimates.device_arena import device_arena
 from edgeprune.estimates.latency import estimate_latency
 from edgeprune.estimates.opcost import model_cost
 from edgeprune.recipe_options import BudgetOptions
+from edgeprune.rules import alt_memory
 from edgeprune.rules import budget as rules
 from edgeprune.target import Budget, Target
 
@@ -244,7 +245,9 @@ def evidence(
     whose preconditions (:func:`require`) held.
 
     ``arena`` is the :class:`~edgeprune.tflm.probe.ArenaResult` already found for
-    these very bytes (the quantize stage's), or None to search it here;
+    these very bytes (the quantize stage's), or None to search it here; it is
+    searched again, with the decoded weights outside it, for a compressed model
+    on a target with alternate decompression memory (:func:`decoded_memory`);
     ``peak_memory_bytes`` is what :func:`support` measured on a Linux target.
 
     Raises:
@@ -272,10 +275,11 @@ def evidence(
     from edgeprune.firmware import emit as firmware
     from edgeprune.tflm import probe as micro
 
-    if arena is None:
-        arena = micro.find_arena(data)
     registrations = firmware.int8_only_registrations(info)
     uses_decode = registrations.pop(decode_cost.DECODE_OPCODE, None) is not None
+    decoded, block = decoded_memory(data, target) if uses_decode else (0, 0)
+    if arena is None or block:  # an arena handed on was found with decoded tensors in it
+        arena = micro.find_arena(data, alt_decompression_bytes=block)
     flash = footprint.runtime_flash(target.core, target.kernels, registrations)
     decode = decode_cost.decode_flash(target.core, target.kernels, uses_decode)
     device = device_arena(info, arena.required_bytes(), target)
@@ -290,7 +294,21 @@ def evidence(
         runtime_ram_bytes=footprint.STATIC_RAM_BYTES,
         decode_flash_bytes=decode.bytes,
         decode_flash_basis=decode.basis,
+        decoded_bytes=decoded,
+        alt_decompression_bytes=block,
+        decoded_where=alt_memory.decoded_where(target, decoded, block),
     )
+
+
+def decoded_memory(data: bytes, target: Target) -> tuple[int, int]:
+    """``(needed, block)``: the most one DECODE of the model ``data`` decodes at
+    once, and the alternate decompression block ``target`` gives it (0 without
+    ``[alt_decompression]``; at most the region's size). Pure."""
+    from edgeprune.compress.verification import alt_decompression_bytes
+
+    needed = alt_decompression_bytes(data)
+    alt = target.alt_decompression
+    return needed, alt.block_bytes(needed) if alt is not None else 0
 
 
 def _without_decode(cost):
@@ -362,7 +380,11 @@ def check_model(
 
     With ``report_path``, the result is also written there as JSON
     (:class:`edgeprune.report.CheckReport`, atomic, schema-versioned), pass or fail.
-    A model file over ``max_model_bytes`` (default 64 MiB) is refused unread.
+    A model file over ``max_model_bytes`` (default 64 MiB) is refused unread. A
+    DECODE-compressed model on a LiteRT target, which LiteRT cannot run, is
+    replaced by the uncompressed model of its run folder where there is one
+    (:func:`~edgeprune.stages.run_models.litert_stand_in`: a warning says so, and
+    the result names that file); alone, it is refused by the ops precondition.
 
     Raises:
         BadInputError: unreadable model, unknown profile, a report path that
@@ -381,6 +403,14 @@ def check_model(
         check_out_dir(os.path.dirname(os.path.abspath(report_path)))
         run_folder.ensure_free(os.path.dirname(os.path.abspath(report_path)))
     model = read_flatbuffer(model_path, max_model_bytes)
+    if device.runtime == "litert" and decode_cost.DECODE_OPCODE in model.info.op_counts:
+        from edgeprune.stages.run_models import litert_stand_in
+
+        stand_in = litert_stand_in(model_path, device.id)
+        if stand_in is not None:
+            log.warning("check: %s", stand_in[1])
+            model_path = stand_in[0]
+            model = read_flatbuffer(model_path, max_model_bytes)
     result = check_flatbuffer(model, device, options)
     if report_path is not None:
         os.makedirs(os.path.dirname(os.path.abspath(report_path)), exist_ok=True)

@@ -29,80 +29,19 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
-from edgeprune import artifacts, metrics, report, run_folder
+from edgeprune import metrics, report, run_folder
 from edgeprune.errors import BadInputError, DeviceError, Interrupted, QualityError
 from edgeprune.recipe_options import ValidateOptions
 from edgeprune.report import ValidationResult
 from edgeprune.rules import validation as rules
 from edgeprune.runners.choice import choose_runner, open_runner
+from edgeprune.stages.run_models import RunInfo, read_run, runner_model
 from edgeprune.target import Target
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """What validation needs from a run folder's report."""
-
-    folder: str
-    model_path: str
-    model_sha256: str
-    baseline_path: str
-    task: str
-    n_classes: int
-    probabilities: bool
-    data_name: str
-    data_sha256: str
-
-
-def read_run(folder: str) -> RunInfo:
-    """The final model and its facts from ``folder/report.json``.
-
-    Raises:
-        BadInputError: no report, another schema, no final model, or the model
-            changed since.
-    """
-    path = os.path.join(folder, report.REPORT_NAME)
-    if not os.path.isfile(path):
-        raise BadInputError(
-            f"{folder} has no {report.REPORT_NAME}; validate a run folder "
-            f"written by `edgeprune run` (make <target> writes build/<target>)"
-        )
-    run = report.read(path)
-    if run.stages.quantize is None:
-        raise BadInputError(
-            f"{path} is not a complete edgeprune report (no quantize stage); "
-            f"rerun `edgeprune run` for this folder"
-        )
-    name = artifacts.final_tflite_name(run.stages.quantize.mode)
-    model_path = os.path.join(folder, name)
-    baseline = os.path.join(folder, artifacts.BASELINE_TFLITE)
-    for p in (model_path, baseline):
-        if not os.path.isfile(p):
-            raise BadInputError(f"{p} is missing from the run folder; rerun `edgeprune run`")
-    sha = artifacts.sha256_file(model_path)
-    recorded = run.sha256_of(name)
-    if recorded is not None and recorded != sha:
-        raise BadInputError(
-            f"{model_path} changed since report.json was written; rerun "
-            f"`edgeprune run` so that the report describes the model"
-        )
-    inputs = run.inputs
-    return RunInfo(
-        folder,
-        model_path,
-        sha,
-        baseline,
-        inputs.task,
-        inputs.n_classes,
-        bool(inputs.outputs_are_probabilities),
-        inputs.data_name,
-        inputs.data_sha256,
-    )
 
 
 def _split(dataset) -> tuple[np.ndarray, np.ndarray, str]:
@@ -213,6 +152,8 @@ def validate(
 
     opts = opts or ValidateOptions()
     name, x, y, split, notes = load_split(run, data, opts.samples)
+    ran_path, ran_sha, which = runner_model(run, runner.name)
+    notes += [which] if which else []
     with open(run.model_path, "rb") as fh:
         model = fh.read()
     with open(run.baseline_path, "rb") as fh:
@@ -245,8 +186,8 @@ def validate(
         runner.name,
         got.where,
         got.timing,
-        os.path.basename(run.model_path),
-        run.model_sha256,
+        os.path.basename(ran_path),
+        ran_sha,
         name,
         split,
         len(x),
@@ -327,7 +268,7 @@ def validate_run(
     folder = run_dir or os.path.join("build", target.id)
     with run_folder.hold(folder, "validate"):  # nobody replaces the model while it runs
         run = read_run(folder)
-        opened = open_runner(runner, run.model_path, target, address, opts)
+        opened = open_runner(runner, runner_model(run, runner)[0], target, address, opts)
         result = validate(run, opened, data, opts)
         log.info("report: %s", write_result(run, result))
         if existing is not None:
@@ -412,7 +353,7 @@ def measurement_row(run: RunInfo, result: ValidationResult, target, csv_path: st
     if result.clock_hz is None:
         source += f"; clock_hz is {target.id}'s profile clock, not read off the board"
     return measurements.measurement_row(
-        run.model_path,
+        os.path.join(run.folder, result.model),  # the file the device ran
         result.latency_ms["p50"],
         clock,
         target.latency.cost_model_id(target),

@@ -48,6 +48,7 @@ const char* Setup() {
     return "the model's schema version is not this TFLite Micro's";
   }
   static tflite::MicroInterpreter interpreter(model, resolver, g_arena, @{arena});
+@{alt_memory}
   if (interpreter.AllocateTensors() != kTfLiteOk) return "AllocateTensors failed: arena too small";
   g_interpreter = &interpreter;
   return nullptr;
