@@ -1,7 +1,7 @@
 """What TFLite Micro's DECODE operator costs a device: flash for its kernel, time per invoke.
 
 The figures are data (``targets/footprint/decode.toml``), measured per build
-(docs/tflm-compression.md, "DECODE kernel flash on every measured core"): the
+(docs/tflm-compression.md, "DECODE kernel flash on every measured build"): the
 DECODE kernel with all its decoders (every decoder links when DECODE is
 registered) on the same cores and kernel libraries as the other kernels'
 flash (``targets/footprint/tflm.toml``). A target reads its own build's
