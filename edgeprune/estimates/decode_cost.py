@@ -1,12 +1,15 @@
 """What TFLite Micro's DECODE operator costs a device: flash for its kernel, time per invoke.
 
-The figures are data (``targets/footprint/decode.toml``), measured once on a
-Cortex-M4F (docs/tflm-compression.md): the DECODE kernel with all its
-decoders (every decoder links when DECODE is registered), and the
-instructions each decoder spends per decoded byte. Other cores borrow the
-M4F's figures, and the basis says so. Decoding time is an estimate:
-instructions per byte x decoded bytes x the core's cycles per instruction
-(the constant its cost model was fitted with), at the target's clock.
+The figures are data (``targets/footprint/decode.toml``), measured per build
+(docs/tflm-compression.md, "DECODE kernel flash on every measured build"): the
+DECODE kernel with all its decoders (every decoder links when DECODE is
+registered) on the same cores and kernel libraries as the other kernels'
+flash (``targets/footprint/tflm.toml``). A target reads its own build's
+figure; a build without one (ESP-NN on Xtensa, any core not measured)
+borrows a stand-in's and the basis says which and from where. Decoding time
+is an estimate: instructions per byte counted on one core x decoded bytes x
+the core's cycles per instruction (the constant its cost model was fitted
+with), at the target's clock.
 """
 
 from __future__ import annotations
@@ -19,15 +22,49 @@ from edgeprune.estimates.footprint import FootprintError
 
 DECODE_OPCODE = "CUSTOM:TFLM_DECODE"
 _PRUNE, _LUT = 2, 0  # the DECODE common header's byte 0 for each decoder
+_TOP_KEYS = ("fallback", "stand_ins", "build", "instructions_counted_on")
+_TOP_KEYS += ("instructions_per_byte", "cycles_per_instruction")
+_PARTS = ("decode", "decode_state", "lut", "prune", "huffman")
+
+
+def parse_decode_table(data: dict, path: str) -> dict:
+    """Check a DECODE cost table (``decode.toml``'s contents): every key present,
+    every build with all five parts in bytes, and every stand-in, the fallback and
+    the build instructions were counted on a measured build. Returns ``data``.
+
+    Raises:
+        FootprintError: naming the file, the key and the fix.
+    """
+
+    def fail(problem: str) -> FootprintError:
+        return FootprintError(f"DECODE cost table {path}: {problem}; fix the file")
+
+    for key in _TOP_KEYS:
+        if key not in data:
+            raise fail(f"missing key '{key}'")
+    builds = data["build"]
+    if not builds:
+        raise fail("build holds no measured build")
+    for name, build in builds.items():
+        parts = build.get("flash_bytes", {})
+        if sorted(parts) != sorted(_PARTS) or not all(
+            isinstance(v, int) and v >= 0 for v in parts.values()
+        ):
+            raise fail(f"build.{name}.flash_bytes must give bytes for {', '.join(_PARTS)}")
+        if not isinstance(build.get("program_delta_bytes"), int):
+            raise fail(f"build.{name}.program_delta_bytes must be a number of bytes")
+    refs = {f"stand_ins.{k}": v for k, v in data["stand_ins"].items()}
+    refs["fallback"] = data["fallback"]
+    refs["instructions_counted_on"] = data["instructions_counted_on"]
+    for key, build in refs.items():
+        if build not in builds:
+            raise fail(f"{key} = {build!r} is not a measured build; measured: {', '.join(builds)}")
+    return data
 
 
 def _load() -> dict:
     path = str(resources.files("edgeprune.targets") / "footprint" / "decode.toml")
-    data = read_toml(path, FootprintError, "DECODE cost table")
-    for key in ("measured_on", "flash_bytes", "instructions_per_byte", "cycles_per_instruction"):
-        if key not in data:
-            raise FootprintError(f"DECODE cost table {path}: missing key '{key}'; fix the file")
-    return data
+    return parse_decode_table(read_toml(path, FootprintError, "DECODE cost table"), path)
 
 
 TABLE = _load()
@@ -39,19 +76,32 @@ class DecodeFlash:
 
     bytes: int
     basis: str
+    build: str = ""  # the measured build the figure comes from
+    borrowed: bool = False  # the target's own build was not measured
 
 
 def decode_flash(core: str, kernels: str, uses_decode: bool) -> DecodeFlash:
-    """The DECODE kernel's flash on ``core`` with ``kernels`` when ``uses_decode``. Pure."""
+    """The DECODE kernel's flash on ``core`` with ``kernels`` when ``uses_decode``:
+    the target's own measured build, else its stand-in (or the fallback), saying so. Pure."""
     if not uses_decode:
         return DecodeFlash(0, "")
-    parts = TABLE["flash_bytes"]
-    where = TABLE["measured_on"]
-    borrowed = "" if f"{kernels}_{core}" == where else f"; {core} not measured: {where}'s figure"
+    own = f"{kernels}_{core}"
+    borrowed = own not in TABLE["build"]
+    used = TABLE["stand_ins"].get(own, TABLE["fallback"]) if borrowed else own
+    build = TABLE["build"][used]
+    parts = build["flash_bytes"]
     detail = ", ".join(f"{k} {v:,}" for k, v in parts.items())
+    where = (
+        f"{own} not measured: {used}'s figure borrowed (targets/footprint/decode.toml)"
+        if borrowed
+        else f"measured on {used}"
+    )
     return DecodeFlash(
         sum(parts.values()),
-        f"measured on {where}, map file: {detail}; every decoder links with DECODE{borrowed}",
+        f"{where}, map file: {detail}; every decoder links with DECODE; an "
+        f"interpreter-only program grows {build['program_delta_bytes']:,} B with AddDecode()",
+        used,
+        borrowed,
     )
 
 
@@ -98,8 +148,8 @@ def decode_time(decoded: dict[str, int], core: str, clock_hz: int) -> DecodeTime
     cycles = instructions * cpi
     per = ", ".join(f"{n:,} B {k} x {rates.get(k, worst)} instr/B" for k, n in decoded.items())
     basis = (
-        f"ESTIMATE: {per} (counted on {TABLE['measured_on']} under QEMU) x {cpi} cycles "
-        f"per instruction ({core if core in cpis else 'cortex-m4f, standing in'}) at "
+        f"ESTIMATE: {per} (counted on {TABLE['instructions_counted_on']} under QEMU) x {cpi} "
+        f"cycles per instruction ({core if core in cpis else 'cortex-m4f, standing in'}) at "
         f"{clock_hz / 1e6:g} MHz; no flash wait states modelled"
     )
     return DecodeTime(dict(decoded), cycles, cycles / clock_hz * 1e3, basis)
