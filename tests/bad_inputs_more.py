@@ -49,6 +49,22 @@ MORE: list[BadInput] = [
     ),
     BadInput(
         "profile",
+        "an alternate decompression block that is not a size",
+        lambda f: [
+            "targets",
+            "show",
+            f.profile(
+                'platformio = "nordicnrf52:nano33ble"',
+                'platformio = "nordicnrf52:nano33ble"\n\n[alt_decompression]\nbytes = -1\n'
+                'region = "dtcm"\nin_ram_bytes = true',
+            ),
+        ],
+        1,
+        "…: alt_decompression.bytes = -1 must be a whole number of bytes above 0 (…); fix it "
+        "or remove the [alt_decompression] table",
+    ),
+    BadInput(
+        "profile",
         "an SDK edgeprune writes no project for",
         lambda f: [
             "targets",
