@@ -12,6 +12,7 @@ from sklearn.datasets import load_wine
 from edgeprune.errors import RecipeError
 from edgeprune.trees.prune import PruneOptions, prune
 from edgeprune.trees.prune_guard import accuracy_guard
+from edgeprune.trees.recipe import parse_section
 from edgeprune.trees.train import TreeOptions, train
 
 RIGHT, SURE_WRONG, LEANS_RIGHT = [1.0, 0.0], [0.0, 1.0], [0.6, 0.4]
@@ -81,7 +82,13 @@ def test_guard_on_a_regressor_limits_the_relative_rise_of_the_mse():
 @pytest.mark.parametrize("value", [-0.1, 1.5, True, "0.01"])
 def test_max_accuracy_drop_outside_zero_to_one_is_refused_naming_the_key(value):
     with pytest.raises(RecipeError, match=r"trees\.prune\.max_accuracy_drop is .*\[0, 1\]"):
-        PruneOptions(max_accuracy_drop=value)
+        parse_section({"prune": {"max_accuracy_drop": value}}).prune_options()
+
+
+def test_the_guard_is_off_unless_the_recipe_sets_it():
+    assert parse_section({}).prune_options().max_accuracy_drop == 1.0
+    section = parse_section({"prune": {"max_accuracy_drop": 0.005}})
+    assert section.prune_options().max_accuracy_drop == 0.005
 
 
 def test_prune_gives_back_the_unpruned_member_the_guard_restored_and_records_it():
