@@ -22,8 +22,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from edgeprune.errors import BadInputError, DataError, RecipeError
-from edgeprune.trees import oob, prune_ensemble, prune_tree
+from edgeprune.trees import oob, prune_ensemble, prune_guard, prune_tree
 from edgeprune.trees.model import CLASSIFICATION, Forest, model_inputs
+from edgeprune.trees.prune_ensemble import ENSEMBLE_FLOOR, default_size
 from edgeprune.trees.train import TreeOptions, check_xy, train
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,6 @@ PRE_MIN_IMPURITY_DECREASE = (0.0, 0.001, 0.01)
 # (evenly spaced quantiles of it, 0 and the largest included). A single tree's
 # whole path is always tried.
 MAX_CCP_CANDIDATES = 48
-# With no member count or budget, ensemble pruning keeps at least this share of the
-# members (see default_size).
-ENSEMBLE_FLOOR = 0.3
 
 
 class GoalUnreachableError(BadInputError):
@@ -70,7 +68,9 @@ class PruneOptions:
     bootstrap record); ``reduced_error_rule``: "not_worse" (Quinlan: ties prune)
     or "better" (prune only when the leaf makes strictly fewer errors);
     ``min_members_fraction``: the share of members the default member count keeps
-    at least (:func:`default_size`). Raises :class:`RecipeError` on a bad value.
+    at least (:func:`default_size`); ``max_accuracy_drop``: the accuracy guard
+    (:mod:`.prune_guard`; a fraction, or regression's relative MSE rise; 1.0 is
+    off; not applied under a budget). Raises :class:`RecipeError` on a bad value.
     """
 
     method: str = "none"
@@ -82,6 +82,7 @@ class PruneOptions:
     choose_on: str = "validation"
     reduced_error_rule: str = "not_worse"
     min_members_fraction: float = ENSEMBLE_FLOOR
+    max_accuracy_drop: float = 1.0
 
     def __post_init__(self):
         for key, value, allowed in (
@@ -105,6 +106,11 @@ class PruneOptions:
         if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
             raise RecipeError(
                 f"trees.prune.min_members_fraction is {share!r}; use a number in (0, 1]"
+            )
+        drop = self.max_accuracy_drop
+        if isinstance(drop, bool) or not isinstance(drop, int | float) or not 0 <= drop <= 1:
+            raise RecipeError(
+                f"trees.prune.max_accuracy_drop is {drop!r}; use a fraction in [0, 1] (1 is off)"
             )
         if self.members is not None and self.ensemble == "none":
             raise RecipeError(
@@ -314,21 +320,6 @@ def _prefixes(cand: _Candidate, options, x_val, y_val, ev=None):
     return out
 
 
-def default_size(scores: list[float], n_members: int, share: float = ENSEMBLE_FLOOR) -> int:
-    """The prefix index kept when no count or budget is given: the smallest size of
-    at least ``share`` of the members whose score reaches the whole ensemble's.
-    A small validation split scores a single lucky tree as well as the forest, so
-    the best score alone would keep one member; Martínez-Muñoz & Suárez (2006)
-    found ordered ensembles cut to 20 % of their members generalise at least as
-    well as the whole, hence the floor."""
-    floor = max(1, int(np.ceil(share * n_members - 1e-9)))
-    target = scores[-1]
-    for i in range(floor - 1, len(scores)):
-        if scores[i] >= target:
-            return i
-    return len(scores) - 1
-
-
 def _preferred(pool):
     """The pool, most accurate on validation first and, among equally accurate, the
     largest first: on a small validation split many sizes tie, and the goal is
@@ -429,10 +420,17 @@ def prune(
                 )
             )
             build, ens_params = prefixes[best][0], prefixes[best][1]
-            final = build()
+            final, order = build(), prefixes[-1][1]["order"]  # all members, or ``members``
         steps.append(_step(options.ensemble, ens_params, tree_result, final, x_val, y_val))
     elif not budgeted:
-        final = tree_result
+        final, order = tree_result, list(range(forest.n_members))
+    if options.max_accuracy_drop < 1 and not budgeted and val_data is not None:
+        votes = options.leaves == "votes"
+        guarded, params = prune_guard.guard_forest(
+            forest, tree_result, final, order, options.max_accuracy_drop, evaluate(forest), votes
+        )
+        steps.append(_step("accuracy_guard", params, final, guarded, x_val, y_val))
+        final = guarded
     if options.leaves == "votes" and final.task == CLASSIFICATION:
         voted = prune_ensemble.vote_leaves(final)
         steps.append(_step("votes", {}, final, voted, x_val, y_val))

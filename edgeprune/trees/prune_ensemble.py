@@ -28,6 +28,9 @@ from edgeprune.errors import BadInputError
 from edgeprune.trees.model import CLASSIFICATION, LEAF, Forest
 
 MARGIN_REFERENCE = 0.075
+# With no member count or budget, ensemble pruning keeps at least this share of the
+# members (see default_size).
+ENSEMBLE_FLOOR = 0.3
 
 
 def member_outputs(forest: Forest, x) -> np.ndarray:
@@ -159,3 +162,18 @@ def vote_leaves(forest: Forest) -> Forest:
         value[leaves] = rows
         trees.append(replace(tree, value=value))
     return forest.with_trees(trees)
+
+
+def default_size(scores: list[float], n_members: int, share: float = ENSEMBLE_FLOOR) -> int:
+    """The prefix index kept when no count or budget is given: the smallest size of
+    at least ``share`` of the members whose score reaches the whole ensemble's.
+    A small validation split scores a single lucky tree as well as the forest, so
+    the best score alone would keep one member; Martínez-Muñoz & Suárez (2006)
+    found ordered ensembles cut to 20 % of their members generalise at least as
+    well as the whole, hence the floor."""
+    floor = max(1, int(np.ceil(share * n_members - 1e-9)))
+    target = scores[-1]
+    for i in range(floor - 1, len(scores)):
+        if scores[i] >= target:
+            return i
+    return len(scores) - 1

@@ -47,6 +47,7 @@ PRUNE_KEYS = (
     "choose_on",
     "reduced_error_rule",
     "min_members_fraction",
+    "max_accuracy_drop",
 )
 # What a run prunes when [trees.prune] sets nothing (each key can be set on its own):
 # measured in benchmarks/bench_trees.py and chosen in docs/tree-pruning.md ("Defaults").
