@@ -583,6 +583,10 @@ def test_pico_sdk_cmake_imports_the_sdk_first_and_fetches_pico_tflmicro_at_its_c
     assert _args(calls, "option")[0][0] == "EDGEPRUNE_VALIDATION"
     assert "pico_add_extra_outputs" in names and "pico_enable_stdio_usb" in names
     assert "external/pico_sdk_import.cmake" in out["pico_sdk_import.cmake"]
+    # CMake 3.30+ warns about FetchContent_Populate(name) unless CMP0169 is OLD (seen
+    # with cmake 3.31; benchmarks/project_check/pico_sdk_build.json).
+    assert ["SET", "CMP0169", "OLD"] in _args(calls, "cmake_policy")
+    assert names.index("cmake_policy") < names.index("fetchcontent_populate")
 
 
 def test_the_recorded_pico_sdk_build_used_the_pinned_port_and_both_options_built(firmware_files):
