@@ -17,12 +17,15 @@ config_<name>.h, labels_<name>.h, the validation harness), then:
   the pinned TFLite Micro port.
 
 What this does not prove: that the SDK's own build (arduino-cli, pio, idf.py,
-the pico-sdk's CMake, west) succeeds; no SDK is installed here.
+west) succeeds; no SDK is installed here. The pico-sdk's own build was run
+once by hand and recorded in benchmarks/project_check/pico_sdk_build.json;
+a test checks that record against the pinned port.
 """
 
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import re
 import shutil
@@ -59,6 +62,7 @@ needs_cxx = pytest.mark.skipif(CXX is None, reason="no C++ compiler (g++) on PAT
 CXXFLAGS = ["-std=c++17", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wpedantic", "-Wconversion"]
 STUBS = Path(__file__).parent / "stubs"
 ARENA = 6144
+PICO_SDK_BUILD = Path(__file__).parents[1] / "benchmarks" / "project_check" / "pico_sdk_build.json"
 
 # The shipped target that stands for each SDK in the compile tests; every
 # target's projects are rendered and checked in test_every_target_gets_its_projects.
@@ -579,6 +583,26 @@ def test_pico_sdk_cmake_imports_the_sdk_first_and_fetches_pico_tflmicro_at_its_c
     assert _args(calls, "option")[0][0] == "EDGEPRUNE_VALIDATION"
     assert "pico_add_extra_outputs" in names and "pico_enable_stdio_usb" in names
     assert "external/pico_sdk_import.cmake" in out["pico_sdk_import.cmake"]
+    # CMake 3.30+ warns about FetchContent_Populate(name) unless CMP0169 is OLD (seen
+    # with cmake 3.31; benchmarks/project_check/pico_sdk_build.json).
+    assert ["SET", "CMP0169", "OLD"] in _args(calls, "cmake_policy")
+    assert names.index("cmake_policy") < names.index("fetchcontent_populate")
+
+
+def test_the_recorded_pico_sdk_build_used_the_pinned_port_and_both_options_built(firmware_files):
+    record = json.loads(PICO_SDK_BUILD.read_text())
+    assert record["revisions"]["pico-tflmicro"]["commit"] == projects.PORTS["pico-sdk"].version
+    boards = {s.board for t in ("pico", "pico2") for s in load_target(t).sdk if s.sdk == "pico-sdk"}
+    assert "pico" in {b["PICO_BOARD"] for b in record["builds"]} <= boards
+    for build in record["builds"]:
+        model = build["model"]
+        for option in ("default", "validation"):
+            result = build[option]
+            assert result["success"] and result["warnings"]["in_template_sources"] == 0
+            sections = result["elf_size"]["sections_A"]
+            assert sections[".rodata"] > model["bytes"] and sections[".bss"] > model["arena_bytes"]
+    readme = _rendered("pico-sdk", firmware_files)["README.md"]
+    assert PICO_SDK_BUILD.name in readme and "2.1.0" in readme
 
 
 def test_zephyr_module_yml_points_at_its_cmake_and_kconfig_and_the_app_uses_only_known_symbols(
