@@ -357,7 +357,8 @@ REGISTRY: list[BadInput] = [
         ],
         1,
         "sweep.sparsity saves no flash (the flatbuffer stores every zero weight), only "
-        'over-the-air (gzip) bytes; add "ota" to sweep.objectives or remove it',
+        'over-the-air (gzip) bytes; add "ota" to sweep.objectives, offer "prune" in '
+        "sweep.compress (the zeros then leave the flash), or remove it",
     ),
     BadInput(
         "sweep",

@@ -42,7 +42,12 @@ def swept(tmp_path_factory):
         }
     )
     folder = str(tmp_path_factory.mktemp("sweep") / "sw")
-    return sweep(recipe=recipe, target=TARGET, out=folder)
+    result = sweep(recipe=recipe, target=TARGET, out=folder)
+    # Run in this process (one job): its kept TFLite Micro worker ended with it.
+    from edgeprune.tflm import client
+
+    assert not client._IDLE and not client._KEEP
+    return result
 
 
 def shipped_path(swept, trial: dict) -> str:

@@ -227,8 +227,8 @@ def check_combination(section: SweepSection) -> None:
     ):
         raise RecipeError(
             "sweep.sparsity saves no flash (the flatbuffer stores every zero weight), "
-            'only over-the-air (gzip) bytes; add "ota" to sweep.objectives, sweep '
-            'compress = ["none", "prune"] (the zeros leave the flash), or remove it'
+            'only over-the-air (gzip) bytes; add "ota" to sweep.objectives, offer "prune" '
+            "in sweep.compress (the zeros then leave the flash), or remove it"
         )
 
 

@@ -248,7 +248,7 @@ def work(spec: SweepSpec, worker: int = 0) -> None:
     _import_the_pipeline()
     objective = functools.partial(_objective, spec)
     bar = progress.task("sweep trials", total=spec.trials, unit="trial", plain=False)
-    with quiet_pipeline(spec.log_level), bar as shown:
+    with quiet_pipeline(spec.log_level), bar as shown, _kept_micro_worker():
         done = functools.partial(_finished, spec, shown)
         while True:
             step = next_step(study, spec.trials)
@@ -261,15 +261,25 @@ def work(spec: SweepSpec, worker: int = 0) -> None:
             study.optimize(objective, n_trials=1, catch=(TrialFailed,), callbacks=[done])
 
 
+@contextlib.contextmanager
+def _kept_micro_worker():
+    """Each trial's TFLite Micro checks reuse one worker process of TFLite Micro
+    (:func:`edgeprune.tflm.client.keep_workers`) while this sweep worker runs;
+    it ends with it (a sweep run in the caller's own process leaves nothing behind)."""
+    from edgeprune.tflm.client import end_kept_workers, keep_workers
+
+    keep_workers()
+    try:
+        yield
+    finally:
+        end_kept_workers()
+
+
 def _import_the_pipeline() -> None:
     """Import TensorFlow, tfmot and the converter once, as the worker starts (5 s
     on the project's machine): otherwise the worker's first trial pays for it and
-    its time is not the trial's. Each trial's TFLite Micro checks then reuse one
-    worker process of TFLite Micro (:func:`edgeprune.tflm.client.keep_workers`)."""
+    its time is not the trial's."""
     from edgeprune.adapters import converter, tfmot  # noqa: F401
-    from edgeprune.tflm.client import keep_workers
-
-    keep_workers()
 
 
 def next_step(study, wanted: int) -> str:

@@ -164,7 +164,10 @@ class Worker:
     def _start(self) -> None:
         self.starts += 1
         while _IDLE:
-            if self._adopt(*_IDLE.pop()):
+            proc, *rest = _IDLE.pop()
+            if proc.args[2] != _WORKER_MODULE:  # started as another worker program
+                _end(proc, rest[1], kill=False)
+            elif self._adopt(proc, *rest):
                 return
         # A kept worker outlives this object: its stderr file and folder must too.
         home = Path(_KEEP[0].name) if _KEEP else self.directory
