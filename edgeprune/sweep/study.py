@@ -242,13 +242,16 @@ def work(spec: SweepSpec, worker: int = 0) -> None:
     Raises:
         KeyboardInterrupt: Ctrl-C (the trial it ran is failed and marked interrupted).
     """
+    from edgeprune.tflm.client import kept_workers
+
     quiet_optuna()
     storage = open_storage(spec.storage_url, spec.folder)
     study = open_study(spec, storage, worker)
     _import_the_pipeline()
     objective = functools.partial(_objective, spec)
     bar = progress.task("sweep trials", total=spec.trials, unit="trial", plain=False)
-    with quiet_pipeline(spec.log_level), bar as shown, _kept_micro_worker():
+    # Each trial's TFLite Micro checks reuse one kept TFLite Micro worker process.
+    with quiet_pipeline(spec.log_level), bar as shown, kept_workers():
         done = functools.partial(_finished, spec, shown)
         while True:
             step = next_step(study, spec.trials)
@@ -259,20 +262,6 @@ def work(spec: SweepSpec, worker: int = 0) -> None:
                 time.sleep(0.5)
                 continue
             study.optimize(objective, n_trials=1, catch=(TrialFailed,), callbacks=[done])
-
-
-@contextlib.contextmanager
-def _kept_micro_worker():
-    """Each trial's TFLite Micro checks reuse one worker process of TFLite Micro
-    (:func:`edgeprune.tflm.client.keep_workers`) while this sweep worker runs;
-    it ends with it (a sweep run in the caller's own process leaves nothing behind)."""
-    from edgeprune.tflm.client import end_kept_workers, keep_workers
-
-    keep_workers()
-    try:
-        yield
-    finally:
-        end_kept_workers()
 
 
 def _import_the_pipeline() -> None:

@@ -13,6 +13,7 @@ it writes to stderr from C++, are collected per request and quoted in
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -102,6 +103,17 @@ def keep_workers() -> None:
     if not _KEEP:
         _KEEP.append(tempfile.TemporaryDirectory(prefix="edgeprune-micro-kept-"))
         atexit.register(end_kept_workers)
+
+
+@contextlib.contextmanager
+def kept_workers():
+    """:func:`keep_workers` for the block, then :func:`end_kept_workers`: a sweep
+    worker run in the caller's own process leaves no process or setting behind."""
+    keep_workers()
+    try:
+        yield
+    finally:
+        end_kept_workers()
 
 
 def end_kept_workers() -> None:
