@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from test_firmware import _stub_tflm  # tests/ is on sys.path under pytest
+from tflm_bridge import EXAMPLE_TYPES_H
 
 from edgeprune.compress import compress_model
 from edgeprune.firmware.emit import EXAMPLE_CC, render
@@ -31,15 +32,9 @@ MACRO = "EDGEPRUNE_DIGITS_ALT_DECOMPRESSION_BYTES"
 
 # A stub of TFLite Micro's interpreter, as far as the example uses it (the tensors
 # and Invoke() are the test board's):
-EXAMPLE_INTERPRETER_H = """#pragma once
-#include <stddef.h>
-#include <stdint.h>
-#include "stub_common.h"
-typedef union { char* raw; int8_t* int8; uint8_t* uint8; int16_t* i16; float* f; } TfLitePtrUnion;
-typedef struct { TfLitePtrUnion data; size_t bytes; } TfLiteTensor;
-namespace tflite {
-struct Model {};
-inline const Model* GetModel(const void* data) { return static_cast<const Model*>(data); }
+EXAMPLE_INTERPRETER_H = (
+    EXAMPLE_TYPES_H
+    + """namespace tflite {
 class MicroInterpreter {
  public:
   template <typename Resolver>
@@ -56,6 +51,7 @@ class MicroInterpreter {
 };
 }  // namespace tflite
 """
+)
 
 # The same with the alternate decompression memory: SetDecompressionMemory() prints
 # the block it got, AllocateTensors() whether it came first.

@@ -57,8 +57,8 @@ class MicroInterpreter {
 """
 
 # On the op resolver and types of tests/test_firmware.py (stub_common.h): the
-# example's tensors (data and bytes), and ops_ from the stub resolver's count.
-INTERPRETER_H = """#pragma once
+# example's tensors (data and bytes) and model; an interpreter header adds its class.
+EXAMPLE_TYPES_H = """#pragma once
 #include <stddef.h>
 #include <stdint.h>
 #include "stub_common.h"
@@ -68,7 +68,9 @@ namespace tflite {
 struct Model {};
 inline const Model* GetModel(const void* data) { return static_cast<const Model*>(data); }
 }  // namespace tflite
-""" + _CLASS.replace("OPS", "resolver.count")
+"""
+# ops_ from the stub resolver's count.
+INTERPRETER_H = EXAMPLE_TYPES_H + _CLASS.replace("OPS", "resolver.count")
 
 # On the stubs of the project templates (tests/stubs/tflm: stub_tflm_common.h, whose
 # tensors also carry their type and quantization, which the templates' app reads).
