@@ -62,6 +62,8 @@ def cluster(
             return tfmot.clustering.keras.cluster_weights(layer, preserve_sparsity=True, **params)
         return layer
 
+    # Two clones, unlike tfmot.wrap's one: the wrapper initializes its centroids from
+    # the weights its layer holds when it is built, so the layer must carry them then.
     wrapped = keras.models.clone_model(ka.clone(model), clone_function=clone_fn)
     _train(wrapped, x, y, "clustering", **training)
     return tfmot.clustering.keras.strip_clustering(wrapped), sorted(chosen)

@@ -88,11 +88,8 @@ def prune_stage(inp: Inputs, model: KerasModel) -> PruneResult:
     )
     # Nothing to prune (the sweep's default): tfmot's wrappers would mask nothing,
     # so the model is fine-tuned as it is; "stripping" it is then the identity.
-    wrapped = (
-        ka.clone(model)
-        if pr.prunes_nothing(opts)
-        else pr.wrap(model, layer_plans, inp.schedule, opts)
-    )
+    plain = pr.prunes_nothing(opts)
+    wrapped = ka.clone(model) if plain else pr.wrap(model, layer_plans, inp.schedule, opts)
     t_fit = time.perf_counter()
     fit_metrics = pr.fine_tune(
         wrapped,
@@ -105,7 +102,7 @@ def prune_stage(inp: Inputs, model: KerasModel) -> PruneResult:
         validation=inp.validation,
     )
     fine_tune_seconds = time.perf_counter() - t_fit
-    stripped = wrapped if pr.prunes_nothing(opts) else pr.strip(wrapped)
+    stripped = wrapped if plain else pr.strip(wrapped)
     log.info("strip: verifying outputs on %d test samples", len(ds.x_test))
     strip_check = pr.verify_strip(wrapped, stripped, ds.x_test)
     layers = pr.measure_sparsity(stripped, layer_plans, opts)
