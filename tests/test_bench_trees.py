@@ -78,6 +78,23 @@ def test_several_seeds_are_judged_on_the_worst():
     ]
 
 
+def test_the_spread_over_seeds_is_reported_beside_the_targets():
+    from dataclasses import replace
+
+    rows = []
+    for seed, acc in enumerate([1.0, 0.9722, 0.99]):
+        rows += [
+            replace(_row("wine", "unpruned", 1.0, 400, 3000), seed=seed),
+            replace(_row("wine", "edgeprune", acc, 100, 900), seed=seed),
+        ]
+    assert bench_trees.spread(rows) == [
+        "wine forest over 3 seeds: test accuracy change mean -1.26 points, worst -2.78; "
+        "within 1 point on 2 of 3"
+    ]
+    assert bench_trees.spread(rows[:2]) == []  # one seed: its check lines say it all
+    assert bench_trees.parse_seeds("0,3-5,9") == [0, 3, 4, 5, 9]
+
+
 @pytest.mark.slow
 @needs_tools
 def test_quick_mode_measures_every_row(tmp_path, capsys):

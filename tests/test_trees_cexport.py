@@ -24,7 +24,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from tree_board import board_main  # tests/ is on sys.path
 
 from edgeprune.errors import BadInputError
-from edgeprune.trees import cexport, hostrun
+from edgeprune.trees import cexport, emlearn_anchor, hostrun
 from edgeprune.trees.model import CLASSIFICATION, Forest, Tree, from_sklearn, make_leaf
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs the host gcc")
@@ -305,7 +305,7 @@ def test_emlearn_anchor_runs_on_the_host_and_says_how_often_it_agrees():
     x, y = load_breast_cancer(return_X_y=True)
     x = x.astype(np.float32)
     est = RandomForestClassifier(n_estimators=10, random_state=0).fit(x[::2], y[::2])
-    files = cexport.emlearn_anchor(est, "anchor")
+    files = emlearn_anchor.emlearn_anchor(est, "anchor")
     assert set(files) == {"anchor_model.h", "anchor_model.c"}
     got = hostrun.predict(files, "anchor", x)
     assert got.min() >= 0 and got.max() <= 1

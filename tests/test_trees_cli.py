@@ -85,7 +85,7 @@ def test_run_prunes_the_forest_and_measures_it_on_the_target_without_tensorflow(
     assert "arm-none-eabi-gcc" in pruned["compiled"]["compiler"]
     assert pruned["latency"]["basis"] == "estimate" and pruned["latency"]["error_band"] > 0
     assert trees["agreement"]["n_equal"] == trees["agreement"]["n"] == 114
-    assert [s["name"] for s in trees["steps"]] == ["ccp", "greedy", "votes"]
+    assert [s["name"] for s in trees["steps"]] == ["ccp", "greedy", "quantized"]
 
 
 def test_the_check_judges_compiled_flash_plus_reserve(run_dir):

@@ -281,7 +281,7 @@ def test_the_report_reads_back_as_typed_tree_entries(plain_run):
     trees = read.trees
     assert trees.baseline.complexity["nodes"] == plain_run.baseline.n_nodes
     assert trees.pruned.complexity["nodes"] == plain_run.pruned.n_nodes
-    assert [s["name"] for s in trees.steps] == ["ccp", "greedy", "votes"]
+    assert [s["name"] for s in trees.steps] == ["ccp", "greedy", "quantized"]
     assert trees.agreement["n_equal"] == trees.agreement["n"] == 114
     imp = trees.baseline.importance
     assert len(imp["impurity"]) == len(imp["permutation_mean"]) == 30

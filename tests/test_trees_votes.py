@@ -1,6 +1,7 @@
 """Leaves as votes ([trees.prune] leaves = "votes"), the pruning a plain `run` applies
-by default, the built-in data sets' feature names in a tree report, and the tree
-validation printout naming its baseline the unpruned model."""
+by default (leaves quantized: tests/test_trees_quantized.py), the built-in data sets'
+feature names in a tree report, and the tree validation printout naming its baseline
+the unpruned model."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import shutil
 import numpy as np
 import pytest
 from sklearn.datasets import load_wine
-from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.ensemble import RandomForestClassifier
 
-from edgeprune.errors import BadInputError, RecipeError
+from edgeprune.errors import RecipeError
 from edgeprune.trees import cexport
 from edgeprune.trees.model import CLASSIFICATION, Forest, Tree, from_sklearn
 from edgeprune.trees.prune import ENSEMBLE_FLOOR, PruneOptions, default_size, prune
@@ -66,15 +67,6 @@ def test_a_single_tree_predicts_the_same_after_voting():
     assert np.array_equal(vote_leaves(tree).predict(x), tree.predict(x))
 
 
-def test_a_regressor_has_no_votes():
-    x, y = load_wine(return_X_y=True)
-    forest = from_sklearn(RandomForestRegressor(n_estimators=3, random_state=0).fit(x, y * 1.5))
-    with pytest.raises(BadInputError, match="values, not class votes"):
-        vote_leaves(forest)
-    out = prune(forest, PruneOptions(method="none", leaves="votes"))
-    assert out.steps == () and out.forest.trees[0].value is forest.trees[0].value
-
-
 def test_the_votes_step_records_its_validation_cost():
     x, y = load_wine(return_X_y=True)
     forest = from_sklearn(RandomForestClassifier(n_estimators=12, random_state=0).fit(x, y))
@@ -120,7 +112,7 @@ def test_a_plain_run_prunes_by_the_defaults_and_a_set_key_overrides_only_itself(
     assert parse_section({}).prune_options() == PruneOptions(**PRUNE_DEFAULTS)
     assert PRUNE_DEFAULTS["method"] != "none"
     ccp = parse_section({"prune": {"method": "ccp"}}).prune_options()
-    assert (ccp.method, ccp.ensemble, ccp.leaves) == ("ccp", "greedy", "votes")
+    assert (ccp.method, ccp.ensemble, ccp.leaves) == ("ccp", "greedy", "quantized")
     assert parse_section({"prune": {"members": 5}}).prune_options().members == 5
     section = parse_section({"prune": {"ensemble": "none"}})
     assert parse_section(section.to_dict()) == section  # the round trip keeps only set keys
@@ -154,12 +146,12 @@ def test_a_tree_run_reports_names_and_validates_against_the_unpruned_model(tmp_p
     from edgeprune.trees.validate import validate_tree_run
 
     assert TREE_MODEL == PRUNED_JSON
-    recipe = build_recipe({})  # the defaults: 100 trees pruned to 30 voting members
+    recipe = build_recipe({})  # the defaults: 100 trees pruned to 25 members
     out = str(tmp_path / "run")
     result = pipeline.run(model="random_forest", data="wine", recipe=recipe, out=out, page=False)
     trees = result.report.trees
     assert trees.feature_names == list(load_wine().feature_names)
-    assert [s["name"] for s in trees.steps] == ["reduced_error", "greedy", "votes"]
+    assert [s["name"] for s in trees.steps] == ["reduced_error", "greedy", "quantized"]
     refresh_run_html(out)
     page = (tmp_path / "run" / "report.html").read_text()
     top = int(np.argmax(trees.pruned.importance["permutation_mean"]))

@@ -25,6 +25,10 @@ Exactness, with ``dtype="float"`` (float32 features, as scikit-learn reads them)
   operation (IEEE double, no contraction). With ``"float"`` (half the bytes, no
   soft-float double helpers) the argmax can differ only where two classes' scores
   lie within float32 rounding; :func:`edgeprune.trees.hostrun.compare` counts them;
+- a forest whose leaves are quantized (``meta["leaf_scale"]``, :func:`leaf_scale`)
+  stores each impure leaf as a byte per class and sums whole numbers in
+  ``uint32_t``, with either ``dtype``: the sums are :meth:`Forest.predict_value`'s
+  exactly, so the argmax is too;
 - a regressor's output is within ``(members + 2) x 2^-23 x max |leaf value|`` of
   scikit-learn's with float leaves
   (:func:`edgeprune.trees.hostrun.regression_tolerance`), equal with double.
@@ -44,6 +48,7 @@ import numpy as np
 
 from edgeprune.errors import BadInputError
 from edgeprune.trees.model import CLASSIFICATION, LEAF, Forest
+from edgeprune.trees.prune_ensemble import LEAF_SCALE_KEY
 
 DTYPES = ("float", "int16")
 LEAF_DTYPES = ("float", "double")
@@ -106,7 +111,8 @@ def one_hot(row: np.ndarray) -> bool:
 
 class _Flat:
     """The forest as global arrays: internal nodes numbered across members; leaves as rows
-    of values, one row per distinct value (a grown forest's pure leaves share a few).
+    of values, one row per distinct value (a grown forest's pure leaves share a few; a
+    single classifier tree, one per class, since its C stores the class alone).
 
     With ``pure_first`` (a classifier of several members) leaf ``c < n_pure`` is a pure
     leaf of class ``c`` and stores no row: adding 1 to that class's sum is exactly what
@@ -117,6 +123,7 @@ class _Flat:
         self.leaf_rows: list[np.ndarray] = []
         self.n_pure = forest.trees[0].value.shape[1] if pure_first else 0
         rows: dict[bytes, int] = {}
+        by_class = forest.task == CLASSIFICATION and forest.n_members == 1
         for tree in forest.trees:
             internal = [i for i in range(tree.n_nodes) if tree.left[i] != LEAF]
             ids = {i: len(self.feature) + k for k, i in enumerate(internal)}
@@ -125,6 +132,8 @@ class _Flat:
                     ids[i] = -(int(np.argmax(tree.value[i])) + 1)
                 elif tree.left[i] == LEAF:  # leaves with equal values share one row
                     key = tree.value[i].tobytes()
+                    if by_class:  # a lone classifier stores only the leaf's class
+                        key = int(np.argmax(tree.value[i])).to_bytes(4)
                     if key not in rows:
                         rows[key] = len(self.leaf_rows)
                         self.leaf_rows.append(tree.value[i])
@@ -138,6 +147,19 @@ class _Flat:
         self.values = np.asarray(self.leaf_rows, dtype=np.float64).reshape(-1, width)
         children = self.left + self.right + self.roots
         self.index_t = _int_type(min(children), max(children + [0]))
+
+
+def leaf_scale(forest: Forest, flat: _Flat) -> int | None:
+    """The integer scale of a classifier's leaf rows (``meta["leaf_scale"]``, set by
+    :func:`~edgeprune.trees.prune_ensemble.quantize_leaves`), or None to store them as
+    fractions: also when a row is not whole 1/scale units that fit a byte (the meta
+    outlived its leaves), since the integer sums would then not be the model's."""
+    scale = forest.meta.get(LEAF_SCALE_KEY)
+    if forest.task != CLASSIFICATION or not isinstance(scale, int) or not 1 < scale <= 256:
+        return None
+    units = flat.values * scale
+    whole = np.array_equal(units, np.rint(units)) and (units.size == 0 or units.max() <= 255)
+    return scale if whole else None
 
 
 def quantization(forest: Forest, flat: _Flat | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -207,7 +229,10 @@ class _Context:
         self.n_classes = len(forest.classes) if self.classifier else 1
         self.single = forest.n_members == 1
         self.input_t = "float" if dtype == "float" else "int16_t"
-        if self.classifier and dtype == "int16":
+        self.scale = None if self.single else leaf_scale(forest, flat)
+        if self.scale:
+            self.score_t, self.acc_t = "uint8_t", "uint32_t"
+        elif self.classifier and dtype == "int16":
             self.score_t, self.acc_t = "uint16_t", "uint32_t"
         else:
             self.score_t = self.acc_t = "double" if leaf_dtype == "double" else "float"
@@ -234,7 +259,9 @@ def _header(c: _Context) -> str:
             f"int32_t {c.name}_predict(const {c.name}_input_t *features);",
         ]
         if not c.single:
-            what = "summed x 65535, not divided" if c.dtype == "int16" else "averaged"
+            what = "averaged"
+            if c.acc_t == "uint32_t":
+                what = f"summed x {c.scale or FRACTION_ONE}, not divided"
             lines += [
                 f"typedef {c.acc_t} {c.name}_score_t;",
                 f"/* out[{c.upper}_N_CLASSES]: the members' leaf fractions, {what} */",
@@ -279,6 +306,8 @@ def _leaf_items(c: _Context) -> tuple[str, list[str]]:
     values = c.flat.values
     if c.classifier and c.single:
         return _uint_type(c.n_classes), [str(int(np.argmax(row))) for row in values]
+    if c.scale:  # exact: every value is a whole number of 1/scale (leaf_scale)
+        return "uint8_t", [str(int(v)) for v in values.ravel() * c.scale]
     if c.classifier and c.dtype == "int16":
         return "uint16_t", [str(int(v)) for v in np.rint(values.ravel() * FRACTION_ONE)]
     fmt = c_double if c.score_t == "double" else c_float
@@ -359,7 +388,7 @@ def _predict(c: _Context) -> str:
     )
     add = f"for (int32_t c = 0; c < {k}; ++c) out[c] += {n}_leaf_value[leaf * {k} + c];"
     if c.flat.n_pure:  # a pure leaf adds exactly one to its class (see _Flat)
-        one = {"uint32_t": f"{FRACTION_ONE}u", "double": "1.0"}.get(c.acc_t, "1.0f")
+        one = {"uint32_t": f"{c.scale or FRACTION_ONE}u", "double": "1.0"}.get(c.acc_t, "1.0f")
         add = (
             f"if (leaf < {k}) {{\n            out[leaf] += {one};\n"
             f"            continue;\n        }}\n        leaf -= {k};\n        {add}"
@@ -412,39 +441,3 @@ def _source(c: _Context, layout: str) -> str:
             _quantizer(c),
         ]
     )
-
-
-def emlearn_anchor(estimator, name: str) -> dict[str, str]:
-    """emlearn's C export of a fitted scikit-learn ``estimator`` (the benchmark's anchor),
-    with a ``<name>_model.h`` of the same contract as :func:`generate`'s, so that
-    :func:`edgeprune.trees.compile.compiled_size` and the host runner take it as they are.
-
-    emlearn 0.23 (``method="inline"``, float features) majority-votes leaf classes and
-    compares ``x < t``, ``t`` printed to 6 decimals: not scikit-learn's soft vote and
-    thresholds, so its predictions can differ (the host runner counts them).
-
-    Raises:
-        CExportError: ``name`` not a C identifier, or emlearn refuses the estimator.
-    """
-    import emlearn
-
-    if not name.isidentifier() or not name.isascii():
-        raise CExportError(f"model name {name!r} is not a C identifier; use letters, digits, _")
-    try:
-        code = emlearn.convert(estimator, method="inline", dtype="float").save(name=f"{name}_eml")
-    except (ValueError, TypeError) as exc:
-        raise CExportError(f"emlearn cannot export {type(estimator).__name__}: {exc}") from None
-    out_t = "int32_t" if hasattr(estimator, "classes_") else "float"  # class index or value
-    n, up = name, name.upper()
-    header = (
-        f"/* {n}: emlearn's export, wrapped by edgeprune. */\n#ifndef {up}_MODEL_H\n"
-        f"#define {up}_MODEL_H\n#include <stdint.h>\n"
-        f"#define {up}_N_FEATURES {int(estimator.n_features_in_)}\n"
-        f"typedef float {n}_input_t;\n{out_t} {n}_predict(const {n}_input_t *features);\n#endif\n"
-    )
-    source = (
-        f'#include "{n}_model.h"\n{code}\n'
-        f"{out_t} {n}_predict(const {n}_input_t *features) {{\n"
-        f"    return {n}_eml_predict(features, {up}_N_FEATURES);\n}}\n"
-    )
-    return {f"{n}_model.h": header, f"{n}_model.c": source}

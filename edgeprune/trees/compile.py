@@ -204,7 +204,7 @@ def header_facts(files: dict[str, str], name: str) -> tuple[int, str]:
     if not (n and t):
         raise BadInputError(
             f"files lack {name}_model.h with {name.upper()}_N_FEATURES and {name}_input_t; "
-            "pass the files cexport.generate or cexport.emlearn_anchor returned"
+            "pass the files cexport.generate or emlearn_anchor.emlearn_anchor returned"
         )
     return int(n.group(1)), t.group(1)
 
@@ -281,7 +281,8 @@ def compiled_size(files: dict[str, str], entry: str, target, *, keep: Path | Non
 
     ``entry`` is ``<name>_predict``; ``files`` hold ``<name>_model.h`` (declaring
     ``<NAME>_N_FEATURES``, ``<name>_input_t`` and the entry) and its sources, as
-    :func:`edgeprune.trees.cexport.generate` and ``emlearn_anchor`` return them.
+    :func:`edgeprune.trees.cexport.generate` and
+    :func:`edgeprune.trees.emlearn_anchor.emlearn_anchor` return them.
     ``target`` is a :class:`~edgeprune.target.Target` or a core name. Builds in a
     temporary folder (``keep``: in that folder instead, left for inspection).
 

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 METHODS = ("none", "pre", "ccp", "reduced_error", "mdl")
 CCP_RULES = ("best", "1se")
 ENSEMBLES = ("none", "greedy", "ordered")
-LEAVES = ("fractions", "votes")
+LEAVES = ("fractions", "votes", "quantized")
 CHOOSE_ON = ("validation", "oob")
 REDUCED_ERROR_RULES = ("not_worse", "better")
 # Pre-pruning grid: each combination is refitted on the training split.
@@ -59,9 +59,11 @@ class PruneOptions:
     "none", "greedy" or "ordered"; ``members``: keep exactly this many members
     (needs an ensemble method); ``max_nodes``: the most accurate candidate with
     at most this many nodes in all; ``leaves``: "fractions" (each leaf keeps its
-    class fractions, scikit-learn's soft vote) or "votes" (after the other steps,
+    class fractions, scikit-learn's soft vote), "votes" (after the other steps,
     each classifier leaf votes for its majority class: see
-    :func:`prune_ensemble.vote_leaves`; a regressor is left as it is);
+    :func:`prune_ensemble.vote_leaves`) or "quantized" (the fractions in 256ths, a
+    byte per class in the C: :func:`prune_ensemble.quantize_leaves`); a regressor's
+    leaves are left as they are;
     ``choose_on``: "validation" or "oob" (reduced-error pruning and the member
     order and count judged on each member's out-of-bag rows pooled with
     validation, see :mod:`.oob`; validation alone where the model has no
@@ -431,11 +433,14 @@ def prune(
         )
         steps.append(_step("accuracy_guard", params, final, guarded, x_val, y_val))
         final = guarded
-    if options.leaves == "votes" and final.task == CLASSIFICATION:
-        voted = prune_ensemble.vote_leaves(final)
-        steps.append(_step("votes", {}, final, voted, x_val, y_val))
-        final = voted  # fewer bytes than the candidate ``fits`` passed: still fits
-    # the pruned model's members are no longer the record's: drop it
-    meta = {k: v for k, v in final.meta.items() if k != oob.BOOTSTRAP_KEY}
-    final = replace(final, meta={**meta, "pruning": [dict(s) for s in steps]})
+    # the pruned model's members are no longer the record's, nor are its leaves scaled
+    stale = (oob.BOOTSTRAP_KEY, prune_ensemble.LEAF_SCALE_KEY)
+    meta = {k: v for k, v in final.meta.items() if k not in stale}
+    final = replace(final, meta=meta)
+    if options.leaves != "fractions" and final.task == CLASSIFICATION:
+        how = {"votes": prune_ensemble.vote_leaves, "quantized": prune_ensemble.quantize_leaves}
+        done = how[options.leaves](final)
+        steps.append(_step(options.leaves, {}, final, done, x_val, y_val))
+        final = done  # fewer bytes than the candidate ``fits`` passed: still fits
+    final = replace(final, meta={**final.meta, "pruning": [dict(s) for s in steps]})
     return PruneOutcome(final, tuple(steps))

@@ -15,7 +15,8 @@ Two orderings, both computed on the validation split:
 A prefix of either order is a sub-forest; :func:`prefix_scores` gives the
 validation scores of each prefix size, from which the caller picks a size.
 :func:`vote_leaves` turns a classifier's leaves into majority votes, which the C
-export stores in no table (docs/tree-pruning.md, "Leaves as votes").
+export stores in no table; :func:`quantize_leaves` rounds them to 256ths, a byte
+per class (docs/tree-pruning.md, "Leaves").
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from edgeprune.errors import BadInputError
 from edgeprune.trees.model import CLASSIFICATION, LEAF, Forest
 
 MARGIN_REFERENCE = 0.075
+# leaves = "quantized": class fractions in 256ths (see quantize_leaves)
+LEAF_SCALE = 256
+LEAF_SCALE_KEY = "leaf_scale"  # in Forest.meta: the C export stores leaves as integers
 # With no member count or budget, ensemble pruning keeps at least this share of the
 # members (see default_size).
 ENSEMBLE_FLOOR = 0.3
@@ -151,17 +155,56 @@ def vote_leaves(forest: Forest) -> Forest:
     Raises:
         BadInputError: a regression forest (its leaves are values, not votes).
     """
+
+    def one_hot(rows):
+        out = np.zeros_like(rows)
+        out[np.arange(rows.shape[0]), np.argmax(rows, axis=1)] = 1.0
+        return out
+
+    return forest.with_trees(_map_leaves(forest, "votes", one_hot))
+
+
+def _map_leaves(forest: Forest, what: str, rows_to) -> list:
+    """``forest``'s members with the rows of their leaves replaced by ``rows_to(rows)``
+    (internal nodes keep their values); a regressor is refused."""
     if forest.task != CLASSIFICATION:
-        raise BadInputError("a regressor's leaves are values, not class votes; keep leaves")
+        raise BadInputError(f"a regressor's leaves are values, not class {what}; keep leaves")
     trees = []
     for tree in forest.trees:
         leaves = tree.left == LEAF
         value = tree.value.copy()
-        rows = np.zeros_like(value[leaves])
-        rows[np.arange(rows.shape[0]), np.argmax(value[leaves], axis=1)] = 1.0
-        value[leaves] = rows
+        value[leaves] = rows_to(value[leaves])
         trees.append(replace(tree, value=value))
-    return forest.with_trees(trees)
+    return trees
+
+
+def quantize_leaves(forest: Forest) -> Forest:
+    """``forest`` with every leaf's class fractions rounded to 256ths: ``q / 256`` with
+    integers ``q`` summing to 256 (largest remainders, first class on a tie), so every
+    leaf still weighs one vote. A pure leaf stays one-hot; an impure leaf's ``q`` are
+    at most 255, a byte each, which is how the C export stores them (``meta["leaf_scale"]``
+    tells it): its integer sums and :meth:`Forest.predict`'s float sums of these
+    dyadic values are the same numbers, so the host C equals the model on every input.
+
+    The forest keeps scikit-learn's soft vote, where :func:`vote_leaves` makes it a
+    hard one; a leaf row costs a byte per class instead of a float.
+
+    Raises:
+        BadInputError: a regression forest (its leaves are values, not fractions).
+    """
+
+    def in_256ths(rows):
+        total = rows.sum(axis=1, keepdims=True)
+        raw = rows / np.where(total > 0, total, 1.0) * LEAF_SCALE
+        q = np.floor(raw)
+        short = (LEAF_SCALE - q.sum(axis=1)).astype(np.int64)
+        # the largest remainders get the missing units (stable: the first class on a tie)
+        rank = np.argsort(-(raw - q), axis=1, kind="stable")
+        q[np.arange(len(q))[:, None], rank] += np.arange(q.shape[1])[None, :] < short[:, None]
+        return q / LEAF_SCALE
+
+    trees = _map_leaves(forest, "fractions", in_256ths)
+    return forest.with_trees(trees, **{LEAF_SCALE_KEY: LEAF_SCALE})
 
 
 def default_size(scores: list[float], n_members: int, share: float = ENSEMBLE_FLOOR) -> int:

@@ -57,7 +57,7 @@ PRUNE_DEFAULTS = {
     "choose_on": "oob",
     "ensemble": "greedy",
     "min_members_fraction": 0.25,
-    "leaves": "votes",
+    "leaves": "quantized",
 }
 GOALS = ("none", "fit")
 DTYPES = ("auto", "float", "int16")
