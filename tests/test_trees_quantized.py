@@ -151,6 +151,7 @@ def test_the_quantized_step_records_its_validation_cost_and_is_the_default():
     out = prune(forest, PruneOptions(method="reduced_error", leaves="quantized"), val_data=val)
     assert [s["name"] for s in out.steps] == ["reduced_error", "quantized"]
     step = out.steps[-1]
+    assert step["parameters"] == {"leaf_scale": LEAF_SCALE}
     assert step["validation_after"] == pytest.approx(np.mean(out.forest.predict(val[0]) == val[1]))
     assert out.forest.meta["leaf_scale"] == LEAF_SCALE
     assert PRUNE_DEFAULTS["leaves"] == "quantized"

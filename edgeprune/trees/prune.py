@@ -440,7 +440,8 @@ def prune(
     if options.leaves != "fractions" and final.task == CLASSIFICATION:
         how = {"votes": prune_ensemble.vote_leaves, "quantized": prune_ensemble.quantize_leaves}
         done = how[options.leaves](final)
-        steps.append(_step(options.leaves, {}, final, done, x_val, y_val))
+        scale = {k: v for k, v in done.meta.items() if k == prune_ensemble.LEAF_SCALE_KEY}
+        steps.append(_step(options.leaves, scale, final, done, x_val, y_val))
         final = done  # fewer bytes than the candidate ``fits`` passed: still fits
     final = replace(final, meta={**final.meta, "pruning": [dict(s) for s in steps]})
     return PruneOutcome(final, tuple(steps))
