@@ -14,8 +14,8 @@ later one stands down as PRUNED, see :func:`surplus`), so the study ends with
 exactly the count, and no trial is run twice.
 
 On the sweep folder's own storage, the folder lock proves no other worker is
-alive: a trial left RUNNING (the process was killed) or failed by Ctrl-C is
-failed and its parameters are enqueued again (``retry_of``), once.
+alive: a trial left RUNNING (the process was killed) or failed by Ctrl-C (inside
+its objective: :mod:`.interrupts`) is failed and enqueued again (``retry_of``), once.
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ import contextlib
 import functools
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 
 from edgeprune import progress
+from edgeprune.sweep import interrupts
 from edgeprune.sweep.results import sweep_document, write_results
 from edgeprune.sweep.space import COSTS, Space, suggest
 from edgeprune.sweep.storage import open_storage, reclaim_stale
@@ -231,8 +233,6 @@ def trial_folder(folder: str, number: int) -> str:
 
 
 def _remove_folder(folder: str, number: int) -> None:
-    import shutil
-
     shutil.rmtree(trial_folder(folder, number), ignore_errors=True)
 
 
@@ -251,9 +251,10 @@ def work(spec: SweepSpec, worker: int = 0) -> None:
     objective = functools.partial(_objective, spec)
     bar = progress.task("sweep trials", total=spec.trials, unit="trial", plain=False)
     # Each trial's TFLite Micro checks reuse one kept TFLite Micro worker process.
-    with quiet_pipeline(spec.log_level), bar as shown, kept_workers():
+    with quiet_pipeline(spec.log_level), bar as shown, kept_workers(), interrupts.deferred():
         done = functools.partial(_finished, spec, shown)
         while True:
+            interrupts.check()  # a Ctrl-C between trials (none of ours is RUNNING here)
             step = next_step(study, spec.trials)
             if step == "stop":
                 return
@@ -265,9 +266,8 @@ def work(spec: SweepSpec, worker: int = 0) -> None:
 
 
 def _import_the_pipeline() -> None:
-    """Import TensorFlow, tfmot and the converter once, as the worker starts (5 s
-    on the project's machine): otherwise the worker's first trial pays for it and
-    its time is not the trial's."""
+    """Import TensorFlow, tfmot and the converter as the worker starts (5 s here), not
+    in (and timed as part of) its first trial."""
     from edgeprune.adapters import converter, tfmot  # noqa: F401
 
 
@@ -292,7 +292,16 @@ def _objective(spec: SweepSpec, trial) -> list[float]:
 
         trial.set_user_attr("surplus", True)
         raise optuna.TrialPruned("the trials before this one complete the count")
-    params = suggest(trial, spec.space)
+    params = suggest(trial, spec.space)  # recorded first: an interrupted trial reruns them
+    try:
+        with interrupts.armed():  # also raises a Ctrl-C that came while optuna asked
+            return _measure(spec, trial, params, t0)
+    except (KeyboardInterrupt, Exception) as exc:  # a second Ctrl-C is only noted now
+        interrupts.mark_interrupted(trial, exc)  # raises KeyboardInterrupt if it was one
+        raise
+
+
+def _measure(spec: SweepSpec, trial, params: dict, t0: float) -> list[float]:
     same = _same_params(trial)
     if same is not None:  # TPE proposed a point already measured: its result, not a rerun
         for key, value in same.user_attrs.items():
@@ -312,10 +321,6 @@ def _objective(spec: SweepSpec, trial) -> list[float]:
     except TrialFailed as exc:
         trial.set_user_attr("error", str(exc))
         trial.set_user_attr("seconds", time.perf_counter() - t0)
-        raise
-    except KeyboardInterrupt:
-        trial.set_user_attr("interrupted", True)
-        trial.set_user_attr("error", "interrupted")
         raise
     budgets = {COSTS.get(k, k): v for k, v in out.budgets.items()}
     for name, value in zip(CONSTRAINT_RULES, out.constraints, strict=True):
