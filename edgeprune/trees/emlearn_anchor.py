@@ -8,8 +8,8 @@ from edgeprune.trees.cexport import CExportError
 
 def emlearn_anchor(estimator, name: str) -> dict[str, str]:
     """emlearn's C export of a fitted scikit-learn ``estimator`` (the benchmark's anchor),
-    with a ``<name>_model.h`` of the same contract as :func:`generate`'s, so that
-    :func:`edgeprune.trees.compile.compiled_size` and the host runner take it as they are.
+    with a ``<name>_model.h`` of :func:`~edgeprune.trees.cexport.generate`'s contract, so
+    that :func:`edgeprune.trees.compile.compiled_size` and the host runner take it as is.
 
     emlearn 0.23 (``method="inline"``, float features) majority-votes leaf classes and
     compares ``x < t``, ``t`` printed to 6 decimals: not scikit-learn's soft vote and
