@@ -271,12 +271,6 @@ def _need_validation(val_data, what: str) -> None:
         )
 
 
-def _truth(forest: Forest, y) -> np.ndarray:
-    if forest.task == CLASSIFICATION:
-        return prune_tree.class_index(y, forest.classes)
-    return np.asarray(y, dtype=np.float64)
-
-
 def _step(name, params, before: Forest, after: Forest, x_val, y_val) -> dict:
     step = {
         "name": name,
@@ -303,7 +297,7 @@ def _prefixes(cand: _Candidate, options, x_val, y_val, ev=None):
         return [(lambda f=forest: f, {}, (s, s), forest.n_nodes)]
     ev = ev or oob.validation_only(forest.n_members, (x_val, y_val))
     order, scores, second = prune_ensemble.order_members(
-        forest, ev.x, _truth(forest, ev.y), options.ensemble, ev.mask
+        forest, ev.x, prune_ensemble.truth(forest, ev.y), options.ensemble, ev.mask
     )
     nodes = np.cumsum([forest.trees[i].n_nodes for i in order])
     sizes = [options.members] if options.members else range(1, len(order) + 1)

@@ -27,6 +27,7 @@ import numpy as np
 
 from edgeprune.errors import BadInputError
 from edgeprune.trees.model import CLASSIFICATION, LEAF, Forest
+from edgeprune.trees.prune_tree import class_index
 
 MARGIN_REFERENCE = 0.075
 # leaves = "quantized": class fractions in 256ths (see quantize_leaves)
@@ -35,6 +36,14 @@ LEAF_SCALE_KEY = "leaf_scale"  # in Forest.meta: the C export stores leaves as i
 # With no member count or budget, ensemble pruning keeps at least this share of the
 # members (see default_size).
 ENSEMBLE_FLOOR = 0.3
+
+
+def truth(forest: Forest, y) -> np.ndarray:
+    """What the scores compare against: class indices (-1: a label the model never
+    saw) for a classifier, float targets for a regressor."""
+    if forest.task == CLASSIFICATION:
+        return class_index(y, forest.classes)
+    return np.asarray(y, dtype=np.float64)
 
 
 def member_outputs(forest: Forest, x) -> np.ndarray:
@@ -155,13 +164,14 @@ def vote_leaves(forest: Forest) -> Forest:
     Raises:
         BadInputError: a regression forest (its leaves are values, not votes).
     """
-
-    def one_hot(rows):
-        out = np.zeros_like(rows)
-        out[np.arange(rows.shape[0]), np.argmax(rows, axis=1)] = 1.0
-        return out
-
     return forest.with_trees(_map_leaves(forest, "votes", one_hot))
+
+
+def one_hot(outputs: np.ndarray) -> np.ndarray:
+    """Class scores (..., classes) as votes: 1 for each argmax (the first on a tie)."""
+    out = np.zeros_like(outputs)
+    np.put_along_axis(out, np.argmax(outputs, axis=-1)[..., None], 1.0, axis=-1)
+    return out
 
 
 def _map_leaves(forest: Forest, what: str, rows_to) -> list:

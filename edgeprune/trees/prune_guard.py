@@ -14,8 +14,9 @@ drop exceeds the limit, undoes pruning, cheapest first:
 It stops when the drop is within the limit or nothing is left to undo.
 Classification compares accuracy (a drop in accuracy, as a fraction);
 regression the relative rise of the mean squared error. With ``votes``, the
-pruned members vote with one-hot leaves (as :func:`prune_ensemble.vote_leaves`
-makes them), the unpruned forest with its class fractions, as it is deployed.
+pruned members vote with one-hot leaves (:func:`prune_ensemble.one_hot`, as
+:func:`prune_ensemble.vote_leaves` makes them), the unpruned forest with its
+class fractions, as it is deployed.
 
 The rows are those the choices were made on, so the guard's estimate is
 optimistic for the pruned forest (docs/tree-pruning.md, "The accuracy guard").
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeprune.trees.model import CLASSIFICATION
+from edgeprune.trees.prune_ensemble import member_outputs, one_hot, truth
 
 
 @dataclass(frozen=True)
@@ -51,13 +53,6 @@ class GuardResult:
             "members_restored": len(self.restored),
             "judged_on": judged_on,
         }
-
-
-def one_hot(outputs: np.ndarray) -> np.ndarray:
-    """Member outputs (members, rows, classes) as votes: 1 for each argmax (first on a tie)."""
-    out = np.zeros_like(outputs)
-    np.put_along_axis(out, np.argmax(outputs, axis=-1)[..., None], 1.0, axis=-1)
-    return out
 
 
 def _error(outputs, mask, keep, truth, task: str, rows) -> float:
@@ -130,16 +125,10 @@ def guard_forest(forest, pruned, final, order, limit: float, ev, votes: bool):
     ``order`` (indices into both) of ``pruned``, the tree-level pruned ``forest``;
     scored on the choice rows ``ev`` (an :class:`~.oob.EvaluationSet` of ``forest``).
     The forest returned is ``final`` itself when the guard undid nothing."""
-    from edgeprune.trees.prune_ensemble import member_outputs
-    from edgeprune.trees.prune_tree import class_index
-
-    if forest.task == CLASSIFICATION:
-        truth = class_index(ev.y, forest.classes)
-    else:
-        truth = np.asarray(ev.y, dtype=np.float64)
     full, cut = member_outputs(forest, ev.x), member_outputs(pruned, ev.x)
+    labels = truth(forest, ev.y)
     result = accuracy_guard(
-        full, cut, order, final.n_members, truth, forest.task, limit, ev.mask, votes
+        full, cut, order, final.n_members, labels, forest.task, limit, ev.mask, votes
     )
     params = result.parameters(final.n_members, limit, ev.source)
     if result.members == final.n_members and not result.restored:
