@@ -229,11 +229,12 @@ class _Context:
         self.n_classes = len(forest.classes) if self.classifier else 1
         self.single = forest.n_members == 1
         self.input_t = "float" if dtype == "float" else "int16_t"
-        self.scale = None if self.single else leaf_scale(forest, flat)
-        if self.scale:
+        # ``one``: a fraction of 1.0 as a whole number, where the sums are integers
+        self.one = None if self.single else leaf_scale(forest, flat)
+        if self.one:
             self.score_t, self.acc_t = "uint8_t", "uint32_t"
         elif self.classifier and dtype == "int16":
-            self.score_t, self.acc_t = "uint16_t", "uint32_t"
+            self.score_t, self.acc_t, self.one = "uint16_t", "uint32_t", FRACTION_ONE
         else:
             self.score_t = self.acc_t = "double" if leaf_dtype == "double" else "float"
         self.upper = name.upper()
@@ -259,9 +260,7 @@ def _header(c: _Context) -> str:
             f"int32_t {c.name}_predict(const {c.name}_input_t *features);",
         ]
         if not c.single:
-            what = "averaged"
-            if c.acc_t == "uint32_t":
-                what = f"summed x {c.scale or FRACTION_ONE}, not divided"
+            what = f"summed x {c.one}, not divided" if c.one else "averaged"
             lines += [
                 f"typedef {c.acc_t} {c.name}_score_t;",
                 f"/* out[{c.upper}_N_CLASSES]: the members' leaf fractions, {what} */",
@@ -306,10 +305,8 @@ def _leaf_items(c: _Context) -> tuple[str, list[str]]:
     values = c.flat.values
     if c.classifier and c.single:
         return _uint_type(c.n_classes), [str(int(np.argmax(row))) for row in values]
-    if c.scale:  # exact: every value is a whole number of 1/scale (leaf_scale)
-        return "uint8_t", [str(int(v)) for v in values.ravel() * c.scale]
-    if c.classifier and c.dtype == "int16":
-        return "uint16_t", [str(int(v)) for v in np.rint(values.ravel() * FRACTION_ONE)]
+    if c.one:  # quantized leaves are whole numbers of 1/one already (leaf_scale): exact
+        return c.score_t, [str(int(v)) for v in np.rint(values.ravel() * c.one)]
     fmt = c_double if c.score_t == "double" else c_float
     return c.score_t, [fmt(v) for v in values.ravel()]
 
@@ -381,14 +378,10 @@ def _predict(c: _Context) -> str:
             f"    return {n}_leaf_value[{n}_leaf(0, features)];\n}}\n"
         )
     k = c.n_classes
-    div = (
-        ""
-        if c.acc_t == "uint32_t"
-        else f"\n    for (int32_t c = 0; c < {k}; ++c) out[c] /= ({c.acc_t}){m};"
-    )
+    div = "" if c.one else f"\n    for (int32_t c = 0; c < {k}; ++c) out[c] /= ({c.acc_t}){m};"
     add = f"for (int32_t c = 0; c < {k}; ++c) out[c] += {n}_leaf_value[leaf * {k} + c];"
     if c.flat.n_pure:  # a pure leaf adds exactly one to its class (see _Flat)
-        one = {"uint32_t": f"{c.scale or FRACTION_ONE}u", "double": "1.0"}.get(c.acc_t, "1.0f")
+        one = f"{c.one}u" if c.one else {"double": "1.0"}.get(c.acc_t, "1.0f")
         add = (
             f"if (leaf < {k}) {{\n            out[leaf] += {one};\n"
             f"            continue;\n        }}\n        leaf -= {k};\n        {add}"
