@@ -235,6 +235,26 @@ def case(data: str, kind: str, quick: bool, seed: int = 0, prune=None) -> list[R
     return [replace(r, seed=seed) for r in out]
 
 
+def forest_pairs(rows: list[Row]) -> dict[str, list[tuple[int, Row, Row]]]:
+    """Per data set, the (seed, unpruned, edgeprune) rows of its random forest, for
+    every seed that has both."""
+    by = {(r.seed, r.data, r.kind, r.model): r for r in rows}
+    out = {}
+    for data in sorted({r.data for r in rows}):
+        pairs = [
+            (
+                s,
+                by.get((s, data, "random_forest", "unpruned")),
+                by.get((s, data, "random_forest", "edgeprune")),
+            )
+            for s in sorted({r.seed for r in rows})
+        ]
+        pairs = [(s, b, p) for s, b, p in pairs if b is not None and p is not None]
+        if pairs:
+            out[data] = pairs
+    return out
+
+
 def worst_seed(rows: list[Row]) -> list[tuple[str, bool]]:
     """(what, met) per target over every seed of ``rows``: each seed's checks
     (prefixed "seed N:" when there are several) and, with several seeds, each
@@ -246,19 +266,7 @@ def worst_seed(rows: list[Row]) -> list[tuple[str, bool]]:
     out = []
     for s in seeds:
         out += [(f"seed {s}: {what}", ok) for what, ok in targets([r for r in rows if r.seed == s])]
-    by = {(r.seed, r.data, r.kind, r.model): r for r in rows}
-    for data in sorted({r.data for r in rows}):
-        pairs = [
-            (
-                s,
-                by.get((s, data, "random_forest", "unpruned")),
-                by.get((s, data, "random_forest", "edgeprune")),
-            )
-            for s in seeds
-        ]
-        pairs = [(s, b, p) for s, b, p in pairs if b is not None and p is not None]
-        if not pairs:
-            continue
+    for data, pairs in forest_pairs(rows).items():
         nodes = min((b.nodes / p.nodes, s) for s, b, p in pairs)
         flash = min((b.flash_bytes / p.flash_bytes, s) for s, b, p in pairs)
         change = min(((p.accuracy - b.accuracy) * 100, s) for s, b, p in pairs)
@@ -291,25 +299,16 @@ def spread(rows: list[Row]) -> list[str]:
     edgeprune against unpruned, mean and worst over the seeds, and how many seeds stay
     within the target (information, not a target: one test sample is 0.28 points of
     digits, 0.88 of breast_cancer, 2.8 of wine)."""
-    seeds = sorted({r.seed for r in rows})
-    by = {(r.seed, r.data, r.kind, r.model): r for r in rows}
     out = []
-    for data in sorted({r.data for r in rows}) if len(seeds) > 1 else ():
-        pairs = [
-            (
-                by.get((s, data, "random_forest", "unpruned")),
-                by.get((s, data, "random_forest", "edgeprune")),
-            )
-            for s in seeds
-        ]
-        change = [(p.accuracy - b.accuracy) * 100 for b, p in pairs if b and p]
-        if change:
-            within = sum(-c <= MAX_ACCURACY_LOSS * 100 + 1e-9 for c in change)
-            out.append(
-                f"{data} forest over {len(change)} seeds: test accuracy change mean "
-                f"{np.mean(change):+.2f} points, worst {min(change):+.2f}; within "
-                f"{MAX_ACCURACY_LOSS * 100:g} point on {within} of {len(change)}"
-            )
+    several = len({r.seed for r in rows}) > 1
+    for data, pairs in forest_pairs(rows).items() if several else ():
+        change = [(p.accuracy - b.accuracy) * 100 for _, b, p in pairs]
+        within = sum(-c <= MAX_ACCURACY_LOSS * 100 + 1e-9 for c in change)
+        out.append(
+            f"{data} forest over {len(change)} seeds: test accuracy change mean "
+            f"{np.mean(change):+.2f} points, worst {min(change):+.2f}; within "
+            f"{MAX_ACCURACY_LOSS * 100:g} point on {within} of {len(change)}"
+        )
     return out
 
 
