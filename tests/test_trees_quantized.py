@@ -11,36 +11,17 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_wine
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from test_trees_votes import _forest, _stump  # tests/ is on sys.path
 
 from edgeprune.errors import BadInputError
 from edgeprune.trees import cexport
-from edgeprune.trees.model import CLASSIFICATION, Forest, Tree, from_sklearn
+from edgeprune.trees.model import Tree, from_sklearn
 from edgeprune.trees.prune import PruneOptions, prune
 from edgeprune.trees.prune_ensemble import LEAF_SCALE, quantize_leaves, vote_leaves
 from edgeprune.trees.recipe import PRUNE_DEFAULTS, parse_section
 
 GCC = shutil.which("gcc") is not None
 ARM_GCC = shutil.which("arm-none-eabi-gcc") is not None
-
-
-def _stump(left_value, right_value) -> Tree:
-    """x[0] <= 0.5 goes left; two leaves with the given class fractions."""
-    k = len(left_value)
-    return Tree(
-        left=np.array([1, -1, -1], dtype=np.int32),
-        right=np.array([2, -1, -1], dtype=np.int32),
-        feature=np.array([0, -2, -2], dtype=np.int32),
-        threshold=np.array([0.5, -2.0, -2.0]),
-        value=np.array([[1 / k] * k, left_value, right_value], dtype=np.float64),
-        n_samples=np.array([10, 5, 5]),
-        impurity=np.array([0.5, 0.3, 0.3]),
-        weight=np.array([10.0, 5.0, 5.0]),
-    )
-
-
-def _forest(*trees) -> Forest:
-    k = trees[0].value.shape[1]
-    return Forest(CLASSIFICATION, tuple(trees), 1, tuple(range(k)), "random_forest")
 
 
 def _units(tree: Tree, node: int) -> list[int]:

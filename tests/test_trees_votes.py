@@ -23,13 +23,15 @@ GCC = shutil.which("gcc") is not None
 
 
 def _stump(left_value, right_value) -> Tree:
-    """x[0] <= 0.5 goes left; two leaves with the given class fractions."""
+    """x[0] <= 0.5 goes left; two leaves with the given class fractions (the root's
+    are even over the classes)."""
+    k = len(left_value)
     return Tree(
         left=np.array([1, -1, -1], dtype=np.int32),
         right=np.array([2, -1, -1], dtype=np.int32),
         feature=np.array([0, -2, -2], dtype=np.int32),
         threshold=np.array([0.5, -2.0, -2.0]),
-        value=np.array([[0.5, 0.5], left_value, right_value], dtype=np.float64),
+        value=np.array([[1 / k] * k, left_value, right_value], dtype=np.float64),
         n_samples=np.array([10, 5, 5]),
         impurity=np.array([0.5, 0.3, 0.3]),
         weight=np.array([10.0, 5.0, 5.0]),
@@ -37,7 +39,9 @@ def _stump(left_value, right_value) -> Tree:
 
 
 def _forest(*trees) -> Forest:
-    return Forest(CLASSIFICATION, tuple(trees), 1, (0, 1), "random_forest")
+    """A classifier of ``trees``, classes 0 .. k-1."""
+    k = trees[0].value.shape[1]
+    return Forest(CLASSIFICATION, tuple(trees), 1, tuple(range(k)), "random_forest")
 
 
 def test_vote_leaves_turn_fractions_into_the_majority_class_first_on_ties():
